@@ -1,0 +1,160 @@
+// The engine: policy snapshot + storage plugin + warm-up + leases + statistics.
+// Engine::decide is the one decision path used by the server, the benchmarks and the tests.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sluice/clock.h"
+#include "sluice/export.h"
+#include "sluice/policy.h"
+#include "sluice/status.h"
+#include "sluice/storage.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice {
+
+class Stats;
+
+enum class DecisionKind {
+  kCheck,    // consume if allowed (concurrency limits are only looked at)
+  kPeek,     // what kCheck would answer; nothing changes
+  kAcquire,  // consume and hold a lease (concurrency slots, estimated cost)
+  kInspect,  // like kPeek, and every limit's result is kept in the call
+  kReset,    // forget the subject's state for every limit of the resource
+};
+
+struct DecisionRequest {
+  std::string_view resource;
+  std::string_view subject;
+  std::string_view tier;       // explicit tier; empty = resolve from api_key, subject, default
+  std::string_view api_key;    // looked up in the policy's api_keys when tier is empty
+  int64_t cost = 1;            // >= 1 (estimated cost for kAcquire)
+  int64_t lease_ttl_ms = 0;    // kAcquire: 0 = the policy's lease_ttl
+};
+
+// Why a decision came out the way it did.
+enum class DecisionSource {
+  kLimits,           // the resource's limits decided
+  kUnlimited,        // the tier is unlimited
+  kUnknownResource,  // the policy's unknown_resource mode decided (allow or deny)
+  kStorageFailure,   // storage failed; the policy's on_storage_failure decided
+  kError,            // the request was invalid; see Decision::error
+};
+
+struct Decision {
+  bool allowed = false;
+  int64_t limit = 0;
+  int64_t remaining = 0;
+  int64_t reset_after_ms = 0;
+  int64_t retry_after_ms = 0;
+  DecisionSource source = DecisionSource::kLimits;
+  bool shadow_denied = false;  // a shadow limit would have denied
+  uint64_t lease_id = 0;       // kAcquire, when allowed
+  int64_t lease_ttl_ms = 0;
+  std::string_view rule() const { return {rule_.data(), rule_len_}; }
+  void set_rule(std::string_view r);
+  // Set when source == kError (and for kStorageFailure: the plugin's sentence).
+  StatusCode error = StatusCode::kOk;
+  std::string error_message;
+
+ private:
+  std::array<char, kMaxNameLength + 1> rule_{};
+  size_t rule_len_ = 0;
+};
+
+// One limit's answer inside a decision (kInspect keeps them all).
+struct LimitResult {
+  std::string_view rule;
+  bool shadow;
+  sluice_item_result result;
+};
+
+// The caller-owned context of one decision in flight. Reused across decisions, so the hot
+// path allocates nothing once the buffers have grown. Must stay alive until `done` has run.
+class SLUICE_API DecisionCall {
+ public:
+  DecisionCall();
+  ~DecisionCall();
+  DecisionCall(const DecisionCall&) = delete;
+  DecisionCall& operator=(const DecisionCall&) = delete;
+
+  const Decision& decision() const { return decision_; }
+  // Every limit's answer of the last decision (filled for all kinds).
+  size_t limit_count() const { return count_; }
+  LimitResult limit_result(size_t i) const;
+
+ private:
+  friend class Engine;
+  struct Internal;
+  Decision decision_;
+  size_t count_ = 0;
+  std::unique_ptr<Internal> in_;
+};
+
+using DecisionDone = void (*)(void* user, DecisionCall& call);
+
+struct WarmupStatus {
+  bool enabled = false;     // the resource has warm-up settings
+  bool warming = false;
+  double factor = 1.0;      // current factor applied to limits
+  int64_t elapsed_ms = 0;   // since warm-up started (when warming)
+  int64_t remaining_ms = 0; // until it ends by itself (0 = until READY)
+};
+
+struct EngineOptions {
+  const Clock* clock = &SystemClock::instance();
+};
+
+class SLUICE_API Engine {
+ public:
+  Engine(std::unique_ptr<Storage> storage, std::shared_ptr<const CompiledPolicy> policy,
+         EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Decide asynchronously. `done` runs exactly once, inline (memory plugin) or on the
+  // plugin's thread. Invalid requests complete inline with source kError.
+  void decide(DecisionKind kind, const DecisionRequest& request, DecisionCall& call,
+              DecisionDone done, void* user);
+
+  // Release a lease from kAcquire; `actual` settles the real cost (refund or extra charge).
+  // Completes with decision().allowed = true when the lease existed, false when unknown or
+  // expired (error kNotFound).
+  void release(uint64_t lease_id, std::optional<int64_t> actual, DecisionCall& call,
+               DecisionDone done, void* user);
+
+  // Blocking conveniences for tests, tools and benchmarks.
+  Decision decide_sync(DecisionKind kind, const DecisionRequest& request);
+  Decision release_sync(uint64_t lease_id, std::optional<int64_t> actual);
+
+  // Swap in a new policy atomically. Counters of limits whose name and algorithm are
+  // unchanged carry over (they live in storage under the same keys). Warm-up state carries
+  // over by resource name.
+  void set_policy(std::shared_ptr<const CompiledPolicy> policy);
+  std::shared_ptr<const CompiledPolicy> policy() const;
+
+  // Warm-up control of one resource; kNotFound for an unknown resource, kInvalid when it
+  // has no warm-up settings.
+  Status warmup_start(std::string_view resource);
+  Status warmup_ready(std::string_view resource);
+  Result<WarmupStatus> warmup_status(std::string_view resource) const;
+
+  size_t active_leases() const;
+  Stats& stats();
+  Storage& storage();
+  const Clock& clock() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,176 @@
+// The policy: what sluice enforces. Parsed from YAML (docs/policy.md is the reference),
+// validated with file:line:column messages, serialised back to YAML (the admin GUI edits a
+// PolicySpec and sends its YAML), and compiled into an immutable CompiledPolicy that the
+// decision hot path reads.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sluice/export.h"
+#include "sluice/status.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice {
+
+inline constexpr size_t kMaxLimitsPerResource = 16;
+inline constexpr size_t kMaxNameLength = 64;      // tier, resource and limit names
+inline constexpr size_t kMaxSubjectLength = 512;  // bytes of a subject or API key
+
+enum class CostUnit { kRequests, kTokens, kItems };
+enum class UnknownResourceMode { kDeny, kAllow, kDefaultLimits };
+enum class StorageFailureMode { kFailOpen, kFailClosed };
+
+struct LimitSpec {
+  std::string name;  // unique within its resource; reported as the deciding rule
+  sluice_algorithm algorithm = SLUICE_ALG_FIXED_WINDOW;
+  int64_t limit = 0;      // > 0
+  int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL)
+  int64_t burst = 0;      // token_bucket/gcra only; 0 = same as limit
+  CostUnit unit = CostUnit::kRequests;
+  bool shadow = false;    // count and report, never deny
+};
+
+struct WarmupSpec {
+  bool enabled = false;
+  double factor = 1.0;       // 0 < factor <= 1: share of each limit while warming up
+  int64_t duration_ms = 0;   // 0 = until READY; else warm-up ends by itself after this long
+  bool ramp = false;         // limits grow linearly from factor to 1 over duration_ms
+  bool start_cold = false;   // true: warming up from engine start (and after policy load)
+};
+
+struct ResourceSpec {
+  std::string name;
+  std::string description;
+  std::vector<LimitSpec> limits;
+  WarmupSpec warmup;
+};
+
+// A tier's change for one resource: a multiplier of its own and/or absolute limits by name.
+struct TierOverride {
+  std::optional<double> multiplier;
+  std::map<std::string, int64_t> limits;  // limit name -> absolute limit
+  bool unlimited = false;
+};
+
+struct TierSpec {
+  std::string name;
+  std::string description;
+  double multiplier = 1.0;  // > 0
+  bool unlimited = false;
+  std::map<std::string, TierOverride> overrides;  // resource name -> override
+};
+
+struct PolicySpec {
+  std::string default_tier;                       // must name a tier
+  std::vector<TierSpec> tiers;                    // at least one
+  std::map<std::string, std::string> api_keys;    // key -> tier name
+  std::vector<ResourceSpec> resources;
+  UnknownResourceMode unknown_resource = UnknownResourceMode::kDeny;
+  std::vector<LimitSpec> default_limits;          // used when unknown_resource = kDefaultLimits
+  StorageFailureMode on_storage_failure = StorageFailureMode::kFailClosed;
+  int64_t lease_ttl_ms = 60'000;                  // default lease TTL for SL.ACQUIRE
+};
+
+// One validation problem. line/column are 1-based; 0 when not tied to a place.
+struct PolicyError {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string message;
+  std::string path;  // where in the document, e.g. "resources[2].limits[0].limit"
+  std::string to_string() const;  // "file:line:column: message"
+};
+
+struct PolicyParseResult {
+  std::optional<PolicySpec> policy;  // set only when errors is empty
+  std::vector<PolicyError> errors;   // every problem found, in document order
+  bool ok() const { return errors.empty(); }
+  std::string error_text() const;    // one error per line
+};
+
+// Parse and validate YAML text. `file` names the source in messages ("<admin>" for text
+// received over the socket). Never throws.
+SLUICE_API PolicyParseResult parse_policy(std::string_view yaml_text, std::string_view file);
+SLUICE_API PolicyParseResult parse_policy_file(const std::string& path);
+
+// Semantic validation of a spec built in code (the GUI's draft); same checks as parsing.
+SLUICE_API std::vector<PolicyError> validate_policy(const PolicySpec& spec);
+
+// YAML text that parse_policy reads back to an equal spec.
+SLUICE_API std::string policy_to_yaml(const PolicySpec& spec);
+
+// Readable changes from `before` to `after`, one line each ("tier premium: multiplier 5 -> 6").
+SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpec& after);
+
+// Window text: "500ms", "1s", "1m", "1h", "1d", also "90s" and "1m30s"; nullopt when invalid.
+SLUICE_API std::optional<int64_t> parse_duration_ms(std::string_view text);
+SLUICE_API std::string format_duration_ms(int64_t ms);
+
+// ---- compiled form -------------------------------------------------------------------
+
+struct CompiledLimit {
+  std::string name;
+  sluice_limit_params params;  // base parameters (default tier, warm)
+  CostUnit unit;
+  bool shadow;
+};
+
+struct CompiledTier {
+  std::string name;
+  uint32_t index;
+  bool unlimited;
+  double multiplier;
+};
+
+struct CompiledResource {
+  std::string name;
+  uint32_t index;
+  std::vector<CompiledLimit> limits;
+  WarmupSpec warmup;
+  // effective[tier_index][limit_index]: parameters after tier multiplier/overrides,
+  // before warm-up. `unlimited_for_tier[tier_index]` skips all limits.
+  std::vector<std::vector<sluice_limit_params>> effective;
+  std::vector<bool> unlimited_for_tier;
+};
+
+// Immutable after compile; shared by every thread through std::shared_ptr<const ...>.
+class SLUICE_API CompiledPolicy {
+ public:
+  // spec must be valid (validate_policy empty); returns Invalid otherwise.
+  static Result<std::shared_ptr<const CompiledPolicy>> compile(PolicySpec spec, uint64_t version);
+
+  uint64_t version() const { return version_; }
+  const PolicySpec& spec() const { return spec_; }
+
+  const CompiledResource* find_resource(std::string_view name) const;
+  const CompiledTier* find_tier(std::string_view name) const;
+  const CompiledTier* tier_for_api_key(std::string_view key) const;  // nullptr when unmapped
+  const CompiledTier& default_tier() const { return tiers_[default_tier_]; }
+  const std::vector<CompiledTier>& tiers() const { return tiers_; }
+  const std::vector<CompiledResource>& resources() const { return resources_; }
+  // Present when unknown_resource = kDefaultLimits: the resource used for unknown names.
+  const CompiledResource* default_resource() const { return default_resource_.get(); }
+
+  ~CompiledPolicy();
+  CompiledPolicy(const CompiledPolicy&) = delete;
+  CompiledPolicy& operator=(const CompiledPolicy&) = delete;
+
+ private:
+  CompiledPolicy() = default;
+  struct Index;  // hash maps, kept out of this header
+  uint64_t version_ = 0;
+  PolicySpec spec_;
+  std::vector<CompiledTier> tiers_;
+  std::vector<CompiledResource> resources_;
+  std::unique_ptr<CompiledResource> default_resource_;
+  uint32_t default_tier_ = 0;
+  std::unique_ptr<Index> index_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,60 @@
+// A storage plugin, loaded and opened: the C++ face of the C ABI in storage_plugin.h.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "sluice/export.h"
+#include "sluice/status.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice {
+
+using StorageConfig = std::vector<std::pair<std::string, std::string>>;  // KEY=VALUE pairs
+
+class SLUICE_API Storage {
+ public:
+  // Load `name_or_path` and open it with `config`.
+  //  - a path (contains '/') is loaded as is;
+  //  - a name ("memory") is looked up in each of `plugin_dirs` as NAME.so, then
+  //    libsluice_NAME.so.
+  // dlopen(RTLD_NOW | RTLD_LOCAL); refuses a missing file, a missing entry symbol, an ABI
+  // major version mismatch, a too-small table or a failing open with one clear sentence.
+  static Result<std::unique_ptr<Storage>> load(std::string_view name_or_path,
+                                               const std::vector<std::string>& plugin_dirs,
+                                               const StorageConfig& config);
+
+  // Open a plugin table that is already in the process (tests, wrappers).
+  static Result<std::unique_ptr<Storage>> open_table(const sluice_storage_plugin* table,
+                                                     const StorageConfig& config);
+
+  // Directories searched by default: $SLUICE_PLUGIN_DIR, the build tree's plugin folder,
+  // and <prefix>/lib/sluice/plugins relative to the running executable.
+  static std::vector<std::string> default_plugin_dirs();
+
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // Thread-safe. `done` runs exactly once, inline or on the plugin's thread.
+  void submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data) {
+    table_->submit(handle_, &batch, done, user_data);
+  }
+  Status flush(int64_t timeout_ms);
+  std::string stats_json() const;
+  std::string_view name() const { return name_; }
+  std::string_view version() const { return version_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  Storage() = default;
+  void* dl_ = nullptr;  // dlopen handle; null for open_table
+  const sluice_storage_plugin* table_ = nullptr;
+  sluice_plugin_handle* handle_ = nullptr;
+  std::string name_, version_, path_;
+};
+
+}  // namespace sluice
