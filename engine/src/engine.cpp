@@ -1,1 +1,677 @@
-// placeholder: implemented in its own commit
+#include "sluice/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "sluice/algorithms.h"
+#include "sluice/stats.h"
+
+namespace sluice {
+
+namespace {
+
+constexpr std::string_view kRuleUnlimited = "unlimited";
+constexpr std::string_view kRuleUnknown = "(unknown-resource)";
+constexpr std::string_view kRuleStorage = "(storage)";
+constexpr std::string_view kRuleError = "(error)";
+// How long a fail-closed denial asks the caller to wait before trying again.
+constexpr int64_t kStorageRetryMs = 1000;
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Storage key of one limit for one subject. The braces are a Redis Cluster hash tag, so all
+// limits of one request land in one slot. Names cannot contain ':' '{' '}' (policy validation),
+// which keeps the encoding unambiguous whatever bytes the subject holds.
+void append_key(std::string& out, std::string_view resource, std::string_view subject,
+                std::string_view rule) {
+  out += '{';
+  out += resource;
+  out += ':';
+  out += subject;
+  out += '}';
+  out += rule;
+}
+
+int64_t scale(int64_t v, double f) {
+  if (v <= 0 || f >= 1.0) return v;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(v) * f)));
+}
+
+}  // namespace
+
+void Decision::set_rule(std::string_view r) {
+  rule_len_ = std::min(r.size(), rule_.size() - 1);
+  std::copy_n(r.data(), rule_len_, rule_.data());
+}
+
+// ---- snapshot: a compiled policy plus the engine's per-policy bindings -------------------
+
+struct Snapshot {
+  std::shared_ptr<const CompiledPolicy> policy;
+  // series[(resource * tiers + tier)][limit], plus one for the tier's unlimited decisions and
+  // one for storage errors at [limits] and [limits + 1]. The default resource (unknown names
+  // with default_limits) uses resource index == resources().size().
+  std::vector<std::vector<Stats::Series*>> series;
+  Stats::Series* unknown_denied = nullptr;
+  Stats::Series* unknown_allowed = nullptr;
+  // Warm-up start time per resource (ms), or -1 when not warming. Shared with the engine's
+  // name-keyed record so that warm-up state survives policy swaps.
+  std::unique_ptr<std::atomic<int64_t>[]> warm_started;
+
+  size_t resource_index(const CompiledResource* r) const {
+    return r == policy->default_resource() ? policy->resources().size() : r->index;
+  }
+  Stats::Series* at(const CompiledResource* r, uint32_t tier, size_t slot) const {
+    return series[resource_index(r) * policy->tiers().size() + tier][slot];
+  }
+};
+
+// ---- the per-call context ---------------------------------------------------------------
+
+struct DecisionCall::Internal {
+  std::array<sluice_item, kMaxLimitsPerResource> items{};
+  std::array<sluice_item_result, kMaxLimitsPerResource> results{};
+  std::array<uint8_t, kMaxLimitsPerResource> limit_index{};
+  std::string keys;  // all items' keys back to back; capacity reused across calls
+  std::string subject;
+  sluice_batch batch{};
+
+  std::shared_ptr<const Snapshot> snap;
+  const CompiledResource* resource = nullptr;
+  uint32_t tier = 0;
+  DecisionKind kind = DecisionKind::kCheck;
+  bool releasing = false;
+  int64_t cost = 1;
+  int64_t now_ms = 0;
+  int64_t start_ns = 0;
+  int64_t lease_ttl_ms = 0;
+  DecisionDone done = nullptr;
+  void* user = nullptr;
+  Engine::Impl* engine = nullptr;
+  DecisionCall* call = nullptr;
+};
+
+DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {
+  in_->keys.reserve(kMaxLimitsPerResource * (2 * kMaxNameLength + kMaxSubjectLength + 4));
+  in_->subject.reserve(kMaxSubjectLength);
+  in_->call = this;
+}
+DecisionCall::~DecisionCall() = default;
+
+LimitResult DecisionCall::limit_result(size_t i) const {
+  const auto& lim = in_->resource->limits[in_->limit_index[i]];
+  return {lim.name, lim.shadow, in_->results[i]};
+}
+
+// ---- engine -----------------------------------------------------------------------------
+
+struct Lease {
+  std::string resource, subject, tier;
+  int64_t cost = 0;
+  int64_t expires_ms = 0;
+};
+
+struct Engine::Impl {
+  std::unique_ptr<Storage> storage;
+  const Clock* clock;
+  Stats stats;
+
+  std::atomic<std::shared_ptr<const Snapshot>> snapshot;
+
+  std::mutex warm_mu;  // guards warm_by_name and writes to the snapshot's warm_started
+  std::unordered_map<std::string, int64_t> warm_by_name;
+
+  mutable std::mutex lease_mu;  // guards leases, next_sweep_ms
+  std::unordered_map<uint64_t, Lease> leases;
+  int64_t next_sweep_ms = 0;
+  std::atomic<uint64_t> lease_counter{0};
+  uint64_t lease_seed;
+
+  Impl(std::unique_ptr<Storage> s, const Clock* c) : storage(std::move(s)), clock(c) {
+    std::random_device rd;
+    lease_seed = (uint64_t{rd()} << 32) ^ rd();
+  }
+
+  std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const CompiledPolicy> policy);
+  double warm_factor(const Snapshot& snap, const CompiledResource& r, int64_t now) const;
+  uint64_t new_lease_id();
+  void sweep_leases(int64_t now);
+
+  void finish_inline(DecisionCall& call);
+  static void on_storage_done(void* user, sluice_status status, const char* message);
+  void complete(DecisionCall& call, sluice_status status, const char* message);
+};
+
+std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
+    std::shared_ptr<const CompiledPolicy> policy) {
+  auto snap = std::make_shared<Snapshot>();
+  const auto& tiers = policy->tiers();
+  const auto& resources = policy->resources();
+  const size_t rcount = resources.size() + 1;
+  snap->series.resize(rcount * tiers.size());
+  auto bind = [&](const CompiledResource& r, size_t ri) {
+    for (const auto& t : tiers) {
+      auto& v = snap->series[ri * tiers.size() + t.index];
+      for (const auto& l : r.limits) v.push_back(stats.series(r.name, t.name, l.name));
+      v.push_back(stats.series(r.name, t.name, kRuleUnlimited));
+      v.push_back(stats.series(r.name, t.name, kRuleStorage));
+    }
+  };
+  for (const auto& r : resources) bind(r, r.index);
+  if (policy->default_resource()) bind(*policy->default_resource(), resources.size());
+  snap->unknown_denied = stats.series("(unknown)", "", "(unknown-resource)");
+  snap->unknown_allowed = snap->unknown_denied;
+
+  snap->warm_started = std::make_unique<std::atomic<int64_t>[]>(resources.size());
+  const int64_t now = clock->now_ms();
+  std::lock_guard lock(warm_mu);
+  for (const auto& r : resources) {
+    int64_t started = -1;
+    if (r.warmup.enabled) {
+      auto it = warm_by_name.find(r.name);
+      if (it != warm_by_name.end()) {
+        started = it->second;
+      } else if (r.warmup.start_cold) {
+        started = now;
+        warm_by_name.emplace(r.name, now);
+      }
+    }
+    snap->warm_started[r.index].store(started);
+  }
+  snap->policy = std::move(policy);
+  return snap;
+}
+
+double Engine::Impl::warm_factor(const Snapshot& snap, const CompiledResource& r,
+                                 int64_t now) const {
+  if (!r.warmup.enabled || &r == snap.policy->default_resource()) return 1.0;
+  const int64_t started = snap.warm_started[r.index].load(std::memory_order_relaxed);
+  if (started < 0) return 1.0;
+  const int64_t elapsed = std::max<int64_t>(0, now - started);
+  const auto& w = r.warmup;
+  if (w.duration_ms > 0 && elapsed >= w.duration_ms) return 1.0;
+  if (w.ramp && w.duration_ms > 0)
+    return w.factor + (1.0 - w.factor) * static_cast<double>(elapsed) /
+                          static_cast<double>(w.duration_ms);
+  return w.factor;
+}
+
+uint64_t Engine::Impl::new_lease_id() {
+  // splitmix64 over a random seed: unique per engine, not guessable by another client.
+  uint64_t z = lease_seed + 0x9e3779b97f4a7c15ULL * (lease_counter.fetch_add(1) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return z ? z : 1;
+}
+
+void Engine::Impl::sweep_leases(int64_t now) {
+  if (now < next_sweep_ms) return;
+  next_sweep_ms = now + 1000;
+  std::erase_if(leases, [now](const auto& kv) { return kv.second.expires_ms <= now; });
+}
+
+Engine::Engine(std::unique_ptr<Storage> storage, std::shared_ptr<const CompiledPolicy> policy,
+               EngineOptions options)
+    : impl_(std::make_unique<Impl>(std::move(storage), options.clock)) {
+  impl_->snapshot.store(impl_->build_snapshot(std::move(policy)));
+}
+
+Engine::~Engine() = default;
+
+void Engine::set_policy(std::shared_ptr<const CompiledPolicy> policy) {
+  impl_->snapshot.store(impl_->build_snapshot(std::move(policy)));
+}
+
+std::shared_ptr<const CompiledPolicy> Engine::policy() const {
+  return impl_->snapshot.load()->policy;
+}
+
+Stats& Engine::stats() { return impl_->stats; }
+Storage& Engine::storage() { return *impl_->storage; }
+const Clock& Engine::clock() const { return *impl_->clock; }
+
+size_t Engine::active_leases() const {
+  std::lock_guard lock(impl_->lease_mu);
+  const int64_t now = impl_->clock->now_ms();
+  return static_cast<size_t>(std::count_if(impl_->leases.begin(), impl_->leases.end(),
+                                           [now](const auto& kv) { return kv.second.expires_ms > now; }));
+}
+
+// ---- warm-up ------------------------------------------------------------------------------
+
+namespace {
+Result<const CompiledResource*> warm_resource(const Snapshot& snap, std::string_view name) {
+  const CompiledResource* r = snap.policy->find_resource(name);
+  if (!r) return Status::NotFound(fmt::format("unknown resource '{}'", name));
+  if (!r->warmup.enabled)
+    return Status::Invalid(fmt::format("resource '{}' has no warm-up settings", name));
+  return r;
+}
+}  // namespace
+
+Status Engine::warmup_start(std::string_view resource) {
+  auto snap = impl_->snapshot.load();
+  auto r = warm_resource(*snap, resource);
+  if (!r.ok()) return r.status();
+  const int64_t now = impl_->clock->now_ms();
+  std::lock_guard lock(impl_->warm_mu);
+  impl_->warm_by_name[std::string(resource)] = now;
+  snap->warm_started[r.value()->index].store(now);
+  return Status::Ok();
+}
+
+Status Engine::warmup_ready(std::string_view resource) {
+  auto snap = impl_->snapshot.load();
+  auto r = warm_resource(*snap, resource);
+  if (!r.ok()) return r.status();
+  std::lock_guard lock(impl_->warm_mu);
+  impl_->warm_by_name[std::string(resource)] = -1;
+  snap->warm_started[r.value()->index].store(-1);
+  return Status::Ok();
+}
+
+Result<WarmupStatus> Engine::warmup_status(std::string_view resource) const {
+  auto snap = impl_->snapshot.load();
+  const CompiledResource* r = snap->policy->find_resource(resource);
+  if (!r) return Status::NotFound(fmt::format("unknown resource '{}'", resource));
+  WarmupStatus st;
+  st.enabled = r->warmup.enabled;
+  if (!st.enabled) return st;
+  const int64_t now = impl_->clock->now_ms();
+  const int64_t started = snap->warm_started[r->index].load();
+  st.factor = impl_->warm_factor(*snap, *r, now);
+  st.warming = started >= 0 && st.factor < 1.0;
+  if (st.warming) {
+    st.elapsed_ms = now - started;
+    st.remaining_ms = r->warmup.duration_ms > 0 ? r->warmup.duration_ms - st.elapsed_ms : 0;
+  }
+  return st;
+}
+
+// ---- decisions ------------------------------------------------------------------------------
+
+void Engine::Impl::finish_inline(DecisionCall& call) {
+  // The snapshot stays referenced until the call is reused: limit_result() reads it.
+  auto& in = *call.in_;
+  if (in.done) in.done(in.user, call);
+}
+
+void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall& call,
+                    DecisionDone done, void* user) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  d = Decision{};
+  call.count_ = 0;
+  in.kind = kind;
+  in.releasing = false;
+  in.done = done;
+  in.user = user;
+  in.engine = impl_.get();
+  in.start_ns = steady_ns();
+  in.now_ms = impl_->clock->now_ms();
+  in.cost = req.cost;
+  in.resource = nullptr;
+
+  auto fail = [&](StatusCode code, std::string msg) {
+    d.source = DecisionSource::kError;
+    d.error = code;
+    d.error_message = std::move(msg);
+    d.set_rule(kRuleError);
+    impl_->finish_inline(call);
+  };
+  if (req.resource.empty() || req.resource.size() > kMaxNameLength)
+    return fail(StatusCode::kInvalid, "resource name must be 1 to 64 bytes");
+  if (req.subject.empty() || req.subject.size() > kMaxSubjectLength)
+    return fail(StatusCode::kInvalid, "subject must be 1 to 512 bytes");
+  if (kind != DecisionKind::kReset && req.cost < 1)
+    return fail(StatusCode::kInvalid, "cost must be a positive integer");
+  if (req.lease_ttl_ms < 0) return fail(StatusCode::kInvalid, "lease TTL must not be negative");
+
+  in.snap = impl_->snapshot.load();
+  const Snapshot& snap = *in.snap;
+  const CompiledPolicy& policy = *snap.policy;
+
+  const CompiledTier* tier = nullptr;
+  if (!req.tier.empty()) {
+    tier = policy.find_tier(req.tier);
+    if (!tier) return fail(StatusCode::kInvalid, fmt::format("unknown tier '{}'", req.tier));
+  } else {
+    tier = policy.tier_for_api_key(req.api_key.empty() ? req.subject : req.api_key);
+    if (!tier) tier = &policy.default_tier();
+  }
+  in.tier = tier->index;
+
+  const CompiledResource* res = policy.find_resource(req.resource);
+  if (!res) {
+    switch (policy.spec().unknown_resource) {
+      case UnknownResourceMode::kDefaultLimits:
+        res = policy.default_resource();
+        break;
+      case UnknownResourceMode::kAllow:
+      case UnknownResourceMode::kDeny: {
+        const bool allow = policy.spec().unknown_resource == UnknownResourceMode::kAllow;
+        d.allowed = allow;
+        d.source = DecisionSource::kUnknownResource;
+        d.limit = d.remaining = allow ? -1 : 0;
+        d.retry_after_ms = allow ? 0 : -1;
+        d.set_rule(kRuleUnknown);
+        if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
+          Stats::record(snap.unknown_denied, allow ? Outcome::kAllowed : Outcome::kDenied,
+                        in.now_ms);
+        return impl_->finish_inline(call);
+      }
+    }
+  }
+  in.resource = res;
+  in.subject.assign(req.subject);
+
+  if (res->unlimited_for_tier[tier->index] && kind != DecisionKind::kReset) {
+    d.allowed = true;
+    d.source = DecisionSource::kUnlimited;
+    d.limit = d.remaining = -1;
+    d.set_rule(kRuleUnlimited);
+    if (kind == DecisionKind::kAcquire) {
+      d.lease_id = impl_->new_lease_id();
+      d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
+      std::lock_guard lock(impl_->lease_mu);
+      impl_->sweep_leases(in.now_ms);
+      impl_->leases[d.lease_id] = {std::string(req.resource), in.subject, tier->name, req.cost,
+                                   in.now_ms + d.lease_ttl_ms};
+    }
+    if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
+      Stats::record(snap.at(res, tier->index, res->limits.size()), Outcome::kAllowed, in.now_ms);
+    return impl_->finish_inline(call);
+  }
+
+  // Build one item per limit, all keys in one reused buffer.
+  const double factor = impl_->warm_factor(snap, *res, in.now_ms);
+  const auto& effective = res->effective[tier->index];
+  const size_t n = res->limits.size();
+  in.keys.clear();
+  std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
+  for (size_t i = 0; i < n; ++i) {
+    offsets[i] = in.keys.size();
+    append_key(in.keys, req.resource, req.subject, res->limits[i].name);
+  }
+  offsets[n] = in.keys.size();
+  if (n == 0) {  // a resource without limits (validation forbids it; be safe anyway)
+    d.allowed = true;
+    d.limit = d.remaining = -1;
+    d.set_rule(kRuleUnlimited);
+    return impl_->finish_inline(call);
+  }
+  in.lease_ttl_ms = 0;
+  uint64_t lease_id = 0;
+  if (kind == DecisionKind::kAcquire) {
+    lease_id = impl_->new_lease_id();
+    in.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const auto& lim = res->limits[i];
+    sluice_item& it = in.items[i];
+    it = sluice_item{};
+    it.key = in.keys.data() + offsets[i];
+    it.key_len = static_cast<uint32_t>(offsets[i + 1] - offsets[i]);
+    it.params = effective[i];
+    it.params.limit = scale(it.params.limit, factor);
+    it.params.burst = scale(it.params.burst, factor);
+    it.cost = req.cost;
+    it.shadow = lim.shadow ? 1 : 0;
+    const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
+    switch (kind) {
+      case DecisionKind::kCheck:
+        it.op = concurrency ? SLUICE_OP_PEEK : SLUICE_OP_CONSUME;
+        break;
+      case DecisionKind::kPeek:
+      case DecisionKind::kInspect:
+        it.op = SLUICE_OP_PEEK;
+        break;
+      case DecisionKind::kAcquire:
+        it.op = concurrency ? SLUICE_OP_LEASE_ACQUIRE : SLUICE_OP_CONSUME;
+        it.lease_id = lease_id;
+        it.lease_expires_ms = in.now_ms + in.lease_ttl_ms;
+        break;
+      case DecisionKind::kReset:
+        it.op = SLUICE_OP_RESET;
+        break;
+    }
+    it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
+    in.limit_index[i] = static_cast<uint8_t>(i);
+  }
+  d.lease_id = lease_id;
+  call.count_ = n;
+  in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
+  impl_->storage->submit(in.batch, &Impl::on_storage_done, &call);
+}
+
+void Engine::Impl::on_storage_done(void* user, sluice_status status, const char* message) {
+  auto& call = *static_cast<DecisionCall*>(user);
+  call.in_->engine->complete(call, status, message);
+}
+
+void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char* message) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  const Snapshot& snap = *in.snap;
+  const CompiledResource* res = in.resource;
+  const size_t n = call.count_;
+  const bool counts = in.kind == DecisionKind::kCheck || in.kind == DecisionKind::kAcquire;
+
+  if (in.releasing) {
+    d.allowed = status == SLUICE_OK;
+    if (status != SLUICE_OK) {
+      d.source = DecisionSource::kStorageFailure;
+      d.error = StatusCode::kUnavailable;
+      d.error_message = message ? message : "storage failure";
+    }
+    return finish_inline(call);
+  }
+
+  if (status != SLUICE_OK) {
+    const bool open = snap.policy->spec().on_storage_failure == StorageFailureMode::kFailOpen;
+    d = Decision{};
+    d.allowed = open;
+    d.source = DecisionSource::kStorageFailure;
+    d.limit = d.remaining = open ? -1 : 0;
+    d.retry_after_ms = open ? 0 : kStorageRetryMs;
+    d.set_rule(kRuleStorage);
+    d.error = StatusCode::kUnavailable;
+    d.error_message = message ? message : "storage failure";
+    Stats::record(snap.at(res, in.tier, res->limits.size() + 1), Outcome::kStorageError,
+                  in.now_ms);
+    stats.record_latency_ns(steady_ns() - in.start_ns);
+    return finish_inline(call);
+  }
+
+  // The deciding rule: when denied, the non-shadow denial with the longest wait (-1 = never);
+  // when allowed, the non-shadow limit with the least remaining.
+  int chosen = -1;
+  bool denied = false;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& r = in.results[i];
+    if (in.items[i].shadow) {
+      if (!r.allowed) {
+        d.shadow_denied = true;
+        if (counts)
+          Stats::record(snap.at(res, in.tier, i), Outcome::kShadowDenied, in.now_ms);
+      }
+      continue;
+    }
+    if (!r.allowed) {
+      const auto& best = in.results[static_cast<size_t>(chosen < 0 ? 0 : chosen)];
+      const bool longer = r.retry_after_ms < 0 ||
+                          (best.retry_after_ms >= 0 && r.retry_after_ms > best.retry_after_ms);
+      if (!denied || longer) chosen = static_cast<int>(i);
+      denied = true;
+    } else if (!denied && (chosen < 0 || r.remaining < in.results[static_cast<size_t>(chosen)].remaining)) {
+      chosen = static_cast<int>(i);
+    }
+  }
+  if (chosen < 0) chosen = 0;  // only shadow limits
+  const auto& r = in.results[static_cast<size_t>(chosen)];
+  d.allowed = !denied;
+  d.limit = r.limit;
+  d.remaining = r.remaining;
+  d.reset_after_ms = r.reset_after_ms;
+  d.retry_after_ms = denied ? r.retry_after_ms : 0;
+  d.set_rule(res->limits[in.limit_index[static_cast<size_t>(chosen)]].name);
+  d.source = DecisionSource::kLimits;
+
+  if (counts) {
+    Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
+                  denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
+    if (denied) stats.record_blocked(res->name, in.subject);
+    stats.record_latency_ns(steady_ns() - in.start_ns);
+  }
+  if (in.kind == DecisionKind::kAcquire) {
+    if (denied) {
+      d.lease_id = 0;
+    } else {
+      d.lease_ttl_ms = in.lease_ttl_ms;
+      std::lock_guard lock(lease_mu);
+      sweep_leases(in.now_ms);
+      // The resource name as requested: with default_limits it differs from res->name.
+      std::string_view key(in.items[0].key, in.items[0].key_len);
+      std::string_view resource_name = key.substr(1, key.find(':') - 1);
+      leases[d.lease_id] = {std::string(resource_name), in.subject,
+                            snap.policy->tiers()[in.tier].name, in.cost,
+                            in.now_ms + in.lease_ttl_ms};
+    }
+  }
+  finish_inline(call);
+}
+
+void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionCall& call,
+                     DecisionDone done, void* user) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  d = Decision{};
+  call.count_ = 0;
+  in.releasing = true;
+  in.kind = DecisionKind::kAcquire;
+  in.done = done;
+  in.user = user;
+  in.engine = impl_.get();
+  in.now_ms = impl_->clock->now_ms();
+  in.resource = nullptr;
+
+  Lease lease;
+  {
+    std::lock_guard lock(impl_->lease_mu);
+    auto it = impl_->leases.find(lease_id);
+    if (it == impl_->leases.end() || it->second.expires_ms <= in.now_ms) {
+      if (it != impl_->leases.end()) impl_->leases.erase(it);
+      d.allowed = false;
+      d.error = StatusCode::kNotFound;
+      d.error_message = "unknown or expired lease";
+      return impl_->finish_inline(call);
+    }
+    lease = std::move(it->second);
+    impl_->leases.erase(it);
+  }
+  if (actual && *actual < 0) {
+    d.error = StatusCode::kInvalid;
+    d.error_message = "actual cost must not be negative";
+    return impl_->finish_inline(call);
+  }
+
+  in.snap = impl_->snapshot.load();
+  const CompiledPolicy& policy = *in.snap->policy;
+  const CompiledResource* res = policy.find_resource(lease.resource);
+  if (!res) res = policy.default_resource();
+  const CompiledTier* tier = policy.find_tier(lease.tier);
+  if (!res || !tier || res->unlimited_for_tier[tier->index]) {
+    d.allowed = true;  // nothing was held in storage (or the policy no longer has the resource)
+    return impl_->finish_inline(call);
+  }
+  in.resource = res;
+  in.tier = tier->index;
+  const auto& effective = res->effective[tier->index];
+  const int64_t delta = actual ? *actual - lease.cost : 0;
+  in.keys.clear();
+  std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
+  std::array<size_t, kMaxLimitsPerResource> which{};
+  size_t n = 0;
+  for (size_t i = 0; i < res->limits.size(); ++i) {
+    const bool concurrency = res->limits[i].params.algorithm == SLUICE_ALG_CONCURRENCY;
+    if (!concurrency && delta == 0) continue;
+    which[n] = i;
+    offsets[n] = in.keys.size();
+    append_key(in.keys, lease.resource, lease.subject, res->limits[i].name);
+    ++n;
+  }
+  offsets[n] = in.keys.size();
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = which[k];
+    sluice_item& it = in.items[k];
+    it = sluice_item{};
+    it.key = in.keys.data() + offsets[k];
+    it.key_len = static_cast<uint32_t>(offsets[k + 1] - offsets[k]);
+    it.params = effective[i];
+    const bool concurrency = it.params.algorithm == SLUICE_ALG_CONCURRENCY;
+    it.op = concurrency ? SLUICE_OP_LEASE_RELEASE : SLUICE_OP_ADJUST;
+    it.cost = concurrency ? lease.cost : delta;
+    it.lease_id = lease_id;
+    it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
+    in.limit_index[k] = static_cast<uint8_t>(i);
+  }
+  call.count_ = n;
+  if (n == 0) {
+    d.allowed = true;
+    return impl_->finish_inline(call);
+  }
+  in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
+  impl_->storage->submit(in.batch, &Impl::on_storage_done, &call);
+}
+
+// ---- blocking conveniences -------------------------------------------------------------------
+
+namespace {
+struct SyncWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  static void signal(void* user, DecisionCall&) {
+    auto* w = static_cast<SyncWait*>(user);
+    std::lock_guard lock(w->mu);
+    w->done = true;
+    w->cv.notify_one();
+  }
+  void wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [this] { return done; });
+  }
+};
+}  // namespace
+
+Decision Engine::decide_sync(DecisionKind kind, const DecisionRequest& request) {
+  DecisionCall call;
+  SyncWait w;
+  decide(kind, request, call, &SyncWait::signal, &w);
+  w.wait();
+  return call.decision();
+}
+
+Decision Engine::release_sync(uint64_t lease_id, std::optional<int64_t> actual) {
+  DecisionCall call;
+  SyncWait w;
+  release(lease_id, actual, call, &SyncWait::signal, &w);
+  w.wait();
+  return call.decision();
+}
+
+}  // namespace sluice

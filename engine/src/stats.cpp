@@ -1,1 +1,279 @@
-// placeholder: implemented in its own commit
+#include "sluice/stats.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace sluice {
+
+namespace {
+constexpr int kOutcomes = 4;
+constexpr int kLatencyBuckets = 40;  // bucket i counts latencies in [2^(i-1), 2^i) ns
+
+struct Bucket {
+  std::atomic<int64_t> second{-1};
+  std::array<std::atomic<uint32_t>, kOutcomes> count{};
+};
+
+const char* outcome_name(int i) {
+  static constexpr const char* kNames[kOutcomes] = {"allowed", "denied", "shadow_denied",
+                                                    "storage_errors"};
+  return kNames[i];
+}
+}  // namespace
+
+class Stats::Series {
+ public:
+  Series(std::string r, std::string t, std::string u)
+      : resource(std::move(r)), tier(std::move(t)), rule(std::move(u)) {}
+
+  void record(Outcome outcome, int64_t now_ms) {
+    const int o = static_cast<int>(outcome);
+    total[o].fetch_add(1, std::memory_order_relaxed);
+    const int64_t sec = now_ms / 1000;
+    Bucket& b = buckets[static_cast<size_t>(sec % kWindowSeconds)];
+    int64_t seen = b.second.load(std::memory_order_acquire);
+    if (seen != sec) {
+      // The first recorder of a new second recycles the bucket. A count racing with the reset
+      // may be lost; totals stay exact, the per-second view is best effort.
+      if (seen < sec && b.second.compare_exchange_strong(seen, sec, std::memory_order_acq_rel)) {
+        for (auto& c : b.count) c.store(0, std::memory_order_relaxed);
+      } else if (seen > sec) {
+        return;  // a recorder with an older timestamp than the bucket: too late for the view
+      }
+    }
+    b.count[o].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  uint32_t at(int64_t sec, int o) const {
+    const Bucket& b = buckets[static_cast<size_t>(sec % kWindowSeconds)];
+    return b.second.load(std::memory_order_acquire) == sec
+               ? b.count[o].load(std::memory_order_relaxed)
+               : 0;
+  }
+
+  const std::string resource, tier, rule;
+  std::array<std::atomic<uint64_t>, kOutcomes> total{};
+  std::array<Bucket, kWindowSeconds> buckets;
+};
+
+struct Stats::Impl {
+  std::mutex series_mu;                         // guards series (the container, not counters)
+  std::deque<Series> series;                    // deque: pointers stay valid on growth
+
+  struct TopEntry {
+    std::string resource, subject;
+    uint64_t count = 0, error = 0;
+  };
+  mutable std::mutex top_mu;
+  std::vector<TopEntry> top;  // space-saving sketch, at most kTopSubjects entries
+
+  std::array<std::atomic<uint64_t>, kLatencyBuckets> latency{};
+};
+
+Stats::Stats() : impl_(std::make_unique<Impl>()) {}
+Stats::~Stats() = default;
+
+Stats::Series* Stats::series(std::string_view resource, std::string_view tier,
+                             std::string_view rule) {
+  std::lock_guard lock(impl_->series_mu);
+  for (auto& s : impl_->series)
+    if (s.resource == resource && s.tier == tier && s.rule == rule) return &s;
+  return &impl_->series.emplace_back(std::string(resource), std::string(tier), std::string(rule));
+}
+
+void Stats::record(Series* series, Outcome outcome, int64_t now_ms) {
+  if (series) series->record(outcome, now_ms);
+}
+
+void Stats::record_blocked(std::string_view resource, std::string_view subject) {
+  std::lock_guard lock(impl_->top_mu);
+  auto& top = impl_->top;
+  for (auto& e : top) {
+    if (e.subject == subject && e.resource == resource) {
+      ++e.count;
+      return;
+    }
+  }
+  if (top.size() < static_cast<size_t>(kTopSubjects)) {
+    top.push_back({std::string(resource), std::string(subject), 1, 0});
+    return;
+  }
+  // Space-saving: the new subject replaces the smallest counter and inherits its count as
+  // possible over-estimate (`error`).
+  auto min = std::min_element(top.begin(), top.end(),
+                              [](const auto& a, const auto& b) { return a.count < b.count; });
+  min->resource.assign(resource);
+  min->subject.assign(subject);
+  min->error = min->count;
+  ++min->count;
+}
+
+void Stats::record_latency_ns(int64_t ns) {
+  const auto v = static_cast<uint64_t>(std::max<int64_t>(ns, 0));
+  const int i = std::min<int>(std::bit_width(v), kLatencyBuckets - 1);
+  impl_->latency[static_cast<size_t>(i)].fetch_add(1, std::memory_order_relaxed);
+}
+
+Stats::Totals Stats::totals() const {
+  Totals t;
+  std::lock_guard lock(impl_->series_mu);
+  for (const auto& s : impl_->series) {
+    t.allowed += s.total[0].load();
+    t.denied += s.total[1].load();
+    t.shadow_denied += s.total[2].load();
+    t.storage_errors += s.total[3].load();
+  }
+  return t;
+}
+
+Stats::Totals Stats::totals(std::string_view resource, std::string_view tier,
+                            std::string_view rule) const {
+  Totals t;
+  std::lock_guard lock(impl_->series_mu);
+  for (const auto& s : impl_->series) {
+    if (s.resource != resource || s.tier != tier || s.rule != rule) continue;
+    t = {s.total[0].load(), s.total[1].load(), s.total[2].load(), s.total[3].load()};
+  }
+  return t;
+}
+
+namespace {
+// Upper bound (ns) of latency bucket i.
+uint64_t bucket_upper_ns(int i) { return i == 0 ? 0 : (uint64_t{1} << i) - 1; }
+
+uint64_t percentile_ns(const std::array<uint64_t, kLatencyBuckets>& counts, uint64_t n, double q) {
+  if (n == 0) return 0;
+  const auto rank = static_cast<uint64_t>(q * static_cast<double>(n - 1)) + 1;
+  uint64_t seen = 0;
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    seen += counts[static_cast<size_t>(i)];
+    if (seen >= rank) return bucket_upper_ns(i);
+  }
+  return bucket_upper_ns(kLatencyBuckets - 1);
+}
+}  // namespace
+
+std::string Stats::to_json(int64_t now_ms, int seconds) const {
+  using nlohmann::json;
+  seconds = std::clamp(seconds, 1, kWindowSeconds);
+  const int64_t last = now_ms / 1000;
+  const int64_t first = last - seconds + 1;
+  json doc;
+  doc["now_ms"] = now_ms;
+  doc["window_seconds"] = seconds;
+  doc["first_second"] = first;
+  json series = json::array();
+  Totals all;
+  {
+    std::lock_guard lock(impl_->series_mu);
+    for (const auto& s : impl_->series) {
+      json item{{"resource", s.resource}, {"tier", s.tier}, {"rule", s.rule}};
+      json totals, per_second;
+      for (int o = 0; o < kOutcomes; ++o) {
+        totals[outcome_name(o)] = s.total[static_cast<size_t>(o)].load();
+        json arr = json::array();
+        for (int64_t sec = first; sec <= last; ++sec) arr.push_back(s.at(sec, o));
+        per_second[outcome_name(o)] = std::move(arr);
+      }
+      all.allowed += s.total[0].load();
+      all.denied += s.total[1].load();
+      all.shadow_denied += s.total[2].load();
+      all.storage_errors += s.total[3].load();
+      item["totals"] = std::move(totals);
+      item["per_second"] = std::move(per_second);
+      series.push_back(std::move(item));
+    }
+  }
+  doc["totals"] = {{"allowed", all.allowed},
+                   {"denied", all.denied},
+                   {"shadow_denied", all.shadow_denied},
+                   {"storage_errors", all.storage_errors}};
+  doc["series"] = std::move(series);
+  json top = json::array();
+  {
+    std::lock_guard lock(impl_->top_mu);
+    auto entries = impl_->top;
+    std::sort(entries.begin(), entries.end(),
+              [](const auto& a, const auto& b) { return a.count > b.count; });
+    for (const auto& e : entries)
+      top.push_back({{"resource", e.resource},
+                     {"subject", e.subject},
+                     {"count", e.count},
+                     {"error", e.error}});
+  }
+  doc["top_blocked"] = std::move(top);
+  std::array<uint64_t, kLatencyBuckets> counts{};
+  uint64_t n = 0;
+  json bounds = json::array(), cs = json::array();
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    counts[static_cast<size_t>(i)] = impl_->latency[static_cast<size_t>(i)].load();
+    n += counts[static_cast<size_t>(i)];
+    bounds.push_back(bucket_upper_ns(i));
+    cs.push_back(counts[static_cast<size_t>(i)]);
+  }
+  doc["latency"] = {{"upper_bound_ns", std::move(bounds)},
+                    {"counts", std::move(cs)},
+                    {"count", n},
+                    {"p50_ns", percentile_ns(counts, n, 0.50)},
+                    {"p99_ns", percentile_ns(counts, n, 0.99)}};
+  return doc.dump();
+}
+
+namespace {
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+std::string Stats::to_prometheus() const {
+  std::string out;
+  out +=
+      "# HELP sluice_decisions_total Decisions by resource, tier, rule and outcome.\n"
+      "# TYPE sluice_decisions_total counter\n";
+  {
+    std::lock_guard lock(impl_->series_mu);
+    for (const auto& s : impl_->series)
+      for (int o = 0; o < kOutcomes; ++o)
+        out += fmt::format(
+            "sluice_decisions_total{{resource=\"{}\",tier=\"{}\",rule=\"{}\",outcome=\"{}\"}} {}\n",
+            escape_label(s.resource), escape_label(s.tier), escape_label(s.rule), outcome_name(o),
+            s.total[static_cast<size_t>(o)].load());
+  }
+  out +=
+      "# HELP sluice_decision_latency_seconds Time from request to decision inside the engine.\n"
+      "# TYPE sluice_decision_latency_seconds histogram\n";
+  uint64_t cumulative = 0;
+  double sum_estimate = 0;
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    const uint64_t c = impl_->latency[static_cast<size_t>(i)].load();
+    cumulative += c;
+    sum_estimate += static_cast<double>(c) * static_cast<double>(bucket_upper_ns(i)) * 1e-9;
+    if (i == kLatencyBuckets - 1) break;
+    out += fmt::format("sluice_decision_latency_seconds_bucket{{le=\"{:.9f}\"}} {}\n",
+                       static_cast<double>(bucket_upper_ns(i)) * 1e-9, cumulative);
+  }
+  out += fmt::format("sluice_decision_latency_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
+  out += fmt::format("sluice_decision_latency_seconds_sum {:.9f}\n", sum_estimate);
+  out += fmt::format("sluice_decision_latency_seconds_count {}\n", cumulative);
+  return out;
+}
+
+}  // namespace sluice

@@ -153,6 +153,7 @@ class SLUICE_API Engine {
   const Clock& clock() const;
 
  private:
+  friend class DecisionCall;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
