@@ -1,0 +1,36 @@
+"""sluice: Python client for the sluice rate-limit engine (sluiced).
+
+    from sluice import SluiceClient
+
+    client = SluiceClient()                       # $SLUICE_SOCKET or ./run/sluice.sock
+    decision = client.check("predict", "203.0.113.7")
+    if not decision.allowed:
+        print("retry in", decision.retry_after_seconds, "s")
+
+The asyncio client is :class:`AsyncSluiceClient`; HTTP fields are in :mod:`sluice.headers`;
+FastAPI dependencies and middleware are in :mod:`sluice.fastapi`.
+"""
+
+from .aio import AsyncSluiceClient
+from .client import SluiceClient
+from .decision import NEVER, UNLIMITED, Decision
+from .errors import LeaseNotFound, RateLimited, SluiceError, SluiceUnavailable
+from .headers import render_headers
+from .lease import AsyncLease, Lease
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SluiceClient",
+    "AsyncSluiceClient",
+    "Decision",
+    "Lease",
+    "AsyncLease",
+    "SluiceError",
+    "SluiceUnavailable",
+    "LeaseNotFound",
+    "RateLimited",
+    "render_headers",
+    "UNLIMITED",
+    "NEVER",
+]

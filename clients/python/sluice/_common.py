@@ -1,0 +1,105 @@
+"""Pieces shared by the blocking and the asyncio client: arguments, replies, fallbacks."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional, Sequence, Tuple
+
+from .decision import Decision
+from .errors import SluiceError
+
+DEFAULT_SOCKET = "./run/sluice.sock"
+DEFAULT_TIMEOUT = 0.25
+FAIL_MODES = ("open", "closed", "raise")
+
+
+def socket_path_or_default(path: Optional[str]) -> str:
+    return path or os.environ.get("SLUICE_SOCKET") or DEFAULT_SOCKET
+
+
+def check_fail_mode(mode: str) -> str:
+    if mode not in FAIL_MODES:
+        raise ValueError(f"on_unavailable must be one of {', '.join(FAIL_MODES)}; got {mode!r}")
+    return mode
+
+
+def _name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string; got {value!r}")
+    return value
+
+
+def _positive_int(what: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1; got {value!r}")
+    return value
+
+
+def decision_args(
+    command: str,
+    resource: str,
+    subject: str,
+    tier: Optional[str],
+    api_key: Optional[str],
+    cost: int,
+    ttl_ms: Optional[int] = None,
+) -> Tuple[Any, ...]:
+    """The argument vector of SL.CHECK / SL.PEEK / SL.ACQUIRE, validated client-side so a
+    programming error fails before it reaches the socket."""
+    args: List[Any] = [command, _name("resource", resource), _name("subject", subject)]
+    if tier is not None:
+        args += ["TIER", _name("tier", tier)]
+    if api_key:
+        args += ["KEY", api_key]
+    if _positive_int("cost", cost) != 1:
+        args += ["COST", cost]
+    if ttl_ms is not None:
+        args += ["TTL", _positive_int("ttl_ms", ttl_ms)]
+    return tuple(args)
+
+
+def release_args(lease_id: str, actual: Optional[int]) -> Tuple[Any, ...]:
+    args: List[Any] = ["SL.RELEASE", _name("lease id", lease_id)]
+    if actual is not None:
+        if isinstance(actual, bool) or not isinstance(actual, int) or actual < 0:
+            raise ValueError(f"actual must be an integer >= 0; got {actual!r}")
+        args += ["ACTUAL", actual]
+    return tuple(args)
+
+
+def parse_decision(reply: Any, resource: str) -> Decision:
+    try:
+        return Decision.from_reply(reply, resource)
+    except (ValueError, TypeError) as exc:
+        raise SluiceError("PROTOCOL", str(exc)) from None
+
+
+def parse_lease(reply: Any) -> Tuple[str, int]:
+    """(lease id, lease TTL in ms) from the 7th and 8th elements of an SL.ACQUIRE reply."""
+    if not isinstance(reply, (list, tuple)) or len(reply) < 8:
+        raise SluiceError("PROTOCOL", f"malformed SL.ACQUIRE reply from sluiced: {reply!r}")
+    lease = reply[6]
+    if isinstance(lease, bytes):
+        lease = lease.decode()
+    return (lease or ""), int(reply[7])
+
+
+def unavailable_decision(mode: str, resource: str, retry_after_ms: int) -> Decision:
+    """What the client answers by itself when sluiced cannot be reached."""
+    allowed = mode == "open"
+    return Decision(
+        allowed=allowed,
+        limit=-1,
+        remaining=-1,
+        reset_after_ms=0,
+        retry_after_ms=0 if allowed else retry_after_ms,
+        rule="",
+        resource=resource,
+        unavailable=True,
+    )
+
+
+def pool_options(timeout: float) -> dict:
+    # One timeout bounds connect, send and receive: connecting to a Unix socket has no
+    # network round trip, so a separate connect timeout would only add a knob.
+    return {"socket_timeout": timeout, "decode_responses": True}

@@ -1,0 +1,170 @@
+"""Blocking client for sluiced's decision socket (RESP2 over a Unix socket, via redis-py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import PythonParser, UnixDomainSocketConnection
+from redis.retry import Retry
+
+from . import _common
+from .decision import Decision
+from .errors import SluiceError, SluiceUnavailable, error_from_response
+from .lease import Lease
+
+__all__ = ["SluiceClient"]
+
+log = logging.getLogger("sluice")
+
+
+class _EngineErrorParser(PythonParser):
+    # redis-py strips and remaps Redis's own error prefixes (ERR, NOPERM, ...); sluice's
+    # prefixes are its contract, so every error reaches us with its full text.
+    EXCEPTION_CLASSES: dict = {}
+
+
+class SluiceClient:
+    """Asks sluiced for rate-limit decisions. Thread-safe; share one per process.
+
+    ``socket_path`` defaults to ``$SLUICE_SOCKET``, else ``./run/sluice.sock``. Connections
+    are pooled (at most ``max_connections``; a caller waits up to ``timeout`` for a free
+    one). Every call gives up after ``timeout`` seconds.
+
+    ``on_unavailable`` decides what happens when sluiced cannot be reached:
+    ``"open"`` (default) allows the request, ``"closed"`` denies it with
+    ``retry_after_ms = unavailable_retry_after_ms``, ``"raise"`` raises
+    :class:`~sluice.SluiceUnavailable`. Decisions made this way have ``unavailable=True``.
+    Errors the engine reports (bad arguments, storage failure) always raise
+    :class:`~sluice.SluiceError`.
+    """
+
+    def __init__(
+        self,
+        socket_path: Optional[str] = None,
+        *,
+        timeout: float = _common.DEFAULT_TIMEOUT,
+        max_connections: int = 64,
+        on_unavailable: str = "open",
+        unavailable_retry_after_ms: int = 1000,
+    ) -> None:
+        self.socket_path = _common.socket_path_or_default(socket_path)
+        self.on_unavailable = _common.check_fail_mode(on_unavailable)
+        self.unavailable_retry_after_ms = unavailable_retry_after_ms
+        self._pool = redis.BlockingConnectionPool(
+            connection_class=UnixDomainSocketConnection,
+            path=self.socket_path,
+            parser_class=_EngineErrorParser,
+            max_connections=max_connections,
+            timeout=timeout,
+            # One retry on a broken connection covers a pooled socket that sluiced closed
+            # (restart, idle timeout); a second failure is a real outage.
+            retry_on_error=[redis.ConnectionError],
+            retry=Retry(NoBackoff(), 1),
+            **_common.pool_options(timeout),
+        )
+        self._redis = redis.Redis(connection_pool=self._pool)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _call(self, *args: Any) -> Any:
+        try:
+            return self._redis.execute_command(*args)
+        except redis.ResponseError as exc:
+            raise error_from_response(exc) from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {exc}") from None
+
+    def _fallback(self, exc: SluiceUnavailable, resource: str) -> Decision:
+        if self.on_unavailable == "raise":
+            raise exc
+        log.warning("sluice: %s; failing %s", exc.message, self.on_unavailable)
+        return _common.unavailable_decision(
+            self.on_unavailable, resource, self.unavailable_retry_after_ms
+        )
+
+    def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
+                api_key: Optional[str], cost: int) -> Decision:
+        args = _common.decision_args(command, resource, subject, tier, api_key, cost)
+        try:
+            reply = self._call(*args)
+        except SluiceUnavailable as exc:
+            return self._fallback(exc, resource)
+        return _common.parse_decision(reply, resource)
+
+    # -- decisions --------------------------------------------------------------------
+
+    def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
+              api_key: Optional[str] = None, cost: int = 1) -> Decision:
+        """Decide and consume: ``SL.CHECK``.
+
+        ``subject`` is who is limited (client IP, user id, API key). The tier is ``tier``
+        if given, else the policy's tier for ``api_key``, else for ``subject``, else the
+        default tier. ``cost`` is in the limit's unit (requests, tokens, items).
+        """
+        return self._decide("SL.CHECK", resource, subject, tier, api_key, cost)
+
+    def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
+             api_key: Optional[str] = None, cost: int = 1) -> Decision:
+        """What :meth:`check` would answer, without consuming anything: ``SL.PEEK``."""
+        return self._decide("SL.PEEK", resource, subject, tier, api_key, cost)
+
+    def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
+                api_key: Optional[str] = None, cost: int = 1,
+                ttl_ms: Optional[int] = None) -> Lease:
+        """Reserve ``cost`` (an estimate) and hold a lease: ``SL.ACQUIRE``.
+
+        Settle with :meth:`Lease.release` (``actual=`` the real cost) or use the lease as a
+        context manager. ``ttl_ms`` bounds how long the engine holds it (default: policy).
+        """
+        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms)
+        try:
+            reply = self._call(*args)
+        except SluiceUnavailable as exc:
+            return Lease(self, self._fallback(exc, resource), "", 0)
+        decision = _common.parse_decision(reply, resource)
+        lease_id, lease_ttl = _common.parse_lease(reply)
+        return Lease(self, decision, lease_id if decision.allowed else "", lease_ttl)
+
+    def release(self, lease: "str | Lease", actual: Optional[int] = None) -> bool:
+        """Free a lease (by id or object), settling ``actual``: ``SL.RELEASE``.
+
+        True when the engine released it; :class:`~sluice.LeaseNotFound` when it no longer
+        holds it. When sluiced is unreachable: False, or raises with ``on_unavailable="raise"``.
+        """
+        if isinstance(lease, Lease):
+            return lease.release(actual)
+        args = _common.release_args(lease, actual)
+        try:
+            return bool(self._call(*args))
+        except SluiceUnavailable:
+            if self.on_unavailable == "raise":
+                raise
+            return False
+
+    def ping(self) -> bool:
+        """True when sluiced answers; never raises for an unreachable daemon."""
+        try:
+            return self._call("PING") in ("PONG", b"PONG", True)
+        except SluiceError:
+            return False
+
+    def execute(self, *args: Any) -> Any:
+        """Send any command (e.g. ``"SL.INFO"``) and return the raw reply."""
+        return self._call(*args)
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._pool.disconnect()
+
+    def __enter__(self) -> "SluiceClient":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SluiceClient({self.socket_path!r}, on_unavailable={self.on_unavailable!r})"

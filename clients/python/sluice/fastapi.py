@@ -1,0 +1,323 @@
+"""FastAPI integration: a route dependency, a lease dependency and a whole-app middleware.
+
+    from fastapi import Depends, FastAPI
+    from sluice.fastapi import RateLimit
+
+    app = FastAPI()
+
+    @app.post("/predict", dependencies=[Depends(RateLimit("predict"))])
+    def predict(data: dict): ...
+
+Each limiter asks sluiced for a decision about one resource. It finds
+
+* the **subject** (who is limited) with ``subject=``: the client IP by default, or
+  ``header("X-API-Key")``, or any function of the request (a user id);
+* the **tier** by sending the caller's API key (``api_key=``, default the ``X-API-Key``
+  header) for the engine to look up in the policy's ``api_keys``, or explicitly with
+  ``tier=`` (e.g. ``header("X-User-Tier")`` — only behind something that sets it);
+* the **cost**: a constant, or a function of the request, e.g.
+  ``json_cost(lambda body: len(body))`` for a batch.
+
+An allowed request gets ``RateLimit-Policy`` / ``RateLimit`` fields (and optionally the
+``x-ratelimit-*`` family); a denied one is a 429 with those fields, ``Retry-After`` and a JSON
+body. When sluiced is unreachable the client's ``on_unavailable`` decides: fail-open lets
+the request through without fields, fail-closed answers ``unavailable_status`` (503) with
+``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+import asyncio
+from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional,
+                    Tuple, Union)
+
+from fastapi import HTTPException, Request, Response
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .aio import AsyncSluiceClient
+from .decision import Decision
+from .headers import render_headers
+from .lease import AsyncLease
+
+__all__ = [
+    "RateLimit",
+    "RateLimitLease",
+    "SluiceMiddleware",
+    "RateLimitExceeded",
+    "client_ip",
+    "header",
+    "json_cost",
+]
+
+MaybeAwaitable = Union[Any, Awaitable[Any]]
+Extractor = Callable[[Request], MaybeAwaitable]
+CostSpec = Union[int, Callable[[Request], MaybeAwaitable]]
+
+
+# -- what to limit by -----------------------------------------------------------------------
+
+def client_ip(request: Request) -> str:
+    """The peer address as the ASGI server saw it (behind a proxy, configure the server's
+    forwarded-allow-ips so this is the real client)."""
+    return request.client.host if request.client else "unknown"
+
+
+def header(name: str, default: Optional[str] = None) -> Callable[[Request], Optional[str]]:
+    """An extractor returning request header ``name`` (or ``default`` when absent)."""
+
+    def extract(request: Request) -> Optional[str]:
+        return request.headers.get(name, default)
+
+    extract.__name__ = f"header({name!r})"
+    return extract
+
+
+def json_cost(fn: Callable[[Any], int], default: int = 1) -> Callable[[Request], Awaitable[int]]:
+    """A cost computed from the JSON body, e.g. ``json_cost(lambda b: b["max_tokens"])``.
+
+    Falls back to ``default`` when the body is not JSON or ``fn`` fails on it (the route's
+    own validation then answers the client).
+    """
+
+    async def cost(request: Request) -> int:
+        try:
+            return int(fn(await request.json()))
+        except Exception:  # noqa: BLE001 - any shape problem means "use the default"
+            return default
+
+    return cost
+
+
+async def _resolve(value: Any, request: Request) -> Any:
+    if callable(value):
+        value = value(request)
+        if inspect.isawaitable(value):
+            value = await value
+    return value
+
+
+# -- the shared decision logic --------------------------------------------------------------
+
+_default_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSluiceClient]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client_for(request_app: Any, explicit: Optional[AsyncSluiceClient]) -> AsyncSluiceClient:
+    if explicit is not None:
+        return explicit
+    state_client = getattr(getattr(request_app, "state", None), "sluice", None)
+    if state_client is not None:
+        return state_client
+    # A process-wide default from $SLUICE_SOCKET, one per event loop because asyncio
+    # connections belong to the loop that opened them.
+    loop = asyncio.get_running_loop()
+    client = _default_clients.get(loop)
+    if client is None:
+        client = _default_clients[loop] = AsyncSluiceClient()
+    return client
+
+
+class RateLimitExceeded(HTTPException):
+    """The 429 a denied request gets; ``decision`` is the engine's answer."""
+
+    def __init__(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
+        if decision.retry_after_ms < 0:
+            message = f"Request cost {cost} exceeds the limit of {decision.limit}"
+        else:
+            message = "Too Many Requests"
+        super().__init__(status_code=429, detail=_denial_body(decision, message),
+                         headers=headers)
+        self.decision = decision
+
+
+def _denial_body(decision: Decision, message: str) -> Dict[str, Any]:
+    return {
+        "error": "rate_limited",
+        "message": message,
+        "resource": decision.resource,
+        "rule": decision.rule,
+        "limit": decision.limit,
+        "remaining": max(0, decision.remaining),
+        "retry_after_seconds": decision.retry_after_seconds,
+    }
+
+
+def _unavailable_body(decision: Decision) -> Dict[str, Any]:
+    return {
+        "error": "rate_limiter_unavailable",
+        "message": "The rate limiter is unavailable; try again shortly",
+        "resource": decision.resource,
+        "retry_after_seconds": decision.retry_after_seconds,
+    }
+
+
+class _Limiter:
+    def __init__(
+        self,
+        resource: Any,
+        *,
+        client: Optional[AsyncSluiceClient] = None,
+        subject: Extractor = client_ip,
+        api_key: Optional[Extractor] = header("X-API-Key"),
+        tier: Optional[Extractor] = None,
+        cost: CostSpec = 1,
+        unit: str = "requests",
+        window: Optional[Union[int, float, str]] = None,
+        policy_name: Optional[str] = None,
+        ietf_headers: bool = True,
+        x_ratelimit_headers: bool = False,
+        unavailable_status: int = 503,
+    ) -> None:
+        if isinstance(cost, int) and (isinstance(cost, bool) or cost < 1):
+            raise ValueError(f"cost must be an integer >= 1 or a function; got {cost!r}")
+        self.resource = resource
+        self.client = client
+        self.subject = subject
+        self.api_key = api_key
+        self.tier = tier
+        self.cost = cost
+        self.unit = unit
+        self.window_ms = _window_ms(window)
+        self.policy_name = policy_name
+        self.ietf_headers = ietf_headers
+        self.x_ratelimit_headers = x_ratelimit_headers
+        self.unavailable_status = unavailable_status
+
+    async def _arguments(self, request: Request) -> Tuple[str, Dict[str, Any], int]:
+        subject = await _resolve(self.subject, request) or client_ip(request)
+        tier = await _resolve(self.tier, request) if self.tier is not None else None
+        api_key = await _resolve(self.api_key, request) if self.api_key is not None else None
+        cost = max(1, int(await _resolve(self.cost, request)))
+        return str(subject), {"tier": tier or None, "api_key": api_key or None, "cost": cost}, cost
+
+    def headers_for(self, decision: Decision) -> Dict[str, str]:
+        return render_headers(decision, window_ms=self.window_ms, unit=self.unit,
+                              name=self.policy_name, ietf=self.ietf_headers,
+                              x_ratelimit_fields=self.x_ratelimit_headers)
+
+    def _raise_if_denied(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
+        if decision.allowed:
+            return
+        if decision.unavailable:
+            raise HTTPException(self.unavailable_status, detail=_unavailable_body(decision),
+                                headers=headers)
+        raise RateLimitExceeded(decision, headers, cost)
+
+
+def _window_ms(window: Optional[Union[int, float, str]]) -> Optional[int]:
+    """Seconds (number) or a duration text like "1m", "300s", "500ms" -> milliseconds."""
+    if window is None:
+        return None
+    if isinstance(window, (int, float)) and not isinstance(window, bool):
+        return int(window * 1000)
+    text = str(window).strip()
+    units = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+    for suffix, factor in units:
+        number = text[: -len(suffix)]
+        if text.endswith(suffix) and number.replace(".", "", 1).isdigit():
+            return int(float(number) * factor)
+    raise ValueError(f"window must be seconds or a duration like '1m', '300s'; got {window!r}")
+
+
+# -- route dependencies ---------------------------------------------------------------------
+
+class RateLimit(_Limiter):
+    """Route dependency: ``SL.CHECK`` for ``resource``; returns the :class:`Decision`.
+
+    Use as ``dependencies=[Depends(RateLimit("predict"))]`` or as a parameter
+    ``decision: Decision = Depends(RateLimit("predict"))``. ``window`` (seconds or "1m")
+    adds ``w=`` to ``RateLimit-Policy``; ``unit`` ("requests", "tokens", "items") names the
+    cost unit in the fields.
+    """
+
+    async def __call__(self, request: Request, response: Response) -> Decision:
+        subject, options, cost = await self._arguments(request)
+        client = _client_for(request.scope.get("app"), self.client)
+        decision = await client.check(self.resource, subject, **options)
+        headers = self.headers_for(decision)
+        self._raise_if_denied(decision, headers, cost)
+        response.headers.update(headers)
+        return decision
+
+
+class RateLimitLease(_Limiter):
+    """Route dependency for estimated costs: ``SL.ACQUIRE`` with the estimate, yields the
+    :class:`~sluice.AsyncLease`; the route settles the real cost with
+    ``await lease.release(actual=n)`` (or sets ``lease.actual``). A lease the route did not
+    release is released when the response is done, with ``lease.actual`` or the estimate.
+    ``ttl_ms`` bounds how long the engine holds it.
+    """
+
+    def __init__(self, resource: str, *, ttl_ms: Optional[int] = None, **options: Any) -> None:
+        super().__init__(resource, **options)
+        self.ttl_ms = ttl_ms
+
+    async def __call__(self, request: Request, response: Response) -> AsyncIterator[AsyncLease]:
+        subject, options, cost = await self._arguments(request)
+        client = _client_for(request.scope.get("app"), self.client)
+        lease = await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms, **options)
+        headers = self.headers_for(lease.decision)
+        self._raise_if_denied(lease.decision, headers, cost)
+        response.headers.update(headers)
+        try:
+            yield lease
+        finally:
+            await lease.settle()
+
+
+# -- whole-app middleware -------------------------------------------------------------------
+
+class SluiceMiddleware(_Limiter):
+    """ASGI middleware limiting every HTTP request of an app against one resource.
+
+    ``resource`` is a name, or a function of the request returning a name or None (None:
+    not limited here). ``exclude`` lists paths never limited (health checks, docs). The
+    cost cannot read the body here; use :class:`RateLimit` on the route for body costs.
+
+        app.add_middleware(SluiceMiddleware, resource="api", exclude=["/healthz"])
+    """
+
+    def __init__(self, app: ASGIApp, resource: Any, *, exclude: Iterable[str] = (),
+                 **options: Any) -> None:
+        super().__init__(resource, **options)
+        self.app = app
+        self.exclude = frozenset(exclude)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exclude:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        resource = await _resolve(self.resource, request)
+        if not resource:
+            await self.app(scope, receive, send)
+            return
+        subject, options, cost = await self._arguments(request)
+        client = _client_for(scope.get("app"), self.client)
+        decision = await client.check(resource, subject, **options)
+        headers = self.headers_for(decision)
+        if not decision.allowed:
+            if decision.unavailable:
+                status, body = self.unavailable_status, _unavailable_body(decision)
+            else:
+                status, body = 429, RateLimitExceeded(decision, headers, cost).detail
+            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+            return
+        if not headers:
+            await self.app(scope, receive, send)
+            return
+        raw: List[Tuple[bytes, bytes]] = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = list(message.get("headers", [])) + raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,157 @@
+"""HTTP response fields for a decision. Pure functions: no I/O, no framework.
+
+Three conventions are rendered:
+
+* ``Retry-After`` (RFC 9110 §10.2.3) on a denial: whole seconds, rounded up, so a client
+  that waits exactly that long is not refused again for the same reason.
+* ``RateLimit-Policy`` and ``RateLimit`` from draft-ietf-httpapi-ratelimit-headers (-10/-11),
+  Structured Field lists whose items are the policy name as an sf-string with parameters:
+  ``RateLimit-Policy: "per_minute";q=10;w=60`` and ``RateLimit: "per_minute";r=3;t=42``.
+* Optionally the ``x-ratelimit-limit-requests`` / ``-remaining-requests`` /
+  ``-reset-requests`` family (``-tokens`` for token limits) that LLM API clients read; the
+  reset is a duration such as ``1s``, ``6m0s`` or ``250ms``.
+
+Decisions for an unlimited tier, and decisions made without sluiced (``unavailable``), carry
+no quota, so only ``Retry-After`` (fail-closed) is rendered for them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+from .decision import Decision
+
+__all__ = [
+    "sf_string",
+    "format_duration",
+    "retry_after",
+    "ratelimit_policy",
+    "ratelimit",
+    "x_ratelimit",
+    "render_headers",
+]
+
+# Quota units registered by the draft; any other unit (tokens, items) travels in a vendor
+# parameter, because the draft allows unregistered parameters but not unregistered units.
+_REGISTERED_UNITS = {"requests", "content-bytes", "concurrent-requests"}
+
+
+def sf_string(value: str) -> str:
+    """A Structured Field sf-string (RFC 8941 §3.3.3): printable ASCII, quoted, escaped."""
+    out = ['"']
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.append("?")  # sf-string cannot carry it; keep the name's length and shape
+    out.append('"')
+    return "".join(out)
+
+
+def format_duration(ms: int) -> str:
+    """Go-style duration, as OpenAI-compatible clients parse: 250ms, 1s, 1.5s, 6m0s, 1h0m0s."""
+    ms = max(0, int(ms))
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest // 1000}" if rest % 1000 == 0 else f"{rest / 1000:.3f}".rstrip("0")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def _seconds_up(ms: int) -> int:
+    return max(0, math.ceil(ms / 1000))
+
+
+def _has_quota(decision: Decision) -> bool:
+    return not decision.unavailable and not decision.unlimited
+
+
+def _policy_name(decision: Decision, name: Optional[str]) -> str:
+    return name or decision.rule or decision.resource or "default"
+
+
+def retry_after(decision: Decision) -> Optional[str]:
+    """``Retry-After`` value, or None when allowed or when retrying can never succeed."""
+    seconds = decision.retry_after_seconds
+    return None if seconds is None else str(seconds)
+
+
+def ratelimit_policy(decision: Decision, *, window_ms: Optional[int] = None,
+                     unit: str = "requests", name: Optional[str] = None) -> Optional[str]:
+    """``RateLimit-Policy`` value: ``"name";q=<limit>[;qu=...][;w=<window seconds>]``.
+
+    ``w`` is present only when the window is known (the decision reply does not carry it).
+    """
+    if not _has_quota(decision):
+        return None
+    parts = [sf_string(_policy_name(decision, name)), f"q={decision.limit}"]
+    if unit in _REGISTERED_UNITS:
+        if unit != "requests":
+            parts.append(f"qu={sf_string(unit)}")
+    else:
+        parts.append(f"sluice-unit={sf_string(unit)}")
+    if window_ms is not None and window_ms > 0:
+        parts.append(f"w={max(1, _seconds_up(window_ms))}")
+    return ";".join(parts)
+
+
+def ratelimit(decision: Decision, *, name: Optional[str] = None) -> Optional[str]:
+    """``RateLimit`` value: ``"name";r=<remaining>;t=<seconds>``.
+
+    On a denial ``t`` is the retry delay: the draft asks that ``Retry-After`` not point
+    earlier than the end of the effective window, and with ``r=0`` the window in which no
+    more quota is available ends exactly when the request could be retried.
+    """
+    if not _has_quota(decision):
+        return None
+    if decision.allowed or decision.retry_after_ms < 0:
+        seconds = _seconds_up(decision.reset_after_ms)
+    else:
+        seconds = decision.retry_after_seconds or 0
+    remaining = max(0, decision.remaining)
+    return f"{sf_string(_policy_name(decision, name))};r={remaining};t={seconds}"
+
+
+def x_ratelimit(decision: Decision, *, unit: str = "requests") -> Dict[str, str]:
+    """``x-ratelimit-{limit,remaining,reset}-<unit>`` fields (``requests`` or ``tokens``)."""
+    if not _has_quota(decision):
+        return {}
+    suffix = "requests" if unit in ("requests", "concurrent-requests") else unit
+    reset_ms = decision.reset_after_ms
+    if not decision.allowed and decision.retry_after_ms > 0:
+        reset_ms = decision.retry_after_ms
+    return {
+        f"x-ratelimit-limit-{suffix}": str(decision.limit),
+        f"x-ratelimit-remaining-{suffix}": str(max(0, decision.remaining)),
+        f"x-ratelimit-reset-{suffix}": format_duration(reset_ms),
+    }
+
+
+def render_headers(decision: Decision, *, window_ms: Optional[int] = None,
+                   unit: str = "requests", name: Optional[str] = None,
+                   ietf: bool = True, x_ratelimit_fields: bool = False) -> Dict[str, str]:
+    """Every field for ``decision`` as a dict of header name to value.
+
+    ``window_ms`` adds ``w`` to ``RateLimit-Policy``; ``unit`` is the limit's cost unit;
+    ``name`` overrides the policy name (default: the deciding rule).
+    """
+    headers: Dict[str, str] = {}
+    value = retry_after(decision)
+    if value is not None:
+        headers["Retry-After"] = value
+    if ietf:
+        policy = ratelimit_policy(decision, window_ms=window_ms, unit=unit, name=name)
+        if policy is not None:
+            headers["RateLimit-Policy"] = policy
+            headers["RateLimit"] = ratelimit(decision, name=name) or ""
+    if x_ratelimit_fields:
+        headers.update(x_ratelimit(decision, unit=unit))
+    return headers

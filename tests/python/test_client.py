@@ -1,0 +1,197 @@
+"""Client behaviour against a scripted RESP server: arguments, replies, errors, leases,
+fail-open / fail-closed and timeouts. The real daemon is exercised in test_e2e_*.py."""
+
+import asyncio
+import time
+
+import pytest
+
+from fake_sluiced import HANG, Error, FakeSluiced
+from sluice import (AsyncSluiceClient, LeaseNotFound, RateLimited, SluiceClient, SluiceError,
+                    SluiceUnavailable)
+
+ALLOW = [1, 10, 9, 60_000, 0, "per_minute"]
+DENY = [0, 10, 0, 30_000, 30_000, "per_minute"]
+
+
+def scripted(replies):
+    """respond() that answers by command name and falls back to ERR for anything else."""
+    def respond(args):
+        reply = replies.get(args[0].upper(), Error(f"ERR unknown command '{args[0]}'"))
+        return reply(args) if callable(reply) else reply
+    return respond
+
+
+@pytest.fixture
+def sock(tmp_path):
+    return str(tmp_path / "sluice.sock")
+
+
+def test_check_sends_options_and_parses_the_decision(sock):
+    # TIER, KEY and COST are sent only when given, in the documented order.
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})) as fake, SluiceClient(sock) as client:
+        d = client.check("predict", "10.0.0.1")
+        assert d.allowed and d.limit == 10 and d.remaining == 9 and d.rule == "per_minute"
+        assert d.resource == "predict" and not d.unavailable
+        client.check("generate", "u1", tier="premium", api_key="k", cost=250)
+    assert fake.commands == [
+        ["SL.CHECK", "predict", "10.0.0.1"],
+        ["SL.CHECK", "generate", "u1", "TIER", "premium", "KEY", "k", "COST", "250"],
+    ]
+
+
+def test_peek_uses_sl_peek(sock):
+    with FakeSluiced(sock, scripted({"SL.PEEK": DENY})) as fake, SluiceClient(sock) as client:
+        d = client.peek("predict", "s")
+        assert not d.allowed and d.retry_after_seconds == 30
+    assert fake.commands[0][0] == "SL.PEEK"
+
+
+def test_engine_errors_keep_code_and_message(sock):
+    # The engine's upper-case prefix is the contract; redis-py must not strip or remap it.
+    replies = {"SL.CHECK": lambda a: Error({"bad": "WRONGARGS COST must be a positive integer",
+                                            "err": "ERR unknown resource 'nope'",
+                                            "perm": "NOPERM not on the decision socket"}[a[1]])}
+    with FakeSluiced(sock, scripted(replies)), SluiceClient(sock) as client:
+        for resource, code, message in [("bad", "WRONGARGS", "COST must be a positive integer"),
+                                        ("err", "ERR", "unknown resource 'nope'"),
+                                        ("perm", "NOPERM", "not on the decision socket")]:
+            with pytest.raises(SluiceError) as info:
+                client.check(resource, "s")
+            assert (info.value.code, info.value.message) == (code, message)
+
+
+def test_client_side_validation_fails_before_sending(sock):
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})) as fake, SluiceClient(sock) as client:
+        for bad in [dict(cost=0), dict(cost=1.5), dict(cost=True)]:
+            with pytest.raises(ValueError):
+                client.check("predict", "s", **bad)
+        with pytest.raises(ValueError):
+            client.check("", "s")
+    assert fake.commands == []
+
+
+def test_malformed_reply_is_a_protocol_error(sock):
+    with FakeSluiced(sock, scripted({"SL.CHECK": [1, 2]})), SluiceClient(sock) as client:
+        with pytest.raises(SluiceError) as info:
+            client.check("predict", "s")
+        assert info.value.code == "PROTOCOL"
+
+
+def test_lease_context_manager_settles_actual_cost(sock):
+    # The block sets the real cost; leaving the block sends SL.RELEASE with ACTUAL.
+    acquire = ALLOW + ["lease-7", 60_000]
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire, "SL.RELEASE": 1})) as fake, \
+            SluiceClient(sock) as client:
+        with client.acquire("generate", "u", cost=500, ttl_ms=30_000) as lease:
+            assert lease.id == "lease-7" and lease.ttl_ms == 60_000
+            lease.actual = 123
+        assert lease.released
+        assert lease.release() is False  # idempotent
+    assert fake.commands == [["SL.ACQUIRE", "generate", "u", "COST", "500", "TTL", "30000"],
+                             ["SL.RELEASE", "lease-7", "ACTUAL", "123"]]
+
+
+def test_lease_released_with_estimate_when_no_actual_given(sock):
+    acquire = ALLOW + ["lease-8", 60_000]
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire, "SL.RELEASE": 1})) as fake, \
+            SluiceClient(sock) as client:
+        with pytest.raises(KeyError):
+            with client.acquire("generate", "u", cost=500):
+                raise KeyError("the block failed")  # the lease is still released
+    assert fake.commands[-1] == ["SL.RELEASE", "lease-8"]
+
+
+def test_denied_lease_raises_on_entry_and_sends_no_release(sock):
+    acquire = DENY + ["", 0]
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire})) as fake, \
+            SluiceClient(sock) as client:
+        with pytest.raises(RateLimited) as info:
+            with client.acquire("generate", "u", cost=500):
+                pytest.fail("a denied lease must not run the block")
+        assert info.value.decision.retry_after_ms == 30_000
+    assert [c[0] for c in fake.commands] == ["SL.ACQUIRE"]
+
+
+def test_release_of_unknown_lease_raises_lease_not_found(sock):
+    replies = {"SL.RELEASE": Error("NOLEASE lease 42 is unknown or expired")}
+    with FakeSluiced(sock, scripted(replies)), SluiceClient(sock) as client:
+        with pytest.raises(LeaseNotFound) as info:
+            client.release("42", actual=3)
+        assert info.value.code == "NOLEASE"
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_unreachable_daemon_follows_on_unavailable(tmp_path, mode):
+    # No socket at all: the client answers by itself, marked unavailable.
+    client = SluiceClient(str(tmp_path / "missing.sock"), on_unavailable=mode,
+                          unavailable_retry_after_ms=2_500)
+    d = client.check("predict", "s")
+    assert d.unavailable and d.allowed == (mode == "open")
+    assert d.retry_after_ms == (0 if mode == "open" else 2_500)
+    lease = client.acquire("generate", "s", cost=10)
+    assert lease.decision.unavailable and lease.id == ""
+    assert client.release("lease-1") is False
+    assert client.ping() is False
+
+
+def test_unreachable_daemon_raises_when_asked(tmp_path):
+    client = SluiceClient(str(tmp_path / "missing.sock"), on_unavailable="raise")
+    with pytest.raises(SluiceUnavailable):
+        client.check("predict", "s")
+
+
+def test_invalid_fail_mode_is_rejected():
+    with pytest.raises(ValueError):
+        SluiceClient("x.sock", on_unavailable="maybe")
+
+
+def test_silent_daemon_times_out_quickly(sock):
+    # A daemon that accepts but never answers must not stall the request path.
+    with FakeSluiced(sock, lambda args: HANG):
+        client = SluiceClient(sock, timeout=0.1, on_unavailable="closed")
+        start = time.monotonic()
+        d = client.check("predict", "s")
+        assert time.monotonic() - start < 1.0
+        assert d.unavailable and not d.allowed
+        client.close()
+
+
+def test_async_client_check_lease_and_errors(sock):
+    acquire = ALLOW + ["lease-9", 60_000]
+    replies = {"SL.CHECK": ALLOW, "SL.ACQUIRE": acquire, "SL.RELEASE": 1,
+               "SL.PEEK": Error("STORAGE backend down")}
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            assert (await client.check("predict", "s", api_key="k")).allowed
+            async with await client.acquire("generate", "s", cost=100) as lease:
+                lease.actual = 40
+            with pytest.raises(SluiceError) as info:
+                await client.peek("predict", "s")
+            assert info.value.code == "STORAGE"
+            assert await client.ping() is False  # PING is unscripted here: ERR, not PONG
+
+    with FakeSluiced(sock, scripted(replies)) as fake:
+        asyncio.run(scenario())
+    assert ["SL.RELEASE", "lease-9", "ACTUAL", "40"] in fake.commands
+    assert ["SL.CHECK", "predict", "s", "KEY", "k"] in fake.commands
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_async_unreachable_and_timeout(tmp_path, mode):
+    sock = str(tmp_path / "s.sock")
+
+    async def scenario():
+        missing = AsyncSluiceClient(str(tmp_path / "missing.sock"), on_unavailable=mode)
+        d = await missing.check("predict", "s")
+        assert d.unavailable and d.allowed == (mode == "open")
+        slow = AsyncSluiceClient(sock, timeout=0.1, on_unavailable=mode)
+        start = time.monotonic()
+        d = await slow.check("predict", "s")
+        assert time.monotonic() - start < 1.0
+        assert d.unavailable and d.allowed == (mode == "open")
+        await slow.close()
+
+    with FakeSluiced(sock, lambda args: HANG):
+        asyncio.run(scenario())
