@@ -1,0 +1,305 @@
+#include "database.h"
+
+#include <sqlite3.h>
+
+#include <string>
+
+namespace sluice::sqlite_plugin {
+namespace {
+
+// Marks the file as sluice's in its header (PRAGMA application_id, 'slce'), so that pointing
+// path= at another program's database is refused instead of silently adding tables to it.
+constexpr int kApplicationId = 0x736c6365;
+
+// Migration i brings the schema from version i to i + 1. Append only; never edit a shipped one.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1: one row per key. WITHOUT ROWID keeps the row in the primary-key b-tree, which
+    // halves the size of small rows; the expiry index serves the incremental expiry sweep.
+    "CREATE TABLE counters("
+    "  key BLOB PRIMARY KEY NOT NULL,"
+    "  state BLOB NOT NULL,"
+    "  expires_at_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX counters_by_expiry ON counters(expires_at_ms);",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+}  // namespace
+
+Error Database::fail(int rc, std::string_view doing) {
+  const int code = rc & 0xff;
+  const std::string detail = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  const std::string& p = config_.path;
+  std::string what;
+  switch (code) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      what = "the file " + p + " is corrupt or not a SQLite database (" + detail +
+             "); move it aside to start with fresh counters";
+      break;
+    case SQLITE_READONLY:
+      if (rc == SQLITE_READONLY_DBMOVED) {
+        what = "the file " + p + " was deleted or moved while in use (" + detail +
+               "); sluice writes a new one when it can";
+      } else {
+        what = "the file " + p + " (or its directory) is read-only (" + detail +
+               "); the sluice daemon must be able to write it";
+      }
+      break;
+    case SQLITE_PERM:
+      what = "permission to write " + p + " was denied (" + detail +
+             "); the sluice daemon must be able to write it";
+      break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      what = "the file " + p + " is locked by another process (" + detail +
+             "); is another sluiced using the same file?";
+      break;
+    case SQLITE_FULL:
+      what = "the disk holding " + p + " is full" +
+             (config_.max_size_mb > 0
+                  ? " or the file reached max_size_mb=" + std::to_string(config_.max_size_mb)
+                  : std::string()) +
+             " (" + detail + "); free some space";
+      break;
+    case SQLITE_CANTOPEN:
+      what = "cannot open " + p + " (" + detail +
+             "); check that its directory exists and is writable";
+      break;
+    case SQLITE_IOERR:
+      what = "I/O error on " + p + " (" + detail + ")";
+      break;
+    default:
+      what = "SQLite error on " + p + " (" + detail + ")";
+      break;
+  }
+  close();
+  return "sqlite storage: " + what + " while " + std::string(doing) + ".";
+}
+
+Error Database::exec(const char* sql, std::string_view doing) {
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return fail(rc, doing);
+  return std::nullopt;
+}
+
+Error Database::open() {
+  close();
+  const int flags =
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(config_.path.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) return fail(rc, "opening it");
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, static_cast<int>(config_.busy_timeout_ms));
+  if (sqlite3_db_readonly(db_, "main") == 1) {
+    return fail(SQLITE_READONLY, "opening it");
+  }
+
+  // Exclusive locking before WAL: no shared-memory index is created and the lock taken by the
+  // first write below is held until close, so a second daemon on the same file waits and
+  // reports it instead of both keeping diverging counters in memory.
+  if (config_.exclusive_lock) {
+    if (auto e = exec("PRAGMA locking_mode=EXCLUSIVE", "setting its locking mode")) return e;
+  }
+  {
+    sqlite3_stmt* st = nullptr;
+    rc = sqlite3_prepare_v2(db_, "PRAGMA journal_mode=WAL", -1, &st, nullptr);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    std::string mode;
+    if (rc == SQLITE_ROW) {
+      const auto* text = sqlite3_column_text(st, 0);
+      mode = text ? reinterpret_cast<const char*>(text) : "";
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return fail(rc, "switching it to WAL mode");
+    if (mode != "wal" && mode != "memory") {
+      return fail(SQLITE_READONLY, "switching it to WAL mode");
+    }
+  }
+  const std::string sync = "PRAGMA synchronous=" + config_.synchronous;
+  if (auto e = exec(sync.c_str(), "setting synchronous")) return e;
+  if (config_.max_size_mb > 0) {
+    int page_size = 4096;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, "PRAGMA page_size", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      page_size = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    const int64_t pages = config_.max_size_mb * 1024 * 1024 / page_size;
+    const std::string sql = "PRAGMA max_page_count=" + std::to_string(pages);
+    if (auto e = exec(sql.c_str(), "setting max_size_mb")) return e;
+  }
+  if (auto e = migrate()) return e;
+
+  const auto prepare = [&](const char* sql, sqlite3_stmt** out) -> Error {
+    const int prc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, out, nullptr);
+    if (prc != SQLITE_OK) return fail(prc, "preparing its statements");
+    return std::nullopt;
+  };
+  if (auto e = prepare("INSERT INTO counters(key, state, expires_at_ms) VALUES(?1, ?2, ?3) "
+                       "ON CONFLICT(key) DO UPDATE SET state = excluded.state, "
+                       "expires_at_ms = excluded.expires_at_ms",
+                       &upsert_)) {
+    return e;
+  }
+  if (auto e = prepare("DELETE FROM counters WHERE key = ?1", &erase_)) return e;
+  if (auto e = prepare("SELECT key FROM counters WHERE expires_at_ms <= ?1 "
+                       "ORDER BY expires_at_ms LIMIT ?2",
+                       &expired_)) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+Error Database::migrate() {
+  // IMMEDIATE takes the write lock now, so the version read below cannot change under us.
+  if (auto e = exec("BEGIN IMMEDIATE", "locking it")) return e;
+  int app_id = 0;
+  int version = 0;
+  bool has_version_table = false;
+  {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "PRAGMA application_id", -1, &st, nullptr);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) app_id = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return fail(rc, "reading its header");
+    rc = sqlite3_prepare_v2(
+        db_, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sluice_schema'", -1,
+        &st, nullptr);
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_step(st);
+      has_version_table = rc == SQLITE_ROW;
+      if (rc == SQLITE_DONE) rc = SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return fail(rc, "reading its schema");
+  }
+  if (app_id != 0 && app_id != kApplicationId) {
+    close();
+    return "sqlite storage: the file " + config_.path +
+           " belongs to another application (its application_id is " + std::to_string(app_id) +
+           "); point path= at a file of its own.";
+  }
+  if (has_version_table) {
+    sqlite3_stmt* st = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM sluice_schema", -1,
+                                &st, nullptr);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return fail(rc, "reading its schema version");
+  } else {
+    if (auto e = exec("CREATE TABLE sluice_schema(version INTEGER PRIMARY KEY, "
+                      "applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+                      "creating its version table")) {
+      return e;
+    }
+  }
+  if (version > kSchemaVersion) {
+    close();
+    return "sqlite storage: the file " + config_.path + " has schema version " +
+           std::to_string(version) + ", newer than the " + std::to_string(kSchemaVersion) +
+           " this sluice understands; upgrade sluice or point path= at another file.";
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    if (auto e = exec(kMigrations[v], "migrating its schema")) return e;
+    const std::string record =
+        "INSERT INTO sluice_schema(version) VALUES(" + std::to_string(v + 1) + ")";
+    if (auto e = exec(record.c_str(), "migrating its schema")) return e;
+  }
+  if (app_id == 0) {
+    const std::string sql = "PRAGMA application_id=" + std::to_string(kApplicationId);
+    if (auto e = exec(sql.c_str(), "writing its header")) return e;
+  }
+  return exec("COMMIT", "creating its schema");
+}
+
+void Database::close() {
+  if (!db_) return;
+  sqlite3_finalize(upsert_);
+  sqlite3_finalize(erase_);
+  sqlite3_finalize(expired_);
+  upsert_ = erase_ = expired_ = nullptr;
+  // close_v2 never fails with BUSY; an open transaction is rolled back.
+  sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+Error Database::check_not_moved() {
+  // A deleted file (or directory) still accepts writes through the open descriptor, which
+  // would silently lose every counter at the next restart. SQLite can tell us.
+  int moved = 0;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved) {
+    return fail(SQLITE_READONLY_DBMOVED, "writing counters");
+  }
+  return std::nullopt;
+}
+
+Error Database::load(const RowFn& fn) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT key, state, expires_at_ms FROM counters", -1, &st,
+                              nullptr);
+  if (rc != SQLITE_OK) return fail(rc, "loading counters");
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const auto* k = static_cast<const char*>(sqlite3_column_blob(st, 0));
+    const int klen = sqlite3_column_bytes(st, 0);
+    const auto* s = static_cast<const char*>(sqlite3_column_blob(st, 1));
+    const int slen = sqlite3_column_bytes(st, 1);
+    fn(std::string_view(k ? k : "", static_cast<size_t>(klen)),
+       std::string_view(s ? s : "", static_cast<size_t>(slen)), sqlite3_column_int64(st, 2));
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(rc, "loading counters");
+  return std::nullopt;
+}
+
+Error Database::write(const std::vector<Row>& rows) {
+  if (rows.empty()) return std::nullopt;
+  if (auto e = check_not_moved()) return e;
+  if (auto e = exec("BEGIN IMMEDIATE", "writing counters")) return e;
+  for (const Row& row : rows) {
+    sqlite3_stmt* st = row.erase ? erase_ : upsert_;
+    sqlite3_bind_blob(st, 1, row.key.data(), static_cast<int>(row.key.size()), SQLITE_STATIC);
+    if (!row.erase) {
+      sqlite3_bind_blob(st, 2, row.state.data(), static_cast<int>(row.state.size()),
+                        SQLITE_STATIC);
+      sqlite3_bind_int64(st, 3, row.expires_at_ms);
+    }
+    const int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) return fail(rc, "writing counters");
+  }
+  return exec("COMMIT", "committing counters");
+}
+
+Error Database::expired_keys(int64_t now_ms, int64_t limit, std::vector<std::string>& out) {
+  sqlite3_bind_int64(expired_, 1, now_ms);
+  sqlite3_bind_int64(expired_, 2, limit);
+  int rc;
+  while ((rc = sqlite3_step(expired_)) == SQLITE_ROW) {
+    const auto* k = static_cast<const char*>(sqlite3_column_blob(expired_, 0));
+    out.emplace_back(k ? k : "", static_cast<size_t>(sqlite3_column_bytes(expired_, 0)));
+  }
+  sqlite3_reset(expired_);
+  if (rc != SQLITE_DONE) return fail(rc, "looking for expired counters");
+  return std::nullopt;
+}
+
+int64_t Database::size_bytes() {
+  if (!db_) return -1;
+  int64_t pages = -1;
+  int64_t page_size = 0;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT page_count, page_size FROM pragma_page_count(), "
+                              "pragma_page_size()",
+                         -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    pages = sqlite3_column_int64(st, 0);
+    page_size = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  return pages < 0 ? -1 : pages * page_size;
+}
+
+}  // namespace sluice::sqlite_plugin

@@ -1,0 +1,72 @@
+// One SQLite connection to the counters file: schema and migrations, load, write, expiry.
+// Not thread-safe: after open it is used by the store's writer thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace sluice::sqlite_plugin {
+
+// The schema version this build writes. A file with a higher version is refused.
+inline constexpr int kSchemaVersion = 1;
+
+// One key's change for the file: an upsert, or an erase when `erase` is set.
+struct Row {
+  std::string key;
+  std::string state;
+  int64_t expires_at_ms = 0;
+  bool erase = false;
+};
+
+// Every failing call returns one sentence that says what is wrong with the file and what
+// to do about it; the connection is then unusable until close() and open() again.
+using Error = std::optional<std::string>;
+
+class Database {
+ public:
+  explicit Database(const Config& config) : config_(config) {}
+  ~Database() { close(); }
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  // Opens (creating if needed) the file, takes its lock and brings the schema up to date.
+  Error open();
+  bool is_open() const { return db_ != nullptr; }
+  void close();
+
+  using RowFn = std::function<void(std::string_view key, std::string_view state,
+                                   int64_t expires_at_ms)>;
+  Error load(const RowFn& fn);
+
+  // Writes all rows in one transaction.
+  Error write(const std::vector<Row>& rows);
+
+  // Up to `limit` keys whose state expired at or before now_ms, oldest first.
+  Error expired_keys(int64_t now_ms, int64_t limit, std::vector<std::string>& out);
+
+  // Logical size of the main file (pages in use times page size); -1 if unknown.
+  int64_t size_bytes();
+
+ private:
+  Error fail(int rc, std::string_view doing);
+  Error exec(const char* sql, std::string_view doing);
+  Error migrate();
+  Error check_not_moved();
+
+  const Config& config_;
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* upsert_ = nullptr;
+  sqlite3_stmt* erase_ = nullptr;
+  sqlite3_stmt* expired_ = nullptr;
+};
+
+}  // namespace sluice::sqlite_plugin
