@@ -1,1 +1,729 @@
-// placeholder: implemented in its own commit
+// Reading a policy: YAML text -> PolicySpec, with every problem reported as
+// file:line:column. Two passes share the work: the reader checks shape (keys, types,
+// spellings) node by node, then check_spec() checks meaning (ranges, references, names) on the
+// spec, and its paths are mapped back to the nodes they came from.
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <fmt/format.h>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "policy_internal.h"
+#include "sluice/policy.h"
+
+namespace sluice {
+namespace pd = policy_detail;
+
+std::string PolicyError::to_string() const {
+  if (line <= 0) return file.empty() ? message : fmt::format("{}: {}", file, message);
+  return fmt::format("{}:{}:{}: {}", file, line, column, message);
+}
+
+std::string PolicyParseResult::error_text() const {
+  std::string out;
+  for (const auto& e : errors) {
+    if (!out.empty()) out += '\n';
+    out += e.to_string();
+  }
+  return out;
+}
+
+namespace policy_detail {
+namespace {
+
+// A semantic problem before it is placed: `at_key` points at the map key of `path` (a name)
+// rather than at its value.
+struct Problem {
+  std::string path;
+  bool at_key;
+  std::string message;
+};
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out.empty() ? "none" : out;
+}
+
+template <typename T>
+std::vector<std::string> names_of(const std::vector<T>& v) {
+  std::vector<std::string> out;
+  out.reserve(v.size());
+  for (const auto& x : v) out.push_back(x.name);
+  return out;
+}
+
+void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& path,
+                      std::vector<Problem>& out) {
+  if (limits.size() > kMaxLimitsPerResource) {
+    out.push_back({path, false, fmt::format("at most {} limits are allowed, found {}",
+                                            kMaxLimitsPerResource, limits.size())});
+  }
+  for (size_t i = 0; i < limits.size(); ++i) {
+    const LimitSpec& l = limits[i];
+    const std::string p = index_path(path, i);
+    if (auto problem = name_problem(l.name); !problem.empty()) {
+      out.push_back({child_path(p, "name"), false, fmt::format("limit name '{}' {}", l.name, problem)});
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (limits[j].name == l.name && !l.name.empty()) {
+        out.push_back({child_path(p, "name"), false,
+                       fmt::format("duplicate limit name '{}' (also limits[{}])", l.name, j)});
+        break;
+      }
+    }
+    const bool known_algorithm = algorithm_to_name(l.algorithm) != "?";
+    if (!known_algorithm) {
+      out.push_back({child_path(p, "algorithm"), false,
+                     fmt::format("unknown algorithm number {}", static_cast<int>(l.algorithm))});
+    }
+    if (l.limit < 1 || l.limit > kMaxLimitValue) {
+      out.push_back({child_path(p, "limit"), false,
+                     fmt::format("limit must be between 1 and {}, got {}", kMaxLimitValue, l.limit)});
+    }
+    if (l.window_ms < 1 || l.window_ms > kMaxWindowMs) {
+      out.push_back({child_path(p, "window"), false,
+                     fmt::format("window must be between 1ms and {}, got {}",
+                                 format_duration_ms(kMaxWindowMs), format_duration_ms(l.window_ms))});
+    }
+    if (l.burst < 0 || l.burst > kMaxLimitValue) {
+      out.push_back({child_path(p, "burst"), false,
+                     fmt::format("burst must be between 0 and {}, got {}", kMaxLimitValue, l.burst)});
+    } else if (l.burst != 0 && known_algorithm && !algorithm_takes_burst(l.algorithm)) {
+      out.push_back({child_path(p, "burst"), false,
+                     fmt::format("burst applies only to token_bucket and gcra, not {}",
+                                 algorithm_to_name(l.algorithm))});
+    }
+  }
+}
+
+void check_multiplier(double m, const std::string& path, std::vector<Problem>& out) {
+  if (!std::isfinite(m) || m <= 0 || m > kMaxMultiplier) {
+    out.push_back({path, false, fmt::format("multiplier must be > 0 and at most {}, got {}",
+                                            format_number(kMaxMultiplier), format_number(m))});
+  }
+}
+
+void check_description(const std::string& d, const std::string& path, std::vector<Problem>& out) {
+  if (d.size() > kMaxDescriptionLength) {
+    out.push_back({path, false, fmt::format("description is {} bytes long (at most {})", d.size(),
+                                            kMaxDescriptionLength)});
+  }
+}
+
+void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
+  const std::vector<std::string> tier_names = names_of(spec.tiers);
+  auto tier_exists = [&](const std::string& n) {
+    return std::find(tier_names.begin(), tier_names.end(), n) != tier_names.end();
+  };
+
+  if (spec.lease_ttl_ms < 1 || spec.lease_ttl_ms > kMaxWindowMs) {
+    out.push_back({"lease_ttl", false,
+                   fmt::format("lease_ttl must be between 1ms and {}, got {}",
+                               format_duration_ms(kMaxWindowMs), format_duration_ms(spec.lease_ttl_ms))});
+  }
+  if (spec.unknown_resource == UnknownResourceMode::kDefaultLimits && spec.default_limits.empty()) {
+    out.push_back({"unknown_resource", false,
+                   "unknown_resource: default_limits needs a non-empty default_limits list"});
+  }
+  if (spec.unknown_resource != UnknownResourceMode::kDefaultLimits && !spec.default_limits.empty()) {
+    out.push_back({"default_limits", false,
+                   fmt::format("default_limits is only used with unknown_resource: default_limits "
+                               "(unknown_resource is {})",
+                               unknown_mode_to_name(spec.unknown_resource))});
+  }
+  check_limit_list(spec.default_limits, "default_limits", out);
+
+  // Resources come before tiers so an override's limit names can be checked against them.
+  std::vector<std::string> resource_names;
+  for (const auto& r : spec.resources) {
+    const std::string p = child_path("resources", r.name);
+    if (auto problem = name_problem(r.name); !problem.empty()) {
+      out.push_back({p, true, fmt::format("resource name '{}' {}", r.name, problem)});
+    }
+    if (std::find(resource_names.begin(), resource_names.end(), r.name) != resource_names.end()) {
+      out.push_back({p, true, fmt::format("duplicate resource '{}'", r.name)});
+    }
+    resource_names.push_back(r.name);
+    check_description(r.description, child_path(p, "description"), out);
+    check_limit_list(r.limits, child_path(p, "limits"), out);
+    if (r.warmup.enabled) {
+      const std::string wp = child_path(p, "warmup");
+      const double f = r.warmup.factor;
+      if (!std::isfinite(f) || f <= 0 || f > 1) {
+        out.push_back({child_path(wp, "factor"), false,
+                       fmt::format("warmup factor must be > 0 and at most 1, got {}", format_number(f))});
+      }
+      if (r.warmup.duration_ms < 0 || r.warmup.duration_ms > kMaxWindowMs) {
+        out.push_back({child_path(wp, "duration"), false,
+                       fmt::format("warmup duration must be between 0s and {}, got {}",
+                                   format_duration_ms(kMaxWindowMs),
+                                   format_duration_ms(r.warmup.duration_ms))});
+      }
+      if (r.warmup.ramp && r.warmup.duration_ms == 0) {
+        out.push_back({child_path(wp, "ramp"), false,
+                       "a warmup ramp needs a duration to ramp over"});
+      }
+    }
+  }
+
+  if (spec.tiers.empty()) out.push_back({"tiers", false, "at least one tier is required"});
+  std::vector<std::string> seen_tiers;
+  for (const auto& t : spec.tiers) {
+    const std::string p = child_path("tiers", t.name);
+    if (auto problem = name_problem(t.name); !problem.empty()) {
+      out.push_back({p, true, fmt::format("tier name '{}' {}", t.name, problem)});
+    }
+    if (std::find(seen_tiers.begin(), seen_tiers.end(), t.name) != seen_tiers.end()) {
+      out.push_back({p, true, fmt::format("duplicate tier '{}'", t.name)});
+    }
+    seen_tiers.push_back(t.name);
+    check_description(t.description, child_path(p, "description"), out);
+    check_multiplier(t.multiplier, child_path(p, "multiplier"), out);
+    for (const auto& [resource, ov] : t.overrides) {
+      const std::string op = child_path(child_path(p, "overrides"), resource);
+      const ResourceSpec* res = nullptr;
+      for (const auto& r : spec.resources) {
+        if (r.name == resource) res = &r;
+      }
+      if (res == nullptr) {
+        out.push_back({op, true, fmt::format("override for unknown resource '{}' (resources: {})",
+                                             resource, join_names(resource_names))});
+      }
+      if (ov.multiplier) check_multiplier(*ov.multiplier, child_path(op, "multiplier"), out);
+      for (const auto& [limit_name, value] : ov.limits) {
+        const std::string lp = child_path(child_path(op, "limits"), limit_name);
+        if (res != nullptr && find_if(res->limits.begin(), res->limits.end(), [&](const LimitSpec& l) {
+                                return l.name == limit_name;
+                              }) == res->limits.end()) {
+          out.push_back({lp, true, fmt::format("unknown limit '{}' in resource '{}' (limits: {})",
+                                               limit_name, resource, join_names(names_of(res->limits)))});
+        }
+        if (value < 1 || value > kMaxLimitValue) {
+          out.push_back({lp, false, fmt::format("limit must be between 1 and {}, got {}",
+                                                kMaxLimitValue, value)});
+        }
+      }
+    }
+  }
+
+  // With no tiers at all, every reference to one would fail too; the one error above says it.
+  const bool check_references = !spec.tiers.empty();
+  if (spec.default_tier.empty()) {
+    out.push_back({"default_tier", false, "default_tier is required"});
+  } else if (check_references && !tier_exists(spec.default_tier)) {
+    out.push_back({"default_tier", false, fmt::format("default_tier names unknown tier '{}' (tiers: {})",
+                                                      spec.default_tier, join_names(tier_names))});
+  }
+
+  for (const auto& [key, tier] : spec.api_keys) {
+    const std::string p = child_path("api_keys", key);
+    if (auto problem = api_key_problem(key); !problem.empty()) {
+      out.push_back({p, true, fmt::format("api key '{}' {}", mask_api_key(key), problem)});
+    }
+    if (check_references && !tier_exists(tier)) {
+      out.push_back({p, false, fmt::format("api key '{}' maps to unknown tier '{}' (tiers: {})",
+                                           mask_api_key(key), tier, join_names(tier_names))});
+    }
+  }
+}
+
+std::vector<PolicyError> to_errors(std::vector<Problem> problems) {
+  std::vector<PolicyError> out;
+  out.reserve(problems.size());
+  for (auto& p : problems) {
+    PolicyError e;
+    e.message = std::move(p.message);
+    e.path = std::move(p.path);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// ---- the YAML reader ----------------------------------------------------------------------
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+struct Field {
+  std::string key;
+  YAML::Node key_node;
+  YAML::Node value;
+  std::string path;
+};
+
+using Keys = std::initializer_list<std::string_view>;
+
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  PolicyParseResult run(std::string_view text) {
+    PolicyParseResult result;
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(std::string(text));
+    } catch (const YAML::Exception& e) {
+      result.errors.push_back(make_error(e.mark, "", "YAML syntax error: " + e.msg));
+      return result;
+    }
+    if (documents.size() > 1) {
+      result.errors.push_back(make_error(documents[1].Mark(), "",
+                                         "a policy is one YAML document; found a second one here"));
+      return result;
+    }
+    const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
+    PolicySpec spec;
+    if (!root.IsDefined() || root.IsNull()) {
+      result.errors.push_back(make_error(YAML::Mark::null_mark(), "", "the policy is empty"));
+      return result;
+    }
+    if (!root.IsMap()) {
+      fail(root.Mark(), "", "a policy must be a map of keys (version, default_tier, tiers, resources, ...)");
+    } else {
+      read_root(root, spec);
+    }
+    root_mark_ = root.Mark();
+
+    std::vector<Problem> problems;
+    check_all(spec, problems);
+    for (auto& p : problems) {
+      if (is_broken(p.path)) continue;
+      errors_.push_back(make_error(locate(p.path, p.at_key), p.path, std::move(p.message)));
+    }
+    std::stable_sort(errors_.begin(), errors_.end(), [](const PolicyError& a, const PolicyError& b) {
+      // Errors without a place go last; the rest in document order.
+      auto key = [](const PolicyError& e) {
+        return std::pair(e.line <= 0 ? std::numeric_limits<int>::max() : e.line, e.column);
+      };
+      return key(a) < key(b);
+    });
+    result.errors = std::move(errors_);
+    if (result.errors.empty()) result.policy = std::move(spec);
+    return result;
+  }
+
+ private:
+  PolicyError make_error(const YAML::Mark& mark, std::string path, std::string message) const {
+    PolicyError e;
+    e.file = file_;
+    if (mark.line >= 0) {
+      e.line = mark.line + 1;
+      e.column = mark.column + 1;
+    }
+    e.path = std::move(path);
+    e.message = std::move(message);
+    return e;
+  }
+
+  void fail(const YAML::Mark& mark, const std::string& path, std::string message) {
+    errors_.push_back(make_error(mark, path, std::move(message)));
+    broken_.push_back(path);
+  }
+
+  bool is_broken(const std::string& path) const {
+    for (const auto& b : broken_) {
+      if (b.empty()) return true;
+      if (path.size() >= b.size() && path.compare(0, b.size(), b) == 0 &&
+          (path.size() == b.size() || path[b.size()] == '.' || path[b.size()] == '[')) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // The closest remembered place for a semantic problem: the node itself, else its parent.
+  YAML::Mark locate(std::string path, bool at_key) const {
+    if (at_key) {
+      if (auto it = key_marks_.find(path); it != key_marks_.end()) return it->second;
+    }
+    while (!path.empty()) {
+      if (auto it = value_marks_.find(path); it != value_marks_.end()) return it->second;
+      if (auto it = key_marks_.find(path); it != key_marks_.end()) return it->second;
+      const size_t cut = path.find_last_of(".[");
+      path = cut == std::string::npos ? std::string() : path.substr(0, cut);
+    }
+    return root_mark_;
+  }
+
+  static YAML::Mark value_mark(const Field& f) {
+    // A missing value (`limit:`) has no place of its own; yaml-cpp reports the next token.
+    if (!f.value.IsDefined() || f.value.IsNull() || f.value.Mark().line < 0) return f.key_node.Mark();
+    return f.value.Mark();
+  }
+
+  // The entries of a map, in document order, with unknown and duplicate keys reported.
+  // An empty `allowed` accepts any key (names chosen by the user).
+  std::vector<Field> entries(const YAML::Node& map, const std::string& path, std::string_view what,
+                             Keys allowed) {
+    std::vector<Field> out;
+    std::unordered_map<std::string, int> first_line;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node& k = it->first;
+      if (!k.IsScalar()) {
+        fail(k.Mark(), path, fmt::format("keys of {} must be plain names", what));
+        continue;
+      }
+      Field f{k.Scalar(), k, it->second, child_path(path, k.Scalar())};
+      if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), f.key) == allowed.end()) {
+        std::string list;
+        std::string_view suggestion;
+        for (auto a : allowed) {
+          list += list.empty() ? "" : ", ";
+          list += a;
+          if (suggestion.empty() && edit_distance(a, f.key) <= 2) suggestion = a;
+        }
+        fail(k.Mark(), f.path,
+             fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what,
+                         suggestion.empty() ? "" : fmt::format("; did you mean '{}'?", suggestion), list));
+        continue;
+      }
+      if (auto [pos, inserted] = first_line.emplace(f.key, k.Mark().line + 1); !inserted) {
+        fail(k.Mark(), f.path + "#dup",
+             fmt::format("duplicate key '{}' in {} (first on line {})", f.key, what, pos->second));
+        continue;
+      }
+      key_marks_[f.path] = k.Mark();
+      value_marks_[f.path] = value_mark(f);
+      out.push_back(std::move(f));
+    }
+    return out;
+  }
+
+  void require(const YAML::Node& map, const std::string& path, const std::vector<Field>& fields,
+               std::string_view what, Keys required) {
+    for (auto r : required) {
+      const bool present = std::any_of(fields.begin(), fields.end(), [&](const Field& f) { return f.key == r; });
+      if (!present) fail(map.Mark(), child_path(path, r), fmt::format("{} is missing required key '{}'", what, r));
+    }
+  }
+
+  static bool quoted(const YAML::Node& n) { return n.Tag() == "!"; }
+
+  std::optional<std::string> read_string(const Field& f) {
+    if (!f.value.IsScalar()) {
+      fail(value_mark(f), f.path, fmt::format("'{}' must be a string", f.key));
+      return std::nullopt;
+    }
+    return f.value.Scalar();
+  }
+
+  std::optional<int64_t> read_int(const Field& f) {
+    if (!f.value.IsScalar() || quoted(f.value)) {
+      fail(value_mark(f), f.path, fmt::format("'{}' must be a whole number", f.key));
+      return std::nullopt;
+    }
+    const std::string& s = f.value.Scalar();
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec == std::errc::result_out_of_range) {
+      fail(value_mark(f), f.path, fmt::format("'{}' is too large: {}", f.key, s));
+      return std::nullopt;
+    }
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      fail(value_mark(f), f.path, fmt::format("'{}' must be a whole number, got '{}'", f.key, s));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<double> read_number(const Field& f) {
+    if (!f.value.IsScalar() || quoted(f.value)) {
+      fail(value_mark(f), f.path, fmt::format("'{}' must be a number", f.key));
+      return std::nullopt;
+    }
+    const std::string& s = f.value.Scalar();
+    double v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(v)) {
+      fail(value_mark(f), f.path, fmt::format("'{}' must be a number, got '{}'", f.key, s));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<bool> read_bool(const Field& f) {
+    if (f.value.IsScalar() && !quoted(f.value)) {
+      const std::string& s = f.value.Scalar();
+      if (s == "true" || s == "True" || s == "TRUE") return true;
+      if (s == "false" || s == "False" || s == "FALSE") return false;
+    }
+    fail(value_mark(f), f.path, fmt::format("'{}' must be true or false", f.key));
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> read_duration(const Field& f) {
+    if (f.value.IsScalar()) {
+      const std::string& s = f.value.Scalar();
+      if (auto ms = parse_duration_ms(s)) return ms;
+      if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        fail(value_mark(f), f.path,
+             fmt::format("'{}' needs a unit: '{}s' or '{}ms' (units: ms, s, m, h, d)", f.key, s, s));
+        return std::nullopt;
+      }
+    }
+    const std::string shown = f.value.IsScalar() ? f.value.Scalar() : std::string("(not text)");
+    fail(value_mark(f), f.path,
+         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)", f.key, shown));
+    return std::nullopt;
+  }
+
+  template <typename Enum>
+  std::optional<Enum> read_enum(const Field& f, std::optional<Enum> (*lookup)(std::string_view),
+                                std::string_view valid) {
+    if (f.value.IsScalar()) {
+      if (auto v = lookup(f.value.Scalar())) return v;
+      fail(value_mark(f), f.path, fmt::format("unknown {} '{}' (valid: {})", f.key, f.value.Scalar(), valid));
+      return std::nullopt;
+    }
+    fail(value_mark(f), f.path, fmt::format("'{}' must be one of: {}", f.key, valid));
+    return std::nullopt;
+  }
+
+  bool expect_map(const Field& f, std::string_view what, bool null_is_empty = false) {
+    if (f.value.IsMap() || (null_is_empty && f.value.IsNull())) return true;
+    fail(value_mark(f), f.path, fmt::format("{} must be a map", what));
+    return false;
+  }
+
+  bool expect_seq(const Field& f, std::string_view what) {
+    if (f.value.IsSequence()) return true;
+    fail(value_mark(f), f.path, fmt::format("{} must be a list", what));
+    return false;
+  }
+
+  // ---- the document -------------------------------------------------------------------
+
+  void read_root(const YAML::Node& root, PolicySpec& spec) {
+    auto fields = entries(root, "", "the policy",
+                          {"version", "default_tier", "on_storage_failure", "unknown_resource",
+                           "default_limits", "lease_ttl", "tiers", "api_keys", "resources"});
+    require(root, "", fields, "the policy", {"default_tier", "tiers"});
+    for (const auto& f : fields) {
+      if (f.key == "version") {
+        if (auto v = read_int(f); v && *v != 1) {
+          fail(value_mark(f), f.path, fmt::format("unsupported policy version {} (this sluice reads version 1)", *v));
+        }
+      } else if (f.key == "default_tier") {
+        if (auto v = read_string(f)) spec.default_tier = *v;
+      } else if (f.key == "on_storage_failure") {
+        if (auto v = read_enum(f, &failure_mode_from_name, "fail_open, fail_closed")) spec.on_storage_failure = *v;
+      } else if (f.key == "unknown_resource") {
+        if (auto v = read_enum(f, &unknown_mode_from_name, "deny, allow, default_limits")) spec.unknown_resource = *v;
+      } else if (f.key == "default_limits") {
+        read_limit_list(f, spec.default_limits);
+      } else if (f.key == "lease_ttl") {
+        if (auto v = read_duration(f)) spec.lease_ttl_ms = *v;
+      } else if (f.key == "tiers") {
+        if (expect_map(f, "'tiers' (tier name -> settings)")) {
+          for (const auto& t : entries(f.value, f.path, "tiers", {})) read_tier(t, spec.tiers.emplace_back());
+        }
+      } else if (f.key == "api_keys") {
+        if (expect_map(f, "'api_keys' (key -> tier name)", true)) {
+          for (const auto& k : entries(f.value, f.path, "api_keys", {})) {
+            if (auto tier = read_string(k)) spec.api_keys[k.key] = *tier;
+          }
+        }
+      } else if (f.key == "resources") {
+        if (expect_map(f, "'resources' (resource name -> settings)", true)) {
+          for (const auto& r : entries(f.value, f.path, "resources", {})) {
+            read_resource(r, spec.resources.emplace_back());
+          }
+        }
+      }
+    }
+  }
+
+  void read_tier(const Field& tf, TierSpec& tier) {
+    tier.name = tf.key;
+    if (!expect_map(tf, fmt::format("tier '{}'", tf.key), true) || tf.value.IsNull()) return;
+    const std::string what = fmt::format("tier '{}'", tf.key);
+    for (const auto& f : entries(tf.value, tf.path, what, {"description", "multiplier", "unlimited", "overrides"})) {
+      if (f.key == "description") {
+        if (auto v = read_string(f)) tier.description = *v;
+      } else if (f.key == "multiplier") {
+        if (auto v = read_number(f)) tier.multiplier = *v;
+      } else if (f.key == "unlimited") {
+        if (auto v = read_bool(f)) tier.unlimited = *v;
+      } else if (f.key == "overrides") {
+        if (!expect_map(f, "'overrides' (resource name -> override)", true)) continue;
+        for (const auto& of : entries(f.value, f.path, "overrides", {})) read_override(of, tier.overrides[of.key]);
+      }
+    }
+  }
+
+  void read_override(const Field& of, TierOverride& ov) {
+    const std::string what = fmt::format("the override for '{}'", of.key);
+    if (!expect_map(of, what)) return;
+    for (const auto& f : entries(of.value, of.path, what, {"multiplier", "unlimited", "limits"})) {
+      if (f.key == "multiplier") {
+        if (auto v = read_number(f)) ov.multiplier = *v;
+      } else if (f.key == "unlimited") {
+        if (auto v = read_bool(f)) ov.unlimited = *v;
+      } else if (f.key == "limits") {
+        if (!expect_map(f, "override 'limits' (limit name -> absolute limit)")) continue;
+        for (const auto& lf : entries(f.value, f.path, "override limits", {})) {
+          if (auto v = read_int(lf)) ov.limits[lf.key] = *v;
+        }
+      }
+    }
+  }
+
+  void read_resource(const Field& rf, ResourceSpec& res) {
+    res.name = rf.key;
+    const std::string what = fmt::format("resource '{}'", rf.key);
+    if (!expect_map(rf, what)) return;
+    auto fields = entries(rf.value, rf.path, what, {"description", "limits", "warmup"});
+    require(rf.value, rf.path, fields, what, {"limits"});
+    for (const auto& f : fields) {
+      if (f.key == "description") {
+        if (auto v = read_string(f)) res.description = *v;
+      } else if (f.key == "limits") {
+        read_limit_list(f, res.limits);
+      } else if (f.key == "warmup") {
+        read_warmup(f, res.warmup);
+      }
+    }
+  }
+
+  void read_limit_list(const Field& lf, std::vector<LimitSpec>& limits) {
+    if (!expect_seq(lf, fmt::format("'{}'", lf.key))) return;
+    for (size_t i = 0; i < lf.value.size(); ++i) {
+      const YAML::Node item = lf.value[i];
+      Field f{fmt::format("{}[{}]", lf.key, i), item, item, index_path(lf.path, i)};
+      value_marks_[f.path] = item.Mark();
+      read_limit(f, limits.emplace_back());
+    }
+  }
+
+  void read_limit(const Field& lf, LimitSpec& l) {
+    const std::string what = "a limit";
+    if (!expect_map(lf, what)) return;
+    auto fields = entries(lf.value, lf.path, what,
+                          {"name", "algorithm", "limit", "window", "burst", "cost", "shadow"});
+    require(lf.value, lf.path, fields, what, {"name", "algorithm", "limit", "window"});
+    static constexpr std::string_view kValidAlgorithms =
+        "fixed_window, sliding_window, sliding_window_counter, token_bucket, gcra, concurrency";
+    for (const auto& f : fields) {
+      if (f.key == "name") {
+        if (auto v = read_string(f)) l.name = *v;
+      } else if (f.key == "algorithm") {
+        if (auto v = read_enum(f, &algorithm_from_name, kValidAlgorithms)) l.algorithm = *v;
+      } else if (f.key == "limit") {
+        if (auto v = read_int(f)) l.limit = *v;
+      } else if (f.key == "window") {
+        if (auto v = read_duration(f)) l.window_ms = *v;
+      } else if (f.key == "burst") {
+        if (auto v = read_int(f)) l.burst = *v;
+      } else if (f.key == "cost") {
+        if (auto v = read_enum(f, &unit_from_name, "requests, tokens, items")) l.unit = *v;
+      } else if (f.key == "shadow") {
+        if (auto v = read_bool(f)) l.shadow = *v;
+      }
+    }
+  }
+
+  void read_warmup(const Field& wf, WarmupSpec& w) {
+    if (!expect_map(wf, "'warmup'")) return;
+    w.enabled = true;
+    for (const auto& f : entries(wf.value, wf.path, "warmup", {"enabled", "factor", "duration", "ramp", "start"})) {
+      if (f.key == "enabled") {
+        if (auto v = read_bool(f)) w.enabled = *v;
+      } else if (f.key == "factor") {
+        if (auto v = read_number(f)) w.factor = *v;
+      } else if (f.key == "duration") {
+        if (auto v = read_duration(f)) w.duration_ms = *v;
+      } else if (f.key == "ramp") {
+        if (auto v = read_bool(f)) w.ramp = *v;
+      } else if (f.key == "start") {
+        if (!f.value.IsScalar() || (f.value.Scalar() != "cold" && f.value.Scalar() != "warm")) {
+          const std::string shown = f.value.IsScalar() ? f.value.Scalar() : "";
+          fail(value_mark(f), f.path, fmt::format("unknown start '{}' (valid: cold, warm)", shown));
+        } else {
+          w.start_cold = f.value.Scalar() == "cold";
+        }
+      }
+    }
+  }
+
+  std::string file_;
+  std::vector<PolicyError> errors_;
+  std::vector<std::string> broken_;  // paths whose node was unreadable: no semantic errors there
+  std::unordered_map<std::string, YAML::Mark> key_marks_;
+  std::unordered_map<std::string, YAML::Mark> value_marks_;
+  YAML::Mark root_mark_ = YAML::Mark::null_mark();
+};
+
+}  // namespace
+
+void check_spec(const PolicySpec& spec, std::vector<PolicyError>& errors) {
+  std::vector<Problem> problems;
+  check_all(spec, problems);
+  auto converted = to_errors(std::move(problems));
+  errors.insert(errors.end(), converted.begin(), converted.end());
+}
+
+}  // namespace policy_detail
+
+PolicyParseResult parse_policy(std::string_view yaml_text, std::string_view file) {
+  try {
+    return pd::Reader(std::string(file)).run(yaml_text);
+  } catch (const std::exception& e) {
+    // The reader is written not to throw; this keeps the promise if yaml-cpp surprises us.
+    PolicyParseResult result;
+    result.errors.push_back({std::string(file), 0, 0, fmt::format("cannot read the policy: {}", e.what()), ""});
+    return result;
+  }
+}
+
+PolicyParseResult parse_policy_file(const std::string& path) {
+  constexpr std::streamoff kMaxPolicyBytes = 16 << 20;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    PolicyParseResult result;
+    result.errors.push_back({path, 0, 0, fmt::format("cannot open policy file: {}", std::strerror(errno)), ""});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad() || text.tellp() > kMaxPolicyBytes) {
+    PolicyParseResult result;
+    result.errors.push_back({path, 0, 0,
+                             in.bad() ? std::string("cannot read policy file")
+                                      : fmt::format("policy file is larger than {} bytes", kMaxPolicyBytes),
+                             ""});
+    return result;
+  }
+  return parse_policy(text.str(), path);
+}
+
+std::vector<PolicyError> validate_policy(const PolicySpec& spec) {
+  std::vector<PolicyError> errors;
+  pd::check_spec(spec, errors);
+  return errors;
+}
+
+}  // namespace sluice

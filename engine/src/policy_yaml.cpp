@@ -1,1 +1,522 @@
-// placeholder: implemented in its own commit
+// The policy language's vocabulary (enum spellings, durations, names) and the way back from a
+// PolicySpec to text: YAML serialisation and readable diffs.
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <fmt/format.h>
+#include <limits>
+#include <set>
+
+#include "policy_internal.h"
+#include "sluice/policy.h"
+
+namespace sluice {
+namespace policy_detail {
+
+std::optional<sluice_algorithm> algorithm_from_name(std::string_view name) {
+  for (const auto& a : kAlgorithms) {
+    if (a.name == name) return a.algorithm;
+  }
+  return std::nullopt;
+}
+
+std::string_view algorithm_to_name(sluice_algorithm alg) {
+  for (const auto& a : kAlgorithms) {
+    if (a.algorithm == alg) return a.name;
+  }
+  return "?";
+}
+
+bool algorithm_takes_burst(sluice_algorithm alg) {
+  return alg == SLUICE_ALG_TOKEN_BUCKET || alg == SLUICE_ALG_GCRA;
+}
+
+std::optional<CostUnit> unit_from_name(std::string_view name) {
+  if (name == "requests") return CostUnit::kRequests;
+  if (name == "tokens") return CostUnit::kTokens;
+  if (name == "items") return CostUnit::kItems;
+  return std::nullopt;
+}
+
+std::string_view unit_to_name(CostUnit unit) {
+  switch (unit) {
+    case CostUnit::kRequests: return "requests";
+    case CostUnit::kTokens: return "tokens";
+    case CostUnit::kItems: return "items";
+  }
+  return "?";
+}
+
+std::optional<UnknownResourceMode> unknown_mode_from_name(std::string_view name) {
+  if (name == "deny") return UnknownResourceMode::kDeny;
+  if (name == "allow") return UnknownResourceMode::kAllow;
+  if (name == "default_limits") return UnknownResourceMode::kDefaultLimits;
+  return std::nullopt;
+}
+
+std::string_view unknown_mode_to_name(UnknownResourceMode mode) {
+  switch (mode) {
+    case UnknownResourceMode::kDeny: return "deny";
+    case UnknownResourceMode::kAllow: return "allow";
+    case UnknownResourceMode::kDefaultLimits: return "default_limits";
+  }
+  return "?";
+}
+
+std::optional<StorageFailureMode> failure_mode_from_name(std::string_view name) {
+  if (name == "fail_open") return StorageFailureMode::kFailOpen;
+  if (name == "fail_closed") return StorageFailureMode::kFailClosed;
+  return std::nullopt;
+}
+
+std::string_view failure_mode_to_name(StorageFailureMode mode) {
+  switch (mode) {
+    case StorageFailureMode::kFailOpen: return "fail_open";
+    case StorageFailureMode::kFailClosed: return "fail_closed";
+  }
+  return "?";
+}
+
+std::string name_problem(std::string_view name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > kMaxNameLength) {
+    return fmt::format("is {} characters long (at most {})", name.size(), kMaxNameLength);
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-' || c == '/';
+    if (!ok) {
+      const auto shown = (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+                             ? fmt::format("\\x{:02x}", static_cast<unsigned char>(c))
+                             : std::string(1, c);
+      return fmt::format("contains '{}' (allowed: letters, digits, '_', '.', '-', '/')", shown);
+    }
+  }
+  return "";
+}
+
+std::string api_key_problem(std::string_view key) {
+  if (key.empty()) return "must not be empty";
+  if (key.size() > kMaxSubjectLength) {
+    return fmt::format("is {} bytes long (at most {})", key.size(), kMaxSubjectLength);
+  }
+  for (char c : key) {
+    const auto u = static_cast<unsigned char>(c);
+    // Keys travel as arguments of inline RESP commands and in headers: no blanks or controls.
+    if (u <= 0x20 || u == 0x7f) return "must not contain spaces or control characters";
+  }
+  return "";
+}
+
+std::string mask_api_key(std::string_view key) {
+  // Short keys would be revealed almost entirely by their last 4 characters.
+  if (key.size() < 8) return "...";
+  return "..." + std::string(key.substr(key.size() - 4));
+}
+
+std::string format_number(double value) { return fmt::format("{}", value); }
+
+std::string child_path(std::string_view parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  return fmt::format("{}.{}", parent, key);
+}
+
+std::string index_path(std::string_view parent, size_t index) {
+  return fmt::format("{}[{}]", parent, index);
+}
+
+}  // namespace policy_detail
+
+namespace pd = policy_detail;
+
+// ---- durations ----------------------------------------------------------------------------
+
+std::optional<int64_t> parse_duration_ms(std::string_view text) {
+  struct Unit {
+    std::string_view suffix;
+    int64_t ms;
+  };
+  // Longest suffix first so "ms" is not read as minutes followed by garbage.
+  static constexpr std::array<Unit, 5> kUnits{{
+      {"ms", 1}, {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}}};
+  if (text.empty()) return std::nullopt;
+  int64_t total = 0;
+  int64_t previous_unit = std::numeric_limits<int64_t>::max();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    int64_t amount = 0;
+    const char* begin = text.data() + pos;
+    const char* end = text.data() + text.size();
+    if (*begin < '0' || *begin > '9') return std::nullopt;
+    auto [ptr, ec] = std::from_chars(begin, end, amount);
+    if (ec != std::errc()) return std::nullopt;
+    pos += static_cast<size_t>(ptr - begin);
+    const std::string_view rest = text.substr(pos);
+    const Unit* unit = nullptr;
+    for (const auto& u : kUnits) {
+      if (rest.starts_with(u.suffix)) {
+        unit = &u;
+        break;
+      }
+    }
+    // Units must appear largest first and once each: "1m30s", never "30s1m".
+    if (unit == nullptr || unit->ms >= previous_unit) return std::nullopt;
+    previous_unit = unit->ms;
+    pos += unit->suffix.size();
+    if (amount > (std::numeric_limits<int64_t>::max() - total) / unit->ms) return std::nullopt;
+    total += amount * unit->ms;
+  }
+  return total;
+}
+
+std::string format_duration_ms(int64_t ms) {
+  if (ms == 0) return "0s";
+  if (ms < 0) {
+    // Never valid in a policy; shown plainly so an error message can quote it.
+    return fmt::format("{}ms", ms);
+  }
+  static constexpr std::array<std::pair<int64_t, std::string_view>, 5> kUnits{{
+      {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}, {1, "ms"}}};
+  std::string out;
+  for (const auto& [unit_ms, suffix] : kUnits) {
+    if (ms >= unit_ms) {
+      out += fmt::format("{}{}", ms / unit_ms, suffix);
+      ms %= unit_ms;
+    }
+  }
+  return out;
+}
+
+// ---- serialisation ------------------------------------------------------------------------
+
+namespace {
+
+void emit_limit(YAML::Emitter& out, const LimitSpec& l) {
+  out << YAML::Flow << YAML::BeginMap;
+  out << YAML::Key << "name" << YAML::Value << l.name;
+  out << YAML::Key << "algorithm" << YAML::Value << std::string(pd::algorithm_to_name(l.algorithm));
+  out << YAML::Key << "limit" << YAML::Value << l.limit;
+  out << YAML::Key << "window" << YAML::Value << format_duration_ms(l.window_ms);
+  if (l.burst != 0) out << YAML::Key << "burst" << YAML::Value << l.burst;
+  if (l.unit != CostUnit::kRequests) {
+    out << YAML::Key << "cost" << YAML::Value << std::string(pd::unit_to_name(l.unit));
+  }
+  if (l.shadow) out << YAML::Key << "shadow" << YAML::Value << true;
+  out << YAML::EndMap;
+}
+
+void emit_limits(YAML::Emitter& out, const std::vector<LimitSpec>& limits) {
+  if (limits.empty()) {
+    out << YAML::Flow << YAML::BeginSeq << YAML::EndSeq;
+    return;
+  }
+  out << YAML::BeginSeq;
+  for (const auto& l : limits) emit_limit(out, l);
+  out << YAML::EndSeq;
+}
+
+void emit_warmup(YAML::Emitter& out, const WarmupSpec& w) {
+  out << YAML::Flow << YAML::BeginMap;
+  // A disabled warm-up is written only when it carries settings, so they survive a round trip.
+  if (!w.enabled) out << YAML::Key << "enabled" << YAML::Value << false;
+  out << YAML::Key << "factor" << YAML::Value << pd::format_number(w.factor);
+  if (w.duration_ms != 0) {
+    out << YAML::Key << "duration" << YAML::Value << format_duration_ms(w.duration_ms);
+  }
+  if (w.ramp) out << YAML::Key << "ramp" << YAML::Value << true;
+  out << YAML::Key << "start" << YAML::Value << (w.start_cold ? "cold" : "warm");
+  out << YAML::EndMap;
+}
+
+void emit_tier(YAML::Emitter& out, const TierSpec& t) {
+  out << YAML::Key << t.name << YAML::Value << YAML::BeginMap;
+  if (!t.description.empty()) out << YAML::Key << "description" << YAML::Value << t.description;
+  out << YAML::Key << "multiplier" << YAML::Value << pd::format_number(t.multiplier);
+  if (t.unlimited) out << YAML::Key << "unlimited" << YAML::Value << true;
+  if (!t.overrides.empty()) {
+    out << YAML::Key << "overrides" << YAML::Value << YAML::BeginMap;
+    for (const auto& [resource, ov] : t.overrides) {
+      out << YAML::Key << resource << YAML::Value << YAML::Flow << YAML::BeginMap;
+      if (ov.multiplier) {
+        out << YAML::Key << "multiplier" << YAML::Value << pd::format_number(*ov.multiplier);
+      }
+      if (ov.unlimited) out << YAML::Key << "unlimited" << YAML::Value << true;
+      if (!ov.limits.empty()) {
+        out << YAML::Key << "limits" << YAML::Value << YAML::Flow << YAML::BeginMap;
+        for (const auto& [name, value] : ov.limits) out << YAML::Key << name << YAML::Value << value;
+        out << YAML::EndMap;
+      }
+      out << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+}
+
+bool warmup_has_settings(const WarmupSpec& w) {
+  return w.enabled || w.factor != 1.0 || w.duration_ms != 0 || w.ramp || w.start_cold;
+}
+
+}  // namespace
+
+std::string policy_to_yaml(const PolicySpec& spec) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out << YAML::BeginMap;
+  out << YAML::Key << "version" << YAML::Value << 1;
+  out << YAML::Key << "default_tier" << YAML::Value << spec.default_tier;
+  out << YAML::Key << "on_storage_failure" << YAML::Value
+      << std::string(pd::failure_mode_to_name(spec.on_storage_failure));
+  out << YAML::Key << "unknown_resource" << YAML::Value
+      << std::string(pd::unknown_mode_to_name(spec.unknown_resource));
+  if (!spec.default_limits.empty()) {
+    out << YAML::Key << "default_limits" << YAML::Value;
+    emit_limits(out, spec.default_limits);
+  }
+  out << YAML::Key << "lease_ttl" << YAML::Value << format_duration_ms(spec.lease_ttl_ms);
+
+  out << YAML::Key << "tiers" << YAML::Value;
+  if (spec.tiers.empty()) {
+    out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+  } else {
+    out << YAML::BeginMap;
+    for (const auto& t : spec.tiers) emit_tier(out, t);
+    out << YAML::EndMap;
+  }
+
+  if (!spec.api_keys.empty()) {
+    out << YAML::Key << "api_keys" << YAML::Value << YAML::BeginMap;
+    for (const auto& [key, tier] : spec.api_keys) out << YAML::Key << key << YAML::Value << tier;
+    out << YAML::EndMap;
+  }
+
+  out << YAML::Key << "resources" << YAML::Value;
+  if (spec.resources.empty()) {
+    out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+  } else {
+    out << YAML::BeginMap;
+    for (const auto& r : spec.resources) {
+      out << YAML::Key << r.name << YAML::Value << YAML::BeginMap;
+      if (!r.description.empty()) out << YAML::Key << "description" << YAML::Value << r.description;
+      out << YAML::Key << "limits" << YAML::Value;
+      emit_limits(out, r.limits);
+      if (warmup_has_settings(r.warmup)) {
+        out << YAML::Key << "warmup" << YAML::Value;
+        emit_warmup(out, r.warmup);
+      }
+      out << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+  std::string text = out.c_str();
+  text += '\n';
+  return text;
+}
+
+// ---- diff ---------------------------------------------------------------------------------
+
+namespace {
+
+template <typename T>
+std::string show(const T& v) {
+  return fmt::format("{}", v);
+}
+std::string show(bool v) { return v ? "true" : "false"; }
+std::string show(double v) { return pd::format_number(v); }
+
+template <typename T>
+void changed(std::vector<std::string>& out, std::string_view what, std::string_view field,
+             const T& before, const T& after) {
+  if (before == after) return;
+  out.push_back(fmt::format("{}: {} {} -> {}", what, field, show(before), show(after)));
+}
+
+std::string describe_limit(const LimitSpec& l) {
+  std::string s = fmt::format("{} {} {} per {}", pd::algorithm_to_name(l.algorithm), l.limit,
+                              pd::unit_to_name(l.unit), format_duration_ms(l.window_ms));
+  if (l.burst != 0) s += fmt::format(", burst {}", l.burst);
+  if (l.shadow) s += ", shadow";
+  return s;
+}
+
+void diff_limits(std::vector<std::string>& out, const std::string& what,
+                 const std::vector<LimitSpec>& before, const std::vector<LimitSpec>& after) {
+  auto find = [](const std::vector<LimitSpec>& v, const std::string& name) -> const LimitSpec* {
+    for (const auto& l : v) {
+      if (l.name == name) return &l;
+    }
+    return nullptr;
+  };
+  for (const auto& b : before) {
+    const LimitSpec* a = find(after, b.name);
+    if (a == nullptr) {
+      out.push_back(fmt::format("{}: limit {} removed", what, b.name));
+      continue;
+    }
+    const std::string lw = fmt::format("{}: limit {}", what, b.name);
+    if (a->algorithm != b.algorithm) {
+      out.push_back(fmt::format("{}: algorithm {} -> {}", lw, pd::algorithm_to_name(b.algorithm),
+                                pd::algorithm_to_name(a->algorithm)));
+    }
+    if (a->limit != b.limit) out.push_back(fmt::format("{}: {} -> {}", lw, b.limit, a->limit));
+    if (a->window_ms != b.window_ms) {
+      out.push_back(fmt::format("{}: window {} -> {}", lw, format_duration_ms(b.window_ms),
+                                format_duration_ms(a->window_ms)));
+    }
+    changed(out, lw, "burst", b.burst, a->burst);
+    if (a->unit != b.unit) {
+      out.push_back(fmt::format("{}: cost {} -> {}", lw, pd::unit_to_name(b.unit),
+                                pd::unit_to_name(a->unit)));
+    }
+    changed(out, lw, "shadow", b.shadow, a->shadow);
+  }
+  for (const auto& a : after) {
+    if (find(before, a.name) == nullptr) {
+      out.push_back(fmt::format("{}: limit {} added ({})", what, a.name, describe_limit(a)));
+    }
+  }
+}
+
+void diff_warmup(std::vector<std::string>& out, const std::string& what, const WarmupSpec& b,
+                 const WarmupSpec& a) {
+  if (b.enabled != a.enabled) {
+    out.push_back(fmt::format("{}: warmup {}", what, a.enabled ? "enabled" : "disabled"));
+  }
+  const std::string ww = what + ": warmup";
+  changed(out, ww, "factor", b.factor, a.factor);
+  if (b.duration_ms != a.duration_ms) {
+    out.push_back(fmt::format("{}: duration {} -> {}", ww, format_duration_ms(b.duration_ms),
+                              format_duration_ms(a.duration_ms)));
+  }
+  changed(out, ww, "ramp", b.ramp, a.ramp);
+  if (b.start_cold != a.start_cold) {
+    out.push_back(fmt::format("{}: start {} -> {}", ww, b.start_cold ? "cold" : "warm",
+                              a.start_cold ? "cold" : "warm"));
+  }
+}
+
+void diff_override(std::vector<std::string>& out, const std::string& what, const TierOverride& b,
+                   const TierOverride& a) {
+  auto mult = [](const std::optional<double>& m) {
+    return m ? pd::format_number(*m) : std::string("(tier's)");
+  };
+  if (b.multiplier != a.multiplier) {
+    out.push_back(fmt::format("{}: multiplier {} -> {}", what, mult(b.multiplier), mult(a.multiplier)));
+  }
+  changed(out, what, "unlimited", b.unlimited, a.unlimited);
+  for (const auto& [name, value] : b.limits) {
+    auto it = a.limits.find(name);
+    if (it == a.limits.end()) {
+      out.push_back(fmt::format("{}: limit {} override removed (was {})", what, name, value));
+    } else if (it->second != value) {
+      out.push_back(fmt::format("{}: limit {}: {} -> {}", what, name, value, it->second));
+    }
+  }
+  for (const auto& [name, value] : a.limits) {
+    if (!b.limits.contains(name)) {
+      out.push_back(fmt::format("{}: limit {} override added ({})", what, name, value));
+    }
+  }
+}
+
+void diff_tier(std::vector<std::string>& out, const TierSpec& b, const TierSpec& a) {
+  const std::string what = "tier " + b.name;
+  if (b.description != a.description) out.push_back(what + ": description changed");
+  changed(out, what, "multiplier", b.multiplier, a.multiplier);
+  changed(out, what, "unlimited", b.unlimited, a.unlimited);
+  for (const auto& [resource, ov] : b.overrides) {
+    auto it = a.overrides.find(resource);
+    if (it == a.overrides.end()) {
+      out.push_back(fmt::format("{}: override for {} removed", what, resource));
+    } else {
+      diff_override(out, fmt::format("{}: override {}", what, resource), ov, it->second);
+    }
+  }
+  for (const auto& [resource, ov] : a.overrides) {
+    if (!b.overrides.contains(resource)) {
+      out.push_back(fmt::format("{}: override for {} added", what, resource));
+    }
+  }
+}
+
+template <typename T>
+const T* find_named(const std::vector<T>& v, const std::string& name) {
+  for (const auto& x : v) {
+    if (x.name == name) return &x;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpec& after) {
+  std::vector<std::string> out;
+  changed(out, "policy", "default_tier", before.default_tier, after.default_tier);
+  if (before.on_storage_failure != after.on_storage_failure) {
+    out.push_back(fmt::format("policy: on_storage_failure {} -> {}",
+                              pd::failure_mode_to_name(before.on_storage_failure),
+                              pd::failure_mode_to_name(after.on_storage_failure)));
+  }
+  if (before.unknown_resource != after.unknown_resource) {
+    out.push_back(fmt::format("policy: unknown_resource {} -> {}",
+                              pd::unknown_mode_to_name(before.unknown_resource),
+                              pd::unknown_mode_to_name(after.unknown_resource)));
+  }
+  diff_limits(out, "default limits", before.default_limits, after.default_limits);
+  if (before.lease_ttl_ms != after.lease_ttl_ms) {
+    out.push_back(fmt::format("policy: lease_ttl {} -> {}", format_duration_ms(before.lease_ttl_ms),
+                              format_duration_ms(after.lease_ttl_ms)));
+  }
+
+  for (const auto& b : before.tiers) {
+    const TierSpec* a = find_named(after.tiers, b.name);
+    if (a == nullptr) {
+      out.push_back(fmt::format("tier {}: removed", b.name));
+    } else {
+      diff_tier(out, b, *a);
+    }
+  }
+  for (const auto& a : after.tiers) {
+    if (find_named(before.tiers, a.name) == nullptr) {
+      out.push_back(fmt::format("tier {}: added (multiplier {}{})", a.name,
+                                pd::format_number(a.multiplier), a.unlimited ? ", unlimited" : ""));
+    }
+  }
+
+  for (const auto& [key, tier] : before.api_keys) {
+    auto it = after.api_keys.find(key);
+    if (it == after.api_keys.end()) {
+      out.push_back(fmt::format("api key {}: removed (was {})", pd::mask_api_key(key), tier));
+    } else if (it->second != tier) {
+      out.push_back(fmt::format("api key {}: {} -> {}", pd::mask_api_key(key), tier, it->second));
+    }
+  }
+  for (const auto& [key, tier] : after.api_keys) {
+    if (!before.api_keys.contains(key)) {
+      out.push_back(fmt::format("api key {}: added ({})", pd::mask_api_key(key), tier));
+    }
+  }
+
+  for (const auto& b : before.resources) {
+    const ResourceSpec* a = find_named(after.resources, b.name);
+    const std::string what = "resource " + b.name;
+    if (a == nullptr) {
+      out.push_back(what + ": removed");
+      continue;
+    }
+    if (b.description != a->description) out.push_back(what + ": description changed");
+    diff_limits(out, what, b.limits, a->limits);
+    diff_warmup(out, what, b.warmup, a->warmup);
+  }
+  for (const auto& a : after.resources) {
+    if (find_named(before.resources, a.name) == nullptr) {
+      out.push_back(fmt::format("resource {}: added ({} limit{})", a.name, a.limits.size(),
+                                a.limits.size() == 1 ? "" : "s"));
+    }
+  }
+  return out;
+}
+
+}  // namespace sluice

@@ -34,6 +34,7 @@ struct LimitSpec {
   int64_t burst = 0;      // token_bucket/gcra only; 0 = same as limit
   CostUnit unit = CostUnit::kRequests;
   bool shadow = false;    // count and report, never deny
+  bool operator==(const LimitSpec&) const = default;
 };
 
 struct WarmupSpec {
@@ -42,6 +43,7 @@ struct WarmupSpec {
   int64_t duration_ms = 0;   // 0 = until READY; else warm-up ends by itself after this long
   bool ramp = false;         // limits grow linearly from factor to 1 over duration_ms
   bool start_cold = false;   // true: warming up from engine start (and after policy load)
+  bool operator==(const WarmupSpec&) const = default;
 };
 
 struct ResourceSpec {
@@ -49,6 +51,7 @@ struct ResourceSpec {
   std::string description;
   std::vector<LimitSpec> limits;
   WarmupSpec warmup;
+  bool operator==(const ResourceSpec&) const = default;
 };
 
 // A tier's change for one resource: a multiplier of its own and/or absolute limits by name.
@@ -56,6 +59,7 @@ struct TierOverride {
   std::optional<double> multiplier;
   std::map<std::string, int64_t> limits;  // limit name -> absolute limit
   bool unlimited = false;
+  bool operator==(const TierOverride&) const = default;
 };
 
 struct TierSpec {
@@ -64,6 +68,7 @@ struct TierSpec {
   double multiplier = 1.0;  // > 0
   bool unlimited = false;
   std::map<std::string, TierOverride> overrides;  // resource name -> override
+  bool operator==(const TierSpec&) const = default;
 };
 
 struct PolicySpec {
@@ -75,6 +80,7 @@ struct PolicySpec {
   std::vector<LimitSpec> default_limits;          // used when unknown_resource = kDefaultLimits
   StorageFailureMode on_storage_failure = StorageFailureMode::kFailClosed;
   int64_t lease_ttl_ms = 60'000;                  // default lease TTL for SL.ACQUIRE
+  bool operator==(const PolicySpec&) const = default;
 };
 
 // One validation problem. line/column are 1-based; 0 when not tied to a place.

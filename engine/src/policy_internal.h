@@ -1,0 +1,69 @@
+// Shared by the policy parser, serialiser, differ and compiler: the spelling of every enum in
+// the YAML language, the numeric bounds, and the semantic checks that apply equally to a
+// parsed document and to a spec built in code.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sluice/policy.h"
+
+namespace sluice::policy_detail {
+
+// Bounds chosen so that limit × window_ms stays below 2^63: the algorithms multiply the two
+// in 64-bit integers and must never overflow, whatever a tier multiplier does.
+inline constexpr int64_t kMaxLimitValue = 1'000'000'000;
+inline constexpr int64_t kMaxWindowMs = 90LL * 24 * 3600 * 1000;
+inline constexpr double kMaxMultiplier = 1'000'000.0;
+inline constexpr size_t kMaxDescriptionLength = 1024;
+
+// The spellings used in YAML. The policy language owns its vocabulary, so the algorithm
+// names live here rather than depending on the algorithms module's table.
+struct AlgorithmName {
+  sluice_algorithm algorithm;
+  std::string_view name;
+};
+inline constexpr std::array<AlgorithmName, 6> kAlgorithms{{
+    {SLUICE_ALG_FIXED_WINDOW, "fixed_window"},
+    {SLUICE_ALG_SLIDING_WINDOW, "sliding_window"},
+    {SLUICE_ALG_SLIDING_WINDOW_COUNTER, "sliding_window_counter"},
+    {SLUICE_ALG_TOKEN_BUCKET, "token_bucket"},
+    {SLUICE_ALG_GCRA, "gcra"},
+    {SLUICE_ALG_CONCURRENCY, "concurrency"},
+}};
+
+std::optional<sluice_algorithm> algorithm_from_name(std::string_view name);
+std::string_view algorithm_to_name(sluice_algorithm alg);  // "?" when out of range
+bool algorithm_takes_burst(sluice_algorithm alg);
+
+std::optional<CostUnit> unit_from_name(std::string_view name);
+std::string_view unit_to_name(CostUnit unit);
+std::optional<UnknownResourceMode> unknown_mode_from_name(std::string_view name);
+std::string_view unknown_mode_to_name(UnknownResourceMode mode);
+std::optional<StorageFailureMode> failure_mode_from_name(std::string_view name);
+std::string_view failure_mode_to_name(StorageFailureMode mode);
+
+// 1..kMaxNameLength chars of [A-Za-z0-9_.-/]; names become parts of storage keys, so the
+// separators ':' '{' '}' and whitespace are never allowed. Returns the problem or "".
+std::string name_problem(std::string_view name);
+std::string api_key_problem(std::string_view key);
+
+// An API key as it may appear in messages and logs: only its last characters.
+std::string mask_api_key(std::string_view key);
+
+// Shortest text that reads back to the same double ("5", "0.2", "1.5").
+std::string format_number(double value);
+
+// Paths name a place in the document: "resources.predict.limits[0].limit".
+std::string child_path(std::string_view parent, std::string_view key);
+std::string index_path(std::string_view parent, size_t index);
+
+// Semantic checks over a whole spec. Errors carry a path and no line; the parser maps the
+// path back to the YAML node.
+void check_spec(const PolicySpec& spec, std::vector<PolicyError>& errors);
+
+}  // namespace sluice::policy_detail

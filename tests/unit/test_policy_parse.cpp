@@ -1,0 +1,480 @@
+// Parsing and validation of policy YAML: every class of mistake is reported at the node that
+// caused it (file:line:column), all mistakes are reported at once, and a policy with any
+// mistake never comes back half-parsed.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#include "sluice/policy.h"
+
+namespace sluice {
+namespace {
+
+// A valid policy the cases below start from; line numbers in the cases refer to their own text.
+constexpr const char* kValid = R"(version: 1
+default_tier: free
+tiers:
+  free: {multiplier: 1}
+  premium: {multiplier: 5, overrides: {predict: {limits: {per_minute: 60}}}}
+api_keys:
+  premium-user-key: premium
+resources:
+  predict:
+    limits:
+      - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
+)";
+
+TEST(PolicyParse, ValidPolicyParses) {
+  // The base text of the error cases is itself valid, so each case fails for its own reason.
+  auto r = parse_policy(kValid, "t.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  ASSERT_TRUE(r.policy.has_value());
+  const PolicySpec& p = *r.policy;
+  EXPECT_EQ(p.default_tier, "free");
+  ASSERT_EQ(p.tiers.size(), 2u);
+  EXPECT_EQ(p.tiers[1].name, "premium");
+  EXPECT_EQ(p.tiers[1].multiplier, 5.0);
+  EXPECT_EQ(p.tiers[1].overrides.at("predict").limits.at("per_minute"), 60);
+  EXPECT_EQ(p.api_keys.at("premium-user-key"), "premium");
+  ASSERT_EQ(p.resources.size(), 1u);
+  ASSERT_EQ(p.resources[0].limits.size(), 1u);
+  const LimitSpec& l = p.resources[0].limits[0];
+  EXPECT_EQ(l.name, "per_minute");
+  EXPECT_EQ(l.algorithm, SLUICE_ALG_FIXED_WINDOW);
+  EXPECT_EQ(l.limit, 10);
+  EXPECT_EQ(l.window_ms, 60'000);
+  EXPECT_EQ(l.burst, 0);
+  EXPECT_EQ(l.unit, CostUnit::kRequests);
+  EXPECT_FALSE(l.shadow);
+  // Defaults of the keys left out.
+  EXPECT_EQ(p.unknown_resource, UnknownResourceMode::kDeny);
+  EXPECT_EQ(p.on_storage_failure, StorageFailureMode::kFailClosed);
+  EXPECT_EQ(p.lease_ttl_ms, 60'000);
+  EXPECT_FALSE(p.resources[0].warmup.enabled);
+}
+
+TEST(PolicyParse, EveryKeyIsRead) {
+  // One policy that uses every key of the language, each with a non-default value.
+  constexpr const char* kText = R"(version: 1
+default_tier: basic
+on_storage_failure: fail_open
+unknown_resource: default_limits
+default_limits:
+  - {name: fallback, algorithm: gcra, limit: 5, window: 1s, burst: 7}
+lease_ttl: 1m30s
+tiers:
+  basic: {description: "the basic tier", multiplier: 0.5}
+  vip:
+    unlimited: true
+    overrides:
+      gen: {multiplier: 2, unlimited: true, limits: {tok: 99}}
+api_keys: {k-123456789: vip}
+resources:
+  gen:
+    description: generation
+    limits:
+      - name: tok
+        algorithm: token_bucket
+        limit: 100
+        window: 500ms
+        burst: 150
+        cost: tokens
+        shadow: true
+      - {name: inflight, algorithm: concurrency, limit: 3, window: 2m, cost: items}
+      - {name: exact, algorithm: sliding_window, limit: 3, window: 1h}
+      - {name: approx, algorithm: sliding_window_counter, limit: 3, window: 1d}
+    warmup: {enabled: true, factor: 0.25, duration: 10m, ramp: true, start: cold}
+)";
+  auto r = parse_policy(kText, "all.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  const PolicySpec& p = *r.policy;
+  EXPECT_EQ(p.on_storage_failure, StorageFailureMode::kFailOpen);
+  EXPECT_EQ(p.unknown_resource, UnknownResourceMode::kDefaultLimits);
+  ASSERT_EQ(p.default_limits.size(), 1u);
+  EXPECT_EQ(p.default_limits[0].algorithm, SLUICE_ALG_GCRA);
+  EXPECT_EQ(p.default_limits[0].burst, 7);
+  EXPECT_EQ(p.lease_ttl_ms, 90'000);
+  EXPECT_EQ(p.tiers[0].description, "the basic tier");
+  EXPECT_EQ(p.tiers[0].multiplier, 0.5);
+  EXPECT_TRUE(p.tiers[1].unlimited);
+  const TierOverride& ov = p.tiers[1].overrides.at("gen");
+  EXPECT_EQ(ov.multiplier, 2.0);
+  EXPECT_TRUE(ov.unlimited);
+  EXPECT_EQ(ov.limits.at("tok"), 99);
+  const ResourceSpec& gen = p.resources[0];
+  EXPECT_EQ(gen.description, "generation");
+  ASSERT_EQ(gen.limits.size(), 4u);
+  EXPECT_EQ(gen.limits[0].algorithm, SLUICE_ALG_TOKEN_BUCKET);
+  EXPECT_EQ(gen.limits[0].window_ms, 500);
+  EXPECT_EQ(gen.limits[0].burst, 150);
+  EXPECT_EQ(gen.limits[0].unit, CostUnit::kTokens);
+  EXPECT_TRUE(gen.limits[0].shadow);
+  EXPECT_EQ(gen.limits[1].algorithm, SLUICE_ALG_CONCURRENCY);
+  EXPECT_EQ(gen.limits[1].unit, CostUnit::kItems);
+  EXPECT_EQ(gen.limits[2].algorithm, SLUICE_ALG_SLIDING_WINDOW);
+  EXPECT_EQ(gen.limits[3].algorithm, SLUICE_ALG_SLIDING_WINDOW_COUNTER);
+  EXPECT_EQ(gen.limits[3].window_ms, 86'400'000);
+  EXPECT_TRUE(gen.warmup.enabled);
+  EXPECT_EQ(gen.warmup.factor, 0.25);
+  EXPECT_EQ(gen.warmup.duration_ms, 600'000);
+  EXPECT_TRUE(gen.warmup.ramp);
+  EXPECT_TRUE(gen.warmup.start_cold);
+}
+
+struct ErrorCase {
+  const char* name;
+  const char* yaml;
+  int line;
+  int column;
+  const char* message;  // the exact message
+};
+
+// Each case differs from kValid in one place and must be reported exactly there.
+const ErrorCase kErrorCases[] = {
+    {"UnknownRootKey",
+     "version: 1\ndefault_tier: free\ntiers: {free: {}}\nresourcs: {}\n", 4, 1,
+     "unknown key 'resourcs' in the policy; did you mean 'resources'? (allowed: version, "
+     "default_tier, on_storage_failure, unknown_resource, default_limits, lease_ttl, tiers, "
+     "api_keys, resources)"},
+    {"UnknownLimitKey",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 1s, brust: 3}\n",
+     6, 58,
+     "unknown key 'brust' in a limit; did you mean 'burst'? (allowed: name, algorithm, limit, "
+     "window, burst, cost, shadow)"},
+    {"LimitNotANumber",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: ten, window: 1s}\n",
+     6, 43, "'limit' must be a whole number, got 'ten'"},
+    {"LimitFractional",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 2.5, window: 1s}\n",
+     6, 43, "'limit' must be a whole number, got '2.5'"},
+    {"LimitQuoted",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: \"10\", window: 1s}\n",
+     6, 43, "'limit' must be a whole number"},
+    {"LimitNegative",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: -5, window: 1s}\n",
+     6, 43, "limit must be between 1 and 1000000000, got -5"},
+    {"LimitZero",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - name: a\n        algorithm: gcra\n        limit: 0\n        window: 1s\n",
+     8, 16, "limit must be between 1 and 1000000000, got 0"},
+    {"LimitTooLarge",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 99999999999999999999, window: 1s}\n",
+     6, 43, "'limit' is too large: 99999999999999999999"},
+    {"BadDuration",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 1x}\n",
+     6, 54, "'window' is not a duration: '1x' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)"},
+    {"DurationWithoutUnit",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 60}\n",
+     6, 54, "'window' needs a unit: '60s' or '60ms' (units: ms, s, m, h, d)"},
+    {"ZeroWindow",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 0s}\n",
+     6, 54, "window must be between 1ms and 90d, got 0s"},
+    {"UnknownAlgorithm",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: leaky_bucket, limit: 1, window: 1s}\n",
+     6, 30,
+     "unknown algorithm 'leaky_bucket' (valid: fixed_window, sliding_window, "
+     "sliding_window_counter, token_bucket, gcra, concurrency)"},
+    {"UnknownCostUnit",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 1s, cost: bytes}\n",
+     6, 64, "unknown cost 'bytes' (valid: requests, tokens, items)"},
+    {"ShadowNotBool",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 1s, shadow: maybe}\n",
+     6, 66, "'shadow' must be true or false"},
+    {"BurstOnFixedWindow",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: fixed_window, limit: 1, window: 1s, burst: 5}\n",
+     6, 73, "burst applies only to token_bucket and gcra, not fixed_window"},
+    {"NegativeBurst",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: token_bucket, limit: 1, window: 1s, burst: -1}\n",
+     6, 73, "burst must be between 0 and 1000000000, got -1"},
+    {"MissingRequiredLimitKey",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1}\n",
+     6, 9, "a limit is missing required key 'window'"},
+    {"DuplicateLimitName",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: gcra, limit: 1, window: 1s}\n"
+     "      - {name: a, algorithm: gcra, limit: 2, window: 1m}\n",
+     7, 16, "duplicate limit name 'a' (also limits[0])"},
+    {"DuplicateResourceKey",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: []\n  p:\n"
+     "    limits: []\n",
+     6, 3, "duplicate key 'p' in resources (first on line 4)"},
+    {"DuplicateApiKey",
+     "default_tier: free\ntiers: {free: {}}\napi_keys:\n  abcdefgh1: free\n  abcdefgh1: free\n",
+     5, 3, "duplicate key 'abcdefgh1' in api_keys (first on line 4)"},
+    {"BadResourceName",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  \"a:b\":\n    limits: []\n", 4, 3,
+     "resource name 'a:b' contains ':' (allowed: letters, digits, '_', '.', '-', '/')"},
+    {"ResourceNameTooLong",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n"
+     "  aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:\n    limits: []\n",
+     4, 3,
+     "resource name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' is 65 "
+     "characters long (at most 64)"},
+    {"BadLimitName",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: \"per minute\", algorithm: gcra, limit: 1, window: 1s}\n",
+     6, 16, "limit name 'per minute' contains ' ' (allowed: letters, digits, '_', '.', '-', '/')"},
+    {"UnknownDefaultTier",
+     "default_tier: gold\ntiers: {free: {}, premium: {}}\n", 1, 15,
+     "default_tier names unknown tier 'gold' (tiers: free, premium)"},
+    {"ApiKeyUnknownTier",
+     "default_tier: free\ntiers: {free: {}}\napi_keys:\n  key-12345678: gold\n", 4, 17,
+     "api key '...5678' maps to unknown tier 'gold' (tiers: free)"},
+    {"ApiKeyWithSpace",
+     "default_tier: free\ntiers: {free: {}}\napi_keys:\n  \"my key 12345\": free\n", 4, 3,
+     "api key '...2345' must not contain spaces or control characters"},
+    {"OverrideUnknownResource",
+     "default_tier: free\ntiers:\n  free: {overrides: {nope: {multiplier: 2}}}\n"
+     "resources: {p: {limits: []}}\n",
+     3, 22, "override for unknown resource 'nope' (resources: p)"},
+    {"OverrideUnknownLimit",
+     "default_tier: free\ntiers:\n  free: {overrides: {p: {limits: {nope: 3}}}}\nresources:\n"
+     "  p:\n    limits:\n      - {name: a, algorithm: gcra, limit: 1, window: 1s}\n",
+     3, 35, "unknown limit 'nope' in resource 'p' (limits: a)"},
+    {"OverrideZeroLimit",
+     "default_tier: free\ntiers:\n  free: {overrides: {p: {limits: {a: 0}}}}\nresources:\n"
+     "  p:\n    limits:\n      - {name: a, algorithm: gcra, limit: 1, window: 1s}\n",
+     3, 38, "limit must be between 1 and 1000000000, got 0"},
+    {"ZeroMultiplier",
+     "default_tier: free\ntiers:\n  free: {multiplier: 0}\n", 3, 22,
+     "multiplier must be > 0 and at most 1000000, got 0"},
+    {"MultiplierNotANumber",
+     "default_tier: free\ntiers:\n  free: {multiplier: lots}\n", 3, 22,
+     "'multiplier' must be a number, got 'lots'"},
+    {"UnlimitedNotBool",
+     "default_tier: free\ntiers:\n  free: {unlimited: \"true\"}\n", 3, 21,
+     "'unlimited' must be true or false"},
+    {"TierNotAMap",
+     "default_tier: free\ntiers:\n  free: [1, 2]\n", 3, 9, "tier 'free' must be a map"},
+    {"WarmupFactorTooBig",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: []\n"
+     "    warmup: {factor: 1.5}\n",
+     6, 22, "warmup factor must be > 0 and at most 1, got 1.5"},
+    {"WarmupRampWithoutDuration",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: []\n"
+     "    warmup: {factor: 0.5, ramp: true}\n",
+     6, 33, "a warmup ramp needs a duration to ramp over"},
+    {"WarmupBadStart",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: []\n"
+     "    warmup: {factor: 0.5, start: hot}\n",
+     6, 34, "unknown start 'hot' (valid: cold, warm)"},
+    {"TooManyLimits",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: [\n"
+     "      {name: a0, algorithm: gcra, limit: 1, window: 1s}, {name: a1, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: a2, algorithm: gcra, limit: 1, window: 1s}, {name: a3, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: a4, algorithm: gcra, limit: 1, window: 1s}, {name: a5, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: a6, algorithm: gcra, limit: 1, window: 1s}, {name: a7, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: a8, algorithm: gcra, limit: 1, window: 1s}, {name: a9, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: b0, algorithm: gcra, limit: 1, window: 1s}, {name: b1, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: b2, algorithm: gcra, limit: 1, window: 1s}, {name: b3, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: b4, algorithm: gcra, limit: 1, window: 1s}, {name: b5, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: b6, algorithm: gcra, limit: 1, window: 1s}]\n",
+     5, 13, "at most 16 limits are allowed, found 17"},
+    {"ResourceWithoutLimitsKey",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p: {description: x}\n", 4, 6,
+     "resource 'p' is missing required key 'limits'"},
+    {"LimitsNotAList",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p: {limits: 3}\n", 4, 15,
+     "'limits' must be a list"},
+    {"DefaultLimitsWithoutMode",
+     "default_tier: free\ntiers: {free: {}}\ndefault_limits:\n"
+     "  - {name: a, algorithm: gcra, limit: 1, window: 1s}\n",
+     4, 3,
+     "default_limits is only used with unknown_resource: default_limits (unknown_resource is deny)"},
+    {"DefaultLimitsModeWithoutLimits",
+     "default_tier: free\ntiers: {free: {}}\nunknown_resource: default_limits\n", 3, 19,
+     "unknown_resource: default_limits needs a non-empty default_limits list"},
+    {"UnknownResourceMode",
+     "default_tier: free\ntiers: {free: {}}\nunknown_resource: maybe\n", 3, 19,
+     "unknown unknown_resource 'maybe' (valid: deny, allow, default_limits)"},
+    {"UnknownFailureMode",
+     "default_tier: free\ntiers: {free: {}}\non_storage_failure: open\n", 3, 21,
+     "unknown on_storage_failure 'open' (valid: fail_open, fail_closed)"},
+    {"UnsupportedVersion", "version: 2\ndefault_tier: free\ntiers: {free: {}}\n", 1, 10,
+     "unsupported policy version 2 (this sluice reads version 1)"},
+    {"MissingTiers", "default_tier: free\nresources: {}\n", 1, 1,
+     "the policy is missing required key 'tiers'"},
+    {"MissingDefaultTier", "tiers: {free: {}}\n", 1, 1,
+     "the policy is missing required key 'default_tier'"},
+    {"EmptyTiers", "default_tier: free\ntiers: {}\n", 2, 8, "at least one tier is required"},
+    {"RootNotAMap", "- a\n- b\n", 1, 1,
+     "a policy must be a map of keys (version, default_tier, tiers, resources, ...)"},
+    {"SyntaxError", "default_tier: free\ntiers: {free: {}\nresources: {}\n", 3, 1,
+     "YAML syntax error: end of map flow not found"},
+    {"BadIndentation", "default_tier: free\n tiers: {}\n", 2, 7,
+     "YAML syntax error: illegal map value"},
+    {"TwoDocuments", "default_tier: free\ntiers: {free: {}}\n---\na: 1\n", 4, 1,
+     "a policy is one YAML document; found a second one here"},
+};
+
+class PolicyErrorTest : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(PolicyErrorTest, ReportedAtTheOffendingNode) {
+  const ErrorCase& c = GetParam();
+  auto r = parse_policy(c.yaml, "t.yaml");
+  EXPECT_FALSE(r.policy.has_value());
+  ASSERT_EQ(r.errors.size(), 1u) << r.error_text();
+  EXPECT_EQ(r.errors[0].to_string(),
+            std::string("t.yaml:") + std::to_string(c.line) + ":" + std::to_string(c.column) + ": " +
+                c.message);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, PolicyErrorTest, ::testing::ValuesIn(kErrorCases),
+                         [](const ::testing::TestParamInfo<ErrorCase>& p) { return std::string(p.param.name); });
+
+TEST(PolicyParse, ReportsAllErrorsInDocumentOrder) {
+  // Four independent mistakes in one document: all four come back, sorted by place.
+  constexpr const char* kText = R"(default_tier: gold
+tiers:
+  free: {multiplier: -1}
+resources:
+  p:
+    limits:
+      - {name: a, algorithm: bogus, limit: 0, window: 1s}
+)";
+  auto r = parse_policy(kText, "many.yaml");
+  EXPECT_FALSE(r.policy.has_value());
+  ASSERT_EQ(r.errors.size(), 4u) << r.error_text();
+  EXPECT_EQ(r.error_text(),
+            "many.yaml:1:15: default_tier names unknown tier 'gold' (tiers: free)\n"
+            "many.yaml:3:22: multiplier must be > 0 and at most 1000000, got -1\n"
+            "many.yaml:7:30: unknown algorithm 'bogus' (valid: fixed_window, sliding_window, "
+            "sliding_window_counter, token_bucket, gcra, concurrency)\n"
+            "many.yaml:7:44: limit must be between 1 and 1000000000, got 0");
+  EXPECT_EQ(r.errors[3].path, "resources.p.limits[0].limit");
+}
+
+TEST(PolicyParse, ABrokenFieldIsReportedOnce) {
+  // A value that cannot be read is not also reported as out of range.
+  auto r = parse_policy(
+      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+      "      - {algorithm: gcra, limit: x, window: 1s}\n",
+      "t.yaml");
+  ASSERT_EQ(r.errors.size(), 2u) << r.error_text();
+  EXPECT_EQ(r.errors[0].message, "a limit is missing required key 'name'");
+  EXPECT_EQ(r.errors[1].message, "'limit' must be a whole number, got 'x'");
+}
+
+TEST(PolicyParse, NeverReturnsAPartialPolicy) {
+  // One bad limit among good ones: nothing of the policy is returned.
+  std::string text = kValid;
+  text += "  other:\n    limits:\n      - {name: z, algorithm: gcra, limit: 1, window: 1q}\n";
+  auto r = parse_policy(text, "t.yaml");
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(r.policy.has_value());
+}
+
+TEST(PolicyParse, EmptyAndGarbageInputGiveErrorsNotCrashes) {
+  for (const char* text : {"", "   \n", "~", "42", "\"just a string\"", "[[[[", "{a: b",
+                           "default_tier: [\n", "\t\tbad", "&a [*a]", "!!binary xyz",
+                           "? [a, b]\n: c\n"}) {
+    auto r = parse_policy(text, "g.yaml");
+    EXPECT_FALSE(r.ok()) << "input: " << text;
+    EXPECT_FALSE(r.policy.has_value());
+    EXPECT_FALSE(r.error_text().empty());
+  }
+  EXPECT_EQ(parse_policy("", "g.yaml").error_text(), "g.yaml: the policy is empty");
+}
+
+TEST(PolicyParse, DeepNestingIsRejectedNotACrash) {
+  std::string deep(100'000, '[');
+  auto r = parse_policy(deep, "deep.yaml");
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(PolicyParse, MissingValueIsReportedAtItsKey) {
+  // `limit:` with nothing after it has no node of its own; the key is the place to point at.
+  auto r = parse_policy(
+      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+      "      - name: a\n        algorithm: gcra\n        limit:\n        window: 1s\n",
+      "t.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << r.error_text();
+  EXPECT_EQ(r.errors[0].to_string(), "t.yaml:8:9: 'limit' must be a whole number");
+}
+
+TEST(PolicyParse, NullTierBodyAndEmptySectionsAreAccepted) {
+  auto r = parse_policy("default_tier: free\ntiers:\n  free:\napi_keys:\nresources:\n", "t.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_EQ(r.policy->tiers.size(), 1u);
+  EXPECT_EQ(r.policy->tiers[0].multiplier, 1.0);
+  EXPECT_TRUE(r.policy->resources.empty());
+}
+
+TEST(PolicyParse, FileErrors) {
+  auto r = parse_policy_file("/nonexistent/dir/policy.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(),
+            "/nonexistent/dir/policy.yaml: cannot open policy file: No such file or directory");
+}
+
+TEST(PolicyParse, FileNameAppearsInMessages) {
+  const std::string path = ::testing::TempDir() + "/sluice_bad_policy.yaml";
+  {
+    std::ofstream out(path);
+    out << "default_tier: free\ntiers: {free: {multiplier: 0}}\n";
+  }
+  auto r = parse_policy_file(path);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(), path + ":2:28: multiplier must be > 0 and at most 1000000, got 0");
+}
+
+TEST(PolicyValidate, SpecBuiltInCodeGetsTheSameChecks) {
+  // The GUI builds specs directly; validate_policy reports by path since there is no text.
+  PolicySpec spec;
+  spec.default_tier = "free";
+  spec.tiers.push_back({.name = "free"});
+  spec.tiers.push_back({.name = "free"});
+  ResourceSpec r{.name = "p"};
+  r.limits.push_back({.name = "a", .algorithm = SLUICE_ALG_GCRA, .limit = 5, .window_ms = 0});
+  spec.resources.push_back(r);
+  spec.api_keys["abcdefgh-9999"] = "nope";
+  auto errors = validate_policy(spec);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[0].path, "resources.p.limits[0].window");
+  EXPECT_EQ(errors[0].line, 0);
+  EXPECT_EQ(errors[0].to_string(), "window must be between 1ms and 90d, got 0s");
+  EXPECT_EQ(errors[1].message, "duplicate tier 'free'");
+  EXPECT_EQ(errors[2].message, "api key '...9999' maps to unknown tier 'nope' (tiers: free, free)");
+
+  spec.tiers.pop_back();
+  spec.resources[0].limits[0].window_ms = 1000;
+  spec.api_keys["abcdefgh-9999"] = "free";
+  EXPECT_TRUE(validate_policy(spec).empty());
+}
+
+TEST(PolicyValidate, LimitsAndNamesAtTheirBounds) {
+  PolicySpec spec;
+  spec.default_tier = std::string(kMaxNameLength, 't');
+  spec.tiers.push_back({.name = spec.default_tier, .multiplier = 1e6});
+  ResourceSpec r{.name = "a-Z_0.9/x"};
+  for (size_t i = 0; i < kMaxLimitsPerResource; ++i) {
+    r.limits.push_back({.name = "l" + std::to_string(i), .algorithm = SLUICE_ALG_TOKEN_BUCKET,
+                        .limit = 1'000'000'000, .window_ms = 90LL * 86'400'000, .burst = 1'000'000'000});
+  }
+  spec.resources.push_back(r);
+  EXPECT_TRUE(validate_policy(spec).empty());
+
+  spec.resources[0].limits[0].limit = 1'000'000'001;
+  spec.resources[0].limits[1].window_ms += 1;
+  spec.tiers[0].multiplier = 1e6 + 1;
+  EXPECT_EQ(validate_policy(spec).size(), 3u);
+}
+
+}  // namespace
+}  // namespace sluice
