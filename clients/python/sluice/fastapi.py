@@ -25,8 +25,9 @@ the request through without fields, fail-closed answers ``unavailable_status`` (
 ``Retry-After``.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI resolves the parameter types of a
+# dependency's __call__ at import time, and a class instance has no globals to resolve
+# string annotations in.
 import inspect
 import weakref
 import asyncio
@@ -305,7 +306,9 @@ class SluiceMiddleware(_Limiter):
                 status, body = self.unavailable_status, _unavailable_body(decision)
             else:
                 status, body = 429, RateLimitExceeded(decision, headers, cost).detail
-            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+            # Same body shape as the dependency's HTTPException, so clients parse one format.
+            await JSONResponse({"detail": body}, status_code=status, headers=headers)(
+                scope, receive, send)
             return
         if not headers:
             await self.app(scope, receive, send)

@@ -1,0 +1,202 @@
+"""The seed article's ML API ("Rate Limiting in FastAPI: Essential Protection for ML API
+Endpoints"), with every limit decided by sluice.
+
+Run sluiced with policies/ml-api.yaml, then:
+
+    PYTHONPATH=clients/python uvicorn --app-dir examples/fastapi-ml-api app:app --port 8000
+
+Environment:
+    SLUICE_SOCKET           decision socket (default ./run/sluice.sock)
+    SLUICE_ADMIN_SOCKET     admin socket; when set, the app reports the heavy model READY
+                            after it has loaded, ending its warm-up early
+    SLUICE_POLICY           the policy sluiced serves (default policies/ml-api.yaml); read
+                            for the API-key tiers (the 403 on /premium/predict) and for the
+                            windows shown in RateLimit-Policy
+    SLUICE_ON_UNAVAILABLE   open (default) or closed: what to do when sluiced is down
+    HEAVY_MODEL_LOAD_SECONDS  simulated load time of the heavy model (default 3)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from sluice import AsyncLease, AsyncSluiceClient, Decision, SluiceError
+from sluice.fastapi import RateLimit, RateLimitLease, client_ip, header, json_cost
+
+log = logging.getLogger("ml-api")
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY_FILE = Path(os.environ.get("SLUICE_POLICY", REPO / "policies" / "ml-api.yaml"))
+POLICY: Dict[str, Any] = yaml.safe_load(POLICY_FILE.read_text())
+API_KEY_TIERS: Dict[str, str] = POLICY.get("api_keys") or {}
+TIERS = set(POLICY.get("tiers") or {})
+
+
+# -- who is calling ----------------------------------------------------------------------
+
+def caller(request: Request) -> str:
+    """The limited subject: the API key when one is sent, else the client's IP address."""
+    return request.headers.get("X-API-Key") or client_ip(request)
+
+
+def claimed_tier(request: Request) -> Optional[str]:
+    """The seed's approach 3 lets the caller name its tier in X-User-Tier. Honoured here so
+    its curl loops work unchanged; a real service derives the tier from the API key only
+    (sluice does that from the policy's api_keys when no tier is sent)."""
+    tier = request.headers.get("X-User-Tier")
+    return tier if tier in TIERS else None
+
+
+def caller_tier(request: Request) -> str:
+    key = request.headers.get("X-API-Key")
+    if key in API_KEY_TIERS:
+        return API_KEY_TIERS[key]
+    return claimed_tier(request) or POLICY.get("default_tier", "free")
+
+
+def require_premium(request: Request) -> None:
+    if caller_tier(request) != "premium":
+        raise HTTPException(status_code=403, detail="Premium access required")
+
+
+def _first_window(resource: str) -> Optional[str]:
+    limits = (POLICY.get("resources", {}).get(resource) or {}).get("limits") or []
+    return limits[0].get("window") if limits else None
+
+
+def limit(resource: str, **options: Any) -> RateLimit:
+    """A sluice check for ``resource`` with this app's way of finding subject and tier."""
+    return RateLimit(resource, subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
+                     window=_first_window(resource), x_ratelimit_headers=True, **options)
+
+
+# -- the application ------------------------------------------------------------------------
+
+app = FastAPI(title="ML API behind sluice")
+
+
+@app.on_event("startup")
+async def connect_sluice() -> None:
+    app.state.sluice = AsyncSluiceClient(
+        on_unavailable=os.environ.get("SLUICE_ON_UNAVAILABLE", "open"))
+    app.state.model_loader = asyncio.create_task(load_heavy_model())
+
+
+@app.on_event("shutdown")
+async def disconnect_sluice() -> None:
+    app.state.model_loader.cancel()
+    await app.state.sluice.close()
+
+
+async def load_heavy_model() -> None:
+    """Stands in for loading a large model. The policy starts models/heavy cold (a fifth of
+    its limit); once loaded we tell sluice, as the seed's startup hook cleared its flag."""
+    await asyncio.sleep(float(os.environ.get("HEAVY_MODEL_LOAD_SECONDS", "3")))
+    admin_socket = os.environ.get("SLUICE_ADMIN_SOCKET")
+    if not admin_socket:
+        log.info("heavy model loaded; warm-up ends after the policy's duration")
+        return
+    async with AsyncSluiceClient(admin_socket, timeout=2.0, on_unavailable="raise") as admin:
+        try:
+            await admin.execute("SL.WARMUP", "models/heavy", "READY")
+            log.info("heavy model loaded; reported READY to sluice")
+        except SluiceError as exc:
+            log.warning("could not report the heavy model ready: %s", exc)
+
+
+class PredictionRequest(BaseModel):
+    features: list
+    model_version: str = "default"
+
+
+class ModelInput(BaseModel):
+    data: list
+    parameters: dict = {}
+
+
+class GenerateRequest(BaseModel):
+    prompt: str
+    max_tokens: int = Field(256, ge=1, le=100_000)
+
+
+# Approach 1 (in-memory limiter): /predict 10 per minute, /batch-predict 2 per minute.
+@app.post("/predict", dependencies=[Depends(limit("predict"))])
+def predict(data: dict) -> dict:
+    return {"prediction": 0.95, "confidence": 0.87}
+
+
+@app.post("/batch-predict", dependencies=[Depends(limit("batch-predict"))])
+def batch_predict(data: dict) -> dict:
+    return {"results": [{"prediction": 0.95}, {"prediction": 0.85}]}
+
+
+@app.get("/model-info", dependencies=[Depends(limit("model-info"))])
+def model_info() -> dict:
+    return {"model_version": "v1.2.3", "framework": "PyTorch"}
+
+
+# Approach 2 (fastapi-limiter): its /predict (20 per 60 s) is served at /limiter/predict,
+# its /predict/batch allows 5 per 300 s.
+@app.post("/limiter/predict", dependencies=[Depends(limit("limiter/predict"))])
+def limiter_predict(request: PredictionRequest) -> dict:
+    return {"prediction": 0.95, "model_version": request.model_version}
+
+
+@app.post("/predict/batch", dependencies=[Depends(limit("predict/batch"))])
+def predict_batch(requests: List[PredictionRequest]) -> dict:
+    return {"batch_predictions": [0.95, 0.85, 0.75][: max(1, len(requests))]}
+
+
+# Approach 3 (slowapi): premium callers only, 30 per minute. The 403 comes first: a caller
+# without access does not spend quota.
+@app.post("/premium/predict",
+          dependencies=[Depends(require_premium), Depends(limit("premium/predict"))])
+async def premium_predict(input_data: ModelInput) -> dict:
+    return {"result": "premium prediction", "status": "success"}
+
+
+# Resource-based differentiation, with the heavy model's warm-up kept in the policy.
+@app.post("/models/lightweight/predict", dependencies=[Depends(limit("models/lightweight"))])
+async def lightweight_predict(data: dict) -> dict:
+    return {"prediction": 0.95}
+
+
+@app.post("/models/heavy/predict")
+async def heavy_predict(data: dict, decision: Decision = Depends(limit("models/heavy"))) -> dict:
+    return {"prediction": 0.92, "limit_now": decision.limit}
+
+
+@app.post("/models/batch-process", dependencies=[Depends(limit("models/batch-process"))])
+async def batch_process(data: list) -> dict:
+    return {"results": [{"prediction": 0.9} for _ in data]}
+
+
+# Token metering: reserve max_tokens before generating, settle the tokens really produced.
+generate_lease = RateLimitLease(
+    "generate", subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
+    cost=json_cost(lambda body: body["max_tokens"], default=256), unit="tokens",
+    window=_first_window("generate"), x_ratelimit_headers=True)
+
+
+@app.post("/generate")
+async def generate(body: GenerateRequest, lease: AsyncLease = Depends(generate_lease)) -> dict:
+    # A stand-in model: one "token" per prompt character, at most max_tokens.
+    tokens = min(body.max_tokens, len(body.prompt))
+    text = body.prompt[:tokens]
+    await lease.release(actual=tokens)
+    return {"text": text, "usage": {"reserved_tokens": body.max_tokens,
+                                    "completion_tokens": tokens}}
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=8000)

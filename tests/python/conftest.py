@@ -1,0 +1,171 @@
+"""Fixtures that run the real thing: a sluiced process and uvicorn serving the example app.
+
+The daemon comes from the build tree named by $SLUICE_BUILD_DIR (ctest sets it; by hand it
+defaults to <repo>/build). A missing daemon fails the end-to-end tests: they are the proof
+that the client, the example and the engine agree.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sluice import SluiceClient
+
+REPO = Path(os.environ.get("SLUICE_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+BUILD = Path(os.environ.get("SLUICE_BUILD_DIR", REPO / "build"))
+EXAMPLE_DIR = REPO / "examples" / "fastapi-ml-api"
+ML_POLICY = REPO / "policies" / "ml-api.yaml"
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{what} not ready after {timeout} s")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sluiced:
+    """One sluiced process on fixed socket paths; restartable (fresh counters)."""
+
+    def __init__(self, workdir: Path, policy: Path = ML_POLICY):
+        self.binary = BUILD / "bin" / "sluiced"
+        self.policy = policy
+        self.socket = str(workdir / "sluice.sock")
+        self.admin_socket = str(workdir / "admin.sock")
+        self.log = workdir / "sluiced.log"
+        self.proc = None
+
+    def start(self):
+        if not self.binary.exists():
+            pytest.fail(f"{self.binary} does not exist; build it (ninja sluiced "
+                        "sluice_plugin_memory) or point SLUICE_BUILD_DIR at a build tree")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "--policy", str(self.policy), "--socket", self.socket,
+                 "--admin-socket", self.admin_socket, "--storage", "memory"],
+                stdout=log, stderr=subprocess.STDOUT)
+        probe = SluiceClient(self.socket, on_unavailable="raise")
+        try:
+            _wait(lambda: self.proc.poll() is None and probe.ping(), 15, "sluiced")
+        except TimeoutError:
+            self.stop()
+            pytest.fail(f"sluiced did not start; its log:\n{self.log.read_text()}")
+        finally:
+            probe.close()
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def client(self, admin=False):
+        return SluiceClient(self.admin_socket if admin else self.socket, on_unavailable="raise")
+
+
+class Uvicorn:
+    """uvicorn serving examples/fastapi-ml-api/app.py on a free loopback port."""
+
+    def __init__(self, workdir: Path, sluiced: Sluiced, **env):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"uvicorn-{self.port}.log"
+        self.env = dict(os.environ, SLUICE_SOCKET=sluiced.socket, SLUICE_POLICY=str(ML_POLICY),
+                        PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"),
+                                                    os.environ.get("PYTHONPATH", "")]),
+                        **env)
+        self.proc = None
+
+    def start(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLE_DIR),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+                 "--no-access-log"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited; its log:\n{self.log.read_text()}")
+            try:
+                return httpx.get(self.base_url + "/openapi.json", timeout=0.5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait(ready, 30, "uvicorn")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def http(self):
+        return httpx.Client(base_url=self.base_url, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    # Not tmp_path: Unix socket paths are limited to 107 bytes and pytest's can be longer.
+    path = Path(tempfile.mkdtemp(prefix="sluice-py-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def daemon(workdir):
+    d = Sluiced(workdir).start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def sluiced(daemon):
+    """The module's sluiced, restarted so every test starts from empty counters."""
+    return daemon.restart()
+
+
+@pytest.fixture(scope="module")
+def api(workdir, daemon):
+    """The example app, failing open; the heavy model stays in warm-up during the tests."""
+    server = Uvicorn(workdir, daemon, HEAVY_MODEL_LOAD_SECONDS="3600",
+                     SLUICE_ADMIN_SOCKET=daemon.admin_socket).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_fail_closed(workdir, daemon):
+    server = Uvicorn(workdir, daemon, SLUICE_ON_UNAVAILABLE="closed",
+                     HEAVY_MODEL_LOAD_SECONDS="3600").start()
+    yield server
+    server.stop()

@@ -1,0 +1,86 @@
+"""sluice.fastapi pieces the example app does not exercise — the whole-app middleware, body
+costs, explicit clients — against a real sluiced, with the app served in-process."""
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from sluice import AsyncSluiceClient, Decision
+from sluice.fastapi import RateLimit, SluiceMiddleware, header, json_cost
+
+
+def make_app(sluiced, **middleware):
+    app = FastAPI()
+
+    @app.on_event("startup")
+    async def connect():
+        app.state.sluice = AsyncSluiceClient(sluiced.socket, on_unavailable="raise")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"ok": True}
+
+    @app.post("/items")
+    async def items(body: list,
+                    decision: Decision = Depends(RateLimit(
+                        "models/batch-process", subject=header("X-User"),
+                        cost=json_cost(len), unit="items"))):
+        return {"remaining": decision.remaining}
+
+    @app.get("/anything")
+    async def anything():
+        return {"ok": True}
+
+    if middleware:
+        app.add_middleware(SluiceMiddleware, **middleware)
+    return app
+
+
+def test_middleware_limits_every_route_except_excluded(sluiced):
+    # batch-predict allows 2 per minute; /healthz is excluded and never counted.
+    app = make_app(sluiced, resource="batch-predict", subject=header("X-User"),
+                   exclude=["/healthz"], x_ratelimit_headers=True)
+    with TestClient(app) as http:
+        user = {"X-User": "mw-user"}
+        first = http.get("/anything", headers=user)
+        assert first.status_code == 200 and first.json() == {"ok": True}
+        assert first.headers["ratelimit"] == '"per_minute";r=1;t=' + \
+            first.headers["ratelimit"].split("t=")[1]
+        assert first.headers["x-ratelimit-limit-requests"] == "2"
+        assert http.get("/anything", headers=user).status_code == 200
+        denied = http.get("/anything", headers=user)
+        assert denied.status_code == 429
+        assert denied.json()["detail"]["error"] == "rate_limited"
+        assert int(denied.headers["retry-after"]) >= 1
+        assert all(http.get("/healthz", headers=user).status_code == 200 for _ in range(5))
+        assert "ratelimit" not in http.get("/healthz", headers=user).headers
+
+
+def test_middleware_resource_function_can_skip_requests(sluiced):
+    app = make_app(sluiced, subject=header("X-User"),
+                   resource=lambda request: "batch-predict" if request.url.path == "/anything"
+                   else None)
+    with TestClient(app) as http:
+        assert all(http.get("/healthz").status_code == 200 for _ in range(4))
+        assert [http.get("/anything", headers={"X-User": "skip"}).status_code
+                for _ in range(3)] == [200, 200, 429]
+
+
+def test_cost_from_request_body(sluiced):
+    # models/batch-process allows 2 per 5 minutes; a 2-item batch spends both at once.
+    with TestClient(make_app(sluiced)) as http:
+        user = {"X-User": "cost-user"}
+        assert http.post("/items", json=[1, 2], headers=user).json() == {"remaining": 0}
+        denied = http.post("/items", json=[1], headers=user)
+        assert denied.status_code == 429
+        assert 'sluice-unit="items"' in denied.headers["ratelimit-policy"]
+        # One larger than the whole limit can never pass: no Retry-After.
+        too_big = http.post("/items", json=[1, 2, 3], headers={"X-User": "other"})
+        assert too_big.status_code == 429 and "retry-after" not in too_big.headers
+
+
+def test_invalid_limiter_configuration_is_rejected_early():
+    with pytest.raises(ValueError):
+        RateLimit("predict", cost=0)
+    with pytest.raises(ValueError):
+        RateLimit("predict", window="a minute")
