@@ -1,0 +1,343 @@
+#include "memory_store.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include <boost/container_hash/hash.hpp>
+
+namespace sluice::memory_plugin {
+namespace {
+
+static_assert(sizeof(Slot) == 20 && alignof(Slot) == 4);
+static_assert(sizeof(std::pair<const KeyHash, Slot>) == 28, "a tracked key must stay 28 bytes");
+static_assert(sizeof(std::size_t) == 8, "key hashes are 64-bit");
+
+constexpr uint32_t kLengthBits = 5;
+constexpr uint32_t kLengthMask = (1u << kLengthBits) - 1;
+constexpr uint32_t kOutOfLine = kLengthMask;
+constexpr uint32_t kExpiryNever = (1u << (32 - kLengthBits)) - 1;
+constexpr int64_t kExpiryUnitMs = 2000;
+constexpr int64_t kEpochMarginMs = 3600 * 1000;
+// How often (in batches per thread) a thread sweeps: its own shard, and a round-robin one.
+constexpr uint32_t kOwnSweepPeriod = 8;
+constexpr uint32_t kOtherSweepPeriod = 64;
+// When the key cap is reached, this many slots are checked for an expired entry before a
+// live one is evicted.
+constexpr uint32_t kEvictionScan = 32;
+// A state larger than this is a caller's mistake, not a limit.
+constexpr uint32_t kMaxStateCapacity = 64u << 20;
+
+// An out-of-line state: header then bytes, one malloc block.
+struct BlobHeader {
+  uint32_t len;
+  uint32_t cap;
+};
+
+BlobHeader* blob_of(const Slot& slot) {
+  BlobHeader* b;
+  std::memcpy(&b, slot.bytes, sizeof b);
+  return b;
+}
+unsigned char* blob_data(BlobHeader* b) { return reinterpret_cast<unsigned char*>(b + 1); }
+uint32_t length_code(const Slot& slot) { return slot.meta & kLengthMask; }
+
+void free_blob(Slot& slot) {
+  if (length_code(slot) == kOutOfLine) std::free(blob_of(slot));
+}
+
+bool is_gating(uint32_t op) { return op == SLUICE_OP_CONSUME || op == SLUICE_OP_LEASE_ACQUIRE; }
+
+// Per-thread buffers reused across batches, so a warm thread allocates nothing.
+thread_local std::vector<unsigned char> tls_scratch;
+thread_local std::vector<KeyHash> tls_hashes;
+thread_local std::vector<uint32_t> tls_shards;
+thread_local uint32_t tls_tick = 0;
+
+unsigned char* scratch(std::size_t need, unsigned char* small) {
+  if (need <= kInlineCapacity) return small;
+  if (tls_scratch.size() < need) tls_scratch.resize(need);
+  return tls_scratch.data();
+}
+
+}  // namespace
+
+Store::Store(const sluice_host_api* host, const StoreOptions& options, uint64_t seed)
+    : host_(host), options_(options), seed_(seed), shards_(new Shard[options.shards]) {}
+
+Store::~Store() {
+  for (uint32_t i = 0; i < options_.shards; ++i) {
+    for (auto& kv : shards_[i].map) free_blob(kv.second);
+  }
+}
+
+KeyHash Store::hash_key(const sluice_item& item) const {
+  std::size_t h = seed_;
+  boost::hash_range(h, item.key, item.key + item.key_len);
+  return KeyHash{static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
+}
+
+uint32_t Store::shard_of(KeyHash k) const {
+  return static_cast<uint32_t>((uint64_t{k.lo} * options_.shards) >> 32);
+}
+
+int64_t Store::epoch_for(int64_t now_ms) {
+  int64_t e = epoch_ms_.load(std::memory_order_acquire);
+  if (e != kNoEpoch) return e;
+  const int64_t want = now_ms - kEpochMarginMs;
+  if (epoch_ms_.compare_exchange_strong(e, want, std::memory_order_acq_rel)) return want;
+  return e;
+}
+
+uint32_t Store::encode_expiry(int64_t expires_at_ms) const {
+  const int64_t epoch = epoch_ms_.load(std::memory_order_relaxed);
+  if (expires_at_ms == INT64_MAX) return kExpiryNever;
+  if (expires_at_ms <= epoch) return 0;
+  // Rounded up: keeping a state a little past its expiry is harmless, dropping it early is not.
+  const int64_t units = (expires_at_ms - epoch + kExpiryUnitMs - 1) / kExpiryUnitMs;
+  return units >= kExpiryNever ? kExpiryNever : static_cast<uint32_t>(units);
+}
+
+bool Store::is_expired(uint32_t meta, int64_t now_ms) const {
+  const uint32_t e = meta >> kLengthBits;
+  return e != kExpiryNever &&
+         now_ms >= epoch_ms_.load(std::memory_order_relaxed) + int64_t{e} * kExpiryUnitMs;
+}
+
+Store::StateView Store::view(const Map::iterator& it, Map& map, int64_t now_ms) const {
+  if (it == map.end() || is_expired(it->second.meta, now_ms)) return {nullptr, 0};
+  Slot& slot = it->second;
+  if (length_code(slot) == kOutOfLine) {
+    BlobHeader* b = blob_of(slot);
+    return {blob_data(b), b->len};
+  }
+  return {slot.bytes, length_code(slot)};
+}
+
+void Store::evaluate(Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
+                     sluice_item_result& result) {
+  const StateView s = view(shard.map.find(key), shard.map, now_ms);
+  // A copy, so that the stored state is safe whatever the transition does with its buffer.
+  unsigned char small[kInlineCapacity];
+  unsigned char* buf = scratch(std::max<std::size_t>(item.state_capacity, s.len), small);
+  if (s.len != 0) std::memcpy(buf, s.data, s.len);
+  int64_t expires_at_ms = INT64_MAX;
+  host_->apply(&item, now_ms, buf, s.len, 0, &result, &expires_at_ms);
+}
+
+void Store::commit(Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
+                   sluice_item_result& result) {
+  auto it = shard.map.find(key);
+  const StateView s = view(it, shard.map, now_ms);
+  const std::size_t capacity = std::max<std::size_t>(item.state_capacity, s.len);
+  unsigned char small[kInlineCapacity];
+  unsigned char* buf = scratch(capacity, small);
+  if (s.len != 0) std::memcpy(buf, s.data, s.len);
+  int64_t expires_at_ms = INT64_MAX;
+  const std::size_t new_len =
+      host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
+
+  const bool writes = is_gating(item.op) ? result.allowed != 0 : item.op != SLUICE_OP_PEEK;
+  if (!writes) return;
+  if (new_len > capacity) {
+    throw std::length_error("the host's transition wrote past the state capacity");
+  }
+  if (new_len == 0) {
+    if (it != shard.map.end()) erase(shard, it);
+    return;
+  }
+  if (it != shard.map.end() && is_expired(it->second.meta, now_ms)) {
+    ++shard.expired;  // replaced lazily rather than swept
+  }
+  if (it == shard.map.end()) {
+    make_room(shard, now_ms);
+    it = shard.map.try_emplace(key, Slot{}).first;
+    keys_.fetch_add(1, std::memory_order_relaxed);
+  }
+  store_state(it->second, buf, new_len, expires_at_ms);
+}
+
+void Store::store_state(Slot& slot, const unsigned char* data, std::size_t len,
+                        int64_t expires_at_ms) {
+  const uint32_t expiry = encode_expiry(expires_at_ms) << kLengthBits;
+  if (len <= kInlineCapacity) {
+    free_blob(slot);
+    std::memcpy(slot.bytes, data, len);
+    slot.meta = expiry | static_cast<uint32_t>(len);
+    return;
+  }
+  BlobHeader* b = length_code(slot) == kOutOfLine ? blob_of(slot) : nullptr;
+  if (b == nullptr || b->cap < len) {
+    // Grow geometrically so that a log growing one entry at a time reallocates rarely.
+    const std::size_t cap = std::max<std::size_t>(len, b != nullptr ? std::size_t{b->cap} * 2 : len);
+    auto* nb = static_cast<BlobHeader*>(std::malloc(sizeof(BlobHeader) + cap));
+    if (nb == nullptr) throw std::bad_alloc();
+    nb->cap = static_cast<uint32_t>(cap);
+    free_blob(slot);
+    b = nb;
+    std::memcpy(slot.bytes, &b, sizeof b);
+  }
+  b->len = static_cast<uint32_t>(len);
+  std::memcpy(blob_data(b), data, len);
+  slot.meta = expiry | kOutOfLine;
+}
+
+void Store::erase(Shard& shard, Map::iterator it) {
+  if (shard.cursor_set && it->first == shard.cursor) {
+    auto next = std::next(it);
+    shard.cursor_set = next != shard.map.end();
+    if (shard.cursor_set) shard.cursor = next->first;
+  }
+  free_blob(it->second);
+  shard.map.erase(it);
+  keys_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::size_t Store::sweep(Shard& shard, int64_t now_ms, uint32_t slots) {
+  Map& map = shard.map;
+  if (map.empty() || slots == 0) return 0;
+  // The cursor is a key, not an iterator: iterators do not survive a rehash, keys do.
+  auto it = shard.cursor_set ? map.find(shard.cursor) : map.end();
+  if (it == map.end()) it = map.begin();
+  std::size_t freed = 0;
+  for (uint32_t i = 0; i < slots && !map.empty(); ++i) {
+    if (it == map.end()) it = map.begin();
+    auto next = std::next(it);
+    if (is_expired(it->second.meta, now_ms)) {
+      free_blob(it->second);
+      map.erase(it);
+      keys_.fetch_sub(1, std::memory_order_relaxed);
+      ++shard.expired;
+      ++freed;
+    }
+    it = next;
+  }
+  shard.cursor_set = it != map.end();
+  if (shard.cursor_set) shard.cursor = it->first;
+  return freed;
+}
+
+void Store::make_room(Shard& shard, int64_t now_ms) {
+  if (options_.max_keys == 0 || keys_.load(std::memory_order_relaxed) < options_.max_keys) return;
+  if (sweep(shard, now_ms, kEvictionScan) > 0) return;
+  // Nothing expired nearby: the clock hand's entry goes. An empty shard lets the total exceed
+  // the cap by one key per shard at most, which is cheaper than locking another shard.
+  if (shard.map.empty()) return;
+  auto it = shard.cursor_set ? shard.map.find(shard.cursor) : shard.map.end();
+  if (it == shard.map.end()) it = shard.map.begin();
+  erase(shard, it);
+  ++shard.evictions;
+}
+
+void Store::maybe_sweep_other_shard(int64_t now_ms) {
+  if ((tls_tick % kOtherSweepPeriod) != 0) return;
+  const uint32_t i = sweep_turn_.fetch_add(1, std::memory_order_relaxed) % options_.shards;
+  Shard& shard = shards_[i];
+  std::unique_lock lock(shard.mu, std::try_to_lock);
+  if (lock.owns_lock()) sweep(shard, now_ms, options_.sweep_slots * kOtherSweepPeriod);
+}
+
+bool Store::validate(const sluice_batch& batch, std::string& error) const {
+  if (batch.items == nullptr || batch.results == nullptr) {
+    error = "memory plugin: the batch has " + std::to_string(batch.count) +
+            " items but no item or result array.";
+    return false;
+  }
+  for (std::size_t i = 0; i < batch.count; ++i) {
+    const sluice_item& item = batch.items[i];
+    const std::string which = "memory plugin: item " + std::to_string(i);
+    if (item.key == nullptr && item.key_len != 0) {
+      error = which + " has a key length of " + std::to_string(item.key_len) + " but no key.";
+      return false;
+    }
+    if (item.op < SLUICE_OP_CONSUME || item.op > SLUICE_OP_RESET) {
+      error = which + " has an unknown op " + std::to_string(item.op) + ".";
+      return false;
+    }
+    if (item.state_capacity > kMaxStateCapacity) {
+      error = which + " asks for a state of " + std::to_string(item.state_capacity) +
+              " bytes, more than the limit of " + std::to_string(kMaxStateCapacity) + ".";
+      return false;
+    }
+  }
+  return true;
+}
+
+sluice_status Store::submit(const sluice_batch& batch, std::string& error) {
+  if (batch.count == 0) return SLUICE_OK;
+  if (!validate(batch, error)) return SLUICE_ERR_INVALID;
+  const int64_t now_ms = batch.now_ms;
+  epoch_for(now_ms);
+  ++tls_tick;
+  run_locked_batch(batch, now_ms);
+  maybe_sweep_other_shard(now_ms);
+  return SLUICE_OK;
+}
+
+void Store::run_locked_batch(const sluice_batch& batch, int64_t now_ms) {
+  const uint32_t own_sweep = tls_tick % kOwnSweepPeriod == 0 ? options_.sweep_slots * kOwnSweepPeriod : 0;
+  if (batch.count == 1) {
+    const sluice_item& item = batch.items[0];
+    const KeyHash key = hash_key(item);
+    Shard& shard = shards_[shard_of(key)];
+    std::lock_guard lock(shard.mu);
+    if (item.op == SLUICE_OP_PEEK) {
+      evaluate(shard, key, item, now_ms, batch.results[0]);
+    } else {
+      commit(shard, key, item, now_ms, batch.results[0]);
+    }
+    sweep(shard, now_ms, own_sweep);
+    return;
+  }
+
+  tls_hashes.resize(batch.count);
+  tls_shards.resize(batch.count);
+  for (std::size_t i = 0; i < batch.count; ++i) {
+    tls_hashes[i] = hash_key(batch.items[i]);
+    tls_shards[i] = shard_of(tls_hashes[i]);
+  }
+  std::sort(tls_shards.begin(), tls_shards.end());
+  tls_shards.erase(std::unique(tls_shards.begin(), tls_shards.end()), tls_shards.end());
+  // Ascending order everywhere, so two batches over the same shards cannot deadlock.
+  for (uint32_t s : tls_shards) shards_[s].mu.lock();
+  struct Unlock {
+    Shard* shards;
+    ~Unlock() {
+      for (auto s = tls_shards.rbegin(); s != tls_shards.rend(); ++s) shards[*s].mu.unlock();
+    }
+  } unlock{shards_.get()};
+
+  // All-or-nothing: every item is evaluated first; only if no non-shadow item is denied does
+  // any of them change state.
+  bool denied = false;
+  for (std::size_t i = 0; i < batch.count; ++i) {
+    const sluice_item& item = batch.items[i];
+    evaluate(shards_[shard_of(tls_hashes[i])], tls_hashes[i], item, now_ms, batch.results[i]);
+    if (is_gating(item.op) && item.shadow == 0 && batch.results[i].allowed == 0) denied = true;
+  }
+  if (!denied) {
+    for (std::size_t i = 0; i < batch.count; ++i) {
+      const sluice_item& item = batch.items[i];
+      if (item.op == SLUICE_OP_PEEK) continue;
+      commit(shards_[shard_of(tls_hashes[i])], tls_hashes[i], item, now_ms, batch.results[i]);
+    }
+  }
+  sweep(shards_[tls_shards.front()], now_ms, own_sweep);
+}
+
+Store::Counters Store::counters() const {
+  Counters c{0, 0, 0, options_.shards};
+  for (uint32_t i = 0; i < options_.shards; ++i) {
+    std::lock_guard lock(shards_[i].mu);
+    c.keys += shards_[i].map.size();
+    c.evictions += shards_[i].evictions;
+    c.expired += shards_[i].expired;
+  }
+  return c;
+}
+
+}  // namespace sluice::memory_plugin

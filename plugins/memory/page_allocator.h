@@ -1,0 +1,58 @@
+// An allocator that takes large blocks straight from mmap.
+//
+// A shard's hash table is one large block that is replaced (not grown in place) on every
+// rehash. From malloc, the freed old blocks often stay in the heap because glibc raises its
+// mmap threshold after the first large free, so the process keeps memory it no longer uses and
+// RSS overstates what the plugin holds. Mapping large blocks directly gives them back to the
+// kernel the moment the table is rehashed, shrunk or destroyed.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+namespace sluice::memory_plugin {
+
+template <typename T>
+class PageAllocator {
+ public:
+  using value_type = T;
+
+  PageAllocator() noexcept = default;
+  template <typename U>
+  PageAllocator(const PageAllocator<U>& /*other*/) noexcept {}  // NOLINT(google-explicit-constructor)
+
+  T* allocate(std::size_t n) {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes >= kMapThreshold) {
+      void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      return static_cast<T*>(p);
+    }
+    void* p = std::malloc(bytes);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+
+  void deallocate(T* p, std::size_t n) noexcept {
+    const std::size_t bytes = n * sizeof(T);
+    if (bytes >= kMapThreshold) {
+      ::munmap(p, bytes);
+    } else {
+      std::free(p);
+    }
+  }
+
+  template <typename U>
+  bool operator==(const PageAllocator<U>& /*other*/) const noexcept {
+    return true;
+  }
+
+ private:
+  // Below this the page rounding of mmap would waste more than it saves.
+  static constexpr std::size_t kMapThreshold = 64 * 1024;
+};
+
+}  // namespace sluice::memory_plugin

@@ -1,0 +1,592 @@
+// The storage plugin conformance suite. Every plugin must give the same answers as the
+// reference model (the core's transitions over a plain map) and keep the batch rules of
+// storage_plugin.h under concurrency. The plugin, its configuration and its optional features
+// come from the build (sluice_add_conformance) or from the environment:
+//   SLUICE_CONFORMANCE_PLUGIN=sqlite SLUICE_CONFORMANCE_CONFIG="path=/tmp/x.db" ./conformance_memory
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "reference_model.h"
+#include "sluice/algorithms.h"
+#include "sluice/storage.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice::conformance {
+namespace {
+
+constexpr int64_t kStart = 1'700'000'000'000;
+
+struct PluginUnderTest {
+  std::string name;
+  std::string config_text;
+  std::set<std::string> features;
+};
+
+// So that gtest names the plugin in failure messages instead of dumping bytes.
+void PrintTo(const PluginUnderTest& p, std::ostream* out) {
+  *out << p.name << " [" << p.config_text << "]";
+}
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, sep)) {
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::string(v) : fallback;
+}
+
+PluginUnderTest plugin_under_test() {
+  PluginUnderTest p;
+  const std::string env_plugin = env_or("SLUICE_CONFORMANCE_PLUGIN", "");
+  // A plugin named in the environment brings its own configuration and features.
+  const bool from_env = !env_plugin.empty();
+  p.name = from_env ? env_plugin : SLUICE_CONFORMANCE_DEFAULT_PLUGIN;
+  p.config_text =
+      env_or("SLUICE_CONFORMANCE_CONFIG", from_env ? "" : SLUICE_CONFORMANCE_DEFAULT_CONFIG);
+  for (auto& f : split(env_or("SLUICE_CONFORMANCE_FEATURES",
+                              from_env ? "" : SLUICE_CONFORMANCE_DEFAULT_FEATURES),
+                       ',')) {
+    p.features.insert(f);
+  }
+  return p;
+}
+
+// Waits for a completion that may run inline or on the plugin's own thread.
+class Completion {
+ public:
+  static void done(void* self, sluice_status status, const char* message) {
+    auto* c = static_cast<Completion*>(self);
+    std::lock_guard lock(c->mu_);
+    c->status_ = status;
+    c->message_ = message != nullptr ? message : "";
+    ++c->calls_;
+    c->cv_.notify_all();
+  }
+  sluice_status wait(std::string& message) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return calls_ > 0; });
+    message = message_;
+    return status_;
+  }
+  int calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int calls_ = 0;
+  sluice_status status_ = SLUICE_OK;
+  std::string message_;
+};
+
+sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms, int64_t burst = 0) {
+  sluice_limit_params p{};
+  p.algorithm = alg;
+  p.limit = limit;
+  p.window_ms = window_ms;
+  p.burst = burst;
+  return p;
+}
+
+// An item over `key`, which must outlive it.
+sluice_item item(const std::string& key, sluice_op op, const sluice_limit_params& p,
+                 int64_t cost = 1) {
+  sluice_item it{};
+  it.key = key.data();
+  it.key_len = static_cast<uint32_t>(key.size());
+  it.op = op;
+  it.params = p;
+  it.cost = cost;
+  it.state_capacity = static_cast<uint32_t>(algo::state_capacity(p));
+  return it;
+}
+
+sluice_item lease(const std::string& key, sluice_op op, const sluice_limit_params& p, uint64_t id,
+                  int64_t expires_ms, int64_t cost = 1) {
+  sluice_item it = item(key, op, p, cost);
+  it.lease_id = id;
+  it.lease_expires_ms = expires_ms;
+  return it;
+}
+
+sluice_item shadow(sluice_item it) {
+  it.shadow = 1;
+  return it;
+}
+
+std::string describe(const sluice_item_result& r) {
+  std::ostringstream out;
+  out << "{allowed " << r.allowed << ", limit " << r.limit << ", remaining " << r.remaining
+      << ", reset_after " << r.reset_after_ms << ", retry_after " << r.retry_after_ms << "}";
+  return out.str();
+}
+
+bool same(const sluice_item_result& a, const sluice_item_result& b) {
+  return a.allowed == b.allowed && a.limit == b.limit && a.remaining == b.remaining &&
+         a.reset_after_ms == b.reset_after_ms && a.retry_after_ms == b.retry_after_ms;
+}
+
+const sluice_algorithm kAllAlgorithms[] = {
+    SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW, SLUICE_ALG_SLIDING_WINDOW_COUNTER,
+    SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA,           SLUICE_ALG_CONCURRENCY};
+
+// Algorithms whose CONSUME takes capacity (concurrency's CONSUME only looks).
+const sluice_algorithm kConsumingAlgorithms[] = {
+    SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW, SLUICE_ALG_SLIDING_WINDOW_COUNTER,
+    SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA};
+
+std::string algorithm_label(sluice_algorithm alg) { return std::string(algo::algorithm_name(alg)); }
+
+class PluginConformance : public ::testing::TestWithParam<PluginUnderTest> {
+ protected:
+  void SetUp() override {
+    StorageConfig config;
+    for (const auto& pair : split(GetParam().config_text, ',')) {
+      const auto eq = pair.find('=');
+      ASSERT_NE(eq, std::string::npos) << "configuration entry '" << pair << "' is not KEY=VALUE";
+      config.emplace_back(pair.substr(0, eq), pair.substr(eq + 1));
+    }
+    auto loaded = Storage::load(GetParam().name, plugin_dirs(), config);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+    storage_ = std::move(loaded).value();
+    // Keys unique to this test run, so that plugins sharing a backend (Redis, a SQLite file)
+    // start every test from nothing.
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::random_device rd;
+    prefix_ = std::string("conf:") + info->name() + ":" + std::to_string(rd()) + ":";
+  }
+
+  static std::vector<std::string> plugin_dirs() {
+    std::vector<std::string> dirs;
+    if (const char* env = std::getenv("SLUICE_PLUGIN_DIR"); env != nullptr && *env != '\0') {
+      dirs.emplace_back(env);
+    }
+    dirs.emplace_back(SLUICE_PLUGIN_DIR);
+    return dirs;
+  }
+
+  bool has_feature(const std::string& f) const { return GetParam().features.count(f) != 0; }
+  std::string key(const std::string& suffix) const { return prefix_ + suffix; }
+
+  // Submits and waits; returns the plugin's status (and message).
+  sluice_status submit(const std::vector<sluice_item>& items, std::vector<sluice_item_result>& results,
+                       int64_t now_ms, std::string* message = nullptr) {
+    results.assign(items.size(), sluice_item_result{});
+    const sluice_batch batch{now_ms, items.size(), items.data(), results.data()};
+    Completion completion;
+    storage_->submit(batch, &Completion::done, &completion);
+    std::string m;
+    const sluice_status status = completion.wait(m);
+    if (message != nullptr) *message = m;
+    return status;
+  }
+
+  std::vector<sluice_item_result> run(const std::vector<sluice_item>& items, int64_t now_ms) {
+    std::vector<sluice_item_result> results;
+    std::string message;
+    const sluice_status status = submit(items, results, now_ms, &message);
+    EXPECT_EQ(status, SLUICE_OK) << message;
+    return results;
+  }
+
+  sluice_item_result run_one(const sluice_item& it, int64_t now_ms) { return run({it}, now_ms)[0]; }
+
+  uint64_t stat(const std::string& field) {
+    const auto json = nlohmann::json::parse(storage_->stats_json(), nullptr, false);
+    if (json.is_discarded() || !json.contains(field)) {
+      ADD_FAILURE() << "stats_json has no '" << field << "': " << storage_->stats_json();
+      return 0;
+    }
+    return json.at(field).get<uint64_t>();
+  }
+
+  std::unique_ptr<Storage> storage_;
+  std::string prefix_;
+};
+
+// Random sequences of every op over a few keys, with time jumping forward in small and large
+// steps, give exactly the reference's answers — for every algorithm.
+TEST_P(PluginConformance, RandomSequencesMatchReference) {
+  constexpr int kSeeds = 12;
+  constexpr int kSteps = 250;
+  for (sluice_algorithm alg : kAllAlgorithms) {
+    for (int seed = 0; seed < kSeeds; ++seed) {
+      SCOPED_TRACE(algorithm_label(alg) + " seed " + std::to_string(seed));
+      std::mt19937_64 rng(static_cast<uint64_t>(seed) * 7919 + alg);
+      auto pick = [&](int64_t lo, int64_t hi) {
+        return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+      };
+      ReferenceModel reference;
+      const std::string base = key(algorithm_label(alg) + ":" + std::to_string(seed) + ":");
+      std::vector<std::string> keys = {base + "a", base + "b", base + "c"};
+      std::vector<sluice_limit_params> key_params;
+      for (size_t k = 0; k < keys.size(); ++k) {
+        const int64_t limit = pick(1, 8);
+        const int64_t windows[] = {1000, 2500, 60000};
+        const bool bursty = alg == SLUICE_ALG_TOKEN_BUCKET || alg == SLUICE_ALG_GCRA;
+        key_params.push_back(params(alg, limit, windows[pick(0, 2)], bursty ? pick(0, 1) * (limit + pick(0, 4)) : 0));
+      }
+      std::vector<uint64_t> live_leases;
+      uint64_t next_lease = 1;
+      int64_t now = kStart + pick(0, 999);
+      for (int step = 0; step < kSteps; ++step) {
+        const int64_t roll = pick(0, 99);
+        const int64_t window = key_params[0].window_ms;
+        if (roll < 60) {
+          now += pick(0, window / 4);
+        } else if (roll >= 92) {
+          now += window + pick(0, window);  // past every window and expiry
+        }
+        // 70% single items, else 2-3 distinct keys.
+        std::vector<size_t> chosen = {0, 1, 2};
+        std::shuffle(chosen.begin(), chosen.end(), rng);
+        chosen.resize(pick(0, 9) < 7 ? 1 : static_cast<size_t>(pick(2, 3)));
+        std::vector<sluice_item> items;
+        for (size_t k : chosen) {
+          const sluice_limit_params& p = key_params[k];
+          const int64_t op_roll = pick(0, 99);
+          sluice_item it;
+          if (alg == SLUICE_ALG_CONCURRENCY) {
+            if (op_roll < 45) {
+              it = lease(keys[k], SLUICE_OP_LEASE_ACQUIRE, p, next_lease, now + pick(1, p.window_ms), pick(1, 2));
+              live_leases.push_back(next_lease++);
+            } else if (op_roll < 70) {
+              const bool known = !live_leases.empty() && pick(0, 4) != 0;
+              const uint64_t id = known ? live_leases[static_cast<size_t>(pick(0, static_cast<int64_t>(live_leases.size()) - 1))] : 1'000'000 + next_lease;
+              it = lease(keys[k], SLUICE_OP_LEASE_RELEASE, p, id, 0);
+            } else if (op_roll < 85) {
+              it = item(keys[k], SLUICE_OP_CONSUME, p, pick(1, 2));
+            } else if (op_roll < 96) {
+              it = item(keys[k], SLUICE_OP_PEEK, p, 1);
+            } else {
+              it = item(keys[k], SLUICE_OP_RESET, p, 0);
+            }
+          } else {
+            if (op_roll < 65) {
+              // Now and then a cost no window can ever admit.
+              it = item(keys[k], SLUICE_OP_CONSUME, p, pick(0, 19) == 0 ? p.limit + std::max<int64_t>(p.burst, 0) + 1 : pick(1, 3));
+            } else if (op_roll < 80) {
+              it = item(keys[k], SLUICE_OP_PEEK, p, pick(1, 2));
+            } else if (op_roll < 96) {
+              it = item(keys[k], SLUICE_OP_ADJUST, p, pick(-2, 3));
+            } else {
+              it = item(keys[k], SLUICE_OP_RESET, p, 0);
+            }
+          }
+          if (pick(0, 9) == 0) it.shadow = 1;
+          items.push_back(it);
+        }
+        std::vector<sluice_item_result> expected(items.size());
+        reference.submit(sluice_batch{now, items.size(), items.data(), expected.data()});
+        const auto actual = run(items, now);
+        for (size_t i = 0; i < items.size(); ++i) {
+          if (!same(actual[i], expected[i])) {
+            ADD_FAILURE() << "step " << step << " item " << i << " (op " << items[i].op << ", key "
+                          << std::string(items[i].key, items[i].key_len) << ", cost "
+                          << items[i].cost << ", shadow " << items[i].shadow << ", batch of "
+                          << items.size() << ", now +" << (now - kStart) << " ms): plugin "
+                          << describe(actual[i]) << ", reference " << describe(expected[i]);
+            return;
+          }
+        }
+      }
+    }
+  }
+}
+
+// A batch of three limits where one denies changes none of them.
+TEST_P(PluginConformance, DeniedBatchChangesNothing) {
+  const auto a = key("a"), b = key("b"), c = key("c");
+  const auto five = params(SLUICE_ALG_FIXED_WINDOW, 5, 60'000);
+  const auto one = params(SLUICE_ALG_FIXED_WINDOW, 1, 60'000);
+  const std::vector<sluice_item> batch = {item(a, SLUICE_OP_CONSUME, five),
+                                          item(b, SLUICE_OP_CONSUME, one),
+                                          item(c, SLUICE_OP_CONSUME, five)};
+  auto first = run(batch, kStart);
+  for (const auto& r : first) EXPECT_EQ(r.allowed, 1);
+  auto second = run(batch, kStart + 1);
+  EXPECT_EQ(second[0].allowed, 1);  // a alone would pass...
+  EXPECT_EQ(second[1].allowed, 0);  // ...but b denies the batch
+  EXPECT_GT(second[1].retry_after_ms, 0);
+  EXPECT_EQ(second[2].allowed, 1);
+  // Only the first batch consumed: two of five used after the next admission, not three.
+  EXPECT_EQ(run_one(item(a, SLUICE_OP_CONSUME, five), kStart + 2).remaining, 3);
+  EXPECT_EQ(run_one(item(c, SLUICE_OP_CONSUME, five), kStart + 2).remaining, 3);
+}
+
+// A shadow item never denies the batch; when it would deny it is reported denied and not
+// consumed; when the batch is denied by another item it is not consumed either.
+TEST_P(PluginConformance, ShadowItemsReportButNeverDeny) {
+  const auto s = key("shadow"), n = key("normal"), full = key("full");
+  const auto two = params(SLUICE_ALG_FIXED_WINDOW, 2, 60'000);
+  const auto ten = params(SLUICE_ALG_FIXED_WINDOW, 10, 60'000);
+  const auto one = params(SLUICE_ALG_FIXED_WINDOW, 1, 60'000);
+
+  auto r1 = run({shadow(item(s, SLUICE_OP_CONSUME, two)), item(n, SLUICE_OP_CONSUME, ten)}, kStart);
+  EXPECT_EQ(r1[0].allowed, 1);
+  EXPECT_EQ(r1[1].allowed, 1);
+  // Cost 2 does not fit the shadow limit (1 of 2 used): reported denied, batch still admitted.
+  auto r2 = run({shadow(item(s, SLUICE_OP_CONSUME, two, 2)), item(n, SLUICE_OP_CONSUME, ten)}, kStart);
+  EXPECT_EQ(r2[0].allowed, 0);
+  EXPECT_EQ(r2[1].allowed, 1);
+  EXPECT_EQ(r2[1].remaining, 8);
+  // The denied shadow cost was not consumed: one unit is still free.
+  EXPECT_EQ(run_one(item(s, SLUICE_OP_CONSUME, two), kStart).allowed, 1);
+
+  // Denied by a normal item: the shadow item, which would pass, is not consumed.
+  const auto five = params(SLUICE_ALG_FIXED_WINDOW, 5, 60'000);
+  const auto s2 = key("shadow2");
+  EXPECT_EQ(run_one(item(full, SLUICE_OP_CONSUME, one), kStart).allowed, 1);
+  auto r3 = run({shadow(item(s2, SLUICE_OP_CONSUME, five)), item(full, SLUICE_OP_CONSUME, one)}, kStart);
+  EXPECT_EQ(r3[0].allowed, 1);
+  EXPECT_EQ(r3[1].allowed, 0);
+  EXPECT_EQ(run_one(item(s2, SLUICE_OP_CONSUME, five), kStart).remaining, 4);
+}
+
+// Leases hold slots until released or expired; releasing an unknown lease is a no-op.
+TEST_P(PluginConformance, LeasesAcquireReleaseAndExpire) {
+  const auto k = key("lease");
+  const auto two = params(SLUICE_ALG_CONCURRENCY, 2, 10'000);
+  const int64_t ttl = 10'000;
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 1, kStart + ttl), kStart).allowed, 1);
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 2, kStart + ttl), kStart).allowed, 1);
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + ttl), kStart).allowed, 0);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, two), kStart).allowed, 0);  // no free slot
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_PEEK, two), kStart).allowed, 0);
+
+  run_one(lease(k, SLUICE_OP_LEASE_RELEASE, two, 99, 0), kStart + 1);  // unknown: no-op
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + 1 + ttl), kStart + 1).allowed, 0);
+  run_one(lease(k, SLUICE_OP_LEASE_RELEASE, two, 1, 0), kStart + 2);
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + 2 + ttl), kStart + 2).allowed, 1);
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 4, kStart + 2 + ttl), kStart + 2).allowed, 0);
+
+  // Lease 2 expires at kStart + ttl, lease 3 at kStart + 2 + ttl: after both, two slots are free.
+  const int64_t later = kStart + 3 + ttl;
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 5, later + ttl), later).allowed, 1);
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 6, later + ttl), later).allowed, 1);
+  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 7, later + ttl), later).allowed, 0);
+}
+
+// ADJUST always applies: a charge takes capacity, a refund gives it back.
+TEST_P(PluginConformance, AdjustChargesAndRefunds) {
+  const auto k = key("adjust");
+  const auto ten = params(SLUICE_ALG_FIXED_WINDOW, 10, 60'000);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, ten, 3), kStart).remaining, 7);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_ADJUST, ten, 2), kStart).allowed, 1);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, ten, 1), kStart).remaining, 4);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_ADJUST, ten, -5), kStart).allowed, 1);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, ten, 1), kStart).remaining, 8);
+  // A charge beyond the limit still applies, and then denies.
+  run_one(item(k, SLUICE_OP_ADJUST, ten, 20), kStart);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, ten, 1), kStart).allowed, 0);
+}
+
+// RESET forgets the key for every algorithm.
+TEST_P(PluginConformance, ResetForgetsTheKey) {
+  for (sluice_algorithm alg : kConsumingAlgorithms) {
+    SCOPED_TRACE(algorithm_label(alg));
+    const auto k = key("reset:" + algorithm_label(alg));
+    const auto fresh_key = key("fresh:" + algorithm_label(alg));
+    const auto p = params(alg, 2, 60'000);
+    run_one(item(k, SLUICE_OP_CONSUME, p), kStart);
+    run_one(item(k, SLUICE_OP_CONSUME, p), kStart);
+    EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, p), kStart).allowed, 0);
+    run_one(item(k, SLUICE_OP_RESET, p, 0), kStart);
+    const auto after = run_one(item(k, SLUICE_OP_CONSUME, p), kStart);
+    const auto fresh = run_one(item(fresh_key, SLUICE_OP_CONSUME, p), kStart);
+    EXPECT_TRUE(same(after, fresh)) << describe(after) << " vs fresh " << describe(fresh);
+  }
+}
+
+// PEEK answers like CONSUME but never writes, alone or in a batch.
+TEST_P(PluginConformance, PeekNeverWrites) {
+  for (sluice_algorithm alg : kAllAlgorithms) {
+    SCOPED_TRACE(algorithm_label(alg));
+    const auto k = key("peek:" + algorithm_label(alg));
+    const auto other = key("peek-other:" + algorithm_label(alg));
+    const auto fresh_key = key("peek-fresh:" + algorithm_label(alg));
+    const auto p = params(alg, 3, 60'000);
+    const auto first = run_one(item(k, SLUICE_OP_PEEK, p), kStart);
+    EXPECT_EQ(first.allowed, 1);
+    for (int i = 0; i < 20; ++i) {
+      const auto again = run_one(item(k, SLUICE_OP_PEEK, p), kStart);
+      ASSERT_TRUE(same(again, first)) << describe(again) << " vs " << describe(first);
+      run({item(k, SLUICE_OP_PEEK, p), item(other, SLUICE_OP_PEEK, p)}, kStart);
+    }
+    const auto after = run_one(item(k, SLUICE_OP_CONSUME, p), kStart);
+    const auto fresh = run_one(item(fresh_key, SLUICE_OP_CONSUME, p), kStart);
+    EXPECT_TRUE(same(after, fresh)) << describe(after) << " vs fresh " << describe(fresh);
+  }
+}
+
+// After its expiry a key answers like a fresh one; with exact_key_count the plugin also drops
+// it from its key count once the simulated clock has passed it.
+TEST_P(PluginConformance, ExpiredKeysAreFresh) {
+  const int64_t window = 1000;
+  for (sluice_algorithm alg : kAllAlgorithms) {
+    SCOPED_TRACE(algorithm_label(alg));
+    const auto k = key("expire:" + algorithm_label(alg));
+    const auto fresh_key = key("expire-fresh:" + algorithm_label(alg));
+    const auto p = params(alg, 2, window);
+    for (int i = 0; i < 3; ++i) {
+      if (alg == SLUICE_ALG_CONCURRENCY) {
+        run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, p, 10 + i, kStart + window), kStart);
+      } else {
+        run_one(item(k, SLUICE_OP_CONSUME, p), kStart);
+      }
+    }
+    const int64_t later = kStart + 5 * window;
+    const auto after = run_one(item(k, SLUICE_OP_CONSUME, p), later);
+    const auto fresh = run_one(item(fresh_key, SLUICE_OP_CONSUME, p), later);
+    EXPECT_TRUE(same(after, fresh)) << describe(after) << " vs fresh " << describe(fresh);
+  }
+
+  if (!has_feature("exact_key_count")) return;
+  std::vector<std::string> keys;
+  const auto p = params(SLUICE_ALG_FIXED_WINDOW, 5, window);
+  const uint64_t before = stat("keys");
+  for (int i = 0; i < 200; ++i) keys.push_back(key("many:" + std::to_string(i)));
+  for (const auto& k : keys) run_one(item(k, SLUICE_OP_CONSUME, p), kStart + 10 * window);
+  // Keys of the first half may already be swept; these 200 are all still live.
+  EXPECT_GE(stat("keys"), keys.size());
+  EXPECT_LE(stat("keys"), before + keys.size());
+  // Traffic on one other key drives the incremental sweep.
+  const auto busy = key("busy");
+  const int64_t much_later = kStart + 1000 * window;
+  for (int i = 0; i < 200'000 && stat("keys") > 0; i += 100) {
+    for (int j = 0; j < 100; ++j) run_one(item(busy, SLUICE_OP_PEEK, p), much_later);
+  }
+  EXPECT_EQ(stat("keys"), 0u);
+}
+
+// Many threads against shared keys get exact totals: never more, never fewer than the limit.
+TEST_P(PluginConformance, ConcurrentRequestsGiveExactTotals) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 300;
+  struct Case {
+    const char* name;
+    sluice_limit_params p;
+    int64_t expected;
+  };
+  const Case cases[] = {
+      {"fixed_window", params(SLUICE_ALG_FIXED_WINDOW, 1000, 3'600'000), 1000},
+      {"sliding_window_counter", params(SLUICE_ALG_SLIDING_WINDOW_COUNTER, 700, 3'600'000), 700},
+      {"token_bucket", params(SLUICE_ALG_TOKEN_BUCKET, 500, 3'600'000), 500},
+      {"gcra", params(SLUICE_ALG_GCRA, 600, 3'600'000), 600},
+      {"concurrency", params(SLUICE_ALG_CONCURRENCY, 50, 3'600'000), 50},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto k = key(std::string("threads:") + c.name);
+    std::atomic<int64_t> admitted{0};
+    std::atomic<uint64_t> next_lease{1};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < kPerThread; ++i) {
+          const sluice_item it = c.p.algorithm == SLUICE_ALG_CONCURRENCY
+                                     ? lease(k, SLUICE_OP_LEASE_ACQUIRE, c.p, next_lease++, kStart + 3'600'000)
+                                     : item(k, SLUICE_OP_CONSUME, c.p);
+          if (run_one(it, kStart).allowed == 1) ++admitted;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(admitted.load(), c.expected);
+  }
+
+  // Batches over two shared keys: the smaller limit decides, and the larger one is charged
+  // exactly once per admitted batch.
+  const auto small = key("threads:small"), large = key("threads:large");
+  const auto p_small = params(SLUICE_ALG_FIXED_WINDOW, 300, 3'600'000);
+  const auto p_large = params(SLUICE_ALG_FIXED_WINDOW, 1000, 3'600'000);
+  std::atomic<int64_t> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const auto own = key("threads:own:" + std::to_string(t));
+      for (int i = 0; i < kPerThread; ++i) {
+        // Alternate the item order, so that lock ordering inside the plugin is exercised.
+        std::vector<sluice_item> batch = {item(small, SLUICE_OP_CONSUME, p_small),
+                                          item(large, SLUICE_OP_CONSUME, p_large),
+                                          item(own, SLUICE_OP_CONSUME, p_large)};
+        if (i % 2 == 1) std::reverse(batch.begin(), batch.end());
+        const auto r = run(batch, kStart);
+        if (std::all_of(r.begin(), r.end(), [](const auto& x) { return x.allowed == 1; })) ++admitted;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(admitted.load(), 300);
+  EXPECT_EQ(run_one(item(large, SLUICE_OP_CONSUME, p_large), kStart).remaining, 1000 - 300 - 1);
+}
+
+// Bad input gets an error status and a sentence, never a crash; the batch completes once.
+TEST_P(PluginConformance, InvalidItemsAreRejected) {
+  const auto k = key("invalid");
+  sluice_item bad = item(k, SLUICE_OP_CONSUME, params(SLUICE_ALG_FIXED_WINDOW, 5, 1000));
+  bad.op = 99;
+  std::vector<sluice_item_result> results;
+  std::string message;
+  EXPECT_NE(submit({bad}, results, kStart, &message), SLUICE_OK);
+  EXPECT_FALSE(message.empty());
+  // The plugin is still fine afterwards.
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, params(SLUICE_ALG_FIXED_WINDOW, 5, 1000)), kStart).allowed, 1);
+}
+
+// An unknown configuration key refuses to open with a sentence that names it.
+TEST_P(PluginConformance, UnknownConfigKeyIsRefused) {
+  StorageConfig config;
+  for (const auto& pair : split(GetParam().config_text, ',')) {
+    const auto eq = pair.find('=');
+    config.emplace_back(pair.substr(0, eq), pair.substr(eq + 1));
+  }
+  config.emplace_back("no_such_setting", "1");
+  auto loaded = Storage::load(GetParam().name, plugin_dirs(), config);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("no_such_setting"), std::string::npos)
+      << loaded.status().message();
+}
+
+// stats_json is one JSON object.
+TEST_P(PluginConformance, StatsAreJson) {
+  run_one(item(key("stats"), SLUICE_OP_CONSUME, params(SLUICE_ALG_FIXED_WINDOW, 5, 1000)), kStart);
+  const auto json = nlohmann::json::parse(storage_->stats_json(), nullptr, false);
+  EXPECT_TRUE(json.is_object()) << storage_->stats_json();
+  if (has_feature("exact_key_count")) {
+    EXPECT_GE(stat("keys"), 1u);
+  }
+}
+
+std::string test_name(const ::testing::TestParamInfo<PluginUnderTest>& info) {
+  std::string name;
+  for (char c : info.param.name) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Plugin, PluginConformance, ::testing::Values(plugin_under_test()), test_name);
+
+}  // namespace
+}  // namespace sluice::conformance
