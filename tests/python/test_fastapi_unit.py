@@ -1,0 +1,99 @@
+"""sluice.fastapi dependencies against a scripted server: exact fields on allowed and denied
+answers, the lease settled with the route's actual cost, and fail-closed without a daemon."""
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from fake_sluiced import Error, FakeSluiced
+from sluice import AsyncLease, AsyncSluiceClient
+from sluice.fastapi import RateLimit, RateLimitLease, json_cost
+
+
+def build_app(socket_path, on_unavailable="open"):
+    app = FastAPI()
+
+    @app.on_event("startup")
+    async def startup():
+        app.state.sluice = AsyncSluiceClient(socket_path, on_unavailable=on_unavailable)
+
+    @app.post("/p", dependencies=[Depends(RateLimit("predict", window="1m",
+                                                    x_ratelimit_headers=True))])
+    async def predict(data: dict):
+        return {"ok": True}
+
+    @app.post("/g")
+    async def generate(body: dict, lease: AsyncLease = Depends(RateLimitLease(
+            "generate", cost=json_cost(lambda b: b["max_tokens"]), unit="tokens"))):
+        await lease.release(actual=12)
+        return {"ok": True}
+
+    @app.post("/unsettled")
+    async def unsettled(body: dict, lease: AsyncLease = Depends(RateLimitLease(
+            "generate", cost=json_cost(lambda b: b["max_tokens"])))):
+        lease.actual = 3  # settled by the dependency after the response
+        return {"ok": True}
+
+    return app
+
+
+@pytest.fixture
+def sock(tmp_path):
+    return str(tmp_path / "s.sock")
+
+
+def test_check_dependency_renders_fields_and_429(sock):
+    replies = iter([[1, 10, 9, 30_000, 0, "per_minute"], [0, 10, 0, 30_000, 12_345, "per_minute"]])
+    with FakeSluiced(sock, lambda args: next(replies)) as fake, \
+            TestClient(build_app(sock)) as http:
+        ok = http.post("/p", json={"a": 1})
+        denied = http.post("/p", json={"a": 1})
+    assert ok.status_code == 200
+    assert ok.headers["ratelimit-policy"] == '"per_minute";q=10;w=60'
+    assert ok.headers["ratelimit"] == '"per_minute";r=9;t=30'
+    assert ok.headers["x-ratelimit-reset-requests"] == "30s"
+    assert denied.status_code == 429
+    assert denied.headers["retry-after"] == "13"
+    assert denied.headers["ratelimit"] == '"per_minute";r=0;t=13'
+    assert denied.json() == {"detail": {
+        "error": "rate_limited", "message": "Too Many Requests", "resource": "predict",
+        "rule": "per_minute", "limit": 10, "remaining": 0, "retry_after_seconds": 13}}
+    assert fake.commands[0] == ["SL.CHECK", "predict", "testclient"]
+
+
+def test_lease_dependency_reserves_estimate_and_settles_actual(sock):
+    def respond(args):
+        if args[0] == "SL.ACQUIRE":
+            return [1, 20_000, 19_100, 1_000, 0, "tokens_per_minute", "77", 60_000]
+        return 1
+
+    with FakeSluiced(sock, respond) as fake, TestClient(build_app(sock)) as http:
+        response = http.post("/g", json={"max_tokens": 900}, headers={"X-API-Key": "k"})
+        unsettled = http.post("/unsettled", json={"max_tokens": 50})
+    assert response.status_code == 200 and unsettled.status_code == 200
+    assert response.headers["ratelimit-policy"] == \
+        '"tokens_per_minute";q=20000;sluice-unit="tokens"'
+    assert fake.commands == [
+        ["SL.ACQUIRE", "generate", "testclient", "KEY", "k", "COST", "900"],
+        ["SL.RELEASE", "77", "ACTUAL", "12"],
+        ["SL.ACQUIRE", "generate", "testclient", "COST", "50"],
+        ["SL.RELEASE", "77", "ACTUAL", "3"],
+    ]
+
+
+def test_engine_error_is_not_swallowed(sock):
+    # A policy or argument error is a bug to see, not a reason to fail open.
+    with FakeSluiced(sock, lambda args: Error("ERR unknown resource 'predict'")), \
+            TestClient(build_app(sock), raise_server_exceptions=False) as http:
+        assert http.post("/p", json={"a": 1}).status_code == 500
+
+
+@pytest.mark.parametrize("mode,status", [("open", 200), ("closed", 503)])
+def test_missing_daemon_fails_open_or_closed(tmp_path, mode, status):
+    with TestClient(build_app(str(tmp_path / "none.sock"), mode)) as http:
+        response = http.post("/p", json={"a": 1})
+    assert response.status_code == status
+    assert "ratelimit" not in response.headers
+    if mode == "closed":
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["detail"]["error"] == "rate_limiter_unavailable"
