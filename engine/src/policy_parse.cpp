@@ -204,11 +204,12 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
       if (ov.multiplier) check_multiplier(*ov.multiplier, child_path(op, "multiplier"), out);
       for (const auto& [limit_name, value] : ov.limits) {
         const std::string lp = child_path(child_path(op, "limits"), limit_name);
-        if (res != nullptr && find_if(res->limits.begin(), res->limits.end(), [&](const LimitSpec& l) {
-                                return l.name == limit_name;
-                              }) == res->limits.end()) {
+        const std::vector<std::string> limit_names = res != nullptr ? names_of(res->limits)
+                                                                    : std::vector<std::string>{};
+        if (res != nullptr &&
+            std::find(limit_names.begin(), limit_names.end(), limit_name) == limit_names.end()) {
           out.push_back({lp, true, fmt::format("unknown limit '{}' in resource '{}' (limits: {})",
-                                               limit_name, resource, join_names(names_of(res->limits)))});
+                                               limit_name, resource, join_names(limit_names))});
         }
         if (value < 1 || value > kMaxLimitValue) {
           out.push_back({lp, false, fmt::format("limit must be between 1 and {}, got {}",
@@ -381,13 +382,14 @@ class Reader {
                              Keys allowed) {
     std::vector<Field> out;
     std::unordered_map<std::string, int> first_line;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& k = it->first;
+    for (const auto& entry : map) {
+      // Copies: yaml-cpp's iterator hands out a temporary pair, so references would dangle.
+      const YAML::Node k = entry.first;
       if (!k.IsScalar()) {
         fail(k.Mark(), path, fmt::format("keys of {} must be plain names", what));
         continue;
       }
-      Field f{k.Scalar(), k, it->second, child_path(path, k.Scalar())};
+      Field f{k.Scalar(), k, entry.second, child_path(path, k.Scalar())};
       if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), f.key) == allowed.end()) {
         std::string list;
         std::string_view suggestion;

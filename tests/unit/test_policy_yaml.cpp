@@ -1,0 +1,212 @@
+// Durations, YAML serialisation (round trips) and readable diffs of policies.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "sluice/policy.h"
+
+namespace sluice {
+namespace {
+
+PolicySpec parse_or_die(const std::string& text) {
+  auto r = parse_policy(text, "t.yaml");
+  EXPECT_TRUE(r.ok()) << r.error_text() << "\n--- text ---\n" << text;
+  return r.policy.value_or(PolicySpec{});
+}
+
+PolicySpec load_shipped(const std::string& name) {
+  auto r = parse_policy_file(std::string(SLUICE_SOURCE_DIR) + "/policies/" + name);
+  EXPECT_TRUE(r.ok()) << r.error_text();
+  return r.policy.value_or(PolicySpec{});
+}
+
+TEST(Duration, ParsesEveryUnitAndCombinations) {
+  const std::pair<const char*, int64_t> cases[] = {
+      {"0s", 0},          {"1ms", 1},          {"500ms", 500},          {"1s", 1000},
+      {"90s", 90'000},    {"1m", 60'000},      {"1m30s", 90'000},       {"1h", 3'600'000},
+      {"1d", 86'400'000}, {"2h30m", 9'000'000}, {"1d1h1m1s1ms", 90'061'001}, {"300s", 300'000},
+  };
+  for (const auto& [text, ms] : cases) {
+    EXPECT_EQ(parse_duration_ms(text), ms) << text;
+  }
+}
+
+TEST(Duration, RejectsMalformedText) {
+  for (const char* text : {"", "s", "1", "60", "-1s", "+1s", "1.5s", "1 s", " 1s", "1s ", "1x",
+                           "1sm", "30s1m", "1m1m", "1msms", "1S", "m1", "1m30", "99999999999999999999s",
+                           "9223372036854775807d"}) {
+    EXPECT_EQ(parse_duration_ms(text), std::nullopt) << text;
+  }
+}
+
+TEST(Duration, FormatsTheShortestCombination) {
+  EXPECT_EQ(format_duration_ms(0), "0s");
+  EXPECT_EQ(format_duration_ms(500), "500ms");
+  EXPECT_EQ(format_duration_ms(1000), "1s");
+  EXPECT_EQ(format_duration_ms(60'000), "1m");
+  EXPECT_EQ(format_duration_ms(90'000), "1m30s");
+  EXPECT_EQ(format_duration_ms(300'000), "5m");
+  EXPECT_EQ(format_duration_ms(86'400'000), "1d");
+  EXPECT_EQ(format_duration_ms(90'061'001), "1d1h1m1s1ms");
+  EXPECT_EQ(format_duration_ms(-5), "-5ms");
+  for (int64_t ms : {1LL, 999LL, 1001LL, 59'999LL, 3'600'001LL, 7'776'000'000LL}) {
+    EXPECT_EQ(parse_duration_ms(format_duration_ms(ms)), ms) << ms;
+  }
+}
+
+TEST(PolicyYaml, ShippedPoliciesRoundTrip) {
+  // parse(to_yaml(spec)) == spec for both policies that ship with sluice.
+  for (const char* name : {"default.yaml", "ml-api.yaml"}) {
+    const PolicySpec spec = load_shipped(name);
+    ASSERT_FALSE(spec.tiers.empty()) << name;
+    const std::string text = policy_to_yaml(spec);
+    const PolicySpec again = parse_or_die(text);
+    EXPECT_EQ(again, spec) << name << "\n" << text;
+    EXPECT_EQ(policy_to_yaml(again), text) << name;
+  }
+}
+
+TEST(PolicyYaml, EveryFieldRoundTrips) {
+  // A spec with every field away from its default, including awkward strings.
+  PolicySpec spec;
+  spec.default_tier = "basic";
+  spec.unknown_resource = UnknownResourceMode::kDefaultLimits;
+  spec.on_storage_failure = StorageFailureMode::kFailOpen;
+  spec.lease_ttl_ms = 1500;
+  spec.default_limits.push_back({.name = "fallback", .algorithm = SLUICE_ALG_GCRA, .limit = 3,
+                                 .window_ms = 1000, .burst = 9});
+  spec.tiers.push_back({.name = "basic", .description = "yes", .multiplier = 0.1});
+  TierSpec vip{.name = "vip", .description = "VIP: \"quoted\" # not a comment\nsecond line",
+               .multiplier = 12.5, .unlimited = true};
+  vip.overrides["gen"] = TierOverride{.multiplier = 1.0 / 3.0, .limits = {{"tok", 99}}, .unlimited = true};
+  vip.overrides["123"] = TierOverride{.multiplier = std::nullopt, .limits = {{"x", 7}}};
+  spec.tiers.push_back(vip);
+  spec.api_keys["sk-live-0123456789"] = "vip";
+  spec.api_keys["key: with colon"] = "basic";  // invalid as a key, but must survive the trip
+  ResourceSpec gen{.name = "gen", .description = "- starts like a list item"};
+  gen.limits.push_back({.name = "tok", .algorithm = SLUICE_ALG_TOKEN_BUCKET, .limit = 100,
+                        .window_ms = 61'001, .burst = 150, .unit = CostUnit::kTokens, .shadow = true});
+  gen.limits.push_back({.name = "inflight", .algorithm = SLUICE_ALG_CONCURRENCY, .limit = 2,
+                        .window_ms = 120'000, .unit = CostUnit::kItems});
+  gen.warmup = {.enabled = true, .factor = 0.125, .duration_ms = 600'000, .ramp = true, .start_cold = true};
+  spec.resources.push_back(gen);
+  ResourceSpec numeric{.name = "123"};
+  numeric.limits.push_back({.name = "x", .algorithm = SLUICE_ALG_SLIDING_WINDOW, .limit = 1, .window_ms = 1});
+  // Disabled, but with settings: they are kept so the GUI can switch warm-up back on.
+  numeric.warmup = {.enabled = false, .factor = 0.5, .duration_ms = 0, .ramp = false, .start_cold = false};
+  spec.resources.push_back(numeric);
+  spec.resources.push_back({.name = "no-limits"});
+
+  const std::string text = policy_to_yaml(spec);
+  auto r = parse_policy(text, "rt.yaml");
+  // The one invalid api key is reported, and nothing else.
+  ASSERT_EQ(r.errors.size(), 1u) << r.error_text() << "\n" << text;
+  EXPECT_NE(r.errors[0].message.find("must not contain spaces"), std::string::npos);
+
+  spec.api_keys.erase("key: with colon");
+  const std::string valid_text = policy_to_yaml(spec);
+  const PolicySpec again = parse_or_die(valid_text);
+  EXPECT_EQ(again, spec) << valid_text;
+}
+
+TEST(PolicyYaml, OutputIsReadable) {
+  // The admin GUI shows this text: limits one per line, keys in a stable order.
+  const PolicySpec spec = parse_or_die(R"(version: 1
+default_tier: free
+tiers:
+  free: {multiplier: 1}
+resources:
+  predict:
+    limits:
+      - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
+)");
+  EXPECT_EQ(policy_to_yaml(spec), R"(version: 1
+default_tier: free
+on_storage_failure: fail_closed
+unknown_resource: deny
+lease_ttl: 1m
+tiers:
+  free:
+    multiplier: 1
+resources:
+  predict:
+    limits:
+      - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
+)");
+}
+
+TEST(PolicyDiff, IdenticalPoliciesHaveNoDiff) {
+  const PolicySpec spec = load_shipped("ml-api.yaml");
+  EXPECT_TRUE(diff_policies(spec, spec).empty());
+}
+
+TEST(PolicyDiff, ReadableLinesForEveryKindOfChange) {
+  const PolicySpec before = load_shipped("ml-api.yaml");
+  PolicySpec after = before;
+  after.default_tier = "premium";
+  after.unknown_resource = UnknownResourceMode::kAllow;
+  after.lease_ttl_ms = 30'000;
+  after.tiers[1].multiplier = 6;                                         // premium
+  after.tiers[1].overrides["premium/predict"].limits["per_minute"] = 40;
+  after.tiers[1].overrides["models/heavy"].multiplier = 2;
+  after.tiers.erase(after.tiers.begin() + 2);                            // internal
+  after.tiers.push_back({.name = "gold", .multiplier = 10});
+  after.api_keys["premium-user-key"] = "gold";
+  after.api_keys.erase("internal-batch-key");
+  after.api_keys["new-customer-5678"] = "premium";
+  for (auto& r : after.resources) {
+    if (r.name == "models/heavy") {
+      r.limits[0].limit = 20;
+      r.limits[0].window_ms = 120'000;
+      r.warmup.factor = 0.5;
+    }
+    if (r.name == "generate") {
+      r.limits[1].shadow = false;
+      r.limits.push_back({.name = "inflight", .algorithm = SLUICE_ALG_CONCURRENCY, .limit = 4,
+                          .window_ms = 120'000});
+    }
+  }
+  std::erase_if(after.resources, [](const ResourceSpec& r) { return r.name == "model-info"; });
+  after.resources.push_back({.name = "embed", .description = "new"});
+
+  const std::vector<std::string> expected = {
+      "policy: default_tier free -> premium",
+      "policy: unknown_resource deny -> allow",
+      "policy: lease_ttl 1m -> 30s",
+      "tier premium: multiplier 5 -> 6",
+      "tier premium: override premium/predict: limit per_minute: 30 -> 40",
+      "tier premium: override for models/heavy added",
+      "tier internal: removed",
+      "tier gold: added (multiplier 10)",
+      "api key ...-key: removed (was internal)",  // keys in sorted order
+      "api key ...-key: premium -> gold",
+      "api key ...5678: added (premium)",
+      "resource models/heavy: limit per_minute: 10 -> 20",
+      "resource models/heavy: limit per_minute: window 1m -> 2m",
+      "resource models/heavy: warmup: factor 0.2 -> 0.5",
+      "resource generate: limit tokens_per_day: shadow true -> false",
+      "resource generate: limit inflight added (concurrency 4 requests per 2m)",
+      "resource model-info: removed",
+      "resource embed: added (0 limits)",
+  };
+  EXPECT_EQ(diff_policies(before, after), expected);
+}
+
+TEST(PolicyDiff, ApiKeysAreMasked) {
+  PolicySpec before = load_shipped("default.yaml");
+  PolicySpec after = before;
+  after.api_keys["sk-secret-abcd1234"] = "free";
+  after.api_keys["short"] = "free";
+  const auto lines = diff_policies(before, after);
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& line : lines) {
+    EXPECT_EQ(line.find("secret"), std::string::npos) << line;
+    EXPECT_EQ(line.find("short"), std::string::npos) << line;
+  }
+  EXPECT_EQ(lines[0], "api key ...: added (free)");  // too short to show any of it
+  EXPECT_EQ(lines[1], "api key ...1234: added (free)");
+}
+
+}  // namespace
+}  // namespace sluice
