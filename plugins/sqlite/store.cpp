@@ -356,8 +356,9 @@ Error Store::expire_some() {
       std::lock_guard lk(shard.mu);
       auto it = shard.map.find(std::string_view(key));
       if (it != shard.map.end()) {
-        // Changed since it was written: the file's expiry time is stale.
-        if (it->second.dirty || it->second.expires_at_ms > now) continue;
+        // Memory is the truth: the row's expiry time may be stale. A pending change of an
+        // expired key needs no write either; it becomes an erase.
+        if (it->second.expires_at_ms > now) continue;
         shard.map.erase(it);
         keys_.fetch_sub(1, std::memory_order_relaxed);
       }

@@ -1,0 +1,246 @@
+// The SQLite plugin's contract: configuration, restarts, all-or-nothing batches, both
+// durability modes, incremental expiry and statistics.
+#include <gtest/gtest.h>
+
+#include "sluice/storage.h"
+#include "sqlite_harness.h"
+
+namespace sluice::sqlite_test {
+namespace {
+
+// Unknown keys and bad values are refused at open with a sentence naming the key.
+TEST(SqliteConfig, RefusesBadConfiguration) {
+  TempDir dir;
+  const std::string db = dir.file("c.db");
+  const std::vector<std::pair<Config, std::string>> cases = {
+      {{{"path", db}, {"colour", "blue"}}, "'colour'"},
+      {{}, "path= is required"},
+      {{{"path", db}, {"durability", "sometimes"}}, "durability=sometimes"},
+      {{{"path", db}, {"interval_ms", "0"}}, "interval_ms=0"},
+      {{{"path", db}, {"interval_ms", "50ms"}}, "interval_ms=50ms"},
+      {{{"path", db}, {"exclusive", "maybe"}}, "exclusive=maybe"},
+      {{{"path", db}, {"synchronous", "sometimes"}}, "synchronous=sometimes"},
+  };
+  for (const auto& [config, needle] : cases) {
+    Instance plugin;
+    std::string error;
+    EXPECT_EQ(plugin.open(config, &error), SLUICE_ERR_INVALID) << needle;
+    EXPECT_NE(error.find(needle), std::string::npos) << error;
+  }
+}
+
+// The engine's loader finds the plugin by name and opens it.
+TEST(SqliteConfig, LoadsThroughTheEngineLoader) {
+  TempDir dir;
+  auto storage = Storage::load("sqlite", {SLUICE_PLUGIN_DIR}, {{"path", dir.file("l.db")}});
+  ASSERT_TRUE(storage.ok()) << storage.status().message();
+  EXPECT_EQ(storage.value()->name(), "sqlite");
+  EXPECT_TRUE(storage.value()->flush(5000).ok());
+  const auto stats = nlohmann::json::parse(storage.value()->stats_json());
+  EXPECT_EQ(stats["durability"], "interval");
+  EXPECT_TRUE(stats["healthy"].get<bool>());
+}
+
+class SqliteModes : public ::testing::TestWithParam<std::string> {
+ protected:
+  Config config(const std::string& path) const {
+    return {{"path", path}, {"durability", GetParam()}, {"interval_ms", "20"}};
+  }
+};
+
+// A restart continues every window, bucket and lease where it was.
+TEST_P(SqliteModes, RestartContinuesWhereItWas) {
+  TempDir dir;
+  const std::string db = dir.file("r.db");
+  const std::string bucket_key = "bucket";
+  const std::string lease_key = "lease";
+  {
+    Instance plugin;
+    ASSERT_EQ(plugin.open(config(db)), SLUICE_OK);
+    ASSERT_EQ(plugin.consume("window", 1000, 500).status, SLUICE_OK);
+    auto bucket = make_item(bucket_key, SLUICE_OP_CONSUME, 100, 60'000, 30,
+                            SLUICE_ALG_TOKEN_BUCKET);
+    ASSERT_EQ(plugin.submit({bucket}).status, SLUICE_OK);
+    auto lease = make_item(lease_key, SLUICE_OP_LEASE_ACQUIRE, 2, 60'000, 1,
+                           SLUICE_ALG_CONCURRENCY);
+    lease.lease_id = 7;
+    lease.lease_expires_ms = kT0 + 60'000;
+    const Outcome acquired = plugin.submit({lease});
+    ASSERT_EQ(acquired.status, SLUICE_OK);
+    ASSERT_EQ(acquired.results[0].allowed, 1);
+  }
+  Instance plugin;
+  ASSERT_EQ(plugin.open(config(db)), SLUICE_OK);
+  EXPECT_EQ(plugin.remaining("window", 1000), 500);
+  auto bucket = make_item(bucket_key, SLUICE_OP_PEEK, 100, 60'000, 1, SLUICE_ALG_TOKEN_BUCKET);
+  EXPECT_EQ(plugin.submit({bucket}).results[0].remaining, 69);  // 70 left, minus the peeked 1
+  auto lease = make_item(lease_key, SLUICE_OP_PEEK, 2, 60'000, 1, SLUICE_ALG_CONCURRENCY);
+  EXPECT_EQ(plugin.submit({lease}).results[0].remaining, 1);  // one of two slots still held
+  EXPECT_EQ(plugin.stats()["keys"], 3);
+}
+
+// If one non-shadow item is denied, no item of the batch consumes; a shadow denial does not
+// block the others.
+TEST_P(SqliteModes, BatchesAreAllOrNothing) {
+  TempDir dir;
+  Instance plugin;
+  ASSERT_EQ(plugin.open(config(dir.file("a.db"))), SLUICE_OK);
+  ASSERT_EQ(plugin.consume("small", 2, 2).status, SLUICE_OK);
+
+  const Outcome denied = plugin.submit({make_item("big", SLUICE_OP_CONSUME, 100, 3'600'000, 1),
+                                        make_item("small", SLUICE_OP_CONSUME, 2, 3'600'000, 1)});
+  ASSERT_EQ(denied.status, SLUICE_OK);
+  EXPECT_EQ(denied.results[0].allowed, 1);  // would pass on its own
+  EXPECT_EQ(denied.results[1].allowed, 0);
+  EXPECT_EQ(plugin.remaining("big", 100), 100);
+
+  auto shadow = make_item("small", SLUICE_OP_CONSUME, 2, 3'600'000, 1);
+  shadow.shadow = 1;
+  const Outcome shadowed =
+      plugin.submit({make_item("big", SLUICE_OP_CONSUME, 100, 3'600'000, 1), shadow});
+  EXPECT_EQ(shadowed.results[1].allowed, 0);
+  EXPECT_EQ(plugin.remaining("big", 100), 99);
+  EXPECT_EQ(plugin.remaining("small", 2), 0);
+}
+
+// ADJUST (refunds) and RESET apply even when their batch's CONSUME is denied.
+TEST_P(SqliteModes, AdjustAndResetAlwaysApply) {
+  TempDir dir;
+  Instance plugin;
+  ASSERT_EQ(plugin.open(config(dir.file("j.db"))), SLUICE_OK);
+  ASSERT_EQ(plugin.consume("k", 10, 10).status, SLUICE_OK);
+  ASSERT_EQ(plugin.consume("full", 1, 1).status, SLUICE_OK);
+  const Outcome o = plugin.submit({make_item("full", SLUICE_OP_CONSUME, 1),
+                                   make_item("other", SLUICE_OP_CONSUME, 5),
+                                   make_item("k", SLUICE_OP_ADJUST, 10, 3'600'000, -4)});
+  EXPECT_EQ(o.results[0].allowed, 0);
+  EXPECT_EQ(plugin.remaining("k", 10), 4);
+  EXPECT_EQ(plugin.remaining("other", 5), 5);
+  ASSERT_EQ(plugin.submit({make_item("k", SLUICE_OP_RESET, 10)}).status, SLUICE_OK);
+  EXPECT_EQ(plugin.remaining("k", 10), 10);
+}
+
+// PEEK answers without writing anything to the file.
+TEST_P(SqliteModes, PeekNeverWrites) {
+  TempDir dir;
+  const std::string db = dir.file("p.db");
+  Config c = config(db);
+  c.emplace_back("exclusive", "false");
+  Instance plugin;
+  ASSERT_EQ(plugin.open(c), SLUICE_OK);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(plugin.remaining("peeked-" + std::to_string(i), 10), 10);
+  }
+  ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  EXPECT_EQ(count_rows(db), 0);
+  EXPECT_EQ(plugin.stats()["keys"], 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Durability, SqliteModes, ::testing::Values("interval", "commit"));
+
+// In commit mode a decision is answered only once its change is in the file, and the
+// answer comes from the writer thread (group commit).
+TEST(SqliteCommit, AnswersAfterTheCommit) {
+  TempDir dir;
+  const std::string db = dir.file("c.db");
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", db}, {"durability", "commit"}, {"exclusive", "false"},
+                         {"interval_ms", "60000"}}),
+            SLUICE_OK);
+  for (int i = 0; i < 5; ++i) {
+    const Outcome o = plugin.consume("k" + std::to_string(i), 10);
+    ASSERT_EQ(o.status, SLUICE_OK);
+    EXPECT_NE(o.completed_on, std::this_thread::get_id());
+    // No flush: the interval is a minute, so only the commit itself can have written it.
+    EXPECT_EQ(count_rows(db), i + 1);
+  }
+}
+
+// Many threads deciding at once share commits instead of one commit per decision.
+TEST(SqliteCommit, GroupsConcurrentDecisionsIntoFewCommits) {
+  TempDir dir;
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", dir.file("g.db")}, {"durability", "commit"}}), SLUICE_OK);
+  constexpr int kThreads = 8;
+  constexpr int kEach = 200;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        EXPECT_EQ(plugin.consume("t" + std::to_string(t), 1'000'000).status, SLUICE_OK);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const auto stats = plugin.stats();
+  EXPECT_LT(stats["commits"].get<int64_t>(), kThreads * kEach);
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(plugin.remaining("t" + std::to_string(t), 1'000'000), 1'000'000 - kEach);
+  }
+}
+
+// In interval mode the file catches up within the interval without any flush.
+TEST(SqliteInterval, WritesBehindWithinTheInterval) {
+  TempDir dir;
+  const std::string db = dir.file("i.db");
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", db}, {"interval_ms", "20"}, {"exclusive", "false"}}), SLUICE_OK);
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(plugin.consume("k" + std::to_string(i), 10).status, SLUICE_OK);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (count_rows(db) < 50 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(count_rows(db), 50);
+  EXPECT_GE(plugin.stats()["commits"].get<int64_t>(), 1);
+}
+
+// Idle keys leave memory and the file in small batches once they expire, never all at once.
+TEST(SqliteExpiry, DropsExpiredKeysIncrementally) {
+  TempDir dir;
+  const std::string db = dir.file("e.db");
+  Instance plugin;
+  // A minute's interval: only the flushes below run writer cycles.
+  ASSERT_EQ(plugin.open({{"path", db}, {"expiry_batch", "10"}, {"exclusive", "false"},
+                         {"interval_ms", "60000"}}),
+            SLUICE_OK);
+  for (int i = 0; i < 35; ++i) {
+    const std::string key = "e" + std::to_string(i);
+    const auto item = make_item(key, SLUICE_OP_CONSUME, 5, 1000);
+    ASSERT_EQ(plugin.submit({item}).status, SLUICE_OK);
+  }
+  ASSERT_EQ(plugin.consume("long-lived", 10).status, SLUICE_OK);
+  ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  EXPECT_EQ(count_rows(db), 36);
+
+  // A decision five seconds later tells the plugin what time it is.
+  EXPECT_EQ(plugin.remaining("clock", 10, kT0 + 5000), 10);
+  for (int64_t left : {26, 16, 6, 1, 1}) {
+    ASSERT_EQ(plugin.flush(), SLUICE_OK);
+    EXPECT_EQ(plugin.stats()["keys"], left);
+    EXPECT_EQ(count_rows(db), left);
+  }
+  EXPECT_EQ(plugin.stats()["expired"], 35);
+  EXPECT_EQ(plugin.remaining("long-lived", 10, kT0 + 5000), 9);
+}
+
+// Statistics report keys, pending changes, commits, errors and the file's size.
+TEST(SqliteStats, ReportsWhatOperatorsNeed) {
+  TempDir dir;
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", dir.file("s.db")}, {"interval_ms", "60000"}}), SLUICE_OK);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(plugin.consume("s" + std::to_string(i), 5).status, SLUICE_OK);
+  auto stats = plugin.stats();
+  EXPECT_EQ(stats["keys"], 10);
+  EXPECT_EQ(stats["dirty"], 10);
+  EXPECT_EQ(stats["write_errors"], 0);
+  ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  stats = plugin.stats();
+  EXPECT_EQ(stats["dirty"], 0);
+  EXPECT_EQ(stats["commits"], 1);
+  EXPECT_EQ(stats["rows_written"], 10);
+  EXPECT_GT(stats["db_size_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(stats["last_error"], "");
+}
+
+}  // namespace
+}  // namespace sluice::sqlite_test
