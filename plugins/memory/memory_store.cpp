@@ -249,17 +249,17 @@ bool Store::validate(const sluice_batch& batch, std::string& error) const {
   }
   for (std::size_t i = 0; i < batch.count; ++i) {
     const sluice_item& item = batch.items[i];
-    const std::string which = "memory plugin: item " + std::to_string(i);
+    auto which = [i] { return "memory plugin: item " + std::to_string(i); };
     if (item.key == nullptr && item.key_len != 0) {
-      error = which + " has a key length of " + std::to_string(item.key_len) + " but no key.";
+      error = which() + " has a key length of " + std::to_string(item.key_len) + " but no key.";
       return false;
     }
     if (item.op < SLUICE_OP_CONSUME || item.op > SLUICE_OP_RESET) {
-      error = which + " has an unknown op " + std::to_string(item.op) + ".";
+      error = which() + " has an unknown op " + std::to_string(item.op) + ".";
       return false;
     }
     if (item.state_capacity > kMaxStateCapacity) {
-      error = which + " asks for a state of " + std::to_string(item.state_capacity) +
+      error = which() + " asks for a state of " + std::to_string(item.state_capacity) +
               " bytes, more than the limit of " + std::to_string(kMaxStateCapacity) + ".";
       return false;
     }

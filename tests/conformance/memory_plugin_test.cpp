@@ -1,0 +1,205 @@
+// What only the memory plugin promises, beyond the conformance suite: its configuration, the
+// key cap and its eviction order, no allocation once warm, and at most 64 bytes per key.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "sluice/algorithms.h"
+#include "sluice/storage.h"
+
+// The replacements below pair malloc with free on purpose; GCC sees only the new/free pair
+// once it inlines them into callers.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace {
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+// Counts every operator new in the process (the plugin's included: it resolves to these).
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n != 0 ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace sluice {
+namespace {
+
+constexpr int64_t kStart = 1'700'000'000'000;
+
+Result<std::unique_ptr<Storage>> open_memory(const StorageConfig& config) {
+  return Storage::load("memory", {SLUICE_PLUGIN_DIR}, config);
+}
+
+std::unique_ptr<Storage> must_open(const StorageConfig& config) {
+  auto s = open_memory(config);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+sluice_limit_params fixed_window(int64_t limit, int64_t window_ms) {
+  sluice_limit_params p{};
+  p.algorithm = SLUICE_ALG_FIXED_WINDOW;
+  p.limit = limit;
+  p.window_ms = window_ms;
+  return p;
+}
+
+sluice_item consume(const std::string& key, const sluice_limit_params& p) {
+  sluice_item it{};
+  it.key = key.data();
+  it.key_len = static_cast<uint32_t>(key.size());
+  it.op = SLUICE_OP_CONSUME;
+  it.params = p;
+  it.cost = 1;
+  it.state_capacity = static_cast<uint32_t>(algo::state_capacity(p));
+  return it;
+}
+
+// The memory plugin completes inline, so the status is known when submit returns.
+sluice_status run(Storage& s, const sluice_item* items, size_t n, sluice_item_result* results,
+                  int64_t now_ms) {
+  sluice_status status = SLUICE_ERR_INTERNAL;
+  s.submit(sluice_batch{now_ms, n, items, results},
+           [](void* ud, sluice_status st, const char*) { *static_cast<sluice_status*>(ud) = st; },
+           &status);
+  return status;
+}
+
+uint64_t stat(const Storage& s, const char* field) {
+  return nlohmann::json::parse(s.stats_json()).at(field).get<uint64_t>();
+}
+
+// A 16-byte subject, as in the memory target.
+std::string subject(uint64_t i) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "user-%011llu", static_cast<unsigned long long>(i));
+  return std::string(buf, 16);
+}
+
+// Every bad setting is refused with a sentence that names it.
+TEST(MemoryPlugin, BadConfigurationIsRefused) {
+  const std::pair<StorageConfig, std::string> cases[] = {
+      {{{"shards", "0"}}, "shards"},
+      {{{"shards", "many"}}, "many"},
+      {{{"shards", "70000"}}, "shards"},
+      {{{"max_keys", "-1"}}, "max_keys"},
+      {{{"max_keys", "12abc"}}, "12abc"},
+      {{{"sweep_slots", ""}}, "sweep_slots"},
+      {{{"bogus", "1"}}, "bogus"},
+  };
+  for (const auto& [config, needle] : cases) {
+    auto s = open_memory(config);
+    ASSERT_FALSE(s.ok()) << needle;
+    EXPECT_NE(s.status().message().find(needle), std::string::npos) << s.status().message();
+  }
+  EXPECT_TRUE(open_memory({{"shards", "3"}, {"max_keys", "10"}, {"sweep_slots", "0"}}).ok());
+}
+
+// At the cap, live keys are evicted (and counted) so that the key count stays bounded.
+TEST(MemoryPlugin, KeyCapEvictsLiveKeys) {
+  auto s = must_open({{"shards", "4"}, {"max_keys", "100"}});
+  ASSERT_TRUE(s);
+  const auto p = fixed_window(10, 3'600'000);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string k = subject(i);
+    const sluice_item it = consume(k, p);
+    sluice_item_result r{};
+    ASSERT_EQ(run(*s, &it, 1, &r, kStart), SLUICE_OK);
+  }
+  EXPECT_LE(stat(*s, "keys"), 100u + 4u);  // overshoot: at most one key per empty shard
+  EXPECT_GE(stat(*s, "evictions"), 1000u - 104u);
+}
+
+// At the cap, expired keys near the clock hand go before live ones: replacing a hundred expired
+// keys evicts (almost) no live key. Without the preference every insert would evict.
+TEST(MemoryPlugin, KeyCapEvictsExpiredKeysFirst) {
+  auto s = must_open({{"shards", "1"}, {"max_keys", "100"}, {"sweep_slots", "0"}});
+  ASSERT_TRUE(s);
+  const auto p = fixed_window(10, 1000);
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      const std::string k = subject(round * 1000 + i);
+      const sluice_item it = consume(k, p);
+      sluice_item_result r{};
+      ASSERT_EQ(run(*s, &it, 1, &r, kStart + round * 60'000), SLUICE_OK);
+    }
+  }
+  EXPECT_LE(stat(*s, "evictions"), 10u);
+  EXPECT_LE(stat(*s, "keys"), 100u);
+  EXPECT_GE(stat(*s, "expired"), 90u);
+}
+
+// Once its keys exist and its thread buffers have grown, the plugin allocates nothing.
+TEST(MemoryPlugin, WarmHotPathDoesNotAllocate) {
+  auto s = must_open({{"shards", "8"}});
+  ASSERT_TRUE(s);
+  const auto fixed = fixed_window(1'000'000, 3'600'000);
+  sluice_limit_params log = fixed;
+  log.algorithm = SLUICE_ALG_SLIDING_WINDOW;
+  log.limit = 64;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 64; ++i) keys.push_back(subject(i));
+  auto round = [&](int64_t now) {
+    for (size_t i = 0; i + 2 < keys.size(); ++i) {
+      const sluice_item one = consume(keys[i], fixed);
+      sluice_item_result r[3];
+      ASSERT_EQ(run(*s, &one, 1, r, now), SLUICE_OK);
+      const sluice_item batch[3] = {consume(keys[i], fixed), consume(keys[i + 1], fixed),
+                                    consume(keys[i + 2], log)};
+      ASSERT_EQ(run(*s, batch, 3, r, now), SLUICE_OK);
+    }
+  };
+  // Warm-up spans a full sliding window, so the logs have reached their steady size.
+  for (int t = 0; t < 200; ++t) round(kStart + t * 60'000);
+  const long before = g_allocations.load();
+  for (int t = 200; t < 400; ++t) round(kStart + t * 60'000);
+  EXPECT_EQ(g_allocations.load() - before, 0);
+}
+
+long resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// The memory target: at most 64 bytes per tracked key at a million keys (16-byte
+// subjects, fixed_window), measured from RSS. bench_memory_plugin --memory prints the figure.
+TEST(MemoryPlugin, AMillionKeysTakeAtMost64BytesEach) {
+  constexpr int kKeys = 1'000'000;
+  auto s = must_open({});
+  ASSERT_TRUE(s);
+  const auto p = fixed_window(100, 60'000);
+  std::string k = subject(0);
+  sluice_item it = consume(k, p);
+  sluice_item_result r{};
+  ASSERT_EQ(run(*s, &it, 1, &r, kStart), SLUICE_OK);
+  const long before = resident_bytes();
+  for (int i = 1; i <= kKeys; ++i) {
+    k = subject(i);
+    it.key = k.data();
+    run(*s, &it, 1, &r, kStart);
+  }
+  const long after = resident_bytes();
+  EXPECT_EQ(stat(*s, "keys"), static_cast<uint64_t>(kKeys) + 1);
+  const double per_key = static_cast<double>(after - before) / kKeys;
+  RecordProperty("bytes_per_key", std::to_string(per_key));
+  EXPECT_LE(per_key, 64.0);
+}
+
+}  // namespace
+}  // namespace sluice
