@@ -1,0 +1,115 @@
+// The administrator: everything the admin socket can change or read (policy, warm-up,
+// inspection, reset, statistics, audit log), and SIGHUP's reload. Policy changes are
+// validated before anything else happens, written to the policy file atomically, swapped into
+// the engine, versioned, and appended to the audit log.
+//
+// Thread safety: every public method may be called from any thread; a mutex serialises policy
+// changes (the server runs admin sessions on one thread anyway).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "commands.h"
+#include "sluice/engine.h"
+#include "sluice/policy.h"
+#include "sluice/resp.h"
+#include "sluice/status.h"
+
+namespace sluice::server {
+
+struct ServerContext;
+
+struct Peer {
+  uid_t uid = 0;
+  pid_t pid = 0;
+};
+
+// A policy file read, validated and compiled.
+struct LoadedPolicy {
+  std::string text;
+  std::shared_ptr<const CompiledPolicy> compiled;
+};
+// Errors carry every file:line:column message, one per line.
+Result<LoadedPolicy> load_policy_file(const std::string& path, uint64_t version);
+
+// Writes `text` to `path` so that a crash leaves either the old or the new file: a temporary
+// file in the same directory, fsync, rename over the target, fsync of the directory.
+Status write_file_atomically(const std::string& path, std::string_view text);
+
+// Append-only JSON-lines log of admin changes, with the last entries kept in memory.
+class AuditLog {
+ public:
+  static constexpr size_t kKeptInMemory = 1000;
+  // Reads the tail of an existing log (so SL.AUDIT and versions survive restarts). A log that
+  // cannot be opened for appending is reported by the first append and kept in memory only.
+  explicit AuditLog(std::string path);
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  Status append(const std::string& json_line);
+  std::vector<std::string> last(size_t n) const;
+  // The highest new_version recorded, 0 when none.
+  uint64_t last_version() const { return last_version_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::deque<std::string> recent_;
+  uint64_t last_version_ = 0;
+  mutable std::mutex mu_;
+};
+
+class Admin {
+ public:
+  // `policy_text` and the engine's current policy are what was loaded from `policy_path`.
+  Admin(Engine& engine, std::string policy_path, std::string policy_text, AuditLog& audit);
+
+  void set_context(const ServerContext* context) { context_ = context; }
+
+  // Runs one admin command (argv[0] is its name) and writes its reply.
+  void execute(Command command, std::span<const std::string_view> argv, const Peer& peer,
+               resp::Writer& out);
+
+  // SL.POLICY RELOAD and SIGHUP: re-read the policy file. On failure the running policy stays
+  // and the status carries every file:line:column message.
+  Result<uint64_t> reload(std::string_view origin, const Peer& peer);
+
+  uint64_t version() const;
+
+  // Appends one entry to the audit log (and logs it).
+  void record(const Peer& peer, std::string_view command, uint64_t old_version,
+              uint64_t new_version, const std::vector<std::string>& changes);
+  const std::string& policy_path() const { return policy_path_; }
+
+ private:
+  Result<uint64_t> install_(std::string_view origin, const Peer& peer, std::string text,
+                            const PolicySpec& spec, bool write_file);
+
+  void policy_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out);
+  void stats_(std::span<const std::string_view> argv, resp::Writer& out);
+  void warmup_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out);
+  void inspect_(std::span<const std::string_view> argv, resp::Writer& out);
+  void reset_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out);
+  void audit_cmd_(std::span<const std::string_view> argv, resp::Writer& out);
+
+  Engine& engine_;
+  std::string policy_path_;
+  AuditLog& audit_log_;
+  const ServerContext* context_ = nullptr;
+  mutable std::mutex mu_;  // guards policy_text_ and serialises changes
+  std::string policy_text_;
+};
+
+}  // namespace sluice::server

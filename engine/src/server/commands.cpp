@@ -1,0 +1,204 @@
+#include "commands.h"
+
+#include <array>
+#include <charconv>
+
+namespace sluice::server {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 32);
+    if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool parse_int64(std::string_view s, int64_t& v) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+Command lookup_command(std::string_view name) {
+  struct Entry {
+    std::string_view name;
+    Command command;
+  };
+  // The hot commands come first; the table is short enough that a scan beats hashing.
+  static constexpr std::array<Entry, 18> kTable = {{
+      {"SL.CHECK", Command::kCheck},
+      {"SL.ACQUIRE", Command::kAcquire},
+      {"SL.RELEASE", Command::kRelease},
+      {"SL.PEEK", Command::kPeek},
+      {"PING", Command::kPing},
+      {"SL.INFO", Command::kInfo},
+      {"ECHO", Command::kEcho},
+      {"QUIT", Command::kQuit},
+      {"COMMAND", Command::kCommandDocs},
+      {"CONFIG", Command::kConfig},
+      {"CLIENT", Command::kClient},
+      {"SELECT", Command::kSelect},
+      {"SL.POLICY", Command::kPolicy},
+      {"SL.STATS", Command::kStats},
+      {"SL.WARMUP", Command::kWarmup},
+      {"SL.INSPECT", Command::kInspect},
+      {"SL.RESET", Command::kReset},
+      {"SL.AUDIT", Command::kAudit},
+  }};
+  for (const Entry& e : kTable) {
+    if (iequals(name, e.name)) return e.command;
+  }
+  return Command::kUnknown;
+}
+
+bool is_admin_command(Command c) {
+  switch (c) {
+    case Command::kPolicy:
+    case Command::kStats:
+    case Command::kWarmup:
+    case Command::kInspect:
+    case Command::kReset:
+    case Command::kAudit:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string_view error_code_for(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalid: return err::kWrongArgs;
+    case StatusCode::kNotFound: return err::kNoResource;
+    case StatusCode::kUnavailable:
+    case StatusCode::kTimeout: return err::kStorage;
+    case StatusCode::kConflict: return err::kConflict;
+    case StatusCode::kOk:
+    case StatusCode::kInternal: break;
+  }
+  return err::kErr;
+}
+
+DecisionKind decision_kind(Command command) {
+  switch (command) {
+    case Command::kPeek: return DecisionKind::kPeek;
+    case Command::kAcquire: return DecisionKind::kAcquire;
+    case Command::kInspect: return DecisionKind::kInspect;
+    case Command::kReset: return DecisionKind::kReset;
+    default: return DecisionKind::kCheck;
+  }
+}
+
+bool parse_decision_args(Command command, std::span<const std::string_view> argv,
+                         DecisionRequest& request, std::string_view& error) {
+  const bool acquire = command == Command::kAcquire;
+  auto usage = [&]() -> std::string_view {
+    switch (command) {
+      case Command::kAcquire:
+        return "usage: SL.ACQUIRE resource subject [TIER t] [KEY k] [COST n] [TTL ms]";
+      case Command::kPeek:
+        return "usage: SL.PEEK resource subject [TIER t] [KEY k] [COST n]";
+      default:
+        return "usage: SL.CHECK resource subject [TIER t] [KEY k] [COST n]";
+    }
+  };
+  request = DecisionRequest{};
+  if (argv.size() < 3 || argv.size() % 2 == 0) {
+    error = usage();
+    return false;
+  }
+  request.resource = argv[1];
+  request.subject = argv[2];
+  for (size_t i = 3; i + 1 < argv.size(); i += 2) {
+    const std::string_view option = argv[i];
+    const std::string_view value = argv[i + 1];
+    if (iequals(option, "TIER")) {
+      request.tier = value;
+    } else if (iequals(option, "KEY")) {
+      request.api_key = value;
+    } else if (iequals(option, "COST")) {
+      if (!parse_int64(value, request.cost) || request.cost < 1) {
+        error = "COST must be a positive integer";
+        return false;
+      }
+    } else if (acquire && iequals(option, "TTL")) {
+      if (!parse_int64(value, request.lease_ttl_ms) || request.lease_ttl_ms < 1) {
+        error = "TTL must be a positive number of milliseconds";
+        return false;
+      }
+    } else {
+      error = usage();
+      return false;
+    }
+  }
+  return true;
+}
+
+bool parse_release_args(std::span<const std::string_view> argv, uint64_t& lease_id,
+                        std::optional<int64_t>& actual, std::string_view& error) {
+  constexpr std::string_view kUsage = "usage: SL.RELEASE lease [ACTUAL n]";
+  actual.reset();
+  if (argv.size() != 2 && argv.size() != 4) {
+    error = kUsage;
+    return false;
+  }
+  const std::string_view id = argv[1];
+  auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), lease_id);
+  if (id.empty() || ec != std::errc() || p != id.data() + id.size() || lease_id == 0) {
+    error = "lease must be the decimal id returned by SL.ACQUIRE";
+    return false;
+  }
+  if (argv.size() == 4) {
+    int64_t n = 0;
+    if (!iequals(argv[2], "ACTUAL")) {
+      error = kUsage;
+      return false;
+    }
+    if (!parse_int64(argv[3], n) || n < 0) {
+      error = "ACTUAL must be a non-negative integer";
+      return false;
+    }
+    actual = n;
+  }
+  return true;
+}
+
+void write_decision_reply(resp::Writer& w, Command command, const Decision& d) {
+  if (d.source == DecisionSource::kError) {
+    w.error(error_code_for(d.error), d.error_message);
+    return;
+  }
+  const bool acquire = command == Command::kAcquire;
+  w.array(acquire ? 8 : 6);
+  w.integer(d.allowed ? 1 : 0);
+  w.integer(d.limit);
+  w.integer(d.remaining);
+  w.integer(d.reset_after_ms);
+  w.integer(d.allowed ? 0 : d.retry_after_ms);
+  w.bulk(d.rule());
+  if (acquire) {
+    if (d.allowed && d.lease_id != 0) {
+      char buf[24];
+      auto end = std::to_chars(buf, buf + sizeof(buf), d.lease_id).ptr;
+      w.bulk(std::string_view(buf, static_cast<size_t>(end - buf)));
+      w.integer(d.lease_ttl_ms);
+    } else {
+      w.bulk("");
+      w.integer(0);
+    }
+  }
+}
+
+void write_release_reply(resp::Writer& w, const Decision& d) {
+  if (d.allowed) {
+    w.integer(1);
+  } else if (d.error == StatusCode::kNotFound) {
+    w.error(err::kNoLease, "unknown or expired lease");
+  } else {
+    w.error(error_code_for(d.error), d.error_message);
+  }
+}
+
+}  // namespace sluice::server

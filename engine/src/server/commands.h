@@ -1,0 +1,84 @@
+// The command layer's pure parts: command lookup, argument parsing of the decision commands,
+// and reply encoding. No sockets and no engine calls here, so all of it is unit-tested
+// directly (tests/unit/test_commands.cpp). docs/protocol.md is the reference for every shape.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "sluice/engine.h"
+#include "sluice/resp.h"
+#include "sluice/status.h"
+
+namespace sluice::server {
+
+enum class Command : uint8_t {
+  kUnknown,
+  // decision socket (also served on the admin socket)
+  kPing,
+  kEcho,
+  kQuit,
+  kCheck,
+  kPeek,
+  kAcquire,
+  kRelease,
+  kInfo,
+  // Redis client handshakes answered harmlessly so stock tools connect without noise.
+  kCommandDocs,
+  kConfig,
+  kClient,
+  kSelect,
+  // admin socket only
+  kPolicy,
+  kStats,
+  kWarmup,
+  kInspect,
+  kReset,
+  kAudit,
+};
+
+// Case-insensitive lookup of argv[0].
+Command lookup_command(std::string_view name);
+bool is_admin_command(Command c);
+
+// Error prefixes (docs/protocol.md, "Errors"). Stable: clients switch on them.
+namespace err {
+inline constexpr std::string_view kErr = "ERR";
+inline constexpr std::string_view kWrongArgs = "WRONGARGS";
+inline constexpr std::string_view kNoPerm = "NOPERM";
+inline constexpr std::string_view kNoResource = "NORESOURCE";
+inline constexpr std::string_view kStorage = "STORAGE";
+inline constexpr std::string_view kConflict = "CONFLICT";
+inline constexpr std::string_view kInvalid = "INVALID";
+inline constexpr std::string_view kNoLease = "NOLEASE";
+inline constexpr std::string_view kBusy = "BUSY";
+}  // namespace err
+
+// The RESP error prefix for a non-ok status code.
+std::string_view error_code_for(StatusCode code);
+
+// SL.CHECK / SL.PEEK / SL.ACQUIRE: "resource subject [TIER t] [KEY k] [COST n] [TTL ms]"
+// (TTL only for SL.ACQUIRE). `argv` includes the command name. The request's views point into
+// argv. On failure returns false and sets `error` to a static sentence (prefix WRONGARGS).
+bool parse_decision_args(Command command, std::span<const std::string_view> argv,
+                         DecisionRequest& request, std::string_view& error);
+
+// SL.RELEASE lease [ACTUAL n].
+bool parse_release_args(std::span<const std::string_view> argv, uint64_t& lease_id,
+                        std::optional<int64_t>& actual, std::string_view& error);
+
+DecisionKind decision_kind(Command command);
+
+// The reply of a finished decision: the six-element array (eight for SL.ACQUIRE), or an error
+// when the request was invalid.
+void write_decision_reply(resp::Writer& w, Command command, const Decision& d);
+// The reply of SL.RELEASE: :1, or NOLEASE / WRONGARGS / STORAGE.
+void write_release_reply(resp::Writer& w, const Decision& d);
+
+// ASCII case-insensitive equality (command names and option keywords).
+bool iequals(std::string_view a, std::string_view b);
+bool parse_int64(std::string_view s, int64_t& v);
+
+}  // namespace sluice::server

@@ -1,0 +1,768 @@
+#include "server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "admin.h"
+#include "commands.h"
+#include "metrics_http.h"
+
+namespace sluice::server {
+namespace asio = boost::asio;
+using stream_protocol = asio::local::stream_protocol;
+using boost::system::error_code;
+
+std::string ServerContext::info_text() const {
+  const auto policy = engine->policy();
+  return fmt::format(
+      "version:{}\r\npolicy_version:{}\r\nstorage:{}\r\nstorage_version:{}\r\nuptime_s:{}\r\n"
+      "connections:{}\r\nthreads:{}\r\nactive_leases:{}\r\npid:{}\r\n",
+      SLUICE_VERSION, policy->version(), engine->storage().name(), engine->storage().version(),
+      uptime_s(), connections.load(std::memory_order_relaxed), threads, engine->active_leases(),
+      ::getpid());
+}
+
+namespace {
+
+class Session;
+
+// Set while a session calls into the engine, so a completion running inline is told apart
+// from one arriving on a plugin's thread.
+thread_local const void* tls_deciding_slot = nullptr;
+
+// One io_context and the thread that runs it, plus what its sessions share.
+struct Worker {
+  explicit Worker(ServerContext& c) : ctx(c) {}
+  ServerContext& ctx;
+  std::vector<Session*> sessions;          // for idle sweeps and shutdown; this thread only
+  std::vector<std::string_view> argv;      // parse scratch, reused by every session here
+  uint64_t tick = 0;                       // seconds since start, advanced by the sweep
+  asio::io_context ioc{1};
+  asio::steady_timer sweep{ioc};
+  std::thread thread;
+};
+
+constexpr size_t kInitialInput = 4096;
+constexpr size_t kShrinkAbove = 256u << 10;
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, stream_protocol::socket socket, bool admin, Peer peer)
+      : worker_(worker), socket_(std::move(socket)), admin_(admin), peer_(peer) {
+    index_ = worker_.sessions.size();
+    worker_.sessions.push_back(this);
+    last_tick_ = worker_.tick;
+  }
+
+  ~Session() {
+    Session* last = worker_.sessions.back();
+    worker_.sessions[index_] = last;
+    last->index_ = index_;
+    worker_.sessions.pop_back();
+    worker_.ctx.connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void start() {
+    error_code ec;
+    socket_.non_blocking(true, ec);
+    if (ec) return close_();
+    read_();
+  }
+
+  // Graceful stop: what the peer already sent is still read and answered, then EOF closes.
+  void shutdown_read() {
+    error_code ec;
+    socket_.shutdown(stream_protocol::socket::shutdown_receive, ec);
+    if (ec) close_();
+  }
+
+  void close() { close_(); }
+
+  void close_if_idle(uint64_t tick, uint64_t timeout_s) {
+    if (timeout_s == 0 || tick - last_tick_ < timeout_s) return;
+    if (ring_count_ == 0 && !writing_ && in_end_ == in_begin_) {
+      spdlog::debug("closing idle connection admin={} idle_s={}", admin_, tick - last_tick_);
+      close_();
+    }
+  }
+
+ private:
+  struct Slot {
+    explicit Slot(Session* s) : session(s) {}
+    Session* session;
+    DecisionCall call;
+    Command command = Command::kCheck;
+    bool complete = false;
+    bool prepared = false;  // `reply` holds an already encoded reply
+    std::string reply;
+  };
+
+  const ServerOptions& options_() const { return worker_.ctx.options; }
+
+  size_t pending_output_() const {
+    return out_.size() + (writing_ ? wbuf_.size() - wpos_ : 0);
+  }
+  bool throttled_() const {
+    return pending_output_() >= options_().max_output_bytes ||
+           ring_count_ >= options_().max_inflight;
+  }
+
+  // ---- input ------------------------------------------------------------------------------
+
+  void read_() {
+    if (reading_ || closed_ || read_eof_ || close_after_flush_ || throttled_()) return;
+    if (in_begin_ > 0) {
+      std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    if (!in_ || (in_end_ == 0 && in_cap_ > kShrinkAbove)) {
+      in_ = std::make_unique<char[]>(kInitialInput);
+      in_cap_ = kInitialInput;
+    } else if (in_end_ == in_cap_) {
+      // A frame larger than the buffer: grow; the parser refuses it at the frame cap.
+      const size_t cap = std::min(in_cap_ * 2, options_().limits.max_frame_bytes + 1);
+      if (cap <= in_cap_) return close_();
+      auto bigger = std::make_unique<char[]>(cap);
+      std::memcpy(bigger.get(), in_.get(), in_end_);
+      in_ = std::move(bigger);
+      in_cap_ = cap;
+    }
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(in_.get() + in_end_, in_cap_ - in_end_),
+                            [self = shared_from_this()](const error_code& ec, size_t n) {
+                              self->on_read_(ec, n);
+                            });
+  }
+
+  void on_read_(const error_code& ec, size_t n) {
+    reading_ = false;
+    if (ec) {
+      if (ec == asio::error::eof) {
+        read_eof_ = true;
+      } else {
+        if (ec != asio::error::operation_aborted) {
+          spdlog::debug("connection read error: {}", ec.message());
+        }
+        return close_();
+      }
+    }
+    in_end_ += n;
+    last_tick_ = worker_.tick;
+    resume_();
+  }
+
+  // Parses and runs every complete frame, then writes what is ready and reads again, each
+  // only as far as the caps allow.
+  void resume_() {
+    process_();
+    flush_();
+    maybe_close_();
+    read_();
+  }
+
+  void process_() {
+    auto& argv = worker_.argv;
+    while (in_begin_ < in_end_ && !closed_ && !close_after_flush_) {
+      if (throttled_()) return;
+      const resp::ParseResult r = resp::parse_command(
+          std::span<char>(in_.get() + in_begin_, in_end_ - in_begin_), options_().limits, argv);
+      if (r.status == resp::ParseStatus::kIncomplete) break;
+      if (r.status == resp::ParseStatus::kError) {
+        // The stream cannot be resynchronised: answer, then close once replies are out.
+        spdlog::debug("closing connection after a malformed frame: {}", r.error);
+        resp::Writer(reply_target_()).error(err::kErr, r.error);
+        close_after_flush_ = true;
+        in_begin_ = in_end_ = 0;
+        return;
+      }
+      in_begin_ += r.consumed;
+      if (!argv.empty()) execute_(argv);
+    }
+    if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
+  }
+
+  // ---- commands ---------------------------------------------------------------------------
+
+  // Where a reply that is ready now goes: straight to the output when nothing is pending
+  // before it, else into a slot of its own so that replies keep request order.
+  std::string& reply_target_() {
+    if (ring_count_ == 0) return out_;
+    Slot& s = push_slot_();
+    s.prepared = true;
+    s.complete = true;
+    s.reply.clear();
+    return s.reply;
+  }
+
+  void execute_(std::span<const std::string_view> argv) {
+    const Command command = lookup_command(argv[0]);
+    switch (command) {
+      case Command::kCheck:
+      case Command::kPeek:
+      case Command::kAcquire: {
+        DecisionRequest request;
+        std::string_view error;
+        if (!parse_decision_args(command, argv, request, error)) {
+          return resp::Writer(reply_target_()).error(err::kWrongArgs, error);
+        }
+        return decide_(command, request);
+      }
+      case Command::kRelease: {
+        uint64_t lease = 0;
+        std::optional<int64_t> actual;
+        std::string_view error;
+        if (!parse_release_args(argv, lease, actual, error)) {
+          return resp::Writer(reply_target_()).error(err::kWrongArgs, error);
+        }
+        return release_(lease, actual);
+      }
+      default:
+        return execute_simple_(command, argv);
+    }
+  }
+
+  void execute_simple_(Command command, std::span<const std::string_view> argv) {
+    resp::Writer w(reply_target_());
+    switch (command) {
+      case Command::kPing:
+        if (argv.size() == 1) return w.simple("PONG");
+        if (argv.size() == 2) return w.bulk(argv[1]);
+        return w.error(err::kWrongArgs, "usage: PING [message]");
+      case Command::kEcho:
+        if (argv.size() == 2) return w.bulk(argv[1]);
+        return w.error(err::kWrongArgs, "usage: ECHO message");
+      case Command::kQuit:
+        close_after_flush_ = true;
+        return w.ok();
+      case Command::kInfo:
+        if (argv.size() > 2) return w.error(err::kWrongArgs, "usage: SL.INFO");
+        return w.bulk(worker_.ctx.info_text());
+      case Command::kCommandDocs:
+        return w.array(0);
+      case Command::kConfig:
+        // redis-benchmark reads "save" and "appendonly" before it starts.
+        if (argv.size() == 3 && iequals(argv[1], "GET")) {
+          w.array(2);
+          w.bulk(argv[2]);
+          return w.bulk(iequals(argv[2], "appendonly") ? "no" : "");
+        }
+        return w.error(err::kErr, "CONFIG: only CONFIG GET name is answered (with \"\")");
+      case Command::kClient:
+        return w.ok();
+      case Command::kSelect:
+        if (argv.size() == 2 && argv[1] == "0") return w.ok();
+        return w.error(err::kErr, "sluice has a single database (0)");
+      case Command::kUnknown: {
+        std::string_view name = argv[0].substr(0, 64);
+        return w.error(err::kErr, fmt::format("unknown command '{}'", name));
+      }
+      default:
+        break;
+    }
+    if (!admin_) {
+      return w.error(err::kNoPerm, "admin commands are only served on the admin socket");
+    }
+    if (worker_.ctx.admin == nullptr) return w.error(err::kErr, "administration is disabled");
+    worker_.ctx.admin->execute(command, argv, peer_, w);
+  }
+
+  Slot& push_slot_() {
+    if (ring_count_ == ring_.size()) {
+      // Grow, keeping the order of what is pending.
+      std::vector<std::unique_ptr<Slot>> bigger;
+      bigger.reserve(std::max<size_t>(4, ring_.size() * 2));
+      for (size_t i = 0; i < ring_.size(); ++i) {
+        bigger.push_back(std::move(ring_[(ring_head_ + i) % ring_.size()]));
+      }
+      while (bigger.size() < bigger.capacity()) bigger.push_back(std::make_unique<Slot>(this));
+      ring_ = std::move(bigger);
+      ring_head_ = 0;
+    }
+    Slot& s = *ring_[(ring_head_ + ring_count_) % ring_.size()];
+    ++ring_count_;
+    return s;
+  }
+
+  void decide_(Command command, const DecisionRequest& request) {
+    Slot& s = push_slot_();
+    s.command = command;
+    s.prepared = false;
+    s.complete = false;
+    tls_deciding_slot = &s;
+    worker_.ctx.engine->decide(decision_kind(command), request, s.call, &Session::on_done_, &s);
+    tls_deciding_slot = nullptr;
+    after_submit_(s);
+  }
+
+  void release_(uint64_t lease, std::optional<int64_t> actual) {
+    Slot& s = push_slot_();
+    s.command = Command::kRelease;
+    s.prepared = false;
+    s.complete = false;
+    tls_deciding_slot = &s;
+    worker_.ctx.engine->release(lease, actual, s.call, &Session::on_done_, &s);
+    tls_deciding_slot = nullptr;
+    after_submit_(s);
+  }
+
+  void after_submit_(Slot& s) {
+    if (s.complete) return drain_();
+    // The plugin completes on its own thread: stay alive until it has.
+    if (async_pending_++ == 0) keepalive_ = shared_from_this();
+  }
+
+  static void on_done_(void* user, DecisionCall&) {
+    Slot* s = static_cast<Slot*>(user);
+    if (tls_deciding_slot == s) {
+      s->complete = true;
+      return;
+    }
+    // Back to the session's own thread; the slot is not touched here until then.
+    asio::post(s->session->worker_.ioc, [s] {
+      s->complete = true;
+      s->session->on_async_done_();
+    });
+  }
+
+  void on_async_done_() {
+    std::shared_ptr<Session> keep;
+    if (--async_pending_ == 0) keep = std::move(keepalive_);
+    drain_();
+    if (!closed_) resume_();
+  }
+
+  // Moves the replies of completed slots at the front of the ring to the output.
+  void drain_() {
+    while (ring_count_ > 0) {
+      Slot& s = *ring_[ring_head_];
+      if (!s.complete) break;
+      if (s.prepared) {
+        out_.append(s.reply);
+      } else {
+        resp::Writer w(out_);
+        if (s.command == Command::kRelease) {
+          write_release_reply(w, s.call.decision());
+        } else {
+          write_decision_reply(w, s.command, s.call.decision());
+        }
+      }
+      ring_head_ = (ring_head_ + 1) % ring_.size();
+      --ring_count_;
+    }
+  }
+
+  // ---- output -----------------------------------------------------------------------------
+
+  void flush_() {
+    if (writing_ || out_.empty() || closed_) return;
+    // Most batches fit in the socket buffer: try a plain non-blocking write first.
+    error_code ec;
+    size_t n = socket_.write_some(asio::buffer(out_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      n = 0;
+      ec.clear();
+    }
+    if (ec) {
+      spdlog::debug("connection write error: {}", ec.message());
+      return close_();
+    }
+    if (n == out_.size()) {
+      out_.clear();
+      if (out_.capacity() > kShrinkAbove) std::string().swap(out_);
+      return;
+    }
+    std::swap(out_, wbuf_);
+    out_.clear();
+    wpos_ = n;
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(wbuf_.data() + n, wbuf_.size() - n),
+                      [self = shared_from_this()](const error_code& wec, size_t) {
+                        self->on_write_(wec);
+                      });
+  }
+
+  void on_write_(const error_code& ec) {
+    writing_ = false;
+    wbuf_.clear();
+    wpos_ = 0;
+    if (wbuf_.capacity() > kShrinkAbove) std::string().swap(wbuf_);
+    if (ec) return close_();
+    resume_();
+  }
+
+  void maybe_close_() {
+    if (closed_ || writing_ || !out_.empty() || ring_count_ > 0) return;
+    if (close_after_flush_ || (read_eof_ && !throttled_())) close_();
+  }
+
+  void close_() {
+    if (closed_) return;
+    closed_ = true;
+    error_code ec;
+    socket_.shutdown(stream_protocol::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  Worker& worker_;
+  stream_protocol::socket socket_;
+  const bool admin_;
+  const Peer peer_;
+  size_t index_ = 0;       // in worker_.sessions
+  uint64_t last_tick_ = 0;
+
+  std::unique_ptr<char[]> in_;
+  size_t in_cap_ = 0, in_begin_ = 0, in_end_ = 0;
+
+  std::string out_;   // replies not yet handed to the socket
+  std::string wbuf_;  // the buffer of the write in flight
+  size_t wpos_ = 0;
+
+  std::vector<std::unique_ptr<Slot>> ring_;  // pending replies, in request order
+  size_t ring_head_ = 0, ring_count_ = 0;
+  size_t async_pending_ = 0;
+  std::shared_ptr<Session> keepalive_;
+
+  bool reading_ = false, writing_ = false, read_eof_ = false;
+  bool close_after_flush_ = false, closed_ = false;
+};
+
+// ---- socket files -------------------------------------------------------------------------
+
+Status prepare_socket_path(const std::string& path) {
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::Invalid(fmt::format("socket path {} is longer than the {} bytes Unix allows",
+                                       path, sizeof(sockaddr_un{}.sun_path) - 1));
+  }
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  std::error_code fec;
+  if (p.has_parent_path()) fs::create_directories(p.parent_path(), fec);
+  if (fec) {
+    return Status::Unavailable(fmt::format("cannot create the directory of {}: {}", path,
+                                           fec.message()));
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return Status::Ok();
+  if (!S_ISSOCK(st.st_mode)) {
+    return Status::Invalid(fmt::format("{} exists and is not a socket; refusing to replace it",
+                                       path));
+  }
+  asio::io_context probe_ioc;
+  stream_protocol::socket probe(probe_ioc);
+  error_code ec;
+  probe.connect(stream_protocol::endpoint(path), ec);
+  if (!ec) {
+    return Status::Unavailable(fmt::format(
+        "another process (another sluiced?) is serving {}; stop it or choose another path",
+        path));
+  }
+  if (::unlink(path.c_str()) != 0) {
+    return Status::Unavailable(fmt::format("cannot remove the stale socket {}: {}", path,
+                                           std::strerror(errno)));
+  }
+  spdlog::info("removed stale socket file {}", path);
+  return Status::Ok();
+}
+
+Peer peer_of(stream_protocol::socket& s) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  Peer p;
+  p.uid = static_cast<uid_t>(-1);
+  if (::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    p.uid = cred.uid;
+    p.pid = cred.pid;
+  }
+  return p;
+}
+
+}  // namespace
+
+// ---- the server -----------------------------------------------------------------------------
+
+struct Server::Impl {
+  explicit Impl(ServerContext& c) : ctx(c), control(c) {}
+
+  struct Listener {
+    Listener(asio::io_context& ioc, std::string p, bool a) : acceptor(ioc), path(std::move(p)),
+                                                              admin(a) {}
+    stream_protocol::acceptor acceptor;
+    asio::steady_timer retry{acceptor.get_executor()};
+    std::string path;
+    bool admin;
+    bool bound = false;
+  };
+
+  ServerContext& ctx;
+  Worker control;  // admin sessions, acceptors, signals, metrics
+  std::vector<std::unique_ptr<Worker>> workers;
+  size_t next_worker = 0;
+  std::unique_ptr<Listener> decision, admin;
+  std::unique_ptr<MetricsServer> metrics;
+  asio::signal_set signals{control.ioc};
+  asio::steady_timer shutdown_timer{control.ioc};
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::atomic<bool> stopping{false};
+  bool started = false;
+
+  Status listen(Listener& l, mode_t mode) {
+    Status s = prepare_socket_path(l.path);
+    if (!s.ok()) return s;
+    error_code ec;
+    // The umask keeps the socket from being reachable with wider permissions even briefly.
+    const mode_t old_mask = ::umask(static_cast<mode_t>(~mode & 0777));
+    l.acceptor.open(stream_protocol(), ec);
+    if (!ec) l.acceptor.bind(stream_protocol::endpoint(l.path), ec);
+    ::umask(old_mask);
+    if (!ec) l.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return Status::Unavailable(fmt::format("cannot listen on {}: {}", l.path,
+                                                   ec.message()));
+    l.bound = true;
+    if (::chmod(l.path.c_str(), mode) != 0) {
+      return Status::Unavailable(fmt::format("cannot set the mode of {}: {}", l.path,
+                                             std::strerror(errno)));
+    }
+    return Status::Ok();
+  }
+
+  bool admin_allowed(uid_t uid) const {
+    if (uid == ::geteuid() || uid == 0) return true;
+    const auto& allow = ctx.options.admin_allow_uids;
+    return std::find(allow.begin(), allow.end(), uid) != allow.end();
+  }
+
+  void accept(Listener& l) {
+    Worker& w = l.admin ? control : *workers[next_worker++ % workers.size()];
+    l.acceptor.async_accept(w.ioc, [this, &l, &w](const error_code& ec,
+                                                  stream_protocol::socket socket) {
+      if (ec == asio::error::operation_aborted || stopping.load()) return;
+      if (ec) {
+        // Out of descriptors and the like: log, breathe, and accept again.
+        spdlog::warn("accept on {} failed: {}", l.path, ec.message());
+        l.retry.expires_after(std::chrono::milliseconds(100));
+        l.retry.async_wait([this, &l](const error_code& tec) {
+          if (!tec) accept(l);
+        });
+        return;
+      }
+      on_accept(l, w, std::move(socket));
+      accept(l);
+    });
+  }
+
+  void on_accept(Listener& l, Worker& w, stream_protocol::socket socket) {
+    const Peer peer = peer_of(socket);
+    auto refuse = [&](std::string_view reply) {
+      error_code ec;
+      asio::write(socket, asio::buffer(reply), ec);
+      socket.close(ec);
+    };
+    if (ctx.connections.load(std::memory_order_relaxed) >= ctx.options.max_connections) {
+      spdlog::warn("refusing a connection on {}: {} connections is the maximum", l.path,
+                   ctx.options.max_connections);
+      return refuse("-BUSY max number of connections reached\r\n");
+    }
+    if (l.admin && !admin_allowed(peer.uid)) {
+      spdlog::warn("refusing admin connection from uid={} pid={}", peer.uid, peer.pid);
+      return refuse(fmt::format("-NOPERM uid {} may not use the admin socket\r\n", peer.uid));
+    }
+    ctx.connections.fetch_add(1, std::memory_order_relaxed);
+    const bool admin_session = l.admin;
+    asio::post(w.ioc, [&w, admin_session, peer, s = std::move(socket)]() mutable {
+      std::make_shared<Session>(w, std::move(s), admin_session, peer)->start();
+    });
+  }
+
+  void sweep(Worker& w) {
+    w.sweep.expires_after(std::chrono::seconds(1));
+    w.sweep.async_wait([this, &w](const error_code& ec) {
+      if (ec) return;
+      ++w.tick;
+      const auto timeout = static_cast<uint64_t>(std::max<int64_t>(0, ctx.options.idle_timeout_s));
+      // Closing only marks the session; it leaves the list later, from its own handlers.
+      for (size_t i = 0; i < w.sessions.size(); ++i) w.sessions[i]->close_if_idle(w.tick, timeout);
+      sweep(w);
+    });
+  }
+
+  void on_signal(const error_code& ec, int signo) {
+    if (ec) return;
+    if (signo == SIGHUP) {
+      spdlog::info("SIGHUP: reloading the policy file");
+      if (ctx.admin != nullptr) {
+        auto r = ctx.admin->reload("SIGHUP", Peer{::getuid(), ::getpid()});
+        if (r.ok()) {
+          spdlog::info("policy file reloaded version={}", r.value());
+        } else {
+          spdlog::error("policy reload refused, the running policy stays:\n{}",
+                        r.status().message());
+        }
+      }
+      signals.async_wait([this](const error_code& e, int s) { on_signal(e, s); });
+      return;
+    }
+    spdlog::info("{}: shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    begin_shutdown();
+  }
+
+  void begin_shutdown() {
+    if (stopping.exchange(true)) return;
+    error_code ec;
+    for (Listener* l : {decision.get(), admin.get()}) {
+      if (l) {
+        l->acceptor.close(ec);
+        l->retry.cancel();
+      }
+    }
+    if (metrics) metrics->close();
+    signals.cancel(ec);
+    for (Worker* w : all_workers()) {
+      asio::post(w->ioc, [w] {
+        for (size_t i = 0; i < w->sessions.size(); ++i) w->sessions[i]->shutdown_read();
+      });
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(ctx.options.shutdown_grace_ms);
+    wait_for_sessions(deadline);
+  }
+
+  void wait_for_sessions(std::chrono::steady_clock::time_point deadline) {
+    if (ctx.connections.load() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (ctx.connections.load() != 0) {
+        spdlog::warn("{} connection(s) did not finish in time; closing them",
+                     ctx.connections.load());
+        for (Worker* w : all_workers()) {
+          asio::post(w->ioc, [w] {
+            for (size_t i = 0; i < w->sessions.size(); ++i) w->sessions[i]->close();
+          });
+        }
+      }
+      return finish_shutdown();
+    }
+    shutdown_timer.expires_after(std::chrono::milliseconds(10));
+    shutdown_timer.async_wait([this, deadline](const error_code& ec) {
+      if (!ec) wait_for_sessions(deadline);
+    });
+  }
+
+  void finish_shutdown() {
+    Status flushed = ctx.engine->storage().flush(2000);
+    if (!flushed.ok()) spdlog::warn("storage flush: {}", flushed.message());
+    for (Worker* w : all_workers()) w->sweep.cancel();
+    guards.clear();
+    for (auto& w : workers) w->ioc.stop();
+    control.ioc.stop();
+  }
+
+  std::vector<Worker*> all_workers() {
+    std::vector<Worker*> all{&control};
+    for (auto& w : workers) all.push_back(w.get());
+    return all;
+  }
+
+  void remove_socket_files() {
+    for (Listener* l : {decision.get(), admin.get()}) {
+      if (l && l->bound) ::unlink(l->path.c_str());
+    }
+  }
+};
+
+Server::Server(ServerContext& context) : impl_(std::make_unique<Impl>(context)) {}
+
+Server::~Server() {
+  if (!impl_) return;
+  impl_->guards.clear();
+  for (auto& w : impl_->workers) {
+    w->ioc.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  impl_->remove_socket_files();
+}
+
+Status Server::start() {
+  Impl& im = *impl_;
+  ServerContext& ctx = im.ctx;
+  size_t threads = ctx.options.threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  ctx.threads = threads;
+  for (size_t i = 0; i < threads; ++i) im.workers.push_back(std::make_unique<Worker>(ctx));
+
+  im.decision = std::make_unique<Impl::Listener>(im.control.ioc, ctx.options.socket_path, false);
+  im.admin = std::make_unique<Impl::Listener>(im.control.ioc, ctx.options.admin_socket_path, true);
+  Status s = im.listen(*im.decision, 0660);
+  if (s.ok()) s = im.listen(*im.admin, 0600);
+  if (s.ok() && !ctx.options.metrics_listen.empty()) {
+    im.metrics = std::make_unique<MetricsServer>(im.control.ioc, ctx);
+    s = im.metrics->listen(ctx.options.metrics_listen);
+  }
+  if (!s.ok()) {
+    im.remove_socket_files();
+    return s;
+  }
+  for (auto& w : im.workers) {
+    im.guards.emplace_back(w->ioc.get_executor());
+    im.sweep(*w);
+    Worker* wp = w.get();
+    w->thread = std::thread([wp] {
+      for (;;) {
+        try {
+          wp->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          // A bug in one handler must not take the daemon down; it is logged loudly.
+          spdlog::critical("worker thread: unhandled exception: {}", e.what());
+        }
+      }
+    });
+  }
+  im.sweep(im.control);
+  im.accept(*im.decision);
+  im.accept(*im.admin);
+  im.signals.add(SIGTERM);
+  im.signals.add(SIGINT);
+  im.signals.add(SIGHUP);
+  im.signals.async_wait([&im](const error_code& e, int signo) { im.on_signal(e, signo); });
+  im.started = true;
+  spdlog::info("serving decisions on {} and administration on {} threads={} storage={}",
+               ctx.options.socket_path, ctx.options.admin_socket_path, threads,
+               ctx.engine->storage().name());
+  return Status::Ok();
+}
+
+void Server::run() {
+  Impl& im = *impl_;
+  for (;;) {
+    try {
+      im.control.ioc.run();
+      break;
+    } catch (const std::exception& e) {
+      spdlog::critical("control thread: unhandled exception: {}", e.what());
+    }
+  }
+  for (auto& w : im.workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  im.remove_socket_files();
+  spdlog::info("stopped");
+}
+
+void Server::stop() {
+  asio::post(impl_->control.ioc, [im = impl_.get()] { im->begin_shutdown(); });
+}
+
+}  // namespace sluice::server
