@@ -110,7 +110,9 @@ TEST_F(EngineTest, AllOrNothing) {
   engine_->decide(DecisionKind::kInspect, req("gen", "s"), call, &Done::fn, nullptr);
   ASSERT_EQ(call.limit_count(), 2u);
   EXPECT_EQ(call.limit_result(0).rule, "per_second");
-  EXPECT_EQ(call.limit_result(0).result.remaining, 2);
+  // PEEK reports what would remain after one more: 5 - 3 - 1. Had the denied request
+  // consumed per_second, this would be 0.
+  EXPECT_EQ(call.limit_result(0).result.remaining, 1);
   // A cost per_second could take but per_minute never can: denied for good (-1).
   clock_.advance(60'000);
   auto big = check("gen", "s", 4);
