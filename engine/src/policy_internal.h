@@ -51,6 +51,8 @@ std::string_view failure_mode_to_name(StorageFailureMode mode);
 // separators ':' '{' '}' and whitespace are never allowed. Returns the problem or "".
 std::string name_problem(std::string_view name);
 std::string api_key_problem(std::string_view key);
+// Free text (descriptions): valid UTF-8, no control characters but newline and tab.
+std::string text_problem(std::string_view text);
 
 // An API key as it may appear in messages and logs: only its last characters.
 std::string mask_api_key(std::string_view key);

@@ -119,6 +119,8 @@ void check_description(const std::string& d, const std::string& path, std::vecto
   if (d.size() > kMaxDescriptionLength) {
     out.push_back({path, false, fmt::format("description is {} bytes long (at most {})", d.size(),
                                             kMaxDescriptionLength)});
+  } else if (auto problem = text_problem(d); !problem.empty()) {
+    out.push_back({path, false, "description " + problem});
   }
 }
 
@@ -269,14 +271,43 @@ size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+using Keys = std::initializer_list<std::string_view>;
+
+const std::array<std::string_view, kAlgorithms.size()>& algorithm_names() {
+  static const auto names = [] {
+    std::array<std::string_view, kAlgorithms.size()> out{};
+    for (size_t i = 0; i < kAlgorithms.size(); ++i) out[i] = kAlgorithms[i].name;
+    return out;
+  }();
+  return names;
+}
+
+template <typename Range>
+std::string join_keys(const Range& keys) {
+  std::string out;
+  for (auto k : keys) {
+    if (!out.empty()) out += ", ";
+    out += k;
+  }
+  return out;
+}
+
+// "; did you mean 'window'?" for a near miss (a typo), else nothing.
+template <typename Range>
+std::string suggestion(std::string_view given, const Range& options) {
+  for (auto o : options) {
+    const size_t d = edit_distance(o, given);
+    if (d <= 2 && d < given.size()) return fmt::format("; did you mean '{}'?", o);
+  }
+  return "";
+}
+
 struct Field {
   std::string key;
   YAML::Node key_node;
   YAML::Node value;
   std::string path;
 };
-
-using Keys = std::initializer_list<std::string_view>;
 
 class Reader {
  public:
@@ -391,16 +422,8 @@ class Reader {
       }
       Field f{k.Scalar(), k, entry.second, child_path(path, k.Scalar())};
       if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), f.key) == allowed.end()) {
-        std::string list;
-        std::string_view suggestion;
-        for (auto a : allowed) {
-          list += list.empty() ? "" : ", ";
-          list += a;
-          if (suggestion.empty() && edit_distance(a, f.key) <= 2) suggestion = a;
-        }
-        fail(k.Mark(), f.path,
-             fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what,
-                         suggestion.empty() ? "" : fmt::format("; did you mean '{}'?", suggestion), list));
+        fail(k.Mark(), f.path, fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what,
+                                           suggestion(f.key, allowed), join_keys(allowed)));
         continue;
       }
       if (auto [pos, inserted] = first_line.emplace(f.key, k.Mark().line + 1); !inserted) {
@@ -493,15 +516,17 @@ class Reader {
     return std::nullopt;
   }
 
-  template <typename Enum>
+  template <typename Enum, typename Range = Keys>
   std::optional<Enum> read_enum(const Field& f, std::optional<Enum> (*lookup)(std::string_view),
-                                std::string_view valid) {
+                                const Range& valid) {
     if (f.value.IsScalar()) {
-      if (auto v = lookup(f.value.Scalar())) return v;
-      fail(value_mark(f), f.path, fmt::format("unknown {} '{}' (valid: {})", f.key, f.value.Scalar(), valid));
+      const std::string& given = f.value.Scalar();
+      if (auto v = lookup(given)) return v;
+      fail(value_mark(f), f.path, fmt::format("unknown {} '{}'{} (valid: {})", f.key, given,
+                                              suggestion(given, valid), join_keys(valid)));
       return std::nullopt;
     }
-    fail(value_mark(f), f.path, fmt::format("'{}' must be one of: {}", f.key, valid));
+    fail(value_mark(f), f.path, fmt::format("'{}' must be one of: {}", f.key, join_keys(valid)));
     return std::nullopt;
   }
 
@@ -532,9 +557,9 @@ class Reader {
       } else if (f.key == "default_tier") {
         if (auto v = read_string(f)) spec.default_tier = *v;
       } else if (f.key == "on_storage_failure") {
-        if (auto v = read_enum(f, &failure_mode_from_name, "fail_open, fail_closed")) spec.on_storage_failure = *v;
+        if (auto v = read_enum(f, &failure_mode_from_name, Keys{"fail_open", "fail_closed"})) spec.on_storage_failure = *v;
       } else if (f.key == "unknown_resource") {
-        if (auto v = read_enum(f, &unknown_mode_from_name, "deny, allow, default_limits")) spec.unknown_resource = *v;
+        if (auto v = read_enum(f, &unknown_mode_from_name, Keys{"deny", "allow", "default_limits"})) spec.unknown_resource = *v;
       } else if (f.key == "default_limits") {
         read_limit_list(f, spec.default_limits);
       } else if (f.key == "lease_ttl") {
@@ -627,13 +652,11 @@ class Reader {
     auto fields = entries(lf.value, lf.path, what,
                           {"name", "algorithm", "limit", "window", "burst", "cost", "shadow"});
     require(lf.value, lf.path, fields, what, {"name", "algorithm", "limit", "window"});
-    static constexpr std::string_view kValidAlgorithms =
-        "fixed_window, sliding_window, sliding_window_counter, token_bucket, gcra, concurrency";
     for (const auto& f : fields) {
       if (f.key == "name") {
         if (auto v = read_string(f)) l.name = *v;
       } else if (f.key == "algorithm") {
-        if (auto v = read_enum(f, &algorithm_from_name, kValidAlgorithms)) l.algorithm = *v;
+        if (auto v = read_enum(f, &algorithm_from_name, algorithm_names())) l.algorithm = *v;
       } else if (f.key == "limit") {
         if (auto v = read_int(f)) l.limit = *v;
       } else if (f.key == "window") {
@@ -641,7 +664,7 @@ class Reader {
       } else if (f.key == "burst") {
         if (auto v = read_int(f)) l.burst = *v;
       } else if (f.key == "cost") {
-        if (auto v = read_enum(f, &unit_from_name, "requests, tokens, items")) l.unit = *v;
+        if (auto v = read_enum(f, &unit_from_name, Keys{"requests", "tokens", "items"})) l.unit = *v;
       } else if (f.key == "shadow") {
         if (auto v = read_bool(f)) l.shadow = *v;
       }

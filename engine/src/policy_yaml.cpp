@@ -103,8 +103,49 @@ std::string api_key_problem(std::string_view key) {
   }
   for (char c : key) {
     const auto u = static_cast<unsigned char>(c);
-    // Keys travel as arguments of inline RESP commands and in headers: no blanks or controls.
-    if (u <= 0x20 || u == 0x7f) return "must not contain spaces or control characters";
+    // Keys travel as arguments of inline RESP commands and in HTTP headers: printable ASCII.
+    if (u <= 0x20 || u >= 0x7f) return "must be printable ASCII without spaces";
+  }
+  return "";
+}
+
+std::string text_problem(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto u = static_cast<unsigned char>(text[i]);
+    if (u < 0x80) {
+      if ((u < 0x20 && u != '\n' && u != '\t') || u == 0x7f) {
+        return fmt::format("contains the control character \\x{:02x}", u);
+      }
+      ++i;
+      continue;
+    }
+    // UTF-8: the lead byte gives the length; reject overlong forms and surrogates.
+    size_t len = 0;
+    uint32_t cp = 0;
+    if (u >= 0xc2 && u <= 0xdf) {
+      len = 2;
+      cp = u & 0x1f;
+    } else if (u >= 0xe0 && u <= 0xef) {
+      len = 3;
+      cp = u & 0x0f;
+    } else if (u >= 0xf0 && u <= 0xf4) {
+      len = 4;
+      cp = u & 0x07;
+    } else {
+      return "is not valid UTF-8";
+    }
+    if (i + len > text.size()) return "is not valid UTF-8";
+    for (size_t k = 1; k < len; ++k) {
+      const auto c = static_cast<unsigned char>(text[i + k]);
+      if ((c & 0xc0) != 0x80) return "is not valid UTF-8";
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+      return "is not valid UTF-8";
+    }
+    i += len;
   }
   return "";
 }

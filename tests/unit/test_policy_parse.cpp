@@ -185,6 +185,12 @@ const ErrorCase kErrorCases[] = {
      6, 30,
      "unknown algorithm 'leaky_bucket' (valid: fixed_window, sliding_window, "
      "sliding_window_counter, token_bucket, gcra, concurrency)"},
+    {"AlgorithmTypo",
+     "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
+     "      - {name: a, algorithm: token-bucket, limit: 1, window: 1s}\n",
+     6, 30,
+     "unknown algorithm 'token-bucket'; did you mean 'token_bucket'? (valid: fixed_window, "
+     "sliding_window, sliding_window_counter, token_bucket, gcra, concurrency)"},
     {"UnknownCostUnit",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: 1, window: 1s, cost: bytes}\n",
@@ -238,7 +244,7 @@ const ErrorCase kErrorCases[] = {
      "api key '...5678' maps to unknown tier 'gold' (tiers: free)"},
     {"ApiKeyWithSpace",
      "default_tier: free\ntiers: {free: {}}\napi_keys:\n  \"my key 12345\": free\n", 4, 3,
-     "api key '...2345' must not contain spaces or control characters"},
+     "api key '...2345' must be printable ASCII without spaces"},
     {"OverrideUnknownResource",
      "default_tier: free\ntiers:\n  free: {overrides: {nope: {multiplier: 2}}}\n"
      "resources: {p: {limits: []}}\n",
@@ -260,6 +266,12 @@ const ErrorCase kErrorCases[] = {
     {"UnlimitedNotBool",
      "default_tier: free\ntiers:\n  free: {unlimited: \"true\"}\n", 3, 21,
      "'unlimited' must be true or false"},
+    {"DescriptionWithControlCharacter",
+     "default_tier: free\ntiers:\n  free: {description: \"a\\x01b\"}\n", 3, 23,
+     "description contains the control character \\x01"},
+    {"DescriptionNotUtf8",
+     "default_tier: free\ntiers:\n  free: {description: \"a\xff\"}\n", 3, 23,
+     "description is not valid UTF-8"},
     {"TierNotAMap",
      "default_tier: free\ntiers:\n  free: [1, 2]\n", 3, 9, "tier 'free' must be a map"},
     {"WarmupFactorTooBig",

@@ -77,7 +77,7 @@ TEST(PolicyYaml, EveryFieldRoundTrips) {
   spec.default_limits.push_back({.name = "fallback", .algorithm = SLUICE_ALG_GCRA, .limit = 3,
                                  .window_ms = 1000, .burst = 9});
   spec.tiers.push_back({.name = "basic", .description = "yes", .multiplier = 0.1});
-  TierSpec vip{.name = "vip", .description = "VIP: \"quoted\" # not a comment\nsecond line",
+  TierSpec vip{.name = "vip", .description = "VIP: \"quoted\" # not a comment\nsecond line\ttab, caf\u00e9 \U0001F680",
                .multiplier = 12.5, .unlimited = true};
   vip.overrides["gen"] = TierOverride{.multiplier = 1.0 / 3.0, .limits = {{"tok", 99}}, .unlimited = true};
   vip.overrides["123"] = TierOverride{.multiplier = std::nullopt, .limits = {{"x", 7}}};
@@ -102,7 +102,7 @@ TEST(PolicyYaml, EveryFieldRoundTrips) {
   auto r = parse_policy(text, "rt.yaml");
   // The one invalid api key is reported, and nothing else.
   ASSERT_EQ(r.errors.size(), 1u) << r.error_text() << "\n" << text;
-  EXPECT_NE(r.errors[0].message.find("must not contain spaces"), std::string::npos);
+  EXPECT_NE(r.errors[0].message.find("must be printable ASCII without spaces"), std::string::npos);
 
   spec.api_keys.erase("key: with colon");
   const std::string valid_text = policy_to_yaml(spec);
