@@ -24,8 +24,8 @@ constexpr uint32_t kExpiryNever = (1u << (32 - kLengthBits)) - 1;
 constexpr int64_t kExpiryUnitMs = 2000;
 constexpr int64_t kEpochMarginMs = 3600 * 1000;
 // How often (in batches per thread) a thread sweeps: its own shard, and a round-robin one.
-constexpr uint32_t kOwnSweepPeriod = 8;
-constexpr uint32_t kOtherSweepPeriod = 64;
+constexpr uint32_t kOwnSweepPeriod = 32;
+constexpr uint32_t kOtherSweepPeriod = 128;
 // When the key cap is reached, this many slots are checked for an expired entry before a
 // live one is evicted.
 constexpr uint32_t kEvictionScan = 32;

@@ -32,7 +32,7 @@ namespace sluice::memory_plugin {
 struct StoreOptions {
   uint32_t shards = 64;
   uint64_t max_keys = 0;     // 0 = no cap
-  uint32_t sweep_slots = 8;  // slots examined for expiry per submitted batch
+  uint32_t sweep_slots = 1;  // slots examined for expiry per batch, in its shard and in another
 };
 
 // A 64-bit key hash split in two so that the slot needs only 4-byte alignment (28, not 32
