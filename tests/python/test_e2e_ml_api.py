@@ -73,7 +73,8 @@ def test_free_caller_on_premium_route_gets_403_without_spending_quota(sluiced, a
     assert response.json() == {"detail": "Premium access required"}
     with sluiced.client() as client:
         subject = headers.get("X-API-Key", "127.0.0.1")
-        assert client.peek("premium/predict", subject).remaining == 30
+        # PEEK answers what a CHECK would: remaining after this one request, so 29 of 30.
+        assert client.peek("premium/predict", subject).remaining == 29
 
 
 def test_fields_on_allowed_and_denied_responses(sluiced, api):
@@ -152,10 +153,12 @@ def test_generate_settles_actual_tokens_not_the_estimate(sluiced, api):
         assert first.headers["x-ratelimit-limit-tokens"] == first.headers["RateLimit-Policy"] \
             .split(";q=")[1].split(";")[0]
         assert 'sluice-unit="tokens"' in first.headers["RateLimit-Policy"]
+        # The fields report the budget after settlement, not after the reservation.
+        assert int(first.headers["x-ratelimit-remaining-tokens"]) >= 20_000 - 100
 
         with sluiced.client() as client:
             remaining = client.peek("generate", "tokens-test-key").remaining
-        assert remaining >= 20_000 - 100 - 1, remaining
+        assert remaining >= 20_000 - 100 - 1, remaining  # PEEK counts its own cost of 1
 
         second = http.post("/generate", json=body, headers=headers)
         assert second.status_code == 200, second.text

@@ -73,6 +73,8 @@ def test_lease_dependency_reserves_estimate_and_settles_actual(sock):
     assert response.status_code == 200 and unsettled.status_code == 200
     assert response.headers["ratelimit-policy"] == \
         '"tokens_per_minute";q=20000;sluice-unit="tokens"'
+    # Reserved 900, settled 12: the fields show the 888 tokens given back.
+    assert response.headers["ratelimit"] == '"tokens_per_minute";r=19988;t=1'
     assert fake.commands == [
         ["SL.ACQUIRE", "generate", "testclient", "KEY", "k", "COST", "900"],
         ["SL.RELEASE", "77", "ACTUAL", "12"],

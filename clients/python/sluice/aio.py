@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, Optional
 
 import redis
@@ -22,9 +23,63 @@ __all__ = ["AsyncSluiceClient"]
 log = logging.getLogger("sluice")
 
 
+if sys.version_info >= (3, 11):
+    _deadline = asyncio.timeout
+else:  # redis.asyncio depends on async_timeout on older Pythons
+    from async_timeout import timeout as _deadline
+
+
 class _EngineErrorParser(PythonParser):
     # Keep the engine's error text whole; see client._EngineErrorParser.
     EXCEPTION_CLASSES: dict = {}
+
+
+class _LeanConnectionPool(aioredis.ConnectionPool):
+    """redis-py's asyncio pool without its per-call probe, waiting (bounded) when full.
+
+    redis-py 4.x checks every pooled connection with ``can_read(timeout=0)``, which arms a
+    timer and runs a read through the event loop: tens of microseconds on each decision, a
+    cost a rate limiter pays on every request. A connection sluiced has closed is seen
+    instead from its stream's EOF flag, which the event loop sets when the close arrives;
+    one that closes in between fails on use and is retried once on a fresh connection.
+    """
+
+    def __init__(self, *, wait_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wait_timeout = wait_timeout
+        self._slots: Optional[asyncio.Semaphore] = None
+
+    async def get_connection(self, command_name: Any, *keys: Any, **options: Any) -> Any:
+        if self._slots is None:  # created here so it belongs to the running loop
+            self._slots = asyncio.Semaphore(self.max_connections)
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
+            except asyncio.TimeoutError:
+                raise redis.ConnectionError("No connection available.") from None
+        else:
+            await self._slots.acquire()  # returns without suspending
+        try:
+            connection = (self._available_connections.pop() if self._available_connections
+                          else self.make_connection())
+        except BaseException:
+            self._slots.release()
+            raise
+        self._in_use_connections.add(connection)
+        try:
+            reader = getattr(connection, "_reader", None)
+            if reader is not None and reader.at_eof():
+                await connection.disconnect()
+            await connection.connect()
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        if self._slots is not None:
+            self._slots.release()
 
 
 class AsyncSluiceClient:
@@ -47,21 +102,25 @@ class AsyncSluiceClient:
         self.on_unavailable = _common.check_fail_mode(on_unavailable)
         self.unavailable_retry_after_ms = unavailable_retry_after_ms
         self.timeout = timeout
-        self._pool = aioredis.BlockingConnectionPool(
+        self._pool = _LeanConnectionPool(
             connection_class=UnixDomainSocketConnection,
             path=self.socket_path,
             parser_class=_EngineErrorParser,
             max_connections=max_connections,
-            timeout=timeout,
+            wait_timeout=timeout,
             retry_on_error=[redis.ConnectionError],
             retry=Retry(NoBackoff(), 1),
-            **_common.pool_options(timeout),
+            # No per-socket timeout: redis-py 4.x wraps every send in asyncio.wait_for (a
+            # new task per command). One deadline around the whole call bounds it instead.
+            socket_timeout=None,
+            decode_responses=True,
         )
         self._redis = aioredis.Redis(connection_pool=self._pool)
 
     async def _call(self, *args: Any) -> Any:
         try:
-            return await self._redis.execute_command(*args)
+            async with _deadline(self.timeout):
+                return await self._redis.execute_command(*args)
         except redis.ResponseError as exc:
             raise error_from_response(exc) from None
         except (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError) as exc:

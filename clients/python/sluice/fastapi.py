@@ -28,9 +28,10 @@ the request through without fields, fail-closed answers ``unavailable_status`` (
 # No ``from __future__ import annotations`` here: FastAPI resolves the parameter types of a
 # dependency's __call__ at import time, and a class instance has no globals to resolve
 # string annotations in.
+import asyncio
+import dataclasses
 import inspect
 import weakref
-import asyncio
 from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional,
                     Tuple, Union)
 
@@ -248,7 +249,8 @@ class RateLimit(_Limiter):
 class RateLimitLease(_Limiter):
     """Route dependency for estimated costs: ``SL.ACQUIRE`` with the estimate, yields the
     :class:`~sluice.AsyncLease`; the route settles the real cost with
-    ``await lease.release(actual=n)`` (or sets ``lease.actual``). A lease the route did not
+    ``await lease.release(actual=n)`` (or sets ``lease.actual``). Released in the route, the
+    response's fields show the budget left after settlement. A lease the route did not
     release is released when the response is done, with ``lease.actual`` or the estimate.
     ``ttl_ms`` bounds how long the engine holds it.
     """
@@ -261,9 +263,21 @@ class RateLimitLease(_Limiter):
         subject, options, cost = await self._arguments(request)
         client = _client_for(request.scope.get("app"), self.client)
         lease = await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms, **options)
-        headers = self.headers_for(lease.decision)
-        self._raise_if_denied(lease.decision, headers, cost)
+        decision = lease.decision
+        headers = self.headers_for(decision)
+        self._raise_if_denied(decision, headers, cost)
         response.headers.update(headers)
+
+        def report_settled(actual: Optional[int]) -> None:
+            # The fields were rendered after reserving the estimate; once the route settles
+            # a smaller (or larger) actual cost, show the budget it really left.
+            if actual is None or decision.unavailable or decision.unlimited:
+                return
+            remaining = min(decision.limit, decision.remaining + cost - actual)
+            response.headers.update(
+                self.headers_for(dataclasses.replace(decision, remaining=remaining)))
+
+        lease.on_release = report_settled
         try:
             yield lease
         finally:

@@ -18,6 +18,7 @@ no quota, so only ``Retry-After`` (fail-closed) is rendered for them.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Dict, Optional
 
 from .decision import Decision
@@ -37,6 +38,7 @@ __all__ = [
 _REGISTERED_UNITS = {"requests", "content-bytes", "concurrent-requests"}
 
 
+@lru_cache(maxsize=4096)  # rule names repeat on every response
 def sf_string(value: str) -> str:
     """A Structured Field sf-string (RFC 8941 §3.3.3): printable ASCII, quoted, escaped."""
     out = ['"']
@@ -92,7 +94,12 @@ def ratelimit_policy(decision: Decision, *, window_ms: Optional[int] = None,
     """
     if not _has_quota(decision):
         return None
-    parts = [sf_string(_policy_name(decision, name)), f"q={decision.limit}"]
+    return _policy_value(_policy_name(decision, name), decision.limit, window_ms, unit)
+
+
+@lru_cache(maxsize=4096)  # a policy's value is the same on every response until it changes
+def _policy_value(name: str, limit: int, window_ms: Optional[int], unit: str) -> str:
+    parts = [sf_string(name), f"q={limit}"]
     if unit in _REGISTERED_UNITS:
         if unit != "requests":
             parts.append(f"qu={sf_string(unit)}")

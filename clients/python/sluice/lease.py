@@ -11,7 +11,7 @@ allowed.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .decision import Decision
 from .errors import RateLimited, SluiceError
@@ -35,6 +35,13 @@ class _LeaseBase:
         #: The real cost to settle on release; set it inside the ``with`` block.
         self.actual: Optional[int] = None
         self.released = not lease_id
+        #: Called with the settled cost after the engine released the lease (integrations
+        #: use it to refresh what they report).
+        self.on_release: Optional[Callable[[Optional[int]], None]] = None
+
+    def _released(self, actual: Optional[int]) -> None:
+        if self.on_release is not None:
+            self.on_release(actual)
 
     @property
     def allowed(self) -> bool:
@@ -66,7 +73,10 @@ class Lease(_LeaseBase):
         if self.released:
             return False
         self.released = True
-        return self._client.release(self.id, actual)
+        done = self._client.release(self.id, actual)
+        if done:
+            self._released(actual)
+        return done
 
     def __enter__(self) -> "Lease":
         self._check_entry()
@@ -101,7 +111,10 @@ class AsyncLease(_LeaseBase):
         if self.released:
             return False
         self.released = True
-        return await self._client.release(self.id, actual)
+        done = await self._client.release(self.id, actual)
+        if done:
+            self._released(actual)
+        return done
 
     async def settle(self) -> None:
         """Release with :attr:`actual` (or the estimate) unless already released; failures
