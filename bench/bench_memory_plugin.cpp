@@ -2,14 +2,14 @@
 //
 // Speed (Google Benchmark): one-item CONSUME and three-item batches over 1 M distinct 16-byte
 // subjects (fixed_window), and one-item CONSUME over 1,000 hot keys, from one and two threads:
-//   build/bench/bench_memory_plugin --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   build/bin/bench_memory_plugin --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //
 // Memory: bytes per tracked key, from RSS, for 1 M keys (16-byte subjects, fixed_window state),
 // side by side with Redis holding the same number of keys, measured from its INFO used_memory
 // (one bare `SET key 1` per key, and `SET key 1 PX 60000`, a counter with an expiry as a Redis
 // rate limiter keeps it). Redis is started here on a private Unix socket and fed with
 // `redis-cli --pipe`:
-//   build/bench/bench_memory_plugin --memory [--keys N] [--no-redis]
+//   build/bin/bench_memory_plugin --memory [--keys N] [--algorithm NAME] [--no-redis]
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -154,13 +154,20 @@ long resident_bytes() {
   return resident * sysconf(_SC_PAGESIZE);
 }
 
-double memory_plugin_bytes_per_key(size_t keys) {
+double memory_plugin_bytes_per_key(size_t keys, sluice_algorithm alg) {
   auto storage = open_memory({});
-  const sluice_limit_params p = fixed_window();
+  sluice_limit_params p = fixed_window();
+  p.algorithm = alg;
+  p.limit = 100;  // small logs and lease lists for sliding_window and concurrency
   char key[kSubjectLength];
   sluice_item_result r;
   write_subject(keys, key);  // one key first: thread buffers and the epoch are not per key
   sluice_item it = consume(key, p);
+  if (alg == SLUICE_ALG_CONCURRENCY) {  // its CONSUME only looks; a lease is what it stores
+    it.op = SLUICE_OP_LEASE_ACQUIRE;
+    it.lease_id = 1;
+    it.lease_expires_ms = kNow + 60'000;
+  }
   storage->submit(sluice_batch{kNow, 1, &it, &r}, &ignore_completion, nullptr);
   const long before = resident_bytes();
   for (size_t i = 0; i < keys; ++i) {
@@ -280,9 +287,10 @@ std::optional<RedisFigures> redis_bytes_per_key(size_t keys) {
   return f;
 }
 
-int run_memory_comparison(size_t keys, bool with_redis) {
-  const double sluice_bytes = memory_plugin_bytes_per_key(keys);
-  std::printf("keys: %zu (16-byte subjects, fixed_window)\n", keys);
+int run_memory_comparison(size_t keys, bool with_redis, sluice_algorithm alg) {
+  const double sluice_bytes = memory_plugin_bytes_per_key(keys, alg);
+  std::printf("keys: %zu (16-byte subjects, %s, one admission each)\n", keys,
+              std::string(algo::algorithm_name(alg)).c_str());
   std::printf("memory plugin (RSS delta):                   %6.1f bytes/key\n", sluice_bytes);
   if (!with_redis) return 0;
   const auto redis = redis_bytes_per_key(keys);
@@ -298,6 +306,7 @@ int run_memory_comparison(size_t keys, bool with_redis) {
 
 int main(int argc, char** argv) {
   bool memory = false, with_redis = true;
+  sluice_algorithm alg = SLUICE_ALG_FIXED_WINDOW;
   size_t keys = kSubjects;
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {
@@ -306,6 +315,13 @@ int main(int argc, char** argv) {
       memory = true;
     } else if (a == "--no-redis") {
       with_redis = false;
+    } else if (a == "--algorithm" && i + 1 < argc) {
+      const auto parsed = algo::parse_algorithm(argv[++i]);
+      if (!parsed) {
+        std::fprintf(stderr, "--algorithm: unknown algorithm '%s'\n", argv[i]);
+        return 2;
+      }
+      alg = *parsed;
     } else if (a == "--keys" && i + 1 < argc) {
       keys = std::strtoull(argv[++i], nullptr, 10);
       if (keys == 0) {
@@ -316,7 +332,7 @@ int main(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
-  if (memory) return run_memory_comparison(keys, with_redis);
+  if (memory) return run_memory_comparison(keys, with_redis, alg);
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_argc, rest.data())) return 2;
