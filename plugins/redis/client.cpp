@@ -1,0 +1,113 @@
+#include "client.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "connection.h"
+#include "request.h"
+
+namespace sluice::redis_plugin {
+namespace {
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* breaker_name(Breaker b) {
+  switch (b) {
+    case Breaker::kClosed: return "closed";
+    case Breaker::kHalfOpen: return "half_open";
+    case Breaker::kOpen: return "open";
+  }
+  return "open";
+}
+
+}  // namespace
+
+void Shared::log(int level, const std::string& message) const {
+  if (host != nullptr && host->log != nullptr) host->log(level, message.c_str());
+}
+
+Client::Client(Config config, const sluice_host_api* host) {
+  shared_.config = std::move(config);
+  shared_.host = host;
+  for (int i = 0; i < shared_.config.connections; ++i) {
+    connections_.push_back(std::make_unique<Connection>(shared_, i));
+  }
+}
+
+Client::~Client() { connections_.clear(); }
+
+bool Client::start(std::string& error) {
+  for (auto& c : connections_) {
+    if (!c->start(error)) return false;
+  }
+  return true;
+}
+
+void Client::submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data) {
+  shared_.batches.fetch_add(1, std::memory_order_relaxed);
+  if (batch.count == 0) {
+    if (done != nullptr) done(user_data, SLUICE_OK, nullptr);
+    return;
+  }
+  auto request = std::make_unique<Request>();
+  request->done = done;
+  request->user_data = user_data;
+  std::string error;
+  if (!encode_request(shared_.config, batch, *request, error)) {
+    shared_.errors.fetch_add(1, std::memory_order_relaxed);
+    request->complete(SLUICE_ERR_INVALID, error.c_str());
+    return;
+  }
+  if (shared_.in_flight.fetch_add(1, std::memory_order_relaxed) >= shared_.config.max_in_flight) {
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    shared_.errors.fetch_add(1, std::memory_order_relaxed);
+    const std::string message = "redis plugin: " + std::to_string(shared_.config.max_in_flight) +
+                                " batches are already waiting for Redis (max_in_flight).";
+    request->complete(SLUICE_ERR_UNAVAILABLE, message.c_str());
+    return;
+  }
+  request->deadline_ms = steady_ms() + shared_.config.command_timeout_ms;
+  // Round-robin over the connections whose circuit is closed.
+  const size_t n = connections_.size();
+  const size_t first = next_.fetch_add(1, std::memory_order_relaxed) % n;
+  for (size_t i = 0; i < n; ++i) {
+    if (connections_[(first + i) % n]->enqueue(request)) return;
+  }
+  shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  shared_.errors.fetch_add(1, std::memory_order_relaxed);
+  const std::string message = "redis plugin: Redis at " + shared_.config.endpoint() +
+                              " is unavailable (circuit open: " +
+                              connections_[first]->down_reason() + ").";
+  request->complete(SLUICE_ERR_UNAVAILABLE, message.c_str());
+}
+
+std::string Client::stats_json() const {
+  int up = 0;
+  for (const auto& c : connections_) up += c->breaker() == Breaker::kClosed ? 1 : 0;
+  const Breaker overall = up > 0 ? Breaker::kClosed
+                                 : (connections_.front()->breaker() == Breaker::kHalfOpen
+                                        ? Breaker::kHalfOpen
+                                        : Breaker::kOpen);
+  char buf[512];
+  std::snprintf(
+      buf, sizeof buf,
+      "{\"connected\":%s,\"connections\":%zu,\"connections_up\":%d,\"breaker\":\"%s\","
+      "\"in_flight\":%lld,\"batches\":%llu,\"script_calls\":%llu,\"errors\":%llu,"
+      "\"timeouts\":%llu,\"reconnects\":%llu,\"script_reloads\":%llu,\"clock\":\"%s\"}",
+      up > 0 ? "true" : "false", connections_.size(), up, breaker_name(overall),
+      static_cast<long long>(shared_.in_flight.load()),
+      static_cast<unsigned long long>(shared_.batches.load()),
+      static_cast<unsigned long long>(shared_.script_calls.load()),
+      static_cast<unsigned long long>(shared_.errors.load()),
+      static_cast<unsigned long long>(shared_.timeouts.load()),
+      static_cast<unsigned long long>(shared_.reconnects.load()),
+      static_cast<unsigned long long>(shared_.script_reloads.load()),
+      shared_.config.engine_clock ? "engine" : "redis");
+  return buf;
+}
+
+}  // namespace sluice::redis_plugin

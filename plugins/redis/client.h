@@ -1,0 +1,58 @@
+// The Redis plugin's transport: a few pipelined connections, each driven by its own thread,
+// and the circuit breaker that fails batches at once while Redis is unreachable.
+//
+// Threading: submit() runs on the host's threads and only encodes and enqueues; completions
+// run on a connection's thread. No lock is held while a completion runs, so a completion may
+// submit again.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice::redis_plugin {
+
+class Connection;
+
+// What the connections share: configuration, the script, counters and the host's logger.
+struct Shared {
+  Config config;
+  const sluice_host_api* host = nullptr;
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> timeouts{0};
+  std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> script_reloads{0};
+  std::atomic<uint64_t> script_calls{0};
+
+  void log(int level, const std::string& message) const;
+};
+
+class Client {
+ public:
+  explicit Client(Config config, const sluice_host_api* host);
+  ~Client();  // stops every connection; what is pending completes with an error
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Tries every connection once. Returns false with `error` set only for mistakes that
+  // retrying cannot fix (rejected password, missing database, script refused); an
+  // unreachable Redis is logged and retried in the background.
+  bool start(std::string& error);
+
+  void submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data);
+  std::string stats_json() const;
+
+ private:
+  Shared shared_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::atomic<uint32_t> next_{0};
+};
+
+}  // namespace sluice::redis_plugin

@@ -1,0 +1,472 @@
+#include "connection.h"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "decide_script.h"
+
+namespace sluice::redis_plugin {
+namespace {
+
+constexpr int64_t kMinBackoffMs = 10;
+constexpr size_t kReadChunk = 64 * 1024;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+timeval to_timeval(int64_t ms) {
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(ms / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
+  return tv;
+}
+
+struct ReplyDeleter {
+  void operator()(redisReply* r) const {
+    if (r != nullptr) freeReplyObject(r);
+  }
+};
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+ReplyPtr command(redisContext* c, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  return ReplyPtr(static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data())));
+}
+
+// Errors that mean this server cannot serve writes now; another connection attempt may reach
+// one that can (failover, restart).
+bool is_unavailable_error(std::string_view msg) {
+  return msg.starts_with("READONLY") || msg.starts_with("LOADING") ||
+         msg.starts_with("MASTERDOWN") || msg.starts_with("BUSY") || msg.starts_with("OOM") ||
+         msg.starts_with("NOAUTH") || msg.starts_with("CLUSTERDOWN");
+}
+
+}  // namespace
+
+Connection::Connection(Shared& shared, int index) : shared_(shared), index_(index) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+Connection::~Connection() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+  if (thread_.joinable()) thread_.join();
+  disconnect(SLUICE_ERR_UNAVAILABLE, "redis plugin: the storage is closing.");
+  std::vector<std::unique_ptr<Request>> left;
+  {
+    std::lock_guard lock(mu_);
+    left.swap(queue_);
+  }
+  for (auto& r : left) {
+    shared_.errors.fetch_add(1, std::memory_order_relaxed);
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    r->complete(SLUICE_ERR_UNAVAILABLE, "redis plugin: the storage is closing.");
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+bool Connection::start(std::string& error) {
+  if (wake_fd_ < 0) {
+    error = std::string("redis plugin: cannot create an eventfd: ") + std::strerror(errno) + ".";
+    return false;
+  }
+  bool fatal = false;
+  std::string why;
+  if (connect(why, fatal)) {
+    ever_connected_ = true;
+    set_up(true, "");
+  } else if (fatal) {
+    error = "redis plugin: Redis at " + shared_.config.endpoint() + " " + why + ".";
+    return false;
+  } else {
+    shared_.log(2, "redis plugin: Redis at " + shared_.config.endpoint() + " " + why +
+                       "; decisions follow the policy's storage-failure behaviour until it "
+                       "answers, retrying in the background.");
+    set_up(false, why);
+  }
+  thread_ = std::thread([this] { run(); });
+  return true;
+}
+
+bool Connection::enqueue(std::unique_ptr<Request>& request) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!up_ || stopping_) return false;
+    queue_.push_back(std::move(request));
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  if (wake) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+  return true;
+}
+
+std::string Connection::down_reason() const {
+  std::lock_guard lock(mu_);
+  return reason_;
+}
+
+void Connection::set_up(bool up, const std::string& reason) {
+  std::vector<std::unique_ptr<Request>> refused;
+  {
+    std::lock_guard lock(mu_);
+    up_ = up;
+    if (!up) {
+      reason_ = reason;
+      refused.swap(queue_);
+    }
+  }
+  breaker_.store(up ? Breaker::kClosed : Breaker::kOpen, std::memory_order_relaxed);
+  const std::string message = "redis plugin: Redis at " + shared_.config.endpoint() +
+                              " is unavailable (circuit open: " + reason + ").";
+  for (auto& r : refused) {
+    shared_.errors.fetch_add(1, std::memory_order_relaxed);
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    r->complete(SLUICE_ERR_UNAVAILABLE, message.c_str());
+  }
+}
+
+bool Connection::connect(std::string& error, bool& fatal) {
+  const Config& c = shared_.config;
+  fatal = false;
+  const timeval connect_tv = to_timeval(c.connect_timeout_ms);
+  redisContext* ctx = c.socket_path.empty()
+                          ? redisConnectWithTimeout(c.host.c_str(), c.port, connect_tv)
+                          : redisConnectUnixWithTimeout(c.socket_path.c_str(), connect_tv);
+  if (ctx == nullptr) {
+    error = "cannot be reached: out of memory";
+    return false;
+  }
+  if (ctx->err != 0) {
+    error = std::string("cannot be reached: ") + ctx->errstr;
+    redisFree(ctx);
+    return false;
+  }
+  redisSetTimeout(ctx, to_timeval(c.command_timeout_ms));
+  auto run = [&](const std::vector<std::string>& args, const char* what) -> ReplyPtr {
+    ReplyPtr reply = command(ctx, args);
+    if (!reply) {
+      error = std::string("did not answer ") + what + ": " + ctx->errstr;
+      return nullptr;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+      const std::string_view msg(reply->str, reply->len);
+      error = std::string("refused ") + what + ": " + std::string(msg);
+      fatal = !is_unavailable_error(msg) || msg.starts_with("NOAUTH");
+      return nullptr;
+    }
+    return reply;
+  };
+  bool ok = true;
+  if (!c.password.empty()) {
+    ok = c.user.empty() ? run({"AUTH", c.password}, "AUTH") != nullptr
+                        : run({"AUTH", c.user, c.password}, "AUTH") != nullptr;
+  }
+  if (ok && c.db != 0) ok = run({"SELECT", std::to_string(c.db)}, "SELECT") != nullptr;
+  if (ok) {
+    ReplyPtr sha = run({"SCRIPT", "LOAD", std::string(kDecideScript)}, "SCRIPT LOAD");
+    ok = sha != nullptr;
+    if (ok && sha->type != REDIS_REPLY_STRING) {
+      error = "answered SCRIPT LOAD with something other than a SHA1";
+      fatal = true;
+      ok = false;
+    }
+    if (ok) sha_.assign(sha->str, sha->len);
+  }
+  if (ok) {
+    const int flags = fcntl(ctx->fd, F_GETFL, 0);
+    if (flags < 0 || fcntl(ctx->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+      error = std::string("cannot make the socket non-blocking: ") + std::strerror(errno);
+      ok = false;
+    }
+  }
+  if (!ok) {
+    redisFree(ctx);
+    return false;
+  }
+  ctx_ = ctx;
+  reader_ = redisReaderCreate();
+  wbuf_.clear();
+  woff_ = 0;
+  return true;
+}
+
+void Connection::fail(Call& call, sluice_status status, const std::string& message) {
+  for (auto& r : call.requests) {
+    shared_.errors.fetch_add(1, std::memory_order_relaxed);
+    if (status == SLUICE_ERR_TIMEOUT) shared_.timeouts.fetch_add(1, std::memory_order_relaxed);
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    r->complete(status, message.c_str());
+  }
+  call.requests.clear();
+}
+
+void Connection::disconnect(sluice_status status, const std::string& why) {
+  if (ctx_ != nullptr) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+  if (reader_ != nullptr) {
+    redisReaderFree(reader_);
+    reader_ = nullptr;
+  }
+  wbuf_.clear();
+  woff_ = 0;
+  std::deque<Call> calls;
+  calls.swap(in_flight_);
+  set_up(false, why);
+  const std::string message = "redis plugin: " + why + ".";
+  for (auto& call : calls) fail(call, status, message);
+}
+
+void Connection::send_call(Call call) {
+  encode_call(shared_.config, call.requests, call.eval, sha_, kDecideScript, wbuf_);
+  call.deadline_ms = INT64_MAX;
+  for (const auto& r : call.requests) call.deadline_ms = std::min(call.deadline_ms, r->deadline_ms);
+  shared_.script_calls.fetch_add(1, std::memory_order_relaxed);
+  in_flight_.push_back(std::move(call));
+}
+
+void Connection::send_queued() {
+  std::vector<std::unique_ptr<Request>> queued;
+  {
+    std::lock_guard lock(mu_);
+    queued.swap(queue_);
+    wake_pending_ = false;
+  }
+  const size_t per_call = static_cast<size_t>(shared_.config.coalesce);
+  for (size_t i = 0; i < queued.size(); i += per_call) {
+    Call call;
+    const size_t end = std::min(queued.size(), i + per_call);
+    for (size_t j = i; j < end; ++j) call.requests.push_back(std::move(queued[j]));
+    send_call(std::move(call));
+  }
+}
+
+bool Connection::write_some(std::string& error) {
+  while (woff_ < wbuf_.size()) {
+    const ssize_t n = ::send(ctx_->fd, wbuf_.data() + woff_, wbuf_.size() - woff_, MSG_NOSIGNAL);
+    if (n > 0) {
+      woff_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && errno == EINTR) continue;
+    error = std::string("writing to Redis failed: ") + std::strerror(errno);
+    return false;
+  }
+  wbuf_.clear();
+  woff_ = 0;
+  return true;
+}
+
+bool Connection::read_some(std::string& error) {
+  char buf[kReadChunk];
+  for (;;) {
+    const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, 0);
+    if (n == 0) {
+      error = "Redis closed the connection";
+      return false;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      error = std::string("reading from Redis failed: ") + std::strerror(errno);
+      return false;
+    }
+    if (redisReaderFeed(reader_, buf, static_cast<size_t>(n)) != REDIS_OK) {
+      error = "Redis sent a reply that cannot be parsed";
+      return false;
+    }
+    for (;;) {
+      void* raw = nullptr;
+      if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+        error = "Redis sent a reply that cannot be parsed";
+        return false;
+      }
+      if (raw == nullptr) break;
+      ReplyPtr reply(static_cast<redisReply*>(raw));
+      if (in_flight_.empty()) {
+        error = "Redis sent a reply nobody asked for";
+        return false;
+      }
+      on_reply(*reply);
+      if (ctx_ == nullptr) return true;  // on_reply reset the connection
+    }
+    if (static_cast<size_t>(n) < sizeof buf) return true;
+  }
+}
+
+void Connection::on_reply(const redisReply& reply) {
+  Call call = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  if (reply.type == REDIS_REPLY_ERROR) {
+    const std::string_view msg(reply.str, reply.len);
+    if (msg.starts_with("NOSCRIPT") && !call.eval) {
+      // Redis restarted or flushed its scripts: this call carries the script itself, which
+      // also caches it again for the calls behind it.
+      shared_.script_reloads.fetch_add(1, std::memory_order_relaxed);
+      call.eval = true;
+      send_call(std::move(call));
+      return;
+    }
+    if (is_unavailable_error(msg)) {
+      fail(call, SLUICE_ERR_UNAVAILABLE,
+           "redis plugin: Redis at " + shared_.config.endpoint() + " cannot serve: " +
+               std::string(msg) + ".");
+      // A replica after a failover, or a server still loading: reconnect rather than insist.
+      disconnect(SLUICE_ERR_UNAVAILABLE, "Redis answered " + std::string(msg.substr(0, 40)));
+      return;
+    }
+    fail(call, SLUICE_ERR_INTERNAL, "redis plugin: the decision script failed: " +
+                                        std::string(msg) + ".");
+    return;
+  }
+  size_t items = 0;
+  for (const auto& r : call.requests) items += r->count;
+  if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 5 * items) {
+    fail(call, SLUICE_ERR_INTERNAL,
+         "redis plugin: the decision script answered with an unexpected shape.");
+    return;
+  }
+  size_t at = 0;
+  for (auto& r : call.requests) {
+    bool well_formed = true;
+    for (size_t i = 0; i < r->count; ++i) {
+      int64_t v[5];
+      for (int j = 0; j < 5; ++j) {
+        const redisReply* e = reply.element[at++];
+        well_formed = well_formed && e->type == REDIS_REPLY_INTEGER;
+        v[j] = e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+      }
+      r->results[i] = sluice_item_result{static_cast<int32_t>(v[0]), 0, v[1], v[2], v[3], v[4]};
+    }
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (well_formed) {
+      r->complete(SLUICE_OK, nullptr);
+    } else {
+      shared_.errors.fetch_add(1, std::memory_order_relaxed);
+      r->complete(SLUICE_ERR_INTERNAL, "redis plugin: the decision script answered a non-integer.");
+    }
+  }
+}
+
+void Connection::wait_for_wake(int64_t timeout_ms) {
+  pollfd p{wake_fd_, POLLIN, 0};
+  ::poll(&p, 1, static_cast<int>(std::clamp<int64_t>(timeout_ms, 0, 60000)));
+  uint64_t v;
+  [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &v, sizeof v);
+}
+
+void Connection::run() {
+  const Config& c = shared_.config;
+  int64_t backoff = kMinBackoffMs;
+  int64_t next_attempt = steady_ms() + (ctx_ == nullptr ? backoff : 0);
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+    }
+    if (ctx_ == nullptr) {
+      const int64_t now = steady_ms();
+      if (now < next_attempt) {
+        wait_for_wake(next_attempt - now);
+        continue;
+      }
+      breaker_.store(Breaker::kHalfOpen, std::memory_order_relaxed);
+      std::string why;
+      bool fatal = false;
+      if (connect(why, fatal)) {
+        backoff = kMinBackoffMs;
+        if (ever_connected_) shared_.reconnects.fetch_add(1, std::memory_order_relaxed);
+        ever_connected_ = true;
+        set_up(true, "");
+        shared_.log(1, "redis plugin: connection " + std::to_string(index_) + " to " +
+                           c.endpoint() + " is up.");
+      } else {
+        breaker_.store(Breaker::kOpen, std::memory_order_relaxed);
+        {
+          std::lock_guard lock(mu_);
+          reason_ = why;
+        }
+        backoff = std::min(backoff * 2, c.reconnect_max_ms);
+        next_attempt = steady_ms() + backoff;
+      }
+      continue;
+    }
+
+    send_queued();
+    std::string error;
+    if (!write_some(error)) {
+      shared_.log(2, "redis plugin: " + error + "; reconnecting.");
+      disconnect(SLUICE_ERR_UNAVAILABLE, error);
+      next_attempt = steady_ms();
+      continue;
+    }
+    pollfd fds[2] = {{ctx_->fd, static_cast<short>(POLLIN | (wbuf_.empty() ? 0 : POLLOUT)), 0},
+                     {wake_fd_, POLLIN, 0}};
+    int timeout = -1;
+    if (!in_flight_.empty()) {
+      timeout = static_cast<int>(std::clamp<int64_t>(
+          in_flight_.front().deadline_ms - steady_ms() + 1, 0, 60000));
+    }
+    const int ready = ::poll(fds, 2, timeout);
+    if (ready < 0 && errno != EINTR) {
+      disconnect(SLUICE_ERR_UNAVAILABLE, std::string("poll failed: ") + std::strerror(errno));
+      continue;
+    }
+    if (fds[1].revents & POLLIN) {
+      uint64_t v;
+      [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &v, sizeof v);
+    }
+    if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+      if (!read_some(error)) {
+        shared_.log(2, "redis plugin: " + error + "; reconnecting.");
+        disconnect(SLUICE_ERR_UNAVAILABLE, error);
+        next_attempt = steady_ms();
+        continue;
+      }
+      if (ctx_ == nullptr) {
+        next_attempt = steady_ms() + backoff;
+        continue;
+      }
+    }
+    if (!in_flight_.empty() && in_flight_.front().deadline_ms <= steady_ms()) {
+      const std::string why = "Redis did not answer within " +
+                              std::to_string(c.command_timeout_ms) + " ms";
+      shared_.log(2, "redis plugin: " + why + "; resetting the connection.");
+      disconnect(SLUICE_ERR_TIMEOUT, why);
+      next_attempt = steady_ms();
+    }
+  }
+  disconnect(SLUICE_ERR_UNAVAILABLE, "the storage is closing");
+}
+
+}  // namespace sluice::redis_plugin

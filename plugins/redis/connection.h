@@ -1,0 +1,93 @@
+// One pipelined connection to Redis and the thread that drives it.
+//
+// While connected, every batch queued since the last wake-up is folded into script calls
+// (up to `coalesce` batches each) and written at once; replies are matched in order. A
+// command that outlives command_timeout_ms resets the connection (replies can no longer be
+// matched), failing what was in flight. While disconnected the circuit is open: enqueue()
+// refuses at once, so nobody waits on a dead Redis; reconnects back off from 10 ms to
+// reconnect_max_ms.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client.h"
+#include "request.h"
+
+struct redisContext;
+struct redisReader;
+struct redisReply;
+
+namespace sluice::redis_plugin {
+
+enum class Breaker { kClosed, kOpen, kHalfOpen };
+
+class Connection {
+ public:
+  Connection(Shared& shared, int index);
+  ~Connection();  // stops the thread; what is pending completes with an error
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // One connection attempt on the caller's thread, then the connection's thread starts.
+  // Returns false only for errors retrying cannot fix (see Client::start).
+  bool start(std::string& error);
+
+  // Takes the request unless the circuit is open; then returns false and leaves it with the
+  // caller. Thread-safe.
+  bool enqueue(std::unique_ptr<Request>& request);
+
+  Breaker breaker() const { return breaker_.load(std::memory_order_relaxed); }
+  std::string down_reason() const;
+
+ private:
+  struct Call {
+    std::vector<std::unique_ptr<Request>> requests;
+    bool eval = false;
+    int64_t deadline_ms = 0;
+  };
+
+  void run();
+  // Connects, authenticates, selects the database and loads the script. `fatal` is set for
+  // errors Redis answered (wrong password, ...), as opposed to an unreachable Redis.
+  bool connect(std::string& error, bool& fatal);
+  void disconnect(sluice_status status, const std::string& why);
+  void send_queued();
+  void send_call(Call call);
+  bool write_some(std::string& error);
+  bool read_some(std::string& error);
+  void on_reply(const redisReply& reply);
+  void fail(Call& call, sluice_status status, const std::string& message);
+  void wait_for_wake(int64_t timeout_ms);
+  void set_up(bool up, const std::string& reason);
+
+  Shared& shared_;
+  const int index_;
+  std::thread thread_;
+  int wake_fd_ = -1;
+
+  mutable std::mutex mu_;  // protects queue_, up_, reason_, wake_pending_
+  std::vector<std::unique_ptr<Request>> queue_;
+  bool up_ = false;
+  bool stopping_ = false;
+  bool wake_pending_ = false;
+  std::string reason_ = "not connected yet";
+  std::atomic<Breaker> breaker_{Breaker::kOpen};
+
+  // Owned by the connection's thread.
+  redisContext* ctx_ = nullptr;
+  redisReader* reader_ = nullptr;
+  std::string sha_;
+  std::string wbuf_;
+  size_t woff_ = 0;
+  std::deque<Call> in_flight_;
+  bool ever_connected_ = false;
+};
+
+}  // namespace sluice::redis_plugin

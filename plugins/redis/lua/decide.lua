@@ -1,0 +1,626 @@
+-- sluice: the limits of one or more requests, decided atomically inside Redis.
+--
+-- This is a line-by-line port of engine/src/algorithms.cpp (the pure transitions every other
+-- plugin applies) plus the batch rule of the memory plugin: evaluate every item, and only if
+-- no non-shadow CONSUME/LEASE_ACQUIRE item is denied, commit every item but PEEKs in order.
+-- The conformance suite and tests/integration/redis compare the answers with the C++ ones.
+--
+-- Lua numbers are doubles: every integer here stays below 2^53 because the plugin refuses
+-- parameters whose products could exceed it (docs/storage-redis.md, "Limits"). GCRA works
+-- relative to `now`, so that now * limit is never formed.
+--
+-- KEYS: one state key per item, in order.
+-- ARGV: clock ("r": Redis TIME, "e": the engine's now_ms), ttl grace in ms, batch count, then
+--       per batch: now_ms, item count, then per item 10 fields: op, algorithm (0 = invalid:
+--       deny), limit, window_ms, burst (effective), cost, lease id, lease expiry, shadow,
+--       max entries (sliding log entries or leases the state may hold).
+-- Reply: 5 integers per item: allowed, limit, remaining, reset_after_ms, retry_after_ms.
+
+local OP_PEEK, OP_ADJUST, OP_ACQUIRE, OP_RELEASE, OP_RESET = 2, 3, 4, 5, 6
+local ALG_FW, ALG_SW, ALG_SWC, ALG_TB, ALG_GCRA, ALG_CC = 1, 2, 3, 4, 5, 6
+
+local function max(a, b) if a > b then return a end return b end
+local function min(a, b) if a < b then return a end return b end
+
+-- Exact for |a| and |b| below 2^53: the quotient of the double division is off by at most one.
+local function floor_div(a, b)
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
+  return q
+end
+local function ceil_div(a, b) return -floor_div(-a, b) end
+local function duration(v) if v <= 0 then return 0 end return v end
+
+local GRACE = tonumber(ARGV[2])
+
+-- Keeps a string state until it equals a fresh key (plus a grace for clock skew).
+local function persist(key, encoded, expires_at, now)
+  if encoded == nil then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, encoded, 'PX', max(1, expires_at - now + GRACE))
+  end
+end
+
+local function load16(key)
+  local s = redis.call('GET', key)
+  if s and #s == 16 then return struct.unpack('<dd', s) end
+  return nil
+end
+
+-- ---- fixed_window: {window_start, count} --------------------------------------------------
+local FW = {}
+function FW.load(key, e)
+  local m = {start = floor_div(e.now, e.window) * e.window, count = 0}
+  local ws, count = load16(key)
+  if ws and count >= 0 and (ws == m.start or ws == m.start + e.window) then
+    m.start = ws
+    m.count = count
+  end
+  return m
+end
+function FW.capacity(m, e) return e.limit end
+function FW.remaining(m, e) return max(0, e.limit - m.count) end
+function FW.reset_after(m, e)
+  if m.count > 0 then return duration(m.start + e.window - e.now) end
+  return 0
+end
+function FW.expires_at(m, e)
+  if m.count > 0 then return m.start + e.window end
+  return e.now
+end
+function FW.earliest(m, e, cost)
+  if m.count + cost <= e.limit then return e.now end
+  return m.start + e.window
+end
+function FW.change(m, e, key, delta, adjust, write)
+  local count = m.count + delta
+  if adjust and count < 0 then count = 0 end
+  local post, enc
+  if count <= 0 then
+    post = {start = floor_div(e.now, e.window) * e.window, count = 0}
+  else
+    post = {start = m.start, count = count}
+    enc = struct.pack('<dd', m.start, count)
+  end
+  if write then persist(key, enc, FW.expires_at(post, e), e.now) end
+  return post
+end
+
+-- ---- sliding_window_counter: {window_start, previous, current} ----------------------------
+local SWC = {}
+function SWC.load(key, e)
+  local w = e.window
+  local m = {start = floor_div(e.now, w) * w, prev = 0, cur = 0}
+  local s = redis.call('GET', key)
+  if s and #s == 24 then
+    local ws, prev, cur = struct.unpack('<ddd', s)
+    if prev >= 0 and cur >= 0 then
+      if ws == m.start then
+        m.prev = prev
+        m.cur = cur
+      elseif ws == m.start - w then
+        m.prev = cur
+      elseif ws == m.start + w then -- the clock stepped back a little
+        m.start = ws
+        m.prev = prev
+        m.cur = cur
+      end
+    end
+  end
+  return m
+end
+local function swc_elapsed(m, t) return max(0, t - m.start) end
+local function swc_full_at(m, e)
+  if m.cur > 0 then return m.start + 2 * e.window end
+  if m.prev > 0 then return m.start + e.window end
+  return e.now
+end
+function SWC.capacity(m, e) return e.limit end
+function SWC.remaining(m, e)
+  local w = e.window
+  local free = e.limit * w - m.prev * (w - swc_elapsed(m, e.now)) - m.cur * w
+  if free <= 0 then return 0 end
+  return min(e.limit, floor_div(free, w))
+end
+function SWC.reset_after(m, e) return duration(swc_full_at(m, e) - e.now) end
+function SWC.expires_at(m, e) return max(e.now, swc_full_at(m, e)) end
+function SWC.earliest(m, e, cost)
+  local w = e.window
+  local start, prev, cur = m.start, m.prev, m.cur
+  local at, offset = e.now, swc_elapsed(m, e.now)
+  for _ = 1, 3 do
+    local spare = e.limit - cur - cost
+    if spare >= 0 then
+      if prev == 0 then return at end
+      local offset_min = w - floor_div(spare * w, prev)
+      if offset_min <= offset then return at end
+      if offset_min < w then return start + offset_min end
+    end
+    start = start + w
+    at = start
+    offset = 0
+    prev = cur
+    cur = 0
+  end
+  return at
+end
+function SWC.change(m, e, key, delta, adjust, write)
+  local prev, cur = m.prev, m.cur + delta
+  if adjust and cur < 0 then -- a refund larger than this window returns to the previous one
+    prev = max(0, prev + cur)
+    cur = 0
+  end
+  local post, enc
+  if prev <= 0 and cur <= 0 then
+    post = {start = floor_div(e.now, e.window) * e.window, prev = 0, cur = 0}
+  else
+    post = {start = m.start, prev = prev, cur = max(0, cur)}
+    enc = struct.pack('<ddd', m.start, prev, post.cur)
+  end
+  if write then persist(key, enc, SWC.expires_at(post, e), e.now) end
+  return post
+end
+
+-- ---- token_bucket: {deficit (missing tokens x window_ms), last_ms} -------------------------
+local TB = {}
+function TB.load(key, e)
+  local m = {at = e.now, deficit = 0}
+  local deficit, last = load16(key)
+  if deficit and deficit >= 0 then
+    if last >= e.now then -- the clock stepped back: no refill until it catches up
+      m.at = last
+      m.deficit = deficit
+    else
+      m.deficit = max(0, deficit - (e.now - last) * e.limit)
+    end
+  end
+  return m
+end
+local function tb_full_at(m, e)
+  if m.deficit > 0 then return m.at + ceil_div(m.deficit, e.limit) end
+  return e.now
+end
+function TB.capacity(m, e) return e.burst end
+function TB.remaining(m, e)
+  local free = e.burst * e.window - m.deficit
+  if free <= 0 then return 0 end
+  return floor_div(free, e.window)
+end
+function TB.reset_after(m, e) return duration(tb_full_at(m, e) - e.now) end
+function TB.expires_at(m, e) return max(e.now, tb_full_at(m, e)) end
+function TB.earliest(m, e, cost)
+  local need = m.deficit + cost * e.window - e.burst * e.window
+  if need <= 0 then return e.now end
+  return m.at + ceil_div(need, e.limit)
+end
+function TB.change(m, e, key, delta, adjust, write)
+  local deficit = m.deficit + delta * e.window
+  if adjust and deficit < 0 then deficit = 0 end -- a refund never fills beyond capacity
+  local post, enc
+  if deficit <= 0 then
+    post = {at = e.now, deficit = 0}
+  else
+    post = {at = m.at, deficit = deficit}
+    enc = struct.pack('<dd', deficit, m.at)
+  end
+  if write then persist(key, enc, TB.expires_at(post, e), e.now) end
+  return post
+end
+
+-- ---- gcra: {tat_ms, tat_fraction}, TAT in units of 1/limit ms -----------------------------
+-- The model keeps rel = max(TAT, now) - now in units, so now * limit is never computed.
+local GCRA = {}
+function GCRA.load(key, e)
+  local m = {rel = 0}
+  local ms, frac = load16(key)
+  if ms and frac >= 0 then
+    -- A fraction from a larger limit is clamped: the TAT moves by less than 1 ms.
+    local rel = (ms - e.now) * e.limit + min(frac, e.limit - 1)
+    if rel > 0 then m.rel = rel end
+  end
+  return m
+end
+function GCRA.capacity(m, e) return e.burst end
+function GCRA.remaining(m, e)
+  local free = e.burst * e.window - m.rel
+  if free <= 0 then return 0 end
+  return floor_div(free, e.window)
+end
+function GCRA.reset_after(m, e) return duration(ceil_div(m.rel, e.limit)) end
+function GCRA.expires_at(m, e) return e.now + GCRA.reset_after(m, e) end
+function GCRA.earliest(m, e, cost)
+  local over = m.rel + cost * e.window - e.burst * e.window
+  if over <= 0 then return e.now end
+  return e.now + ceil_div(over, e.limit)
+end
+function GCRA.change(m, e, key, delta, adjust, write)
+  -- Never below now: a refund cannot fill beyond the burst.
+  local rel = max(0, m.rel + delta * e.window)
+  local post, enc = {rel = rel}, nil
+  if rel > 0 then
+    local q = floor_div(rel, e.limit)
+    enc = struct.pack('<dd', e.now + q, rel - q * e.limit)
+  end
+  if write then persist(key, enc, GCRA.expires_at(post, e), e.now) end
+  return post
+end
+
+-- ---- sliding_window: a list of {time_ms, cost, running total}, times strictly increasing --
+-- The running total (cost of this entry and all before it) gives the sum of the window from
+-- the first and last entries alone, so a decision reads O(1) entries unless it is denied.
+local SW = {}
+local function sw_entry(s) return struct.unpack('<ddd', s) end
+local function sw_pack(t, c, cum) return struct.pack('<ddd', t, c, cum) end
+
+-- Reads the first and last entries of [first, n) and sets sum and newest.
+local function sw_measure(m, key)
+  m.sum, m.newest = 0, 0
+  if m.first >= m.n then return end
+  local ft, fc, fcum = sw_entry(redis.call('LINDEX', key, m.first))
+  local lt, _, lcum = sw_entry(redis.call('LINDEX', key, -1))
+  m.sum = lcum - fcum + fc
+  m.newest = lt
+  m.last_cum = lcum
+end
+
+function SW.load(key, e)
+  local n = redis.call('LLEN', key)
+  local m = {n = n, first = n}
+  -- Entries at or before now - window have left the window.
+  local i = 0
+  while i < n and m.first == n do
+    local chunk = redis.call('LRANGE', key, i, i + 31)
+    for j = 1, #chunk do
+      local t = sw_entry(chunk[j])
+      if t + e.window > e.now then
+        m.first = i + j - 1
+        break
+      end
+    end
+    i = i + 32
+  end
+  sw_measure(m, key)
+  return m
+end
+local function sw_full_at(m, e)
+  if m.sum > 0 then return m.newest + e.window end
+  return e.now
+end
+function SW.capacity(m, e) return e.limit end
+function SW.remaining(m, e) return max(0, e.limit - m.sum) end
+function SW.reset_after(m, e) return duration(sw_full_at(m, e) - e.now) end
+function SW.expires_at(m, e) return max(e.now, sw_full_at(m, e)) end
+function SW.earliest(m, e, cost)
+  local excess = m.sum + cost - e.limit
+  if excess <= 0 then return e.now end
+  local freed, i = 0, m.first
+  while i < m.n do
+    local chunk = redis.call('LRANGE', e.key, i, i + 63)
+    for j = 1, #chunk do
+      local t, c = sw_entry(chunk[j])
+      freed = freed + c
+      if freed >= excess then return t + e.window end
+    end
+    i = i + 64
+  end
+  return sw_full_at(m, e)
+end
+
+-- Keeps at most `keep` entries by folding the oldest into the next one; a fold only moves
+-- cost later, so the log never under-counts. The list holds exactly n live entries.
+local function sw_compact(key, n, keep)
+  if keep <= 0 or n <= keep then return n end
+  local fold = n - keep
+  local head = redis.call('LRANGE', key, 0, fold)
+  local moved = 0
+  for j = 1, #head do
+    local _, c = sw_entry(head[j])
+    moved = moved + c
+  end
+  local t, _, cum = sw_entry(head[fold + 1])
+  redis.call('LTRIM', key, fold, -1)
+  redis.call('LSET', key, 0, sw_pack(t, moved, cum))
+  return keep
+end
+
+function SW.change(m, e, key, delta, adjust, write)
+  local live = m.n - m.first
+  if not write then
+    -- What the log would report after the change, without touching it.
+    local post = {sum = m.sum, newest = m.newest}
+    if delta > 0 then
+      if not (live > 0 and m.newest >= e.now) then post.newest = e.now end
+      post.sum = m.sum + delta
+    elseif delta < 0 then
+      local refund, i = -delta, m.n - 1
+      while refund > 0 and i >= m.first do
+        local t, c = sw_entry(redis.call('LINDEX', key, i))
+        if c <= refund then
+          refund = refund - c
+          post.sum = post.sum - c
+          i = i - 1
+        else
+          post.sum = post.sum - refund
+          refund = 0
+        end
+      end
+      if i < m.first then
+        post.sum = 0
+      else
+        post.newest = sw_entry(redis.call('LINDEX', key, i))
+      end
+    end
+    return post
+  end
+
+  if m.first > 0 then
+    if live == 0 then redis.call('DEL', key) else redis.call('LTRIM', key, m.first, -1) end
+  end
+  local n = live
+  local max_entries = e.max_entries
+  if delta > 0 then
+    if n > 0 and m.newest >= e.now then
+      local t, c, cum = sw_entry(redis.call('LINDEX', key, -1))
+      redis.call('LSET', key, -1, sw_pack(t, c + delta, cum + delta))
+    elseif max_entries >= 2 or n == 0 then
+      n = sw_compact(key, n, max_entries - 1)
+      local cum = 0
+      if n > 0 then cum = m.last_cum end -- folding never changes running totals
+      redis.call('RPUSH', key, sw_pack(e.now, delta, cum + delta))
+      n = n + 1
+    else
+      n = sw_compact(key, n, 1)
+      local _, c, cum = sw_entry(redis.call('LINDEX', key, 0))
+      redis.call('LSET', key, 0, sw_pack(e.now, c + delta, cum + delta))
+    end
+  elseif delta < 0 then
+    local refund = -delta
+    while refund > 0 and n > 0 do
+      local t, c, cum = sw_entry(redis.call('LINDEX', key, -1))
+      if c <= refund then
+        refund = refund - c
+        redis.call('RPOP', key)
+        n = n - 1
+      else
+        redis.call('LSET', key, -1, sw_pack(t, c - refund, cum - refund))
+        refund = 0
+      end
+    end
+  end
+  n = sw_compact(key, n, max_entries)
+  local post = {n = n, first = 0}
+  sw_measure(post, key)
+  if n > 0 then
+    redis.call('PEXPIRE', key, max(1, SW.expires_at(post, e) - e.now + GRACE))
+  end
+  return post
+end
+
+-- ---- the driver shared by the counting algorithms -----------------------------------------
+local function result(allowed, limit, remaining, reset_after, retry)
+  return {allowed and 1 or 0, limit, remaining, reset_after, retry}
+end
+
+local function drive(A, it, e, commit)
+  local key = it.key
+  local m = A.load(key, e)
+  local op, cost = it.op, it.cost
+  local function report(mm, allowed, retry)
+    return result(allowed, A.capacity(mm, e), A.remaining(mm, e), A.reset_after(mm, e), retry)
+  end
+  if op == OP_RESET then
+    local cap = A.capacity(m, e)
+    if commit then redis.call('DEL', key) end
+    return result(true, cap, cap, 0, 0)
+  elseif op == OP_RELEASE then
+    return report(m, true, 0)
+  elseif op == OP_ADJUST then
+    return report(A.change(m, e, key, cost, true, commit), true, 0)
+  end
+  if cost < 0 or cost > A.capacity(m, e) then return report(m, false, -1) end
+  local at = A.earliest(m, e, cost)
+  if at > e.now then return report(m, false, at - e.now) end
+  return report(A.change(m, e, key, cost, false, commit and op ~= OP_PEEK), true, 0)
+end
+
+-- ---- concurrency: {lease id, expires_ms, cost} ordered by expiry, as one msgpack string ---
+local function cc_load(key, e)
+  local m = {id = {}, exp = {}, cost = {}, n = 0, held = 0}
+  local s = redis.call('GET', key)
+  if s then
+    local flat = cmsgpack.unpack(s)
+    for i = 1, #flat, 3 do
+      if flat[i + 1] > e.now then
+        m.n = m.n + 1
+        m.id[m.n], m.exp[m.n], m.cost[m.n] = flat[i], flat[i + 1], flat[i + 2]
+        m.held = m.held + flat[i + 2]
+      end
+    end
+  end
+  return m
+end
+local function cc_last(m, e)
+  if m.n > 0 then return m.exp[m.n] end
+  return e.now
+end
+local function cc_find(m, id)
+  for i = 1, m.n do
+    if m.id[i] == id then return i end
+  end
+  return nil
+end
+-- First time >= now at which, with lease `skip` not counted, `cost` more fits and at most
+-- `max_count` leases remain.
+local function cc_earliest(m, e, cost, skip, max_count)
+  local held, count = m.held, m.n
+  if skip then
+    held = held - m.cost[skip]
+    count = count - 1
+  end
+  if held + cost <= e.limit and count <= max_count then return e.now end
+  for i = 1, m.n do
+    if i ~= skip then
+      held = held - m.cost[i]
+      count = count - 1
+      if held + cost <= e.limit and count <= max_count then return m.exp[i] end
+    end
+  end
+  return e.now
+end
+-- The leases without `remove`, plus {add_id, add_exp, add_cost} when add_cost > 0.
+local function cc_write(m, remove, add_id, add_exp, add_cost)
+  local post = {id = {}, exp = {}, cost = {}, n = 0, held = 0}
+  local function push(id, exp, cost)
+    post.n = post.n + 1
+    post.id[post.n], post.exp[post.n], post.cost[post.n] = id, exp, cost
+    post.held = post.held + cost
+  end
+  local added = add_cost <= 0
+  for i = 1, m.n do
+    if i ~= remove then
+      if not added and m.exp[i] > add_exp then
+        push(add_id, add_exp, add_cost)
+        added = true
+      end
+      push(m.id[i], m.exp[i], m.cost[i])
+    end
+  end
+  if not added then push(add_id, add_exp, add_cost) end
+  return post
+end
+local function cc_persist(key, post, e)
+  if post.n == 0 then
+    redis.call('DEL', key)
+    return
+  end
+  local flat = {}
+  for i = 1, post.n do
+    flat[#flat + 1] = post.id[i]
+    flat[#flat + 1] = post.exp[i]
+    flat[#flat + 1] = post.cost[i]
+  end
+  redis.call('SET', key, cmsgpack.pack(flat), 'PX', max(1, cc_last(post, e) - e.now + GRACE))
+end
+
+local function drive_concurrency(it, e, commit)
+  local key = it.key
+  local m = cc_load(key, e)
+  local op, cost, limit = it.op, it.cost, e.limit
+  local max_leases = e.max_entries
+
+  -- A full lease table leaves nothing to acquire even when units are free; CONSUME and PEEK
+  -- hold nothing, so only units count for them.
+  local holds = op == OP_ACQUIRE or op == OP_RELEASE
+  local function report(allowed, held, count, last, retry)
+    local remaining = max(0, limit - held)
+    if holds and count >= max_leases then remaining = 0 end
+    return result(allowed, limit, remaining, duration(last - e.now), retry)
+  end
+  local function report_pre(allowed, retry)
+    return report(allowed, m.held, m.n, cc_last(m, e), retry)
+  end
+  local function change(remove, add_exp, add_cost)
+    local post = cc_write(m, remove, it.lease_id, add_exp, add_cost)
+    if commit then cc_persist(key, post, e) end
+    return report(true, post.held, post.n, cc_last(post, e), 0)
+  end
+
+  if op == OP_RESET then
+    if commit then redis.call('DEL', key) end
+    return result(true, limit, limit, 0, 0)
+  elseif op == OP_ADJUST then
+    return report_pre(true, 0)
+  elseif op == OP_RELEASE then
+    local found = cc_find(m, it.lease_id)
+    if not found then return report_pre(false, 0) end
+    return change(found, 0, 0)
+  end
+  if cost < 0 or cost > limit then return report_pre(false, -1) end
+  if op ~= OP_ACQUIRE then
+    local at = cc_earliest(m, e, cost, nil, math.huge)
+    if at <= e.now then return report_pre(true, 0) end
+    return report_pre(false, at - e.now)
+  end
+  -- Acquiring an id that is held renews it: the old lease is replaced, not added to.
+  local renewed = cc_find(m, it.lease_id)
+  local max_others = max_leases
+  if cost > 0 then max_others = max_leases - 1 end
+  local at = cc_earliest(m, e, cost, renewed, max_others)
+  if at > e.now then return report_pre(false, at - e.now) end
+  local expires = it.lease_expires
+  if expires <= e.now then expires = e.now + e.window end
+  return change(renewed, expires, cost)
+end
+
+-- ---- items and batches ---------------------------------------------------------------------
+local ALGORITHMS = {[ALG_FW] = FW, [ALG_SW] = SW, [ALG_SWC] = SWC, [ALG_TB] = TB, [ALG_GCRA] = GCRA}
+
+-- Parameters the engine's transitions refuse: denied (or, for RESET, forgotten) quietly.
+local function deny_invalid(it, commit)
+  local limit = max(0, it.limit)
+  if it.op == OP_RESET then
+    if commit then redis.call('DEL', it.key) end
+    return result(true, limit, limit, 0, 0)
+  end
+  return result(false, limit, 0, 0, -1)
+end
+
+local function apply(it, now, commit)
+  if it.alg == ALG_CC then
+    return drive_concurrency(it, {now = now, limit = it.limit, window = it.window,
+                                  max_entries = it.max_entries}, commit)
+  end
+  local A = ALGORITHMS[it.alg]
+  if A == nil then return deny_invalid(it, commit) end
+  return drive(A, it, {now = now, limit = it.limit, window = it.window, burst = it.burst,
+                       max_entries = it.max_entries, key = it.key}, commit)
+end
+
+local function gating(op) return op == 1 or op == OP_ACQUIRE end
+
+local now_redis = nil
+if ARGV[1] == 'r' then
+  local t = redis.call('TIME')
+  now_redis = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local out = {}
+local a, k = 4, 1
+for _ = 1, tonumber(ARGV[3]) do
+  local now = now_redis or tonumber(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  local items = {}
+  for i = 1, n do
+    items[i] = {key = KEYS[k], op = tonumber(ARGV[a]), alg = tonumber(ARGV[a + 1]),
+                limit = tonumber(ARGV[a + 2]), window = tonumber(ARGV[a + 3]),
+                burst = tonumber(ARGV[a + 4]), cost = tonumber(ARGV[a + 5]),
+                lease_id = ARGV[a + 6], lease_expires = tonumber(ARGV[a + 7]),
+                shadow = ARGV[a + 8] ~= '0', max_entries = tonumber(ARGV[a + 9])}
+    a = a + 10
+    k = k + 1
+  end
+  local results = {}
+  if n == 1 then
+    results[1] = apply(items[1], now, items[1].op ~= OP_PEEK)
+  else
+    -- All-or-nothing: evaluate everything, commit only if no non-shadow item is denied.
+    local denied = false
+    for i = 1, n do
+      results[i] = apply(items[i], now, false)
+      if gating(items[i].op) and not items[i].shadow and results[i][1] == 0 then denied = true end
+    end
+    if not denied then
+      for i = 1, n do
+        if items[i].op ~= OP_PEEK then results[i] = apply(items[i], now, true) end
+      end
+    end
+  end
+  for i = 1, n do
+    local r = results[i]
+    for j = 1, 5 do out[#out + 1] = r[j] end
+  end
+end
+return out

@@ -1,0 +1,41 @@
+// One submitted batch, encoded as the script's KEYS and ARGV (RESP bulk strings), and the
+// script call that carries one or more of them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice::redis_plugin {
+
+struct Request {
+  sluice_item_result* results = nullptr;
+  size_t count = 0;
+  sluice_completion_fn done = nullptr;
+  void* user_data = nullptr;
+  int64_t deadline_ms = 0;  // steady clock: when the host stops waiting for it
+  std::string keys;         // `count` RESP bulk strings
+  std::string args;         // 2 + 10 * count RESP bulk strings
+
+  // Calls `done` once; the request must not be used afterwards.
+  void complete(sluice_status status, const char* message);
+};
+
+// Validates and encodes a batch. Items whose parameters the engine's transitions refuse are
+// encoded as invalid (the script denies them the same way); parameters that are valid but
+// beyond what Lua's doubles compute exactly make the whole batch fail with `error`.
+bool encode_request(const Config& config, const sluice_batch& batch, Request& out,
+                    std::string& error);
+
+// The RESP command of one script call over `requests` (EVALSHA `sha`, or EVAL `script`).
+void encode_call(const Config& config, const std::vector<std::unique_ptr<Request>>& requests,
+                 bool eval, std::string_view sha, std::string_view script, std::string& out);
+
+void append_bulk(std::string& out, std::string_view bytes);
+
+}  // namespace sluice::redis_plugin

@@ -1,0 +1,38 @@
+// A throwaway redis-server on a temporary Unix socket, for tests that need to kill and
+// restart it. No persistence, no TCP port.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace sluice::testing {
+
+class RedisServer {
+ public:
+  // `socket_path` empty: a fresh path under /tmp.
+  explicit RedisServer(std::string socket_path = "");
+  ~RedisServer();  // stops the server and removes its files
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  // Spawns redis-server and waits (up to 5 s) until it answers PING. False if it does not.
+  bool start();
+  // SIGKILL, as a crash would; waits for the process.
+  void kill();
+  bool running() const { return pid_ > 0; }
+
+  const std::string& socket_path() const { return socket_; }
+  std::string url() const { return "unix://" + socket_; }
+
+  // Runs one command over a short-lived connection; returns the reply rendered as text
+  // ("(nil)", an integer, a string, "ERR ...", or elements joined by '\n').
+  std::string command(const std::string& line) const;
+
+ private:
+  std::string socket_;
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace sluice::testing
