@@ -90,7 +90,8 @@ def main() -> int:
     try:
         procs.append(subprocess.Popen(
             [str(sluiced), "--policy", str(work / "bench.yaml"), "--socket", str(sock),
-             "--admin-socket", str(work / "admin.sock"), "--storage", "memory"],
+             "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
+             "--audit-log", str(work / "audit.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_until(sock.exists, 15, "sluiced")
         env = dict(os.environ, SLUICE_SOCKET=str(sock),

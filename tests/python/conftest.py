@@ -49,6 +49,7 @@ class Sluiced:
         self.socket = str(workdir / "sluice.sock")
         self.admin_socket = str(workdir / "admin.sock")
         self.log = workdir / "sluiced.log"
+        self.audit_log = workdir / "audit.log"  # not beside the policy, in the source tree
         self.proc = None
 
     def start(self):
@@ -58,7 +59,8 @@ class Sluiced:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(self.binary), "--policy", str(self.policy), "--socket", self.socket,
-                 "--admin-socket", self.admin_socket, "--storage", "memory"],
+                 "--admin-socket", self.admin_socket, "--storage", "memory",
+                 "--audit-log", str(self.audit_log)],
                 stdout=log, stderr=subprocess.STDOUT)
         probe = SluiceClient(self.socket, on_unavailable="raise")
         try:
