@@ -624,10 +624,17 @@ struct Server::Impl {
     if (stopping.exchange(true)) return;
     error_code ec;
     for (Listener* l : {decision.get(), admin.get()}) {
-      if (l) {
-        l->acceptor.close(ec);
-        l->retry.cancel();
+      if (!l) continue;
+      // Connections already queued have been promised service: take them in before closing.
+      l->acceptor.non_blocking(true, ec);
+      while (!ec) {
+        Worker& w = l->admin ? control : *workers[next_worker++ % workers.size()];
+        stream_protocol::socket socket(w.ioc);
+        l->acceptor.accept(socket, ec);
+        if (!ec) on_accept(*l, w, std::move(socket));
       }
+      l->acceptor.close(ec);
+      l->retry.cancel();
     }
     if (metrics) metrics->close();
     signals.cancel(ec);

@@ -1,0 +1,174 @@
+// The server's command layer without sockets: lookup, argument parsing of the decision
+// commands, and the exact reply bytes.
+#include "commands.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::server {
+namespace {
+
+using Argv = std::vector<std::string_view>;
+
+// Names match case-insensitively; admin commands are flagged as such.
+TEST(Commands, LookupIsCaseInsensitive) {
+  EXPECT_EQ(lookup_command("SL.CHECK"), Command::kCheck);
+  EXPECT_EQ(lookup_command("sl.check"), Command::kCheck);
+  EXPECT_EQ(lookup_command("Sl.AcQuIrE"), Command::kAcquire);
+  EXPECT_EQ(lookup_command("ping"), Command::kPing);
+  EXPECT_EQ(lookup_command("SL.CHECKX"), Command::kUnknown);
+  EXPECT_EQ(lookup_command(""), Command::kUnknown);
+  EXPECT_TRUE(is_admin_command(lookup_command("sl.policy")));
+  EXPECT_TRUE(is_admin_command(Command::kReset));
+  EXPECT_FALSE(is_admin_command(Command::kCheck));
+  EXPECT_FALSE(is_admin_command(Command::kInfo));
+}
+
+// Positional arguments and every option, in any case and order.
+TEST(Commands, ParsesDecisionOptions) {
+  DecisionRequest r;
+  std::string_view error;
+  Argv argv{"SL.ACQUIRE", "generate", "alice", "cost", "250", "TIER", "premium",
+            "Key",        "k-1",      "ttl",   "30000"};
+  ASSERT_TRUE(parse_decision_args(Command::kAcquire, argv, r, error)) << error;
+  EXPECT_EQ(r.resource, "generate");
+  EXPECT_EQ(r.subject, "alice");
+  EXPECT_EQ(r.tier, "premium");
+  EXPECT_EQ(r.api_key, "k-1");
+  EXPECT_EQ(r.cost, 250);
+  EXPECT_EQ(r.lease_ttl_ms, 30000);
+
+  ASSERT_TRUE(parse_decision_args(Command::kCheck, Argv{"SL.CHECK", "predict", "bob"}, r, error));
+  EXPECT_EQ(r.cost, 1);
+  EXPECT_TRUE(r.tier.empty());
+  EXPECT_TRUE(r.api_key.empty());
+}
+
+struct BadArgs {
+  Command command;
+  Argv argv;
+  const char* error_part;
+};
+
+class CommandsBadArgs : public ::testing::TestWithParam<BadArgs> {};
+
+// Wrong counts, unknown options, bad numbers and TTL outside SL.ACQUIRE are refused.
+TEST_P(CommandsBadArgs, AreRefused) {
+  DecisionRequest r;
+  std::string_view error;
+  EXPECT_FALSE(parse_decision_args(GetParam().command, GetParam().argv, r, error));
+  EXPECT_NE(error.find(GetParam().error_part), std::string_view::npos) << error;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Args, CommandsBadArgs,
+    ::testing::Values(BadArgs{Command::kCheck, {"SL.CHECK"}, "usage: SL.CHECK"},
+                      BadArgs{Command::kCheck, {"SL.CHECK", "predict"}, "usage"},
+                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "TIER"}, "usage"},
+                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "COLOR", "red"}, "usage"},
+                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "COST", "0"}, "COST"},
+                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "COST", "1x"}, "COST"},
+                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "TTL", "5"}, "usage"},
+                      BadArgs{Command::kPeek, {"SL.PEEK", "p"}, "usage: SL.PEEK"},
+                      BadArgs{Command::kAcquire, {"SL.ACQUIRE", "p", "s", "TTL", "-1"}, "TTL"}));
+
+// SL.RELEASE takes a decimal lease id and an optional non-negative ACTUAL.
+TEST(Commands, ParsesRelease) {
+  uint64_t lease = 0;
+  std::optional<int64_t> actual;
+  std::string_view error;
+  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", "18446744073709551615"}, lease, actual,
+                                 error));
+  EXPECT_EQ(lease, 18446744073709551615ull);
+  EXPECT_FALSE(actual.has_value());
+  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", "42", "actual", "0"}, lease, actual, error));
+  EXPECT_EQ(actual, 0);
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "0"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "-3"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "7", "ACTUAL", "-1"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "7", "COST", "1"}, lease, actual, error));
+}
+
+std::string encode(Command c, const Decision& d) {
+  std::string out;
+  resp::Writer w(out);
+  write_decision_reply(w, c, d);
+  return out;
+}
+
+// The contract's six fields, in order; SL.ACQUIRE adds the lease and its TTL.
+TEST(Commands, DecisionReplyShape) {
+  Decision d;
+  d.allowed = true;
+  d.limit = 10;
+  d.remaining = 9;
+  d.reset_after_ms = 60000;
+  d.retry_after_ms = 0;
+  d.set_rule("per_minute");
+  EXPECT_EQ(encode(Command::kCheck, d),
+            "*6\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n");
+  d.lease_id = 12345;
+  d.lease_ttl_ms = 60000;
+  EXPECT_EQ(encode(Command::kAcquire, d),
+            "*8\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$5\r\n12345\r\n"
+            ":60000\r\n");
+}
+
+// A denial carries retry-after; a denied acquire has an empty lease.
+TEST(Commands, DeniedReply) {
+  Decision d;
+  d.allowed = false;
+  d.limit = 10;
+  d.remaining = 0;
+  d.reset_after_ms = 1500;
+  d.retry_after_ms = 1500;
+  d.set_rule("per_minute");
+  EXPECT_EQ(encode(Command::kPeek, d),
+            "*6\r\n:0\r\n:10\r\n:0\r\n:1500\r\n:1500\r\n$10\r\nper_minute\r\n");
+  EXPECT_EQ(encode(Command::kAcquire, d),
+            "*8\r\n:0\r\n:10\r\n:0\r\n:1500\r\n:1500\r\n$10\r\nper_minute\r\n$0\r\n\r\n:0\r\n");
+}
+
+// An invalid request (unknown tier, ...) is an error reply with the engine's sentence.
+TEST(Commands, ErrorDecisionBecomesErrorReply) {
+  Decision d;
+  d.source = DecisionSource::kError;
+  d.error = StatusCode::kInvalid;
+  d.error_message = "unknown tier 'gold'";
+  EXPECT_EQ(encode(Command::kCheck, d), "-WRONGARGS unknown tier 'gold'\r\n");
+}
+
+// SL.RELEASE: :1, NOLEASE for an unknown lease, STORAGE when the plugin failed.
+TEST(Commands, ReleaseReplies) {
+  auto encode_release = [](const Decision& d) {
+    std::string out;
+    resp::Writer w(out);
+    write_release_reply(w, d);
+    return out;
+  };
+  Decision d;
+  d.allowed = true;
+  EXPECT_EQ(encode_release(d), ":1\r\n");
+  d.allowed = false;
+  d.error = StatusCode::kNotFound;
+  EXPECT_EQ(encode_release(d), "-NOLEASE unknown or expired lease\r\n");
+  d.error = StatusCode::kUnavailable;
+  d.error_message = "redis down";
+  EXPECT_EQ(encode_release(d), "-STORAGE redis down\r\n");
+}
+
+// Status codes map to the documented prefixes.
+TEST(Commands, ErrorPrefixes) {
+  EXPECT_EQ(error_code_for(StatusCode::kInvalid), "WRONGARGS");
+  EXPECT_EQ(error_code_for(StatusCode::kNotFound), "NORESOURCE");
+  EXPECT_EQ(error_code_for(StatusCode::kUnavailable), "STORAGE");
+  EXPECT_EQ(error_code_for(StatusCode::kTimeout), "STORAGE");
+  EXPECT_EQ(error_code_for(StatusCode::kConflict), "CONFLICT");
+  EXPECT_EQ(error_code_for(StatusCode::kInternal), "ERR");
+}
+
+}  // namespace
+}  // namespace sluice::server
