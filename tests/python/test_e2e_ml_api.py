@@ -170,3 +170,12 @@ def test_generate_settles_actual_tokens_not_the_estimate(sluiced, api):
         assert "Retry-After" not in huge.headers
         assert "x-ratelimit-remaining-tokens" in huge.headers
         assert "exceeds the limit" in huge.json()["detail"]["message"]
+
+
+def test_request_values_the_engine_rejects_are_a_400(sluiced, api):
+    # A subject longer than the engine accepts comes from the caller: 400, not 500.
+    with api.http() as http:
+        response = http.post("/predict", json=PREDICT_BODY, headers={"X-API-Key": "k" * 600})
+    assert response.status_code == 400
+    assert response.json()["detail"]["error"] == "invalid_rate_limit_arguments"
+    assert "512" in response.json()["detail"]["message"]

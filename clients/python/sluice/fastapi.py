@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .aio import AsyncSluiceClient
 from .decision import Decision
+from .errors import SluiceError
 from .headers import render_headers
 from .lease import AsyncLease
 
@@ -188,6 +189,7 @@ class _Limiter:
         self.ietf_headers = ietf_headers
         self.x_ratelimit_headers = x_ratelimit_headers
         self.unavailable_status = unavailable_status
+        self.ttl_ms: Optional[int] = None
 
     async def _arguments(self, request: Request) -> Tuple[str, Dict[str, Any], int]:
         subject = await _resolve(self.subject, request) or client_ip(request)
@@ -195,6 +197,24 @@ class _Limiter:
         api_key = await _resolve(self.api_key, request) if self.api_key is not None else None
         cost = max(1, int(await _resolve(self.cost, request)))
         return str(subject), {"tier": tier or None, "api_key": api_key or None, "cost": cost}, cost
+
+    async def _ask(self, request: Request, acquire: bool = False,
+                   resource: Optional[str] = None) -> Tuple[Any, int]:
+        """SL.CHECK (or SL.ACQUIRE) for this request: (decision or lease, cost)."""
+        subject, options, cost = await self._arguments(request)
+        client = _client_for(request.scope.get("app"), self.client)
+        try:
+            if acquire:
+                return await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms,
+                                            **options), cost
+            return await client.check(resource or self.resource, subject, **options), cost
+        except SluiceError as exc:
+            if exc.code != "WRONGARGS":
+                raise
+            # Arguments taken from the request (an unknown tier, a key longer than the
+            # engine accepts) are the caller's error, not a server failure.
+            raise HTTPException(400, detail={"error": "invalid_rate_limit_arguments",
+                                             "message": exc.message}) from None
 
     def headers_for(self, decision: Decision) -> Dict[str, str]:
         return render_headers(decision, window_ms=self.window_ms, unit=self.unit,
@@ -237,9 +257,7 @@ class RateLimit(_Limiter):
     """
 
     async def __call__(self, request: Request, response: Response) -> Decision:
-        subject, options, cost = await self._arguments(request)
-        client = _client_for(request.scope.get("app"), self.client)
-        decision = await client.check(self.resource, subject, **options)
+        decision, cost = await self._ask(request)
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
         response.headers.update(headers)
@@ -260,9 +278,7 @@ class RateLimitLease(_Limiter):
         self.ttl_ms = ttl_ms
 
     async def __call__(self, request: Request, response: Response) -> AsyncIterator[AsyncLease]:
-        subject, options, cost = await self._arguments(request)
-        client = _client_for(request.scope.get("app"), self.client)
-        lease = await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms, **options)
+        lease, cost = await self._ask(request, acquire=True)
         decision = lease.decision
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
@@ -311,9 +327,12 @@ class SluiceMiddleware(_Limiter):
         if not resource:
             await self.app(scope, receive, send)
             return
-        subject, options, cost = await self._arguments(request)
-        client = _client_for(scope.get("app"), self.client)
-        decision = await client.check(resource, subject, **options)
+        try:
+            decision, cost = await self._ask(request, resource=resource)
+        except HTTPException as exc:
+            await JSONResponse({"detail": exc.detail}, status_code=exc.status_code)(
+                scope, receive, send)
+            return
         headers = self.headers_for(decision)
         if not decision.allowed:
             if decision.unavailable:
