@@ -32,22 +32,26 @@ constexpr uint32_t kEvictionScan = 32;
 // A state larger than this is a caller's mistake, not a limit.
 constexpr uint32_t kMaxStateCapacity = 64u << 20;
 
-// An out-of-line state: header then bytes, one malloc block.
-struct BlobHeader {
+// An out-of-line state is described inside the slot's 16 bytes, so that its malloc block
+// holds nothing but the state (a 24-byte state takes a 32-byte chunk, not 48).
+struct OutOfLine {
   uint32_t len;
   uint32_t cap;
+  unsigned char* data;
 };
+static_assert(sizeof(OutOfLine) == kInlineCapacity);
 
-BlobHeader* blob_of(const Slot& slot) {
-  BlobHeader* b;
-  std::memcpy(&b, slot.bytes, sizeof b);
-  return b;
-}
-unsigned char* blob_data(BlobHeader* b) { return reinterpret_cast<unsigned char*>(b + 1); }
 uint32_t length_code(const Slot& slot) { return slot.meta & kLengthMask; }
 
+// The slot's bytes are only 4-byte aligned, hence the copies.
+OutOfLine out_of_line(const Slot& slot) {
+  OutOfLine o;
+  std::memcpy(&o, slot.bytes, sizeof o);
+  return o;
+}
+
 void free_blob(Slot& slot) {
-  if (length_code(slot) == kOutOfLine) std::free(blob_of(slot));
+  if (length_code(slot) == kOutOfLine) std::free(out_of_line(slot).data);
 }
 
 bool is_gating(uint32_t op) { return op == SLUICE_OP_CONSUME || op == SLUICE_OP_LEASE_ACQUIRE; }
@@ -112,8 +116,8 @@ Store::StateView Store::view(const Map::iterator& it, Map& map, int64_t now_ms) 
   if (it == map.end() || is_expired(it->second.meta, now_ms)) return {nullptr, 0};
   Slot& slot = it->second;
   if (length_code(slot) == kOutOfLine) {
-    BlobHeader* b = blob_of(slot);
-    return {blob_data(b), b->len};
+    const OutOfLine o = out_of_line(slot);
+    return {o.data, o.len};
   }
   return {slot.bytes, length_code(slot)};
 }
@@ -170,19 +174,18 @@ void Store::store_state(Slot& slot, const unsigned char* data, std::size_t len,
     slot.meta = expiry | static_cast<uint32_t>(len);
     return;
   }
-  BlobHeader* b = length_code(slot) == kOutOfLine ? blob_of(slot) : nullptr;
-  if (b == nullptr || b->cap < len) {
+  OutOfLine o = length_code(slot) == kOutOfLine ? out_of_line(slot) : OutOfLine{0, 0, nullptr};
+  if (o.data == nullptr || o.cap < len) {
     // Grow geometrically so that a log growing one entry at a time reallocates rarely.
-    const std::size_t cap = std::max<std::size_t>(len, b != nullptr ? std::size_t{b->cap} * 2 : len);
-    auto* nb = static_cast<BlobHeader*>(std::malloc(sizeof(BlobHeader) + cap));
-    if (nb == nullptr) throw std::bad_alloc();
-    nb->cap = static_cast<uint32_t>(cap);
+    const std::size_t cap = std::max<std::size_t>(len, std::size_t{o.cap} * 2);
+    auto* grown = static_cast<unsigned char*>(std::malloc(cap));
+    if (grown == nullptr) throw std::bad_alloc();
     free_blob(slot);
-    b = nb;
-    std::memcpy(slot.bytes, &b, sizeof b);
+    o = OutOfLine{0, static_cast<uint32_t>(cap), grown};
   }
-  b->len = static_cast<uint32_t>(len);
-  std::memcpy(blob_data(b), data, len);
+  o.len = static_cast<uint32_t>(len);
+  std::memcpy(o.data, data, len);
+  std::memcpy(slot.bytes, &o, sizeof o);
   slot.meta = expiry | kOutOfLine;
 }
 

@@ -5,8 +5,9 @@
 // boost::unordered_flat_map plus its one byte of metadata, and the table's free slots.
 //  - The key itself is not stored, only a 64-bit seeded hash of it. Two keys collide (and share
 //    state) with probability about n^2 / 2^65: 3e-8 for a million keys, 3e-6 for ten million.
-//  - States up to 16 bytes (fixed_window, token_bucket, gcra, ...) live inside the slot; larger
-//    ones (sliding_window logs, concurrency leases) in a separately allocated blob.
+//  - States up to 16 bytes (fixed_window, token_bucket, gcra) live inside the slot; larger ones
+//    (sliding_window_counter, sliding_window logs, concurrency leases) in a malloc block of their
+//    own, described by the slot's 16 bytes (length, capacity, pointer).
 //  - The expiry is 27 bits of 2-second units since the store's epoch (about 8.5 years of
 //    uptime). Later expiries saturate to "never", which is still correct — the transitions
 //    treat stale state as stale — only reclamation then depends on max_keys.
@@ -53,7 +54,7 @@ struct KeyHashHasher {
 constexpr std::size_t kInlineCapacity = 16;
 
 struct Slot {
-  // bits 0..4: state length 1..16 when inline, kOutOfLine when `bytes` holds a Blob pointer;
+  // bits 0..4: state length 1..16 when inline, kOutOfLine when `bytes` describes a block;
   // bits 5..31: expiry (see above).
   uint32_t meta;
   unsigned char bytes[kInlineCapacity];
