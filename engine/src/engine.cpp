@@ -32,18 +32,23 @@ int64_t steady_ns() {
       .count();
 }
 
-// Storage key of one limit for one subject. The braces are a Redis Cluster hash tag, so all
-// limits of one request land in one slot. Names cannot contain ':' '{' '}' (policy validation),
-// which keeps the encoding unambiguous whatever bytes the subject holds.
-void append_key(std::string& out, std::string_view resource, std::string_view subject,
-                std::string_view rule) {
-  out += '{';
-  out += resource;
-  out += ':';
-  out += subject;
-  out += '}';
-  out += rule;
+// Storage key of one limit for one subject, written at `out`; returns its length. The braces
+// are a Redis Cluster hash tag, so all limits of one request land in one slot. Names cannot
+// contain ':' '{' '}' (policy validation), which keeps the encoding unambiguous whatever bytes
+// the subject holds.
+size_t write_key(char* out, std::string_view resource, std::string_view subject,
+                 std::string_view rule) {
+  char* p = out;
+  *p++ = '{';
+  p = std::copy(resource.begin(), resource.end(), p);
+  *p++ = ':';
+  p = std::copy(subject.begin(), subject.end(), p);
+  *p++ = '}';
+  p = std::copy(rule.begin(), rule.end(), p);
+  return static_cast<size_t>(p - out);
 }
+
+constexpr size_t kMaxKeyLength = 2 * kMaxNameLength + kMaxSubjectLength + 3;
 
 int64_t scale(int64_t v, double f) {
   if (v <= 0 || f >= 1.0) return v;
@@ -85,7 +90,7 @@ struct DecisionCall::Internal {
   std::array<sluice_item, kMaxLimitsPerResource> items{};
   std::array<sluice_item_result, kMaxLimitsPerResource> results{};
   std::array<uint8_t, kMaxLimitsPerResource> limit_index{};
-  std::string keys;  // all items' keys back to back; capacity reused across calls
+  std::array<char, kMaxLimitsPerResource * kMaxKeyLength> keys;  // all items' keys
   std::string subject;
   sluice_batch batch{};
 
@@ -105,7 +110,6 @@ struct DecisionCall::Internal {
 };
 
 DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {
-  in_->keys.reserve(kMaxLimitsPerResource * (2 * kMaxNameLength + kMaxSubjectLength + 4));
   in_->subject.reserve(kMaxSubjectLength);
   in_->call = this;
 }
@@ -350,7 +354,8 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     tier = policy.find_tier(req.tier);
     if (!tier) return fail(StatusCode::kInvalid, fmt::format("unknown tier '{}'", req.tier));
   } else {
-    tier = policy.tier_for_api_key(req.api_key.empty() ? req.subject : req.api_key);
+    if (!policy.spec().api_keys.empty())
+      tier = policy.tier_for_api_key(req.api_key.empty() ? req.subject : req.api_key);
     if (!tier) tier = &policy.default_tier();
   }
   in.tier = tier->index;
@@ -401,13 +406,10 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   const double factor = impl_->warm_factor(snap, *res, in.now_ms);
   const auto& effective = res->effective[tier->index];
   const size_t n = res->limits.size();
-  in.keys.clear();
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
-  for (size_t i = 0; i < n; ++i) {
-    offsets[i] = in.keys.size();
-    append_key(in.keys, req.resource, req.subject, res->limits[i].name);
-  }
-  offsets[n] = in.keys.size();
+  for (size_t i = 0; i < n; ++i)
+    offsets[i + 1] = offsets[i] + write_key(in.keys.data() + offsets[i], req.resource,
+                                            req.subject, res->limits[i].name);
   if (n == 0) {  // a resource without limits (validation forbids it; be safe anyway)
     d.allowed = true;
     d.limit = d.remaining = -1;
@@ -602,7 +604,6 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
   in.tier = tier->index;
   const auto& effective = res->effective[tier->index];
   const int64_t delta = actual ? *actual - lease.cost : 0;
-  in.keys.clear();
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
   std::array<size_t, kMaxLimitsPerResource> which{};
   size_t n = 0;
@@ -610,11 +611,10 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
     const bool concurrency = res->limits[i].params.algorithm == SLUICE_ALG_CONCURRENCY;
     if (!concurrency && delta == 0) continue;
     which[n] = i;
-    offsets[n] = in.keys.size();
-    append_key(in.keys, lease.resource, lease.subject, res->limits[i].name);
+    offsets[n + 1] = offsets[n] + write_key(in.keys.data() + offsets[n], lease.resource,
+                                            lease.subject, res->limits[i].name);
     ++n;
   }
-  offsets[n] = in.keys.size();
   for (size_t k = 0; k < n; ++k) {
     const size_t i = which[k];
     sluice_item& it = in.items[k];
