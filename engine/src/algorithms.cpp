@@ -259,7 +259,7 @@ class TokenBucket {
     return deficit_ > 0 ? at_ + ceil_div(deficit_, env_.limit) : i128{env_.now};
   }
   Env env_;
-  int64_t at_;       // time the deficit refers to: now, or later if the clock stepped back
+  int64_t at_;  // time the deficit refers to: now, or later if the clock stepped back
   i128 deficit_ = 0;
 };
 
@@ -418,9 +418,7 @@ class SlidingLog {
     std::memmove(entry(s, 0), entry(s, fold), keep * kLogEntrySize);
     return keep;
   }
-  i128 full_at() const {
-    return sum_ > 0 ? i128{newest_} + env_.window : i128{env_.now};
-  }
+  i128 full_at() const { return sum_ > 0 ? i128{newest_} + env_.window : i128{env_.now}; }
   Env env_;
   const uint8_t* data_ = nullptr;
   size_t n_ = 0;
@@ -607,8 +605,7 @@ size_t drive_concurrency(const Env& env, Call& c) {
   const int64_t cost = c.item.cost;
   const int64_t limit = env.limit;
   const size_t max_leases = static_cast<size_t>(std::min<int64_t>(
-      {limit, kMaxLeases,
-       static_cast<int64_t>((c.max_write - kHeaderSize) / kLeaseEntrySize)}));
+      {limit, kMaxLeases, static_cast<int64_t>((c.max_write - kHeaderSize) / kLeaseEntrySize)}));
   c.expires = pre.last_expiry();
 
   // A full lease table leaves nothing to acquire even when units are free; CONSUME and PEEK
@@ -671,9 +668,8 @@ size_t drive_concurrency(const Env& env, Call& c) {
     report_pre(false, at - c.now);
     return c.len;
   }
-  const int64_t expires = c.item.lease_expires_ms > c.now
-                              ? c.item.lease_expires_ms
-                              : sat64(i128{c.now} + env.window);
+  const int64_t expires =
+      c.item.lease_expires_ms > c.now ? c.item.lease_expires_ms : sat64(i128{c.now} + env.window);
   return change(true, renewed, expires, cost);
 }
 
@@ -695,13 +691,20 @@ bool valid_params(const sluice_limit_params& p) {
 
 size_t min_state_size(uint32_t alg) {
   switch (alg) {
-    case SLUICE_ALG_FIXED_WINDOW: return FixedWindow::kSize;
-    case SLUICE_ALG_SLIDING_WINDOW: return SlidingLog::kSize;
-    case SLUICE_ALG_SLIDING_WINDOW_COUNTER: return SlidingCounter::kSize;
-    case SLUICE_ALG_TOKEN_BUCKET: return TokenBucket::kSize;
-    case SLUICE_ALG_GCRA: return Gcra::kSize;
-    case SLUICE_ALG_CONCURRENCY: return Leases::kSize;
-    default: return 0;
+    case SLUICE_ALG_FIXED_WINDOW:
+      return FixedWindow::kSize;
+    case SLUICE_ALG_SLIDING_WINDOW:
+      return SlidingLog::kSize;
+    case SLUICE_ALG_SLIDING_WINDOW_COUNTER:
+      return SlidingCounter::kSize;
+    case SLUICE_ALG_TOKEN_BUCKET:
+      return TokenBucket::kSize;
+    case SLUICE_ALG_GCRA:
+      return Gcra::kSize;
+    case SLUICE_ALG_CONCURRENCY:
+      return Leases::kSize;
+    default:
+      return 0;
   }
 }
 
@@ -731,10 +734,18 @@ size_t c_apply(const sluice_item* item, int64_t now_ms, uint8_t* state, size_t s
 void c_log(int level, const char* message) {
   if (message == nullptr) return;
   switch (level) {
-    case 0: spdlog::debug("{}", message); break;
-    case 1: spdlog::info("{}", message); break;
-    case 2: spdlog::warn("{}", message); break;
-    default: spdlog::error("{}", message); break;
+    case 0:
+      spdlog::debug("{}", message);
+      break;
+    case 1:
+      spdlog::info("{}", message);
+      break;
+    case 2:
+      spdlog::warn("{}", message);
+      break;
+    default:
+      spdlog::error("{}", message);
+      break;
   }
 }
 
@@ -762,8 +773,8 @@ size_t state_capacity(const sluice_limit_params& params) {
     case SLUICE_ALG_SLIDING_WINDOW: {
       // Entries have distinct times inside the window and each holds >= 1 unit.
       const int64_t window = std::max<int64_t>(1, params.window_ms);
-      return kHeaderSize + kLogEntrySize * static_cast<size_t>(
-                                               std::min({limit, window, kMaxLogEntries}));
+      return kHeaderSize +
+             kLogEntrySize * static_cast<size_t>(std::min({limit, window, kMaxLogEntries}));
     }
     case SLUICE_ALG_CONCURRENCY:
       return kHeaderSize + kLeaseEntrySize * static_cast<size_t>(std::min(limit, kMaxLeases));
@@ -772,8 +783,8 @@ size_t state_capacity(const sluice_limit_params& params) {
   }
 }
 
-size_t apply(const sluice_item& item, int64_t now_ms, uint8_t* state, size_t state_len,
-             bool commit, sluice_item_result& result, int64_t& expires_at_ms) {
+size_t apply(const sluice_item& item, int64_t now_ms, uint8_t* state, size_t state_len, bool commit,
+             sluice_item_result& result, int64_t& expires_at_ms) {
   const sluice_limit_params& p = item.params;
   if (state == nullptr) {
     // Nothing can be written; answering as if it had been would silently over-admit.
@@ -802,13 +813,20 @@ size_t apply(const sluice_item& item, int64_t now_ms, uint8_t* state, size_t sta
   const size_t bound = std::min(max_write, state_capacity(p));
   Call c{item, now_ms, state, state_len, bound, commit, result, expires_at_ms};
   switch (p.algorithm) {
-    case SLUICE_ALG_FIXED_WINDOW: return drive<FixedWindow>(env, c);
-    case SLUICE_ALG_SLIDING_WINDOW: return drive<SlidingLog>(env, c);
-    case SLUICE_ALG_SLIDING_WINDOW_COUNTER: return drive<SlidingCounter>(env, c);
-    case SLUICE_ALG_TOKEN_BUCKET: return drive<TokenBucket>(env, c);
-    case SLUICE_ALG_GCRA: return drive<Gcra>(env, c);
-    case SLUICE_ALG_CONCURRENCY: return drive_concurrency(env, c);
-    default: return deny_invalid(item, now_ms, state_len, commit, result, expires_at_ms);
+    case SLUICE_ALG_FIXED_WINDOW:
+      return drive<FixedWindow>(env, c);
+    case SLUICE_ALG_SLIDING_WINDOW:
+      return drive<SlidingLog>(env, c);
+    case SLUICE_ALG_SLIDING_WINDOW_COUNTER:
+      return drive<SlidingCounter>(env, c);
+    case SLUICE_ALG_TOKEN_BUCKET:
+      return drive<TokenBucket>(env, c);
+    case SLUICE_ALG_GCRA:
+      return drive<Gcra>(env, c);
+    case SLUICE_ALG_CONCURRENCY:
+      return drive_concurrency(env, c);
+    default:
+      return deny_invalid(item, now_ms, state_len, commit, result, expires_at_ms);
   }
 }
 

@@ -32,8 +32,8 @@ class Key {
     buf_.resize(sluice::algo::state_capacity(p));
   }
 
-  sluice_item_result call(sluice_op op, int64_t cost = 1, bool commit = true,
-                          uint64_t lease_id = 0, int64_t lease_expires_ms = 0) {
+  sluice_item_result call(sluice_op op, int64_t cost = 1, bool commit = true, uint64_t lease_id = 0,
+                          int64_t lease_expires_ms = 0) {
     sluice_item item{};
     item.key = "k";
     item.key_len = 1;
@@ -54,9 +54,7 @@ class Key {
   sluice_item_result acquire(uint64_t id, int64_t cost = 1, int64_t expires_ms = 0) {
     return call(SLUICE_OP_LEASE_ACQUIRE, cost, true, id, expires_ms);
   }
-  sluice_item_result release(uint64_t id) {
-    return call(SLUICE_OP_LEASE_RELEASE, 0, true, id);
-  }
+  sluice_item_result release(uint64_t id) { return call(SLUICE_OP_LEASE_RELEASE, 0, true, id); }
 
   std::vector<uint8_t> bytes() const { return {buf_.begin(), buf_.begin() + len_}; }
   size_t len() const { return len_; }
@@ -75,9 +73,9 @@ class Key {
   int64_t expires_ = 0;
 };
 
-const sluice_algorithm kAll[] = {SLUICE_ALG_FIXED_WINDOW,  SLUICE_ALG_SLIDING_WINDOW,
-                                 SLUICE_ALG_SLIDING_WINDOW_COUNTER, SLUICE_ALG_TOKEN_BUCKET,
-                                 SLUICE_ALG_GCRA,          SLUICE_ALG_CONCURRENCY};
+const sluice_algorithm kAll[] = {
+    SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW, SLUICE_ALG_SLIDING_WINDOW_COUNTER,
+    SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA,           SLUICE_ALG_CONCURRENCY};
 
 // ---- fixed_window ----------------------------------------------------------------------
 
@@ -481,8 +479,8 @@ TEST_P(EveryAlgorithm, NoCommitWritesNothing) {
   ManualClock clock(kT0 + 10);
   Key key(params(GetParam(), 5, 1'000), clock);
   key.call(SLUICE_OP_LEASE_ACQUIRE, 2, true, 1, kT0 + 5'000);
-  for (const sluice_op op : {SLUICE_OP_LEASE_ACQUIRE, SLUICE_OP_ADJUST, SLUICE_OP_RESET,
-                             SLUICE_OP_LEASE_RELEASE}) {
+  for (const sluice_op op :
+       {SLUICE_OP_LEASE_ACQUIRE, SLUICE_OP_ADJUST, SLUICE_OP_RESET, SLUICE_OP_LEASE_RELEASE}) {
     const auto before = key.bytes();
     const auto dry = key.call(op, op == SLUICE_OP_ADJUST ? -1 : 2, false, 2, kT0 + 6'000);
     EXPECT_EQ(key.bytes(), before) << op;
@@ -606,9 +604,8 @@ TEST(StateCapacity, BoundsGrowWithLimitUpToCap) {
   EXPECT_EQ(sluice::algo::state_capacity(params(SLUICE_ALG_FIXED_WINDOW, 100, 60'000)), 16u);
   EXPECT_EQ(sluice::algo::state_capacity(params(SLUICE_ALG_TOKEN_BUCKET, 100, 60'000)), 16u);
   EXPECT_EQ(sluice::algo::state_capacity(params(SLUICE_ALG_GCRA, 100, 60'000)), 16u);
-  EXPECT_EQ(
-      sluice::algo::state_capacity(params(SLUICE_ALG_SLIDING_WINDOW_COUNTER, 100, 60'000)),
-      24u);
+  EXPECT_EQ(sluice::algo::state_capacity(params(SLUICE_ALG_SLIDING_WINDOW_COUNTER, 100, 60'000)),
+            24u);
   EXPECT_EQ(sluice::algo::state_capacity(params(SLUICE_ALG_SLIDING_WINDOW, 100, 60'000)),
             8u + 100 * 16u);
   EXPECT_EQ(sluice::algo::state_capacity(params(SLUICE_ALG_SLIDING_WINDOW, 100, 10)),

@@ -33,8 +33,7 @@ sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_m
 }
 
 int64_t capacity_of(const sluice_limit_params& p) {
-  const bool bucket =
-      p.algorithm == SLUICE_ALG_TOKEN_BUCKET || p.algorithm == SLUICE_ALG_GCRA;
+  const bool bucket = p.algorithm == SLUICE_ALG_TOKEN_BUCKET || p.algorithm == SLUICE_ALG_GCRA;
   return bucket && p.burst > 0 ? p.burst : p.limit;
 }
 
@@ -102,8 +101,7 @@ void check_answer(const Store& s, sluice_op op, int64_t cost, int64_t now,
     ASSERT_GE(r.retry_after_ms, 1);
     const auto late = probe(s, op, cost, now + r.retry_after_ms, lease_id, lease_expires_ms);
     ASSERT_EQ(late.allowed, 1) << "retry_after " << r.retry_after_ms << " was early";
-    const auto early =
-        probe(s, op, cost, now + r.retry_after_ms - 1, lease_id, lease_expires_ms);
+    const auto early = probe(s, op, cost, now + r.retry_after_ms - 1, lease_id, lease_expires_ms);
     ASSERT_EQ(early.allowed, 0) << "retry_after " << r.retry_after_ms << " was late";
   }
   // `remaining` is exactly what still fits now (for PEEK: after the consumption it previews).
@@ -236,8 +234,7 @@ struct SlidingCounterModel {
     const int64_t w = p.window_ms;
     const int64_t idx = static_cast<int64_t>(floor_div(now, w));
     const int64_t elapsed = now - idx * w;
-    return i128{count(idx - 1)} * (w - elapsed) + i128{count(idx) + cost} * w <=
-           i128{p.limit} * w;
+    return i128{count(idx - 1)} * (w - elapsed) + i128{count(idx) + cost} * w <= i128{p.limit} * w;
   }
   void admitted(int64_t now, int64_t cost) {
     auto& sum = per_window[static_cast<int64_t>(floor_div(now, p.window_ms))];
@@ -297,18 +294,12 @@ void run_counting(sluice_algorithm alg) {
   }
 }
 
-TEST(AlgorithmProperty, FixedWindow) {
-  run_counting<FixedWindowModel>(SLUICE_ALG_FIXED_WINDOW);
-}
-TEST(AlgorithmProperty, SlidingWindow) {
-  run_counting<SlidingLogModel>(SLUICE_ALG_SLIDING_WINDOW);
-}
+TEST(AlgorithmProperty, FixedWindow) { run_counting<FixedWindowModel>(SLUICE_ALG_FIXED_WINDOW); }
+TEST(AlgorithmProperty, SlidingWindow) { run_counting<SlidingLogModel>(SLUICE_ALG_SLIDING_WINDOW); }
 TEST(AlgorithmProperty, SlidingWindowCounter) {
   run_counting<SlidingCounterModel>(SLUICE_ALG_SLIDING_WINDOW_COUNTER);
 }
-TEST(AlgorithmProperty, TokenBucket) {
-  run_counting<RateBoundModel>(SLUICE_ALG_TOKEN_BUCKET);
-}
+TEST(AlgorithmProperty, TokenBucket) { run_counting<RateBoundModel>(SLUICE_ALG_TOKEN_BUCKET); }
 TEST(AlgorithmProperty, Gcra) { run_counting<RateBoundModel>(SLUICE_ALG_GCRA); }
 
 // Token bucket and GCRA are the same limit in two representations: with equal parameters
@@ -377,8 +368,8 @@ TEST(AlgorithmProperty, MixedOperationsStayConsistent) {
         if (op == SLUICE_OP_PEEK) {
           ASSERT_EQ(store.bytes(), before) << "PEEK wrote";
         }
-        ASSERT_NO_FATAL_FAILURE(check_answer(store, op, cost, now, r,
-                                             op == SLUICE_OP_PEEK ? store.bytes() : before))
+        ASSERT_NO_FATAL_FAILURE(
+            check_answer(store, op, cost, now, r, op == SLUICE_OP_PEEK ? store.bytes() : before))
             << "step " << i;
         last_retry = r.allowed ? 0 : std::max<int64_t>(0, r.retry_after_ms);
       }
@@ -424,8 +415,7 @@ TEST(AlgorithmProperty, Concurrency) {
         const int64_t expires = now + traffic.uniform(1, 2 * ttl);
         const auto r = store.apply(op, cost, now, true, id, expires);
         if (cost <= limit) {
-          const bool fits =
-              held(now, op == SLUICE_OP_LEASE_ACQUIRE ? id : 0) + cost <= limit;
+          const bool fits = held(now, op == SLUICE_OP_LEASE_ACQUIRE ? id : 0) + cost <= limit;
           ASSERT_EQ(r.allowed == 1, fits) << "step " << i;
         }
         ASSERT_NO_FATAL_FAILURE(check_answer(store, op, cost, now, r, before, id, expires))
@@ -469,8 +459,8 @@ TEST(AlgorithmProperty, ChangingParametersAndGarbageAreSafe) {
               buf.begin() + static_cast<std::ptrdiff_t>(room + kGuard), 0xEE);
     sluice_item_result r{};
     int64_t expires = 0;
-    const size_t out = sluice::algo::apply(item, now, buf.data(), len, uniform(0, 3) != 0, r,
-                                           expires);
+    const size_t out =
+        sluice::algo::apply(item, now, buf.data(), len, uniform(0, 3) != 0, r, expires);
     for (size_t b = room; b < room + kGuard; ++b) {
       ASSERT_EQ(buf[b], 0xEE) << "wrote past the state capacity at step " << i;
     }
