@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "policy_internal.h"
 #include "sluice/policy.h"
@@ -47,12 +48,15 @@ struct Problem {
   std::string message;
 };
 
+// The names a message offers as alternatives; a few are enough to spot a typo.
 std::string join_names(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 20;
   std::string out;
-  for (const auto& n : names) {
+  for (size_t i = 0; i < names.size() && i < kShown; ++i) {
     if (!out.empty()) out += ", ";
-    out += n;
+    out += names[i];
   }
+  if (names.size() > kShown) out += fmt::format(" and {} more", names.size() - kShown);
   return out.empty() ? "none" : out;
 }
 
@@ -70,18 +74,16 @@ void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& p
     out.push_back({path, false, fmt::format("at most {} limits are allowed, found {}",
                                             kMaxLimitsPerResource, limits.size())});
   }
+  std::unordered_map<std::string_view, size_t> first_index;
   for (size_t i = 0; i < limits.size(); ++i) {
     const LimitSpec& l = limits[i];
     const std::string p = index_path(path, i);
     if (auto problem = name_problem(l.name); !problem.empty()) {
       out.push_back({child_path(p, "name"), false, fmt::format("limit name '{}' {}", l.name, problem)});
     }
-    for (size_t j = 0; j < i; ++j) {
-      if (limits[j].name == l.name && !l.name.empty()) {
-        out.push_back({child_path(p, "name"), false,
-                       fmt::format("duplicate limit name '{}' (also limits[{}])", l.name, j)});
-        break;
-      }
+    if (auto [it, inserted] = first_index.emplace(l.name, i); !inserted && !l.name.empty()) {
+      out.push_back({child_path(p, "name"), false,
+                     fmt::format("duplicate limit name '{}' (also limits[{}])", l.name, it->second)});
     }
     const bool known_algorithm = algorithm_to_name(l.algorithm) != "?";
     if (!known_algorithm) {
@@ -125,10 +127,10 @@ void check_description(const std::string& d, const std::string& path, std::vecto
 }
 
 void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
+  // Indexes, so that checking stays linear however large the policy is.
   const std::vector<std::string> tier_names = names_of(spec.tiers);
-  auto tier_exists = [&](const std::string& n) {
-    return std::find(tier_names.begin(), tier_names.end(), n) != tier_names.end();
-  };
+  const std::unordered_set<std::string_view> tier_set(tier_names.begin(), tier_names.end());
+  auto tier_exists = [&](const std::string& n) { return tier_set.contains(n); };
 
   if (spec.lease_ttl_ms < 1 || spec.lease_ttl_ms > kMaxWindowMs) {
     out.push_back({"lease_ttl", false,
@@ -149,12 +151,13 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
 
   // Resources come before tiers so an override's limit names can be checked against them.
   std::vector<std::string> resource_names;
+  std::unordered_map<std::string_view, const ResourceSpec*> resource_by_name;
   for (const auto& r : spec.resources) {
     const std::string p = child_path("resources", r.name);
     if (auto problem = name_problem(r.name); !problem.empty()) {
       out.push_back({p, true, fmt::format("resource name '{}' {}", r.name, problem)});
     }
-    if (std::find(resource_names.begin(), resource_names.end(), r.name) != resource_names.end()) {
+    if (!resource_by_name.emplace(r.name, &r).second) {
       out.push_back({p, true, fmt::format("duplicate resource '{}'", r.name)});
     }
     resource_names.push_back(r.name);
@@ -181,35 +184,32 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
   }
 
   if (spec.tiers.empty()) out.push_back({"tiers", false, "at least one tier is required"});
-  std::vector<std::string> seen_tiers;
+  std::unordered_set<std::string_view> seen_tiers;
   for (const auto& t : spec.tiers) {
     const std::string p = child_path("tiers", t.name);
     if (auto problem = name_problem(t.name); !problem.empty()) {
       out.push_back({p, true, fmt::format("tier name '{}' {}", t.name, problem)});
     }
-    if (std::find(seen_tiers.begin(), seen_tiers.end(), t.name) != seen_tiers.end()) {
+    if (!seen_tiers.insert(t.name).second) {
       out.push_back({p, true, fmt::format("duplicate tier '{}'", t.name)});
     }
-    seen_tiers.push_back(t.name);
     check_description(t.description, child_path(p, "description"), out);
     check_multiplier(t.multiplier, child_path(p, "multiplier"), out);
     for (const auto& [resource, ov] : t.overrides) {
       const std::string op = child_path(child_path(p, "overrides"), resource);
-      const ResourceSpec* res = nullptr;
-      for (const auto& r : spec.resources) {
-        if (r.name == resource) res = &r;
-      }
+      auto found = resource_by_name.find(resource);
+      const ResourceSpec* res = found == resource_by_name.end() ? nullptr : found->second;
       if (res == nullptr) {
         out.push_back({op, true, fmt::format("override for unknown resource '{}' (resources: {})",
                                              resource, join_names(resource_names))});
       }
       if (ov.multiplier) check_multiplier(*ov.multiplier, child_path(op, "multiplier"), out);
+      const std::vector<std::string> limit_names =
+          res != nullptr ? names_of(res->limits) : std::vector<std::string>{};
+      const std::unordered_set<std::string_view> limit_set(limit_names.begin(), limit_names.end());
       for (const auto& [limit_name, value] : ov.limits) {
         const std::string lp = child_path(child_path(op, "limits"), limit_name);
-        const std::vector<std::string> limit_names = res != nullptr ? names_of(res->limits)
-                                                                    : std::vector<std::string>{};
-        if (res != nullptr &&
-            std::find(limit_names.begin(), limit_names.end(), limit_name) == limit_names.end()) {
+        if (res != nullptr && !limit_set.contains(limit_name)) {
           out.push_back({lp, true, fmt::format("unknown limit '{}' in resource '{}' (limits: {})",
                                                limit_name, resource, join_names(limit_names))});
         }
@@ -373,16 +373,14 @@ class Reader {
 
   void fail(const YAML::Mark& mark, const std::string& path, std::string message) {
     errors_.push_back(make_error(mark, path, std::move(message)));
-    broken_.push_back(path);
+    broken_.insert(path);
   }
 
+  // Whether the path or one of its ancestors could not be read.
   bool is_broken(const std::string& path) const {
-    for (const auto& b : broken_) {
-      if (b.empty()) return true;
-      if (path.size() >= b.size() && path.compare(0, b.size(), b) == 0 &&
-          (path.size() == b.size() || path[b.size()] == '.' || path[b.size()] == '[')) {
-        return true;
-      }
+    if (broken_.contains(path) || broken_.contains("")) return true;
+    for (size_t i = 0; i < path.size(); ++i) {
+      if ((path[i] == '.' || path[i] == '[') && broken_.contains(path.substr(0, i))) return true;
     }
     return false;
   }
@@ -696,7 +694,7 @@ class Reader {
 
   std::string file_;
   std::vector<PolicyError> errors_;
-  std::vector<std::string> broken_;  // paths whose node was unreadable: no semantic errors there
+  std::unordered_set<std::string> broken_;  // paths whose node was unreadable: no semantic errors there
   std::unordered_map<std::string, YAML::Mark> key_marks_;
   std::unordered_map<std::string, YAML::Mark> value_marks_;
   YAML::Mark root_mark_ = YAML::Mark::null_mark();
