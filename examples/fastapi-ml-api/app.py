@@ -35,7 +35,11 @@ log = logging.getLogger("ml-api")
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY_FILE = Path(os.environ.get("SLUICE_POLICY", REPO / "policies" / "ml-api.yaml"))
-POLICY: Dict[str, Any] = yaml.safe_load(POLICY_FILE.read_text())
+try:
+    POLICY: Dict[str, Any] = yaml.safe_load(POLICY_FILE.read_text()) or {}
+except (OSError, yaml.YAMLError) as exc:
+    raise SystemExit(f"cannot read the policy {POLICY_FILE} ({exc}); set SLUICE_POLICY to the "
+                     "file sluiced serves") from None
 API_KEY_TIERS: Dict[str, str] = POLICY.get("api_keys") or {}
 TIERS = set(POLICY.get("tiers") or {})
 

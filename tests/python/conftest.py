@@ -86,6 +86,14 @@ class Sluiced:
         self.stop()
         return self.start()
 
+    def fresh_window(self, resource, subject, margin_ms=3_000):
+        """Wait out a fixed window about to roll over, so a burst of requests is counted in
+        one window (a rollover mid-burst would let one request too many through)."""
+        with self.client() as client:
+            reset = client.peek(resource, subject).reset_after_ms
+        if 0 < reset < margin_ms:
+            time.sleep(reset / 1000 + 0.05)
+
     def client(self, admin=False):
         return SluiceClient(self.admin_socket if admin else self.socket, on_unavailable="raise")
 

@@ -1,20 +1,9 @@
 """The seed article's scenarios against a real sluiced and a real uvicorn serving
 examples/fastapi-ml-api with policies/ml-api.yaml."""
 
-import time
-
 import pytest
 
 PREDICT_BODY = {"data": [1, 2, 3]}
-
-
-def fresh_window(sluiced, resource, subject, margin_ms=3_000):
-    """Wait out a fixed window that is about to roll over, so a burst of requests is counted
-    in one window (a rollover mid-burst would let the 11th request through)."""
-    with sluiced.client() as client:
-        reset = client.peek(resource, subject).reset_after_ms
-    if 0 < reset < margin_ms:
-        time.sleep(reset / 1000 + 0.05)
 
 
 def post_n(http, path, n, **kwargs):
@@ -23,7 +12,7 @@ def post_n(http, path, n, **kwargs):
 
 def test_predict_allows_10_then_429(sluiced, api):
     # Approach 1 / 3: for i in {1..11}; curl -X POST /predict ...  -> 429 after 10.
-    fresh_window(sluiced, "predict", "127.0.0.1")
+    sluiced.fresh_window("predict", "127.0.0.1")
     with api.http() as http:
         responses = post_n(http, "/predict", 11, json=PREDICT_BODY)
     assert [r.status_code for r in responses] == [200] * 10 + [429]
@@ -35,7 +24,7 @@ def test_predict_allows_10_then_429(sluiced, api):
 
 def test_predict_batch_allows_5_per_300s_then_429(sluiced, api):
     # Approach 2: for i in {1..6}; curl -X POST /predict/batch -d '[{"features": [1,2,3]}]'
-    fresh_window(sluiced, "predict/batch", "127.0.0.1")
+    sluiced.fresh_window("predict/batch", "127.0.0.1")
     with api.http() as http:
         responses = post_n(http, "/predict/batch", 6, json=[{"features": [1, 2, 3]}])
     assert [r.status_code for r in responses] == [200] * 5 + [429]
@@ -45,7 +34,7 @@ def test_predict_batch_allows_5_per_300s_then_429(sluiced, api):
 
 def test_premium_caller_gets_30_then_429(sluiced, api):
     # Approach 3: for i in {1..31}; curl ... -H "X-User-Tier: premium" /premium/predict
-    fresh_window(sluiced, "premium/predict", "127.0.0.1")
+    sluiced.fresh_window("premium/predict", "127.0.0.1")
     with api.http() as http:
         responses = post_n(http, "/premium/predict", 31, json=PREDICT_BODY,
                            headers={"X-User-Tier": "premium"})
@@ -57,7 +46,7 @@ def test_premium_caller_gets_30_then_429(sluiced, api):
 def test_premium_api_key_is_resolved_by_the_policy(sluiced, api):
     # The policy maps premium-user-key to premium: 5x on /predict (50 per minute).
     headers = {"X-API-Key": "premium-user-key"}
-    fresh_window(sluiced, "predict", "premium-user-key")
+    sluiced.fresh_window("predict", "premium-user-key")
     with api.http() as http:
         first = http.post("/predict", json=PREDICT_BODY, headers=headers)
         assert first.status_code == 200
@@ -81,7 +70,7 @@ def test_fields_on_allowed_and_denied_responses(sluiced, api):
     # /limiter/predict: 20 per 60 s. Every answer carries the IETF fields and the
     # x-ratelimit family; the denial adds Retry-After, consistent with RateLimit's t.
     headers = {"X-API-Key": "fields-test-key"}
-    fresh_window(sluiced, "limiter/predict", "fields-test-key")
+    sluiced.fresh_window("limiter/predict", "fields-test-key")
     body = {"features": [1, 2, 3]}
     with api.http() as http:
         responses = post_n(http, "/limiter/predict", 21, json=body, headers=headers)
@@ -118,10 +107,10 @@ def test_model_info_is_not_limited(sluiced, api):
 
 def test_batch_predict_and_resource_based_limits(sluiced, api):
     with api.http() as http:
-        fresh_window(sluiced, "batch-predict", "127.0.0.1")
+        sluiced.fresh_window("batch-predict", "127.0.0.1")
         assert [r.status_code for r in post_n(http, "/batch-predict", 3, json=PREDICT_BODY)] \
             == [200, 200, 429]
-        fresh_window(sluiced, "models/batch-process", "127.0.0.1")
+        sluiced.fresh_window("models/batch-process", "127.0.0.1")
         statuses = [r.status_code for r in post_n(http, "/models/batch-process", 3, json=[1, 2])]
         assert statuses == [200, 200, 429]
         light = post_n(http, "/models/lightweight/predict", 5, json=PREDICT_BODY)

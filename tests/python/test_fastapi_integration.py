@@ -40,6 +40,7 @@ def test_middleware_limits_every_route_except_excluded(sluiced):
     # batch-predict allows 2 per minute; /healthz is excluded and never counted.
     app = make_app(sluiced, resource="batch-predict", subject=header("X-User"),
                    exclude=["/healthz"], x_ratelimit_headers=True)
+    sluiced.fresh_window("batch-predict", "mw-user")
     with TestClient(app) as http:
         user = {"X-User": "mw-user"}
         first = http.get("/anything", headers=user)
@@ -60,6 +61,7 @@ def test_middleware_resource_function_can_skip_requests(sluiced):
     app = make_app(sluiced, subject=header("X-User"),
                    resource=lambda request: "batch-predict" if request.url.path == "/anything"
                    else None)
+    sluiced.fresh_window("batch-predict", "skip")
     with TestClient(app) as http:
         assert all(http.get("/healthz").status_code == 200 for _ in range(4))
         assert [http.get("/anything", headers={"X-User": "skip"}).status_code
@@ -68,6 +70,7 @@ def test_middleware_resource_function_can_skip_requests(sluiced):
 
 def test_cost_from_request_body(sluiced):
     # models/batch-process allows 2 per 5 minutes; a 2-item batch spends both at once.
+    sluiced.fresh_window("models/batch-process", "cost-user")
     with TestClient(make_app(sluiced)) as http:
         user = {"X-User": "cost-user"}
         assert http.post("/items", json=[1, 2], headers=user).json() == {"remaining": 0}
