@@ -37,7 +37,8 @@ std::string render(const redisReply* r) {
 
 }  // namespace
 
-RedisServer::RedisServer(std::string socket_path) : socket_(std::move(socket_path)) {
+RedisServer::RedisServer(std::string socket_path, std::vector<std::string> extra_args)
+    : socket_(std::move(socket_path)), extra_args_(std::move(extra_args)) {
   char tmpl[] = "/tmp/sluice-redis-XXXXXX";
   const char* d = mkdtemp(tmpl);
   dir_ = d != nullptr ? d : "/tmp";
@@ -57,6 +58,7 @@ bool RedisServer::start() {
                                    "--unixsocketperm", "700", "--save", "", "--appendonly",
                                    "no", "--daemonize", "no", "--dir", dir_,
                                    "--loglevel", "warning", "--logfile", dir_ + "/redis.log"};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -66,7 +68,8 @@ bool RedisServer::start() {
   }
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (std::chrono::steady_clock::now() < until) {
-    if (command("PING") == "PONG") return true;
+    const std::string pong = command("PING");
+    if (pong == "PONG" || pong.starts_with("NOAUTH")) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   kill();
@@ -76,9 +79,18 @@ bool RedisServer::start() {
 void RedisServer::kill() {
   if (pid_ <= 0) return;
   ::kill(pid_, SIGKILL);
+  ::kill(pid_, SIGCONT);
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+void RedisServer::pause() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void RedisServer::resume() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
 }
 
 std::string RedisServer::command(const std::string& line) const {

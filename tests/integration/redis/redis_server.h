@@ -5,13 +5,15 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace sluice::testing {
 
 class RedisServer {
  public:
-  // `socket_path` empty: a fresh path under /tmp.
-  explicit RedisServer(std::string socket_path = "");
+  // `socket_path` empty: a fresh path under /tmp. `extra_args` go to redis-server as they are
+  // (e.g. {"--requirepass", "secret"}).
+  explicit RedisServer(std::string socket_path = "", std::vector<std::string> extra_args = {});
   ~RedisServer();  // stops the server and removes its files
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
@@ -20,6 +22,9 @@ class RedisServer {
   bool start();
   // SIGKILL, as a crash would; waits for the process.
   void kill();
+  // SIGSTOP / SIGCONT: a server that hangs without closing its connections.
+  void pause();
+  void resume();
   bool running() const { return pid_ > 0; }
 
   const std::string& socket_path() const { return socket_; }
@@ -32,6 +37,7 @@ class RedisServer {
  private:
   std::string socket_;
   std::string dir_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
 };
 
