@@ -1,6 +1,8 @@
 // Durations, YAML serialisation (round trips) and readable diffs of policies.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -206,6 +208,44 @@ TEST(PolicyDiff, ApiKeysAreMasked) {
   }
   EXPECT_EQ(lines[0], "api key ...: added (free)");  // too short to show any of it
   EXPECT_EQ(lines[1], "api key ...1234: added (free)");
+}
+
+// The fenced blocks of one language ("yaml", "text") in docs/policy.md, in order.
+std::vector<std::string> doc_blocks(const std::string& language) {
+  std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/docs/policy.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string doc = text.str();
+  const std::string open = "```" + language + "\n";
+  std::vector<std::string> out;
+  for (size_t pos = doc.find(open); pos != std::string::npos; pos = doc.find(open, pos)) {
+    pos += open.size();
+    const size_t end = doc.find("```", pos);
+    if (end == std::string::npos) break;
+    out.push_back(doc.substr(pos, end - pos));
+    pos = end;
+  }
+  return out;
+}
+
+TEST(PolicyDocs, TheCompleteExampleIsValid) {
+  const auto blocks = doc_blocks("yaml");
+  ASSERT_FALSE(blocks.empty());
+  const PolicySpec spec = parse_or_die(blocks[0]);
+  EXPECT_EQ(spec.tiers.size(), 3u);
+  EXPECT_EQ(spec.resources.size(), 5u);
+}
+
+TEST(PolicyDocs, TheBrokenExampleGivesTheDocumentedErrors) {
+  const auto yaml = doc_blocks("yaml");
+  const auto text = doc_blocks("text");
+  std::string broken;
+  for (const auto& b : yaml) {
+    if (b.starts_with("default_tier: gold")) broken = b;
+  }
+  ASSERT_FALSE(broken.empty());
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(parse_policy(broken, "broken.yaml").error_text() + "\n", text[0]);
 }
 
 }  // namespace
