@@ -94,7 +94,7 @@ class FixedWindow {
   static constexpr size_t kSize = 16;
 
   FixedWindow(const Env& env, const uint8_t* s, size_t len) : env_(env) {
-    start_ = static_cast<int64_t>(floor_div(env.now, env.window)) * env.window;
+    start_ = env.now - env.now % env.window;  // now >= 0 (valid_time): no 128-bit division
     if (len == kSize) {
       const int64_t ws = load_i64(s), count = load_i64(s + 8);
       // A window one ahead means the clock stepped back a little: keep counting it.
@@ -134,7 +134,7 @@ class SlidingCounter {
 
   SlidingCounter(const Env& env, const uint8_t* s, size_t len) : env_(env) {
     const int64_t w = env.window;
-    start_ = static_cast<int64_t>(floor_div(env.now, w)) * w;
+    start_ = env.now - env.now % w;  // now >= 0 (valid_time): no 128-bit division
     if (len == kSize) {
       const int64_t ws = load_i64(s), prev = load_i64(s + 8), cur = load_i64(s + 16);
       if (prev >= 0 && cur >= 0) {

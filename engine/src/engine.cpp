@@ -91,7 +91,8 @@ struct DecisionCall::Internal {
   std::array<sluice_item_result, kMaxLimitsPerResource> results{};
   std::array<uint8_t, kMaxLimitsPerResource> limit_index{};
   std::array<char, kMaxLimitsPerResource * kMaxKeyLength> keys;  // all items' keys
-  std::string subject;
+  size_t resource_len = 0;  // of the requested name, inside every key: "{resource:subject}rule"
+  size_t subject_len = 0;
   sluice_batch batch{};
 
   std::shared_ptr<const Snapshot> snap;
@@ -107,10 +108,14 @@ struct DecisionCall::Internal {
   void* user = nullptr;
   Engine::Impl* engine = nullptr;
   DecisionCall* call = nullptr;
+
+  // The request's names, read back from the first key: the request's own buffers may be gone
+  // by the time an asynchronous plugin completes.
+  std::string_view resource_name() const { return {keys.data() + 1, resource_len}; }
+  std::string_view subject() const { return {keys.data() + 2 + resource_len, subject_len}; }
 };
 
 DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {
-  in_->subject.reserve(kMaxSubjectLength);
   in_->call = this;
 }
 DecisionCall::~DecisionCall() = default;
@@ -382,7 +387,8 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     }
   }
   in.resource = res;
-  in.subject.assign(req.subject);
+  in.resource_len = req.resource.size();
+  in.subject_len = req.subject.size();
 
   if (res->unlimited_for_tier[tier->index] && kind != DecisionKind::kReset) {
     d.allowed = true;
@@ -394,7 +400,7 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
       d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
       std::lock_guard lock(impl_->lease_mu);
       impl_->sweep_leases(in.now_ms);
-      impl_->leases[d.lease_id] = {std::string(req.resource), in.subject, tier->name, req.cost,
+      impl_->leases[d.lease_id] = {std::string(req.resource), std::string(req.subject), tier->name, req.cost,
                                    in.now_ms + d.lease_ttl_ms};
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
@@ -536,7 +542,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   if (counts) {
     Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
                   denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
-    if (denied) stats.record_blocked(res->name, in.subject);
+    if (denied) stats.record_blocked(res->name, in.subject());
     stats.record_latency_ns(steady_ns() - in.start_ns);
   }
   if (in.kind == DecisionKind::kAcquire) {
@@ -547,9 +553,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
       std::lock_guard lock(lease_mu);
       sweep_leases(in.now_ms);
       // The resource name as requested: with default_limits it differs from res->name.
-      std::string_view key(in.items[0].key, in.items[0].key_len);
-      std::string_view resource_name = key.substr(1, key.find(':') - 1);
-      leases[d.lease_id] = {std::string(resource_name), in.subject,
+      leases[d.lease_id] = {std::string(in.resource_name()), std::string(in.subject()),
                             snap.policy->tiers()[in.tier].name, in.cost,
                             in.now_ms + in.lease_ttl_ms};
     }
