@@ -1,0 +1,168 @@
+#include "core/effective_limit_model.h"
+
+#include <QFont>
+
+#include "core/policy_names.h"
+
+namespace sluice::admin {
+
+EffectiveLimitModel::EffectiveLimitModel(PolicyDocument* doc, QObject* parent)
+    : DraftTableModel(doc, parent) {
+  refresh();
+}
+
+void EffectiveLimitModel::setResource(const QString& resource) {
+  if (resource == resource_) return;
+  resource_ = resource;
+  refresh();
+}
+
+QStringList EffectiveLimitModel::shapeOf(const PolicySpec& draft) const {
+  QStringList out{resource_};
+  for (const auto& t : draft.tiers) out << QStringLiteral("tier:") + QString::fromStdString(t.name);
+  if (const ResourceSpec* r = findResource(draft, resource_.toStdString()))
+    for (const auto& l : r->limits) out << QStringLiteral("limit:") + QString::fromStdString(l.name);
+  return out;
+}
+
+void EffectiveLimitModel::reload() {
+  const PolicySpec& draft = doc_->draft();
+  tiers_ = draft.tiers;
+  const ResourceSpec* r = findResource(draft, resource_.toStdString());
+  limits_ = r ? r->limits : std::vector<LimitSpec>{};
+  cells_.assign(tiers_.size(), std::vector<Cell>(limits_.size()));
+  unavailable_.clear();
+  if (!r) return;
+
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    auto ov = tiers_[t].overrides.find(r->name);
+    for (size_t l = 0; l < limits_.size(); ++l) {
+      if (ov == tiers_[t].overrides.end()) continue;
+      auto it = ov->second.limits.find(limits_[l].name);
+      if (it != ov->second.limits.end()) cells_[t][l].override_ = it->second;
+    }
+  }
+  if (!validate_policy(draft).empty()) {
+    unavailable_ = tr("The draft has problems; fix them to see the effective limits.");
+    return;
+  }
+  auto compiled = CompiledPolicy::compile(draft, 0);
+  if (!compiled.ok()) {
+    unavailable_ = QString::fromStdString(compiled.status().message());
+    return;
+  }
+  const CompiledResource* cr = compiled.value()->find_resource(r->name);
+  if (!cr) return;
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    const CompiledTier* ct = compiled.value()->find_tier(tiers_[t].name);
+    if (!ct) continue;
+    for (size_t l = 0; l < limits_.size() && l < cr->limits.size(); ++l) {
+      Cell& c = cells_[t][l];
+      c.known = true;
+      c.unlimited = cr->unlimited_for_tier[ct->index];
+      c.limit = cr->effective[ct->index][l].limit;
+    }
+  }
+}
+
+int EffectiveLimitModel::rowCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : static_cast<int>(tiers_.size());
+}
+int EffectiveLimitModel::columnCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : static_cast<int>(limits_.size());
+}
+
+QString EffectiveLimitModel::pathOf(const QModelIndex& index) const {
+  if (!index.isValid()) return {};
+  return QStringLiteral("tiers.%1.overrides.%2.limits.%3")
+      .arg(QString::fromStdString(tiers_[static_cast<size_t>(index.row())].name), resource_,
+           QString::fromStdString(limits_[static_cast<size_t>(index.column())].name));
+}
+
+QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
+  if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
+    return {};
+  if (QVariant e = errorData(index, role); e.isValid()) return e;
+  const Cell& c = cells_[static_cast<size_t>(index.row())][static_cast<size_t>(index.column())];
+  const TierSpec& t = tiers_[static_cast<size_t>(index.row())];
+  const LimitSpec& l = limits_[static_cast<size_t>(index.column())];
+  switch (role) {
+    case Qt::DisplayRole:
+      if (!c.known) return c.override_ ? QVariant(QString::number(*c.override_)) : QVariant(QStringLiteral("?"));
+      if (c.unlimited) return tr("unlimited");
+      if (c.override_) return tr("%1 (override)").arg(c.limit);
+      return tr("%1 (×%2)").arg(c.limit).arg(formatNumber(t.multiplier));
+    case Qt::EditRole:
+      return c.override_ ? QVariant::fromValue<qlonglong>(*c.override_) : QVariant(QString());
+    case Qt::FontRole:
+      if (c.override_) {
+        QFont f;
+        f.setBold(true);
+        return f;
+      }
+      return {};
+    case Qt::ToolTipRole:
+      if (!c.known) return unavailable_;
+      if (c.unlimited) return tr("Tier %1 is not limited.").arg(QString::fromStdString(t.name));
+      if (c.override_)
+        return tr("Tier %1 overrides %2 with %3 %4 per %5. Clear the cell to use the multiplier again.")
+            .arg(QString::fromStdString(t.name), QString::fromStdString(l.name))
+            .arg(*c.override_)
+            .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
+      return tr("%1 × %2 = %3 %4 per %5. Type a number to override it for this tier.")
+          .arg(l.limit)
+          .arg(formatNumber(t.multiplier))
+          .arg(c.limit)
+          .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
+    case Qt::TextAlignmentRole:
+      return QVariant(Qt::AlignRight | Qt::AlignVCenter);
+    case IsOverrideRole:
+      return c.override_.has_value();
+    case PathRole:
+      return pathOf(index);
+    default:
+      return {};
+  }
+}
+
+QVariant EffectiveLimitModel::headerData(int section, Qt::Orientation o, int role) const {
+  if (role != Qt::DisplayRole) return {};
+  if (o == Qt::Horizontal) {
+    if (section < 0 || section >= columnCount()) return {};
+    const LimitSpec& l = limits_[static_cast<size_t>(section)];
+    return QStringLiteral("%1\n%2 per %3").arg(QString::fromStdString(l.name), unitName(l.unit),
+                                              QString::fromStdString(format_duration_ms(l.window_ms)));
+  }
+  if (section < 0 || section >= rowCount()) return {};
+  const TierSpec& t = tiers_[static_cast<size_t>(section)];
+  return QStringLiteral("%1 ×%2").arg(QString::fromStdString(t.name), formatNumber(t.multiplier));
+}
+
+Qt::ItemFlags EffectiveLimitModel::flags(const QModelIndex& index) const {
+  if (!index.isValid()) return Qt::NoItemFlags;
+  return Qt::ItemIsEnabled | Qt::ItemIsSelectable | Qt::ItemIsEditable;
+}
+
+bool EffectiveLimitModel::setData(const QModelIndex& index, const QVariant& value, int role) {
+  if (role != Qt::EditRole ||
+      !checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
+    return false;
+  const std::string tier = tiers_[static_cast<size_t>(index.row())].name;
+  const std::string limit = limits_[static_cast<size_t>(index.column())].name;
+  const QString text = value.toString().trimmed();
+  std::optional<int64_t> v;
+  if (!text.isEmpty()) {
+    bool ok = false;
+    v = text.toLongLong(&ok);
+    if (!ok) {
+      emit editRefused(tr("'%1' is not a whole number; leave the cell empty to drop the override.").arg(text));
+      return false;
+    }
+  }
+  const QString what = QStringLiteral("%1 %2/%3").arg(QString::fromStdString(tier), resource_,
+                                                      QString::fromStdString(limit));
+  return applyEdit(v ? tr("Override %1 = %2").arg(what).arg(*v) : tr("Clear override %1").arg(what),
+                   edits::setOverrideLimit(tier, resource_.toStdString(), limit, v));
+}
+
+}  // namespace sluice::admin

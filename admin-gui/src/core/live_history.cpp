@@ -1,0 +1,165 @@
+#include "core/live_history.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace sluice::admin {
+
+namespace {
+StatsTotals readTotals(const nlohmann::json& j) {
+  StatsTotals t;
+  t.allowed = j.value("allowed", uint64_t{0});
+  t.denied = j.value("denied", uint64_t{0});
+  t.shadowDenied = j.value("shadow_denied", uint64_t{0});
+  t.storageErrors = j.value("storage_errors", uint64_t{0});
+  return t;
+}
+}  // namespace
+
+Result<StatsSnapshot> parseStatsJson(std::string_view text) {
+  using nlohmann::json;
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return Status::Invalid("SL.STATS reply is not a JSON object");
+  try {
+    StatsSnapshot s;
+    s.nowMs = doc.at("now_ms").get<int64_t>();
+    s.firstSecond = doc.at("first_second").get<int64_t>();
+    s.windowSeconds = doc.at("window_seconds").get<int>();
+    if (s.windowSeconds < 0 || s.windowSeconds > LiveHistory::kSeconds)
+      return Status::Invalid("SL.STATS window_seconds out of range");
+    s.totals = readTotals(doc.at("totals"));
+    static constexpr const char* kOutcomes[4] = {"allowed", "denied", "shadow_denied", "storage_errors"};
+    for (const auto& item : doc.at("series")) {
+      StatsSeries series;
+      series.resource = item.at("resource").get<std::string>();
+      series.tier = item.at("tier").get<std::string>();
+      series.rule = item.at("rule").get<std::string>();
+      series.totals = readTotals(item.at("totals"));
+      const auto& ps = item.at("per_second");
+      for (int o = 0; o < 4; ++o) {
+        auto it = ps.find(kOutcomes[o]);
+        if (it == ps.end()) continue;
+        series.perSecond[static_cast<size_t>(o)] = it->get<std::vector<uint32_t>>();
+      }
+      s.series.push_back(std::move(series));
+    }
+    if (auto it = doc.find("top_blocked"); it != doc.end()) {
+      for (const auto& e : *it)
+        s.top.push_back({e.at("resource").get<std::string>(), e.at("subject").get<std::string>(),
+                         e.value("count", uint64_t{0}), e.value("error", uint64_t{0})});
+    }
+    if (auto it = doc.find("latency"); it != doc.end()) {
+      s.latencyCount = it->value("count", uint64_t{0});
+      s.p50Ns = it->value("p50_ns", uint64_t{0});
+      s.p99Ns = it->value("p99_ns", uint64_t{0});
+    }
+    if (auto it = doc.find("server"); it != doc.end() && it->is_object()) {
+      for (const auto& [k, v] : it->items()) {
+        if (v.is_string()) s.server[k] = v.get<std::string>();
+        else if (v.is_number() || v.is_boolean()) s.server[k] = v.dump();
+      }
+    }
+    return s;
+  } catch (const json::exception& e) {
+    return Status::Invalid(std::string("SL.STATS reply has an unexpected shape: ") + e.what());
+  }
+}
+
+LiveHistory::Track& LiveHistory::track_(const StatsSeries& s) {
+  for (auto& t : tracks_)
+    if (t.resource == s.resource && t.tier == s.tier && t.rule == s.rule) return t;
+  Track& t = tracks_.emplace_back();
+  t.resource = s.resource;
+  t.tier = s.tier;
+  t.rule = s.rule;
+  t.second.fill(-1);
+  return t;
+}
+
+void LiveHistory::merge(const StatsSnapshot& snapshot) {
+  const int64_t last = snapshot.firstSecond + snapshot.windowSeconds - 1;
+  for (const auto& s : snapshot.series) {
+    Track& t = track_(s);
+    t.totals = s.totals;
+    for (int i = 0; i < snapshot.windowSeconds; ++i) {
+      const int64_t sec = snapshot.firstSecond + i;
+      if (sec < 0) continue;
+      const auto slot = static_cast<size_t>(sec % kSeconds);
+      // An older snapshot arriving late must not overwrite newer seconds.
+      if (t.second[slot] > sec) continue;
+      t.second[slot] = sec;
+      for (int o = 0; o < 3; ++o) {
+        const auto& v = s.perSecond[static_cast<size_t>(o)];
+        t.counts[slot][static_cast<size_t>(o)] = static_cast<size_t>(i) < v.size() ? v[static_cast<size_t>(i)] : 0;
+      }
+    }
+  }
+  lastSecond_ = std::max(lastSecond_, last);
+}
+
+std::vector<LiveHistory::Point> LiveHistory::perSecond(std::string_view resource,
+                                                       std::string_view tier) const {
+  std::vector<Point> out;
+  if (empty()) return out;
+  out.reserve(kSeconds);
+  const int64_t first = lastSecond_ - kSeconds + 1;
+  for (int64_t sec = first; sec <= lastSecond_; ++sec) out.push_back({sec, 0, 0, 0});
+  for (const auto& t : tracks_) {
+    if (!matches(t, resource, tier)) continue;
+    for (int64_t sec = std::max<int64_t>(first, 0); sec <= lastSecond_; ++sec) {
+      const auto slot = static_cast<size_t>(sec % kSeconds);
+      if (t.second[slot] != sec) continue;
+      Point& p = out[static_cast<size_t>(sec - first)];
+      p.allowed += t.counts[slot][0];
+      p.blocked += t.counts[slot][1];
+      p.shadow += t.counts[slot][2];
+    }
+  }
+  return out;
+}
+
+std::vector<LiveHistory::Row> LiveHistory::rows(std::string_view resource, std::string_view tier) const {
+  std::vector<Row> out;
+  for (const auto& t : tracks_) {
+    if (!matches(t, resource, tier)) continue;
+    // The engine creates a series for every resource x tier x rule of the policy; most of
+    // them never see a request and would bury the ones that do.
+    const StatsTotals& n = t.totals;
+    if (n.allowed + n.denied + n.shadowDenied + n.storageErrors == 0) continue;
+    Row r{t.resource, t.tier, t.rule, t.totals, 0};
+    for (int64_t sec = lastSecond_ - 59; sec <= lastSecond_; ++sec) {
+      if (sec < 0) continue;
+      const auto slot = static_cast<size_t>(sec % kSeconds);
+      if (t.second[slot] == sec) r.blockedLastMinute += t.counts[slot][1];
+    }
+    out.push_back(std::move(r));
+  }
+  std::sort(out.begin(), out.end(), [](const Row& a, const Row& b) {
+    return std::tie(a.resource, a.tier, a.rule) < std::tie(b.resource, b.tier, b.rule);
+  });
+  return out;
+}
+
+StatsTotals LiveHistory::totals(std::string_view resource, std::string_view tier) const {
+  StatsTotals sum;
+  for (const auto& t : tracks_)
+    if (matches(t, resource, tier)) sum += t.totals;
+  return sum;
+}
+
+std::vector<std::string> LiveHistory::resources() const {
+  std::set<std::string> s;
+  for (const auto& t : tracks_)
+    if (!t.resource.empty()) s.insert(t.resource);
+  return {s.begin(), s.end()};
+}
+
+std::vector<std::string> LiveHistory::tiers() const {
+  std::set<std::string> s;
+  for (const auto& t : tracks_)
+    if (!t.tier.empty()) s.insert(t.tier);
+  return {s.begin(), s.end()};
+}
+
+}  // namespace sluice::admin

@@ -1,0 +1,98 @@
+// What the Live tab shows, independent of Qt widgets: SL.STATS documents (schema in
+// docs/protocol.md, produced by engine/src/stats.cpp) parsed into snapshots, and a 15-minute
+// per-second history per resource x tier x rule that later, shorter snapshots are merged into
+// (the GUI asks only for the seconds it has not seen, so a refresh stays small).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sluice/status.h"
+
+namespace sluice::admin {
+
+struct StatsTotals {
+  uint64_t allowed = 0, denied = 0, shadowDenied = 0, storageErrors = 0;
+  StatsTotals& operator+=(const StatsTotals& o) {
+    allowed += o.allowed;
+    denied += o.denied;
+    shadowDenied += o.shadowDenied;
+    storageErrors += o.storageErrors;
+    return *this;
+  }
+};
+
+struct StatsSeries {
+  std::string resource, tier, rule;
+  StatsTotals totals;
+  // per second, oldest first: allowed, denied, shadow_denied, storage_errors
+  std::array<std::vector<uint32_t>, 4> perSecond;
+};
+
+struct TopBlocked {
+  std::string resource, subject;
+  uint64_t count = 0, error = 0;  // error: possible over-count of the space-saving sketch
+};
+
+struct StatsSnapshot {
+  int64_t nowMs = 0;
+  int64_t firstSecond = 0;
+  int windowSeconds = 0;
+  StatsTotals totals;
+  std::vector<StatsSeries> series;
+  std::vector<TopBlocked> top;
+  uint64_t latencyCount = 0, p50Ns = 0, p99Ns = 0;
+  std::map<std::string, std::string> server;  // "server" object: version, storage, ...
+};
+
+// Never throws; a document that is not SL.STATS JSON is an Invalid status with the reason.
+Result<StatsSnapshot> parseStatsJson(std::string_view json);
+
+class LiveHistory {
+ public:
+  static constexpr int kSeconds = 900;
+
+  struct Point {
+    int64_t second;  // unix seconds
+    uint64_t allowed, blocked, shadow;
+  };
+  struct Row {  // one series, with its totals
+    std::string resource, tier, rule;
+    StatsTotals totals;
+    uint64_t blockedLastMinute = 0;
+  };
+
+  void merge(const StatsSnapshot& snapshot);
+  bool empty() const { return lastSecond_ < 0; }
+  int64_t lastSecond() const { return lastSecond_; }
+
+  // Per-second sums over the series that match (an empty filter matches all), for the
+  // kSeconds seconds up to lastSecond(), oldest first.
+  std::vector<Point> perSecond(std::string_view resource, std::string_view tier) const;
+  // Series that have counted anything, sorted by resource, tier, rule.
+  std::vector<Row> rows(std::string_view resource, std::string_view tier) const;
+  StatsTotals totals(std::string_view resource, std::string_view tier) const;
+  std::vector<std::string> resources() const;
+  std::vector<std::string> tiers() const;
+
+ private:
+  struct Track {
+    std::string resource, tier, rule;
+    StatsTotals totals;
+    std::array<int64_t, kSeconds> second;              // which second each slot holds
+    std::array<std::array<uint32_t, 3>, kSeconds> counts;  // allowed, denied, shadow
+  };
+  static bool matches(const Track& t, std::string_view resource, std::string_view tier) {
+    return (resource.empty() || t.resource == resource) && (tier.empty() || t.tier == tier);
+  }
+  Track& track_(const StatsSeries& s);
+
+  std::vector<Track> tracks_;
+  int64_t lastSecond_ = -1;
+};
+
+}  // namespace sluice::admin

@@ -1,0 +1,175 @@
+#include "core/live_models.h"
+
+#include "core/policy_names.h"
+
+namespace sluice::admin {
+
+namespace {
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+}  // namespace
+
+// ---- LiveStats ----------------------------------------------------------------------------
+
+LiveStats::LiveStats(QObject* parent) : QObject(parent), series_(this), top_(this) {}
+
+void LiveStats::ingest(const StatsSnapshot& snapshot) {
+  history_.merge(snapshot);
+  latest_ = snapshot;
+  for (auto& s : latest_.series)
+    for (auto& v : s.perSecond) v = {};
+  series_.update();
+  top_.update();
+  emit updated();
+}
+
+void LiveStats::setFilter(const QString& resource, const QString& tier) {
+  if (resource == resource_ && tier == tier_) return;
+  resource_ = resource;
+  tier_ = tier;
+  series_.update();
+  top_.update();
+  emit updated();
+}
+
+std::vector<LiveHistory::Point> LiveStats::points() const {
+  return history_.perSecond(resource_.toStdString(), tier_.toStdString());
+}
+
+StatsTotals LiveStats::totals() const {
+  return history_.totals(resource_.toStdString(), tier_.toStdString());
+}
+
+QStringList LiveStats::resources() const {
+  QStringList out;
+  for (const auto& r : history_.resources()) out << qs(r);
+  return out;
+}
+
+QStringList LiveStats::tiers() const {
+  QStringList out;
+  for (const auto& t : history_.tiers()) out << qs(t);
+  return out;
+}
+
+// ---- LiveSeriesModel ----------------------------------------------------------------------
+
+LiveSeriesModel::LiveSeriesModel(LiveStats* stats) : QAbstractTableModel(nullptr), stats_(stats) {}
+
+void LiveSeriesModel::update() {
+  auto rows = stats_->history().rows(stats_->resourceFilter().toStdString(),
+                                     stats_->tierFilter().toStdString());
+  bool sameShape = rows.size() == rows_.size();
+  for (size_t i = 0; sameShape && i < rows.size(); ++i)
+    sameShape = rows[i].resource == rows_[i].resource && rows[i].tier == rows_[i].tier &&
+                rows[i].rule == rows_[i].rule;
+  if (sameShape) {
+    rows_ = std::move(rows);
+    // Only the numbers change: keep selection and scroll position.
+    if (!rows_.empty()) emit dataChanged(index(0, kAllowed), index(rowCount() - 1, kColumnCount - 1), {Qt::DisplayRole});
+    return;
+  }
+  beginResetModel();
+  rows_ = std::move(rows);
+  endResetModel();
+}
+
+int LiveSeriesModel::rowCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : static_cast<int>(rows_.size());
+}
+int LiveSeriesModel::columnCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : kColumnCount;
+}
+
+QVariant LiveSeriesModel::data(const QModelIndex& index, int role) const {
+  if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
+    return {};
+  const auto& r = rows_[static_cast<size_t>(index.row())];
+  if (role == Qt::TextAlignmentRole && index.column() >= kAllowed)
+    return QVariant(Qt::AlignRight | Qt::AlignVCenter);
+  if (role != Qt::DisplayRole && role != Qt::UserRole) return {};
+  switch (index.column()) {
+    case kResource: return qs(r.resource);
+    case kTier: return qs(r.tier);
+    case kRule: return qs(r.rule);
+    case kAllowed: return QVariant::fromValue<qulonglong>(r.totals.allowed);
+    case kBlocked: return QVariant::fromValue<qulonglong>(r.totals.denied);
+    case kBlockedLastMinute: return QVariant::fromValue<qulonglong>(r.blockedLastMinute);
+    case kShadow: return QVariant::fromValue<qulonglong>(r.totals.shadowDenied);
+    case kStorageErrors: return QVariant::fromValue<qulonglong>(r.totals.storageErrors);
+    default: return {};
+  }
+}
+
+QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) const {
+  if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
+  switch (section) {
+    case kResource: return tr("Resource");
+    case kTier: return tr("Tier");
+    case kRule: return tr("Rule");
+    case kAllowed: return tr("Allowed");
+    case kBlocked: return tr("Blocked");
+    case kBlockedLastMinute: return tr("Blocked (last min)");
+    case kShadow: return tr("Shadow-blocked");
+    case kStorageErrors: return tr("Storage errors");
+    default: return {};
+  }
+}
+
+// ---- TopBlockedModel ----------------------------------------------------------------------
+
+TopBlockedModel::TopBlockedModel(LiveStats* stats) : QAbstractTableModel(nullptr), stats_(stats) {}
+
+void TopBlockedModel::update() {
+  std::vector<TopBlocked> rows;
+  const std::string resource = stats_->resourceFilter().toStdString();
+  for (const auto& t : stats_->latest().top)
+    if (resource.empty() || t.resource == resource) rows.push_back(t);
+  bool sameShape = rows.size() == rows_.size();
+  for (size_t i = 0; sameShape && i < rows.size(); ++i)
+    sameShape = rows[i].subject == rows_[i].subject && rows[i].resource == rows_[i].resource;
+  if (sameShape) {
+    rows_ = std::move(rows);
+    if (!rows_.empty()) emit dataChanged(index(0, kCount), index(rowCount() - 1, kCount), {Qt::DisplayRole});
+    return;
+  }
+  beginResetModel();
+  rows_ = std::move(rows);
+  endResetModel();
+}
+
+int TopBlockedModel::rowCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : static_cast<int>(rows_.size());
+}
+int TopBlockedModel::columnCount(const QModelIndex& parent) const {
+  return parent.isValid() ? 0 : kColumnCount;
+}
+
+QVariant TopBlockedModel::data(const QModelIndex& index, int role) const {
+  if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
+    return {};
+  const auto& r = rows_[static_cast<size_t>(index.row())];
+  const QString subject = qs(r.subject);
+  if (role == Qt::TextAlignmentRole && index.column() == kCount)
+    return QVariant(Qt::AlignRight | Qt::AlignVCenter);
+  if (role == Qt::ToolTipRole && index.column() == kCount && r.error > 0)
+    return tr("May be over-counted by up to %1 (the engine keeps the top subjects in bounded memory).").arg(r.error);
+  if (role != Qt::DisplayRole) return {};
+  switch (index.column()) {
+    case kSubject: return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+    case kResource: return qs(r.resource);
+    case kCount: return r.error > 0 ? QStringLiteral("≤ %1").arg(r.count) : QString::number(r.count);
+    default: return {};
+  }
+}
+
+QVariant TopBlockedModel::headerData(int section, Qt::Orientation o, int role) const {
+  if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
+  switch (section) {
+    case kSubject: return tr("Subject");
+    case kResource: return tr("Resource");
+    case kCount: return tr("Blocked");
+    default: return {};
+  }
+}
+
+}  // namespace sluice::admin

@@ -1,0 +1,87 @@
+// The Live tab's state: the merged history, the model/tier filter, the engine's latest
+// totals and latency, and two item models (series totals, top blocked subjects). Fed with
+// parsed snapshots by StatsPoller; read by the charts and tables.
+#pragma once
+
+#include <QAbstractTableModel>
+#include <QObject>
+#include <QSet>
+#include <QString>
+
+#include "core/live_history.h"
+
+namespace sluice::admin {
+
+class LiveStats;
+
+class LiveSeriesModel : public QAbstractTableModel {
+  Q_OBJECT
+ public:
+  enum Column { kResource, kTier, kRule, kAllowed, kBlocked, kBlockedLastMinute, kShadow, kStorageErrors, kColumnCount };
+  explicit LiveSeriesModel(LiveStats* stats);
+  int rowCount(const QModelIndex& parent = {}) const override;
+  int columnCount(const QModelIndex& parent = {}) const override;
+  QVariant data(const QModelIndex& index, int role) const override;
+  QVariant headerData(int section, Qt::Orientation o, int role) const override;
+  void update();
+  const std::vector<LiveHistory::Row>& rows() const { return rows_; }
+
+ private:
+  LiveStats* stats_;
+  std::vector<LiveHistory::Row> rows_;
+};
+
+class TopBlockedModel : public QAbstractTableModel {
+  Q_OBJECT
+ public:
+  enum Column { kSubject, kResource, kCount, kColumnCount };
+  explicit TopBlockedModel(LiveStats* stats);
+  int rowCount(const QModelIndex& parent = {}) const override;
+  int columnCount(const QModelIndex& parent = {}) const override;
+  QVariant data(const QModelIndex& index, int role) const override;
+  QVariant headerData(int section, Qt::Orientation o, int role) const override;
+  void update();
+
+ private:
+  LiveStats* stats_;
+  std::vector<TopBlocked> rows_;
+};
+
+class LiveStats : public QObject {
+  Q_OBJECT
+ public:
+  explicit LiveStats(QObject* parent = nullptr);
+
+  void ingest(const StatsSnapshot& snapshot);
+  // Empty strings show everything.
+  void setFilter(const QString& resource, const QString& tier);
+  QString resourceFilter() const { return resource_; }
+  QString tierFilter() const { return tier_; }
+  // Subjects that are API keys are shown masked, like everywhere else.
+  void setSecretSubjects(QSet<QString> keys) { secrets_ = std::move(keys); }
+  bool isSecret(const QString& subject) const { return secrets_.contains(subject); }
+
+  const LiveHistory& history() const { return history_; }
+  std::vector<LiveHistory::Point> points() const;
+  StatsTotals totals() const;
+  const StatsSnapshot& latest() const { return latest_; }
+  bool hasData() const { return !history_.empty(); }
+  QStringList resources() const;
+  QStringList tiers() const;
+
+  LiveSeriesModel* seriesModel() { return &series_; }
+  TopBlockedModel* topModel() { return &top_; }
+
+ signals:
+  void updated();
+
+ private:
+  LiveHistory history_;
+  StatsSnapshot latest_;  // without per-second data
+  QString resource_, tier_;
+  QSet<QString> secrets_;
+  LiveSeriesModel series_;
+  TopBlockedModel top_;
+};
+
+}  // namespace sluice::admin

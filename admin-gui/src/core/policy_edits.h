@@ -1,0 +1,51 @@
+// Draft edits as replayable operations. Each one checks its preconditions against the spec it
+// is applied to and refuses with a reason instead of half-applying, so the same edit can be
+// replayed on a newer running policy after a CONFLICT ("reload and reapply").
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "sluice/policy.h"
+#include "sluice/status.h"
+
+namespace sluice::admin {
+
+using Edit = std::function<Status(PolicySpec&)>;
+
+namespace edits {
+
+Edit setTierMultiplier(std::string tier, double multiplier);
+Edit setTierUnlimited(std::string tier, bool unlimited);
+Edit setTierDescription(std::string tier, std::string description);
+Edit setDefaultTier(std::string tier);
+Edit addTier(std::string name);
+// Renaming carries the tier's API keys and the default-tier marker along.
+Edit renameTier(std::string from, std::string to);
+// Refused while an API key maps to the tier, while it is the default tier, or while it still
+// has per-resource overrides.
+Edit removeTier(std::string name);
+
+// Replaces limit `limit_name` of `resource` (the name may change with the new spec).
+Edit setLimit(std::string resource, std::string limit_name, LimitSpec limit);
+// nullopt removes the tier's absolute override of that limit.
+Edit setOverrideLimit(std::string tier, std::string resource, std::string limit,
+                      std::optional<int64_t> value);
+Edit setWarmup(std::string resource, WarmupSpec warmup);
+
+Edit setApiKey(std::string key, std::string tier);
+Edit removeApiKey(std::string key);
+
+// The whole draft at once (opening a file).
+Edit replacePolicy(PolicySpec spec);
+
+}  // namespace edits
+
+// Lookups shared by the edits and the models; nullptr when absent.
+TierSpec* findTier(PolicySpec& spec, std::string_view name);
+const TierSpec* findTier(const PolicySpec& spec, std::string_view name);
+ResourceSpec* findResource(PolicySpec& spec, std::string_view name);
+const ResourceSpec* findResource(const PolicySpec& spec, std::string_view name);
+
+}  // namespace sluice::admin

@@ -1,0 +1,28 @@
+// The policy language's spellings of enums, as the GUI shows and accepts them (the same words
+// docs/policy.md uses), so a cell reads exactly like the YAML an administrator would write.
+#pragma once
+
+#include <QString>
+#include <QStringList>
+#include <optional>
+
+#include "sluice/policy.h"
+
+namespace sluice::admin {
+
+QString algorithmName(uint32_t algorithm);
+std::optional<sluice_algorithm> algorithmFromName(const QString& name);
+QStringList algorithmNames();
+bool algorithmTakesBurst(uint32_t algorithm);
+
+QString unitName(CostUnit unit);
+std::optional<CostUnit> unitFromName(const QString& name);
+QStringList unitNames();
+
+// "...abcd": an API key shown by its last 4 characters only; short keys are hidden entirely.
+QString maskApiKey(const QString& key);
+
+// A multiplier as a short number ("5", "0.2").
+QString formatNumber(double value);
+
+}  // namespace sluice::admin

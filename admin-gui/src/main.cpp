@@ -1,0 +1,114 @@
+// sluice-admin: administer a running sluiced from the desktop.
+//
+//   sluice-admin [--admin-socket PATH] [--policy FILE] [--screenshot FILE.png [--tab NAME]]
+//
+// With --screenshot it connects, waits for the running policy and the first statistics,
+// renders the window (or one tab) to FILE.png and exits 0; it exits 1 when it cannot.
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QTimer>
+#include <cstdio>
+
+#include "core/admin_client.h"
+#include "core/policy_document.h"
+#include "core/policy_session.h"
+#include "core/stats_poller.h"
+#include "ui/main_window.h"
+
+using sluice::admin::MainWindow;
+
+namespace {
+
+void fail(const QString& message) {
+  std::fprintf(stderr, "sluice-admin: %s\n", qPrintable(message));
+}
+
+// Renders once both the policy and the first stats are in, or gives up after a timeout.
+void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, int timeoutMs) {
+  auto* state = new QObject(&w);
+  auto tryRender = [&w, file, tab, state] {
+    if (!w.poller()->hasStats() || !w.document()->hasPolicy() || state->property("done").toBool()) return;
+    state->setProperty("done", true);
+    // One more turn of the event loop so the charts lay out the data that just arrived.
+    QTimer::singleShot(400, &w, [&w, file, tab] {
+      QWidget* target = tab.isEmpty() ? static_cast<QWidget*>(&w) : w.tabPage(tab);
+      if (!target->grab().save(file)) {
+        fail(QStringLiteral("cannot write %1").arg(file));
+        QCoreApplication::exit(1);
+        return;
+      }
+      QCoreApplication::exit(0);
+    });
+  };
+  QObject::connect(w.poller(), &sluice::admin::StatsPoller::statsArrived, state, tryRender);
+  QObject::connect(w.session(), &sluice::admin::PolicySession::policyLoaded, state, tryRender);
+  QTimer::singleShot(timeoutMs, state, [&w, state, timeoutMs] {
+    if (state->property("done").toBool()) return;
+    const QString why = w.client()->lastError().isEmpty() ? QStringLiteral("no statistics arrived")
+                                                          : w.client()->lastError();
+    fail(QStringLiteral("no screenshot after %1 s: %2").arg(timeoutMs / 1000).arg(why));
+    QCoreApplication::exit(1);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setApplicationName(QStringLiteral("sluice-admin"));
+  QApplication::setOrganizationName(QStringLiteral("sluice"));
+  QApplication::setApplicationVersion(QStringLiteral(SLUICE_ADMIN_VERSION));
+
+  QCommandLineParser parser;
+  parser.setApplicationDescription(QStringLiteral("Edit sluice's tiers and limits and watch what gets blocked."));
+  parser.addHelpOption();
+  parser.addVersionOption();
+  const QCommandLineOption socketOpt(QStringLiteral("admin-socket"),
+                                     QStringLiteral("The admin socket of a running sluiced."), QStringLiteral("PATH"));
+  const QCommandLineOption policyOpt(QStringLiteral("policy"),
+                                     QStringLiteral("Open a policy file as the draft (works without an engine)."),
+                                     QStringLiteral("FILE"));
+  const QCommandLineOption shotOpt(QStringLiteral("screenshot"),
+                                   QStringLiteral("Render the window to FILE.png once the first statistics arrive, then exit."),
+                                   QStringLiteral("FILE.png"));
+  const QCommandLineOption tabOpt(QStringLiteral("tab"),
+                                  QStringLiteral("The tab to show (and, with --screenshot, to render alone): %1.")
+                                      .arg(MainWindow::tabNames().join(QStringLiteral(", "))),
+                                  QStringLiteral("NAME"));
+  const QCommandLineOption timeoutOpt(QStringLiteral("screenshot-timeout"),
+                                      QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
+                                      QStringLiteral("SECONDS"), QStringLiteral("20"));
+  parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, timeoutOpt});
+  parser.process(app);
+
+  const QString tab = parser.value(tabOpt);
+  if (!tab.isEmpty() && !MainWindow::tabNames().contains(tab.toLower()) && tab.toLower() != QLatin1String("limits") &&
+      tab.toLower() != QLatin1String("api-keys")) {
+    fail(QStringLiteral("unknown tab '%1' (tabs: %2)").arg(tab, MainWindow::tabNames().join(QStringLiteral(", "))));
+    return 2;
+  }
+  const QString shot = parser.value(shotOpt);
+  if (!shot.isEmpty() && !parser.isSet(socketOpt)) {
+    fail(QStringLiteral("--screenshot needs --admin-socket (it waits for the engine's statistics)"));
+    return 2;
+  }
+
+  MainWindow w;
+  if (!tab.isEmpty()) w.selectTab(tab);
+  if (parser.isSet(policyOpt)) {
+    const auto s = w.document()->openFile(parser.value(policyOpt));
+    if (!s.ok()) {
+      fail(QString::fromStdString(s.message()));
+      if (!shot.isEmpty()) return 1;
+    }
+  }
+  w.show();
+  if (!shot.isEmpty()) {
+    bool ok = false;
+    const int seconds = parser.value(timeoutOpt).toInt(&ok);
+    scheduleScreenshot(w, shot, tab, (ok && seconds > 0 ? seconds : 20) * 1000);
+  }
+  if (parser.isSet(socketOpt)) w.connectTo(parser.value(socketOpt));
+  else QTimer::singleShot(0, &w, &MainWindow::askForSocket);
+  return QApplication::exec();
+}

@@ -1,0 +1,218 @@
+#include "ui/live_tab.h"
+
+#include <QChart>
+#include <QChartView>
+#include <QComboBox>
+#include <QDateTime>
+#include <QDateTimeAxis>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineSeries>
+#include <QLocale>
+#include <QPushButton>
+#include <QSplitter>
+#include <QTableView>
+#include <QValueAxis>
+#include <QVBoxLayout>
+
+#include "core/live_models.h"
+#include "core/stats_poller.h"
+
+namespace sluice::admin {
+
+namespace {
+QString count(uint64_t n) { return QLocale().toString(static_cast<qulonglong>(n)); }
+
+QTableView* makeTable(QAbstractItemModel* model, QWidget* parent) {
+  auto* v = new QTableView(parent);
+  v->setModel(model);
+  v->setAlternatingRowColors(true);
+  v->setSelectionBehavior(QAbstractItemView::SelectRows);
+  v->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  v->verticalHeader()->hide();
+  v->horizontalHeader()->setStretchLastSection(true);
+  v->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  return v;
+}
+}  // namespace
+
+LiveTab::Chart LiveTab::makeChart_(const QString& title, const QString& aName, const QColor& aColor,
+                                   const QString& bName, const QColor& bColor) {
+  Chart c{};
+  c.chart = new QChart;
+  c.chart->setTitle(title);
+  c.chart->legend()->setAlignment(Qt::AlignTop);
+  c.chart->setMargins(QMargins(4, 4, 4, 4));
+  c.a = new QLineSeries(c.chart);
+  c.a->setName(aName);
+  c.a->setPen(QPen(aColor, 1.5));
+  c.chart->addSeries(c.a);
+  if (!bName.isEmpty()) {
+    c.b = new QLineSeries(c.chart);
+    c.b->setName(bName);
+    QPen pen(bColor, 1.5);
+    pen.setStyle(Qt::DashLine);
+    c.b->setPen(pen);
+    c.chart->addSeries(c.b);
+  }
+  c.x = new QDateTimeAxis(c.chart);
+  c.x->setFormat(QStringLiteral("HH:mm"));
+  c.x->setTickCount(6);
+  c.y = new QValueAxis(c.chart);
+  c.y->setLabelFormat(QStringLiteral("%.0f"));
+  c.y->setTitleText(tr("per second"));
+  c.y->setMin(0);
+  c.chart->addAxis(c.x, Qt::AlignBottom);
+  c.chart->addAxis(c.y, Qt::AlignLeft);
+  for (auto* s : {c.a, c.b}) {
+    if (!s) continue;
+    s->attachAxis(c.x);
+    s->attachAxis(c.y);
+  }
+  c.view = new QChartView(c.chart, this);
+  c.view->setRenderHint(QPainter::Antialiasing);
+  c.view->setMinimumHeight(170);
+  return c;
+}
+
+LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
+    : QWidget(parent), stats_(stats), poller_(poller), resourceFilter_(new QComboBox(this)),
+      tierFilter_(new QComboBox(this)), pause_(new QPushButton(tr("&Pause"), this)),
+      totals_(new QLabel(this)), updated_(new QLabel(this)) {
+  auto* layout = new QVBoxLayout(this);
+  auto* bar = new QHBoxLayout;
+  bar->addWidget(new QLabel(tr("&Model:"), this));
+  static_cast<QLabel*>(bar->itemAt(0)->widget())->setBuddy(resourceFilter_);
+  resourceFilter_->setMinimumContentsLength(16);
+  resourceFilter_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  bar->addWidget(resourceFilter_);
+  auto* tierLabel = new QLabel(tr("T&ier:"), this);
+  tierLabel->setBuddy(tierFilter_);
+  bar->addWidget(tierLabel);
+  bar->addWidget(tierFilter_);
+  pause_->setCheckable(true);
+  pause_->setToolTip(tr("Pause or resume the live view (Ctrl+Space)"));
+  bar->addWidget(pause_);
+  bar->addStretch(1);
+  updated_->setStyleSheet(QStringLiteral("color: gray;"));
+  bar->addWidget(updated_);
+  layout->addLayout(bar);
+
+  totals_->setTextFormat(Qt::RichText);
+  layout->addWidget(totals_);
+
+  auto* split = new QSplitter(Qt::Vertical, this);
+  auto* charts = new QWidget(split);
+  auto* chartLayout = new QHBoxLayout(charts);
+  chartLayout->setContentsMargins(0, 0, 0, 0);
+  allowed_ = makeChart_(tr("Allowed per second"), tr("allowed"), QColor(0x1e, 0x8e, 0x3e), QString(), Qt::transparent);
+  blocked_ = makeChart_(tr("Blocked per second"), tr("blocked"), QColor(0xd9, 0x30, 0x25), tr("would block (shadow)"),
+                        QColor(0xf2, 0x99, 0x00));
+  chartLayout->addWidget(allowed_.view);
+  chartLayout->addWidget(blocked_.view);
+  split->addWidget(charts);
+
+  auto* tables = new QSplitter(Qt::Horizontal, split);
+  seriesView_ = makeTable(stats_->seriesModel(), tables);
+  topView_ = makeTable(stats_->topModel(), tables);
+  tables->addWidget(seriesView_);
+  tables->addWidget(topView_);
+  tables->setStretchFactor(0, 3);
+  tables->setStretchFactor(1, 2);
+  split->addWidget(tables);
+  split->setStretchFactor(0, 3);
+  split->setStretchFactor(1, 2);
+  layout->addWidget(split, 1);
+
+  connect(pause_, &QPushButton::toggled, this, [this](bool paused) {
+    poller_->setPaused(paused);
+    pause_->setText(paused ? tr("&Resume") : tr("&Pause"));
+    updated_->setText(paused ? tr("paused") : updated_->text());
+  });
+  connect(resourceFilter_, &QComboBox::currentIndexChanged, this, &LiveTab::applyFilter_);
+  connect(tierFilter_, &QComboBox::currentIndexChanged, this, &LiveTab::applyFilter_);
+  connect(stats_, &LiveStats::updated, this, [this] {
+    refreshFilters_();
+    if (isVisible()) redraw_();
+    else dirty_ = true;
+  });
+  refreshFilters_();
+  redraw_();
+}
+
+void LiveTab::togglePause() { pause_->toggle(); }
+
+void LiveTab::showEvent(QShowEvent* e) {
+  QWidget::showEvent(e);
+  if (dirty_) redraw_();
+}
+
+void LiveTab::refreshFilters_() {
+  auto sync = [](QComboBox* box, const QString& all, const QStringList& items) {
+    QStringList have;
+    for (int i = 1; i < box->count(); ++i) have << box->itemText(i);
+    if (have == items && box->count() > 0) return;
+    const QString current = box->currentIndex() > 0 ? box->currentText() : QString();
+    const QSignalBlocker block(box);
+    box->clear();
+    box->addItem(all);
+    box->addItems(items);
+    const int i = current.isEmpty() ? 0 : box->findText(current);
+    box->setCurrentIndex(i > 0 ? i : 0);
+  };
+  sync(resourceFilter_, tr("All models"), stats_->resources());
+  sync(tierFilter_, tr("All tiers"), stats_->tiers());
+}
+
+void LiveTab::applyFilter_() {
+  stats_->setFilter(resourceFilter_->currentIndex() > 0 ? resourceFilter_->currentText() : QString(),
+                    tierFilter_->currentIndex() > 0 ? tierFilter_->currentText() : QString());
+}
+
+void LiveTab::redraw_() {
+  dirty_ = false;
+  const auto points = stats_->points();
+  const StatsTotals t = stats_->totals();
+  const StatsSnapshot& latest = stats_->latest();
+  QString latency;
+  if (latest.latencyCount > 0)
+    latency = tr(" &nbsp; decision latency p50 %1 µs, p99 %2 µs")
+                  .arg(static_cast<double>(latest.p50Ns) / 1000.0, 0, 'f', 1)
+                  .arg(static_cast<double>(latest.p99Ns) / 1000.0, 0, 'f', 1);
+  totals_->setText(tr("<b>Totals</b> &nbsp; allowed <b style='color:#1e8e3e'>%1</b> &nbsp; blocked "
+                      "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
+                       .arg(count(t.allowed), count(t.denied), count(t.shadowDenied), count(t.storageErrors), latency));
+  if (points.empty()) {
+    updated_->setText(stats_->hasData() ? QString() : tr("waiting for the first statistics…"));
+    return;
+  }
+  QList<QPointF> allowed, blocked, shadow;
+  allowed.reserve(static_cast<qsizetype>(points.size()));
+  blocked.reserve(static_cast<qsizetype>(points.size()));
+  shadow.reserve(static_cast<qsizetype>(points.size()));
+  uint64_t maxAllowed = 0, maxBlocked = 0;
+  for (const auto& p : points) {
+    const auto x = static_cast<qreal>(p.second * 1000);
+    allowed.append({x, static_cast<qreal>(p.allowed)});
+    blocked.append({x, static_cast<qreal>(p.blocked)});
+    shadow.append({x, static_cast<qreal>(p.shadow)});
+    maxAllowed = std::max(maxAllowed, p.allowed);
+    maxBlocked = std::max({maxBlocked, p.blocked, p.shadow});
+  }
+  // replace() swaps the whole series at once: one repaint instead of 900 point insertions.
+  allowed_.a->replace(allowed);
+  blocked_.a->replace(blocked);
+  blocked_.b->replace(shadow);
+  const QDateTime from = QDateTime::fromMSecsSinceEpoch(points.front().second * 1000);
+  const QDateTime to = QDateTime::fromMSecsSinceEpoch(points.back().second * 1000);
+  for (Chart* c : {&allowed_, &blocked_}) c->x->setRange(from, to);
+  auto nice = [](uint64_t v) { return std::max<qreal>(5.0, static_cast<qreal>(v) * 1.15); };
+  allowed_.y->setRange(0, nice(maxAllowed));
+  blocked_.y->setRange(0, nice(maxBlocked));
+  if (!poller_->paused())
+    updated_->setText(tr("last 15 minutes, updated %1").arg(to.toString(QStringLiteral("HH:mm:ss"))));
+}
+
+}  // namespace sluice::admin

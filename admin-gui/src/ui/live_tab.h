@@ -1,0 +1,62 @@
+// Live: allowed and blocked requests per second over the last 15 minutes (Qt Charts),
+// filtered by model and tier; totals; the series table and the most blocked subjects;
+// pause/resume. Redraws only when new numbers arrive and the tab is visible.
+#pragma once
+
+#include <QWidget>
+
+class QComboBox;
+class QLabel;
+class QPushButton;
+class QTableView;
+class QChart;
+class QChartView;
+class QLineSeries;
+class QDateTimeAxis;
+class QValueAxis;
+
+namespace sluice::admin {
+
+class LiveStats;
+class StatsPoller;
+
+class LiveTab : public QWidget {
+  Q_OBJECT
+ public:
+  LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent = nullptr);
+  void togglePause();
+  QTableView* seriesView() const { return seriesView_; }
+
+ protected:
+  void showEvent(QShowEvent* e) override;
+
+ private:
+  struct Chart {
+    QChart* chart;
+    QChartView* view;
+    QLineSeries* a;
+    QLineSeries* b;
+    QDateTimeAxis* x;
+    QValueAxis* y;
+  };
+  Chart makeChart_(const QString& title, const QString& aName, const QColor& aColor,
+                   const QString& bName, const QColor& bColor);
+  void redraw_();
+  void refreshFilters_();
+  void applyFilter_();
+
+  LiveStats* stats_;
+  StatsPoller* poller_;
+  QComboBox* resourceFilter_;
+  QComboBox* tierFilter_;
+  QPushButton* pause_;
+  QLabel* totals_;
+  QLabel* updated_;
+  Chart allowed_;
+  Chart blocked_;
+  QTableView* seriesView_;
+  QTableView* topView_;
+  bool dirty_ = false;
+};
+
+}  // namespace sluice::admin

@@ -1,0 +1,113 @@
+#include "ui/tiers_tab.h"
+
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QPushButton>
+#include <QShortcut>
+#include <QTableView>
+#include <QVBoxLayout>
+
+#include "core/tier_model.h"
+
+namespace sluice::admin {
+
+void showErrorsUnder(QLabel* label, const PolicyDocument* doc, const QStringList& prefixes) {
+  QStringList lines;
+  for (const FieldError& e : doc->errors()) {
+    for (const QString& p : prefixes) {
+      if (e.path == p || e.path.startsWith(p + QLatin1Char('.')) || e.path.startsWith(p + QLatin1Char('['))) {
+        lines << QStringLiteral("⚠ ") + e.text().toHtmlEscaped();
+        break;
+      }
+    }
+  }
+  label->setText(lines.join(QStringLiteral("<br>")));
+  label->setVisible(!lines.isEmpty());
+}
+
+TiersTab::TiersTab(TierTableModel* model, QWidget* parent)
+    : QWidget(parent), model_(model), view_(new QTableView(this)), errors_(new QLabel(this)) {
+  auto* layout = new QVBoxLayout(this);
+  auto* hint = new QLabel(tr("Each tier multiplies every limit, unless it overrides a resource "
+                             "(Models & limits). Double-click a cell or press F2 to edit."),
+                          this);
+  hint->setWordWrap(true);
+  layout->addWidget(hint);
+
+  view_->setModel(model_);
+  view_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  view_->setSelectionMode(QAbstractItemView::SingleSelection);
+  view_->setAlternatingRowColors(true);
+  view_->horizontalHeader()->setStretchLastSection(true);
+  view_->verticalHeader()->hide();
+  view_->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed |
+                         QAbstractItemView::AnyKeyPressed);
+  view_->setColumnWidth(TierTableModel::kName, 160);
+  layout->addWidget(view_, 1);
+
+  errors_->setWordWrap(true);
+  errors_->setStyleSheet(QStringLiteral("color: #b3261e;"));
+  errors_->hide();
+  layout->addWidget(errors_);
+
+  auto* buttons = new QHBoxLayout;
+  auto* add = new QPushButton(tr("&Add tier"), this);
+  auto* rename = new QPushButton(tr("Re&name"), this);
+  auto* remove = new QPushButton(tr("&Remove"), this);
+  add->setToolTip(tr("Add a tier (Ins)"));
+  rename->setToolTip(tr("Rename the selected tier (F2 on its name)"));
+  remove->setToolTip(tr("Remove the selected tier (Del)"));
+  buttons->addWidget(add);
+  buttons->addWidget(rename);
+  buttons->addWidget(remove);
+  buttons->addStretch(1);
+  layout->addLayout(buttons);
+
+  auto currentRow = [this] { return view_->currentIndex().isValid() ? view_->currentIndex().row() : -1; };
+  auto doAdd = [this] {
+    const int row = model_->addTier();
+    if (row >= 0) {
+      const QModelIndex name = model_->index(row, TierTableModel::kName);
+      view_->setCurrentIndex(name);
+      view_->edit(name);
+    }
+  };
+  auto doRename = [this, currentRow] {
+    const int row = currentRow();
+    if (row < 0) return;
+    const QModelIndex name = model_->index(row, TierTableModel::kName);
+    view_->setCurrentIndex(name);
+    view_->edit(name);
+  };
+  auto doRemove = [this, currentRow] {
+    const int row = currentRow();
+    if (row >= 0 && model_->removeTier(row)) emit message(tr("Tier removed (undo with Ctrl+Z)."));
+  };
+  connect(add, &QPushButton::clicked, this, doAdd);
+  connect(rename, &QPushButton::clicked, this, doRename);
+  connect(remove, &QPushButton::clicked, this, doRemove);
+  auto* ins = new QShortcut(QKeySequence(Qt::Key_Insert), view_, nullptr, nullptr, Qt::WidgetShortcut);
+  connect(ins, &QShortcut::activated, this, doAdd);
+  auto* del = new QShortcut(QKeySequence::Delete, view_, nullptr, nullptr, Qt::WidgetShortcut);
+  connect(del, &QShortcut::activated, this, doRemove);
+
+  connect(model_->document(), &PolicyDocument::errorsChanged, this, &TiersTab::updateErrors_);
+  updateErrors_();
+}
+
+void TiersTab::updateErrors_() {
+  showErrorsUnder(errors_, model_->document(), {QStringLiteral("tiers"), QStringLiteral("default_tier")});
+}
+
+void TiersTab::selectTier(const QString& tier) {
+  for (int r = 0; r < model_->rowCount(); ++r) {
+    if (model_->tierAt(r) == tier) {
+      view_->setCurrentIndex(model_->index(r, TierTableModel::kMultiplier));
+      view_->setFocus();
+      return;
+    }
+  }
+}
+
+}  // namespace sluice::admin
