@@ -1,10 +1,10 @@
 // PolicySpec -> CompiledPolicy: every tier's effective parameters worked out once, and hash
 // indexes for the names the hot path looks up, so a decision never walks the spec.
-#include <boost/unordered/unordered_flat_map.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <cmath>
-#include <fmt/format.h>
 #include <functional>
 
 #include "policy_internal.h"
@@ -42,7 +42,8 @@ int64_t scale(int64_t value, double factor) {
   return static_cast<int64_t>(std::clamp(scaled, 1.0, static_cast<double>(pd::kMaxLimitValue)));
 }
 
-sluice_limit_params effective_params(const LimitSpec& l, const TierSpec& tier, const TierOverride* ov) {
+sluice_limit_params effective_params(const LimitSpec& l, const TierSpec& tier,
+                                     const TierOverride* ov) {
   sluice_limit_params p = base_params(l);
   double factor = ov != nullptr && ov->multiplier ? *ov->multiplier : tier.multiplier;
   if (ov != nullptr) {
@@ -91,7 +92,8 @@ struct CompiledPolicy::Index {
 
 CompiledPolicy::~CompiledPolicy() = default;
 
-Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec spec, uint64_t version) {
+Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec spec,
+                                                                      uint64_t version) {
   if (auto errors = validate_policy(spec); !errors.empty()) {
     std::string text = "invalid policy:";
     for (const auto& e : errors) text += fmt::format("\n{}: {}", e.path, e.message);
@@ -110,7 +112,8 @@ Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec
     index.tiers.emplace(t.name, idx);
     if (t.name == spec.default_tier) p->default_tier_ = idx;
   }
-  for (const auto& [key, tier] : spec.api_keys) index.api_keys.emplace(key, index.tiers.find(tier)->second);
+  for (const auto& [key, tier] : spec.api_keys)
+    index.api_keys.emplace(key, index.tiers.find(tier)->second);
 
   p->resources_.reserve(spec.resources.size());
   for (size_t i = 0; i < spec.resources.size(); ++i) {

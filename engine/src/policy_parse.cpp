@@ -2,17 +2,16 @@
 // file:line:column. Two passes share the work: the reader checks shape (keys, types,
 // spellings) node by node, then check_spec() checks meaning (ranges, references, names) on the
 // spec, and its paths are mapped back to the nodes they came from.
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <fmt/format.h>
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -71,19 +70,22 @@ std::vector<std::string> names_of(const std::vector<T>& v) {
 void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& path,
                       std::vector<Problem>& out) {
   if (limits.size() > kMaxLimitsPerResource) {
-    out.push_back({path, false, fmt::format("at most {} limits are allowed, found {}",
-                                            kMaxLimitsPerResource, limits.size())});
+    out.push_back({path, false,
+                   fmt::format("at most {} limits are allowed, found {}", kMaxLimitsPerResource,
+                               limits.size())});
   }
   std::unordered_map<std::string_view, size_t> first_index;
   for (size_t i = 0; i < limits.size(); ++i) {
     const LimitSpec& l = limits[i];
     const std::string p = index_path(path, i);
     if (auto problem = name_problem(l.name); !problem.empty()) {
-      out.push_back({child_path(p, "name"), false, fmt::format("limit name '{}' {}", l.name, problem)});
+      out.push_back(
+          {child_path(p, "name"), false, fmt::format("limit name '{}' {}", l.name, problem)});
     }
     if (auto [it, inserted] = first_index.emplace(l.name, i); !inserted && !l.name.empty()) {
-      out.push_back({child_path(p, "name"), false,
-                     fmt::format("duplicate limit name '{}' (also limits[{}])", l.name, it->second)});
+      out.push_back(
+          {child_path(p, "name"), false,
+           fmt::format("duplicate limit name '{}' (also limits[{}])", l.name, it->second)});
     }
     const bool known_algorithm = algorithm_to_name(l.algorithm) != "?";
     if (!known_algorithm) {
@@ -91,17 +93,20 @@ void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& p
                      fmt::format("unknown algorithm number {}", static_cast<int>(l.algorithm))});
     }
     if (l.limit < 1 || l.limit > kMaxLimitValue) {
-      out.push_back({child_path(p, "limit"), false,
-                     fmt::format("limit must be between 1 and {}, got {}", kMaxLimitValue, l.limit)});
+      out.push_back(
+          {child_path(p, "limit"), false,
+           fmt::format("limit must be between 1 and {}, got {}", kMaxLimitValue, l.limit)});
     }
     if (l.window_ms < 1 || l.window_ms > kMaxWindowMs) {
-      out.push_back({child_path(p, "window"), false,
-                     fmt::format("window must be between 1ms and {}, got {}",
-                                 format_duration_ms(kMaxWindowMs), format_duration_ms(l.window_ms))});
+      out.push_back(
+          {child_path(p, "window"), false,
+           fmt::format("window must be between 1ms and {}, got {}",
+                       format_duration_ms(kMaxWindowMs), format_duration_ms(l.window_ms))});
     }
     if (l.burst < 0 || l.burst > kMaxLimitValue) {
-      out.push_back({child_path(p, "burst"), false,
-                     fmt::format("burst must be between 0 and {}, got {}", kMaxLimitValue, l.burst)});
+      out.push_back(
+          {child_path(p, "burst"), false,
+           fmt::format("burst must be between 0 and {}, got {}", kMaxLimitValue, l.burst)});
     } else if (l.burst != 0 && known_algorithm && !algorithm_takes_burst(l.algorithm)) {
       out.push_back({child_path(p, "burst"), false,
                      fmt::format("burst applies only to token_bucket and gcra, not {}",
@@ -112,15 +117,17 @@ void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& p
 
 void check_multiplier(double m, const std::string& path, std::vector<Problem>& out) {
   if (!std::isfinite(m) || m <= 0 || m > kMaxMultiplier) {
-    out.push_back({path, false, fmt::format("multiplier must be > 0 and at most {}, got {}",
-                                            format_number(kMaxMultiplier), format_number(m))});
+    out.push_back({path, false,
+                   fmt::format("multiplier must be > 0 and at most {}, got {}",
+                               format_number(kMaxMultiplier), format_number(m))});
   }
 }
 
 void check_description(const std::string& d, const std::string& path, std::vector<Problem>& out) {
   if (d.size() > kMaxDescriptionLength) {
-    out.push_back({path, false, fmt::format("description is {} bytes long (at most {})", d.size(),
-                                            kMaxDescriptionLength)});
+    out.push_back({path, false,
+                   fmt::format("description is {} bytes long (at most {})", d.size(),
+                               kMaxDescriptionLength)});
   } else if (auto problem = text_problem(d); !problem.empty()) {
     out.push_back({path, false, "description " + problem});
   }
@@ -133,15 +140,17 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
   auto tier_exists = [&](const std::string& n) { return tier_set.contains(n); };
 
   if (spec.lease_ttl_ms < 1 || spec.lease_ttl_ms > kMaxWindowMs) {
-    out.push_back({"lease_ttl", false,
-                   fmt::format("lease_ttl must be between 1ms and {}, got {}",
-                               format_duration_ms(kMaxWindowMs), format_duration_ms(spec.lease_ttl_ms))});
+    out.push_back(
+        {"lease_ttl", false,
+         fmt::format("lease_ttl must be between 1ms and {}, got {}",
+                     format_duration_ms(kMaxWindowMs), format_duration_ms(spec.lease_ttl_ms))});
   }
   if (spec.unknown_resource == UnknownResourceMode::kDefaultLimits && spec.default_limits.empty()) {
     out.push_back({"unknown_resource", false,
                    "unknown_resource: default_limits needs a non-empty default_limits list"});
   }
-  if (spec.unknown_resource != UnknownResourceMode::kDefaultLimits && !spec.default_limits.empty()) {
+  if (spec.unknown_resource != UnknownResourceMode::kDefaultLimits &&
+      !spec.default_limits.empty()) {
     out.push_back({"default_limits", false,
                    fmt::format("default_limits is only used with unknown_resource: default_limits "
                                "(unknown_resource is {})",
@@ -167,8 +176,9 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
       const std::string wp = child_path(p, "warmup");
       const double f = r.warmup.factor;
       if (!std::isfinite(f) || f <= 0 || f > 1) {
-        out.push_back({child_path(wp, "factor"), false,
-                       fmt::format("warmup factor must be > 0 and at most 1, got {}", format_number(f))});
+        out.push_back(
+            {child_path(wp, "factor"), false,
+             fmt::format("warmup factor must be > 0 and at most 1, got {}", format_number(f))});
       }
       if (r.warmup.duration_ms < 0 || r.warmup.duration_ms > kMaxWindowMs) {
         out.push_back({child_path(wp, "duration"), false,
@@ -177,8 +187,8 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
                                    format_duration_ms(r.warmup.duration_ms))});
       }
       if (r.warmup.ramp && r.warmup.duration_ms == 0) {
-        out.push_back({child_path(wp, "ramp"), false,
-                       "a warmup ramp needs a duration to ramp over"});
+        out.push_back(
+            {child_path(wp, "ramp"), false, "a warmup ramp needs a duration to ramp over"});
       }
     }
   }
@@ -200,8 +210,9 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
       auto found = resource_by_name.find(resource);
       const ResourceSpec* res = found == resource_by_name.end() ? nullptr : found->second;
       if (res == nullptr) {
-        out.push_back({op, true, fmt::format("override for unknown resource '{}' (resources: {})",
-                                             resource, join_names(resource_names))});
+        out.push_back({op, true,
+                       fmt::format("override for unknown resource '{}' (resources: {})", resource,
+                                   join_names(resource_names))});
       }
       if (ov.multiplier) check_multiplier(*ov.multiplier, child_path(op, "multiplier"), out);
       const std::vector<std::string> limit_names =
@@ -210,12 +221,14 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
       for (const auto& [limit_name, value] : ov.limits) {
         const std::string lp = child_path(child_path(op, "limits"), limit_name);
         if (res != nullptr && !limit_set.contains(limit_name)) {
-          out.push_back({lp, true, fmt::format("unknown limit '{}' in resource '{}' (limits: {})",
-                                               limit_name, resource, join_names(limit_names))});
+          out.push_back({lp, true,
+                         fmt::format("unknown limit '{}' in resource '{}' (limits: {})", limit_name,
+                                     resource, join_names(limit_names))});
         }
         if (value < 1 || value > kMaxLimitValue) {
-          out.push_back({lp, false, fmt::format("limit must be between 1 and {}, got {}",
-                                                kMaxLimitValue, value)});
+          out.push_back(
+              {lp, false,
+               fmt::format("limit must be between 1 and {}, got {}", kMaxLimitValue, value)});
         }
       }
     }
@@ -226,8 +239,9 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
   if (spec.default_tier.empty()) {
     out.push_back({"default_tier", false, "default_tier is required"});
   } else if (check_references && !tier_exists(spec.default_tier)) {
-    out.push_back({"default_tier", false, fmt::format("default_tier names unknown tier '{}' (tiers: {})",
-                                                      spec.default_tier, join_names(tier_names))});
+    out.push_back({"default_tier", false,
+                   fmt::format("default_tier names unknown tier '{}' (tiers: {})",
+                               spec.default_tier, join_names(tier_names))});
   }
 
   for (const auto& [key, tier] : spec.api_keys) {
@@ -236,8 +250,9 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
       out.push_back({p, true, fmt::format("api key '{}' {}", mask_api_key(key), problem)});
     }
     if (check_references && !tier_exists(tier)) {
-      out.push_back({p, false, fmt::format("api key '{}' maps to unknown tier '{}' (tiers: {})",
-                                           mask_api_key(key), tier, join_names(tier_names))});
+      out.push_back({p, false,
+                     fmt::format("api key '{}' maps to unknown tier '{}' (tiers: {})",
+                                 mask_api_key(key), tier, join_names(tier_names))});
     }
   }
 }
@@ -334,7 +349,8 @@ class Reader {
       return result;
     }
     if (!root.IsMap()) {
-      fail(root.Mark(), "", "a policy must be a map of keys (version, default_tier, tiers, resources, ...)");
+      fail(root.Mark(), "",
+           "a policy must be a map of keys (version, default_tier, tiers, resources, ...)");
     } else {
       read_root(root, spec);
     }
@@ -346,13 +362,14 @@ class Reader {
       if (is_broken(p.path)) continue;
       errors_.push_back(make_error(locate(p.path, p.at_key), p.path, std::move(p.message)));
     }
-    std::stable_sort(errors_.begin(), errors_.end(), [](const PolicyError& a, const PolicyError& b) {
-      // Errors without a place go last; the rest in document order.
-      auto key = [](const PolicyError& e) {
-        return std::pair(e.line <= 0 ? std::numeric_limits<int>::max() : e.line, e.column);
-      };
-      return key(a) < key(b);
-    });
+    std::stable_sort(
+        errors_.begin(), errors_.end(), [](const PolicyError& a, const PolicyError& b) {
+          // Errors without a place go last; the rest in document order.
+          auto key = [](const PolicyError& e) {
+            return std::pair(e.line <= 0 ? std::numeric_limits<int>::max() : e.line, e.column);
+          };
+          return key(a) < key(b);
+        });
     result.errors = std::move(errors_);
     if (result.errors.empty()) result.policy = std::move(spec);
     return result;
@@ -401,7 +418,8 @@ class Reader {
 
   static YAML::Mark value_mark(const Field& f) {
     // A missing value (`limit:`) has no place of its own; yaml-cpp reports the next token.
-    if (!f.value.IsDefined() || f.value.IsNull() || f.value.Mark().line < 0) return f.key_node.Mark();
+    if (!f.value.IsDefined() || f.value.IsNull() || f.value.Mark().line < 0)
+      return f.key_node.Mark();
     return f.value.Mark();
   }
 
@@ -419,9 +437,11 @@ class Reader {
         continue;
       }
       Field f{k.Scalar(), k, entry.second, child_path(path, k.Scalar())};
-      if (allowed.size() != 0 && std::find(allowed.begin(), allowed.end(), f.key) == allowed.end()) {
-        fail(k.Mark(), f.path, fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what,
-                                           suggestion(f.key, allowed), join_keys(allowed)));
+      if (allowed.size() != 0 &&
+          std::find(allowed.begin(), allowed.end(), f.key) == allowed.end()) {
+        fail(k.Mark(), f.path,
+             fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what,
+                         suggestion(f.key, allowed), join_keys(allowed)));
         continue;
       }
       if (auto [pos, inserted] = first_line.emplace(f.key, k.Mark().line + 1); !inserted) {
@@ -439,8 +459,11 @@ class Reader {
   void require(const YAML::Node& map, const std::string& path, const std::vector<Field>& fields,
                std::string_view what, Keys required) {
     for (auto r : required) {
-      const bool present = std::any_of(fields.begin(), fields.end(), [&](const Field& f) { return f.key == r; });
-      if (!present) fail(map.Mark(), child_path(path, r), fmt::format("{} is missing required key '{}'", what, r));
+      const bool present =
+          std::any_of(fields.begin(), fields.end(), [&](const Field& f) { return f.key == r; });
+      if (!present)
+        fail(map.Mark(), child_path(path, r),
+             fmt::format("{} is missing required key '{}'", what, r));
     }
   }
 
@@ -502,15 +525,18 @@ class Reader {
     if (f.value.IsScalar()) {
       const std::string& s = f.value.Scalar();
       if (auto ms = parse_duration_ms(s)) return ms;
-      if (!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        fail(value_mark(f), f.path,
-             fmt::format("'{}' needs a unit: '{}s' or '{}ms' (units: ms, s, m, h, d)", f.key, s, s));
+      if (!s.empty() &&
+          std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        fail(
+            value_mark(f), f.path,
+            fmt::format("'{}' needs a unit: '{}s' or '{}ms' (units: ms, s, m, h, d)", f.key, s, s));
         return std::nullopt;
       }
     }
     const std::string shown = f.value.IsScalar() ? f.value.Scalar() : std::string("(not text)");
     fail(value_mark(f), f.path,
-         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)", f.key, shown));
+         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)",
+                     f.key, shown));
     return std::nullopt;
   }
 
@@ -520,8 +546,9 @@ class Reader {
     if (f.value.IsScalar()) {
       const std::string& given = f.value.Scalar();
       if (auto v = lookup(given)) return v;
-      fail(value_mark(f), f.path, fmt::format("unknown {} '{}'{} (valid: {})", f.key, given,
-                                              suggestion(given, valid), join_keys(valid)));
+      fail(value_mark(f), f.path,
+           fmt::format("unknown {} '{}'{} (valid: {})", f.key, given, suggestion(given, valid),
+                       join_keys(valid)));
       return std::nullopt;
     }
     fail(value_mark(f), f.path, fmt::format("'{}' must be one of: {}", f.key, join_keys(valid)));
@@ -550,21 +577,25 @@ class Reader {
     for (const auto& f : fields) {
       if (f.key == "version") {
         if (auto v = read_int(f); v && *v != 1) {
-          fail(value_mark(f), f.path, fmt::format("unsupported policy version {} (this sluice reads version 1)", *v));
+          fail(value_mark(f), f.path,
+               fmt::format("unsupported policy version {} (this sluice reads version 1)", *v));
         }
       } else if (f.key == "default_tier") {
         if (auto v = read_string(f)) spec.default_tier = *v;
       } else if (f.key == "on_storage_failure") {
-        if (auto v = read_enum(f, &failure_mode_from_name, Keys{"fail_open", "fail_closed"})) spec.on_storage_failure = *v;
+        if (auto v = read_enum(f, &failure_mode_from_name, Keys{"fail_open", "fail_closed"}))
+          spec.on_storage_failure = *v;
       } else if (f.key == "unknown_resource") {
-        if (auto v = read_enum(f, &unknown_mode_from_name, Keys{"deny", "allow", "default_limits"})) spec.unknown_resource = *v;
+        if (auto v = read_enum(f, &unknown_mode_from_name, Keys{"deny", "allow", "default_limits"}))
+          spec.unknown_resource = *v;
       } else if (f.key == "default_limits") {
         read_limit_list(f, spec.default_limits);
       } else if (f.key == "lease_ttl") {
         if (auto v = read_duration(f)) spec.lease_ttl_ms = *v;
       } else if (f.key == "tiers") {
         if (expect_map(f, "'tiers' (tier name -> settings)")) {
-          for (const auto& t : entries(f.value, f.path, "tiers", {})) read_tier(t, spec.tiers.emplace_back());
+          for (const auto& t : entries(f.value, f.path, "tiers", {}))
+            read_tier(t, spec.tiers.emplace_back());
         }
       } else if (f.key == "api_keys") {
         if (expect_map(f, "'api_keys' (key -> tier name)", true)) {
@@ -586,7 +617,8 @@ class Reader {
     tier.name = tf.key;
     if (!expect_map(tf, fmt::format("tier '{}'", tf.key), true) || tf.value.IsNull()) return;
     const std::string what = fmt::format("tier '{}'", tf.key);
-    for (const auto& f : entries(tf.value, tf.path, what, {"description", "multiplier", "unlimited", "overrides"})) {
+    for (const auto& f : entries(tf.value, tf.path, what,
+                                 {"description", "multiplier", "unlimited", "overrides"})) {
       if (f.key == "description") {
         if (auto v = read_string(f)) tier.description = *v;
       } else if (f.key == "multiplier") {
@@ -595,7 +627,8 @@ class Reader {
         if (auto v = read_bool(f)) tier.unlimited = *v;
       } else if (f.key == "overrides") {
         if (!expect_map(f, "'overrides' (resource name -> override)", true)) continue;
-        for (const auto& of : entries(f.value, f.path, "overrides", {})) read_override(of, tier.overrides[of.key]);
+        for (const auto& of : entries(f.value, f.path, "overrides", {}))
+          read_override(of, tier.overrides[of.key]);
       }
     }
   }
@@ -662,7 +695,8 @@ class Reader {
       } else if (f.key == "burst") {
         if (auto v = read_int(f)) l.burst = *v;
       } else if (f.key == "cost") {
-        if (auto v = read_enum(f, &unit_from_name, Keys{"requests", "tokens", "items"})) l.unit = *v;
+        if (auto v = read_enum(f, &unit_from_name, Keys{"requests", "tokens", "items"}))
+          l.unit = *v;
       } else if (f.key == "shadow") {
         if (auto v = read_bool(f)) l.shadow = *v;
       }
@@ -672,7 +706,8 @@ class Reader {
   void read_warmup(const Field& wf, WarmupSpec& w) {
     if (!expect_map(wf, "'warmup'")) return;
     w.enabled = true;
-    for (const auto& f : entries(wf.value, wf.path, "warmup", {"enabled", "factor", "duration", "ramp", "start"})) {
+    for (const auto& f :
+         entries(wf.value, wf.path, "warmup", {"enabled", "factor", "duration", "ramp", "start"})) {
       if (f.key == "enabled") {
         if (auto v = read_bool(f)) w.enabled = *v;
       } else if (f.key == "factor") {
@@ -694,7 +729,8 @@ class Reader {
 
   std::string file_;
   std::vector<PolicyError> errors_;
-  std::unordered_set<std::string> broken_;  // paths whose node was unreadable: no semantic errors there
+  std::unordered_set<std::string>
+      broken_;  // paths whose node was unreadable: no semantic errors there
   std::unordered_map<std::string, YAML::Mark> key_marks_;
   std::unordered_map<std::string, YAML::Mark> value_marks_;
   YAML::Mark root_mark_ = YAML::Mark::null_mark();
@@ -717,7 +753,8 @@ PolicyParseResult parse_policy(std::string_view yaml_text, std::string_view file
   } catch (const std::exception& e) {
     // The reader is written not to throw; this keeps the promise if yaml-cpp surprises us.
     PolicyParseResult result;
-    result.errors.push_back({std::string(file), 0, 0, fmt::format("cannot read the policy: {}", e.what()), ""});
+    result.errors.push_back(
+        {std::string(file), 0, 0, fmt::format("cannot read the policy: {}", e.what()), ""});
     return result;
   }
 }
@@ -727,17 +764,19 @@ PolicyParseResult parse_policy_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     PolicyParseResult result;
-    result.errors.push_back({path, 0, 0, fmt::format("cannot open policy file: {}", std::strerror(errno)), ""});
+    result.errors.push_back(
+        {path, 0, 0, fmt::format("cannot open policy file: {}", std::strerror(errno)), ""});
     return result;
   }
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad() || text.tellp() > kMaxPolicyBytes) {
     PolicyParseResult result;
-    result.errors.push_back({path, 0, 0,
-                             in.bad() ? std::string("cannot read policy file")
-                                      : fmt::format("policy file is larger than {} bytes", kMaxPolicyBytes),
-                             ""});
+    result.errors.push_back(
+        {path, 0, 0,
+         in.bad() ? std::string("cannot read policy file")
+                  : fmt::format("policy file is larger than {} bytes", kMaxPolicyBytes),
+         ""});
     return result;
   }
   return parse_policy(text.str(), path);

@@ -1,12 +1,11 @@
 // The policy language's vocabulary (enum spellings, durations, names) and the way back from a
 // PolicySpec to text: YAML serialisation and readable diffs.
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <array>
 #include <charconv>
-#include <cmath>
-#include <fmt/format.h>
 #include <limits>
-#include <set>
 
 #include "policy_internal.h"
 #include "sluice/policy.h"
@@ -41,9 +40,12 @@ std::optional<CostUnit> unit_from_name(std::string_view name) {
 
 std::string_view unit_to_name(CostUnit unit) {
   switch (unit) {
-    case CostUnit::kRequests: return "requests";
-    case CostUnit::kTokens: return "tokens";
-    case CostUnit::kItems: return "items";
+    case CostUnit::kRequests:
+      return "requests";
+    case CostUnit::kTokens:
+      return "tokens";
+    case CostUnit::kItems:
+      return "items";
   }
   return "?";
 }
@@ -57,9 +59,12 @@ std::optional<UnknownResourceMode> unknown_mode_from_name(std::string_view name)
 
 std::string_view unknown_mode_to_name(UnknownResourceMode mode) {
   switch (mode) {
-    case UnknownResourceMode::kDeny: return "deny";
-    case UnknownResourceMode::kAllow: return "allow";
-    case UnknownResourceMode::kDefaultLimits: return "default_limits";
+    case UnknownResourceMode::kDeny:
+      return "deny";
+    case UnknownResourceMode::kAllow:
+      return "allow";
+    case UnknownResourceMode::kDefaultLimits:
+      return "default_limits";
   }
   return "?";
 }
@@ -72,8 +77,10 @@ std::optional<StorageFailureMode> failure_mode_from_name(std::string_view name) 
 
 std::string_view failure_mode_to_name(StorageFailureMode mode) {
   switch (mode) {
-    case StorageFailureMode::kFailOpen: return "fail_open";
-    case StorageFailureMode::kFailClosed: return "fail_closed";
+    case StorageFailureMode::kFailOpen:
+      return "fail_open";
+    case StorageFailureMode::kFailClosed:
+      return "fail_closed";
   }
   return "?";
 }
@@ -179,8 +186,8 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
     int64_t ms;
   };
   // Longest suffix first so "ms" is not read as minutes followed by garbage.
-  static constexpr std::array<Unit, 5> kUnits{{
-      {"ms", 1}, {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}}};
+  static constexpr std::array<Unit, 5> kUnits{
+      {{"ms", 1}, {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}}};
   if (text.empty()) return std::nullopt;
   int64_t total = 0;
   int64_t previous_unit = std::numeric_limits<int64_t>::max();
@@ -217,8 +224,8 @@ std::string format_duration_ms(int64_t ms) {
     // Never valid in a policy; shown plainly so an error message can quote it.
     return fmt::format("{}ms", ms);
   }
-  static constexpr std::array<std::pair<int64_t, std::string_view>, 5> kUnits{{
-      {86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}, {1, "ms"}}};
+  static constexpr std::array<std::pair<int64_t, std::string_view>, 5> kUnits{
+      {{86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1'000, "s"}, {1, "ms"}}};
   std::string out;
   for (const auto& [unit_ms, suffix] : kUnits) {
     if (ms >= unit_ms) {
@@ -285,7 +292,8 @@ void emit_tier(YAML::Emitter& out, const TierSpec& t) {
       if (ov.unlimited) out << YAML::Key << "unlimited" << YAML::Value << true;
       if (!ov.limits.empty()) {
         out << YAML::Key << "limits" << YAML::Value << YAML::Flow << YAML::BeginMap;
-        for (const auto& [name, value] : ov.limits) out << YAML::Key << name << YAML::Value << value;
+        for (const auto& [name, value] : ov.limits)
+          out << YAML::Key << name << YAML::Value << value;
         out << YAML::EndMap;
       }
       out << YAML::EndMap;
@@ -444,7 +452,8 @@ void diff_override(std::vector<std::string>& out, const std::string& what, const
     return m ? pd::format_number(*m) : std::string("(tier's)");
   };
   if (b.multiplier != a.multiplier) {
-    out.push_back(fmt::format("{}: multiplier {} -> {}", what, mult(b.multiplier), mult(a.multiplier)));
+    out.push_back(
+        fmt::format("{}: multiplier {} -> {}", what, mult(b.multiplier), mult(a.multiplier)));
   }
   changed(out, what, "unlimited", b.unlimited, a.unlimited);
   for (const auto& [name, value] : b.limits) {

@@ -84,7 +84,8 @@ TEST(PolicyCompile, OverridesWinOverTheTierMultiplier) {
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(effective(*p, "heavy", "premium", 0), 60);  // absolute override, not 5 × 10
   EXPECT_EQ(effective(*p, "light", "premium"), 6);      // override multiplier 2, not 5
-  const auto& light_premium = p->find_resource("light")->effective[p->find_tier("premium")->index][0];
+  const auto& light_premium =
+      p->find_resource("light")->effective[p->find_tier("premium")->index][0];
   EXPECT_EQ(light_premium.burst, 10);
   // The base parameters stay those of the spec.
   EXPECT_EQ(p->find_resource("heavy")->limits[0].params.limit, 10);
@@ -196,10 +197,11 @@ TEST(PolicyCompile, ShippedMlApiPolicyMatchesTheSeed) {
     int64_t window_ms;
   };
   // The seed article's limits, per request of a free caller.
-  for (const auto& e : {Expect{"predict", 10, 60'000}, Expect{"batch-predict", 2, 60'000},
-                        Expect{"limiter/predict", 20, 60'000}, Expect{"predict/batch", 5, 300'000},
-                        Expect{"premium/predict", 30, 60'000}, Expect{"models/lightweight", 100, 60'000},
-                        Expect{"models/heavy", 10, 60'000}, Expect{"models/batch-process", 2, 300'000}}) {
+  for (const auto& e :
+       {Expect{"predict", 10, 60'000}, Expect{"batch-predict", 2, 60'000},
+        Expect{"limiter/predict", 20, 60'000}, Expect{"predict/batch", 5, 300'000},
+        Expect{"premium/predict", 30, 60'000}, Expect{"models/lightweight", 100, 60'000},
+        Expect{"models/heavy", 10, 60'000}, Expect{"models/batch-process", 2, 300'000}}) {
     const CompiledResource* r = p->find_resource(e.resource);
     ASSERT_NE(r, nullptr) << e.resource;
     EXPECT_EQ(effective(*p, e.resource, "free"), e.limit) << e.resource;

@@ -132,8 +132,7 @@ struct ErrorCase {
 
 // Each case differs from kValid in one place and must be reported exactly there.
 const ErrorCase kErrorCases[] = {
-    {"UnknownRootKey",
-     "version: 1\ndefault_tier: free\ntiers: {free: {}}\nresourcs: {}\n", 4, 1,
+    {"UnknownRootKey", "version: 1\ndefault_tier: free\ntiers: {free: {}}\nresourcs: {}\n", 4, 1,
      "unknown key 'resourcs' in the policy; did you mean 'resources'? (allowed: version, "
      "default_tier, on_storage_failure, unknown_resource, default_limits, lease_ttl, tiers, "
      "api_keys, resources)"},
@@ -221,8 +220,8 @@ const ErrorCase kErrorCases[] = {
      "    limits: []\n",
      6, 3, "duplicate key 'p' in resources (first on line 4)"},
     {"DuplicateApiKey",
-     "default_tier: free\ntiers: {free: {}}\napi_keys:\n  abcdefgh1: free\n  abcdefgh1: free\n",
-     5, 3, "duplicate key 'abcdefgh1' in api_keys (first on line 4)"},
+     "default_tier: free\ntiers: {free: {}}\napi_keys:\n  abcdefgh1: free\n  abcdefgh1: free\n", 5,
+     3, "duplicate key 'abcdefgh1' in api_keys (first on line 4)"},
     {"BadResourceName",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  \"a:b\":\n    limits: []\n", 4, 3,
      "resource name 'a:b' contains ':' (allowed: letters, digits, '_', '.', '-', '/')"},
@@ -236,8 +235,7 @@ const ErrorCase kErrorCases[] = {
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: \"per minute\", algorithm: gcra, limit: 1, window: 1s}\n",
      6, 16, "limit name 'per minute' contains ' ' (allowed: letters, digits, '_', '.', '-', '/')"},
-    {"UnknownDefaultTier",
-     "default_tier: gold\ntiers: {free: {}, premium: {}}\n", 1, 15,
+    {"UnknownDefaultTier", "default_tier: gold\ntiers: {free: {}, premium: {}}\n", 1, 15,
      "default_tier names unknown tier 'gold' (tiers: free, premium)"},
     {"ApiKeyUnknownTier",
      "default_tier: free\ntiers: {free: {}}\napi_keys:\n  key-12345678: gold\n", 4, 17,
@@ -257,23 +255,19 @@ const ErrorCase kErrorCases[] = {
      "default_tier: free\ntiers:\n  free: {overrides: {p: {limits: {a: 0}}}}\nresources:\n"
      "  p:\n    limits:\n      - {name: a, algorithm: gcra, limit: 1, window: 1s}\n",
      3, 38, "limit must be between 1 and 1000000000, got 0"},
-    {"ZeroMultiplier",
-     "default_tier: free\ntiers:\n  free: {multiplier: 0}\n", 3, 22,
+    {"ZeroMultiplier", "default_tier: free\ntiers:\n  free: {multiplier: 0}\n", 3, 22,
      "multiplier must be > 0 and at most 1000000, got 0"},
-    {"MultiplierNotANumber",
-     "default_tier: free\ntiers:\n  free: {multiplier: lots}\n", 3, 22,
+    {"MultiplierNotANumber", "default_tier: free\ntiers:\n  free: {multiplier: lots}\n", 3, 22,
      "'multiplier' must be a number, got 'lots'"},
-    {"UnlimitedNotBool",
-     "default_tier: free\ntiers:\n  free: {unlimited: \"true\"}\n", 3, 21,
+    {"UnlimitedNotBool", "default_tier: free\ntiers:\n  free: {unlimited: \"true\"}\n", 3, 21,
      "'unlimited' must be true or false"},
     {"DescriptionWithControlCharacter",
      "default_tier: free\ntiers:\n  free: {description: \"a\\x01b\"}\n", 3, 23,
      "description contains the control character \\x01"},
-    {"DescriptionNotUtf8",
-     "default_tier: free\ntiers:\n  free: {description: \"a\xff\"}\n", 3, 23,
+    {"DescriptionNotUtf8", "default_tier: free\ntiers:\n  free: {description: \"a\xff\"}\n", 3, 23,
      "description is not valid UTF-8"},
-    {"TierNotAMap",
-     "default_tier: free\ntiers:\n  free: [1, 2]\n", 3, 9, "tier 'free' must be a map"},
+    {"TierNotAMap", "default_tier: free\ntiers:\n  free: [1, 2]\n", 3, 9,
+     "tier 'free' must be a map"},
     {"WarmupFactorTooBig",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: []\n"
      "    warmup: {factor: 1.5}\n",
@@ -288,36 +282,42 @@ const ErrorCase kErrorCases[] = {
      6, 34, "unknown start 'hot' (valid: cold, warm)"},
     {"TooManyLimits",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits: [\n"
-     "      {name: a0, algorithm: gcra, limit: 1, window: 1s}, {name: a1, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: a2, algorithm: gcra, limit: 1, window: 1s}, {name: a3, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: a4, algorithm: gcra, limit: 1, window: 1s}, {name: a5, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: a6, algorithm: gcra, limit: 1, window: 1s}, {name: a7, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: a8, algorithm: gcra, limit: 1, window: 1s}, {name: a9, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: b0, algorithm: gcra, limit: 1, window: 1s}, {name: b1, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: b2, algorithm: gcra, limit: 1, window: 1s}, {name: b3, algorithm: gcra, limit: 1, window: 1s},\n"
-     "      {name: b4, algorithm: gcra, limit: 1, window: 1s}, {name: b5, algorithm: gcra, limit: 1, window: 1s},\n"
+     "      {name: a0, algorithm: gcra, limit: 1, window: 1s}, {name: a1, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: a2, algorithm: gcra, limit: 1, window: 1s}, {name: a3, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: a4, algorithm: gcra, limit: 1, window: 1s}, {name: a5, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: a6, algorithm: gcra, limit: 1, window: 1s}, {name: a7, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: a8, algorithm: gcra, limit: 1, window: 1s}, {name: a9, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: b0, algorithm: gcra, limit: 1, window: 1s}, {name: b1, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: b2, algorithm: gcra, limit: 1, window: 1s}, {name: b3, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
+     "      {name: b4, algorithm: gcra, limit: 1, window: 1s}, {name: b5, algorithm: gcra, limit: "
+     "1, window: 1s},\n"
      "      {name: b6, algorithm: gcra, limit: 1, window: 1s}]\n",
      5, 13, "at most 16 limits are allowed, found 17"},
     {"ResourceWithoutLimitsKey",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p: {description: x}\n", 4, 6,
      "resource 'p' is missing required key 'limits'"},
-    {"LimitsNotAList",
-     "default_tier: free\ntiers: {free: {}}\nresources:\n  p: {limits: 3}\n", 4, 15,
-     "'limits' must be a list"},
+    {"LimitsNotAList", "default_tier: free\ntiers: {free: {}}\nresources:\n  p: {limits: 3}\n", 4,
+     15, "'limits' must be a list"},
     {"DefaultLimitsWithoutMode",
      "default_tier: free\ntiers: {free: {}}\ndefault_limits:\n"
      "  - {name: a, algorithm: gcra, limit: 1, window: 1s}\n",
      4, 3,
-     "default_limits is only used with unknown_resource: default_limits (unknown_resource is deny)"},
+     "default_limits is only used with unknown_resource: default_limits (unknown_resource is "
+     "deny)"},
     {"DefaultLimitsModeWithoutLimits",
      "default_tier: free\ntiers: {free: {}}\nunknown_resource: default_limits\n", 3, 19,
      "unknown_resource: default_limits needs a non-empty default_limits list"},
-    {"UnknownResourceMode",
-     "default_tier: free\ntiers: {free: {}}\nunknown_resource: maybe\n", 3, 19,
-     "unknown unknown_resource 'maybe' (valid: deny, allow, default_limits)"},
-    {"UnknownFailureMode",
-     "default_tier: free\ntiers: {free: {}}\non_storage_failure: open\n", 3, 21,
-     "unknown on_storage_failure 'open' (valid: fail_open, fail_closed)"},
+    {"UnknownResourceMode", "default_tier: free\ntiers: {free: {}}\nunknown_resource: maybe\n", 3,
+     19, "unknown unknown_resource 'maybe' (valid: deny, allow, default_limits)"},
+    {"UnknownFailureMode", "default_tier: free\ntiers: {free: {}}\non_storage_failure: open\n", 3,
+     21, "unknown on_storage_failure 'open' (valid: fail_open, fail_closed)"},
     {"UnsupportedVersion", "version: 2\ndefault_tier: free\ntiers: {free: {}}\n", 1, 10,
      "unsupported policy version 2 (this sluice reads version 1)"},
     {"MissingTiers", "default_tier: free\nresources: {}\n", 1, 1,
@@ -342,13 +342,14 @@ TEST_P(PolicyErrorTest, ReportedAtTheOffendingNode) {
   auto r = parse_policy(c.yaml, "t.yaml");
   EXPECT_FALSE(r.policy.has_value());
   ASSERT_EQ(r.errors.size(), 1u) << r.error_text();
-  EXPECT_EQ(r.errors[0].to_string(),
-            std::string("t.yaml:") + std::to_string(c.line) + ":" + std::to_string(c.column) + ": " +
-                c.message);
+  EXPECT_EQ(r.errors[0].to_string(), std::string("t.yaml:") + std::to_string(c.line) + ":" +
+                                         std::to_string(c.column) + ": " + c.message);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, PolicyErrorTest, ::testing::ValuesIn(kErrorCases),
-                         [](const ::testing::TestParamInfo<ErrorCase>& p) { return std::string(p.param.name); });
+                         [](const ::testing::TestParamInfo<ErrorCase>& p) {
+                           return std::string(p.param.name);
+                         });
 
 TEST(PolicyParse, ReportsAllErrorsInDocumentOrder) {
   // Four independent mistakes in one document: all four come back, sorted by place.
@@ -393,9 +394,9 @@ TEST(PolicyParse, NeverReturnsAPartialPolicy) {
 }
 
 TEST(PolicyParse, EmptyAndGarbageInputGiveErrorsNotCrashes) {
-  for (const char* text : {"", "   \n", "~", "42", "\"just a string\"", "[[[[", "{a: b",
-                           "default_tier: [\n", "\t\tbad", "&a [*a]", "!!binary xyz",
-                           "? [a, b]\n: c\n"}) {
+  for (const char* text :
+       {"", "   \n", "~", "42", "\"just a string\"", "[[[[", "{a: b", "default_tier: [\n",
+        "\t\tbad", "&a [*a]", "!!binary xyz", "? [a, b]\n: c\n"}) {
     auto r = parse_policy(text, "g.yaml");
     EXPECT_FALSE(r.ok()) << "input: " << text;
     EXPECT_FALSE(r.policy.has_value());
@@ -443,7 +444,8 @@ TEST(PolicyParse, FileNameAppearsInMessages) {
   }
   auto r = parse_policy_file(path);
   ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_EQ(r.errors[0].to_string(), path + ":2:28: multiplier must be > 0 and at most 1000000, got 0");
+  EXPECT_EQ(r.errors[0].to_string(),
+            path + ":2:28: multiplier must be > 0 and at most 1000000, got 0");
 }
 
 TEST(PolicyValidate, SpecBuiltInCodeGetsTheSameChecks) {
@@ -476,8 +478,11 @@ TEST(PolicyValidate, LimitsAndNamesAtTheirBounds) {
   spec.tiers.push_back({.name = spec.default_tier, .multiplier = 1e6});
   ResourceSpec r{.name = "a-Z_0.9/x"};
   for (size_t i = 0; i < kMaxLimitsPerResource; ++i) {
-    r.limits.push_back({.name = "l" + std::to_string(i), .algorithm = SLUICE_ALG_TOKEN_BUCKET,
-                        .limit = 1'000'000'000, .window_ms = 90LL * 86'400'000, .burst = 1'000'000'000});
+    r.limits.push_back({.name = "l" + std::to_string(i),
+                        .algorithm = SLUICE_ALG_TOKEN_BUCKET,
+                        .limit = 1'000'000'000,
+                        .window_ms = 90LL * 86'400'000,
+                        .burst = 1'000'000'000});
   }
   spec.resources.push_back(r);
   EXPECT_TRUE(validate_policy(spec).empty());

@@ -25,9 +25,18 @@ PolicySpec load_shipped(const std::string& name) {
 
 TEST(Duration, ParsesEveryUnitAndCombinations) {
   const std::pair<const char*, int64_t> cases[] = {
-      {"0s", 0},          {"1ms", 1},          {"500ms", 500},          {"1s", 1000},
-      {"90s", 90'000},    {"1m", 60'000},      {"1m30s", 90'000},       {"1h", 3'600'000},
-      {"1d", 86'400'000}, {"2h30m", 9'000'000}, {"1d1h1m1s1ms", 90'061'001}, {"300s", 300'000},
+      {"0s", 0},
+      {"1ms", 1},
+      {"500ms", 500},
+      {"1s", 1000},
+      {"90s", 90'000},
+      {"1m", 60'000},
+      {"1m30s", 90'000},
+      {"1h", 3'600'000},
+      {"1d", 86'400'000},
+      {"2h30m", 9'000'000},
+      {"1d1h1m1s1ms", 90'061'001},
+      {"300s", 300'000},
   };
   for (const auto& [text, ms] : cases) {
     EXPECT_EQ(parse_duration_ms(text), ms) << text;
@@ -35,8 +44,25 @@ TEST(Duration, ParsesEveryUnitAndCombinations) {
 }
 
 TEST(Duration, RejectsMalformedText) {
-  for (const char* text : {"", "s", "1", "60", "-1s", "+1s", "1.5s", "1 s", " 1s", "1s ", "1x",
-                           "1sm", "30s1m", "1m1m", "1msms", "1S", "m1", "1m30", "99999999999999999999s",
+  for (const char* text : {"",
+                           "s",
+                           "1",
+                           "60",
+                           "-1s",
+                           "+1s",
+                           "1.5s",
+                           "1 s",
+                           " 1s",
+                           "1s ",
+                           "1x",
+                           "1sm",
+                           "30s1m",
+                           "1m1m",
+                           "1msms",
+                           "1S",
+                           "m1",
+                           "1m30",
+                           "99999999999999999999s",
                            "9223372036854775807d"}) {
     EXPECT_EQ(parse_duration_ms(text), std::nullopt) << text;
   }
@@ -76,27 +102,45 @@ TEST(PolicyYaml, EveryFieldRoundTrips) {
   spec.unknown_resource = UnknownResourceMode::kDefaultLimits;
   spec.on_storage_failure = StorageFailureMode::kFailOpen;
   spec.lease_ttl_ms = 1500;
-  spec.default_limits.push_back({.name = "fallback", .algorithm = SLUICE_ALG_GCRA, .limit = 3,
-                                 .window_ms = 1000, .burst = 9});
+  spec.default_limits.push_back({.name = "fallback",
+                                 .algorithm = SLUICE_ALG_GCRA,
+                                 .limit = 3,
+                                 .window_ms = 1000,
+                                 .burst = 9});
   spec.tiers.push_back({.name = "basic", .description = "yes", .multiplier = 0.1});
-  TierSpec vip{.name = "vip", .description = "VIP: \"quoted\" # not a comment\nsecond line\ttab, caf\u00e9 \U0001F680",
-               .multiplier = 12.5, .unlimited = true};
-  vip.overrides["gen"] = TierOverride{.multiplier = 1.0 / 3.0, .limits = {{"tok", 99}}, .unlimited = true};
+  TierSpec vip{
+      .name = "vip",
+      .description = "VIP: \"quoted\" # not a comment\nsecond line\ttab, caf\u00e9 \U0001F680",
+      .multiplier = 12.5,
+      .unlimited = true};
+  vip.overrides["gen"] =
+      TierOverride{.multiplier = 1.0 / 3.0, .limits = {{"tok", 99}}, .unlimited = true};
   vip.overrides["123"] = TierOverride{.multiplier = std::nullopt, .limits = {{"x", 7}}};
   spec.tiers.push_back(vip);
   spec.api_keys["sk-live-0123456789"] = "vip";
   spec.api_keys["key: with colon"] = "basic";  // invalid as a key, but must survive the trip
   ResourceSpec gen{.name = "gen", .description = "- starts like a list item"};
-  gen.limits.push_back({.name = "tok", .algorithm = SLUICE_ALG_TOKEN_BUCKET, .limit = 100,
-                        .window_ms = 61'001, .burst = 150, .unit = CostUnit::kTokens, .shadow = true});
-  gen.limits.push_back({.name = "inflight", .algorithm = SLUICE_ALG_CONCURRENCY, .limit = 2,
-                        .window_ms = 120'000, .unit = CostUnit::kItems});
-  gen.warmup = {.enabled = true, .factor = 0.125, .duration_ms = 600'000, .ramp = true, .start_cold = true};
+  gen.limits.push_back({.name = "tok",
+                        .algorithm = SLUICE_ALG_TOKEN_BUCKET,
+                        .limit = 100,
+                        .window_ms = 61'001,
+                        .burst = 150,
+                        .unit = CostUnit::kTokens,
+                        .shadow = true});
+  gen.limits.push_back({.name = "inflight",
+                        .algorithm = SLUICE_ALG_CONCURRENCY,
+                        .limit = 2,
+                        .window_ms = 120'000,
+                        .unit = CostUnit::kItems});
+  gen.warmup = {
+      .enabled = true, .factor = 0.125, .duration_ms = 600'000, .ramp = true, .start_cold = true};
   spec.resources.push_back(gen);
   ResourceSpec numeric{.name = "123"};
-  numeric.limits.push_back({.name = "x", .algorithm = SLUICE_ALG_SLIDING_WINDOW, .limit = 1, .window_ms = 1});
+  numeric.limits.push_back(
+      {.name = "x", .algorithm = SLUICE_ALG_SLIDING_WINDOW, .limit = 1, .window_ms = 1});
   // Disabled, but with settings: they are kept so the GUI can switch warm-up back on.
-  numeric.warmup = {.enabled = false, .factor = 0.5, .duration_ms = 0, .ramp = false, .start_cold = false};
+  numeric.warmup = {
+      .enabled = false, .factor = 0.5, .duration_ms = 0, .ramp = false, .start_cold = false};
   spec.resources.push_back(numeric);
   spec.resources.push_back({.name = "no-limits"});
 
@@ -149,10 +193,10 @@ TEST(PolicyDiff, ReadableLinesForEveryKindOfChange) {
   after.default_tier = "premium";
   after.unknown_resource = UnknownResourceMode::kAllow;
   after.lease_ttl_ms = 30'000;
-  after.tiers[1].multiplier = 6;                                         // premium
+  after.tiers[1].multiplier = 6;  // premium
   after.tiers[1].overrides["premium/predict"].limits["per_minute"] = 40;
   after.tiers[1].overrides["models/heavy"].multiplier = 2;
-  after.tiers.erase(after.tiers.begin() + 2);                            // internal
+  after.tiers.erase(after.tiers.begin() + 2);  // internal
   after.tiers.push_back({.name = "gold", .multiplier = 10});
   after.api_keys["premium-user-key"] = "gold";
   after.api_keys.erase("internal-batch-key");
@@ -165,7 +209,9 @@ TEST(PolicyDiff, ReadableLinesForEveryKindOfChange) {
     }
     if (r.name == "generate") {
       r.limits[1].shadow = false;
-      r.limits.push_back({.name = "inflight", .algorithm = SLUICE_ALG_CONCURRENCY, .limit = 4,
+      r.limits.push_back({.name = "inflight",
+                          .algorithm = SLUICE_ALG_CONCURRENCY,
+                          .limit = 4,
                           .window_ms = 120'000});
     }
   }
