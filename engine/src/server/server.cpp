@@ -143,6 +143,26 @@ class Session : public std::enable_shared_from_this<Session> {
       in_cap_ = cap;
     }
     reading_ = true;
+    if (drained_) {
+      // The last read emptied the socket: wait for readiness instead of letting Asio try a
+      // read that would only say EAGAIN (one system call less per request at pipeline 1).
+      socket_.async_wait(stream_protocol::socket::wait_read,
+                         [self = shared_from_this()](const error_code& ec) {
+                           if (ec) return self->on_read_(ec, 0);
+                           error_code rec;
+                           const size_t n = self->socket_.read_some(
+                               asio::buffer(self->in_.get() + self->in_end_,
+                                            self->in_cap_ - self->in_end_),
+                               rec);
+                           if (rec == asio::error::would_block || rec == asio::error::try_again) {
+                             self->reading_ = false;
+                             self->drained_ = false;
+                             return self->read_();
+                           }
+                           self->on_read_(rec, n);
+                         });
+      return;
+    }
     socket_.async_read_some(asio::buffer(in_.get() + in_end_, in_cap_ - in_end_),
                             [self = shared_from_this()](const error_code& ec, size_t n) {
                               self->on_read_(ec, n);
@@ -151,6 +171,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_read_(const error_code& ec, size_t n) {
     reading_ = false;
+    drained_ = n < in_cap_ - in_end_;
     if (ec) {
       if (ec == asio::error::eof) {
         read_eof_ = true;
@@ -437,7 +458,7 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t async_pending_ = 0;
   std::shared_ptr<Session> keepalive_;
 
-  bool reading_ = false, writing_ = false, read_eof_ = false;
+  bool reading_ = false, writing_ = false, read_eof_ = false, drained_ = false;
   bool close_after_flush_ = false, closed_ = false;
 };
 
