@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.connection import PythonParser, UnixDomainSocketConnection
+from redis.asyncio.connection import DefaultParser, UnixDomainSocketConnection
 from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
 
@@ -29,7 +29,7 @@ else:  # redis.asyncio depends on async_timeout on older Pythons
     from async_timeout import timeout as _deadline
 
 
-class _EngineErrorParser(PythonParser):
+class _EngineErrorParser(DefaultParser):  # hiredis's C parser when installed
     # Keep the engine's error text whole; see client._EngineErrorParser.
     EXCEPTION_CLASSES: dict = {}
 

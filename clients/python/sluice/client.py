@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import redis
 from redis.backoff import NoBackoff
-from redis.connection import PythonParser, UnixDomainSocketConnection
+from redis.connection import DefaultParser, UnixDomainSocketConnection
 from redis.retry import Retry
 
 from . import _common
@@ -20,7 +20,7 @@ __all__ = ["SluiceClient"]
 log = logging.getLogger("sluice")
 
 
-class _EngineErrorParser(PythonParser):
+class _EngineErrorParser(DefaultParser):  # hiredis's C parser when installed
     # redis-py strips and remaps Redis's own error prefixes (ERR, NOPERM, ...); sluice's
     # prefixes are its contract, so every error reaches us with its full text.
     EXCEPTION_CLASSES: dict = {}
