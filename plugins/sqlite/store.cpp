@@ -79,10 +79,9 @@ bool Store::unavailable(std::string& message) const {
 }
 
 void Store::submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data) {
-  int64_t seen = latest_now_ms_.load(std::memory_order_relaxed);
-  while (batch.now_ms > seen &&
-         !latest_now_ms_.compare_exchange_weak(seen, batch.now_ms, std::memory_order_relaxed)) {
-  }
+  // The latest decision's time, not the largest ever seen: a host whose clock is set back
+  // (or a test replaying another timeline) must not have live keys expired by an old "now".
+  latest_now_ms_.store(batch.now_ms, std::memory_order_relaxed);
   for (size_t i = 0; i < batch.count; ++i) {
     const sluice_item& item = batch.items[i];
     if (item.op < SLUICE_OP_CONSUME || item.op > SLUICE_OP_RESET ||
@@ -134,11 +133,11 @@ void Store::apply_batch(const sluice_batch& batch) {
   for (uint64_t m = mask; m != 0; m &= m - 1) shards_[__builtin_ctzll(m)].mu.lock();
   const Unlock unlock{shards_, mask};
 
-  // All-or-nothing: with more than one gated item, look first and change nothing if any
-  // non-shadow item would be denied. A single gated item needs no look-ahead, because a
-  // denied CONSUME or LEASE_ACQUIRE leaves its state untouched by contract.
+  // All-or-nothing: if any non-shadow CONSUME or LEASE_ACQUIRE would be denied, no item of
+  // the batch changes state, so look before changing anything. A batch of one item needs no
+  // look-ahead: a denied CONSUME or LEASE_ACQUIRE leaves its state untouched by contract.
   bool denied = false;
-  if (gated > 1) {
+  if (gated > 0 && batch.count > 1) {
     for (size_t i = 0; i < batch.count; ++i) {
       const sluice_item& item = batch.items[i];
       if (!is_gated(item.op)) continue;
@@ -151,7 +150,7 @@ void Store::apply_batch(const sluice_batch& batch) {
     const sluice_item& item = batch.items[i];
     if (denied && is_gated(item.op)) continue;  // answered by the look-ahead
     apply_item(shards_[shard_of(std::string_view(item.key, item.key_len))], item, batch.now_ms,
-               item.op != SLUICE_OP_PEEK, batch.results[i]);
+               !denied && item.op != SLUICE_OP_PEEK, batch.results[i]);
   }
 }
 

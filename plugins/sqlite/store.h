@@ -91,7 +91,7 @@ class Store {
   Shard shards_[kShards];
 
   std::atomic<bool> healthy_{false};
-  std::atomic<int64_t> latest_now_ms_{0};  // the newest time a batch was decided at
+  std::atomic<int64_t> latest_now_ms_{0};  // now_ms of the latest batch; drives expiry
   std::atomic<int64_t> keys_{0};
   std::atomic<int64_t> dirty_{0};
   std::atomic<uint64_t> commits_{0};

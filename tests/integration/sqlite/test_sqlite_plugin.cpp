@@ -103,19 +103,25 @@ TEST_P(SqliteModes, BatchesAreAllOrNothing) {
   EXPECT_EQ(plugin.remaining("small", 2), 0);
 }
 
-// ADJUST (refunds) and RESET apply even when their batch's CONSUME is denied.
-TEST_P(SqliteModes, AdjustAndResetAlwaysApply) {
+// A denied batch changes nothing at all, its refunds (ADJUST) and resets included.
+TEST_P(SqliteModes, DeniedBatchChangesNoItem) {
   TempDir dir;
   Instance plugin;
   ASSERT_EQ(plugin.open(config(dir.file("j.db"))), SLUICE_OK);
   ASSERT_EQ(plugin.consume("k", 10, 10).status, SLUICE_OK);
   ASSERT_EQ(plugin.consume("full", 1, 1).status, SLUICE_OK);
-  const Outcome o = plugin.submit({make_item("full", SLUICE_OP_CONSUME, 1),
+  const Outcome o = plugin.submit({make_item("k", SLUICE_OP_ADJUST, 10, 3'600'000, -4),
                                    make_item("other", SLUICE_OP_CONSUME, 5),
-                                   make_item("k", SLUICE_OP_ADJUST, 10, 3'600'000, -4)});
-  EXPECT_EQ(o.results[0].allowed, 0);
-  EXPECT_EQ(plugin.remaining("k", 10), 4);
+                                   make_item("full", SLUICE_OP_CONSUME, 1),
+                                   make_item("full", SLUICE_OP_RESET, 1)});
+  EXPECT_EQ(o.results[2].allowed, 0);
+  EXPECT_EQ(plugin.remaining("k", 10), 0);
   EXPECT_EQ(plugin.remaining("other", 5), 5);
+  EXPECT_EQ(plugin.remaining("full", 1), 0);
+  // On their own they apply.
+  ASSERT_EQ(plugin.submit({make_item("k", SLUICE_OP_ADJUST, 10, 3'600'000, -4)}).status,
+            SLUICE_OK);
+  EXPECT_EQ(plugin.remaining("k", 10), 4);
   ASSERT_EQ(plugin.submit({make_item("k", SLUICE_OP_RESET, 10)}).status, SLUICE_OK);
   EXPECT_EQ(plugin.remaining("k", 10), 10);
 }
