@@ -156,8 +156,15 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
     key.append(it.key != nullptr ? it.key : "", it.key_len);
     key.append(key_suffix(p.algorithm));
     append_bulk(out.keys, key);
+    ++out.key_count;
+    if (p.algorithm == SLUICE_ALG_CONCURRENCY) {  // leases by expiry, and their costs
+      key += 'h';
+      append_bulk(out.keys, key);
+      ++out.key_count;
+    }
     append_int(out.args, it.op);
-    append_int(out.args, valid ? p.algorithm : 0);
+    // Negative: the script denies the item as the engine's transitions deny invalid ones.
+    append_int(out.args, valid ? int64_t{p.algorithm} : -int64_t{p.algorithm});
     append_int(out.args, p.limit);
     append_int(out.args, p.window_ms);
     append_int(out.args, burst);
@@ -172,9 +179,12 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
 
 void encode_call(const Config& config, const std::vector<std::unique_ptr<Request>>& requests,
                  bool eval, std::string_view sha, std::string_view script, std::string& out) {
-  size_t keys = 0;
-  for (const auto& r : requests) keys += r->count;
-  append_header(out, '*', 3 + keys + 3 + 2 * requests.size() + 10 * keys);
+  size_t keys = 0, items = 0;
+  for (const auto& r : requests) {
+    keys += r->key_count;
+    items += r->count;
+  }
+  append_header(out, '*', 3 + keys + 3 + 2 * requests.size() + 10 * items);
   append_bulk(out, eval ? "EVAL" : "EVALSHA");
   append_bulk(out, eval ? script : sha);
   append_uint(out, keys);

@@ -19,7 +19,8 @@ struct Request {
   sluice_completion_fn done = nullptr;
   void* user_data = nullptr;
   int64_t deadline_ms = 0;  // steady clock: when the host stops waiting for it
-  std::string keys;         // `count` RESP bulk strings
+  size_t key_count = 0;     // one per item, two for concurrency
+  std::string keys;         // `key_count` RESP bulk strings
   std::string args;         // 2 + 10 * count RESP bulk strings
 
   // Calls `done` once; the request must not be used afterwards.

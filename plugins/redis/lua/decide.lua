@@ -9,10 +9,10 @@
 -- parameters whose products could exceed it (docs/storage-redis.md, "Limits"). GCRA works
 -- relative to `now`, so that now * limit is never formed.
 --
--- KEYS: one state key per item, in order.
+-- KEYS: the state keys of every item, in order: one per item, two for concurrency.
 -- ARGV: clock ("r": Redis TIME, "e": the engine's now_ms), ttl grace in ms, batch count, then
---       per batch: now_ms, item count, then per item 10 fields: op, algorithm (0 = invalid:
---       deny), limit, window_ms, burst (effective), cost, lease id, lease expiry, shadow,
+--       per batch: now_ms, item count, then per item 10 fields: op, algorithm (negative =
+--       parameters the engine refuses: deny), limit, window_ms, burst (effective), cost, lease id, lease expiry, shadow,
 --       max entries (sliding log entries or leases the state may hold).
 -- Reply: 5 integers per item: allowed, limit, remaining, reset_after_ms, retry_after_ms.
 
@@ -425,90 +425,126 @@ local function drive(A, it, e, commit)
   return report(A.change(m, e, key, cost, false, commit and op ~= OP_PEEK), true, 0)
 end
 
--- ---- concurrency: {lease id, expires_ms, cost} ordered by expiry, as one msgpack string ---
-local function cc_load(key, e)
-  local m = {id = {}, exp = {}, cost = {}, n = 0, held = 0}
-  local s = redis.call('GET', key)
-  if s then
-    local flat = cmsgpack.unpack(s)
-    for i = 1, #flat, 3 do
-      if flat[i + 1] > e.now then
-        m.n = m.n + 1
-        m.id[m.n], m.exp[m.n], m.cost[m.n] = flat[i], flat[i + 1], flat[i + 2]
-        m.held = m.held + flat[i + 2]
-      end
-    end
+-- ---- concurrency: a sorted set (lease id by expiry) and a hash (id -> cost, "#held" -> total)
+-- Leases with equal expiries may be ordered differently than in the C++ blob; no answer
+-- depends on that order (only on expiries and sums). Expired leases are dropped by the next
+-- write; until then reads skip them.
+local function num(v) return string.format('%.0f', v) end
+
+local function cc_load(it, e)
+  local key, ckey = it.key, it.ckey
+  local m = {n = 0, held = 0, last = e.now, expired = {}}
+  local total = redis.call('ZCARD', key)
+  if total == 0 then return m end
+  local held = tonumber(redis.call('HGET', ckey, '#held') or '0')
+  local gone = redis.call('ZRANGEBYSCORE', key, '-inf', num(e.now))
+  for i = 1, #gone, 512 do
+    local part = {}
+    for j = i, min(#gone, i + 511) do part[#part + 1] = gone[j] end
+    local costs = redis.call('HMGET', ckey, unpack(part))
+    for j = 1, #costs do held = held - tonumber(costs[j] or '0') end
   end
+  m.expired = gone
+  m.n = total - #gone
+  m.held = held
+  if m.n > 0 then m.last = tonumber(redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')[2]) end
   return m
 end
-local function cc_last(m, e)
-  if m.n > 0 then return m.exp[m.n] end
-  return e.now
+
+-- The active lease `id` as {id, cost}, or nil.
+local function cc_find(it, e, id)
+  local score = redis.call('ZSCORE', it.key, id)
+  if not score or tonumber(score) <= e.now then return nil end
+  return {id = id, cost = tonumber(redis.call('HGET', it.ckey, id) or '0')}
 end
-local function cc_find(m, id)
-  for i = 1, m.n do
-    if m.id[i] == id then return i end
-  end
-  return nil
-end
+
 -- First time >= now at which, with lease `skip` not counted, `cost` more fits and at most
--- `max_count` leases remain.
-local function cc_earliest(m, e, cost, skip, max_count)
+-- `max_count` leases remain. Walks leases by expiry only when it does not fit now.
+local function cc_earliest(it, m, e, cost, skip, max_count)
   local held, count = m.held, m.n
   if skip then
-    held = held - m.cost[skip]
+    held = held - skip.cost
     count = count - 1
   end
   if held + cost <= e.limit and count <= max_count then return e.now end
-  for i = 1, m.n do
-    if i ~= skip then
-      held = held - m.cost[i]
-      count = count - 1
-      if held + cost <= e.limit and count <= max_count then return m.exp[i] end
+  local offset = 0
+  while true do
+    local chunk = redis.call('ZRANGEBYSCORE', it.key, '(' .. num(e.now), '+inf', 'WITHSCORES',
+                             'LIMIT', offset, 256)
+    if #chunk == 0 then break end
+    local ids = {}
+    for i = 1, #chunk, 2 do ids[#ids + 1] = chunk[i] end
+    local costs = redis.call('HMGET', it.ckey, unpack(ids))
+    for j = 1, #ids do
+      if not (skip and ids[j] == skip.id) then
+        held = held - tonumber(costs[j] or '0')
+        count = count - 1
+        if held + cost <= e.limit and count <= max_count then return tonumber(chunk[2 * j]) end
+      end
     end
+    offset = offset + 256
   end
   return e.now
 end
--- The leases without `remove`, plus {add_id, add_exp, add_cost} when add_cost > 0.
-local function cc_write(m, remove, add_id, add_exp, add_cost)
-  local post = {id = {}, exp = {}, cost = {}, n = 0, held = 0}
-  local function push(id, exp, cost)
-    post.n = post.n + 1
-    post.id[post.n], post.exp[post.n], post.cost[post.n] = id, exp, cost
-    post.held = post.held + cost
+
+-- The leases without `remove`, plus {lease_id, add_exp, add_cost} when add_cost > 0: returns
+-- held, count and last expiry after the change, and writes it when `commit`.
+local function cc_change(it, m, e, remove, add_exp, add_cost, commit)
+  local held, count = m.held, m.n
+  if remove then
+    held = held - remove.cost
+    count = count - 1
   end
-  local added = add_cost <= 0
-  for i = 1, m.n do
-    if i ~= remove then
-      if not added and m.exp[i] > add_exp then
-        push(add_id, add_exp, add_cost)
-        added = true
-      end
-      push(m.id[i], m.exp[i], m.cost[i])
+  local last = e.now
+  if add_cost > 0 then
+    held = held + add_cost
+    count = count + 1
+    last = add_exp
+  end
+  local top = redis.call('ZREVRANGE', it.key, 0, 1, 'WITHSCORES')
+  for i = 1, #top, 2 do
+    if not (remove and top[i] == remove.id) then
+      local score = tonumber(top[i + 1])
+      if score > e.now and score > last then last = score end
+      break
     end
   end
-  if not added then push(add_id, add_exp, add_cost) end
-  return post
-end
-local function cc_persist(key, post, e)
-  if post.n == 0 then
-    redis.call('DEL', key)
-    return
+  if commit then
+    local key, ckey = it.key, it.ckey
+    for i = 1, #m.expired, 512 do
+      local part = {}
+      for j = i, min(#m.expired, i + 511) do part[#part + 1] = m.expired[j] end
+      redis.call('ZREM', key, unpack(part))
+      redis.call('HDEL', ckey, unpack(part))
+    end
+    if remove then
+      redis.call('ZREM', key, remove.id)
+      redis.call('HDEL', ckey, remove.id)
+    end
+    if add_cost > 0 then
+      redis.call('ZADD', key, num(add_exp), it.lease_id)
+      redis.call('HSET', ckey, it.lease_id, num(add_cost))
+    end
+    if count == 0 then
+      redis.call('DEL', key, ckey)
+    else
+      local ttl = max(1, last - e.now + GRACE)
+      redis.call('HSET', ckey, '#held', num(held))
+      redis.call('PEXPIRE', key, ttl)
+      redis.call('PEXPIRE', ckey, ttl)
+    end
   end
-  local flat = {}
-  for i = 1, post.n do
-    flat[#flat + 1] = post.id[i]
-    flat[#flat + 1] = post.exp[i]
-    flat[#flat + 1] = post.cost[i]
-  end
-  redis.call('SET', key, cmsgpack.pack(flat), 'PX', max(1, cc_last(post, e) - e.now + GRACE))
+  return held, count, last
 end
 
 local function drive_concurrency(it, e, commit)
-  local key = it.key
-  local m = cc_load(key, e)
   local op, cost, limit = it.op, it.cost, e.limit
   local max_leases = e.max_entries
+  if op == OP_RESET then
+    if commit then redis.call('DEL', it.key, it.ckey) end
+    return result(true, limit, limit, 0, 0)
+  end
+  local m = cc_load(it, e)
 
   -- A full lease table leaves nothing to acquire even when units are free; CONSUME and PEEK
   -- hold nothing, so only units count for them.
@@ -519,39 +555,33 @@ local function drive_concurrency(it, e, commit)
     return result(allowed, limit, remaining, duration(last - e.now), retry)
   end
   local function report_pre(allowed, retry)
-    return report(allowed, m.held, m.n, cc_last(m, e), retry)
-  end
-  local function change(remove, add_exp, add_cost)
-    local post = cc_write(m, remove, it.lease_id, add_exp, add_cost)
-    if commit then cc_persist(key, post, e) end
-    return report(true, post.held, post.n, cc_last(post, e), 0)
+    return report(allowed, m.held, m.n, m.last, retry)
   end
 
-  if op == OP_RESET then
-    if commit then redis.call('DEL', key) end
-    return result(true, limit, limit, 0, 0)
-  elseif op == OP_ADJUST then
+  if op == OP_ADJUST then
     return report_pre(true, 0)
   elseif op == OP_RELEASE then
-    local found = cc_find(m, it.lease_id)
+    local found = cc_find(it, e, it.lease_id)
     if not found then return report_pre(false, 0) end
-    return change(found, 0, 0)
+    local held, count, last = cc_change(it, m, e, found, 0, 0, commit)
+    return report(true, held, count, last, 0)
   end
   if cost < 0 or cost > limit then return report_pre(false, -1) end
   if op ~= OP_ACQUIRE then
-    local at = cc_earliest(m, e, cost, nil, math.huge)
+    local at = cc_earliest(it, m, e, cost, nil, math.huge)
     if at <= e.now then return report_pre(true, 0) end
     return report_pre(false, at - e.now)
   end
   -- Acquiring an id that is held renews it: the old lease is replaced, not added to.
-  local renewed = cc_find(m, it.lease_id)
+  local renewed = cc_find(it, e, it.lease_id)
   local max_others = max_leases
   if cost > 0 then max_others = max_leases - 1 end
-  local at = cc_earliest(m, e, cost, renewed, max_others)
+  local at = cc_earliest(it, m, e, cost, renewed, max_others)
   if at > e.now then return report_pre(false, at - e.now) end
   local expires = it.lease_expires
   if expires <= e.now then expires = e.now + e.window end
-  return change(renewed, expires, cost)
+  local held, count, last = cc_change(it, m, e, renewed, expires, cost, commit)
+  return report(true, held, count, last, 0)
 end
 
 -- ---- items and batches ---------------------------------------------------------------------
@@ -561,7 +591,10 @@ local ALGORITHMS = {[ALG_FW] = FW, [ALG_SW] = SW, [ALG_SWC] = SWC, [ALG_TB] = TB
 local function deny_invalid(it, commit)
   local limit = max(0, it.limit)
   if it.op == OP_RESET then
-    if commit then redis.call('DEL', it.key) end
+    if commit then
+      redis.call('DEL', it.key)
+      if it.ckey then redis.call('DEL', it.ckey) end
+    end
     return result(true, limit, limit, 0, 0)
   end
   return result(false, limit, 0, 0, -1)
@@ -601,6 +634,10 @@ for _ = 1, tonumber(ARGV[3]) do
                 shadow = ARGV[a + 8] ~= '0', max_entries = tonumber(ARGV[a + 9])}
     a = a + 10
     k = k + 1
+    if items[i].alg == ALG_CC or items[i].alg == -ALG_CC then -- leases have a second key
+      items[i].ckey = KEYS[k]
+      k = k + 1
+    end
   end
   local results = {}
   if n == 1 then
