@@ -29,6 +29,8 @@ constexpr uint32_t kOtherSweepPeriod = 128;
 // When the key cap is reached, this many slots are checked for an expired entry before a
 // live one is evicted.
 constexpr uint32_t kEvictionScan = 32;
+// Tables smaller than this are not worth rebuilding to shrink.
+constexpr std::size_t kShrinkMinSlots = 512;
 // A state larger than this is a caller's mistake, not a limit.
 constexpr uint32_t kMaxStateCapacity = 64u << 20;
 
@@ -221,6 +223,12 @@ std::size_t Store::sweep(Shard& shard, int64_t now_ms, uint32_t slots) {
   }
   shard.cursor_set = it != map.end();
   if (shard.cursor_set) shard.cursor = it->first;
+  // A table never shrinks by itself. Once it is mostly empty, rebuild it to fit, so that the
+  // memory of keys gone idle goes back to the system (PageAllocator unmaps the old block).
+  // Shrinking at 1/8 while growth happens at 7/8 keeps the two from alternating.
+  if (freed > 0 && map.bucket_count() >= kShrinkMinSlots && map.size() * 8 < map.bucket_count()) {
+    map.rehash(0);
+  }
   return freed;
 }
 

@@ -204,5 +204,33 @@ TEST(MemoryPlugin, AMillionKeysTakeAtMost64BytesEach) {
   EXPECT_LE(per_key, 64.0);
 }
 
+// When keys go idle, the sweep removes them and the tables shrink: the memory goes back.
+TEST(MemoryPlugin, MemoryReturnsAfterKeysExpire) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's shadow memory and quarantine inflate RSS";
+#endif
+  constexpr int kKeys = 300'000;
+  auto s = must_open({{"shards", "2"}, {"sweep_slots", "64"}});
+  ASSERT_TRUE(s);
+  const auto p = fixed_window(100, 1000);
+  std::string k = subject(kKeys);
+  sluice_item it = consume(k, p);
+  sluice_item_result r{};
+  ASSERT_EQ(run(*s, &it, 1, &r, kStart), SLUICE_OK);
+  const long before = resident_bytes();
+  for (int i = 0; i < kKeys; ++i) {
+    k = subject(i);
+    it.key = k.data();
+    run(*s, &it, 1, &r, kStart);
+  }
+  const long grown = resident_bytes() - before;
+  ASSERT_GT(grown, 4'000'000);
+  const std::string busy = "busy-subject-0000";
+  it.key = busy.data();
+  for (int i = 0; i < 100'000 && stat(*s, "keys") > 1; ++i) run(*s, &it, 1, &r, kStart + 60'000);
+  EXPECT_LE(stat(*s, "keys"), 1u);
+  EXPECT_LT(resident_bytes() - before, grown / 10);
+}
+
 }  // namespace
 }  // namespace sluice
