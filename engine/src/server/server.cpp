@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -45,13 +48,32 @@ class Session;
 thread_local const void* tls_deciding_slot = nullptr;
 
 // One io_context and the thread that runs it, plus what its sessions share.
+//
+// Connection I/O does not go through Asio's per-operation reactor: every worker keeps its
+// connections in a level-triggered epoll set of its own, which is registered in the worker's
+// io_context as one descriptor. A request then costs one recv and one send, and no re-arming
+// system call (Asio re-arms its edge-triggered registration or reads speculatively for every
+// operation, which shows at pipeline 1). Asio still runs everything else: the loop itself,
+// acceptors, timers, signals, and completions posted back from a plugin's thread.
 struct Worker {
-  explicit Worker(ServerContext& c) : ctx(c) {}
+  explicit Worker(ServerContext& c) : ctx(c) {
+    const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+    epfd = fd;
+    poller.assign(fd);  // the descriptor now belongs to `poller`
+  }
+  void arm();
+  void poll();
+  void bury(size_t index);  // moves a closed session out of `sessions`
+
   ServerContext& ctx;
-  std::vector<Session*> sessions;          // for idle sweeps and shutdown; this thread only
-  std::vector<std::string_view> argv;      // parse scratch, reused by every session here
-  uint64_t tick = 0;                       // seconds since start, advanced by the sweep
+  std::vector<std::shared_ptr<Session>> sessions;  // owned while open; this thread only
+  std::vector<std::shared_ptr<Session>> graveyard;  // closed during a handler, freed after it
+  std::vector<std::string_view> argv;               // parse scratch, shared by the sessions
+  uint64_t tick = 0;                                // seconds since start, advanced by the sweep
+  int epfd = -1;
   asio::io_context ioc{1};
+  asio::posix::stream_descriptor poller{ioc};
   asio::steady_timer sweep{ioc};
   std::thread thread;
 };
@@ -61,44 +83,58 @@ constexpr size_t kShrinkAbove = 256u << 10;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, stream_protocol::socket socket, bool admin, Peer peer)
-      : worker_(worker), socket_(std::move(socket)), admin_(admin), peer_(peer) {
-    index_ = worker_.sessions.size();
-    worker_.sessions.push_back(this);
+  Session(Worker& worker, int fd, bool admin, Peer peer)
+      : worker_(worker), fd_(fd), admin_(admin), peer_(peer) {
     last_tick_ = worker_.tick;
   }
 
   ~Session() {
-    Session* last = worker_.sessions.back();
-    worker_.sessions[index_] = last;
-    last->index_ = index_;
-    worker_.sessions.pop_back();
+    if (fd_ >= 0) ::close(fd_);
     worker_.ctx.connections.fetch_sub(1, std::memory_order_relaxed);
   }
 
-  void start() {
-    error_code ec;
-    socket_.non_blocking(true, ec);
-    if (ec) return close_();
-    read_();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Called on the worker's thread once the session is owned by worker_.sessions.
+  void start(size_t index) {
+    index_ = index;
+    const int flags = ::fcntl(fd_, F_GETFL);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = this;
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0 ||
+        ::epoll_ctl(worker_.epfd, EPOLL_CTL_ADD, fd_, &ev) != 0) {
+      spdlog::warn("cannot register a connection: {}", std::strerror(errno));
+      return close_();
+    }
+    events_ = EPOLLIN;
+  }
+
+  void on_events(uint32_t events) {
+    if (closed_) return;
+    if (events & EPOLLOUT) on_writable_();
+    if (!closed_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) on_readable_();
   }
 
   // Graceful stop: what the peer already sent is still read and answered, then EOF closes.
   void shutdown_read() {
-    error_code ec;
-    socket_.shutdown(stream_protocol::socket::shutdown_receive, ec);
-    if (ec) close_();
+    if (closed_) return;
+    if (::shutdown(fd_, SHUT_RD) != 0) close_();
   }
 
   void close() { close_(); }
 
   void close_if_idle(uint64_t tick, uint64_t timeout_s) {
-    if (timeout_s == 0 || tick - last_tick_ < timeout_s) return;
-    if (ring_count_ == 0 && !writing_ && in_end_ == in_begin_) {
+    if (closed_ || timeout_s == 0 || tick - last_tick_ < timeout_s) return;
+    if (ring_count_ == 0 && pending_output_() == 0 && in_end_ == in_begin_) {
       spdlog::debug("closing idle connection admin={} idle_s={}", admin_, tick - last_tick_);
       close_();
     }
   }
+
+  size_t index() const { return index_; }
+  void set_index(size_t i) { index_ = i; }
 
  private:
   struct Slot {
@@ -113,9 +149,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   const ServerOptions& options_() const { return worker_.ctx.options; }
 
-  size_t pending_output_() const {
-    return out_.size() + (writing_ ? wbuf_.size() - wpos_ : 0);
-  }
+  size_t pending_output_() const { return out_.size() - out_pos_; }
   bool throttled_() const {
     return pending_output_() >= options_().max_output_bytes ||
            ring_count_ >= options_().max_inflight;
@@ -123,8 +157,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ---- input ------------------------------------------------------------------------------
 
-  void read_() {
-    if (reading_ || closed_ || read_eof_ || close_after_flush_ || throttled_()) return;
+  void on_readable_() {
+    if (read_eof_ || close_after_flush_) return update_interest_();
     if (in_begin_ > 0) {
       std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
       in_end_ -= in_begin_;
@@ -142,58 +176,40 @@ class Session : public std::enable_shared_from_this<Session> {
       in_ = std::move(bigger);
       in_cap_ = cap;
     }
-    reading_ = true;
-    if (drained_) {
-      // The last read emptied the socket: wait for readiness instead of letting Asio try a
-      // read that would only say EAGAIN (one system call less per request at pipeline 1).
-      socket_.async_wait(stream_protocol::socket::wait_read,
-                         [self = shared_from_this()](const error_code& ec) {
-                           if (ec) return self->on_read_(ec, 0);
-                           error_code rec;
-                           const size_t n = self->socket_.read_some(
-                               asio::buffer(self->in_.get() + self->in_end_,
-                                            self->in_cap_ - self->in_end_),
-                               rec);
-                           if (rec == asio::error::would_block || rec == asio::error::try_again) {
-                             self->reading_ = false;
-                             self->drained_ = false;
-                             return self->read_();
-                           }
-                           self->on_read_(rec, n);
-                         });
-      return;
+    const ssize_t n = ::recv(fd_, in_.get() + in_end_, in_cap_ - in_end_, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      spdlog::debug("connection read error: {}", std::strerror(errno));
+      return close_();
     }
-    socket_.async_read_some(asio::buffer(in_.get() + in_end_, in_cap_ - in_end_),
-                            [self = shared_from_this()](const error_code& ec, size_t n) {
-                              self->on_read_(ec, n);
-                            });
-  }
-
-  void on_read_(const error_code& ec, size_t n) {
-    reading_ = false;
-    drained_ = n < in_cap_ - in_end_;
-    if (ec) {
-      if (ec == asio::error::eof) {
-        read_eof_ = true;
-      } else {
-        if (ec != asio::error::operation_aborted) {
-          spdlog::debug("connection read error: {}", ec.message());
-        }
-        return close_();
-      }
+    if (n == 0) {
+      read_eof_ = true;
+    } else {
+      in_end_ += static_cast<size_t>(n);
+      last_tick_ = worker_.tick;
     }
-    in_end_ += n;
-    last_tick_ = worker_.tick;
     resume_();
   }
 
-  // Parses and runs every complete frame, then writes what is ready and reads again, each
-  // only as far as the caps allow.
+  // Parses and runs every complete frame, writes what is ready, and reads on only as far as
+  // the caps allow.
   void resume_() {
     process_();
     flush_();
     maybe_close_();
-    read_();
+    if (!closed_) update_interest_();
+  }
+
+  void update_interest_() {
+    uint32_t want = 0;
+    if (!read_eof_ && !close_after_flush_ && !throttled_()) want |= EPOLLIN;
+    if (pending_output_() > 0 && write_blocked_) want |= EPOLLOUT;
+    if (want == events_) return;
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.ptr = this;
+    if (::epoll_ctl(worker_.epfd, EPOLL_CTL_MOD, fd_, &ev) != 0) return close_();
+    events_ = want;
   }
 
   void process_() {
@@ -390,77 +406,104 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- output -----------------------------------------------------------------------------
 
   void flush_() {
-    if (writing_ || out_.empty() || closed_) return;
-    // Most batches fit in the socket buffer: try a plain non-blocking write first.
-    error_code ec;
-    size_t n = socket_.write_some(asio::buffer(out_), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      n = 0;
-      ec.clear();
-    }
-    if (ec) {
-      spdlog::debug("connection write error: {}", ec.message());
-      return close_();
-    }
-    if (n == out_.size()) {
-      out_.clear();
-      if (out_.capacity() > kShrinkAbove) std::string().swap(out_);
-      return;
-    }
-    std::swap(out_, wbuf_);
-    out_.clear();
-    wpos_ = n;
-    writing_ = true;
-    asio::async_write(socket_, asio::buffer(wbuf_.data() + n, wbuf_.size() - n),
-                      [self = shared_from_this()](const error_code& wec, size_t) {
-                        self->on_write_(wec);
-                      });
+    if (closed_ || write_blocked_ || pending_output_() == 0) return;
+    send_();
   }
 
-  void on_write_(const error_code& ec) {
-    writing_ = false;
-    wbuf_.clear();
-    wpos_ = 0;
-    if (wbuf_.capacity() > kShrinkAbove) std::string().swap(wbuf_);
-    if (ec) return close_();
-    resume_();
+  // Writes as much as the socket takes; the rest waits for EPOLLOUT.
+  void send_() {
+    while (out_pos_ < out_.size()) {
+      const ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          write_blocked_ = true;
+          if (out_pos_ >= (64u << 10)) {
+            out_.erase(0, out_pos_);
+            out_pos_ = 0;
+          }
+          return;
+        }
+        spdlog::debug("connection write error: {}", std::strerror(errno));
+        return close_();
+      }
+      out_pos_ += static_cast<size_t>(n);
+    }
+    out_.clear();
+    out_pos_ = 0;
+    write_blocked_ = false;
+    if (out_.capacity() > kShrinkAbove) std::string().swap(out_);
+  }
+
+  void on_writable_() {
+    write_blocked_ = false;
+    send_();
+    if (!closed_) resume_();
   }
 
   void maybe_close_() {
-    if (closed_ || writing_ || !out_.empty() || ring_count_ > 0) return;
+    if (closed_ || pending_output_() > 0 || ring_count_ > 0) return;
     if (close_after_flush_ || (read_eof_ && !throttled_())) close_();
   }
 
   void close_() {
     if (closed_) return;
     closed_ = true;
-    error_code ec;
-    socket_.shutdown(stream_protocol::socket::shutdown_both, ec);
-    socket_.close(ec);
+    ::epoll_ctl(worker_.epfd, EPOLL_CTL_DEL, fd_, nullptr);
+    ::close(fd_);
+    fd_ = -1;
+    worker_.bury(index_);
   }
 
   Worker& worker_;
-  stream_protocol::socket socket_;
+  int fd_;
   const bool admin_;
   const Peer peer_;
   size_t index_ = 0;       // in worker_.sessions
   uint64_t last_tick_ = 0;
+  uint32_t events_ = 0;    // what fd_ is registered for in worker_.epfd
 
   std::unique_ptr<char[]> in_;
   size_t in_cap_ = 0, in_begin_ = 0, in_end_ = 0;
 
-  std::string out_;   // replies not yet handed to the socket
-  std::string wbuf_;  // the buffer of the write in flight
-  size_t wpos_ = 0;
+  std::string out_;        // replies; out_[out_pos_..] are not yet sent
+  size_t out_pos_ = 0;
 
   std::vector<std::unique_ptr<Slot>> ring_;  // pending replies, in request order
   size_t ring_head_ = 0, ring_count_ = 0;
   size_t async_pending_ = 0;
   std::shared_ptr<Session> keepalive_;
 
-  bool reading_ = false, writing_ = false, read_eof_ = false, drained_ = false;
+  bool write_blocked_ = false, read_eof_ = false;
   bool close_after_flush_ = false, closed_ = false;
 };
+
+void Worker::arm() {
+  poller.async_wait(asio::posix::stream_descriptor::wait_read, [this](const error_code& ec) {
+    if (ec) return;
+    poll();
+    arm();
+  });
+}
+
+void Worker::poll() {
+  epoll_event events[256];
+  const int n = ::epoll_wait(epfd, events, 256, 0);
+  // A session closed in this loop stays alive in the graveyard until the loop is over.
+  for (int i = 0; i < n; ++i) static_cast<Session*>(events[i].data.ptr)->on_events(events[i].events);
+}
+
+void Worker::bury(size_t index) {
+  std::shared_ptr<Session> dead = std::move(sessions[index]);
+  if (index + 1 != sessions.size()) {
+    sessions[index] = std::move(sessions.back());
+    sessions[index]->set_index(index);
+  }
+  sessions.pop_back();
+  if (graveyard.empty()) asio::post(ioc, [this] { graveyard.clear(); });
+  graveyard.push_back(std::move(dead));
+}
 
 // ---- socket files -------------------------------------------------------------------------
 
@@ -568,9 +611,7 @@ struct Server::Impl {
   }
 
   void accept(Listener& l) {
-    Worker& w = l.admin ? control : *workers[next_worker++ % workers.size()];
-    l.acceptor.async_accept(w.ioc, [this, &l, &w](const error_code& ec,
-                                                  stream_protocol::socket socket) {
+    l.acceptor.async_accept([this, &l](const error_code& ec, stream_protocol::socket socket) {
       if (ec == asio::error::operation_aborted || stopping.load()) return;
       if (ec) {
         // Out of descriptors and the like: log, breathe, and accept again.
@@ -581,12 +622,12 @@ struct Server::Impl {
         });
         return;
       }
-      on_accept(l, w, std::move(socket));
+      on_accept(l, std::move(socket));
       accept(l);
     });
   }
 
-  void on_accept(Listener& l, Worker& w, stream_protocol::socket socket) {
+  void on_accept(Listener& l, stream_protocol::socket socket) {
     const Peer peer = peer_of(socket);
     auto refuse = [&](std::string_view reply) {
       error_code ec;
@@ -602,10 +643,15 @@ struct Server::Impl {
       spdlog::warn("refusing admin connection from uid={} pid={}", peer.uid, peer.pid);
       return refuse(fmt::format("-NOPERM uid {} may not use the admin socket\r\n", peer.uid));
     }
+    error_code ec;
+    const int fd = socket.release(ec);  // the worker's own epoll set takes it from here
+    if (ec) return;
     ctx.connections.fetch_add(1, std::memory_order_relaxed);
+    Worker& w = l.admin ? control : *workers[next_worker++ % workers.size()];
     const bool admin_session = l.admin;
-    asio::post(w.ioc, [&w, admin_session, peer, s = std::move(socket)]() mutable {
-      std::make_shared<Session>(w, std::move(s), admin_session, peer)->start();
+    asio::post(w.ioc, [&w, fd, admin_session, peer] {
+      w.sessions.push_back(std::make_shared<Session>(w, fd, admin_session, peer));
+      w.sessions.back()->start(w.sessions.size() - 1);
     });
   }
 
@@ -615,8 +661,8 @@ struct Server::Impl {
       if (ec) return;
       ++w.tick;
       const auto timeout = static_cast<uint64_t>(std::max<int64_t>(0, ctx.options.idle_timeout_s));
-      // Closing only marks the session; it leaves the list later, from its own handlers.
-      for (size_t i = 0; i < w.sessions.size(); ++i) w.sessions[i]->close_if_idle(w.tick, timeout);
+      // Backwards: closing moves the last session into the closed one's place.
+      for (size_t i = w.sessions.size(); i-- > 0;) w.sessions[i]->close_if_idle(w.tick, timeout);
       sweep(w);
     });
   }
@@ -649,10 +695,9 @@ struct Server::Impl {
       // Connections already queued have been promised service: take them in before closing.
       l->acceptor.non_blocking(true, ec);
       while (!ec) {
-        Worker& w = l->admin ? control : *workers[next_worker++ % workers.size()];
-        stream_protocol::socket socket(w.ioc);
+        stream_protocol::socket socket(control.ioc);
         l->acceptor.accept(socket, ec);
-        if (!ec) on_accept(*l, w, std::move(socket));
+        if (!ec) on_accept(*l, std::move(socket));
       }
       l->acceptor.close(ec);
       l->retry.cancel();
@@ -676,7 +721,7 @@ struct Server::Impl {
                      ctx.connections.load());
         for (Worker* w : all_workers()) {
           asio::post(w->ioc, [w] {
-            for (size_t i = 0; i < w->sessions.size(); ++i) w->sessions[i]->close();
+            for (size_t i = w->sessions.size(); i-- > 0;) w->sessions[i]->close();
           });
         }
       }
@@ -745,6 +790,7 @@ Status Server::start() {
   for (auto& w : im.workers) {
     im.guards.emplace_back(w->ioc.get_executor());
     im.sweep(*w);
+    w->arm();
     Worker* wp = w.get();
     w->thread = std::thread([wp] {
       for (;;) {
@@ -759,6 +805,7 @@ Status Server::start() {
     });
   }
   im.sweep(im.control);
+  im.control.arm();
   im.accept(*im.decision);
   im.accept(*im.admin);
   im.signals.add(SIGTERM);
