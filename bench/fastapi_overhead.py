@@ -14,6 +14,7 @@ Target: at most 150 µs added at p50.
 """
 
 import argparse
+import asyncio
 import os
 import shutil
 import socket
@@ -132,9 +133,40 @@ def report(title: str, samples: dict, round_added: list) -> float:
     return median_added
 
 
-def main() -> int:
-    import asyncio
+async def client_round_trips(sock: str, count: int) -> dict:
+    """p50/p99 of one decision: the asyncio client, the blocking client, and the floor — the
+    same SL.CHECK written and read on a bare asyncio stream, no client library."""
+    from sluice import AsyncSluiceClient, SluiceClient
 
+    async def timed(call) -> list:
+        for _ in range(200):  # connect and warm up first
+            await call()
+        values = []
+        for _ in range(count):
+            begin = time.perf_counter_ns()
+            await call()
+            values.append((time.perf_counter_ns() - begin) / 1000)
+        return sorted(values)
+
+    results = {}
+    async with AsyncSluiceClient(sock) as client:
+        results["AsyncSluiceClient.check"] = await timed(lambda: client.check("bench", "s"))
+    with SluiceClient(sock) as blocking:
+        async def blocking_check() -> None:
+            blocking.check("bench", "s")
+        results["SluiceClient.check"] = await timed(blocking_check)
+    reader, writer = await asyncio.open_unix_connection(sock)
+    request = b"*3\r\n$8\r\nSL.CHECK\r\n$5\r\nbench\r\n$1\r\ns\r\n"
+
+    async def raw() -> None:
+        writer.write(request)
+        await reader.readuntil(b"per_minute\r\n")
+    results["bare asyncio stream"] = await timed(raw)
+    writer.close()
+    return results
+
+
+def main() -> int:
     import httpx
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -185,6 +217,7 @@ def main() -> int:
 
             over_http = asyncio.run(measure(http_get, args))
         in_process = asyncio.run(measure(_asgi_get, args))
+        round_trips = asyncio.run(client_round_trips(str(sock), args.requests))
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -197,7 +230,12 @@ def main() -> int:
     print()
     report(f"In process: the ASGI app called directly, same sluiced ({what})", *in_process)
     print()
-    print(f"load average {load_before:.1f} -> {load_after:.1f} (2 cores)")
+    print(f"One decision, no FastAPI ({args.requests} calls each)")
+    print(f"{'client':<28}{'p50 µs':>10}{'p99 µs':>10}")
+    for label, values in round_trips.items():
+        print(f"{label:<28}{percentile(values, 0.5):>10.0f}{percentile(values, 0.99):>10.0f}")
+    print()
+    print(f"load average {load_before:.1f} -> {load_after:.1f} ({os.cpu_count()} cores)")
     verdict = "meets" if added <= 150 else "misses"
     print(f"over HTTP, p50 added: {added:.0f} µs ({verdict} the 150 µs target)")
     return 0
