@@ -175,6 +175,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds; the median of their p50 differences resists noise")
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--round-trips-only", action="store_true",
+                        help="only the one-decision table (no uvicorn, no FastAPI)")
     args = parser.parse_args()
 
     sluiced = Path(args.build_dir) / "bin" / "sluiced"
@@ -196,27 +198,28 @@ def main() -> int:
              "--audit-log", str(work / "audit.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_until(sock.exists, 15, "sluiced")
-        env = dict(os.environ, PYTHONPATH=str(REPO / "clients" / "python"))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "fastapi_overhead:app", "--app-dir",
-             str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--no-access-log"], env=env))
-        base = f"http://127.0.0.1:{port}"
+        if not args.round_trips_only:
+            env = dict(os.environ, PYTHONPATH=str(REPO / "clients" / "python"))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "fastapi_overhead:app", "--app-dir",
+                 str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(port),
+                 "--log-level", "warning", "--no-access-log"], env=env))
+            base = f"http://127.0.0.1:{port}"
 
-        def up():
-            try:
-                return httpx.get(base + "/plain", timeout=0.5).status_code == 200
-            except httpx.TransportError:
-                return False
+            def up():
+                try:
+                    return httpx.get(base + "/plain", timeout=0.5).status_code == 200
+                except httpx.TransportError:
+                    return False
 
-        wait_until(up, 30, "uvicorn")
-        with httpx.Client(base_url=base, timeout=10) as http:
-            async def http_get(path: str) -> tuple:
-                response = http.get(path)
-                return response.status_code, {k.lower() for k in response.headers}
+            wait_until(up, 30, "uvicorn")
+            with httpx.Client(base_url=base, timeout=10) as http:
+                async def http_get(path: str) -> tuple:
+                    response = http.get(path)
+                    return response.status_code, {k.lower() for k in response.headers}
 
-            over_http = asyncio.run(measure(http_get, args))
-        in_process = asyncio.run(measure(_asgi_get, args))
+                over_http = asyncio.run(measure(http_get, args))
+            in_process = asyncio.run(measure(_asgi_get, args))
         round_trips = asyncio.run(client_round_trips(str(sock), args.requests))
     finally:
         for proc in reversed(procs):
@@ -226,18 +229,20 @@ def main() -> int:
     load_after = os.getloadavg()[0]
 
     what = f"{args.rounds} rounds x {args.requests} requests per route, alternating"
-    added = report(f"Over HTTP: uvicorn, one keep-alive httpx client ({what})", *over_http)
-    print()
-    report(f"In process: the ASGI app called directly, same sluiced ({what})", *in_process)
-    print()
+    if not args.round_trips_only:
+        added = report(f"Over HTTP: uvicorn, one keep-alive httpx client ({what})", *over_http)
+        print()
+        report(f"In process: the ASGI app called directly, same sluiced ({what})", *in_process)
+        print()
     print(f"One decision, no FastAPI ({args.requests} calls each)")
     print(f"{'client':<28}{'p50 µs':>10}{'p99 µs':>10}")
     for label, values in round_trips.items():
         print(f"{label:<28}{percentile(values, 0.5):>10.0f}{percentile(values, 0.99):>10.0f}")
     print()
     print(f"load average {load_before:.1f} -> {load_after:.1f} ({os.cpu_count()} cores)")
-    verdict = "meets" if added <= 150 else "misses"
-    print(f"over HTTP, p50 added: {added:.0f} µs ({verdict} the 150 µs target)")
+    if not args.round_trips_only:
+        verdict = "meets" if added <= 150 else "misses"
+        print(f"over HTTP, p50 added: {added:.0f} µs ({verdict} the 150 µs target)")
     return 0
 
 
