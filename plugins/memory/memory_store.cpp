@@ -8,7 +8,8 @@
 #include <stdexcept>
 #include <string>
 
-#include <boost/container_hash/hash.hpp>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace sluice::memory_plugin {
 namespace {
@@ -82,8 +83,8 @@ Store::~Store() {
 }
 
 KeyHash Store::hash_key(const sluice_item& item) const {
-  std::size_t h = seed_;
-  boost::hash_range(h, item.key, item.key + item.key_len);
+  // XXH3: a few cycles for a 30-byte key, against ~5 instructions a byte for hash_range.
+  const uint64_t h = XXH3_64bits_withSeed(item.key, item.key_len, seed_);
   return KeyHash{static_cast<uint32_t>(h), static_cast<uint32_t>(h >> 32)};
 }
 
