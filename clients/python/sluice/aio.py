@@ -125,7 +125,7 @@ class AsyncSluiceClient:
             raise error_from_response(exc) from None
         except (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError) as exc:
             raise SluiceUnavailable(
-                f"sluiced at {self.socket_path} unreachable: {exc or type(exc).__name__}"
+                f"sluiced at {self.socket_path} unreachable: {str(exc) or type(exc).__name__}"
             ) from None
 
     def _fallback(self, exc: SluiceUnavailable, resource: str) -> Decision:
