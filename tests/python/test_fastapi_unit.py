@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from fake_sluiced import Error, FakeSluiced
 from sluice import AsyncLease, AsyncSluiceClient
-from sluice.fastapi import RateLimit, RateLimitLease, json_cost
+from sluice.fastapi import RateLimit, RateLimitLease, SluiceMiddleware, json_cost
 
 
 def build_app(socket_path, on_unavailable="open"):
@@ -99,3 +99,23 @@ def test_missing_daemon_fails_open_or_closed(tmp_path, mode, status):
     if mode == "closed":
         assert response.headers["retry-after"] == "1"
         assert response.json()["detail"]["error"] == "rate_limiter_unavailable"
+
+
+@pytest.mark.parametrize("mode,status", [("open", 200), ("closed", 503)])
+def test_middleware_without_daemon_fails_open_or_closed(tmp_path, mode, status):
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x():
+        return {"ok": True}
+
+    client = AsyncSluiceClient(str(tmp_path / "none.sock"), on_unavailable=mode)
+    app.add_middleware(SluiceMiddleware, resource="api", client=client)
+    with TestClient(app) as http:
+        response = http.get("/x")
+    assert response.status_code == status
+    if mode == "closed":
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["detail"]["error"] == "rate_limiter_unavailable"
+    else:
+        assert response.json() == {"ok": True} and "ratelimit" not in response.headers
