@@ -457,3 +457,53 @@ TEST(SluicedLimits, MetricsEndpoint) {
 
 }  // namespace
 }  // namespace sluice::testing
+
+namespace sluice::testing {
+namespace {
+
+// With the Redis plugin decisions complete on the plugin's thread, out of step with the
+// connection; pipelined replies must still come back in request order with exact counts.
+TEST(SluicedRedis, AsyncCompletionsKeepRequestOrder) {
+  if (::system("command -v redis-server >/dev/null 2>&1") != 0) GTEST_SKIP() << "no redis-server";
+  char tmpl[] = "/tmp/sluice-it-redis-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string redis_sock = dir + "/redis.sock";
+  const std::string ctl = std::string(SLUICE_SOURCE_DIR) + "/scripts/redis-test-server";
+  ASSERT_EQ(::system((ctl + " start " + redis_sock + " >/dev/null").c_str()), 0);
+  {
+    Daemon d(kPolicy, {"--storage", "redis", "--storage-config", "socket=" + redis_sock});
+    ASSERT_TRUE(d.ok()) << d.log();
+    Client c = d.client();
+    std::string batch;
+    resp::Writer w(batch);
+    constexpr int kRequests = 4000;
+    for (int i = 0; i < kRequests; ++i) {
+      if (i % 2 == 0) {
+        w.command({"ECHO", std::to_string(i)});
+      } else {
+        w.command({"SL.CHECK", "bulk", "redis-order"});
+      }
+    }
+    ASSERT_TRUE(c.send(batch));
+    int granted = 0;
+    for (int i = 0; i < kRequests; ++i) {
+      Value v;
+      ASSERT_TRUE(c.read(v)) << c.error() << " at " << i;
+      if (i % 2 == 0) {
+        ASSERT_EQ(v.str, std::to_string(i));
+      } else {
+        ASSERT_EQ(v.elements.size(), 6u) << v.to_string();
+        ASSERT_EQ(field(v, 2), 3000 - 1 - granted) << i;
+        if (allowed(v)) ++granted;
+      }
+    }
+    EXPECT_EQ(granted, 2000);
+    EXPECT_EQ(d.stop(SIGTERM), 0) << d.log();
+  }
+  ::system((ctl + " stop " + redis_sock + " >/dev/null").c_str());
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace sluice::testing
