@@ -1,6 +1,8 @@
 """The seed article's scenarios against a real sluiced and a real uvicorn serving
 examples/fastapi-ml-api with policies/ml-api.yaml."""
 
+import time
+
 import pytest
 
 PREDICT_BODY = {"data": [1, 2, 3]}
@@ -168,3 +170,23 @@ def test_request_values_the_engine_rejects_are_a_400(sluiced, api):
     assert response.status_code == 400
     assert response.json()["detail"]["error"] == "invalid_rate_limit_arguments"
     assert "512" in response.json()["detail"]["message"]
+
+
+def test_app_reports_the_heavy_model_ready_when_loaded(sluiced, workdir):
+    # The app's startup "loads" the model, then sends SL.WARMUP models/heavy READY on the
+    # admin socket: the reduced warm-up limit (2) gives way to the full one (10).
+    from conftest import Uvicorn
+
+    server = Uvicorn(workdir, sluiced, HEAVY_MODEL_LOAD_SECONDS="0.2",
+                     SLUICE_ADMIN_SOCKET=sluiced.admin_socket).start()
+    try:
+        deadline = time.monotonic() + 10
+        with server.http() as http:
+            while True:
+                response = http.post("/models/heavy/predict", json=PREDICT_BODY)
+                if response.status_code == 200 and response.json()["limit_now"] == 10:
+                    break
+                assert time.monotonic() < deadline, response.text
+                time.sleep(0.1)
+    finally:
+        server.stop()
