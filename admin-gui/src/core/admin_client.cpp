@@ -32,6 +32,10 @@ AdminClient::AdminClient(QObject* parent) : QObject(parent), socket_(new QLocalS
   connect(socket_, &QLocalSocket::readyRead, this, &AdminClient::onReadyRead_);
   connect(socket_, &QLocalSocket::errorOccurred, this, &AdminClient::onError_);
   connect(socket_, &QLocalSocket::disconnected, this, &AdminClient::onDisconnected_);
+  // A failed attempt goes Connecting -> Unconnected without disconnected(); this catches both.
+  connect(socket_, &QLocalSocket::stateChanged, this, [this](QLocalSocket::LocalSocketState s) {
+    if (s == QLocalSocket::UnconnectedState) onDisconnected_();
+  });
 }
 
 AdminClient::~AdminClient() {
@@ -154,7 +158,6 @@ void AdminClient::onError_(QLocalSocket::LocalSocketError error) {
   // A refusal by SO_PEERCRED arrives as an error reply; keep that sentence over "closed".
   if (!(error == QLocalSocket::PeerClosedError && !lastError_.isEmpty()))
     lastError_ = describeSocketError(error, path_, socket_->errorString());
-  if (socket_->state() == QLocalSocket::UnconnectedState) onDisconnected_();
 }
 
 void AdminClient::onDisconnected_() {

@@ -1,0 +1,395 @@
+// sluice-admin's logic without an engine: the item models (each watched by
+// QAbstractItemModelTester while it is edited), the draft with undo, rebase after a conflict,
+// engine error placement, files, and the live history fed by the engine's own Stats::to_json.
+#include <QAbstractItemModelTester>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include "core/api_key_model.h"
+#include "core/effective_limit_model.h"
+#include "core/engine_replies.h"
+#include "core/limit_model.h"
+#include "core/live_models.h"
+#include "core/policy_document.h"
+#include "core/resource_model.h"
+#include "core/tier_model.h"
+#include "core/yaml_locator.h"
+#include "sluice/stats.h"
+
+using namespace sluice;
+using namespace sluice::admin;
+
+namespace {
+const char* kPolicy = R"(version: 1
+default_tier: free
+tiers:
+  free:
+    description: Anonymous callers
+    multiplier: 1
+  premium:
+    multiplier: 5
+    overrides:
+      predict: {limits: {per_minute: 30}}
+api_keys:
+  premium-user-key-1234: premium
+  short: free
+resources:
+  predict:
+    description: one prediction
+    limits:
+      - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
+  generate:
+    limits:
+      - {name: tokens, algorithm: token_bucket, limit: 1000, window: 1m, burst: 2000, cost: tokens}
+      - {name: daily, algorithm: fixed_window, limit: 100000, window: 1d, cost: tokens, shadow: true}
+    warmup: {factor: 0.5, duration: 2m}
+)";
+
+PolicySpec parsed(const char* yaml = kPolicy) {
+  auto r = parse_policy(yaml, "test");
+  if (!r.ok()) qFatal("test policy does not parse: %s", r.error_text().c_str());
+  return *r.policy;
+}
+
+QModelIndex find(const QAbstractItemModel& m, int column, const QString& text) {
+  for (int r = 0; r < m.rowCount(); ++r)
+    if (m.index(r, column).data().toString() == text) return m.index(r, column);
+  return {};
+}
+}  // namespace
+
+class TestAdminModels : public QObject {
+  Q_OBJECT
+ private slots:
+  void init() {
+    doc_ = std::make_unique<PolicyDocument>();
+    doc_->setRunning(parsed(), 7);
+  }
+
+  // Tier table: editing the multiplier goes into the draft as one undo step; the tester
+  // checks every signal the model sends on the way.
+  void tierMultiplierEditIsUndoable() {
+    TierTableModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    const QModelIndex premium = find(m, TierTableModel::kName, QStringLiteral("premium"));
+    QVERIFY(premium.isValid());
+    const QModelIndex mult = m.index(premium.row(), TierTableModel::kMultiplier);
+    QVERIFY(m.setData(mult, QStringLiteral("6"), Qt::EditRole));
+    QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 6.0);
+    QVERIFY(doc_->isDirty());
+    QCOMPARE(doc_->diff(), QStringList{QStringLiteral("tier premium: multiplier 5 -> 6")});
+    QCOMPARE(m.data(mult, Qt::DisplayRole).toString(), QStringLiteral("6"));
+    doc_->undoStack()->undo();
+    QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 5.0);
+    QVERIFY(!doc_->isDirty());
+    doc_->undoStack()->redo();
+    QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 6.0);
+  }
+
+  void tierEditThatIsNotANumberIsRefused() {
+    TierTableModel m(doc_.get());
+    QSignalSpy refused(&m, &DraftTableModel::editRefused);
+    QVERIFY(!m.setData(m.index(0, TierTableModel::kMultiplier), QStringLiteral("five"), Qt::EditRole));
+    QCOMPARE(refused.count(), 1);
+    QVERIFY(refused.at(0).at(0).toString().contains(QStringLiteral("not a number")));
+    QVERIFY(!doc_->isDirty());
+  }
+
+  // A multiplier of 0 is a number but not a valid policy: the draft keeps it and the cell
+  // carries the validator's message (next to the field).
+  void invalidMultiplierIsMarkedOnTheCell() {
+    TierTableModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    const QModelIndex free = m.index(find(m, 0, QStringLiteral("free")).row(), TierTableModel::kMultiplier);
+    QVERIFY(m.setData(free, 0, Qt::EditRole));
+    const QString error = m.data(free, DraftTableModel::ErrorRole).toString();
+    QVERIFY2(error.contains(QStringLiteral("multiplier")), qPrintable(error));
+    QVERIFY(m.data(free, Qt::BackgroundRole).isValid());
+    QVERIFY(!m.data(m.index(free.row(), TierTableModel::kDescription), DraftTableModel::ErrorRole).isValid());
+  }
+
+  void addRenameRemoveTiers() {
+    TierTableModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    const int row = m.addTier(QStringLiteral("gold"));
+    QCOMPARE(m.tierAt(row), QStringLiteral("gold"));
+    QCOMPARE(m.rowCount(), 3);
+    // Rename carries API keys and the default along.
+    const int premium = find(m, 0, QStringLiteral("premium")).row();
+    QVERIFY(m.setData(m.index(premium, TierTableModel::kName), QStringLiteral("pro"), Qt::EditRole));
+    QCOMPARE(QString::fromStdString(doc_->draft().api_keys.at("premium-user-key-1234")), QStringLiteral("pro"));
+    // Refused while a key uses it, with a reason naming the masked key.
+    QSignalSpy refused(&m, &DraftTableModel::editRefused);
+    QVERIFY(!m.removeTier(find(m, 0, QStringLiteral("pro")).row()));
+    QVERIFY(refused.at(0).at(0).toString().contains(QStringLiteral("...1234")));
+    QVERIFY(!refused.at(0).at(0).toString().contains(QStringLiteral("premium-user-key")));
+    // Refused while it is the default tier.
+    QVERIFY(doc_->edit(QStringLiteral("k"), edits::removeApiKey("short")).ok());
+    QVERIFY(!m.removeTier(find(m, 0, QStringLiteral("free")).row()));
+    QVERIFY(refused.at(1).at(0).toString().contains(QStringLiteral("default")));
+    QVERIFY(m.removeTier(find(m, 0, QStringLiteral("gold")).row()));
+    QCOMPARE(m.rowCount(), 2);
+  }
+
+  void defaultTierCheckbox() {
+    TierTableModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    const int premium = find(m, 0, QStringLiteral("premium")).row();
+    QVERIFY(m.setData(m.index(premium, TierTableModel::kDefault), Qt::Checked, Qt::CheckStateRole));
+    QCOMPARE(doc_->draft().default_tier, std::string("premium"));
+    QCOMPARE(m.index(premium, TierTableModel::kDefault).data(Qt::CheckStateRole).toInt(), int(Qt::Checked));
+  }
+
+  void resourceAndLimitModels() {
+    ResourceListModel resources(doc_.get());
+    LimitTableModel limits(doc_.get());
+    QAbstractItemModelTester t1(&resources, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QAbstractItemModelTester t2(&limits, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QCOMPARE(resources.rowCount(), 2);
+    limits.setResource(QStringLiteral("generate"));
+    QCOMPARE(limits.rowCount(), 2);
+    QCOMPARE(limits.index(0, LimitTableModel::kAlgorithm).data().toString(), QStringLiteral("token_bucket"));
+    QCOMPARE(limits.index(0, LimitTableModel::kBurst).data().toLongLong(), 2000);
+    QCOMPARE(limits.index(1, LimitTableModel::kShadow).data(Qt::CheckStateRole).toInt(), int(Qt::Checked));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kWindow), QStringLiteral("30s"), Qt::EditRole));
+    QCOMPARE(findResource(doc_->draft(), "generate")->limits[0].window_ms, 30000);
+    QSignalSpy refused(&limits, &DraftTableModel::editRefused);
+    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kWindow), QStringLiteral("soon"), Qt::EditRole));
+    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kAlgorithm), QStringLiteral("leaky"), Qt::EditRole));
+    QCOMPARE(refused.count(), 2);
+    // Renaming a limit keeps the tier overrides that name it.
+    limits.setResource(QStringLiteral("predict"));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kName), QStringLiteral("per_min"), Qt::EditRole));
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.at("predict").limits.at("per_min"), 30);
+    QVERIFY(validate_policy(doc_->draft()).empty());
+    limits.setResource(QStringLiteral("gone"));
+    QCOMPARE(limits.rowCount(), 0);
+  }
+
+  // The grid shows what the engine would enforce (compiled with the engine's own code) and
+  // edits overrides in place.
+  void effectiveLimitGrid() {
+    EffectiveLimitModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    m.setResource(QStringLiteral("predict"));
+    QCOMPARE(m.rowCount(), 2);
+    QCOMPARE(m.columnCount(), 1);
+    QCOMPARE(m.index(0, 0).data().toString(), QStringLiteral("10 (×1)"));
+    QCOMPARE(m.index(1, 0).data().toString(), QStringLiteral("30 (override)"));
+    QVERIFY(m.index(1, 0).data(EffectiveLimitModel::IsOverrideRole).toBool());
+    QVERIFY(m.setData(m.index(1, 0), QString(), Qt::EditRole));  // clear -> multiplier
+    QCOMPARE(m.index(1, 0).data().toString(), QStringLiteral("50 (×5)"));
+    QVERIFY(findTier(doc_->draft(), "premium")->overrides.empty());
+    QVERIFY(m.setData(m.index(0, 0), QStringLiteral("3"), Qt::EditRole));
+    QCOMPARE(m.index(0, 0).data().toString(), QStringLiteral("3 (override)"));
+    m.setResource(QStringLiteral("generate"));
+    QCOMPARE(m.columnCount(), 2);
+    QCOMPARE(m.index(1, 0).data().toString(), QStringLiteral("5000 (×5)"));
+    // A draft that does not validate shows no numbers, and says why.
+    TierTableModel tiers(doc_.get());
+    QVERIFY(tiers.setData(tiers.index(0, TierTableModel::kMultiplier), 0, Qt::EditRole));
+    QVERIFY(!m.unavailableReason().isEmpty());
+    QCOMPARE(m.index(0, 0).data().toString(), QStringLiteral("?"));
+  }
+
+  void apiKeysAreMasked() {
+    ApiKeyModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QCOMPARE(m.rowCount(), 2);
+    for (int r = 0; r < m.rowCount(); ++r)
+      for (int role : {int(Qt::DisplayRole), int(Qt::EditRole), int(Qt::ToolTipRole)}) {
+        const QString v = m.index(r, ApiKeyModel::kKey).data(role).toString();
+        QVERIFY2(!v.contains(QStringLiteral("premium-user")) && v != QStringLiteral("short"), qPrintable(v));
+      }
+    QVERIFY(find(m, 0, QStringLiteral("...1234")).isValid());
+    QVERIFY(find(m, 0, QStringLiteral("...")).isValid());  // short keys are hidden entirely
+    QVERIFY(m.addKey(QStringLiteral("new-secret-key-9876"), QStringLiteral("premium")));
+    QCOMPARE(m.rowCount(), 3);
+    QVERIFY(!m.addKey(QStringLiteral("another-key-0000"), QStringLiteral("nosuchtier")));
+    const int row = find(m, 0, QStringLiteral("...9876")).row();
+    QVERIFY(m.setData(m.index(row, ApiKeyModel::kTier), QStringLiteral("free"), Qt::EditRole));
+    QCOMPARE(doc_->draft().api_keys.at("new-secret-key-9876"), std::string("free"));
+    QVERIFY(m.removeKey(row));
+    QCOMPARE(m.rowCount(), 2);
+  }
+
+  // After a CONFLICT the session's edits are replayed on the newer running policy.
+  void rebaseReplaysEdits() {
+    QVERIFY(doc_->edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 8)).ok());
+    QVERIFY(doc_->edit(QStringLiteral("k"), edits::setApiKey("abcdefgh-key", "free")).ok());
+    PolicySpec newer = parsed();
+    newer.tiers[0].description = "changed by someone else";
+    const QStringList failed = doc_->rebase(newer, 8);
+    QVERIFY(failed.isEmpty());
+    QCOMPARE(*doc_->baseVersion(), uint64_t{8});
+    QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 8.0);
+    QCOMPARE(findTier(doc_->draft(), "free")->description, std::string("changed by someone else"));
+    QCOMPARE(doc_->diff().size(), 2);
+    // An edit whose target disappeared is reported, not silently dropped.
+    PolicySpec without = parsed();
+    std::erase_if(without.tiers, [](const TierSpec& t) { return t.name == "premium"; });
+    without.api_keys.erase("premium-user-key-1234");
+    const QStringList failed2 = doc_->rebase(without, 9);
+    QCOMPARE(failed2.size(), 1);
+    QVERIFY(failed2[0].contains(QStringLiteral("premium")));
+  }
+
+  void revertDropsTheDraft() {
+    QVERIFY(doc_->edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 8)).ok());
+    doc_->revert();
+    QVERIFY(!doc_->isDirty());
+    QCOMPARE(doc_->undoStack()->count(), 0);
+  }
+
+  // The engine reports "file:line:column: message" about the YAML we sent; the error lands
+  // on the policy field at that place.
+  void engineErrorsArePlacedOnFields() {
+    QVERIFY(doc_->edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 0)).ok());
+    const std::string yaml = doc_->draftYaml();
+    auto local = parse_policy(yaml, "<admin>");
+    QCOMPARE(local.errors.size(), size_t{1});
+    const std::string reply = "INVALID 1 problem(s): " + local.errors[0].to_string();
+    const QList<FieldError> errors = parseInvalid(reply, yaml);
+    QCOMPARE(errors.size(), 1);
+    QCOMPARE(errors[0].path, QStringLiteral("tiers.premium.multiplier"));
+    QCOMPARE(errors[0].message, QString::fromStdString(local.errors[0].message));
+    QVERIFY(errors[0].location.startsWith(QStringLiteral("<admin>:")));
+    // Several problems joined by "; ", one without a place.
+    const QList<FieldError> two = parseInvalid(
+        "INVALID 2 problem(s): <admin>:3:5: first; with a semicolon; <admin>:9:1: second", yaml);
+    QCOMPARE(two.size(), 2);
+    QCOMPARE(two[0].message, QStringLiteral("first; with a semicolon"));
+    QCOMPARE(two[1].message, QStringLiteral("second"));
+    QCOMPARE(conflictingVersion("CONFLICT the running policy is version 12, not 11"), std::optional<uint64_t>(12));
+  }
+
+  void yamlLocatorFindsNestedPaths() {
+    const std::string yaml = policy_to_yaml(parsed());
+    YamlLocator loc(yaml);
+    int line = 0;
+    const QStringList lines = QString::fromStdString(yaml).split(QLatin1Char('\n'));
+    static const QRegularExpression limit1000(QStringLiteral("limit: 1000\\b"));
+    for (int i = 0; i < lines.size() && line == 0; ++i)
+      if (lines[i].contains(limit1000)) line = i + 1;
+    QVERIFY(line > 0);
+    const int column = static_cast<int>(lines[line - 1].indexOf(limit1000)) + 8;
+    QCOMPARE(loc.pathAt(line, column), QStringLiteral("resources.generate.limits[0].limit"));
+  }
+
+  // Open/Save work without an engine; a broken file changes nothing and reports its errors.
+  void openAndSaveFiles() {
+    QTemporaryDir dir;
+    PolicyDocument doc;
+    const QString good = dir.filePath(QStringLiteral("good.yaml"));
+    QFile f(good);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(kPolicy);
+    f.close();
+    QVERIFY(doc.openFile(good).ok());
+    QVERIFY(doc.hasPolicy());
+    QVERIFY(!doc.baseVersion());
+    QVERIFY(doc.edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 9)).ok());
+    const QString out = dir.filePath(QStringLiteral("out.yaml"));
+    QVERIFY(doc.saveFile(out).ok());
+    auto back = parse_policy_file(out.toStdString());
+    QVERIFY(back.ok());
+    QCOMPARE(*back.policy, doc.draft());
+
+    const QString bad = dir.filePath(QStringLiteral("bad.yaml"));
+    QFile b(bad);
+    QVERIFY(b.open(QIODevice::WriteOnly));
+    b.write("version: 1\ndefault_tier: nope\ntiers:\n  free: {multiplier: -1}\nresources: {}\n");
+    b.close();
+    const PolicySpec before = doc.draft();
+    QVERIFY(!doc.openFile(bad).ok());
+    QCOMPARE(doc.draft(), before);
+    QVERIFY(doc.errors().size() >= 2);
+    QCOMPARE(doc.errors()[0].source, FieldError::Source::kFile);
+    QVERIFY(doc.errors()[0].location.contains(QStringLiteral("bad.yaml:")));
+
+    // Connecting afterwards keeps the file's content as a draft against the running policy.
+    QVERIFY(doc.openFile(good).ok());
+    PolicySpec running = parsed();
+    running.tiers[1].multiplier = 2;
+    doc.setRunning(running, 3);
+    QCOMPARE(*doc.baseVersion(), uint64_t{3});
+    QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 -> 5")});
+  }
+
+  // A clean draft follows the running policy; a dirty one keeps its base so APPLY ... EXPECT
+  // can detect the change.
+  void runningPolicyUpdates() {
+    PolicySpec newer = parsed();
+    newer.tiers[1].multiplier = 3;
+    doc_->setRunning(newer, 8);
+    QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 3.0);
+    QVERIFY(doc_->edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 4)).ok());
+    doc_->setRunning(parsed(), 9);
+    QCOMPARE(*doc_->baseVersion(), uint64_t{8});
+    QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 4.0);
+  }
+
+  // Live history fed with documents from the engine's own statistics code.
+  void liveHistoryFromEngineStats() {
+    Stats stats;
+    auto* denied = stats.series("predict", "free", "per_minute");
+    auto* allowed = stats.series("predict", "premium", "per_minute");
+    auto* idle = stats.series("generate", "free", "tokens");
+    (void)idle;
+    const int64_t t0 = 1'700'000'000'000;
+    for (int s = 0; s < 5; ++s) {
+      for (int i = 0; i < 10 + s; ++i) Stats::record(allowed, Outcome::kAllowed, t0 + s * 1000);
+      for (int i = 0; i < s; ++i) Stats::record(denied, Outcome::kDenied, t0 + s * 1000);
+    }
+    stats.record_blocked("predict", "premium-user-key-1234");
+    stats.record_blocked("predict", "10.0.0.7");
+
+    auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
+    QVERIFY2(snap.ok(), snap.status().message().c_str());
+    LiveStats live;
+    QAbstractItemModelTester t1(live.seriesModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QAbstractItemModelTester t2(live.topModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+    live.setSecretSubjects({QStringLiteral("premium-user-key-1234")});
+    live.ingest(snap.value());
+    QCOMPARE(live.seriesModel()->rowCount(), 2);  // the idle series is not listed
+    const auto points = live.points();
+    QCOMPARE(points.size(), size_t{900});
+    QCOMPARE(points.back().second, (t0 + 4000) / 1000);
+    QCOMPARE(points.back().allowed, uint64_t{14});
+    QCOMPARE(points.back().blocked, uint64_t{4});
+    QCOMPARE(live.totals().denied, uint64_t{0 + 1 + 2 + 3 + 4});
+    QCOMPARE(live.topModel()->rowCount(), 2);
+    QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("API key ...1234")).isValid());
+    QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("10.0.0.7")).isValid());
+
+    // Filtering by tier.
+    live.setFilter(QString(), QStringLiteral("premium"));
+    QCOMPARE(live.totals().denied, uint64_t{0});
+    QCOMPARE(live.seriesModel()->rowCount(), 1);
+    live.setFilter(QStringLiteral("predict"), QString());
+    QCOMPARE(live.seriesModel()->rowCount(), 2);
+
+    // A later, short snapshot merges into the history instead of replacing it.
+    for (int i = 0; i < 7; ++i) Stats::record(denied, Outcome::kDenied, t0 + 5000);
+    auto later = parseStatsJson(stats.to_json(t0 + 5000, 3));
+    QVERIFY(later.ok());
+    live.ingest(later.value());
+    const auto p2 = live.points();
+    QCOMPARE(p2.back().blocked, uint64_t{7});
+    QCOMPARE(p2[p2.size() - 2].blocked, uint64_t{4});
+    QCOMPARE(p2[p2.size() - 5].blocked, uint64_t{1});  // from the first snapshot
+  }
+
+  void statsJsonErrorsAreReported() {
+    QVERIFY(!parseStatsJson("not json").ok());
+    QVERIFY(!parseStatsJson("{\"now_ms\": 1}").ok());
+    QVERIFY(!parseStatsJson("[1,2]").ok());
+  }
+
+ private:
+  std::unique_ptr<PolicyDocument> doc_;
+};
+
+QTEST_MAIN(TestAdminModels)
+#include "tst_admin_models.moc"
