@@ -39,12 +39,17 @@ class FakeSluiced:
         self.path = path
         self.respond = respond
         self.commands = []
+        self.connections = []
         fake = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
+                fake.connections.append(self.connection)
                 while True:
-                    args = self._read_command()
+                    try:
+                        args = self._read_command()
+                    except (OSError, ValueError):
+                        return
                     if args is None:
                         return
                     fake.commands.append(args)
@@ -76,10 +81,12 @@ class FakeSluiced:
         return self
 
     def __exit__(self, *exc):
+        # Like a daemon that stops: the listener goes, and so does every open connection.
         self.server.shutdown()
         self.server.server_close()
-        try:
-            self.server.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        for connection in self.connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         os.unlink(self.path)

@@ -195,3 +195,42 @@ def test_async_unreachable_and_timeout(tmp_path, mode):
 
     with FakeSluiced(sock, lambda args: HANG):
         asyncio.run(scenario())
+
+
+def test_async_pool_waits_for_a_free_connection(sock):
+    # More concurrent decisions than connections: the extra callers wait their turn
+    # instead of failing (a fail-open decision here would silently skip the limit).
+    def slow_allow(args):
+        time.sleep(0.01)
+        return ALLOW
+
+    async def scenario():
+        async with AsyncSluiceClient(sock, max_connections=2, on_unavailable="raise") as c:
+            decisions = await asyncio.gather(*(c.check("predict", f"s{i}") for i in range(8)))
+            assert all(d.allowed and not d.unavailable for d in decisions)
+
+    with FakeSluiced(sock, slow_allow) as fake:
+        asyncio.run(scenario())
+    assert len(fake.commands) == 8
+
+
+def test_async_client_reconnects_after_the_daemon_closed_its_connection(sock):
+    # A restart of sluiced closes pooled connections; the next call must not fail open.
+    async def scenario():
+        async with AsyncSluiceClient(sock, on_unavailable="raise") as client:
+            with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})):
+                assert (await client.check("predict", "s")).allowed
+            await asyncio.sleep(0.05)
+            with FakeSluiced(sock, scripted({"SL.CHECK": DENY})):
+                assert not (await client.check("predict", "s")).allowed
+
+    asyncio.run(scenario())
+
+
+def test_sync_client_reconnects_after_the_daemon_closed_its_connection(sock):
+    with SluiceClient(sock, on_unavailable="raise") as client:
+        with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})):
+            assert client.check("predict", "s").allowed
+        time.sleep(0.05)
+        with FakeSluiced(sock, scripted({"SL.CHECK": DENY})):
+            assert not client.check("predict", "s").allowed
