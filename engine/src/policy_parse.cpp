@@ -3,6 +3,7 @@
 // spellings) node by node, then check_spec() checks meaning (ranges, references, names) on the
 // spec, and its paths are mapped back to the nodes they came from.
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -317,6 +318,34 @@ std::string suggestion(std::string_view given, const Range& options) {
   return "";
 }
 
+// Where a second YAML document starts, if there is one. Parses at most two documents:
+// YAML::LoadAll has no such bound.
+std::optional<YAML::Mark> second_document(const std::string& text) {
+  class DocumentStarts : public YAML::EventHandler {
+   public:
+    std::vector<YAML::Mark> starts;
+    void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  };
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts handler;
+  for (int i = 0; i < 2 && parser.HandleNextDocument(handler); ++i) {
+  }
+  if (handler.starts.size() < 2) return std::nullopt;
+  return handler.starts[1];
+}
+
 struct Field {
   std::string key;
   YAML::Node key_node;
@@ -330,19 +359,32 @@ class Reader {
 
   PolicyParseResult run(std::string_view text) {
     PolicyParseResult result;
-    std::vector<YAML::Node> documents;
+    // yaml-cpp ends a stream at a NUL byte and then reports empty documents forever, so
+    // such text never reaches it.
+    if (const size_t nul = text.find('\0'); nul != std::string_view::npos) {
+      YAML::Mark mark;
+      mark.pos = static_cast<int>(nul);
+      const std::string_view before = text.substr(0, nul);
+      mark.line = static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+      const size_t line_start = before.rfind('\n');
+      mark.column =
+          static_cast<int>(line_start == std::string_view::npos ? nul : nul - line_start - 1);
+      result.errors.push_back(make_error(mark, "", "the policy contains a NUL byte"));
+      return result;
+    }
+    YAML::Node root;
     try {
-      documents = YAML::LoadAll(std::string(text));
+      const std::string owned(text);
+      root = YAML::Load(owned);
+      if (auto second = second_document(owned)) {
+        result.errors.push_back(
+            make_error(*second, "", "a policy is one YAML document; found a second one here"));
+        return result;
+      }
     } catch (const YAML::Exception& e) {
       result.errors.push_back(make_error(e.mark, "", "YAML syntax error: " + e.msg));
       return result;
     }
-    if (documents.size() > 1) {
-      result.errors.push_back(make_error(documents[1].Mark(), "",
-                                         "a policy is one YAML document; found a second one here"));
-      return result;
-    }
-    const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
     PolicySpec spec;
     if (!root.IsDefined() || root.IsNull()) {
       result.errors.push_back(make_error(YAML::Mark::null_mark(), "", "the policy is empty"));

@@ -331,7 +331,7 @@ const ErrorCase kErrorCases[] = {
      "YAML syntax error: end of map flow not found"},
     {"BadIndentation", "default_tier: free\n tiers: {}\n", 2, 7,
      "YAML syntax error: illegal map value"},
-    {"TwoDocuments", "default_tier: free\ntiers: {free: {}}\n---\na: 1\n", 4, 1,
+    {"TwoDocuments", "default_tier: free\ntiers: {free: {}}\n---\na: 1\n", 3, 1,
      "a policy is one YAML document; found a second one here"},
 };
 
@@ -403,6 +403,14 @@ TEST(PolicyParse, EmptyAndGarbageInputGiveErrorsNotCrashes) {
     EXPECT_FALSE(r.error_text().empty());
   }
   EXPECT_EQ(parse_policy("", "g.yaml").error_text(), "g.yaml: the policy is empty");
+}
+
+TEST(PolicyParse, NulByteIsRejectedWithItsPlace) {
+  // yaml-cpp would read endless empty documents after a NUL; sluice stops before.
+  const std::string text("default_tier: free\ntiers: {fr\0ee: {}}\n", 38);
+  auto r = parse_policy(text, "nul.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(), "nul.yaml:2:11: the policy contains a NUL byte");
 }
 
 TEST(PolicyParse, DeepNestingIsRejectedNotACrash) {
