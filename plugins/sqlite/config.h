@@ -26,6 +26,7 @@ struct Config {
   int64_t expiry_batch = 500;
   int64_t retry_max_ms = 5000;
   int64_t max_size_mb = 0;  // 0: no cap beyond the disk
+  int64_t cache_mb = 64;    // SQLite page cache
 
   std::string_view durability_name() const {
     return durability == Durability::kCommit ? "commit" : "interval";

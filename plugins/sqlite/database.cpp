@@ -1,8 +1,15 @@
 #include "database.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <string>
+#include <thread>
 
 namespace sluice::sqlite_plugin {
 namespace {
@@ -83,8 +90,46 @@ Error Database::exec(const char* sql, std::string_view doing) {
   return std::nullopt;
 }
 
+Error Database::take_ownership() {
+  // Only plain paths: a URI or :memory: has no file of its own to lock.
+  if (!config_.exclusive_lock || config_.path.rfind("file:", 0) == 0 ||
+      config_.path == ":memory:") {
+    return std::nullopt;
+  }
+  const std::string& p = config_.path;
+  owner_fd_ = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (owner_fd_ < 0) {
+    const int err = errno;
+    const std::string detail = std::strerror(err);
+    if (err == EROFS || err == EACCES || err == EPERM) {
+      return "sqlite storage: the file " + p + " (or its directory) is read-only (" + detail +
+             "); the sluice daemon must be able to write it.";
+    }
+    return "sqlite storage: cannot open " + p + " (" + detail +
+           "); check that its directory exists and is writable.";
+  }
+  // An flock on the file itself says "this engine owns these counters". It is independent of
+  // SQLite's own (fcntl) locks, so two engines starting together cannot deadlock on them, each
+  // holding a shared lock and waiting for the other's to go.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.busy_timeout_ms);
+  while (::flock(owner_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::close(owner_fd_);
+      owner_fd_ = -1;
+      return "sqlite storage: the file " + p +
+             " is locked by another process (another engine holds it); is another sluiced "
+             "using the same file?";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::nullopt;
+}
+
 Error Database::open() {
   close();
+  if (auto e = take_ownership()) return e;
   const int flags =
       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(config_.path.c_str(), &db_, flags, nullptr);
@@ -116,6 +161,10 @@ Error Database::open() {
       return fail(SQLITE_READONLY, "switching it to WAL mode");
     }
   }
+  // The default 2 MB page cache makes every write-behind batch over a large key set re-read
+  // most of its b-tree pages.
+  const std::string cache = "PRAGMA cache_size=-" + std::to_string(config_.cache_mb * 1024);
+  if (auto e = exec(cache.c_str(), "sizing its page cache")) return e;
   const std::string sync = "PRAGMA synchronous=" + config_.synchronous;
   if (auto e = exec(sync.c_str(), "setting synchronous")) return e;
   if (config_.max_size_mb > 0) {
@@ -215,14 +264,21 @@ Error Database::migrate() {
 }
 
 void Database::close() {
-  if (!db_) return;
-  sqlite3_finalize(upsert_);
-  sqlite3_finalize(erase_);
-  sqlite3_finalize(expired_);
-  upsert_ = erase_ = expired_ = nullptr;
-  // close_v2 never fails with BUSY; an open transaction is rolled back.
-  sqlite3_close_v2(db_);
-  db_ = nullptr;
+  if (db_) {
+    sqlite3_finalize(upsert_);
+    sqlite3_finalize(erase_);
+    sqlite3_finalize(expired_);
+    upsert_ = erase_ = expired_ = nullptr;
+    // close_v2 never fails with BUSY; an open transaction is rolled back.
+    sqlite3_close_v2(db_);
+    db_ = nullptr;
+  }
+  // Only after SQLite has closed its descriptor: closing any descriptor of a file drops the
+  // process's fcntl locks on it, SQLite's included.
+  if (owner_fd_ >= 0) {
+    ::close(owner_fd_);
+    owner_fd_ = -1;
+  }
 }
 
 Error Database::check_not_moved() {

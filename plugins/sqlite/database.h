@@ -61,8 +61,10 @@ class Database {
   Error exec(const char* sql, std::string_view doing);
   Error migrate();
   Error check_not_moved();
+  Error take_ownership();
 
   const Config& config_;
+  int owner_fd_ = -1;  // holds the flock that makes this engine the file's owner
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* erase_ = nullptr;

@@ -41,7 +41,7 @@ Store::~Store() {
     p.done(p.user_data, SLUICE_ERR_UNAVAILABLE,
            "sqlite storage: closed before the decision was committed.");
   }
-  if (const int64_t lost = dirty_.load(); lost > 0) {
+  if (const int64_t lost = pending_changes(); lost > 0) {
     std::string why;
     {
       std::lock_guard lk(mu_);
@@ -81,7 +81,9 @@ bool Store::unavailable(std::string& message) const {
 void Store::submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data) {
   // The latest decision's time, not the largest ever seen: a host whose clock is set back
   // (or a test replaying another timeline) must not have live keys expired by an old "now".
-  latest_now_ms_.store(batch.now_ms, std::memory_order_relaxed);
+  if (latest_now_ms_.load(std::memory_order_relaxed) != batch.now_ms) {
+    latest_now_ms_.store(batch.now_ms, std::memory_order_relaxed);
+  }
   for (size_t i = 0; i < batch.count; ++i) {
     const sluice_item& item = batch.items[i];
     if (item.op < SLUICE_OP_CONSUME || item.op > SLUICE_OP_RESET ||
@@ -156,17 +158,23 @@ void Store::apply_batch(const sluice_batch& batch) {
 
 void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bool commit,
                        sluice_item_result& result) {
-  thread_local std::vector<uint8_t> scratch;
+  // Small states (every algorithm but long sliding-window logs) stay on the stack.
+  uint8_t small[256];
+  thread_local std::vector<uint8_t> large;
   const std::string_view key(item.key, item.key_len);
   auto it = shard.map.find(key);
   const bool present = it != shard.map.end();
   const size_t len = present ? it->second.state.size() : 0;
   const size_t capacity = std::max<size_t>(item.state_capacity, len);
-  if (scratch.size() < capacity) scratch.resize(capacity);
-  if (len > 0) std::memcpy(scratch.data(), it->second.state.data(), len);
+  uint8_t* scratch = small;
+  if (capacity > sizeof small) {
+    if (large.size() < capacity) large.resize(capacity);
+    scratch = large.data();
+  }
+  if (len > 0) std::memcpy(scratch, it->second.state.data(), len);
   int64_t expires_at_ms = 0;
   size_t new_len =
-      host_->apply(&item, now_ms, scratch.data(), len, commit ? 1 : 0, &result, &expires_at_ms);
+      host_->apply(&item, now_ms, scratch, len, commit ? 1 : 0, &result, &expires_at_ms);
   if (!commit) return;
   if (item.op == SLUICE_OP_RESET || new_len == 0) {
     if (present) {
@@ -178,7 +186,7 @@ void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bo
   }
   new_len = std::min(new_len, capacity);
   if (present && new_len == len && it->second.expires_at_ms == expires_at_ms &&
-      std::memcmp(scratch.data(), it->second.state.data(), len) == 0) {
+      std::memcmp(scratch, it->second.state.data(), len) == 0) {
     return;
   }
   if (!present) {
@@ -186,7 +194,7 @@ void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bo
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
   Entry& entry = it->second;
-  entry.state.assign(reinterpret_cast<const char*>(scratch.data()), new_len);
+  entry.state.assign(reinterpret_cast<const char*>(scratch), new_len);
   entry.expires_at_ms = expires_at_ms;
   mark_changed(shard, key, &entry);
 }
@@ -197,7 +205,6 @@ void Store::mark_changed(Shard& shard, std::string_view key, Entry* entry) {
     entry->dirty = true;
   }
   shard.changed.emplace_back(key);
-  dirty_.fetch_add(1, std::memory_order_relaxed);
 }
 
 // ---- the writer -------------------------------------------------------------------------
@@ -253,12 +260,18 @@ Error Store::cycle(bool force_retry) {
     return e;
   }
   std::vector<Row> rows = take_changes();
+  // In key order the upserts walk the b-tree from left to right instead of jumping around it,
+  // which keeps a large write-behind batch within the page cache.
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.key < b.key; });
+  const auto write_started = Clock::now();
   if (auto e = db_.write(rows)) {
     give_back(rows);
     record_failure(*e);
     return e;
   }
   if (!rows.empty()) {
+    last_write_ms_.store(std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count(),
+                         std::memory_order_relaxed);
     commits_.fetch_add(1, std::memory_order_relaxed);
     rows_written_.fetch_add(rows.size(), std::memory_order_relaxed);
     db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);
@@ -278,7 +291,6 @@ Error Store::connect() {
       shard.changed.clear();
     }
     keys_ = 0;
-    dirty_ = 0;
     if (auto e = db_.load([&](std::string_view key, std::string_view state, int64_t expires) {
           Shard& shard = shards_[shard_of(key)];
           std::lock_guard lk(shard.mu);
@@ -306,7 +318,6 @@ std::vector<Row> Store::take_changes() {
     std::lock_guard lk(shard.mu);
     if (shard.changed.empty()) continue;
     keys.swap(shard.changed);
-    dirty_.fetch_sub(static_cast<int64_t>(keys.size()), std::memory_order_relaxed);
     for (std::string& key : keys) {
       auto it = shard.map.find(std::string_view(key));
       if (it == shard.map.end()) {
@@ -332,6 +343,15 @@ void Store::give_back(const std::vector<Row>& rows) {
       mark_changed(shard, row.key, nullptr);
     }
   }
+}
+
+int64_t Store::pending_changes() const {
+  int64_t n = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lk(shard.mu);
+    n += static_cast<int64_t>(shard.changed.size());
+  }
+  return n;
 }
 
 void Store::mark_all_changed() {
@@ -426,7 +446,8 @@ std::string Store::stats_json() const {
   j["interval_ms"] = config_.interval_ms;
   j["healthy"] = healthy_.load();
   j["keys"] = keys_.load();
-  j["dirty"] = std::max<int64_t>(0, dirty_.load());
+  j["dirty"] = pending_changes();
+  j["last_write_ms"] = last_write_ms_.load();
   j["commits"] = commits_.load();
   j["rows_written"] = rows_written_.load();
   j["write_errors"] = write_errors_.load();

@@ -53,7 +53,7 @@ class Store {
     bool operator()(std::string_view a, std::string_view b) const { return a == b; }
   };
   struct alignas(64) Shard {
-    std::mutex mu;
+    mutable std::mutex mu;
     boost::unordered_flat_map<std::string, Entry, StringHash, StringEq> map;  // guarded by mu
     // Keys changed since the writer's last snapshot; a key absent from `map` is an erase.
     std::vector<std::string> changed;  // guarded by mu
@@ -77,6 +77,7 @@ class Store {
   std::vector<Row> take_changes();
   void give_back(const std::vector<Row>& rows);
   void mark_all_changed();
+  int64_t pending_changes() const;
   Error expire_some();
   void record_failure(const std::string& sentence);
   void record_success();
@@ -93,7 +94,7 @@ class Store {
   std::atomic<bool> healthy_{false};
   std::atomic<int64_t> latest_now_ms_{0};  // now_ms of the latest batch; drives expiry
   std::atomic<int64_t> keys_{0};
-  std::atomic<int64_t> dirty_{0};
+  std::atomic<int64_t> last_write_ms_{0};  // how long the last write of changes took
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> rows_written_{0};
   std::atomic<uint64_t> write_errors_{0};
