@@ -225,7 +225,8 @@ std::string Stats::to_json(int64_t now_ms, int seconds) const {
                     {"count", n},
                     {"p50_ns", percentile_ns(counts, n, 0.50)},
                     {"p99_ns", percentile_ns(counts, n, 0.99)}};
-  return doc.dump();
+  // Subjects are whatever bytes clients send; invalid UTF-8 must not make the dump throw.
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 namespace {

@@ -207,7 +207,8 @@ void Admin::record(const Peer& peer, std::string_view command, uint64_t old_vers
              {"pid", peer.pid},        {"command", command},
              {"old_version", old_version}, {"new_version", new_version},
              {"changes", changes}};
-  Status s = audit_log_.append(entry.dump());
+  // Subjects and resource names are client bytes: invalid UTF-8 is replaced, never thrown.
+  Status s = audit_log_.append(entry.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!s.ok()) spdlog::warn("audit: {}", s.message());
   spdlog::info("admin change command=\"{}\" uid={} old_version={} new_version={} changes={}",
                command, peer.uid, old_version, new_version, changes.size());
@@ -345,7 +346,7 @@ void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
   json storage_stats = json::parse(engine_.storage().stats_json(), nullptr, false);
   if (!storage_stats.is_discarded()) server["storage_stats"] = std::move(storage_stats);
   doc["server"] = std::move(server);
-  out.bulk(doc.dump());
+  out.bulk(doc.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 void Admin::warmup_(std::span<const std::string_view> argv, const Peer& peer,
