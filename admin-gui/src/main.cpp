@@ -1,6 +1,7 @@
 // sluice-admin: administer a running sluiced from the desktop.
 //
-//   sluice-admin [--admin-socket PATH] [--policy FILE] [--screenshot FILE.png [--tab NAME]]
+//   sluice-admin [--admin-socket PATH] [--policy FILE] [--tab NAME] [--resource NAME]
+//                [--screenshot FILE.png [--screenshot-timeout SECONDS]]
 //
 // With --screenshot it connects, waits for the running policy and the first statistics,
 // renders the window (or one tab) to FILE.png and exits 0; it exits 1 when it cannot.
@@ -14,6 +15,7 @@
 #include "core/policy_session.h"
 #include "core/stats_poller.h"
 #include "ui/main_window.h"
+#include "ui/models_tab.h"
 
 using sluice::admin::MainWindow;
 
@@ -75,10 +77,13 @@ int main(int argc, char** argv) {
                                   QStringLiteral("The tab to show (and, with --screenshot, to render alone): %1.")
                                       .arg(MainWindow::tabNames().join(QStringLiteral(", "))),
                                   QStringLiteral("NAME"));
+  const QCommandLineOption resourceOpt(QStringLiteral("resource"),
+                                       QStringLiteral("The resource to select in Models & limits."),
+                                       QStringLiteral("NAME"));
   const QCommandLineOption timeoutOpt(QStringLiteral("screenshot-timeout"),
                                       QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
                                       QStringLiteral("SECONDS"), QStringLiteral("20"));
-  parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, timeoutOpt});
+  parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt});
   parser.process(app);
 
   const QString tab = parser.value(tabOpt);
@@ -103,6 +108,13 @@ int main(int argc, char** argv) {
     }
   }
   w.show();
+  if (parser.isSet(resourceOpt)) {
+    // The resource list fills when the policy arrives; select it then.
+    const QString resource = parser.value(resourceOpt);
+    QObject::connect(w.session(), &sluice::admin::PolicySession::policyLoaded, &w,
+                     [&w, resource] { w.modelsTab()->selectResource(resource); });
+    w.modelsTab()->selectResource(resource);
+  }
   if (!shot.isEmpty()) {
     bool ok = false;
     const int seconds = parser.value(timeoutOpt).toInt(&ok);

@@ -240,6 +240,14 @@ class TestAdminEngine : public QObject {
     QVERIFY2(c.lastError().contains(QStringLiteral("not running")), qPrintable(c.lastError()));
     // A request while disconnected fails promptly instead of hanging.
     QVERIFY(call(c, {"PING"}, 1000).str.rfind("DISCONNECTED", 0) == 0);
+
+    // The decision socket refuses admin commands: the client says so and lets go.
+    AdminClient wrong;
+    wrong.setAutoReconnect(false);
+    QVERIFY(connectAndWait(wrong, engine_->decisionSocket()));
+    QCOMPARE(QByteArray(call(wrong, {"SL.POLICY", "GET"}).error_code().data()).left(6), QByteArray("NOPERM"));
+    QVERIFY(QTest::qWaitFor([&] { return wrong.state() == AdminClient::State::kDisconnected; }, 2000));
+    QVERIFY2(wrong.lastError().contains(QStringLiteral("refused")), qPrintable(wrong.lastError()));
   }
 
   void warmupStartAndReady() {

@@ -117,10 +117,20 @@ void AdminClient::onReadyRead_() {
       return;
     }
     inStart_ += r.consumed;
-    if (pending_.empty()) continue;  // an unsolicited reply: nothing waits for it
-    Pending p = std::move(pending_.front());
-    pending_.pop_front();
-    deliver_(p, v);
+    // NOPERM: a uid the daemon does not admit (sent before it closes), or admin commands on
+    // the decision socket. Either way this socket is of no use; say why and drop it.
+    const bool refused = v.is_error() && v.error_code() == "NOPERM";
+    if (refused)
+      lastError_ = tr("The engine at %1 refused this connection: %2").arg(path_, QString::fromStdString(v.str));
+    if (!pending_.empty()) {
+      Pending p = std::move(pending_.front());
+      pending_.pop_front();
+      deliver_(p, v);
+    }
+    if (refused) {
+      socket_->abort();
+      return;
+    }
     // A callback may have disconnected us (and cleared the buffer).
     if (state_ != State::kConnected) return;
   }

@@ -20,14 +20,15 @@ void WarmupMonitor::watch(const QString& resource) {
 }
 
 void WarmupMonitor::poll() {
-  if (resource_.isEmpty() || inFlight_ ||
+  // One request per resource at a time; a newly selected resource is asked at once.
+  if (resource_.isEmpty() || inFlight_ == resource_ ||
       session_->client()->state() != AdminClient::State::kConnected)
     return;
-  inFlight_ = true;
+  inFlight_ = resource_;
   const QString resource = resource_;
   session_->warmup(resource, QStringLiteral("STATUS"), this,
                    [this, resource](std::optional<WarmupState> state, const QString& error) {
-                     inFlight_ = false;
+                     if (inFlight_ == resource) inFlight_.clear();
                      if (resource != resource_) return;  // the user moved on
                      if (state) emit stateChanged(resource, *state);
                      else emit failed(resource, error);

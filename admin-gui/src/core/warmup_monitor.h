@@ -33,7 +33,7 @@ class WarmupMonitor : public QObject {
   PolicySession* session_;
   QString resource_;
   QTimer timer_;
-  bool inFlight_ = false;
+  QString inFlight_;  // the resource a STATUS request is out for
 };
 
 }  // namespace sluice::admin
