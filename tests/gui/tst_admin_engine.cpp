@@ -16,6 +16,12 @@
 #include "core/tier_model.h"
 #include "core/warmup_monitor.h"
 #include "engine_process.h"
+#include "ui/diff_dialog.h"
+#include "ui/main_window.h"
+#include "ui/notice_bar.h"
+
+#include <QPlainTextEdit>
+#include <QPushButton>
 
 using namespace sluice;
 using namespace sluice::admin;
@@ -265,6 +271,49 @@ class TestAdminEngine : public QObject {
     QCOMPARE(states.last().factor, 0.5);
     m.ready();
     QVERIFY(QTest::qWaitFor([&] { return !states.last().warming; }, 3000));
+  }
+
+  // The window's apply flow: review dialog with the diff, APPLY, outcome in the notice bar;
+  // a conflict offers "Reload and reapply", which replays the edit and applies on review.
+  void windowReviewApplyAndConflict() {
+    MainWindow w;
+    w.show();
+    w.connectTo(engine_->adminSocket());
+    QVERIFY(QTest::qWaitFor([&] { return w.document()->hasPolicy(); }, 5000));
+    QVERIFY(w.document()->edit(QStringLiteral("x"), edits::setTierMultiplier("premium", 6)).ok());
+    w.reviewAndApply();
+    auto* dlg = w.findChild<DiffDialog*>();
+    QVERIFY(dlg);
+    QVERIFY(dlg->findChild<QPlainTextEdit*>()->toPlainText().contains(QStringLiteral("tier premium: multiplier 5 -> 6")));
+    QSignalSpy applied(w.session(), &PolicySession::applied);
+    dlg->accept();
+    QVERIFY(applied.wait(5000));
+    QVERIFY(w.noticeBar()->text().contains(QStringLiteral("version 2")));
+
+    // Someone else applies meanwhile.
+    Admin other;
+    QVERIFY(other.open(engine_->adminSocket()));
+    QVERIFY(other.doc.edit(QStringLiteral("y"), edits::setTierMultiplier("free", 2)).ok());
+    QSignalSpy otherApplied(&other.session, &PolicySession::applied);
+    other.session.apply();
+    QVERIFY(otherApplied.wait(5000));
+
+    QVERIFY(w.document()->edit(QStringLiteral("z"), edits::setTierDescription("premium", "mine")).ok());
+    QSignalSpy conflict(w.session(), &PolicySession::conflict);
+    w.reviewAndApply();
+    QVERIFY(QTest::qWaitFor([&] { return w.findChild<DiffDialog*>() != nullptr; }, 2000));
+    w.findChild<DiffDialog*>()->accept();
+    QVERIFY(conflict.wait(5000));
+    QPushButton* reapply = nullptr;
+    for (auto* b : w.noticeBar()->findChildren<QPushButton*>())
+      if (b->text() == QStringLiteral("Reload and reapply")) reapply = b;
+    QVERIFY2(reapply, qPrintable(w.noticeBar()->text()));
+    QSignalSpy rebased(w.session(), &PolicySession::rebased);
+    reapply->click();
+    QVERIFY(rebased.wait(5000));
+    QCOMPARE(findTier(w.document()->draft(), "free")->multiplier, 2.0);
+    QCOMPARE(findTier(w.document()->draft(), "premium")->description, std::string("mine"));
+    QCOMPARE(*w.document()->baseVersion(), uint64_t{3});
   }
 
   void screenshotOfOneTab() {

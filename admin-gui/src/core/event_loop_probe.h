@@ -1,6 +1,5 @@
 // Measures how late the GUI thread's event loop runs a timer: a 10 ms timer whose lateness
-// is the time the loop was busy with something else. Used by the responsiveness test and
-// shown in the status bar's tooltip.
+// is the time the loop was busy with something else. Used by the responsiveness test.
 #pragma once
 
 #include <QElapsedTimer>

@@ -108,9 +108,9 @@ QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) c
     case kRule: return tr("Rule");
     case kAllowed: return tr("Allowed");
     case kBlocked: return tr("Blocked");
-    case kBlockedLastMinute: return tr("Blocked (last min)");
-    case kShadow: return tr("Shadow-blocked");
-    case kStorageErrors: return tr("Storage errors");
+    case kBlockedLastMinute: return tr("Blocked, 1 min");
+    case kShadow: return tr("Shadow");
+    case kStorageErrors: return tr("Storage err.");
     default: return {};
   }
 }

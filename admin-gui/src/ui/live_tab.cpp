@@ -32,8 +32,8 @@ QTableView* makeTable(QAbstractItemModel* model, QWidget* parent) {
   v->setSelectionBehavior(QAbstractItemView::SelectRows);
   v->setEditTriggers(QAbstractItemView::NoEditTriggers);
   v->verticalHeader()->hide();
-  v->horizontalHeader()->setStretchLastSection(true);
-  v->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  v->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
+  v->horizontalHeader()->setMinimumSectionSize(50);
   return v;
 }
 }  // namespace

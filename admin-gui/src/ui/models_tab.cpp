@@ -156,6 +156,10 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   split->setStretchFactor(1, 1);
   split->setSizes({220, 800});
 
+  connect(limits_, &QAbstractItemModel::modelReset, limitView_, [this] {
+    limitView_->resizeColumnsToContents();
+    limitView_->horizontalHeader()->setStretchLastSection(true);
+  });
   connect(resourceView_->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
           &ModelsTab::onResourceChanged_);
   connect(resources_, &QAbstractItemModel::modelReset, this, [this] {
