@@ -416,7 +416,7 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   for (size_t i = 0; i < n; ++i)
     offsets[i + 1] = offsets[i] + write_key(in.keys.data() + offsets[i], req.resource,
                                             req.subject, res->limits[i].name);
-  if (n == 0) {  // a resource without limits (validation forbids it; be safe anyway)
+  if (n == 0) {  // a resource that is known but not limited (`limits: []`)
     d.allowed = true;
     d.limit = d.remaining = -1;
     d.set_rule(kRuleUnlimited);
@@ -437,7 +437,8 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     it.params = effective[i];
     it.params.limit = scale(it.params.limit, factor);
     it.params.burst = scale(it.params.burst, factor);
-    it.cost = req.cost;
+    // A limit counted in requests takes 1 whatever the cost; tokens and items take the cost.
+    it.cost = lim.unit == CostUnit::kRequests ? 1 : req.cost;
     it.shadow = lim.shadow ? 1 : 0;
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     switch (kind) {
@@ -612,8 +613,9 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
   std::array<size_t, kMaxLimitsPerResource> which{};
   size_t n = 0;
   for (size_t i = 0; i < res->limits.size(); ++i) {
-    const bool concurrency = res->limits[i].params.algorithm == SLUICE_ALG_CONCURRENCY;
-    if (!concurrency && delta == 0) continue;
+    const auto& lim = res->limits[i];
+    const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
+    if (!concurrency && (delta == 0 || lim.unit == CostUnit::kRequests)) continue;
     which[n] = i;
     offsets[n + 1] = offsets[n] + write_key(in.keys.data() + offsets[n], lease.resource,
                                             lease.subject, res->limits[i].name);
@@ -628,7 +630,8 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
     it.params = effective[i];
     const bool concurrency = it.params.algorithm == SLUICE_ALG_CONCURRENCY;
     it.op = concurrency ? SLUICE_OP_LEASE_RELEASE : SLUICE_OP_ADJUST;
-    it.cost = concurrency ? lease.cost : delta;
+    const int64_t held = res->limits[i].unit == CostUnit::kRequests ? 1 : lease.cost;
+    it.cost = concurrency ? held : delta;
     it.lease_id = lease_id;
     it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[k] = static_cast<uint8_t>(i);

@@ -93,8 +93,8 @@ TEST_F(EngineTest, TierOverrideIsAbsolute) {
 // All limits of a request consume together or not at all.
 TEST_F(EngineTest, AllOrNothing) {
   auto p = base_policy();
-  p.resources = {make_resource("gen", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000),
-                                       make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)})};
+  p.resources = {make_resource("gen", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000, 0, false, CostUnit::kItems),
+                                       make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000, 0, false, CostUnit::kItems)})};
   start(p);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(check("gen", "s").allowed);
   auto d = check("gen", "s");
@@ -220,7 +220,8 @@ TEST_F(EngineTest, ConcurrencyLeases) {
 // An estimated cost is settled on release: a refund returns capacity, an extra charge takes it.
 TEST_F(EngineTest, LeaseSettlesActualCost) {
   auto p = base_policy();
-  p.resources = {make_resource("generate", {make_limit("tokens", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000)})};
+  p.resources = {make_resource("generate", {make_limit("tokens", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, CostUnit::kTokens),
+                                            make_limit("requests", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000)})};
   start(p);
   auto a = engine_->decide_sync(DecisionKind::kAcquire, req("generate", "s", 800));
   ASSERT_TRUE(a.allowed);
@@ -233,6 +234,13 @@ TEST_F(EngineTest, LeaseSettlesActualCost) {
   ASSERT_TRUE(b.allowed);
   ASSERT_TRUE(engine_->release_sync(b.lease_id, 500).allowed);  // extra charge 400
   EXPECT_EQ(engine_->decide_sync(DecisionKind::kPeek, req("generate", "s", 1)).remaining, 399);  // 100 + 100 + 400 used
+  // The request-counted limit took 1 per acquire and was not settled: 2 used (the denied
+  // 300-token check consumed nothing), so 997 would remain after one more.
+  DecisionCall call;
+  engine_->decide(DecisionKind::kInspect, req("generate", "s", 1), call, [](void*, DecisionCall&) {}, nullptr);
+  ASSERT_EQ(call.limit_count(), 2u);
+  EXPECT_EQ(call.limit_result(1).rule, "requests");
+  EXPECT_EQ(call.limit_result(1).result.remaining, 997);
 }
 
 TEST_F(EngineTest, UnknownResourceModes) {
