@@ -68,6 +68,8 @@ std::optional<std::string> parse_config(const char* const* keys, const char* con
       err = parse_int(key, value, 1, 1'000'000, out.expiry_batch);
     } else if (key == "retry_max_ms") {
       err = parse_int(key, value, 1, kHour, out.retry_max_ms);
+    } else if (key == "checkpoint_pages") {
+      err = parse_int(key, value, 1, 1 << 24, out.checkpoint_pages);
     } else if (key == "cache_mb") {
       err = parse_int(key, value, 1, 1 << 20, out.cache_mb);
     } else if (key == "max_size_mb") {
@@ -75,7 +77,7 @@ std::optional<std::string> parse_config(const char* const* keys, const char* con
     } else {
       return "sqlite storage: unknown setting '" + std::string(key) +
              "'; known settings are path, durability, interval_ms, synchronous, "
-             "busy_timeout_ms, exclusive, expiry_batch, retry_max_ms, max_size_mb and cache_mb.";
+             "busy_timeout_ms, exclusive, expiry_batch, retry_max_ms, max_size_mb, cache_mb and checkpoint_pages.";
     }
     if (err) return err;
   }

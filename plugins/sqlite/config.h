@@ -27,6 +27,7 @@ struct Config {
   int64_t retry_max_ms = 5000;
   int64_t max_size_mb = 0;  // 0: no cap beyond the disk
   int64_t cache_mb = 64;    // SQLite page cache
+  int64_t checkpoint_pages = 16384;  // WAL size (pages) that triggers a checkpoint
 
   std::string_view durability_name() const {
     return durability == Durability::kCommit ? "commit" : "interval";

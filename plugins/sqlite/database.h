@@ -17,7 +17,7 @@ struct sqlite3_stmt;
 namespace sluice::sqlite_plugin {
 
 // The schema version this build writes. A file with a higher version is refused.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // One key's change for the file: an upsert, or an erase when `erase` is set.
 struct Row {
@@ -50,9 +50,6 @@ class Database {
   // Writes all rows in one transaction.
   Error write(const std::vector<Row>& rows);
 
-  // Up to `limit` keys whose state expired at or before now_ms, oldest first.
-  Error expired_keys(int64_t now_ms, int64_t limit, std::vector<std::string>& out);
-
   // Logical size of the main file (pages in use times page size); -1 if unknown.
   int64_t size_bytes();
 
@@ -68,7 +65,6 @@ class Database {
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* erase_ = nullptr;
-  sqlite3_stmt* expired_ = nullptr;
 };
 
 }  // namespace sluice::sqlite_plugin

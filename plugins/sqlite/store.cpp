@@ -254,10 +254,14 @@ Error Store::cycle(bool force_retry) {
       return e;
     }
   }
-  // Expire before writing, so that a full disk gets room back from idle keys first.
-  if (auto e = expire_some()) {
-    record_failure(*e);
-    return e;
+  // Expire before writing, so that a full disk gets room back from idle keys first. Once per
+  // interval: in commit mode cycles come as fast as commits do.
+  if (force_retry || Clock::now() >= next_expiry_) {
+    next_expiry_ = Clock::now() + milliseconds(config_.interval_ms);
+    if (auto e = expire_some()) {
+      record_failure(*e);
+      return e;
+    }
   }
   std::vector<Row> rows = take_changes();
   // In key order the upserts walk the b-tree from left to right instead of jumping around it,
@@ -364,26 +368,27 @@ void Store::mark_all_changed() {
 Error Store::expire_some() {
   const int64_t now = latest_now_ms_.load(std::memory_order_relaxed) - kExpirySlackMs;
   if (now <= 0) return std::nullopt;
-  std::vector<std::string> keys;
-  if (auto e = db_.expired_keys(now, config_.expiry_batch, keys)) return e;
-  if (keys.empty()) return std::nullopt;
+  // A few shards per cycle, under each shard's lock for one pass over it, and at most
+  // expiry_batch keys: the sweep never holds up decisions for long, and a full round over all
+  // shards takes kShards / kShardsPerSweep cycles.
+  constexpr size_t kShardsPerSweep = 8;
+  const size_t budget = static_cast<size_t>(config_.expiry_batch);
   std::vector<Row> rows;
-  rows.reserve(keys.size());
-  for (std::string& key : keys) {
-    Shard& shard = shards_[shard_of(key)];
-    {
-      std::lock_guard lk(shard.mu);
-      auto it = shard.map.find(std::string_view(key));
-      if (it != shard.map.end()) {
-        // Memory is the truth: the row's expiry time may be stale. A pending change of an
-        // expired key needs no write either; it becomes an erase.
-        if (it->second.expires_at_ms > now) continue;
-        shard.map.erase(it);
-        keys_.fetch_sub(1, std::memory_order_relaxed);
-      }
-    }
-    rows.push_back(Row{std::move(key), {}, 0, true});
+  for (size_t visited = 0; visited < kShardsPerSweep && rows.size() < budget; ++visited) {
+    Shard& shard = shards_[expiry_cursor_];
+    std::lock_guard lk(shard.mu);
+    boost::unordered::erase_if(shard.map, [&](auto& kv) {
+      if (rows.size() >= budget || kv.second.expires_at_ms > now) return false;
+      rows.push_back(Row{kv.first, {}, 0, true});
+      return true;
+    });
+    // A shard with more expired keys than the budget is finished next time.
+    if (rows.size() < budget) expiry_cursor_ = (expiry_cursor_ + 1) % kShards;
   }
+  if (rows.empty()) return std::nullopt;
+  keys_.fetch_sub(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+  // If this write fails the rows stay in the file: the next start loads them, and they are
+  // expired again then.
   if (auto e = db_.write(rows)) return e;
   expired_.fetch_add(rows.size(), std::memory_order_relaxed);
   return std::nullopt;
