@@ -507,3 +507,51 @@ TEST(SluicedRedis, AsyncCompletionsKeepRequestOrder) {
 
 }  // namespace
 }  // namespace sluice::testing
+
+namespace sluice::testing {
+namespace {
+
+// Runs sluicectl with `args`; returns its exit code and fills `output` (stdout + stderr).
+int sluicectl(const Daemon& d, std::vector<std::string> args, std::string& output) {
+  std::vector<std::string> argv = {std::string(SLUICE_BINARY_DIR) + "/bin/sluicectl", "--socket",
+                                   d.socket_path(), "--admin-socket", d.admin_socket_path()};
+  for (auto& a : args) argv.push_back(std::move(a));
+  const std::string log = d.dir() + "/sluicectl.out";
+  std::remove(log.c_str());
+  const pid_t pid = Daemon::spawn(argv, log);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  output = read_file(log);
+  return Daemon::decode(status);
+}
+
+// sluicectl's exit codes are what scripts rely on: 0 allowed/ok, 1 denied, 2 usage, 3 error.
+TEST(Sluicectl, ExitCodesForScripts) {
+  Daemon d(kPolicy);
+  ASSERT_TRUE(d.ok()) << d.log();
+  std::string out;
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(sluicectl(d, {"check", "predict", "ned"}, out), 0) << out;
+  EXPECT_NE(out.find("allowed limit=10 remaining=0"), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"check", "predict", "ned"}, out), 1);
+  EXPECT_NE(out.find("denied"), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"check", "predict"}, out), 2);
+  EXPECT_EQ(sluicectl(d, {"check", "predict", "ned", "--tier", "gold"}, out), 3);
+  EXPECT_EQ(sluicectl(d, {"release", "12345"}, out), 1);
+  EXPECT_EQ(sluicectl(d, {"warmup", "heavy", "start"}, out), 0) << out;
+  EXPECT_EQ(sluicectl(d, {"stats"}, out), 0) << out;
+  EXPECT_NE(out.find("predict"), std::string::npos) << out;
+  write_file(d.dir() + "/bad.yaml", "default_tier: nope\n");
+  EXPECT_EQ(sluicectl(d, {"policy", "validate", d.dir() + "/bad.yaml"}, out), 3);
+  EXPECT_NE(out.find(d.dir() + "/bad.yaml:"), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"policy", "apply", d.policy_path(), "--expect", "999"}, out), 3);
+  EXPECT_NE(out.find("CONFLICT"), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"policy", "apply", d.policy_path()}, out), 0) << out;
+  EXPECT_NE(out.find("applied: policy version"), std::string::npos) << out;
+  const int stopped = d.stop();
+  EXPECT_EQ(stopped, 0);
+  EXPECT_EQ(sluicectl(d, {"ping"}, out), 3);
+  EXPECT_NE(out.find("cannot connect"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace sluice::testing
