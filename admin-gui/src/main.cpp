@@ -29,7 +29,8 @@ void fail(const QString& message) {
 void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, int timeoutMs) {
   auto* state = new QObject(&w);
   auto tryRender = [&w, file, tab, state] {
-    if (!w.poller()->hasStats() || !w.document()->hasPolicy() || state->property("done").toBool()) return;
+    if (!w.poller()->hasStats() || !w.document()->hasPolicy() || state->property("done").toBool())
+      return;
     state->setProperty("done", true);
     // One more turn of the event loop so the charts lay out the data that just arrived.
     QTimer::singleShot(400, &w, [&w, file, tab] {
@@ -62,39 +63,47 @@ int main(int argc, char** argv) {
   QApplication::setApplicationVersion(QStringLiteral(SLUICE_ADMIN_VERSION));
 
   QCommandLineParser parser;
-  parser.setApplicationDescription(QStringLiteral("Edit sluice's tiers and limits and watch what gets blocked."));
+  parser.setApplicationDescription(
+      QStringLiteral("Edit sluice's tiers and limits and watch what gets blocked."));
   parser.addHelpOption();
   parser.addVersionOption();
   const QCommandLineOption socketOpt(QStringLiteral("admin-socket"),
-                                     QStringLiteral("The admin socket of a running sluiced."), QStringLiteral("PATH"));
-  const QCommandLineOption policyOpt(QStringLiteral("policy"),
-                                     QStringLiteral("Open a policy file as the draft (works without an engine)."),
-                                     QStringLiteral("FILE"));
-  const QCommandLineOption shotOpt(QStringLiteral("screenshot"),
-                                   QStringLiteral("Render the window to FILE.png once the first statistics arrive, then exit."),
-                                   QStringLiteral("FILE.png"));
-  const QCommandLineOption tabOpt(QStringLiteral("tab"),
-                                  QStringLiteral("The tab to show (and, with --screenshot, to render alone): %1.")
-                                      .arg(MainWindow::tabNames().join(QStringLiteral(", "))),
-                                  QStringLiteral("NAME"));
+                                     QStringLiteral("The admin socket of a running sluiced."),
+                                     QStringLiteral("PATH"));
+  const QCommandLineOption policyOpt(
+      QStringLiteral("policy"),
+      QStringLiteral("Open a policy file as the draft (works without an engine)."),
+      QStringLiteral("FILE"));
+  const QCommandLineOption shotOpt(
+      QStringLiteral("screenshot"),
+      QStringLiteral("Render the window to FILE.png once the first statistics arrive, then exit."),
+      QStringLiteral("FILE.png"));
+  const QCommandLineOption tabOpt(
+      QStringLiteral("tab"),
+      QStringLiteral("The tab to show (and, with --screenshot, to render alone): %1.")
+          .arg(MainWindow::tabNames().join(QStringLiteral(", "))),
+      QStringLiteral("NAME"));
   const QCommandLineOption resourceOpt(QStringLiteral("resource"),
                                        QStringLiteral("The resource to select in Models & limits."),
                                        QStringLiteral("NAME"));
-  const QCommandLineOption timeoutOpt(QStringLiteral("screenshot-timeout"),
-                                      QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
-                                      QStringLiteral("SECONDS"), QStringLiteral("20"));
+  const QCommandLineOption timeoutOpt(
+      QStringLiteral("screenshot-timeout"),
+      QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
+      QStringLiteral("SECONDS"), QStringLiteral("20"));
   parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt});
   parser.process(app);
 
   const QString tab = parser.value(tabOpt);
-  if (!tab.isEmpty() && !MainWindow::tabNames().contains(tab.toLower()) && tab.toLower() != QLatin1String("limits") &&
-      tab.toLower() != QLatin1String("api-keys")) {
-    fail(QStringLiteral("unknown tab '%1' (tabs: %2)").arg(tab, MainWindow::tabNames().join(QStringLiteral(", "))));
+  if (!tab.isEmpty() && !MainWindow::tabNames().contains(tab.toLower()) &&
+      tab.toLower() != QLatin1String("limits") && tab.toLower() != QLatin1String("api-keys")) {
+    fail(QStringLiteral("unknown tab '%1' (tabs: %2)")
+             .arg(tab, MainWindow::tabNames().join(QStringLiteral(", "))));
     return 2;
   }
   const QString shot = parser.value(shotOpt);
   if (!shot.isEmpty() && !parser.isSet(socketOpt)) {
-    fail(QStringLiteral("--screenshot needs --admin-socket (it waits for the engine's statistics)"));
+    fail(
+        QStringLiteral("--screenshot needs --admin-socket (it waits for the engine's statistics)"));
     return 2;
   }
 
@@ -120,7 +129,9 @@ int main(int argc, char** argv) {
     const int seconds = parser.value(timeoutOpt).toInt(&ok);
     scheduleScreenshot(w, shot, tab, (ok && seconds > 0 ? seconds : 20) * 1000);
   }
-  if (parser.isSet(socketOpt)) w.connectTo(parser.value(socketOpt));
-  else QTimer::singleShot(0, &w, &MainWindow::askForSocket);
+  if (parser.isSet(socketOpt))
+    w.connectTo(parser.value(socketOpt));
+  else
+    QTimer::singleShot(0, &w, &MainWindow::askForSocket);
   return QApplication::exec();
 }

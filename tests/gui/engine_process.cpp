@@ -34,9 +34,11 @@ bool EngineProcess::launch_() {
   proc_ = std::make_unique<QProcess>();
   proc_->setProcessChannelMode(QProcess::MergedChannels);
   proc_->setStandardOutputFile(dir_.filePath(QStringLiteral("sluiced.log")), QIODevice::Append);
-  QStringList args{QStringLiteral("--policy"), policyPath(), QStringLiteral("--socket"), decisionSocket(),
-                   QStringLiteral("--admin-socket"), adminSocket(), QStringLiteral("--storage"),
-                   QStringLiteral("memory"), QStringLiteral("--plugin-dir"), QStringLiteral(SLUICE_PLUGIN_DIR)};
+  QStringList args{QStringLiteral("--policy"),       policyPath(),
+                   QStringLiteral("--socket"),       decisionSocket(),
+                   QStringLiteral("--admin-socket"), adminSocket(),
+                   QStringLiteral("--storage"),      QStringLiteral("memory"),
+                   QStringLiteral("--plugin-dir"),   QStringLiteral(SLUICE_PLUGIN_DIR)};
   args << extra_;
   proc_->start(binary(), args);
   if (!proc_->waitForStarted(5000)) {

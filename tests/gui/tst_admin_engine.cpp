@@ -4,6 +4,8 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QImage>
+#include <QPlainTextEdit>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QtTest>
 
@@ -19,9 +21,6 @@
 #include "ui/diff_dialog.h"
 #include "ui/main_window.h"
 #include "ui/notice_bar.h"
-
-#include <QPlainTextEdit>
-#include <QPushButton>
 
 using namespace sluice;
 using namespace sluice::admin;
@@ -52,7 +51,8 @@ resp::Value call(AdminClient& c, std::vector<std::string> args, int timeoutMs = 
   });
   QElapsedTimer t;
   t.start();
-  while (!done && t.elapsed() < timeoutMs) QCoreApplication::processEvents(QEventLoop::AllEvents, 10);
+  while (!done && t.elapsed() < timeoutMs)
+    QCoreApplication::processEvents(QEventLoop::AllEvents, 10);
   if (!done) out = makeErrorValue(QStringLiteral("TIMEOUT no reply"));
   return out;
 }
@@ -98,7 +98,8 @@ class TestAdminEngine : public QObject {
     QVERIFY(a.open(engine_->adminSocket()));
     QCOMPARE(*a.doc.baseVersion(), uint64_t{1});
     QVERIFY(findTier(a.doc.draft(), "premium"));
-    QVERIFY(QTest::qWaitFor([&] { return a.session.engineInfo().contains(QStringLiteral("storage")); }, 3000));
+    QVERIFY(QTest::qWaitFor(
+        [&] { return a.session.engineInfo().contains(QStringLiteral("storage")); }, 3000));
     QCOMPARE(a.session.engineInfo().value(QStringLiteral("storage")), QStringLiteral("memory"));
     QVERIFY(!a.session.engineInfo().value(QStringLiteral("version")).isEmpty());
   }
@@ -116,13 +117,15 @@ class TestAdminEngine : public QObject {
     Admin a;
     QVERIFY(a.open(engine_->adminSocket()));
     TierTableModel tiers(&a.doc);
-    QVERIFY(tiers.setData(tiers.index(rowOfTier(tiers, QStringLiteral("free")), TierTableModel::kMultiplier),
-                          QStringLiteral("3"), Qt::EditRole));
+    QVERIFY(tiers.setData(
+        tiers.index(rowOfTier(tiers, QStringLiteral("free")), TierTableModel::kMultiplier),
+        QStringLiteral("3"), Qt::EditRole));
     QSignalSpy applied(&a.session, &PolicySession::applied);
     QSignalSpy rejected(&a.session, &PolicySession::applyRejected);
     a.session.apply();
     QVERIFY(a.session.applying());
-    QVERIFY2(applied.wait(5000), rejected.isEmpty() ? "no reply" : qPrintable(rejected.at(0).at(0).toString()));
+    QVERIFY2(applied.wait(5000),
+             rejected.isEmpty() ? "no reply" : qPrintable(rejected.at(0).at(0).toString()));
     QCOMPARE(applied.at(0).at(0).toULongLong(), 2ull);
     QVERIFY(!a.doc.isDirty());
 
@@ -147,7 +150,8 @@ class TestAdminEngine : public QObject {
     QElapsedTimer since;
     since.start();
     QVERIFY(QTest::qWaitFor([&] { return live.totals().denied >= 28; }, 2000));
-    qInfo("blocked counts visible %lld ms after the traffic", static_cast<long long>(since.elapsed()));
+    qInfo("blocked counts visible %lld ms after the traffic",
+          static_cast<long long>(since.elapsed()));
     QVERIFY(since.elapsed() <= 2000);
 
     const auto points = live.points();
@@ -157,7 +161,8 @@ class TestAdminEngine : public QObject {
     QCOMPARE(live.seriesModel()->rowCount(), 1);
     QCOMPARE(live.seriesModel()->index(0, LiveSeriesModel::kBlocked).data().toULongLong(), 28ull);
     QVERIFY(live.topModel()->rowCount() >= 1);
-    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(), QStringLiteral("mallory"));
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(),
+             QStringLiteral("mallory"));
   }
 
   // B applies a draft based on a version A has already replaced: CONFLICT, nothing is
@@ -167,7 +172,8 @@ class TestAdminEngine : public QObject {
     QVERIFY(a.open(engine_->adminSocket()));
     QVERIFY(b.open(engine_->adminSocket()));
     QVERIFY(a.doc.edit(QStringLiteral("A"), edits::setTierMultiplier("premium", 7)).ok());
-    QVERIFY(b.doc.edit(QStringLiteral("B"), edits::setTierDescription("free", "changed by B")).ok());
+    QVERIFY(
+        b.doc.edit(QStringLiteral("B"), edits::setTierDescription("free", "changed by B")).ok());
 
     QSignalSpy aApplied(&a.session, &PolicySession::applied);
     a.session.apply();
@@ -199,12 +205,15 @@ class TestAdminEngine : public QObject {
     Admin a;
     QVERIFY(a.open(engine_->adminSocket()));
     TierTableModel tiers(&a.doc);
-    const QModelIndex cell = tiers.index(rowOfTier(tiers, QStringLiteral("premium")), TierTableModel::kMultiplier);
+    const QModelIndex cell =
+        tiers.index(rowOfTier(tiers, QStringLiteral("premium")), TierTableModel::kMultiplier);
     QVERIFY(tiers.setData(cell, QStringLiteral("0"), Qt::EditRole));
 
     // What the engine says about this very draft, asked independently.
     const resp::Value verdict = call(a.client, {"SL.POLICY", "VALIDATE", a.doc.draftYaml()});
-    QCOMPARE(QByteArray(verdict.error_code().data(), static_cast<qsizetype>(verdict.error_code().size())), QByteArray("INVALID"));
+    QCOMPARE(QByteArray(verdict.error_code().data(),
+                        static_cast<qsizetype>(verdict.error_code().size())),
+             QByteArray("INVALID"));
 
     QSignalSpy rejected(&a.session, &PolicySession::applyRejected);
     a.session.apply();
@@ -228,10 +237,12 @@ class TestAdminEngine : public QObject {
     QSignalSpy loaded(&a.session, &PolicySession::policyLoaded);
     decide_.disconnectFromEngine();
     engine_->stop();
-    QVERIFY(QTest::qWaitFor([&] { return a.client.state() != AdminClient::State::kConnected; }, 3000));
+    QVERIFY(
+        QTest::qWaitFor([&] { return a.client.state() != AdminClient::State::kConnected; }, 3000));
     QVERIFY(!a.client.lastError().isEmpty());
     QVERIFY(engine_->restart());
-    QVERIFY(QTest::qWaitFor([&] { return a.client.state() == AdminClient::State::kConnected; }, 10000));
+    QVERIFY(
+        QTest::qWaitFor([&] { return a.client.state() == AdminClient::State::kConnected; }, 10000));
     QVERIFY(loaded.wait(5000));
   }
 
@@ -251,8 +262,10 @@ class TestAdminEngine : public QObject {
     AdminClient wrong;
     wrong.setAutoReconnect(false);
     QVERIFY(connectAndWait(wrong, engine_->decisionSocket()));
-    QCOMPARE(QByteArray(call(wrong, {"SL.POLICY", "GET"}).error_code().data()).left(6), QByteArray("NOPERM"));
-    QVERIFY(QTest::qWaitFor([&] { return wrong.state() == AdminClient::State::kDisconnected; }, 2000));
+    QCOMPARE(QByteArray(call(wrong, {"SL.POLICY", "GET"}).error_code().data()).left(6),
+             QByteArray("NOPERM"));
+    QVERIFY(
+        QTest::qWaitFor([&] { return wrong.state() == AdminClient::State::kDisconnected; }, 2000));
     QVERIFY2(wrong.lastError().contains(QStringLiteral("refused")), qPrintable(wrong.lastError()));
   }
 
@@ -261,7 +274,8 @@ class TestAdminEngine : public QObject {
     QVERIFY(a.open(engine_->adminSocket()));
     WarmupMonitor m(&a.session);
     QList<WarmupState> states;
-    connect(&m, &WarmupMonitor::stateChanged, this, [&](const QString&, const WarmupState& s) { states << s; });
+    connect(&m, &WarmupMonitor::stateChanged, this,
+            [&](const QString&, const WarmupState& s) { states << s; });
     m.watch(QStringLiteral("heavy"));
     QVERIFY(QTest::qWaitFor([&] { return !states.isEmpty(); }, 3000));
     QVERIFY(states.last().enabled);
@@ -284,7 +298,8 @@ class TestAdminEngine : public QObject {
     w.reviewAndApply();
     auto* dlg = w.findChild<DiffDialog*>();
     QVERIFY(dlg);
-    QVERIFY(dlg->findChild<QPlainTextEdit*>()->toPlainText().contains(QStringLiteral("tier premium: multiplier 5 -> 6")));
+    QVERIFY(dlg->findChild<QPlainTextEdit*>()->toPlainText().contains(
+        QStringLiteral("tier premium: multiplier 5 -> 6")));
     QSignalSpy applied(w.session(), &PolicySession::applied);
     dlg->accept();
     QVERIFY(applied.wait(5000));
@@ -298,7 +313,8 @@ class TestAdminEngine : public QObject {
     other.session.apply();
     QVERIFY(otherApplied.wait(5000));
 
-    QVERIFY(w.document()->edit(QStringLiteral("z"), edits::setTierDescription("premium", "mine")).ok());
+    QVERIFY(
+        w.document()->edit(QStringLiteral("z"), edits::setTierDescription("premium", "mine")).ok());
     QSignalSpy conflict(w.session(), &PolicySession::conflict);
     w.reviewAndApply();
     QVERIFY(QTest::qWaitFor([&] { return w.findChild<DiffDialog*>() != nullptr; }, 2000));
@@ -321,8 +337,8 @@ class TestAdminEngine : public QObject {
     QProcess p;
     p.setProcessChannelMode(QProcess::ForwardedChannels);
     p.start(QStringLiteral(SLUICE_BINARY_DIR "/bin/sluice-admin"),
-            {QStringLiteral("--admin-socket"), engine_->adminSocket(), QStringLiteral("--screenshot"), png,
-             QStringLiteral("--tab"), QStringLiteral("live")});
+            {QStringLiteral("--admin-socket"), engine_->adminSocket(),
+             QStringLiteral("--screenshot"), png, QStringLiteral("--tab"), QStringLiteral("live")});
     QVERIFY(p.waitForFinished(30000));
     QCOMPARE(p.exitStatus(), QProcess::NormalExit);
     QCOMPARE(p.exitCode(), 0);
@@ -333,8 +349,9 @@ class TestAdminEngine : public QObject {
     // Without an engine it fails with a reason instead of hanging.
     QProcess q;
     q.start(QStringLiteral(SLUICE_BINARY_DIR "/bin/sluice-admin"),
-            {QStringLiteral("--admin-socket"), engine_->dir() + QStringLiteral("/none.sock"), QStringLiteral("--screenshot"),
-             png, QStringLiteral("--screenshot-timeout"), QStringLiteral("2")});
+            {QStringLiteral("--admin-socket"), engine_->dir() + QStringLiteral("/none.sock"),
+             QStringLiteral("--screenshot"), png, QStringLiteral("--screenshot-timeout"),
+             QStringLiteral("2")});
     QVERIFY(q.waitForFinished(15000));
     QCOMPARE(q.exitCode(), 1);
     QVERIFY(q.readAllStandardError().contains("not running"));

@@ -90,7 +90,8 @@ class TestAdminModels : public QObject {
   void tierEditThatIsNotANumberIsRefused() {
     TierTableModel m(doc_.get());
     QSignalSpy refused(&m, &DraftTableModel::editRefused);
-    QVERIFY(!m.setData(m.index(0, TierTableModel::kMultiplier), QStringLiteral("five"), Qt::EditRole));
+    QVERIFY(
+        !m.setData(m.index(0, TierTableModel::kMultiplier), QStringLiteral("five"), Qt::EditRole));
     QCOMPARE(refused.count(), 1);
     QVERIFY(refused.at(0).at(0).toString().contains(QStringLiteral("not a number")));
     QVERIFY(!doc_->isDirty());
@@ -101,12 +102,14 @@ class TestAdminModels : public QObject {
   void invalidMultiplierIsMarkedOnTheCell() {
     TierTableModel m(doc_.get());
     QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
-    const QModelIndex free = m.index(find(m, 0, QStringLiteral("free")).row(), TierTableModel::kMultiplier);
+    const QModelIndex free =
+        m.index(find(m, 0, QStringLiteral("free")).row(), TierTableModel::kMultiplier);
     QVERIFY(m.setData(free, 0, Qt::EditRole));
     const QString error = m.data(free, DraftTableModel::ErrorRole).toString();
     QVERIFY2(error.contains(QStringLiteral("multiplier")), qPrintable(error));
     QVERIFY(m.data(free, Qt::BackgroundRole).isValid());
-    QVERIFY(!m.data(m.index(free.row(), TierTableModel::kDescription), DraftTableModel::ErrorRole).isValid());
+    QVERIFY(!m.data(m.index(free.row(), TierTableModel::kDescription), DraftTableModel::ErrorRole)
+                 .isValid());
   }
 
   void addRenameRemoveTiers() {
@@ -117,8 +120,10 @@ class TestAdminModels : public QObject {
     QCOMPARE(m.rowCount(), 3);
     // Rename carries API keys and the default along.
     const int premium = find(m, 0, QStringLiteral("premium")).row();
-    QVERIFY(m.setData(m.index(premium, TierTableModel::kName), QStringLiteral("pro"), Qt::EditRole));
-    QCOMPARE(QString::fromStdString(doc_->draft().api_keys.at("premium-user-key-1234")), QStringLiteral("pro"));
+    QVERIFY(
+        m.setData(m.index(premium, TierTableModel::kName), QStringLiteral("pro"), Qt::EditRole));
+    QCOMPARE(QString::fromStdString(doc_->draft().api_keys.at("premium-user-key-1234")),
+             QStringLiteral("pro"));
     // Refused while a key uses it, with a reason naming the masked key.
     QSignalSpy refused(&m, &DraftTableModel::editRefused);
     QVERIFY(!m.removeTier(find(m, 0, QStringLiteral("pro")).row()));
@@ -138,7 +143,8 @@ class TestAdminModels : public QObject {
     const int premium = find(m, 0, QStringLiteral("premium")).row();
     QVERIFY(m.setData(m.index(premium, TierTableModel::kDefault), Qt::Checked, Qt::CheckStateRole));
     QCOMPARE(doc_->draft().default_tier, std::string("premium"));
-    QCOMPARE(m.index(premium, TierTableModel::kDefault).data(Qt::CheckStateRole).toInt(), int(Qt::Checked));
+    QCOMPARE(m.index(premium, TierTableModel::kDefault).data(Qt::CheckStateRole).toInt(),
+             int(Qt::Checked));
   }
 
   void resourceAndLimitModels() {
@@ -149,18 +155,24 @@ class TestAdminModels : public QObject {
     QCOMPARE(resources.rowCount(), 2);
     limits.setResource(QStringLiteral("generate"));
     QCOMPARE(limits.rowCount(), 2);
-    QCOMPARE(limits.index(0, LimitTableModel::kAlgorithm).data().toString(), QStringLiteral("token_bucket"));
+    QCOMPARE(limits.index(0, LimitTableModel::kAlgorithm).data().toString(),
+             QStringLiteral("token_bucket"));
     QCOMPARE(limits.index(0, LimitTableModel::kBurst).data().toLongLong(), 2000);
-    QCOMPARE(limits.index(1, LimitTableModel::kShadow).data(Qt::CheckStateRole).toInt(), int(Qt::Checked));
-    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kWindow), QStringLiteral("30s"), Qt::EditRole));
+    QCOMPARE(limits.index(1, LimitTableModel::kShadow).data(Qt::CheckStateRole).toInt(),
+             int(Qt::Checked));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kWindow), QStringLiteral("30s"),
+                           Qt::EditRole));
     QCOMPARE(findResource(doc_->draft(), "generate")->limits[0].window_ms, 30000);
     QSignalSpy refused(&limits, &DraftTableModel::editRefused);
-    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kWindow), QStringLiteral("soon"), Qt::EditRole));
-    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kAlgorithm), QStringLiteral("leaky"), Qt::EditRole));
+    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kWindow), QStringLiteral("soon"),
+                            Qt::EditRole));
+    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kAlgorithm), QStringLiteral("leaky"),
+                            Qt::EditRole));
     QCOMPARE(refused.count(), 2);
     // Renaming a limit keeps the tier overrides that name it.
     limits.setResource(QStringLiteral("predict"));
-    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kName), QStringLiteral("per_min"), Qt::EditRole));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kName), QStringLiteral("per_min"),
+                           Qt::EditRole));
     QCOMPARE(findTier(doc_->draft(), "premium")->overrides.at("predict").limits.at("per_min"), 30);
     QVERIFY(validate_policy(doc_->draft()).empty());
     limits.setResource(QStringLiteral("gone"));
@@ -200,7 +212,8 @@ class TestAdminModels : public QObject {
     for (int r = 0; r < m.rowCount(); ++r)
       for (int role : {int(Qt::DisplayRole), int(Qt::EditRole), int(Qt::ToolTipRole)}) {
         const QString v = m.index(r, ApiKeyModel::kKey).data(role).toString();
-        QVERIFY2(!v.contains(QStringLiteral("premium-user")) && v != QStringLiteral("short"), qPrintable(v));
+        QVERIFY2(!v.contains(QStringLiteral("premium-user")) && v != QStringLiteral("short"),
+                 qPrintable(v));
       }
     QVERIFY(find(m, 0, QStringLiteral("...1234")).isValid());
     QVERIFY(find(m, 0, QStringLiteral("...")).isValid());  // short keys are hidden entirely
@@ -261,7 +274,8 @@ class TestAdminModels : public QObject {
     QCOMPARE(two.size(), 2);
     QCOMPARE(two[0].message, QStringLiteral("first; with a semicolon"));
     QCOMPARE(two[1].message, QStringLiteral("second"));
-    QCOMPARE(conflictingVersion("CONFLICT the running policy is version 12, not 11"), std::optional<uint64_t>(12));
+    QCOMPARE(conflictingVersion("CONFLICT the running policy is version 12, not 11"),
+             std::optional<uint64_t>(12));
   }
 
   void yamlLocatorFindsNestedPaths() {
@@ -348,8 +362,10 @@ class TestAdminModels : public QObject {
     auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
     QVERIFY2(snap.ok(), snap.status().message().c_str());
     LiveStats live;
-    QAbstractItemModelTester t1(live.seriesModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
-    QAbstractItemModelTester t2(live.topModel(), QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QAbstractItemModelTester t1(live.seriesModel(),
+                                QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QAbstractItemModelTester t2(live.topModel(),
+                                QAbstractItemModelTester::FailureReportingMode::QtTest);
     live.setSecretSubjects({QStringLiteral("premium-user-key-1234")});
     live.ingest(snap.value());
     QCOMPARE(live.seriesModel()->rowCount(), 2);  // the idle series is not listed
@@ -360,8 +376,10 @@ class TestAdminModels : public QObject {
     QCOMPARE(points.back().blocked, uint64_t{4});
     QCOMPARE(live.totals().denied, uint64_t{0 + 1 + 2 + 3 + 4});
     QCOMPARE(live.topModel()->rowCount(), 2);
-    QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("API key ...1234")).isValid());
-    QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("10.0.0.7")).isValid());
+    QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("API key ...1234"))
+                .isValid());
+    QVERIFY(
+        find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("10.0.0.7")).isValid());
 
     // Filtering by tier.
     live.setFilter(QString(), QStringLiteral("premium"));

@@ -41,7 +41,8 @@ class TestAdminResponsiveness : public QObject {
  private slots:
   void eventLoopStaysResponsiveUnderLoad() {
     const QString bench = QStandardPaths::findExecutable(QStringLiteral("redis-benchmark"));
-    if (bench.isEmpty()) QSKIP("redis-benchmark is not installed (scripts/install-deps installs redis-tools)");
+    if (bench.isEmpty())
+      QSKIP("redis-benchmark is not installed (scripts/install-deps installs redis-tools)");
     EngineProcess engine;
     QVERIFY2(engine.start(QString::fromLatin1(kPolicy)), qPrintable(engine.error()));
 
@@ -57,9 +58,10 @@ class TestAdminResponsiveness : public QObject {
     QProcess load;
     load.setProcessChannelMode(QProcess::ForwardedErrorChannel);
     load.setStandardOutputFile(QProcess::nullDevice());
-    load.start(bench, {QStringLiteral("-s"), engine.decisionSocket(), QStringLiteral("-P"), QStringLiteral("16"),
-                       QStringLiteral("-c"), QStringLiteral("4"), QStringLiteral("-n"), QStringLiteral("100000000"),
-                       QStringLiteral("-r"), QStringLiteral("2000"), QStringLiteral("-q"), QStringLiteral("SL.CHECK"),
+    load.start(bench, {QStringLiteral("-s"), engine.decisionSocket(), QStringLiteral("-P"),
+                       QStringLiteral("16"), QStringLiteral("-c"), QStringLiteral("4"),
+                       QStringLiteral("-n"), QStringLiteral("100000000"), QStringLiteral("-r"),
+                       QStringLiteral("2000"), QStringLiteral("-q"), QStringLiteral("SL.CHECK"),
                        QStringLiteral("predict"), QStringLiteral("user:__rand_int__")});
     QVERIFY(load.waitForStarted(5000));
 
@@ -76,10 +78,15 @@ class TestAdminResponsiveness : public QObject {
     load.waitForFinished(3000);
 
     QVERIFY(afterMs > beforeMs);
-    const double rate = static_cast<double>(after - before) * 1000.0 / static_cast<double>(afterMs - beforeMs);
-    qInfo("engine served %.0f decisions/s; GUI event loop lateness: max %.1f ms, p99 %.1f ms, p50 %.2f ms over %d samples",
-          rate, probe.maxLatenessMs(), probe.percentileMs(0.99), probe.percentileMs(0.50), probe.samples());
-    QVERIFY2(rate >= 100000, qPrintable(QStringLiteral("load too light to measure: %1 decisions/s").arg(rate)));
+    const double rate =
+        static_cast<double>(after - before) * 1000.0 / static_cast<double>(afterMs - beforeMs);
+    qInfo(
+        "engine served %.0f decisions/s; GUI event loop lateness: max %.1f ms, p99 %.1f ms, p50 "
+        "%.2f ms over %d samples",
+        rate, probe.maxLatenessMs(), probe.percentileMs(0.99), probe.percentileMs(0.50),
+        probe.samples());
+    QVERIFY2(rate >= 100000,
+             qPrintable(QStringLiteral("load too light to measure: %1 decisions/s").arg(rate)));
     QVERIFY(w.liveStats()->totals().denied > 0);
     QVERIFY(probe.samples() > 100);
     QVERIFY2(probe.maxLatenessMs() <= 50.0,

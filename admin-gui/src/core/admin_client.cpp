@@ -87,9 +87,8 @@ void AdminClient::send(std::vector<std::string> args, QObject* context, Callback
   Pending p{QPointer<QObject>(context), context != nullptr, std::move(done), clock_.elapsed()};
   if (state_ != State::kConnected) {
     const QString reason = QStringLiteral("DISCONNECTED not connected to %1").arg(path_);
-    QTimer::singleShot(0, this, [p = std::move(p), reason]() mutable {
-      deliver_(p, makeErrorValue(reason));
-    });
+    QTimer::singleShot(
+        0, this, [p = std::move(p), reason]() mutable { deliver_(p, makeErrorValue(reason)); });
     return;
   }
   const std::string frame = resp::encode_command(args);
@@ -112,7 +111,8 @@ void AdminClient::onReadyRead_() {
     if (r.status == resp::ParseStatus::kIncomplete) break;
     if (r.status == resp::ParseStatus::kError) {
       lastError_ = tr("The engine at %1 sent bytes that are not RESP (%2); reconnecting.")
-                       .arg(path_, QString::fromUtf8(r.error.data(), static_cast<qsizetype>(r.error.size())));
+                       .arg(path_, QString::fromUtf8(r.error.data(),
+                                                     static_cast<qsizetype>(r.error.size())));
       socket_->abort();
       return;
     }
@@ -121,7 +121,8 @@ void AdminClient::onReadyRead_() {
     // the decision socket. Either way this socket is of no use; say why and drop it.
     const bool refused = v.is_error() && v.error_code() == "NOPERM";
     if (refused)
-      lastError_ = tr("The engine at %1 refused this connection: %2").arg(path_, QString::fromStdString(v.str));
+      lastError_ = tr("The engine at %1 refused this connection: %2")
+                       .arg(path_, QString::fromStdString(v.str));
     if (!pending_.empty()) {
       Pending p = std::move(pending_.front());
       pending_.pop_front();
@@ -148,13 +149,16 @@ QString AdminClient::describeSocketError(QLocalSocket::LocalSocketError error, c
   switch (error) {
     case QLocalSocket::ServerNotFoundError:
       return tr("sluiced is not running at %1 (no such socket). Start it with "
-                "\"sluiced --admin-socket %1\" or choose another socket.").arg(path);
+                "\"sluiced --admin-socket %1\" or choose another socket.")
+          .arg(path);
     case QLocalSocket::ConnectionRefusedError:
       return tr("The engine refused the connection at %1: nothing is accepting on it "
-                "(a stale socket file, or sluiced is shutting down).").arg(path);
+                "(a stale socket file, or sluiced is shutting down).")
+          .arg(path);
     case QLocalSocket::SocketAccessError:
       return tr("Permission denied on %1: the admin socket is open only to the user sluiced "
-                "runs as. Run sluice-admin as that user.").arg(path);
+                "runs as. Run sluice-admin as that user.")
+          .arg(path);
     case QLocalSocket::PeerClosedError:
       return tr("The engine at %1 closed the connection.").arg(path);
     case QLocalSocket::SocketTimeoutError:

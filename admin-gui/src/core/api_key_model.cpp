@@ -30,7 +30,8 @@ int ApiKeyModel::columnCount(const QModelIndex& parent) const {
 
 QString ApiKeyModel::pathOf(const QModelIndex& index) const {
   if (!index.isValid()) return {};
-  return QStringLiteral("api_keys.") + QString::fromStdString(keys_[static_cast<size_t>(index.row())].first);
+  return QStringLiteral("api_keys.") +
+         QString::fromStdString(keys_[static_cast<size_t>(index.row())].first);
 }
 
 QVariant ApiKeyModel::data(const QModelIndex& index, int role) const {
@@ -44,7 +45,8 @@ QVariant ApiKeyModel::data(const QModelIndex& index, int role) const {
   }
   if (role == Qt::ToolTipRole && index.column() == kKey)
     return tr("Keys are shown by their last 4 characters only.");
-  if (role == Qt::FontRole && index.column() == kKey) return QFontDatabase::systemFont(QFontDatabase::FixedFont);
+  if (role == Qt::FontRole && index.column() == kKey)
+    return QFontDatabase::systemFont(QFontDatabase::FixedFont);
   return {};
 }
 
@@ -72,7 +74,8 @@ bool ApiKeyModel::setData(const QModelIndex& index, const QVariant& value, int r
 bool ApiKeyModel::addKey(const QString& key, const QString& tier) {
   const QString k = key.trimmed();
   if (doc_->draft().api_keys.contains(k.toStdString())) {
-    emit editRefused(tr("The key %1 is already mapped; change its tier in the table.").arg(maskApiKey(k)));
+    emit editRefused(
+        tr("The key %1 is already mapped; change its tier in the table.").arg(maskApiKey(k)));
     return false;
   }
   return applyEdit(tr("Add API key %1 -> %2").arg(maskApiKey(k), tier),

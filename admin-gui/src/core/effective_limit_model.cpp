@@ -21,7 +21,8 @@ QStringList EffectiveLimitModel::shapeOf(const PolicySpec& draft) const {
   QStringList out{resource_};
   for (const auto& t : draft.tiers) out << QStringLiteral("tier:") + QString::fromStdString(t.name);
   if (const ResourceSpec* r = findResource(draft, resource_.toStdString()))
-    for (const auto& l : r->limits) out << QStringLiteral("limit:") + QString::fromStdString(l.name);
+    for (const auto& l : r->limits)
+      out << QStringLiteral("limit:") + QString::fromStdString(l.name);
   return out;
 }
 
@@ -88,7 +89,9 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
   const LimitSpec& l = limits_[static_cast<size_t>(index.column())];
   switch (role) {
     case Qt::DisplayRole:
-      if (!c.known) return c.override_ ? QVariant(QString::number(*c.override_)) : QVariant(QStringLiteral("?"));
+      if (!c.known)
+        return c.override_ ? QVariant(QString::number(*c.override_))
+                           : QVariant(QStringLiteral("?"));
       if (c.unlimited) return tr("unlimited");
       if (c.override_) return tr("%1 (override)").arg(c.limit);
       return tr("%1 (×%2)").arg(c.limit).arg(formatNumber(t.multiplier));
@@ -105,7 +108,8 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
       if (!c.known) return unavailable_;
       if (c.unlimited) return tr("Tier %1 is not limited.").arg(QString::fromStdString(t.name));
       if (c.override_)
-        return tr("Tier %1 overrides %2 with %3 %4 per %5. Clear the cell to use the multiplier again.")
+        return tr("Tier %1 overrides %2 with %3 %4 per %5. Clear the cell to use the multiplier "
+                  "again.")
             .arg(QString::fromStdString(t.name), QString::fromStdString(l.name))
             .arg(*c.override_)
             .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
@@ -130,8 +134,9 @@ QVariant EffectiveLimitModel::headerData(int section, Qt::Orientation o, int rol
   if (o == Qt::Horizontal) {
     if (section < 0 || section >= columnCount()) return {};
     const LimitSpec& l = limits_[static_cast<size_t>(section)];
-    return QStringLiteral("%1\n%2 per %3").arg(QString::fromStdString(l.name), unitName(l.unit),
-                                              QString::fromStdString(format_duration_ms(l.window_ms)));
+    return QStringLiteral("%1\n%2 per %3")
+        .arg(QString::fromStdString(l.name), unitName(l.unit),
+             QString::fromStdString(format_duration_ms(l.window_ms)));
   }
   if (section < 0 || section >= rowCount()) return {};
   const TierSpec& t = tiers_[static_cast<size_t>(section)];
@@ -155,12 +160,14 @@ bool EffectiveLimitModel::setData(const QModelIndex& index, const QVariant& valu
     bool ok = false;
     v = text.toLongLong(&ok);
     if (!ok) {
-      emit editRefused(tr("'%1' is not a whole number; leave the cell empty to drop the override.").arg(text));
+      emit editRefused(
+          tr("'%1' is not a whole number; leave the cell empty to drop the override.").arg(text));
       return false;
     }
   }
-  const QString what = QStringLiteral("%1 %2/%3").arg(QString::fromStdString(tier), resource_,
-                                                      QString::fromStdString(limit));
+  const QString what =
+      QStringLiteral("%1 %2/%3")
+          .arg(QString::fromStdString(tier), resource_, QString::fromStdString(limit));
   return applyEdit(v ? tr("Override %1 = %2").arg(what).arg(*v) : tr("Clear override %1").arg(what),
                    edits::setOverrideLimit(tier, resource_.toStdString(), limit, v));
 }

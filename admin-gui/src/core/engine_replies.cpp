@@ -47,7 +47,8 @@ QList<FieldError> parseInvalid(std::string_view errorText, std::string_view sent
     return out;
   }
   if (hits.front().start > 0) {  // problems not tied to a place come first, unplaced
-    for (const QString& part : text.left(hits.front().start).split(QStringLiteral("; "), Qt::SkipEmptyParts))
+    for (const QString& part :
+         text.left(hits.front().start).split(QStringLiteral("; "), Qt::SkipEmptyParts))
       out.push_back({{}, part, {}, FieldError::Source::kEngine});
   }
   const YamlLocator locator(sentYaml);
@@ -66,7 +67,8 @@ QList<FieldError> parseInvalid(std::string_view errorText, std::string_view sent
 
 std::optional<uint64_t> conflictingVersion(std::string_view errorText) {
   static const QRegularExpression re(QStringLiteral("version (\\d+)"));
-  const auto m = re.match(QString::fromUtf8(errorText.data(), static_cast<qsizetype>(errorText.size())));
+  const auto m =
+      re.match(QString::fromUtf8(errorText.data(), static_cast<qsizetype>(errorText.size())));
   if (!m.hasMatch()) return std::nullopt;
   bool ok = false;
   const qulonglong v = m.captured(1).toULongLong(&ok);
@@ -76,7 +78,8 @@ std::optional<uint64_t> conflictingVersion(std::string_view errorText) {
 QMap<QString, QString> parseInfo(const resp::Value& reply) {
   QMap<QString, QString> out;
   if (reply.type != resp::Value::Type::kBulk) return out;
-  for (const QString& line : QString::fromStdString(reply.str).split(QRegularExpression(QStringLiteral("\r?\n")), Qt::SkipEmptyParts)) {
+  for (const QString& line : QString::fromStdString(reply.str).split(
+           QRegularExpression(QStringLiteral("\r?\n")), Qt::SkipEmptyParts)) {
     const qsizetype colon = line.indexOf(QLatin1Char(':'));
     if (colon > 0) out.insert(line.left(colon), line.mid(colon + 1).trimmed());
   }
@@ -91,11 +94,16 @@ std::optional<WarmupState> parseWarmupStatus(const resp::Value& reply) {
     const std::string& key = reply.elements[i].str;
     const auto& v = reply.elements[i + 1];
     const int64_t n = v.type == T::kInteger ? v.integer : 0;
-    if (key == "enabled") s.enabled = n != 0;
-    else if (key == "warming") s.warming = n != 0;
-    else if (key == "factor") s.factor = QString::fromStdString(v.str).toDouble();
-    else if (key == "elapsed_ms") s.elapsedMs = n;
-    else if (key == "remaining_ms") s.remainingMs = n;
+    if (key == "enabled")
+      s.enabled = n != 0;
+    else if (key == "warming")
+      s.warming = n != 0;
+    else if (key == "factor")
+      s.factor = QString::fromStdString(v.str).toDouble();
+    else if (key == "elapsed_ms")
+      s.elapsedMs = n;
+    else if (key == "remaining_ms")
+      s.remainingMs = n;
   }
   return s;
 }

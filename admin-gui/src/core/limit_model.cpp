@@ -4,7 +4,8 @@
 
 namespace sluice::admin {
 
-LimitTableModel::LimitTableModel(PolicyDocument* doc, QObject* parent) : DraftTableModel(doc, parent) {
+LimitTableModel::LimitTableModel(PolicyDocument* doc, QObject* parent)
+    : DraftTableModel(doc, parent) {
   refresh();
 }
 
@@ -34,8 +35,8 @@ int LimitTableModel::columnCount(const QModelIndex& parent) const {
 }
 
 QString LimitTableModel::pathOf(const QModelIndex& index) const {
-  static const char* const kFields[kColumnCount] = {"name", "algorithm", "limit", "window",
-                                                     "burst", "cost", "shadow"};
+  static const char* const kFields[kColumnCount] = {"name",  "algorithm", "limit", "window",
+                                                    "burst", "cost",      "shadow"};
   if (index.column() < 0 || index.column() >= kColumnCount) return {};
   return QStringLiteral("resources.%1.limits[%2].%3")
       .arg(resource_)
@@ -57,30 +58,45 @@ QVariant LimitTableModel::data(const QModelIndex& index, int role) const {
     return tr("A shadow limit counts and reports what it would deny, and never denies.");
   if (role != Qt::DisplayRole && role != Qt::EditRole) return {};
   switch (index.column()) {
-    case kName: return QString::fromStdString(l.name);
-    case kAlgorithm: return algorithmName(l.algorithm);
-    case kLimit: return QVariant::fromValue<qlonglong>(l.limit);
-    case kWindow: return QString::fromStdString(format_duration_ms(l.window_ms));
+    case kName:
+      return QString::fromStdString(l.name);
+    case kAlgorithm:
+      return algorithmName(l.algorithm);
+    case kLimit:
+      return QVariant::fromValue<qlonglong>(l.limit);
+    case kWindow:
+      return QString::fromStdString(format_duration_ms(l.window_ms));
     case kBurst:
-      if (!algorithmTakesBurst(l.algorithm)) return role == Qt::EditRole ? QVariant(0) : QVariant(QString());
+      if (!algorithmTakesBurst(l.algorithm))
+        return role == Qt::EditRole ? QVariant(0) : QVariant(QString());
       if (l.burst == 0 && role == Qt::DisplayRole) return tr("= limit");
       return QVariant::fromValue<qlonglong>(l.burst);
-    case kUnit: return unitName(l.unit);
-    default: return {};
+    case kUnit:
+      return unitName(l.unit);
+    default:
+      return {};
   }
 }
 
 QVariant LimitTableModel::headerData(int section, Qt::Orientation o, int role) const {
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
-    case kName: return tr("Limit");
-    case kAlgorithm: return tr("Algorithm");
-    case kLimit: return tr("Limit (base tier)");
-    case kWindow: return tr("Window");
-    case kBurst: return tr("Burst");
-    case kUnit: return tr("Cost unit");
-    case kShadow: return tr("Shadow");
-    default: return {};
+    case kName:
+      return tr("Limit");
+    case kAlgorithm:
+      return tr("Algorithm");
+    case kLimit:
+      return tr("Limit (base tier)");
+    case kWindow:
+      return tr("Window");
+    case kBurst:
+      return tr("Burst");
+    case kUnit:
+      return tr("Cost unit");
+    case kShadow:
+      return tr("Shadow");
+    default:
+      return {};
   }
 }
 
@@ -110,10 +126,14 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
   } else if (role == Qt::EditRole) {
     bool ok = false;
     switch (index.column()) {
-      case kName: l.name = text.toStdString(); break;
+      case kName:
+        l.name = text.toStdString();
+        break;
       case kAlgorithm: {
         auto a = algorithmFromName(text);
-        if (!a) return refuse(tr("'%1' is not an algorithm; use one of %2.").arg(text, algorithmNames().join(QStringLiteral(", "))));
+        if (!a)
+          return refuse(tr("'%1' is not an algorithm; use one of %2.")
+                            .arg(text, algorithmNames().join(QStringLiteral(", "))));
         l.algorithm = *a;
         if (!algorithmTakesBurst(l.algorithm)) l.burst = 0;
         break;
@@ -124,7 +144,9 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
         break;
       case kWindow: {
         auto ms = parse_duration_ms(text.toStdString());
-        if (!ms) return refuse(tr("'%1' is not a duration; write e.g. 500ms, 30s, 1m, 1h or 1m30s.").arg(text));
+        if (!ms)
+          return refuse(
+              tr("'%1' is not a duration; write e.g. 500ms, 30s, 1m, 1h or 1m30s.").arg(text));
         l.window_ms = *ms;
         break;
       }
@@ -134,17 +156,21 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
         break;
       case kUnit: {
         auto u = unitFromName(text);
-        if (!u) return refuse(tr("'%1' is not a cost unit; use requests, tokens or items.").arg(text));
+        if (!u)
+          return refuse(tr("'%1' is not a cost unit; use requests, tokens or items.").arg(text));
         l.unit = *u;
         break;
       }
-      default: return false;
+      default:
+        return false;
     }
   } else {
     return false;
   }
-  return applyEdit(tr("Limit %1: %2").arg(what, headerData(index.column(), Qt::Horizontal, Qt::DisplayRole).toString()),
-                   edits::setLimit(resource_.toStdString(), oldName, std::move(l)));
+  return applyEdit(
+      tr("Limit %1: %2")
+          .arg(what, headerData(index.column(), Qt::Horizontal, Qt::DisplayRole).toString()),
+      edits::setLimit(resource_.toStdString(), oldName, std::move(l)));
 }
 
 }  // namespace sluice::admin

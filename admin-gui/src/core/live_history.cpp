@@ -20,7 +20,8 @@ StatsTotals readTotals(const nlohmann::json& j) {
 Result<StatsSnapshot> parseStatsJson(std::string_view text) {
   using nlohmann::json;
   json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) return Status::Invalid("SL.STATS reply is not a JSON object");
+  if (doc.is_discarded() || !doc.is_object())
+    return Status::Invalid("SL.STATS reply is not a JSON object");
   try {
     StatsSnapshot s;
     s.nowMs = doc.at("now_ms").get<int64_t>();
@@ -29,7 +30,8 @@ Result<StatsSnapshot> parseStatsJson(std::string_view text) {
     if (s.windowSeconds < 0 || s.windowSeconds > LiveHistory::kSeconds)
       return Status::Invalid("SL.STATS window_seconds out of range");
     s.totals = readTotals(doc.at("totals"));
-    static constexpr const char* kOutcomes[4] = {"allowed", "denied", "shadow_denied", "storage_errors"};
+    static constexpr const char* kOutcomes[4] = {"allowed", "denied", "shadow_denied",
+                                                 "storage_errors"};
     for (const auto& item : doc.at("series")) {
       StatsSeries series;
       series.resource = item.at("resource").get<std::string>();
@@ -56,8 +58,10 @@ Result<StatsSnapshot> parseStatsJson(std::string_view text) {
     }
     if (auto it = doc.find("server"); it != doc.end() && it->is_object()) {
       for (const auto& [k, v] : it->items()) {
-        if (v.is_string()) s.server[k] = v.get<std::string>();
-        else if (v.is_number() || v.is_boolean()) s.server[k] = v.dump();
+        if (v.is_string())
+          s.server[k] = v.get<std::string>();
+        else if (v.is_number() || v.is_boolean())
+          s.server[k] = v.dump();
       }
     }
     return s;
@@ -91,7 +95,8 @@ void LiveHistory::merge(const StatsSnapshot& snapshot) {
       t.second[slot] = sec;
       for (int o = 0; o < 3; ++o) {
         const auto& v = s.perSecond[static_cast<size_t>(o)];
-        t.counts[slot][static_cast<size_t>(o)] = static_cast<size_t>(i) < v.size() ? v[static_cast<size_t>(i)] : 0;
+        t.counts[slot][static_cast<size_t>(o)] =
+            static_cast<size_t>(i) < v.size() ? v[static_cast<size_t>(i)] : 0;
       }
     }
   }
@@ -119,7 +124,8 @@ std::vector<LiveHistory::Point> LiveHistory::perSecond(std::string_view resource
   return out;
 }
 
-std::vector<LiveHistory::Row> LiveHistory::rows(std::string_view resource, std::string_view tier) const {
+std::vector<LiveHistory::Row> LiveHistory::rows(std::string_view resource,
+                                                std::string_view tier) const {
   std::vector<Row> out;
   for (const auto& t : tracks_) {
     if (!matches(t, resource, tier)) continue;

@@ -83,7 +83,7 @@ class LiveHistory {
   struct Track {
     std::string resource, tier, rule;
     StatsTotals totals;
-    std::array<int64_t, kSeconds> second;              // which second each slot holds
+    std::array<int64_t, kSeconds> second;                  // which second each slot holds
     std::array<std::array<uint32_t, 3>, kSeconds> counts;  // allowed, denied, shadow
   };
   static bool matches(const Track& t, std::string_view resource, std::string_view tier) {

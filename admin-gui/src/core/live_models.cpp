@@ -65,7 +65,9 @@ void LiveSeriesModel::update() {
   if (sameShape) {
     rows_ = std::move(rows);
     // Only the numbers change: keep selection and scroll position.
-    if (!rows_.empty()) emit dataChanged(index(0, kAllowed), index(rowCount() - 1, kColumnCount - 1), {Qt::DisplayRole});
+    if (!rows_.empty())
+      emit dataChanged(index(0, kAllowed), index(rowCount() - 1, kColumnCount - 1),
+                       {Qt::DisplayRole});
     return;
   }
   beginResetModel();
@@ -88,30 +90,48 @@ QVariant LiveSeriesModel::data(const QModelIndex& index, int role) const {
     return QVariant(Qt::AlignRight | Qt::AlignVCenter);
   if (role != Qt::DisplayRole && role != Qt::UserRole) return {};
   switch (index.column()) {
-    case kResource: return qs(r.resource);
-    case kTier: return qs(r.tier);
-    case kRule: return qs(r.rule);
-    case kAllowed: return QVariant::fromValue<qulonglong>(r.totals.allowed);
-    case kBlocked: return QVariant::fromValue<qulonglong>(r.totals.denied);
-    case kBlockedLastMinute: return QVariant::fromValue<qulonglong>(r.blockedLastMinute);
-    case kShadow: return QVariant::fromValue<qulonglong>(r.totals.shadowDenied);
-    case kStorageErrors: return QVariant::fromValue<qulonglong>(r.totals.storageErrors);
-    default: return {};
+    case kResource:
+      return qs(r.resource);
+    case kTier:
+      return qs(r.tier);
+    case kRule:
+      return qs(r.rule);
+    case kAllowed:
+      return QVariant::fromValue<qulonglong>(r.totals.allowed);
+    case kBlocked:
+      return QVariant::fromValue<qulonglong>(r.totals.denied);
+    case kBlockedLastMinute:
+      return QVariant::fromValue<qulonglong>(r.blockedLastMinute);
+    case kShadow:
+      return QVariant::fromValue<qulonglong>(r.totals.shadowDenied);
+    case kStorageErrors:
+      return QVariant::fromValue<qulonglong>(r.totals.storageErrors);
+    default:
+      return {};
   }
 }
 
 QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) const {
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
-    case kResource: return tr("Resource");
-    case kTier: return tr("Tier");
-    case kRule: return tr("Rule");
-    case kAllowed: return tr("Allowed");
-    case kBlocked: return tr("Blocked");
-    case kBlockedLastMinute: return tr("Blocked, 1 min");
-    case kShadow: return tr("Shadow");
-    case kStorageErrors: return tr("Storage err.");
-    default: return {};
+    case kResource:
+      return tr("Resource");
+    case kTier:
+      return tr("Tier");
+    case kRule:
+      return tr("Rule");
+    case kAllowed:
+      return tr("Allowed");
+    case kBlocked:
+      return tr("Blocked");
+    case kBlockedLastMinute:
+      return tr("Blocked, 1 min");
+    case kShadow:
+      return tr("Shadow");
+    case kStorageErrors:
+      return tr("Storage err.");
+    default:
+      return {};
   }
 }
 
@@ -129,7 +149,8 @@ void TopBlockedModel::update() {
     sameShape = rows[i].subject == rows_[i].subject && rows[i].resource == rows_[i].resource;
   if (sameShape) {
     rows_ = std::move(rows);
-    if (!rows_.empty()) emit dataChanged(index(0, kCount), index(rowCount() - 1, kCount), {Qt::DisplayRole});
+    if (!rows_.empty())
+      emit dataChanged(index(0, kCount), index(rowCount() - 1, kCount), {Qt::DisplayRole});
     return;
   }
   beginResetModel();
@@ -152,23 +173,33 @@ QVariant TopBlockedModel::data(const QModelIndex& index, int role) const {
   if (role == Qt::TextAlignmentRole && index.column() == kCount)
     return QVariant(Qt::AlignRight | Qt::AlignVCenter);
   if (role == Qt::ToolTipRole && index.column() == kCount && r.error > 0)
-    return tr("May be over-counted by up to %1 (the engine keeps the top subjects in bounded memory).").arg(r.error);
+    return tr("May be over-counted by up to %1 (the engine keeps the top subjects in bounded "
+              "memory).")
+        .arg(r.error);
   if (role != Qt::DisplayRole) return {};
   switch (index.column()) {
-    case kSubject: return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
-    case kResource: return qs(r.resource);
-    case kCount: return r.error > 0 ? QStringLiteral("≤ %1").arg(r.count) : QString::number(r.count);
-    default: return {};
+    case kSubject:
+      return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+    case kResource:
+      return qs(r.resource);
+    case kCount:
+      return r.error > 0 ? QStringLiteral("≤ %1").arg(r.count) : QString::number(r.count);
+    default:
+      return {};
   }
 }
 
 QVariant TopBlockedModel::headerData(int section, Qt::Orientation o, int role) const {
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
-    case kSubject: return tr("Subject");
-    case kResource: return tr("Resource");
-    case kCount: return tr("Blocked");
-    default: return {};
+    case kSubject:
+      return tr("Subject");
+    case kResource:
+      return tr("Resource");
+    case kCount:
+      return tr("Blocked");
+    default:
+      return {};
   }
 }
 

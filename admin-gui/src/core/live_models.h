@@ -17,7 +17,17 @@ class LiveStats;
 class LiveSeriesModel : public QAbstractTableModel {
   Q_OBJECT
  public:
-  enum Column { kResource, kTier, kRule, kAllowed, kBlocked, kBlockedLastMinute, kShadow, kStorageErrors, kColumnCount };
+  enum Column {
+    kResource,
+    kTier,
+    kRule,
+    kAllowed,
+    kBlocked,
+    kBlockedLastMinute,
+    kShadow,
+    kStorageErrors,
+    kColumnCount
+  };
   explicit LiveSeriesModel(LiveStats* stats);
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;

@@ -8,8 +8,12 @@ namespace sluice::admin {
 
 class PolicyDocument::EditCommand : public QUndoCommand {
  public:
-  EditCommand(PolicyDocument* doc, const QString& text, Edit op, PolicySpec before, PolicySpec after)
-      : QUndoCommand(text), doc_(doc), op_(std::move(op)), before_(std::move(before)),
+  EditCommand(PolicyDocument* doc, const QString& text, Edit op, PolicySpec before,
+              PolicySpec after)
+      : QUndoCommand(text),
+        doc_(doc),
+        op_(std::move(op)),
+        before_(std::move(before)),
         after_(std::move(after)) {}
   void redo() override { doc_->setDraft_(after_); }
   void undo() override { doc_->setDraft_(before_); }
@@ -52,7 +56,9 @@ void PolicyDocument::revalidate_() {
   errors_.clear();
   if (hasPolicy_) {
     for (const auto& e : validate_policy(draft_))
-      errors_.push_back({QString::fromStdString(e.path), QString::fromStdString(e.message), {},
+      errors_.push_back({QString::fromStdString(e.path),
+                         QString::fromStdString(e.message),
+                         {},
                          FieldError::Source::kDraft});
   }
   emit errorsChanged();

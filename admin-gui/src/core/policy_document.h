@@ -22,7 +22,9 @@ struct FieldError {
   QString message;   // the validator's sentence
   QString location;  // "file:line:column" when known
   Source source = Source::kDraft;
-  QString text() const { return location.isEmpty() ? message : location + QStringLiteral(": ") + message; }
+  QString text() const {
+    return location.isEmpty() ? message : location + QStringLiteral(": ") + message;
+  }
 };
 
 class PolicyDocument : public QObject {

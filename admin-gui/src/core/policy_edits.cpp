@@ -1,7 +1,8 @@
 #include "core/policy_edits.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/policy_names.h"
 
@@ -125,16 +126,18 @@ Edit removeTier(std::string name) {
     const bool usedByKey = std::any_of(spec.api_keys.begin(), spec.api_keys.end(),
                                        [&](const auto& kv) { return kv.second == name; });
     if (usedByKey)
-      return Status::Invalid(fmt::format("tier '{}' is still used by {}; map them to another tier first",
-                                         name, keysList(spec, name)));
+      return Status::Invalid(
+          fmt::format("tier '{}' is still used by {}; map them to another tier first", name,
+                      keysList(spec, name)));
     if (spec.default_tier == name)
       return Status::Invalid(
           fmt::format("tier '{}' is the default tier; make another tier the default first", name));
     if (!it->overrides.empty()) {
       std::string resources;
       for (const auto& [r, ov] : it->overrides) resources += (resources.empty() ? "" : ", ") + r;
-      return Status::Invalid(fmt::format(
-          "tier '{}' still has overrides for {}; clear them in Models & limits first", name, resources));
+      return Status::Invalid(
+          fmt::format("tier '{}' still has overrides for {}; clear them in Models & limits first",
+                      name, resources));
     }
     spec.tiers.erase(it);
     return Status::Ok();

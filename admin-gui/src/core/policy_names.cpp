@@ -44,9 +44,12 @@ bool algorithmTakesBurst(uint32_t algorithm) {
 
 QString unitName(CostUnit unit) {
   switch (unit) {
-    case CostUnit::kRequests: return QStringLiteral("requests");
-    case CostUnit::kTokens: return QStringLiteral("tokens");
-    case CostUnit::kItems: return QStringLiteral("items");
+    case CostUnit::kRequests:
+      return QStringLiteral("requests");
+    case CostUnit::kTokens:
+      return QStringLiteral("tokens");
+    case CostUnit::kItems:
+      return QStringLiteral("items");
   }
   return QStringLiteral("?");
 }

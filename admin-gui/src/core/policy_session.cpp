@@ -47,12 +47,14 @@ void PolicySession::fetchPolicy_(std::function<void(const RunningPolicy&, Policy
     }
     auto running = parsePolicyGet(r);
     if (!running) {
-      emit notice(tr("The engine answered SL.POLICY GET with %1").arg(QString::fromStdString(r.to_string())));
+      emit notice(tr("The engine answered SL.POLICY GET with %1")
+                      .arg(QString::fromStdString(r.to_string())));
       return;
     }
     PolicyParseResult parsed = parse_policy(running->yaml, "<running policy>");
     if (!parsed.ok()) {
-      emit notice(tr("The running policy cannot be read: %1").arg(QString::fromStdString(parsed.error_text())));
+      emit notice(tr("The running policy cannot be read: %1")
+                      .arg(QString::fromStdString(parsed.error_text())));
       return;
     }
     then(*running, std::move(*parsed.policy));
@@ -94,7 +96,8 @@ void PolicySession::apply() {
       return;
     }
     if (!r.is_error()) {
-      emit applyRejected(tr("Unexpected reply to SL.POLICY APPLY: %1").arg(QString::fromStdString(r.to_string())));
+      emit applyRejected(
+          tr("Unexpected reply to SL.POLICY APPLY: %1").arg(QString::fromStdString(r.to_string())));
       return;
     }
     const auto code = r.error_code();
@@ -121,7 +124,8 @@ void PolicySession::reloadAndReapply() {
 void PolicySession::reloadEngineFile() {
   client_->send({"SL.POLICY", "RELOAD"}, this, [this](const resp::Value& r) {
     if (r.is_error()) {
-      emit notice(tr("The engine could not reload its policy file: %1").arg(QString::fromStdString(r.str)));
+      emit notice(
+          tr("The engine could not reload its policy file: %1").arg(QString::fromStdString(r.str)));
       return;
     }
     emit notice(tr("The engine reloaded its policy file (version %1).").arg(r.integer));

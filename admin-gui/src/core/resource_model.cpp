@@ -5,8 +5,9 @@
 namespace sluice::admin {
 
 QString describeLimit(const LimitSpec& l) {
-  QString s = QStringLiteral("%1 %2 per %3").arg(l.limit).arg(unitName(l.unit),
-                                                 QString::fromStdString(format_duration_ms(l.window_ms)));
+  QString s = QStringLiteral("%1 %2 per %3")
+                  .arg(l.limit)
+                  .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
   if (l.shadow) s += QObject::tr(" (shadow)");
   return s;
 }
@@ -43,7 +44,8 @@ int ResourceListModel::rowOf(const QString& resource) const {
 }
 
 QString ResourceListModel::pathOf(const QModelIndex& index) const {
-  return index.column() == kName ? QStringLiteral("resources.") + resourceAt(index.row()) : QString();
+  return index.column() == kName ? QStringLiteral("resources.") + resourceAt(index.row())
+                                 : QString();
 }
 
 QVariant ResourceListModel::data(const QModelIndex& index, int role) const {
@@ -65,19 +67,26 @@ QVariant ResourceListModel::data(const QModelIndex& index, int role) const {
     case kWarmup:
       if (!r.warmup.enabled) return QString();
       return tr("%1% until ready").arg(r.warmup.factor * 100.0, 0, 'g', 3);
-    case kDescription: return QString::fromStdString(r.description);
-    default: return {};
+    case kDescription:
+      return QString::fromStdString(r.description);
+    default:
+      return {};
   }
 }
 
 QVariant ResourceListModel::headerData(int section, Qt::Orientation o, int role) const {
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
-    case kName: return tr("Resource");
-    case kLimits: return tr("Limits");
-    case kWarmup: return tr("Warm-up");
-    case kDescription: return tr("Description");
-    default: return {};
+    case kName:
+      return tr("Resource");
+    case kLimits:
+      return tr("Limits");
+    case kWarmup:
+      return tr("Warm-up");
+    case kDescription:
+      return tr("Description");
+    default:
+      return {};
   }
 }
 

@@ -51,13 +51,15 @@ void StatsPoller::pollNow() {
   // that were still being counted then.
   int seconds = LiveHistory::kSeconds;
   if (received_ > 0 && sinceLast_.isValid())
-    seconds = std::clamp(static_cast<int>(sinceLast_.elapsed() / 1000) + 3, 3, LiveHistory::kSeconds);
+    seconds =
+        std::clamp(static_cast<int>(sinceLast_.elapsed() / 1000) + 3, 3, LiveHistory::kSeconds);
   inFlight_ = true;
   client_->send({"SL.STATS", std::to_string(seconds)}, this, [this](const resp::Value& r) {
     if (r.type != resp::Value::Type::kBulk) {
       inFlight_ = false;
       if (r.error_code() != "DISCONNECTED")
-        emit failed(tr("SL.STATS failed: %1").arg(QString::fromStdString(r.is_error() ? r.str : r.to_string())));
+        emit failed(tr("SL.STATS failed: %1")
+                        .arg(QString::fromStdString(r.is_error() ? r.str : r.to_string())));
       return;
     }
     sinceLast_.start();
@@ -69,7 +71,8 @@ void StatsPoller::onParsed_(SnapshotPtr snapshot) {
   inFlight_ = false;
   stats_->ingest(*snapshot);
   QMap<QString, QString> info;
-  for (const auto& [k, v] : snapshot->server) info.insert(QString::fromStdString(k), QString::fromStdString(v));
+  for (const auto& [k, v] : snapshot->server)
+    info.insert(QString::fromStdString(k), QString::fromStdString(v));
   if (!info.isEmpty()) emit serverInfo(info);
   emit statsArrived();
   if (received_++ == 0) emit firstStatsArrived();

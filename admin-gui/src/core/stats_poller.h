@@ -41,8 +41,8 @@ class StatsPoller : public QObject {
   void pollNow();
 
  signals:
-  void statsArrived();        // after the snapshot is merged into LiveStats
-  void firstStatsArrived();   // once per poller
+  void statsArrived();       // after the snapshot is merged into LiveStats
+  void firstStatsArrived();  // once per poller
   void serverInfo(const QMap<QString, QString>& info);
   void failed(const QString& reason);
   void parseRequested(const QByteArray& json);  // to the worker thread

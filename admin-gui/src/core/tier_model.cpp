@@ -53,7 +53,8 @@ void DraftTableModel::emitAllChanged() {
 
 // ---- TierTableModel -----------------------------------------------------------------------
 
-TierTableModel::TierTableModel(PolicyDocument* doc, QObject* parent) : DraftTableModel(doc, parent) {
+TierTableModel::TierTableModel(PolicyDocument* doc, QObject* parent)
+    : DraftTableModel(doc, parent) {
   refresh();
 }
 
@@ -88,12 +89,18 @@ QString TierTableModel::tierAt(int row) const {
 QString TierTableModel::pathOf(const QModelIndex& index) const {
   const QString base = QStringLiteral("tiers.") + tierAt(index.row());
   switch (index.column()) {
-    case kName: return base;
-    case kMultiplier: return base + QStringLiteral(".multiplier");
-    case kUnlimited: return base + QStringLiteral(".unlimited");
-    case kDefault: return QStringLiteral("default_tier");
-    case kDescription: return base + QStringLiteral(".description");
-    default: return {};
+    case kName:
+      return base;
+    case kMultiplier:
+      return base + QStringLiteral(".multiplier");
+    case kUnlimited:
+      return base + QStringLiteral(".unlimited");
+    case kDefault:
+      return QStringLiteral("default_tier");
+    case kDescription:
+      return base + QStringLiteral(".description");
+    default:
+      return {};
   }
 }
 
@@ -107,12 +114,17 @@ QVariant TierTableModel::data(const QModelIndex& index, int role) const {
     case Qt::DisplayRole:
     case Qt::EditRole:
       switch (index.column()) {
-        case kName: return QString::fromStdString(t.name);
+        case kName:
+          return QString::fromStdString(t.name);
         case kMultiplier:
-          return role == Qt::EditRole ? QVariant(t.multiplier) : QVariant(formatNumber(t.multiplier));
-        case kKeys: return keyCounts_[static_cast<size_t>(index.row())];
-        case kDescription: return QString::fromStdString(t.description);
-        default: return {};
+          return role == Qt::EditRole ? QVariant(t.multiplier)
+                                      : QVariant(formatNumber(t.multiplier));
+        case kKeys:
+          return keyCounts_[static_cast<size_t>(index.row())];
+        case kDescription:
+          return QString::fromStdString(t.description);
+        default:
+          return {};
       }
     case Qt::CheckStateRole:
       if (index.column() == kUnlimited) return t.unlimited ? Qt::Checked : Qt::Unchecked;
@@ -120,12 +132,18 @@ QVariant TierTableModel::data(const QModelIndex& index, int role) const {
       return {};
     case Qt::ToolTipRole:
       switch (index.column()) {
-        case kMultiplier: return tr("Every limit is multiplied by this for callers of this tier, "
-                                    "unless the tier overrides the resource.");
-        case kUnlimited: return tr("Callers of this tier are never limited.");
-        case kDefault: return tr("Callers without a mapped API key get the default tier.");
-        case kKeys: return tr("API keys mapped to this tier.");
-        default: return {};
+        case kMultiplier:
+          return tr(
+              "Every limit is multiplied by this for callers of this tier, "
+              "unless the tier overrides the resource.");
+        case kUnlimited:
+          return tr("Callers of this tier are never limited.");
+        case kDefault:
+          return tr("Callers without a mapped API key get the default tier.");
+        case kKeys:
+          return tr("API keys mapped to this tier.");
+        default:
+          return {};
       }
     case Qt::TextAlignmentRole:
       if (index.column() == kMultiplier || index.column() == kKeys)
@@ -142,13 +160,20 @@ QVariant TierTableModel::data(const QModelIndex& index, int role) const {
 QVariant TierTableModel::headerData(int section, Qt::Orientation o, int role) const {
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
-    case kName: return tr("Tier");
-    case kMultiplier: return tr("Multiplier");
-    case kUnlimited: return tr("Unlimited");
-    case kDefault: return tr("Default");
-    case kKeys: return tr("API keys");
-    case kDescription: return tr("Description");
-    default: return {};
+    case kName:
+      return tr("Tier");
+    case kMultiplier:
+      return tr("Multiplier");
+    case kUnlimited:
+      return tr("Unlimited");
+    case kDefault:
+      return tr("Default");
+    case kKeys:
+      return tr("API keys");
+    case kDescription:
+      return tr("Description");
+    default:
+      return {};
   }
 }
 
@@ -158,10 +183,13 @@ Qt::ItemFlags TierTableModel::flags(const QModelIndex& index) const {
   switch (index.column()) {
     case kName:
     case kMultiplier:
-    case kDescription: return f | Qt::ItemIsEditable;
+    case kDescription:
+      return f | Qt::ItemIsEditable;
     case kUnlimited:
-    case kDefault: return f | Qt::ItemIsUserCheckable;
-    default: return f;
+    case kDefault:
+      return f | Qt::ItemIsUserCheckable;
+    default:
+      return f;
   }
 }
 
@@ -177,7 +205,8 @@ bool TierTableModel::setData(const QModelIndex& index, const QVariant& value, in
                        edits::setTierUnlimited(tier, on));
     if (index.column() == kDefault) {
       if (!on) {
-        emit editRefused(tr("Pick another tier as the default instead; one tier is always the default."));
+        emit editRefused(
+            tr("Pick another tier as the default instead; one tier is always the default."));
         return false;
       }
       return applyEdit(tr("Default tier: %1").arg(qtier), edits::setDefaultTier(tier));
@@ -188,16 +217,19 @@ bool TierTableModel::setData(const QModelIndex& index, const QVariant& value, in
   switch (index.column()) {
     case kName: {
       const QString to = value.toString().trimmed();
-      return applyEdit(tr("Rename tier %1 to %2").arg(qtier, to), edits::renameTier(tier, to.toStdString()));
+      return applyEdit(tr("Rename tier %1 to %2").arg(qtier, to),
+                       edits::renameTier(tier, to.toStdString()));
     }
     case kMultiplier: {
       bool ok = false;
       const double m = value.toString().trimmed().toDouble(&ok);
       if (!ok) {
-        emit editRefused(tr("'%1' is not a number; a multiplier is a number like 5 or 0.5.").arg(value.toString()));
+        emit editRefused(tr("'%1' is not a number; a multiplier is a number like 5 or 0.5.")
+                             .arg(value.toString()));
         return false;
       }
-      return applyEdit(tr("Tier %1: multiplier %2").arg(qtier, formatNumber(m)), edits::setTierMultiplier(tier, m));
+      return applyEdit(tr("Tier %1: multiplier %2").arg(qtier, formatNumber(m)),
+                       edits::setTierMultiplier(tier, m));
     }
     case kDescription:
       return applyEdit(tr("Tier %1: description").arg(qtier),

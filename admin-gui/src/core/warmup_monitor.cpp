@@ -30,8 +30,10 @@ void WarmupMonitor::poll() {
                    [this, resource](std::optional<WarmupState> state, const QString& error) {
                      if (inFlight_ == resource) inFlight_.clear();
                      if (resource != resource_) return;  // the user moved on
-                     if (state) emit stateChanged(resource, *state);
-                     else emit failed(resource, error);
+                     if (state)
+                       emit stateChanged(resource, *state);
+                     else
+                       emit failed(resource, error);
                    });
 }
 
@@ -41,10 +43,11 @@ void WarmupMonitor::ready() { action_(QStringLiteral("READY")); }
 void WarmupMonitor::action_(const QString& action) {
   if (resource_.isEmpty()) return;
   const QString resource = resource_;
-  session_->warmup(resource, action, this, [this, resource](std::optional<WarmupState>, const QString& error) {
-    if (!error.isEmpty()) emit failed(resource, error);
-    poll();
-  });
+  session_->warmup(resource, action, this,
+                   [this, resource](std::optional<WarmupState>, const QString& error) {
+                     if (!error.isEmpty()) emit failed(resource, error);
+                     poll();
+                   });
 }
 
 }  // namespace sluice::admin

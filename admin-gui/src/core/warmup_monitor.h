@@ -18,8 +18,8 @@ class WarmupMonitor : public QObject {
   // Empty stops watching.
   void watch(const QString& resource);
   QString resource() const { return resource_; }
-  void start();   // SL.WARMUP <resource> START
-  void ready();   // SL.WARMUP <resource> READY
+  void start();  // SL.WARMUP <resource> START
+  void ready();  // SL.WARMUP <resource> READY
   void poll();
 
  signals:

@@ -8,8 +8,8 @@
 
 namespace sluice::admin {
 
-DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems,
-                       quint64 baseVersion, QWidget* parent)
+DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, quint64 baseVersion,
+                       QWidget* parent)
     : QDialog(parent) {
   setWindowTitle(tr("Review changes"));
   setAttribute(Qt::WA_DeleteOnClose);
@@ -29,10 +29,11 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems,
   if (!problems.isEmpty()) {
     QStringList escaped;
     for (const QString& p : problems.mid(0, 5)) escaped << p.toHtmlEscaped();
-    auto* warn = new QLabel(tr("<b>The draft has %n problem(s)</b>; the engine will refuse it:<br>%1",
-                               nullptr, static_cast<int>(problems.size()))
-                                .arg(escaped.join(QStringLiteral("<br>"))),
-                            this);
+    auto* warn =
+        new QLabel(tr("<b>The draft has %n problem(s)</b>; the engine will refuse it:<br>%1",
+                      nullptr, static_cast<int>(problems.size()))
+                       .arg(escaped.join(QStringLiteral("<br>"))),
+                   this);
     warn->setWordWrap(true);
     warn->setStyleSheet(QStringLiteral("color: #b3261e;"));
     layout->addWidget(warn);

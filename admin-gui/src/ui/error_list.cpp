@@ -5,9 +5,8 @@ namespace sluice::admin {
 ErrorList::ErrorList(PolicyDocument* doc, QWidget* parent) : QListWidget(parent), doc_(doc) {
   setAlternatingRowColors(true);
   connect(doc_, &PolicyDocument::errorsChanged, this, &ErrorList::rebuild_);
-  connect(this, &QListWidget::itemActivated, this, [this](QListWidgetItem* item) {
-    emit goToPath(item->data(Qt::UserRole).toString());
-  });
+  connect(this, &QListWidget::itemActivated, this,
+          [this](QListWidgetItem* item) { emit goToPath(item->data(Qt::UserRole).toString()); });
   rebuild_();
 }
 
@@ -16,9 +15,15 @@ void ErrorList::rebuild_() {
   for (const FieldError& e : doc_->errors()) {
     QString source;
     switch (e.source) {
-      case FieldError::Source::kDraft: source = tr("draft"); break;
-      case FieldError::Source::kEngine: source = tr("engine"); break;
-      case FieldError::Source::kFile: source = tr("file"); break;
+      case FieldError::Source::kDraft:
+        source = tr("draft");
+        break;
+      case FieldError::Source::kEngine:
+        source = tr("engine");
+        break;
+      case FieldError::Source::kFile:
+        source = tr("file");
+        break;
     }
     QString text = QStringLiteral("[%1] ").arg(source);
     if (!e.path.isEmpty()) text += e.path + QStringLiteral(" — ");

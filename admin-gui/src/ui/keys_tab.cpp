@@ -21,7 +21,8 @@ namespace {
 class TierDelegate : public QStyledItemDelegate {
  public:
   TierDelegate(ApiKeyModel* model, QObject* parent) : QStyledItemDelegate(parent), model_(model) {}
-  QWidget* createEditor(QWidget* parent, const QStyleOptionViewItem&, const QModelIndex&) const override {
+  QWidget* createEditor(QWidget* parent, const QStyleOptionViewItem&,
+                        const QModelIndex&) const override {
     auto* c = new QComboBox(parent);
     c->addItems(model_->tierNames());
     return c;
@@ -29,7 +30,8 @@ class TierDelegate : public QStyledItemDelegate {
   void setEditorData(QWidget* editor, const QModelIndex& index) const override {
     static_cast<QComboBox*>(editor)->setCurrentText(index.data(Qt::EditRole).toString());
   }
-  void setModelData(QWidget* editor, QAbstractItemModel* model, const QModelIndex& index) const override {
+  void setModelData(QWidget* editor, QAbstractItemModel* model,
+                    const QModelIndex& index) const override {
     model->setData(index, static_cast<QComboBox*>(editor)->currentText(), Qt::EditRole);
   }
 
@@ -39,11 +41,17 @@ class TierDelegate : public QStyledItemDelegate {
 }  // namespace
 
 KeysTab::KeysTab(ApiKeyModel* model, QWidget* parent)
-    : QWidget(parent), model_(model), view_(new QTableView(this)), newKey_(new QLineEdit(this)),
-      newTier_(new QComboBox(this)), errors_(new QLabel(this)) {
+    : QWidget(parent),
+      model_(model),
+      view_(new QTableView(this)),
+      newKey_(new QLineEdit(this)),
+      newTier_(new QComboBox(this)),
+      errors_(new QLabel(this)) {
   auto* layout = new QVBoxLayout(this);
-  auto* hint = new QLabel(tr("Callers that send a mapped API key get its tier; everyone else gets the "
-                             "default tier. Keys are shown by their last 4 characters only."), this);
+  auto* hint =
+      new QLabel(tr("Callers that send a mapped API key get its tier; everyone else gets the "
+                    "default tier. Keys are shown by their last 4 characters only."),
+                 this);
   hint->setWordWrap(true);
   layout->addWidget(hint);
 
@@ -65,12 +73,12 @@ KeysTab::KeysTab(ApiKeyModel* model, QWidget* parent)
   auto* add = new QHBoxLayout;
   newKey_->setEchoMode(QLineEdit::Password);
   newKey_->setPlaceholderText(tr("New API key (hidden while typing)"));
-  auto* reveal = newKey_->addAction(QIcon::fromTheme(QStringLiteral("view-visible")), QLineEdit::TrailingPosition);
+  auto* reveal = newKey_->addAction(QIcon::fromTheme(QStringLiteral("view-visible")),
+                                    QLineEdit::TrailingPosition);
   reveal->setCheckable(true);
   reveal->setToolTip(tr("Show the key while typing"));
-  connect(reveal, &QAction::toggled, this, [this](bool on) {
-    newKey_->setEchoMode(on ? QLineEdit::Normal : QLineEdit::Password);
-  });
+  connect(reveal, &QAction::toggled, this,
+          [this](bool on) { newKey_->setEchoMode(on ? QLineEdit::Normal : QLineEdit::Password); });
   auto* addButton = new QPushButton(tr("&Add key"), this);
   auto* removeButton = new QPushButton(tr("&Remove"), this);
   removeButton->setToolTip(tr("Remove the selected key (Del)"));
@@ -100,9 +108,8 @@ KeysTab::KeysTab(ApiKeyModel* model, QWidget* parent)
   connect(del, &QShortcut::activated, this, doRemove);
   connect(model_, &DraftTableModel::editRefused, this, &KeysTab::message);
   connect(model_->document(), &PolicyDocument::draftChanged, this, &KeysTab::refreshTiers_);
-  connect(model_->document(), &PolicyDocument::errorsChanged, this, [this] {
-    showErrorsUnder(errors_, model_->document(), {QStringLiteral("api_keys")});
-  });
+  connect(model_->document(), &PolicyDocument::errorsChanged, this,
+          [this] { showErrorsUnder(errors_, model_->document(), {QStringLiteral("api_keys")}); });
   refreshTiers_();
 }
 

@@ -14,8 +14,8 @@
 #include <QPushButton>
 #include <QSplitter>
 #include <QTableView>
-#include <QValueAxis>
 #include <QVBoxLayout>
+#include <QValueAxis>
 
 #include "core/live_models.h"
 #include "core/stats_poller.h"
@@ -78,9 +78,14 @@ LiveTab::Chart LiveTab::makeChart_(const QString& title, const QString& aName, c
 }
 
 LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
-    : QWidget(parent), stats_(stats), poller_(poller), resourceFilter_(new QComboBox(this)),
-      tierFilter_(new QComboBox(this)), pause_(new QPushButton(tr("&Pause"), this)),
-      totals_(new QLabel(this)), updated_(new QLabel(this)) {
+    : QWidget(parent),
+      stats_(stats),
+      poller_(poller),
+      resourceFilter_(new QComboBox(this)),
+      tierFilter_(new QComboBox(this)),
+      pause_(new QPushButton(tr("&Pause"), this)),
+      totals_(new QLabel(this)),
+      updated_(new QLabel(this)) {
   auto* layout = new QVBoxLayout(this);
   auto* bar = new QHBoxLayout;
   bar->addWidget(new QLabel(tr("&Model:"), this));
@@ -107,9 +112,10 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   auto* charts = new QWidget(split);
   auto* chartLayout = new QHBoxLayout(charts);
   chartLayout->setContentsMargins(0, 0, 0, 0);
-  allowed_ = makeChart_(tr("Allowed per second"), tr("allowed"), QColor(0x1e, 0x8e, 0x3e), QString(), Qt::transparent);
-  blocked_ = makeChart_(tr("Blocked per second"), tr("blocked"), QColor(0xd9, 0x30, 0x25), tr("would block (shadow)"),
-                        QColor(0xf2, 0x99, 0x00));
+  allowed_ = makeChart_(tr("Allowed per second"), tr("allowed"), QColor(0x1e, 0x8e, 0x3e),
+                        QString(), Qt::transparent);
+  blocked_ = makeChart_(tr("Blocked per second"), tr("blocked"), QColor(0xd9, 0x30, 0x25),
+                        tr("would block (shadow)"), QColor(0xf2, 0x99, 0x00));
   chartLayout->addWidget(allowed_.view);
   chartLayout->addWidget(blocked_.view);
   split->addWidget(charts);
@@ -135,8 +141,10 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   connect(tierFilter_, &QComboBox::currentIndexChanged, this, &LiveTab::applyFilter_);
   connect(stats_, &LiveStats::updated, this, [this] {
     refreshFilters_();
-    if (isVisible()) redraw_();
-    else dirty_ = true;
+    if (isVisible())
+      redraw_();
+    else
+      dirty_ = true;
   });
   refreshFilters_();
   redraw_();
@@ -167,8 +175,9 @@ void LiveTab::refreshFilters_() {
 }
 
 void LiveTab::applyFilter_() {
-  stats_->setFilter(resourceFilter_->currentIndex() > 0 ? resourceFilter_->currentText() : QString(),
-                    tierFilter_->currentIndex() > 0 ? tierFilter_->currentText() : QString());
+  stats_->setFilter(
+      resourceFilter_->currentIndex() > 0 ? resourceFilter_->currentText() : QString(),
+      tierFilter_->currentIndex() > 0 ? tierFilter_->currentText() : QString());
 }
 
 void LiveTab::redraw_() {
@@ -181,9 +190,11 @@ void LiveTab::redraw_() {
     latency = tr(" &nbsp; decision latency p50 %1 µs, p99 %2 µs")
                   .arg(static_cast<double>(latest.p50Ns) / 1000.0, 0, 'f', 1)
                   .arg(static_cast<double>(latest.p99Ns) / 1000.0, 0, 'f', 1);
-  totals_->setText(tr("<b>Totals</b> &nbsp; allowed <b style='color:#1e8e3e'>%1</b> &nbsp; blocked "
-                      "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
-                       .arg(count(t.allowed), count(t.denied), count(t.shadowDenied), count(t.storageErrors), latency));
+  totals_->setText(
+      tr("<b>Totals</b> &nbsp; allowed <b style='color:#1e8e3e'>%1</b> &nbsp; blocked "
+         "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
+          .arg(count(t.allowed), count(t.denied), count(t.shadowDenied), count(t.storageErrors),
+               latency));
   if (points.empty()) {
     updated_->setText(stats_->hasData() ? QString() : tr("waiting for the first statistics…"));
     return;
@@ -212,7 +223,8 @@ void LiveTab::redraw_() {
   allowed_.y->setRange(0, nice(maxAllowed));
   blocked_.y->setRange(0, nice(maxBlocked));
   if (!poller_->paused())
-    updated_->setText(tr("last 15 minutes, updated %1").arg(to.toString(QStringLiteral("HH:mm:ss"))));
+    updated_->setText(
+        tr("last 15 minutes, updated %1").arg(to.toString(QStringLiteral("HH:mm:ss"))));
 }
 
 }  // namespace sluice::admin

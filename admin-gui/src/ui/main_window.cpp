@@ -75,9 +75,8 @@ MainWindow::MainWindow(QWidget* parent)
   addDockWidget(Qt::BottomDockWidgetArea, problemsDock_);
   problemsDock_->hide();
   connect(errorList_, &ErrorList::goToPath, this, &MainWindow::goToPath_);
-  connect(doc_, &PolicyDocument::errorsChanged, this, [this] {
-    problemsDock_->setVisible(doc_->hasErrors());
-  });
+  connect(doc_, &PolicyDocument::errorsChanged, this,
+          [this] { problemsDock_->setVisible(doc_->hasErrors()); });
 
   connLabel_ = new QLabel(this);
   engineLabel_ = new QLabel(this);
@@ -90,9 +89,12 @@ MainWindow::MainWindow(QWidget* parent)
 
   buildActions_();
 
-  auto showMessage = [this](const QString& text) { notice_->show(NoticeBar::Kind::kWarning, text); };
+  auto showMessage = [this](const QString& text) {
+    notice_->show(NoticeBar::Kind::kWarning, text);
+  };
   connect(tierModel_, &DraftTableModel::editRefused, this, showMessage);
-  connect(tiersTab_, &TiersTab::message, this, [this](const QString& t) { notice_->show(NoticeBar::Kind::kInfo, t); });
+  connect(tiersTab_, &TiersTab::message, this,
+          [this](const QString& t) { notice_->show(NoticeBar::Kind::kInfo, t); });
   connect(modelsTab_, &ModelsTab::message, this, showMessage);
   connect(keysTab_, &KeysTab::message, this, showMessage);
 
@@ -115,11 +117,11 @@ MainWindow::MainWindow(QWidget* parent)
     updateStatus_();
   });
   connect(session_, &PolicySession::applied, this, [this](quint64 v) {
-    notice_->show(NoticeBar::Kind::kSuccess, tr("Applied: the engine now runs policy version %1.").arg(v));
+    notice_->show(NoticeBar::Kind::kSuccess,
+                  tr("Applied: the engine now runs policy version %1.").arg(v));
   });
-  connect(session_, &PolicySession::applyRejected, this, [this](const QString& message) {
-    notice_->show(NoticeBar::Kind::kError, message);
-  });
+  connect(session_, &PolicySession::applyRejected, this,
+          [this](const QString& message) { notice_->show(NoticeBar::Kind::kError, message); });
   connect(session_, &PolicySession::conflict, this, &MainWindow::onConflict_);
   connect(session_, &PolicySession::rebased, this, [this](const QStringList& failed) {
     QString text = tr("Your edits were replayed on the running policy (version %1).")
@@ -137,7 +139,8 @@ MainWindow::MainWindow(QWidget* parent)
 }
 
 QStringList MainWindow::tabNames() {
-  return {QStringLiteral("tiers"), QStringLiteral("models"), QStringLiteral("keys"), QStringLiteral("live")};
+  return {QStringLiteral("tiers"), QStringLiteral("models"), QStringLiteral("keys"),
+          QStringLiteral("live")};
 }
 
 QWidget* MainWindow::tabPage(const QString& name) const {
@@ -189,11 +192,14 @@ void MainWindow::buildActions_() {
   revertAction_->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
   auto* refresh = policy->addAction(tr("Re&fresh from engine"), session_, &PolicySession::refresh);
   refresh->setShortcut(QKeySequence::Refresh);
-  policy->addAction(tr("Engine: re-read its policy &file"), session_, &PolicySession::reloadEngineFile);
+  policy->addAction(tr("Engine: re-read its policy &file"), session_,
+                    &PolicySession::reloadEngineFile);
 
   auto* view = menuBar()->addMenu(tr("&View"));
   for (int i = 0; i < 4; ++i) {
-    auto* a = view->addAction(tabs_->tabText(i).remove(QLatin1Char('&')).replace(QStringLiteral("&&"), QStringLiteral("&")),
+    auto* a = view->addAction(tabs_->tabText(i)
+                                  .remove(QLatin1Char('&'))
+                                  .replace(QStringLiteral("&&"), QStringLiteral("&")),
                               this, [this, i] { tabs_->setCurrentIndex(i); });
     a->setShortcut(QKeySequence(Qt::CTRL | static_cast<Qt::Key>(Qt::Key_1 + i)));
   }
@@ -220,10 +226,11 @@ void MainWindow::buildActions_() {
   tb->addAction(applyAction_);
   tb->addAction(revertAction_);
   tb->addAction(refresh);
-  for (QAction* a : {connectAct, open, save, applyAction_, revertAction_, refresh, undo, redo, pause})
+  for (QAction* a :
+       {connectAct, open, save, applyAction_, revertAction_, refresh, undo, redo, pause})
     if (!a->shortcut().isEmpty())
-      a->setToolTip(QStringLiteral("%1 (%2)").arg(a->text().remove(QLatin1Char('&')),
-                                                  a->shortcut().toString(QKeySequence::NativeText)));
+      a->setToolTip(QStringLiteral("%1 (%2)").arg(
+          a->text().remove(QLatin1Char('&')), a->shortcut().toString(QKeySequence::NativeText)));
 }
 
 void MainWindow::connectTo(const QString& socketPath) {
@@ -237,7 +244,9 @@ void MainWindow::askForSocket() {
   dlg->setAttribute(Qt::WA_DeleteOnClose);
   dlg->setWindowTitle(tr("Connect to sluiced"));
   auto* form = new QFormLayout(dlg);
-  auto* path = new QLineEdit(client_->socketPath().isEmpty() ? QStringLiteral("./run/admin.sock") : client_->socketPath(), dlg);
+  auto* path = new QLineEdit(
+      client_->socketPath().isEmpty() ? QStringLiteral("./run/admin.sock") : client_->socketPath(),
+      dlg);
   path->setMinimumWidth(360);
   form->addRow(new QLabel(tr("The admin socket of a running sluiced (its --admin-socket)."), dlg));
   form->addRow(tr("Admin &socket:"), path);
@@ -254,8 +263,13 @@ void MainWindow::updateStatus_() {
   const auto& info = session_->engineInfo();
   QString state;
   switch (client_->state()) {
-    case S::kConnected: state = tr("<span style='color:#1e8e3e'>●</span> connected to %1").arg(client_->socketPath()); break;
-    case S::kConnecting: state = tr("<span style='color:#f29900'>●</span> connecting to %1…").arg(client_->socketPath()); break;
+    case S::kConnected:
+      state = tr("<span style='color:#1e8e3e'>●</span> connected to %1").arg(client_->socketPath());
+      break;
+    case S::kConnecting:
+      state =
+          tr("<span style='color:#f29900'>●</span> connecting to %1…").arg(client_->socketPath());
+      break;
     case S::kDisconnected:
       state = tr("<span style='color:#d93025'>●</span> %1")
                   .arg(client_->lastError().isEmpty() ? tr("not connected") : client_->lastError());
@@ -265,8 +279,9 @@ void MainWindow::updateStatus_() {
   connLabel_->setText(state);
   connLabel_->setToolTip(client_->lastError());
   engineLabel_->setText(info.isEmpty() ? QString()
-                                       : tr("sluiced %1 · storage %2").arg(info.value(QStringLiteral("version")),
-                                                                          info.value(QStringLiteral("storage"))));
+                                       : tr("sluiced %1 · storage %2")
+                                             .arg(info.value(QStringLiteral("version")),
+                                                  info.value(QStringLiteral("storage"))));
   versionLabel_->setText(info.contains(QStringLiteral("policy_version"))
                              ? tr("policy v%1").arg(info.value(QStringLiteral("policy_version")))
                              : QString());
@@ -277,11 +292,16 @@ void MainWindow::updateTitle_() {
   setWindowModified(doc_->isDirty());
   const int changes = static_cast<int>(doc_->diff().size());
   QString text;
-  if (!doc_->hasPolicy()) text = tr("no policy loaded");
-  else if (changes == 0) text = tr("no draft changes");
-  else text = tr("<b>draft: %n change(s)</b> (Ctrl+Return to review)", nullptr, changes);
-  if (doc_->hasPolicy() && doc_->baseVersion()) text += tr(" · based on v%1").arg(*doc_->baseVersion());
-  else if (doc_->hasPolicy()) text += tr(" · from a file");
+  if (!doc_->hasPolicy())
+    text = tr("no policy loaded");
+  else if (changes == 0)
+    text = tr("no draft changes");
+  else
+    text = tr("<b>draft: %n change(s)</b> (Ctrl+Return to review)", nullptr, changes);
+  if (doc_->hasPolicy() && doc_->baseVersion())
+    text += tr(" · based on v%1").arg(*doc_->baseVersion());
+  else if (doc_->hasPolicy())
+    text += tr(" · from a file");
   draftLabel_->setText(text);
   revertAction_->setEnabled(doc_->isDirty());
 }
@@ -289,9 +309,10 @@ void MainWindow::updateTitle_() {
 void MainWindow::reviewAndApply() {
   if (session_->applying()) return;
   if (client_->state() != AdminClient::State::kConnected) {
-    notice_->show(NoticeBar::Kind::kWarning,
-                  tr("Not connected to an engine, so there is nothing to apply to. You can save the draft "
-                     "to a file (Ctrl+S) and connect later (Ctrl+K)."));
+    notice_->show(
+        NoticeBar::Kind::kWarning,
+        tr("Not connected to an engine, so there is nothing to apply to. You can save the draft "
+           "to a file (Ctrl+S) and connect later (Ctrl+K)."));
     return;
   }
   const QStringList changes = doc_->diff();
@@ -300,23 +321,25 @@ void MainWindow::reviewAndApply() {
     return;
   }
   QStringList problems;
-  for (const auto& e : doc_->errors()) problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
+  for (const auto& e : doc_->errors())
+    problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
   connect(dlg, &QDialog::accepted, session_, &PolicySession::apply);
   dlg->open();
 }
 
 void MainWindow::onConflict_(quint64 runningVersion, const QString& message) {
-  notice_->show(NoticeBar::Kind::kWarning,
-                tr("Not applied: someone else changed the policy meanwhile (%1). Nothing was overwritten. "
-                   "Reload version %2 and replay your edits on top of it?")
-                    .arg(message)
-                    .arg(runningVersion),
-                {{tr("Reload and reapply"), [this] { session_->reloadAndReapply(); }},
-                 {tr("Discard my draft"), [this] {
-                    doc_->revert();
-                    session_->refresh();
-                  }}});
+  notice_->show(
+      NoticeBar::Kind::kWarning,
+      tr("Not applied: someone else changed the policy meanwhile (%1). Nothing was overwritten. "
+         "Reload version %2 and replay your edits on top of it?")
+          .arg(message)
+          .arg(runningVersion),
+      {{tr("Reload and reapply"), [this] { session_->reloadAndReapply(); }},
+       {tr("Discard my draft"), [this] {
+          doc_->revert();
+          session_->refresh();
+        }}});
 }
 
 void MainWindow::goToPath_(const QString& path) {
@@ -326,29 +349,34 @@ void MainWindow::goToPath_(const QString& path) {
   } else if (parts.value(0) == QLatin1String("resources")) {
     tabs_->setCurrentWidget(modelsTab_);
     modelsTab_->selectResource(parts.value(1).section(QLatin1Char('['), 0, 0));
-  } else if (parts.value(0) == QLatin1String("tiers") && parts.value(2) == QLatin1String("overrides")) {
+  } else if (parts.value(0) == QLatin1String("tiers") &&
+             parts.value(2) == QLatin1String("overrides")) {
     tabs_->setCurrentWidget(modelsTab_);
     modelsTab_->selectResource(parts.value(3));
-  } else if (parts.value(0) == QLatin1String("tiers") || parts.value(0) == QLatin1String("default_tier")) {
+  } else if (parts.value(0) == QLatin1String("tiers") ||
+             parts.value(0) == QLatin1String("default_tier")) {
     tabs_->setCurrentWidget(tiersTab_);
     tiersTab_->selectTier(parts.value(1));
   }
 }
 
 void MainWindow::openFile_() {
-  auto* dlg = new QFileDialog(this, tr("Open policy"), QString(), tr("Policies (*.yaml *.yml);;All files (*)"));
+  auto* dlg = new QFileDialog(this, tr("Open policy"), QString(),
+                              tr("Policies (*.yaml *.yml);;All files (*)"));
   dlg->setAttribute(Qt::WA_DeleteOnClose);
   dlg->setFileMode(QFileDialog::ExistingFile);
   connect(dlg, &QFileDialog::fileSelected, this, [this](const QString& path) {
     const Status s = doc_->openFile(path);
     if (!s.ok()) {
-      notice_->show(NoticeBar::Kind::kError, tr("%1 is not a valid policy; see Problems.").arg(path));
+      notice_->show(NoticeBar::Kind::kError,
+                    tr("%1 is not a valid policy; see Problems.").arg(path));
       return;
     }
     filePath_ = path;
-    notice_->show(NoticeBar::Kind::kInfo, doc_->baseVersion()
-                                               ? tr("Opened %1 as a draft; review and apply it with Ctrl+Return.").arg(path)
-                                               : tr("Opened %1.").arg(path));
+    notice_->show(NoticeBar::Kind::kInfo,
+                  doc_->baseVersion()
+                      ? tr("Opened %1 as a draft; review and apply it with Ctrl+Return.").arg(path)
+                      : tr("Opened %1.").arg(path));
   });
   dlg->open();
 }
@@ -361,7 +389,8 @@ void MainWindow::saveFile_(bool askForName) {
   auto write = [this](const QString& path) {
     const Status s = doc_->saveFile(path);
     if (!s.ok()) {
-      notice_->show(NoticeBar::Kind::kError, tr("Could not save %1: %2").arg(path, QString::fromStdString(s.message())));
+      notice_->show(NoticeBar::Kind::kError,
+                    tr("Could not save %1: %2").arg(path, QString::fromStdString(s.message())));
       return;
     }
     filePath_ = path;
@@ -386,8 +415,10 @@ void MainWindow::closeEvent(QCloseEvent* e) {
       tr("The draft has %n change(s) that are not applied. Quit and lose them?", nullptr,
          static_cast<int>(doc_->diff().size())),
       QMessageBox::Discard | QMessageBox::Cancel, QMessageBox::Cancel);
-  if (answer == QMessageBox::Discard) e->accept();
-  else e->ignore();
+  if (answer == QMessageBox::Discard)
+    e->accept();
+  else
+    e->ignore();
 }
 
 }  // namespace sluice::admin

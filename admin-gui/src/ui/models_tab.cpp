@@ -30,7 +30,8 @@ class ChoiceDelegate : public QStyledItemDelegate {
  public:
   ChoiceDelegate(QStringList choices, QObject* parent)
       : QStyledItemDelegate(parent), choices_(std::move(choices)) {}
-  QWidget* createEditor(QWidget* parent, const QStyleOptionViewItem&, const QModelIndex&) const override {
+  QWidget* createEditor(QWidget* parent, const QStyleOptionViewItem&,
+                        const QModelIndex&) const override {
     auto* c = new QComboBox(parent);
     c->addItems(choices_);
     return c;
@@ -38,7 +39,8 @@ class ChoiceDelegate : public QStyledItemDelegate {
   void setEditorData(QWidget* editor, const QModelIndex& index) const override {
     static_cast<QComboBox*>(editor)->setCurrentText(index.data(Qt::EditRole).toString());
   }
-  void setModelData(QWidget* editor, QAbstractItemModel* model, const QModelIndex& index) const override {
+  void setModelData(QWidget* editor, QAbstractItemModel* model,
+                    const QModelIndex& index) const override {
     model->setData(index, static_cast<QComboBox*>(editor)->currentText(), Qt::EditRole);
   }
 
@@ -58,7 +60,9 @@ QTableView* makeTable(QWidget* parent) {
 }  // namespace
 
 ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent)
-    : QWidget(parent), doc_(doc), warmup_(warmup),
+    : QWidget(parent),
+      doc_(doc),
+      warmup_(warmup),
       resources_(new ResourceListModel(doc, this)),
       limits_(new LimitTableModel(doc, this)),
       effective_(new EffectiveLimitModel(doc, this)) {
@@ -87,16 +91,20 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   limitView_ = makeTable(limitsBox);
   limitView_->setModel(limits_);
   limitView_->verticalHeader()->hide();
-  limitView_->setItemDelegateForColumn(LimitTableModel::kAlgorithm, new ChoiceDelegate(algorithmNames(), limitView_));
-  limitView_->setItemDelegateForColumn(LimitTableModel::kUnit, new ChoiceDelegate(unitNames(), limitView_));
+  limitView_->setItemDelegateForColumn(LimitTableModel::kAlgorithm,
+                                       new ChoiceDelegate(algorithmNames(), limitView_));
+  limitView_->setItemDelegateForColumn(LimitTableModel::kUnit,
+                                       new ChoiceDelegate(unitNames(), limitView_));
   limitView_->setMinimumHeight(90);
   lb->addWidget(limitView_);
   layout->addWidget(limitsBox, 2);
 
   auto* effBox = new QGroupBox(tr("Effective limit per tier"), right);
   auto* eb = new QVBoxLayout(effBox);
-  auto* effHint = new QLabel(tr("Type a number in a cell to override that limit for the tier (bold); "
-                                "clear it to go back to the tier's multiplier."), effBox);
+  auto* effHint =
+      new QLabel(tr("Type a number in a cell to override that limit for the tier (bold); "
+                    "clear it to go back to the tier's multiplier."),
+                 effBox);
   effHint->setWordWrap(true);
   eb->addWidget(effHint);
   effectiveView_ = makeTable(effBox);
@@ -121,9 +129,11 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   warmupFactor_->setToolTip(tr("Share of each limit while warming up (0.2 = a fifth)."));
   warmupDuration_ = new QLineEdit(warmupBox_);
   warmupDuration_->setPlaceholderText(tr("until READY"));
-  warmupDuration_->setToolTip(tr("Warm-up ends by itself after this long (e.g. 5m); empty = only on READY."));
+  warmupDuration_->setToolTip(
+      tr("Warm-up ends by itself after this long (e.g. 5m); empty = only on READY."));
   warmupRamp_ = new QCheckBox(tr("Ramp limits up linearly over the duration"), warmupBox_);
-  warmupCold_ = new QCheckBox(tr("Start warming up when the engine starts or loads the policy"), warmupBox_);
+  warmupCold_ =
+      new QCheckBox(tr("Start warming up when the engine starts or loads the policy"), warmupBox_);
   form->addRow(warmupEnabled_);
   form->addRow(tr("Factor:"), warmupFactor_);
   form->addRow(tr("Duration:"), warmupDuration_);
@@ -168,7 +178,8 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
     const int row = resources_->rowOf(current);
     resourceView_->setCurrentIndex(resources_->index(row >= 0 ? row : 0, 0));
   });
-  for (auto* m : {static_cast<DraftTableModel*>(limits_), static_cast<DraftTableModel*>(effective_)})
+  for (auto* m :
+       {static_cast<DraftTableModel*>(limits_), static_cast<DraftTableModel*>(effective_)})
     connect(m, &DraftTableModel::editRefused, this, &ModelsTab::message);
   connect(doc_, &PolicyDocument::draftChanged, this, [this] {
     loadWarmupForm_();
@@ -184,9 +195,10 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   connect(warmupStart_, &QPushButton::clicked, warmup_, &WarmupMonitor::start);
   connect(warmupReady_, &QPushButton::clicked, warmup_, &WarmupMonitor::ready);
   connect(warmup_, &WarmupMonitor::stateChanged, this, &ModelsTab::showWarmupState_);
-  connect(warmup_, &WarmupMonitor::failed, this, [this](const QString& resource, const QString& msg) {
-    if (resource == currentResource()) warmupState_->setText(msg);
-  });
+  connect(warmup_, &WarmupMonitor::failed, this,
+          [this](const QString& resource, const QString& msg) {
+            if (resource == currentResource()) warmupState_->setText(msg);
+          });
 
   if (resources_->rowCount() > 0) resourceView_->setCurrentIndex(resources_->index(0, 0));
 }
@@ -203,9 +215,10 @@ void ModelsTab::onResourceChanged_() {
   limits_->setResource(r);
   effective_->setResource(r);
   const ResourceSpec* spec = findResource(doc_->draft(), r.toStdString());
-  title_->setText(spec ? QStringLiteral("<b>%1</b> — %2").arg(r.toHtmlEscaped(),
-                                                            QString::fromStdString(spec->description).toHtmlEscaped())
-                       : QString());
+  title_->setText(
+      spec ? QStringLiteral("<b>%1</b> — %2")
+                 .arg(r.toHtmlEscaped(), QString::fromStdString(spec->description).toHtmlEscaped())
+           : QString());
   effectiveNote_->setText(effective_->unavailableReason());
   effectiveNote_->setVisible(!effective_->unavailableReason().isEmpty());
   loadWarmupForm_();
@@ -222,10 +235,12 @@ void ModelsTab::loadWarmupForm_() {
   const WarmupSpec& w = spec->warmup;
   warmupEnabled_->setChecked(w.enabled);
   warmupFactor_->setValue(w.factor);
-  warmupDuration_->setText(w.duration_ms > 0 ? QString::fromStdString(format_duration_ms(w.duration_ms)) : QString());
+  warmupDuration_->setText(
+      w.duration_ms > 0 ? QString::fromStdString(format_duration_ms(w.duration_ms)) : QString());
   warmupRamp_->setChecked(w.ramp);
   warmupCold_->setChecked(w.start_cold);
-  for (QWidget* wd : std::initializer_list<QWidget*>{warmupFactor_, warmupDuration_, warmupRamp_, warmupCold_})
+  for (QWidget* wd :
+       std::initializer_list<QWidget*>{warmupFactor_, warmupDuration_, warmupRamp_, warmupCold_})
     wd->setEnabled(w.enabled);
   loadingForm_ = false;
 }

@@ -33,8 +33,10 @@ void NoticeBar::show(Kind kind, const QString& text, QList<Action> actions) {
   static const char* const kColors[] = {"#e8f0fe", "#e6f4ea", "#fef7e0", "#fce8e6"};
   static const char* const kBorders[] = {"#8ab4f8", "#81c995", "#fdd663", "#f28b82"};
   const auto k = static_cast<int>(kind);
-  setStyleSheet(QStringLiteral("sluice--admin--NoticeBar { background: %1; border: 1px solid %2; border-radius: 4px; }")
-                    .arg(QLatin1String(kColors[k]), QLatin1String(kBorders[k])));
+  setStyleSheet(
+      QStringLiteral(
+          "sluice--admin--NoticeBar { background: %1; border: 1px solid %2; border-radius: 4px; }")
+          .arg(QLatin1String(kColors[k]), QLatin1String(kBorders[k])));
   label_->setText(text);
   while (QLayoutItem* item = buttons_->takeAt(0)) {
     delete item->widget();

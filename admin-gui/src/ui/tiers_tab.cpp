@@ -16,7 +16,8 @@ void showErrorsUnder(QLabel* label, const PolicyDocument* doc, const QStringList
   QStringList lines;
   for (const FieldError& e : doc->errors()) {
     for (const QString& p : prefixes) {
-      if (e.path == p || e.path.startsWith(p + QLatin1Char('.')) || e.path.startsWith(p + QLatin1Char('['))) {
+      if (e.path == p || e.path.startsWith(p + QLatin1Char('.')) ||
+          e.path.startsWith(p + QLatin1Char('['))) {
         lines << QStringLiteral("⚠ ") + e.text().toHtmlEscaped();
         break;
       }
@@ -64,7 +65,9 @@ TiersTab::TiersTab(TierTableModel* model, QWidget* parent)
   buttons->addStretch(1);
   layout->addLayout(buttons);
 
-  auto currentRow = [this] { return view_->currentIndex().isValid() ? view_->currentIndex().row() : -1; };
+  auto currentRow = [this] {
+    return view_->currentIndex().isValid() ? view_->currentIndex().row() : -1;
+  };
   auto doAdd = [this] {
     const int row = model_->addTier();
     if (row >= 0) {
@@ -87,7 +90,8 @@ TiersTab::TiersTab(TierTableModel* model, QWidget* parent)
   connect(add, &QPushButton::clicked, this, doAdd);
   connect(rename, &QPushButton::clicked, this, doRename);
   connect(remove, &QPushButton::clicked, this, doRemove);
-  auto* ins = new QShortcut(QKeySequence(Qt::Key_Insert), view_, nullptr, nullptr, Qt::WidgetShortcut);
+  auto* ins =
+      new QShortcut(QKeySequence(Qt::Key_Insert), view_, nullptr, nullptr, Qt::WidgetShortcut);
   connect(ins, &QShortcut::activated, this, doAdd);
   auto* del = new QShortcut(QKeySequence::Delete, view_, nullptr, nullptr, Qt::WidgetShortcut);
   connect(del, &QShortcut::activated, this, doRemove);
@@ -97,7 +101,8 @@ TiersTab::TiersTab(TierTableModel* model, QWidget* parent)
 }
 
 void TiersTab::updateErrors_() {
-  showErrorsUnder(errors_, model_->document(), {QStringLiteral("tiers"), QStringLiteral("default_tier")});
+  showErrorsUnder(errors_, model_->document(),
+                  {QStringLiteral("tiers"), QStringLiteral("default_tier")});
 }
 
 void TiersTab::selectTier(const QString& tier) {
