@@ -112,6 +112,8 @@ QVariant LiveSeriesModel::data(const QModelIndex& index, int role) const {
 }
 
 QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) const {
+  if (o == Qt::Horizontal && role == Qt::ToolTipRole && section == kBlockedLastMinute)
+    return tr("Blocked in the last minute");
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
   switch (section) {
     case kResource:
@@ -125,7 +127,7 @@ QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) c
     case kBlocked:
       return tr("Blocked");
     case kBlockedLastMinute:
-      return tr("Blocked, 1 min");
+      return tr("Last min");
     case kShadow:
       return tr("Shadow");
     case kStorageErrors:
