@@ -117,6 +117,34 @@ TEST_P(SqliteDaemonCrash, KillNineLosesAtMostTheInterval) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// A clean stop (SIGTERM) writes everything: the restarted daemon continues exactly.
+TEST_P(SqliteDaemonCrash, CleanRestartKeepsEveryDecision) {
+  char tmpl[] = "/tmp/sluice-sqlite-daemon-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::vector<std::string> storage = {
+      "--storage", "sqlite", "--storage-config", "path=" + dir + "/counters.db",
+      "--storage-config", "durability=" + GetParam(),
+      // A minute: only the stop itself can have written the last decisions.
+      "--storage-config", "interval_ms=60000"};
+  Daemon daemon(kPolicy, storage);
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  {
+    Client client = daemon.client();
+    for (int i = 0; i < 500; ++i) {
+      ASSERT_EQ(call(client, {"SL.CHECK", "crash", "alice"}).elements.size(), 6u);
+    }
+  }
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << daemon.log();
+  ASSERT_TRUE(daemon.start(storage)) << daemon.log();
+  Client client = daemon.client();
+  const resp::Value v = call(client, {"SL.CHECK", "crash", "alice"});
+  ASSERT_EQ(v.type, resp::Value::Type::kArray) << v.to_string();
+  EXPECT_EQ(v.elements[2].integer, kLimit - 501);
+  daemon.stop();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 INSTANTIATE_TEST_SUITE_P(Durability, SqliteDaemonCrash, ::testing::Values("interval", "commit"));
 
 }  // namespace
