@@ -20,11 +20,12 @@ def make_app(sluiced, **middleware):
     async def healthz():
         return {"ok": True}
 
-    @app.post("/items")
-    async def items(body: list,
-                    decision: Decision = Depends(RateLimit(
-                        "models/batch-process", subject=header("X-User"),
-                        cost=json_cost(len), unit="items"))):
+    # generate counts tokens (a token bucket, burst 20000); the body lists token counts.
+    @app.post("/tokens")
+    async def tokens(body: list,
+                     decision: Decision = Depends(RateLimit(
+                         "generate", subject=header("X-User"), cost=json_cost(sum),
+                         unit="tokens"))):
         return {"remaining": decision.remaining}
 
     @app.get("/anything")
@@ -69,16 +70,18 @@ def test_middleware_resource_function_can_skip_requests(sluiced):
 
 
 def test_cost_from_request_body(sluiced):
-    # models/batch-process allows 2 per 5 minutes; a 2-item batch spends both at once.
-    sluiced.fresh_window("models/batch-process", "cost-user")
+    # The cost is read from the JSON body: 20000 tokens empty the 20000-token burst at once.
     with TestClient(make_app(sluiced)) as http:
         user = {"X-User": "cost-user"}
-        assert http.post("/items", json=[1, 2], headers=user).json() == {"remaining": 0}
-        denied = http.post("/items", json=[1], headers=user)
+        assert http.post("/tokens", json=[15_000, 5_000], headers=user).json() == \
+            {"remaining": 0}
+        # Refilling 1000 tokens takes 6 s at 10000 per minute.
+        denied = http.post("/tokens", json=[1_000], headers=user)
         assert denied.status_code == 429
-        assert 'sluice-unit="items"' in denied.headers["ratelimit-policy"]
-        # One larger than the whole limit can never pass: no Retry-After.
-        too_big = http.post("/items", json=[1, 2, 3], headers={"X-User": "other"})
+        assert 'sluice-unit="tokens"' in denied.headers["ratelimit-policy"]
+        assert int(denied.headers["retry-after"]) >= 5
+        # More than the whole burst can never pass: no Retry-After.
+        too_big = http.post("/tokens", json=[20_000, 1], headers={"X-User": "other"})
         assert too_big.status_code == 429 and "retry-after" not in too_big.headers
 
 

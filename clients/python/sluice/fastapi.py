@@ -16,7 +16,8 @@ Each limiter asks sluiced for a decision about one resource. It finds
   header) for the engine to look up in the policy's ``api_keys``, or explicitly with
   ``tier=`` (e.g. ``header("X-User-Tier")`` — only behind something that sets it);
 * the **cost**: a constant, or a function of the request, e.g.
-  ``json_cost(lambda body: len(body))`` for a batch.
+  ``json_cost(lambda body: len(body))`` for a batch. It counts against the resource's
+  ``tokens`` / ``items`` limits; a ``requests`` limit takes 1 per request.
 
 An allowed request gets ``RateLimit-Policy`` / ``RateLimit`` fields (and optionally the
 ``x-ratelimit-*`` family); a denied one is a 429 with those fields, ``Retry-After`` and a JSON
