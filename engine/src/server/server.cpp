@@ -205,10 +205,13 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!read_eof_ && !close_after_flush_ && !throttled_()) want |= EPOLLIN;
     if (pending_output_() > 0 && write_blocked_) want |= EPOLLOUT;
     if (want == events_) return;
+    // With nothing wanted the descriptor leaves the set: epoll reports hang-ups even for an
+    // empty interest mask, which would spin while replies are still being decided.
     epoll_event ev{};
     ev.events = want;
     ev.data.ptr = this;
-    if (::epoll_ctl(worker_.epfd, EPOLL_CTL_MOD, fd_, &ev) != 0) return close_();
+    const int op = want == 0 ? EPOLL_CTL_DEL : events_ == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (::epoll_ctl(worker_.epfd, op, fd_, &ev) != 0) return close_();
     events_ = want;
   }
 
@@ -450,7 +453,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void close_() {
     if (closed_) return;
     closed_ = true;
-    ::epoll_ctl(worker_.epfd, EPOLL_CTL_DEL, fd_, nullptr);
+    if (events_ != 0) ::epoll_ctl(worker_.epfd, EPOLL_CTL_DEL, fd_, nullptr);
     ::close(fd_);
     fd_ = -1;
     worker_.bury(index_);
