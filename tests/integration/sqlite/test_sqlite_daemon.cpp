@@ -145,6 +145,42 @@ TEST_P(SqliteDaemonCrash, CleanRestartKeepsEveryDecision) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// A daemon whose file cannot be opened (its directory is missing) keeps running, follows the
+// policy's fail_closed, and starts counting once the directory exists.
+TEST(SqliteDaemonFaults, MissingDirectoryFailsClosedThenRecovers) {
+  char tmpl[] = "/tmp/sluice-sqlite-daemon-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string state_dir = dir + "/state";
+  std::string policy = kPolicy;
+  policy.insert(policy.find("tiers:"), "on_storage_failure: fail_closed\n");
+  Daemon daemon(policy, {"--storage", "sqlite", "--storage-config",
+                         "path=" + state_dir + "/counters.db", "--storage-config",
+                         "retry_max_ms=200"});
+  ASSERT_TRUE(daemon.ok()) << daemon.log();
+  Client client = daemon.client();
+  const resp::Value refused = call(client, {"SL.CHECK", "crash", "alice"});
+  ASSERT_EQ(refused.type, resp::Value::Type::kArray) << refused.to_string();
+  EXPECT_EQ(refused.elements[0].integer, 0);
+  EXPECT_EQ(refused.elements[5].str, "(storage)");
+  EXPECT_NE(daemon.log().find("check that its directory exists"), std::string::npos)
+      << daemon.log();
+
+  std::filesystem::create_directories(state_dir);
+  bool counted = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!counted && std::chrono::steady_clock::now() < deadline) {
+    const resp::Value v = call(client, {"SL.CHECK", "crash", "alice"});
+    counted = v.type == resp::Value::Type::kArray && v.elements[0].integer == 1 &&
+              v.elements[1].integer == kLimit;
+    if (!counted) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(counted) << daemon.log();
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << daemon.log();
+  EXPECT_TRUE(std::filesystem::exists(state_dir + "/counters.db"));
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 INSTANTIATE_TEST_SUITE_P(Durability, SqliteDaemonCrash, ::testing::Values("interval", "commit"));
 
 }  // namespace
