@@ -555,3 +555,59 @@ TEST(Sluicectl, ExitCodesForScripts) {
 
 }  // namespace
 }  // namespace sluice::testing
+
+namespace sluice::testing {
+namespace {
+
+// Connects to `path` as `uid` (a forked child that drops privileges) and returns the first
+// reply line to PING, or "connect failed".
+std::string ping_as(uid_t uid, const std::string& path) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    std::string result = "connect failed";
+    if (::setgid(uid) == 0 && ::setuid(uid) == 0) {
+      Client c;
+      c.set_timeout(std::chrono::seconds(5));
+      Value v;
+      if (c.connect(path)) result = c.call({"PING"}, v) ? v.str : "no reply";
+    }
+    (void)!::write(pipefd[1], result.data(), result.size());
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  std::string out;
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(pipefd[0]);
+  ::waitpid(pid, nullptr, 0);
+  return out;
+}
+
+// The admin socket refuses a uid that is neither the daemon's nor root (SO_PEERCRED), unless
+// --admin-allow-uid lists it. Needs root to act as another user.
+TEST(SluicedAdmin, PeerUidIsChecked) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  constexpr uid_t kNobody = 65534;
+  for (bool allowed_uid : {false, true}) {
+    std::vector<std::string> extra;
+    if (allowed_uid) extra = {"--admin-allow-uid", std::to_string(kNobody)};
+    Daemon d(kPolicy, extra);
+    ASSERT_TRUE(d.ok()) << d.log();
+    // Open the file permissions so that only the peer-credential check stands in the way.
+    ::chmod(d.dir().c_str(), 0755);
+    ::chmod(d.admin_socket_path().c_str(), 0666);
+    const std::string reply = ping_as(kNobody, d.admin_socket_path());
+    if (allowed_uid) {
+      EXPECT_EQ(reply, "PONG");
+    } else {
+      EXPECT_NE(reply.find("NOPERM uid 65534"), std::string::npos) << reply;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sluice::testing
