@@ -89,7 +89,8 @@ const fs::path& seeded_dir() {
     for (size_t i = 0; i < g_keys; ++i) {
       const sluice_item it = consume(&subjects()[i * kSubjectLength]);
       sluice_item_result r;
-      s->submit(sluice_batch{kNow, 1, &it, &r}, [](void*, sluice_status, const char*) {}, nullptr);
+      s->submit(
+          sluice_batch{kNow, 1, &it, &r}, [](void*, sluice_status, const char*) {}, nullptr);
     }
     if (!s->flush(600'000).ok()) std::exit(1);
     return d;
@@ -107,8 +108,8 @@ Storage& backend(Backend b) {
       for (size_t i = 0; i < g_keys; ++i) {
         const sluice_item it = consume(&subjects()[i * kSubjectLength]);
         sluice_item_result r;
-        opened[b]->submit(sluice_batch{kNow, 1, &it, &r},
-                          [](void*, sluice_status, const char*) {}, nullptr);
+        opened[b]->submit(
+            sluice_batch{kNow, 1, &it, &r}, [](void*, sluice_status, const char*) {}, nullptr);
       }
     } else {
       // Each sqlite backend gets its own copy of the seeded file, loaded at open.
@@ -196,13 +197,15 @@ int measure_size() {
     for (size_t i = 0; i < g_keys; ++i) {
       const sluice_item it = consume(&subjects()[i * kSubjectLength]);
       sluice_item_result r;
-      s->submit(sluice_batch{kNow, 1, &it, &r}, [](void*, sluice_status, const char*) {}, nullptr);
+      s->submit(
+          sluice_batch{kNow, 1, &it, &r}, [](void*, sluice_status, const char*) {}, nullptr);
     }
     if (!s->flush(600'000).ok()) return 1;
   }
   const auto bytes = fs::file_size(db);
-  std::printf("sqlite: %zu keys (16-byte subjects, fixed_window state): %ju bytes, %.1f bytes/key\n",
-              g_keys, static_cast<uintmax_t>(bytes), static_cast<double>(bytes) / g_keys);
+  std::printf(
+      "sqlite: %zu keys (16-byte subjects, fixed_window state): %ju bytes, %.1f bytes/key\n",
+      g_keys, static_cast<uintmax_t>(bytes), static_cast<double>(bytes) / g_keys);
   fs::remove_all(dir);
   return 0;
 }

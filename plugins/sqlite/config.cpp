@@ -12,8 +12,8 @@ std::optional<std::string> parse_int(std::string_view key, std::string_view text
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max) {
     return "sqlite storage: " + std::string(key) + "=" + std::string(text) +
-           " is not a whole number between " + std::to_string(min) + " and " +
-           std::to_string(max) + ".";
+           " is not a whole number between " + std::to_string(min) + " and " + std::to_string(max) +
+           ".";
   }
   out = v;
   return std::nullopt;
@@ -77,7 +77,8 @@ std::optional<std::string> parse_config(const char* const* keys, const char* con
     } else {
       return "sqlite storage: unknown setting '" + std::string(key) +
              "'; known settings are path, durability, interval_ms, synchronous, "
-             "busy_timeout_ms, exclusive, expiry_batch, retry_max_ms, max_size_mb, cache_mb and checkpoint_pages.";
+             "busy_timeout_ms, exclusive, expiry_batch, retry_max_ms, max_size_mb, cache_mb and "
+             "checkpoint_pages.";
     }
     if (err) return err;
   }

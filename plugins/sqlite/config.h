@@ -25,8 +25,8 @@ struct Config {
   bool exclusive_lock = true;  // one engine owns the file; see docs/storage-sqlite.md
   int64_t expiry_batch = 500;
   int64_t retry_max_ms = 5000;
-  int64_t max_size_mb = 0;  // 0: no cap beyond the disk
-  int64_t cache_mb = 64;    // SQLite page cache
+  int64_t max_size_mb = 0;           // 0: no cap beyond the disk
+  int64_t cache_mb = 64;             // SQLite page cache
   int64_t checkpoint_pages = 16384;  // WAL size (pages) that triggers a checkpoint
 
   std::string_view durability_name() const {

@@ -73,8 +73,8 @@ Error Database::fail(int rc, std::string_view doing) {
              " (" + detail + "); free some space";
       break;
     case SQLITE_CANTOPEN:
-      what = "cannot open " + p + " (" + detail +
-             "); check that its directory exists and is writable";
+      what =
+          "cannot open " + p + " (" + detail + "); check that its directory exists and is writable";
       break;
     case SQLITE_IOERR:
       what = "I/O error on " + p + " (" + detail + ")";
@@ -216,12 +216,13 @@ Error Database::migrate() {
   {
     sqlite3_stmt* st = nullptr;
     int rc = sqlite3_prepare_v2(db_, "PRAGMA application_id", -1, &st, nullptr);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) app_id = sqlite3_column_int(st, 0);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+      app_id = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) return fail(rc, "reading its header");
     rc = sqlite3_prepare_v2(
-        db_, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sluice_schema'", -1,
-        &st, nullptr);
+        db_, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sluice_schema'", -1, &st,
+        nullptr);
     if (rc == SQLITE_OK) {
       rc = sqlite3_step(st);
       has_version_table = rc == SQLITE_ROW;
@@ -238,9 +239,10 @@ Error Database::migrate() {
   }
   if (has_version_table) {
     sqlite3_stmt* st = nullptr;
-    int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM sluice_schema", -1,
-                                &st, nullptr);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+    int rc = sqlite3_prepare_v2(db_, "SELECT coalesce(max(version), 0) FROM sluice_schema", -1, &st,
+                                nullptr);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+      version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) return fail(rc, "reading its schema version");
   } else {
@@ -298,8 +300,8 @@ Error Database::check_not_moved() {
 
 Error Database::load(const RowFn& fn) {
   sqlite3_stmt* st = nullptr;
-  int rc = sqlite3_prepare_v2(db_, "SELECT key, state, expires_at_ms FROM counters", -1, &st,
-                              nullptr);
+  int rc =
+      sqlite3_prepare_v2(db_, "SELECT key, state, expires_at_ms FROM counters", -1, &st, nullptr);
   if (rc != SQLITE_OK) return fail(rc, "loading counters");
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const auto* k = static_cast<const char*>(sqlite3_column_blob(st, 0));
@@ -322,8 +324,7 @@ Error Database::write(const std::vector<Row>& rows) {
     sqlite3_stmt* st = row.erase ? erase_ : upsert_;
     sqlite3_bind_blob(st, 1, row.key.data(), static_cast<int>(row.key.size()), SQLITE_STATIC);
     if (!row.erase) {
-      sqlite3_bind_blob(st, 2, row.state.data(), static_cast<int>(row.state.size()),
-                        SQLITE_STATIC);
+      sqlite3_bind_blob(st, 2, row.state.data(), static_cast<int>(row.state.size()), SQLITE_STATIC);
       sqlite3_bind_int64(st, 3, row.expires_at_ms);
     }
     const int rc = sqlite3_step(st);
@@ -339,8 +340,9 @@ int64_t Database::size_bytes() {
   int64_t pages = -1;
   int64_t page_size = 0;
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT page_count, page_size FROM pragma_page_count(), "
-                              "pragma_page_size()",
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT page_count, page_size FROM pragma_page_count(), "
+                         "pragma_page_size()",
                          -1, &st, nullptr) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW) {
     pages = sqlite3_column_int64(st, 0);

@@ -43,8 +43,8 @@ class Database {
   bool is_open() const { return db_ != nullptr; }
   void close();
 
-  using RowFn = std::function<void(std::string_view key, std::string_view state,
-                                   int64_t expires_at_ms)>;
+  using RowFn =
+      std::function<void(std::string_view key, std::string_view state, int64_t expires_at_ms)>;
   Error load(const RowFn& fn);
 
   // Writes all rows in one transaction.

@@ -59,8 +59,8 @@ sluice_status open_instance(const sluice_host_api* host, const char* const* keys
 
 void submit_batch(sluice_plugin_handle* handle, const sluice_batch* batch,
                   sluice_completion_fn done, void* user_data) {
-  if (handle == nullptr || batch == nullptr || (batch->count > 0 && (batch->items == nullptr ||
-                                                                     batch->results == nullptr))) {
+  if (handle == nullptr || batch == nullptr ||
+      (batch->count > 0 && (batch->items == nullptr || batch->results == nullptr))) {
     done(user_data, SLUICE_ERR_INVALID, "sqlite storage: submit was given no batch.");
     return;
   }
@@ -101,14 +101,10 @@ size_t stats_instance(sluice_plugin_handle* handle, char* buf, size_t buf_len) {
 void close_instance(sluice_plugin_handle* handle) { delete handle; }
 
 const sluice_storage_plugin kTable = {
-    SLUICE_ABI_VERSION,
-    sizeof(sluice_storage_plugin),
-    "sqlite",
-    "1.0.0",
-    open_instance,
-    submit_batch,
-    flush_instance,
-    stats_instance,
+    SLUICE_ABI_VERSION, sizeof(sluice_storage_plugin),
+    "sqlite",           "1.0.0",
+    open_instance,      submit_batch,
+    flush_instance,     stats_instance,
     close_instance,
 };
 

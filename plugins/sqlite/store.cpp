@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 namespace sluice::sqlite_plugin {
 namespace {
@@ -47,8 +46,8 @@ Store::~Store() {
       std::lock_guard lk(mu_);
       why = last_error_;
     }
-    log(3, "sqlite storage: closing with " + std::to_string(lost) +
-               " unwritten changes to " + config_.path + "; they are lost. " + why);
+    log(3, "sqlite storage: closing with " + std::to_string(lost) + " unwritten changes to " +
+               config_.path + "; they are lost. " + why);
   }
   db_.close();
 }
@@ -143,8 +142,8 @@ void Store::apply_batch(const sluice_batch& batch) {
     for (size_t i = 0; i < batch.count; ++i) {
       const sluice_item& item = batch.items[i];
       if (!is_gated(item.op)) continue;
-      apply_item(shards_[shard_of(std::string_view(item.key, item.key_len))], item,
-                 batch.now_ms, false, batch.results[i]);
+      apply_item(shards_[shard_of(std::string_view(item.key, item.key_len))], item, batch.now_ms,
+                 false, batch.results[i]);
       if (!batch.results[i].allowed && !item.shadow) denied = true;
     }
   }
@@ -274,8 +273,9 @@ Error Store::cycle(bool force_retry) {
     return e;
   }
   if (!rows.empty()) {
-    last_write_ms_.store(std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count(),
-                         std::memory_order_relaxed);
+    last_write_ms_.store(
+        std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count(),
+        std::memory_order_relaxed);
     commits_.fetch_add(1, std::memory_order_relaxed);
     rows_written_.fetch_add(rows.size(), std::memory_order_relaxed);
     db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);
@@ -400,9 +400,8 @@ void Store::record_failure(const std::string& sentence) {
   bool changed = false;
   {
     std::lock_guard lk(mu_);
-    backoff_ = backoff_.count() == 0
-                   ? kFirstBackoff
-                   : std::min(backoff_ * 2, milliseconds(config_.retry_max_ms));
+    backoff_ = backoff_.count() == 0 ? kFirstBackoff
+                                     : std::min(backoff_ * 2, milliseconds(config_.retry_max_ms));
     next_retry_ = Clock::now() + backoff_;
     changed = sentence != last_error_;
     last_error_ = sentence;
@@ -421,7 +420,8 @@ void Store::record_success() {
     backoff_ = milliseconds(0);
   }
   healthy_.store(true, std::memory_order_release);
-  if (recovered) log(1, "sqlite storage: " + config_.path + " is usable again; counters are saved.");
+  if (recovered)
+    log(1, "sqlite storage: " + config_.path + " is usable again; counters are saved.");
 }
 
 sluice_status Store::flush(int64_t timeout_ms, std::string& error) {
@@ -432,8 +432,8 @@ sluice_status Store::flush(int64_t timeout_ms, std::string& error) {
   if (timeout_ms < 0) {
     flushed_.wait(lk, done);
   } else if (!flushed_.wait_for(lk, milliseconds(timeout_ms), done)) {
-    error = "sqlite storage: the flush did not finish within " + std::to_string(timeout_ms) +
-            " ms.";
+    error =
+        "sqlite storage: the flush did not finish within " + std::to_string(timeout_ms) + " ms.";
     return SLUICE_ERR_TIMEOUT;
   }
   if (flush_error_) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -12,8 +13,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "config.h"
 #include "database.h"
@@ -86,8 +85,8 @@ class Store {
 
   const sluice_host_api* host_;
   const Config config_;
-  Database db_;  // writer thread only (and start() before the writer exists)
-  bool loaded_ = false;  // writer thread only: the file's rows are in the map
+  Database db_;               // writer thread only (and start() before the writer exists)
+  bool loaded_ = false;       // writer thread only: the file's rows are in the map
   size_t expiry_cursor_ = 0;  // writer thread only: the shard the sweep looks at next
   std::chrono::steady_clock::time_point next_expiry_{};  // writer thread only
 

@@ -201,7 +201,8 @@ class TempDir {
     for (char& c : name) {
       if (c == '/') c = '_';
     }
-    path_ = fs::temp_directory_path() / ("sluice-sqlite-" + std::to_string(::getpid()) + "-" + name);
+    path_ =
+        fs::temp_directory_path() / ("sluice-sqlite-" + std::to_string(::getpid()) + "-" + name);
     fs::remove_all(path_);
     fs::create_directories(path_);
   }

@@ -122,8 +122,8 @@ TEST_P(SqliteDaemonCrash, CleanRestartKeepsEveryDecision) {
   char tmpl[] = "/tmp/sluice-sqlite-daemon-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
   const std::vector<std::string> storage = {
-      "--storage", "sqlite", "--storage-config", "path=" + dir + "/counters.db",
-      "--storage-config", "durability=" + GetParam(),
+      "--storage", "sqlite", "--storage-config", "path=" + dir + "/counters.db", "--storage-config",
+      "durability=" + GetParam(),
       // A minute: only the stop itself can have written the last decisions.
       "--storage-config", "interval_ms=60000"};
   Daemon daemon(kPolicy, storage);
@@ -153,9 +153,9 @@ TEST(SqliteDaemonFaults, MissingDirectoryFailsClosedThenRecovers) {
   const std::string state_dir = dir + "/state";
   std::string policy = kPolicy;
   policy.insert(policy.find("tiers:"), "on_storage_failure: fail_closed\n");
-  Daemon daemon(policy, {"--storage", "sqlite", "--storage-config",
-                         "path=" + state_dir + "/counters.db", "--storage-config",
-                         "retry_max_ms=200"});
+  Daemon daemon(policy,
+                {"--storage", "sqlite", "--storage-config", "path=" + state_dir + "/counters.db",
+                 "--storage-config", "retry_max_ms=200"});
   ASSERT_TRUE(daemon.ok()) << daemon.log();
   Client client = daemon.client();
   const resp::Value refused = call(client, {"SL.CHECK", "crash", "alice"});

@@ -58,18 +58,18 @@ TEST(SqliteFaults, NewerSchemaIsRefused) {
   }
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "INSERT INTO sluice_schema(version) VALUES(99)", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(raw, "INSERT INTO sluice_schema(version) VALUES(99)", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(raw);
   Instance plugin;
   ASSERT_EQ(plugin.open(quick(db)), SLUICE_OK);
   expect_unavailable(plugin, "has schema version 99, newer than");
   plugin.close();
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "DELETE FROM sluice_schema WHERE version = 99", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(raw, "DELETE FROM sluice_schema WHERE version = 99", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(raw);
   ASSERT_EQ(plugin.open(quick(db)), SLUICE_OK);
   EXPECT_EQ(plugin.remaining("kept", 10), 7);
@@ -82,9 +82,9 @@ TEST(SqliteFaults, ForeignDatabaseIsRefused) {
   const std::string db = dir.file("foreign.db");
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "PRAGMA application_id=42; CREATE TABLE t(x)", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(raw, "PRAGMA application_id=42; CREATE TABLE t(x)", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(raw);
   Instance plugin;
   ASSERT_EQ(plugin.open(quick(db)), SLUICE_OK);
@@ -162,12 +162,12 @@ TEST(SqliteFaults, DeletedDirectory) {
     ASSERT_EQ(plugin.consume("kept", 10, 3).status, SLUICE_OK);
     ASSERT_EQ(plugin.flush(), SLUICE_OK);
     fs::remove_all(sub);
-    ASSERT_EQ(plugin.consume("more", 10, 1).status, SLUICE_OK);  // decided before the writer noticed
+    ASSERT_EQ(plugin.consume("more", 10, 1).status,
+              SLUICE_OK);  // decided before the writer noticed
     EXPECT_EQ(plugin.flush(), SLUICE_ERR_UNAVAILABLE);
     expect_unavailable(plugin, "was deleted or moved while in use");
-    ASSERT_TRUE(eventually(plugin, [&] {
-      return LogSink::instance().contains("check that its directory exists");
-    }));
+    ASSERT_TRUE(eventually(
+        plugin, [&] { return LogSink::instance().contains("check that its directory exists"); }));
     fs::create_directories(sub);
     EXPECT_TRUE(recovers(plugin));
     EXPECT_TRUE(LogSink::instance().contains("is usable again"));
@@ -207,7 +207,8 @@ TEST(SqliteFaults, FullDatabaseCap) {
   // Time passes (a refused batch still tells the plugin the time); the keys expire and their
   // rows are deleted, which makes room for what was waiting.
   const int64_t later = kT0 + 10'000;
-  EXPECT_TRUE(eventually(plugin, [&] { return plugin.consume("probe", 10, 1, later).status == SLUICE_OK; }));
+  EXPECT_TRUE(eventually(
+      plugin, [&] { return plugin.consume("probe", 10, 1, later).status == SLUICE_OK; }));
 }
 
 // A real full file system (a 1 MB tmpfs): the same, and recovery once space is freed.

@@ -58,11 +58,11 @@ TEST_P(SqliteModes, RestartContinuesWhereItWas) {
     Instance plugin;
     ASSERT_EQ(plugin.open(config(db)), SLUICE_OK);
     ASSERT_EQ(plugin.consume("window", 1000, 500).status, SLUICE_OK);
-    auto bucket = make_item(bucket_key, SLUICE_OP_CONSUME, 100, 60'000, 30,
-                            SLUICE_ALG_TOKEN_BUCKET);
+    auto bucket =
+        make_item(bucket_key, SLUICE_OP_CONSUME, 100, 60'000, 30, SLUICE_ALG_TOKEN_BUCKET);
     ASSERT_EQ(plugin.submit({bucket}).status, SLUICE_OK);
-    auto lease = make_item(lease_key, SLUICE_OP_LEASE_ACQUIRE, 2, 60'000, 1,
-                           SLUICE_ALG_CONCURRENCY);
+    auto lease =
+        make_item(lease_key, SLUICE_OP_LEASE_ACQUIRE, 2, 60'000, 1, SLUICE_ALG_CONCURRENCY);
     lease.lease_id = 7;
     lease.lease_expires_ms = kT0 + 60'000;
     const Outcome acquired = plugin.submit({lease});
@@ -119,8 +119,7 @@ TEST_P(SqliteModes, DeniedBatchChangesNoItem) {
   EXPECT_EQ(plugin.remaining("other", 5), 5);
   EXPECT_EQ(plugin.remaining("full", 1), 0);
   // On their own they apply.
-  ASSERT_EQ(plugin.submit({make_item("k", SLUICE_OP_ADJUST, 10, 3'600'000, -4)}).status,
-            SLUICE_OK);
+  ASSERT_EQ(plugin.submit({make_item("k", SLUICE_OP_ADJUST, 10, 3'600'000, -4)}).status, SLUICE_OK);
   EXPECT_EQ(plugin.remaining("k", 10), 4);
   ASSERT_EQ(plugin.submit({make_item("k", SLUICE_OP_RESET, 10)}).status, SLUICE_OK);
   EXPECT_EQ(plugin.remaining("k", 10), 10);
@@ -150,7 +149,9 @@ TEST(SqliteCommit, AnswersAfterTheCommit) {
   TempDir dir;
   const std::string db = dir.file("c.db");
   Instance plugin;
-  ASSERT_EQ(plugin.open({{"path", db}, {"durability", "commit"}, {"exclusive", "false"},
+  ASSERT_EQ(plugin.open({{"path", db},
+                         {"durability", "commit"},
+                         {"exclusive", "false"},
                          {"interval_ms", "60000"}}),
             SLUICE_OK);
   for (int i = 0; i < 5; ++i) {
@@ -191,7 +192,8 @@ TEST(SqliteInterval, WritesBehindWithinTheInterval) {
   const std::string db = dir.file("i.db");
   Instance plugin;
   ASSERT_EQ(plugin.open({{"path", db}, {"interval_ms", "20"}, {"exclusive", "false"}}), SLUICE_OK);
-  for (int i = 0; i < 50; ++i) ASSERT_EQ(plugin.consume("k" + std::to_string(i), 10).status, SLUICE_OK);
+  for (int i = 0; i < 50; ++i)
+    ASSERT_EQ(plugin.consume("k" + std::to_string(i), 10).status, SLUICE_OK);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (count_rows(db) < 50 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -206,9 +208,10 @@ TEST(SqliteExpiry, DropsExpiredKeysIncrementally) {
   const std::string db = dir.file("e.db");
   Instance plugin;
   // A minute's interval: only the flushes below run writer cycles.
-  ASSERT_EQ(plugin.open({{"path", db}, {"expiry_batch", "10"}, {"exclusive", "false"},
-                         {"interval_ms", "60000"}}),
-            SLUICE_OK);
+  ASSERT_EQ(
+      plugin.open(
+          {{"path", db}, {"expiry_batch", "10"}, {"exclusive", "false"}, {"interval_ms", "60000"}}),
+      SLUICE_OK);
   for (int i = 0; i < 35; ++i) {
     const std::string key = "e" + std::to_string(i);
     const auto item = make_item(key, SLUICE_OP_CONSUME, 5, 1000);
@@ -277,7 +280,8 @@ TEST(SqliteStats, ReportsWhatOperatorsNeed) {
   TempDir dir;
   Instance plugin;
   ASSERT_EQ(plugin.open({{"path", dir.file("s.db")}, {"interval_ms", "60000"}}), SLUICE_OK);
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(plugin.consume("s" + std::to_string(i), 5).status, SLUICE_OK);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(plugin.consume("s" + std::to_string(i), 5).status, SLUICE_OK);
   auto stats = plugin.stats();
   EXPECT_EQ(stats["keys"], 10);
   EXPECT_EQ(stats["dirty"], 10);
