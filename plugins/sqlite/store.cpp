@@ -273,9 +273,18 @@ Error Store::cycle(bool force_retry) {
     return e;
   }
   if (!rows.empty()) {
-    last_write_ms_.store(
-        std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count(),
-        std::memory_order_relaxed);
+    const int64_t took =
+        std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count();
+    last_write_ms_.store(took, std::memory_order_relaxed);
+    // The interval's crash guarantee stretches to the length of a write; say so, at most once
+    // a minute, so that an operator can pick commit mode, a faster disk or a longer interval.
+    if (config_.durability == Durability::kInterval && took > config_.interval_ms &&
+        Clock::now() >= next_lag_warning_) {
+      next_lag_warning_ = Clock::now() + std::chrono::minutes(1);
+      log(2, "sqlite storage: writing " + std::to_string(rows.size()) + " changed keys took " +
+                 std::to_string(took) + " ms, longer than interval_ms=" +
+                 std::to_string(config_.interval_ms) + "; a crash now loses up to that long.");
+    }
     commits_.fetch_add(1, std::memory_order_relaxed);
     rows_written_.fetch_add(rows.size(), std::memory_order_relaxed);
     db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);

@@ -88,7 +88,8 @@ class Store {
   Database db_;               // writer thread only (and start() before the writer exists)
   bool loaded_ = false;       // writer thread only: the file's rows are in the map
   size_t expiry_cursor_ = 0;  // writer thread only: the shard the sweep looks at next
-  std::chrono::steady_clock::time_point next_expiry_{};  // writer thread only
+  std::chrono::steady_clock::time_point next_expiry_{};       // writer thread only
+  std::chrono::steady_clock::time_point next_lag_warning_{};  // writer thread only
 
   Shard shards_[kShards];
 

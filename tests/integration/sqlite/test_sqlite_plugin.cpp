@@ -202,6 +202,25 @@ TEST(SqliteInterval, WritesBehindWithinTheInterval) {
   EXPECT_GE(plugin.stats()["commits"].get<int64_t>(), 1);
 }
 
+// A write that outlasts the interval is reported, since a crash may then lose that long.
+TEST(SqliteInterval, WarnsWhenAWriteOutlastsTheInterval) {
+  LogSink::instance().clear();
+  TempDir dir;
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", dir.file("w.db")}, {"interval_ms", "1"}}), SLUICE_OK);
+  // One batch holds every shard while it applies, so all 50,000 changes reach the writer
+  // together, in one write that takes well over a millisecond.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 50'000; ++i) keys.push_back("w" + std::to_string(i));
+  std::vector<sluice_item> items;
+  for (const auto& k : keys) items.push_back(make_item(k, SLUICE_OP_CONSUME, 10));
+  ASSERT_EQ(plugin.submit(items).status, SLUICE_OK);
+  ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  EXPECT_TRUE(LogSink::instance().contains("longer than interval_ms=1; a crash now loses"))
+      << LogSink::instance().all();
+  EXPECT_GT(plugin.stats()["last_write_ms"].get<int64_t>(), 0);
+}
+
 // Idle keys leave memory and the file in small batches once they expire, never all at once.
 TEST(SqliteExpiry, DropsExpiredKeysIncrementally) {
   TempDir dir;
