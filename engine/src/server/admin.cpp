@@ -156,11 +156,6 @@ AuditLog::AuditLog(std::string path) : path_(std::move(path)) {
     recent_.push_back(std::move(line));
     if (recent_.size() > kKeptInMemory) recent_.pop_front();
   }
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd_ < 0) {
-    spdlog::warn("audit log {} cannot be opened ({}); audit entries are kept in memory only",
-                 path_, errno_text());
-  }
 }
 
 AuditLog::~AuditLog() {
@@ -174,6 +169,15 @@ Status AuditLog::append(const std::string& json_line) {
   json entry = json::parse(json_line, nullptr, false);
   if (!entry.is_discarded() && entry.contains("new_version")) {
     last_version_ = std::max(last_version_, entry["new_version"].get<uint64_t>());
+  }
+  if (fd_ < 0 && !open_failed_) {
+    // Opened on first use, so that a daemon that fails to start leaves no file behind.
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+      open_failed_ = true;
+      spdlog::warn("audit log {} cannot be opened ({}); audit entries are kept in memory only",
+                   path_, errno_text());
+    }
   }
   if (fd_ < 0) return Status::Unavailable("audit log is not writable: " + path_);
   const std::string line = json_line + "\n";

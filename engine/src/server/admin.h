@@ -50,8 +50,8 @@ Status write_file_atomically(const std::string& path, std::string_view text);
 class AuditLog {
  public:
   static constexpr size_t kKeptInMemory = 1000;
-  // Reads the tail of an existing log (so SL.AUDIT and versions survive restarts). A log that
-  // cannot be opened for appending is reported by the first append and kept in memory only.
+  // Reads an existing log (so SL.AUDIT and versions survive restarts). The file is opened for
+  // appending on the first entry; when that fails, entries are kept in memory only.
   explicit AuditLog(std::string path);
   ~AuditLog();
   AuditLog(const AuditLog&) = delete;
@@ -66,6 +66,7 @@ class AuditLog {
  private:
   std::string path_;
   int fd_ = -1;
+  bool open_failed_ = false;
   std::deque<std::string> recent_;
   uint64_t last_version_ = 0;
   mutable std::mutex mu_;
