@@ -4,6 +4,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <string>
@@ -49,7 +50,9 @@ struct Fixture {
                    limit("smooth", SLUICE_ALG_GCRA, 1'000'000'000, 1'000)};
     p.resources = {one, four};
     auto policy = CompiledPolicy::compile(p, 1);
-    auto storage = Storage::load("memory", {SLUICE_PLUGIN_DIR}, {});
+    StorageConfig config;
+    if (const char* shards = std::getenv("SLUICE_BENCH_SHARDS")) config.emplace_back("shards", shards);
+    auto storage = Storage::load("memory", {SLUICE_PLUGIN_DIR}, config);
     if (!policy.ok() || !storage.ok()) {
       std::fprintf(stderr, "setup failed: %s %s\n", policy.status().message().c_str(),
                    storage.status().message().c_str());

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -133,10 +134,39 @@ struct Lease {
   int64_t expires_ms = 0;
 };
 
+// A batch handed to a plugin that may complete on its own thread: a copy owned by the engine,
+// so that when the storage timeout answers the decision first, the caller may reuse its
+// DecisionCall while the plugin still writes into this copy.
+struct Submission {
+  std::array<sluice_item, kMaxLimitsPerResource> items{};
+  std::array<sluice_item_result, kMaxLimitsPerResource> results{};
+  std::array<char, kMaxLimitsPerResource * kMaxKeyLength> keys;
+  sluice_batch batch{};
+  DecisionCall* call = nullptr;
+  void* engine = nullptr;  // the Engine::Impl that owns it (private to Engine)
+  int64_t deadline_ns = 0;
+  bool timed_out = false;
+  Submission* prev = nullptr;  // in Impl's in-flight list (deadline order), or the free list
+  Submission* next = nullptr;
+};
+
 struct Engine::Impl {
   std::unique_ptr<Storage> storage;
   const Clock* clock;
   Stats stats;
+  const int64_t storage_timeout_ms;
+  const bool copy_batches;  // the plugin may complete later: go through Submissions
+
+  // Storage timeout. In-flight submissions are kept in deadline order (one timeout for all,
+  // so arrival order); a watchdog thread answers the overdue ones.
+  std::mutex wd_mu;  // guards the lists, Submission::timed_out/prev/next, stopping
+  std::condition_variable wd_cv;
+  Submission* inflight_head = nullptr;
+  Submission* inflight_tail = nullptr;
+  Submission* free_subs = nullptr;
+  std::vector<std::unique_ptr<Submission>> all_subs;
+  bool stopping = false;
+  std::thread watchdog;
 
   std::atomic<std::shared_ptr<const Snapshot>> snapshot;
 
@@ -149,10 +179,30 @@ struct Engine::Impl {
   std::atomic<uint64_t> lease_counter{0};
   uint64_t lease_seed;
 
-  Impl(std::unique_ptr<Storage> s, const Clock* c) : storage(std::move(s)), clock(c) {
+  Impl(std::unique_ptr<Storage> s, const EngineOptions& o)
+      : storage(std::move(s)),
+        clock(o.clock),
+        storage_timeout_ms(o.storage_timeout_ms),
+        copy_batches(!storage->completes_inline() && o.storage_timeout_ms > 0) {
     std::random_device rd;
     lease_seed = (uint64_t{rd()} << 32) ^ rd();
+    if (copy_batches) watchdog = std::thread([this] { watch(); });
   }
+  ~Impl() {
+    if (watchdog.joinable()) {
+      {
+        std::lock_guard lock(wd_mu);
+        stopping = true;
+      }
+      wd_cv.notify_one();
+      watchdog.join();
+    }
+    storage.reset();  // completes what the plugin still holds before the submissions go
+  }
+
+  void submit(DecisionCall& call);
+  static void on_submission_done(void* user, sluice_status status, const char* message);
+  void watch();
 
   std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const CompiledPolicy> policy);
   double warm_factor(const Snapshot& snap, const CompiledResource& r, int64_t now) const;
@@ -235,7 +285,7 @@ void Engine::Impl::sweep_leases(int64_t now) {
 
 Engine::Engine(std::unique_ptr<Storage> storage, std::shared_ptr<const CompiledPolicy> policy,
                EngineOptions options)
-    : impl_(std::make_unique<Impl>(std::move(storage), options.clock)) {
+    : impl_(std::make_unique<Impl>(std::move(storage), options)) {
   impl_->snapshot.store(impl_->build_snapshot(std::move(policy)));
 }
 
@@ -464,7 +514,90 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   d.lease_id = lease_id;
   call.count_ = n;
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
-  impl_->storage->submit(in.batch, &Impl::on_storage_done, &call);
+  impl_->submit(call);
+}
+
+void Engine::Impl::submit(DecisionCall& call) {
+  auto& in = *call.in_;
+  if (!copy_batches) return storage->submit(in.batch, &Impl::on_storage_done, &call);
+  Submission* sub;
+  {
+    std::lock_guard lock(wd_mu);
+    if (free_subs) {
+      sub = free_subs;
+      free_subs = sub->next;
+    } else {
+      sub = all_subs.emplace_back(std::make_unique<Submission>()).get();
+      sub->engine = this;
+    }
+    const size_t n = in.batch.count;
+    const char* base = in.keys.data();
+    const auto key_bytes = static_cast<size_t>(in.items[n - 1].key + in.items[n - 1].key_len - base);
+    std::copy_n(base, key_bytes, sub->keys.data());
+    for (size_t i = 0; i < n; ++i) {
+      sub->items[i] = in.items[i];
+      sub->items[i].key = sub->keys.data() + (in.items[i].key - base);
+    }
+    sub->batch = {in.batch.now_ms, n, sub->items.data(), sub->results.data()};
+    sub->call = &call;
+    sub->timed_out = false;
+    sub->deadline_ns = steady_ns() + storage_timeout_ms * 1'000'000;
+    sub->next = nullptr;
+    sub->prev = inflight_tail;
+    (inflight_tail ? inflight_tail->next : inflight_head) = sub;
+    inflight_tail = sub;
+    if (inflight_head == sub) wd_cv.notify_one();
+  }
+  storage->submit(sub->batch, &Impl::on_submission_done, sub);
+}
+
+void Engine::Impl::on_submission_done(void* user, sluice_status status, const char* message) {
+  auto* sub = static_cast<Submission*>(user);
+  Impl& e = *static_cast<Impl*>(sub->engine);
+  DecisionCall* call;
+  {
+    std::lock_guard lock(e.wd_mu);
+    call = sub->timed_out ? nullptr : sub->call;
+    if (call) {
+      (sub->prev ? sub->prev->next : e.inflight_head) = sub->next;
+      (sub->next ? sub->next->prev : e.inflight_tail) = sub->prev;
+      std::copy_n(sub->results.data(), sub->batch.count, call->in_->results.data());
+    }
+    sub->next = e.free_subs;
+    e.free_subs = sub;
+  }
+  // A submission the watchdog already answered is only recycled: its caller has moved on.
+  if (call) e.complete(*call, status, message);
+}
+
+void Engine::Impl::watch() {
+  std::vector<DecisionCall*> overdue;
+  overdue.reserve(64);
+  const std::string message =
+      fmt::format("storage did not answer within {} ms", storage_timeout_ms);
+  std::unique_lock lock(wd_mu);
+  while (!stopping) {
+    if (!inflight_head) {
+      wd_cv.wait(lock);
+      continue;
+    }
+    const int64_t now = steady_ns();
+    if (inflight_head->deadline_ns > now) {
+      wd_cv.wait_for(lock, std::chrono::nanoseconds(inflight_head->deadline_ns - now));
+      continue;
+    }
+    while (inflight_head && inflight_head->deadline_ns <= now) {
+      Submission* sub = inflight_head;
+      sub->timed_out = true;
+      overdue.push_back(sub->call);
+      inflight_head = sub->next;
+      (inflight_head ? inflight_head->prev : inflight_tail) = nullptr;
+    }
+    lock.unlock();
+    for (DecisionCall* call : overdue) complete(*call, SLUICE_ERR_TIMEOUT, message.c_str());
+    overdue.clear();
+    lock.lock();
+  }
 }
 
 void Engine::Impl::on_storage_done(void* user, sluice_status status, const char* message) {
@@ -498,7 +631,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     d.limit = d.remaining = open ? -1 : 0;
     d.retry_after_ms = open ? 0 : kStorageRetryMs;
     d.set_rule(kRuleStorage);
-    d.error = StatusCode::kUnavailable;
+    d.error = status == SLUICE_ERR_TIMEOUT ? StatusCode::kTimeout : StatusCode::kUnavailable;
     d.error_message = message ? message : "storage failure";
     Stats::record(snap.at(res, in.tier, res->limits.size() + 1), Outcome::kStorageError,
                   in.now_ms);
@@ -642,7 +775,7 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
     return impl_->finish_inline(call);
   }
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
-  impl_->storage->submit(in.batch, &Impl::on_storage_done, &call);
+  impl_->submit(call);
 }
 
 // ---- blocking conveniences -------------------------------------------------------------------

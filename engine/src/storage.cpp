@@ -115,6 +115,8 @@ Result<std::unique_ptr<Storage>> Storage::open_table(const sluice_storage_plugin
   s->name_ = table->name ? table->name : "unnamed";
   s->version_ = table->version ? table->version : "";
   s->path_ = "(in process)";
+  if (table->struct_size >= offsetof(sluice_storage_plugin, capabilities) + sizeof(uint64_t))
+    s->completes_inline_ = (table->capabilities & SLUICE_CAP_COMPLETES_INLINE) != 0;
   return s;
 }
 

@@ -158,6 +158,7 @@ const sluice_storage_plugin kTable = {
     &flush_store,
     &store_stats,
     &close_store,
+    SLUICE_CAP_COMPLETES_INLINE,
 };
 
 }  // namespace

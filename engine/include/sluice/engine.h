@@ -110,6 +110,11 @@ struct WarmupStatus {
 
 struct EngineOptions {
   const Clock* clock = &SystemClock::instance();
+  // A plugin that completes asynchronously (Redis, SQLite in commit mode) and has not answered
+  // a decision within this long gets it answered by the engine as a storage failure (the
+  // policy's fail-open/fail-closed), so a hung backend cannot hang callers. 0 = wait forever.
+  // Plugins that complete inline (memory) are never timed out.
+  int64_t storage_timeout_ms = 1000;
 };
 
 class SLUICE_API Engine {

@@ -46,6 +46,8 @@ class SLUICE_API Storage {
   Status flush(int64_t timeout_ms);
   std::string stats_json() const;
   std::string_view name() const { return name_; }
+  // The plugin promised that submit() always completes before returning (ABI 1.1).
+  bool completes_inline() const { return completes_inline_; }
   std::string_view version() const { return version_; }
   const std::string& path() const { return path_; }
 
@@ -55,6 +57,7 @@ class SLUICE_API Storage {
   const sluice_storage_plugin* table_ = nullptr;
   sluice_plugin_handle* handle_ = nullptr;
   std::string name_, version_, path_;
+  bool completes_inline_ = false;
 };
 
 }  // namespace sluice

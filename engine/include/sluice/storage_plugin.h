@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_VERSION_MAJOR 1u
-#define SLUICE_ABI_VERSION_MINOR 0u
+#define SLUICE_ABI_VERSION_MINOR 1u
 #define SLUICE_ABI_VERSION ((SLUICE_ABI_VERSION_MAJOR << 16) | SLUICE_ABI_VERSION_MINOR)
 
 /* The one exported symbol: `const sluice_storage_plugin* sluice_storage_plugin_entry(void);` */
@@ -166,7 +166,16 @@ typedef struct sluice_storage_plugin {
 
   /* Release everything. Pending batches complete (with an error if they cannot) first. */
   void (*close)(sluice_plugin_handle* handle);
+
+  /* ---- ABI 1.1 (present when struct_size covers it) ---- */
+  /* SLUICE_CAP_* bits. */
+  uint64_t capabilities;
 } sluice_storage_plugin;
+
+/* submit() always completes before it returns (the callback runs inline). The host then hands
+ * the plugin its own buffers; for other plugins it copies the batch so that a decision can be
+ * answered at the host's storage timeout while the plugin still holds the batch. */
+#define SLUICE_CAP_COMPLETES_INLINE 0x1u
 
 typedef const sluice_storage_plugin* (*sluice_plugin_entry_fn)(void);
 
