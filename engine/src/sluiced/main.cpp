@@ -84,6 +84,12 @@ int main(int argc, char** argv) {
                  "default ones (repeatable)");
   app.add_option("--threads", options.threads, "worker threads (0 = one per core)")
       ->capture_default_str();
+  sluice::EngineOptions engine_options;
+  app.add_option("--storage-timeout", engine_options.storage_timeout_ms,
+                 "ms after which a decision the storage plugin has not answered follows the "
+                 "policy's on_storage_failure (0 = wait forever)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--metrics-listen", options.metrics_listen,
                  "serve Prometheus /metrics and /healthz on HOST:PORT (loopback advised)");
   app.add_option("--admin-allow-uid", allow_uids, "uid allowed on the admin socket besides the "
@@ -159,7 +165,7 @@ int main(int argc, char** argv) {
   spdlog::info("storage plugin {} {} from {}", storage.value()->name(),
                storage.value()->version(), storage.value()->path());
 
-  sluice::Engine engine(std::move(storage).value(), loaded.value().compiled);
+  sluice::Engine engine(std::move(storage).value(), loaded.value().compiled, engine_options);
   Admin admin(engine, policy_path, loaded.value().text, audit);
   ServerContext context;
   context.engine = &engine;
