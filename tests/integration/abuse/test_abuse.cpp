@@ -89,7 +89,9 @@ TEST_F(Abuse, OversizedFrameIsRefusedAtTheCap) {
   EXPECT_TRUE(eof);
   EXPECT_EQ(got.rfind("-ERR protocol error", 0), 0u) << got;
   expect_served();
-  EXPECT_LT(growth_kib(), 8 * 1024);
+  if (kBoundsApply) {
+    EXPECT_LT(growth_kib(), 8 * 1024);
+  }
 }
 
 // Declared lengths are checked before anything is allocated for them: absurd, negative and
@@ -137,7 +139,10 @@ TEST_F(Abuse, HugeDeclaredLengthsAllocateNothing) {
   expect_served();
   const long growth = growth_kib();
   std::printf("[abuse] 100 clients declaring 15 MB each: RSS growth %ld KiB\n", growth);
-  EXPECT_LT(growth, 16 * 1024);  // 100 x (4 KiB buffer + session): nowhere near 1.5 GB
+  // 100 x (4 KiB buffer + session): nowhere near 1.5 GB
+  if (kBoundsApply) {
+    EXPECT_LT(growth, 16 * 1024);
+  }
 }
 
 // Nested arrays are not a request: the first nested header ends the connection, however deep.
@@ -157,7 +162,9 @@ TEST_F(Abuse, DeeplyNestedArraysAreRefused) {
     EXPECT_EQ(got.rfind("-ERR protocol error", 0), 0u) << got;
   }
   expect_served();
-  EXPECT_LT(growth_kib(), 8 * 1024);
+  if (kBoundsApply) {
+    EXPECT_LT(growth_kib(), 8 * 1024);
+  }
 }
 
 // Random bytes on many connections at once: each is answered with errors or closed, none
@@ -187,7 +194,9 @@ TEST_F(Abuse, BinaryGarbageIsHarmless) {
   for (int fd : fds) ::close(fd);
   expect_served();
   EXPECT_EQ(wait_for_connections(*daemon_, 0), 0);
-  EXPECT_LT(growth_kib(), 16 * 1024);
+  if (kBoundsApply) {
+    EXPECT_LT(growth_kib(), 16 * 1024);
+  }
 }
 
 // Four thousand idle connections: the daemon holds them all, keeps serving, and lets go of
@@ -206,7 +215,10 @@ TEST_F(Abuse, ThousandsOfConnections) {
   std::printf("[abuse] 4000 idle connections: RSS growth %ld KiB (%.1f KiB each); p50 %.0f us "
               "p99 %.0f us\n", held, held / 4000.0, lat.p50_us, lat.p99_us);
   EXPECT_EQ(lat.errors, 0);
-  EXPECT_LT(held, 4000 * 16);  // docs/operations.md: about 5 KiB per idle connection
+  // docs/operations.md: about 5 KiB per idle connection
+  if (kBoundsApply) {
+    EXPECT_LT(held, 4000 * 16);
+  }
   conns.close_all();
   EXPECT_EQ(wait_for_connections(*daemon_, 0), 0);
   expect_served();
@@ -252,7 +264,7 @@ TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     lat = decision_latency(*daemon_, 5000, "predict", "good");
     std::printf("[abuse] run %d: p99 %.0f us\n", attempt + 1, lat.p99_us);
-    if (lat.errors != 0 || lat.p99_us < 2000.0) break;
+    if (lat.errors != 0 || lat.p99_us < 2000.0 || !kBoundsApply) break;
   }
   const long growth_after = growth_kib();
   std::printf("[abuse] 1000 half-frame + 1000 never-reading clients (%.0f MiB sent to them, "
@@ -261,11 +273,15 @@ TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
               sent / 1048576.0, kMaxOutput / 1024, baseline_kib_, growth_after, lat.p50_us,
               lat.p99_us, lat.max_us);
   EXPECT_EQ(lat.errors, 0);
-  EXPECT_LT(lat.p99_us, 2000.0);
+  if (kBoundsApply) {
+    EXPECT_LT(lat.p99_us, 2000.0);
+  }
   // Bound (docs/hardening.md): per never-reader 2 x max-output (the reply buffer and the write
   // in flight) + 64 KiB of input and session; per half-frame client 16 KiB.
   const long bound_kib = 1000 * static_cast<long>(2 * kMaxOutput / 1024 + 64) + 1000 * 16;
-  EXPECT_LT(std::max(growth, growth_after), bound_kib);
+  if (kBoundsApply) {
+    EXPECT_LT(std::max(growth, growth_after), bound_kib);
+  }
   slow.close_all();
   deaf.close_all();
   EXPECT_EQ(wait_for_connections(*daemon_, 0), 0);
