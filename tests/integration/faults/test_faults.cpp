@@ -4,6 +4,7 @@
 // and everything must come back when the backend does.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -34,9 +35,14 @@ resources:
 )";
 }
 
-// The faulty plugin around the memory plugin, with `faults` as further KEY=VALUE settings.
+// The faulty plugin around the memory plugin (unless `faults` names another inner plugin),
+// with `faults` as further KEY=VALUE settings.
 std::vector<std::string> faulty(std::vector<std::string> faults) {
-  std::vector<std::string> args = {"--storage", "faulty", "--storage-config", "inner=memory"};
+  std::vector<std::string> args = {"--storage", "faulty"};
+  if (std::none_of(faults.begin(), faults.end(),
+                   [](const std::string& f) { return f.rfind("inner=", 0) == 0; })) {
+    faults.insert(faults.begin(), "inner=memory");
+  }
   for (auto& f : faults) {
     args.push_back("--storage-config");
     args.push_back(std::move(f));
@@ -98,9 +104,22 @@ TEST(Faults, FailOpenAllowsWhenStorageFails) {
 // With 30% of storage calls failing, the limit still admits exactly 100: failures neither
 // consume nor let anyone past it (fail_closed denies them, fail_open allows them under the
 // (storage) rule, visible to the caller).
+// The same holds behind the SQLite plugin (write-behind, its own thread).
 TEST(Faults, PartialFailuresNeverLetCallersPastTheLimit) {
-  for (const char* mode : {"fail_closed", "fail_open"}) {
-    Daemon d(policy(mode), faulty({"fail_rate=0.3", "seed=7"}));
+  ControlFile dir;  // a scratch directory for the SQLite database
+  struct Setup {
+    const char* mode;
+    std::vector<std::string> faults;
+  };
+  std::vector<Setup> setups = {{"fail_closed", {"fail_rate=0.3", "seed=7"}},
+                               {"fail_open", {"fail_rate=0.3", "seed=7"}}};
+  if (std::filesystem::exists(std::string(SLUICE_PLUGIN_DIR) + "/sqlite.so")) {
+    setups.push_back({"fail_closed", {"inner=sqlite", "inner.path=" + dir.dir + "/state.db",
+                                      "fail_rate=0.3", "seed=7", "latency_ms=1"}});
+  }
+  for (const Setup& setup : setups) {
+    const char* mode = setup.mode;
+    Daemon d(policy(mode), faulty(setup.faults));
     ASSERT_TRUE(d.ok()) << d.log();
     Client c = d.client();
     int by_limit = 0, by_storage = 0, denied_by_limit = 0;
@@ -116,7 +135,7 @@ TEST(Faults, PartialFailuresNeverLetCallersPastTheLimit) {
         ++denied_by_limit;
       }
     }
-    EXPECT_EQ(by_limit, 100) << mode;
+    EXPECT_EQ(by_limit, 100) << mode << " " << setup.faults[0];
     EXPECT_GT(by_storage, 80) << mode;  // Binomial(400, 0.3): mean 120, sd 9.2
     EXPECT_LT(by_storage, 160) << mode;
     EXPECT_EQ(by_limit + by_storage + denied_by_limit, 400);
