@@ -9,7 +9,8 @@ namespace {
 
 constexpr std::string_view kKnownKeys =
     "url, socket, host, port, user, password, db, connect_timeout_ms, command_timeout_ms, "
-    "reconnect_max_ms, prefix, connections, coalesce, max_in_flight, clock, ttl_grace_ms";
+    "reconnect_max_ms, prefix, connections, coalesce, pipeline, max_in_flight, clock, "
+    "ttl_grace_ms";
 
 bool parse_int(std::string_view text, int64_t min, int64_t max, int64_t& out) {
   int64_t v = 0;
@@ -217,6 +218,9 @@ bool parse_config(const char* const* keys, const char* const* values, size_t cou
     } else if (key == "coalesce") {
       if (!int_option(key, value, 1, 1024, v)) return false;
       c.coalesce = static_cast<int>(v);
+    } else if (key == "pipeline") {
+      if (!int_option(key, value, 1, 1024, v)) return false;
+      c.pipeline = static_cast<int>(v);
     } else if (key == "max_in_flight") {
       if (!int_option(key, value, 1, 100000000, c.max_in_flight)) return false;
     } else if (key == "ttl_grace_ms") {

@@ -76,7 +76,7 @@ Connection::~Connection() {
   }
   if (thread_.joinable()) thread_.join();
   disconnect(SLUICE_ERR_UNAVAILABLE, "redis plugin: the storage is closing.");
-  std::vector<std::unique_ptr<Request>> left;
+  std::deque<std::unique_ptr<Request>> left;
   {
     std::lock_guard lock(mu_);
     left.swap(queue_);
@@ -118,8 +118,8 @@ bool Connection::enqueue(std::unique_ptr<Request>& request) {
     std::lock_guard lock(mu_);
     if (!up_ || stopping_) return false;
     queue_.push_back(std::move(request));
-    wake = !wake_pending_;
-    wake_pending_ = true;
+    wake = !wake_pending_ && !saturated_;
+    wake_pending_ = wake_pending_ || wake;
   }
   if (wake) {
     const uint64_t one = 1;
@@ -134,10 +134,11 @@ std::string Connection::down_reason() const {
 }
 
 void Connection::set_up(bool up, const std::string& reason) {
-  std::vector<std::unique_ptr<Request>> refused;
+  std::deque<std::unique_ptr<Request>> refused;
   {
     std::lock_guard lock(mu_);
     up_ = up;
+    saturated_ = false;
     if (!up) {
       reason_ = reason;
       refused.swap(queue_);
@@ -255,19 +256,56 @@ void Connection::send_call(Call call) {
 }
 
 void Connection::send_queued() {
-  std::vector<std::unique_ptr<Request>> queued;
+  const size_t per_call = static_cast<size_t>(shared_.config.coalesce);
+  const size_t depth = static_cast<size_t>(shared_.config.pipeline);
+  std::deque<std::unique_ptr<Request>> queued;
   {
     std::lock_guard lock(mu_);
-    queued.swap(queue_);
     wake_pending_ = false;
+    const size_t free_calls = in_flight_.size() < depth ? depth - in_flight_.size() : 0;
+    const size_t n = std::min(queue_.size(), free_calls * per_call);
+    if (n == queue_.size()) {
+      queued.swap(queue_);
+    } else {
+      for (size_t i = 0; i < n; ++i) {
+        queued.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    saturated_ = in_flight_.size() + (n + per_call - 1) / per_call >= depth;
   }
-  const size_t per_call = static_cast<size_t>(shared_.config.coalesce);
-  for (size_t i = 0; i < queued.size(); i += per_call) {
+  while (!queued.empty()) {
     Call call;
-    const size_t end = std::min(queued.size(), i + per_call);
-    for (size_t j = i; j < end; ++j) call.requests.push_back(std::move(queued[j]));
+    const size_t n = std::min(queued.size(), per_call);
+    call.requests.reserve(n);
+    for (size_t j = 0; j < n; ++j) {
+      call.requests.push_back(std::move(queued.front()));
+      queued.pop_front();
+    }
     send_call(std::move(call));
   }
+}
+
+int64_t Connection::expire_queued(int64_t now_ms) {
+  std::vector<std::unique_ptr<Request>> late;
+  int64_t next = INT64_MAX;
+  {
+    std::lock_guard lock(mu_);
+    // Deadlines grow with submission order, give or take a millisecond: the front decides.
+    while (!queue_.empty() && queue_.front()->deadline_ms <= now_ms) {
+      late.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    if (!queue_.empty()) next = queue_.front()->deadline_ms;
+  }
+  if (!late.empty()) {
+    Call call;
+    call.requests = std::move(late);
+    fail(call, SLUICE_ERR_TIMEOUT,
+         "redis plugin: Redis did not answer within " +
+             std::to_string(shared_.config.command_timeout_ms) + " ms.");
+  }
+  return next;
 }
 
 bool Connection::write_some(std::string& error) {
@@ -351,22 +389,17 @@ void Connection::on_reply(const redisReply& reply) {
   }
   size_t items = 0;
   for (const auto& r : call.requests) items += r->count;
-  if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 5 * items) {
+  if (reply.type != REDIS_REPLY_STRING || reply.len != kReplyItemSize * items) {
     fail(call, SLUICE_ERR_INTERNAL,
          "redis plugin: the decision script answered with an unexpected shape.");
     return;
   }
-  size_t at = 0;
+  const char* at = reply.str;
   for (auto& r : call.requests) {
     bool well_formed = true;
     for (size_t i = 0; i < r->count; ++i) {
-      int64_t v[5];
-      for (int j = 0; j < 5; ++j) {
-        const redisReply* e = reply.element[at++];
-        well_formed = well_formed && e->type == REDIS_REPLY_INTEGER;
-        v[j] = e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
-      }
-      r->results[i] = sluice_item_result{static_cast<int32_t>(v[0]), 0, v[1], v[2], v[3], v[4]};
+      well_formed = decode_result(at, r->results[i]) && well_formed;
+      at += kReplyItemSize;
     }
     shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (well_formed) {
@@ -432,10 +465,11 @@ void Connection::run() {
     }
     pollfd fds[2] = {{ctx_->fd, static_cast<short>(POLLIN | (wbuf_.empty() ? 0 : POLLOUT)), 0},
                      {wake_fd_, POLLIN, 0}};
+    int64_t deadline = expire_queued(steady_ms());
+    if (!in_flight_.empty()) deadline = std::min(deadline, in_flight_.front().deadline_ms);
     int timeout = -1;
-    if (!in_flight_.empty()) {
-      timeout = static_cast<int>(std::clamp<int64_t>(
-          in_flight_.front().deadline_ms - steady_ms() + 1, 0, 60000));
+    if (deadline != INT64_MAX) {
+      timeout = static_cast<int>(std::clamp<int64_t>(deadline - steady_ms() + 1, 0, 60000));
     }
     const int ready = ::poll(fds, 2, timeout);
     if (ready < 0 && errno != EINTR) {

@@ -1,7 +1,8 @@
 // One pipelined connection to Redis and the thread that drives it.
 //
-// While connected, every batch queued since the last wake-up is folded into script calls
-// (up to `coalesce` batches each) and written at once; replies are matched in order. A
+// While connected, the batches queued are folded into script calls (up to `coalesce` batches
+// each) and written at once, as long as fewer than `pipeline` calls are in flight; the rest
+// wait for the next reply and then go out together. Replies are matched in order. A
 // command that outlives command_timeout_ms resets the connection (replies can no longer be
 // matched), failing what was in flight. While disconnected the circuit is open: enqueue()
 // refuses at once, so nobody waits on a dead Redis; reconnects back off from 10 ms to
@@ -59,6 +60,8 @@ class Connection {
   bool connect(std::string& error, bool& fatal);
   void disconnect(sluice_status status, const std::string& why);
   void send_queued();
+  // Fails the queued batches whose deadline has passed; returns the earliest deadline left.
+  int64_t expire_queued(int64_t now_ms);
   void send_call(Call call);
   bool write_some(std::string& error);
   bool read_some(std::string& error);
@@ -72,11 +75,14 @@ class Connection {
   std::thread thread_;
   int wake_fd_ = -1;
 
-  mutable std::mutex mu_;  // protects queue_, up_, reason_, wake_pending_
-  std::vector<std::unique_ptr<Request>> queue_;
+  mutable std::mutex mu_;  // protects queue_, up_, reason_, wake_pending_, saturated_
+  std::deque<std::unique_ptr<Request>> queue_;
   bool up_ = false;
   bool stopping_ = false;
   bool wake_pending_ = false;
+  // `pipeline` calls are in flight: the thread looks at the queue again on the next reply,
+  // so enqueue() need not wake it (saving a write and a context switch per batch).
+  bool saturated_ = false;
   std::string reason_ = "not connected yet";
   std::atomic<Breaker> breaker_{Breaker::kOpen};
 

@@ -1,7 +1,9 @@
 #include "request.h"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
+#include <cmath>
 
 namespace sluice::redis_plugin {
 namespace {
@@ -28,6 +30,24 @@ void append_uint(std::string& out, uint64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   append_bulk(out, std::string_view(buf, static_cast<size_t>(end - buf)));
+}
+
+// Numbers travel as doubles, which is what Lua computes with: this conversion rounds exactly
+// as Lua's tonumber() of the decimal would.
+void append_double(std::string& out, double v) {
+  uint64_t bits = std::bit_cast<uint64_t>(v);
+  char le[8];
+  for (char& c : le) {
+    c = static_cast<char>(bits & 0xff);
+    bits >>= 8;
+  }
+  out.append(le, sizeof le);
+}
+
+double read_double(const char* p) {
+  uint64_t bits = 0;
+  for (int i = 7; i >= 0; --i) bits = (bits << 8) | static_cast<unsigned char>(p[i]);
+  return std::bit_cast<double>(bits);
 }
 
 void append_header(std::string& out, char type, size_t n) {
@@ -115,8 +135,9 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
   out.results = batch.results;
   out.count = batch.count;
   const bool valid_time = batch.now_ms >= 0 && batch.now_ms <= kMaxNowMs;
-  append_int(out.args, config.engine_clock ? batch.now_ms : 0);
-  append_uint(out.args, batch.count);
+  out.packed.reserve(16 + 72 * batch.count);
+  append_double(out.packed, static_cast<double>(config.engine_clock ? batch.now_ms : 0));
+  append_double(out.packed, static_cast<double>(batch.count));
   std::string key;
   for (size_t i = 0; i < batch.count; ++i) {
     const sluice_item& it = batch.items[i];
@@ -162,29 +183,46 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
       append_bulk(out.keys, key);
       ++out.key_count;
     }
-    append_int(out.args, it.op);
+    append_double(out.packed, it.op);
     // Negative: the script denies the item as the engine's transitions deny invalid ones.
-    append_int(out.args, valid ? int64_t{p.algorithm} : -int64_t{p.algorithm});
-    append_int(out.args, p.limit);
-    append_int(out.args, p.window_ms);
-    append_int(out.args, burst);
-    append_int(out.args, it.cost);
-    append_uint(out.args, it.lease_id);
-    append_int(out.args, it.lease_expires_ms);
-    append_int(out.args, it.shadow != 0 ? 1 : 0);
-    append_int(out.args, max_entries);
+    append_double(out.packed, valid ? double(p.algorithm) : -double(p.algorithm));
+    append_double(out.packed, static_cast<double>(p.limit));
+    append_double(out.packed, static_cast<double>(p.window_ms));
+    append_double(out.packed, static_cast<double>(burst));
+    append_double(out.packed, static_cast<double>(it.cost));
+    append_double(out.packed, static_cast<double>(it.lease_expires_ms));
+    append_double(out.packed, it.shadow != 0 ? 1 : 0);
+    append_double(out.packed, static_cast<double>(max_entries));
+    if (p.algorithm == SLUICE_ALG_CONCURRENCY) {  // ids beyond 2^53 must stay exact: decimal
+      append_uint(out.leases, it.lease_id);
+      ++out.lease_count;
+    }
   }
   return true;
 }
 
+bool decode_result(const char* bytes, sluice_item_result& out) {
+  int64_t v[5];
+  bool ok = true;
+  for (int j = 0; j < 5; ++j) {
+    const double d = read_double(bytes + j * sizeof(double));
+    // Integral and within int64, as whatever the script computes is; anything else is a bug.
+    ok = ok && d >= -9.2e18 && d <= 9.2e18 && std::trunc(d) == d;
+    v[j] = ok ? static_cast<int64_t>(d) : 0;
+  }
+  out = sluice_item_result{static_cast<int32_t>(v[0]), 0, v[1], v[2], v[3], v[4]};
+  return ok;
+}
+
 void encode_call(const Config& config, const std::vector<std::unique_ptr<Request>>& requests,
                  bool eval, std::string_view sha, std::string_view script, std::string& out) {
-  size_t keys = 0, items = 0;
+  size_t keys = 0, leases = 0, packed = 0;
   for (const auto& r : requests) {
     keys += r->key_count;
-    items += r->count;
+    leases += r->lease_count;
+    packed += r->packed.size();
   }
-  append_header(out, '*', 3 + keys + 3 + 2 * requests.size() + 10 * items);
+  append_header(out, '*', 3 + keys + 4 + leases);
   append_bulk(out, eval ? "EVAL" : "EVALSHA");
   append_bulk(out, eval ? script : sha);
   append_uint(out, keys);
@@ -192,7 +230,10 @@ void encode_call(const Config& config, const std::vector<std::unique_ptr<Request
   append_bulk(out, config.engine_clock ? "e" : "r");
   append_int(out, config.ttl_grace_ms);
   append_uint(out, requests.size());
-  for (const auto& r : requests) out += r->args;
+  append_header(out, '$', packed);
+  for (const auto& r : requests) out += r->packed;
+  out += "\r\n";
+  for (const auto& r : requests) out += r->leases;
 }
 
 }  // namespace sluice::redis_plugin

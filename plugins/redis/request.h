@@ -21,7 +21,9 @@ struct Request {
   int64_t deadline_ms = 0;  // steady clock: when the host stops waiting for it
   size_t key_count = 0;     // one per item, two for concurrency
   std::string keys;         // `key_count` RESP bulk strings
-  std::string args;         // 2 + 10 * count RESP bulk strings
+  std::string packed;       // now, count, then 9 numbers per item: little-endian doubles
+  size_t lease_count = 0;   // one per concurrency item
+  std::string leases;       // `lease_count` RESP bulk strings: the lease ids in decimal
 
   // Calls `done` once; the request must not be used afterwards.
   void complete(sluice_status status, const char* message);
@@ -32,6 +34,12 @@ struct Request {
 // beyond what Lua's doubles compute exactly make the whole batch fail with `error`.
 bool encode_request(const Config& config, const sluice_batch& batch, Request& out,
                     std::string& error);
+
+// The bytes of one item's answer in the script's reply: 5 little-endian doubles.
+inline constexpr size_t kReplyItemSize = 5 * sizeof(double);
+
+// Decodes one item's answer; false if a number is not an integer that fits.
+bool decode_result(const char* bytes, sluice_item_result& out);
 
 // The RESP command of one script call over `requests` (EVALSHA `sha`, or EVAL `script`).
 void encode_call(const Config& config, const std::vector<std::unique_ptr<Request>>& requests,

@@ -10,11 +10,21 @@
 -- relative to `now`, so that now * limit is never formed.
 --
 -- KEYS: the state keys of every item, in order: one per item, two for concurrency.
--- ARGV: clock ("r": Redis TIME, "e": the engine's now_ms), ttl grace in ms, batch count, then
---       per batch: now_ms, item count, then per item 10 fields: op, algorithm (negative =
---       parameters the engine refuses: deny), limit, window_ms, burst (effective), cost, lease id, lease expiry, shadow,
---       max entries (sliding log entries or leases the state may hold).
--- Reply: 5 integers per item: allowed, limit, remaining, reset_after_ms, retry_after_ms.
+-- ARGV[1] clock ("r": Redis TIME, "e": the engine's now_ms), ARGV[2] ttl grace in ms,
+-- ARGV[3] batch count, ARGV[4] every batch packed as little-endian doubles: now_ms, item count,
+--   then per item 9 numbers: op, algorithm (negative = parameters the engine refuses: deny),
+--   limit, window_ms, burst (effective), cost, lease expiry, shadow, max entries (sliding log
+--   entries or leases the state may hold);
+-- ARGV[5...] the lease id (decimal) of every concurrency item, in order.
+-- Reply: one string, 5 little-endian doubles per item: allowed, limit, remaining,
+-- reset_after_ms, retry_after_ms.
+--
+-- Packing the numbers (one argument per call instead of ten per item) and the answers (one
+-- string instead of five integers per item) spares Redis and the plugin most of the per-item
+-- work that is not the algorithm itself (docs/benchmarks.md, "Redis plugin").
+
+local rcall, spack, sunpack = redis.call, struct.pack, struct.unpack
+local floor, fmod = math.floor, math.fmod
 
 local OP_PEEK, OP_ADJUST, OP_ACQUIRE, OP_RELEASE, OP_RESET = 2, 3, 4, 5, 6
 local ALG_FW, ALG_SW, ALG_SWC, ALG_TB, ALG_GCRA, ALG_CC = 1, 2, 3, 4, 5, 6
@@ -24,7 +34,7 @@ local function min(a, b) if a < b then return a end return b end
 
 -- Exact for |a| and |b| below 2^53: the quotient of the double division is off by at most one.
 local function floor_div(a, b)
-  local q = math.floor(a / b)
+  local q = floor(a / b)
   local r = a - q * b
   if r < 0 then q = q - 1 elseif r >= b then q = q + 1 end
   return q
@@ -37,15 +47,15 @@ local GRACE = tonumber(ARGV[2])
 -- Keeps a string state until it equals a fresh key (plus a grace for clock skew).
 local function persist(key, encoded, expires_at, now)
   if encoded == nil then
-    redis.call('DEL', key)
+    rcall('DEL', key)
   else
-    redis.call('SET', key, encoded, 'PX', max(1, expires_at - now + GRACE))
+    rcall('SET', key, encoded, 'PX', max(1, expires_at - now + GRACE))
   end
 end
 
 local function load16(key)
-  local s = redis.call('GET', key)
-  if s and #s == 16 then return struct.unpack('<dd', s) end
+  local s = rcall('GET', key)
+  if s and #s == 16 then return sunpack('<dd', s) end
   return nil
 end
 
@@ -83,7 +93,7 @@ local function define_fixed_window()
       post = {start = floor_div(e.now, e.window) * e.window, count = 0}
     else
       post = {start = m.start, count = count}
-      enc = struct.pack('<dd', m.start, count)
+      enc = spack('<dd', m.start, count)
     end
     if write then persist(key, enc, FW.expires_at(post, e), e.now) end
     return post
@@ -97,9 +107,9 @@ local function define_sliding_window_counter()
   function SWC.load(key, e)
     local w = e.window
     local m = {start = floor_div(e.now, w) * w, prev = 0, cur = 0}
-    local s = redis.call('GET', key)
+    local s = rcall('GET', key)
     if s and #s == 24 then
-      local ws, prev, cur = struct.unpack('<ddd', s)
+      local ws, prev, cur = sunpack('<ddd', s)
       if prev >= 0 and cur >= 0 then
         if ws == m.start then
           m.prev = prev
@@ -161,7 +171,7 @@ local function define_sliding_window_counter()
       post = {start = floor_div(e.now, e.window) * e.window, prev = 0, cur = 0}
     else
       post = {start = m.start, prev = prev, cur = max(0, cur)}
-      enc = struct.pack('<ddd', m.start, prev, post.cur)
+      enc = spack('<ddd', m.start, prev, post.cur)
     end
     if write then persist(key, enc, SWC.expires_at(post, e), e.now) end
     return post
@@ -210,7 +220,7 @@ local function define_token_bucket()
       post = {at = e.now, deficit = 0}
     else
       post = {at = m.at, deficit = deficit}
-      enc = struct.pack('<dd', deficit, m.at)
+      enc = spack('<dd', deficit, m.at)
     end
     if write then persist(key, enc, TB.expires_at(post, e), e.now) end
     return post
@@ -251,7 +261,7 @@ local function define_gcra()
     local post, enc = {rel = rel}, nil
     if rel > 0 then
       local q = floor_div(rel, e.limit)
-      enc = struct.pack('<dd', e.now + q, rel - q * e.limit)
+      enc = spack('<dd', e.now + q, rel - q * e.limit)
     end
     if write then persist(key, enc, GCRA.expires_at(post, e), e.now) end
     return post
@@ -264,27 +274,27 @@ local function define_sliding_window()
   -- The running total (cost of this entry and all before it) gives the sum of the window from
   -- the first and last entries alone, so a decision reads O(1) entries unless it is denied.
   local SW = {}
-  local function sw_entry(s) return struct.unpack('<ddd', s) end
-  local function sw_pack(t, c, cum) return struct.pack('<ddd', t, c, cum) end
+  local function sw_entry(s) return sunpack('<ddd', s) end
+  local function sw_pack(t, c, cum) return spack('<ddd', t, c, cum) end
 
   -- Reads the first and last entries of [first, n) and sets sum and newest.
   local function sw_measure(m, key)
     m.sum, m.newest = 0, 0
     if m.first >= m.n then return end
-    local ft, fc, fcum = sw_entry(redis.call('LINDEX', key, m.first))
-    local lt, _, lcum = sw_entry(redis.call('LINDEX', key, -1))
+    local ft, fc, fcum = sw_entry(rcall('LINDEX', key, m.first))
+    local lt, _, lcum = sw_entry(rcall('LINDEX', key, -1))
     m.sum = lcum - fcum + fc
     m.newest = lt
     m.last_cum = lcum
   end
 
   function SW.load(key, e)
-    local n = redis.call('LLEN', key)
+    local n = rcall('LLEN', key)
     local m = {n = n, first = n}
     -- Entries at or before now - window have left the window.
     local i = 0
     while i < n and m.first == n do
-      local chunk = redis.call('LRANGE', key, i, i + 31)
+      local chunk = rcall('LRANGE', key, i, i + 31)
       for j = 1, #chunk do
         local t = sw_entry(chunk[j])
         if t + e.window > e.now then
@@ -310,7 +320,7 @@ local function define_sliding_window()
     if excess <= 0 then return e.now end
     local freed, i = 0, m.first
     while i < m.n do
-      local chunk = redis.call('LRANGE', e.key, i, i + 63)
+      local chunk = rcall('LRANGE', e.key, i, i + 63)
       for j = 1, #chunk do
         local t, c = sw_entry(chunk[j])
         freed = freed + c
@@ -326,15 +336,15 @@ local function define_sliding_window()
   local function sw_compact(key, n, keep)
     if keep <= 0 or n <= keep then return n end
     local fold = n - keep
-    local head = redis.call('LRANGE', key, 0, fold)
+    local head = rcall('LRANGE', key, 0, fold)
     local moved = 0
     for j = 1, #head do
       local _, c = sw_entry(head[j])
       moved = moved + c
     end
     local t, _, cum = sw_entry(head[fold + 1])
-    redis.call('LTRIM', key, fold, -1)
-    redis.call('LSET', key, 0, sw_pack(t, moved, cum))
+    rcall('LTRIM', key, fold, -1)
+    rcall('LSET', key, 0, sw_pack(t, moved, cum))
     return keep
   end
 
@@ -349,7 +359,7 @@ local function define_sliding_window()
       elseif delta < 0 then
         local refund, i = -delta, m.n - 1
         while refund > 0 and i >= m.first do
-          local t, c = sw_entry(redis.call('LINDEX', key, i))
+          local t, c = sw_entry(rcall('LINDEX', key, i))
           if c <= refund then
             refund = refund - c
             post.sum = post.sum - c
@@ -362,42 +372,42 @@ local function define_sliding_window()
         if i < m.first then
           post.sum = 0
         else
-          post.newest = sw_entry(redis.call('LINDEX', key, i))
+          post.newest = sw_entry(rcall('LINDEX', key, i))
         end
       end
       return post
     end
 
     if m.first > 0 then
-      if live == 0 then redis.call('DEL', key) else redis.call('LTRIM', key, m.first, -1) end
+      if live == 0 then rcall('DEL', key) else rcall('LTRIM', key, m.first, -1) end
     end
     local n = live
     local max_entries = e.max_entries
     if delta > 0 then
       if n > 0 and m.newest >= e.now then
-        local t, c, cum = sw_entry(redis.call('LINDEX', key, -1))
-        redis.call('LSET', key, -1, sw_pack(t, c + delta, cum + delta))
+        local t, c, cum = sw_entry(rcall('LINDEX', key, -1))
+        rcall('LSET', key, -1, sw_pack(t, c + delta, cum + delta))
       elseif max_entries >= 2 or n == 0 then
         n = sw_compact(key, n, max_entries - 1)
         local cum = 0
         if n > 0 then cum = m.last_cum end -- folding never changes running totals
-        redis.call('RPUSH', key, sw_pack(e.now, delta, cum + delta))
+        rcall('RPUSH', key, sw_pack(e.now, delta, cum + delta))
         n = n + 1
       else
         n = sw_compact(key, n, 1)
-        local _, c, cum = sw_entry(redis.call('LINDEX', key, 0))
-        redis.call('LSET', key, 0, sw_pack(e.now, c + delta, cum + delta))
+        local _, c, cum = sw_entry(rcall('LINDEX', key, 0))
+        rcall('LSET', key, 0, sw_pack(e.now, c + delta, cum + delta))
       end
     elseif delta < 0 then
       local refund = -delta
       while refund > 0 and n > 0 do
-        local t, c, cum = sw_entry(redis.call('LINDEX', key, -1))
+        local t, c, cum = sw_entry(rcall('LINDEX', key, -1))
         if c <= refund then
           refund = refund - c
-          redis.call('RPOP', key)
+          rcall('RPOP', key)
           n = n - 1
         else
-          redis.call('LSET', key, -1, sw_pack(t, c - refund, cum - refund))
+          rcall('LSET', key, -1, sw_pack(t, c - refund, cum - refund))
           refund = 0
         end
       end
@@ -406,7 +416,7 @@ local function define_sliding_window()
     local post = {n = n, first = 0}
     sw_measure(post, key)
     if n > 0 then
-      redis.call('PEXPIRE', key, max(1, SW.expires_at(post, e) - e.now + GRACE))
+      rcall('PEXPIRE', key, max(1, SW.expires_at(post, e) - e.now + GRACE))
     end
     return post
   end
@@ -428,7 +438,7 @@ local function drive(A, it, e, commit)
   local op, cost = it.op, it.cost
   if op == OP_RESET then
     local cap = A.capacity(m, e)
-    if commit then redis.call('DEL', key) end
+    if commit then rcall('DEL', key) end
     return result(true, cap, cap, 0, 0)
   elseif op == OP_RELEASE then
     return report(A, m, e, true, 0)
@@ -451,28 +461,28 @@ local function define_concurrency()
   local function cc_load(it, e)
     local key, ckey = it.key, it.ckey
     local m = {n = 0, held = 0, last = e.now, expired = {}}
-    local total = redis.call('ZCARD', key)
+    local total = rcall('ZCARD', key)
     if total == 0 then return m end
-    local held = tonumber(redis.call('HGET', ckey, '#held') or '0')
-    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', num(e.now))
+    local held = tonumber(rcall('HGET', ckey, '#held') or '0')
+    local gone = rcall('ZRANGEBYSCORE', key, '-inf', num(e.now))
     for i = 1, #gone, 512 do
       local part = {}
       for j = i, min(#gone, i + 511) do part[#part + 1] = gone[j] end
-      local costs = redis.call('HMGET', ckey, unpack(part))
+      local costs = rcall('HMGET', ckey, unpack(part))
       for j = 1, #costs do held = held - tonumber(costs[j] or '0') end
     end
     m.expired = gone
     m.n = total - #gone
     m.held = held
-    if m.n > 0 then m.last = tonumber(redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')[2]) end
+    if m.n > 0 then m.last = tonumber(rcall('ZREVRANGE', key, 0, 0, 'WITHSCORES')[2]) end
     return m
   end
 
   -- The active lease `id` as {id, cost}, or nil.
   local function cc_find(it, e, id)
-    local score = redis.call('ZSCORE', it.key, id)
+    local score = rcall('ZSCORE', it.key, id)
     if not score or tonumber(score) <= e.now then return nil end
-    return {id = id, cost = tonumber(redis.call('HGET', it.ckey, id) or '0')}
+    return {id = id, cost = tonumber(rcall('HGET', it.ckey, id) or '0')}
   end
 
   -- First time >= now at which, with lease `skip` not counted, `cost` more fits and at most
@@ -486,12 +496,12 @@ local function define_concurrency()
     if held + cost <= e.limit and count <= max_count then return e.now end
     local offset = 0
     while true do
-      local chunk = redis.call('ZRANGEBYSCORE', it.key, '(' .. num(e.now), '+inf', 'WITHSCORES',
+      local chunk = rcall('ZRANGEBYSCORE', it.key, '(' .. num(e.now), '+inf', 'WITHSCORES',
                                'LIMIT', offset, 256)
       if #chunk == 0 then break end
       local ids = {}
       for i = 1, #chunk, 2 do ids[#ids + 1] = chunk[i] end
-      local costs = redis.call('HMGET', it.ckey, unpack(ids))
+      local costs = rcall('HMGET', it.ckey, unpack(ids))
       for j = 1, #ids do
         if not (skip and ids[j] == skip.id) then
           held = held - tonumber(costs[j] or '0')
@@ -518,7 +528,7 @@ local function define_concurrency()
       count = count + 1
       last = add_exp
     end
-    local top = redis.call('ZREVRANGE', it.key, 0, 1, 'WITHSCORES')
+    local top = rcall('ZREVRANGE', it.key, 0, 1, 'WITHSCORES')
     for i = 1, #top, 2 do
       if not (remove and top[i] == remove.id) then
         local score = tonumber(top[i + 1])
@@ -531,24 +541,24 @@ local function define_concurrency()
       for i = 1, #m.expired, 512 do
         local part = {}
         for j = i, min(#m.expired, i + 511) do part[#part + 1] = m.expired[j] end
-        redis.call('ZREM', key, unpack(part))
-        redis.call('HDEL', ckey, unpack(part))
+        rcall('ZREM', key, unpack(part))
+        rcall('HDEL', ckey, unpack(part))
       end
       if remove then
-        redis.call('ZREM', key, remove.id)
-        redis.call('HDEL', ckey, remove.id)
+        rcall('ZREM', key, remove.id)
+        rcall('HDEL', ckey, remove.id)
       end
       if add_cost > 0 then
-        redis.call('ZADD', key, num(add_exp), it.lease_id)
-        redis.call('HSET', ckey, it.lease_id, num(add_cost))
+        rcall('ZADD', key, num(add_exp), it.lease_id)
+        rcall('HSET', ckey, it.lease_id, num(add_cost))
       end
       if count == 0 then
-        redis.call('DEL', key, ckey)
+        rcall('DEL', key, ckey)
       else
         local ttl = max(1, last - e.now + GRACE)
-        redis.call('HSET', ckey, '#held', num(held))
-        redis.call('PEXPIRE', key, ttl)
-        redis.call('PEXPIRE', ckey, ttl)
+        rcall('HSET', ckey, '#held', num(held))
+        rcall('PEXPIRE', key, ttl)
+        rcall('PEXPIRE', ckey, ttl)
       end
     end
     return held, count, last
@@ -558,7 +568,7 @@ local function define_concurrency()
     local op, cost, limit = it.op, it.cost, e.limit
     local max_leases = e.max_entries
     if op == OP_RESET then
-      if commit then redis.call('DEL', it.key, it.ckey) end
+      if commit then rcall('DEL', it.key, it.ckey) end
       return result(true, limit, limit, 0, 0)
     end
     local m = cc_load(it, e)
@@ -624,8 +634,8 @@ local function deny_invalid(it, commit)
   local limit = max(0, it.limit)
   if it.op == OP_RESET then
     if commit then
-      redis.call('DEL', it.key)
-      if it.ckey then redis.call('DEL', it.ckey) end
+      rcall('DEL', it.key)
+      if it.ckey then rcall('DEL', it.ckey) end
     end
     return result(true, limit, limit, 0, 0)
   end
@@ -645,51 +655,94 @@ end
 
 local function gating(op) return op == 1 or op == OP_ACQUIRE end
 
-local now_redis = nil
-if ARGV[1] == 'r' then
-  local t = redis.call('TIME')
-  now_redis = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- fixed_window CONSUME alone in its batch, the most common decision: drive(FW, ...) committed,
+-- step for step, without building its tables.
+local function fixed_window_consume(key, now, limit, window, cost)
+  local start, count = now - fmod(now, window), 0 -- now >= 0 and fmod is exact
+  local s = rcall('GET', key)
+  if s and #s == 16 then
+    local ws, c = sunpack('<dd', s)
+    if c >= 0 and (ws == start or ws == start + window) then start, count = ws, c end
+  end
+  local ends = start + window
+  if cost < 0 or cost > limit or (count + cost > limit and ends > now) then
+    local reset, retry = 0, -1
+    if count > 0 then reset = duration(ends - now) end
+    if cost >= 0 and cost <= limit then retry = ends - now end
+    return spack('<ddddd', 0, limit, max(0, limit - count), reset, retry)
+  end
+  count = count + cost
+  if count <= 0 then
+    rcall('DEL', key)
+    return spack('<ddddd', 1, limit, limit, 0, 0)
+  end
+  rcall('SET', key, spack('<dd', start, count), 'PX', max(1, ends - now + GRACE))
+  return spack('<ddddd', 1, limit, max(0, limit - count), duration(ends - now), 0)
 end
 
+local now_redis = nil
+if ARGV[1] == 'r' then
+  local t = rcall('TIME')
+  now_redis = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+end
+
+local ITEM = '<ddddddddd'
 local out = {}
-local a, k = 4, 1
+local packed = ARGV[4]
+local pos, k, lease = 1, 1, 5
 for _ = 1, tonumber(ARGV[3]) do
-  local now = now_redis or tonumber(ARGV[a])
-  local n = tonumber(ARGV[a + 1])
-  a = a + 2
-  local items = {}
-  for i = 1, n do
-    items[i] = {key = KEYS[k], op = tonumber(ARGV[a]), alg = tonumber(ARGV[a + 1]),
-                limit = tonumber(ARGV[a + 2]), window = tonumber(ARGV[a + 3]),
-                burst = tonumber(ARGV[a + 4]), cost = tonumber(ARGV[a + 5]),
-                lease_id = ARGV[a + 6], lease_expires = tonumber(ARGV[a + 7]),
-                shadow = ARGV[a + 8] ~= '0', max_entries = tonumber(ARGV[a + 9])}
-    a = a + 10
-    k = k + 1
-    if items[i].alg == ALG_CC or items[i].alg == -ALG_CC then -- leases have a second key
-      items[i].ckey = KEYS[k]
-      k = k + 1
-    end
+  local now, n
+  now, n, pos = sunpack('<dd', packed, pos)
+  now = now_redis or now
+  local op, alg, limit, window, burst, cost, expires, shadow, max_entries
+  if n >= 1 then
+    op, alg, limit, window, burst, cost, expires, shadow, max_entries, pos =
+      sunpack(ITEM, packed, pos)
   end
-  local results = {}
-  if n == 1 then
-    results[1] = apply(items[1], now, items[1].op ~= OP_PEEK)
-  else
-    -- All-or-nothing: evaluate everything, commit only if no non-shadow item is denied.
-    local denied = false
+  if n == 1 and alg == ALG_FW and op == 1 then
+    out[#out + 1] = fixed_window_consume(KEYS[k], now, limit, window, cost)
+    k = k + 1
+  elseif n >= 1 then
+    local items = {}
     for i = 1, n do
-      results[i] = apply(items[i], now, false)
-      if gating(items[i].op) and not items[i].shadow and results[i][1] == 0 then denied = true end
+      if i > 1 then
+        op, alg, limit, window, burst, cost, expires, shadow, max_entries, pos =
+          sunpack(ITEM, packed, pos)
+      end
+      local it = {key = KEYS[k], op = op, alg = alg, limit = limit, window = window,
+                  burst = burst, cost = cost, lease_expires = expires, shadow = shadow ~= 0,
+                  max_entries = max_entries}
+      k = k + 1
+      if alg == ALG_CC or alg == -ALG_CC then -- leases have a second key and an id
+        it.ckey = KEYS[k]
+        k = k + 1
+        it.lease_id = ARGV[lease]
+        lease = lease + 1
+      end
+      items[i] = it
     end
-    if not denied then
+    local results = {}
+    if n == 1 then
+      results[1] = apply(items[1], now, items[1].op ~= OP_PEEK)
+    else
+      -- All-or-nothing: evaluate everything, commit only if no non-shadow item is denied.
+      local denied = false
       for i = 1, n do
-        if items[i].op ~= OP_PEEK then results[i] = apply(items[i], now, true) end
+        results[i] = apply(items[i], now, false)
+        if gating(items[i].op) and not items[i].shadow and results[i][1] == 0 then
+          denied = true
+        end
+      end
+      if not denied then
+        for i = 1, n do
+          if items[i].op ~= OP_PEEK then results[i] = apply(items[i], now, true) end
+        end
       end
     end
-  end
-  for i = 1, n do
-    local r = results[i]
-    for j = 1, 5 do out[#out + 1] = r[j] end
+    for i = 1, n do
+      local r = results[i]
+      out[#out + 1] = spack('<ddddd', r[1], r[2], r[3], r[4], r[5])
+    end
   end
 end
-return out
+return table.concat(out)
