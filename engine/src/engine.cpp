@@ -10,6 +10,11 @@
 #include <thread>
 #include <unordered_map>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#endif
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -32,6 +37,52 @@ int64_t steady_ns() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+// The decision-latency histogram times every decision, so its two clock reads are on the hot
+// path: steady_clock costs ~20 ns a read here (vDSO), the x86 time-stamp counter ~8. The TSC is
+// used where the CPU says it ticks at a constant rate across power states (invariant TSC),
+// scaled to nanoseconds by a factor measured once against steady_clock.
+class LatencyTimer {
+ public:
+  static const LatencyTimer& instance() {
+    static const LatencyTimer timer;
+    return timer;
+  }
+  int64_t start() const {
+#if defined(__x86_64__)
+    if (tsc_) return static_cast<int64_t>(__rdtsc());
+#endif
+    return steady_ns();
+  }
+  int64_t elapsed_ns(int64_t started) const {
+#if defined(__x86_64__)
+    if (tsc_) return static_cast<int64_t>(static_cast<double>(static_cast<int64_t>(__rdtsc()) - started) * ns_per_tick_);
+#endif
+    return steady_ns() - started;
+  }
+
+ private:
+  LatencyTimer() {
+#if defined(__x86_64__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(0x80000000, &a, &b, &c, &d) == 0 || a < 0x80000007) return;
+    __get_cpuid(0x80000007, &a, &b, &c, &d);
+    if ((d & (1u << 8)) == 0) return;  // no invariant TSC
+    // 2 ms of calibration once per process; the histogram's buckets are powers of two, so a
+    // factor good to a fraction of a percent is plenty.
+    const int64_t t0 = steady_ns();
+    const auto c0 = static_cast<int64_t>(__rdtsc());
+    int64_t t1 = t0;
+    while (t1 - t0 < 2'000'000) t1 = steady_ns();
+    const auto c1 = static_cast<int64_t>(__rdtsc());
+    if (c1 <= c0) return;
+    ns_per_tick_ = static_cast<double>(t1 - t0) / static_cast<double>(c1 - c0);
+    tsc_ = true;
+#endif
+  }
+  bool tsc_ = false;
+  double ns_per_tick_ = 1.0;
+};
 
 // Storage key of one limit for one subject, written at `out`; returns its length. The braces
 // are a Redis Cluster hash tag, so all limits of one request land in one slot. Names cannot
@@ -66,6 +117,7 @@ void Decision::set_rule(std::string_view r) {
 // ---- snapshot: a compiled policy plus the engine's per-policy bindings -------------------
 
 struct Snapshot {
+  uint64_t id = 0;  // unique in the process, see Engine::Impl::current()
   std::shared_ptr<const CompiledPolicy> policy;
   // series[(resource * tiers + tier)][limit], plus one for the tier's unlimited decisions and
   // one for storage errors at [limits] and [limits + 1]. The default resource (unknown names
@@ -85,6 +137,22 @@ struct Snapshot {
   }
 };
 
+namespace {
+std::atomic<uint64_t> g_snapshot_ids{0};
+
+// The snapshot this thread decided with last, and its id. Loading a std::atomic<shared_ptr>
+// takes a lock bit and two reference-count updates, each a locked instruction on the same
+// cache line for every thread; a thread instead keeps its own reference and only checks that
+// the engine's current id is still the one it holds. Ids are unique across engines, so a
+// match can only mean the same snapshot, which this reference keeps alive. A thread that
+// stops deciding keeps one old snapshot alive until it exits or decides again.
+struct CachedSnapshot {
+  uint64_t id = 0;
+  std::shared_ptr<const Snapshot> snap;
+};
+thread_local CachedSnapshot t_snapshot;
+}  // namespace
+
 // ---- the per-call context ---------------------------------------------------------------
 
 struct DecisionCall::Internal {
@@ -103,7 +171,7 @@ struct DecisionCall::Internal {
   bool releasing = false;
   int64_t cost = 1;
   int64_t now_ms = 0;
-  int64_t start_ns = 0;
+  int64_t started = 0;  // LatencyTimer::start()
   int64_t lease_ttl_ms = 0;
   DecisionDone done = nullptr;
   void* user = nullptr;
@@ -154,6 +222,7 @@ struct Engine::Impl {
   std::unique_ptr<Storage> storage;
   const Clock* clock;
   Stats stats;
+  const LatencyTimer& timer = LatencyTimer::instance();
   const int64_t storage_timeout_ms;
   const bool copy_batches;  // the plugin may complete later: go through Submissions
 
@@ -169,6 +238,8 @@ struct Engine::Impl {
   std::thread watchdog;
 
   std::atomic<std::shared_ptr<const Snapshot>> snapshot;
+  std::atomic<uint64_t> snapshot_id{0};  // snapshot's id; stored after snapshot
+  std::mutex install_mu;                 // one policy swap at a time keeps the two in step
 
   std::mutex warm_mu;  // guards warm_by_name and writes to the snapshot's warm_started
   std::unordered_map<std::string, int64_t> warm_by_name;
@@ -205,6 +276,21 @@ struct Engine::Impl {
   void watch();
 
   std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const CompiledPolicy> policy);
+  void install(std::shared_ptr<const CompiledPolicy> policy) {
+    std::lock_guard lock(install_mu);
+    auto snap = build_snapshot(std::move(policy));
+    const uint64_t id = snap->id;
+    snapshot.store(std::move(snap));
+    snapshot_id.store(id, std::memory_order_release);
+  }
+  // The current snapshot, from this thread's cache when it is still current.
+  const std::shared_ptr<const Snapshot>& current() {
+    if (t_snapshot.id != snapshot_id.load(std::memory_order_acquire)) {
+      t_snapshot.snap = snapshot.load();
+      t_snapshot.id = t_snapshot.snap->id;
+    }
+    return t_snapshot.snap;
+  }
   double warm_factor(const Snapshot& snap, const CompiledResource& r, int64_t now) const;
   uint64_t new_lease_id();
   void sweep_leases(int64_t now);
@@ -217,6 +303,7 @@ struct Engine::Impl {
 std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
     std::shared_ptr<const CompiledPolicy> policy) {
   auto snap = std::make_shared<Snapshot>();
+  snap->id = g_snapshot_ids.fetch_add(1, std::memory_order_relaxed) + 1;
   const auto& tiers = policy->tiers();
   const auto& resources = policy->resources();
   const size_t rcount = resources.size() + 1;
@@ -286,13 +373,13 @@ void Engine::Impl::sweep_leases(int64_t now) {
 Engine::Engine(std::unique_ptr<Storage> storage, std::shared_ptr<const CompiledPolicy> policy,
                EngineOptions options)
     : impl_(std::make_unique<Impl>(std::move(storage), options)) {
-  impl_->snapshot.store(impl_->build_snapshot(std::move(policy)));
+  impl_->install(std::move(policy));
 }
 
 Engine::~Engine() = default;
 
 void Engine::set_policy(std::shared_ptr<const CompiledPolicy> policy) {
-  impl_->snapshot.store(impl_->build_snapshot(std::move(policy)));
+  impl_->install(std::move(policy));
 }
 
 std::shared_ptr<const CompiledPolicy> Engine::policy() const {
@@ -380,7 +467,7 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   in.done = done;
   in.user = user;
   in.engine = impl_.get();
-  in.start_ns = steady_ns();
+  in.started = impl_->timer.start();
   in.now_ms = impl_->clock->now_ms();
   in.cost = req.cost;
   in.resource = nullptr;
@@ -400,7 +487,7 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     return fail(StatusCode::kInvalid, "cost must be a positive integer");
   if (req.lease_ttl_ms < 0) return fail(StatusCode::kInvalid, "lease TTL must not be negative");
 
-  in.snap = impl_->snapshot.load();
+  if (const auto& current = impl_->current(); in.snap != current) in.snap = current;
   const Snapshot& snap = *in.snap;
   const CompiledPolicy& policy = *snap.policy;
 
@@ -635,7 +722,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     d.error_message = message ? message : "storage failure";
     Stats::record(snap.at(res, in.tier, res->limits.size() + 1), Outcome::kStorageError,
                   in.now_ms);
-    stats.record_latency_ns(steady_ns() - in.start_ns);
+    stats.record_latency_ns(timer.elapsed_ns(in.started));
     return finish_inline(call);
   }
 
@@ -677,7 +764,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
                   denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
     if (denied) stats.record_blocked(res->name, in.subject());
-    stats.record_latency_ns(steady_ns() - in.start_ns);
+    stats.record_latency_ns(timer.elapsed_ns(in.started));
   }
   if (in.kind == DecisionKind::kAcquire) {
     if (denied) {
@@ -729,7 +816,7 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
     return impl_->finish_inline(call);
   }
 
-  in.snap = impl_->snapshot.load();
+  in.snap = impl_->current();
   const CompiledPolicy& policy = *in.snap->policy;
   const CompiledResource* res = policy.find_resource(lease.resource);
   if (!res) res = policy.default_resource();
