@@ -59,16 +59,35 @@ void free_blob(Slot& slot) {
 
 bool is_gating(uint32_t op) { return op == SLUICE_OP_CONSUME || op == SLUICE_OP_LEASE_ACQUIRE; }
 
-// Per-thread buffers reused across batches, so a warm thread allocates nothing.
-thread_local std::vector<unsigned char> tls_scratch;
-thread_local std::vector<KeyHash> tls_hashes;
-thread_local std::vector<uint32_t> tls_shards;
-thread_local uint32_t tls_tick = 0;
+}  // namespace
 
-unsigned char* scratch(std::size_t need, unsigned char* small) {
+// Per-thread buffers reused across batches, so a warm thread allocates nothing.
+struct Store::ThreadState {
+  std::vector<unsigned char> scratch;  // transition buffer for states larger than a slot
+  std::vector<KeyHash> hashes;         // a batch's key hashes, shards and lookups
+  std::vector<uint32_t> shards;
+  std::vector<uint32_t> locked;  // the batch's shards, ascending, without repeats
+  std::vector<Map::iterator> found;
+  uint32_t tick = 0;  // batches run by this thread: paces the sweeps
+};
+
+namespace {
+thread_local Store::ThreadState tls_state;
+
+unsigned char* scratch(Store::ThreadState& t, std::size_t need, unsigned char* small) {
   if (need <= kInlineCapacity) return small;
-  if (tls_scratch.size() < need) tls_scratch.resize(need);
-  return tls_scratch.data();
+  if (t.scratch.size() < need) t.scratch.resize(need);
+  return t.scratch.data();
+}
+
+// A state's bytes, copied into the transition's buffer. Inline states are copied as the slot's
+// whole 16 bytes (a fixed-size move, no call); `buf` then has room for them (see scratch).
+void copy_state(unsigned char* buf, const unsigned char* data, std::size_t len, bool inline_state) {
+  if (inline_state) {
+    std::memcpy(buf, data, kInlineCapacity);
+  } else if (len != 0) {
+    std::memcpy(buf, data, len);
+  }
 }
 
 }  // namespace
@@ -116,34 +135,34 @@ bool Store::is_expired(uint32_t meta, int64_t now_ms) const {
 }
 
 Store::StateView Store::view(const Map::iterator& it, Map& map, int64_t now_ms) const {
-  if (it == map.end() || is_expired(it->second.meta, now_ms)) return {nullptr, 0};
+  if (it == map.end() || is_expired(it->second.meta, now_ms)) return {nullptr, 0, false};
   Slot& slot = it->second;
   if (length_code(slot) == kOutOfLine) {
     const OutOfLine o = out_of_line(slot);
-    return {o.data, o.len};
+    return {o.data, o.len, false};
   }
-  return {slot.bytes, length_code(slot)};
+  return {slot.bytes, length_code(slot), true};
 }
 
-void Store::evaluate(Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
-                     sluice_item_result& result) {
-  const StateView s = view(shard.map.find(key), shard.map, now_ms);
+void Store::evaluate(ThreadState& t, Shard& shard, Map::iterator it, const sluice_item& item,
+                     int64_t now_ms, sluice_item_result& result) {
+  const StateView s = view(it, shard.map, now_ms);
   // A copy, so that the stored state is safe whatever the transition does with its buffer.
   unsigned char small[kInlineCapacity];
-  unsigned char* buf = scratch(std::max<std::size_t>(item.state_capacity, s.len), small);
-  if (s.len != 0) std::memcpy(buf, s.data, s.len);
+  unsigned char* buf = scratch(t, std::max<std::size_t>(item.state_capacity, s.len), small);
+  copy_state(buf, s.data, s.len, s.inline_state);
   int64_t expires_at_ms = INT64_MAX;
   host_->apply(&item, now_ms, buf, s.len, 0, &result, &expires_at_ms);
 }
 
-void Store::commit(Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
-                   sluice_item_result& result) {
+void Store::commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item,
+                   int64_t now_ms, sluice_item_result& result) {
   auto it = shard.map.find(key);
   const StateView s = view(it, shard.map, now_ms);
   const std::size_t capacity = std::max<std::size_t>(item.state_capacity, s.len);
   unsigned char small[kInlineCapacity];
-  unsigned char* buf = scratch(capacity, small);
-  if (s.len != 0) std::memcpy(buf, s.data, s.len);
+  unsigned char* buf = scratch(t, capacity, small);
+  copy_state(buf, s.data, s.len, s.inline_state);
   int64_t expires_at_ms = INT64_MAX;
   const std::size_t new_len =
       host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
@@ -173,7 +192,8 @@ void Store::store_state(Slot& slot, const unsigned char* data, std::size_t len,
   const uint32_t expiry = encode_expiry(expires_at_ms) << kLengthBits;
   if (len <= kInlineCapacity) {
     free_blob(slot);
-    std::memcpy(slot.bytes, data, len);
+    // `data` is a transition buffer, which has room for an inline state's 16 bytes.
+    std::memcpy(slot.bytes, data, kInlineCapacity);
     slot.meta = expiry | static_cast<uint32_t>(len);
     return;
   }
@@ -245,8 +265,8 @@ void Store::make_room(Shard& shard, int64_t now_ms) {
   ++shard.evictions;
 }
 
-void Store::maybe_sweep_other_shard(int64_t now_ms) {
-  if ((tls_tick % kOtherSweepPeriod) != 0) return;
+void Store::maybe_sweep_other_shard(uint32_t tick, int64_t now_ms) {
+  if ((tick % kOtherSweepPeriod) != 0) return;
   const uint32_t i = sweep_turn_.fetch_add(1, std::memory_order_relaxed) % options_.shards;
   Shard& shard = shards_[i];
   std::unique_lock lock(shard.mu, std::try_to_lock);
@@ -284,61 +304,84 @@ sluice_status Store::submit(const sluice_batch& batch, std::string& error) {
   if (!validate(batch, error)) return SLUICE_ERR_INVALID;
   const int64_t now_ms = batch.now_ms;
   epoch_for(now_ms);
-  ++tls_tick;
-  run_locked_batch(batch, now_ms);
-  maybe_sweep_other_shard(now_ms);
+  ThreadState& t = tls_state;  // one TLS lookup per batch (a call, in a dlopen'ed library)
+  const uint32_t tick = ++t.tick;
+  const uint32_t own_sweep =
+      tick % kOwnSweepPeriod == 0 ? options_.sweep_slots * kOwnSweepPeriod : 0;
+  if (batch.count == 1) {
+    run_one(t, batch.items[0], now_ms, batch.results[0], own_sweep);
+  } else {
+    run_locked_batch(t, batch, now_ms, own_sweep);
+  }
+  maybe_sweep_other_shard(tick, now_ms);
   return SLUICE_OK;
 }
 
-void Store::run_locked_batch(const sluice_batch& batch, int64_t now_ms) {
-  const uint32_t own_sweep = tls_tick % kOwnSweepPeriod == 0 ? options_.sweep_slots * kOwnSweepPeriod : 0;
-  if (batch.count == 1) {
-    const sluice_item& item = batch.items[0];
-    const KeyHash key = hash_key(item);
-    Shard& shard = shards_[shard_of(key)];
-    std::lock_guard lock(shard.mu);
-    if (item.op == SLUICE_OP_PEEK) {
-      evaluate(shard, key, item, now_ms, batch.results[0]);
-    } else {
-      commit(shard, key, item, now_ms, batch.results[0]);
-    }
-    sweep(shard, now_ms, own_sweep);
-    return;
+void Store::run_one(ThreadState& t, const sluice_item& item, int64_t now_ms,
+                    sluice_item_result& result, uint32_t own_sweep) {
+  const KeyHash key = hash_key(item);
+  Shard& shard = shards_[shard_of(key)];
+  std::lock_guard lock(shard.mu);
+  if (item.op == SLUICE_OP_PEEK) {
+    evaluate(t, shard, shard.map.find(key), item, now_ms, result);
+  } else {
+    commit(t, shard, key, item, now_ms, result);
   }
+  if (own_sweep != 0) sweep(shard, now_ms, own_sweep);
+}
 
-  tls_hashes.resize(batch.count);
-  tls_shards.resize(batch.count);
-  for (std::size_t i = 0; i < batch.count; ++i) {
-    tls_hashes[i] = hash_key(batch.items[i]);
-    tls_shards[i] = shard_of(tls_hashes[i]);
+void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t now_ms,
+                             uint32_t own_sweep) {
+  const std::size_t n = batch.count;
+  t.hashes.resize(n);
+  t.shards.resize(n);
+  t.found.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    t.hashes[i] = hash_key(batch.items[i]);
+    t.shards[i] = shard_of(t.hashes[i]);
   }
-  std::sort(tls_shards.begin(), tls_shards.end());
-  tls_shards.erase(std::unique(tls_shards.begin(), tls_shards.end()), tls_shards.end());
+  t.locked.assign(t.shards.begin(), t.shards.end());
+  std::sort(t.locked.begin(), t.locked.end());
+  t.locked.erase(std::unique(t.locked.begin(), t.locked.end()), t.locked.end());
   // Ascending order everywhere, so two batches over the same shards cannot deadlock.
-  for (uint32_t s : tls_shards) shards_[s].mu.lock();
+  for (uint32_t s : t.locked) shards_[s].mu.lock();
   struct Unlock {
     Shard* shards;
+    const std::vector<uint32_t>& locked;
     ~Unlock() {
-      for (auto s = tls_shards.rbegin(); s != tls_shards.rend(); ++s) shards[*s].mu.unlock();
+      for (auto s = locked.rbegin(); s != locked.rend(); ++s) shards[*s].mu.unlock();
     }
-  } unlock{shards_.get()};
+  } unlock{shards_.get(), t.locked};
+
+  // Every key is looked up before any is used: the lookups do not depend on each other, so
+  // their cache misses overlap instead of coming one after another. Out-of-line states are
+  // prefetched as soon as their slot is known.
+  for (std::size_t i = 0; i < n; ++i) {
+    Map& map = shards_[t.shards[i]].map;
+    const auto it = map.find(t.hashes[i]);
+    t.found[i] = it;
+    if (it != map.end() && length_code(it->second) == kOutOfLine) {
+      __builtin_prefetch(out_of_line(it->second).data);
+    }
+  }
 
   // All-or-nothing: every item is evaluated first; only if no non-shadow item is denied does
-  // any of them change state.
+  // any of them change state. (Evaluating changes nothing, so the iterators stay valid.)
   bool denied = false;
-  for (std::size_t i = 0; i < batch.count; ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const sluice_item& item = batch.items[i];
-    evaluate(shards_[shard_of(tls_hashes[i])], tls_hashes[i], item, now_ms, batch.results[i]);
+    evaluate(t, shards_[t.shards[i]], t.found[i], item, now_ms, batch.results[i]);
     if (is_gating(item.op) && item.shadow == 0 && batch.results[i].allowed == 0) denied = true;
   }
   if (!denied) {
-    for (std::size_t i = 0; i < batch.count; ++i) {
+    // Committing may insert and rehash, so each item looks its key up again (in cache now).
+    for (std::size_t i = 0; i < n; ++i) {
       const sluice_item& item = batch.items[i];
       if (item.op == SLUICE_OP_PEEK) continue;
-      commit(shards_[shard_of(tls_hashes[i])], tls_hashes[i], item, now_ms, batch.results[i]);
+      commit(t, shards_[t.shards[i]], t.hashes[i], item, now_ms, batch.results[i]);
     }
   }
-  sweep(shards_[tls_shards.front()], now_ms, own_sweep);
+  if (own_sweep != 0) sweep(shards_[t.locked.front()], now_ms, own_sweep);
 }
 
 Store::Counters Store::counters() const {

@@ -76,6 +76,8 @@ class Store {
   };
   Counters counters() const;
 
+  struct ThreadState;  // per-thread buffers and counters, see memory_store.cpp
+
  private:
   using Map = boost::unordered_flat_map<KeyHash, Slot, KeyHashHasher, std::equal_to<KeyHash>,
                                         PageAllocator<std::pair<const KeyHash, Slot>>>;
@@ -92,6 +94,7 @@ class Store {
   struct StateView {
     unsigned char* data;
     std::size_t len;
+    bool inline_state;  // data is the slot's 16 bytes
   };
 
   KeyHash hash_key(const sluice_item& item) const;
@@ -100,19 +103,22 @@ class Store {
 
   // The current state of a key: empty when absent or expired.
   StateView view(const Map::iterator& it, Map& map, int64_t now_ms) const;
-  // What the item would get (commit=0); nothing changes.
-  void evaluate(Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
-                sluice_item_result& result);
+  // What the item would get (commit=0) from the key at `it`; nothing changes.
+  void evaluate(ThreadState& t, Shard& shard, Map::iterator it, const sluice_item& item,
+                int64_t now_ms, sluice_item_result& result);
   // Applies the item (commit=1) and stores the new state when the transition wrote one.
-  void commit(Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
-              sluice_item_result& result);
+  void commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item,
+              int64_t now_ms, sluice_item_result& result);
   void store_state(Slot& slot, const unsigned char* data, std::size_t len, int64_t expires_at_ms);
   bool validate(const sluice_batch& batch, std::string& error) const;
-  void run_locked_batch(const sluice_batch& batch, int64_t now_ms);
+  void run_one(ThreadState& t, const sluice_item& item, int64_t now_ms,
+               sluice_item_result& result, uint32_t own_sweep);
+  void run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t now_ms,
+                        uint32_t own_sweep);
   void erase(Shard& shard, Map::iterator it);
   void make_room(Shard& shard, int64_t now_ms);
   std::size_t sweep(Shard& shard, int64_t now_ms, uint32_t slots);
-  void maybe_sweep_other_shard(int64_t now_ms);
+  void maybe_sweep_other_shard(uint32_t tick, int64_t now_ms);
 
   uint32_t encode_expiry(int64_t expires_at_ms) const;
   bool is_expired(uint32_t meta, int64_t now_ms) const;
