@@ -26,10 +26,10 @@ struct Config {
   // Batches folded into one script call (1 = one call per request; keeps every call on one
   // Redis Cluster slot).
   int coalesce = 64;
-  // Script calls in flight per connection at most. Batches that arrive meanwhile wait and
-  // go out together in the next call, so the busier Redis is, the more decisions each call
-  // carries (its fixed cost is paid once). 2 keeps the next call queued in Redis while the
-  // reply of the previous one travels back.
+  // Script calls in flight per connection before a call waits to be full: batches that
+  // arrive meanwhile wait for the next reply (or for `coalesce` of them) and go out together,
+  // so the busier Redis is, the more decisions share each call's fixed cost. 2 keeps the next
+  // call queued in Redis while the reply of the previous one travels back.
   int pipeline = 2;
   // Batches queued or in flight at most; beyond it batches fail at once (backpressure).
   int64_t max_in_flight = 100000;

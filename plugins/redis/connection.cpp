@@ -118,7 +118,8 @@ bool Connection::enqueue(std::unique_ptr<Request>& request) {
     std::lock_guard lock(mu_);
     if (!up_ || stopping_) return false;
     queue_.push_back(std::move(request));
-    wake = !wake_pending_ && !saturated_;
+    wake = !wake_pending_ &&
+           (!saturated_ || queue_.size() >= static_cast<size_t>(shared_.config.coalesce));
     wake_pending_ = wake_pending_ || wake;
   }
   if (wake) {
@@ -262,8 +263,11 @@ void Connection::send_queued() {
   {
     std::lock_guard lock(mu_);
     wake_pending_ = false;
+    // Below `pipeline` calls in flight everything goes; beyond it only full calls do, so
+    // nothing waits longer than one reply, and a call's fixed cost is always shared widely.
     const size_t free_calls = in_flight_.size() < depth ? depth - in_flight_.size() : 0;
-    const size_t n = std::min(queue_.size(), free_calls * per_call);
+    const size_t calls = std::max(free_calls, queue_.size() / per_call);
+    const size_t n = std::min(queue_.size(), calls * per_call);
     if (n == queue_.size()) {
       queued.swap(queue_);
     } else {

@@ -1,8 +1,8 @@
 // One pipelined connection to Redis and the thread that drives it.
 //
 // While connected, the batches queued are folded into script calls (up to `coalesce` batches
-// each) and written at once, as long as fewer than `pipeline` calls are in flight; the rest
-// wait for the next reply and then go out together. Replies are matched in order. A
+// each) and written at once. With `pipeline` calls in flight already, only full calls go out;
+// the rest wait for the next reply and then go out together. Replies are matched in order. A
 // command that outlives command_timeout_ms resets the connection (replies can no longer be
 // matched), failing what was in flight. While disconnected the circuit is open: enqueue()
 // refuses at once, so nobody waits on a dead Redis; reconnects back off from 10 ms to
@@ -81,7 +81,8 @@ class Connection {
   bool stopping_ = false;
   bool wake_pending_ = false;
   // `pipeline` calls are in flight: the thread looks at the queue again on the next reply,
-  // so enqueue() need not wake it (saving a write and a context switch per batch).
+  // so enqueue() need not wake it (saving a write and a context switch per batch) until a
+  // full call is queued.
   bool saturated_ = false;
   std::string reason_ = "not connected yet";
   std::atomic<Breaker> breaker_{Breaker::kOpen};

@@ -59,12 +59,28 @@ local function load16(key)
   return nil
 end
 
--- ---- fixed_window: {window_start, count} --------------------------------------------------
+-- ---- fixed_window: {window_start, count, window_ms} ---------------------------------------
+-- The window tells which window length the key's TTL was last set for (see
+-- fixed_window_consume). States written before it was kept are 16 bytes and still read.
+local function fw_decode(s)
+  if s then
+    local n = #s
+    if n == 24 then
+      local ws, count, window = sunpack('<ddd', s)
+      return ws, count, window
+    elseif n == 16 then
+      local ws, count = sunpack('<dd', s)
+      return ws, count, nil
+    end
+  end
+  return nil
+end
+
 local function define_fixed_window()
   local FW = {}
   function FW.load(key, e)
     local m = {start = floor_div(e.now, e.window) * e.window, count = 0}
-    local ws, count = load16(key)
+    local ws, count = fw_decode(rcall('GET', key))
     if ws and count >= 0 and (ws == m.start or ws == m.start + e.window) then
       m.start = ws
       m.count = count
@@ -93,7 +109,7 @@ local function define_fixed_window()
       post = {start = floor_div(e.now, e.window) * e.window, count = 0}
     else
       post = {start = m.start, count = count}
-      enc = spack('<dd', m.start, count)
+      enc = spack('<ddd', m.start, count, e.window)
     end
     if write then persist(key, enc, FW.expires_at(post, e), e.now) end
     return post
@@ -655,14 +671,22 @@ end
 
 local function gating(op) return op == 1 or op == OP_ACQUIRE end
 
+local now_redis = nil
+if ARGV[1] == 'r' then
+  local t = rcall('TIME')
+  now_redis = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+end
+
 -- fixed_window CONSUME alone in its batch, the most common decision: drive(FW, ...) committed,
 -- step for step, without building its tables.
 local function fixed_window_consume(key, now, limit, window, cost)
-  local start, count = now - fmod(now, window), 0 -- now >= 0 and fmod is exact
-  local s = rcall('GET', key)
-  if s and #s == 16 then
-    local ws, c = sunpack('<dd', s)
-    if c >= 0 and (ws == start or ws == start + window) then start, count = ws, c end
+  local start, count, keep_ttl = now - fmod(now, window), 0, false -- now >= 0: fmod is exact
+  local ws, c, w = fw_decode(rcall('GET', key))
+  if ws and c >= 0 and (ws == start or ws == start + window) then
+    start, count = ws, c
+    -- The key's TTL already ends at this window's end plus the grace, in Redis's clock: keep
+    -- it. Rewriting it costs Redis more than the rest of the decision (docs/benchmarks.md).
+    keep_ttl = c > 0 and w == window and now_redis ~= nil
   end
   local ends = start + window
   if cost < 0 or cost > limit or (count + cost > limit and ends > now) then
@@ -676,14 +700,12 @@ local function fixed_window_consume(key, now, limit, window, cost)
     rcall('DEL', key)
     return spack('<ddddd', 1, limit, limit, 0, 0)
   end
-  rcall('SET', key, spack('<dd', start, count), 'PX', max(1, ends - now + GRACE))
+  if keep_ttl then
+    rcall('SET', key, spack('<ddd', start, count, window), 'KEEPTTL')
+  else
+    rcall('SET', key, spack('<ddd', start, count, window), 'PX', max(1, ends - now + GRACE))
+  end
   return spack('<ddddd', 1, limit, max(0, limit - count), duration(ends - now), 0)
-end
-
-local now_redis = nil
-if ARGV[1] == 'r' then
-  local t = rcall('TIME')
-  now_redis = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 end
 
 local ITEM = '<ddddddddd'

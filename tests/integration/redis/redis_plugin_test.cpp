@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -147,6 +148,45 @@ TEST_F(RedisPlugin, KeysArePrefixedAndExpire) {
   const int64_t ttl = std::stoll(server_.command("PTTL " + key));
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 60000 + 1000);
+}
+
+// A fixed window's TTL is set once per window and kept by the decisions after it, but set
+// again when the limit's window has changed, so that a longer window never loses its count.
+TEST_F(RedisPlugin, FixedWindowTtlIsKeptWithinItsWindowAndRenewedForANewWindow) {
+  static_assert(std::endian::native == std::endian::little, "the script packs little-endian");
+  auto s = open(config({{"ttl_grace_ms", "1000"}}));
+  ASSERT_TRUE(s.ok());
+  constexpr int64_t kHour = 3'600'000;
+  const std::string key = "sluice:{ttl:a}r#fw";
+  const auto item = make_item("{ttl:a}r", SLUICE_ALG_FIXED_WINDOW, 100, kHour);
+  // A state of count 1 for Redis's current hour, whose TTL of 5 s was set for `set_for`.
+  auto plant = [&](int64_t set_for) {
+    for (;;) {
+      const std::string t = server_.command("TIME");  // seconds '\n' microseconds
+      const int64_t now = std::stoll(t.substr(0, t.find('\n'))) * 1000;
+      const int64_t left = kHour - now % kHour;
+      if (left < 10'000) {  // too close to the next hour for the check below
+        std::this_thread::sleep_for(std::chrono::milliseconds(left + 100));
+        continue;
+      }
+      const double state[3] = {static_cast<double>(now - now % kHour), 1.0,
+                               static_cast<double>(set_for)};
+      const std::string bytes(reinterpret_cast<const char*>(state), sizeof state);
+      EXPECT_EQ(server_.command({"SET", key, bytes, "PX", "5000"}), "OK");
+      return;
+    }
+  };
+  plant(kHour);
+  Answer a = decide(*s.value(), item);
+  ASSERT_EQ(a.status, SLUICE_OK) << a.message;
+  EXPECT_EQ(a.result.remaining, 98);  // the planted count was read
+  EXPECT_LE(std::stoll(server_.command("PTTL " + key)), 5000);  // kept
+  // As if the policy had changed this limit from 1 s to 1 h at the top of the hour.
+  plant(1000);
+  a = decide(*s.value(), item);
+  ASSERT_EQ(a.status, SLUICE_OK) << a.message;
+  EXPECT_EQ(a.result.remaining, 98);
+  EXPECT_GT(std::stoll(server_.command("PTTL " + key)), 9000);  // until the hour's end + grace
 }
 
 // With the default clock, Redis's TIME decides: an engine time far in the past changes nothing.

@@ -94,18 +94,22 @@ void RedisServer::resume() {
 }
 
 std::string RedisServer::command(const std::string& line) const {
+  std::vector<std::string> words;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) words.push_back(w);
+  return command(words);
+}
+
+std::string RedisServer::command(const std::vector<std::string>& words) const {
   timeval tv{1, 0};
   redisContext* c = redisConnectUnixWithTimeout(socket_.c_str(), tv);
   if (c == nullptr || c->err != 0) {
     if (c != nullptr) redisFree(c);
     return "(unreachable)";
   }
-  std::vector<std::string> words;
-  std::istringstream in(line);
-  for (std::string w; in >> w;) words.push_back(w);
   std::vector<const char*> argv;
   std::vector<size_t> lens;
-  for (auto& w : words) {
+  for (const auto& w : words) {
     argv.push_back(w.data());
     lens.push_back(w.size());
   }

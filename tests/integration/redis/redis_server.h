@@ -33,6 +33,8 @@ class RedisServer {
   // Runs one command over a short-lived connection; returns the reply rendered as text
   // ("(nil)", an integer, a string, "ERR ...", or elements joined by '\n').
   std::string command(const std::string& line) const;
+  // The same with the arguments as they are (binary values, spaces).
+  std::string command(const std::vector<std::string>& args) const;
 
  private:
   std::string socket_;
