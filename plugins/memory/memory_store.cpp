@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -68,11 +69,31 @@ struct Store::ThreadState {
   std::vector<uint32_t> shards;
   std::vector<uint32_t> locked;  // the batch's shards, ascending, without repeats
   std::vector<Map::iterator> found;
+  std::vector<Applied> applied;         // a batch's transitions, run on copies...
+  std::vector<unsigned char> copies;    // ...held here until the batch is known to pass
+  std::vector<std::size_t> offsets;     // where each item's copy starts in `copies`
   uint32_t tick = 0;  // batches run by this thread: paces the sweeps
 };
 
 namespace {
-thread_local Store::ThreadState tls_state;
+// The owner frees a thread's state when the thread exits; the plain pointer is what batches
+// read. A thread_local with a destructor is reached through a wrapper that checks its guard on
+// every access (three __tls_get_addr calls in a dlopen'ed library); a trivial pointer is one.
+thread_local Store::ThreadState* tls_state = nullptr;
+struct ThreadStateOwner {
+  std::unique_ptr<Store::ThreadState> state;
+  ~ThreadStateOwner() { tls_state = nullptr; }
+};
+thread_local ThreadStateOwner tls_owner;
+
+Store::ThreadState& thread_state() {
+  Store::ThreadState* t = tls_state;
+  if (t == nullptr) [[unlikely]] {
+    tls_owner.state = std::make_unique<Store::ThreadState>();
+    t = tls_state = tls_owner.state.get();
+  }
+  return *t;
+}
 
 unsigned char* scratch(Store::ThreadState& t, std::size_t need, unsigned char* small) {
   if (need <= kInlineCapacity) return small;
@@ -166,10 +187,16 @@ void Store::commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item&
   int64_t expires_at_ms = INT64_MAX;
   const std::size_t new_len =
       host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
+  write_back(shard, it, key, item, now_ms, result, {buf, new_len, capacity, expires_at_ms});
+}
 
+void Store::write_back(Shard& shard, Map::iterator it, KeyHash key, const sluice_item& item,
+                       int64_t now_ms, const sluice_item_result& result, const Applied& a) {
+  const unsigned char* buf = a.buf;
+  const std::size_t new_len = a.len;
   const bool writes = is_gating(item.op) ? result.allowed != 0 : item.op != SLUICE_OP_PEEK;
   if (!writes) return;
-  if (new_len > capacity) {
+  if (new_len > a.capacity) {
     throw std::length_error("the host's transition wrote past the state capacity");
   }
   if (new_len == 0) {
@@ -184,7 +211,7 @@ void Store::commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item&
     it = shard.map.try_emplace(key, Slot{}).first;
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
-  store_state(it->second, buf, new_len, expires_at_ms);
+  store_state(it->second, buf, new_len, a.expires_at_ms);
 }
 
 void Store::store_state(Slot& slot, const unsigned char* data, std::size_t len,
@@ -304,7 +331,7 @@ sluice_status Store::submit(const sluice_batch& batch, std::string& error) {
   if (!validate(batch, error)) return SLUICE_ERR_INVALID;
   const int64_t now_ms = batch.now_ms;
   epoch_for(now_ms);
-  ThreadState& t = tls_state;  // one TLS lookup per batch (a call, in a dlopen'ed library)
+  ThreadState& t = thread_state();  // one TLS lookup per batch
   const uint32_t tick = ++t.tick;
   const uint32_t own_sweep =
       tick % kOwnSweepPeriod == 0 ? options_.sweep_slots * kOwnSweepPeriod : 0;
@@ -365,20 +392,63 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
     }
   }
 
+  // With distinct keys (the engine's batches: one key per limit), each item's transition
+  // runs once, on a private copy of its state, and the copies are stored if the batch passes.
+  // When a key repeats, a later item must see the earlier one's change, so those batches
+  // evaluate first and then run every transition again on the stored state.
+  bool distinct = true;
+  for (std::size_t i = 1; i < n && distinct; ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (t.hashes[i] == t.hashes[j]) {
+        distinct = false;
+        break;
+      }
+    }
+  }
+
   // All-or-nothing: every item is evaluated first; only if no non-shadow item is denied does
   // any of them change state. (Evaluating changes nothing, so the iterators stay valid.)
   bool denied = false;
+  t.applied.resize(n);
+  t.offsets.resize(n);
+  std::size_t used = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const sluice_item& item = batch.items[i];
-    evaluate(t, shards_[t.shards[i]], t.found[i], item, now_ms, batch.results[i]);
-    if (is_gating(item.op) && item.shadow == 0 && batch.results[i].allowed == 0) denied = true;
+    sluice_item_result& result = batch.results[i];
+    if (distinct && item.op != SLUICE_OP_PEEK) {
+      const StateView s = view(t.found[i], shards_[t.shards[i]].map, now_ms);
+      const std::size_t capacity = std::max<std::size_t>(item.state_capacity, s.len);
+      // Room for a whole slot's bytes too: inline states move as 16 bytes.
+      const std::size_t room = std::max(capacity, kInlineCapacity);
+      if (t.copies.size() < used + room) t.copies.resize(used + room);
+      unsigned char* buf = t.copies.data() + used;
+      copy_state(buf, s.data, s.len, s.inline_state);
+      int64_t expires_at_ms = INT64_MAX;
+      const std::size_t new_len =
+          host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
+      // The offset, not the pointer: a later item may grow the buffer.
+      t.applied[i] = {nullptr, new_len, capacity, expires_at_ms};
+      t.offsets[i] = used;
+      used += room;
+    } else {
+      evaluate(t, shards_[t.shards[i]], t.found[i], item, now_ms, result);
+    }
+    if (is_gating(item.op) && item.shadow == 0 && result.allowed == 0) denied = true;
   }
   if (!denied) {
-    // Committing may insert and rehash, so each item looks its key up again (in cache now).
+    // Storing may insert and rehash, so each item looks its key up again (in cache now).
     for (std::size_t i = 0; i < n; ++i) {
       const sluice_item& item = batch.items[i];
       if (item.op == SLUICE_OP_PEEK) continue;
-      commit(t, shards_[t.shards[i]], t.hashes[i], item, now_ms, batch.results[i]);
+      Shard& shard = shards_[t.shards[i]];
+      if (distinct) {
+        Applied a = t.applied[i];
+        a.buf = t.copies.data() + t.offsets[i];
+        write_back(shard, shard.map.find(t.hashes[i]), t.hashes[i], item, now_ms,
+                   batch.results[i], a);
+      } else {
+        commit(t, shard, t.hashes[i], item, now_ms, batch.results[i]);
+      }
     }
   }
   if (own_sweep != 0) sweep(shards_[t.locked.front()], now_ms, own_sweep);

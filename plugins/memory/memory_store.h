@@ -91,6 +91,14 @@ class Store {
     uint64_t expired = 0;     // guarded by mu
   };
 
+  // A transition's outcome on a copy of the state, not yet stored.
+  struct Applied {
+    const unsigned char* buf;
+    std::size_t len;       // the new state's length (0 = remove the key)
+    std::size_t capacity;  // what buf could hold
+    int64_t expires_at_ms;
+  };
+
   struct StateView {
     unsigned char* data;
     std::size_t len;
@@ -109,6 +117,9 @@ class Store {
   // Applies the item (commit=1) and stores the new state when the transition wrote one.
   void commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item,
               int64_t now_ms, sluice_item_result& result);
+  // Stores (or removes) an applied transition's state when the item's outcome changes state.
+  void write_back(Shard& shard, Map::iterator it, KeyHash key, const sluice_item& item,
+                  int64_t now_ms, const sluice_item_result& result, const Applied& a);
   void store_state(Slot& slot, const unsigned char* data, std::size_t len, int64_t expires_at_ms);
   bool validate(const sluice_batch& batch, std::string& error) const;
   void run_one(ThreadState& t, const sluice_item& item, int64_t now_ms,
