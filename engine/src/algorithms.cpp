@@ -70,6 +70,13 @@ int64_t sat64(i128 v) {
 int64_t duration(i128 v) { return v <= 0 ? 0 : sat64(v); }
 
 i128 floor_div(i128 a, i128 b) {  // b > 0
+  // Most operands fit 64 bits: one hardware division instead of a libgcc 128-bit call.
+  if (a >= std::numeric_limits<int64_t>::min() && a <= kInt64Max && b <= kInt64Max) {
+    const auto x = static_cast<int64_t>(a), y = static_cast<int64_t>(b);
+    int64_t q64 = x / y;
+    if (x % y != 0 && x < 0) --q64;
+    return q64;
+  }
   i128 q = a / b;
   if ((a % b != 0) && (a < 0)) --q;
   return q;
@@ -154,7 +161,7 @@ class SlidingCounter {
   int64_t capacity() const { return env_.limit; }
   int64_t remaining() const {
     const i128 free = free_scaled(elapsed(env_.now));
-    return free <= 0 ? 0 : std::min<int64_t>(env_.limit, sat64(free / env_.window));
+    return free <= 0 ? 0 : std::min<int64_t>(env_.limit, sat64(floor_div(free, env_.window)));
   }
   int64_t reset_after() const { return duration(full_at() - env_.now); }
   int64_t expires_at() const { return std::max(env_.now, sat64(full_at())); }
@@ -235,7 +242,7 @@ class TokenBucket {
   int64_t capacity() const { return env_.burst; }
   int64_t remaining() const {
     const i128 free = cap_scaled() - deficit_;
-    return free <= 0 ? 0 : sat64(free / env_.window);
+    return free <= 0 ? 0 : sat64(floor_div(free, env_.window));
   }
   int64_t reset_after() const { return duration(full_at() - env_.now); }
   int64_t expires_at() const { return std::max(env_.now, sat64(full_at())); }
@@ -284,7 +291,7 @@ class Gcra {
   int64_t capacity() const { return env_.burst; }
   int64_t remaining() const {
     const i128 free = tolerance() - (tat_ - now_units_);
-    return free <= 0 ? 0 : sat64(free / env_.window);
+    return free <= 0 ? 0 : sat64(floor_div(free, env_.window));
   }
   int64_t reset_after() const { return duration(ceil_div(tat_ - now_units_, env_.limit)); }
   int64_t expires_at() const { return sat64(i128{env_.now} + reset_after()); }
