@@ -12,6 +12,9 @@
 
 #include <fmt/format.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace sluice {
 
 namespace {
@@ -72,6 +75,7 @@ struct Stats::Impl {
   struct TopEntry {
     std::string resource, subject;
     uint64_t count = 0, error = 0;
+    uint64_t hash = 0;  // of (resource, subject): the scan compares strings only on a match
   };
   mutable std::mutex top_mu;
   std::vector<TopEntry> top;  // space-saving sketch, at most kTopSubjects entries
@@ -95,16 +99,20 @@ void Stats::record(Series* series, Outcome outcome, int64_t now_ms) {
 }
 
 void Stats::record_blocked(std::string_view resource, std::string_view subject) {
+  // Hashed before the lock: a denial storm from many threads serialises on top_mu, so the
+  // time inside it is kept to a scan of 64 integers.
+  const uint64_t hash =
+      XXH3_64bits_withSeed(subject.data(), subject.size(), XXH3_64bits(resource.data(), resource.size()));
   std::lock_guard lock(impl_->top_mu);
   auto& top = impl_->top;
   for (auto& e : top) {
-    if (e.subject == subject && e.resource == resource) {
+    if (e.hash == hash && e.subject == subject && e.resource == resource) {
       ++e.count;
       return;
     }
   }
   if (top.size() < static_cast<size_t>(kTopSubjects)) {
-    top.push_back({std::string(resource), std::string(subject), 1, 0});
+    top.push_back({std::string(resource), std::string(subject), 1, 0, hash});
     return;
   }
   // Space-saving: the new subject replaces the smallest counter and inherits its count as
@@ -113,6 +121,7 @@ void Stats::record_blocked(std::string_view resource, std::string_view subject) 
                               [](const auto& a, const auto& b) { return a.count < b.count; });
   min->resource.assign(resource);
   min->subject.assign(subject);
+  min->hash = hash;
   min->error = min->count;
   ++min->count;
 }
