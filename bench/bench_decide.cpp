@@ -12,12 +12,15 @@
 // keys, so consecutive decisions land on unrelated table slots.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "sluice/engine.h"
 #include "sluice/policy.h"
@@ -123,8 +126,35 @@ void run(benchmark::State& state, const std::string& resource) {
 void BM_Decide_OneLimit(benchmark::State& state) { run(state, "predict"); }
 void BM_Decide_FourLimits(benchmark::State& state) { run(state, "generate"); }
 
+// The floor under the 1 M-key figures: one load from a random line of a 64 MiB block (the
+// size of the store's tables at 1 M keys, 4 KiB pages like them) whose address depends on the
+// previous load, so nothing overlaps. A decision on an untracked-in-cache key pays at least
+// one of these for the slot, after the table's control bytes (often a second one).
+void BM_DependentLoad_64MiB(benchmark::State& state) {
+  constexpr size_t kLines = (size_t{64} << 20) / 64;
+  struct alignas(64) Line {
+    uint32_t next;
+  };
+  static std::vector<Line> lines = [] {
+    std::vector<Line> v(kLines);
+    std::vector<uint32_t> order(kLines);
+    for (size_t i = 0; i < kLines; ++i) order[i] = static_cast<uint32_t>(i);
+    // Every line in a random order, each pointing at the next: one cycle through all of them.
+    std::shuffle(order.begin(), order.end(), std::mt19937_64(42));
+    for (size_t i = 0; i < kLines; ++i) v[order[i]].next = order[(i + 1) % kLines];
+    return v;
+  }();
+  uint32_t at = 0;
+  for (auto _ : state) {
+    at = lines[at].next;
+    benchmark::DoNotOptimize(at);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 BENCHMARK(BM_Decide_OneLimit)->Arg(1'000'000)->Arg(1'000)->MinTime(1.0);
 BENCHMARK(BM_Decide_FourLimits)->Arg(1'000'000)->Arg(1'000)->MinTime(1.0);
+BENCHMARK(BM_DependentLoad_64MiB)->MinTime(1.0);
 
 }  // namespace
 
