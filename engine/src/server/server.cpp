@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -42,6 +43,51 @@ std::string ServerContext::info_text() const {
 namespace {
 
 class Session;
+
+// A connection turned away at accept (connection cap, admin uid): it gets one error reply,
+// then the daemon stops sending and waits (at most a second) for the peer to hang up. Closing
+// at once would race the peer's first command: its send would fail on a closed socket before
+// it ever read the reply.
+class Refusal : public std::enable_shared_from_this<Refusal> {
+ public:
+  Refusal(stream_protocol::socket socket, std::string reply)
+      : socket_(std::move(socket)), reply_(std::move(reply)), timer_(socket_.get_executor()) {}
+
+  void start() {
+    auto self = shared_from_this();
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (!ec) self->close();
+    });
+    asio::async_write(socket_, asio::buffer(reply_),
+                      [self](const boost::system::error_code& ec, size_t) {
+                        if (ec) return self->close();
+                        boost::system::error_code ignored;
+                        self->socket_.shutdown(stream_protocol::socket::shutdown_send, ignored);
+                        self->drain();
+                      });
+  }
+
+ private:
+  void drain() {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(sink_),
+                            [self](const boost::system::error_code& ec, size_t) {
+                              if (ec) return self->close();  // EOF: the peer has hung up
+                              self->drain();
+                            });
+  }
+  void close() {
+    boost::system::error_code ignored;
+    timer_.cancel();
+    socket_.close(ignored);
+  }
+
+  stream_protocol::socket socket_;
+  std::string reply_;
+  asio::steady_timer timer_;
+  std::array<char, 512> sink_{};
+};
 
 // Set while a session calls into the engine, so a completion running inline is told apart
 // from one arriving on a plugin's thread.
@@ -632,10 +678,8 @@ struct Server::Impl {
 
   void on_accept(Listener& l, stream_protocol::socket socket) {
     const Peer peer = peer_of(socket);
-    auto refuse = [&](std::string_view reply) {
-      error_code ec;
-      asio::write(socket, asio::buffer(reply), ec);
-      socket.close(ec);
+    auto refuse = [&](std::string reply) {
+      std::make_shared<Refusal>(std::move(socket), std::move(reply))->start();
     };
     if (ctx.connections.load(std::memory_order_relaxed) >= ctx.options.max_connections) {
       spdlog::warn("refusing a connection on {}: {} connections is the maximum", l.path,
