@@ -59,6 +59,19 @@ bool is_unavailable_error(std::string_view msg) {
          msg.starts_with("NOAUTH") || msg.starts_with("CLUSTERDOWN");
 }
 
+// The major version in INFO's "redis_version:7.0.15", or 0 if there is none.
+int redis_major_version(std::string_view info) {
+  constexpr std::string_view kField = "redis_version:";
+  const size_t at = info.find(kField);
+  if (at == std::string_view::npos) return 0;
+  int major = 0;
+  for (size_t i = at + kField.size(); i < info.size() && info[i] >= '0' && info[i] <= '9'; ++i) {
+    major = major * 10 + (info[i] - '0');
+    if (major > 1000) return 0;
+  }
+  return major;
+}
+
 }  // namespace
 
 Connection::Connection(Shared& shared, int index) : shared_(shared), index_(index) {
@@ -192,6 +205,19 @@ bool Connection::connect(std::string& error, bool& fatal) {
                         : run({"AUTH", c.user, c.password}, "AUTH") != nullptr;
   }
   if (ok && c.db != 0) ok = run({"SELECT", std::to_string(c.db)}, "SELECT") != nullptr;
+  if (ok) {
+    // The script needs SET ... KEEPTTL (Redis 6.0). Users whose ACL refuses INFO skip the
+    // check rather than the plugin.
+    ReplyPtr info = command(ctx, {"INFO", "server"});
+    if (info && info->type == REDIS_REPLY_STRING) {
+      const int major = redis_major_version(std::string_view(info->str, info->len));
+      if (major > 0 && major < 6) {
+        error = "runs Redis " + std::to_string(major) + ".x; the plugin needs Redis 6.0 or later";
+        fatal = true;
+        ok = false;
+      }
+    }
+  }
   if (ok) {
     ReplyPtr sha = run({"SCRIPT", "LOAD", std::string(kDecideScript)}, "SCRIPT LOAD");
     ok = sha != nullptr;

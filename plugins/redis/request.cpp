@@ -34,14 +34,13 @@ void append_uint(std::string& out, uint64_t v) {
 
 // Numbers travel as doubles, which is what Lua computes with: this conversion rounds exactly
 // as Lua's tonumber() of the decimal would.
-void append_double(std::string& out, double v) {
+char* put_double(char* at, double v) {
   uint64_t bits = std::bit_cast<uint64_t>(v);
-  char le[8];
-  for (char& c : le) {
-    c = static_cast<char>(bits & 0xff);
+  for (int i = 0; i < 8; ++i) {
+    *at++ = static_cast<char>(bits & 0xff);
     bits >>= 8;
   }
-  out.append(le, sizeof le);
+  return at;
 }
 
 double read_double(const char* p) {
@@ -136,19 +135,20 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
   out.count = batch.count;
   const bool valid_time = batch.now_ms >= 0 && batch.now_ms <= kMaxNowMs;
   out.packed.reserve(16 + 72 * batch.count);
-  append_double(out.packed, static_cast<double>(config.engine_clock ? batch.now_ms : 0));
-  append_double(out.packed, static_cast<double>(batch.count));
-  std::string key;
+  char head[16];
+  put_double(put_double(head, static_cast<double>(config.engine_clock ? batch.now_ms : 0)),
+             static_cast<double>(batch.count));
+  out.packed.append(head, sizeof head);
   for (size_t i = 0; i < batch.count; ++i) {
     const sluice_item& it = batch.items[i];
     const sluice_limit_params& p = it.params;
-    const std::string which = "redis plugin: item " + std::to_string(i);
+    auto which = [i] { return "redis plugin: item " + std::to_string(i); };
     if (it.key == nullptr && it.key_len != 0) {
-      error = which + " has a key length of " + std::to_string(it.key_len) + " but no key.";
+      error = which() + " has a key length of " + std::to_string(it.key_len) + " but no key.";
       return false;
     }
     if (it.op < SLUICE_OP_CONSUME || it.op > SLUICE_OP_RESET) {
-      error = which + " has an unknown op " + std::to_string(it.op) + ".";
+      error = which() + " has an unknown op " + std::to_string(it.op) + ".";
       return false;
     }
     const int64_t needed = min_state_size(p.algorithm);
@@ -157,9 +157,10 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
     const int64_t burst = p.burst > 0 ? p.burst : p.limit;
     if (valid && (p.algorithm == SLUICE_ALG_SLIDING_WINDOW_COUNTER ||
                   p.algorithm == SLUICE_ALG_TOKEN_BUCKET || p.algorithm == SLUICE_ALG_GCRA)) {
-      const i128 widest = std::max({i128{p.limit}, i128{burst}, i128{it.cost < 0 ? -i128{it.cost} : i128{it.cost}}});
+      const i128 cost = it.cost < 0 ? -i128{it.cost} : i128{it.cost};
+      const i128 widest = std::max({i128{p.limit}, i128{burst}, cost});
       if (widest * p.window_ms > kExact) {
-        error = which + ": limit, burst or cost times window_ms (" + std::to_string(p.window_ms) +
+        error = which() + ": limit, burst or cost times window_ms (" + std::to_string(p.window_ms) +
                 ") exceeds 2^53, the largest integer Redis's Lua computes exactly; use a "
                 "shorter window or a coarser cost unit.";
         return false;
@@ -173,27 +174,29 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
       max_entries = std::min({p.limit, kMaxLeases, (bound - kHeaderSize) / kLeaseEntrySize});
     }
 
-    key.assign(config.prefix);
-    key.append(it.key != nullptr ? it.key : "", it.key_len);
-    key.append(key_suffix(p.algorithm));
-    append_bulk(out.keys, key);
-    ++out.key_count;
-    if (p.algorithm == SLUICE_ALG_CONCURRENCY) {  // leases by expiry, and their costs
-      key += 'h';
-      append_bulk(out.keys, key);
+    const std::string_view name(it.key != nullptr ? it.key : "", it.key_len);
+    const std::string_view suffix = key_suffix(p.algorithm);
+    const bool leases = p.algorithm == SLUICE_ALG_CONCURRENCY;
+    for (int k = 0; k < (leases ? 2 : 1); ++k) {  // leases: by expiry, then their costs ('h')
+      append_header(out.keys, '$', config.prefix.size() + name.size() + suffix.size() + k);
+      out.keys.append(config.prefix).append(name).append(suffix);
+      if (k == 1) out.keys += 'h';
+      out.keys += "\r\n";
       ++out.key_count;
     }
-    append_double(out.packed, it.op);
+    char fields[9 * 8];
+    char* at = put_double(fields, it.op);
     // Negative: the script denies the item as the engine's transitions deny invalid ones.
-    append_double(out.packed, valid ? double(p.algorithm) : -double(p.algorithm));
-    append_double(out.packed, static_cast<double>(p.limit));
-    append_double(out.packed, static_cast<double>(p.window_ms));
-    append_double(out.packed, static_cast<double>(burst));
-    append_double(out.packed, static_cast<double>(it.cost));
-    append_double(out.packed, static_cast<double>(it.lease_expires_ms));
-    append_double(out.packed, it.shadow != 0 ? 1 : 0);
-    append_double(out.packed, static_cast<double>(max_entries));
-    if (p.algorithm == SLUICE_ALG_CONCURRENCY) {  // ids beyond 2^53 must stay exact: decimal
+    at = put_double(at, valid ? double(p.algorithm) : -double(p.algorithm));
+    at = put_double(at, static_cast<double>(p.limit));
+    at = put_double(at, static_cast<double>(p.window_ms));
+    at = put_double(at, static_cast<double>(burst));
+    at = put_double(at, static_cast<double>(it.cost));
+    at = put_double(at, static_cast<double>(it.lease_expires_ms));
+    at = put_double(at, it.shadow != 0 ? 1 : 0);
+    put_double(at, static_cast<double>(max_entries));
+    out.packed.append(fields, sizeof fields);
+    if (leases) {  // ids beyond 2^53 must stay exact: decimal
       append_uint(out.leases, it.lease_id);
       ++out.lease_count;
     }
