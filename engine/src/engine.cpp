@@ -123,6 +123,8 @@ struct Snapshot {
   // one for storage errors at [limits] and [limits + 1]. The default resource (unknown names
   // with default_limits) uses resource index == resources().size().
   std::vector<std::vector<Stats::Series*>> series;
+  // algo::state_capacity of each limit's effective parameters, indexed like series.
+  std::vector<std::vector<uint32_t>> capacities;
   Stats::Series* unknown_denied = nullptr;
   Stats::Series* unknown_allowed = nullptr;
   // Warm-up start time per resource (ms), or -1 when not warming. Shared with the engine's
@@ -134,6 +136,9 @@ struct Snapshot {
   }
   Stats::Series* at(const CompiledResource* r, uint32_t tier, size_t slot) const {
     return series[resource_index(r) * policy->tiers().size() + tier][slot];
+  }
+  const uint32_t* capacities_at(const CompiledResource* r, uint32_t tier) const {
+    return capacities[resource_index(r) * policy->tiers().size() + tier].data();
   }
 };
 
@@ -308,12 +313,16 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   const auto& resources = policy->resources();
   const size_t rcount = resources.size() + 1;
   snap->series.resize(rcount * tiers.size());
+  snap->capacities.resize(rcount * tiers.size());
   auto bind = [&](const CompiledResource& r, size_t ri) {
     for (const auto& t : tiers) {
       auto& v = snap->series[ri * tiers.size() + t.index];
       for (const auto& l : r.limits) v.push_back(stats.series(r.name, t.name, l.name));
       v.push_back(stats.series(r.name, t.name, kRuleUnlimited));
       v.push_back(stats.series(r.name, t.name, kRuleStorage));
+      auto& caps = snap->capacities[ri * tiers.size() + t.index];
+      for (const auto& p : r.effective[t.index])
+        caps.push_back(static_cast<uint32_t>(algo::state_capacity(p)));
     }
   };
   for (const auto& r : resources) bind(r, r.index);
@@ -550,9 +559,20 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   const auto& effective = res->effective[tier->index];
   const size_t n = res->limits.size();
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
-  for (size_t i = 0; i < n; ++i)
-    offsets[i + 1] = offsets[i] + write_key(in.keys.data() + offsets[i], req.resource,
-                                            req.subject, res->limits[i].name);
+  if (n != 0) {
+    // Every key starts with the same "{resource:subject}": written once, then copied.
+    char* keys = in.keys.data();
+    offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
+    const size_t prefix = req.resource.size() + req.subject.size() + 3;
+    for (size_t i = 1; i < n; ++i) {
+      char* p = std::copy_n(keys, prefix, keys + offsets[i]);
+      const std::string_view rule = res->limits[i].name;
+      p = std::copy(rule.begin(), rule.end(), p);
+      offsets[i + 1] = static_cast<size_t>(p - keys);
+    }
+  }
+  // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
+  const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
   if (n == 0) {  // a resource that is known but not limited (`limits: []`)
     d.allowed = true;
     d.limit = d.remaining = -1;
@@ -595,7 +615,9 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
         it.op = SLUICE_OP_RESET;
         break;
     }
-    it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
+    it.state_capacity = capacities != nullptr
+                            ? capacities[i]
+                            : static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[i] = static_cast<uint8_t>(i);
   }
   d.lease_id = lease_id;
