@@ -152,6 +152,7 @@ TEST_F(RedisPlugin, KeysArePrefixedAndExpire) {
 
 // A fixed window's TTL is set once per window and kept by the decisions after it, but set
 // again when the limit's window has changed, so that a longer window never loses its count.
+// States of earlier versions (16 bytes, no window) are read, and get a TTL of their own.
 TEST_F(RedisPlugin, FixedWindowTtlIsKeptWithinItsWindowAndRenewedForANewWindow) {
   static_assert(std::endian::native == std::endian::little, "the script packs little-endian");
   auto s = open(config({{"ttl_grace_ms", "1000"}}));
@@ -159,7 +160,8 @@ TEST_F(RedisPlugin, FixedWindowTtlIsKeptWithinItsWindowAndRenewedForANewWindow) 
   constexpr int64_t kHour = 3'600'000;
   const std::string key = "sluice:{ttl:a}r#fw";
   const auto item = make_item("{ttl:a}r", SLUICE_ALG_FIXED_WINDOW, 100, kHour);
-  // A state of count 1 for Redis's current hour, whose TTL of 5 s was set for `set_for`.
+  // A state of count 1 for Redis's current hour, whose TTL of 5 s was set for `set_for`
+  // (0: a 16-byte state, which does not say).
   auto plant = [&](int64_t set_for) {
     for (;;) {
       const std::string t = server_.command("TIME");  // seconds '\n' microseconds
@@ -171,7 +173,8 @@ TEST_F(RedisPlugin, FixedWindowTtlIsKeptWithinItsWindowAndRenewedForANewWindow) 
       }
       const double state[3] = {static_cast<double>(now - now % kHour), 1.0,
                                static_cast<double>(set_for)};
-      const std::string bytes(reinterpret_cast<const char*>(state), sizeof state);
+      const std::string bytes(reinterpret_cast<const char*>(state),
+                              set_for > 0 ? sizeof state : 2 * sizeof(double));
       EXPECT_EQ(server_.command({"SET", key, bytes, "PX", "5000"}), "OK");
       return;
     }
@@ -187,6 +190,12 @@ TEST_F(RedisPlugin, FixedWindowTtlIsKeptWithinItsWindowAndRenewedForANewWindow) 
   ASSERT_EQ(a.status, SLUICE_OK) << a.message;
   EXPECT_EQ(a.result.remaining, 98);
   EXPECT_GT(std::stoll(server_.command("PTTL " + key)), 9000);  // until the hour's end + grace
+  plant(0);
+  a = decide(*s.value(), item);
+  ASSERT_EQ(a.status, SLUICE_OK) << a.message;
+  EXPECT_EQ(a.result.remaining, 98);
+  EXPECT_GT(std::stoll(server_.command("PTTL " + key)), 9000);
+  EXPECT_EQ(server_.command("STRLEN " + key), "24");
 }
 
 // With the default clock, Redis's TIME decides: an engine time far in the past changes nothing.
