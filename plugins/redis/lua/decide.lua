@@ -685,7 +685,7 @@ local function fixed_window_consume(key, now, limit, window, cost)
   if ws and c >= 0 and (ws == start or ws == start + window) then
     start, count = ws, c
     -- The key's TTL already ends at this window's end plus the grace, in Redis's clock: keep
-    -- it. Rewriting it costs Redis more than the rest of the decision (docs/benchmarks.md).
+    -- it. Setting it again makes the SET almost twice as dear (docs/benchmarks.md).
     keep_ttl = c > 0 and w == window and now_redis ~= nil
   end
   local ends = start + window
