@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -418,16 +419,32 @@ class Session : public std::enable_shared_from_this<Session> {
       s->complete = true;
       return;
     }
-    // Back to the session's own thread; the slot is not touched here until then.
-    asio::post(s->session->worker_.ioc, [s] {
-      s->complete = true;
-      s->session->on_async_done_();
-    });
+    // Back to the session's own thread; the slot is not touched here until then. Completions
+    // that arrive while one hand-over is queued join it, so a burst of answers from a plugin's
+    // thread is written with one send rather than one each.
+    Session* session = s->session;
+    bool post;
+    {
+      std::lock_guard lock(session->done_mu_);
+      session->done_queue_.push_back(s);
+      post = !session->done_posted_;
+      session->done_posted_ = true;
+    }
+    // The session is alive: keepalive_ holds it while any of its slots is pending.
+    if (post) asio::post(session->worker_.ioc, [session] { session->on_async_done_(); });
   }
 
   void on_async_done_() {
+    {
+      std::lock_guard lock(done_mu_);
+      std::swap(done_queue_, done_batch_);
+      done_posted_ = false;
+    }
+    for (Slot* s : done_batch_) s->complete = true;
     std::shared_ptr<Session> keep;
-    if (--async_pending_ == 0) keep = std::move(keepalive_);
+    async_pending_ -= done_batch_.size();
+    done_batch_.clear();
+    if (async_pending_ == 0) keep = std::move(keepalive_);
     drain_();
     if (!closed_) resume_();
   }
@@ -523,6 +540,9 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t ring_head_ = 0, ring_count_ = 0;
   size_t async_pending_ = 0;
   std::shared_ptr<Session> keepalive_;
+  std::mutex done_mu_;  // guards done_queue_ and done_posted_ (plugin threads -> session)
+  std::vector<Slot*> done_queue_, done_batch_;
+  bool done_posted_ = false;
 
   bool write_blocked_ = false, read_eof_ = false;
   bool close_after_flush_ = false, closed_ = false;
