@@ -105,8 +105,20 @@ class Store {
     bool inline_state;  // data is the slot's 16 bytes
   };
 
-  KeyHash hash_key(const sluice_item& item) const;
-  uint32_t shard_of(KeyHash k) const;
+  // Where a key lives: its hash inside the shard, and the shard. Keys that start with a
+  // Redis-style hash tag ("{tag}...") are sharded by the tag; `last` remembers the previous
+  // tag of a batch so that keys sharing it hash it once.
+  struct Tag {
+    const unsigned char* bytes = nullptr;
+    std::size_t len = 0;
+    uint64_t hash = 0;
+  };
+  struct Place {
+    KeyHash hash;
+    uint32_t shard;
+  };
+  Place place(const sluice_item& item, Tag& last) const;
+  uint32_t shard_of(uint32_t h) const;
   int64_t epoch_for(int64_t now_ms);
 
   // The current state of a key: empty when absent or expired.
