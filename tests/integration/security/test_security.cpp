@@ -305,7 +305,13 @@ TEST_F(Security, PolicyWritesAreAtomicUnderKill9) {
         if (v.type == Value::Type::kInteger) ++applied;
       }
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 80));
+    // Kill once APPLYs are under way (a sanitizer build may take a while for the first), at a
+    // random moment of the stream of rewrites.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (applied.load() == 0 && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 40));
     daemon_->stop(SIGKILL);
     stop = true;
     writer.join();
