@@ -803,7 +803,10 @@ struct Server::Impl {
   void finish_shutdown() {
     Status flushed = ctx.engine->storage().flush(2000);
     if (!flushed.ok()) spdlog::warn("storage flush: {}", flushed.message());
-    for (Worker* w : all_workers()) w->sweep.cancel();
+    // A timer belongs to its worker's thread: the others' are cancelled there (TSan saw the
+    // cross-thread cancel race with the worker re-arming it).
+    control.sweep.cancel();
+    for (auto& w : workers) asio::post(w->ioc, [wp = w.get()] { wp->sweep.cancel(); });
     guards.clear();
     for (auto& w : workers) w->ioc.stop();
     control.ioc.stop();
@@ -842,6 +845,12 @@ Status Server::start() {
   ctx.threads = threads;
   for (size_t i = 0; i < threads; ++i) im.workers.push_back(std::make_unique<Worker>(ctx));
 
+  // Signals are taken over before the sockets exist: a SIGTERM from a supervisor that saw the
+  // socket appear must start a clean shutdown, not kill the process (asio keeps a signal that
+  // arrives before async_wait until it is waited for).
+  im.signals.add(SIGTERM);
+  im.signals.add(SIGINT);
+  im.signals.add(SIGHUP);
   im.decision = std::make_unique<Impl::Listener>(im.control.ioc, ctx.options.socket_path, false);
   im.admin = std::make_unique<Impl::Listener>(im.control.ioc, ctx.options.admin_socket_path, true);
   Status s = im.listen(*im.decision, 0660);
@@ -875,9 +884,6 @@ Status Server::start() {
   im.control.arm();
   im.accept(*im.decision);
   im.accept(*im.admin);
-  im.signals.add(SIGTERM);
-  im.signals.add(SIGINT);
-  im.signals.add(SIGHUP);
   im.signals.async_wait([&im](const error_code& e, int signo) { im.on_signal(e, signo); });
   im.started = true;
   spdlog::info("serving decisions on {} and administration on {} threads={} storage={}",
