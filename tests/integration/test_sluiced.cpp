@@ -398,7 +398,7 @@ TEST(SluicedLimits, ConnectionCapAndIdleTimeout) {
   }
   Client b = d.client(), c = d.client();
   EXPECT_EQ(call(b, {"PING"}).str, "PONG");
-  EXPECT_EQ(call(c, {"PING"}).str, "PONG");
+  ASSERT_TRUE(c.send("*2\r\n$4\r\nPI"));  // half a frame, then silence
   Client over = d.client();
   Value v;
   ASSERT_TRUE(over.read(v)) << over.error();
@@ -406,6 +406,9 @@ TEST(SluicedLimits, ConnectionCapAndIdleTimeout) {
   // Idle connections are closed after the timeout (1 s, swept every second).
   std::this_thread::sleep_for(std::chrono::milliseconds(2600));
   EXPECT_FALSE(a.read(v));
+  c.set_timeout(std::chrono::seconds(2));
+  EXPECT_FALSE(c.read(v));  // the half frame did not keep it open: closed, not silent
+  EXPECT_EQ(c.error(), "connection closed by the server");
   Client fresh = d.client();
   EXPECT_EQ(call(fresh, {"PING"}).str, "PONG");
 }

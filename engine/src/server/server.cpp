@@ -174,7 +174,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close_if_idle(uint64_t tick, uint64_t timeout_s) {
     if (closed_ || timeout_s == 0 || tick - last_tick_ < timeout_s) return;
-    if (ring_count_ == 0 && pending_output_() == 0 && in_end_ == in_begin_) {
+    // A half-sent request does not keep a connection alive: idle means no byte arrived for the
+    // timeout (a slow-loris client sending a frame a byte at a time would otherwise hold its
+    // connection for ever).
+    if (ring_count_ == 0 && pending_output_() == 0) {
       spdlog::debug("closing idle connection admin={} idle_s={}", admin_, tick - last_tick_);
       close_();
     }
