@@ -264,7 +264,8 @@ struct Engine::Impl {
     lease_seed = (uint64_t{rd()} << 32) ^ rd();
     if (copy_batches) watchdog = std::thread([this] { watch(); });
   }
-  ~Impl() {
+  ~Impl() { shutdown(); }
+  void shutdown() {
     if (watchdog.joinable()) {
       {
         std::lock_guard lock(wd_mu);
@@ -386,6 +387,8 @@ Engine::Engine(std::unique_ptr<Storage> storage, std::shared_ptr<const CompiledP
 }
 
 Engine::~Engine() = default;
+
+void Engine::shutdown() { impl_->shutdown(); }
 
 void Engine::set_policy(std::shared_ptr<const CompiledPolicy> policy) {
   impl_->install(std::move(policy));

@@ -152,6 +152,11 @@ class SLUICE_API Engine {
   Status warmup_ready(std::string_view resource);
   Result<WarmupStatus> warmup_status(std::string_view resource) const;
 
+  // Stops the storage timeout and closes the storage plugin, which first completes every batch
+  // it still holds (their callers' callbacks run now, while the callers still exist). No
+  // decision may be made afterwards. The destructor does the same if this was not called.
+  void shutdown();
+
   size_t active_leases() const;
   Stats& stats();
   Storage& storage();

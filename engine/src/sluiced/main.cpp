@@ -184,5 +184,7 @@ int main(int argc, char** argv) {
                {"sluiced started with " + policy_path});
   spdlog::info("policy {} version={}", policy_path, version);
   server.run();
+  // Batches a plugin still holds complete now, while the sessions they answer still exist.
+  engine.shutdown();
   return 0;
 }

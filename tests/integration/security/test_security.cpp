@@ -116,6 +116,10 @@ TEST_F(Security, SocketAndAuditLogModes) {
   ASSERT_EQ(::geteuid(), 0u) << "these tests run as root (CI does)";
   EXPECT_EQ(mode_of(daemon_->socket_path()), 0660u);
   EXPECT_EQ(mode_of(daemon_->admin_socket_path()), 0600u);
+  // The audit log is created by the start entry, written just after the sockets open.
+  for (int i = 0; i < 500 && !std::filesystem::exists(audit_path()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(mode_of(audit_path()), 0600u);
 }
 
