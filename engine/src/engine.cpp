@@ -125,8 +125,7 @@ struct Snapshot {
   std::vector<std::vector<Stats::Series*>> series;
   // algo::state_capacity of each limit's effective parameters, indexed like series.
   std::vector<std::vector<uint32_t>> capacities;
-  Stats::Series* unknown_denied = nullptr;
-  Stats::Series* unknown_allowed = nullptr;
+  Stats::Series* unknown = nullptr;  // decisions on unknown resources (allow or deny mode)
   // Warm-up start time per resource (ms), or -1 when not warming. Shared with the engine's
   // name-keyed record so that warm-up state survives policy swaps.
   std::unique_ptr<std::atomic<int64_t>[]> warm_started;
@@ -181,7 +180,6 @@ struct DecisionCall::Internal {
   DecisionDone done = nullptr;
   void* user = nullptr;
   Engine::Impl* engine = nullptr;
-  DecisionCall* call = nullptr;
 
   // The request's names, read back from the first key: the request's own buffers may be gone
   // by the time an asynchronous plugin completes.
@@ -189,9 +187,7 @@ struct DecisionCall::Internal {
   std::string_view subject() const { return {keys.data() + 2 + resource_len, subject_len}; }
 };
 
-DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {
-  in_->call = this;
-}
+DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {}
 DecisionCall::~DecisionCall() = default;
 
 LimitResult DecisionCall::limit_result(size_t i) const {
@@ -328,8 +324,7 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   };
   for (const auto& r : resources) bind(r, r.index);
   if (policy->default_resource()) bind(*policy->default_resource(), resources.size());
-  snap->unknown_denied = stats.series("(unknown)", "", "(unknown-resource)");
-  snap->unknown_allowed = snap->unknown_denied;
+  snap->unknown = stats.series("(unknown)", "", "(unknown-resource)");
 
   snap->warm_started = std::make_unique<std::atomic<int64_t>[]>(resources.size());
   const int64_t now = clock->now_ms();
@@ -529,7 +524,7 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
         d.retry_after_ms = allow ? 0 : -1;
         d.set_rule(kRuleUnknown);
         if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
-          Stats::record(snap.unknown_denied, allow ? Outcome::kAllowed : Outcome::kDenied,
+          Stats::record(snap.unknown, allow ? Outcome::kAllowed : Outcome::kDenied,
                         in.now_ms);
         return impl_->finish_inline(call);
       }
