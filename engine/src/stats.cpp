@@ -171,71 +171,99 @@ uint64_t percentile_ns(const std::array<uint64_t, kLatencyBuckets>& counts, uint
 }
 }  // namespace
 
-std::string Stats::to_json(int64_t now_ms, int seconds) const {
-  using nlohmann::json;
+namespace {
+// A JSON string literal; subjects are whatever bytes clients send, so invalid UTF-8 is
+// replaced rather than allowed to make the dump throw.
+void append_json_string(std::string& out, std::string_view v) {
+  out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+}  // namespace
+
+// Written directly rather than through a json document: the per-second arrays hold
+// series x 4 x seconds numbers (tens of thousands at 900 s), and a monitor polls this every
+// second. Member order follows docs/protocol.md.
+std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_members) const {
   seconds = std::clamp(seconds, 1, kWindowSeconds);
   const int64_t last = now_ms / 1000;
   const int64_t first = last - seconds + 1;
-  json doc;
-  doc["now_ms"] = now_ms;
-  doc["window_seconds"] = seconds;
-  doc["first_second"] = first;
-  json series = json::array();
+  std::string out;
+  auto buf = std::back_inserter(out);
+  fmt::format_to(buf, R"({{"now_ms":{},"window_seconds":{},"first_second":{},"series":[)",
+                 now_ms, seconds, first);
   Totals all;
   {
     std::lock_guard lock(impl_->series_mu);
+    out.reserve(impl_->series.size() * (static_cast<size_t>(seconds) * 8 + 200));
+    bool first_series = true;
     for (const auto& s : impl_->series) {
-      json item{{"resource", s.resource}, {"tier", s.tier}, {"rule", s.rule}};
-      json totals, per_second;
+      if (!first_series) out += ',';
+      first_series = false;
+      out += R"({"resource":)";
+      append_json_string(out, s.resource);
+      out += R"(,"tier":)";
+      append_json_string(out, s.tier);
+      out += R"(,"rule":)";
+      append_json_string(out, s.rule);
+      out += R"(,"totals":{)";
       for (int o = 0; o < kOutcomes; ++o) {
-        totals[outcome_name(o)] = s.total[static_cast<size_t>(o)].load();
-        json arr = json::array();
-        for (int64_t sec = first; sec <= last; ++sec) arr.push_back(s.at(sec, o));
-        per_second[outcome_name(o)] = std::move(arr);
+        fmt::format_to(buf, R"({}"{}":{})", o ? "," : "", outcome_name(o),
+                       s.total[static_cast<size_t>(o)].load());
       }
+      out += R"(},"per_second":{)";
+      for (int o = 0; o < kOutcomes; ++o) {
+        fmt::format_to(buf, R"({}"{}":[)", o ? "," : "", outcome_name(o));
+        for (int64_t sec = first; sec <= last; ++sec) {
+          fmt::format_to(buf, "{}{}", sec == first ? "" : ",", s.at(sec, o));
+        }
+        out += ']';
+      }
+      out += "}}";
       all.allowed += s.total[0].load();
       all.denied += s.total[1].load();
       all.shadow_denied += s.total[2].load();
       all.storage_errors += s.total[3].load();
-      item["totals"] = std::move(totals);
-      item["per_second"] = std::move(per_second);
-      series.push_back(std::move(item));
     }
   }
-  doc["totals"] = {{"allowed", all.allowed},
-                   {"denied", all.denied},
-                   {"shadow_denied", all.shadow_denied},
-                   {"storage_errors", all.storage_errors}};
-  doc["series"] = std::move(series);
-  json top = json::array();
+  fmt::format_to(buf,
+                 R"(],"totals":{{"allowed":{},"denied":{},"shadow_denied":{},"storage_errors":{}}})",
+                 all.allowed, all.denied, all.shadow_denied, all.storage_errors);
+  out += R"(,"top_blocked":[)";
   {
     std::lock_guard lock(impl_->top_mu);
     auto entries = impl_->top;
     std::sort(entries.begin(), entries.end(),
               [](const auto& a, const auto& b) { return a.count > b.count; });
-    for (const auto& e : entries)
-      top.push_back({{"resource", e.resource},
-                     {"subject", e.subject},
-                     {"count", e.count},
-                     {"error", e.error}});
+    bool first_entry = true;
+    for (const auto& e : entries) {
+      if (!first_entry) out += ',';
+      first_entry = false;
+      out += R"({"resource":)";
+      append_json_string(out, e.resource);
+      out += R"(,"subject":)";
+      append_json_string(out, e.subject);
+      fmt::format_to(buf, R"(,"count":{},"error":{}}})", e.count, e.error);
+    }
   }
-  doc["top_blocked"] = std::move(top);
   std::array<uint64_t, kLatencyBuckets> counts{};
   uint64_t n = 0;
-  json bounds = json::array(), cs = json::array();
+  out += R"(],"latency":{"upper_bound_ns":[)";
   for (int i = 0; i < kLatencyBuckets; ++i) {
     counts[static_cast<size_t>(i)] = impl_->latency[static_cast<size_t>(i)].load();
     n += counts[static_cast<size_t>(i)];
-    bounds.push_back(bucket_upper_ns(i));
-    cs.push_back(counts[static_cast<size_t>(i)]);
+    fmt::format_to(buf, "{}{}", i ? "," : "", bucket_upper_ns(i));
   }
-  doc["latency"] = {{"upper_bound_ns", std::move(bounds)},
-                    {"counts", std::move(cs)},
-                    {"count", n},
-                    {"p50_ns", percentile_ns(counts, n, 0.50)},
-                    {"p99_ns", percentile_ns(counts, n, 0.99)}};
-  // Subjects are whatever bytes clients send; invalid UTF-8 must not make the dump throw.
-  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+  out += R"(],"counts":[)";
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    fmt::format_to(buf, "{}{}", i ? "," : "", counts[static_cast<size_t>(i)]);
+  }
+  fmt::format_to(buf, R"(],"count":{},"p50_ns":{},"p99_ns":{}}})", n,
+                 percentile_ns(counts, n, 0.50), percentile_ns(counts, n, 0.99));
+  if (!extra_members.empty()) {
+    out += ',';
+    out += extra_members;
+  }
+  out += '}';
+  return out;
 }
 
 namespace {

@@ -1,6 +1,7 @@
 // Engine decisions end to end in-process: tiers, all-or-nothing, shadow, warm-up, leases,
 // unknown resources, storage failure, policy swaps, statistics. Time is a ManualClock.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "engine_test_support.h"
 #include "sluice/stats.h"
@@ -362,6 +363,44 @@ TEST_F(EngineTest, StatsCountOutcomes) {
   EXPECT_NE(engine_->stats().to_prometheus().find(
                 "sluice_decisions_total{resource=\"predict\",tier=\"free\",rule=\"per_minute\",outcome=\"denied\"} 2"),
             std::string::npos);
+}
+
+TEST_F(EngineTest, StatsJsonIsWellFormedWithTheDocumentedShape) {
+  auto p = base_policy();
+  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)})};
+  start(p);
+  const std::string odd_subject = "bad\xff\"quote\n";  // invalid UTF-8, a quote, a newline
+  for (int i = 0; i < 5; ++i) check("predict", odd_subject);
+  clock_.advance(2'000);
+  check("predict", odd_subject);
+  const std::string text =
+      engine_->stats().to_json(clock_.now_ms(), 10, R"("server":{"version":"x"})");
+  const auto doc = nlohmann::json::parse(text);  // throws (fails the test) when malformed
+  EXPECT_EQ(doc["window_seconds"], 10);
+  EXPECT_EQ(doc["first_second"], clock_.now_ms() / 1000 - 9);
+  EXPECT_EQ(doc["totals"]["allowed"], 3);
+  EXPECT_EQ(doc["totals"]["denied"], 3);
+  EXPECT_EQ(doc["server"]["version"], "x");
+  const nlohmann::json* found = nullptr;  // one series per resource x tier x rule
+  for (const auto& s : doc["series"]) {
+    if (s["resource"] == "predict" && s["tier"] == "free" && s["rule"] == "per_minute") found = &s;
+  }
+  ASSERT_NE(found, nullptr) << text;
+  const auto& series = *found;
+  EXPECT_EQ(series["totals"]["denied"], 3);
+  const auto& denied = series["per_second"]["denied"];
+  ASSERT_EQ(denied.size(), 10u);
+  EXPECT_EQ(denied[7], 2);  // two seconds before the last bucket
+  EXPECT_EQ(denied[9], 1);
+  ASSERT_EQ(doc["top_blocked"].size(), 1u);
+  EXPECT_EQ(doc["top_blocked"][0]["count"], 3);
+  const std::string subject = doc["top_blocked"][0]["subject"];
+  EXPECT_EQ(subject.substr(0, 3), "bad");
+  EXPECT_NE(subject.find("\"quote\n"), std::string::npos);
+  EXPECT_EQ(doc["latency"]["upper_bound_ns"].size(), doc["latency"]["counts"].size());
+  EXPECT_EQ(doc["latency"]["count"], 6);
+  // Without extra members the object still closes.
+  EXPECT_TRUE(nlohmann::json::accept(engine_->stats().to_json(clock_.now_ms(), 1)));
 }
 
 }  // namespace

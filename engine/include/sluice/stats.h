@@ -39,8 +39,10 @@ class SLUICE_API Stats {
 
   // JSON document (schema in docs/protocol.md, "SL.STATS"): totals per series, per-second
   // buckets for the last `seconds` seconds (<= kWindowSeconds), top blocked subjects,
-  // latency histogram.
-  std::string to_json(int64_t now_ms, int seconds = 60) const;
+  // latency histogram. `extra_members`, when not empty, is appended to the top-level object
+  // as is (already-encoded members such as `"server":{...}`).
+  std::string to_json(int64_t now_ms, int seconds = 60,
+                      std::string_view extra_members = {}) const;
   // Prometheus text exposition format (totals, histogram).
   std::string to_prometheus() const;
 

@@ -335,8 +335,6 @@ void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
                             seconds > Stats::kWindowSeconds))) {
     return out.error(err::kWrongArgs, "usage: SL.STATS [seconds 1..900]");
   }
-  json doc = json::parse(
-      engine_.stats().to_json(engine_.clock().now_ms(), static_cast<int>(seconds)));
   json server{{"version", SLUICE_VERSION},
               {"policy_version", version()},
               {"active_leases", engine_.active_leases()},
@@ -349,8 +347,9 @@ void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
   }
   json storage_stats = json::parse(engine_.storage().stats_json(), nullptr, false);
   if (!storage_stats.is_discarded()) server["storage_stats"] = std::move(storage_stats);
-  doc["server"] = std::move(server);
-  out.bulk(doc.dump(-1, ' ', false, json::error_handler_t::replace));
+  const std::string members =
+      "\"server\":" + server.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.bulk(engine_.stats().to_json(engine_.clock().now_ms(), static_cast<int>(seconds), members));
 }
 
 void Admin::warmup_(std::span<const std::string_view> argv, const Peer& peer,
