@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <charconv>
 #include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -175,7 +176,25 @@ namespace {
 // A JSON string literal; subjects are whatever bytes clients send, so invalid UTF-8 is
 // replaced rather than allowed to make the dump throw.
 void append_json_string(std::string& out, std::string_view v) {
+  const bool plain = std::all_of(v.begin(), v.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (plain) {  // policy names, almost every subject
+    out += '"';
+    out += v;
+    out += '"';
+    return;
+  }
   out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// `sep` (unless 0) then the number: the per-second arrays are most of the document.
+void append_number(std::string& out, char sep, uint64_t v) {
+  char buf[24];
+  char* p = buf;
+  if (sep) *p++ = sep;
+  p = std::to_chars(p, buf + sizeof buf, v).ptr;
+  out.append(buf, static_cast<size_t>(p - buf));
 }
 }  // namespace
 
@@ -206,14 +225,20 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
       append_json_string(out, s.rule);
       out += R"(,"totals":{)";
       for (int o = 0; o < kOutcomes; ++o) {
-        fmt::format_to(buf, R"({}"{}":{})", o ? "," : "", outcome_name(o),
-                       s.total[static_cast<size_t>(o)].load());
+        if (o) out += ',';
+        out += '"';
+        out += outcome_name(o);
+        out += "\":";
+        append_number(out, 0, s.total[static_cast<size_t>(o)].load());
       }
       out += R"(},"per_second":{)";
       for (int o = 0; o < kOutcomes; ++o) {
-        fmt::format_to(buf, R"({}"{}":[)", o ? "," : "", outcome_name(o));
+        if (o) out += ',';
+        out += '"';
+        out += outcome_name(o);
+        out += "\":[";
         for (int64_t sec = first; sec <= last; ++sec) {
-          fmt::format_to(buf, "{}{}", sec == first ? "" : ",", s.at(sec, o));
+          append_number(out, sec == first ? 0 : ',', s.at(sec, o));
         }
         out += ']';
       }
@@ -250,11 +275,11 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
   for (int i = 0; i < kLatencyBuckets; ++i) {
     counts[static_cast<size_t>(i)] = impl_->latency[static_cast<size_t>(i)].load();
     n += counts[static_cast<size_t>(i)];
-    fmt::format_to(buf, "{}{}", i ? "," : "", bucket_upper_ns(i));
+    append_number(out, i ? ',' : 0, bucket_upper_ns(i));
   }
   out += R"(],"counts":[)";
   for (int i = 0; i < kLatencyBuckets; ++i) {
-    fmt::format_to(buf, "{}{}", i ? "," : "", counts[static_cast<size_t>(i)]);
+    append_number(out, i ? ',' : 0, counts[static_cast<size_t>(i)]);
   }
   fmt::format_to(buf, R"(],"count":{},"p50_ns":{},"p99_ns":{}}})", n,
                  percentile_ns(counts, n, 0.50), percentile_ns(counts, n, 0.99));

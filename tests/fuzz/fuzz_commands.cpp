@@ -170,14 +170,19 @@ struct World {
     auto loaded = load_policy_file(policy_path, 1);
     if (!loaded.ok()) std::abort();
     base = loaded.value().compiled;
+    make_engine();
+    // The audit log's file is not what is fuzzed; /dev/null keeps millions of runs off the disk
+    // (its entries are still kept in memory and served by SL.AUDIT).
+    audit = std::make_unique<AuditLog>("/dev/null");
+  }
+  void make_engine() {
+    context.engine = nullptr;
+    engine.reset();
     auto storage = Storage::open_table(tiny_store_table(), {});
     if (!storage.ok()) std::abort();
     EngineOptions options;
     options.clock = &clock;
     engine = std::make_unique<Engine>(std::move(storage).value(), base, options);
-    // The audit log's file is not what is fuzzed; /dev/null keeps millions of runs off the disk
-    // (its entries are still kept in memory and served by SL.AUDIT).
-    audit = std::make_unique<AuditLog>("/dev/null");
     context.engine = engine.get();
   }
   ~World() {
@@ -193,9 +198,12 @@ struct World {
   }
 
   // Each input starts from the same policy, so that a crash reproduces from its input alone.
+  // An input that changed the policy gets a fresh engine: statistics keep a series for every
+  // resource x tier x rule a policy ever named, and across millions of inputs those would
+  // pile up (and make every SL.STATS slower).
   void restore() {
     if (engine->policy() != base) {
-      engine->set_policy(base);
+      make_engine();
       std::ofstream(policy_path, std::ios::trunc) << kPolicy;
     }
   }
