@@ -312,6 +312,9 @@ std::string join_keys(const Range& keys) {
 template <typename Range>
 std::string suggestion(std::string_view given, const Range& options) {
   for (auto o : options) {
+    // The distance is at least the difference in length: most candidates need no table.
+    const size_t longer = std::max(o.size(), given.size());
+    if (longer - std::min(o.size(), given.size()) > 2) continue;
     const size_t d = edit_distance(o, given);
     if (d <= 2 && d < given.size()) return fmt::format("; did you mean '{}'?", o);
   }
