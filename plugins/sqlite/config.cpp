@@ -72,13 +72,17 @@ std::optional<std::string> parse_config(const char* const* keys, const char* con
       err = parse_int(key, value, 1, 1 << 24, out.checkpoint_pages);
     } else if (key == "cache_mb") {
       err = parse_int(key, value, 1, 1 << 20, out.cache_mb);
+    } else if (key == "fold_mb") {
+      err = parse_int(key, value, 1, 1 << 20, out.fold_mb);
+    } else if (key == "fold_interval_ms") {
+      err = parse_int(key, value, 1, kHour, out.fold_interval_ms);
     } else if (key == "max_size_mb") {
       err = parse_int(key, value, 0, int64_t{1} << 30, out.max_size_mb);
     } else {
       return "sqlite storage: unknown setting '" + std::string(key) +
              "'; known settings are path, durability, interval_ms, synchronous, "
-             "busy_timeout_ms, exclusive, expiry_batch, retry_max_ms, max_size_mb, cache_mb and "
-             "checkpoint_pages.";
+             "busy_timeout_ms, exclusive, expiry_batch, retry_max_ms, max_size_mb, cache_mb, "
+             "checkpoint_pages, fold_mb and fold_interval_ms.";
     }
     if (err) return err;
   }

@@ -28,6 +28,10 @@ struct Config {
   int64_t max_size_mb = 0;           // 0: no cap beyond the disk
   int64_t cache_mb = 64;             // SQLite page cache
   int64_t checkpoint_pages = 16384;  // WAL size (pages) that triggers a checkpoint
+  // The journal is folded into the counters table once it holds fold_mb, or fold_interval_ms
+  // after the last fold, whichever comes first.
+  int64_t fold_mb = 64;
+  int64_t fold_interval_ms = 60'000;
 
   std::string_view durability_name() const {
     return durability == Durability::kCommit ? "commit" : "interval";

@@ -31,6 +31,10 @@ constexpr const char* kMigrations[] = {
     // 1 -> 2: expiry sweeps the in-memory table instead, so the index only cost every write
     // a second b-tree update.
     "DROP INDEX IF EXISTS counters_by_expiry;",
+    // 2 -> 3: each writer cycle appends its changes as one journal row instead of one upsert
+    // per key; the rows are folded into `counters` now and then (see store.cpp). A version 2
+    // file has no journal, so its counters table is already complete.
+    "CREATE TABLE journal(id INTEGER PRIMARY KEY, records BLOB NOT NULL);",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -204,6 +208,8 @@ Error Database::open() {
     return e;
   }
   if (auto e = prepare("DELETE FROM counters WHERE key = ?1", &erase_)) return e;
+  if (auto e = prepare("INSERT INTO journal(records) VALUES(?1)", &append_)) return e;
+  if (auto e = prepare("DELETE FROM journal WHERE id <= ?1", &drop_journal_)) return e;
   return std::nullopt;
 }
 
@@ -275,7 +281,9 @@ void Database::close() {
   if (db_) {
     sqlite3_finalize(upsert_);
     sqlite3_finalize(erase_);
-    upsert_ = erase_ = nullptr;
+    sqlite3_finalize(append_);
+    sqlite3_finalize(drop_journal_);
+    upsert_ = erase_ = append_ = drop_journal_ = nullptr;
     // close_v2 never fails with BUSY; an open transaction is rolled back.
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -298,7 +306,7 @@ Error Database::check_not_moved() {
   return std::nullopt;
 }
 
-Error Database::load(const RowFn& fn) {
+Error Database::load(const RowFn& row, const JournalFn& journal) {
   sqlite3_stmt* st = nullptr;
   int rc =
       sqlite3_prepare_v2(db_, "SELECT key, state, expires_at_ms FROM counters", -1, &st, nullptr);
@@ -308,18 +316,37 @@ Error Database::load(const RowFn& fn) {
     const int klen = sqlite3_column_bytes(st, 0);
     const auto* s = static_cast<const char*>(sqlite3_column_blob(st, 1));
     const int slen = sqlite3_column_bytes(st, 1);
-    fn(std::string_view(k ? k : "", static_cast<size_t>(klen)),
-       std::string_view(s ? s : "", static_cast<size_t>(slen)), sqlite3_column_int64(st, 2));
+    row(std::string_view(k ? k : "", static_cast<size_t>(klen)),
+        std::string_view(s ? s : "", static_cast<size_t>(slen)), sqlite3_column_int64(st, 2));
   }
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return fail(rc, "loading counters");
+
+  rc = sqlite3_prepare_v2(db_, "SELECT id, records FROM journal ORDER BY id", -1, &st, nullptr);
+  if (rc != SQLITE_OK) return fail(rc, "loading the journal");
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const auto* r = static_cast<const char*>(sqlite3_column_blob(st, 1));
+    const int rlen = sqlite3_column_bytes(st, 1);
+    if (!journal(sqlite3_column_int64(st, 0),
+                 std::string_view(r ? r : "", static_cast<size_t>(rlen)))) {
+      rc = SQLITE_CORRUPT;
+      break;
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(rc, "loading the journal");
   return std::nullopt;
 }
 
-Error Database::write(const std::vector<Row>& rows) {
-  if (rows.empty()) return std::nullopt;
-  if (auto e = check_not_moved()) return e;
-  if (auto e = exec("BEGIN IMMEDIATE", "writing counters")) return e;
+Error Database::step_once(sqlite3_stmt* st, std::string_view doing) {
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return fail(rc, doing);
+  return std::nullopt;
+}
+
+Error Database::write_rows(const std::vector<Row>& rows) {
   for (const Row& row : rows) {
     sqlite3_stmt* st = row.erase ? erase_ : upsert_;
     sqlite3_bind_blob(st, 1, row.key.data(), static_cast<int>(row.key.size()), SQLITE_STATIC);
@@ -327,11 +354,41 @@ Error Database::write(const std::vector<Row>& rows) {
       sqlite3_bind_blob(st, 2, row.state.data(), static_cast<int>(row.state.size()), SQLITE_STATIC);
       sqlite3_bind_int64(st, 3, row.expires_at_ms);
     }
-    const int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE) return fail(rc, "writing counters");
+    if (auto e = step_once(st, "writing counters")) return e;
   }
+  return std::nullopt;
+}
+
+Error Database::append_journal(std::string_view records, int64_t& id) {
+  if (auto e = check_not_moved()) return e;
+  sqlite3_bind_blob64(append_, 1, records.data(), records.size(), SQLITE_STATIC);
+  // One statement outside BEGIN is its own transaction.
+  if (auto e = step_once(append_, "writing the journal")) return e;
+  id = sqlite3_last_insert_rowid(db_);
+  return std::nullopt;
+}
+
+Error Database::fold(const std::vector<Row>& rows, int64_t drop_journal_upto) {
+  if (rows.empty() && drop_journal_upto <= 0) return std::nullopt;
+  if (auto e = check_not_moved()) return e;
+  // Deleting the folded journal first gives its pages back for the upserts: what makes room
+  // on a full disk.
+  if (auto e = exec("BEGIN IMMEDIATE", "folding the journal")) return e;
+  if (drop_journal_upto > 0) {
+    sqlite3_bind_int64(drop_journal_, 1, drop_journal_upto);
+    if (auto e = step_once(drop_journal_, "folding the journal")) return e;
+  }
+  if (auto e = write_rows(rows)) return e;
+  return exec("COMMIT", "committing counters");
+}
+
+Error Database::replace_all(const std::vector<Row>& rows) {
+  if (auto e = check_not_moved()) return e;
+  if (auto e = exec("BEGIN IMMEDIATE; DELETE FROM journal; DELETE FROM counters;",
+                    "rewriting counters")) {
+    return e;
+  }
+  if (auto e = write_rows(rows)) return e;
   return exec("COMMIT", "committing counters");
 }
 

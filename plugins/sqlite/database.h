@@ -1,4 +1,5 @@
-// One SQLite connection to the counters file: schema and migrations, load, write, expiry.
+// One SQLite connection to the counters file: schema and migrations, load, the journal, and
+// the counters table the journal is folded into.
 // Not thread-safe: after open it is used by the store's writer thread only.
 #pragma once
 
@@ -17,7 +18,7 @@ struct sqlite3_stmt;
 namespace sluice::sqlite_plugin {
 
 // The schema version this build writes. A file with a higher version is refused.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // One key's change for the file: an upsert, or an erase when `erase` is set.
 struct Row {
@@ -45,10 +46,18 @@ class Database {
 
   using RowFn =
       std::function<void(std::string_view key, std::string_view state, int64_t expires_at_ms)>;
-  Error load(const RowFn& fn);
+  using JournalFn = std::function<bool(int64_t id, std::string_view records)>;
+  // Calls `row` for every row of the counters table, then `journal` for every journal row in
+  // the order written. A `journal` that returns false marks the file as corrupt.
+  Error load(const RowFn& row, const JournalFn& journal);
 
-  // Writes all rows in one transaction.
-  Error write(const std::vector<Row>& rows);
+  // Appends one journal row in its own transaction; `id` receives its id.
+  Error append_journal(std::string_view records, int64_t& id);
+  // Writes `rows` into the counters table and, when `drop_journal_upto` > 0, deletes the
+  // journal rows up to that id, all in one transaction.
+  Error fold(const std::vector<Row>& rows, int64_t drop_journal_upto);
+  // Replaces the whole file's content (table and journal) by `rows`, in one transaction.
+  Error replace_all(const std::vector<Row>& rows);
 
   // Logical size of the main file (pages in use times page size); -1 if unknown.
   int64_t size_bytes();
@@ -59,12 +68,16 @@ class Database {
   Error migrate();
   Error check_not_moved();
   Error take_ownership();
+  Error write_rows(const std::vector<Row>& rows);
+  Error step_once(sqlite3_stmt* st, std::string_view doing);
 
   const Config& config_;
   int owner_fd_ = -1;  // holds the flock that makes this engine the file's owner
   sqlite3* db_ = nullptr;
   sqlite3_stmt* upsert_ = nullptr;
   sqlite3_stmt* erase_ = nullptr;
+  sqlite3_stmt* append_ = nullptr;
+  sqlite3_stmt* drop_journal_ = nullptr;
 };
 
 }  // namespace sluice::sqlite_plugin

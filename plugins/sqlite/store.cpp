@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "journal.h"
+
 namespace sluice::sqlite_plugin {
 namespace {
 
@@ -12,6 +14,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstBackoff{100};
+// A fold round moves this many shards' changed keys into the table per writer cycle, so that
+// no cycle (and no journal row behind it) waits for a whole table's upserts.
+constexpr size_t kFoldShardsPerCycle = 8;
 // Expiry leaves keys alone for this long after their expiry time, so that a batch decided a
 // moment earlier on another thread (an older now_ms) never sees a key vanish that it still
 // counts on.
@@ -177,10 +182,10 @@ void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bo
   if (!commit) return;
   if (item.op == SLUICE_OP_RESET || new_len == 0) {
     if (present) {
+      record_erase(shard, key);
       shard.map.erase(it);
       keys_.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (present || item.op == SLUICE_OP_RESET) mark_changed(shard, key, nullptr);
     return;
   }
   new_len = std::min(new_len, capacity);
@@ -189,21 +194,32 @@ void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bo
     return;
   }
   if (!present) {
-    it = shard.map.emplace(std::string(key), Entry{}).first;
+    it = shard.map.emplace(Key(key), Entry{}).first;
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
   Entry& entry = it->second;
-  entry.state.assign(reinterpret_cast<const char*>(scratch), new_len);
+  entry.state.assign(std::string_view(reinterpret_cast<const char*>(scratch), new_len));
   entry.expires_at_ms = expires_at_ms;
-  mark_changed(shard, key, &entry);
+  record_put(shard, key, entry);
 }
 
-void Store::mark_changed(Shard& shard, std::string_view key, Entry* entry) {
-  if (entry) {
-    if (entry->dirty) return;
-    entry->dirty = true;
+void Store::record_put(Shard& shard, std::string_view key, Entry& entry) {
+  entry.unfolded = true;
+  if (entry.journal_gen == shard.journal_gen &&
+      journal::overwrite(shard.journal, entry.journal_offset, entry.state, entry.expires_at_ms)) {
+    return;
   }
-  shard.changed.emplace_back(key);
+  const size_t offset = journal::append_put(shard.journal, key, entry.state, entry.expires_at_ms);
+  ++shard.journal_records;
+  const bool addressable = offset <= UINT32_MAX;
+  entry.journal_gen = addressable ? shard.journal_gen : 0;
+  entry.journal_offset = addressable ? static_cast<uint32_t>(offset) : 0;
+}
+
+void Store::record_erase(Shard& shard, std::string_view key) {
+  journal::append_erase(shard.journal, key);
+  ++shard.journal_records;
+  shard.erased.emplace_back(key);
 }
 
 // ---- the writer -------------------------------------------------------------------------
@@ -227,7 +243,7 @@ void Store::writer_loop() {
     const bool force = stopping || flush_target > flush_done_;
     lk.unlock();
 
-    const Error err = cycle(force);
+    const Error err = cycle(force, stopping);
     for (const Pending& p : taken) {
       p.done(p.user_data, err ? SLUICE_ERR_UNAVAILABLE : SLUICE_OK, err ? err->c_str() : nullptr);
     }
@@ -242,7 +258,7 @@ void Store::writer_loop() {
   }
 }
 
-Error Store::cycle(bool force_retry) {
+Error Store::cycle(bool force_retry, bool final) {
   if (!db_.is_open()) {
     {
       std::lock_guard lk(mu_);
@@ -253,43 +269,162 @@ Error Store::cycle(bool force_retry) {
       return e;
     }
   }
-  // Expire before writing, so that a full disk gets room back from idle keys first. Once per
+  // Expire before writing, so that the rewrite after a full disk leaves idle keys out. Once per
   // interval: in commit mode cycles come as fast as commits do.
   if (force_retry || Clock::now() >= next_expiry_) {
     next_expiry_ = Clock::now() + milliseconds(config_.interval_ms);
-    if (auto e = expire_some()) {
-      record_failure(*e);
+    expire_some();
+  }
+  const auto write_started = Clock::now();
+  const uint64_t written_before = rows_written_.load(std::memory_order_relaxed);
+  const uint64_t commits_before = commits_.load(std::memory_order_relaxed);
+  Error err = resync_ ? resync() : write_journal();
+  if (!err) err = fold_step(final);
+  if (err) {
+    record_failure(*err);
+    return err;
+  }
+  if (commits_.load(std::memory_order_relaxed) == commits_before) {
+    record_success();
+    return std::nullopt;  // nothing to write this cycle
+  }
+  const int64_t took =
+      std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count();
+  last_write_ms_.store(took, std::memory_order_relaxed);
+  // The interval's crash guarantee stretches to the length of a write; say so, at most once
+  // a minute, so that an operator can pick commit mode, a faster disk or a longer interval.
+  if (config_.durability == Durability::kInterval && took > config_.interval_ms &&
+      Clock::now() >= next_lag_warning_) {
+    next_lag_warning_ = Clock::now() + std::chrono::minutes(1);
+    log(2, "sqlite storage: writing " +
+               std::to_string(rows_written_.load(std::memory_order_relaxed) - written_before) +
+               " changes took " + std::to_string(took) + " ms, longer than interval_ms=" +
+               std::to_string(config_.interval_ms) + "; a crash now loses up to that long.");
+  }
+  db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);
+  record_success();
+  return std::nullopt;
+}
+
+void Store::take_journal() {
+  if (journal_blob_.empty()) journal_blob_.push_back(static_cast<char>(journal::kFormat));
+  size_t taken = 0;
+  for (Shard& shard : shards_) {
+    std::lock_guard lk(shard.mu);
+    if (shard.journal_records == 0) continue;
+    journal_blob_.append(shard.journal);
+    taken += shard.journal_records;
+    // clear() keeps the capacity: deciding appends without allocating once warm.
+    shard.journal.clear();
+    shard.journal_records = 0;
+    if (++shard.journal_gen == 0) shard.journal_gen = 1;
+  }
+  journal_blob_records_ += taken;
+  unwritten_records_.fetch_add(static_cast<int64_t>(taken), std::memory_order_relaxed);
+}
+
+Error Store::write_journal() {
+  take_journal();
+  if (journal_blob_records_ == 0) return std::nullopt;
+  int64_t id = 0;
+  // On failure the blob stays: the connection is closed, and the resync that follows the
+  // reconnection writes memory, which holds every change the blob did.
+  if (auto e = db_.append_journal(journal_blob_, id)) return e;
+  last_journal_id_ = id;
+  journal_bytes_.fetch_add(static_cast<int64_t>(journal_blob_.size()), std::memory_order_relaxed);
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  rows_written_.fetch_add(journal_blob_records_, std::memory_order_relaxed);
+  unwritten_records_.fetch_sub(static_cast<int64_t>(journal_blob_records_),
+                               std::memory_order_relaxed);
+  journal_blob_.clear();
+  journal_blob_records_ = 0;
+  return std::nullopt;
+}
+
+Error Store::fold_step(bool final) {
+  // The last cycle folds everything, in up to two rounds: the one under way, then one for
+  // the rows written meanwhile.
+  for (int round = 0; round < (final ? 2 : 1); ++round) {
+    if (!folding_) {
+      const int64_t bytes = journal_bytes_.load(std::memory_order_relaxed);
+      const bool due = bytes > 0 && (final || bytes >= config_.fold_mb * 1024 * 1024 ||
+                                     Clock::now() >= next_fold_);
+      if (!due) return std::nullopt;
+      folding_ = true;
+      fold_cursor_ = 0;
+      fold_upto_ = last_journal_id_;
+      fold_round_bytes_ = bytes;
+    }
+    // Every key changed in a journal row up to fold_upto_ is marked unfolded, so once every
+    // shard has been folded the table holds each of those keys' state as of its shard's step
+    // or later, and those rows can go. Rows written after the round began stay: replayed
+    // after the table, they bring a key back at most to its state at their own write.
+    const size_t end = final ? kShards : std::min(kShards, fold_cursor_ + kFoldShardsPerCycle);
+    std::vector<Row> rows;
+    for (size_t s = fold_cursor_; s < end; ++s) {
+      Shard& shard = shards_[s];
+      std::lock_guard lk(shard.mu);
+      for (auto& [key, entry] : shard.map) {
+        if (!entry.unfolded) continue;
+        entry.unfolded = false;
+        rows.push_back(Row{std::string(std::string_view(key)),
+                           std::string(std::string_view(entry.state)), entry.expires_at_ms, false});
+      }
+      for (std::string& key : shard.erased) {
+        if (!shard.map.contains(std::string_view(key)))
+          rows.push_back(Row{std::move(key), {}, 0, true});
+      }
+      shard.erased.clear();
+    }
+    // In key order the upserts walk the b-tree from left to right instead of jumping around.
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.key < b.key; });
+    const bool last = end == kShards;
+    if (auto e = db_.fold(rows, last ? fold_upto_ : 0)) {
+      // The unfolded marks of those shards are gone with the rows: only a rewrite from memory
+      // makes the file whole again.
+      resync_ = true;
+      folding_ = false;
       return e;
     }
+    fold_cursor_ = end;
+    folded_rows_.fetch_add(rows.size(), std::memory_order_relaxed);
+    if (!rows.empty() || last) commits_.fetch_add(1, std::memory_order_relaxed);
+    if (!last) return std::nullopt;
+    folding_ = false;
+    journal_bytes_.fetch_sub(fold_round_bytes_, std::memory_order_relaxed);
+    folds_.fetch_add(1, std::memory_order_relaxed);
+    next_fold_ = Clock::now() + milliseconds(config_.fold_interval_ms);
   }
-  std::vector<Row> rows = take_changes();
-  // In key order the upserts walk the b-tree from left to right instead of jumping around it,
-  // which keeps a large write-behind batch within the page cache.
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.key < b.key; });
-  const auto write_started = Clock::now();
-  if (auto e = db_.write(rows)) {
-    give_back(rows);
-    record_failure(*e);
-    return e;
-  }
-  if (!rows.empty()) {
-    const int64_t took =
-        std::chrono::duration_cast<milliseconds>(Clock::now() - write_started).count();
-    last_write_ms_.store(took, std::memory_order_relaxed);
-    // The interval's crash guarantee stretches to the length of a write; say so, at most once
-    // a minute, so that an operator can pick commit mode, a faster disk or a longer interval.
-    if (config_.durability == Durability::kInterval && took > config_.interval_ms &&
-        Clock::now() >= next_lag_warning_) {
-      next_lag_warning_ = Clock::now() + std::chrono::minutes(1);
-      log(2, "sqlite storage: writing " + std::to_string(rows.size()) + " changed keys took " +
-                 std::to_string(took) + " ms, longer than interval_ms=" +
-                 std::to_string(config_.interval_ms) + "; a crash now loses up to that long.");
+  return std::nullopt;
+}
+
+Error Store::resync() {
+  // Under each shard's lock the shard's state replaces its journal records and fold marks:
+  // any change after the lock is released is journaled again, later than this state.
+  std::vector<Row> rows;
+  for (Shard& shard : shards_) {
+    std::lock_guard lk(shard.mu);
+    for (auto& [key, entry] : shard.map) {
+      entry.unfolded = false;
+      rows.push_back(Row{std::string(std::string_view(key)),
+                         std::string(std::string_view(entry.state)), entry.expires_at_ms, false});
     }
-    commits_.fetch_add(1, std::memory_order_relaxed);
-    rows_written_.fetch_add(rows.size(), std::memory_order_relaxed);
-    db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);
+    shard.journal.clear();
+    shard.journal_records = 0;
+    if (++shard.journal_gen == 0) shard.journal_gen = 1;
+    shard.erased.clear();
   }
-  record_success();
+  journal_blob_.clear();
+  journal_blob_records_ = 0;
+  folding_ = false;
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.key < b.key; });
+  if (auto e = db_.replace_all(rows)) return e;  // resync_ stays set
+  resync_ = false;
+  unwritten_records_.store(0, std::memory_order_relaxed);
+  journal_bytes_.store(0, std::memory_order_relaxed);
+  last_journal_id_ = 0;
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  folded_rows_.fetch_add(rows.size(), std::memory_order_relaxed);
   return std::nullopt;
 }
 
@@ -301,106 +436,89 @@ Error Store::connect() {
     for (Shard& shard : shards_) {
       std::lock_guard lk(shard.mu);
       shard.map.clear();
-      shard.changed.clear();
+      shard.journal.clear();
+      shard.journal_records = 0;
+      shard.erased.clear();
     }
     keys_ = 0;
-    if (auto e = db_.load([&](std::string_view key, std::string_view state, int64_t expires) {
-          Shard& shard = shards_[shard_of(key)];
-          std::lock_guard lk(shard.mu);
-          auto [it, inserted] = shard.map.try_emplace(std::string(key));
-          it->second.state.assign(state);
-          it->second.expires_at_ms = expires;
-          if (inserted) keys_.fetch_add(1, std::memory_order_relaxed);
-        })) {
+    journal_bytes_ = 0;
+    last_journal_id_ = 0;
+    const auto put = [&](std::string_view key, std::string_view state, int64_t expires,
+                         bool from_journal) {
+      Shard& shard = shards_[shard_of(key)];
+      std::lock_guard lk(shard.mu);
+      auto [it, inserted] = shard.map.try_emplace(Key(key));
+      it->second.state.assign(state);
+      it->second.expires_at_ms = expires;
+      it->second.unfolded = from_journal;
+      if (inserted) keys_.fetch_add(1, std::memory_order_relaxed);
+    };
+    const auto erase = [&](std::string_view key) {
+      Shard& shard = shards_[shard_of(key)];
+      std::lock_guard lk(shard.mu);
+      if (shard.map.erase(key) > 0) keys_.fetch_sub(1, std::memory_order_relaxed);
+      shard.erased.emplace_back(key);
+    };
+    if (auto e = db_.load([&](std::string_view key, std::string_view state,
+                              int64_t expires) { put(key, state, expires, false); },
+                          [&](int64_t id, std::string_view records) {
+                            last_journal_id_ = id;
+                            journal_bytes_ += static_cast<int64_t>(records.size());
+                            return journal::replay(
+                                records,
+                                [&](std::string_view key, std::string_view state, int64_t expires) {
+                                  put(key, state, expires, true);
+                                },
+                                erase);
+                          })) {
       return e;
     }
     loaded_ = true;
+    // A journal left by a crash is folded at once, so that the next start replays less.
+    next_fold_ = Clock::now() +
+                 (journal_bytes_ > 0 ? milliseconds(0) : milliseconds(config_.fold_interval_ms));
   } else {
-    // The file may be a new one (the old was deleted or replaced): memory is the truth, so
-    // write all of it.
-    mark_all_changed();
+    // The file may be a new one (the old was deleted or replaced), and what the failed cycle
+    // took from the shards is in no file: memory is the truth, so write all of it.
+    resync_ = true;
   }
   db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);
   return std::nullopt;
 }
 
-std::vector<Row> Store::take_changes() {
-  std::vector<Row> rows;
-  std::vector<std::string> keys;
-  for (Shard& shard : shards_) {
-    std::lock_guard lk(shard.mu);
-    if (shard.changed.empty()) continue;
-    keys.swap(shard.changed);
-    for (std::string& key : keys) {
-      auto it = shard.map.find(std::string_view(key));
-      if (it == shard.map.end()) {
-        rows.push_back(Row{std::move(key), {}, 0, true});
-      } else if (it->second.dirty) {
-        it->second.dirty = false;
-        rows.push_back(Row{std::move(key), it->second.state, it->second.expires_at_ms, false});
-      }
-    }
-    keys.clear();
-  }
-  return rows;
-}
-
-void Store::give_back(const std::vector<Row>& rows) {
-  for (const Row& row : rows) {
-    Shard& shard = shards_[shard_of(row.key)];
-    std::lock_guard lk(shard.mu);
-    auto it = shard.map.find(std::string_view(row.key));
-    if (it != shard.map.end()) {
-      mark_changed(shard, row.key, &it->second);
-    } else if (row.erase) {
-      mark_changed(shard, row.key, nullptr);
-    }
-  }
-}
-
 int64_t Store::pending_changes() const {
-  int64_t n = 0;
+  int64_t n = unwritten_records_.load(std::memory_order_relaxed);
   for (const Shard& shard : shards_) {
     std::lock_guard lk(shard.mu);
-    n += static_cast<int64_t>(shard.changed.size());
+    n += static_cast<int64_t>(shard.journal_records);
   }
   return n;
 }
 
-void Store::mark_all_changed() {
-  for (Shard& shard : shards_) {
-    std::lock_guard lk(shard.mu);
-    for (auto& [key, entry] : shard.map) mark_changed(shard, key, &entry);
-  }
-}
-
-Error Store::expire_some() {
+void Store::expire_some() {
   const int64_t now = latest_now_ms_.load(std::memory_order_relaxed) - kExpirySlackMs;
-  if (now <= 0) return std::nullopt;
+  if (now <= 0) return;
   // A few shards per cycle, under each shard's lock for one pass over it, and at most
   // expiry_batch keys: the sweep never holds up decisions for long, and a full round over all
-  // shards takes kShards / kShardsPerSweep cycles.
+  // shards takes kShards / kShardsPerSweep cycles. An expired key leaves memory at once and
+  // the file through the journal (an erase record) and the next fold.
   constexpr size_t kShardsPerSweep = 8;
   const size_t budget = static_cast<size_t>(config_.expiry_batch);
-  std::vector<Row> rows;
-  for (size_t visited = 0; visited < kShardsPerSweep && rows.size() < budget; ++visited) {
+  size_t dropped = 0;
+  for (size_t visited = 0; visited < kShardsPerSweep && dropped < budget; ++visited) {
     Shard& shard = shards_[expiry_cursor_];
     std::lock_guard lk(shard.mu);
     boost::unordered::erase_if(shard.map, [&](auto& kv) {
-      if (rows.size() >= budget || kv.second.expires_at_ms > now) return false;
-      rows.push_back(Row{kv.first, {}, 0, true});
+      if (dropped >= budget || kv.second.expires_at_ms > now) return false;
+      record_erase(shard, std::string_view(kv.first));
+      ++dropped;
       return true;
     });
     // A shard with more expired keys than the budget is finished next time.
-    if (rows.size() < budget) expiry_cursor_ = (expiry_cursor_ + 1) % kShards;
+    if (dropped < budget) expiry_cursor_ = (expiry_cursor_ + 1) % kShards;
   }
-  if (rows.empty()) return std::nullopt;
-  keys_.fetch_sub(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  // If this write fails the rows stay in the file: the next start loads them, and they are
-  // expired again then.
-  if (auto e = db_.write(rows)) return e;
-  expired_.fetch_add(rows.size(), std::memory_order_relaxed);
-  return std::nullopt;
+  keys_.fetch_sub(static_cast<int64_t>(dropped), std::memory_order_relaxed);
+  expired_.fetch_add(dropped, std::memory_order_relaxed);
 }
 
 void Store::record_failure(const std::string& sentence) {
@@ -464,6 +582,9 @@ std::string Store::stats_json() const {
   j["last_write_ms"] = last_write_ms_.load();
   j["commits"] = commits_.load();
   j["rows_written"] = rows_written_.load();
+  j["journal_bytes"] = journal_bytes_.load();
+  j["folds"] = folds_.load();
+  j["folded_rows"] = folded_rows_.load();
   j["write_errors"] = write_errors_.load();
   j["expired"] = expired_.load();
   j["rejected_batches"] = rejected_.load();

@@ -13,11 +13,13 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "journal.h"
 #include "sluice/algorithms.h"
 #include "sluice/storage_plugin.h"
 
@@ -228,13 +230,45 @@ inline bool eventually(Instance& plugin, const std::function<bool()>& pred) {
   return false;
 }
 
-// Rows in the counters table, read with a separate connection (needs exclusive=false).
+// Keys a start-up would load from the file: the counters table, then the journal replayed
+// over it. Read with a separate connection (needs exclusive=false); -1 if unreadable.
 inline int64_t count_rows(const std::string& path) {
+  sqlite3* db = nullptr;
+  std::set<std::string> keys;
+  bool ok = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK;
+  const auto each = [&](const char* sql, const std::function<void(sqlite3_stmt*)>& fn) {
+    sqlite3_stmt* st = nullptr;
+    int rc = ok ? sqlite3_prepare_v2(db, sql, -1, &st, nullptr) : SQLITE_ERROR;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      fn(st);
+      rc = SQLITE_OK;
+    }
+    ok = ok && rc == SQLITE_DONE;
+    sqlite3_finalize(st);
+  };
+  const auto blob = [](sqlite3_stmt* st, int col) {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(st, col));
+    return std::string(p ? p : "", static_cast<size_t>(sqlite3_column_bytes(st, col)));
+  };
+  each("SELECT key FROM counters", [&](sqlite3_stmt* st) { keys.insert(blob(st, 0)); });
+  each("SELECT records FROM journal ORDER BY id", [&](sqlite3_stmt* st) {
+    ok = ok && sqlite_plugin::journal::replay(
+                   blob(st, 0),
+                   [&](std::string_view key, std::string_view, int64_t) { keys.emplace(key); },
+                   [&](std::string_view key) { keys.erase(std::string(key)); });
+  });
+  sqlite3_close(db);
+  return ok ? static_cast<int64_t>(keys.size()) : -1;
+}
+
+// Rows in one table of the file (needs exclusive=false); -1 if unreadable.
+inline int64_t table_rows(const std::string& path, const std::string& table) {
   sqlite3* db = nullptr;
   int64_t n = -1;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM counters", -1, &st, nullptr) == SQLITE_OK &&
+    const std::string sql = "SELECT count(*) FROM " + table;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
       n = sqlite3_column_int64(st, 0);
     }

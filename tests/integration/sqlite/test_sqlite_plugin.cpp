@@ -266,12 +266,12 @@ TEST(SqliteSchema, MigratesAVersionOneFile) {
     ASSERT_EQ(plugin.open({{"path", db}}), SLUICE_OK);
     ASSERT_EQ(plugin.consume("kept", 10, 4).status, SLUICE_OK);
   }
-  // Put the file back to version 1: the expiry index, and only version 1 recorded.
+  // Put the file back to version 1: the expiry index, no journal, only version 1 recorded.
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(raw,
                          "CREATE INDEX counters_by_expiry ON counters(expires_at_ms);"
-                         "DELETE FROM sluice_schema WHERE version > 1;",
+                         "DROP TABLE journal; DELETE FROM sluice_schema WHERE version > 1;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(raw);
@@ -288,10 +288,120 @@ TEST(SqliteSchema, MigratesAVersionOneFile) {
                                -1, &st, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
   EXPECT_EQ(sqlite3_column_int(st, 1), 0);
   sqlite3_finalize(st);
   sqlite3_close(raw);
+  EXPECT_EQ(table_rows(db, "journal"), 0);
+}
+
+// A file from schema version 2 (one upserted row per key, no journal) gains the journal and
+// keeps its rows.
+TEST(SqliteSchema, MigratesAVersionTwoFile) {
+  TempDir dir;
+  const std::string db = dir.file("v2.db");
+  {
+    Instance plugin;
+    ASSERT_EQ(plugin.open({{"path", db}}), SLUICE_OK);
+    ASSERT_EQ(plugin.consume("kept", 10, 4).status, SLUICE_OK);
+  }
+  // A clean close folds the journal, so the table holds the key: put the file back to
+  // version 2 by dropping the journal.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "DROP TABLE journal; DELETE FROM sluice_schema WHERE version > 2;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  ASSERT_EQ(table_rows(db, "journal"), -1);
+
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", db}, {"exclusive", "false"}, {"interval_ms", "60000"}}),
+            SLUICE_OK);
+  EXPECT_EQ(plugin.remaining("kept", 10), 6);
+  ASSERT_EQ(plugin.consume("new", 10, 1).status, SLUICE_OK);
+  ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  EXPECT_EQ(table_rows(db, "journal"), 1);
+  EXPECT_EQ(count_rows(db), 2);
+}
+
+// Each writer cycle appends one journal row whatever the number of keys; a fold moves the
+// journal into the per-key table and deletes the rows it folded.
+TEST(SqliteJournal, FoldsTheJournalIntoTheTable) {
+  TempDir dir;
+  const std::string db = dir.file("f.db");
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", db}, {"exclusive", "false"}, {"interval_ms", "60000"}}),
+            SLUICE_OK);
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    for (int i = 0; i < 100; ++i)
+      ASSERT_EQ(plugin.consume("f" + std::to_string(i), 1000).status, SLUICE_OK);
+    ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  }
+  EXPECT_EQ(table_rows(db, "journal"), 3);
+  EXPECT_EQ(table_rows(db, "counters"), 0);
+  EXPECT_EQ(count_rows(db), 100);
+  EXPECT_EQ(plugin.stats()["folds"], 0);
+  EXPECT_GT(plugin.stats()["journal_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(plugin.remaining("f7", 1000), 997);
+
+  // A second instance sees the same from a copy of the files: start-up replays the journal.
+  const std::string copy = dir.file("copy.db");
+  fs::copy_file(db, copy);
+  if (fs::exists(db + "-wal")) fs::copy_file(db + "-wal", copy + "-wal");
+  {
+    Instance replayed;
+    ASSERT_EQ(replayed.open({{"path", copy}}), SLUICE_OK);
+    EXPECT_EQ(replayed.remaining("f7", 1000), 997);
+    EXPECT_EQ(replayed.stats()["keys"], 100);
+  }
+
+  // Closing folds everything: the table alone holds every key.
+  plugin.close();
+  EXPECT_EQ(table_rows(db, "journal"), 0);
+  EXPECT_EQ(table_rows(db, "counters"), 100);
+}
+
+// With a short fold_interval_ms the fold runs while decisions go on, a few shards per cycle,
+// and the journal rows it folded disappear.
+TEST(SqliteJournal, FoldsInTheBackground) {
+  TempDir dir;
+  const std::string db = dir.file("b.db");
+  Instance plugin;
+  ASSERT_EQ(
+      plugin.open(
+          {{"path", db}, {"exclusive", "false"}, {"interval_ms", "5"}, {"fold_interval_ms", "1"}}),
+      SLUICE_OK);
+  for (int i = 0; i < 500; ++i)
+    ASSERT_EQ(plugin.consume("b" + std::to_string(i % 50), 1000).status, SLUICE_OK);
+  ASSERT_TRUE(eventually(plugin, [&] {
+    return plugin.stats()["folds"].get<int64_t>() >= 1 && table_rows(db, "journal") == 0;
+  }));
+  EXPECT_EQ(table_rows(db, "counters"), 50);
+  EXPECT_EQ(plugin.stats()["journal_bytes"], 0);
+  EXPECT_GE(plugin.stats()["folded_rows"].get<int64_t>(), 50);
+  EXPECT_EQ(plugin.remaining("b3", 1000), 990);
+}
+
+// A key erased (RESET) after it was folded leaves the table at the next fold.
+TEST(SqliteJournal, EraseReachesTheTable) {
+  TempDir dir;
+  const std::string db = dir.file("r.db");
+  Instance plugin;
+  ASSERT_EQ(plugin.open({{"path", db}, {"exclusive", "false"}, {"interval_ms", "60000"}}),
+            SLUICE_OK);
+  ASSERT_EQ(plugin.consume("gone", 10, 3).status, SLUICE_OK);
+  ASSERT_EQ(plugin.consume("stays", 10, 3).status, SLUICE_OK);
+  plugin.close();
+  ASSERT_EQ(table_rows(db, "counters"), 2);
+  ASSERT_EQ(plugin.open({{"path", db}, {"exclusive", "false"}, {"interval_ms", "60000"}}),
+            SLUICE_OK);
+  ASSERT_EQ(plugin.submit({make_item("gone", SLUICE_OP_RESET, 10)}).status, SLUICE_OK);
+  ASSERT_EQ(plugin.flush(), SLUICE_OK);
+  EXPECT_EQ(count_rows(db), 1);
+  plugin.close();
+  EXPECT_EQ(table_rows(db, "counters"), 1);
+  EXPECT_EQ(table_rows(db, "journal"), 0);
 }
 
 // Statistics report keys, pending changes, commits, errors and the file's size.
@@ -310,6 +420,9 @@ TEST(SqliteStats, ReportsWhatOperatorsNeed) {
   EXPECT_EQ(stats["dirty"], 0);
   EXPECT_EQ(stats["commits"], 1);
   EXPECT_EQ(stats["rows_written"], 10);
+  EXPECT_GT(stats["journal_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(stats["folds"], 0);
+  EXPECT_EQ(stats["folded_rows"], 0);
   EXPECT_GT(stats["db_size_bytes"].get<int64_t>(), 0);
   EXPECT_EQ(stats["last_error"], "");
 }
