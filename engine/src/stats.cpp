@@ -215,6 +215,11 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
     out.reserve(impl_->series.size() * (static_cast<size_t>(seconds) * 8 + 200));
     bool first_series = true;
     for (const auto& s : impl_->series) {
+      // docs/protocol.md: a series is listed once it has counted a decision (a policy names
+      // every resource x tier x rule up front; most of them may never see traffic).
+      bool decided = false;
+      for (const auto& t : s.total) decided = decided || t.load() != 0;
+      if (!decided) continue;
       if (!first_series) out += ',';
       first_series = false;
       out += R"({"resource":)";
