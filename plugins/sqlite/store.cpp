@@ -1,9 +1,15 @@
 #include "store.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <utility>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "journal.h"
 
@@ -26,8 +32,24 @@ bool is_gated(uint32_t op) { return op == SLUICE_OP_CONSUME || op == SLUICE_OP_L
 
 }  // namespace
 
+Row Store::row_of(const Entry& e) {
+  return Row{std::string(key_of(e)),
+             std::string(reinterpret_cast<const char*>(state_of(e)), e.state_len), e.expires_at_ms,
+             false};
+}
+
+namespace {
+
+}  // namespace
+
 Store::Store(const sluice_host_api* host, Config config)
-    : host_(host), config_(std::move(config)), db_(config_) {}
+    : host_(host),
+      config_(std::move(config)),
+      seed_((uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
+      db_(config_) {
+  static_assert(sizeof(std::pair<const uint64_t, Entry>) == 64,
+                "a slot must stay within one cache line's worth of bytes");
+}
 
 Store::~Store() {
   {
@@ -55,6 +77,7 @@ Store::~Store() {
                config_.path + "; they are lost. " + why);
   }
   db_.close();
+  for (Shard& shard : shards_) clear(shard);
 }
 
 void Store::log(int level, const std::string& message) const {
@@ -120,12 +143,112 @@ void Store::submit(const sluice_batch& batch, sluice_completion_fn done, void* u
   done(user_data, SLUICE_ERR_UNAVAILABLE, "sqlite storage: closing.");
 }
 
+// ---- slots ------------------------------------------------------------------------------
+
+Store::Hash Store::hash(std::string_view key) const {
+  const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), seed_);
+  return {h.low64, h.high64};
+}
+
+std::string_view Store::key_of(const Entry& e) {
+  uint32_t len = 0;
+  std::memcpy(&len, e.key, sizeof len);
+  return {e.key + sizeof len, len};
+}
+
+const unsigned char* Store::state_of(const Entry& e) {
+  if (e.state_len <= kInlineState) return e.state;
+  unsigned char* p = nullptr;
+  std::memcpy(&p, e.state, sizeof p);
+  return p;
+}
+
+void Store::set_state(Entry& e, const unsigned char* data, size_t len) {
+  unsigned char* heap = nullptr;
+  uint32_t capacity = 0;
+  if (e.state_len > kInlineState) {
+    std::memcpy(&heap, e.state, sizeof heap);
+    std::memcpy(&capacity, e.state + sizeof heap, sizeof capacity);
+  }
+  if (len <= kInlineState) {
+    std::free(heap);
+    if (len > 0) std::memcpy(e.state, data, len);
+  } else {
+    if (len > capacity) {
+      auto* grown = static_cast<unsigned char*>(std::malloc(len));
+      if (grown == nullptr) throw std::bad_alloc();
+      std::free(heap);
+      heap = grown;
+      capacity = static_cast<uint32_t>(len);
+    }
+    std::memmove(heap, data, len);
+    std::memcpy(e.state, &heap, sizeof heap);
+    std::memcpy(e.state + sizeof heap, &capacity, sizeof capacity);
+  }
+  e.state_len = static_cast<uint32_t>(len);
+}
+
+void Store::free_entry(Entry& e) {
+  if (e.state_len > kInlineState) {
+    unsigned char* heap = nullptr;
+    std::memcpy(&heap, e.state, sizeof heap);
+    std::free(heap);
+  }
+  e.state_len = 0;
+  std::free(e.key);
+  e.key = nullptr;
+}
+
+Store::Map::iterator Store::find(Shard& shard, const Hash& h) {
+  // Keys are not removed from a probe sequence's middle in any special way, so every step up
+  // to the shard's furthest is looked at: with no collision ever (max_probe 0) that is one.
+  for (uint32_t i = 0; i <= shard.max_probe; ++i) {
+    auto it = shard.map.find(probe(h.lo, i));
+    if (it != shard.map.end() && it->second.check == h.hi) return it;
+  }
+  return shard.map.end();
+}
+
+Store::Map::iterator Store::insert(Shard& shard, const Hash& h, std::string_view key) {
+  if (key.size() > UINT32_MAX) throw std::length_error("sqlite storage: key too long");
+  auto* block = static_cast<char*>(std::malloc(sizeof(uint32_t) + key.size()));
+  if (block == nullptr) throw std::bad_alloc();
+  const auto len = static_cast<uint32_t>(key.size());
+  std::memcpy(block, &len, sizeof len);
+  if (len > 0) std::memcpy(block + sizeof len, key.data(), len);
+  for (uint32_t i = 0;; ++i) {
+    auto [it, inserted] = shard.map.try_emplace(probe(h.lo, i));
+    if (!inserted) continue;  // another key holds this step
+    it->second.key = block;
+    it->second.check = h.hi;
+    shard.max_probe = std::max(shard.max_probe, i);
+    return it;
+  }
+}
+
+void Store::clear(Shard& shard) {
+  for (auto& kv : shard.map) free_entry(kv.second);
+  shard.map.clear();
+  shard.max_probe = 0;
+}
+
+// ---- deciding ---------------------------------------------------------------------------
+
 void Store::apply_batch(const sluice_batch& batch) {
+  // Each key is hashed once: the hash picks the shard and is the map's key.
+  Hash small[16];
+  std::unique_ptr<Hash[]> large;
+  Hash* hashes = small;
+  if (batch.count > std::size(small)) {
+    large = std::make_unique<Hash[]>(batch.count);
+    hashes = large.get();
+  }
   uint64_t mask = 0;
   size_t gated = 0;
   for (size_t i = 0; i < batch.count; ++i) {
     const sluice_item& item = batch.items[i];
-    mask |= uint64_t{1} << shard_of(std::string_view(item.key, item.key_len));
+    hashes[i] = hash(std::string_view(item.key, item.key_len));
+    mask |= uint64_t{1} << shard_of(hashes[i]);
     gated += is_gated(item.op) ? 1 : 0;
   }
   // Ascending shard order, so that two batches never wait for each other.
@@ -147,35 +270,40 @@ void Store::apply_batch(const sluice_batch& batch) {
     for (size_t i = 0; i < batch.count; ++i) {
       const sluice_item& item = batch.items[i];
       if (!is_gated(item.op)) continue;
-      apply_item(shards_[shard_of(std::string_view(item.key, item.key_len))], item, batch.now_ms,
-                 false, batch.results[i]);
+      apply_item(shards_[shard_of(hashes[i])], hashes[i], item, batch.now_ms, false,
+                 batch.results[i]);
       if (!batch.results[i].allowed && !item.shadow) denied = true;
     }
   }
   for (size_t i = 0; i < batch.count; ++i) {
     const sluice_item& item = batch.items[i];
     if (denied && is_gated(item.op)) continue;  // answered by the look-ahead
-    apply_item(shards_[shard_of(std::string_view(item.key, item.key_len))], item, batch.now_ms,
+    apply_item(shards_[shard_of(hashes[i])], hashes[i], item, batch.now_ms,
                !denied && item.op != SLUICE_OP_PEEK, batch.results[i]);
   }
 }
 
-void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bool commit,
-                       sluice_item_result& result) {
+void Store::apply_item(Shard& shard, const Hash& h, const sluice_item& item, int64_t now_ms,
+                       bool commit, sluice_item_result& result) {
   // Small states (every algorithm but long sliding-window logs) stay on the stack.
   uint8_t small[256];
   thread_local std::vector<uint8_t> large;
   const std::string_view key(item.key, item.key_len);
-  auto it = shard.map.find(key);
+  // The first step of the probe sequence is the key's slot unless a collision moved it.
+  auto it = shard.map.find(h.lo);
+  if ((it != shard.map.end() && it->second.check != h.hi) ||
+      (it == shard.map.end() && shard.max_probe > 0)) {
+    it = find(shard, h);
+  }
   const bool present = it != shard.map.end();
-  const size_t len = present ? it->second.state.size() : 0;
+  const size_t len = present ? it->second.state_len : 0;
   const size_t capacity = std::max<size_t>(item.state_capacity, len);
   uint8_t* scratch = small;
   if (capacity > sizeof small) {
     if (large.size() < capacity) large.resize(capacity);
     scratch = large.data();
   }
-  if (len > 0) std::memcpy(scratch, it->second.state.data(), len);
+  if (len > 0) std::memcpy(scratch, state_of(it->second), len);
   int64_t expires_at_ms = 0;
   size_t new_len =
       host_->apply(&item, now_ms, scratch, len, commit ? 1 : 0, &result, &expires_at_ms);
@@ -183,6 +311,7 @@ void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bo
   if (item.op == SLUICE_OP_RESET || new_len == 0) {
     if (present) {
       record_erase(shard, key);
+      free_entry(it->second);
       shard.map.erase(it);
       keys_.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -190,26 +319,27 @@ void Store::apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bo
   }
   new_len = std::min(new_len, capacity);
   if (present && new_len == len && it->second.expires_at_ms == expires_at_ms &&
-      std::memcmp(scratch, it->second.state.data(), len) == 0) {
+      std::memcmp(scratch, state_of(it->second), len) == 0) {
     return;
   }
   if (!present) {
-    it = shard.map.emplace(Key(key), Entry{}).first;
+    it = insert(shard, h, key);
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
   Entry& entry = it->second;
-  entry.state.assign(std::string_view(reinterpret_cast<const char*>(scratch), new_len));
+  set_state(entry, scratch, new_len);
   entry.expires_at_ms = expires_at_ms;
   record_put(shard, key, entry);
 }
 
 void Store::record_put(Shard& shard, std::string_view key, Entry& entry) {
   entry.unfolded = true;
+  const std::string_view state(reinterpret_cast<const char*>(state_of(entry)), entry.state_len);
   if (entry.journal_gen == shard.journal_gen &&
-      journal::overwrite(shard.journal, entry.journal_offset, entry.state, entry.expires_at_ms)) {
+      journal::overwrite(shard.journal, entry.journal_offset, state, entry.expires_at_ms)) {
     return;
   }
-  const size_t offset = journal::append_put(shard.journal, key, entry.state, entry.expires_at_ms);
+  const size_t offset = journal::append_put(shard.journal, key, state, entry.expires_at_ms);
   ++shard.journal_records;
   const bool addressable = offset <= UINT32_MAX;
   entry.journal_gen = addressable ? shard.journal_gen : 0;
@@ -368,14 +498,14 @@ Error Store::fold_step(bool final) {
     for (size_t s = fold_cursor_; s < end; ++s) {
       Shard& shard = shards_[s];
       std::lock_guard lk(shard.mu);
-      for (auto& [key, entry] : shard.map) {
+      for (auto& kv : shard.map) {
+        Entry& entry = kv.second;
         if (!entry.unfolded) continue;
         entry.unfolded = false;
-        rows.push_back(Row{std::string(std::string_view(key)),
-                           std::string(std::string_view(entry.state)), entry.expires_at_ms, false});
+        rows.push_back(row_of(entry));
       }
       for (std::string& key : shard.erased) {
-        if (!shard.map.contains(std::string_view(key)))
+        if (find(shard, hash(key)) == shard.map.end())
           rows.push_back(Row{std::move(key), {}, 0, true});
       }
       shard.erased.clear();
@@ -408,10 +538,9 @@ Error Store::resync() {
   std::vector<Row> rows;
   for (Shard& shard : shards_) {
     std::lock_guard lk(shard.mu);
-    for (auto& [key, entry] : shard.map) {
-      entry.unfolded = false;
-      rows.push_back(Row{std::string(std::string_view(key)),
-                         std::string(std::string_view(entry.state)), entry.expires_at_ms, false});
+    for (auto& kv : shard.map) {
+      kv.second.unfolded = false;
+      rows.push_back(row_of(kv.second));
     }
     shard.journal.clear();
     shard.journal_records = 0;
@@ -439,7 +568,7 @@ Error Store::connect() {
     // holds at most the remains of an earlier load that failed half-way.
     for (Shard& shard : shards_) {
       std::lock_guard lk(shard.mu);
-      shard.map.clear();
+      clear(shard);
       shard.journal.clear();
       shard.journal_records = 0;
       shard.erased.clear();
@@ -449,18 +578,27 @@ Error Store::connect() {
     last_journal_id_ = 0;
     const auto put = [&](std::string_view key, std::string_view state, int64_t expires,
                          bool from_journal) {
-      Shard& shard = shards_[shard_of(key)];
+      const Hash h = hash(key);
+      Shard& shard = shards_[shard_of(h)];
       std::lock_guard lk(shard.mu);
-      auto [it, inserted] = shard.map.try_emplace(Key(key));
-      it->second.state.assign(state);
+      auto it = find(shard, h);
+      if (it == shard.map.end()) {
+        it = insert(shard, h, key);
+        keys_.fetch_add(1, std::memory_order_relaxed);
+      }
+      set_state(it->second, reinterpret_cast<const unsigned char*>(state.data()), state.size());
       it->second.expires_at_ms = expires;
       it->second.unfolded = from_journal;
-      if (inserted) keys_.fetch_add(1, std::memory_order_relaxed);
     };
     const auto erase = [&](std::string_view key) {
-      Shard& shard = shards_[shard_of(key)];
+      const Hash h = hash(key);
+      Shard& shard = shards_[shard_of(h)];
       std::lock_guard lk(shard.mu);
-      if (shard.map.erase(key) > 0) keys_.fetch_sub(1, std::memory_order_relaxed);
+      if (auto it = find(shard, h); it != shard.map.end()) {
+        free_entry(it->second);
+        shard.map.erase(it);
+        keys_.fetch_sub(1, std::memory_order_relaxed);
+      }
       shard.erased.emplace_back(key);
     };
     if (auto e = db_.load([&](std::string_view key, std::string_view state,
@@ -514,7 +652,8 @@ void Store::expire_some() {
     std::lock_guard lk(shard.mu);
     boost::unordered::erase_if(shard.map, [&](auto& kv) {
       if (dropped >= budget || kv.second.expires_at_ms > now) return false;
-      record_erase(shard, std::string_view(kv.first));
+      record_erase(shard, key_of(kv.second));
+      free_entry(kv.second);
       ++dropped;
       return true;
     });

@@ -41,81 +41,46 @@ class Store {
   std::string stats_json() const;
 
  private:
-  // Bytes kept inside the map's slot up to N of them, so that a decision's lookup touches the
-  // slot alone instead of one more heap block each for the key and the state.
-  template <size_t N>
-  class InlineBytes {
-   public:
-    InlineBytes() = default;
-    explicit InlineBytes(std::string_view s) { assign(s); }
-    InlineBytes(const InlineBytes& o) { assign(o); }
-    InlineBytes& operator=(const InlineBytes& o) {
-      if (this != &o) assign(o);
-      return *this;
-    }
-    InlineBytes(InlineBytes&& o) noexcept
-        : size_(o.size_), capacity_(o.capacity_), heap_(std::move(o.heap_)) {
-      std::memcpy(inline_, o.inline_, N);
-      o.size_ = o.capacity_ = 0;
-    }
-    InlineBytes& operator=(InlineBytes&& o) noexcept {
-      size_ = o.size_;
-      capacity_ = o.capacity_;
-      heap_ = std::move(o.heap_);
-      std::memcpy(inline_, o.inline_, N);
-      o.size_ = o.capacity_ = 0;
-      return *this;
-    }
-    void assign(std::string_view s) {
-      char* to = inline_;
-      if (s.size() > N) {
-        if (s.size() > capacity_) {
-          heap_ = std::make_unique<char[]>(s.size());
-          capacity_ = s.size();
-        }
-        to = heap_.get();
-      }
-      if (!s.empty()) std::memmove(to, s.data(), s.size());
-      size_ = s.size();
-    }
-    const char* data() const { return size_ <= N ? inline_ : heap_.get(); }
-    size_t size() const { return size_; }
-    operator std::string_view() const {
-      return {data(), size_};
-    }  // NOLINT(google-explicit-constructor)
-
-   private:
-    size_t size_ = 0;
-    size_t capacity_ = 0;  // of heap_, used above N
-    std::unique_ptr<char[]> heap_;
-    char inline_[N] = {};
-  };
-  // Engine keys are "{resource:subject}rule"; states 16 to 32 bytes for most algorithms.
-  using Key = InlineBytes<48>;
-  using State = InlineBytes<32>;
-
+  // A tracked key's slot, kept to 64 bytes so that a decision touches about as much memory as
+  // the memory plugin's does: the key's bytes live in a block of their own that only the
+  // writer reads (folds, expiry, rewrites); a decision identifies its key by a 128-bit XXH3
+  // hash, seeded at random per open. The low 64 bits are the map's key and pick the shard, the
+  // high 64 bits (`check`) must match too. Keys whose low halves collide (about n^2 / 2^65 for
+  // n keys) get separate slots: the later one moves to the next step of its probe sequence
+  // (see probe()). Only keys equal in all 128 bits would share a state, as every pair of keys
+  // whose 64-bit hashes collide does in the memory plugin (docs/plugins.md, "Key hashes"):
+  // about n^2 / 2^129, 1.5e-27 for a million keys, and nobody can aim for it without the seed.
+  // Comparing the key's bytes instead cost a cache miss on the out-of-line key per decision
+  // (as much as the slot's own), which is what keeping the key out of the slot is meant to
+  // save.
+  static constexpr size_t kInlineState = 16;  // fixed_window, token_bucket, gcra
   struct Entry {
-    State state;
+    char* key = nullptr;  // malloc'd: uint32_t length, then the key's bytes
+    uint64_t check = 0;   // the high 64 bits of the key's hash
     int64_t expires_at_ms = 0;
     // Where this key's put record sits in its shard's journal buffer, valid while
     // journal_gen equals the shard's: a key decided again before the writer's next turn
     // rewrites that record instead of appending another.
     uint32_t journal_gen = 0;
     uint32_t journal_offset = 0;
+    uint32_t state_len = 0;
     bool unfolded = false;  // changed since its shard was last folded into the table
+    // Up to kInlineState bytes of state; a larger state is a malloc'd block whose pointer
+    // and capacity (uint32_t) are stored here.
+    unsigned char state[kInlineState] = {};
   };
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  struct IdentityHash {
+    // The map's keys are already XXH3 hashes; the table still mixes them (not declared
+    // avalanching) because the shard index comes from the same hash.
+    size_t operator()(uint64_t h) const { return h; }
   };
-  struct StringEq {
-    using is_transparent = void;
-    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
-  };
+  using Map = boost::unordered_flat_map<uint64_t, Entry, IdentityHash>;
+
   struct alignas(64) Shard {
     mutable std::mutex mu;
     // All guarded by mu.
-    boost::unordered_flat_map<Key, Entry, StringHash, StringEq> map;
+    Map map;
+    uint32_t max_probe = 0;           // the furthest probe() step any key of this shard took
     std::string journal;              // records of the changes since the writer last took them
     size_t journal_records = 0;       // how many records `journal` holds
     uint32_t journal_gen = 1;         // bumped (never to 0) each time the writer takes `journal`
@@ -127,9 +92,28 @@ class Store {
   };
   static constexpr size_t kShards = 64;
 
-  static size_t shard_of(std::string_view key) { return StringHash{}(key) % kShards; }
+  struct Hash {
+    uint64_t lo;  // the map key (step 0 of the probe sequence) and the shard
+    uint64_t hi;  // Entry::check
+  };
+  Hash hash(std::string_view key) const;
+  static size_t shard_of(const Hash& h) {
+    return static_cast<size_t>(((h.lo >> 32) * kShards) >> 32);
+  }
+  // The map key of a key whose hash is h at step i of its probe sequence.
+  static uint64_t probe(uint64_t h, uint32_t i) { return h + i * 0x9E3779B97F4A7C15ull; }
+  static std::string_view key_of(const Entry& e);
+  static const unsigned char* state_of(const Entry& e);
+  static void set_state(Entry& e, const unsigned char* data, size_t len);
+  static void free_entry(Entry& e);
+  static Row row_of(const Entry& e);
+  // The key's entry, or end().
+  static Map::iterator find(Shard& shard, const Hash& h);
+  // A new entry for a key find() did not find.
+  static Map::iterator insert(Shard& shard, const Hash& h, std::string_view key);
+  static void clear(Shard& shard);
   void apply_batch(const sluice_batch& batch);
-  void apply_item(Shard& shard, const sluice_item& item, int64_t now_ms, bool commit,
+  void apply_item(Shard& shard, const Hash& h, const sluice_item& item, int64_t now_ms, bool commit,
                   sluice_item_result& result);
   static void record_put(Shard& shard, std::string_view key, Entry& entry);
   static void record_erase(Shard& shard, std::string_view key);
@@ -155,6 +139,7 @@ class Store {
 
   const sluice_host_api* host_;
   const Config config_;
+  const uint64_t seed_;  // of the key hashes, random per open: nobody can aim for a collision
   Database db_;               // writer thread only (and start() before the writer exists)
   bool loaded_ = false;       // writer thread only: the file's rows are in the map
   size_t expiry_cursor_ = 0;  // writer thread only: the shard the sweep looks at next
