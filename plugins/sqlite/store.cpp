@@ -49,6 +49,10 @@ Store::Store(const sluice_host_api* host, Config config)
       db_(config_) {
   static_assert(sizeof(std::pair<const uint64_t, Entry>) == 64,
                 "a slot must stay within one cache line's worth of bytes");
+  if (const char* bits = std::getenv("SLUICE_SQLITE_TEST_HASH_BITS")) {
+    const int n = std::atoi(bits);
+    if (n > 0 && n < 64) map_key_mask_ = (uint64_t{1} << n) - 1;
+  }
 }
 
 Store::~Store() {
@@ -147,7 +151,7 @@ void Store::submit(const sluice_batch& batch, sluice_completion_fn done, void* u
 
 Store::Hash Store::hash(std::string_view key) const {
   const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), seed_);
-  return {h.low64, h.high64};
+  return {h.low64 & map_key_mask_, h.high64};
 }
 
 std::string_view Store::key_of(const Entry& e) {
@@ -234,6 +238,16 @@ void Store::clear(Shard& shard) {
 
 // ---- deciding ---------------------------------------------------------------------------
 
+namespace {
+// A state larger than the stack buffer: a per-thread buffer, reached only on that path (a
+// thread_local with a destructor costs a TLS lookup and a guard check wherever it is named).
+uint8_t* large_scratch(size_t capacity) {
+  thread_local std::vector<uint8_t> large;
+  if (large.size() < capacity) large.resize(capacity);
+  return large.data();
+}
+}  // namespace
+
 void Store::apply_batch(const sluice_batch& batch) {
   // Each key is hashed once: the hash picks the shard and is the map's key.
   Hash small[16];
@@ -287,7 +301,6 @@ void Store::apply_item(Shard& shard, const Hash& h, const sluice_item& item, int
                        bool commit, sluice_item_result& result) {
   // Small states (every algorithm but long sliding-window logs) stay on the stack.
   uint8_t small[256];
-  thread_local std::vector<uint8_t> large;
   const std::string_view key(item.key, item.key_len);
   // The first step of the probe sequence is the key's slot unless a collision moved it.
   auto it = shard.map.find(h.lo);
@@ -298,12 +311,15 @@ void Store::apply_item(Shard& shard, const Hash& h, const sluice_item& item, int
   const bool present = it != shard.map.end();
   const size_t len = present ? it->second.state_len : 0;
   const size_t capacity = std::max<size_t>(item.state_capacity, len);
-  uint8_t* scratch = small;
-  if (capacity > sizeof small) {
-    if (large.size() < capacity) large.resize(capacity);
-    scratch = large.data();
+  uint8_t* scratch = capacity > sizeof small ? large_scratch(capacity) : small;
+  // An inline state is copied as the slot's whole 16 bytes: a fixed-size move, no call, and
+  // the comparison below can be one too.
+  const bool inline_state = present && len <= kInlineState;
+  if (inline_state) {
+    std::memcpy(scratch, it->second.state, kInlineState);
+  } else if (len > 0) {
+    std::memcpy(scratch, state_of(it->second), len);
   }
-  if (len > 0) std::memcpy(scratch, state_of(it->second), len);
   int64_t expires_at_ms = 0;
   size_t new_len =
       host_->apply(&item, now_ms, scratch, len, commit ? 1 : 0, &result, &expires_at_ms);
@@ -319,7 +335,8 @@ void Store::apply_item(Shard& shard, const Hash& h, const sluice_item& item, int
   }
   new_len = std::min(new_len, capacity);
   if (present && new_len == len && it->second.expires_at_ms == expires_at_ms &&
-      std::memcmp(scratch, state_of(it->second), len) == 0) {
+      (inline_state ? std::memcmp(scratch, it->second.state, kInlineState) == 0
+                    : std::memcmp(scratch, state_of(it->second), len) == 0)) {
     return;
   }
   if (!present) {
@@ -327,7 +344,12 @@ void Store::apply_item(Shard& shard, const Hash& h, const sluice_item& item, int
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
   Entry& entry = it->second;
-  set_state(entry, scratch, new_len);
+  if (new_len <= kInlineState && entry.state_len <= kInlineState) {
+    std::memcpy(entry.state, scratch, kInlineState);  // scratch holds at least 16 bytes
+    entry.state_len = static_cast<uint32_t>(new_len);
+  } else {
+    set_state(entry, scratch, new_len);
+  }
   entry.expires_at_ms = expires_at_ms;
   record_put(shard, key, entry);
 }

@@ -10,8 +10,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -74,7 +76,22 @@ class Store {
     // avalanching) because the shard index comes from the same hash.
     size_t operator()(uint64_t h) const { return h; }
   };
-  using Map = boost::unordered_flat_map<uint64_t, Entry, IdentityHash>;
+  // The table's slots start on a cache-line boundary, so that each 64-byte slot is one line
+  // (with malloc's 16-byte alignment three in four would straddle two).
+  template <typename T>
+  struct LineAllocator {
+    using value_type = T;
+    LineAllocator() = default;
+    template <typename U>
+    LineAllocator(const LineAllocator<U>&) {}  // NOLINT(google-explicit-constructor)
+    T* allocate(size_t n) {
+      return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+    }
+    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+    friend bool operator==(const LineAllocator&, const LineAllocator&) { return true; }
+  };
+  using Map = boost::unordered_flat_map<uint64_t, Entry, IdentityHash, std::equal_to<uint64_t>,
+                                        LineAllocator<std::pair<const uint64_t, Entry>>>;
 
   struct alignas(64) Shard {
     mutable std::mutex mu;
@@ -140,6 +157,9 @@ class Store {
   const sluice_host_api* host_;
   const Config config_;
   const uint64_t seed_;  // of the key hashes, random per open: nobody can aim for a collision
+  // Bits of the map key kept: all of them, except in tests that force collisions through
+  // SLUICE_SQLITE_TEST_HASH_BITS (the probe sequence is otherwise next to unreachable).
+  uint64_t map_key_mask_ = ~uint64_t{0};
   Database db_;               // writer thread only (and start() before the writer exists)
   bool loaded_ = false;       // writer thread only: the file's rows are in the map
   size_t expiry_cursor_ = 0;  // writer thread only: the shard the sweep looks at next

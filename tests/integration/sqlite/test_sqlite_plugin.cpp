@@ -427,5 +427,46 @@ TEST(SqliteStats, ReportsWhatOperatorsNeed) {
   EXPECT_EQ(stats["last_error"], "");
 }
 
+// Keys whose 64-bit map keys collide keep their own states, across erases (a key further
+// along a probe sequence stays reachable when an earlier one goes) and a restart. The test
+// hook keeps 2 bits of the map key, so 40 keys share 4 map keys; the other 64 bits of the
+// 128-bit hash tell them apart.
+TEST(SqliteKeys, CollidingHashesKeepSeparateStates) {
+  TempDir dir;
+  const std::string db = dir.file("k.db");
+  ::setenv("SLUICE_SQLITE_TEST_HASH_BITS", "2", 1);
+  struct Unset {
+    ~Unset() { ::unsetenv("SLUICE_SQLITE_TEST_HASH_BITS"); }
+  } unset;
+  const Config config{{"path", db}, {"exclusive", "false"}, {"interval_ms", "60000"}};
+  constexpr int kKeys = 40;
+  const auto key = [](int i) { return "k" + std::to_string(i); };
+  {
+    Instance plugin;
+    ASSERT_EQ(plugin.open(config), SLUICE_OK);
+    for (int i = 0; i < kKeys; ++i) ASSERT_EQ(plugin.consume(key(i), 1000, i + 1).status, SLUICE_OK);
+    for (int i = 0; i < kKeys; ++i) EXPECT_EQ(plugin.remaining(key(i), 1000), 1000 - (i + 1)) << i;
+    // Every third key goes; the others, wherever they sit in their probe sequence, stay.
+    for (int i = 0; i < kKeys; i += 3) {
+      ASSERT_EQ(plugin.submit({make_item(key(i), SLUICE_OP_RESET, 1000)}).status, SLUICE_OK);
+    }
+    for (int i = 0; i < kKeys; ++i) {
+      EXPECT_EQ(plugin.remaining(key(i), 1000), i % 3 == 0 ? 1000 : 1000 - (i + 1)) << i;
+    }
+    EXPECT_EQ(plugin.stats()["keys"], kKeys - (kKeys + 2) / 3);
+    // A key new to a crowded map key takes a free step without disturbing the others.
+    ASSERT_EQ(plugin.consume("new", 1000, 500).status, SLUICE_OK);
+    EXPECT_EQ(plugin.remaining("new", 1000), 500);
+  }
+  Instance plugin;
+  ASSERT_EQ(plugin.open(config), SLUICE_OK);
+  for (int i = 0; i < kKeys; ++i) {
+    EXPECT_EQ(plugin.remaining(key(i), 1000), i % 3 == 0 ? 1000 : 1000 - (i + 1)) << i;
+  }
+  EXPECT_EQ(plugin.remaining("new", 1000), 500);
+  EXPECT_EQ(plugin.stats()["keys"], kKeys - (kKeys + 2) / 3 + 1);
+  EXPECT_EQ(count_rows(db), kKeys - (kKeys + 2) / 3 + 1);
+}
+
 }  // namespace
 }  // namespace sluice::sqlite_test
