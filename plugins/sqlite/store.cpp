@@ -215,15 +215,17 @@ Store::Map::iterator Store::find(Shard& shard, const Hash& h) {
 
 Store::Map::iterator Store::insert(Shard& shard, const Hash& h, std::string_view key) {
   if (key.size() > UINT32_MAX) throw std::length_error("sqlite storage: key too long");
-  auto* block = static_cast<char*>(std::malloc(sizeof(uint32_t) + key.size()));
+  // Owned here until the slot holds it: a table that fails to grow leaks nothing.
+  std::unique_ptr<char, decltype(&std::free)> block(
+      static_cast<char*>(std::malloc(sizeof(uint32_t) + key.size())), &std::free);
   if (block == nullptr) throw std::bad_alloc();
   const auto len = static_cast<uint32_t>(key.size());
-  std::memcpy(block, &len, sizeof len);
-  if (len > 0) std::memcpy(block + sizeof len, key.data(), len);
+  std::memcpy(block.get(), &len, sizeof len);
+  if (len > 0) std::memcpy(block.get() + sizeof len, key.data(), len);
   for (uint32_t i = 0;; ++i) {
     auto [it, inserted] = shard.map.try_emplace(probe(h.lo, i));
     if (!inserted) continue;  // another key holds this step
-    it->second.key = block;
+    it->second.key = block.release();
     it->second.check = h.hi;
     shard.max_probe = std::max(shard.max_probe, i);
     return it;
