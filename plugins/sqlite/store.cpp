@@ -38,10 +38,6 @@ Row Store::row_of(const Entry& e) {
              false};
 }
 
-namespace {
-
-}  // namespace
-
 Store::Store(const sluice_host_api* host, Config config)
     : host_(host),
       config_(std::move(config)),
