@@ -114,6 +114,11 @@ struct Worker {
   void bury(size_t index);  // moves a closed session out of `sessions`
 
   ServerContext& ctx;
+  // While poll() runs the ready sessions, their replies wait here and go out together after
+  // the last one (as Redis writes in beforeSleep): the client then finds many replies ready
+  // per wake-up instead of one.
+  bool polling = false;
+  std::vector<Session*> unflushed;
   std::vector<std::shared_ptr<Session>> sessions;  // owned while open; this thread only
   std::vector<std::shared_ptr<Session>> graveyard;  // closed during a handler, freed after it
   std::vector<std::string_view> argv;               // parse scratch, shared by the sessions
@@ -245,10 +250,27 @@ class Session : public std::enable_shared_from_this<Session> {
   // the caps allow.
   void resume_() {
     process_();
+    if (worker_.polling) {
+      if (!deferred_) {
+        deferred_ = true;
+        worker_.unflushed.push_back(this);
+      }
+      return;
+    }
+    finish_();
+  }
+
+ public:
+  // Writes what resume_() left for the end of the poll loop, then closes or re-arms.
+  void finish_() {
+    deferred_ = false;
+    if (closed_) return;
     flush_();
     maybe_close_();
     if (!closed_) update_interest_();
   }
+
+ private:
 
   void update_interest_() {
     uint32_t want = 0;
@@ -549,6 +571,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   bool write_blocked_ = false, read_eof_ = false;
   bool close_after_flush_ = false, closed_ = false;
+  bool deferred_ = false;  // in worker_.unflushed
 };
 
 void Worker::arm() {
@@ -563,7 +586,11 @@ void Worker::poll() {
   epoll_event events[256];
   const int n = ::epoll_wait(epfd, events, 256, 0);
   // A session closed in this loop stays alive in the graveyard until the loop is over.
+  polling = true;
   for (int i = 0; i < n; ++i) static_cast<Session*>(events[i].data.ptr)->on_events(events[i].events);
+  polling = false;
+  for (Session* s : unflushed) s->finish_();
+  unflushed.clear();
 }
 
 void Worker::bury(size_t index) {
