@@ -217,9 +217,9 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
     for (const auto& s : impl_->series) {
       // docs/protocol.md: a series is listed once it has counted a decision (a policy names
       // every resource x tier x rule up front; most of them may never see traffic).
-      bool decided = false;
-      for (const auto& t : s.total) decided = decided || t.load() != 0;
-      if (!decided) continue;
+      std::array<uint64_t, kOutcomes> total{};
+      for (size_t o = 0; o < total.size(); ++o) total[o] = s.total[o].load();
+      if (std::all_of(total.begin(), total.end(), [](uint64_t v) { return v == 0; })) continue;
       if (!first_series) out += ',';
       first_series = false;
       out += R"({"resource":)";
@@ -234,7 +234,7 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
         out += '"';
         out += outcome_name(o);
         out += "\":";
-        append_number(out, 0, s.total[static_cast<size_t>(o)].load());
+        append_number(out, 0, total[static_cast<size_t>(o)]);
       }
       out += R"(},"per_second":{)";
       for (int o = 0; o < kOutcomes; ++o) {
@@ -248,10 +248,10 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
         out += ']';
       }
       out += "}}";
-      all.allowed += s.total[0].load();
-      all.denied += s.total[1].load();
-      all.shadow_denied += s.total[2].load();
-      all.storage_errors += s.total[3].load();
+      all.allowed += total[0];
+      all.denied += total[1];
+      all.shadow_denied += total[2];
+      all.storage_errors += total[3];
     }
   }
   fmt::format_to(buf,
