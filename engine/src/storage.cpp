@@ -117,6 +117,8 @@ Result<std::unique_ptr<Storage>> Storage::open_table(const sluice_storage_plugin
   s->path_ = "(in process)";
   if (table->struct_size >= offsetof(sluice_storage_plugin, capabilities) + sizeof(uint64_t))
     s->completes_inline_ = (table->capabilities & SLUICE_CAP_COMPLETES_INLINE) != 0;
+  if (table->struct_size >= offsetof(sluice_storage_plugin, prefetch) + sizeof(table->prefetch))
+    s->prefetch_ = table->prefetch;
   return s;
 }
 

@@ -43,6 +43,11 @@ class SLUICE_API Storage {
   void submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data) {
     table_->submit(handle_, &batch, done, user_data);
   }
+  // Tells the plugin that `batch` will be submitted soon (ABI 1.2; nothing when the plugin
+  // has no prefetch). Changes nothing, never calls back.
+  void prefetch(const sluice_batch& batch) const {
+    if (prefetch_ != nullptr) prefetch_(handle_, &batch);
+  }
   Status flush(int64_t timeout_ms);
   std::string stats_json() const;
   std::string_view name() const { return name_; }
@@ -58,6 +63,7 @@ class SLUICE_API Storage {
   sluice_plugin_handle* handle_ = nullptr;
   std::string name_, version_, path_;
   bool completes_inline_ = false;
+  void (*prefetch_)(sluice_plugin_handle*, const sluice_batch*) = nullptr;
 };
 
 }  // namespace sluice

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_VERSION_MAJOR 1u
-#define SLUICE_ABI_VERSION_MINOR 1u
+#define SLUICE_ABI_VERSION_MINOR 2u
 #define SLUICE_ABI_VERSION ((SLUICE_ABI_VERSION_MAJOR << 16) | SLUICE_ABI_VERSION_MINOR)
 
 /* The one exported symbol: `const sluice_storage_plugin* sluice_storage_plugin_entry(void);` */
@@ -170,6 +170,14 @@ typedef struct sluice_storage_plugin {
   /* ---- ABI 1.1 (present when struct_size covers it) ---- */
   /* SLUICE_CAP_* bits. */
   uint64_t capabilities;
+
+  /* ---- ABI 1.2 (present when struct_size covers it) ---- */
+  /* A hint that `batch` is about to be submitted: the plugin may start bringing its keys'
+   * state closer (a CPU prefetch of the table slots, for example) so that the submit finds it
+   * in cache. It must not change any state, block, take a lock that submit holds for long, or
+   * call back; the batch's memory is only valid during the call. May be NULL. The host may
+   * hint several batches before submitting any of them, and may never submit a hinted one. */
+  void (*prefetch)(sluice_plugin_handle* handle, const sluice_batch* batch);
 } sluice_storage_plugin;
 
 /* submit() always completes before it returns (the callback runs inline). The host then hands
