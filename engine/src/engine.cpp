@@ -10,16 +10,12 @@
 #include <thread>
 #include <unordered_map>
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <x86intrin.h>
-#endif
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "sluice/algorithms.h"
 #include "sluice/stats.h"
+#include "tsc.h"
 
 namespace sluice {
 
@@ -39,49 +35,26 @@ int64_t steady_ns() {
 }
 
 // The decision-latency histogram times every decision, so its two clock reads are on the hot
-// path: steady_clock costs ~20 ns a read here (vDSO), the x86 time-stamp counter ~8. The TSC is
-// used where the CPU says it ticks at a constant rate across power states (invariant TSC),
-// scaled to nanoseconds by a factor measured once against steady_clock.
+// path: the time-stamp counter where it is invariant (see tsc.h), steady_clock elsewhere.
 class LatencyTimer {
  public:
   static const LatencyTimer& instance() {
     static const LatencyTimer timer;
     return timer;
   }
-  int64_t start() const {
-#if defined(__x86_64__)
-    if (tsc_) return static_cast<int64_t>(__rdtsc());
-#endif
-    return steady_ns();
-  }
+  bool tsc() const { return tsc_.usable(); }
+  int64_t start() const { return tsc() ? static_cast<int64_t>(detail::Tsc::read()) : steady_ns(); }
   int64_t elapsed_ns(int64_t started) const {
-#if defined(__x86_64__)
-    if (tsc_) return static_cast<int64_t>(static_cast<double>(static_cast<int64_t>(__rdtsc()) - started) * ns_per_tick_);
-#endif
+    if (tsc()) {
+      const auto ticks = static_cast<int64_t>(detail::Tsc::read()) - started;
+      return static_cast<int64_t>(static_cast<double>(ticks) * tsc_.ns_per_tick());
+    }
     return steady_ns() - started;
   }
 
  private:
-  LatencyTimer() {
-#if defined(__x86_64__)
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid(0x80000000, &a, &b, &c, &d) == 0 || a < 0x80000007) return;
-    __get_cpuid(0x80000007, &a, &b, &c, &d);
-    if ((d & (1u << 8)) == 0) return;  // no invariant TSC
-    // 2 ms of calibration once per process; the histogram's buckets are powers of two, so a
-    // factor good to a fraction of a percent is plenty.
-    const int64_t t0 = steady_ns();
-    const auto c0 = static_cast<int64_t>(__rdtsc());
-    int64_t t1 = t0;
-    while (t1 - t0 < 2'000'000) t1 = steady_ns();
-    const auto c1 = static_cast<int64_t>(__rdtsc());
-    if (c1 <= c0) return;
-    ns_per_tick_ = static_cast<double>(t1 - t0) / static_cast<double>(c1 - c0);
-    tsc_ = true;
-#endif
-  }
-  bool tsc_ = false;
-  double ns_per_tick_ = 1.0;
+  LatencyTimer() : tsc_(detail::Tsc::instance()) {}
+  const detail::Tsc& tsc_;
 };
 
 // Storage key of one limit for one subject, written at `out`; returns its length. The braces
@@ -226,6 +199,9 @@ struct Engine::Impl {
   const LatencyTimer& timer = LatencyTimer::instance();
   const int64_t storage_timeout_ms;
   const bool copy_batches;  // the plugin may complete later: go through Submissions
+  // The clock is the system clock and the latency timer reads the TSC: decide() reads the
+  // counter once for both.
+  const bool tsc_clock;
 
   // Storage timeout. In-flight submissions are kept in deadline order (one timeout for all,
   // so arrival order); a watchdog thread answers the overdue ones.
@@ -255,7 +231,8 @@ struct Engine::Impl {
       : storage(std::move(s)),
         clock(o.clock),
         storage_timeout_ms(o.storage_timeout_ms),
-        copy_batches(!storage->completes_inline() && o.storage_timeout_ms > 0) {
+        copy_batches(!storage->completes_inline() && o.storage_timeout_ms > 0),
+        tsc_clock(o.clock == &SystemClock::instance() && timer.tsc()) {
     std::random_device rd;
     lease_seed = (uint64_t{rd()} << 32) ^ rd();
     if (copy_batches) watchdog = std::thread([this] { watch(); });
@@ -474,8 +451,15 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   in.done = done;
   in.user = user;
   in.engine = impl_.get();
-  in.started = impl_->timer.start();
-  in.now_ms = impl_->clock->now_ms();
+  if (impl_->tsc_clock) {
+    // One counter read for both the latency timer and the wall clock.
+    const uint64_t ticks = detail::Tsc::read();
+    in.started = static_cast<int64_t>(ticks);
+    in.now_ms = detail::unix_ms_at_tsc(ticks);
+  } else {
+    in.started = impl_->timer.start();
+    in.now_ms = impl_->clock->now_ms();
+  }
   in.cost = req.cost;
   in.resource = nullptr;
 
