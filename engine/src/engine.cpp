@@ -440,8 +440,8 @@ void Engine::Impl::finish_inline(DecisionCall& call) {
   if (in.done) in.done(in.user, call);
 }
 
-void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall& call,
-                    DecisionDone done, void* user) {
+bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& call,
+                   DecisionDone done, void* user) {
   auto& in = *call.in_;
   Decision& d = call.decision_;
   d = Decision{};
@@ -469,6 +469,7 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     d.error_message = std::move(msg);
     d.set_rule(kRuleError);
     impl_->finish_inline(call);
+    return false;
   };
   if (req.resource.empty() || req.resource.size() > kMaxNameLength)
     return fail(StatusCode::kInvalid, "resource name must be 1 to 64 bytes");
@@ -510,7 +511,8 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
         if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
           Stats::record(snap.unknown, allow ? Outcome::kAllowed : Outcome::kDenied,
                         in.now_ms);
-        return impl_->finish_inline(call);
+        impl_->finish_inline(call);
+        return false;
       }
     }
   }
@@ -533,7 +535,8 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
       Stats::record(snap.at(res, tier->index, res->limits.size()), Outcome::kAllowed, in.now_ms);
-    return impl_->finish_inline(call);
+    impl_->finish_inline(call);
+        return false;
   }
 
   // Build one item per limit, all keys in one reused buffer.
@@ -559,7 +562,8 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
     d.allowed = true;
     d.limit = d.remaining = -1;
     d.set_rule(kRuleUnlimited);
-    return impl_->finish_inline(call);
+    impl_->finish_inline(call);
+        return false;
   }
   in.lease_ttl_ms = 0;
   uint64_t lease_id = 0;
@@ -605,8 +609,22 @@ void Engine::decide(DecisionKind kind, const DecisionRequest& req, DecisionCall&
   d.lease_id = lease_id;
   call.count_ = n;
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
-  impl_->submit(call);
+  return true;
 }
+
+void Engine::decide(DecisionKind kind, const DecisionRequest& request, DecisionCall& call,
+                    DecisionDone done, void* user) {
+  if (begin(kind, request, call, done, user)) impl_->submit(call);
+}
+
+bool Engine::prepare(DecisionKind kind, const DecisionRequest& request, DecisionCall& call,
+                     DecisionDone done, void* user) {
+  if (!begin(kind, request, call, done, user)) return false;
+  impl_->storage->prefetch(call.in_->batch);
+  return true;
+}
+
+void Engine::submit_prepared(DecisionCall& call) { impl_->submit(call); }
 
 void Engine::Impl::submit(DecisionCall& call) {
   auto& in = *call.in_;

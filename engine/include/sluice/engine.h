@@ -130,6 +130,18 @@ class SLUICE_API Engine {
   void decide(DecisionKind kind, const DecisionRequest& request, DecisionCall& call,
               DecisionDone done, void* user);
 
+  // decide() in two steps, for a caller that holds several requests at once (a pipeline):
+  // prepare() does everything up to the storage and tells the storage which keys are coming
+  // (the memory plugin starts loading their table slots into the CPU cache); submit_prepared()
+  // then decides. Preparing N requests before submitting any lets their memory loads overlap
+  // instead of following one another. prepare() returns false when the decision needed no
+  // storage and has already completed (`done` ran); otherwise the call must be passed to
+  // submit_prepared() exactly once, and `done` runs then. Calls are independent: submitting
+  // them in another order than they were prepared is fine.
+  bool prepare(DecisionKind kind, const DecisionRequest& request, DecisionCall& call,
+               DecisionDone done, void* user);
+  void submit_prepared(DecisionCall& call);
+
   // Release a lease from kAcquire; `actual` settles the real cost (refund or extra charge).
   // Completes with decision().allowed = true when the lease existed, false when unknown or
   // expired (error kNotFound).
@@ -164,6 +176,9 @@ class SLUICE_API Engine {
 
  private:
   friend class DecisionCall;
+  // Everything of decide() before the storage; false when it completed already.
+  bool begin(DecisionKind kind, const DecisionRequest& request, DecisionCall& call,
+             DecisionDone done, void* user);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
