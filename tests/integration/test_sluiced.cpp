@@ -147,6 +147,38 @@ TEST_F(Sluiced, PipelinedRequestsAnsweredInOrder) {
   }
 }
 
+// Consecutive decisions of one read are prepared together and decided afterwards (so that
+// the storage loads their keys at once): they must still count one after another and be
+// answered in request order, with bad requests and PINGs answered where they stand.
+TEST_F(Sluiced, ConsecutiveDecisionsOfAPipelineCountInOrder) {
+  Client c = daemon_->client();
+  std::string batch;
+  resp::Writer w(batch);
+  constexpr int kRequests = 3000;
+  auto kind = [](int i) { return i % 37 == 5 ? 'p' : i % 11 == 3 ? 'e' : 'c'; };
+  for (int i = 0; i < kRequests; ++i) {
+    switch (kind(i)) {
+      case 'p': w.command({"PING"}); break;
+      case 'e': w.command({"SL.CHECK", "pipe"}); break;  // no subject
+      default: w.command({"SL.CHECK", "pipe", i % 2 ? "odd" : "even"}); break;
+    }
+  }
+  ASSERT_TRUE(c.send(batch));
+  int64_t remaining[2] = {1000000 - 1, 1000000 - 1};
+  for (int i = 0; i < kRequests; ++i) {
+    Value v;
+    ASSERT_TRUE(c.read(v)) << c.error() << " at " << i;
+    switch (kind(i)) {
+      case 'p': ASSERT_EQ(v.str, "PONG") << i; break;
+      case 'e': ASSERT_EQ(v.error_code(), "WRONGARGS") << i; break;
+      default:
+        ASSERT_EQ(field(v, 2), remaining[i % 2]) << i;
+        --remaining[i % 2];
+        break;
+    }
+  }
+}
+
 // The decision socket never serves admin commands; the admin socket does.
 TEST_F(Sluiced, AdminCommandsRefusedOnDecisionSocket) {
   Client c = daemon_->client();

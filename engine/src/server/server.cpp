@@ -288,6 +288,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void process_() {
+    process_frames_();
+    submit_staged_();
+  }
+
+  void process_frames_() {
     auto& argv = worker_.argv;
     while (in_begin_ < in_end_ && !closed_ && !close_after_flush_) {
       if (throttled_()) return;
@@ -323,6 +328,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void execute_(std::span<const std::string_view> argv) {
     const Command command = lookup_command(argv[0]);
+    // Decisions are staged (see decide_); anything else runs after those before it.
+    if (command != Command::kCheck && command != Command::kPeek && command != Command::kAcquire)
+      submit_staged_();
     switch (command) {
       case Command::kCheck:
       case Command::kPeek:
@@ -416,9 +424,24 @@ class Session : public std::enable_shared_from_this<Session> {
     s.prepared = false;
     s.complete = false;
     tls_deciding_slot = &s;
-    worker_.ctx.engine->decide(decision_kind(command), request, s.call, &Session::on_done_, &s);
+    const bool staged =
+        worker_.ctx.engine->prepare(decision_kind(command), request, s.call, &Session::on_done_, &s);
     tls_deciding_slot = nullptr;
-    after_submit_(s);
+    if (!staged) return after_submit_(s);
+    staged_.push_back(&s);
+    if (staged_.size() == kStageDepth) submit_staged_();
+  }
+
+  // Decides the prepared requests, in request order. Preparing tells the storage their keys,
+  // so a pipeline's state is loaded from memory for all of them at once, not one at a time.
+  void submit_staged_() {
+    for (Slot* s : staged_) {
+      tls_deciding_slot = s;
+      worker_.ctx.engine->submit_prepared(s->call);
+      tls_deciding_slot = nullptr;
+      after_submit_(*s);
+    }
+    staged_.clear();
   }
 
   void release_(uint64_t lease, std::optional<int64_t> actual) {
@@ -557,6 +580,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::unique_ptr<char[]> in_;
   size_t in_cap_ = 0, in_begin_ = 0, in_end_ = 0;
+
+  // Decisions prepared but not yet submitted: up to kStageDepth of one read's requests.
+  static constexpr size_t kStageDepth = 16;
+  std::vector<Slot*> staged_;
 
   std::string out_;        // replies; out_[out_pos_..] are not yet sent
   size_t out_pos_ = 0;
