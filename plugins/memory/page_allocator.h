@@ -33,7 +33,10 @@ class PageAllocator {
       if (bytes >= kHugePageBytes) ::madvise(p, bytes, MADV_HUGEPAGE);
       return static_cast<T*>(p);
     }
-    void* p = std::malloc(bytes);
+    // mmap blocks are page-aligned; a type aligned beyond malloc's guarantee (a cache-line
+    // bucket) needs aligned_alloc, whose size must be a multiple of the alignment (it is).
+    void* p = alignof(T) > alignof(std::max_align_t) ? std::aligned_alloc(alignof(T), bytes)
+                                                     : std::malloc(bytes);
     if (p == nullptr) throw std::bad_alloc();
     return static_cast<T*>(p);
   }
