@@ -135,12 +135,12 @@ size_t store_stats(sluice_plugin_handle* handle, char* buf, size_t buf_len) {
   if (handle == nullptr) return 0;
   const Store::Counters c = reinterpret_cast<Store*>(handle)->counters();
   char local[256];
-  const int n = std::snprintf(local, sizeof local,
-                              "{\"keys\":%llu,\"evictions\":%llu,\"expired\":%llu,\"shards\":%llu}",
-                              static_cast<unsigned long long>(c.keys),
-                              static_cast<unsigned long long>(c.evictions),
-                              static_cast<unsigned long long>(c.expired),
-                              static_cast<unsigned long long>(c.shards));
+  const int n = std::snprintf(
+      local, sizeof local,
+      "{\"keys\":%llu,\"evictions\":%llu,\"expired\":%llu,\"shards\":%llu,\"table_bytes\":%llu}",
+      static_cast<unsigned long long>(c.keys), static_cast<unsigned long long>(c.evictions),
+      static_cast<unsigned long long>(c.expired), static_cast<unsigned long long>(c.shards),
+      static_cast<unsigned long long>(c.table_bytes));
   if (n < 0) return 0;
   if (buf != nullptr && buf_len != 0) std::snprintf(buf, buf_len, "%s", local);
   return static_cast<size_t>(n);

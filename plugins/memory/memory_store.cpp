@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -16,8 +16,6 @@ namespace sluice::memory_plugin {
 namespace {
 
 static_assert(sizeof(Slot) == 20 && alignof(Slot) == 4);
-static_assert(sizeof(std::pair<const KeyHash, Slot>) == 28, "a tracked key must stay 28 bytes");
-static_assert(sizeof(std::size_t) == 8, "key hashes are 64-bit");
 
 constexpr uint32_t kLengthBits = 5;
 constexpr uint32_t kLengthMask = (1u << kLengthBits) - 1;
@@ -31,8 +29,6 @@ constexpr uint32_t kOtherSweepPeriod = 128;
 // When the key cap is reached, this many slots are checked for an expired entry before a
 // live one is evicted.
 constexpr uint32_t kEvictionScan = 32;
-// Tables smaller than this are not worth rebuilding to shrink.
-constexpr std::size_t kShrinkMinSlots = 512;
 // A state larger than this is a caller's mistake, not a limit.
 constexpr uint32_t kMaxStateCapacity = 64u << 20;
 
@@ -68,7 +64,7 @@ struct Store::ThreadState {
   std::vector<KeyHash> hashes;         // a batch's key hashes, shards and lookups
   std::vector<uint32_t> shards;
   std::vector<uint32_t> locked;  // the batch's shards, ascending, without repeats
-  std::vector<Map::iterator> found;
+  std::vector<Entry*> found;
   std::vector<Applied> applied;         // a batch's transitions, run on copies...
   std::vector<unsigned char> copies;    // ...held here until the batch is known to pass
   std::vector<std::size_t> offsets;     // where each item's copy starts in `copies`
@@ -117,8 +113,13 @@ Store::Store(const sluice_host_api* host, const StoreOptions& options, uint64_t 
     : host_(host), options_(options), seed_(seed), shards_(new Shard[options.shards]) {}
 
 Store::~Store() {
-  for (uint32_t i = 0; i < options_.shards; ++i) {
-    for (auto& kv : shards_[i].map) free_blob(kv.second);
+  for (uint32_t s = 0; s < options_.shards; ++s) {
+    BucketTable& table = shards_[s].table;
+    for (std::size_t b = 0; b < table.bucket_count(); ++b) {
+      for (unsigned i = 0; i < BucketTable::kEntriesPerBucket; ++i) {
+        if (Entry* e = table.entry(b, i)) free_blob(e->slot);
+      }
+    }
   }
 }
 
@@ -172,9 +173,9 @@ bool Store::is_expired(uint32_t meta, int64_t now_ms) const {
          now_ms >= epoch_ms_.load(std::memory_order_relaxed) + int64_t{e} * kExpiryUnitMs;
 }
 
-Store::StateView Store::view(const Map::iterator& it, Map& map, int64_t now_ms) const {
-  if (it == map.end() || is_expired(it->second.meta, now_ms)) return {nullptr, 0, false};
-  Slot& slot = it->second;
+Store::StateView Store::view(Entry* entry, int64_t now_ms) const {
+  if (entry == nullptr || is_expired(entry->slot.meta, now_ms)) return {nullptr, 0, false};
+  Slot& slot = entry->slot;
   if (length_code(slot) == kOutOfLine) {
     const OutOfLine o = out_of_line(slot);
     return {o.data, o.len, false};
@@ -182,9 +183,9 @@ Store::StateView Store::view(const Map::iterator& it, Map& map, int64_t now_ms) 
   return {slot.bytes, length_code(slot), true};
 }
 
-void Store::evaluate(ThreadState& t, Shard& shard, Map::iterator it, const sluice_item& item,
-                     int64_t now_ms, sluice_item_result& result) {
-  const StateView s = view(it, shard.map, now_ms);
+void Store::evaluate(ThreadState& t, Entry* entry, const sluice_item& item, int64_t now_ms,
+                     sluice_item_result& result) {
+  const StateView s = view(entry, now_ms);
   // A copy, so that the stored state is safe whatever the transition does with its buffer.
   unsigned char small[kInlineCapacity];
   unsigned char* buf = scratch(t, std::max<std::size_t>(item.state_capacity, s.len), small);
@@ -195,8 +196,8 @@ void Store::evaluate(ThreadState& t, Shard& shard, Map::iterator it, const sluic
 
 void Store::commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item,
                    int64_t now_ms, sluice_item_result& result) {
-  auto it = shard.map.find(key);
-  const StateView s = view(it, shard.map, now_ms);
+  Entry* entry = shard.table.find(key);
+  const StateView s = view(entry, now_ms);
   const std::size_t capacity = std::max<std::size_t>(item.state_capacity, s.len);
   unsigned char small[kInlineCapacity];
   unsigned char* buf = scratch(t, capacity, small);
@@ -204,10 +205,10 @@ void Store::commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item&
   int64_t expires_at_ms = INT64_MAX;
   const std::size_t new_len =
       host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
-  write_back(shard, it, key, item, now_ms, result, {buf, new_len, capacity, expires_at_ms});
+  write_back(shard, entry, key, item, now_ms, result, {buf, new_len, capacity, expires_at_ms});
 }
 
-void Store::write_back(Shard& shard, Map::iterator it, KeyHash key, const sluice_item& item,
+void Store::write_back(Shard& shard, Entry* entry, KeyHash key, const sluice_item& item,
                        int64_t now_ms, const sluice_item_result& result, const Applied& a) {
   const unsigned char* buf = a.buf;
   const std::size_t new_len = a.len;
@@ -217,18 +218,18 @@ void Store::write_back(Shard& shard, Map::iterator it, KeyHash key, const sluice
     throw std::length_error("the host's transition wrote past the state capacity");
   }
   if (new_len == 0) {
-    if (it != shard.map.end()) erase(shard, it);
+    if (entry != nullptr) erase(shard, entry);
     return;
   }
-  if (it != shard.map.end() && is_expired(it->second.meta, now_ms)) {
+  if (entry != nullptr && is_expired(entry->slot.meta, now_ms)) {
     ++shard.expired;  // replaced lazily rather than swept
   }
-  if (it == shard.map.end()) {
+  if (entry == nullptr) {
     make_room(shard, now_ms);
-    it = shard.map.try_emplace(key, Slot{}).first;
+    entry = shard.table.insert(key);
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
-  store_state(it->second, buf, new_len, a.expires_at_ms);
+  store_state(entry->slot, buf, new_len, a.expires_at_ms);
 }
 
 void Store::store_state(Slot& slot, const unsigned char* data, std::size_t len,
@@ -256,44 +257,37 @@ void Store::store_state(Slot& slot, const unsigned char* data, std::size_t len,
   slot.meta = expiry | kOutOfLine;
 }
 
-void Store::erase(Shard& shard, Map::iterator it) {
-  if (shard.cursor_set && it->first == shard.cursor) {
-    auto next = std::next(it);
-    shard.cursor_set = next != shard.map.end();
-    if (shard.cursor_set) shard.cursor = next->first;
-  }
-  free_blob(it->second);
-  shard.map.erase(it);
+void Store::erase(Shard& shard, Entry* entry) {
+  free_blob(entry->slot);
+  shard.table.erase(entry);
   keys_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 std::size_t Store::sweep(Shard& shard, int64_t now_ms, uint32_t slots) {
-  Map& map = shard.map;
-  if (map.empty() || slots == 0) return 0;
-  // The cursor is a key, not an iterator: iterators do not survive a rehash, keys do.
-  auto it = shard.cursor_set ? map.find(shard.cursor) : map.end();
-  if (it == map.end()) it = map.begin();
+  BucketTable& table = shard.table;
+  if (table.size() == 0 || slots == 0) return 0;
+  // The cursor is a bucket index: erasing moves no entry, and after a rebuild the index still
+  // names a part of the table (or is past its end), which is all an incremental sweep needs.
+  const std::size_t count = table.bucket_count();
+  std::size_t b = shard.cursor < count ? shard.cursor : 0;
+  const std::size_t buckets = std::min<std::size_t>(
+      count, (slots + BucketTable::kEntriesPerBucket - 1) / BucketTable::kEntriesPerBucket);
   std::size_t freed = 0;
-  for (uint32_t i = 0; i < slots && !map.empty(); ++i) {
-    if (it == map.end()) it = map.begin();
-    auto next = std::next(it);
-    if (is_expired(it->second.meta, now_ms)) {
-      free_blob(it->second);
-      map.erase(it);
-      keys_.fetch_sub(1, std::memory_order_relaxed);
-      ++shard.expired;
-      ++freed;
+  for (std::size_t n = 0; n < buckets; ++n) {
+    for (unsigned i = 0; i < BucketTable::kEntriesPerBucket; ++i) {
+      Entry* e = table.entry(b, i);
+      if (e != nullptr && is_expired(e->slot.meta, now_ms)) {
+        erase(shard, e);
+        ++shard.expired;
+        ++freed;
+      }
     }
-    it = next;
+    b = b + 1 == count ? 0 : b + 1;
   }
-  shard.cursor_set = it != map.end();
-  if (shard.cursor_set) shard.cursor = it->first;
-  // A table never shrinks by itself. Once it is mostly empty, rebuild it to fit, so that the
-  // memory of keys gone idle goes back to the system (PageAllocator unmaps the old block).
-  // Shrinking at 1/8 while growth happens at 7/8 keeps the two from alternating.
-  if (freed > 0 && map.bucket_count() >= kShrinkMinSlots && map.size() * 8 < map.bucket_count()) {
-    map.rehash(0);
-  }
+  shard.cursor = b;
+  // Once the table is mostly empty it is rebuilt to fit, so that the memory of keys gone idle
+  // goes back to the system (PageAllocator unmaps the old block).
+  if (freed > 0) table.shrink_if_sparse();
   return freed;
 }
 
@@ -302,11 +296,19 @@ void Store::make_room(Shard& shard, int64_t now_ms) {
   if (sweep(shard, now_ms, kEvictionScan) > 0) return;
   // Nothing expired nearby: the clock hand's entry goes. An empty shard lets the total exceed
   // the cap by one key per shard at most, which is cheaper than locking another shard.
-  if (shard.map.empty()) return;
-  auto it = shard.cursor_set ? shard.map.find(shard.cursor) : shard.map.end();
-  if (it == shard.map.end()) it = shard.map.begin();
-  erase(shard, it);
-  ++shard.evictions;
+  BucketTable& table = shard.table;
+  if (table.size() == 0) return;
+  for (std::size_t b = shard.cursor < table.bucket_count() ? shard.cursor : 0;;
+       b = b + 1 == table.bucket_count() ? 0 : b + 1) {
+    for (unsigned i = 0; i < BucketTable::kEntriesPerBucket; ++i) {
+      if (Entry* e = table.entry(b, i)) {
+        erase(shard, e);
+        ++shard.evictions;
+        shard.cursor = b;
+        return;
+      }
+    }
+  }
 }
 
 void Store::maybe_sweep_other_shard(uint32_t tick, int64_t now_ms) {
@@ -369,7 +371,7 @@ void Store::run_one(ThreadState& t, const sluice_item& item, int64_t now_ms,
   Shard& shard = shards_[at.shard];
   std::lock_guard lock(shard.mu);
   if (item.op == SLUICE_OP_PEEK) {
-    evaluate(t, shard, shard.map.find(key), item, now_ms, result);
+    evaluate(t, shard.table.find(key), item, now_ms, result);
   } else {
     commit(t, shard, key, item, now_ms, result);
   }
@@ -411,11 +413,10 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
   // their cache misses overlap instead of coming one after another. Out-of-line states are
   // prefetched as soon as their slot is known.
   for (std::size_t i = 0; i < n; ++i) {
-    Map& map = shards_[t.shards[i]].map;
-    const auto it = map.find(t.hashes[i]);
-    t.found[i] = it;
-    if (it != map.end() && length_code(it->second) == kOutOfLine) {
-      __builtin_prefetch(out_of_line(it->second).data);
+    Entry* e = shards_[t.shards[i]].table.find(t.hashes[i]);
+    t.found[i] = e;
+    if (e != nullptr && length_code(e->slot) == kOutOfLine) {
+      __builtin_prefetch(out_of_line(e->slot).data);
     }
   }
 
@@ -434,7 +435,7 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
   }
 
   // All-or-nothing: every item is evaluated first; only if no non-shadow item is denied does
-  // any of them change state. (Evaluating changes nothing, so the iterators stay valid.)
+  // any of them change state. (Evaluating changes nothing, so the entries stay where they are.)
   bool denied = false;
   t.applied.resize(n);
   t.offsets.resize(n);
@@ -443,7 +444,7 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
     const sluice_item& item = batch.items[i];
     sluice_item_result& result = batch.results[i];
     if (distinct && item.op != SLUICE_OP_PEEK) {
-      const StateView s = view(t.found[i], shards_[t.shards[i]].map, now_ms);
+      const StateView s = view(t.found[i], now_ms);
       const std::size_t capacity = std::max<std::size_t>(item.state_capacity, s.len);
       // Room for a whole slot's bytes too: inline states move as 16 bytes.
       const std::size_t room = std::max(capacity, kInlineCapacity);
@@ -458,7 +459,7 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
       t.offsets[i] = used;
       used += room;
     } else {
-      evaluate(t, shards_[t.shards[i]], t.found[i], item, now_ms, result);
+      evaluate(t, t.found[i], item, now_ms, result);
     }
     if (is_gating(item.op) && item.shadow == 0 && result.allowed == 0) denied = true;
   }
@@ -471,7 +472,7 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
       if (distinct) {
         Applied a = t.applied[i];
         a.buf = t.copies.data() + t.offsets[i];
-        write_back(shard, shard.map.find(t.hashes[i]), t.hashes[i], item, now_ms,
+        write_back(shard, shard.table.find(t.hashes[i]), t.hashes[i], item, now_ms,
                    batch.results[i], a);
       } else {
         commit(t, shard, t.hashes[i], item, now_ms, batch.results[i]);
@@ -482,10 +483,11 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
 }
 
 Store::Counters Store::counters() const {
-  Counters c{0, 0, 0, options_.shards};
+  Counters c{0, 0, 0, options_.shards, 0};
   for (uint32_t i = 0; i < options_.shards; ++i) {
     std::lock_guard lock(shards_[i].mu);
-    c.keys += shards_[i].map.size();
+    c.keys += shards_[i].table.size();
+    c.table_bytes += shards_[i].table.memory_bytes();
     c.evictions += shards_[i].evictions;
     c.expired += shards_[i].expired;
   }

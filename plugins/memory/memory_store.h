@@ -1,8 +1,9 @@
 // The memory plugin's store: opaque state blobs by key, in sharded open-addressing maps, with
 // the host's transitions applied under one lock per shard.
 //
-// Memory layout (the point of this file): a tracked key costs one 28-byte slot in a
-// boost::unordered_flat_map plus its one byte of metadata, and the table's free slots.
+// Memory layout (the point of this file): a tracked key costs one 28-byte entry (key hash and
+// slot) in a BucketTable (bucket_table.h), two entries to a cache line, and the table's free
+// entries: 32 to 56 bytes per key.
 //  - The key itself is not stored, only a 64-bit seeded hash of it. Two keys collide (and share
 //    state) with probability about n^2 / 2^65: 3e-8 for a million keys, 3e-6 for ten million.
 //  - States up to 16 bytes (fixed_window, token_bucket, gcra) live inside the slot; larger ones
@@ -16,16 +17,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <utility>
-#include <vector>
 
-#include <boost/unordered/unordered_flat_map.hpp>
-
-#include "page_allocator.h"
+#include "bucket_table.h"
 #include "sluice/storage_plugin.h"
 
 namespace sluice::memory_plugin {
@@ -36,29 +32,8 @@ struct StoreOptions {
   uint32_t sweep_slots = 1;  // slots examined for expiry per batch, in its shard and in another
 };
 
-// A 64-bit key hash split in two so that the slot needs only 4-byte alignment (28, not 32
-// bytes: at a million keys that is the difference between ~57 and ~65 bytes per key).
-struct KeyHash {
-  uint32_t lo;
-  uint32_t hi;
-  bool operator==(const KeyHash&) const = default;
-  uint64_t value() const { return (uint64_t{hi} << 32) | lo; }
-};
-
-struct KeyHashHasher {
-  // Not declared avalanching, so the table mixes this value again: the shard index is taken
-  // from the same hash and must not correlate with the position inside the shard.
-  std::size_t operator()(const KeyHash& k) const noexcept { return k.value(); }
-};
-
-constexpr std::size_t kInlineCapacity = 16;
-
-struct Slot {
-  // bits 0..4: state length 1..16 when inline, kOutOfLine when `bytes` describes a block;
-  // bits 5..31: expiry (see above).
-  uint32_t meta;
-  unsigned char bytes[kInlineCapacity];
-};
+// A key's Slot (bucket_table.h) holds its state: `meta` bits 0..4 are the state length 1..16
+// when inline, kOutOfLine when `bytes` describes a block; bits 5..31 the expiry (see above).
 
 class Store {
  public:
@@ -71,22 +46,22 @@ class Store {
   // `error` (batch contents are then unspecified for errors found after validation).
   sluice_status submit(const sluice_batch& batch, std::string& error);
 
+  // Brings the table buckets of the batch's keys towards the cache, without taking any lock
+  // or changing anything. Items submit would refuse are skipped.
+  void prefetch(const sluice_batch& batch) const;
+
   struct Counters {
-    uint64_t keys, evictions, expired, shards;
+    uint64_t keys, evictions, expired, shards, table_bytes;
   };
   Counters counters() const;
 
   struct ThreadState;  // per-thread buffers and counters, see memory_store.cpp
 
  private:
-  using Map = boost::unordered_flat_map<KeyHash, Slot, KeyHashHasher, std::equal_to<KeyHash>,
-                                        PageAllocator<std::pair<const KeyHash, Slot>>>;
-
   struct alignas(64) Shard {
     mutable std::mutex mu;
-    Map map;                  // guarded by mu
-    KeyHash cursor{};         // guarded by mu: next key the sweep looks at
-    bool cursor_set = false;  // guarded by mu
+    BucketTable table;        // guarded by mu, except its prefetch()
+    std::size_t cursor = 0;   // guarded by mu: the next bucket the sweep looks at
     uint64_t evictions = 0;   // guarded by mu
     uint64_t expired = 0;     // guarded by mu
   };
@@ -121,16 +96,16 @@ class Store {
   uint32_t shard_of(uint32_t h) const;
   int64_t epoch_for(int64_t now_ms);
 
-  // The current state of a key: empty when absent or expired.
-  StateView view(const Map::iterator& it, Map& map, int64_t now_ms) const;
-  // What the item would get (commit=0) from the key at `it`; nothing changes.
-  void evaluate(ThreadState& t, Shard& shard, Map::iterator it, const sluice_item& item,
-                int64_t now_ms, sluice_item_result& result);
+  // The current state of a key (its entry, or null): empty when absent or expired.
+  StateView view(Entry* entry, int64_t now_ms) const;
+  // What the item would get (commit=0) from the key's entry; nothing changes.
+  void evaluate(ThreadState& t, Entry* entry, const sluice_item& item, int64_t now_ms,
+                sluice_item_result& result);
   // Applies the item (commit=1) and stores the new state when the transition wrote one.
   void commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item,
               int64_t now_ms, sluice_item_result& result);
   // Stores (or removes) an applied transition's state when the item's outcome changes state.
-  void write_back(Shard& shard, Map::iterator it, KeyHash key, const sluice_item& item,
+  void write_back(Shard& shard, Entry* entry, KeyHash key, const sluice_item& item,
                   int64_t now_ms, const sluice_item_result& result, const Applied& a);
   void store_state(Slot& slot, const unsigned char* data, std::size_t len, int64_t expires_at_ms);
   bool validate(const sluice_batch& batch, std::string& error) const;
@@ -138,7 +113,7 @@ class Store {
                sluice_item_result& result, uint32_t own_sweep);
   void run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t now_ms,
                         uint32_t own_sweep);
-  void erase(Shard& shard, Map::iterator it);
+  void erase(Shard& shard, Entry* entry);
   void make_room(Shard& shard, int64_t now_ms);
   std::size_t sweep(Shard& shard, int64_t now_ms, uint32_t slots);
   void maybe_sweep_other_shard(uint32_t tick, int64_t now_ms);
