@@ -148,6 +148,10 @@ size_t store_stats(sluice_plugin_handle* handle, char* buf, size_t buf_len) {
 
 void close_store(sluice_plugin_handle* handle) { delete reinterpret_cast<Store*>(handle); }
 
+void prefetch_batch(sluice_plugin_handle* handle, const sluice_batch* batch) {
+  if (handle != nullptr && batch != nullptr) reinterpret_cast<Store*>(handle)->prefetch(*batch);
+}
+
 const sluice_storage_plugin kTable = {
     SLUICE_ABI_VERSION,
     sizeof(sluice_storage_plugin),
@@ -159,6 +163,7 @@ const sluice_storage_plugin kTable = {
     &store_stats,
     &close_store,
     SLUICE_CAP_COMPLETES_INLINE,
+    &prefetch_batch,
 };
 
 }  // namespace

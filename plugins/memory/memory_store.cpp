@@ -363,12 +363,24 @@ sluice_status Store::submit(const sluice_batch& batch, std::string& error) {
   return SLUICE_OK;
 }
 
+void Store::prefetch(const sluice_batch& batch) const {
+  if (batch.items == nullptr) return;
+  Tag tag;
+  for (std::size_t i = 0; i < batch.count; ++i) {
+    const sluice_item& item = batch.items[i];
+    if (item.key == nullptr && item.key_len != 0) continue;
+    const Place at = place(item, tag);
+    shards_[at.shard].table.prefetch(at.hash);
+  }
+}
+
 void Store::run_one(ThreadState& t, const sluice_item& item, int64_t now_ms,
                     sluice_item_result& result, uint32_t own_sweep) {
   Tag tag;
   const Place at = place(item, tag);
   const KeyHash key = at.hash;
   Shard& shard = shards_[at.shard];
+  shard.table.prefetch(key);  // the bucket loads while the lock is taken
   std::lock_guard lock(shard.mu);
   if (item.op == SLUICE_OP_PEEK) {
     evaluate(t, shard.table.find(key), item, now_ms, result);
@@ -391,6 +403,8 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
     t.hashes[i] = at.hash;
     t.shards[i] = at.shard;
     one_shard = one_shard && at.shard == t.shards[0];
+    // The buckets load while the others are placed and the locks taken.
+    shards_[at.shard].table.prefetch(at.hash);
   }
   if (one_shard) {
     t.locked.assign(1, t.shards[0]);

@@ -1,5 +1,7 @@
 // What only the memory plugin promises, beyond the conformance suite: its configuration, the
-// key cap and its eviction order, no allocation once warm, and at most 64 bytes per key.
+// key cap and its eviction order, no allocation once warm, at most 64 bytes per key, and a
+// prefetch hint that changes nothing.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -230,6 +232,87 @@ TEST(MemoryPlugin, MemoryReturnsAfterKeysExpire) {
   for (int i = 0; i < 100'000 && stat(*s, "keys") > 1; ++i) run(*s, &it, 1, &r, kStart + 60'000);
   EXPECT_LE(stat(*s, "keys"), 1u);
   EXPECT_LT(resident_bytes() - before, grown / 10);
+}
+
+// The plugin's own table, loaded from the build tree (the process keeps the library open).
+const sluice_storage_plugin* memory_table() {
+  void* lib = dlopen(SLUICE_PLUGIN_DIR "/memory.so", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) return nullptr;
+  auto entry = reinterpret_cast<sluice_plugin_entry_fn>(dlsym(lib, SLUICE_PLUGIN_ENTRY_SYMBOL));
+  return entry != nullptr ? entry() : nullptr;
+}
+
+// The plugin offers the ABI 1.2 prefetch hint, and a batch that submit would refuse (no items,
+// a key length without a key, an unknown op, an oversized state) does it no harm.
+TEST(MemoryPlugin, PrefetchOfABadBatchIsHarmless) {
+  const sluice_storage_plugin* table = memory_table();
+  ASSERT_NE(table, nullptr) << dlerror();
+  ASSERT_GE(table->struct_size, offsetof(sluice_storage_plugin, prefetch) + sizeof table->prefetch);
+  ASSERT_NE(table->prefetch, nullptr);
+  auto opened = Storage::open_table(table, {{"shards", "4"}});
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  Storage& s = *opened.value();
+
+  const std::string good = "{r:alice}per-second";
+  sluice_item items[4] = {consume(good, fixed_window(5, 1000)), consume(good, fixed_window(5, 1000)),
+                          consume(good, fixed_window(5, 1000)), consume(good, fixed_window(5, 1000))};
+  items[0].key = nullptr;  // a length without a key
+  items[1].op = 99;
+  items[2].state_capacity = UINT32_MAX;
+  items[3].key = nullptr;  // the empty key
+  items[3].key_len = 0;
+  sluice_item_result results[4]{};
+  table->prefetch(nullptr, nullptr);
+  s.prefetch(sluice_batch{kStart, 3, nullptr, results});
+  s.prefetch(sluice_batch{kStart, 4, items, nullptr});
+  s.prefetch(sluice_batch{kStart, 0, nullptr, nullptr});
+  EXPECT_EQ(run(s, items, 4, results, kStart), SLUICE_ERR_INVALID);
+  EXPECT_EQ(stat(s, "keys"), 0u);  // the hint stored nothing
+
+  // A good key after all that still counts from zero.
+  const sluice_item one = consume(good, fixed_window(5, 1000));
+  s.prefetch(sluice_batch{kStart, 1, &one, results});
+  ASSERT_EQ(run(s, &one, 1, results, kStart), SLUICE_OK);
+  EXPECT_EQ(results[0].remaining, 4);
+}
+
+// Hinting every batch before it is submitted (and hinting batches never submitted) gives the
+// same answers as not hinting, through growth, expiry and the sweep, for tagged and untagged
+// keys and batches over several shards.
+TEST(MemoryPlugin, PrefetchThenSubmitGivesTheSameResults) {
+  const sluice_storage_plugin* table = memory_table();
+  ASSERT_NE(table, nullptr) << dlerror();
+  auto hinted = Storage::open_table(table, {{"shards", "4"}, {"sweep_slots", "4"}});
+  auto plain = Storage::open_table(table, {{"shards", "4"}, {"sweep_slots", "4"}});
+  ASSERT_TRUE(hinted.ok() && plain.ok());
+  const auto per_second = fixed_window(3, 1000);
+  sluice_limit_params bucket{};
+  bucket.algorithm = SLUICE_ALG_TOKEN_BUCKET;
+  bucket.limit = 5;
+  bucket.window_ms = 10'000;
+  for (int step = 0; step < 20000; ++step) {
+    const int64_t now = kStart + step * 7;
+    const std::string a = "{r:" + std::to_string(step % 997) + "}a";
+    const std::string b = "{r:" + std::to_string(step % 997) + "}b";
+    const std::string c = subject(static_cast<uint64_t>(step % 1499));
+    const sluice_item items[3] = {consume(a, per_second), consume(b, bucket), consume(c, per_second)};
+    const size_t n = 1 + step % 3;
+    sluice_item_result with[3]{}, without[3]{};
+    const std::string other = subject(1'000'000 + step);
+    const sluice_item never = consume(other, per_second);
+    hinted.value()->prefetch(sluice_batch{now, 1, &never, with});
+    hinted.value()->prefetch(sluice_batch{now, n, items, with});
+    ASSERT_EQ(run(*hinted.value(), items, n, with, now), SLUICE_OK);
+    ASSERT_EQ(run(*plain.value(), items, n, without, now), SLUICE_OK);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(with[i].allowed, without[i].allowed) << step << " " << i;
+      ASSERT_EQ(with[i].remaining, without[i].remaining) << step << " " << i;
+      ASSERT_EQ(with[i].retry_after_ms, without[i].retry_after_ms) << step << " " << i;
+    }
+  }
+  // (The counts of keys and of expired ones may differ: the sweep is paced per thread, not
+  // per store, so the two stores sweep at different moments.)
+  EXPECT_GT(stat(*hinted.value(), "expired"), 0u);
 }
 
 }  // namespace
