@@ -135,15 +135,32 @@ class FixedWindow {
 };
 
 // ---- sliding_window_counter: {window_start, previous, current} ---------------------------
+// Two encodings: {window_start, prev, cur} as three int64 (24 bytes), or, when the counts fit
+// (prev 32 bits, cur 31: always, unless a limit is above two billion), {window_start, prev u32,
+// cur u32 | kCompactMark} in 16 bytes, which a plugin can keep inside its table slot instead
+// of in a block of its own. The mark makes the last eight bytes a negative number, which the
+// other 16-byte states (fixed_window, token_bucket, gcra) never hold there: each algorithm
+// reads another's state as a fresh key (a limit whose algorithm changed keeps its key).
 class SlidingCounter {
  public:
-  static constexpr size_t kSize = 24;
+  static constexpr size_t kSize = 24;         // what a state may need
+  static constexpr size_t kCompactSize = 16;  // what it usually takes
+  static constexpr uint32_t kCompactMark = 0x8000'0000u;
 
   SlidingCounter(const Env& env, const uint8_t* s, size_t len) : env_(env) {
     const int64_t w = env.window;
     start_ = env.now - env.now % w;  // now >= 0 (valid_time): no 128-bit division
-    if (len == kSize) {
-      const int64_t ws = load_i64(s), prev = load_i64(s + 8), cur = load_i64(s + 16);
+    const bool compact = len == kCompactSize && (load_u32(s + 12) & kCompactMark) != 0;
+    if (len == kSize || compact) {
+      const int64_t ws = load_i64(s);
+      int64_t prev, cur;
+      if (compact) {
+        prev = load_u32(s + 8);
+        cur = load_u32(s + 12) & ~kCompactMark;
+      } else {
+        prev = load_i64(s + 8);
+        cur = load_i64(s + 16);
+      }
       if (prev >= 0 && cur >= 0) {
         if (ws == start_) {
           prev_ = prev;
@@ -196,9 +213,15 @@ class SlidingCounter {
       cur = 0;
     }
     if (prev <= 0 && cur <= 0) return 0;
+    cur = std::max<i128>(0, cur);
     store_i64(buf, start_);
+    if (prev <= UINT32_MAX && cur < kCompactMark) {
+      store_u32(buf + 8, static_cast<uint32_t>(prev));
+      store_u32(buf + 12, static_cast<uint32_t>(cur) | kCompactMark);
+      return kCompactSize;
+    }
     store_i64(buf + 8, sat64(prev));
-    store_i64(buf + 16, sat64(std::max<i128>(0, cur)));
+    store_i64(buf + 16, sat64(cur));
     return kSize;
   }
 

@@ -243,6 +243,41 @@ TEST(SlidingWindowCounter, WeightsPreviousWindow) {
   EXPECT_EQ(key.consume().allowed, 1);
 }
 
+// Counts that fit (32 bits, 31 for the current window) are stored in 16 bytes (inline in a
+// plugin's slot), larger ones in 24; either encoding reads back to the same answers, including
+// the 24-byte states written before the compact one existed.
+TEST(SlidingWindowCounter, CompactStateUnlessCountsNeedMoreThan32Bits) {
+  ManualClock clock(kT0 + 500);
+  Key small(params(SLUICE_ALG_SLIDING_WINDOW_COUNTER, 10, 1'000), clock);
+  ASSERT_EQ(small.consume(7).allowed, 1);
+  EXPECT_EQ(small.len(), 16u);
+
+  constexpr int64_t kBig = int64_t{1} << 40;
+  Key big(params(SLUICE_ALG_SLIDING_WINDOW_COUNTER, kBig, 1'000), clock);
+  ASSERT_EQ(big.consume(int64_t{5} << 32).allowed, 1);
+  EXPECT_EQ(big.len(), 24u);
+  clock.set(kT0 + 1'250);  // the big count is now the previous window's, weighted 0.75
+  const auto r = big.consume(1);
+  EXPECT_EQ(r.allowed, 1);
+  EXPECT_EQ(r.remaining, kBig - (int64_t{15} << 30) - 1);
+  EXPECT_EQ(big.len(), 24u);
+
+  // The same small state in the wide encoding: window start, prev, cur as int64.
+  clock.set(kT0 + 500);
+  std::vector<uint8_t> wide(24);
+  const int64_t fields[3] = {kT0, 0, 7};
+  std::memcpy(wide.data(), fields, sizeof fields);
+  Key old(params(SLUICE_ALG_SLIDING_WINDOW_COUNTER, 10, 1'000), clock);
+  old.set_bytes(wide);
+  for (int i = 0; i < 4; ++i) {
+    const auto a = small.consume(), b = old.consume();
+    EXPECT_EQ(a.allowed, b.allowed) << i;
+    EXPECT_EQ(a.remaining, b.remaining) << i;
+    EXPECT_EQ(a.retry_after_ms, b.retry_after_ms) << i;
+  }
+  EXPECT_EQ(old.bytes(), small.bytes()) << "rewritten in the compact encoding";
+}
+
 // Within one aligned window it never admits more than the limit, and a full window waits
 // into the next one until the weighted count leaves room.
 TEST(SlidingWindowCounter, NeverMoreThanLimitPerWindow) {
