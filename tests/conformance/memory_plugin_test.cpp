@@ -11,6 +11,7 @@
 #include <new>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -313,6 +314,41 @@ TEST(MemoryPlugin, PrefetchThenSubmitGivesTheSameResults) {
   // (The counts of keys and of expired ones may differ: the sweep is paced per thread, not
   // per store, so the two stores sweep at different moments.)
   EXPECT_GT(stat(*hinted.value(), "expired"), 0u);
+}
+
+// The hint takes no lock: while one thread's submits grow, sweep and shrink the tables,
+// another thread's hints on the same keys must be harmless (ThreadSanitizer checks the races).
+TEST(MemoryPlugin, PrefetchRacesWithTableRebuildsHarmlessly) {
+  auto s = must_open({{"shards", "2"}, {"sweep_slots", "64"}});
+  ASSERT_TRUE(s);
+  const auto p = fixed_window(100, 1000);
+  std::atomic<bool> done{false};
+  std::thread hinter([&] {
+    uint64_t i = 0;
+    while (!done.load(std::memory_order_relaxed)) {
+      const std::string k = subject(i++ % 50'000);
+      const sluice_item it = consume(k, p);
+      s->prefetch(sluice_batch{kStart, 1, &it, nullptr});
+    }
+  });
+  // Growth to 50,000 keys, then their expiry and the tables' shrinking, twice.
+  for (int round = 0; round < 2; ++round) {
+    const int64_t now = kStart + round * 60'000;
+    for (uint64_t i = 0; i < 50'000; ++i) {
+      const std::string k = subject(i);
+      const sluice_item it = consume(k, p);
+      sluice_item_result r{};
+      ASSERT_EQ(run(*s, &it, 1, &r, now), SLUICE_OK);
+    }
+    const std::string busy = "busy-subject-0000";
+    const sluice_item it = consume(busy, p);
+    sluice_item_result r{};
+    for (int i = 0; i < 100'000 && stat(*s, "keys") > 1; ++i) run(*s, &it, 1, &r, now + 30'000);
+  }
+  done = true;
+  hinter.join();
+  EXPECT_LE(stat(*s, "keys"), 1u);
+  EXPECT_LT(stat(*s, "table_bytes"), 64u * 1024);
 }
 
 }  // namespace
