@@ -29,6 +29,9 @@ constexpr uint32_t kOtherSweepPeriod = 128;
 // When the key cap is reached, this many slots are checked for an expired entry before a
 // live one is evicted.
 constexpr uint32_t kEvictionScan = 32;
+// Below this many keys (under 1 MiB of tables, which a core's L2 cache holds) the prefetch
+// hint does nothing: hashing every key a second time would cost more than the misses it saves.
+constexpr uint64_t kPrefetchMinKeys = 16384;
 // A state larger than this is a caller's mistake, not a limit.
 constexpr uint32_t kMaxStateCapacity = 64u << 20;
 
@@ -364,7 +367,7 @@ sluice_status Store::submit(const sluice_batch& batch, std::string& error) {
 }
 
 void Store::prefetch(const sluice_batch& batch) const {
-  if (batch.items == nullptr) return;
+  if (batch.items == nullptr || keys_.load(std::memory_order_relaxed) < kPrefetchMinKeys) return;
   Tag tag;
   for (std::size_t i = 0; i < batch.count; ++i) {
     const sluice_item& item = batch.items[i];
