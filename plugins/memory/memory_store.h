@@ -47,7 +47,8 @@ class Store {
   sluice_status submit(const sluice_batch& batch, std::string& error);
 
   // Brings the table buckets of the batch's keys towards the cache, without taking any lock
-  // or changing anything. Items submit would refuse are skipped.
+  // or changing anything; nothing while the store is small enough to stay in cache (see
+  // kPrefetchMinKeys). Items submit would refuse are skipped.
   void prefetch(const sluice_batch& batch) const;
 
   struct Counters {
