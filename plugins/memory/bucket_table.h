@@ -1,4 +1,5 @@
-// The memory plugin's hash table: key hash -> slot, one cache line per lookup.
+// The memory plugin's hash table: key hash -> slot, at most two cache lines per lookup, both
+// known from the key alone.
 //
 // Why not boost::unordered_flat_map (which the store used before): a lookup there reads a
 // group's metadata bytes, then the element they point to, in another cache line. With a
@@ -8,29 +9,27 @@
 //
 // Layout: an array of 64-byte buckets, each aligned on a cache line:
 //
-//     | passed (4) | used (4) | entry 0: KeyHash (8) + Slot (20) | entry 1: KeyHash + Slot |
+//     | used (4) | unused (4) | entry 0: KeyHash (8) + Slot (20) | entry 1: KeyHash + Slot |
 //
-// A key's home bucket is a function of its hash alone (the high 32 bits, reduced to the bucket
-// count with a multiply-high, so counts need not be powers of two; the low 32 bits pick the
-// store's shard and must not be reused here). Entries hold the whole key hash, so a lookup
-// that finds its key in the home bucket has touched one cache line, and prefetch(hash) can
-// bring that line in before the lookup without reading anything from the table.
+// Every key has two candidate buckets, both functions of its hash alone (two multiply-high
+// reductions, so bucket counts need not be powers of two; the low 32 bits also pick the
+// store's shard). A key lives in one of its two (bucketized cuckoo hashing): a lookup reads
+// those two lines and nothing else, and prefetch(hash) can start loading both before the lookup
+// without reading the table. Insertion puts a key in a free entry of either bucket; when both
+// are full it evicts an entry to that entry's other bucket, and so on (a random walk of at most
+// kMaxKicks moves). A table rarely fails to place a key below 87% full; it is kept under 80%
+// and grows when a walk does fail. Erasing clears a bit: there are no tombstones, and probe
+// lengths cannot degrade with churn. `used` has one bit per entry: any 64-bit value, 0
+// included, is a valid key hash.
 //
-// Collisions: a key whose home bucket is full goes to the next bucket with a free entry
-// (linear probing, wrapping at the end). Each bucket's `passed` counts the stored keys whose
-// home is at or before it and which live after it, i.e. the keys a lookup must walk past it to
-// find. A lookup checks its home bucket and walks on only while `passed` is non-zero; insert
-// increments the counters of the buckets it walks past, erase decrements the same ones. The
-// counters are exact, so there are no tombstones and probe lengths do not degrade with churn.
-// `used` has one bit per entry: any 64-bit value, 0 included, is a valid key hash.
-//
-// Size: the table grows by half when more than 85% of its entries are used, so it is between
-// 57% and 85% full (32 to 56 bytes per key), and rebuilds to fit when under 1/8 full. Blocks
+// Size: the table grows by half when more than 80% of its entries are used, so it is between
+// 53% and 80% full (40 to 60 bytes per key), and rebuilds to fit when under 1/8 full. Blocks
 // come from PageAllocator, so a rebuild returns the old block's memory to the system.
 //
 // Not thread-safe, except prefetch(): the store guards each table with its shard's lock.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -73,24 +72,14 @@ class BucketTable {
 
   // The key's entry, or null.
   Entry* find(KeyHash key) {
-    std::size_t b = home(key, count_);
-    // Erasures leave holes behind keys that walked past them, so every bucket may have a
-    // non-zero `passed` at once: a walk round the whole table ends the search.
     const uint64_t want = bits(key);
-    for (std::size_t left = count_;; b = next(b)) {
-      Bucket& bucket = buckets_[b];
-      // Both entries are compared into one mask, without a branch each: which of the two
-      // holds the key is a coin toss that a branch predictor would lose half the time.
-      const unsigned hit = (unsigned{bits(bucket.entries[1].key) == want} << 1 |
-                            unsigned{bits(bucket.entries[0].key) == want}) &
-                           bucket.used;
-      if (hit != 0) return &bucket.entries[hit >> 1];  // a key is in one entry at most
-      if (bucket.passed == 0 || --left == 0) return nullptr;
-    }
+    if (Entry* e = match(buckets_[first(key, count_)], want)) return e;
+    return match(buckets_[second(key, count_)], want);
   }
 
-  // Adds a key that is not in the table, with a zeroed slot; may rebuild the table (which
-  // moves every entry). Throws std::bad_alloc when it cannot grow.
+  // Adds a key that is not in the table, with a zeroed slot. May move other entries to their
+  // other bucket, or rebuild the table (which moves every entry): pointers to entries do not
+  // survive an insert. Throws std::bad_alloc when it cannot grow.
   Entry* insert(KeyHash key);
 
   // Removes the entry; no other entry moves.
@@ -110,30 +99,33 @@ class BucketTable {
   std::size_t size() const { return size_; }
   std::size_t memory_bytes() const { return owns_block() ? count_ * sizeof(Bucket) : 0; }
 
-  // Brings the key's home bucket towards the cache. Safe without the lock that guards the
+  // Brings the key's two buckets towards the cache. Safe without the lock that guards the
   // table, concurrently with anything: it reads only the published (block, count) pair, and a
   // pair torn by a concurrent rebuild merely aims the prefetch at a wrong address, which a CPU
   // prefetch never faults on.
   void prefetch(KeyHash key) const {
     const Bucket* block = published_block_.load(std::memory_order_relaxed);
     const std::size_t count = published_count_.load(std::memory_order_relaxed);
-    __builtin_prefetch(block + home(key, count));
+    __builtin_prefetch(block + first(key, count));
+    __builtin_prefetch(block + second(key, count));
   }
 
   // For tests: an empty string when every invariant holds, else the first one broken (each
-  // entry reachable from its home, every `passed` equal to its recomputed value, the size).
+  // entry in one of its two buckets and found there, no key twice, the size, the load).
   std::string check_invariants() const;
 
  private:
   struct alignas(64) Bucket {
-    uint32_t passed;  // keys whose home is at or before this bucket and which live after it
-    uint32_t used;    // bit i: entries[i] holds a key
+    uint32_t used;  // bit i: entries[i] holds a key
+    uint32_t unused;
     Entry entries[kEntriesPerBucket];
   };
   static_assert(sizeof(Bucket) == 64);
   friend struct BucketTableTestAccess;
 
   static constexpr std::size_t kMinBuckets = 8;
+  static constexpr unsigned kMaxKicks = 500;
+  static constexpr unsigned kMaxLoadPercent = 80;
   // Below this a table is not worth rebuilding to shrink.
   static constexpr std::size_t kShrinkMinBuckets = 256;
 
@@ -142,15 +134,34 @@ class BucketTable {
     std::memcpy(&v, &key, sizeof v);
     return v;
   }
-  static std::size_t home(KeyHash key, std::size_t count) {
+  // The two candidate buckets: the high half reduced to the count, and a remix of the whole
+  // hash (every bit of the key moves it) reduced the same way.
+  static std::size_t first(KeyHash key, std::size_t count) {
     return static_cast<std::size_t>((uint64_t{key.hi} * count) >> 32);
   }
-  std::size_t next(std::size_t b) const { return b + 1 == count_ ? 0 : b + 1; }
+  static std::size_t second(KeyHash key, std::size_t count) {
+    uint64_t x = bits(key);
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    return static_cast<std::size_t>(((x & 0xffffffffu) * count) >> 32);
+  }
+  // The entry of `bucket` holding `want`, or null; both entries are compared into one mask,
+  // without a branch each (which of the two holds a key is a coin toss).
+  static Entry* match(Bucket& bucket, uint64_t want) {
+    const unsigned hit = (unsigned{bits(bucket.entries[1].key) == want} << 1 |
+                          unsigned{bits(bucket.entries[0].key) == want}) &
+                         bucket.used;
+    return hit != 0 ? &bucket.entries[hit >> 1] : nullptr;  // a key is in one entry at most
+  }
   bool owns_block() const { return buckets_ != &empty_bucket_; }
-  // Moves every entry into a new block of `count` buckets and frees the old one.
-  void rebuild(std::size_t count);
-  // insert() without the growth check.
-  Entry* place(KeyHash key);
+  // Moves every entry (and `extra`, an entry not in the table, when not null) into a new block
+  // of at least `count` buckets, larger if a key cannot be placed, and frees the old one.
+  void rebuild(std::size_t count, const Entry* extra = nullptr);
+  // Puts `e` into its buckets, moving others along (see the top of this file). false when
+  // the walk ran out of moves: `e` then holds an entry that is no longer in the table.
+  bool place(Entry& e);
+  std::size_t grown() const { return std::max(kMinBuckets, count_ + count_ / 2); }
 
   // An empty table is one shared, never written bucket, so that find() needs no test for it.
   static Bucket empty_bucket_;
@@ -159,6 +170,7 @@ class BucketTable {
   std::size_t count_ = 1;
   std::size_t size_ = 0;
   std::size_t max_size_ = 0;  // grow beyond this
+  uint64_t walk_ = 0x2545f4914f6cdd1dull;  // xorshift state: which entry a walk evicts
   // buckets_ and count_ again, for prefetch(); stored on every rebuild.
   std::atomic<const Bucket*> published_block_{&empty_bucket_};
   std::atomic<std::size_t> published_count_{1};
