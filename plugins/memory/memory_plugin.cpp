@@ -1,5 +1,6 @@
 // The C ABI face of the memory store: configuration, the entry table, and the boundary where
 // C++ exceptions become status codes.
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "memory_store.h"
 #include "sluice/storage_plugin.h"
@@ -29,6 +31,14 @@ bool parse_unsigned(std::string_view text, uint64_t min, uint64_t max, uint64_t&
   if (ec != std::errc() || ptr != end || text.empty() || v < min || v > max) return false;
   out = v;
   return true;
+}
+
+// Four shards per hardware thread, at least 16: few enough that a million keys make tables of
+// over 2 MiB, which huge pages can back (a lookup then rarely misses the TLB), and enough that
+// threads seldom wait for each other's shard.
+uint32_t default_shards() {
+  const unsigned threads = std::thread::hardware_concurrency();
+  return std::clamp<uint32_t>(4 * threads, 16, kMaxShards);
 }
 
 // Parses KEY=VALUE pairs into options; on failure `error` holds one sentence.
@@ -88,6 +98,7 @@ sluice_status open_store(const sluice_host_api* host, const char* const* config_
     return SLUICE_ERR_INVALID;
   }
   StoreOptions options;
+  options.shards = default_shards();
   std::string error;
   if (!parse_options(config_keys, config_values, count, options, error)) {
     write_error(err, err_len, error);

@@ -27,7 +27,7 @@
 namespace sluice::memory_plugin {
 
 struct StoreOptions {
-  uint32_t shards = 64;
+  uint32_t shards = 16;  // the plugin opens with 4 per hardware thread, at least 16
   uint64_t max_keys = 0;     // 0 = no cap
   uint32_t sweep_slots = 1;  // slots examined for expiry per batch, in its shard and in another
 };
