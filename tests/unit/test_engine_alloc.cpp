@@ -5,6 +5,7 @@
 // The replacement operators below pair malloc with free; GCC cannot see that across inlining.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -57,6 +58,46 @@ TEST(HotPath, NoAllocationOnceWarm) {
     }
   };
   run();  // warm: keys exist, buffers have grown
+  const uint64_t before = g_allocations.load();
+  run();
+  EXPECT_EQ(g_allocations.load() - before, 0u);
+}
+
+// The same through Engine::prepare / submit_prepared, with a store large enough that the
+// memory plugin's prefetch hint is live (it does nothing under 16,384 keys).
+TEST(HotPath, NoAllocationOncePipelinesAreWarm) {
+  ManualClock clock;
+  auto p = base_policy();
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000)}),
+      make_resource("multi", {make_limit("a", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000),
+                              make_limit("b", SLUICE_ALG_TOKEN_BUCKET, 1'000'000, 60'000),
+                              make_limit("c", SLUICE_ALG_GCRA, 1'000'000, 1'000),
+                              make_limit("d", SLUICE_ALG_SLIDING_WINDOW_COUNTER, 1'000'000, 60'000)})};
+  Engine engine(memory_storage(), compile_or_die(p), EngineOptions{&clock});
+  {
+    DecisionCall call;
+    for (int i = 0; i < 20'000; ++i) {
+      engine.decide(DecisionKind::kCheck, req("predict", "filler-" + std::to_string(i)), call, &noop, nullptr);
+    }
+  }
+  constexpr size_t kDepth = 8;
+  std::array<DecisionCall, kDepth> calls;
+  const std::string subjects[] = {"alice", "bob", "premium-user-key", "carol"};
+  auto run = [&] {
+    for (int i = 0; i < 2000; ++i) {
+      for (size_t k = 0; k < kDepth; ++k) {
+        const auto r = req(k % 2 ? "multi" : "predict", subjects[k % 4]);
+        ASSERT_TRUE(engine.prepare(DecisionKind::kCheck, r, calls[k], &noop, nullptr));
+      }
+      for (auto& call : calls) {
+        engine.submit_prepared(call);
+        ASSERT_TRUE(call.decision().allowed);
+      }
+      clock.advance(1);
+    }
+  };
+  run();
   const uint64_t before = g_allocations.load();
   run();
   EXPECT_EQ(g_allocations.load() - before, 0u);
