@@ -34,8 +34,8 @@ using namespace sluice::testing;
 
 void noop(void*, DecisionCall&) {}
 
-TEST(HotPath, NoAllocationOnceWarm) {
-  ManualClock clock;
+// A one-limit resource and a four-limit one, limits far above what the tests use.
+PolicySpec hot_path_policy() {
   auto p = base_policy();
   p.resources = {
       make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000)}),
@@ -43,7 +43,12 @@ TEST(HotPath, NoAllocationOnceWarm) {
                               make_limit("b", SLUICE_ALG_TOKEN_BUCKET, 1'000'000, 60'000),
                               make_limit("c", SLUICE_ALG_GCRA, 1'000'000, 1'000),
                               make_limit("d", SLUICE_ALG_SLIDING_WINDOW_COUNTER, 1'000'000, 60'000)})};
-  Engine engine(memory_storage(), compile_or_die(p), EngineOptions{&clock});
+  return p;
+}
+
+TEST(HotPath, NoAllocationOnceWarm) {
+  ManualClock clock;
+  Engine engine(memory_storage(), compile_or_die(hot_path_policy()), EngineOptions{&clock});
   DecisionCall call;
   const std::string subjects[] = {"alice", "bob", "premium-user-key", "carol"};
   auto run = [&] {
@@ -67,14 +72,7 @@ TEST(HotPath, NoAllocationOnceWarm) {
 // memory plugin's prefetch hint is live (it does nothing under 16,384 keys).
 TEST(HotPath, NoAllocationOncePipelinesAreWarm) {
   ManualClock clock;
-  auto p = base_policy();
-  p.resources = {
-      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000)}),
-      make_resource("multi", {make_limit("a", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000),
-                              make_limit("b", SLUICE_ALG_TOKEN_BUCKET, 1'000'000, 60'000),
-                              make_limit("c", SLUICE_ALG_GCRA, 1'000'000, 1'000),
-                              make_limit("d", SLUICE_ALG_SLIDING_WINDOW_COUNTER, 1'000'000, 60'000)})};
-  Engine engine(memory_storage(), compile_or_die(p), EngineOptions{&clock});
+  Engine engine(memory_storage(), compile_or_die(hot_path_policy()), EngineOptions{&clock});
   {
     DecisionCall call;
     for (int i = 0; i < 20'000; ++i) {
