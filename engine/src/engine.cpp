@@ -463,13 +463,17 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   in.cost = req.cost;
   in.resource = nullptr;
 
+  // The decision is complete without the storage: `done` runs now.
+  auto answered = [&] {
+    impl_->finish_inline(call);
+    return false;
+  };
   auto fail = [&](StatusCode code, std::string msg) {
     d.source = DecisionSource::kError;
     d.error = code;
     d.error_message = std::move(msg);
     d.set_rule(kRuleError);
-    impl_->finish_inline(call);
-    return false;
+    return answered();
   };
   if (req.resource.empty() || req.resource.size() > kMaxNameLength)
     return fail(StatusCode::kInvalid, "resource name must be 1 to 64 bytes");
@@ -511,8 +515,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
         if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
           Stats::record(snap.unknown, allow ? Outcome::kAllowed : Outcome::kDenied,
                         in.now_ms);
-        impl_->finish_inline(call);
-        return false;
+        return answered();
       }
     }
   }
@@ -535,36 +538,32 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
       Stats::record(snap.at(res, tier->index, res->limits.size()), Outcome::kAllowed, in.now_ms);
-    impl_->finish_inline(call);
-        return false;
+    return answered();
   }
 
   // Build one item per limit, all keys in one reused buffer.
   const double factor = impl_->warm_factor(snap, *res, in.now_ms);
   const auto& effective = res->effective[tier->index];
   const size_t n = res->limits.size();
-  std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
-  if (n != 0) {
-    // Every key starts with the same "{resource:subject}": written once, then copied.
-    char* keys = in.keys.data();
-    offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
-    const size_t prefix = req.resource.size() + req.subject.size() + 3;
-    for (size_t i = 1; i < n; ++i) {
-      char* p = std::copy_n(keys, prefix, keys + offsets[i]);
-      const std::string_view rule = res->limits[i].name;
-      p = std::copy(rule.begin(), rule.end(), p);
-      offsets[i + 1] = static_cast<size_t>(p - keys);
-    }
-  }
-  // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
-  const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
   if (n == 0) {  // a resource that is known but not limited (`limits: []`)
     d.allowed = true;
     d.limit = d.remaining = -1;
     d.set_rule(kRuleUnlimited);
-    impl_->finish_inline(call);
-        return false;
+    return answered();
   }
+  // Every key starts with the same "{resource:subject}": written once, then copied.
+  std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
+  char* keys = in.keys.data();
+  offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
+  const size_t prefix = req.resource.size() + req.subject.size() + 3;
+  for (size_t i = 1; i < n; ++i) {
+    char* p = std::copy_n(keys, prefix, keys + offsets[i]);
+    const std::string_view rule = res->limits[i].name;
+    p = std::copy(rule.begin(), rule.end(), p);
+    offsets[i + 1] = static_cast<size_t>(p - keys);
+  }
+  // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
+  const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
   in.lease_ttl_ms = 0;
   uint64_t lease_id = 0;
   if (kind == DecisionKind::kAcquire) {
@@ -575,7 +574,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     const auto& lim = res->limits[i];
     sluice_item& it = in.items[i];
     it = sluice_item{};
-    it.key = in.keys.data() + offsets[i];
+    it.key = keys + offsets[i];
     it.key_len = static_cast<uint32_t>(offsets[i + 1] - offsets[i]);
     it.params = effective[i];
     it.params.limit = scale(it.params.limit, factor);

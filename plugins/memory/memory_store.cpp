@@ -485,7 +485,8 @@ void Store::run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t 
     if (is_gating(item.op) && item.shadow == 0 && result.allowed == 0) denied = true;
   }
   if (!denied) {
-    // Storing may insert and rehash, so each item looks its key up again (in cache now).
+    // Storing may insert, which can move entries to their other bucket or rebuild the
+    // table, so each item looks its key up again (in cache now).
     for (std::size_t i = 0; i < n; ++i) {
       const sluice_item& item = batch.items[i];
       if (item.op == SLUICE_OP_PEEK) continue;
