@@ -17,6 +17,40 @@ int64_t wall_ns() {
   return duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+namespace {
+
+// A counter reading and a clock reading that belong together: the clock is read between two
+// counter reads and matched with their midpoint, and of three such pairs the tightest is kept.
+// A pair that a preemption split (the thread descheduled between the reads) would skew the
+// rate measured from it, or every time extrapolated from it, by the length of the pause.
+struct Pair {
+  uint64_t ticks;
+  int64_t ns;
+};
+template <typename ReadNs>
+Pair read_pair(ReadNs read_ns) {
+  Pair best{0, 0};
+  uint64_t best_gap = UINT64_MAX;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const uint64_t before = Tsc::read();
+    const int64_t ns = read_ns();
+    const uint64_t after = Tsc::read();
+    if (after - before < best_gap) {
+      best_gap = after - before;
+      best = {before + (after - before) / 2, ns};
+    }
+  }
+  return best;
+}
+
+int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
 Tsc::Tsc() {
 #if defined(__x86_64__)
   unsigned a = 0, b = 0, c = 0, d = 0;
@@ -25,15 +59,12 @@ Tsc::Tsc() {
   if ((d & (1u << 8)) == 0) return;  // no invariant TSC
   // 2 ms of calibration once per process: over the 1 ms a clock anchor is extrapolated, an
   // error of 0.1 % in the rate is one microsecond.
-  using std::chrono::steady_clock;
-  const auto t0 = steady_clock::now();
-  const uint64_t c0 = read();
-  auto t1 = t0;
-  while (t1 - t0 < std::chrono::milliseconds(2)) t1 = steady_clock::now();
-  const uint64_t c1 = read();
-  if (c1 <= c0) return;
-  ns_per_tick_ = static_cast<double>(std::chrono::nanoseconds(t1 - t0).count()) /
-                 static_cast<double>(c1 - c0);
+  const Pair start = read_pair(steady_ns);
+  while (steady_ns() - start.ns < 2'000'000) {
+  }
+  const Pair end = read_pair(steady_ns);
+  if (end.ticks <= start.ticks) return;
+  ns_per_tick_ = static_cast<double>(end.ns - start.ns) / static_cast<double>(end.ticks - start.ticks);
   ticks_per_ms_ = static_cast<uint64_t>(1e6 / ns_per_tick_);
   usable_ = ticks_per_ms_ > 0;
 #endif
@@ -45,25 +76,21 @@ const Tsc& Tsc::instance() {
 }
 
 namespace {
-struct Anchor {
-  uint64_t ticks = 0;
-  int64_t unix_ns = 0;
-};
-thread_local Anchor t_anchor;
+thread_local Pair t_anchor{0, 0};  // this thread's (counter, wall time) to extrapolate from
 }  // namespace
 
 int64_t unix_ms_at_tsc(uint64_t ticks) {
   const Tsc& tsc = Tsc::instance();
-  Anchor& a = t_anchor;
+  Pair& a = t_anchor;
   // Unsigned: a counter that went backwards (another core's TSC, a migrated VM) looks like a
   // long interval and renews the anchor too.
   const uint64_t since = ticks - a.ticks;
   if (since >= tsc.ticks_per_ms()) {
-    a.ticks = ticks;
-    a.unix_ns = wall_ns();
-    return a.unix_ns / 1'000'000;
+    a = read_pair(wall_ns);
+    // `ticks` was read before the anchor: answering the anchor's time is at most that late.
+    return a.ns / 1'000'000;
   }
-  return (a.unix_ns + static_cast<int64_t>(static_cast<double>(since) * tsc.ns_per_tick())) /
+  return (a.ns + static_cast<int64_t>(static_cast<double>(since) * tsc.ns_per_tick())) /
          1'000'000;
 }
 
