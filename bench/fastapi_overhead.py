@@ -195,7 +195,7 @@ def main() -> int:
         procs.append(subprocess.Popen(
             [str(sluiced), "--policy", str(work / "bench.yaml"), "--socket", str(sock),
              "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
-             "--audit-log", str(work / "audit.log")],
+             "--state-dir", str(work)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_until(sock.exists, 15, "sluiced")
         # First, while sluiced is the only other process: uvicorn, even idle, shares the cores.

@@ -38,7 +38,8 @@ bool EngineProcess::launch_() {
                    QStringLiteral("--socket"),       decisionSocket(),
                    QStringLiteral("--admin-socket"), adminSocket(),
                    QStringLiteral("--storage"),      QStringLiteral("memory"),
-                   QStringLiteral("--plugin-dir"),   QStringLiteral(SLUICE_PLUGIN_DIR)};
+                   QStringLiteral("--plugin-dir"),   QStringLiteral(SLUICE_PLUGIN_DIR),
+                   QStringLiteral("--state-dir"),    dir_.path()};
   args << extra_;
   proc_->start(binary(), args);
   if (!proc_->waitForStarted(5000)) {

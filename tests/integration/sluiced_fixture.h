@@ -64,7 +64,8 @@ class Daemon {
     std::vector<std::string> args = {binary(),         "--policy",       policy_,
                                       "--socket",       socket_,          "--admin-socket",
                                       admin_socket_,    "--threads",      "2",
-                                      "--log-level",    "info"};
+                                      "--log-level",    "info",           "--state-dir",
+                                      dir_};
     for (auto& a : extra_args) args.push_back(std::move(a));
     pid_ = spawn(args, log_);
     return pid_ > 0 && wait_ready();
@@ -134,6 +135,7 @@ class Daemon {
   pid_t pid() const { return pid_; }
   const std::string& dir() const { return dir_; }
   const std::string& policy_path() const { return policy_; }
+  std::string audit_path() const { return dir_ + "/audit.log"; }
   const std::string& socket_path() const { return socket_; }
   const std::string& admin_socket_path() const { return admin_socket_; }
   std::string log() const { return read_file(log_); }

@@ -257,7 +257,7 @@ TEST_F(Sluiced, ApplyWithExpectAndAudit) {
   EXPECT_NE(entry.find("\"command\":\"SL.POLICY APPLY\""), std::string::npos) << entry;
   EXPECT_NE(entry.find("\"new_version\":" + std::to_string(version + 1)), std::string::npos);
   EXPECT_NE(entry.find("multiplier"), std::string::npos) << entry;
-  EXPECT_NE(read_file(daemon_->policy_path() + ".audit.log").find("SL.POLICY APPLY"),
+  EXPECT_NE(read_file(daemon_->audit_path()).find("SL.POLICY APPLY"),
             std::string::npos);
 }
 
@@ -407,7 +407,8 @@ TEST_F(Sluiced, LiveSocketRefused) {
   const std::string log = daemon_->dir() + "/second.log";
   pid_t second = Daemon::spawn({Daemon::binary(), "--policy", daemon_->policy_path(), "--socket",
                                 daemon_->socket_path(), "--admin-socket",
-                                daemon_->dir() + "/admin2.sock"},
+                                daemon_->dir() + "/admin2.sock", "--state-dir",
+                                daemon_->dir() + "/second"},
                                log);
   int status = 0;
   ::waitpid(second, &status, 0);

@@ -49,7 +49,6 @@ class Sluiced:
         self.socket = str(workdir / "sluice.sock")
         self.admin_socket = str(workdir / "admin.sock")
         self.log = workdir / "sluiced.log"
-        self.audit_log = workdir / "audit.log"  # not beside the policy, in the source tree
         self.proc = None
 
     def start(self):
@@ -60,7 +59,7 @@ class Sluiced:
             self.proc = subprocess.Popen(
                 [str(self.binary), "--policy", str(self.policy), "--socket", self.socket,
                  "--admin-socket", self.admin_socket, "--storage", "memory",
-                 "--audit-log", str(self.audit_log)],
+                 "--state-dir", str(workdir)],
                 stdout=log, stderr=subprocess.STDOUT)
         probe = SluiceClient(self.socket, on_unavailable="raise")
         try:

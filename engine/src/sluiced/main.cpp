@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   std::string policy_path = default_policy_path();
   std::string storage_name = "memory";
   std::vector<std::string> storage_config, plugin_dirs;
-  std::string audit_path, log_level = "info";
+  std::string state_dir = "./run", audit_path, log_level = "info";
   std::vector<uint32_t> allow_uids;
 
   app.add_option("--policy", policy_path, "policy file (YAML, docs/policy.md)")
@@ -94,8 +94,11 @@ int main(int argc, char** argv) {
                  "serve Prometheus /metrics and /healthz on HOST:PORT (loopback advised)");
   app.add_option("--admin-allow-uid", allow_uids, "uid allowed on the admin socket besides the "
                  "daemon's own and root (repeatable)");
+  app.add_option("--state-dir", state_dir, "directory for what sluiced writes (the audit log); "
+                 "created if missing, never the policy's directory by default")
+      ->capture_default_str();
   app.add_option("--audit-log", audit_path, "audit log of admin changes (default: "
-                 "<policy>.audit.log)");
+                 "<state-dir>/audit.log)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
@@ -139,7 +142,16 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   raise_fd_limit(options.max_connections + 64);
 
-  if (audit_path.empty()) audit_path = policy_path + ".audit.log";
+  if (audit_path.empty()) {
+    std::error_code ec;
+    fs::create_directories(state_dir, ec);
+    if (ec) {
+      spdlog::error("cannot start: cannot create the state directory {}: {}", state_dir,
+                    ec.message());
+      return 1;
+    }
+    audit_path = (fs::path(state_dir) / "audit.log").string();
+  }
   AuditLog audit(audit_path);
   const uint64_t version = audit.last_version() + 1;
 

@@ -107,7 +107,7 @@ class Security : public ::testing::Test {
     // Let other uids traverse the test's directory; the sockets' own modes still apply.
     ::chmod(daemon_->dir().c_str(), 0711);
   }
-  std::string audit_path() const { return daemon_->policy_path() + ".audit.log"; }
+  std::string audit_path() const { return daemon_->audit_path(); }
   std::unique_ptr<Daemon> daemon_;
 };
 
@@ -348,7 +348,8 @@ TEST(SecurityStart, RefusesToReplaceANonSocketPath) {
   ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
   write_file(dir + "/policy.yaml", kPolicy);
   const pid_t pid = Daemon::spawn({Daemon::binary(), "--policy", dir + "/policy.yaml", "--socket",
-                                   dir + "/sluice.sock", "--admin-socket", link},
+                                   dir + "/sluice.sock", "--admin-socket", link,
+                                   "--state-dir", dir},
                                   dir + "/log");
   int status = 0;
   ::waitpid(pid, &status, 0);
