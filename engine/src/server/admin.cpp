@@ -96,7 +96,12 @@ Status write_file_atomically(const std::string& path, std::string_view text) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmpl = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  // Built by appending: at -O3, g++ 12 reports a false -Wrestrict inside libstdc++ for
+  // `"." + std::string + "..."`.
+  std::string name = ".";
+  name += target.filename().string();
+  name += ".tmp.XXXXXX";
+  std::string tmpl = (dir / name).string();
   const int fd = ::mkstemp(tmpl.data());
   if (fd < 0) {
     return Status::Unavailable(
