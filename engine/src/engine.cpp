@@ -1,7 +1,10 @@
 #include "sluice/engine.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -14,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sluice/algorithms.h"
+#include "policy_internal.h"
 #include "sluice/stats.h"
 #include "tsc.h"
 
@@ -74,6 +78,12 @@ size_t write_key(char* out, std::string_view resource, std::string_view subject,
 }
 
 constexpr size_t kMaxKeyLength = 2 * kMaxNameLength + kMaxSubjectLength + 3;
+
+// A limit's capacity: above it every transition denies alike ("never", whatever the cost), so
+// a cost is handed to storage as at most capacity + 1, and a settlement charges or refunds at
+// most one capacity. Every plugin then computes with the same small numbers (the Redis
+// plugin's Lua numbers stay exact), and a settlement denies for at most about one window.
+int64_t capacity_of(const sluice_limit_params& p) { return std::max(p.limit, p.burst); }
 
 int64_t scale(int64_t v, double f) {
   if (v <= 0 || f >= 1.0) return v;
@@ -174,7 +184,45 @@ struct Lease {
   std::string resource, subject, tier;
   int64_t cost = 0;
   int64_t expires_ms = 0;
+  std::array<uint64_t, 2> secret{};  // the token's secret half; see LeaseToken
 };
+
+namespace {
+
+// 128 bits from the kernel's CSPRNG. Each thread reads 4 KiB at a time, so acquiring a lease
+// makes one getrandom call in 256.
+std::array<uint64_t, 2> random_secret() {
+  struct Pool {
+    std::array<uint64_t, 512> words;
+    size_t next = 512;
+  };
+  thread_local Pool pool;
+  if (pool.next + 2 > pool.words.size()) {
+    auto* bytes = reinterpret_cast<char*>(pool.words.data());
+    size_t filled = 0;
+    while (filled < sizeof(pool.words)) {
+      const ssize_t n = ::getrandom(bytes + filled, sizeof(pool.words) - filled, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        spdlog::critical("getrandom failed ({}): lease secrets cannot be drawn", errno);
+        std::abort();
+      }
+      filled += static_cast<size_t>(n);
+    }
+    pool.next = 0;
+  }
+  std::array<uint64_t, 2> secret{pool.words[pool.next], pool.words[pool.next + 1]};
+  pool.words[pool.next] = pool.words[pool.next + 1] = 0;
+  pool.next += 2;
+  return secret;
+}
+
+// Compares secrets in time that does not depend on where they differ.
+bool same_secret(const std::array<uint64_t, 2>& a, const std::array<uint64_t, 2>& b) {
+  return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+}
+
+}  // namespace
 
 // A batch handed to a plugin that may complete on its own thread: a copy owned by the engine,
 // so that when the storage timeout answers the decision first, the caller may reuse its
@@ -479,8 +527,8 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     return fail(StatusCode::kInvalid, "resource name must be 1 to 64 bytes");
   if (req.subject.empty() || req.subject.size() > kMaxSubjectLength)
     return fail(StatusCode::kInvalid, "subject must be 1 to 512 bytes");
-  if (kind != DecisionKind::kReset && req.cost < 1)
-    return fail(StatusCode::kInvalid, "cost must be a positive integer");
+  if (kind != DecisionKind::kReset && (req.cost < 1 || req.cost > kMaxCost))
+    return fail(StatusCode::kInvalid, fmt::format("COST must be 1 to {}", kMaxCost));
   if (req.lease_ttl_ms < 0) return fail(StatusCode::kInvalid, "lease TTL must not be negative");
 
   if (const auto& current = impl_->current(); in.snap != current) in.snap = current;
@@ -497,11 +545,20 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     if (!tier) tier = &policy.default_tier();
   }
   in.tier = tier->index;
+  if (req.lease_ttl_ms > policy.spec().max_lease_ttl_ms()) {
+    return fail(StatusCode::kInvalid,
+                fmt::format("TTL must be 1 to {} ms (the policy's lease_ttl_max)",
+                            policy.spec().max_lease_ttl_ms()));
+  }
 
   const CompiledResource* res = policy.find_resource(req.resource);
   if (!res) {
     switch (policy.spec().unknown_resource) {
       case UnknownResourceMode::kDefaultLimits:
+        // The requested name becomes part of the storage keys: it must be a name a policy
+        // could hold, or ("a:b", "c") and ("a", "b:c") would share counters.
+        if (auto problem = policy_detail::name_problem(req.resource); !problem.empty())
+          return fail(StatusCode::kInvalid, fmt::format("resource name {}", problem));
         res = policy.default_resource();
         break;
       case UnknownResourceMode::kAllow:
@@ -529,12 +586,13 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     d.limit = d.remaining = -1;
     d.set_rule(kRuleUnlimited);
     if (kind == DecisionKind::kAcquire) {
-      d.lease_id = impl_->new_lease_id();
+      d.lease = {impl_->new_lease_id(), random_secret()};
       d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
       std::lock_guard lock(impl_->lease_mu);
       impl_->sweep_leases(in.now_ms);
-      impl_->leases[d.lease_id] = {std::string(req.resource), std::string(req.subject), tier->name, req.cost,
-                                   in.now_ms + d.lease_ttl_ms};
+      impl_->leases[d.lease.id] = {std::string(req.resource), std::string(req.subject),
+                                   tier->name, req.cost, in.now_ms + d.lease_ttl_ms,
+                                   d.lease.secret};
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
       Stats::record(snap.at(res, tier->index, res->limits.size()), Outcome::kAllowed, in.now_ms);
@@ -565,7 +623,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
   const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
   in.lease_ttl_ms = 0;
-  uint64_t lease_id = 0;
+  uint64_t lease_id = 0;  // its secret is drawn when the lease is granted
   if (kind == DecisionKind::kAcquire) {
     lease_id = impl_->new_lease_id();
     in.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
@@ -580,7 +638,9 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     it.params.limit = scale(it.params.limit, factor);
     it.params.burst = scale(it.params.burst, factor);
     // A limit counted in requests takes 1 whatever the cost; tokens and items take the cost.
-    it.cost = lim.unit == CostUnit::kRequests ? 1 : req.cost;
+    it.cost = lim.unit == CostUnit::kRequests
+                  ? 1
+                  : std::min(req.cost, capacity_of(it.params) + 1);
     it.shadow = lim.shadow ? 1 : 0;
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     switch (kind) {
@@ -605,7 +665,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
                             : static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[i] = static_cast<uint8_t>(i);
   }
-  d.lease_id = lease_id;
+  d.lease.id = lease_id;
   call.count_ = n;
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
   return true;
@@ -790,22 +850,24 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   }
   if (in.kind == DecisionKind::kAcquire) {
     if (denied) {
-      d.lease_id = 0;
+      d.lease = {};
     } else {
       d.lease_ttl_ms = in.lease_ttl_ms;
+      d.lease.secret = random_secret();
       std::lock_guard lock(lease_mu);
       sweep_leases(in.now_ms);
       // The resource name as requested: with default_limits it differs from res->name.
-      leases[d.lease_id] = {std::string(in.resource_name()), std::string(in.subject()),
+      leases[d.lease.id] = {std::string(in.resource_name()), std::string(in.subject()),
                             snap.policy->tiers()[in.tier].name, in.cost,
-                            in.now_ms + in.lease_ttl_ms};
+                            in.now_ms + in.lease_ttl_ms, d.lease.secret};
     }
   }
   finish_inline(call);
 }
 
-void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionCall& call,
+void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, DecisionCall& call,
                      DecisionDone done, void* user) {
+  const uint64_t lease_id = token.id;
   auto& in = *call.in_;
   Decision& d = call.decision_;
   d = Decision{};
@@ -818,12 +880,20 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
   in.now_ms = impl_->clock->now_ms();
   in.resource = nullptr;
 
+  if (actual && (*actual < 0 || *actual > kMaxCost)) {
+    d.error = StatusCode::kInvalid;
+    d.error_message = fmt::format("ACTUAL must be 0 to {}", kMaxCost);
+    return impl_->finish_inline(call);
+  }
   Lease lease;
   {
     std::lock_guard lock(impl_->lease_mu);
     auto it = impl_->leases.find(lease_id);
-    if (it == impl_->leases.end() || it->second.expires_ms <= in.now_ms) {
-      if (it != impl_->leases.end()) impl_->leases.erase(it);
+    // A token whose secret is not the lease's gets the answer an unknown id gets, and the
+    // lease stays its holder's.
+    const bool held = it != impl_->leases.end() && same_secret(it->second.secret, token.secret);
+    if (!held || it->second.expires_ms <= in.now_ms) {
+      if (held) impl_->leases.erase(it);
       d.allowed = false;
       d.error = StatusCode::kNotFound;
       d.error_message = "unknown or expired lease";
@@ -831,11 +901,6 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
     }
     lease = std::move(it->second);
     impl_->leases.erase(it);
-  }
-  if (actual && *actual < 0) {
-    d.error = StatusCode::kInvalid;
-    d.error_message = "actual cost must not be negative";
-    return impl_->finish_inline(call);
   }
 
   in.snap = impl_->current();
@@ -873,7 +938,8 @@ void Engine::release(uint64_t lease_id, std::optional<int64_t> actual, DecisionC
     const bool concurrency = it.params.algorithm == SLUICE_ALG_CONCURRENCY;
     it.op = concurrency ? SLUICE_OP_LEASE_RELEASE : SLUICE_OP_ADJUST;
     const int64_t held = res->limits[i].unit == CostUnit::kRequests ? 1 : lease.cost;
-    it.cost = concurrency ? held : delta;
+    const int64_t capacity = capacity_of(it.params);
+    it.cost = concurrency ? held : std::clamp(delta, -capacity, capacity);
     it.lease_id = lease_id;
     it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[k] = static_cast<uint8_t>(i);
@@ -915,12 +981,48 @@ Decision Engine::decide_sync(DecisionKind kind, const DecisionRequest& request) 
   return call.decision();
 }
 
-Decision Engine::release_sync(uint64_t lease_id, std::optional<int64_t> actual) {
+Decision Engine::release_sync(const LeaseToken& lease, std::optional<int64_t> actual) {
   DecisionCall call;
   SyncWait w;
-  release(lease_id, actual, call, &SyncWait::signal, &w);
+  release(lease, actual, call, &SyncWait::signal, &w);
   w.wait();
   return call.decision();
+}
+
+// ---- lease tokens -------------------------------------------------------------------------
+
+void LeaseToken::format(char* out) const {
+  const uint64_t words[3] = {id, secret[0], secret[1]};
+  for (uint64_t w : words) {
+    for (int shift = 60; shift >= 0; shift -= 4) *out++ = "0123456789abcdef"[(w >> shift) & 0xf];
+  }
+}
+
+std::string LeaseToken::to_string() const {
+  std::string text(kTextLength, '0');
+  format(text.data());
+  return text;
+}
+
+std::optional<LeaseToken> LeaseToken::parse(std::string_view text) {
+  if (text.size() != kTextLength) return std::nullopt;
+  uint64_t words[3] = {0, 0, 0};
+  for (size_t i = 0; i < kTextLength; ++i) {
+    const char c = text[i];
+    uint64_t digit = 0;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<uint64_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      digit = static_cast<uint64_t>(c - 'A' + 10);
+    } else {
+      return std::nullopt;
+    }
+    words[i / 16] = (words[i / 16] << 4) | digit;
+  }
+  if (words[0] == 0) return std::nullopt;
+  return LeaseToken{words[0], {words[1], words[2]}};
 }
 
 }  // namespace sluice

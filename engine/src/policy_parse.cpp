@@ -146,6 +146,14 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
          fmt::format("lease_ttl must be between 1ms and {}, got {}",
                      format_duration_ms(kMaxWindowMs), format_duration_ms(spec.lease_ttl_ms))});
   }
+  if (spec.lease_ttl_max_ms != 0 &&
+      (spec.lease_ttl_max_ms < spec.lease_ttl_ms || spec.lease_ttl_max_ms > kMaxWindowMs)) {
+    out.push_back({"lease_ttl_max", false,
+                   fmt::format("lease_ttl_max must be between lease_ttl ({}) and {}, got {}",
+                               format_duration_ms(spec.lease_ttl_ms),
+                               format_duration_ms(kMaxWindowMs),
+                               format_duration_ms(spec.lease_ttl_max_ms))});
+  }
   if (spec.unknown_resource == UnknownResourceMode::kDefaultLimits && spec.default_limits.empty()) {
     out.push_back({"unknown_resource", false,
                    "unknown_resource: default_limits needs a non-empty default_limits list"});
@@ -617,7 +625,8 @@ class Reader {
   void read_root(const YAML::Node& root, PolicySpec& spec) {
     auto fields = entries(root, "", "the policy",
                           {"version", "default_tier", "on_storage_failure", "unknown_resource",
-                           "default_limits", "lease_ttl", "tiers", "api_keys", "resources"});
+                           "default_limits", "lease_ttl", "lease_ttl_max", "tiers", "api_keys",
+                           "resources"});
     require(root, "", fields, "the policy", {"default_tier", "tiers"});
     for (const auto& f : fields) {
       if (f.key == "version") {
@@ -637,6 +646,8 @@ class Reader {
         read_limit_list(f, spec.default_limits);
       } else if (f.key == "lease_ttl") {
         if (auto v = read_duration(f)) spec.lease_ttl_ms = *v;
+      } else if (f.key == "lease_ttl_max") {
+        if (auto v = read_duration(f)) spec.lease_ttl_max_ms = *v;
       } else if (f.key == "tiers") {
         if (expect_map(f, "'tiers' (tier name -> settings)")) {
           for (const auto& t : entries(f.value, f.path, "tiers", {}))

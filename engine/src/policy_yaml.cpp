@@ -324,6 +324,10 @@ std::string policy_to_yaml(const PolicySpec& spec) {
     emit_limits(out, spec.default_limits);
   }
   out << YAML::Key << "lease_ttl" << YAML::Value << format_duration_ms(spec.lease_ttl_ms);
+  if (spec.lease_ttl_max_ms != 0) {
+    out << YAML::Key << "lease_ttl_max" << YAML::Value
+        << format_duration_ms(spec.lease_ttl_max_ms);
+  }
 
   out << YAML::Key << "tiers" << YAML::Value;
   if (spec.tiers.empty()) {
@@ -518,6 +522,11 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
   if (before.lease_ttl_ms != after.lease_ttl_ms) {
     out.push_back(fmt::format("policy: lease_ttl {} -> {}", format_duration_ms(before.lease_ttl_ms),
                               format_duration_ms(after.lease_ttl_ms)));
+  }
+  if (before.lease_ttl_max_ms != after.lease_ttl_max_ms) {
+    auto shown = [](int64_t ms) { return ms ? format_duration_ms(ms) : std::string("lease_ttl"); };
+    out.push_back(fmt::format("policy: lease_ttl_max {} -> {}", shown(before.lease_ttl_max_ms),
+                              shown(after.lease_ttl_max_ms)));
   }
 
   for (const auto& b : before.tiers) {

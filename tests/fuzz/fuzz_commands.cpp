@@ -299,7 +299,7 @@ void execute(World& w, bool admin, std::span<const std::string_view> argv, std::
       return write_decision_reply(writer, command, call.decision());
     }
     case Command::kRelease: {
-      uint64_t lease = 0;
+      LeaseToken lease;
       std::optional<int64_t> actual;
       std::string_view error;
       if (!parse_release_args(argv, lease, actual, error)) {

@@ -574,7 +574,7 @@ TEST(Sluicectl, ExitCodesForScripts) {
   EXPECT_NE(out.find("denied"), std::string::npos) << out;
   EXPECT_EQ(sluicectl(d, {"check", "predict"}, out), 2);
   EXPECT_EQ(sluicectl(d, {"check", "predict", "ned", "--tier", "gold"}, out), 3);
-  EXPECT_EQ(sluicectl(d, {"release", "12345"}, out), 1);
+  EXPECT_EQ(sluicectl(d, {"release", std::string(48, '1')}, out), 1);
   EXPECT_EQ(sluicectl(d, {"warmup", "heavy", "start"}, out), 0) << out;
   EXPECT_EQ(sluicectl(d, {"stats"}, out), 0) << out;
   EXPECT_NE(out.find("predict"), std::string::npos) << out;

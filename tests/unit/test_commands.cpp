@@ -72,24 +72,52 @@ INSTANTIATE_TEST_SUITE_P(
                       BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "COST", "1x"}, "COST"},
                       BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "TTL", "5"}, "usage"},
                       BadArgs{Command::kPeek, {"SL.PEEK", "p"}, "usage: SL.PEEK"},
-                      BadArgs{Command::kAcquire, {"SL.ACQUIRE", "p", "s", "TTL", "-1"}, "TTL"}));
+                      BadArgs{Command::kAcquire, {"SL.ACQUIRE", "p", "s", "TTL", "-1"}, "TTL"},
+                      // Past the wire bound, named in the sentence.
+                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "COST", "1000000000001"},
+                              "from 1 to 1000000000000"},
+                      BadArgs{Command::kAcquire,
+                              {"SL.ACQUIRE", "p", "s", "COST", "9223372036854775807"},
+                              "from 1 to 1000000000000"}));
 
-// SL.RELEASE takes a decimal lease id and an optional non-negative ACTUAL.
+// COST is accepted up to the bound itself.
+TEST(Commands, CostUpToTheBound) {
+  DecisionRequest r;
+  std::string_view error;
+  ASSERT_TRUE(parse_decision_args(Command::kCheck,
+                                  Argv{"SL.CHECK", "p", "s", "COST", "1000000000000"}, r, error));
+  EXPECT_EQ(r.cost, kMaxCost);
+}
+
+// SL.RELEASE takes the 48-hex-digit token and an optional ACTUAL from 0 to the bound.
 TEST(Commands, ParsesRelease) {
-  uint64_t lease = 0;
+  const std::string token = "ffffffffffffffff" "0123456789abcdef" "FEDCBA9876543210";
+  const std::string other = std::string(47, '0') + "1";
+  LeaseToken lease;
   std::optional<int64_t> actual;
   std::string_view error;
-  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", "18446744073709551615"}, lease, actual,
-                                 error));
-  EXPECT_EQ(lease, 18446744073709551615ull);
+  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token}, lease, actual, error)) << error;
+  EXPECT_EQ(lease.id, 0xffffffffffffffffull);
+  EXPECT_EQ(lease.secret[0], 0x0123456789abcdefull);
+  EXPECT_EQ(lease.secret[1], 0xfedcba9876543210ull);
+  EXPECT_EQ(lease.to_string(), "ffffffffffffffff0123456789abcdeffedcba9876543210");
   EXPECT_FALSE(actual.has_value());
-  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", "42", "actual", "0"}, lease, actual, error));
+  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token, "actual", "0"}, lease, actual, error));
   EXPECT_EQ(actual, 0);
+  ASSERT_TRUE(
+      parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000000"}, lease, actual, error));
+  EXPECT_EQ(actual, kMaxCost);
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "0"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "-3"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "7", "ACTUAL", "-1"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "7", "COST", "1"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "42"}, lease, actual, error));  // old ids
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", other}, lease, actual, error));  // id 0
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token + "0"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", std::string(47, 'a') + "g"}, lease, actual,
+                                  error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "-1"}, lease, actual, error));
+  EXPECT_FALSE(
+      parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000001"}, lease, actual, error));
+  EXPECT_NE(error.find("from 0 to 1000000000000"), std::string_view::npos) << error;
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "COST", "1"}, lease, actual, error));
 }
 
 std::string encode(Command c, const Decision& d) {
@@ -110,11 +138,11 @@ TEST(Commands, DecisionReplyShape) {
   d.set_rule("per_minute");
   EXPECT_EQ(encode(Command::kCheck, d),
             "*6\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n");
-  d.lease_id = 12345;
+  d.lease = {0x12345, {0xabcdef, 0x1}};
   d.lease_ttl_ms = 60000;
   EXPECT_EQ(encode(Command::kAcquire, d),
-            "*8\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$5\r\n12345\r\n"
-            ":60000\r\n");
+            "*8\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$48\r\n"
+            "0000000000012345" "0000000000abcdef" "0000000000000001\r\n:60000\r\n");
 }
 
 // A denial carries retry-after; a denied acquire has an empty lease.

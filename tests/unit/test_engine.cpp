@@ -199,16 +199,16 @@ TEST_F(EngineTest, ConcurrencyLeases) {
   auto a = engine_->decide_sync(DecisionKind::kAcquire, req("gpu", "s"));
   auto b = engine_->decide_sync(DecisionKind::kAcquire, req("gpu", "s"));
   ASSERT_TRUE(a.allowed && b.allowed);
-  EXPECT_NE(a.lease_id, 0u);
-  EXPECT_NE(a.lease_id, b.lease_id);
+  EXPECT_NE(a.lease.id, 0u);
+  EXPECT_NE(a.lease.id, b.lease.id);
   auto c = engine_->decide_sync(DecisionKind::kAcquire, req("gpu", "s"));
   EXPECT_FALSE(c.allowed);
-  EXPECT_EQ(c.lease_id, 0u);
+  EXPECT_EQ(c.lease.id, 0u);
   EXPECT_GT(c.retry_after_ms, 0);
   // CHECK only looks at a concurrency limit.
   EXPECT_FALSE(check("gpu", "s").allowed);
-  EXPECT_TRUE(engine_->release_sync(a.lease_id, std::nullopt).allowed);
-  EXPECT_FALSE(engine_->release_sync(a.lease_id, std::nullopt).allowed);  // twice: unknown
+  EXPECT_TRUE(engine_->release_sync(a.lease, std::nullopt).allowed);
+  EXPECT_FALSE(engine_->release_sync(a.lease, std::nullopt).allowed);  // twice: unknown
   EXPECT_TRUE(engine_->decide_sync(DecisionKind::kAcquire, req("gpu", "s")).allowed);
   EXPECT_EQ(engine_->active_leases(), 2u);
   // Nobody releases: after the TTL both slots are free again.
@@ -228,12 +228,12 @@ TEST_F(EngineTest, LeaseSettlesActualCost) {
   ASSERT_TRUE(a.allowed);
   EXPECT_EQ(a.remaining, 200);
   EXPECT_FALSE(check("generate", "s", 300).allowed);
-  ASSERT_TRUE(engine_->release_sync(a.lease_id, 100).allowed);  // refund 700
+  ASSERT_TRUE(engine_->release_sync(a.lease, 100).allowed);  // refund 700
   auto after = engine_->decide_sync(DecisionKind::kPeek, req("generate", "s", 1));
   EXPECT_EQ(after.remaining, 899);  // what would remain after a cost of 1: 1000 - 100 - 1
   auto b = engine_->decide_sync(DecisionKind::kAcquire, req("generate", "s", 100));
   ASSERT_TRUE(b.allowed);
-  ASSERT_TRUE(engine_->release_sync(b.lease_id, 500).allowed);  // extra charge 400
+  ASSERT_TRUE(engine_->release_sync(b.lease, 500).allowed);  // extra charge 400
   EXPECT_EQ(engine_->decide_sync(DecisionKind::kPeek, req("generate", "s", 1)).remaining, 399);  // 100 + 100 + 400 used
   // The request-counted limit took 1 per acquire and was not settled: 2 used (the denied
   // 300-token check consumed nothing), so 997 would remain after one more.

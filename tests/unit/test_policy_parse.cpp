@@ -134,7 +134,7 @@ struct ErrorCase {
 const ErrorCase kErrorCases[] = {
     {"UnknownRootKey", "version: 1\ndefault_tier: free\ntiers: {free: {}}\nresourcs: {}\n", 4, 1,
      "unknown key 'resourcs' in the policy; did you mean 'resources'? (allowed: version, "
-     "default_tier, on_storage_failure, unknown_resource, default_limits, lease_ttl, tiers, "
+     "default_tier, on_storage_failure, unknown_resource, default_limits, lease_ttl, lease_ttl_max, tiers, "
      "api_keys, resources)"},
     {"UnknownLimitKey",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
@@ -350,6 +350,25 @@ INSTANTIATE_TEST_SUITE_P(Cases, PolicyErrorTest, ::testing::ValuesIn(kErrorCases
                          [](const ::testing::TestParamInfo<ErrorCase>& p) {
                            return std::string(p.param.name);
                          });
+
+// lease_ttl_max: the longest TTL a client may ask for; unset, it is lease_ttl; it may not be
+// shorter than lease_ttl.
+TEST(PolicyParse, LeaseTtlMax) {
+  auto unset = parse_policy(std::string(kValid) + "lease_ttl: 30s\n", "t.yaml");
+  ASSERT_TRUE(unset.ok()) << unset.error_text();
+  EXPECT_EQ(unset.policy->lease_ttl_max_ms, 0);
+  EXPECT_EQ(unset.policy->max_lease_ttl_ms(), 30'000);
+
+  auto set = parse_policy(std::string(kValid) + "lease_ttl: 30s\nlease_ttl_max: 2h\n", "t.yaml");
+  ASSERT_TRUE(set.ok()) << set.error_text();
+  EXPECT_EQ(set.policy->max_lease_ttl_ms(), 7'200'000);
+
+  auto shorter = parse_policy(std::string(kValid) + "lease_ttl: 30s\nlease_ttl_max: 10s\n", "t.yaml");
+  ASSERT_FALSE(shorter.ok());
+  EXPECT_NE(shorter.error_text().find("lease_ttl_max must be between lease_ttl (30s)"),
+            std::string::npos)
+      << shorter.error_text();
+}
 
 TEST(PolicyParse, ReportsAllErrorsInDocumentOrder) {
   // Four independent mistakes in one document: all four come back, sorted by place.

@@ -30,13 +30,34 @@ enum class DecisionKind {
   kReset,    // forget the subject's state for every limit of the resource
 };
 
+// Wire bounds of a request's numbers. Every plugin answers exactly at and below them (their
+// sums stay below 2^53, so the Redis plugin's Lua numbers are exact too); above them a request
+// is refused before it reaches storage.
+inline constexpr int64_t kMaxCost = 1'000'000'000'000;  // COST and ACTUAL
+
+// What a client holds to release or settle its lease: the engine's id of the lease and 128
+// bits drawn for it from the kernel's CSPRNG. Only the holder of the token can use the lease;
+// ids alone (and tokens of other leases) tell nothing about it. On the wire: 48 lowercase
+// hex digits (id, then secret).
+struct LeaseToken {
+  uint64_t id = 0;  // 0: no lease
+  std::array<uint64_t, 2> secret{};
+
+  static constexpr size_t kTextLength = 48;
+  // Writes the kTextLength characters into `out`.
+  void format(char* out) const;
+  std::string to_string() const;
+  // nullopt unless `text` is exactly kTextLength hex digits with a non-zero id.
+  static std::optional<LeaseToken> parse(std::string_view text);
+};
+
 struct DecisionRequest {
   std::string_view resource;
   std::string_view subject;
   std::string_view tier;       // explicit tier; empty = resolve from api_key, subject, default
   std::string_view api_key;    // looked up in the policy's api_keys when tier is empty
   int64_t cost = 1;            // >= 1 (estimated cost for kAcquire)
-  int64_t lease_ttl_ms = 0;    // kAcquire: 0 = the policy's lease_ttl
+  int64_t lease_ttl_ms = 0;    // kAcquire: 0 = the policy's lease_ttl; at most lease_ttl_max
 };
 
 // Why a decision came out the way it did.
@@ -56,7 +77,7 @@ struct Decision {
   int64_t retry_after_ms = 0;
   DecisionSource source = DecisionSource::kLimits;
   bool shadow_denied = false;  // a shadow limit would have denied
-  uint64_t lease_id = 0;       // kAcquire, when allowed
+  LeaseToken lease;            // kAcquire, when allowed
   int64_t lease_ttl_ms = 0;
   std::string_view rule() const { return {rule_.data(), rule_len_}; }
   void set_rule(std::string_view r);
@@ -144,13 +165,13 @@ class SLUICE_API Engine {
 
   // Release a lease from kAcquire; `actual` settles the real cost (refund or extra charge).
   // Completes with decision().allowed = true when the lease existed, false when unknown or
-  // expired (error kNotFound).
-  void release(uint64_t lease_id, std::optional<int64_t> actual, DecisionCall& call,
+  // expired, or when the token's secret is not the lease's (error kNotFound, the same answer).
+  void release(const LeaseToken& lease, std::optional<int64_t> actual, DecisionCall& call,
                DecisionDone done, void* user);
 
   // Blocking conveniences for tests, tools and benchmarks.
   Decision decide_sync(DecisionKind kind, const DecisionRequest& request);
-  Decision release_sync(uint64_t lease_id, std::optional<int64_t> actual);
+  Decision release_sync(const LeaseToken& lease, std::optional<int64_t> actual);
 
   // Swap in a new policy atomically. Counters of limits whose name and algorithm are
   // unchanged carry over (they live in storage under the same keys). Warm-up state carries

@@ -80,6 +80,8 @@ struct PolicySpec {
   std::vector<LimitSpec> default_limits;          // used when unknown_resource = kDefaultLimits
   StorageFailureMode on_storage_failure = StorageFailureMode::kFailClosed;
   int64_t lease_ttl_ms = 60'000;                  // default lease TTL for SL.ACQUIRE
+  int64_t lease_ttl_max_ms = 0;                   // longest TTL a client may ask; 0 = lease_ttl
+  int64_t max_lease_ttl_ms() const { return lease_ttl_max_ms ? lease_ttl_max_ms : lease_ttl_ms; }
   bool operator==(const PolicySpec&) const = default;
 };
 

@@ -119,8 +119,8 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
     } else if (iequals(option, "KEY")) {
       request.api_key = value;
     } else if (iequals(option, "COST")) {
-      if (!parse_int64(value, request.cost) || request.cost < 1) {
-        error = "COST must be a positive integer";
+      if (!parse_int64(value, request.cost) || request.cost < 1 || request.cost > kMaxCost) {
+        error = "COST must be an integer from 1 to 1000000000000";
         return false;
       }
     } else if (acquire && iequals(option, "TTL")) {
@@ -136,7 +136,10 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
   return true;
 }
 
-bool parse_release_args(std::span<const std::string_view> argv, uint64_t& lease_id,
+// The sentences name kMaxCost's value.
+static_assert(kMaxCost == 1'000'000'000'000);
+
+bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
                         std::optional<int64_t>& actual, std::string_view& error) {
   constexpr std::string_view kUsage = "usage: SL.RELEASE lease [ACTUAL n]";
   actual.reset();
@@ -144,20 +147,20 @@ bool parse_release_args(std::span<const std::string_view> argv, uint64_t& lease_
     error = kUsage;
     return false;
   }
-  const std::string_view id = argv[1];
-  auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), lease_id);
-  if (id.empty() || ec != std::errc() || p != id.data() + id.size() || lease_id == 0) {
-    error = "lease must be the decimal id returned by SL.ACQUIRE";
+  const std::optional<LeaseToken> token = LeaseToken::parse(argv[1]);
+  if (!token) {
+    error = "lease must be the 48-digit hex token returned by SL.ACQUIRE";
     return false;
   }
+  lease = *token;
   if (argv.size() == 4) {
     int64_t n = 0;
     if (!iequals(argv[2], "ACTUAL")) {
       error = kUsage;
       return false;
     }
-    if (!parse_int64(argv[3], n) || n < 0) {
-      error = "ACTUAL must be a non-negative integer";
+    if (!parse_int64(argv[3], n) || n < 0 || n > kMaxCost) {
+      error = "ACTUAL must be an integer from 0 to 1000000000000";
       return false;
     }
     actual = n;
@@ -179,10 +182,10 @@ void write_decision_reply(resp::Writer& w, Command command, const Decision& d) {
   w.integer(d.allowed ? 0 : d.retry_after_ms);
   w.bulk(d.rule());
   if (acquire) {
-    if (d.allowed && d.lease_id != 0) {
-      char buf[24];
-      auto end = std::to_chars(buf, buf + sizeof(buf), d.lease_id).ptr;
-      w.bulk(std::string_view(buf, static_cast<size_t>(end - buf)));
+    if (d.allowed && d.lease.id != 0) {
+      char buf[LeaseToken::kTextLength];
+      d.lease.format(buf);
+      w.bulk(std::string_view(buf, sizeof(buf)));
       w.integer(d.lease_ttl_ms);
     } else {
       w.bulk("");

@@ -66,7 +66,7 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
                          DecisionRequest& request, std::string_view& error);
 
 // SL.RELEASE lease [ACTUAL n].
-bool parse_release_args(std::span<const std::string_view> argv, uint64_t& lease_id,
+bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
                         std::optional<int64_t>& actual, std::string_view& error);
 
 DecisionKind decision_kind(Command command);

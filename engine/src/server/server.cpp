@@ -343,7 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
         return decide_(command, request);
       }
       case Command::kRelease: {
-        uint64_t lease = 0;
+        LeaseToken lease;
         std::optional<int64_t> actual;
         std::string_view error;
         if (!parse_release_args(argv, lease, actual, error)) {
@@ -444,7 +444,7 @@ class Session : public std::enable_shared_from_this<Session> {
     staged_.clear();
   }
 
-  void release_(uint64_t lease, std::optional<int64_t> actual) {
+  void release_(const LeaseToken& lease, std::optional<int64_t> actual) {
     Slot& s = push_slot_();
     s.command = Command::kRelease;
     s.prepared = false;

@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
   std::string lease;
   int64_t actual = -1;
   CLI::App* release = app.add_subcommand("release", "release a lease (SL.RELEASE)");
-  release->add_option("lease", lease, "lease id printed by acquire")->required();
+  release->add_option("lease", lease, "lease token printed by acquire")->required();
   release->add_option("--actual", actual, "the real cost, settled against the estimate");
 
   CLI::App* policy = app.add_subcommand("policy", "show, check or change the policy");
