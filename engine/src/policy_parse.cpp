@@ -2,6 +2,10 @@
 // file:line:column. Two passes share the work: the reader checks shape (keys, types,
 // spellings) node by node, then check_spec() checks meaning (ranges, references, names) on the
 // spec, and its paths are mapped back to the nodes they came from.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -815,27 +819,73 @@ PolicyParseResult parse_policy(std::string_view yaml_text, std::string_view file
   }
 }
 
+namespace {
+
+std::string_view file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+}  // namespace
+
+Result<std::string> read_policy_file(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    return Status::NotFound(
+        fmt::format("cannot read policy file {}: {}", path, std::strerror(errno)));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return Status::Unavailable(
+        fmt::format("cannot read policy file {}: {}", path, std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Status::Invalid(fmt::format("policy file {} is {}, not a regular file", path,
+                                       file_kind(st.st_mode)));
+  }
+  const auto too_large = [&] {
+    return Status::Invalid(fmt::format("policy file {} is larger than {} bytes", path,
+                                       kMaxPolicyBytes));
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxPolicyBytes) return too_large();
+  std::string text(static_cast<size_t>(st.st_size) + 1, '\0');
+  size_t filled = 0;
+  for (;;) {
+    if (filled == text.size()) {
+      if (text.size() > kMaxPolicyBytes) return too_large();  // it grew while we read
+      text.resize(std::min(text.size() * 2, kMaxPolicyBytes + 1));
+    }
+    const ssize_t n = ::read(fd, text.data() + filled, text.size() - filled);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return Status::Unavailable(
+          fmt::format("cannot read policy file {}: {}", path, std::strerror(errno)));
+    }
+    if (n == 0) break;
+    filled += static_cast<size_t>(n);
+  }
+  text.resize(filled);
+  return text;
+}
+
 PolicyParseResult parse_policy_file(const std::string& path) {
-  constexpr std::streamoff kMaxPolicyBytes = 16 << 20;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  Result<std::string> text = read_policy_file(path);
+  if (!text.ok()) {
     PolicyParseResult result;
-    result.errors.push_back(
-        {path, 0, 0, fmt::format("cannot open policy file: {}", std::strerror(errno)), ""});
+    // The sentence names the file already.
+    result.errors.push_back({"", 0, 0, text.status().message(), ""});
     return result;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad() || text.tellp() > kMaxPolicyBytes) {
-    PolicyParseResult result;
-    result.errors.push_back(
-        {path, 0, 0,
-         in.bad() ? std::string("cannot read policy file")
-                  : fmt::format("policy file is larger than {} bytes", kMaxPolicyBytes),
-         ""});
-    return result;
-  }
-  return parse_policy(text.str(), path);
+  return parse_policy(text.value(), path);
 }
 
 std::vector<PolicyError> validate_policy(const PolicySpec& spec) {

@@ -1,10 +1,12 @@
 // sluiced end to end: real daemons on temporary sockets, spoken to over RESP.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -230,6 +232,61 @@ TEST_F(Sluiced, BadPolicyRefusedByApplyAndSighup) {
   }
   EXPECT_EQ(limit, 20);
   EXPECT_EQ(call(admin, {"SL.POLICY", "GET"}).elements[0].integer, version + 1);
+}
+
+// Odd things at the policy path on SIGHUP: a FIFO (opening it once blocked the daemon until
+// something wrote to it), a directory (once "the policy is empty") and a 24 MiB file (once
+// applied: SIGHUP had no cap). Each is refused in one log line naming what was found, the
+// running policy stays, and new connections are served meanwhile.
+TEST_F(Sluiced, OddPolicyFilesAreRefusedWithoutBlocking) {
+  Client admin = daemon_->client(true);
+  const int64_t version = call(admin, {"SL.POLICY", "GET"}).elements[0].integer;
+  const std::string path = daemon_->policy_path();
+  auto refused_with = [&](const std::string& why) {
+    daemon_->signal(SIGHUP);
+    bool logged = false;
+    for (int i = 0; i < 500 && !logged; ++i) {
+      logged = daemon_->log().find(why) != std::string::npos;
+      if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(logged) << why << "\n" << daemon_->log();
+    // A new connection is answered: the reload did not stall the daemon.
+    Client fresh = daemon_->client();
+    EXPECT_EQ(call(fresh, {"PING"}).str, "PONG");
+    EXPECT_EQ(call(admin, {"SL.POLICY", "GET"}).elements[0].integer, version);
+    // SL.POLICY RELOAD gives the same answer.
+    const Value reload = call(admin, {"SL.POLICY", "RELOAD"});
+    EXPECT_TRUE(reload.is_error());
+    EXPECT_NE(reload.str.find(why), std::string::npos) << reload.str;
+  };
+
+  std::filesystem::remove(path);
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  refused_with("is a FIFO, not a regular file");
+  std::filesystem::remove(path);
+  std::filesystem::create_directory(path);
+  refused_with("is a directory, not a regular file");
+  std::filesystem::remove(path);
+  std::string huge = kPolicy;
+  huge += "# " + std::string(24u << 20, 'x') + "\n";
+  write_file(path, huge);
+  refused_with("is larger than 16777216 bytes");
+
+  // Every record of the log is one line that starts with its time.
+  std::istringstream lines(daemon_->log());
+  std::string line;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(line.size() > 4 && line.compare(0, 2, "20") == 0) << "continuation line: " << line;
+  }
+  // A good file is picked up again.
+  write_file(path, kPolicy + std::string("# edited\n"));
+  daemon_->signal(SIGHUP);
+  int64_t now = version;
+  for (int i = 0; i < 500 && now == version; ++i) {
+    now = call(admin, {"SL.POLICY", "GET"}).elements[0].integer;
+    if (now == version) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(now, version + 1);
 }
 
 // APPLY with a stale EXPECT is a CONFLICT; with the current one it installs, writes the file

@@ -3,10 +3,14 @@
 // mistake never comes back half-parsed.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <fstream>
 #include <string>
 
 #include "sluice/policy.h"
+#include "numbered.h"
 
 namespace sluice {
 namespace {
@@ -460,7 +464,18 @@ TEST(PolicyParse, FileErrors) {
   auto r = parse_policy_file("/nonexistent/dir/policy.yaml");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].to_string(),
-            "/nonexistent/dir/policy.yaml: cannot open policy file: No such file or directory");
+            "cannot read policy file /nonexistent/dir/policy.yaml: No such file or directory");
+  // Only regular files are read, and opening a FIFO does not wait for a writer.
+  const std::string fifo = ::testing::TempDir() + "/sluice_policy_fifo";
+  std::remove(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto f = parse_policy_file(fifo);
+  ASSERT_EQ(f.errors.size(), 1u);
+  EXPECT_EQ(f.errors[0].message, "policy file " + fifo + " is a FIFO, not a regular file");
+  std::remove(fifo.c_str());
+  auto d = parse_policy_file(::testing::TempDir());
+  ASSERT_EQ(d.errors.size(), 1u);
+  EXPECT_NE(d.errors[0].message.find("is a directory, not a regular file"), std::string::npos);
 }
 
 TEST(PolicyParse, FileNameAppearsInMessages) {
@@ -505,7 +520,7 @@ TEST(PolicyValidate, LimitsAndNamesAtTheirBounds) {
   spec.tiers.push_back({.name = spec.default_tier, .multiplier = 1e6});
   ResourceSpec r{.name = "a-Z_0.9/x"};
   for (size_t i = 0; i < kMaxLimitsPerResource; ++i) {
-    r.limits.push_back({.name = "l" + std::to_string(i),
+    r.limits.push_back({.name = sluice::testing::numbered("l", i),
                         .algorithm = SLUICE_ALG_TOKEN_BUCKET,
                         .limit = 1'000'000'000,
                         .window_ms = 90LL * 86'400'000,

@@ -107,6 +107,14 @@ struct PolicyParseResult {
 SLUICE_API PolicyParseResult parse_policy(std::string_view yaml_text, std::string_view file);
 SLUICE_API PolicyParseResult parse_policy_file(const std::string& path);
 
+// The largest policy text accepted, from a file or over the admin socket.
+inline constexpr size_t kMaxPolicyBytes = 16u << 20;
+
+// Reads a policy file the one way every path does (start, SIGHUP, SL.POLICY RELOAD, the GUI):
+// only a regular file is read, never more than kMaxPolicyBytes, and opening never blocks (a
+// FIFO, device, directory or socket is refused with a sentence naming what was found).
+SLUICE_API Result<std::string> read_policy_file(const std::string& path);
+
 // Semantic validation of a spec built in code (the GUI's draft); same checks as parsing.
 SLUICE_API std::vector<PolicyError> validate_policy(const PolicySpec& spec);
 

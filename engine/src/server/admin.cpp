@@ -37,18 +37,6 @@ std::string utc_now_iso() {
                      ms.count() % 1000);
 }
 
-// Errors go over RESP on one line; the messages are joined with "; ".
-std::string one_line(const std::string& text) {
-  std::string out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    if (!out.empty()) out += "; ";
-    out += line;
-  }
-  return out;
-}
 
 // Runs a decision on the calling thread and waits for it (admin commands only).
 void decide_blocking(Engine& engine, DecisionKind kind, const DecisionRequest& request,
@@ -76,14 +64,23 @@ void write_status_error(resp::Writer& out, const Status& s) {
 
 }  // namespace
 
+std::string one_line(const std::string& text) {
+  std::string out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += line;
+  }
+  return out;
+}
+
 Result<LoadedPolicy> load_policy_file(const std::string& path, uint64_t version) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(fmt::format("cannot read policy file {}: {}", path,
-                                               errno_text()));
-  std::stringstream buf;
-  buf << in.rdbuf();
+  Result<std::string> text = read_policy_file(path);
+  if (!text.ok()) return text.status();
   LoadedPolicy loaded;
-  loaded.text = buf.str();
+  loaded.text = std::move(text).value();
   PolicyParseResult parsed = parse_policy(loaded.text, path);
   if (!parsed.ok()) return Status::Invalid(parsed.error_text());
   auto compiled = CompiledPolicy::compile(std::move(*parsed.policy), version);
@@ -92,9 +89,13 @@ Result<LoadedPolicy> load_policy_file(const std::string& path, uint64_t version)
   return loaded;
 }
 
-Status write_file_atomically(const std::string& path, std::string_view text) {
+StagedFile::~StagedFile() {
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+}
+
+Status StagedFile::stage(std::string_view text) {
   namespace fs = std::filesystem;
-  const fs::path target(path);
+  const fs::path target(path_);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
   // Built by appending: at -O3, g++ 12 reports a false -Wrestrict inside libstdc++ for
   // `"." + std::string + "..."`.
@@ -107,15 +108,15 @@ Status write_file_atomically(const std::string& path, std::string_view text) {
     return Status::Unavailable(
         fmt::format("cannot create a temporary file in {}: {}", dir.string(), errno_text()));
   }
+  temp_ = tmpl;  // removed by the destructor unless committed
   auto fail = [&](std::string_view what) {
     Status s = Status::Unavailable(fmt::format("cannot {} {}: {}", what, tmpl, errno_text()));
     ::close(fd);
-    ::unlink(tmpl.c_str());
     return s;
   };
   // Keep the mode of the file being replaced (mkstemp creates 0600).
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && ::fchmod(fd, st.st_mode & 07777) != 0) {
+  if (::stat(path_.c_str(), &st) == 0 && ::fchmod(fd, st.st_mode & 07777) != 0) {
     return fail("set the mode of");
   }
   size_t written = 0;
@@ -129,15 +130,19 @@ Status write_file_atomically(const std::string& path, std::string_view text) {
   }
   if (::fsync(fd) != 0) return fail("fsync");
   if (::close(fd) != 0) {
-    ::unlink(tmpl.c_str());
     return Status::Unavailable(fmt::format("cannot close {}: {}", tmpl, errno_text()));
   }
-  if (::rename(tmpl.c_str(), path.c_str()) != 0) {
-    Status s = Status::Unavailable(fmt::format("cannot rename {} to {}: {}", tmpl, path,
-                                               errno_text()));
-    ::unlink(tmpl.c_str());
-    return s;
+  return Status::Ok();
+}
+
+Status StagedFile::commit() {
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+    return Status::Unavailable(
+        fmt::format("cannot rename {} to {}: {}", temp_, path_, errno_text()));
   }
+  temp_.clear();
+  const std::filesystem::path target(path_);
+  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);  // best effort: some file systems refuse fsync on directories
@@ -228,29 +233,40 @@ Result<uint64_t> Admin::install_(std::string_view origin, const Peer& peer, std:
   const auto current = engine_.policy();
   const uint64_t old_version = current->version();
   if (text == policy_text_) return old_version;  // versions change only when the text does
-  auto compiled = CompiledPolicy::compile(spec, old_version + 1);
-  if (!compiled.ok()) return Status::Invalid(compiled.status().message());
-  if (write_file) {
-    Status written = write_file_atomically(policy_path_, text);
-    if (!written.ok()) return written;
+  // All or nothing: the policy is compiled and the new file staged (written, synced) first;
+  // the file replaces the old one only once the policy is installed, and a failure at any
+  // step, running out of memory included, leaves the running policy, its version and the
+  // file as they were.
+  try {
+    auto compiled = CompiledPolicy::compile(spec, old_version + 1);
+    if (!compiled.ok()) return Status::Invalid(compiled.status().message());
+    std::vector<std::string> changes = diff_policies(current->spec(), spec);
+    StagedFile file(policy_path_);
+    if (write_file) {
+      if (Status staged = file.stage(text); !staged.ok()) return staged;
+    }
+    engine_.set_policy(std::move(compiled).value());
+    if (write_file) {
+      if (Status committed = file.commit(); !committed.ok()) {
+        engine_.set_policy(current);
+        return committed;
+      }
+    }
+    policy_text_ = std::move(text);
+    record(peer, origin, old_version, old_version + 1, changes);
+    return old_version + 1;
+  } catch (const std::bad_alloc&) {
+    if (engine_.policy() != current) engine_.set_policy(current);
+    return Status::Unavailable(
+        "out of memory while installing the policy; the running policy stays");
   }
-  std::vector<std::string> changes = diff_policies(current->spec(), spec);
-  engine_.set_policy(std::move(compiled).value());
-  policy_text_ = std::move(text);
-  record(peer, origin, old_version, old_version + 1, changes);
-  return old_version + 1;
 }
 
 Result<uint64_t> Admin::reload(std::string_view origin, const Peer& peer) {
   std::lock_guard lock(mu_);
-  std::ifstream in(policy_path_, std::ios::binary);
-  if (!in) {
-    return Status::NotFound(fmt::format("cannot read policy file {}: {}", policy_path_,
-                                        errno_text()));
-  }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string text = buf.str();
+  Result<std::string> read = read_policy_file(policy_path_);
+  if (!read.ok()) return read.status();
+  std::string text = std::move(read).value();
   PolicyParseResult parsed = parse_policy(text, policy_path_);
   if (!parsed.ok()) return Status::Invalid(parsed.error_text());
   return install_(origin, peer, std::move(text), *parsed.policy, false);
@@ -275,6 +291,10 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
       "usage: SL.POLICY GET | VALIDATE yaml | APPLY yaml [EXPECT version] | RELOAD";
   if (argv.size() < 2) return out.error(err::kWrongArgs, kUsage);
   const std::string_view sub = argv[1];
+  if (argv.size() >= 3 && argv[2].size() > kMaxPolicyBytes) {
+    return out.error(err::kInvalid, fmt::format("the policy is larger than {} bytes",
+                                                kMaxPolicyBytes));
+  }
   if (iequals(sub, "GET") && argv.size() == 2) {
     std::lock_guard lock(mu_);
     out.array(2);
@@ -323,7 +343,7 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
     if (!reloaded.ok()) {
       const Status& s = reloaded.status();
       if (s.code() == StatusCode::kInvalid) {
-        spdlog::error("policy reload refused, the running policy stays:\n{}", s.message());
+        spdlog::error("policy reload refused, the running policy stays: {}", one_line(s.message()));
         return out.error(err::kInvalid, one_line(s.message()));
       }
       return out.error(err::kErr, s.message());

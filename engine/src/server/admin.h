@@ -34,6 +34,10 @@ struct Peer {
   pid_t pid = 0;
 };
 
+// Several lines (a policy's problems) as one: the lines joined with "; ". RESP errors and log
+// records are one line each.
+std::string one_line(const std::string& text);
+
 // A policy file read, validated and compiled.
 struct LoadedPolicy {
   std::string text;
@@ -42,9 +46,24 @@ struct LoadedPolicy {
 // Errors carry every file:line:column message, one per line.
 Result<LoadedPolicy> load_policy_file(const std::string& path, uint64_t version);
 
-// Writes `text` to `path` so that a crash leaves either the old or the new file: a temporary
-// file in the same directory, fsync, rename over the target, fsync of the directory.
-Status write_file_atomically(const std::string& path, std::string_view text);
+// A file replaced in two steps, so that it changes only once what it describes has taken
+// effect, and a crash leaves either the old or the new file. stage() writes and syncs a
+// temporary file in the target's directory (with the mode of the file it will replace);
+// commit() renames it over the target and syncs the directory. A staged file that is never
+// committed is removed when this object goes away.
+class StagedFile {
+ public:
+  explicit StagedFile(std::string path) : path_(std::move(path)) {}
+  ~StagedFile();
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+
+  Status stage(std::string_view text);
+  Status commit();
+
+ private:
+  std::string path_, temp_;  // temp_: the staged file, empty when there is none
+};
 
 // Append-only JSON-lines log of admin changes, with the last entries kept in memory.
 class AuditLog {

@@ -800,8 +800,8 @@ struct Server::Impl {
         if (r.ok()) {
           spdlog::info("policy file reloaded version={}", r.value());
         } else {
-          spdlog::error("policy reload refused, the running policy stays:\n{}",
-                        r.status().message());
+          spdlog::error("policy reload refused, the running policy stays: {}",
+                        one_line(r.status().message()));
         }
       }
       signals.async_wait([this](const error_code& e, int s) { on_signal(e, s); });

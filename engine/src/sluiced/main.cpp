@@ -157,8 +157,8 @@ int main(int argc, char** argv) {
 
   auto loaded = sluice::server::load_policy_file(policy_path, version);
   if (!loaded.ok()) {
-    spdlog::error("cannot start: the policy {} is refused:\n{}", policy_path,
-                  loaded.status().message());
+    spdlog::error("cannot start: the policy {} is refused: {}", policy_path,
+                  sluice::server::one_line(loaded.status().message()));
     return 1;
   }
   sluice::StorageConfig config;

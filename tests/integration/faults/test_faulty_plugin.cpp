@@ -19,6 +19,7 @@
 
 #include "sluice/storage.h"
 #include "sluice/storage_plugin.h"
+#include "numbered.h"
 
 namespace sluice {
 namespace {
@@ -128,7 +129,7 @@ TEST(FaultyPlugin, FailuresAreSeededAndProportional) {
     EXPECT_TRUE(s.ok()) << s.status().message();
     std::vector<bool> failed;
     for (int i = 0; i < 2000; ++i) {
-      Call c("k" + std::to_string(i));
+      Call c(sluice::testing::numbered("k", i));
       c.submit(*s.value());
       EXPECT_TRUE(c.finished());  // no latency configured: completes inline
       failed.push_back(c.status != SLUICE_OK);
@@ -155,7 +156,7 @@ TEST(FaultyPlugin, LatencyNeverBlocksTheCaller) {
   std::vector<std::unique_ptr<Call>> calls;
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 50; ++i) {
-    calls.push_back(std::make_unique<Call>("k" + std::to_string(i)));
+    calls.push_back(std::make_unique<Call>(sluice::testing::numbered("k", i)));
     calls.back()->submit(*s.value());
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 100ms);

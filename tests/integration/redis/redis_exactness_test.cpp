@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -72,9 +73,10 @@ std::string describe(const sluice_item& it) {
 }
 
 std::string describe(const sluice_item_result& r) {
-  return "{" + std::to_string(r.allowed) + ", " + std::to_string(r.limit) + ", " +
-         std::to_string(r.remaining) + ", " + std::to_string(r.reset_after_ms) + ", " +
-         std::to_string(r.retry_after_ms) + "}";
+  std::ostringstream out;  // not "{" + std::to_string(...): see tests/support/numbered.h
+  out << "{" << r.allowed << ", " << r.limit << ", " << r.remaining << ", " << r.reset_after_ms
+      << ", " << r.retry_after_ms << "}";
+  return out.str();
 }
 
 class RedisExactness : public ::testing::TestWithParam<sluice_algorithm> {

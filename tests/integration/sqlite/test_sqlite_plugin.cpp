@@ -4,6 +4,7 @@
 
 #include "sluice/storage.h"
 #include "sqlite_harness.h"
+#include "numbered.h"
 
 namespace sluice::sqlite_test {
 namespace {
@@ -155,7 +156,7 @@ TEST(SqliteCommit, AnswersAfterTheCommit) {
                          {"interval_ms", "60000"}}),
             SLUICE_OK);
   for (int i = 0; i < 5; ++i) {
-    const Outcome o = plugin.consume("k" + std::to_string(i), 10);
+    const Outcome o = plugin.consume(sluice::testing::numbered("k", i), 10);
     ASSERT_EQ(o.status, SLUICE_OK);
     EXPECT_NE(o.completed_on, std::this_thread::get_id());
     // No flush: the interval is a minute, so only the commit itself can have written it.
@@ -174,7 +175,7 @@ TEST(SqliteCommit, GroupsConcurrentDecisionsIntoFewCommits) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        EXPECT_EQ(plugin.consume("t" + std::to_string(t), 1'000'000).status, SLUICE_OK);
+        EXPECT_EQ(plugin.consume(sluice::testing::numbered("t", t), 1'000'000).status, SLUICE_OK);
       }
     });
   }
@@ -182,7 +183,7 @@ TEST(SqliteCommit, GroupsConcurrentDecisionsIntoFewCommits) {
   const auto stats = plugin.stats();
   EXPECT_LT(stats["commits"].get<int64_t>(), kThreads * kEach);
   for (int t = 0; t < kThreads; ++t) {
-    EXPECT_EQ(plugin.remaining("t" + std::to_string(t), 1'000'000), 1'000'000 - kEach);
+    EXPECT_EQ(plugin.remaining(sluice::testing::numbered("t", t), 1'000'000), 1'000'000 - kEach);
   }
 }
 
@@ -193,7 +194,7 @@ TEST(SqliteInterval, WritesBehindWithinTheInterval) {
   Instance plugin;
   ASSERT_EQ(plugin.open({{"path", db}, {"interval_ms", "20"}, {"exclusive", "false"}}), SLUICE_OK);
   for (int i = 0; i < 50; ++i)
-    ASSERT_EQ(plugin.consume("k" + std::to_string(i), 10).status, SLUICE_OK);
+    ASSERT_EQ(plugin.consume(sluice::testing::numbered("k", i), 10).status, SLUICE_OK);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (count_rows(db) < 50 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -211,7 +212,7 @@ TEST(SqliteInterval, WarnsWhenAWriteOutlastsTheInterval) {
   // One batch holds every shard while it applies, so all 50,000 changes reach the writer
   // together, in one write that takes well over a millisecond.
   std::vector<std::string> keys;
-  for (int i = 0; i < 50'000; ++i) keys.push_back("w" + std::to_string(i));
+  for (int i = 0; i < 50'000; ++i) keys.push_back(sluice::testing::numbered("w", i));
   std::vector<sluice_item> items;
   for (const auto& k : keys) items.push_back(make_item(k, SLUICE_OP_CONSUME, 10));
   ASSERT_EQ(plugin.submit(items).status, SLUICE_OK);
@@ -232,7 +233,7 @@ TEST(SqliteExpiry, DropsExpiredKeysIncrementally) {
           {{"path", db}, {"expiry_batch", "10"}, {"exclusive", "false"}, {"interval_ms", "60000"}}),
       SLUICE_OK);
   for (int i = 0; i < 35; ++i) {
-    const std::string key = "e" + std::to_string(i);
+    const std::string key = sluice::testing::numbered("e", i);
     const auto item = make_item(key, SLUICE_OP_CONSUME, 5, 1000);
     ASSERT_EQ(plugin.submit({item}).status, SLUICE_OK);
   }
@@ -335,7 +336,7 @@ TEST(SqliteJournal, FoldsTheJournalIntoTheTable) {
             SLUICE_OK);
   for (int cycle = 0; cycle < 3; ++cycle) {
     for (int i = 0; i < 100; ++i)
-      ASSERT_EQ(plugin.consume("f" + std::to_string(i), 1000).status, SLUICE_OK);
+      ASSERT_EQ(plugin.consume(sluice::testing::numbered("f", i), 1000).status, SLUICE_OK);
     ASSERT_EQ(plugin.flush(), SLUICE_OK);
   }
   EXPECT_EQ(table_rows(db, "journal"), 3);
@@ -373,7 +374,7 @@ TEST(SqliteJournal, FoldsInTheBackground) {
           {{"path", db}, {"exclusive", "false"}, {"interval_ms", "5"}, {"fold_interval_ms", "1"}}),
       SLUICE_OK);
   for (int i = 0; i < 500; ++i)
-    ASSERT_EQ(plugin.consume("b" + std::to_string(i % 50), 1000).status, SLUICE_OK);
+    ASSERT_EQ(plugin.consume(sluice::testing::numbered("b", i % 50), 1000).status, SLUICE_OK);
   ASSERT_TRUE(eventually(plugin, [&] {
     return plugin.stats()["folds"].get<int64_t>() >= 1 && table_rows(db, "journal") == 0;
   }));
@@ -410,7 +411,7 @@ TEST(SqliteStats, ReportsWhatOperatorsNeed) {
   Instance plugin;
   ASSERT_EQ(plugin.open({{"path", dir.file("s.db")}, {"interval_ms", "60000"}}), SLUICE_OK);
   for (int i = 0; i < 10; ++i)
-    ASSERT_EQ(plugin.consume("s" + std::to_string(i), 5).status, SLUICE_OK);
+    ASSERT_EQ(plugin.consume(sluice::testing::numbered("s", i), 5).status, SLUICE_OK);
   auto stats = plugin.stats();
   EXPECT_EQ(stats["keys"], 10);
   EXPECT_EQ(stats["dirty"], 10);
@@ -440,7 +441,7 @@ TEST(SqliteKeys, CollidingHashesKeepSeparateStates) {
   } unset;
   const Config config{{"path", db}, {"exclusive", "false"}, {"interval_ms", "60000"}};
   constexpr int kKeys = 40;
-  const auto key = [](int i) { return "k" + std::to_string(i); };
+  const auto key = [](int i) { return sluice::testing::numbered("k", i); };
   {
     Instance plugin;
     ASSERT_EQ(plugin.open(config), SLUICE_OK);
