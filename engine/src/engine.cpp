@@ -102,25 +102,47 @@ void Decision::set_rule(std::string_view r) {
 struct Snapshot {
   uint64_t id = 0;  // unique in the process, see Engine::Impl::current()
   std::shared_ptr<const CompiledPolicy> policy;
-  // series[(resource * tiers + tier)][limit], plus one for the tier's unlimited decisions and
-  // one for storage errors at [limits] and [limits + 1]. The default resource (unknown names
-  // with default_limits) uses resource index == resources().size().
-  std::vector<std::vector<Stats::Series*>> series;
-  // algo::state_capacity of each limit's effective parameters, indexed like series.
-  std::vector<std::vector<uint32_t>> capacities;
+  Stats* stats = nullptr;
+  // Per (resource, tier), at base[resource * tiers + tier]: one slot per limit, then one for
+  // the tier's unlimited decisions and one for storage errors ([limits], [limits + 1]). The
+  // default resource (unknown names with default_limits) has resource index
+  // resources().size(). `series` slots are bound on first use (bind()), so that a policy of
+  // a hundred thousand resources costs a pointer per slot, not a series.
+  std::vector<uint32_t> base;
+  std::unique_ptr<std::atomic<Stats::Series*>[]> series;
+  std::unique_ptr<uint32_t[]> capacities;  // algo::state_capacity of each limit's parameters
   Stats::Series* unknown = nullptr;  // decisions on unknown resources (allow or deny mode)
   // Warm-up start time per resource (ms), or -1 when not warming. Shared with the engine's
   // name-keyed record so that warm-up state survives policy swaps.
   std::unique_ptr<std::atomic<int64_t>[]> warm_started;
 
+  mutable std::mutex bind_mu;                                 // guards owned
+  mutable std::vector<std::shared_ptr<Stats::Series>> owned;  // what the slots point to
+
   size_t resource_index(const CompiledResource* r) const {
     return r == policy->default_resource() ? policy->resources().size() : r->index;
   }
   Stats::Series* at(const CompiledResource* r, uint32_t tier, size_t slot) const {
-    return series[resource_index(r) * policy->tiers().size() + tier][slot];
+    const size_t i = base[resource_index(r) * policy->tiers().size() + tier] + slot;
+    Stats::Series* s = series[i].load(std::memory_order_acquire);
+    return s != nullptr ? s : bind(r, tier, slot, i);
   }
   const uint32_t* capacities_at(const CompiledResource* r, uint32_t tier) const {
-    return capacities[resource_index(r) * policy->tiers().size() + tier].data();
+    return &capacities[base[resource_index(r) * policy->tiers().size() + tier]];
+  }
+
+  static std::string_view rule_of(const CompiledResource& r, size_t slot) {
+    if (slot < r.limits.size()) return r.limits[slot].name;
+    return slot == r.limits.size() ? kRuleUnlimited : kRuleStorage;
+  }
+  // Binds slot i to its series (found, or created, in Stats) and keeps the series alive for
+  // this snapshot's lifetime. Once per slot; concurrent first uses agree on one series.
+  Stats::Series* bind(const CompiledResource* r, uint32_t tier, size_t slot, size_t i) const {
+    std::lock_guard lock(bind_mu);
+    if (Stats::Series* s = series[i].load(std::memory_order_acquire)) return s;
+    owned.push_back(stats->series(r->name, policy->tiers()[tier].name, rule_of(*r, slot)));
+    series[i].store(owned.back().get(), std::memory_order_release);
+    return owned.back().get();
   }
 };
 
@@ -334,22 +356,54 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   const auto& tiers = policy->tiers();
   const auto& resources = policy->resources();
   const size_t rcount = resources.size() + 1;
-  snap->series.resize(rcount * tiers.size());
-  snap->capacities.resize(rcount * tiers.size());
-  auto bind = [&](const CompiledResource& r, size_t ri) {
-    for (const auto& t : tiers) {
-      auto& v = snap->series[ri * tiers.size() + t.index];
-      for (const auto& l : r.limits) v.push_back(stats.series(r.name, t.name, l.name));
-      v.push_back(stats.series(r.name, t.name, kRuleUnlimited));
-      v.push_back(stats.series(r.name, t.name, kRuleStorage));
-      auto& caps = snap->capacities[ri * tiers.size() + t.index];
-      for (const auto& p : r.effective[t.index])
-        caps.push_back(static_cast<uint32_t>(algo::state_capacity(p)));
+  snap->policy = policy;
+  snap->stats = &stats;
+  snap->base.resize(rcount * tiers.size() + 1);
+  size_t slots = 0;
+  for (size_t ri = 0; ri < rcount; ++ri) {
+    const CompiledResource* r =
+        ri < resources.size() ? &resources[ri] : policy->default_resource();
+    for (size_t t = 0; t < tiers.size(); ++t) {
+      snap->base[ri * tiers.size() + t] = static_cast<uint32_t>(slots);
+      if (r != nullptr) slots += r->limits.size() + 2;
     }
-  };
-  for (const auto& r : resources) bind(r, r.index);
-  if (policy->default_resource()) bind(*policy->default_resource(), resources.size());
-  snap->unknown = stats.series("(unknown)", "", "(unknown-resource)");
+  }
+  snap->base.back() = static_cast<uint32_t>(slots);
+  snap->series = std::make_unique<std::atomic<Stats::Series*>[]>(slots);
+  snap->capacities = std::make_unique<uint32_t[]>(slots);
+  for (size_t ri = 0; ri < rcount; ++ri) {
+    const CompiledResource* r =
+        ri < resources.size() ? &resources[ri] : policy->default_resource();
+    if (r == nullptr) continue;
+    for (const auto& t : tiers) {
+      uint32_t* caps = &snap->capacities[snap->base[ri * tiers.size() + t.index]];
+      for (const auto& p : r->effective[t.index])
+        *caps++ = static_cast<uint32_t>(algo::state_capacity(p));
+    }
+  }
+  // The series the running snapshot has bound carry over to the names that stay, so a
+  // policy swap keeps their history; those of removed names go with the old snapshot.
+  if (auto previous = snapshot.load()) {
+    std::lock_guard lock(previous->bind_mu);
+    for (const auto& s : previous->owned) {
+      const Stats::SeriesKey key = Stats::key_of(*s);
+      const CompiledResource* r = policy->find_resource(key.resource);
+      if (r == nullptr && policy->default_resource() != nullptr &&
+          key.resource == policy->default_resource()->name)
+        r = policy->default_resource();
+      const CompiledTier* t = policy->find_tier(key.tier);
+      if (r == nullptr || t == nullptr) continue;
+      for (size_t slot = 0; slot < r->limits.size() + 2; ++slot) {
+        if (Snapshot::rule_of(*r, slot) != key.rule) continue;
+        const size_t i = snap->base[snap->resource_index(r) * tiers.size() + t->index] + slot;
+        snap->owned.push_back(s);
+        snap->series[i].store(s.get(), std::memory_order_relaxed);
+        break;
+      }
+    }
+  }
+  snap->owned.push_back(stats.series("(unknown)", "", "(unknown-resource)"));
+  snap->unknown = snap->owned.back().get();
 
   snap->warm_started = std::make_unique<std::atomic<int64_t>[]>(resources.size());
   const int64_t now = clock->now_ms();

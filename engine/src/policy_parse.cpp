@@ -333,6 +333,33 @@ std::string suggestion(std::string_view given, const Range& options) {
   return "";
 }
 
+// Whether `text` may hold a second YAML document: a document marker ("---" or "...") at the
+// start of a line after the first content line. YAML forbids such lines inside a document's
+// content, so text without one has a single document and needs no second parse.
+bool may_have_second_document(std::string_view text) {
+  bool content_seen = false;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(at, end - at);
+    at = end + 1;
+    const bool marker = (line.starts_with("---") || line.starts_with("...")) &&
+                        (line.size() == 3 || line[3] == ' ' || line[3] == '\t' ||
+                         line[3] == '\r');
+    if (marker) {
+      if (content_seen || line.starts_with("...")) return true;
+      content_seen = true;  // the first document's own start
+      continue;
+    }
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first != std::string_view::npos && line[first] != '#' && line[0] != '%') {
+      content_seen = true;
+    }
+  }
+  return false;
+}
+
 // Where a second YAML document starts, if there is one. Parses at most two documents:
 // YAML::LoadAll has no such bound.
 std::optional<YAML::Mark> second_document(const std::string& text) {
@@ -391,7 +418,7 @@ class Reader {
     try {
       const std::string owned(text);
       root = YAML::Load(owned);
-      if (auto second = second_document(owned)) {
+      if (auto second = may_have_second_document(owned) ? second_document(owned) : std::nullopt) {
         result.errors.push_back(
             make_error(*second, "", "a policy is one YAML document; found a second one here"));
         return result;

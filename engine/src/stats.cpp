@@ -5,7 +5,7 @@
 #include <atomic>
 #include <bit>
 #include <charconv>
-#include <deque>
+#include <unordered_map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,14 +36,17 @@ const char* outcome_name(int i) {
 
 class Stats::Series {
  public:
-  Series(std::string r, std::string t, std::string u)
-      : resource(std::move(r)), tier(std::move(t)), rule(std::move(u)) {}
+  Series(std::string r, std::string t, std::string u, uint64_t created)
+      : resource(std::move(r)), tier(std::move(t)), rule(std::move(u)), seq(created) {}
+  ~Series() { delete[] ring_.load(std::memory_order_acquire); }
+  Series(const Series&) = delete;
+  Series& operator=(const Series&) = delete;
 
   void record(Outcome outcome, int64_t now_ms) {
     const int o = static_cast<int>(outcome);
     total[o].fetch_add(1, std::memory_order_relaxed);
     const int64_t sec = now_ms / 1000;
-    Bucket& b = buckets[static_cast<size_t>(sec % kWindowSeconds)];
+    Bucket& b = ring()[static_cast<size_t>(sec % kWindowSeconds)];
     int64_t seen = b.second.load(std::memory_order_acquire);
     if (seen != sec) {
       // The first recorder of a new second recycles the bucket. A count racing with the reset
@@ -58,20 +61,59 @@ class Stats::Series {
   }
 
   uint32_t at(int64_t sec, int o) const {
-    const Bucket& b = buckets[static_cast<size_t>(sec % kWindowSeconds)];
+    const Bucket* r = ring_.load(std::memory_order_acquire);
+    if (r == nullptr) return 0;
+    const Bucket& b = r[static_cast<size_t>(sec % kWindowSeconds)];
     return b.second.load(std::memory_order_acquire) == sec
                ? b.count[o].load(std::memory_order_relaxed)
                : 0;
   }
+  bool counted() const {
+    for (const auto& t : total)
+      if (t.load(std::memory_order_relaxed) != 0) return true;
+    return false;
+  }
 
   const std::string resource, tier, rule;
+  const uint64_t seq;  // creation order: readers list series in it
   std::array<std::atomic<uint64_t>, kOutcomes> total{};
-  std::array<Bucket, kWindowSeconds> buckets;
+
+ private:
+  // The per-second buckets (21 KiB), allocated by the first recorder: a policy with a
+  // hundred thousand resources costs this only for the series that count something.
+  Bucket* ring() {
+    Bucket* r = ring_.load(std::memory_order_acquire);
+    if (r != nullptr) return r;
+    auto* fresh = new Bucket[kWindowSeconds];
+    if (ring_.compare_exchange_strong(r, fresh, std::memory_order_acq_rel)) return fresh;
+    delete[] fresh;  // another thread installed its ring first
+    return r;
+  }
+
+  std::atomic<Bucket*> ring_{nullptr};
 };
 
 struct Stats::Impl {
-  std::mutex series_mu;                         // guards series (the container, not counters)
-  std::deque<Series> series;                    // deque: pointers stay valid on growth
+  // Series by "resource\x1ftier\x1frule"; an entry whose series has been released expires
+  // and is swept out as new series are created.
+  mutable std::mutex series_mu;  // guards series and created_since_sweep
+  std::unordered_map<std::string, std::weak_ptr<Series>> series;
+  size_t created_since_sweep = 0;
+  uint64_t created = 0;
+
+  // The series alive now, in creation order, for readers; taken under series_mu, used
+  // outside it.
+  std::vector<std::shared_ptr<Series>> live() const {
+    std::vector<std::shared_ptr<Series>> out;
+    {
+      std::lock_guard lock(series_mu);
+      out.reserve(series.size());
+      for (const auto& [key, weak] : series)
+        if (auto s = weak.lock()) out.push_back(std::move(s));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->seq < b->seq; });
+    return out;
+  }
 
   struct TopEntry {
     std::string resource, subject;
@@ -87,12 +129,33 @@ struct Stats::Impl {
 Stats::Stats() : impl_(std::make_unique<Impl>()) {}
 Stats::~Stats() = default;
 
-Stats::Series* Stats::series(std::string_view resource, std::string_view tier,
-                             std::string_view rule) {
+std::shared_ptr<Stats::Series> Stats::series(std::string_view resource, std::string_view tier,
+                                             std::string_view rule) {
+  std::string key;
+  key.reserve(resource.size() + tier.size() + rule.size() + 2);
+  key.append(resource).append(1, '\x1f').append(tier).append(1, '\x1f').append(rule);
   std::lock_guard lock(impl_->series_mu);
-  for (auto& s : impl_->series)
-    if (s.resource == resource && s.tier == tier && s.rule == rule) return &s;
-  return &impl_->series.emplace_back(std::string(resource), std::string(tier), std::string(rule));
+  auto& series = impl_->series;
+  auto [it, inserted] = series.try_emplace(std::move(key));
+  if (!inserted) {
+    if (auto alive = it->second.lock()) return alive;
+  }
+  auto created = std::make_shared<Series>(std::string(resource), std::string(tier),
+                                          std::string(rule), ++impl_->created);
+  it->second = created;
+  // Sweeping once the creations since the last sweep outnumber the entries keeps the map
+  // within twice the live series at O(1) amortized per creation.
+  if (++impl_->created_since_sweep > series.size() / 2 + 64) {
+    std::erase_if(series, [](const auto& entry) { return entry.second.expired(); });
+    impl_->created_since_sweep = 0;
+  }
+  return created;
+}
+
+size_t Stats::series_count() const { return impl_->live().size(); }
+
+Stats::SeriesKey Stats::key_of(const Series& series) {
+  return {series.resource, series.tier, series.rule};
 }
 
 void Stats::record(Series* series, Outcome outcome, int64_t now_ms) {
@@ -135,12 +198,11 @@ void Stats::record_latency_ns(int64_t ns) {
 
 Stats::Totals Stats::totals() const {
   Totals t;
-  std::lock_guard lock(impl_->series_mu);
-  for (const auto& s : impl_->series) {
-    t.allowed += s.total[0].load();
-    t.denied += s.total[1].load();
-    t.shadow_denied += s.total[2].load();
-    t.storage_errors += s.total[3].load();
+  for (const auto& s : impl_->live()) {
+    t.allowed += s->total[0].load();
+    t.denied += s->total[1].load();
+    t.shadow_denied += s->total[2].load();
+    t.storage_errors += s->total[3].load();
   }
   return t;
 }
@@ -148,10 +210,9 @@ Stats::Totals Stats::totals() const {
 Stats::Totals Stats::totals(std::string_view resource, std::string_view tier,
                             std::string_view rule) const {
   Totals t;
-  std::lock_guard lock(impl_->series_mu);
-  for (const auto& s : impl_->series) {
-    if (s.resource != resource || s.tier != tier || s.rule != rule) continue;
-    t = {s.total[0].load(), s.total[1].load(), s.total[2].load(), s.total[3].load()};
+  for (const auto& s : impl_->live()) {
+    if (s->resource != resource || s->tier != tier || s->rule != rule) continue;
+    t = {s->total[0].load(), s->total[1].load(), s->total[2].load(), s->total[3].load()};
   }
   return t;
 }
@@ -211,10 +272,10 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
                  now_ms, seconds, first);
   Totals all;
   {
-    std::lock_guard lock(impl_->series_mu);
-    out.reserve(impl_->series.size() * (static_cast<size_t>(seconds) * 8 + 200));
+    const auto live = impl_->live();
     bool first_series = true;
-    for (const auto& s : impl_->series) {
+    for (const auto& series : live) {
+      const Series& s = *series;
       // docs/protocol.md: a series is listed once it has counted a decision (a policy names
       // every resource x tier x rule up front; most of them may never see traffic).
       std::array<uint64_t, kOutcomes> total{};
@@ -317,13 +378,14 @@ std::string Stats::to_prometheus() const {
       "# HELP sluice_decisions_total Decisions by resource, tier, rule and outcome.\n"
       "# TYPE sluice_decisions_total counter\n";
   {
-    std::lock_guard lock(impl_->series_mu);
-    for (const auto& s : impl_->series)
+    for (const auto& series : impl_->live()) {
+      const Series& s = *series;
       for (int o = 0; o < kOutcomes; ++o)
         out += fmt::format(
             "sluice_decisions_total{{resource=\"{}\",tier=\"{}\",rule=\"{}\",outcome=\"{}\"}} {}\n",
             escape_label(s.resource), escape_label(s.tier), escape_label(s.rule), outcome_name(o),
             s.total[static_cast<size_t>(o)].load());
+    }
   }
   out +=
       "# HELP sluice_decision_latency_seconds Time from request to decision inside the engine.\n"

@@ -347,14 +347,14 @@ class TestAdminModels : public QObject {
   // Live history fed with documents from the engine's own statistics code.
   void liveHistoryFromEngineStats() {
     Stats stats;
-    auto* denied = stats.series("predict", "free", "per_minute");
-    auto* allowed = stats.series("predict", "premium", "per_minute");
-    auto* idle = stats.series("generate", "free", "tokens");
+    auto denied = stats.series("predict", "free", "per_minute");
+    auto allowed = stats.series("predict", "premium", "per_minute");
+    auto idle = stats.series("generate", "free", "tokens");
     (void)idle;
     const int64_t t0 = 1'700'000'000'000;
     for (int s = 0; s < 5; ++s) {
-      for (int i = 0; i < 10 + s; ++i) Stats::record(allowed, Outcome::kAllowed, t0 + s * 1000);
-      for (int i = 0; i < s; ++i) Stats::record(denied, Outcome::kDenied, t0 + s * 1000);
+      for (int i = 0; i < 10 + s; ++i) Stats::record(allowed.get(), Outcome::kAllowed, t0 + s * 1000);
+      for (int i = 0; i < s; ++i) Stats::record(denied.get(), Outcome::kDenied, t0 + s * 1000);
     }
     stats.record_blocked("predict", "premium-user-key-1234");
     stats.record_blocked("predict", "10.0.0.7");
@@ -389,7 +389,7 @@ class TestAdminModels : public QObject {
     QCOMPARE(live.seriesModel()->rowCount(), 2);
 
     // A later, short snapshot merges into the history instead of replacing it.
-    for (int i = 0; i < 7; ++i) Stats::record(denied, Outcome::kDenied, t0 + 5000);
+    for (int i = 0; i < 7; ++i) Stats::record(denied.get(), Outcome::kDenied, t0 + 5000);
     auto later = parseStatsJson(stats.to_json(t0 + 5000, 3));
     QVERIFY(later.ok());
     live.ingest(later.value());

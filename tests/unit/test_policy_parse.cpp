@@ -337,6 +337,8 @@ const ErrorCase kErrorCases[] = {
      "YAML syntax error: illegal map value"},
     {"TwoDocuments", "default_tier: free\ntiers: {free: {}}\n---\na: 1\n", 3, 1,
      "a policy is one YAML document; found a second one here"},
+    {"SecondAfterEnd", "default_tier: free\ntiers: {free: {}}\n...\n--- {a: 1}\n", 4, 1,
+     "a policy is one YAML document; found a second one here"},
 };
 
 class PolicyErrorTest : public ::testing::TestWithParam<ErrorCase> {};
@@ -372,6 +374,13 @@ TEST(PolicyParse, LeaseTtlMax) {
   EXPECT_NE(shorter.error_text().find("lease_ttl_max must be between lease_ttl (30s)"),
             std::string::npos)
       << shorter.error_text();
+}
+
+// Document markers that start the one document, or end it with nothing after, are fine.
+TEST(PolicyParse, OneDocumentWithMarkers) {
+  EXPECT_TRUE(parse_policy(std::string("# sluice\n---\n") + kValid, "t.yaml").ok());
+  EXPECT_TRUE(parse_policy(std::string("--- # the policy\n") + kValid + "...\n", "t.yaml").ok());
+  EXPECT_TRUE(parse_policy(std::string(kValid) + "# ---\n  # ...\n", "t.yaml").ok());
 }
 
 TEST(PolicyParse, ReportsAllErrorsInDocumentOrder) {

@@ -27,12 +27,22 @@ class SLUICE_API Stats {
   Stats(const Stats&) = delete;
   Stats& operator=(const Stats&) = delete;
 
-  // Find or create the series of (resource, tier, rule). The pointer stays valid for the
-  // lifetime of Stats (series are never removed, so reloads keep history). Takes a mutex:
-  // call when a policy is installed, not per decision.
-  Series* series(std::string_view resource, std::string_view tier, std::string_view rule);
+  // Find or create the series of (resource, tier, rule). A series lives while someone holds
+  // it (the engine's policy snapshots do): the statistics of a resource that left the policy
+  // are released with the last snapshot that had it. Takes a mutex and a hash lookup: call
+  // when a series is first needed, not per decision.
+  std::shared_ptr<Series> series(std::string_view resource, std::string_view tier,
+                                 std::string_view rule);
+  // Series alive now (tests and memory accounting).
+  size_t series_count() const;
+  // What a series counts.
+  struct SeriesKey {
+    std::string_view resource, tier, rule;
+  };
+  static SeriesKey key_of(const Series& series);
 
-  // Hot path: count one outcome at time now_ms.
+  // Hot path: count one outcome at time now_ms. A series' 15 minutes of buckets are
+  // allocated when it records for the first time.
   static void record(Series* series, Outcome outcome, int64_t now_ms);
   void record_blocked(std::string_view resource, std::string_view subject);
   void record_latency_ns(int64_t ns);

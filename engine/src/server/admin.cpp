@@ -1,6 +1,7 @@
 #include "admin.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "context.h"
 #include "sluice/stats.h"
@@ -63,6 +67,20 @@ void write_status_error(resp::Writer& out, const Status& s) {
 }
 
 }  // namespace
+
+std::vector<std::string> summarize_changes(std::vector<std::string> changes,
+                                           std::string_view policy_text) {
+  constexpr size_t kListed = 100;
+  if (changes.size() > kListed) {
+    const size_t more = changes.size() - kListed;
+    changes.resize(kListed);
+    changes.push_back(fmt::format("... and {} more changes", more));
+  }
+  const XXH128_hash_t h = XXH3_128bits(policy_text.data(), policy_text.size());
+  changes.push_back(fmt::format("policy text: {} bytes, xxh3-128 {:016x}{:016x}",
+                                policy_text.size(), h.high64, h.low64));
+  return changes;
+}
 
 std::string one_line(const std::string& text) {
   std::string out;
@@ -240,7 +258,7 @@ Result<uint64_t> Admin::install_(std::string_view origin, const Peer& peer, std:
   try {
     auto compiled = CompiledPolicy::compile(spec, old_version + 1);
     if (!compiled.ok()) return Status::Invalid(compiled.status().message());
-    std::vector<std::string> changes = diff_policies(current->spec(), spec);
+    std::vector<std::string> changes = summarize_changes(diff_policies(current->spec(), spec), text);
     StagedFile file(policy_path_);
     if (write_file) {
       if (Status staged = file.stage(text); !staged.ok()) return staged;
@@ -267,9 +285,13 @@ Result<uint64_t> Admin::reload(std::string_view origin, const Peer& peer) {
   Result<std::string> read = read_policy_file(policy_path_);
   if (!read.ok()) return read.status();
   std::string text = std::move(read).value();
-  PolicyParseResult parsed = parse_policy(text, policy_path_);
-  if (!parsed.ok()) return Status::Invalid(parsed.error_text());
-  return install_(origin, peer, std::move(text), *parsed.policy, false);
+  auto result = [&]() -> Result<uint64_t> {
+    PolicyParseResult parsed = parse_policy(text, policy_path_);
+    if (!parsed.ok()) return Status::Invalid(parsed.error_text());
+    return install_(origin, peer, std::string(text), *parsed.policy, false);
+  }();
+  ::malloc_trim(0);  // as after APPLY: what parsing took goes back to the system
+  return result;
 }
 
 void Admin::execute(Command command, std::span<const std::string_view> argv, const Peer& peer,
@@ -291,6 +313,14 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
       "usage: SL.POLICY GET | VALIDATE yaml | APPLY yaml [EXPECT version] | RELOAD";
   if (argv.size() < 2) return out.error(err::kWrongArgs, kUsage);
   const std::string_view sub = argv[1];
+  // Parsing a large policy takes hundreds of MiB that malloc keeps for reuse; give them back
+  // to the system once the command is done, so memory returns after a large policy goes.
+  struct ReturnFreeMemory {
+    bool large;
+    ~ReturnFreeMemory() {
+      if (large) ::malloc_trim(0);
+    }
+  } trim{argv.size() >= 3 && argv[2].size() > (1u << 20)};
   if (argv.size() >= 3 && argv[2].size() > kMaxPolicyBytes) {
     return out.error(err::kInvalid, fmt::format("the policy is larger than {} bytes",
                                                 kMaxPolicyBytes));

@@ -34,6 +34,12 @@ struct Peer {
   pid_t pid = 0;
 };
 
+// What an audit entry says of a policy change: the first 100 changes, how many more there
+// were, and the new text's size and digest (an entry never holds the whole text: a policy of
+// 100,000 resources once wrote a 14 MB line).
+std::vector<std::string> summarize_changes(std::vector<std::string> changes,
+                                           std::string_view policy_text);
+
 // Several lines (a policy's problems) as one: the lines joined with "; ". RESP errors and log
 // records are one line each.
 std::string one_line(const std::string& text);
