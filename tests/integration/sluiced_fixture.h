@@ -37,7 +37,10 @@ inline void write_file(const std::string& path, const std::string& text) {
 class Daemon {
  public:
   // Writes `policy_yaml` and starts sluiced on it; check ok() afterwards.
-  explicit Daemon(const std::string& policy_yaml, std::vector<std::string> extra_args = {}) {
+  // `launcher` runs sluiced (e.g. {"/usr/bin/prlimit", "--nofile=1024:1024"}).
+  explicit Daemon(const std::string& policy_yaml, std::vector<std::string> extra_args = {},
+                  std::vector<std::string> launcher = {})
+      : launcher_(std::move(launcher)) {
     char tmpl[] = "/tmp/sluice-it-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     policy_ = dir_ + "/policy.yaml";
@@ -61,11 +64,12 @@ class Daemon {
 
   // Starts (another) sluiced with this directory's paths; true once both sockets answer.
   bool start(std::vector<std::string> extra_args = {}) {
-    std::vector<std::string> args = {binary(),         "--policy",       policy_,
+    std::vector<std::string> args = launcher_;
+    args.insert(args.end(), {binary(),         "--policy",       policy_,
                                       "--socket",       socket_,          "--admin-socket",
                                       admin_socket_,    "--threads",      "2",
                                       "--log-level",    "info",           "--state-dir",
-                                      dir_};
+                                      dir_});
     for (auto& a : extra_args) args.push_back(std::move(a));
     pid_ = spawn(args, log_);
     return pid_ > 0 && wait_ready();
@@ -147,6 +151,7 @@ class Daemon {
   }
 
  private:
+  std::vector<std::string> launcher_;
   std::string dir_, policy_, socket_, admin_socket_, log_;
   pid_t pid_ = -1;
   int exit_status_ = 0;

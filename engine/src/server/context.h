@@ -24,7 +24,10 @@ struct ServerOptions {
   std::string metrics_listen;           // HOST:PORT, empty = no HTTP endpoint
   size_t threads = 0;                   // 0 = one per core
   resp::Limits limits;                  // frame, argument and bulk caps
-  size_t max_connections = 16384;       // decision + admin sessions together
+  size_t max_connections = 16384;       // decision sessions
+  size_t max_admin_connections = 64;    // admin sessions, counted apart: decision clients that
+                                        // fill their cap never lock operators out
+  size_t max_metrics_connections = 64;  // HTTP connections to --metrics-listen
   int64_t idle_timeout_s = 300;         // 0 = never close idle connections
   size_t max_output_bytes = 1u << 20;   // per connection: unread replies before reading stops
   size_t max_inflight = 1024;           // per connection: decisions waiting for storage
@@ -36,7 +39,9 @@ struct ServerContext {
   Admin* admin = nullptr;  // null in tests that only serve decisions
   ServerOptions options;
   size_t threads = 1;      // resolved thread count
-  std::atomic<size_t> connections{0};
+  std::atomic<size_t> connections{0};          // decision and admin sessions
+  std::atomic<size_t> admin_connections{0};    // of which admin sessions
+  std::atomic<size_t> metrics_connections{0};  // HTTP connections to the metrics endpoint
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   int64_t uptime_s() const {

@@ -37,7 +37,12 @@ constexpr auto kTimeout = std::chrono::seconds(10);
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket socket, ServerContext& context)
-      : stream_(std::move(socket)), context_(context) {}
+      : stream_(std::move(socket)), context_(context) {
+    context_.metrics_connections.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~HttpSession() { context_.metrics_connections.fetch_sub(1, std::memory_order_relaxed); }
+  HttpSession(const HttpSession&) = delete;
+  HttpSession& operator=(const HttpSession&) = delete;
 
   void start() { read_(); }
 
@@ -110,10 +115,35 @@ struct MetricsServer::Impl : std::enable_shared_from_this<MetricsServer::Impl> {
   tcp::acceptor acceptor;
   ServerContext& context;
 
+  asio::steady_timer retry{ioc};
+  bool failing = false;  // accept is failing (descriptors exhausted): logged once
+  bool full = false;     // at the connection cap: logged once
+
+  // Connections past --max-metrics-connections are closed at once; an idle one is closed
+  // after kTimeout. Failing accepts back off and are logged once per episode.
   void accept() {
     acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted || !self->acceptor.is_open()) return;
-      if (!ec) std::make_shared<HttpSession>(std::move(s), self->context)->start();
+      if (ec) {
+        if (!self->failing) spdlog::warn("accept on the metrics endpoint failed: {}", ec.message());
+        self->failing = true;
+        self->retry.expires_after(std::chrono::milliseconds(100));
+        self->retry.async_wait([self](beast::error_code tec) {
+          if (!tec) self->accept();
+        });
+        return;
+      }
+      self->failing = false;
+      const size_t cap = self->context.options.max_metrics_connections;
+      if (self->context.metrics_connections.load(std::memory_order_relaxed) >= cap) {
+        if (!self->full) spdlog::warn("refusing metrics connections: {} is the maximum", cap);
+        self->full = true;
+        beast::error_code ignored;
+        s.close(ignored);
+      } else {
+        self->full = false;
+        std::make_shared<HttpSession>(std::move(s), self->context)->start();
+      }
       self->accept();
     });
   }
@@ -158,6 +188,7 @@ Status MetricsServer::listen(const std::string& host_port) {
 }
 
 void MetricsServer::close() {
+  impl_->retry.cancel();
   beast::error_code ec;
   impl_->acceptor.close(ec);
 }

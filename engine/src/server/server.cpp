@@ -143,6 +143,7 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() {
     if (fd_ >= 0) ::close(fd_);
     worker_.ctx.connections.fetch_sub(1, std::memory_order_relaxed);
+    if (admin_) worker_.ctx.admin_connections.fetch_sub(1, std::memory_order_relaxed);
   }
 
   Session(const Session&) = delete;
@@ -696,6 +697,8 @@ struct Server::Impl {
     std::string path;
     bool admin;
     bool bound = false;
+    bool failing = false;  // accept is failing (descriptors exhausted): logged once
+    bool full = false;     // at its connection cap: logged once
   };
 
   ServerContext& ctx;
@@ -740,14 +743,17 @@ struct Server::Impl {
     l.acceptor.async_accept([this, &l](const error_code& ec, stream_protocol::socket socket) {
       if (ec == asio::error::operation_aborted || stopping.load()) return;
       if (ec) {
-        // Out of descriptors and the like: log, breathe, and accept again.
-        spdlog::warn("accept on {} failed: {}", l.path, ec.message());
+        // Out of descriptors and the like: log once per episode, breathe, accept again.
+        if (!l.failing) spdlog::warn("accept on {} failed: {}", l.path, ec.message());
+        l.failing = true;
         l.retry.expires_after(std::chrono::milliseconds(100));
         l.retry.async_wait([this, &l](const error_code& tec) {
           if (!tec) accept(l);
         });
         return;
       }
+      if (l.failing) spdlog::info("accepting on {} again", l.path);
+      l.failing = false;
       on_accept(l, std::move(socket));
       accept(l);
     });
@@ -758,11 +764,18 @@ struct Server::Impl {
     auto refuse = [&](std::string reply) {
       std::make_shared<Refusal>(std::move(socket), std::move(reply))->start();
     };
-    if (ctx.connections.load(std::memory_order_relaxed) >= ctx.options.max_connections) {
-      spdlog::warn("refusing a connection on {}: {} connections is the maximum", l.path,
-                   ctx.options.max_connections);
+    // Each socket has its own cap: decision clients at theirs leave room for the admin.
+    const size_t admins = ctx.admin_connections.load(std::memory_order_relaxed);
+    const size_t open = l.admin ? admins : ctx.connections.load(std::memory_order_relaxed) - admins;
+    const size_t cap = l.admin ? ctx.options.max_admin_connections : ctx.options.max_connections;
+    if (open >= cap) {
+      if (!l.full) {  // one line per episode, not one per refused connection
+        spdlog::warn("refusing connections on {}: {} is the maximum", l.path, cap);
+        l.full = true;
+      }
       return refuse("-BUSY max number of connections reached\r\n");
     }
+    l.full = false;
     if (l.admin && !admin_allowed(peer.uid)) {
       spdlog::warn("refusing admin connection from uid={} pid={}", peer.uid, peer.pid);
       return refuse(fmt::format("-NOPERM uid {} may not use the admin socket\r\n", peer.uid));
@@ -771,6 +784,7 @@ struct Server::Impl {
     const int fd = socket.release(ec);  // the worker's own epoll set takes it from here
     if (ec) return;
     ctx.connections.fetch_add(1, std::memory_order_relaxed);
+    if (l.admin) ctx.admin_connections.fetch_add(1, std::memory_order_relaxed);
     Worker& w = l.admin ? control : *workers[next_worker++ % workers.size()];
     const bool admin_session = l.admin;
     asio::post(w.ioc, [&w, fd, admin_session, peer] {

@@ -48,8 +48,8 @@ void raise_fd_limit(size_t wanted) {
     ::getrlimit(RLIMIT_NOFILE, &rl);
   }
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted) {
-    spdlog::warn("the descriptor limit is {}; --max-connections {} cannot all be served "
-                 "(raise it with ulimit -n)", rl.rlim_cur, wanted - 64);
+    spdlog::warn("the descriptor limit is {}; {} connections (decision, admin and metrics caps) "
+                 "cannot all be served (raise it with ulimit -n)", rl.rlim_cur, wanted - 64);
   }
 }
 
@@ -103,7 +103,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
   app.add_option("--max-connections", options.max_connections,
-                 "open connections allowed (both sockets)")->capture_default_str();
+                 "open connections allowed on the decision socket")->capture_default_str();
+  app.add_option("--max-admin-connections", options.max_admin_connections,
+                 "open connections allowed on the admin socket (counted apart)")
+      ->capture_default_str();
+  app.add_option("--max-metrics-connections", options.max_metrics_connections,
+                 "open HTTP connections allowed on --metrics-listen")->capture_default_str();
   app.add_option("--idle-timeout", options.idle_timeout_s,
                  "seconds before an idle connection is closed (0 = never)")->capture_default_str();
   app.add_option("--max-frame-bytes", options.limits.max_frame_bytes,
@@ -140,7 +145,8 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
   ::signal(SIGPIPE, SIG_IGN);
-  raise_fd_limit(options.max_connections + 64);
+  raise_fd_limit(options.max_connections + options.max_admin_connections +
+                 options.max_metrics_connections + 64);
 
   if (audit_path.empty()) {
     std::error_code ec;
