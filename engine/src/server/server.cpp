@@ -687,7 +687,7 @@ Peer peer_of(stream_protocol::socket& s) {
 // ---- the server -----------------------------------------------------------------------------
 
 struct Server::Impl {
-  explicit Impl(ServerContext& c) : ctx(c), control(c) {}
+  explicit Impl(ServerContext& c) : ctx(c), control(c), admin_worker(c) {}
 
   struct Listener {
     Listener(asio::io_context& ioc, std::string p, bool a) : acceptor(ioc), path(std::move(p)),
@@ -702,7 +702,12 @@ struct Server::Impl {
   };
 
   ServerContext& ctx;
-  Worker control;  // admin sessions, acceptors, signals, metrics
+  // Acceptors, signals and the metrics endpoint: never waits on storage, disk or a policy.
+  Worker control;
+  // Admin sessions and SIGHUP's reload, on a thread of their own: an apply that parses and
+  // fsyncs, or an SL.INSPECT that waits on a hung backend, never holds up accepting
+  // connections or handling signals.
+  Worker admin_worker;
   std::vector<std::unique_ptr<Worker>> workers;
   size_t next_worker = 0;
   std::unique_ptr<Listener> decision, admin;
@@ -785,7 +790,7 @@ struct Server::Impl {
     if (ec) return;
     ctx.connections.fetch_add(1, std::memory_order_relaxed);
     if (l.admin) ctx.admin_connections.fetch_add(1, std::memory_order_relaxed);
-    Worker& w = l.admin ? control : *workers[next_worker++ % workers.size()];
+    Worker& w = l.admin ? admin_worker : *workers[next_worker++ % workers.size()];
     const bool admin_session = l.admin;
     asio::post(w.ioc, [&w, fd, admin_session, peer] {
       w.sessions.push_back(std::make_shared<Session>(w, fd, admin_session, peer));
@@ -810,13 +815,15 @@ struct Server::Impl {
     if (signo == SIGHUP) {
       spdlog::info("SIGHUP: reloading the policy file");
       if (ctx.admin != nullptr) {
-        auto r = ctx.admin->reload("SIGHUP", Peer{::getuid(), ::getpid()});
-        if (r.ok()) {
-          spdlog::info("policy file reloaded version={}", r.value());
-        } else {
-          spdlog::error("policy reload refused, the running policy stays: {}",
-                        one_line(r.status().message()));
-        }
+        asio::post(admin_worker.ioc, [this] {
+          auto r = ctx.admin->reload("SIGHUP", Peer{::getuid(), ::getpid()});
+          if (r.ok()) {
+            spdlog::info("policy file reloaded version={}", r.value());
+          } else {
+            spdlog::error("policy reload refused, the running policy stays: {}",
+                          one_line(r.status().message()));
+          }
+        });
       }
       signals.async_wait([this](const error_code& e, int s) { on_signal(e, s); });
       return;
@@ -877,16 +884,26 @@ struct Server::Impl {
     // A timer belongs to its worker's thread: the others' are cancelled there (TSan saw the
     // cross-thread cancel race with the worker re-arming it).
     control.sweep.cancel();
-    for (auto& w : workers) asio::post(w->ioc, [wp = w.get()] { wp->sweep.cancel(); });
+    for (Worker* w : threaded_workers()) asio::post(w->ioc, [w] { w->sweep.cancel(); });
     guards.clear();
-    for (auto& w : workers) w->ioc.stop();
+    for (Worker* w : threaded_workers()) w->ioc.stop();
     control.ioc.stop();
   }
 
   std::vector<Worker*> all_workers() {
-    std::vector<Worker*> all{&control};
-    for (auto& w : workers) all.push_back(w.get());
+    std::vector<Worker*> all = threaded_workers();
+    all.push_back(&control);
     return all;
+  }
+  // The workers with a thread of their own: the decision workers, then the admin worker.
+  std::vector<Worker*> threaded_workers() {
+    std::vector<Worker*> all;
+    for (auto& w : workers) all.push_back(w.get());
+    all.push_back(&admin_worker);
+    return all;
+  }
+  void join(Worker& w) {
+    if (w.thread.joinable()) w.thread.join();
   }
 
   void remove_socket_files() {
@@ -901,9 +918,9 @@ Server::Server(ServerContext& context) : impl_(std::make_unique<Impl>(context)) 
 Server::~Server() {
   if (!impl_) return;
   impl_->guards.clear();
-  for (auto& w : impl_->workers) {
+  for (Worker* w : impl_->threaded_workers()) {
     w->ioc.stop();
-    if (w->thread.joinable()) w->thread.join();
+    impl_->join(*w);
   }
   impl_->remove_socket_files();
 }
@@ -934,12 +951,11 @@ Status Server::start() {
     im.remove_socket_files();
     return s;
   }
-  for (auto& w : im.workers) {
-    im.guards.emplace_back(w->ioc.get_executor());
-    im.sweep(*w);
-    w->arm();
-    Worker* wp = w.get();
-    w->thread = std::thread([wp] {
+  for (Worker* wp : im.threaded_workers()) {
+    im.guards.emplace_back(wp->ioc.get_executor());
+    im.sweep(*wp);
+    wp->arm();
+    wp->thread = std::thread([wp] {
       for (;;) {
         try {
           wp->ioc.run();
@@ -973,9 +989,11 @@ void Server::run() {
       spdlog::critical("control thread: unhandled exception: {}", e.what());
     }
   }
-  for (auto& w : im.workers) {
-    if (w->thread.joinable()) w->thread.join();
-  }
+  for (auto& w : im.workers) im.join(*w);
+  // An admin command may still wait on a hung backend (with --storage-timeout 0): the
+  // engine's shutdown completes what the plugin holds, and the admin thread can end.
+  im.ctx.engine->shutdown();
+  im.join(im.admin_worker);
   im.remove_socket_files();
   spdlog::info("stopped");
 }

@@ -231,6 +231,32 @@ TEST(Faults, HungStorageLeavesTheDaemonServing) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
 }
 
+// Admin work runs off the thread that accepts connections and handles signals: with the
+// backend hung and no storage timeout, an SL.INSPECT waits, while new connections are still
+// accepted and SIGTERM stops the daemon within 2 s after its grace period. (On the accepting thread, the INSPECT held up
+// every new connection and SIGTERM.)
+TEST(Faults, AHungAdminCommandHoldsUpNeitherAcceptNorSigterm) {
+  ControlFile control;
+  control.set("hang=1\n");
+  std::vector<std::string> args = faulty({"control_file=" + control.path});
+  args.insert(args.end(), {"--storage-timeout", "0", "--shutdown-grace-ms", "300"});
+  Daemon d(policy("fail_closed"), args);
+  ASSERT_TRUE(d.ok()) << d.log();
+
+  Client inspecting = d.client(true);
+  ASSERT_TRUE(inspecting.send(resp::encode_command({"SL.INSPECT", "predict", "carol"})));
+  std::this_thread::sleep_for(200ms);  // the INSPECT is now waiting on the hung backend
+
+  const auto t0 = std::chrono::steady_clock::now();
+  Client fresh = d.client();
+  EXPECT_EQ(call(fresh, {"PING"}).str, "PONG");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(d.stop(SIGTERM, 20s), 0) << d.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s + 300ms) << d.log();
+}
+
 // A decision waiting on a hung backend is answered by the policy's on_storage_failure once the
 // storage timeout passes: it never waits forever.
 TEST(Faults, HungStorageTimesOutIntoTheFailureMode) {
