@@ -79,7 +79,8 @@ Engine& engine_for(const std::string& resource, size_t subjects) {
   p.resources = {one, four};
   auto policy = CompiledPolicy::compile(p, 1);
   StorageConfig config;
-  if (const char* shards = std::getenv("SLUICE_BENCH_SHARDS")) config.emplace_back("shards", shards);
+  if (const char* shards = std::getenv("SLUICE_BENCH_SHARDS"))
+    config.emplace_back("shards", shards);
   auto storage = Storage::load("memory", {SLUICE_PLUGIN_DIR}, config);
   if (!policy.ok() || !storage.ok()) {
     std::fprintf(stderr, "setup failed: %s %s\n", policy.status().message().c_str(),

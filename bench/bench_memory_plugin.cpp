@@ -44,7 +44,8 @@ constexpr int64_t kNow = 1'700'000'000'000;
 
 void write_subject(uint64_t i, char* out) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "user-%011llu", static_cast<unsigned long long>(i % 100'000'000'000ull));
+  std::snprintf(buf, sizeof buf, "user-%011llu",
+                static_cast<unsigned long long>(i % 100'000'000'000ull));
   std::memcpy(out, buf, kSubjectLength);
 }
 
@@ -186,9 +187,9 @@ class RedisServer {
     RedisServer r;
     r.socket_ = "/tmp/sluice-bench-memory-" + std::to_string(getpid()) + ".sock";
     const std::string socket = r.socket_;
-    std::vector<std::string> args = {"redis-server", "--port",         "0",  "--unixsocket", socket,
-                                     "--save",       "",               "--appendonly", "no",
-                                     "--loglevel",   "warning"};
+    std::vector<std::string> args = {"redis-server", "--port",     "0",      "--unixsocket",
+                                     socket,         "--save",     "",       "--appendonly",
+                                     "no",           "--loglevel", "warning"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -196,7 +197,8 @@ class RedisServer {
     posix_spawn_file_actions_init(&quiet);
     posix_spawn_file_actions_addopen(&quiet, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&quiet, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    const int spawned = posix_spawnp(&r.pid_, "redis-server", &quiet, nullptr, argv.data(), environ);
+    const int spawned =
+        posix_spawnp(&r.pid_, "redis-server", &quiet, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&quiet);
     if (spawned != 0) return std::nullopt;
     for (int i = 0; i < 100; ++i) {
@@ -205,7 +207,9 @@ class RedisServer {
     }
     return std::nullopt;
   }
-  RedisServer(RedisServer&& o) noexcept : pid_(o.pid_), socket_(std::move(o.socket_)) { o.pid_ = 0; }
+  RedisServer(RedisServer&& o) noexcept : pid_(o.pid_), socket_(std::move(o.socket_)) {
+    o.pid_ = 0;
+  }
   ~RedisServer() {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
@@ -230,7 +234,8 @@ class RedisServer {
   long used_memory() const {
     const std::string info = command("INFO memory");
     const auto pos = info.find("used_memory:");
-    return pos == std::string::npos ? -1 : std::atol(info.c_str() + pos + std::strlen("used_memory:"));
+    return pos == std::string::npos ? -1
+                                    : std::atol(info.c_str() + pos + std::strlen("used_memory:"));
   }
 
   // Mass insertion, as the Redis manual recommends it: RESP on redis-cli --pipe's stdin.
@@ -243,7 +248,8 @@ class RedisServer {
       write_subject(i, key);
       std::memcpy(key, prefix, 4);  // "user" or another 4-byte prefix: distinct key sets
       if (with_expiry) {
-        std::fprintf(f, "*5\r\n$3\r\nSET\r\n$16\r\n%.16s\r\n$1\r\n1\r\n$2\r\nPX\r\n$5\r\n60000\r\n", key);
+        std::fprintf(f, "*5\r\n$3\r\nSET\r\n$16\r\n%.16s\r\n$1\r\n1\r\n$2\r\nPX\r\n$5\r\n60000\r\n",
+                     key);
       } else {
         std::fprintf(f, "*3\r\n$3\r\nSET\r\n$16\r\n%.16s\r\n$1\r\n1\r\n", key);
       }
@@ -281,8 +287,9 @@ std::optional<RedisFigures> redis_bytes_per_key(size_t keys) {
   while (!dbsize.empty() && (dbsize.back() == '\n' || dbsize.back() == '\r')) dbsize.pop_back();
   const std::string server = redis->command("INFO server");
   const auto v = server.find("redis_version:");
-  const std::string version =
-      v == std::string::npos ? "?" : server.substr(v + 14, server.find_first_of("\r\n", v) - v - 14);
+  const std::string version = v == std::string::npos
+                                  ? "?"
+                                  : server.substr(v + 14, server.find_first_of("\r\n", v) - v - 14);
   std::printf("redis-server %s: %s keys after the second run\n", version.c_str(), dbsize.c_str());
   return f;
 }

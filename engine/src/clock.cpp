@@ -64,7 +64,8 @@ Tsc::Tsc() {
   }
   const Pair end = read_pair(steady_ns);
   if (end.ticks <= start.ticks) return;
-  ns_per_tick_ = static_cast<double>(end.ns - start.ns) / static_cast<double>(end.ticks - start.ticks);
+  ns_per_tick_ =
+      static_cast<double>(end.ns - start.ns) / static_cast<double>(end.ticks - start.ticks);
   ticks_per_ms_ = static_cast<uint64_t>(1e6 / ns_per_tick_);
   usable_ = ticks_per_ms_ > 0;
 #endif
@@ -90,8 +91,7 @@ int64_t unix_ms_at_tsc(uint64_t ticks) {
     // `ticks` was read before the anchor: answering the anchor's time is at most that late.
     return a.ns / 1'000'000;
   }
-  return (a.ns + static_cast<int64_t>(static_cast<double>(since) * tsc.ns_per_tick())) /
-         1'000'000;
+  return (a.ns + static_cast<int64_t>(static_cast<double>(since) * tsc.ns_per_tick())) / 1'000'000;
 }
 
 }  // namespace detail

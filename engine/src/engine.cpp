@@ -1,5 +1,7 @@
 #include "sluice/engine.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -13,11 +15,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
-#include "sluice/algorithms.h"
 #include "policy_internal.h"
+#include "sluice/algorithms.h"
 #include "sluice/stats.h"
 #include "tsc.h"
 
@@ -111,7 +110,7 @@ struct Snapshot {
   std::vector<uint32_t> base;
   std::unique_ptr<std::atomic<Stats::Series*>[]> series;
   std::unique_ptr<uint32_t[]> capacities;  // algo::state_capacity of each limit's parameters
-  Stats::Series* unknown = nullptr;  // decisions on unknown resources (allow or deny mode)
+  Stats::Series* unknown = nullptr;        // decisions on unknown resources (allow or deny mode)
   // Warm-up start time per resource (ms), or -1 when not warming. Shared with the engine's
   // name-keyed record so that warm-up state survives policy swaps.
   std::unique_ptr<std::atomic<int64_t>[]> warm_started;
@@ -361,8 +360,7 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   snap->base.resize(rcount * tiers.size() + 1);
   size_t slots = 0;
   for (size_t ri = 0; ri < rcount; ++ri) {
-    const CompiledResource* r =
-        ri < resources.size() ? &resources[ri] : policy->default_resource();
+    const CompiledResource* r = ri < resources.size() ? &resources[ri] : policy->default_resource();
     for (size_t t = 0; t < tiers.size(); ++t) {
       snap->base[ri * tiers.size() + t] = static_cast<uint32_t>(slots);
       if (r != nullptr) slots += r->limits.size() + 2;
@@ -372,8 +370,7 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   snap->series = std::make_unique<std::atomic<Stats::Series*>[]>(slots);
   snap->capacities = std::make_unique<uint32_t[]>(slots);
   for (size_t ri = 0; ri < rcount; ++ri) {
-    const CompiledResource* r =
-        ri < resources.size() ? &resources[ri] : policy->default_resource();
+    const CompiledResource* r = ri < resources.size() ? &resources[ri] : policy->default_resource();
     if (r == nullptr) continue;
     for (const auto& t : tiers) {
       uint32_t* caps = &snap->capacities[snap->base[ri * tiers.size() + t.index]];
@@ -434,8 +431,8 @@ double Engine::Impl::warm_factor(const Snapshot& snap, const CompiledResource& r
   const auto& w = r.warmup;
   if (w.duration_ms > 0 && elapsed >= w.duration_ms) return 1.0;
   if (w.ramp && w.duration_ms > 0)
-    return w.factor + (1.0 - w.factor) * static_cast<double>(elapsed) /
-                          static_cast<double>(w.duration_ms);
+    return w.factor +
+           (1.0 - w.factor) * static_cast<double>(elapsed) / static_cast<double>(w.duration_ms);
   return w.factor;
 }
 
@@ -479,8 +476,9 @@ const Clock& Engine::clock() const { return *impl_->clock; }
 size_t Engine::active_leases() const {
   std::lock_guard lock(impl_->lease_mu);
   const int64_t now = impl_->clock->now_ms();
-  return static_cast<size_t>(std::count_if(impl_->leases.begin(), impl_->leases.end(),
-                                           [now](const auto& kv) { return kv.second.expires_ms > now; }));
+  return static_cast<size_t>(
+      std::count_if(impl_->leases.begin(), impl_->leases.end(),
+                    [now](const auto& kv) { return kv.second.expires_ms > now; }));
 }
 
 // ---- warm-up ------------------------------------------------------------------------------
@@ -624,8 +622,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
         d.retry_after_ms = allow ? 0 : -1;
         d.set_rule(kRuleUnknown);
         if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
-          Stats::record(snap.unknown, allow ? Outcome::kAllowed : Outcome::kDenied,
-                        in.now_ms);
+          Stats::record(snap.unknown, allow ? Outcome::kAllowed : Outcome::kDenied, in.now_ms);
         return answered();
       }
     }
@@ -644,8 +641,11 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
       d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
       std::lock_guard lock(impl_->lease_mu);
       impl_->sweep_leases(in.now_ms);
-      impl_->leases[d.lease.id] = {std::string(req.resource), std::string(req.subject),
-                                   tier->name, req.cost, in.now_ms + d.lease_ttl_ms,
+      impl_->leases[d.lease.id] = {std::string(req.resource),
+                                   std::string(req.subject),
+                                   tier->name,
+                                   req.cost,
+                                   in.now_ms + d.lease_ttl_ms,
                                    d.lease.secret};
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
@@ -692,9 +692,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     it.params.limit = scale(it.params.limit, factor);
     it.params.burst = scale(it.params.burst, factor);
     // A limit counted in requests takes 1 whatever the cost; tokens and items take the cost.
-    it.cost = lim.unit == CostUnit::kRequests
-                  ? 1
-                  : std::min(req.cost, capacity_of(it.params) + 1);
+    it.cost = lim.unit == CostUnit::kRequests ? 1 : std::min(req.cost, capacity_of(it.params) + 1);
     it.shadow = lim.shadow ? 1 : 0;
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     switch (kind) {
@@ -754,7 +752,8 @@ void Engine::Impl::submit(DecisionCall& call) {
     }
     const size_t n = in.batch.count;
     const char* base = in.keys.data();
-    const auto key_bytes = static_cast<size_t>(in.items[n - 1].key + in.items[n - 1].key_len - base);
+    const auto key_bytes =
+        static_cast<size_t>(in.items[n - 1].key + in.items[n - 1].key_len - base);
     std::copy_n(base, key_bytes, sub->keys.data());
     for (size_t i = 0; i < n; ++i) {
       sub->items[i] = in.items[i];
@@ -856,8 +855,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     d.set_rule(kRuleStorage);
     d.error = status == SLUICE_ERR_TIMEOUT ? StatusCode::kTimeout : StatusCode::kUnavailable;
     d.error_message = message ? message : "storage failure";
-    Stats::record(snap.at(res, in.tier, res->limits.size() + 1), Outcome::kStorageError,
-                  in.now_ms);
+    Stats::record(snap.at(res, in.tier, res->limits.size() + 1), Outcome::kStorageError, in.now_ms);
     stats.record_latency_ns(timer.elapsed_ns(in.started));
     return finish_inline(call);
   }
@@ -871,8 +869,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     if (in.items[i].shadow) {
       if (!r.allowed) {
         d.shadow_denied = true;
-        if (counts)
-          Stats::record(snap.at(res, in.tier, i), Outcome::kShadowDenied, in.now_ms);
+        if (counts) Stats::record(snap.at(res, in.tier, i), Outcome::kShadowDenied, in.now_ms);
       }
       continue;
     }
@@ -882,7 +879,8 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
                           (best.retry_after_ms >= 0 && r.retry_after_ms > best.retry_after_ms);
       if (!denied || longer) chosen = static_cast<int>(i);
       denied = true;
-    } else if (!denied && (chosen < 0 || r.remaining < in.results[static_cast<size_t>(chosen)].remaining)) {
+    } else if (!denied &&
+               (chosen < 0 || r.remaining < in.results[static_cast<size_t>(chosen)].remaining)) {
       chosen = static_cast<int>(i);
     }
   }
@@ -911,9 +909,9 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
       std::lock_guard lock(lease_mu);
       sweep_leases(in.now_ms);
       // The resource name as requested: with default_limits it differs from res->name.
-      leases[d.lease.id] = {std::string(in.resource_name()), std::string(in.subject()),
+      leases[d.lease.id] = {std::string(in.resource_name()),    std::string(in.subject()),
                             snap.policy->tiers()[in.tier].name, in.cost,
-                            in.now_ms + in.lease_ttl_ms, d.lease.secret};
+                            in.now_ms + in.lease_ttl_ms,        d.lease.secret};
     }
   }
   finish_inline(call);

@@ -3,10 +3,9 @@
 // spellings) node by node, then check_spec() checks meaning (ranges, references, names) on the
 // spec, and its paths are mapped back to the nodes they came from.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -152,11 +151,11 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
   }
   if (spec.lease_ttl_max_ms != 0 &&
       (spec.lease_ttl_max_ms < spec.lease_ttl_ms || spec.lease_ttl_max_ms > kMaxWindowMs)) {
-    out.push_back({"lease_ttl_max", false,
-                   fmt::format("lease_ttl_max must be between lease_ttl ({}) and {}, got {}",
-                               format_duration_ms(spec.lease_ttl_ms),
-                               format_duration_ms(kMaxWindowMs),
-                               format_duration_ms(spec.lease_ttl_max_ms))});
+    out.push_back(
+        {"lease_ttl_max", false,
+         fmt::format("lease_ttl_max must be between lease_ttl ({}) and {}, got {}",
+                     format_duration_ms(spec.lease_ttl_ms), format_duration_ms(kMaxWindowMs),
+                     format_duration_ms(spec.lease_ttl_max_ms))});
   }
   if (spec.unknown_resource == UnknownResourceMode::kDefaultLimits && spec.default_limits.empty()) {
     out.push_back({"unknown_resource", false,
@@ -345,8 +344,7 @@ bool may_have_second_document(std::string_view text) {
     const std::string_view line = text.substr(at, end - at);
     at = end + 1;
     const bool marker = (line.starts_with("---") || line.starts_with("...")) &&
-                        (line.size() == 3 || line[3] == ' ' || line[3] == '\t' ||
-                         line[3] == '\r');
+                        (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
     if (marker) {
       if (content_seen || line.starts_with("...")) return true;
       content_seen = true;  // the first document's own start
@@ -654,10 +652,10 @@ class Reader {
   // ---- the document -------------------------------------------------------------------
 
   void read_root(const YAML::Node& root, PolicySpec& spec) {
-    auto fields = entries(root, "", "the policy",
-                          {"version", "default_tier", "on_storage_failure", "unknown_resource",
-                           "default_limits", "lease_ttl", "lease_ttl_max", "tiers", "api_keys",
-                           "resources"});
+    auto fields =
+        entries(root, "", "the policy",
+                {"version", "default_tier", "on_storage_failure", "unknown_resource",
+                 "default_limits", "lease_ttl", "lease_ttl_max", "tiers", "api_keys", "resources"});
     require(root, "", fields, "the policy", {"default_tier", "tiers"});
     for (const auto& f : fields) {
       if (f.key == "version") {
@@ -876,12 +874,12 @@ Result<std::string> read_policy_file(const std::string& path) {
         fmt::format("cannot read policy file {}: {}", path, std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
-    return Status::Invalid(fmt::format("policy file {} is {}, not a regular file", path,
-                                       file_kind(st.st_mode)));
+    return Status::Invalid(
+        fmt::format("policy file {} is {}, not a regular file", path, file_kind(st.st_mode)));
   }
   const auto too_large = [&] {
-    return Status::Invalid(fmt::format("policy file {} is larger than {} bytes", path,
-                                       kMaxPolicyBytes));
+    return Status::Invalid(
+        fmt::format("policy file {} is larger than {} bytes", path, kMaxPolicyBytes));
   };
   if (static_cast<uint64_t>(st.st_size) > kMaxPolicyBytes) return too_large();
   std::string text(static_cast<size_t>(st.st_size) + 1, '\0');

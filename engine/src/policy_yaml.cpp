@@ -325,8 +325,7 @@ std::string policy_to_yaml(const PolicySpec& spec) {
   }
   out << YAML::Key << "lease_ttl" << YAML::Value << format_duration_ms(spec.lease_ttl_ms);
   if (spec.lease_ttl_max_ms != 0) {
-    out << YAML::Key << "lease_ttl_max" << YAML::Value
-        << format_duration_ms(spec.lease_ttl_max_ms);
+    out << YAML::Key << "lease_ttl_max" << YAML::Value << format_duration_ms(spec.lease_ttl_max_ms);
   }
 
   out << YAML::Key << "tiers" << YAML::Value;

@@ -1,17 +1,17 @@
 #include "sluice/stats.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
 #include <charconv>
-#include <unordered_map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <vector>
-
-#include <fmt/format.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -165,8 +165,8 @@ void Stats::record(Series* series, Outcome outcome, int64_t now_ms) {
 void Stats::record_blocked(std::string_view resource, std::string_view subject) {
   // Hashed before the lock: a denial storm from many threads serialises on top_mu, so the
   // time inside it is kept to a scan of 64 integers.
-  const uint64_t hash =
-      XXH3_64bits_withSeed(subject.data(), subject.size(), XXH3_64bits(resource.data(), resource.size()));
+  const uint64_t hash = XXH3_64bits_withSeed(subject.data(), subject.size(),
+                                             XXH3_64bits(resource.data(), resource.size()));
   std::lock_guard lock(impl_->top_mu);
   auto& top = impl_->top;
   for (auto& e : top) {
@@ -237,9 +237,8 @@ namespace {
 // A JSON string literal; subjects are whatever bytes clients send, so invalid UTF-8 is
 // replaced rather than allowed to make the dump throw.
 void append_json_string(std::string& out, std::string_view v) {
-  const bool plain = std::all_of(v.begin(), v.end(), [](char c) {
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-  });
+  const bool plain = std::all_of(
+      v.begin(), v.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
   if (plain) {  // policy names, almost every subject
     out += '"';
     out += v;
@@ -268,8 +267,8 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
   const int64_t first = last - seconds + 1;
   std::string out;
   auto buf = std::back_inserter(out);
-  fmt::format_to(buf, R"({{"now_ms":{},"window_seconds":{},"first_second":{},"series":[)",
-                 now_ms, seconds, first);
+  fmt::format_to(buf, R"({{"now_ms":{},"window_seconds":{},"first_second":{},"series":[)", now_ms,
+                 seconds, first);
   Totals all;
   {
     const auto live = impl_->live();
@@ -315,9 +314,9 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
       all.storage_errors += total[3];
     }
   }
-  fmt::format_to(buf,
-                 R"(],"totals":{{"allowed":{},"denied":{},"shadow_denied":{},"storage_errors":{}}})",
-                 all.allowed, all.denied, all.shadow_denied, all.storage_errors);
+  fmt::format_to(
+      buf, R"(],"totals":{{"allowed":{},"denied":{},"shadow_denied":{},"storage_errors":{}}})",
+      all.allowed, all.denied, all.shadow_denied, all.storage_errors);
   out += R"(,"top_blocked":[)";
   {
     std::lock_guard lock(impl_->top_mu);

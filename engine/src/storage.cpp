@@ -1,12 +1,12 @@
 #include "sluice/storage.h"
 
 #include <dlfcn.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdlib>
 #include <filesystem>
-#include <fmt/format.h>
 
 #include "sluice/algorithms.h"
 
@@ -25,8 +25,8 @@ std::string executable_dir() {
 std::string resolve(std::string_view name_or_path, const std::vector<std::string>& dirs) {
   if (name_or_path.find('/') != std::string_view::npos) return std::string(name_or_path);
   for (const auto& dir : dirs) {
-    for (const auto& file : {fmt::format("{}.so", name_or_path),
-                             fmt::format("libsluice_{}.so", name_or_path)}) {
+    for (const auto& file :
+         {fmt::format("{}.so", name_or_path), fmt::format("libsluice_{}.so", name_or_path)}) {
       fs::path p = fs::path(dir) / file;
       std::error_code ec;
       if (fs::is_regular_file(p, ec)) return p.string();
@@ -41,7 +41,9 @@ std::vector<std::string> Storage::default_plugin_dirs() {
   std::vector<std::string> dirs;
   if (const char* env = std::getenv("SLUICE_PLUGIN_DIR"); env && *env) dirs.emplace_back(env);
   auto exe = executable_dir();
-  if (!exe.empty()) dirs.push_back((fs::path(exe) / ".." / "lib" / "sluice" / "plugins").lexically_normal().string());
+  if (!exe.empty())
+    dirs.push_back(
+        (fs::path(exe) / ".." / "lib" / "sluice" / "plugins").lexically_normal().string());
   return dirs;
 }
 
@@ -71,9 +73,10 @@ Result<std::unique_ptr<Storage>> Storage::load(std::string_view name_or_path,
   auto opened = open_table(entry(), config);
   if (!opened.ok()) {
     dlclose(dl);
-    return Status(opened.status().code() == StatusCode::kInvalid
-                      ? Status::Invalid(fmt::format("{}: {}", path, opened.status().message()))
-                      : Status::Unavailable(fmt::format("{}: {}", path, opened.status().message())));
+    return Status(
+        opened.status().code() == StatusCode::kInvalid
+            ? Status::Invalid(fmt::format("{}: {}", path, opened.status().message()))
+            : Status::Unavailable(fmt::format("{}: {}", path, opened.status().message())));
   }
   auto storage = std::move(opened).value();
   storage->dl_ = dl;
@@ -93,7 +96,8 @@ Result<std::unique_ptr<Storage>> Storage::open_table(const sluice_storage_plugin
   // Fields up to `close` are required in ABI 1.
   if (table->struct_size < offsetof(sluice_storage_plugin, close) + sizeof(table->close) ||
       !table->open || !table->submit || !table->close) {
-    return Status::Invalid("plugin function table is incomplete (open, submit and close are required)");
+    return Status::Invalid(
+        "plugin function table is incomplete (open, submit and close are required)");
   }
   std::vector<const char*> keys, values;
   for (const auto& [k, v] : config) {

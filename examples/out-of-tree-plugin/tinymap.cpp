@@ -25,9 +25,7 @@ struct Store {
   std::unordered_map<std::string, Entry> entries;  // guarded by mu
 };
 
-bool is_admission(uint32_t op) {
-  return op == SLUICE_OP_CONSUME || op == SLUICE_OP_LEASE_ACQUIRE;
-}
+bool is_admission(uint32_t op) { return op == SLUICE_OP_CONSUME || op == SLUICE_OP_LEASE_ACQUIRE; }
 
 // Runs one item's transition against the stored state; commits only when asked.
 void apply_item(Store& store, const sluice_item& item, int64_t now_ms, bool commit,

@@ -138,9 +138,7 @@ struct Pending {
   sluice_completion_fn done;
   void* user;
   bool fail;  // the draw said this batch fails (after its latency)
-  bool operator>(const Pending& o) const {
-    return due != o.due ? due > o.due : order > o.order;
-  }
+  bool operator>(const Pending& o) const { return due != o.due ? due > o.due : order > o.order; }
 };
 
 class Faulty {
@@ -167,8 +165,8 @@ class Faulty {
       } else if (key == "seed") {
         auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), seed_);
         if (ec != std::errc() || p != value.data() + value.size()) {
-          error = "faulty plugin: seed must be a non-negative integer, got '" +
-                  std::string(value) + "'.";
+          error = "faulty plugin: seed must be a non-negative integer, got '" + std::string(value) +
+                  "'.";
           return SLUICE_ERR_INVALID;
         }
       } else if (key == "control_file") {
@@ -194,8 +192,8 @@ class Faulty {
     char err[512] = {0};
     st = inner_->open(host, k.data(), v.data(), k.size(), &inner_handle_, err, sizeof err);
     if (st != SLUICE_OK || inner_handle_ == nullptr) {
-      error = "faulty plugin: the inner plugin '" + inner_name + "' refused to open: " +
-              (err[0] ? err : "no reason given");
+      error = "faulty plugin: the inner plugin '" + inner_name +
+              "' refused to open: " + (err[0] ? err : "no reason given");
       inner_handle_ = nullptr;
       return st == SLUICE_OK ? SLUICE_ERR_INTERNAL : st;
     }
@@ -210,8 +208,12 @@ class Faulty {
     std::unique_lock lock(mu_);
     const bool fail = faults_.fail_rate > 0.0 && uniform(seed_, n) < faults_.fail_rate;
     if (!closing_ && (faults_.hang || faults_.latency_ms > 0)) {
-      Pending p{Clock::now() + std::chrono::milliseconds(faults_.latency_ms), order_++, batch,
-                done, user, fail};
+      Pending p{Clock::now() + std::chrono::milliseconds(faults_.latency_ms),
+                order_++,
+                batch,
+                done,
+                user,
+                fail};
       if (faults_.hang) {
         held_.push_back(p);
       } else {
@@ -330,8 +332,7 @@ class Faulty {
     if (table == nullptr || (table->abi_version >> 16) != SLUICE_ABI_VERSION_MAJOR ||
         table->struct_size < offsetof(sluice_storage_plugin, close) + sizeof(table->close) ||
         !table->open || !table->submit || !table->close) {
-      error = "faulty plugin: " + path +
-              " is not a storage plugin of ABI major version " +
+      error = "faulty plugin: " + path + " is not a storage plugin of ABI major version " +
               std::to_string(SLUICE_ABI_VERSION_MAJOR) + " with open, submit and close.";
       dlclose(dl_);
       dl_ = nullptr;
@@ -388,8 +389,8 @@ class Faulty {
   void read_control_file() {
     struct stat st {};
     if (::stat(control_file_.c_str(), &st) != 0) return;
-    const auto stamp = std::make_tuple(st.st_ino, st.st_size, st.st_mtim.tv_sec,
-                                       st.st_mtim.tv_nsec);
+    const auto stamp =
+        std::make_tuple(st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     if (stamp == control_stamp_) return;
     control_stamp_ = stamp;
     std::ifstream in(control_file_);
@@ -469,8 +470,7 @@ void submit_faulty(sluice_plugin_handle* h, const sluice_batch* batch, sluice_co
   as_faulty(h)->submit(batch, done, user);
 }
 
-sluice_status flush_faulty(sluice_plugin_handle* h, int64_t timeout_ms, char* err,
-                           size_t err_len) {
+sluice_status flush_faulty(sluice_plugin_handle* h, int64_t timeout_ms, char* err, size_t err_len) {
   return as_faulty(h)->flush(timeout_ms, err, err_len);
 }
 
@@ -481,8 +481,11 @@ size_t stats_faulty(sluice_plugin_handle* h, char* buf, size_t buf_len) {
 void close_faulty(sluice_plugin_handle* h) { delete as_faulty(h); }
 
 const sluice_storage_plugin kTable = {
-    SLUICE_ABI_VERSION, sizeof(sluice_storage_plugin), "faulty", "0.1.0", open_faulty,
-    submit_faulty,      flush_faulty,                  stats_faulty, close_faulty,
+    SLUICE_ABI_VERSION, sizeof(sluice_storage_plugin),
+    "faulty",           "0.1.0",
+    open_faulty,        submit_faulty,
+    flush_faulty,       stats_faulty,
+    close_faulty,
 };
 
 }  // namespace

@@ -115,7 +115,8 @@ std::string BucketTable::check_invariants() const {
   std::size_t size = 0;
   for (std::size_t at = 0; at < count_; ++at) {
     const Bucket& bucket = buckets_[at];
-    if (bucket.used >> kEntriesPerBucket != 0) return "bucket " + std::to_string(at) + " has stray used bits";
+    if (bucket.used >> kEntriesPerBucket != 0)
+      return "bucket " + std::to_string(at) + " has stray used bits";
     for (unsigned i = 0; i < kEntriesPerBucket; ++i) {
       Entry* e = self->entry(at, i);
       if (e == nullptr) continue;

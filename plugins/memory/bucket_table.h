@@ -169,7 +169,7 @@ class BucketTable {
   Bucket* buckets_ = &empty_bucket_;
   std::size_t count_ = 1;
   std::size_t size_ = 0;
-  std::size_t max_size_ = 0;  // grow beyond this
+  std::size_t max_size_ = 0;               // grow beyond this
   uint64_t walk_ = 0x2545f4914f6cdd1dull;  // xorshift state: which entry a walk evicts
   // buckets_ and count_ again, for prefetch(); stored on every rebuild.
   std::atomic<const Bucket*> published_block_{&empty_bucket_};

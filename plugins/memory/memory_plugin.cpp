@@ -50,8 +50,8 @@ bool parse_options(const char* const* keys, const char* const* values, size_t co
     uint64_t v = 0;
     if (key == "shards") {
       if (!parse_unsigned(value, 1, kMaxShards, v)) {
-        error = "memory plugin: shards must be an integer from 1 to " +
-                std::to_string(kMaxShards) + ", not '" + std::string(value) + "'.";
+        error = "memory plugin: shards must be an integer from 1 to " + std::to_string(kMaxShards) +
+                ", not '" + std::string(value) + "'.";
         return false;
       }
       options.shards = static_cast<uint32_t>(v);
@@ -79,8 +79,8 @@ bool parse_options(const char* const* keys, const char* const* values, size_t co
 }
 
 sluice_status open_store(const sluice_host_api* host, const char* const* config_keys,
-                         const char* const* config_values, size_t count,
-                         sluice_plugin_handle** out, char* err, size_t err_len) {
+                         const char* const* config_values, size_t count, sluice_plugin_handle** out,
+                         char* err, size_t err_len) {
   if (out == nullptr) {
     write_error(err, err_len, "memory plugin: open was given no place for the handle.");
     return SLUICE_ERR_INVALID;
@@ -137,8 +137,8 @@ void submit_batch(sluice_plugin_handle* handle, const sluice_batch* batch,
   if (done != nullptr) done(user_data, status, status == SLUICE_OK ? nullptr : error.c_str());
 }
 
-sluice_status flush_store(sluice_plugin_handle* /*handle*/, int64_t /*timeout_ms*/,
-                          char* /*err*/, size_t /*err_len*/) {
+sluice_status flush_store(sluice_plugin_handle* /*handle*/, int64_t /*timeout_ms*/, char* /*err*/,
+                          size_t /*err_len*/) {
   return SLUICE_OK;  // nothing is durable, so nothing is buffered
 }
 
@@ -164,16 +164,11 @@ void prefetch_batch(sluice_plugin_handle* handle, const sluice_batch* batch) {
 }
 
 const sluice_storage_plugin kTable = {
-    SLUICE_ABI_VERSION,
-    sizeof(sluice_storage_plugin),
-    "memory",
-    "1.0.0",
-    &open_store,
-    &submit_batch,
-    &flush_store,
-    &store_stats,
-    &close_store,
-    SLUICE_CAP_COMPLETES_INLINE,
+    SLUICE_ABI_VERSION, sizeof(sluice_storage_plugin),
+    "memory",           "1.0.0",
+    &open_store,        &submit_batch,
+    &flush_store,       &store_stats,
+    &close_store,       SLUICE_CAP_COMPLETES_INLINE,
     &prefetch_batch,
 };
 

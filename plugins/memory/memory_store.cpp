@@ -72,10 +72,10 @@ struct Store::ThreadState {
   std::vector<uint32_t> shards;
   std::vector<uint32_t> locked;  // the batch's shards, ascending, without repeats
   std::vector<Entry*> found;
-  std::vector<Applied> applied;         // a batch's transitions, run on copies...
-  std::vector<unsigned char> copies;    // ...held here until the batch is known to pass
-  std::vector<std::size_t> offsets;     // where each item's copy starts in `copies`
-  uint32_t tick = 0;  // batches run by this thread: paces the sweeps
+  std::vector<Applied> applied;       // a batch's transitions, run on copies...
+  std::vector<unsigned char> copies;  // ...held here until the batch is known to pass
+  std::vector<std::size_t> offsets;   // where each item's copy starts in `copies`
+  uint32_t tick = 0;                  // batches run by this thread: paces the sweeps
 };
 
 namespace {
@@ -210,8 +210,7 @@ void Store::commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item&
   unsigned char* buf = scratch(t, capacity, small);
   copy_state(buf, s.data, s.len, s.inline_state);
   int64_t expires_at_ms = INT64_MAX;
-  const std::size_t new_len =
-      host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
+  const std::size_t new_len = host_->apply(&item, now_ms, buf, s.len, 1, &result, &expires_at_ms);
   write_back(shard, entry, key, item, now_ms, result, {buf, new_len, capacity, expires_at_ms});
 }
 

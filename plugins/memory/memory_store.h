@@ -27,7 +27,7 @@
 namespace sluice::memory_plugin {
 
 struct StoreOptions {
-  uint32_t shards = 16;  // the plugin opens with 4 per hardware thread, at least 16
+  uint32_t shards = 16;      // the plugin opens with 4 per hardware thread, at least 16
   uint64_t max_keys = 0;     // 0 = no cap
   uint32_t sweep_slots = 1;  // slots examined for expiry per batch, in its shard and in another
 };
@@ -61,10 +61,10 @@ class Store {
  private:
   struct alignas(64) Shard {
     mutable std::mutex mu;
-    BucketTable table;        // guarded by mu, except its prefetch()
-    std::size_t cursor = 0;   // guarded by mu: the next bucket the sweep looks at
-    uint64_t evictions = 0;   // guarded by mu
-    uint64_t expired = 0;     // guarded by mu
+    BucketTable table;       // guarded by mu, except its prefetch()
+    std::size_t cursor = 0;  // guarded by mu: the next bucket the sweep looks at
+    uint64_t evictions = 0;  // guarded by mu
+    uint64_t expired = 0;    // guarded by mu
   };
 
   // A transition's outcome on a copy of the state, not yet stored.
@@ -103,15 +103,15 @@ class Store {
   void evaluate(ThreadState& t, Entry* entry, const sluice_item& item, int64_t now_ms,
                 sluice_item_result& result);
   // Applies the item (commit=1) and stores the new state when the transition wrote one.
-  void commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item,
-              int64_t now_ms, sluice_item_result& result);
+  void commit(ThreadState& t, Shard& shard, KeyHash key, const sluice_item& item, int64_t now_ms,
+              sluice_item_result& result);
   // Stores (or removes) an applied transition's state when the item's outcome changes state.
-  void write_back(Shard& shard, Entry* entry, KeyHash key, const sluice_item& item,
-                  int64_t now_ms, const sluice_item_result& result, const Applied& a);
+  void write_back(Shard& shard, Entry* entry, KeyHash key, const sluice_item& item, int64_t now_ms,
+                  const sluice_item_result& result, const Applied& a);
   void store_state(Slot& slot, const unsigned char* data, std::size_t len, int64_t expires_at_ms);
   bool validate(const sluice_batch& batch, std::string& error) const;
-  void run_one(ThreadState& t, const sluice_item& item, int64_t now_ms,
-               sluice_item_result& result, uint32_t own_sweep);
+  void run_one(ThreadState& t, const sluice_item& item, int64_t now_ms, sluice_item_result& result,
+               uint32_t own_sweep);
   void run_locked_batch(ThreadState& t, const sluice_batch& batch, int64_t now_ms,
                         uint32_t own_sweep);
   void erase(Shard& shard, Entry* entry);

@@ -23,7 +23,8 @@ class PageAllocator {
 
   PageAllocator() noexcept = default;
   template <typename U>
-  PageAllocator(const PageAllocator<U>& /*other*/) noexcept {}  // NOLINT(google-explicit-constructor)
+  PageAllocator(const PageAllocator<U>& /*other*/) noexcept {
+  }  // NOLINT(google-explicit-constructor)
 
   T* allocate(std::size_t n) {
     const std::size_t bytes = n * sizeof(T);

@@ -17,9 +17,12 @@ int64_t steady_ms() {
 
 const char* breaker_name(Breaker b) {
   switch (b) {
-    case Breaker::kClosed: return "closed";
-    case Breaker::kHalfOpen: return "half_open";
-    case Breaker::kOpen: return "open";
+    case Breaker::kClosed:
+      return "closed";
+    case Breaker::kHalfOpen:
+      return "half_open";
+    case Breaker::kOpen:
+      return "open";
   }
   return "open";
 }
@@ -79,34 +82,33 @@ void Client::submit(const sluice_batch& batch, sluice_completion_fn done, void* 
   }
   shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   shared_.errors.fetch_add(1, std::memory_order_relaxed);
-  const std::string message = "redis plugin: Redis at " + shared_.config.endpoint() +
-                              " is unavailable (circuit open: " +
-                              connections_[first]->down_reason() + ").";
+  const std::string message =
+      "redis plugin: Redis at " + shared_.config.endpoint() +
+      " is unavailable (circuit open: " + connections_[first]->down_reason() + ").";
   request->complete(SLUICE_ERR_UNAVAILABLE, message.c_str());
 }
 
 std::string Client::stats_json() const {
   int up = 0;
   for (const auto& c : connections_) up += c->breaker() == Breaker::kClosed ? 1 : 0;
-  const Breaker overall = up > 0 ? Breaker::kClosed
-                                 : (connections_.front()->breaker() == Breaker::kHalfOpen
-                                        ? Breaker::kHalfOpen
-                                        : Breaker::kOpen);
+  const Breaker overall =
+      up > 0 ? Breaker::kClosed
+             : (connections_.front()->breaker() == Breaker::kHalfOpen ? Breaker::kHalfOpen
+                                                                      : Breaker::kOpen);
   char buf[512];
-  std::snprintf(
-      buf, sizeof buf,
-      "{\"connected\":%s,\"connections\":%zu,\"connections_up\":%d,\"breaker\":\"%s\","
-      "\"in_flight\":%lld,\"batches\":%llu,\"script_calls\":%llu,\"errors\":%llu,"
-      "\"timeouts\":%llu,\"reconnects\":%llu,\"script_reloads\":%llu,\"clock\":\"%s\"}",
-      up > 0 ? "true" : "false", connections_.size(), up, breaker_name(overall),
-      static_cast<long long>(shared_.in_flight.load()),
-      static_cast<unsigned long long>(shared_.batches.load()),
-      static_cast<unsigned long long>(shared_.script_calls.load()),
-      static_cast<unsigned long long>(shared_.errors.load()),
-      static_cast<unsigned long long>(shared_.timeouts.load()),
-      static_cast<unsigned long long>(shared_.reconnects.load()),
-      static_cast<unsigned long long>(shared_.script_reloads.load()),
-      shared_.config.engine_clock ? "engine" : "redis");
+  std::snprintf(buf, sizeof buf,
+                "{\"connected\":%s,\"connections\":%zu,\"connections_up\":%d,\"breaker\":\"%s\","
+                "\"in_flight\":%lld,\"batches\":%llu,\"script_calls\":%llu,\"errors\":%llu,"
+                "\"timeouts\":%llu,\"reconnects\":%llu,\"script_reloads\":%llu,\"clock\":\"%s\"}",
+                up > 0 ? "true" : "false", connections_.size(), up, breaker_name(overall),
+                static_cast<long long>(shared_.in_flight.load()),
+                static_cast<unsigned long long>(shared_.batches.load()),
+                static_cast<unsigned long long>(shared_.script_calls.load()),
+                static_cast<unsigned long long>(shared_.errors.load()),
+                static_cast<unsigned long long>(shared_.timeouts.load()),
+                static_cast<unsigned long long>(shared_.reconnects.load()),
+                static_cast<unsigned long long>(shared_.script_reloads.load()),
+                shared_.config.engine_clock ? "engine" : "redis");
   return buf;
 }
 

@@ -207,8 +207,10 @@ bool parse_config(const char* const* keys, const char* const* values, size_t cou
       if (!int_option(key, value, 1, 600000, c.reconnect_max_ms)) return false;
     } else if (key == "prefix") {
       if (value.find_first_of("{}") != std::string_view::npos) {
-        error = "redis plugin: prefix must not contain '{' or '}', which would change the keys' "
-                "hash tag, but is '" + std::string(value) + "'.";
+        error =
+            "redis plugin: prefix must not contain '{' or '}', which would change the keys' "
+            "hash tag, but is '" +
+            std::string(value) + "'.";
         return false;
       }
       c.prefix = std::string(value);
@@ -231,8 +233,8 @@ bool parse_config(const char* const* keys, const char* const* values, size_t cou
       } else if (value == "engine") {
         c.engine_clock = true;
       } else {
-        error = "redis plugin: clock must be 'redis' or 'engine', not '" + std::string(value) +
-                "'.";
+        error =
+            "redis plugin: clock must be 'redis' or 'engine', not '" + std::string(value) + "'.";
         return false;
       }
     } else {

@@ -407,14 +407,14 @@ void Connection::on_reply(const redisReply& reply) {
     }
     if (is_unavailable_error(msg)) {
       fail(call, SLUICE_ERR_UNAVAILABLE,
-           "redis plugin: Redis at " + shared_.config.endpoint() + " cannot serve: " +
-               std::string(msg) + ".");
+           "redis plugin: Redis at " + shared_.config.endpoint() +
+               " cannot serve: " + std::string(msg) + ".");
       // A replica after a failover, or a server still loading: reconnect rather than insist.
       disconnect(SLUICE_ERR_UNAVAILABLE, "Redis answered " + std::string(msg.substr(0, 40)));
       return;
     }
-    fail(call, SLUICE_ERR_INTERNAL, "redis plugin: the decision script failed: " +
-                                        std::string(msg) + ".");
+    fail(call, SLUICE_ERR_INTERNAL,
+         "redis plugin: the decision script failed: " + std::string(msg) + ".");
     return;
   }
   size_t items = 0;
@@ -523,8 +523,8 @@ void Connection::run() {
       }
     }
     if (!in_flight_.empty() && in_flight_.front().deadline_ms <= steady_ms()) {
-      const std::string why = "Redis did not answer within " +
-                              std::to_string(c.command_timeout_ms) + " ms";
+      const std::string why =
+          "Redis did not answer within " + std::to_string(c.command_timeout_ms) + " ms";
       shared_.log(2, "redis plugin: " + why + "; resetting the connection.");
       disconnect(SLUICE_ERR_TIMEOUT, why);
       next_attempt = steady_ms();

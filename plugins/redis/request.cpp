@@ -72,11 +72,15 @@ int64_t min_state_size(uint32_t alg) {
   switch (alg) {
     case SLUICE_ALG_FIXED_WINDOW:
     case SLUICE_ALG_TOKEN_BUCKET:
-    case SLUICE_ALG_GCRA: return 16;
+    case SLUICE_ALG_GCRA:
+      return 16;
     case SLUICE_ALG_SLIDING_WINDOW:
-    case SLUICE_ALG_SLIDING_WINDOW_COUNTER: return 24;
-    case SLUICE_ALG_CONCURRENCY: return kHeaderSize + kLeaseEntrySize;
-    default: return 0;
+    case SLUICE_ALG_SLIDING_WINDOW_COUNTER:
+      return 24;
+    case SLUICE_ALG_CONCURRENCY:
+      return kHeaderSize + kLeaseEntrySize;
+    default:
+      return 0;
   }
 }
 
@@ -85,11 +89,12 @@ int64_t state_capacity(const sluice_limit_params& p) {
   const int64_t limit = std::max<int64_t>(1, p.limit);
   switch (p.algorithm) {
     case SLUICE_ALG_SLIDING_WINDOW:
-      return kHeaderSize + kLogEntrySize * std::min({limit, std::max<int64_t>(1, p.window_ms),
-                                                     kMaxLogEntries});
+      return kHeaderSize +
+             kLogEntrySize * std::min({limit, std::max<int64_t>(1, p.window_ms), kMaxLogEntries});
     case SLUICE_ALG_CONCURRENCY:
       return kHeaderSize + kLeaseEntrySize * std::min(limit, kMaxLeases);
-    default: return min_state_size(p.algorithm);
+    default:
+      return min_state_size(p.algorithm);
   }
 }
 
@@ -97,13 +102,20 @@ int64_t state_capacity(const sluice_limit_params& p) {
 // misreading another algorithm's state.
 std::string_view key_suffix(uint32_t alg) {
   switch (alg) {
-    case SLUICE_ALG_FIXED_WINDOW: return "#fw";
-    case SLUICE_ALG_SLIDING_WINDOW: return "#sw";
-    case SLUICE_ALG_SLIDING_WINDOW_COUNTER: return "#swc";
-    case SLUICE_ALG_TOKEN_BUCKET: return "#tb";
-    case SLUICE_ALG_GCRA: return "#gcra";
-    case SLUICE_ALG_CONCURRENCY: return "#cc";
-    default: return "#x";
+    case SLUICE_ALG_FIXED_WINDOW:
+      return "#fw";
+    case SLUICE_ALG_SLIDING_WINDOW:
+      return "#sw";
+    case SLUICE_ALG_SLIDING_WINDOW_COUNTER:
+      return "#swc";
+    case SLUICE_ALG_TOKEN_BUCKET:
+      return "#tb";
+    case SLUICE_ALG_GCRA:
+      return "#gcra";
+    case SLUICE_ALG_CONCURRENCY:
+      return "#cc";
+    default:
+      return "#x";
   }
 }
 

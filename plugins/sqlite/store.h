@@ -85,9 +85,9 @@ class Store {
     template <typename U>
     LineAllocator(const LineAllocator<U>&) {}  // NOLINT(google-explicit-constructor)
     T* allocate(size_t n) {
-      return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+      return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}));
     }
-    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+    void deallocate(T* p, size_t) { ::operator delete (p, std::align_val_t{64}); }
     friend bool operator==(const LineAllocator&, const LineAllocator&) { return true; }
   };
   using Map = boost::unordered_flat_map<uint64_t, Entry, IdentityHash, std::equal_to<uint64_t>,

@@ -2,12 +2,13 @@
 // reference model (the core's transitions over a plain map) and keep the batch rules of
 // storage_plugin.h under concurrency. The plugin, its configuration and its optional features
 // come from the build (sluice_add_conformance) or from the environment:
-//   SLUICE_CONFORMANCE_PLUGIN=sqlite SLUICE_CONFORMANCE_CONFIG="path=/tmp/x.db" ./conformance_memory
+//   SLUICE_CONFORMANCE_PLUGIN=sqlite SLUICE_CONFORMANCE_CONFIG="path=/tmp/x.db"
+//   ./conformance_memory
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cctype>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -101,7 +102,8 @@ class Completion {
   std::string message_;
 };
 
-sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms, int64_t burst = 0) {
+sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms,
+                           int64_t burst = 0) {
   sluice_limit_params p{};
   p.algorithm = alg;
   p.limit = limit;
@@ -153,9 +155,9 @@ const sluice_algorithm kAllAlgorithms[] = {
     SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA,           SLUICE_ALG_CONCURRENCY};
 
 // Algorithms whose CONSUME takes capacity (concurrency's CONSUME only looks).
-const sluice_algorithm kConsumingAlgorithms[] = {
-    SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW, SLUICE_ALG_SLIDING_WINDOW_COUNTER,
-    SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA};
+const sluice_algorithm kConsumingAlgorithms[] = {SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW,
+                                                 SLUICE_ALG_SLIDING_WINDOW_COUNTER,
+                                                 SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA};
 
 std::string algorithm_label(sluice_algorithm alg) { return std::string(algo::algorithm_name(alg)); }
 
@@ -191,8 +193,9 @@ class PluginConformance : public ::testing::TestWithParam<PluginUnderTest> {
   std::string key(const std::string& suffix) const { return prefix_ + suffix; }
 
   // Submits and waits; returns the plugin's status (and message).
-  sluice_status submit(const std::vector<sluice_item>& items, std::vector<sluice_item_result>& results,
-                       int64_t now_ms, std::string* message = nullptr) {
+  sluice_status submit(const std::vector<sluice_item>& items,
+                       std::vector<sluice_item_result>& results, int64_t now_ms,
+                       std::string* message = nullptr) {
     results.assign(items.size(), sluice_item_result{});
     const sluice_batch batch{now_ms, items.size(), items.data(), results.data()};
     Completion completion;
@@ -246,7 +249,8 @@ TEST_P(PluginConformance, RandomSequencesMatchReference) {
         const int64_t limit = pick(1, 8);
         const int64_t windows[] = {1000, 2500, 60000};
         const bool bursty = alg == SLUICE_ALG_TOKEN_BUCKET || alg == SLUICE_ALG_GCRA;
-        key_params.push_back(params(alg, limit, windows[pick(0, 2)], bursty ? pick(0, 1) * (limit + pick(0, 4)) : 0));
+        key_params.push_back(params(alg, limit, windows[pick(0, 2)],
+                                    bursty ? pick(0, 1) * (limit + pick(0, 4)) : 0));
       }
       std::vector<uint64_t> live_leases;
       uint64_t next_lease = 1;
@@ -270,11 +274,14 @@ TEST_P(PluginConformance, RandomSequencesMatchReference) {
           sluice_item it;
           if (alg == SLUICE_ALG_CONCURRENCY) {
             if (op_roll < 45) {
-              it = lease(keys[k], SLUICE_OP_LEASE_ACQUIRE, p, next_lease, now + pick(1, p.window_ms), pick(1, 2));
+              it = lease(keys[k], SLUICE_OP_LEASE_ACQUIRE, p, next_lease,
+                         now + pick(1, p.window_ms), pick(1, 2));
               live_leases.push_back(next_lease++);
             } else if (op_roll < 70) {
               const bool known = !live_leases.empty() && pick(0, 4) != 0;
-              const uint64_t id = known ? live_leases[static_cast<size_t>(pick(0, static_cast<int64_t>(live_leases.size()) - 1))] : 1'000'000 + next_lease;
+              const uint64_t id = known ? live_leases[static_cast<size_t>(pick(
+                                              0, static_cast<int64_t>(live_leases.size()) - 1))]
+                                        : 1'000'000 + next_lease;
               it = lease(keys[k], SLUICE_OP_LEASE_RELEASE, p, id, 0);
             } else if (op_roll < 85) {
               it = item(keys[k], SLUICE_OP_CONSUME, p, pick(1, 2));
@@ -286,7 +293,9 @@ TEST_P(PluginConformance, RandomSequencesMatchReference) {
           } else {
             if (op_roll < 65) {
               // Now and then a cost no window can ever admit.
-              it = item(keys[k], SLUICE_OP_CONSUME, p, pick(0, 19) == 0 ? p.limit + std::max<int64_t>(p.burst, 0) + 1 : pick(1, 3));
+              it =
+                  item(keys[k], SLUICE_OP_CONSUME, p,
+                       pick(0, 19) == 0 ? p.limit + std::max<int64_t>(p.burst, 0) + 1 : pick(1, 3));
             } else if (op_roll < 80) {
               it = item(keys[k], SLUICE_OP_PEEK, p, pick(1, 2));
             } else if (op_roll < 96) {
@@ -348,7 +357,8 @@ TEST_P(PluginConformance, ShadowItemsReportButNeverDeny) {
   EXPECT_EQ(r1[0].allowed, 1);
   EXPECT_EQ(r1[1].allowed, 1);
   // Cost 2 does not fit the shadow limit (1 of 2 used): reported denied, batch still admitted.
-  auto r2 = run({shadow(item(s, SLUICE_OP_CONSUME, two, 2)), item(n, SLUICE_OP_CONSUME, ten)}, kStart);
+  auto r2 =
+      run({shadow(item(s, SLUICE_OP_CONSUME, two, 2)), item(n, SLUICE_OP_CONSUME, ten)}, kStart);
   EXPECT_EQ(r2[0].allowed, 0);
   EXPECT_EQ(r2[1].allowed, 1);
   EXPECT_EQ(r2[1].remaining, 8);
@@ -359,7 +369,8 @@ TEST_P(PluginConformance, ShadowItemsReportButNeverDeny) {
   const auto five = params(SLUICE_ALG_FIXED_WINDOW, 5, 60'000);
   const auto s2 = key("shadow2");
   EXPECT_EQ(run_one(item(full, SLUICE_OP_CONSUME, one), kStart).allowed, 1);
-  auto r3 = run({shadow(item(s2, SLUICE_OP_CONSUME, five)), item(full, SLUICE_OP_CONSUME, one)}, kStart);
+  auto r3 =
+      run({shadow(item(s2, SLUICE_OP_CONSUME, five)), item(full, SLUICE_OP_CONSUME, one)}, kStart);
   EXPECT_EQ(r3[0].allowed, 1);
   EXPECT_EQ(r3[1].allowed, 0);
   EXPECT_EQ(run_one(item(s2, SLUICE_OP_CONSUME, five), kStart).remaining, 4);
@@ -377,10 +388,13 @@ TEST_P(PluginConformance, LeasesAcquireReleaseAndExpire) {
   EXPECT_EQ(run_one(item(k, SLUICE_OP_PEEK, two), kStart).allowed, 0);
 
   run_one(lease(k, SLUICE_OP_LEASE_RELEASE, two, 99, 0), kStart + 1);  // unknown: no-op
-  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + 1 + ttl), kStart + 1).allowed, 0);
+  EXPECT_EQ(
+      run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + 1 + ttl), kStart + 1).allowed, 0);
   run_one(lease(k, SLUICE_OP_LEASE_RELEASE, two, 1, 0), kStart + 2);
-  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + 2 + ttl), kStart + 2).allowed, 1);
-  EXPECT_EQ(run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 4, kStart + 2 + ttl), kStart + 2).allowed, 0);
+  EXPECT_EQ(
+      run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 3, kStart + 2 + ttl), kStart + 2).allowed, 1);
+  EXPECT_EQ(
+      run_one(lease(k, SLUICE_OP_LEASE_ACQUIRE, two, 4, kStart + 2 + ttl), kStart + 2).allowed, 0);
 
   // Lease 2 expires at kStart + ttl, lease 3 at kStart + 2 + ttl: after both, two slots are free.
   const int64_t later = kStart + 3 + ttl;
@@ -506,9 +520,10 @@ TEST_P(PluginConformance, ConcurrentRequestsGiveExactTotals) {
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&] {
         for (int i = 0; i < kPerThread; ++i) {
-          const sluice_item it = c.p.algorithm == SLUICE_ALG_CONCURRENCY
-                                     ? lease(k, SLUICE_OP_LEASE_ACQUIRE, c.p, next_lease++, kStart + 3'600'000)
-                                     : item(k, SLUICE_OP_CONSUME, c.p);
+          const sluice_item it =
+              c.p.algorithm == SLUICE_ALG_CONCURRENCY
+                  ? lease(k, SLUICE_OP_LEASE_ACQUIRE, c.p, next_lease++, kStart + 3'600'000)
+                  : item(k, SLUICE_OP_CONSUME, c.p);
           if (run_one(it, kStart).allowed == 1) ++admitted;
         }
       });
@@ -534,7 +549,8 @@ TEST_P(PluginConformance, ConcurrentRequestsGiveExactTotals) {
                                           item(own, SLUICE_OP_CONSUME, p_large)};
         if (i % 2 == 1) std::reverse(batch.begin(), batch.end());
         const auto r = run(batch, kStart);
-        if (std::all_of(r.begin(), r.end(), [](const auto& x) { return x.allowed == 1; })) ++admitted;
+        if (std::all_of(r.begin(), r.end(), [](const auto& x) { return x.allowed == 1; }))
+          ++admitted;
       }
     });
   }
@@ -553,7 +569,9 @@ TEST_P(PluginConformance, InvalidItemsAreRejected) {
   EXPECT_NE(submit({bad}, results, kStart, &message), SLUICE_OK);
   EXPECT_FALSE(message.empty());
   // The plugin is still fine afterwards.
-  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, params(SLUICE_ALG_FIXED_WINDOW, 5, 1000)), kStart).allowed, 1);
+  EXPECT_EQ(
+      run_one(item(k, SLUICE_OP_CONSUME, params(SLUICE_ALG_FIXED_WINDOW, 5, 1000)), kStart).allowed,
+      1);
 }
 
 // An unknown configuration key refuses to open with a sentence that names it.
@@ -586,7 +604,8 @@ std::string test_name(const ::testing::TestParamInfo<PluginUnderTest>& info) {
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Plugin, PluginConformance, ::testing::Values(plugin_under_test()), test_name);
+INSTANTIATE_TEST_SUITE_P(Plugin, PluginConformance, ::testing::Values(plugin_under_test()),
+                         test_name);
 
 }  // namespace
 }  // namespace sluice::conformance

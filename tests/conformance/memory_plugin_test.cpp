@@ -3,6 +3,7 @@
 // prefetch hint that changes nothing.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -12,7 +13,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "sluice/algorithms.h"
@@ -76,9 +76,10 @@ sluice_item consume(const std::string& key, const sluice_limit_params& p) {
 sluice_status run(Storage& s, const sluice_item* items, size_t n, sluice_item_result* results,
                   int64_t now_ms) {
   sluice_status status = SLUICE_ERR_INTERNAL;
-  s.submit(sluice_batch{now_ms, n, items, results},
-           [](void* ud, sluice_status st, const char*) { *static_cast<sluice_status*>(ud) = st; },
-           &status);
+  s.submit(
+      sluice_batch{now_ms, n, items, results},
+      [](void* ud, sluice_status st, const char*) { *static_cast<sluice_status*>(ud) = st; },
+      &status);
   return status;
 }
 
@@ -96,12 +97,9 @@ std::string subject(uint64_t i) {
 // Every bad setting is refused with a sentence that names it.
 TEST(MemoryPlugin, BadConfigurationIsRefused) {
   const std::pair<StorageConfig, std::string> cases[] = {
-      {{{"shards", "0"}}, "shards"},
-      {{{"shards", "many"}}, "many"},
-      {{{"shards", "70000"}}, "shards"},
-      {{{"max_keys", "-1"}}, "max_keys"},
-      {{{"max_keys", "12abc"}}, "12abc"},
-      {{{"sweep_slots", ""}}, "sweep_slots"},
+      {{{"shards", "0"}}, "shards"},      {{{"shards", "many"}}, "many"},
+      {{{"shards", "70000"}}, "shards"},  {{{"max_keys", "-1"}}, "max_keys"},
+      {{{"max_keys", "12abc"}}, "12abc"}, {{{"sweep_slots", ""}}, "sweep_slots"},
       {{{"bogus", "1"}}, "bogus"},
   };
   for (const auto& [config, needle] : cases) {
@@ -269,8 +267,9 @@ TEST(MemoryPlugin, PrefetchOfABadBatchIsHarmless) {
   fill(s);
 
   const std::string good = "{r:alice}per-second";
-  sluice_item items[4] = {consume(good, fixed_window(5, 1000)), consume(good, fixed_window(5, 1000)),
-                          consume(good, fixed_window(5, 1000)), consume(good, fixed_window(5, 1000))};
+  sluice_item items[4] = {
+      consume(good, fixed_window(5, 1000)), consume(good, fixed_window(5, 1000)),
+      consume(good, fixed_window(5, 1000)), consume(good, fixed_window(5, 1000))};
   items[0].key = nullptr;  // a length without a key
   items[1].op = 99;
   items[2].state_capacity = UINT32_MAX;
@@ -312,7 +311,8 @@ TEST(MemoryPlugin, PrefetchThenSubmitGivesTheSameResults) {
     const std::string a = "{r:" + std::to_string(step % 997) + "}a";
     const std::string b = "{r:" + std::to_string(step % 997) + "}b";
     const std::string c = subject(static_cast<uint64_t>(step % 1499));
-    const sluice_item items[3] = {consume(a, per_second), consume(b, bucket), consume(c, per_second)};
+    const sluice_item items[3] = {consume(a, per_second), consume(b, bucket),
+                                  consume(c, per_second)};
     const size_t n = 1 + step % 3;
     sluice_item_result with[3]{}, without[3]{};
     const std::string other = subject(1'000'000 + step);

@@ -43,13 +43,15 @@ void ReferenceModel::submit(const sluice_batch& batch) {
   bool denied = false;
   for (size_t i = 0; i < batch.count; ++i) {
     batch.results[i] = evaluate(batch.items[i], batch.now_ms);
-    if (is_gating(batch.items[i].op) && batch.items[i].shadow == 0 && batch.results[i].allowed == 0) {
+    if (is_gating(batch.items[i].op) && batch.items[i].shadow == 0 &&
+        batch.results[i].allowed == 0) {
       denied = true;
     }
   }
   if (denied) return;
   for (size_t i = 0; i < batch.count; ++i) {
-    if (batch.items[i].op != SLUICE_OP_PEEK) batch.results[i] = commit(batch.items[i], batch.now_ms);
+    if (batch.items[i].op != SLUICE_OP_PEEK)
+      batch.results[i] = commit(batch.items[i], batch.now_ms);
   }
 }
 

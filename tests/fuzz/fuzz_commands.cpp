@@ -11,6 +11,7 @@
 //   - on the decision socket nothing but counters changes: the policy (and so its file and
 //     version) and the audit log stay as they were;
 //   - an accepted SL.CHECK reply has the six documented fields with sane values.
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -27,8 +28,6 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "admin.h"
 #include "commands.h"
@@ -104,8 +103,8 @@ struct TinyStore {
     std::string buf = state;
     buf.resize(std::max<size_t>(item.state_capacity, state.size()));
     int64_t expires = 0;
-    const size_t len = host->apply(&item, now, reinterpret_cast<uint8_t*>(buf.data()),
-                                   state.size(), commit, &result, &expires);
+    const size_t len = host->apply(&item, now, reinterpret_cast<uint8_t*>(buf.data()), state.size(),
+                                   commit, &result, &expires);
     if (len > buf.size()) fail();  // the host wrote past the capacity it asked for
     if (commit) {
       buf.resize(len);
@@ -293,8 +292,9 @@ void execute(World& w, bool admin, std::span<const std::string_view> argv, std::
       // The store completes inline, as the memory plugin does.
       DecisionCall call;
       bool done = false;
-      w.engine->decide(decision_kind(command), request, call,
-                       [](void* user, DecisionCall&) { *static_cast<bool*>(user) = true; }, &done);
+      w.engine->decide(
+          decision_kind(command), request, call,
+          [](void* user, DecisionCall&) { *static_cast<bool*>(user) = true; }, &done);
       if (!done) fail();
       return write_decision_reply(writer, command, call.decision());
     }
@@ -322,7 +322,8 @@ void execute(World& w, bool admin, std::span<const std::string_view> argv, std::
       break;
   }
   if (!is_admin_command(command)) fail();  // every command is one of the three kinds
-  if (!admin) return writer.error(err::kNoPerm, "admin commands are only served on the admin socket");
+  if (!admin)
+    return writer.error(err::kNoPerm, "admin commands are only served on the admin socket");
   Admin a(*w.engine, w.policy_path, std::string(kPolicy), *w.audit);
   a.set_context(&w.context);
   a.execute(command, argv, Peer{0, 1}, writer);

@@ -353,7 +353,8 @@ class TestAdminModels : public QObject {
     (void)idle;
     const int64_t t0 = 1'700'000'000'000;
     for (int s = 0; s < 5; ++s) {
-      for (int i = 0; i < 10 + s; ++i) Stats::record(allowed.get(), Outcome::kAllowed, t0 + s * 1000);
+      for (int i = 0; i < 10 + s; ++i)
+        Stats::record(allowed.get(), Outcome::kAllowed, t0 + s * 1000);
       for (int i = 0; i < s; ++i) Stats::record(denied.get(), Outcome::kDenied, t0 + s * 1000);
     }
     stats.record_blocked("predict", "premium-user-key-1234");

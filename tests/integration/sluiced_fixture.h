@@ -65,11 +65,9 @@ class Daemon {
   // Starts (another) sluiced with this directory's paths; true once both sockets answer.
   bool start(std::vector<std::string> extra_args = {}) {
     std::vector<std::string> args = launcher_;
-    args.insert(args.end(), {binary(),         "--policy",       policy_,
-                                      "--socket",       socket_,          "--admin-socket",
-                                      admin_socket_,    "--threads",      "2",
-                                      "--log-level",    "info",           "--state-dir",
-                                      dir_});
+    args.insert(args.end(),
+                {binary(), "--policy", policy_, "--socket", socket_, "--admin-socket",
+                 admin_socket_, "--threads", "2", "--log-level", "info", "--state-dir", dir_});
     for (auto& a : extra_args) args.push_back(std::move(a));
     pid_ = spawn(args, log_);
     return pid_ > 0 && wait_ready();
@@ -82,8 +80,7 @@ class Daemon {
     argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     pid_t pid = -1;
     if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid = -1;

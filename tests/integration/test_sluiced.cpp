@@ -1,9 +1,8 @@
 // sluiced end to end: real daemons on temporary sockets, spoken to over RESP.
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <sstream>
@@ -160,9 +159,15 @@ TEST_F(Sluiced, ConsecutiveDecisionsOfAPipelineCountInOrder) {
   auto kind = [](int i) { return i % 37 == 5 ? 'p' : i % 11 == 3 ? 'e' : 'c'; };
   for (int i = 0; i < kRequests; ++i) {
     switch (kind(i)) {
-      case 'p': w.command({"PING"}); break;
-      case 'e': w.command({"SL.CHECK", "pipe"}); break;  // no subject
-      default: w.command({"SL.CHECK", "pipe", i % 2 ? "odd" : "even"}); break;
+      case 'p':
+        w.command({"PING"});
+        break;
+      case 'e':
+        w.command({"SL.CHECK", "pipe"});
+        break;  // no subject
+      default:
+        w.command({"SL.CHECK", "pipe", i % 2 ? "odd" : "even"});
+        break;
     }
   }
   ASSERT_TRUE(c.send(batch));
@@ -171,8 +176,12 @@ TEST_F(Sluiced, ConsecutiveDecisionsOfAPipelineCountInOrder) {
     Value v;
     ASSERT_TRUE(c.read(v)) << c.error() << " at " << i;
     switch (kind(i)) {
-      case 'p': ASSERT_EQ(v.str, "PONG") << i; break;
-      case 'e': ASSERT_EQ(v.error_code(), "WRONGARGS") << i; break;
+      case 'p':
+        ASSERT_EQ(v.str, "PONG") << i;
+        break;
+      case 'e':
+        ASSERT_EQ(v.error_code(), "WRONGARGS") << i;
+        break;
       default:
         ASSERT_EQ(field(v, 2), remaining[i % 2]) << i;
         --remaining[i % 2];
@@ -300,8 +309,7 @@ TEST_F(Sluiced, ApplyWithExpectAndAudit) {
   next.replace(next.find("premium: {multiplier: 5}"), 24, "premium: {multiplier: 6}");
   const std::string stale = std::to_string(version - 1);
   EXPECT_EQ(call(admin, {"SL.POLICY", "APPLY", next, "EXPECT", stale}).error_code(), "CONFLICT");
-  Value applied =
-      call(admin, {"SL.POLICY", "APPLY", next, "EXPECT", std::to_string(version)});
+  Value applied = call(admin, {"SL.POLICY", "APPLY", next, "EXPECT", std::to_string(version)});
   ASSERT_EQ(applied.type, Value::Type::kInteger) << applied.to_string();
   EXPECT_EQ(applied.integer, version + 1);
   EXPECT_EQ(read_file(daemon_->policy_path()), next);
@@ -314,8 +322,7 @@ TEST_F(Sluiced, ApplyWithExpectAndAudit) {
   EXPECT_NE(entry.find("\"command\":\"SL.POLICY APPLY\""), std::string::npos) << entry;
   EXPECT_NE(entry.find("\"new_version\":" + std::to_string(version + 1)), std::string::npos);
   EXPECT_NE(entry.find("multiplier"), std::string::npos) << entry;
-  EXPECT_NE(read_file(daemon_->audit_path()).find("SL.POLICY APPLY"),
-            std::string::npos);
+  EXPECT_NE(read_file(daemon_->audit_path()).find("SL.POLICY APPLY"), std::string::npos);
 }
 
 // Many clients at once on one subject: exactly the limit is allowed, not one more or less.
@@ -353,8 +360,9 @@ TEST_F(Sluiced, MalformedFramesDoNotDisturbOthers) {
     }
   });
   const std::vector<std::string> broken = {
-      "*1\r\n$abc\r\n", "*2\r\n:5\r\n", "*x\r\n", "*1\r\n$3\r\nabcdef\r\n",
-      "ECHO \"unbalanced\r\n", "*1\r\n$999999999999\r\n", std::string(70000, 'A'),
+      "*1\r\n$abc\r\n",         "*2\r\n:5\r\n",          "*x\r\n",
+      "*1\r\n$3\r\nabcdef\r\n", "ECHO \"unbalanced\r\n", "*1\r\n$999999999999\r\n",
+      std::string(70000, 'A'),
   };
   for (int round = 0; round < 20; ++round) {
     for (const std::string& frame : broken) {
@@ -462,18 +470,17 @@ TEST_F(Sluiced, SigtermAnswersPendingAndExitsZero) {
 // A second sluiced on a live socket is refused with a clear message; the first keeps serving.
 TEST_F(Sluiced, LiveSocketRefused) {
   const std::string log = daemon_->dir() + "/second.log";
-  pid_t second = Daemon::spawn({Daemon::binary(), "--policy", daemon_->policy_path(), "--socket",
-                                daemon_->socket_path(), "--admin-socket",
-                                daemon_->dir() + "/admin2.sock", "--state-dir",
-                                daemon_->dir() + "/second"},
-                               log);
+  pid_t second =
+      Daemon::spawn({Daemon::binary(), "--policy", daemon_->policy_path(), "--socket",
+                     daemon_->socket_path(), "--admin-socket", daemon_->dir() + "/admin2.sock",
+                     "--state-dir", daemon_->dir() + "/second"},
+                    log);
   int status = 0;
   ::waitpid(second, &status, 0);
   EXPECT_EQ(Daemon::decode(status), 1);
   EXPECT_NE(read_file(log).find("another process"), std::string::npos) << read_file(log);
   Client still = daemon_->client();
   EXPECT_EQ(call(still, {"PING"}).str, "PONG");
-
 }
 
 // Connection cap: the connection over it gets BUSY.

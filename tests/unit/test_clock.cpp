@@ -53,7 +53,8 @@ TEST(SystemClock, AgreesWithTheSystemClockOnEveryThread) {
   std::vector<std::thread> threads;
   std::vector<double> share(4);
   for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&share, t] { share[t] = out_of_step_share(std::chrono::milliseconds(100), t * 500); });
+    threads.emplace_back(
+        [&share, t] { share[t] = out_of_step_share(std::chrono::milliseconds(100), t * 500); });
   }
   for (auto& th : threads) th.join();
   for (double s : share) EXPECT_LT(s, kTolerated);

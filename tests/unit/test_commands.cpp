@@ -1,11 +1,11 @@
 // The server's command layer without sockets: lookup, argument parsing of the decision
 // commands, and the exact reply bytes.
-#include "commands.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
+
+#include "commands.h"
 
 namespace sluice::server {
 namespace {
@@ -30,8 +30,8 @@ TEST(Commands, LookupIsCaseInsensitive) {
 TEST(Commands, ParsesDecisionOptions) {
   DecisionRequest r;
   std::string_view error;
-  Argv argv{"SL.ACQUIRE", "generate", "alice", "cost", "250", "TIER", "premium",
-            "Key",        "k-1",      "ttl",   "30000"};
+  Argv argv{"SL.ACQUIRE", "generate", "alice", "cost", "250",  "TIER",
+            "premium",    "Key",      "k-1",   "ttl",  "30000"};
   ASSERT_TRUE(parse_decision_args(Command::kAcquire, argv, r, error)) << error;
   EXPECT_EQ(r.resource, "generate");
   EXPECT_EQ(r.subject, "alice");
@@ -74,7 +74,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BadArgs{Command::kPeek, {"SL.PEEK", "p"}, "usage: SL.PEEK"},
                       BadArgs{Command::kAcquire, {"SL.ACQUIRE", "p", "s", "TTL", "-1"}, "TTL"},
                       // Past the wire bound, named in the sentence.
-                      BadArgs{Command::kCheck, {"SL.CHECK", "p", "s", "COST", "1000000000001"},
+                      BadArgs{Command::kCheck,
+                              {"SL.CHECK", "p", "s", "COST", "1000000000001"},
                               "from 1 to 1000000000000"},
                       BadArgs{Command::kAcquire,
                               {"SL.ACQUIRE", "p", "s", "COST", "9223372036854775807"},
@@ -91,7 +92,10 @@ TEST(Commands, CostUpToTheBound) {
 
 // SL.RELEASE takes the 48-hex-digit token and an optional ACTUAL from 0 to the bound.
 TEST(Commands, ParsesRelease) {
-  const std::string token = "ffffffffffffffff" "0123456789abcdef" "FEDCBA9876543210";
+  const std::string token =
+      "ffffffffffffffff"
+      "0123456789abcdef"
+      "FEDCBA9876543210";
   const std::string other = std::string(47, '0') + "1";
   LeaseToken lease;
   std::optional<int64_t> actual;
@@ -104,18 +108,18 @@ TEST(Commands, ParsesRelease) {
   EXPECT_FALSE(actual.has_value());
   ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token, "actual", "0"}, lease, actual, error));
   EXPECT_EQ(actual, 0);
-  ASSERT_TRUE(
-      parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000000"}, lease, actual, error));
+  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000000"}, lease,
+                                 actual, error));
   EXPECT_EQ(actual, kMaxCost);
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "42"}, lease, actual, error));  // old ids
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "42"}, lease, actual, error));   // old ids
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", other}, lease, actual, error));  // id 0
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token + "0"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", std::string(47, 'a') + "g"}, lease, actual,
-                                  error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "-1"}, lease, actual, error));
   EXPECT_FALSE(
-      parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000001"}, lease, actual, error));
+      parse_release_args(Argv{"SL.RELEASE", std::string(47, 'a') + "g"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "-1"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000001"}, lease,
+                                  actual, error));
   EXPECT_NE(error.find("from 0 to 1000000000000"), std::string_view::npos) << error;
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "COST", "1"}, lease, actual, error));
 }
@@ -142,7 +146,9 @@ TEST(Commands, DecisionReplyShape) {
   d.lease_ttl_ms = 60000;
   EXPECT_EQ(encode(Command::kAcquire, d),
             "*8\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$48\r\n"
-            "0000000000012345" "0000000000abcdef" "0000000000000001\r\n:60000\r\n");
+            "0000000000012345"
+            "0000000000abcdef"
+            "0000000000000001\r\n:60000\r\n");
 }
 
 // A denial carries retry-after; a denied acquire has an empty lease.

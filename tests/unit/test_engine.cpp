@@ -1,6 +1,7 @@
 // Engine decisions end to end in-process: tiers, all-or-nothing, shadow, warm-up, leases,
 // unknown resources, storage failure, policy swaps, statistics. Time is a ManualClock.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "engine_test_support.h"
@@ -29,7 +30,8 @@ class EngineTest : public ::testing::Test {
 // The seed article's curl loop: 10 per minute, the 11th request is denied.
 TEST_F(EngineTest, TenPerMinuteThenDenied) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
   start(p);
   for (int i = 0; i < 10; ++i) {
     auto d = check("predict", "1.2.3.4");
@@ -53,7 +55,8 @@ TEST_F(EngineTest, TenPerMinuteThenDenied) {
 // Tier multiplier, API-key lookup, explicit tier, unlimited tier, unknown tier.
 TEST_F(EngineTest, TiersScaleLimits) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
   start(p);
   int premium_allowed = 0;
   for (int i = 0; i < 60; ++i) premium_allowed += check("predict", "carol", 1, "premium").allowed;
@@ -83,7 +86,8 @@ TEST_F(EngineTest, TiersScaleLimits) {
 // Overrides win over multipliers.
 TEST_F(EngineTest, TierOverrideIsAbsolute) {
   auto p = base_policy();
-  p.resources = {make_resource("premium-predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 6, 60'000)})};
+  p.resources = {make_resource("premium-predict",
+                               {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 6, 60'000)})};
   p.tiers[1].overrides["premium-predict"].limits["per_minute"] = 30;
   start(p);
   int n = 0;
@@ -94,8 +98,10 @@ TEST_F(EngineTest, TierOverrideIsAbsolute) {
 // All limits of a request consume together or not at all.
 TEST_F(EngineTest, AllOrNothing) {
   auto p = base_policy();
-  p.resources = {make_resource("gen", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000, 0, false, CostUnit::kItems),
-                                       make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000, 0, false, CostUnit::kItems)})};
+  p.resources = {make_resource(
+      "gen",
+      {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000, 0, false, CostUnit::kItems),
+       make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000, 0, false, CostUnit::kItems)})};
   start(p);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(check("gen", "s").allowed);
   auto d = check("gen", "s");
@@ -125,8 +131,9 @@ TEST_F(EngineTest, AllOrNothing) {
 // The reported rule when allowed is the one with the least remaining.
 TEST_F(EngineTest, ReportsTightestRule) {
   auto p = base_policy();
-  p.resources = {make_resource("gen", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000),
-                                       make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 100, 60'000)})};
+  p.resources = {
+      make_resource("gen", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000),
+                            make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 100, 60'000)})};
   start(p);
   auto d = check("gen", "s");
   EXPECT_EQ(d.rule(), "per_second");
@@ -136,8 +143,9 @@ TEST_F(EngineTest, ReportsTightestRule) {
 // Shadow limits count and report, never deny.
 TEST_F(EngineTest, ShadowNeverDenies) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("real", SLUICE_ALG_FIXED_WINDOW, 100, 60'000),
-                                           make_limit("trial", SLUICE_ALG_FIXED_WINDOW, 2, 60'000, 0, true)})};
+  p.resources = {
+      make_resource("predict", {make_limit("real", SLUICE_ALG_FIXED_WINDOW, 100, 60'000),
+                                make_limit("trial", SLUICE_ALG_FIXED_WINDOW, 2, 60'000, 0, true)})};
   start(p);
   int shadow_denied = 0;
   for (int i = 0; i < 5; ++i) {
@@ -153,7 +161,8 @@ TEST_F(EngineTest, ShadowNeverDenies) {
 // Warm-up: a cold model serves 1/5 of its limit until READY.
 TEST_F(EngineTest, WarmupReducesUntilReady) {
   auto p = base_policy();
-  auto heavy = make_resource("heavy", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)});
+  auto heavy =
+      make_resource("heavy", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)});
   heavy.warmup.enabled = true;
   heavy.warmup.factor = 0.2;
   heavy.warmup.start_cold = true;
@@ -178,7 +187,8 @@ TEST_F(EngineTest, WarmupReducesUntilReady) {
 // A warm-up with a duration ramps linearly and ends by itself.
 TEST_F(EngineTest, WarmupRampEndsByItself) {
   auto p = base_policy();
-  auto heavy = make_resource("heavy", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 100, 60'000)});
+  auto heavy =
+      make_resource("heavy", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 100, 60'000)});
   heavy.warmup = {true, 0.2, 600'000, true, true};
   p.resources = {heavy};
   start(p);
@@ -194,7 +204,8 @@ TEST_F(EngineTest, WarmupRampEndsByItself) {
 TEST_F(EngineTest, ConcurrencyLeases) {
   auto p = base_policy();
   p.lease_ttl_ms = 30'000;
-  p.resources = {make_resource("gpu", {make_limit("in_flight", SLUICE_ALG_CONCURRENCY, 2, 30'000)})};
+  p.resources = {
+      make_resource("gpu", {make_limit("in_flight", SLUICE_ALG_CONCURRENCY, 2, 30'000)})};
   start(p);
   auto a = engine_->decide_sync(DecisionKind::kAcquire, req("gpu", "s"));
   auto b = engine_->decide_sync(DecisionKind::kAcquire, req("gpu", "s"));
@@ -221,8 +232,10 @@ TEST_F(EngineTest, ConcurrencyLeases) {
 // An estimated cost is settled on release: a refund returns capacity, an extra charge takes it.
 TEST_F(EngineTest, LeaseSettlesActualCost) {
   auto p = base_policy();
-  p.resources = {make_resource("generate", {make_limit("tokens", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, CostUnit::kTokens),
-                                            make_limit("requests", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000)})};
+  p.resources = {make_resource(
+      "generate",
+      {make_limit("tokens", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, CostUnit::kTokens),
+       make_limit("requests", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000)})};
   start(p);
   auto a = engine_->decide_sync(DecisionKind::kAcquire, req("generate", "s", 800));
   ASSERT_TRUE(a.allowed);
@@ -234,11 +247,13 @@ TEST_F(EngineTest, LeaseSettlesActualCost) {
   auto b = engine_->decide_sync(DecisionKind::kAcquire, req("generate", "s", 100));
   ASSERT_TRUE(b.allowed);
   ASSERT_TRUE(engine_->release_sync(b.lease, 500).allowed);  // extra charge 400
-  EXPECT_EQ(engine_->decide_sync(DecisionKind::kPeek, req("generate", "s", 1)).remaining, 399);  // 100 + 100 + 400 used
+  EXPECT_EQ(engine_->decide_sync(DecisionKind::kPeek, req("generate", "s", 1)).remaining,
+            399);  // 100 + 100 + 400 used
   // The request-counted limit took 1 per acquire and was not settled: 2 used (the denied
   // 300-token check consumed nothing), so 997 would remain after one more.
   DecisionCall call;
-  engine_->decide(DecisionKind::kInspect, req("generate", "s", 1), call, [](void*, DecisionCall&) {}, nullptr);
+  engine_->decide(
+      DecisionKind::kInspect, req("generate", "s", 1), call, [](void*, DecisionCall&) {}, nullptr);
   ASSERT_EQ(call.limit_count(), 2u);
   EXPECT_EQ(call.limit_result(1).rule, "requests");
   EXPECT_EQ(call.limit_result(1).result.remaining, 997);
@@ -246,7 +261,8 @@ TEST_F(EngineTest, LeaseSettlesActualCost) {
 
 TEST_F(EngineTest, UnknownResourceModes) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
   start(p);
   auto d = check("nope", "s");
   EXPECT_FALSE(d.allowed);
@@ -267,7 +283,8 @@ TEST_F(EngineTest, UnknownResourceModes) {
 
 TEST_F(EngineTest, RejectsBadRequests) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
   start(p);
   EXPECT_EQ(check("predict", "s", 0).source, DecisionSource::kError);
   EXPECT_EQ(check("predict", "s", -5).source, DecisionSource::kError);
@@ -281,7 +298,8 @@ TEST_F(EngineTest, RejectsBadRequests) {
 // Counters of unchanged limits survive a policy swap; a raised limit applies at once.
 TEST_F(EngineTest, PolicySwapKeepsCounters) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
   start(p);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(check("predict", "s").allowed);
   EXPECT_FALSE(check("predict", "s").allowed);
@@ -318,7 +336,8 @@ const sluice_storage_plugin* failing_plugin() {
 
 TEST_F(EngineTest, StorageFailureFollowsPolicy) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
   p.on_storage_failure = StorageFailureMode::kFailClosed;
   auto storage = Storage::open_table(failing_plugin(), {});
   ASSERT_TRUE(storage.ok());
@@ -352,7 +371,8 @@ TEST(StorageLoad, ClearSentences) {
 
 TEST_F(EngineTest, StatsCountOutcomes) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)})};
   start(p);
   for (int i = 0; i < 5; ++i) check("predict", "mallory");
   auto t = engine_->stats().totals("predict", "free", "per_minute");
@@ -360,14 +380,16 @@ TEST_F(EngineTest, StatsCountOutcomes) {
   EXPECT_EQ(t.denied, 2u);
   auto json = engine_->stats().to_json(clock_.now_ms(), 10);
   EXPECT_NE(json.find("\"mallory\""), std::string::npos);
-  EXPECT_NE(engine_->stats().to_prometheus().find(
-                "sluice_decisions_total{resource=\"predict\",tier=\"free\",rule=\"per_minute\",outcome=\"denied\"} 2"),
-            std::string::npos);
+  EXPECT_NE(
+      engine_->stats().to_prometheus().find("sluice_decisions_total{resource=\"predict\",tier="
+                                            "\"free\",rule=\"per_minute\",outcome=\"denied\"} 2"),
+      std::string::npos);
 }
 
 TEST_F(EngineTest, StatsJsonIsWellFormedWithTheDocumentedShape) {
   auto p = base_policy();
-  p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)})};
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)})};
   start(p);
   const std::string odd_subject = "bad\xff\"quote\n";  // invalid UTF-8, a quote, a newline
   for (int i = 0; i < 5; ++i) check("predict", odd_subject);

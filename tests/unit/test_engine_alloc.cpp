@@ -38,11 +38,13 @@ void noop(void*, DecisionCall&) {}
 PolicySpec hot_path_policy() {
   auto p = base_policy();
   p.resources = {
-      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000)}),
-      make_resource("multi", {make_limit("a", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000),
-                              make_limit("b", SLUICE_ALG_TOKEN_BUCKET, 1'000'000, 60'000),
-                              make_limit("c", SLUICE_ALG_GCRA, 1'000'000, 1'000),
-                              make_limit("d", SLUICE_ALG_SLIDING_WINDOW_COUNTER, 1'000'000, 60'000)})};
+      make_resource("predict",
+                    {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000)}),
+      make_resource("multi",
+                    {make_limit("a", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000),
+                     make_limit("b", SLUICE_ALG_TOKEN_BUCKET, 1'000'000, 60'000),
+                     make_limit("c", SLUICE_ALG_GCRA, 1'000'000, 1'000),
+                     make_limit("d", SLUICE_ALG_SLIDING_WINDOW_COUNTER, 1'000'000, 60'000)})};
   return p;
 }
 
@@ -76,7 +78,8 @@ TEST(HotPath, NoAllocationOncePipelinesAreWarm) {
   {
     DecisionCall call;
     for (int i = 0; i < 20'000; ++i) {
-      engine.decide(DecisionKind::kCheck, req("predict", "filler-" + std::to_string(i)), call, &noop, nullptr);
+      engine.decide(DecisionKind::kCheck, req("predict", "filler-" + std::to_string(i)), call,
+                    &noop, nullptr);
     }
   }
   constexpr size_t kDepth = 8;

@@ -85,7 +85,8 @@ TEST_F(EngineBoundaries, AcceptedPairsNeverShareACounter) {
 PolicySpec lease_policy() {
   auto p = base_policy();
   p.lease_ttl_ms = 30'000;
-  p.resources = {make_resource("gpu", {make_limit("in_flight", SLUICE_ALG_CONCURRENCY, 4, 30'000)})};
+  p.resources = {
+      make_resource("gpu", {make_limit("in_flight", SLUICE_ALG_CONCURRENCY, 4, 30'000)})};
   return p;
 }
 
@@ -170,9 +171,8 @@ TEST_F(EngineBoundaries, LeaseTtlIsCappedByThePolicy) {
 // refused request.
 TEST_F(EngineBoundaries, CostAndActualAreBounded) {
   auto p = base_policy();
-  p.resources = {make_resource(
-      "generate", {make_limit("tokens", SLUICE_ALG_TOKEN_BUCKET, 1000, 60'000, 0, false,
-                              CostUnit::kTokens)})};
+  p.resources = {make_resource("generate", {make_limit("tokens", SLUICE_ALG_TOKEN_BUCKET, 1000,
+                                                       60'000, 0, false, CostUnit::kTokens)})};
   start(p);
   const Decision at_bound = decide(DecisionKind::kCheck, "generate", "s", kMaxCost);
   EXPECT_EQ(at_bound.source, DecisionSource::kLimits);

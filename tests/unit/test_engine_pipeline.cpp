@@ -27,8 +27,8 @@ PolicySpec two_resources() {
       make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000)}),
       make_resource("generate", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 4, 1'000),
                                  make_limit("smooth", SLUICE_ALG_GCRA, 2, 1'000, 2),
-                                 make_limit("tokens", SLUICE_ALG_TOKEN_BUCKET, 50, 60'000, 0,
-                                            false, CostUnit::kTokens)})};
+                                 make_limit("tokens", SLUICE_ALG_TOKEN_BUCKET, 50, 60'000, 0, false,
+                                            CostUnit::kTokens)})};
   return p;
 }
 
@@ -42,8 +42,9 @@ TEST(EnginePipeline, GivesTheAnswersOfOneDecisionAtATime) {
   std::vector<DecisionRequest> requests;
   const std::array<const char*, 3> subjects = {"alice", "bob", "alice"};
   for (int i = 0; i < 24; ++i) {
-    requests.push_back(req(i % 3 == 0 ? "generate" : "predict", subjects[static_cast<size_t>(i) % 3],
-                           1 + i % 7, i % 5 == 0 ? "premium" : ""));
+    requests.push_back(req(i % 3 == 0 ? "generate" : "predict",
+                           subjects[static_cast<size_t>(i) % 3], 1 + i % 7,
+                           i % 5 == 0 ? "premium" : ""));
   }
   constexpr size_t kDepth = 8;
   for (int round = 0; round < 3; ++round) {
@@ -52,7 +53,8 @@ TEST(EnginePipeline, GivesTheAnswersOfOneDecisionAtATime) {
       std::array<bool, kDepth> pending{};
       Done done;
       for (size_t k = 0; k < kDepth; ++k)
-        pending[k] = piped.prepare(DecisionKind::kCheck, requests[start + k], calls[k], &Done::on, &done);
+        pending[k] =
+            piped.prepare(DecisionKind::kCheck, requests[start + k], calls[k], &Done::on, &done);
       EXPECT_EQ(done.calls, 0) << "nothing is decided before it is submitted";
       for (size_t k = 0; k < kDepth; ++k) {
         ASSERT_TRUE(pending[k]);
@@ -84,10 +86,12 @@ TEST(EnginePipeline, InvalidRequestsCompleteWhenPrepared) {
   EXPECT_FALSE(engine.prepare(DecisionKind::kCheck, req("predict", ""), call, &Done::on, &done));
   EXPECT_EQ(done.calls, 1);
   EXPECT_EQ(call.decision().source, DecisionSource::kError);
-  EXPECT_FALSE(engine.prepare(DecisionKind::kCheck, req("predict", "s", 1, "gold"), call, &Done::on, &done));
+  EXPECT_FALSE(
+      engine.prepare(DecisionKind::kCheck, req("predict", "s", 1, "gold"), call, &Done::on, &done));
   EXPECT_EQ(done.calls, 2);
   // A tier without limits needs no storage either.
-  EXPECT_FALSE(engine.prepare(DecisionKind::kCheck, req("predict", "s", 1, "internal"), call, &Done::on, &done));
+  EXPECT_FALSE(engine.prepare(DecisionKind::kCheck, req("predict", "s", 1, "internal"), call,
+                              &Done::on, &done));
   EXPECT_EQ(done.calls, 3);
   EXPECT_TRUE(call.decision().allowed);
 }
@@ -114,7 +118,8 @@ sluice_storage_plugin recording_plugin(uint32_t struct_size) {
     *out = reinterpret_cast<sluice_plugin_handle*>(g_recorder);
     return SLUICE_OK;
   };
-  t.submit = [](sluice_plugin_handle* h, const sluice_batch* b, sluice_completion_fn done, void* u) {
+  t.submit = [](sluice_plugin_handle* h, const sluice_batch* b, sluice_completion_fn done,
+                void* u) {
     reinterpret_cast<Recorder*>(h)->submitted.push_back(Recorder::keys(b));
     for (size_t i = 0; i < b->count; ++i) {
       b->results[i] = sluice_item_result{};
@@ -139,12 +144,14 @@ TEST(EnginePipeline, PrepareTellsTheStorageTheKeysThatSubmitBrings) {
   ManualClock clock;
   Engine engine(std::move(storage).value(), compile_or_die(two_resources()), EngineOptions{&clock});
   std::array<DecisionCall, 2> calls;
-  ASSERT_TRUE(engine.prepare(DecisionKind::kCheck, req("generate", "alice"), calls[0], nullptr, nullptr));
-  ASSERT_TRUE(engine.prepare(DecisionKind::kCheck, req("predict", "bob"), calls[1], nullptr, nullptr));
+  ASSERT_TRUE(
+      engine.prepare(DecisionKind::kCheck, req("generate", "alice"), calls[0], nullptr, nullptr));
+  ASSERT_TRUE(
+      engine.prepare(DecisionKind::kCheck, req("predict", "bob"), calls[1], nullptr, nullptr));
   ASSERT_EQ(rec.prefetched.size(), 2u);
   EXPECT_TRUE(rec.submitted.empty());
   EXPECT_EQ(rec.prefetched[0].size(), 3u);  // one key per limit
-  engine.submit_prepared(calls[1]);          // any order
+  engine.submit_prepared(calls[1]);         // any order
   engine.submit_prepared(calls[0]);
   ASSERT_EQ(rec.submitted.size(), 2u);
   EXPECT_EQ(rec.submitted[0], rec.prefetched[1]);

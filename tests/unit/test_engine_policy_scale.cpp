@@ -2,6 +2,7 @@
 // resource x tier x rule up front), kept across a swap for the names that stay, and released
 // with the last snapshot of the names that go.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "engine_test_support.h"
@@ -16,9 +17,10 @@ using namespace sluice::testing;
 PolicySpec many_resources(size_t n) {
   auto p = base_policy();
   for (size_t i = 0; i < n; ++i) {
-    p.resources.push_back(make_resource(numbered("model-", static_cast<long long>(i)),
-                                        {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000),
-                                         make_limit("per_hour", SLUICE_ALG_FIXED_WINDOW, 100, 3'600'000)}));
+    p.resources.push_back(
+        make_resource(numbered("model-", static_cast<long long>(i)),
+                      {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000),
+                       make_limit("per_hour", SLUICE_ALG_FIXED_WINDOW, 100, 3'600'000)}));
   }
   return p;
 }

@@ -36,8 +36,7 @@ struct HeldPlugin {
         auto [batch, done] = queue.front();
         queue.pop_front();
         lock.unlock();
-        for (size_t i = 0; i < batch->count; ++i)
-          batch->results[i] = {1, 0, 10, 7, 0, 0};
+        for (size_t i = 0; i < batch->count; ++i) batch->results[i] = {1, 0, 10, 7, 0, 0};
         done.first(done.second, SLUICE_OK, nullptr);
         lock.lock();
       }
@@ -99,7 +98,8 @@ class EngineTimeoutTest : public ::testing::Test {
     HeldPlugin::instance = plugin_;
     auto p = base_policy();
     p.on_storage_failure = mode;
-    p.resources = {make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+    p.resources = {
+        make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
     auto storage = Storage::open_table(HeldPlugin::table(), {});
     ASSERT_TRUE(storage.ok());
     EngineOptions options{&clock_};

@@ -15,7 +15,9 @@ namespace sluice::memory_plugin {
 // Reaches the buckets, to break the table on purpose.
 struct BucketTableTestAccess {
   static uint32_t& used(BucketTable& t, std::size_t b) { return t.buckets_[b].used; }
-  static Entry& entry(BucketTable& t, std::size_t b, unsigned i) { return t.buckets_[b].entries[i]; }
+  static Entry& entry(BucketTable& t, std::size_t b, unsigned i) {
+    return t.buckets_[b].entries[i];
+  }
   static std::size_t first(KeyHash k, std::size_t count) { return BucketTable::first(k, count); }
   static std::size_t second(KeyHash k, std::size_t count) { return BucketTable::second(k, count); }
 };
@@ -85,7 +87,8 @@ class Model {
   void erase_some(BucketTable& t, std::mt19937_64& rng) {
     if (ref_.empty()) return;
     auto it = ref_.begin();
-    std::advance(it, std::uniform_int_distribution<std::size_t>(0, std::min<std::size_t>(ref_.size() - 1, 16))(rng));
+    std::advance(it, std::uniform_int_distribution<std::size_t>(
+                         0, std::min<std::size_t>(ref_.size() - 1, 16))(rng));
     Entry* e = t.find(key(it->first));
     ASSERT_NE(e, nullptr);
     t.erase(e);
@@ -179,8 +182,8 @@ TEST(MemoryTable, RandomOperationsMatchAReference) {
     double colliding_share;
     std::size_t peak;
   };
-  for (const Case c : {Case{"random", 0.0, 30000}, Case{"mixed", 0.1, 4000},
-                       Case{"colliding", 1.0, 600}}) {
+  for (const Case c :
+       {Case{"random", 0.0, 30000}, Case{"mixed", 0.1, 4000}, Case{"colliding", 1.0, 600}}) {
     SCOPED_TRACE(c.name);
     BucketTable t;
     Model m;
@@ -246,12 +249,15 @@ TEST(MemoryTable, InvariantCheckCatchesMisplacedKeys) {
   EXPECT_INVARIANTS(t);
   // A bucket that is neither of k's two.
   std::size_t elsewhere = 0;
-  while (elsewhere == BucketTableTestAccess::first(k, 8) || elsewhere == BucketTableTestAccess::second(k, 8))
+  while (elsewhere == BucketTableTestAccess::first(k, 8) ||
+         elsewhere == BucketTableTestAccess::second(k, 8))
     ++elsewhere;
   Entry* e = t.find(k);
   const Entry saved = *e;
   const auto at = static_cast<std::size_t>(
-      (reinterpret_cast<const unsigned char*>(e) - reinterpret_cast<const unsigned char*>(&BucketTableTestAccess::entry(t, 0, 0))) / 64);
+      (reinterpret_cast<const unsigned char*>(e) -
+       reinterpret_cast<const unsigned char*>(&BucketTableTestAccess::entry(t, 0, 0))) /
+      64);
   const auto at_i = static_cast<unsigned>(e == t.entry(at, 1));
 
   // Moved where no lookup looks (an insertion that forgot to follow the key's buckets).
@@ -259,7 +265,8 @@ TEST(MemoryTable, InvariantCheckCatchesMisplacedKeys) {
   BucketTableTestAccess::used(t, elsewhere) |= 1u;
   BucketTableTestAccess::used(t, at) &= ~(1u << at_i);
   EXPECT_EQ(t.find(k), nullptr);
-  EXPECT_NE(t.check_invariants().find("neither of its buckets"), std::string::npos) << t.check_invariants();
+  EXPECT_NE(t.check_invariants().find("neither of its buckets"), std::string::npos)
+      << t.check_invariants();
   // Lost (a walk that dropped the key it evicted).
   BucketTableTestAccess::used(t, elsewhere) &= ~1u;
   EXPECT_NE(t.check_invariants().find("size()"), std::string::npos) << t.check_invariants();

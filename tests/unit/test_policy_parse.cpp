@@ -2,15 +2,14 @@
 // caused it (file:line:column), all mistakes are reported at once, and a policy with any
 // mistake never comes back half-parsed.
 #include <gtest/gtest.h>
-
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
 
-#include "sluice/policy.h"
 #include "numbered.h"
+#include "sluice/policy.h"
 
 namespace sluice {
 namespace {
@@ -138,7 +137,8 @@ struct ErrorCase {
 const ErrorCase kErrorCases[] = {
     {"UnknownRootKey", "version: 1\ndefault_tier: free\ntiers: {free: {}}\nresourcs: {}\n", 4, 1,
      "unknown key 'resourcs' in the policy; did you mean 'resources'? (allowed: version, "
-     "default_tier, on_storage_failure, unknown_resource, default_limits, lease_ttl, lease_ttl_max, tiers, "
+     "default_tier, on_storage_failure, unknown_resource, default_limits, lease_ttl, "
+     "lease_ttl_max, tiers, "
      "api_keys, resources)"},
     {"UnknownLimitKey",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
@@ -369,7 +369,8 @@ TEST(PolicyParse, LeaseTtlMax) {
   ASSERT_TRUE(set.ok()) << set.error_text();
   EXPECT_EQ(set.policy->max_lease_ttl_ms(), 7'200'000);
 
-  auto shorter = parse_policy(std::string(kValid) + "lease_ttl: 30s\nlease_ttl_max: 10s\n", "t.yaml");
+  auto shorter =
+      parse_policy(std::string(kValid) + "lease_ttl: 30s\nlease_ttl_max: 10s\n", "t.yaml");
   ASSERT_FALSE(shorter.ok());
   EXPECT_NE(shorter.error_text().find("lease_ttl_max must be between lease_ttl (30s)"),
             std::string::npos)

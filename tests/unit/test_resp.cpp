@@ -1,11 +1,11 @@
 // The RESP2 codec: requests (multibulk and inline), replies of every type, partial frames,
 // pipelines, caps and malformed input.
-#include "sluice/resp.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
+
+#include "sluice/resp.h"
 
 namespace sluice::resp {
 namespace {
@@ -128,18 +128,18 @@ TEST_P(RespMalformed, IsAnError) {
   EXPECT_TRUE(p.args.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Frames, RespMalformed,
-    ::testing::Values(BadFrame{"*x\r\n", "invalid multibulk length"},
-                      BadFrame{"*\r\n", "invalid multibulk length"},
-                      BadFrame{"*1\r\n:5\r\n", "expected '$'"},
-                      BadFrame{"*1\r\n$-2\r\n", "invalid bulk length"},
-                      BadFrame{"*1\r\n$abc\r\n", "invalid bulk length"},
-                      BadFrame{"*1\r\n$3\r\nabcde\r\n", "not terminated by CRLF"},
-                      BadFrame{"*1\rx", "expected CRLF"},
-                      BadFrame{"ECHO \"open\r\n", "unbalanced quotes"},
-                      BadFrame{"ECHO \"a\"b\r\n", "unbalanced quotes"},
-                      BadFrame{"ECHO 'a\r\n", "unbalanced quotes"}));
+INSTANTIATE_TEST_SUITE_P(Frames, RespMalformed,
+                         ::testing::Values(BadFrame{"*x\r\n", "invalid multibulk length"},
+                                           BadFrame{"*\r\n", "invalid multibulk length"},
+                                           BadFrame{"*1\r\n:5\r\n", "expected '$'"},
+                                           BadFrame{"*1\r\n$-2\r\n", "invalid bulk length"},
+                                           BadFrame{"*1\r\n$abc\r\n", "invalid bulk length"},
+                                           BadFrame{"*1\r\n$3\r\nabcde\r\n",
+                                                    "not terminated by CRLF"},
+                                           BadFrame{"*1\rx", "expected CRLF"},
+                                           BadFrame{"ECHO \"open\r\n", "unbalanced quotes"},
+                                           BadFrame{"ECHO \"a\"b\r\n", "unbalanced quotes"},
+                                           BadFrame{"ECHO 'a\r\n", "unbalanced quotes"}));
 
 // Caps: argument count, bulk length, frame size, inline line length.
 TEST(RespCommand, EnforcesLimits) {

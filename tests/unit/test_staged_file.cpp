@@ -29,8 +29,8 @@ class StagedFileTest : public ::testing::Test {
     dir_ = ::mkdtemp(tmpl);
     target_ = dir_ / "policy.yaml";
     std::ofstream(target_) << "old";
-    fs::permissions(target_, fs::perms::owner_read | fs::perms::owner_write |
-                                 fs::perms::group_read);
+    fs::permissions(target_,
+                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   }
   void TearDown() override { fs::remove_all(dir_); }
   size_t entries() const {

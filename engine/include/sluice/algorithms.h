@@ -28,7 +28,8 @@
 //                          burst tolerance `burst` (default: limit).
 //  concurrency             at most `limit` cost units in flight; each lease expires at its own
 //                          deadline, so a crashed client cannot hold a slot forever. CONSUME and
-//                          PEEK only look (a free slot?); LEASE_ACQUIRE/LEASE_RELEASE hold and free.
+//                          PEEK only look (a free slot?); LEASE_ACQUIRE/LEASE_RELEASE hold and
+//                          free.
 #pragma once
 
 #include <cstddef>

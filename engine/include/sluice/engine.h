@@ -54,10 +54,10 @@ struct LeaseToken {
 struct DecisionRequest {
   std::string_view resource;
   std::string_view subject;
-  std::string_view tier;       // explicit tier; empty = resolve from api_key, subject, default
-  std::string_view api_key;    // looked up in the policy's api_keys when tier is empty
-  int64_t cost = 1;            // >= 1 (estimated cost for kAcquire)
-  int64_t lease_ttl_ms = 0;    // kAcquire: 0 = the policy's lease_ttl; at most lease_ttl_max
+  std::string_view tier;     // explicit tier; empty = resolve from api_key, subject, default
+  std::string_view api_key;  // looked up in the policy's api_keys when tier is empty
+  int64_t cost = 1;          // >= 1 (estimated cost for kAcquire)
+  int64_t lease_ttl_ms = 0;  // kAcquire: 0 = the policy's lease_ttl; at most lease_ttl_max
 };
 
 // Why a decision came out the way it did.
@@ -122,11 +122,11 @@ class SLUICE_API DecisionCall {
 using DecisionDone = void (*)(void* user, DecisionCall& call);
 
 struct WarmupStatus {
-  bool enabled = false;     // the resource has warm-up settings
+  bool enabled = false;  // the resource has warm-up settings
   bool warming = false;
-  double factor = 1.0;      // current factor applied to limits
-  int64_t elapsed_ms = 0;   // since warm-up started (when warming)
-  int64_t remaining_ms = 0; // until it ends by itself (0 = until READY)
+  double factor = 1.0;       // current factor applied to limits
+  int64_t elapsed_ms = 0;    // since warm-up started (when warming)
+  int64_t remaining_ms = 0;  // until it ends by itself (0 = until READY)
 };
 
 struct EngineOptions {

@@ -33,16 +33,16 @@ struct LimitSpec {
   int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL)
   int64_t burst = 0;      // token_bucket/gcra only; 0 = same as limit
   CostUnit unit = CostUnit::kRequests;
-  bool shadow = false;    // count and report, never deny
+  bool shadow = false;  // count and report, never deny
   bool operator==(const LimitSpec&) const = default;
 };
 
 struct WarmupSpec {
   bool enabled = false;
-  double factor = 1.0;       // 0 < factor <= 1: share of each limit while warming up
-  int64_t duration_ms = 0;   // 0 = until READY; else warm-up ends by itself after this long
-  bool ramp = false;         // limits grow linearly from factor to 1 over duration_ms
-  bool start_cold = false;   // true: warming up from engine start (and after policy load)
+  double factor = 1.0;      // 0 < factor <= 1: share of each limit while warming up
+  int64_t duration_ms = 0;  // 0 = until READY; else warm-up ends by itself after this long
+  bool ramp = false;        // limits grow linearly from factor to 1 over duration_ms
+  bool start_cold = false;  // true: warming up from engine start (and after policy load)
   bool operator==(const WarmupSpec&) const = default;
 };
 
@@ -72,15 +72,15 @@ struct TierSpec {
 };
 
 struct PolicySpec {
-  std::string default_tier;                       // must name a tier
-  std::vector<TierSpec> tiers;                    // at least one
-  std::map<std::string, std::string> api_keys;    // key -> tier name
+  std::string default_tier;                     // must name a tier
+  std::vector<TierSpec> tiers;                  // at least one
+  std::map<std::string, std::string> api_keys;  // key -> tier name
   std::vector<ResourceSpec> resources;
   UnknownResourceMode unknown_resource = UnknownResourceMode::kDeny;
-  std::vector<LimitSpec> default_limits;          // used when unknown_resource = kDefaultLimits
+  std::vector<LimitSpec> default_limits;  // used when unknown_resource = kDefaultLimits
   StorageFailureMode on_storage_failure = StorageFailureMode::kFailClosed;
-  int64_t lease_ttl_ms = 60'000;                  // default lease TTL for SL.ACQUIRE
-  int64_t lease_ttl_max_ms = 0;                   // longest TTL a client may ask; 0 = lease_ttl
+  int64_t lease_ttl_ms = 60'000;  // default lease TTL for SL.ACQUIRE
+  int64_t lease_ttl_max_ms = 0;   // longest TTL a client may ask; 0 = lease_ttl
   int64_t max_lease_ttl_ms() const { return lease_ttl_max_ms ? lease_ttl_max_ms : lease_ttl_ms; }
   bool operator==(const PolicySpec&) const = default;
 };
@@ -91,7 +91,7 @@ struct PolicyError {
   int line = 0;
   int column = 0;
   std::string message;
-  std::string path;  // where in the document, e.g. "resources[2].limits[0].limit"
+  std::string path;               // where in the document, e.g. "resources[2].limits[0].limit"
   std::string to_string() const;  // "file:line:column: message"
 };
 
@@ -99,7 +99,7 @@ struct PolicyParseResult {
   std::optional<PolicySpec> policy;  // set only when errors is empty
   std::vector<PolicyError> errors;   // every problem found, in document order
   bool ok() const { return errors.empty(); }
-  std::string error_text() const;    // one error per line
+  std::string error_text() const;  // one error per line
 };
 
 // Parse and validate YAML text. `file` names the source in messages ("<admin>" for text
@@ -122,7 +122,8 @@ SLUICE_API std::vector<PolicyError> validate_policy(const PolicySpec& spec);
 SLUICE_API std::string policy_to_yaml(const PolicySpec& spec);
 
 // Readable changes from `before` to `after`, one line each ("tier premium: multiplier 5 -> 6").
-SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpec& after);
+SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before,
+                                                  const PolicySpec& after);
 
 // Window text: "500ms", "1s", "1m", "1h", "1d", also "90s" and "1m30s"; nullopt when invalid.
 SLUICE_API std::optional<int64_t> parse_duration_ms(std::string_view text);

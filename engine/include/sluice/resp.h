@@ -23,11 +23,11 @@ namespace sluice::resp {
 
 // Caps that keep a broken or hostile peer from making the reader buffer without bound.
 struct Limits {
-  size_t max_frame_bytes = 16u << 20;  // one whole request or reply
-  size_t max_args = 1024;              // elements of one request array
-  size_t max_bulk_bytes = 16u << 20;   // one bulk string
-  size_t max_inline_bytes = 64u << 10; // one inline command line (and any header line)
-  size_t max_depth = 16;               // nesting of reply arrays (parse_value)
+  size_t max_frame_bytes = 16u << 20;   // one whole request or reply
+  size_t max_args = 1024;               // elements of one request array
+  size_t max_bulk_bytes = 16u << 20;    // one bulk string
+  size_t max_inline_bytes = 64u << 10;  // one inline command line (and any header line)
+  size_t max_depth = 16;                // nesting of reply arrays (parse_value)
 };
 
 enum class ParseStatus {
@@ -77,8 +77,8 @@ class Writer {
 
   void simple(std::string_view s);
   void ok() { out_->append("+OK\r\n", 5); }
-  void error(std::string_view message);                          // "-message"
-  void error(std::string_view code, std::string_view message);   // "-CODE message"
+  void error(std::string_view message);                         // "-message"
+  void error(std::string_view code, std::string_view message);  // "-CODE message"
   void integer(int64_t v);
   void bulk(std::string_view s);
   void null_bulk() { out_->append("$-1\r\n", 5); }

@@ -51,8 +51,7 @@ class SLUICE_API Stats {
   // buckets for the last `seconds` seconds (<= kWindowSeconds), top blocked subjects,
   // latency histogram. `extra_members`, when not empty, is appended to the top-level object
   // as is (already-encoded members such as `"server":{...}`).
-  std::string to_json(int64_t now_ms, int seconds = 60,
-                      std::string_view extra_members = {}) const;
+  std::string to_json(int64_t now_ms, int seconds = 60, std::string_view extra_members = {}) const;
   // Prometheus text exposition format (totals, histogram).
   std::string to_prometheus() const;
 

@@ -16,7 +16,7 @@ enum class StatusCode {
   kNotFound,     // unknown resource, lease, file
   kUnavailable,  // storage backend down, plugin refused to open
   kTimeout,
-  kConflict,     // optimistic concurrency failure (policy version)
+  kConflict,  // optimistic concurrency failure (policy version)
   kInternal,
 };
 
@@ -26,7 +26,9 @@ class SLUICE_API Status {
   static Status Ok() { return Status(); }
   static Status Invalid(std::string m) { return Status(StatusCode::kInvalid, std::move(m)); }
   static Status NotFound(std::string m) { return Status(StatusCode::kNotFound, std::move(m)); }
-  static Status Unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
+  static Status Unavailable(std::string m) {
+    return Status(StatusCode::kUnavailable, std::move(m));
+  }
   static Status Timeout(std::string m) { return Status(StatusCode::kTimeout, std::move(m)); }
   static Status Conflict(std::string m) { return Status(StatusCode::kConflict, std::move(m)); }
   static Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
@@ -45,8 +47,8 @@ class SLUICE_API Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  Result(Status status) : v_(std::move(status)) {}   // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
   bool ok() const { return std::holds_alternative<T>(v_); }
   const T& value() const& { return std::get<T>(v_); }
   T& value() & { return std::get<T>(v_); }

@@ -77,7 +77,8 @@ typedef enum sluice_op {
   SLUICE_OP_CONSUME = 1, /* admit `cost` if the limit allows it, else deny and change nothing */
   SLUICE_OP_PEEK = 2,    /* report what CONSUME would answer; change nothing */
   SLUICE_OP_ADJUST = 3,  /* always applied: add `cost` (may be negative: refund) */
-  SLUICE_OP_LEASE_ACQUIRE = 4, /* concurrency: admit lease `lease_id` of `cost`, expiring at lease_expires_ms */
+  SLUICE_OP_LEASE_ACQUIRE =
+      4, /* concurrency: admit lease `lease_id` of `cost`, expiring at lease_expires_ms */
   SLUICE_OP_LEASE_RELEASE = 5, /* concurrency: drop lease `lease_id` (no-op if gone) */
   SLUICE_OP_RESET = 6          /* forget the key */
 } sluice_op;
@@ -148,13 +149,13 @@ typedef struct sluice_storage_plugin {
   /* Open an instance. config is `count` KEY=VALUE pairs. On failure returns non-OK and writes
    * one sentence into err (err_len bytes, NUL-terminated). */
   sluice_status (*open)(const sluice_host_api* host, const char* const* config_keys,
-                        const char* const* config_values, size_t count,
-                        sluice_plugin_handle** out, char* err, size_t err_len);
+                        const char* const* config_values, size_t count, sluice_plugin_handle** out,
+                        char* err, size_t err_len);
 
   /* Submit a batch. Completes through `done` exactly once (possibly before returning).
    * Thread-safe: called concurrently from all server threads. */
-  void (*submit)(sluice_plugin_handle* handle, const sluice_batch* batch,
-                 sluice_completion_fn done, void* user_data);
+  void (*submit)(sluice_plugin_handle* handle, const sluice_batch* batch, sluice_completion_fn done,
+                 void* user_data);
 
   /* Write what is buffered (durability), waiting at most timeout_ms. May be NULL. */
   sluice_status (*flush)(sluice_plugin_handle* handle, int64_t timeout_ms, char* err,

@@ -1,7 +1,9 @@
 #include "admin.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,11 +13,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <sstream>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -36,11 +35,9 @@ std::string utc_now_iso() {
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ms.count() % 1000);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms.count() % 1000);
 }
-
 
 // Runs a decision on the calling thread and waits for it (admin commands only).
 void decide_blocking(Engine& engine, DecisionKind kind, const DecisionRequest& request,
@@ -50,14 +47,15 @@ void decide_blocking(Engine& engine, DecisionKind kind, const DecisionRequest& r
     std::condition_variable cv;
     bool done = false;
   } wait;
-  engine.decide(kind, request, call,
-                [](void* user, DecisionCall&) {
-                  auto* w = static_cast<Wait*>(user);
-                  std::lock_guard lock(w->mu);
-                  w->done = true;
-                  w->cv.notify_one();
-                },
-                &wait);
+  engine.decide(
+      kind, request, call,
+      [](void* user, DecisionCall&) {
+        auto* w = static_cast<Wait*>(user);
+        std::lock_guard lock(w->mu);
+        w->done = true;
+        w->cv.notify_one();
+      },
+      &wait);
   std::unique_lock lock(wait.mu);
   wait.cv.wait(lock, [&] { return wait.done; });
 }
@@ -235,9 +233,12 @@ uint64_t Admin::version() const { return engine_.policy()->version(); }
 
 void Admin::record(const Peer& peer, std::string_view command, uint64_t old_version,
                    uint64_t new_version, const std::vector<std::string>& changes) {
-  json entry{{"time", utc_now_iso()},  {"uid", peer.uid},
-             {"pid", peer.pid},        {"command", command},
-             {"old_version", old_version}, {"new_version", new_version},
+  json entry{{"time", utc_now_iso()},
+             {"uid", peer.uid},
+             {"pid", peer.pid},
+             {"command", command},
+             {"old_version", old_version},
+             {"new_version", new_version},
              {"changes", changes}};
   // Subjects and resource names are client bytes: invalid UTF-8 is replaced, never thrown.
   Status s = audit_log_.append(entry.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -258,7 +259,8 @@ Result<uint64_t> Admin::install_(std::string_view origin, const Peer& peer, std:
   try {
     auto compiled = CompiledPolicy::compile(spec, old_version + 1);
     if (!compiled.ok()) return Status::Invalid(compiled.status().message());
-    std::vector<std::string> changes = summarize_changes(diff_policies(current->spec(), spec), text);
+    std::vector<std::string> changes =
+        summarize_changes(diff_policies(current->spec(), spec), text);
     StagedFile file(policy_path_);
     if (write_file) {
       if (Status staged = file.stage(text); !staged.ok()) return staged;
@@ -297,18 +299,24 @@ Result<uint64_t> Admin::reload(std::string_view origin, const Peer& peer) {
 void Admin::execute(Command command, std::span<const std::string_view> argv, const Peer& peer,
                     resp::Writer& out) {
   switch (command) {
-    case Command::kPolicy: return policy_(argv, peer, out);
-    case Command::kStats: return stats_(argv, out);
-    case Command::kWarmup: return warmup_(argv, peer, out);
-    case Command::kInspect: return inspect_(argv, out);
-    case Command::kReset: return reset_(argv, peer, out);
-    case Command::kAudit: return audit_cmd_(argv, out);
-    default: out.error(err::kErr, "not an admin command");
+    case Command::kPolicy:
+      return policy_(argv, peer, out);
+    case Command::kStats:
+      return stats_(argv, out);
+    case Command::kWarmup:
+      return warmup_(argv, peer, out);
+    case Command::kInspect:
+      return inspect_(argv, out);
+    case Command::kReset:
+      return reset_(argv, peer, out);
+    case Command::kAudit:
+      return audit_cmd_(argv, out);
+    default:
+      out.error(err::kErr, "not an admin command");
   }
 }
 
-void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
-                    resp::Writer& out) {
+void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out) {
   constexpr std::string_view kUsage =
       "usage: SL.POLICY GET | VALIDATE yaml | APPLY yaml [EXPECT version] | RELOAD";
   if (argv.size() < 2) return out.error(err::kWrongArgs, kUsage);
@@ -322,8 +330,8 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
     }
   } trim{argv.size() >= 3 && argv[2].size() > (1u << 20)};
   if (argv.size() >= 3 && argv[2].size() > kMaxPolicyBytes) {
-    return out.error(err::kInvalid, fmt::format("the policy is larger than {} bytes",
-                                                kMaxPolicyBytes));
+    return out.error(err::kInvalid,
+                     fmt::format("the policy is larger than {} bytes", kMaxPolicyBytes));
   }
   if (iequals(sub, "GET") && argv.size() == 2) {
     std::lock_guard lock(mu_);
@@ -356,15 +364,13 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
     }
     std::lock_guard lock(mu_);
     if (expect && *expect != version()) {
-      return out.error(err::kConflict, fmt::format("the running policy is version {}, not {}",
-                                                   version(), *expect));
+      return out.error(err::kConflict,
+                       fmt::format("the running policy is version {}, not {}", version(), *expect));
     }
-    auto installed = install_("SL.POLICY APPLY", peer, std::string(argv[2]), *parsed.policy,
-                              true);
+    auto installed = install_("SL.POLICY APPLY", peer, std::string(argv[2]), *parsed.policy, true);
     if (!installed.ok()) {
       const Status& s = installed.status();
-      return out.error(s.code() == StatusCode::kInvalid ? err::kInvalid : err::kErr,
-                       s.message());
+      return out.error(s.code() == StatusCode::kInvalid ? err::kInvalid : err::kErr, s.message());
     }
     return out.integer(static_cast<int64_t>(installed.value()));
   }
@@ -385,9 +391,8 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer,
 
 void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
   int64_t seconds = 60;
-  if (argv.size() > 2 ||
-      (argv.size() == 2 && (!parse_int64(argv[1], seconds) || seconds < 1 ||
-                            seconds > Stats::kWindowSeconds))) {
+  if (argv.size() > 2 || (argv.size() == 2 && (!parse_int64(argv[1], seconds) || seconds < 1 ||
+                                               seconds > Stats::kWindowSeconds))) {
     return out.error(err::kWrongArgs, "usage: SL.STATS [seconds 1..900]");
   }
   json server{{"version", SLUICE_VERSION},
@@ -407,8 +412,7 @@ void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
   out.bulk(engine_.stats().to_json(engine_.clock().now_ms(), static_cast<int>(seconds), members));
 }
 
-void Admin::warmup_(std::span<const std::string_view> argv, const Peer& peer,
-                    resp::Writer& out) {
+void Admin::warmup_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out) {
   if (argv.size() != 3) {
     return out.error(err::kWrongArgs, "usage: SL.WARMUP resource START|READY|STATUS");
   }
@@ -450,15 +454,14 @@ void Admin::inspect_(std::span<const std::string_view> argv, resp::Writer& out) 
   if (argv.size() < 3 || !parse_decision_args(Command::kPeek, argv, request, error)) {
     return out.error(err::kWrongArgs, kUsage);
   }
-  if (!engine_.policy()->find_resource(request.resource) &&
-      !engine_.policy()->default_resource()) {
+  if (!engine_.policy()->find_resource(request.resource) && !engine_.policy()->default_resource()) {
     return out.error(err::kNoResource, fmt::format("unknown resource '{}'", request.resource));
   }
   DecisionCall call;
   decide_blocking(engine_, DecisionKind::kInspect, request, call);
   const Decision& d = call.decision();
-  if (d.source == DecisionSource::kError) return out.error(error_code_for(d.error),
-                                                           d.error_message);
+  if (d.source == DecisionSource::kError)
+    return out.error(error_code_for(d.error), d.error_message);
   out.array(2);
   write_decision_reply(out, Command::kPeek, d);
   out.array(call.limit_count());
@@ -475,14 +478,12 @@ void Admin::inspect_(std::span<const std::string_view> argv, resp::Writer& out) 
   }
 }
 
-void Admin::reset_(std::span<const std::string_view> argv, const Peer& peer,
-                   resp::Writer& out) {
+void Admin::reset_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out) {
   if (argv.size() != 3) return out.error(err::kWrongArgs, "usage: SL.RESET resource subject");
   DecisionRequest request;
   request.resource = argv[1];
   request.subject = argv[2];
-  if (!engine_.policy()->find_resource(request.resource) &&
-      !engine_.policy()->default_resource()) {
+  if (!engine_.policy()->find_resource(request.resource) && !engine_.policy()->default_resource()) {
     return out.error(err::kNoResource, fmt::format("unknown resource '{}'", request.resource));
   }
   DecisionCall call;
@@ -492,9 +493,9 @@ void Admin::reset_(std::span<const std::string_view> argv, const Peer& peer,
     return out.error(error_code_for(d.error), d.error_message);
   }
   const uint64_t v = version();
-  record(peer, fmt::format("SL.RESET {} {}", request.resource, request.subject), v, v,
-         {fmt::format("resource {}: state of subject {} reset", request.resource,
-                      request.subject)});
+  record(
+      peer, fmt::format("SL.RESET {} {}", request.resource, request.subject), v, v,
+      {fmt::format("resource {}: state of subject {} reset", request.resource, request.subject)});
   out.ok();
 }
 

@@ -70,24 +70,34 @@ bool is_admin_command(Command c) {
 
 std::string_view error_code_for(StatusCode code) {
   switch (code) {
-    case StatusCode::kInvalid: return err::kWrongArgs;
-    case StatusCode::kNotFound: return err::kNoResource;
+    case StatusCode::kInvalid:
+      return err::kWrongArgs;
+    case StatusCode::kNotFound:
+      return err::kNoResource;
     case StatusCode::kUnavailable:
-    case StatusCode::kTimeout: return err::kStorage;
-    case StatusCode::kConflict: return err::kConflict;
+    case StatusCode::kTimeout:
+      return err::kStorage;
+    case StatusCode::kConflict:
+      return err::kConflict;
     case StatusCode::kOk:
-    case StatusCode::kInternal: break;
+    case StatusCode::kInternal:
+      break;
   }
   return err::kErr;
 }
 
 DecisionKind decision_kind(Command command) {
   switch (command) {
-    case Command::kPeek: return DecisionKind::kPeek;
-    case Command::kAcquire: return DecisionKind::kAcquire;
-    case Command::kInspect: return DecisionKind::kInspect;
-    case Command::kReset: return DecisionKind::kReset;
-    default: return DecisionKind::kCheck;
+    case Command::kPeek:
+      return DecisionKind::kPeek;
+    case Command::kAcquire:
+      return DecisionKind::kAcquire;
+    case Command::kInspect:
+      return DecisionKind::kInspect;
+    case Command::kReset:
+      return DecisionKind::kReset;
+    default:
+      return DecisionKind::kCheck;
   }
 }
 

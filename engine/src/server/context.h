@@ -38,7 +38,7 @@ struct ServerContext {
   Engine* engine = nullptr;
   Admin* admin = nullptr;  // null in tests that only serve decisions
   ServerOptions options;
-  size_t threads = 1;      // resolved thread count
+  size_t threads = 1;                          // resolved thread count
   std::atomic<size_t> connections{0};          // decision and admin sessions
   std::atomic<size_t> admin_connections{0};    // of which admin sessions
   std::atomic<size_t> metrics_connections{0};  // HTTP connections to the metrics endpoint

@@ -1,10 +1,11 @@
 #include "metrics_http.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "sluice/stats.h"
 
@@ -75,8 +76,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     } else if (path == "/healthz") {
       response->result(http::status::ok);
       response->set(http::field::content_type, "text/plain; charset=utf-8");
-      response->body() = fmt::format("ok policy_version={}\n",
-                                     context_.engine->policy()->version());
+      response->body() =
+          fmt::format("ok policy_version={}\n", context_.engine->policy()->version());
     } else {
       response->result(http::status::not_found);
       response->set(http::field::content_type, "text/plain; charset=utf-8");
@@ -168,8 +169,8 @@ Status MetricsServer::listen(const std::string& host_port) {
   tcp::resolver resolver(impl_->ioc);
   auto endpoints = resolver.resolve(host, port, tcp::resolver::numeric_service, ec);
   if (ec || endpoints.empty()) {
-    return Status::Invalid(fmt::format("--metrics-listen {}: {}", host_port,
-                                       ec ? ec.message() : "no address"));
+    return Status::Invalid(
+        fmt::format("--metrics-listen {}: {}", host_port, ec ? ec.message() : "no address"));
   }
   const tcp::endpoint ep = endpoints.begin()->endpoint();
   impl_->acceptor.open(ep.protocol(), ec);

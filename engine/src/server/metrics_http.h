@@ -2,10 +2,9 @@
 // /metrics and a liveness answer at /healthz, served with Boost.Beast on the control thread.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <string>
-
-#include <boost/asio/io_context.hpp>
 
 #include "context.h"
 #include "sluice/status.h"

@@ -108,12 +108,24 @@ ParseResult split_inline(char* p, char* end, const Limits& limits,
         } else if (*p == '\\' && end - p > 1) {
           ++p;
           switch (*p) {
-            case 'n': *w++ = '\n'; break;
-            case 'r': *w++ = '\r'; break;
-            case 't': *w++ = '\t'; break;
-            case 'b': *w++ = '\b'; break;
-            case 'a': *w++ = '\a'; break;
-            default: *w++ = *p; break;
+            case 'n':
+              *w++ = '\n';
+              break;
+            case 'r':
+              *w++ = '\r';
+              break;
+            case 't':
+              *w++ = '\t';
+              break;
+            case 'b':
+              *w++ = '\b';
+              break;
+            case 'a':
+              *w++ = '\a';
+              break;
+            default:
+              *w++ = *p;
+              break;
           }
         } else if (*p == '"') {
           // A closing quote must end the argument.
@@ -251,11 +263,21 @@ ParseResult parse_value_at(std::string_view buf, size_t pos, const Limits& limit
 
 void render(const Value& v, std::string& out, size_t indent) {
   switch (v.type) {
-    case Value::Type::kSimple: out += v.str; break;
-    case Value::Type::kError: out += "(error) " + v.str; break;
-    case Value::Type::kInteger: out += "(integer) " + std::to_string(v.integer); break;
-    case Value::Type::kNull: out += "(nil)"; break;
-    case Value::Type::kBulk: out += '"' + v.str + '"'; break;
+    case Value::Type::kSimple:
+      out += v.str;
+      break;
+    case Value::Type::kError:
+      out += "(error) " + v.str;
+      break;
+    case Value::Type::kInteger:
+      out += "(integer) " + std::to_string(v.integer);
+      break;
+    case Value::Type::kNull:
+      out += "(nil)";
+      break;
+    case Value::Type::kBulk:
+      out += '"' + v.str + '"';
+      break;
     case Value::Type::kArray:
       if (v.elements.empty()) {
         out += "(empty array)";
@@ -277,9 +299,9 @@ ParseResult parse_command(std::span<char> buffer, const Limits& limits,
                           std::vector<std::string_view>& argv) {
   argv.clear();
   if (buffer.empty()) return incomplete();
-  ParseResult r = buffer[0] == '*'
-                      ? parse_multibulk(std::string_view(buffer.data(), buffer.size()), limits, argv)
-                      : parse_inline(buffer, limits, argv);
+  ParseResult r = buffer[0] == '*' ? parse_multibulk(std::string_view(buffer.data(), buffer.size()),
+                                                     limits, argv)
+                                   : parse_inline(buffer, limits, argv);
   if (r.status == ParseStatus::kIncomplete) {
     argv.clear();
     if (buffer.size() >= limits.max_frame_bytes) return fail("protocol error: request too large");

@@ -1,6 +1,8 @@
 #include "server.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/asio.hpp>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,10 +20,6 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include <boost/asio.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "admin.h"
 #include "commands.h"
@@ -119,7 +118,7 @@ struct Worker {
   // per wake-up instead of one.
   bool polling = false;
   std::vector<Session*> unflushed;
-  std::vector<std::shared_ptr<Session>> sessions;  // owned while open; this thread only
+  std::vector<std::shared_ptr<Session>> sessions;   // owned while open; this thread only
   std::vector<std::shared_ptr<Session>> graveyard;  // closed during a handler, freed after it
   std::vector<std::string_view> argv;               // parse scratch, shared by the sessions
   uint64_t tick = 0;                                // seconds since start, advanced by the sweep
@@ -272,7 +271,6 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-
   void update_interest_() {
     uint32_t want = 0;
     if (!read_eof_ && !close_after_flush_ && !throttled_()) want |= EPOLLIN;
@@ -425,8 +423,8 @@ class Session : public std::enable_shared_from_this<Session> {
     s.prepared = false;
     s.complete = false;
     tls_deciding_slot = &s;
-    const bool staged =
-        worker_.ctx.engine->prepare(decision_kind(command), request, s.call, &Session::on_done_, &s);
+    const bool staged = worker_.ctx.engine->prepare(decision_kind(command), request, s.call,
+                                                    &Session::on_done_, &s);
     tls_deciding_slot = nullptr;
     if (!staged) return after_submit_(s);
     staged_.push_back(&s);
@@ -528,8 +526,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Writes as much as the socket takes; the rest waits for EPOLLOUT.
   void send_() {
     while (out_pos_ < out_.size()) {
-      const ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_,
-                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n =
+          ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -575,9 +573,9 @@ class Session : public std::enable_shared_from_this<Session> {
   int fd_;
   const bool admin_;
   const Peer peer_;
-  size_t index_ = 0;       // in worker_.sessions
+  size_t index_ = 0;  // in worker_.sessions
   uint64_t last_tick_ = 0;
-  uint32_t events_ = 0;    // what fd_ is registered for in worker_.epfd
+  uint32_t events_ = 0;  // what fd_ is registered for in worker_.epfd
 
   std::unique_ptr<char[]> in_;
   size_t in_cap_ = 0, in_begin_ = 0, in_end_ = 0;
@@ -586,7 +584,7 @@ class Session : public std::enable_shared_from_this<Session> {
   static constexpr size_t kStageDepth = 16;
   std::vector<Slot*> staged_;
 
-  std::string out_;        // replies; out_[out_pos_..] are not yet sent
+  std::string out_;  // replies; out_[out_pos_..] are not yet sent
   size_t out_pos_ = 0;
 
   std::vector<std::unique_ptr<Slot>> ring_;  // pending replies, in request order
@@ -615,7 +613,8 @@ void Worker::poll() {
   const int n = ::epoll_wait(epfd, events, 256, 0);
   // A session closed in this loop stays alive in the graveyard until the loop is over.
   polling = true;
-  for (int i = 0; i < n; ++i) static_cast<Session*>(events[i].data.ptr)->on_events(events[i].events);
+  for (int i = 0; i < n; ++i)
+    static_cast<Session*>(events[i].data.ptr)->on_events(events[i].events);
   polling = false;
   for (Session* s : unflushed) s->finish_();
   unflushed.clear();
@@ -644,14 +643,14 @@ Status prepare_socket_path(const std::string& path) {
   std::error_code fec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), fec);
   if (fec) {
-    return Status::Unavailable(fmt::format("cannot create the directory of {}: {}", path,
-                                           fec.message()));
+    return Status::Unavailable(
+        fmt::format("cannot create the directory of {}: {}", path, fec.message()));
   }
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return Status::Ok();
   if (!S_ISSOCK(st.st_mode)) {
-    return Status::Invalid(fmt::format("{} exists and is not a socket; refusing to replace it",
-                                       path));
+    return Status::Invalid(
+        fmt::format("{} exists and is not a socket; refusing to replace it", path));
   }
   asio::io_context probe_ioc;
   stream_protocol::socket probe(probe_ioc);
@@ -659,12 +658,11 @@ Status prepare_socket_path(const std::string& path) {
   probe.connect(stream_protocol::endpoint(path), ec);
   if (!ec) {
     return Status::Unavailable(fmt::format(
-        "another process (another sluiced?) is serving {}; stop it or choose another path",
-        path));
+        "another process (another sluiced?) is serving {}; stop it or choose another path", path));
   }
   if (::unlink(path.c_str()) != 0) {
-    return Status::Unavailable(fmt::format("cannot remove the stale socket {}: {}", path,
-                                           std::strerror(errno)));
+    return Status::Unavailable(
+        fmt::format("cannot remove the stale socket {}: {}", path, std::strerror(errno)));
   }
   spdlog::info("removed stale socket file {}", path);
   return Status::Ok();
@@ -690,8 +688,8 @@ struct Server::Impl {
   explicit Impl(ServerContext& c) : ctx(c), control(c), admin_worker(c) {}
 
   struct Listener {
-    Listener(asio::io_context& ioc, std::string p, bool a) : acceptor(ioc), path(std::move(p)),
-                                                              admin(a) {}
+    Listener(asio::io_context& ioc, std::string p, bool a)
+        : acceptor(ioc), path(std::move(p)), admin(a) {}
     stream_protocol::acceptor acceptor;
     asio::steady_timer retry{acceptor.get_executor()};
     std::string path;
@@ -728,12 +726,12 @@ struct Server::Impl {
     if (!ec) l.acceptor.bind(stream_protocol::endpoint(l.path), ec);
     ::umask(old_mask);
     if (!ec) l.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Unavailable(fmt::format("cannot listen on {}: {}", l.path,
-                                                   ec.message()));
+    if (ec)
+      return Status::Unavailable(fmt::format("cannot listen on {}: {}", l.path, ec.message()));
     l.bound = true;
     if (::chmod(l.path.c_str(), mode) != 0) {
-      return Status::Unavailable(fmt::format("cannot set the mode of {}: {}", l.path,
-                                             std::strerror(errno)));
+      return Status::Unavailable(
+          fmt::format("cannot set the mode of {}: {}", l.path, std::strerror(errno)));
     }
     return Status::Ok();
   }

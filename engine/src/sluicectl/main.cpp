@@ -1,18 +1,18 @@
 // sluicectl: sluiced from the shell. Every subcommand is one RESP command on the decision or
 // admin socket (docs/protocol.md). Exit codes are meant for scripts:
 //   0 allowed / ok, 1 denied (or nothing to release), 2 usage, 3 unreachable or error.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "client.h"
 #include "sluice/resp.h"
@@ -63,9 +63,7 @@ int report_error(const Value& v, const std::string& source = "") {
   return kError;
 }
 
-bool is_decision(const Value& v) {
-  return v.type == Value::Type::kArray && v.elements.size() >= 6;
-}
+bool is_decision(const Value& v) { return v.type == Value::Type::kArray && v.elements.size() >= 6; }
 
 void print_decision(const Value& v) {
   const auto& e = v.elements;
@@ -108,14 +106,13 @@ int print_stats(const std::string& json_text, bool raw) {
   if (doc.contains("server")) {
     const auto& s = doc["server"];
     fmt::print("sluiced {}  policy v{}  storage {}  uptime {}s  connections {}  threads {}\n\n",
-               s.value("version", "?"), s.value("policy_version", 0),
-               s.value("storage", "?"), s.value("uptime_s", 0), s.value("connections", 0),
-               s.value("threads", 0));
+               s.value("version", "?"), s.value("policy_version", 0), s.value("storage", "?"),
+               s.value("uptime_s", 0), s.value("connections", 0), s.value("threads", 0));
   }
   const int window = doc.value("window_seconds", 0);
-  std::vector<std::vector<std::string>> rows = {
-      {"RESOURCE", "TIER", "RULE", "ALLOWED", "DENIED", "SHADOW", "STORAGE_ERR",
-       fmt::format("DENIED/{}s", window)}};
+  std::vector<std::vector<std::string>> rows = {{"RESOURCE", "TIER", "RULE", "ALLOWED", "DENIED",
+                                                 "SHADOW", "STORAGE_ERR",
+                                                 fmt::format("DENIED/{}s", window)}};
   for (const auto& s : doc.value("series", nlohmann::json::array())) {
     const auto& t = s["totals"];
     const uint64_t total = t.value("allowed", 0ull) + t.value("denied", 0ull) +
@@ -159,8 +156,9 @@ int print_stats(const std::string& json_text, bool raw) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sluicectl — talk to sluiced (exit codes: 0 allowed/ok, 1 denied, 2 usage, "
-               "3 unreachable or error)"};
+  CLI::App app{
+      "sluicectl — talk to sluiced (exit codes: 0 allowed/ok, 1 denied, 2 usage, "
+      "3 unreachable or error)"};
   app.set_version_flag("--version", SLUICE_VERSION);
   app.require_subcommand(1);
   Globals g;
@@ -256,7 +254,9 @@ int main(int argc, char** argv) {
   };
 
   if (check->parsed() || peek->parsed() || acquire->parsed()) {
-    const std::string cmd = check->parsed() ? "SL.CHECK" : peek->parsed() ? "SL.PEEK" : "SL.ACQUIRE";
+    const std::string cmd = check->parsed()  ? "SL.CHECK"
+                            : peek->parsed() ? "SL.PEEK"
+                                             : "SL.ACQUIRE";
     if (!run(g, false, decision_args(cmd), v)) return kError;
     if (v.is_error()) return report_error(v);
     if (!is_decision(v)) return report_error(Value{Value::Type::kError, "unexpected reply"});
@@ -295,7 +295,8 @@ int main(int argc, char** argv) {
       return kUsage;
     }
     std::vector<std::string> args = {"SL.POLICY", pvalidate->parsed() ? "VALIDATE" : "APPLY", text};
-    if (papply->parsed() && expect >= 0) args.insert(args.end(), {"EXPECT", std::to_string(expect)});
+    if (papply->parsed() && expect >= 0)
+      args.insert(args.end(), {"EXPECT", std::to_string(expect)});
     if (!run(g, true, args, v)) return kError;
     if (v.is_error()) return report_error(v, policy_file == "-" ? "<stdin>" : policy_file);
     if (pvalidate->parsed()) {
@@ -341,8 +342,8 @@ int main(int argc, char** argv) {
     }
     fmt::print("decision: ");
     print_decision(v.elements[0]);
-    fmt::print("{:<24}{:<8}{:<9}{:>12}{:>12}{:>16}{:>16}\n", "RULE", "SHADOW", "ALLOWED",
-               "LIMIT", "REMAINING", "RESET_AFTER_MS", "RETRY_AFTER_MS");
+    fmt::print("{:<24}{:<8}{:<9}{:>12}{:>12}{:>16}{:>16}\n", "RULE", "SHADOW", "ALLOWED", "LIMIT",
+               "REMAINING", "RESET_AFTER_MS", "RETRY_AFTER_MS");
     for (const Value& l : v.elements[1].elements) {
       if (l.elements.size() != 7) continue;
       fmt::print("{:<24}{:<8}{:<9}{:>12}{:>12}{:>16}{:>16}\n", l.elements[0].str,

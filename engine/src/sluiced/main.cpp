@@ -2,17 +2,16 @@
 // flag), loads the policy and the storage plugin, and serves the decision and admin sockets
 // until SIGTERM/SIGINT.
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "admin.h"
 #include "context.h"
@@ -48,16 +47,19 @@ void raise_fd_limit(size_t wanted) {
     ::getrlimit(RLIMIT_NOFILE, &rl);
   }
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted) {
-    spdlog::warn("the descriptor limit is {}; {} connections (decision, admin and metrics caps) "
-                 "cannot all be served (raise it with ulimit -n)", rl.rlim_cur, wanted - 64);
+    spdlog::warn(
+        "the descriptor limit is {}; {} connections (decision, admin and metrics caps) "
+        "cannot all be served (raise it with ulimit -n)",
+        rl.rlim_cur, wanted - 64);
   }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sluiced — policy-driven rate limiting for ML APIs, served over Unix sockets "
-               "(RESP2; see docs/protocol.md)"};
+  CLI::App app{
+      "sluiced — policy-driven rate limiting for ML APIs, served over Unix sockets "
+      "(RESP2; see docs/protocol.md)"};
   app.set_version_flag("--version", SLUICE_VERSION);
   sluice::server::ServerOptions options;
   std::string policy_path = default_policy_path();
@@ -72,15 +74,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--admin-socket", options.admin_socket_path, "admin socket (mode 0600)")
       ->capture_default_str();
-  app.add_option("--storage", storage_name, "storage plugin: a name (memory, sqlite, redis) or a "
-                 "path to a .so")->capture_default_str();
+  app.add_option("--storage", storage_name,
+                 "storage plugin: a name (memory, sqlite, redis) or a "
+                 "path to a .so")
+      ->capture_default_str();
   app.add_option("--storage-config", storage_config, "plugin setting KEY=VALUE (repeatable)")
       ->each([](const std::string& kv) {
         if (kv.find('=') == std::string::npos || kv.front() == '=') {
           throw CLI::ValidationError("--storage-config", "wants KEY=VALUE, got '" + kv + "'");
         }
       });
-  app.add_option("--plugin-dir", plugin_dirs, "directory searched for plugins before the "
+  app.add_option("--plugin-dir", plugin_dirs,
+                 "directory searched for plugins before the "
                  "default ones (repeatable)");
   app.add_option("--threads", options.threads, "worker threads (0 = one per core)")
       ->capture_default_str();
@@ -92,27 +97,34 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--metrics-listen", options.metrics_listen,
                  "serve Prometheus /metrics and /healthz on HOST:PORT (loopback advised)");
-  app.add_option("--admin-allow-uid", allow_uids, "uid allowed on the admin socket besides the "
+  app.add_option("--admin-allow-uid", allow_uids,
+                 "uid allowed on the admin socket besides the "
                  "daemon's own and root (repeatable)");
-  app.add_option("--state-dir", state_dir, "directory for what sluiced writes (the audit log); "
+  app.add_option("--state-dir", state_dir,
+                 "directory for what sluiced writes (the audit log); "
                  "created if missing, never the policy's directory by default")
       ->capture_default_str();
-  app.add_option("--audit-log", audit_path, "audit log of admin changes (default: "
+  app.add_option("--audit-log", audit_path,
+                 "audit log of admin changes (default: "
                  "<state-dir>/audit.log)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
   app.add_option("--max-connections", options.max_connections,
-                 "open connections allowed on the decision socket")->capture_default_str();
+                 "open connections allowed on the decision socket")
+      ->capture_default_str();
   app.add_option("--max-admin-connections", options.max_admin_connections,
                  "open connections allowed on the admin socket (counted apart)")
       ->capture_default_str();
   app.add_option("--max-metrics-connections", options.max_metrics_connections,
-                 "open HTTP connections allowed on --metrics-listen")->capture_default_str();
+                 "open HTTP connections allowed on --metrics-listen")
+      ->capture_default_str();
   app.add_option("--idle-timeout", options.idle_timeout_s,
-                 "seconds before an idle connection is closed (0 = never)")->capture_default_str();
+                 "seconds before an idle connection is closed (0 = never)")
+      ->capture_default_str();
   app.add_option("--max-frame-bytes", options.limits.max_frame_bytes,
-                 "largest request accepted, in bytes")->capture_default_str();
+                 "largest request accepted, in bytes")
+      ->capture_default_str();
   app.add_option("--max-args", options.limits.max_args, "most arguments in one request")
       ->capture_default_str();
   app.add_option("--max-output-bytes", options.max_output_bytes,
@@ -180,8 +192,8 @@ int main(int argc, char** argv) {
                   storage.status().message());
     return 1;
   }
-  spdlog::info("storage plugin {} {} from {}", storage.value()->name(),
-               storage.value()->version(), storage.value()->path());
+  spdlog::info("storage plugin {} {} from {}", storage.value()->name(), storage.value()->version(),
+               storage.value()->path());
 
   sluice::Engine engine(std::move(storage).value(), loaded.value().compiled, engine_options);
   Admin admin(engine, policy_path, loaded.value().text, audit);

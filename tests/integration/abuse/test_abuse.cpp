@@ -101,10 +101,14 @@ TEST_F(Abuse, HugeDeclaredLengthsAllocateNothing) {
   start();
   // The stream cannot be resynchronised after these: an error, then the connection closes.
   const std::vector<std::string> fatal = {
-      "*1\r\n$9223372036854775807\r\n", "*1\r\n$99999999999999999999999\r\n",
-      "*9223372036854775807\r\n",       "*1\r\n$-2\r\n",
-      "*1\r\n$17000000\r\n",          "*2000000\r\n",
-      "*1\r\n$4\r\nPINGxx\r\n",         "*1\r\n:5\r\n",
+      "*1\r\n$9223372036854775807\r\n",
+      "*1\r\n$99999999999999999999999\r\n",
+      "*9223372036854775807\r\n",
+      "*1\r\n$-2\r\n",
+      "*1\r\n$17000000\r\n",
+      "*2000000\r\n",
+      "*1\r\n$4\r\nPINGxx\r\n",
+      "*1\r\n:5\r\n",
   };
   for (const auto& f : fatal) {
     const int fd = connect_raw(daemon_->socket_path());
@@ -212,8 +216,10 @@ TEST_F(Abuse, ThousandsOfConnections) {
   EXPECT_EQ(wait_for_connections(*daemon_, 4000), 4000);
   const long held = growth_kib();
   const Latency lat = decision_latency(*daemon_, 2000, "predict", "good");
-  std::printf("[abuse] 4000 idle connections: RSS growth %ld KiB (%.1f KiB each); p50 %.0f us "
-              "p99 %.0f us\n", held, held / 4000.0, lat.p50_us, lat.p99_us);
+  std::printf(
+      "[abuse] 4000 idle connections: RSS growth %ld KiB (%.1f KiB each); p50 %.0f us "
+      "p99 %.0f us\n",
+      held, held / 4000.0, lat.p50_us, lat.p99_us);
   EXPECT_EQ(lat.errors, 0);
   // docs/operations.md: about 5 KiB per idle connection
   if (kBoundsApply) {
@@ -267,11 +273,12 @@ TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
     if (lat.errors != 0 || lat.p99_us < 2000.0 || !kBoundsApply) break;
   }
   const long growth_after = growth_kib();
-  std::printf("[abuse] 1000 half-frame + 1000 never-reading clients (%.0f MiB sent to them, "
-              "max-output %zu KiB): RSS baseline %ld KiB, growth %ld KiB; well-behaved client "
-              "p50 %.0f us, p99 %.0f us, max %.0f us over 5000 decisions\n",
-              sent / 1048576.0, kMaxOutput / 1024, baseline_kib_, growth_after, lat.p50_us,
-              lat.p99_us, lat.max_us);
+  std::printf(
+      "[abuse] 1000 half-frame + 1000 never-reading clients (%.0f MiB sent to them, "
+      "max-output %zu KiB): RSS baseline %ld KiB, growth %ld KiB; well-behaved client "
+      "p50 %.0f us, p99 %.0f us, max %.0f us over 5000 decisions\n",
+      sent / 1048576.0, kMaxOutput / 1024, baseline_kib_, growth_after, lat.p50_us, lat.p99_us,
+      lat.max_us);
   EXPECT_EQ(lat.errors, 0);
   if (kBoundsApply) {
     EXPECT_LT(lat.p99_us, 2000.0);

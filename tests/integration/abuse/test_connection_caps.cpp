@@ -74,9 +74,9 @@ TEST(ConnectionCaps, AdminAnswersWithMetricsAndDecisionSocketsFull) {
   ASSERT_GE(rl.rlim_cur, 1400u) << "the test needs 1,400 descriptors";
 
   const int port = free_port();
-  Daemon daemon(kPolicy,
-                {"--max-connections", "64", "--metrics-listen", "127.0.0.1:" + std::to_string(port)},
-                {"/usr/bin/prlimit", "--nofile=1024:1024"});
+  Daemon daemon(
+      kPolicy, {"--max-connections", "64", "--metrics-listen", "127.0.0.1:" + std::to_string(port)},
+      {"/usr/bin/prlimit", "--nofile=1024:1024"});
   ASSERT_TRUE(daemon.ok()) << daemon.log();
 
   std::vector<int> metrics;

@@ -25,7 +25,8 @@ std::string policy(const char* on_failure) {
   return std::string(R"(version: 1
 default_tier: free
 unknown_resource: deny
-on_storage_failure: )") + on_failure + R"(
+on_storage_failure: )") +
+         on_failure + R"(
 tiers:
   free: {multiplier: 1}
 resources:
@@ -50,9 +51,7 @@ std::vector<std::string> faulty(std::vector<std::string> faults) {
   return args;
 }
 
-bool is_decision(const Value& v) {
-  return v.type == Value::Type::kArray && v.elements.size() == 6;
-}
+bool is_decision(const Value& v) { return v.type == Value::Type::kArray && v.elements.size() == 6; }
 std::string rule(const Value& v) { return is_decision(v) ? v.elements[5].str : v.to_string(); }
 int64_t field(const Value& v, size_t i) { return is_decision(v) ? v.elements[i].integer : -999; }
 
@@ -114,8 +113,9 @@ TEST(Faults, PartialFailuresNeverLetCallersPastTheLimit) {
   std::vector<Setup> setups = {{"fail_closed", {"fail_rate=0.3", "seed=7"}},
                                {"fail_open", {"fail_rate=0.3", "seed=7"}}};
   if (std::filesystem::exists(std::string(SLUICE_PLUGIN_DIR) + "/sqlite.so")) {
-    setups.push_back({"fail_closed", {"inner=sqlite", "inner.path=" + dir.dir + "/state.db",
-                                      "fail_rate=0.3", "seed=7", "latency_ms=1"}});
+    setups.push_back({"fail_closed",
+                      {"inner=sqlite", "inner.path=" + dir.dir + "/state.db", "fail_rate=0.3",
+                       "seed=7", "latency_ms=1"}});
   }
   for (const Setup& setup : setups) {
     const char* mode = setup.mode;
@@ -233,8 +233,8 @@ TEST(Faults, HungStorageLeavesTheDaemonServing) {
 
 // Admin work runs off the thread that accepts connections and handles signals: with the
 // backend hung and no storage timeout, an SL.INSPECT waits, while new connections are still
-// accepted and SIGTERM stops the daemon within 2 s after its grace period. (On the accepting thread, the INSPECT held up
-// every new connection and SIGTERM.)
+// accepted and SIGTERM stops the daemon within 2 s after its grace period. (On the accepting
+// thread, the INSPECT held up every new connection and SIGTERM.)
 TEST(Faults, AHungAdminCommandHoldsUpNeitherAcceptNorSigterm) {
   ControlFile control;
   control.set("hang=1\n");

@@ -2,7 +2,6 @@
 // plugin: configuration errors, forwarding, seeded failures, latency off the caller's thread,
 // hangs that end at close or when the control file lifts them.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,9 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "numbered.h"
 #include "sluice/storage.h"
 #include "sluice/storage_plugin.h"
-#include "numbered.h"
 
 namespace sluice {
 namespace {
@@ -47,15 +46,18 @@ struct Call {
     batch.results = &result;
   }
   void submit(Storage& s) {
-    s.submit(batch, [](void* user, sluice_status st, const char* text) {
-      auto* c = static_cast<Call*>(user);
-      std::lock_guard lock(c->mu);
-      c->status = st;
-      c->message = text ? text : "";
-      c->thread = std::this_thread::get_id();
-      c->done = true;
-      c->cv.notify_all();
-    }, this);
+    s.submit(
+        batch,
+        [](void* user, sluice_status st, const char* text) {
+          auto* c = static_cast<Call*>(user);
+          std::lock_guard lock(c->mu);
+          c->status = st;
+          c->message = text ? text : "";
+          c->thread = std::this_thread::get_id();
+          c->done = true;
+          c->cv.notify_all();
+        },
+        this);
   }
   bool wait(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu);
@@ -94,8 +96,9 @@ TEST(FaultyPlugin, ConfigurationErrorsAreClear) {
             std::string::npos);
   EXPECT_NE(error_of({{"inner", "memory"}, {"hang", "yes"}}).find("hang must be 0 or 1"),
             std::string::npos);
-  EXPECT_NE(error_of({{"inner", "memory"}, {"colour", "red"}}).find("unknown configuration key 'colour'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of({{"inner", "memory"}, {"colour", "red"}}).find("unknown configuration key 'colour'"),
+      std::string::npos);
   // inner.KEY reaches the inner plugin, whose own refusal is passed on.
   const std::string inner = error_of({{"inner", "memory"}, {"inner.colour", "red"}});
   EXPECT_NE(inner.find("refused to open"), std::string::npos) << inner;
@@ -124,8 +127,8 @@ TEST(FaultyPlugin, ForwardsToTheInnerPlugin) {
 // fail_rate fails about that share of batches, and the same seed fails the same ones.
 TEST(FaultyPlugin, FailuresAreSeededAndProportional) {
   auto pattern = [](const char* seed) {
-    auto s = load({{"inner", "memory"}, {"fail_rate", "0.3"}, {"seed", seed},
-                   {"fail_status", "timeout"}});
+    auto s = load(
+        {{"inner", "memory"}, {"fail_rate", "0.3"}, {"seed", seed}, {"fail_status", "timeout"}});
     EXPECT_TRUE(s.ok()) << s.status().message();
     std::vector<bool> failed;
     for (int i = 0; i < 2000; ++i) {

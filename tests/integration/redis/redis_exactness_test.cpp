@@ -65,11 +65,12 @@ Outcome run(Storage& storage, int64_t now, const std::vector<sluice_item>& items
 
 std::string describe(const sluice_item& it) {
   return "op=" + std::to_string(it.op) + " key=" + std::string(it.key, it.key_len) +
-         " limit=" + std::to_string(it.params.limit) + " window=" +
-         std::to_string(it.params.window_ms) + " burst=" + std::to_string(it.params.burst) +
-         " cost=" + std::to_string(it.cost) + " lease=" + std::to_string(it.lease_id) +
-         " expires=" + std::to_string(it.lease_expires_ms) + " shadow=" +
-         std::to_string(it.shadow) + " cap=" + std::to_string(it.state_capacity);
+         " limit=" + std::to_string(it.params.limit) +
+         " window=" + std::to_string(it.params.window_ms) +
+         " burst=" + std::to_string(it.params.burst) + " cost=" + std::to_string(it.cost) +
+         " lease=" + std::to_string(it.lease_id) +
+         " expires=" + std::to_string(it.lease_expires_ms) +
+         " shadow=" + std::to_string(it.shadow) + " cap=" + std::to_string(it.state_capacity);
 }
 
 std::string describe(const sluice_item_result& r) {
@@ -142,9 +143,8 @@ TEST_P(RedisExactness, RandomBatchesMatchTheEngineTransitions) {
       it.params.algorithm = alg;
       it.params.limit = pick(0, 9) < 8 ? 8 : 4;  // a warm-up may scale a limit down
       it.params.window_ms = window;
-      it.params.burst = (alg == SLUICE_ALG_TOKEN_BUCKET || alg == SLUICE_ALG_GCRA) && pick(0, 1)
-                            ? 12
-                            : 0;
+      it.params.burst =
+          (alg == SLUICE_ALG_TOKEN_BUCKET || alg == SLUICE_ALG_GCRA) && pick(0, 1) ? 12 : 0;
       const int o = static_cast<int>(pick(0, 99));
       if (alg == SLUICE_ALG_CONCURRENCY) {
         it.op = o < 45   ? SLUICE_OP_LEASE_ACQUIRE
@@ -179,8 +179,7 @@ TEST_P(RedisExactness, RandomBatchesMatchTheEngineTransitions) {
     for (const auto& it : items) context += "\n  " + describe(it);
     ASSERT_EQ(got.status, want.status) << context;
     for (size_t i = 0; i < n; ++i) {
-      ASSERT_EQ(describe(got.results[i]), describe(want.results[i]))
-          << context << "\n  item " << i;
+      ASSERT_EQ(describe(got.results[i]), describe(want.results[i])) << context << "\n  item " << i;
       (want.results[i].allowed ? allowed : denied)++;
     }
   }
@@ -189,14 +188,14 @@ TEST_P(RedisExactness, RandomBatchesMatchTheEngineTransitions) {
   EXPECT_GT(denied, 300);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Algorithms, RedisExactness,
-    ::testing::Values(SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW,
-                      SLUICE_ALG_SLIDING_WINDOW_COUNTER, SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA,
-                      SLUICE_ALG_CONCURRENCY),
-    [](const ::testing::TestParamInfo<sluice_algorithm>& p) {
-      return std::string(algo::algorithm_name(p.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Algorithms, RedisExactness,
+                         ::testing::Values(SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW,
+                                           SLUICE_ALG_SLIDING_WINDOW_COUNTER,
+                                           SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA,
+                                           SLUICE_ALG_CONCURRENCY),
+                         [](const ::testing::TestParamInfo<sluice_algorithm>& p) {
+                           return std::string(algo::algorithm_name(p.param));
+                         });
 
 }  // namespace
 }  // namespace sluice

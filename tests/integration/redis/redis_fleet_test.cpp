@@ -44,11 +44,10 @@ class RedisFleet : public ::testing::Test {
     ASSERT_TRUE(redis_.start());
     for (int i = 0; i < 3; ++i) {
       daemons_.push_back(std::make_unique<Daemon>(
-          kPolicy, std::vector<std::string>{"--storage", "redis", "--plugin-dir",
-                                            SLUICE_PLUGIN_DIR, "--storage-config",
-                                            "url=" + redis_.url(), "--storage-config",
-                                            "command_timeout_ms=100", "--storage-config",
-                                            "reconnect_max_ms=50"}));
+          kPolicy, std::vector<std::string>{"--storage", "redis", "--plugin-dir", SLUICE_PLUGIN_DIR,
+                                            "--storage-config", "url=" + redis_.url(),
+                                            "--storage-config", "command_timeout_ms=100",
+                                            "--storage-config", "reconnect_max_ms=50"}));
       ASSERT_TRUE(daemons_.back()->ok()) << daemons_.back()->log();
     }
   }

@@ -11,11 +11,10 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "redis_server.h"
 #include "sluice/algorithms.h"
@@ -96,8 +95,8 @@ class RedisPlugin : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(server_.start()); }
   StorageConfig config(StorageConfig extra = {}) const {
-    StorageConfig c = {{"url", server_.url()}, {"command_timeout_ms", "100"},
-                       {"reconnect_max_ms", "50"}};
+    StorageConfig c = {
+        {"url", server_.url()}, {"command_timeout_ms", "100"}, {"reconnect_max_ms", "50"}};
     c.insert(c.end(), extra.begin(), extra.end());
     return c;
   }
@@ -182,7 +181,7 @@ TEST_F(RedisPlugin, FixedWindowTtlIsKeptWithinItsWindowAndRenewedForANewWindow) 
   plant(kHour);
   Answer a = decide(*s.value(), item);
   ASSERT_EQ(a.status, SLUICE_OK) << a.message;
-  EXPECT_EQ(a.result.remaining, 98);  // the planted count was read
+  EXPECT_EQ(a.result.remaining, 98);                            // the planted count was read
   EXPECT_LE(std::stoll(server_.command("PTTL " + key)), 5000);  // kept
   // As if the policy had changed this limit from 1 s to 1 h at the top of the hour.
   plant(1000);
@@ -268,13 +267,14 @@ TEST_F(RedisPlugin, ConcurrentBatchesAreCoalescedAndExact) {
           }
           sl.done = false;
           ++sent;
-          storage.submit(sluice_batch{0, 1, &sl.item, &sl.result},
-                         [](void* p, sluice_status st, const char*) {
-                           auto* slot = static_cast<Slot*>(p);
-                           if (st != SLUICE_OK) slot->result.allowed = -1;
-                           slot->done = true;
-                         },
-                         &sl);
+          storage.submit(
+              sluice_batch{0, 1, &sl.item, &sl.result},
+              [](void* p, sluice_status st, const char*) {
+                auto* slot = static_cast<Slot*>(p);
+                if (st != SLUICE_OK) slot->result.allowed = -1;
+                slot->done = true;
+              },
+              &sl);
         }
         std::this_thread::yield();
       }

@@ -21,8 +21,10 @@ namespace {
 std::string render(const redisReply* r) {
   if (r == nullptr) return "(no reply)";
   switch (r->type) {
-    case REDIS_REPLY_NIL: return "(nil)";
-    case REDIS_REPLY_INTEGER: return std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "(nil)";
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
     case REDIS_REPLY_ARRAY: {
       std::string out;
       for (size_t i = 0; i < r->elements; ++i) {
@@ -31,7 +33,8 @@ std::string render(const redisReply* r) {
       }
       return out;
     }
-    default: return std::string(r->str, r->len);
+    default:
+      return std::string(r->str, r->len);
   }
 }
 
@@ -54,10 +57,25 @@ RedisServer::~RedisServer() {
 bool RedisServer::start() {
   if (running()) return true;
   std::filesystem::remove(socket_);
-  std::vector<std::string> args = {"redis-server", "--port", "0", "--unixsocket", socket_,
-                                   "--unixsocketperm", "700", "--save", "", "--appendonly",
-                                   "no", "--daemonize", "no", "--dir", dir_,
-                                   "--loglevel", "warning", "--logfile", dir_ + "/redis.log"};
+  std::vector<std::string> args = {"redis-server",
+                                   "--port",
+                                   "0",
+                                   "--unixsocket",
+                                   socket_,
+                                   "--unixsocketperm",
+                                   "700",
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--daemonize",
+                                   "no",
+                                   "--dir",
+                                   dir_,
+                                   "--loglevel",
+                                   "warning",
+                                   "--logfile",
+                                   dir_ + "/redis.log"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

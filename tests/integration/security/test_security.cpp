@@ -4,6 +4,7 @@
 // every change, and client bytes that cannot break the admin's JSON.
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -11,18 +12,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
-#include <tuple>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "sluice/policy.h"
@@ -167,11 +166,11 @@ TEST_F(Security, DecisionSocketCannotReachAdmin) {
 
   Client c = daemon_->client();
   const std::vector<std::vector<std::string>> attempts = {
-      {"SL.POLICY", "APPLY", other},   {"sl.policy", "apply", other},
-      {"Sl.PoLiCy", "RELOAD"},         {"SL.POLICY", "GET"},
+      {"SL.POLICY", "APPLY", other},    {"sl.policy", "apply", other},
+      {"Sl.PoLiCy", "RELOAD"},          {"SL.POLICY", "GET"},
       {"SL.POLICY", "VALIDATE", other}, {"SL.STATS"},
-      {"SL.WARMUP", "heavy", "START"}, {"SL.INSPECT", "predict", "x"},
-      {"SL.RESET", "predict", "x"},    {"SL.AUDIT"},
+      {"SL.WARMUP", "heavy", "START"},  {"SL.INSPECT", "predict", "x"},
+      {"SL.RESET", "predict", "x"},     {"SL.AUDIT"},
       {"sl.reset", "predict", "x"},
   };
   for (const auto& a : attempts) {
@@ -187,11 +186,8 @@ TEST_F(Security, DecisionSocketCannotReachAdmin) {
     EXPECT_EQ(v.error_code(), "NOPERM") << v.to_string();
   }
   // Redis administration commands are not a way around it.
-  for (const std::vector<std::string>& a :
-       std::vector<std::vector<std::string>>{{"CONFIG", "SET", "dir", "/tmp"},
-                                             {"FLUSHALL"},
-                                             {"SHUTDOWN"},
-                                             {"DEBUG", "SEGFAULT"}}) {
+  for (const std::vector<std::string>& a : std::vector<std::vector<std::string>>{
+           {"CONFIG", "SET", "dir", "/tmp"}, {"FLUSHALL"}, {"SHUTDOWN"}, {"DEBUG", "SEGFAULT"}}) {
     Value v;
     ASSERT_TRUE(c.call(a, v)) << c.error();
     EXPECT_TRUE(v.is_error()) << a[0] << " " << v.to_string();
@@ -234,8 +230,7 @@ TEST_F(Security, EveryChangeIsAudited) {
   std::string v4 = kPolicy;
   v4.replace(v4.find("limit: 2,"), 9, "limit: 5,");
   ASSERT_EQ(call(admin, {"SL.POLICY", "APPLY", v2}).type, Value::Type::kInteger);
-  EXPECT_EQ(call(admin, {"SL.POLICY", "APPLY", "version: 1\nnope: 1\n"}).error_code(),
-            "INVALID");
+  EXPECT_EQ(call(admin, {"SL.POLICY", "APPLY", "version: 1\nnope: 1\n"}).error_code(), "INVALID");
   EXPECT_EQ(call(admin, {"SL.POLICY", "APPLY", v2}).type, Value::Type::kInteger);  // same text
   write_file(daemon_->policy_path(), v3);
   EXPECT_EQ(call(admin, {"SL.POLICY", "RELOAD"}).type, Value::Type::kInteger);
@@ -249,9 +244,9 @@ TEST_F(Security, EveryChangeIsAudited) {
 
   const auto all = lines();
   ASSERT_EQ(all.size(), at_start + 6) << read_file(audit_path());
-  const std::vector<std::string> commands = {"SL.POLICY APPLY",        "SL.POLICY RELOAD",
-                                             "SIGHUP",                 "SL.WARMUP heavy START",
-                                             "SL.WARMUP heavy READY", "SL.RESET predict someone"};
+  const std::vector<std::string> commands = {
+      "SL.POLICY APPLY",       "SL.POLICY RELOAD",      "SIGHUP",
+      "SL.WARMUP heavy START", "SL.WARMUP heavy READY", "SL.RESET predict someone"};
   for (size_t i = 0; i < commands.size(); ++i) {
     const auto& e = all[at_start + i];
     EXPECT_EQ(e["command"], commands[i]) << e.dump();
@@ -281,7 +276,8 @@ TEST_F(Security, InvalidUtf8SubjectsCannotBreakAdminJson) {
   EXPECT_EQ(call(admin, {"SL.RESET", "predict", subject}).str, "OK");
   Value audit = call(admin, {"SL.AUDIT", "1"});
   ASSERT_EQ(audit.elements.size(), 1u);
-  EXPECT_NO_THROW(std::ignore = nlohmann::json::parse(audit.elements[0].str)) << audit.elements[0].str;
+  EXPECT_NO_THROW(std::ignore = nlohmann::json::parse(audit.elements[0].str))
+      << audit.elements[0].str;
   EXPECT_EQ(call(admin, {"PING"}).str, "PONG");
 }
 
@@ -292,8 +288,9 @@ TEST_F(Security, PolicyWritesAreAtomicUnderKill9) {
   auto big = [](int n) {
     std::string p = kPolicy;
     for (int i = 0; i < 400; ++i) {
-      p += "  r" + std::to_string(i) + ":\n    limits:\n      - {name: l, algorithm: gcra, limit: " +
-           std::to_string(n + i) + ", window: 1s}\n";
+      p += "  r" + std::to_string(i) +
+           ":\n    limits:\n      - {name: l, algorithm: gcra, limit: " + std::to_string(n + i) +
+           ", window: 1s}\n";
     }
     return p;
   };
@@ -348,10 +345,10 @@ TEST(SecurityStart, RefusesToReplaceANonSocketPath) {
   const std::string link = dir + "/admin.sock";
   ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
   write_file(dir + "/policy.yaml", kPolicy);
-  const pid_t pid = Daemon::spawn({Daemon::binary(), "--policy", dir + "/policy.yaml", "--socket",
-                                   dir + "/sluice.sock", "--admin-socket", link,
-                                   "--state-dir", dir},
-                                  dir + "/log");
+  const pid_t pid =
+      Daemon::spawn({Daemon::binary(), "--policy", dir + "/policy.yaml", "--socket",
+                     dir + "/sluice.sock", "--admin-socket", link, "--state-dir", dir},
+                    dir + "/log");
   int status = 0;
   ::waitpid(pid, &status, 0);
   EXPECT_EQ(Daemon::decode(status), 1) << read_file(dir + "/log");

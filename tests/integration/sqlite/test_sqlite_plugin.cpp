@@ -2,9 +2,9 @@
 // durability modes, incremental expiry and statistics.
 #include <gtest/gtest.h>
 
+#include "numbered.h"
 #include "sluice/storage.h"
 #include "sqlite_harness.h"
-#include "numbered.h"
 
 namespace sluice::sqlite_test {
 namespace {
@@ -445,7 +445,8 @@ TEST(SqliteKeys, CollidingHashesKeepSeparateStates) {
   {
     Instance plugin;
     ASSERT_EQ(plugin.open(config), SLUICE_OK);
-    for (int i = 0; i < kKeys; ++i) ASSERT_EQ(plugin.consume(key(i), 1000, i + 1).status, SLUICE_OK);
+    for (int i = 0; i < kKeys; ++i)
+      ASSERT_EQ(plugin.consume(key(i), 1000, i + 1).status, SLUICE_OK);
     for (int i = 0; i < kKeys; ++i) EXPECT_EQ(plugin.remaining(key(i), 1000), 1000 - (i + 1)) << i;
     // Every third key goes; the others, wherever they sit in their probe sequence, stay.
     for (int i = 0; i < kKeys; i += 3) {
