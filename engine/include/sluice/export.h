@@ -5,7 +5,7 @@
 #if defined(SLUICE_CORE_STATIC)
 #define SLUICE_API
 #elif defined(SLUICE_CORE_BUILDING)
-#define SLUICE_API __attribute__((visibility("default")))
+#define SLUICE_API [[gnu::visibility("default")]]
 #else
-#define SLUICE_API __attribute__((visibility("default")))
+#define SLUICE_API [[gnu::visibility("default")]]
 #endif

@@ -20,7 +20,7 @@ enum class StatusCode {
   kInternal,
 };
 
-class SLUICE_API Status {
+class [[nodiscard]] SLUICE_API Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
@@ -45,7 +45,7 @@ class SLUICE_API Status {
 
 // Either a value or a non-ok Status.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
