@@ -14,6 +14,8 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -127,6 +129,10 @@ struct Worker {
   asio::posix::stream_descriptor poller{ioc};
   asio::steady_timer sweep{ioc};
   std::thread thread;
+  // Set when `thread` has left its loop (Server::run waits for the admin thread with a bound).
+  std::mutex exit_mu;
+  std::condition_variable exit_cv;
+  bool exited = false;  // guarded by exit_mu
 };
 
 constexpr size_t kInitialInput = 4096;
@@ -957,12 +963,15 @@ Status Server::start() {
       for (;;) {
         try {
           wp->ioc.run();
-          return;
+          break;
         } catch (const std::exception& e) {
           // A bug in one handler must not take the daemon down; it is logged loudly.
           spdlog::critical("worker thread: unhandled exception: {}", e.what());
         }
       }
+      std::lock_guard lock(wp->exit_mu);
+      wp->exited = true;
+      wp->exit_cv.notify_all();
     });
   }
   im.sweep(im.control);
@@ -988,9 +997,19 @@ void Server::run() {
     }
   }
   for (auto& w : im.workers) im.join(*w);
-  // An admin command may still wait on a hung backend (with --storage-timeout 0): the
-  // engine's shutdown completes what the plugin holds, and the admin thread can end.
-  im.ctx.engine->shutdown();
+  // An admin command may still wait on a hung backend (with --storage-timeout 0 nothing
+  // answers it). The storage was flushed in finish_shutdown; rather than wait for the backend
+  // forever, the daemon then exits without that thread.
+  {
+    Worker& a = im.admin_worker;
+    std::unique_lock lock(a.exit_mu);
+    if (!a.exit_cv.wait_for(lock, std::chrono::seconds(1), [&a] { return a.exited; })) {
+      spdlog::warn("an admin command still waits on the storage backend; exiting without it");
+      im.remove_socket_files();
+      spdlog::shutdown();
+      std::_Exit(0);
+    }
+  }
   im.join(im.admin_worker);
   im.remove_socket_files();
   spdlog::info("stopped");
