@@ -147,8 +147,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   ~Session() {
     if (fd_ >= 0) ::close(fd_);
-    worker_.ctx.connections.fetch_sub(1, std::memory_order_relaxed);
-    if (admin_) worker_.ctx.admin_connections.fetch_sub(1, std::memory_order_relaxed);
+    // The admin count first (see Impl::on_accept).
+    if (admin_) worker_.ctx.admin_connections.fetch_sub(1, std::memory_order_release);
+    worker_.ctx.connections.fetch_sub(1, std::memory_order_release);
   }
 
   Session(const Session&) = delete;
@@ -774,8 +775,11 @@ struct Server::Impl {
       std::make_shared<Refusal>(std::move(socket), std::move(reply))->start();
     };
     // Each socket has its own cap: decision clients at theirs leave room for the admin.
-    const size_t admins = ctx.admin_connections.load(std::memory_order_relaxed);
-    const size_t open = l.admin ? admins : ctx.connections.load(std::memory_order_relaxed) - admins;
+    // Loaded total first: a closing admin session decrements its count before the total, so
+    // the difference never goes below the decision sessions (saturated all the same).
+    const size_t total = ctx.connections.load(std::memory_order_acquire);
+    const size_t admins = ctx.admin_connections.load(std::memory_order_acquire);
+    const size_t open = l.admin ? admins : (total > admins ? total - admins : 0);
     const size_t cap = l.admin ? ctx.options.max_admin_connections : ctx.options.max_connections;
     if (open >= cap) {
       if (!l.full) {  // one line per episode, not one per refused connection
