@@ -342,6 +342,15 @@ struct Engine::Impl {
   double warm_factor(const Snapshot& snap, const CompiledResource& r, int64_t now) const;
   uint64_t new_lease_id();
   void sweep_leases(int64_t now);
+  // Records a granted lease under `id` with a fresh secret; returns the holder's token.
+  LeaseToken hold_lease(uint64_t id, Lease lease, int64_t now) {
+    const LeaseToken token{id, random_secret()};
+    lease.secret = token.secret;
+    std::lock_guard lock(lease_mu);
+    sweep_leases(now);
+    leases[id] = std::move(lease);
+    return token;
+  }
 
   void finish_inline(DecisionCall& call);
   static void on_storage_done(void* user, sluice_status status, const char* message);
@@ -358,9 +367,13 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   snap->policy = policy;
   snap->stats = &stats;
   snap->base.resize(rcount * tiers.size() + 1);
+  // Resource index ri: a listed resource, or at resources.size() the default one (or none).
+  auto resource_at = [&](size_t ri) {
+    return ri < resources.size() ? &resources[ri] : policy->default_resource();
+  };
   size_t slots = 0;
   for (size_t ri = 0; ri < rcount; ++ri) {
-    const CompiledResource* r = ri < resources.size() ? &resources[ri] : policy->default_resource();
+    const CompiledResource* r = resource_at(ri);
     for (size_t t = 0; t < tiers.size(); ++t) {
       snap->base[ri * tiers.size() + t] = static_cast<uint32_t>(slots);
       if (r != nullptr) slots += r->limits.size() + 2;
@@ -370,7 +383,7 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
   snap->series = std::make_unique<std::atomic<Stats::Series*>[]>(slots);
   snap->capacities = std::make_unique<uint32_t[]>(slots);
   for (size_t ri = 0; ri < rcount; ++ri) {
-    const CompiledResource* r = ri < resources.size() ? &resources[ri] : policy->default_resource();
+    const CompiledResource* r = resource_at(ri);
     if (r == nullptr) continue;
     for (const auto& t : tiers) {
       uint32_t* caps = &snap->capacities[snap->base[ri * tiers.size() + t.index]];
@@ -637,16 +650,11 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     d.limit = d.remaining = -1;
     d.set_rule(kRuleUnlimited);
     if (kind == DecisionKind::kAcquire) {
-      d.lease = {impl_->new_lease_id(), random_secret()};
       d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
-      std::lock_guard lock(impl_->lease_mu);
-      impl_->sweep_leases(in.now_ms);
-      impl_->leases[d.lease.id] = {std::string(req.resource),
-                                   std::string(req.subject),
-                                   tier->name,
-                                   req.cost,
-                                   in.now_ms + d.lease_ttl_ms,
-                                   d.lease.secret};
+      d.lease = impl_->hold_lease(impl_->new_lease_id(),
+                                  {std::string(req.resource), std::string(req.subject), tier->name,
+                                   req.cost, in.now_ms + d.lease_ttl_ms},
+                                  in.now_ms);
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
       Stats::record(snap.at(res, tier->index, res->limits.size()), Outcome::kAllowed, in.now_ms);
@@ -677,7 +685,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
   const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
   in.lease_ttl_ms = 0;
-  uint64_t lease_id = 0;  // its secret is drawn when the lease is granted
+  uint64_t lease_id = 0;  // its secret is drawn when the lease is granted (hold_lease)
   if (kind == DecisionKind::kAcquire) {
     lease_id = impl_->new_lease_id();
     in.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
@@ -905,13 +913,12 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
       d.lease = {};
     } else {
       d.lease_ttl_ms = in.lease_ttl_ms;
-      d.lease.secret = random_secret();
-      std::lock_guard lock(lease_mu);
-      sweep_leases(in.now_ms);
       // The resource name as requested: with default_limits it differs from res->name.
-      leases[d.lease.id] = {std::string(in.resource_name()),    std::string(in.subject()),
-                            snap.policy->tiers()[in.tier].name, in.cost,
-                            in.now_ms + in.lease_ttl_ms,        d.lease.secret};
+      d.lease =
+          hold_lease(d.lease.id,
+                     {std::string(in.resource_name()), std::string(in.subject()),
+                      snap.policy->tiers()[in.tier].name, in.cost, in.now_ms + in.lease_ttl_ms},
+                     in.now_ms);
     }
   }
   finish_inline(call);

@@ -109,10 +109,18 @@ StagedFile::~StagedFile() {
   if (!temp_.empty()) ::unlink(temp_.c_str());
 }
 
+namespace {
+// The directory a file is replaced in (a temporary there, then a rename and a sync of it).
+std::filesystem::path directory_of(const std::string& path) {
+  const std::filesystem::path target(path);
+  return target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+}
+}  // namespace
+
 Status StagedFile::stage(std::string_view text) {
   namespace fs = std::filesystem;
   const fs::path target(path_);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const fs::path dir = directory_of(path_);
   // Built by appending: at -O3, g++ 12 reports a false -Wrestrict inside libstdc++ for
   // `"." + std::string + "..."`.
   std::string name = ".";
@@ -157,9 +165,7 @@ Status StagedFile::commit() {
         fmt::format("cannot rename {} to {}: {}", temp_, path_, errno_text()));
   }
   temp_.clear();
-  const std::filesystem::path target(path_);
-  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int dfd = ::open(directory_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     ::fsync(dfd);  // best effort: some file systems refuse fsync on directories
     ::close(dfd);
@@ -290,7 +296,7 @@ Result<uint64_t> Admin::reload(std::string_view origin, const Peer& peer) {
   auto result = [&]() -> Result<uint64_t> {
     PolicyParseResult parsed = parse_policy(text, policy_path_);
     if (!parsed.ok()) return Status::Invalid(parsed.error_text());
-    return install_(origin, peer, std::string(text), *parsed.policy, false);
+    return install_(origin, peer, std::move(text), *parsed.policy, false);
   }();
   ::malloc_trim(0);  // as after APPLY: what parsing took goes back to the system
   return result;
