@@ -252,8 +252,11 @@ class TokenBucket {
   TokenBucket(const Env& env, const uint8_t* s, size_t len) : env_(env), at_(env.now) {
     if (len == kSize) {
       const int64_t deficit = load_i64(s), last = load_i64(s + 8);
-      if (deficit >= 0) {
-        if (last >= env.now) {  // the clock stepped back: no refill until it catches up
+      // A state from further ahead than one refill period was written while the clock was
+      // wrong (a forward step since corrected, or a large step back): it is forgotten rather
+      // than honoured until the clock catches up with it (docs/algorithms.md, "Clock steps").
+      if (deficit >= 0 && i128{last} - env.now <= period()) {
+        if (last >= env.now) {  // the clock stepped back a little: no refill until it catches up
           at_ = last;
           deficit_ = deficit;
         } else {
@@ -277,6 +280,8 @@ class TokenBucket {
   size_t write(uint8_t* buf, size_t /*max_write*/, int64_t delta, bool adjust) const {
     i128 deficit = deficit_ + i128{delta} * env_.window;
     if (adjust && deficit < 0) deficit = 0;  // a refund never fills beyond capacity
+    // As gcra: a subject owes at most one burst of settlements on top of a spent burst.
+    deficit = std::min(deficit, 2 * cap_scaled());
     if (deficit <= 0) return 0;
     store_i64(buf, sat64(deficit));
     store_i64(buf + 8, at_);
@@ -285,6 +290,8 @@ class TokenBucket {
 
  private:
   i128 cap_scaled() const { return i128{env_.burst} * env_.window; }
+  // Time to refill an empty bucket.
+  i128 period() const { return ceil_div(cap_scaled(), env_.limit); }
   i128 full_at() const {
     return deficit_ > 0 ? at_ + ceil_div(deficit_, env_.limit) : i128{env_.now};
   }
@@ -307,7 +314,9 @@ class Gcra {
       if (frac >= 0) {
         // A fraction from a larger limit is clamped: the TAT moves by less than 1 ms.
         const i128 tat = i128{ms} * env.limit + std::min(frac, env.limit - 1);
-        tat_ = std::max(tat_, tat);
+        // No write leaves the TAT further ahead than max_ahead(); one that is was written while
+        // the clock was wrong and is forgotten (docs/algorithms.md, "Clock steps").
+        if (tat - now_units_ <= max_ahead()) tat_ = std::max(tat_, tat);
       }
     }
   }
@@ -324,8 +333,10 @@ class Gcra {
     return sat64(ceil_div(over, env_.limit));
   }
   size_t write(uint8_t* buf, size_t /*max_write*/, int64_t delta, bool /*adjust*/) const {
-    // Never below now: a refund cannot fill beyond the burst.
-    const i128 tat = std::max(now_units_, tat_ + i128{delta} * env_.window);
+    // Never below now: a refund cannot fill beyond the burst. Never beyond max_ahead(): a
+    // subject owes at most one burst of settlements on top of a spent burst.
+    const i128 tat =
+        std::clamp(tat_ + i128{delta} * env_.window, now_units_, now_units_ + max_ahead());
     if (tat <= now_units_) return 0;
     const i128 ms = floor_div(tat, env_.limit);
     store_i64(buf, sat64(ms));
@@ -335,6 +346,7 @@ class Gcra {
 
  private:
   i128 tolerance() const { return i128{env_.burst} * env_.window; }
+  i128 max_ahead() const { return 2 * tolerance(); }
   Env env_;
   i128 now_units_;
   i128 tat_;  // max(stored TAT, now), in units
@@ -364,6 +376,9 @@ class SlidingLog {
       }
     }
     first_ = lo;
+    // Entries more than a window ahead were written while the clock was wrong: forgotten
+    // (docs/algorithms.md, "Clock steps"), and dropped by the next write.
+    while (n_ > first_ && i128{time_at(s, n_ - 1)} - env.now > env.window) --n_;
     for (size_t i = first_; i < n_; ++i) sum_ += cost_at(s, i);
     if (first_ < n_) newest_ = time_at(s, n_ - 1);
     data_ = s;

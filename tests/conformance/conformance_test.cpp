@@ -495,6 +495,42 @@ TEST_P(PluginConformance, ExpiredKeysAreFresh) {
   EXPECT_EQ(stat("keys"), 0u);
 }
 
+// The wall clock stepped a day ahead and corrected: what was admitted in the wrong day is
+// forgotten, and a small step back admits nothing more. Every plugin (Redis's Lua included)
+// gives the reference's answers (docs/algorithms.md, "Clock steps").
+TEST_P(PluginConformance, ClockStepsHaveBoundedEffects) {
+  constexpr int64_t kDay = 24 * 3600 * 1000;
+  const int64_t window = 60'000;
+  for (sluice_algorithm alg : kConsumingAlgorithms) {
+    SCOPED_TRACE(algorithm_label(alg));
+    ReferenceModel reference;
+    const auto p = params(alg, 3, window);
+    auto check = [&](const std::string& k, int64_t now) {
+      const sluice_item it = item(k, SLUICE_OP_CONSUME, p);
+      sluice_item_result expected{};
+      reference.submit(sluice_batch{now, 1, &it, &expected});
+      const auto actual = run_one(it, now);
+      EXPECT_TRUE(same(actual, expected))
+          << "at +" << (now - kStart) << " ms: plugin " << describe(actual) << ", reference "
+          << describe(expected);
+      return actual;
+    };
+    const auto ahead = key("step-ahead:" + algorithm_label(alg));
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(check(ahead, kStart + kDay).allowed, 1);
+    EXPECT_EQ(check(ahead, kStart + kDay).allowed, 0);
+    const auto corrected = check(ahead, kStart + 1'000);
+    EXPECT_EQ(corrected.allowed, 1) << "the day ahead still counts after the correction";
+    EXPECT_EQ(corrected.remaining, 2);
+
+    const auto back = key("step-back:" + algorithm_label(alg));
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(check(back, kStart + 30'000).allowed, 1);
+    const auto denied = check(back, kStart + 20'000);
+    EXPECT_EQ(denied.allowed, 0) << "a step back of 10 s gave the limit again";
+    EXPECT_GT(denied.retry_after_ms, 0);
+    EXPECT_LE(denied.retry_after_ms, 2 * window);
+  }
+}
+
 // Many threads against shared keys get exact totals: never more, never fewer than the limit.
 TEST_P(PluginConformance, ConcurrentRequestsGiveExactTotals) {
   constexpr int kThreads = 8;

@@ -623,6 +623,84 @@ std::string algorithm_test_name(const ::testing::TestParamInfo<sluice_algorithm>
 
 INSTANTIATE_TEST_SUITE_P(All, EveryAlgorithm, ::testing::ValuesIn(kAll), algorithm_test_name);
 
+// ---- clock steps (docs/algorithms.md, "Clock steps") ------------------------------------
+
+// The algorithms that count what was admitted; concurrency holds leases until their deadline.
+class CountingAlgorithm : public ::testing::TestWithParam<sluice_algorithm> {};
+const sluice_algorithm kCounting[] = {SLUICE_ALG_FIXED_WINDOW, SLUICE_ALG_SLIDING_WINDOW,
+                                      SLUICE_ALG_SLIDING_WINDOW_COUNTER, SLUICE_ALG_TOKEN_BUCKET,
+                                      SLUICE_ALG_GCRA};
+constexpr int64_t kDay = 24 * 3600 * 1000;
+
+// The wall clock is stepped a day ahead, the limit spent there, and the clock corrected: the
+// state written in the wrong day is forgotten instead of denying for a day.
+TEST_P(CountingAlgorithm, ACorrectedForwardStepIsForgotten) {
+  ManualClock clock(kT0 + kDay);
+  Key key(params(GetParam(), 3, 60'000), clock);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(key.consume().allowed, 1);
+  ASSERT_EQ(key.consume().allowed, 0);
+  clock.set(kT0 + 1'000);
+  const auto r = key.consume();
+  EXPECT_EQ(r.allowed, 1);
+  EXPECT_EQ(r.remaining, 2);  // a fresh limit: the day-ahead admissions no longer count
+  EXPECT_LE(r.reset_after_ms, 2 * 60'000);
+}
+
+// A step back smaller than a window admits nothing the limit had already given, and the
+// denial it causes ends within two windows.
+TEST_P(CountingAlgorithm, ASmallStepBackAdmitsNothingMore) {
+  for (const int64_t back : {1, 10'000, 30'000, 59'000}) {
+    SCOPED_TRACE("stepped back " + std::to_string(back) + " ms");
+    ManualClock clock(kT0 + 30'000);
+    Key key(params(GetParam(), 3, 60'000), clock);
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(key.consume().allowed, 1);
+    clock.set(kT0 + 30'000 - back);
+    const auto r = key.consume();
+    EXPECT_EQ(r.allowed, 0);
+    EXPECT_GT(r.retry_after_ms, 0);
+    EXPECT_LE(r.retry_after_ms, 2 * 60'000);
+    clock.advance(r.retry_after_ms);
+    EXPECT_EQ(key.consume().allowed, 1) << "the retry-after is honest after a step back";
+  }
+}
+
+// Whatever the history of steps, a denial never asks for more than two windows' wait.
+TEST_P(CountingAlgorithm, NoStepMakesADenialLongerThanTwoWindows) {
+  ManualClock clock(kT0);
+  Key key(params(GetParam(), 4, 10'000), clock);
+  const int64_t offsets[] = {0, kDay, 5'000, -kDay, 3 * kDay, 9'000, 20'000, -3'000, 7 * kDay, 1};
+  for (const int64_t offset : offsets) {
+    clock.set(kT0 + kDay + offset);  // around a base a day ahead, so no time is negative
+    for (int i = 0; i < 6; ++i) {
+      const auto r = key.consume(2);
+      if (!r.allowed) {
+        EXPECT_LE(r.retry_after_ms, 2 * 10'000) << "offset " << offset;
+      }
+      EXPECT_LE(r.reset_after_ms, 2 * 10'000) << "offset " << offset;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, CountingAlgorithm, ::testing::ValuesIn(kCounting),
+                         algorithm_test_name);
+
+// Settlement debt: token_bucket and gcra carry at most one burst beyond a spent burst, so a
+// state can never lie further ahead than a forgotten one would.
+TEST(ClockSteps, SettlementDebtIsCappedAtOneBurst) {
+  for (const auto alg : {SLUICE_ALG_TOKEN_BUCKET, SLUICE_ALG_GCRA}) {
+    SCOPED_TRACE(std::string(sluice::algo::algorithm_name(alg)));
+    ManualClock clock(kT0);
+    Key key(params(alg, 10, 1'000), clock);
+    ASSERT_EQ(key.consume(10).allowed, 1);
+    for (int i = 0; i < 5; ++i) key.adjust(10);  // five bursts of extra charges
+    const auto r = key.peek(1);
+    EXPECT_EQ(r.allowed, 0);
+    EXPECT_EQ(r.reset_after_ms, 2'000);  // two bursts' refill, not six
+    clock.advance(1'100);
+    EXPECT_EQ(key.consume(1).allowed, 1);
+  }
+}
+
 // ---- API surface ---------------------------------------------------------------------------
 
 TEST(AlgorithmNames, RoundTrip) {

@@ -201,8 +201,9 @@ local function define_token_bucket()
   function TB.load(key, e)
     local m = {at = e.now, deficit = 0}
     local deficit, last = load16(key)
-    if deficit and deficit >= 0 then
-      if last >= e.now then -- the clock stepped back: no refill until it catches up
+    -- A state from further ahead than one refill period is forgotten (clock steps).
+    if deficit and deficit >= 0 and last - e.now <= ceil_div(e.burst * e.window, e.limit) then
+      if last >= e.now then -- the clock stepped back a little: no refill until it catches up
         m.at = last
         m.deficit = deficit
       else
@@ -231,6 +232,8 @@ local function define_token_bucket()
   function TB.change(m, e, key, delta, adjust, write)
     local deficit = m.deficit + delta * e.window
     if adjust and deficit < 0 then deficit = 0 end -- a refund never fills beyond capacity
+    -- As gcra: a subject owes at most one burst of settlements on top of a spent burst.
+    deficit = min(deficit, 2 * e.burst * e.window)
     local post, enc
     if deficit <= 0 then
       post = {at = e.now, deficit = 0}
@@ -254,7 +257,8 @@ local function define_gcra()
     if ms and frac >= 0 then
       -- A fraction from a larger limit is clamped: the TAT moves by less than 1 ms.
       local rel = (ms - e.now) * e.limit + min(frac, e.limit - 1)
-      if rel > 0 then m.rel = rel end
+      -- Further ahead than any write leaves it: forgotten (clock steps).
+      if rel > 0 and rel <= 2 * e.burst * e.window then m.rel = rel end
     end
     return m
   end
@@ -272,8 +276,9 @@ local function define_gcra()
     return e.now + ceil_div(over, e.limit)
   end
   function GCRA.change(m, e, key, delta, adjust, write)
-    -- Never below now: a refund cannot fill beyond the burst.
-    local rel = max(0, m.rel + delta * e.window)
+    -- Never below now: a refund cannot fill beyond the burst. Never more than one burst of
+    -- settlements on top of a spent burst.
+    local rel = min(max(0, m.rel + delta * e.window), 2 * e.burst * e.window)
     local post, enc = {rel = rel}, nil
     if rel > 0 then
       local q = floor_div(rel, e.limit)
@@ -293,12 +298,19 @@ local function define_sliding_window()
   local function sw_entry(s) return sunpack('<ddd', s) end
   local function sw_pack(t, c, cum) return spack('<ddd', t, c, cum) end
 
-  -- Reads the first and last entries of [first, n) and sets sum and newest.
-  local function sw_measure(m, key)
+  -- Reads the first and last entries of [first, n) and sets sum and newest. With `e`, first
+  -- forgets the entries more than a window ahead of now (clock steps; the next write drops
+  -- them).
+  local function sw_measure(m, key, e)
     m.sum, m.newest = 0, 0
     if m.first >= m.n then return end
+    local lt, _, lcum = sw_entry(rcall('LINDEX', key, m.n - 1))
+    while e and lt - e.now > e.window do
+      m.n = m.n - 1
+      if m.first >= m.n then return end
+      lt, _, lcum = sw_entry(rcall('LINDEX', key, m.n - 1))
+    end
     local ft, fc, fcum = sw_entry(rcall('LINDEX', key, m.first))
-    local lt, _, lcum = sw_entry(rcall('LINDEX', key, -1))
     m.sum = lcum - fcum + fc
     m.newest = lt
     m.last_cum = lcum
@@ -306,7 +318,7 @@ local function define_sliding_window()
 
   function SW.load(key, e)
     local n = rcall('LLEN', key)
-    local m = {n = n, first = n}
+    local m = {n = n, first = n, len = n}
     -- Entries at or before now - window have left the window.
     local i = 0
     while i < n and m.first == n do
@@ -320,7 +332,7 @@ local function define_sliding_window()
       end
       i = i + 32
     end
-    sw_measure(m, key)
+    sw_measure(m, key, e)
     return m
   end
   local function sw_full_at(m, e)
@@ -394,8 +406,8 @@ local function define_sliding_window()
       return post
     end
 
-    if m.first > 0 then
-      if live == 0 then rcall('DEL', key) else rcall('LTRIM', key, m.first, -1) end
+    if m.first > 0 or m.n < m.len then
+      if live <= 0 then rcall('DEL', key) else rcall('LTRIM', key, m.first, m.n - 1) end
     end
     local n = live
     local max_entries = e.max_entries
