@@ -42,6 +42,7 @@ struct ServerContext {
   std::atomic<size_t> connections{0};          // decision and admin sessions
   std::atomic<size_t> admin_connections{0};    // of which admin sessions
   std::atomic<size_t> metrics_connections{0};  // HTTP connections to the metrics endpoint
+  std::atomic<size_t> connection_peak{0};      // most sessions open at once since the last trim
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   int64_t uptime_s() const {

@@ -230,6 +230,46 @@ TEST_F(Abuse, ThousandsOfConnections) {
   expect_served();
 }
 
+// A flood of connections that each made the daemon buffer 30 KB: once they have closed, what
+// their buffers took goes back to the system instead of staying in the allocator's arenas.
+TEST_F(Abuse, AFloodGivesItsMemoryBackWhenItCloses) {
+  constexpr int kConnections = 2000;
+  start();
+  const std::string half = "*3\r\n$8\r\nSL.CHECK\r\n$7\r\npredict\r\n$40000\r\n" +
+                           std::string(30'000, 'x');
+  Sockets conns;
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = connect_raw(daemon_->socket_path());
+    ASSERT_GE(fd, 0) << "connection " << i << ": " << std::strerror(errno);
+    conns.fds.push_back(fd);
+    ASSERT_TRUE(send_all(fd, half));
+  }
+  EXPECT_EQ(wait_for_connections(*daemon_, kConnections), kConnections);
+  // The daemon has read what was sent once its resident size stops growing.
+  long held = growth_kib();
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(100ms);
+    const long now = growth_kib();
+    if (now <= held + 256 && held > kConnections * 16) break;
+    held = std::max(held, now);
+  }
+  conns.close_all();
+  EXPECT_EQ(wait_for_connections(*daemon_, 0), 0);
+  long left = growth_kib();
+  for (int i = 0; i < 20 && left > held / 10; ++i) {
+    std::this_thread::sleep_for(100ms);
+    left = growth_kib();
+  }
+  std::printf("[abuse] %d connections holding 30 KB half-sent frames: RSS growth %ld KiB; after "
+              "they closed %ld KiB (%.0f %%)\n",
+              kConnections, held, left, held > 0 ? 100.0 * left / held : 0.0);
+  EXPECT_GT(held, kConnections * 16) << "the flood did not make the daemon buffer its frames";
+  if (kBoundsApply) {
+    EXPECT_LT(left, held / 10) << "the flood's buffers stayed resident after it closed";
+  }
+  expect_served();
+}
+
 // The yardstick: 1 000 clients that left a frame half-sent and 1 000 that send and
 // never read. The never-readers are paused at --max-output-bytes each, so memory is bounded
 // by the caps; a well-behaved client still gets its decisions with p99 under 2 ms.
