@@ -235,8 +235,8 @@ TEST_F(Abuse, ThousandsOfConnections) {
 TEST_F(Abuse, AFloodGivesItsMemoryBackWhenItCloses) {
   constexpr int kConnections = 2000;
   start();
-  const std::string half = "*3\r\n$8\r\nSL.CHECK\r\n$7\r\npredict\r\n$40000\r\n" +
-                           std::string(30'000, 'x');
+  const std::string half =
+      "*3\r\n$8\r\nSL.CHECK\r\n$7\r\npredict\r\n$40000\r\n" + std::string(30'000, 'x');
   Sockets conns;
   for (int i = 0; i < kConnections; ++i) {
     const int fd = connect_raw(daemon_->socket_path());
@@ -260,9 +260,10 @@ TEST_F(Abuse, AFloodGivesItsMemoryBackWhenItCloses) {
     std::this_thread::sleep_for(100ms);
     left = growth_kib();
   }
-  std::printf("[abuse] %d connections holding 30 KB half-sent frames: RSS growth %ld KiB; after "
-              "they closed %ld KiB (%.0f %%)\n",
-              kConnections, held, left, held > 0 ? 100.0 * left / held : 0.0);
+  std::printf(
+      "[abuse] %d connections holding 30 KB half-sent frames: RSS growth %ld KiB; after "
+      "they closed %ld KiB (%.0f %%)\n",
+      kConnections, held, left, held > 0 ? 100.0 * left / held : 0.0);
   EXPECT_GT(held, kConnections * 16) << "the flood did not make the daemon buffer its frames";
   if (kBoundsApply) {
     EXPECT_LT(left, held / 10) << "the flood's buffers stayed resident after it closed";
