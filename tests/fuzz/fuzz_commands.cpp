@@ -2,9 +2,9 @@
 //
 // Input layout: byte 0 picks the socket (bit 0: admin) and byte 1 how many seconds the clock
 // moves before the requests run (so windows roll, leases and keys expire); the rest is a RESP
-// stream. Every complete request is looked up, parsed and run against a real Engine (an
-// in-process store with a key cap, manual clock) and a real Admin (policy file in a temporary
-// directory), exactly as server.cpp's Session::execute_ does.
+// stream. The complete requests go through the server's own Dispatcher (dispatcher.h), as a
+// Session hands them over: decisions staged and submitted to a real Engine (an in-process
+// store, manual clock), admin commands to a real Admin (policy file in a temporary directory).
 //
 // Oracles besides the sanitizers:
 //   - every command writes exactly one well-formed RESP reply;
@@ -32,6 +32,7 @@
 #include "admin.h"
 #include "commands.h"
 #include "context.h"
+#include "dispatcher.h"
 #include "sluice/clock.h"
 #include "sluice/engine.h"
 #include "sluice/policy.h"
@@ -276,58 +277,12 @@ void check_reply(Command command, const std::string& out, const resp::Limits& li
   }
 }
 
-void execute(World& w, bool admin, std::span<const std::string_view> argv, std::string& out) {
-  resp::Writer writer(out);
-  const Command command = lookup_command(argv[0]);
-  switch (command) {
-    case Command::kCheck:
-    case Command::kPeek:
-    case Command::kAcquire: {
-      DecisionRequest request;
-      std::string_view error;
-      if (!parse_decision_args(command, argv, request, error)) {
-        if (error.empty()) fail();
-        return writer.error(err::kWrongArgs, error);
-      }
-      // The store completes inline, as the memory plugin does.
-      DecisionCall call;
-      bool done = false;
-      w.engine->decide(
-          decision_kind(command), request, call,
-          [](void* user, DecisionCall&) { *static_cast<bool*>(user) = true; }, &done);
-      if (!done) fail();
-      return write_decision_reply(writer, command, call.decision());
-    }
-    case Command::kRelease: {
-      LeaseToken lease;
-      std::optional<int64_t> actual;
-      std::string_view error;
-      if (!parse_release_args(argv, lease, actual, error)) {
-        return writer.error(err::kWrongArgs, error);
-      }
-      return write_release_reply(writer, w.engine->release_sync(lease, actual));
-    }
-    case Command::kPing:
-    case Command::kEcho:
-    case Command::kQuit:
-    case Command::kInfo:
-    case Command::kCommandDocs:
-    case Command::kConfig:
-    case Command::kClient:
-    case Command::kSelect:
-    case Command::kUnknown:
-      // Answered by the session itself, with no engine state involved.
-      return writer.simple("OK");
-    default:
-      break;
-  }
-  if (!is_admin_command(command)) fail();  // every command is one of the three kinds
-  if (!admin)
-    return writer.error(err::kNoPerm, "admin commands are only served on the admin socket");
-  Admin a(*w.engine, w.policy_path, std::string(kPolicy), *w.audit);
-  a.set_context(&w.context);
-  a.execute(command, argv, Peer{0, 1}, writer);
-}
+// The Dispatcher's owner: the store completes every decision inline, so nothing is ever left
+// waiting on another thread.
+struct InlineOwner final : Dispatcher::Owner {
+  void hold() override { fail(); }
+  void wake() override { fail(); }
+};
 
 }  // namespace
 
@@ -351,18 +306,42 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint64_t version_before = w.engine->policy()->version();
   // Every entry carries its time to the millisecond, so an append changes the last one.
   const std::vector<std::string> audit_before = w.audit->last(1);
-  int commands = 0;
-  while (!rest.empty() && commands < 32) {
+  Admin admin_layer(*w.engine, w.policy_path, std::string(kPolicy), *w.audit);
+  admin_layer.set_context(&w.context);
+  w.context.admin = &admin_layer;
+  InlineOwner owner;
+  Dispatcher dispatcher(w.context, admin, Peer{0, 1}, out, owner);
+  // As a Session does: every complete frame of a read goes to the dispatcher, which stages
+  // decisions; what is staged is submitted when the read is exhausted, or at a QUIT or a
+  // malformed frame. A zero-length argv (an empty array) is skipped.
+  std::vector<Command> commands;
+  while (!rest.empty() && commands.size() < 32 && !dispatcher.quit_requested()) {
     const auto r = resp::parse_command(rest, limits, argv);
-    if (r.status != resp::ParseStatus::kComplete) break;
+    if (r.status == resp::ParseStatus::kIncomplete) break;
+    if (r.status == resp::ParseStatus::kError) {
+      dispatcher.protocol_error(r.error);
+      commands.push_back(Command::kUnknown);
+      break;
+    }
     rest = rest.subspan(r.consumed);
     if (argv.empty()) continue;
-    ++commands;
-    out.clear();
-    execute(w, admin, argv, out);
-    if (trace()) std::fprintf(stderr, "%s -> %s", std::string(argv[0]).c_str(), out.c_str());
-    check_reply(lookup_command(argv[0]), out, reply_limits);
+    commands.push_back(lookup_command(argv[0]));
+    dispatcher.execute(argv);
   }
+  dispatcher.submit_staged();
+  if (dispatcher.pending() != 0) fail();  // an inline store leaves nothing waiting
+  if (trace()) std::fprintf(stderr, "%s\n", out.c_str());
+  // Exactly one reply per request, in request order.
+  std::string_view replies(out);
+  for (const Command command : commands) {
+    resp::Value v;
+    const auto r = resp::parse_value(replies, reply_limits, v);
+    if (r.status != resp::ParseStatus::kComplete) fail();
+    check_reply(command, std::string(replies.substr(0, r.consumed)), reply_limits);
+    replies.remove_prefix(r.consumed);
+  }
+  if (!replies.empty()) fail();
+  w.context.admin = nullptr;
   // Counters start empty for every input (a crash reproduces from its input alone), and what
   // an input stored it also frees, so LeakSanitizer's per-input check only runs for real
   // imbalances.

@@ -2,6 +2,7 @@
 // commands, and the exact reply bytes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -20,10 +21,34 @@ TEST(Commands, LookupIsCaseInsensitive) {
   EXPECT_EQ(lookup_command("ping"), Command::kPing);
   EXPECT_EQ(lookup_command("SL.CHECKX"), Command::kUnknown);
   EXPECT_EQ(lookup_command(""), Command::kUnknown);
-  EXPECT_TRUE(is_admin_command(lookup_command("sl.policy")));
-  EXPECT_TRUE(is_admin_command(Command::kReset));
-  EXPECT_FALSE(is_admin_command(Command::kCheck));
-  EXPECT_FALSE(is_admin_command(Command::kInfo));
+  ASSERT_NE(find_command("sl.policy"), nullptr);
+  EXPECT_TRUE(find_command("sl.policy")->admin_only);
+  EXPECT_TRUE(find_command("SL.RESET")->admin_only);
+  EXPECT_FALSE(find_command("SL.CHECK")->admin_only);
+  EXPECT_FALSE(find_command("sl.info")->admin_only);
+  EXPECT_EQ(find_command("FLUSHALL"), nullptr);
+}
+
+// The command table is consistent: one row per command, upper-case names, admin commands and
+// only they run in the Admin, an arity only with the sentence that explains it.
+TEST(Commands, TableIsConsistent) {
+  std::vector<Command> seen;
+  for (const CommandSpec& c : command_table()) {
+    SCOPED_TRACE(std::string(c.name));
+    for (const char ch : c.name) EXPECT_FALSE(ch >= 'a' && ch <= 'z');
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), c.command), 0);
+    seen.push_back(c.command);
+    EXPECT_EQ(find_command(c.name), &c);
+    EXPECT_EQ(c.admin_only, c.handler == Handler::kAdmin);
+    EXPECT_EQ(c.command == Command::kCheck || c.command == Command::kPeek ||
+                  c.command == Command::kAcquire,
+              c.handler == Handler::kDecision);
+    if (c.min_argc != 0) {
+      EXPECT_LE(c.min_argc, c.max_argc);
+      EXPECT_FALSE(c.usage.empty());
+    }
+  }
+  EXPECT_EQ(seen.size(), command_table().size());
 }
 
 // Positional arguments and every option, in any case and order.

@@ -22,51 +22,46 @@ bool parse_int64(std::string_view s, int64_t& v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-Command lookup_command(std::string_view name) {
-  struct Entry {
-    std::string_view name;
-    Command command;
-  };
-  // The hot commands come first; the table is short enough that a scan beats hashing.
-  static constexpr std::array<Entry, 18> kTable = {{
-      {"SL.CHECK", Command::kCheck},
-      {"SL.ACQUIRE", Command::kAcquire},
-      {"SL.RELEASE", Command::kRelease},
-      {"SL.PEEK", Command::kPeek},
-      {"PING", Command::kPing},
-      {"SL.INFO", Command::kInfo},
-      {"ECHO", Command::kEcho},
-      {"QUIT", Command::kQuit},
-      {"COMMAND", Command::kCommandDocs},
-      {"CONFIG", Command::kConfig},
-      {"CLIENT", Command::kClient},
-      {"SELECT", Command::kSelect},
-      {"SL.POLICY", Command::kPolicy},
-      {"SL.STATS", Command::kStats},
-      {"SL.WARMUP", Command::kWarmup},
-      {"SL.INSPECT", Command::kInspect},
-      {"SL.RESET", Command::kReset},
-      {"SL.AUDIT", Command::kAudit},
-  }};
-  for (const Entry& e : kTable) {
-    if (iequals(name, e.name)) return e.command;
+namespace {
+
+// The hot commands come first; the table is short enough that a scan beats hashing.
+constexpr std::array<CommandSpec, 18> kCommands = {{
+    {"SL.CHECK", Command::kCheck, Handler::kDecision, false, 0, 0, ""},
+    {"SL.ACQUIRE", Command::kAcquire, Handler::kDecision, false, 0, 0, ""},
+    {"SL.RELEASE", Command::kRelease, Handler::kRelease, false, 0, 0, ""},
+    {"SL.PEEK", Command::kPeek, Handler::kDecision, false, 0, 0, ""},
+    {"PING", Command::kPing, Handler::kSession, false, 1, 2, "usage: PING [message]"},
+    {"SL.INFO", Command::kInfo, Handler::kSession, false, 1, 2, "usage: SL.INFO"},
+    {"ECHO", Command::kEcho, Handler::kSession, false, 2, 2, "usage: ECHO message"},
+    {"QUIT", Command::kQuit, Handler::kSession, false, 0, 0, ""},
+    // Redis client handshakes, answered harmlessly so stock tools connect without noise.
+    {"COMMAND", Command::kCommandDocs, Handler::kSession, false, 0, 0, ""},
+    {"CONFIG", Command::kConfig, Handler::kSession, false, 0, 0, ""},
+    {"CLIENT", Command::kClient, Handler::kSession, false, 0, 0, ""},
+    {"SELECT", Command::kSelect, Handler::kSession, false, 0, 0, ""},
+    {"SL.POLICY", Command::kPolicy, Handler::kAdmin, true, 0, 0, ""},
+    {"SL.STATS", Command::kStats, Handler::kAdmin, true, 0, 0, ""},
+    {"SL.WARMUP", Command::kWarmup, Handler::kAdmin, true, 0, 0, ""},
+    {"SL.INSPECT", Command::kInspect, Handler::kAdmin, true, 0, 0, ""},
+    {"SL.RESET", Command::kReset, Handler::kAdmin, true, 0, 0, ""},
+    {"SL.AUDIT", Command::kAudit, Handler::kAdmin, true, 0, 0, ""},
+}};
+
+}  // namespace
+
+const CommandSpec* find_command(std::string_view name) {
+  for (const CommandSpec& c : kCommands) {
+    if (iequals(name, c.name)) return &c;
   }
-  return Command::kUnknown;
+  return nullptr;
 }
 
-bool is_admin_command(Command c) {
-  switch (c) {
-    case Command::kPolicy:
-    case Command::kStats:
-    case Command::kWarmup:
-    case Command::kInspect:
-    case Command::kReset:
-    case Command::kAudit:
-      return true;
-    default:
-      return false;
-  }
+Command lookup_command(std::string_view name) {
+  const CommandSpec* c = find_command(name);
+  return c != nullptr ? c->command : Command::kUnknown;
 }
+
+std::span<const CommandSpec> command_table() { return kCommands; }
 
 std::string_view error_code_for(StatusCode code) {
   switch (code) {

@@ -39,9 +39,32 @@ enum class Command : uint8_t {
   kAudit,
 };
 
-// Case-insensitive lookup of argv[0].
+// How a command is run (by the Dispatcher, dispatcher.h).
+enum class Handler : uint8_t {
+  kDecision,  // parsed into a DecisionRequest, staged, submitted to the engine
+  kRelease,   // SL.RELEASE: the engine's lease registry and storage
+  kSession,   // answered by the command layer itself, no engine state
+  kAdmin,     // handed to the Admin (admin socket only)
+};
+
+// One row of the command table: everything known about a command before it runs.
+struct CommandSpec {
+  std::string_view name;  // upper case; looked up case-insensitively
+  Command command;
+  Handler handler;
+  bool admin_only;  // refused with NOPERM on the decision socket
+  // argv sizes, the name included, that the command accepts; 0 = the handler checks them
+  // itself (decision options, admin subcommands). Outside: WRONGARGS with `usage`.
+  uint8_t min_argc, max_argc;
+  std::string_view usage;
+};
+
+// Case-insensitive lookup of argv[0] in the command table; nullptr when unknown.
+const CommandSpec* find_command(std::string_view name);
+// The same, for callers that only need the command (kUnknown when unknown).
 Command lookup_command(std::string_view name);
-bool is_admin_command(Command c);
+// Every row, in lookup order.
+std::span<const CommandSpec> command_table();
 
 // Error prefixes (docs/protocol.md, "Errors"). Stable: clients switch on them.
 namespace err {

@@ -26,6 +26,7 @@
 
 #include "admin.h"
 #include "commands.h"
+#include "dispatcher.h"
 #include "metrics_http.h"
 
 namespace sluice::server {
@@ -92,10 +93,6 @@ class Refusal : public std::enable_shared_from_this<Refusal> {
   std::array<char, 512> sink_{};
 };
 
-// Set while a session calls into the engine, so a completion running inline is told apart
-// from one arriving on a plugin's thread.
-thread_local const void* tls_deciding_slot = nullptr;
-
 // One io_context and the thread that runs it, plus what its sessions share.
 //
 // Connection I/O does not go through Asio's per-operation reactor: every worker keeps its
@@ -152,10 +149,11 @@ void trim_after_flood(ServerContext& ctx, size_t open) {
   ::malloc_trim(0);
 }
 
-class Session : public std::enable_shared_from_this<Session> {
+// A connection: reads and parses requests, hands them to its Dispatcher, writes the replies.
+class Session final : public std::enable_shared_from_this<Session>, public Dispatcher::Owner {
  public:
   Session(Worker& worker, int fd, bool admin, Peer peer)
-      : worker_(worker), fd_(fd), admin_(admin), peer_(peer) {
+      : worker_(worker), fd_(fd), admin_(admin), dispatcher_(worker.ctx, admin, peer, out_, *this) {
     last_tick_ = worker_.tick;
   }
 
@@ -204,7 +202,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // A half-sent request does not keep a connection alive: idle means no byte arrived for the
     // timeout (a slow-loris client sending a frame a byte at a time would otherwise hold its
     // connection for ever).
-    if (ring_count_ == 0 && pending_output_() == 0) {
+    if (dispatcher_.pending() == 0 && pending_output_() == 0) {
       spdlog::debug("closing idle connection admin={} idle_s={}", admin_, tick - last_tick_);
       close_();
     }
@@ -214,22 +212,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void set_index(size_t i) { index_ = i; }
 
  private:
-  struct Slot {
-    explicit Slot(Session* s) : session(s) {}
-    Session* session;
-    DecisionCall call;
-    Command command = Command::kCheck;
-    bool complete = false;
-    bool prepared = false;  // `reply` holds an already encoded reply
-    std::string reply;
-  };
-
   const ServerOptions& options_() const { return worker_.ctx.options; }
 
   size_t pending_output_() const { return out_.size() - out_pos_; }
   bool throttled_() const {
     return pending_output_() >= options_().max_output_bytes ||
-           ring_count_ >= options_().max_inflight;
+           dispatcher_.pending() >= options_().max_inflight;
   }
 
   // ---- input ------------------------------------------------------------------------------
@@ -310,7 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void process_() {
     process_frames_();
-    submit_staged_();
+    dispatcher_.submit_staged();
   }
 
   void process_frames_() {
@@ -323,219 +311,32 @@ class Session : public std::enable_shared_from_this<Session> {
       if (r.status == resp::ParseStatus::kError) {
         // The stream cannot be resynchronised: answer, then close once replies are out.
         spdlog::debug("closing connection after a malformed frame: {}", r.error);
-        resp::Writer(reply_target_()).error(err::kErr, r.error);
+        dispatcher_.protocol_error(r.error);
         close_after_flush_ = true;
         in_begin_ = in_end_ = 0;
         return;
       }
       in_begin_ += r.consumed;
-      if (!argv.empty()) execute_(argv);
+      if (argv.empty()) continue;
+      dispatcher_.execute(argv);
+      if (dispatcher_.quit_requested()) close_after_flush_ = true;
     }
     if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
   }
 
-  // ---- commands ---------------------------------------------------------------------------
+  // ---- completions on a plugin's thread ---------------------------------------------------
 
-  // Where a reply that is ready now goes: straight to the output when nothing is pending
-  // before it, else into a slot of its own so that replies keep request order.
-  std::string& reply_target_() {
-    if (ring_count_ == 0) return out_;
-    Slot& s = push_slot_();
-    s.prepared = true;
-    s.complete = true;
-    s.reply.clear();
-    return s.reply;
-  }
+  void hold() override { keepalive_ = shared_from_this(); }
 
-  void execute_(std::span<const std::string_view> argv) {
-    const Command command = lookup_command(argv[0]);
-    // Decisions are staged (see decide_); anything else runs after those before it.
-    if (command != Command::kCheck && command != Command::kPeek && command != Command::kAcquire)
-      submit_staged_();
-    switch (command) {
-      case Command::kCheck:
-      case Command::kPeek:
-      case Command::kAcquire: {
-        DecisionRequest request;
-        std::string_view error;
-        if (!parse_decision_args(command, argv, request, error)) {
-          return resp::Writer(reply_target_()).error(err::kWrongArgs, error);
-        }
-        return decide_(command, request);
-      }
-      case Command::kRelease: {
-        LeaseToken lease;
-        std::optional<int64_t> actual;
-        std::string_view error;
-        if (!parse_release_args(argv, lease, actual, error)) {
-          return resp::Writer(reply_target_()).error(err::kWrongArgs, error);
-        }
-        return release_(lease, actual);
-      }
-      default:
-        return execute_simple_(command, argv);
-    }
-  }
-
-  void execute_simple_(Command command, std::span<const std::string_view> argv) {
-    resp::Writer w(reply_target_());
-    switch (command) {
-      case Command::kPing:
-        if (argv.size() == 1) return w.simple("PONG");
-        if (argv.size() == 2) return w.bulk(argv[1]);
-        return w.error(err::kWrongArgs, "usage: PING [message]");
-      case Command::kEcho:
-        if (argv.size() == 2) return w.bulk(argv[1]);
-        return w.error(err::kWrongArgs, "usage: ECHO message");
-      case Command::kQuit:
-        close_after_flush_ = true;
-        return w.ok();
-      case Command::kInfo:
-        if (argv.size() > 2) return w.error(err::kWrongArgs, "usage: SL.INFO");
-        return w.bulk(worker_.ctx.info_text());
-      case Command::kCommandDocs:
-        return w.array(0);
-      case Command::kConfig:
-        // redis-benchmark reads "save" and "appendonly" before it starts.
-        if (argv.size() == 3 && iequals(argv[1], "GET")) {
-          w.array(2);
-          w.bulk(argv[2]);
-          return w.bulk(iequals(argv[2], "appendonly") ? "no" : "");
-        }
-        return w.error(err::kErr, "CONFIG: only CONFIG GET name is answered (with \"\")");
-      case Command::kClient:
-        return w.ok();
-      case Command::kSelect:
-        if (argv.size() == 2 && argv[1] == "0") return w.ok();
-        return w.error(err::kErr, "sluice has a single database (0)");
-      case Command::kUnknown: {
-        std::string_view name = argv[0].substr(0, 64);
-        return w.error(err::kErr, fmt::format("unknown command '{}'", name));
-      }
-      default:
-        break;
-    }
-    if (!admin_) {
-      return w.error(err::kNoPerm, "admin commands are only served on the admin socket");
-    }
-    if (worker_.ctx.admin == nullptr) return w.error(err::kErr, "administration is disabled");
-    worker_.ctx.admin->execute(command, argv, peer_, w);
-  }
-
-  Slot& push_slot_() {
-    if (ring_count_ == ring_.size()) {
-      // Grow, keeping the order of what is pending.
-      std::vector<std::unique_ptr<Slot>> bigger;
-      bigger.reserve(std::max<size_t>(4, ring_.size() * 2));
-      for (size_t i = 0; i < ring_.size(); ++i) {
-        bigger.push_back(std::move(ring_[(ring_head_ + i) % ring_.size()]));
-      }
-      while (bigger.size() < bigger.capacity()) bigger.push_back(std::make_unique<Slot>(this));
-      ring_ = std::move(bigger);
-      ring_head_ = 0;
-    }
-    Slot& s = *ring_[(ring_head_ + ring_count_) % ring_.size()];
-    ++ring_count_;
-    return s;
-  }
-
-  void decide_(Command command, const DecisionRequest& request) {
-    Slot& s = push_slot_();
-    s.command = command;
-    s.prepared = false;
-    s.complete = false;
-    tls_deciding_slot = &s;
-    const bool staged = worker_.ctx.engine->prepare(decision_kind(command), request, s.call,
-                                                    &Session::on_done_, &s);
-    tls_deciding_slot = nullptr;
-    if (!staged) return after_submit_(s);
-    staged_.push_back(&s);
-    if (staged_.size() == kStageDepth) submit_staged_();
-  }
-
-  // Decides the prepared requests, in request order. Preparing tells the storage their keys,
-  // so a pipeline's state is loaded from memory for all of them at once, not one at a time.
-  void submit_staged_() {
-    for (Slot* s : staged_) {
-      tls_deciding_slot = s;
-      worker_.ctx.engine->submit_prepared(s->call);
-      tls_deciding_slot = nullptr;
-      after_submit_(*s);
-    }
-    staged_.clear();
-  }
-
-  void release_(const LeaseToken& lease, std::optional<int64_t> actual) {
-    Slot& s = push_slot_();
-    s.command = Command::kRelease;
-    s.prepared = false;
-    s.complete = false;
-    tls_deciding_slot = &s;
-    worker_.ctx.engine->release(lease, actual, s.call, &Session::on_done_, &s);
-    tls_deciding_slot = nullptr;
-    after_submit_(s);
-  }
-
-  void after_submit_(Slot& s) {
-    if (s.complete) return drain_();
-    // The plugin completes on its own thread: stay alive until it has.
-    if (async_pending_++ == 0) keepalive_ = shared_from_this();
-  }
-
-  static void on_done_(void* user, DecisionCall&) {
-    Slot* s = static_cast<Slot*>(user);
-    if (tls_deciding_slot == s) {
-      s->complete = true;
-      return;
-    }
-    // Back to the session's own thread; the slot is not touched here until then. Completions
-    // that arrive while one hand-over is queued join it, so a burst of answers from a plugin's
-    // thread is written with one send rather than one each.
-    Session* session = s->session;
-    bool post;
-    {
-      std::lock_guard lock(session->done_mu_);
-      session->done_queue_.push_back(s);
-      post = !session->done_posted_;
-      session->done_posted_ = true;
-    }
-    // The session is alive: keepalive_ holds it while any of its slots is pending.
-    if (post) asio::post(session->worker_.ioc, [session] { session->on_async_done_(); });
+  void wake() override {
+    // The session is alive: keepalive_ holds it while any decision is pending.
+    asio::post(worker_.ioc, [this] { on_async_done_(); });
   }
 
   void on_async_done_() {
-    {
-      std::lock_guard lock(done_mu_);
-      std::swap(done_queue_, done_batch_);
-      done_posted_ = false;
-    }
-    for (Slot* s : done_batch_) s->complete = true;
     std::shared_ptr<Session> keep;
-    async_pending_ -= done_batch_.size();
-    done_batch_.clear();
-    if (async_pending_ == 0) keep = std::move(keepalive_);
-    drain_();
+    if (dispatcher_.complete_async()) keep = std::move(keepalive_);
     if (!closed_) resume_();
-  }
-
-  // Moves the replies of completed slots at the front of the ring to the output.
-  void drain_() {
-    while (ring_count_ > 0) {
-      Slot& s = *ring_[ring_head_];
-      if (!s.complete) break;
-      if (s.prepared) {
-        out_.append(s.reply);
-      } else {
-        resp::Writer w(out_);
-        if (s.command == Command::kRelease) {
-          write_release_reply(w, s.call.decision());
-        } else {
-          write_decision_reply(w, s.command, s.call.decision());
-        }
-      }
-      ring_head_ = (ring_head_ + 1) % ring_.size();
-      --ring_count_;
-    }
   }
 
   // ---- output -----------------------------------------------------------------------------
@@ -578,7 +379,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void maybe_close_() {
-    if (closed_ || pending_output_() > 0 || ring_count_ > 0) return;
+    if (closed_ || pending_output_() > 0 || dispatcher_.pending() > 0) return;
     if (close_after_flush_ || (read_eof_ && !throttled_())) close_();
   }
 
@@ -594,7 +395,6 @@ class Session : public std::enable_shared_from_this<Session> {
   Worker& worker_;
   int fd_;
   const bool admin_;
-  const Peer peer_;
   size_t index_ = 0;  // in worker_.sessions
   uint64_t last_tick_ = 0;
   uint32_t events_ = 0;  // what fd_ is registered for in worker_.epfd
@@ -602,20 +402,11 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<char[]> in_;
   size_t in_cap_ = 0, in_begin_ = 0, in_end_ = 0;
 
-  // Decisions prepared but not yet submitted: up to kStageDepth of one read's requests.
-  static constexpr size_t kStageDepth = 16;
-  std::vector<Slot*> staged_;
-
   std::string out_;  // replies; out_[out_pos_..] are not yet sent
   size_t out_pos_ = 0;
 
-  std::vector<std::unique_ptr<Slot>> ring_;  // pending replies, in request order
-  size_t ring_head_ = 0, ring_count_ = 0;
-  size_t async_pending_ = 0;
-  std::shared_ptr<Session> keepalive_;
-  std::mutex done_mu_;  // guards done_queue_ and done_posted_ (plugin threads -> session)
-  std::vector<Slot*> done_queue_, done_batch_;
-  bool done_posted_ = false;
+  Dispatcher dispatcher_;               // after out_, which it appends to
+  std::shared_ptr<Session> keepalive_;  // while a decision is pending on a plugin's thread
 
   bool write_blocked_ = false, read_eof_ = false;
   bool close_after_flush_ = false, closed_ = false;

@@ -1,0 +1,237 @@
+#include "dispatcher.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <optional>
+
+namespace sluice::server {
+namespace {
+
+// Set while the dispatcher calls into the engine, so a completion running inline is told apart
+// from one arriving on a plugin's thread.
+thread_local const void* tls_deciding_slot = nullptr;
+
+}  // namespace
+
+struct Dispatcher::Slot {
+  explicit Slot(Dispatcher* d) : dispatcher(d) {}
+  Dispatcher* dispatcher;
+  DecisionCall call;
+  Command command = Command::kCheck;
+  bool complete = false;
+  bool prepared = false;  // `reply` holds an already encoded reply
+  std::string reply;
+};
+
+Dispatcher::Dispatcher(ServerContext& ctx, bool admin, Peer peer, std::string& out, Owner& owner)
+    : ctx_(ctx), admin_(admin), peer_(peer), out_(out), owner_(owner) {}
+
+Dispatcher::~Dispatcher() = default;
+
+// Where a reply that is ready now goes: straight to the output when nothing is pending before
+// it, else into a slot of its own so that replies keep request order.
+std::string& Dispatcher::reply_target() {
+  if (ring_count_ == 0) return out_;
+  Slot& s = push_slot();
+  s.prepared = true;
+  s.complete = true;
+  s.reply.clear();
+  return s.reply;
+}
+
+void Dispatcher::protocol_error(std::string_view message) {
+  submit_staged();
+  resp::Writer(reply_target()).error(err::kErr, message);
+}
+
+void Dispatcher::execute(std::span<const std::string_view> argv) {
+  const CommandSpec* spec = find_command(argv[0]);
+  // Decisions are staged (see decide); anything else runs after those before it.
+  if (spec == nullptr || spec->handler != Handler::kDecision) submit_staged();
+  if (spec == nullptr) {
+    const std::string_view name = argv[0].substr(0, 64);
+    return resp::Writer(reply_target()).error(err::kErr, fmt::format("unknown command '{}'", name));
+  }
+  if (spec->admin_only && !admin_) {
+    return resp::Writer(reply_target())
+        .error(err::kNoPerm, "admin commands are only served on the admin socket");
+  }
+  if (spec->min_argc != 0 && (argv.size() < spec->min_argc || argv.size() > spec->max_argc)) {
+    return resp::Writer(reply_target()).error(err::kWrongArgs, spec->usage);
+  }
+  switch (spec->handler) {
+    case Handler::kDecision: {
+      DecisionRequest request;
+      std::string_view error;
+      if (!parse_decision_args(spec->command, argv, request, error)) {
+        return resp::Writer(reply_target()).error(err::kWrongArgs, error);
+      }
+      return decide(spec->command, request);
+    }
+    case Handler::kRelease: {
+      LeaseToken lease;
+      std::optional<int64_t> actual;
+      std::string_view error;
+      if (!parse_release_args(argv, lease, actual, error)) {
+        return resp::Writer(reply_target()).error(err::kWrongArgs, error);
+      }
+      return release(lease, actual);
+    }
+    case Handler::kSession:
+      return run_simple(spec->command, argv);
+    case Handler::kAdmin: {
+      resp::Writer w(reply_target());
+      if (ctx_.admin == nullptr) return w.error(err::kErr, "administration is disabled");
+      return ctx_.admin->execute(spec->command, argv, peer_, w);
+    }
+  }
+}
+
+void Dispatcher::run_simple(Command command, std::span<const std::string_view> argv) {
+  resp::Writer w(reply_target());
+  switch (command) {
+    case Command::kPing:
+      return argv.size() == 1 ? w.simple("PONG") : w.bulk(argv[1]);
+    case Command::kEcho:
+      return w.bulk(argv[1]);
+    case Command::kQuit:
+      quit_ = true;
+      return w.ok();
+    case Command::kInfo:
+      return w.bulk(ctx_.info_text());
+    case Command::kCommandDocs:
+      return w.array(0);
+    case Command::kConfig:
+      // redis-benchmark reads "save" and "appendonly" before it starts.
+      if (argv.size() == 3 && iequals(argv[1], "GET")) {
+        w.array(2);
+        w.bulk(argv[2]);
+        return w.bulk(iequals(argv[2], "appendonly") ? "no" : "");
+      }
+      return w.error(err::kErr, "CONFIG: only CONFIG GET name is answered (with \"\")");
+    case Command::kClient:
+      return w.ok();
+    case Command::kSelect:
+      if (argv.size() == 2 && argv[1] == "0") return w.ok();
+      return w.error(err::kErr, "sluice has a single database (0)");
+    default:
+      return w.error(err::kErr, "command has no session handler");  // a table error
+  }
+}
+
+Dispatcher::Slot& Dispatcher::push_slot() {
+  if (ring_count_ == ring_.size()) {
+    // Grow, keeping the order of what is pending.
+    std::vector<std::unique_ptr<Slot>> bigger;
+    bigger.reserve(std::max<size_t>(4, ring_.size() * 2));
+    for (size_t i = 0; i < ring_.size(); ++i) {
+      bigger.push_back(std::move(ring_[(ring_head_ + i) % ring_.size()]));
+    }
+    while (bigger.size() < bigger.capacity()) bigger.push_back(std::make_unique<Slot>(this));
+    ring_ = std::move(bigger);
+    ring_head_ = 0;
+  }
+  Slot& s = *ring_[(ring_head_ + ring_count_) % ring_.size()];
+  ++ring_count_;
+  return s;
+}
+
+void Dispatcher::decide(Command command, const DecisionRequest& request) {
+  Slot& s = push_slot();
+  s.command = command;
+  s.prepared = false;
+  s.complete = false;
+  tls_deciding_slot = &s;
+  const bool staged =
+      ctx_.engine->prepare(decision_kind(command), request, s.call, &Dispatcher::on_done, &s);
+  tls_deciding_slot = nullptr;
+  if (!staged) return after_submit(s);
+  staged_.push_back(&s);
+  if (staged_.size() == kStageDepth) submit_staged();
+}
+
+// Decides the prepared requests, in request order. Preparing tells the storage their keys, so
+// a pipeline's state is loaded from memory for all of them at once, not one at a time.
+void Dispatcher::submit_staged() {
+  for (Slot* s : staged_) {
+    tls_deciding_slot = s;
+    ctx_.engine->submit_prepared(s->call);
+    tls_deciding_slot = nullptr;
+    after_submit(*s);
+  }
+  staged_.clear();
+}
+
+void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual) {
+  Slot& s = push_slot();
+  s.command = Command::kRelease;
+  s.prepared = false;
+  s.complete = false;
+  tls_deciding_slot = &s;
+  ctx_.engine->release(lease, actual, s.call, &Dispatcher::on_done, &s);
+  tls_deciding_slot = nullptr;
+  after_submit(s);
+}
+
+void Dispatcher::after_submit(Slot& s) {
+  if (s.complete) return drain();
+  // The plugin completes on its own thread: the owner stays alive until it has.
+  if (async_pending_++ == 0) owner_.hold();
+}
+
+void Dispatcher::on_done(void* user, DecisionCall&) {
+  Slot* s = static_cast<Slot*>(user);
+  if (tls_deciding_slot == s) {
+    s->complete = true;
+    return;
+  }
+  // Back to the owner's thread; the slot is not touched here until then. Completions that
+  // arrive while one hand-over is queued join it, so a burst of answers from a plugin's thread
+  // is written with one send rather than one each.
+  Dispatcher* d = s->dispatcher;
+  bool wake;
+  {
+    std::lock_guard lock(d->done_mu_);
+    d->done_queue_.push_back(s);
+    wake = !d->done_posted_;
+    d->done_posted_ = true;
+  }
+  // The dispatcher is alive: its owner holds it while any of its slots is pending.
+  if (wake) d->owner_.wake();
+}
+
+bool Dispatcher::complete_async() {
+  {
+    std::lock_guard lock(done_mu_);
+    std::swap(done_queue_, done_batch_);
+    done_posted_ = false;
+  }
+  for (Slot* s : done_batch_) s->complete = true;
+  async_pending_ -= done_batch_.size();
+  done_batch_.clear();
+  drain();
+  return async_pending_ == 0;
+}
+
+// Moves the replies of completed slots at the front of the ring to the output.
+void Dispatcher::drain() {
+  while (ring_count_ > 0) {
+    Slot& s = *ring_[ring_head_];
+    if (!s.complete) break;
+    if (s.prepared) {
+      out_.append(s.reply);
+    } else {
+      resp::Writer w(out_);
+      if (s.command == Command::kRelease) {
+        write_release_reply(w, s.call.decision());
+      } else {
+        write_decision_reply(w, s.command, s.call.decision());
+      }
+    }
+    ring_head_ = (ring_head_ + 1) % ring_.size();
+    --ring_count_;
+  }
+}
+
+}  // namespace sluice::server

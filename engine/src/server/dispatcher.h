@@ -1,0 +1,98 @@
+// The command layer of one connection: looks each request up in the command table, checks
+// which socket may use it, runs it (decisions staged and submitted to the engine, releases,
+// the session's own commands, admin commands) and keeps the replies in request order while
+// decisions complete, inline or on a plugin's thread.
+//
+// It owns no socket: sluiced's Session feeds it parsed requests and sends what drain() leaves
+// in the output; the fuzz target (tests/fuzz/fuzz_commands.cpp) drives the same object, so the
+// staged prepare/submit path the server uses is the one that is fuzzed.
+//
+// Threading: every method runs on the owner's thread. Only the completion of a decision may
+// come from a plugin's thread; it is queued and handed back through Owner::wake().
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "admin.h"
+#include "commands.h"
+#include "context.h"
+#include "sluice/engine.h"
+
+namespace sluice::server {
+
+class Dispatcher {
+ public:
+  // What the connection that owns a Dispatcher does for it.
+  class Owner {
+   public:
+    // A decision is now waiting on a plugin's thread where none was: stay alive (and keep the
+    // Dispatcher) until complete_async() says the last one has come back.
+    virtual void hold() = 0;
+    // Called on a plugin's thread: call complete_async() on the owner's thread soon. Not called
+    // again until complete_async() has run.
+    virtual void wake() = 0;
+
+   protected:
+    ~Owner() = default;
+  };
+
+  // Ready replies are appended to `out` (the owner's output buffer).
+  Dispatcher(ServerContext& ctx, bool admin, Peer peer, std::string& out, Owner& owner);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  // Runs one request; argv[0] is the command name. The views need only live for the call.
+  void execute(std::span<const std::string_view> argv);
+  // Submits the decisions staged so far (the owner calls it when its input is exhausted).
+  void submit_staged();
+  // A request the owner could not parse: an error reply in its place in the order.
+  void protocol_error(std::string_view message);
+
+  // On the owner's thread after wake(): moves the decisions completed on plugin threads to
+  // the output. True when none is left waiting (the owner may let go of its hold).
+  bool complete_async();
+
+  // Requests whose replies are not yet in the output.
+  size_t pending() const { return ring_count_; }
+  // QUIT was received: the owner closes once the replies are out.
+  bool quit_requested() const { return quit_; }
+
+ private:
+  struct Slot;
+
+  std::string& reply_target();
+  Slot& push_slot();
+  void decide(Command command, const DecisionRequest& request);
+  void release(const LeaseToken& lease, std::optional<int64_t> actual);
+  void run_simple(Command command, std::span<const std::string_view> argv);
+  void after_submit(Slot& s);
+  void drain();
+  static void on_done(void* user, DecisionCall& call);
+
+  ServerContext& ctx_;
+  const bool admin_;
+  const Peer peer_;
+  std::string& out_;
+  Owner& owner_;
+  bool quit_ = false;
+
+  // Decisions prepared but not yet submitted: up to kStageDepth of one read's requests.
+  static constexpr size_t kStageDepth = 16;
+  std::vector<Slot*> staged_;
+
+  std::vector<std::unique_ptr<Slot>> ring_;  // pending replies, in request order
+  size_t ring_head_ = 0, ring_count_ = 0;
+  size_t async_pending_ = 0;
+  std::mutex done_mu_;  // guards done_queue_ and done_posted_ (plugin threads -> owner)
+  std::vector<Slot*> done_queue_, done_batch_;
+  bool done_posted_ = false;
+};
+
+}  // namespace sluice::server

@@ -1,0 +1,220 @@
+// The command layer of a connection without a socket: the Dispatcher a Session feeds. Replies
+// keep request order whether decisions complete inline or on a plugin's thread; the command
+// table's socket rule and arity are applied; decisions are staged until submitted.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dispatcher.h"
+#include "engine_test_support.h"
+#include "sluice/resp.h"
+#include "sluice/storage_plugin.h"
+
+namespace sluice::server {
+namespace {
+
+using sluice::testing::base_policy;
+using sluice::testing::compile_or_die;
+using sluice::testing::make_limit;
+using sluice::testing::make_resource;
+
+// A store of states in a map that answers inside submit() or, with `threaded`, calls back from
+// a thread of its own (as the SQLite and Redis plugins do).
+struct MapStore {
+  const sluice_host_api* host = nullptr;
+  std::mutex mu;
+  std::map<std::string, std::string> states;
+  std::vector<std::thread> threads;
+
+  void submit(const sluice_batch& batch) {
+    std::lock_guard lock(mu);
+    for (size_t i = 0; i < batch.count; ++i) {
+      const sluice_item& item = batch.items[i];
+      std::string& state = states[std::string(item.key, item.key_len)];
+      std::string buf = state;
+      buf.resize(std::max<size_t>(item.state_capacity, state.size()));
+      int64_t expires = 0;
+      const int commit = item.op == SLUICE_OP_PEEK ? 0 : 1;
+      const size_t len = host->apply(&item, batch.now_ms, reinterpret_cast<uint8_t*>(buf.data()),
+                                     state.size(), commit, &batch.results[i], &expires);
+      if (commit) state.assign(buf.data(), len);
+    }
+  }
+};
+
+template <bool kThreaded>
+const sluice_storage_plugin* map_store_table() {
+  static const sluice_storage_plugin table = {
+      SLUICE_ABI_VERSION,
+      sizeof(sluice_storage_plugin),
+      kThreaded ? "map-threaded" : "map",
+      "1",
+      [](const sluice_host_api* host, const char* const*, const char* const*, size_t,
+         sluice_plugin_handle** out, char*, size_t) {
+        auto* store = new MapStore();
+        store->host = host;
+        *out = reinterpret_cast<sluice_plugin_handle*>(store);
+        return SLUICE_OK;
+      },
+      [](sluice_plugin_handle* h, const sluice_batch* batch, sluice_completion_fn done,
+         void* user) {
+        auto* store = reinterpret_cast<MapStore*>(h);
+        store->submit(*batch);
+        if (!kThreaded) return done(user, SLUICE_OK, nullptr);
+        std::lock_guard lock(store->mu);
+        store->threads.emplace_back([done, user] { done(user, SLUICE_OK, nullptr); });
+      },
+      nullptr,
+      nullptr,
+      [](sluice_plugin_handle* h) {
+        auto* store = reinterpret_cast<MapStore*>(h);
+        for (auto& t : store->threads) t.join();
+        delete store;
+      },
+      kThreaded ? uint64_t{0} : uint64_t{SLUICE_CAP_COMPLETES_INLINE},
+      nullptr,
+  };
+  return &table;
+}
+
+// Records what the Dispatcher asks of its owner.
+struct TestOwner final : Dispatcher::Owner {
+  std::mutex mu;
+  std::condition_variable cv;
+  int holds = 0;
+  int wakes = 0;
+  void hold() override { ++holds; }
+  void wake() override {
+    std::lock_guard lock(mu);
+    ++wakes;
+    cv.notify_all();
+  }
+  // Waits (without a time-based assumption beyond a generous bound) for a wake.
+  bool wait_for_wake(int count) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return wakes >= count; });
+  }
+};
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  void open(bool threaded) {
+    auto spec = base_policy();
+    spec.resources.push_back(
+        make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 2, 60'000)}));
+    auto storage =
+        Storage::open_table(threaded ? map_store_table<true>() : map_store_table<false>(), {});
+    ASSERT_TRUE(storage.ok()) << storage.status().message();
+    EngineOptions options;
+    options.clock = &clock_;
+    engine_ = std::make_unique<Engine>(std::move(storage).value(), compile_or_die(spec), options);
+    ctx_.engine = engine_.get();
+  }
+
+  // The replies in `out`, decoded.
+  static std::vector<resp::Value> replies(const std::string& out) {
+    std::vector<resp::Value> all;
+    std::string_view rest(out);
+    while (!rest.empty()) {
+      resp::Value v;
+      const auto r = resp::parse_value(rest, resp::Limits{}, v);
+      if (r.status != resp::ParseStatus::kComplete) {
+        ADD_FAILURE() << "not a whole reply: " << rest;
+        break;
+      }
+      all.push_back(std::move(v));
+      rest.remove_prefix(r.consumed);
+    }
+    return all;
+  }
+
+  void run(Dispatcher& d, std::vector<std::string_view> argv) { d.execute(argv); }
+
+  // An SL.CHECK reply that admits.
+  static bool allowed(const resp::Value& v) {
+    return v.type == resp::Value::Type::kArray && !v.elements.empty() && v.elements[0].integer == 1;
+  }
+
+  ManualClock clock_{1'700'000'000'000};
+  std::unique_ptr<Engine> engine_;
+  ServerContext ctx_;
+  TestOwner owner_;
+  std::string out_;
+};
+
+TEST_F(DispatcherTest, RepliesKeepRequestOrderAndDecisionsAreStaged) {
+  open(false);
+  Dispatcher d(ctx_, false, Peer{}, out_, owner_);
+  run(d, {"SL.CHECK", "predict", "alice"});
+  run(d, {"SL.CHECK", "predict", "alice"});
+  EXPECT_EQ(d.pending(), 2u) << "decisions wait to be submitted together";
+  EXPECT_TRUE(out_.empty());
+  run(d, {"PING"});  // anything else first submits what is staged
+  run(d, {"SL.CHECK", "predict", "alice"});
+  run(d, {"ECHO", "x"});
+  run(d, {"FLUSHALL"});
+  d.submit_staged();
+  EXPECT_EQ(d.pending(), 0u);
+  const auto r = replies(out_);
+  ASSERT_EQ(r.size(), 6u) << out_;
+  EXPECT_TRUE(allowed(r[0])) << r[0].to_string();  // allowed
+  EXPECT_TRUE(allowed(r[1])) << r[1].to_string();
+  EXPECT_EQ(r[2].str, "PONG");
+  EXPECT_FALSE(allowed(r[3])) << r[3].to_string();  // the limit of 2 is spent
+  EXPECT_EQ(r[4].str, "x");
+  EXPECT_NE(r[5].str.find("unknown command 'FLUSHALL'"), std::string::npos) << r[5].to_string();
+  EXPECT_EQ(owner_.holds, 0);
+}
+
+TEST_F(DispatcherTest, TheTableDecidesSocketAndArity) {
+  open(false);
+  Dispatcher decision(ctx_, false, Peer{}, out_, owner_);
+  run(decision, {"SL.POLICY", "GET"});
+  run(decision, {"PING", "a", "b"});
+  run(decision, {"ECHO"});
+  run(decision, {"sl.info", "x", "y"});
+  const auto r = replies(out_);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_NE(r[0].str.find("NOPERM"), std::string::npos) << r[0].to_string();
+  EXPECT_NE(r[1].str.find("WRONGARGS usage: PING [message]"), std::string::npos)
+      << r[1].to_string();
+  EXPECT_NE(r[2].str.find("WRONGARGS usage: ECHO message"), std::string::npos) << r[2].to_string();
+  EXPECT_NE(r[3].str.find("WRONGARGS usage: SL.INFO"), std::string::npos) << r[3].to_string();
+
+  out_.clear();
+  Dispatcher admin(ctx_, true, Peer{}, out_, owner_);  // no Admin in this context
+  run(admin, {"SL.POLICY", "GET"});
+  run(admin, {"QUIT"});
+  EXPECT_TRUE(admin.quit_requested());
+  const auto a = replies(out_);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_NE(a[0].str.find("administration is disabled"), std::string::npos) << a[0].to_string();
+  EXPECT_EQ(a[1].str, "OK");
+}
+
+// Decisions completed on a plugin's thread come back through wake(); replies that were ready
+// earlier wait behind them, so the order is the requests' order.
+TEST_F(DispatcherTest, CompletionsFromAPluginThreadKeepTheOrder) {
+  open(true);
+  Dispatcher d(ctx_, false, Peer{}, out_, owner_);
+  run(d, {"SL.CHECK", "predict", "bob"});
+  d.submit_staged();
+  run(d, {"PING"});
+  EXPECT_EQ(owner_.holds, 1);
+  ASSERT_TRUE(owner_.wait_for_wake(1));
+  EXPECT_TRUE(out_.empty()) << "PONG overtook the decision before it";
+  EXPECT_TRUE(d.complete_async());
+  const auto r = replies(out_);
+  ASSERT_EQ(r.size(), 2u) << out_;
+  EXPECT_TRUE(allowed(r[0])) << r[0].to_string();
+  EXPECT_EQ(r[1].str, "PONG");
+  EXPECT_EQ(d.pending(), 0u);
+}
+
+}  // namespace
+}  // namespace sluice::server
