@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,18 +14,19 @@
 #include <thread>
 #include <unordered_map>
 
+#include "lease_registry.h"
 #include "policy_internal.h"
 #include "sluice/algorithms.h"
 #include "sluice/stats.h"
+#include "snapshot.h"
+#include "storage_watchdog.h"
 #include "tsc.h"
 
 namespace sluice {
 
 namespace {
 
-constexpr std::string_view kRuleUnlimited = "unlimited";
 constexpr std::string_view kRuleUnknown = "(unknown-resource)";
-constexpr std::string_view kRuleStorage = "(storage)";
 constexpr std::string_view kRuleError = "(error)";
 // How long a fail-closed denial asks the caller to wait before trying again.
 constexpr int64_t kStorageRetryMs = 1000;
@@ -77,6 +77,7 @@ size_t write_key(char* out, std::string_view resource, std::string_view subject,
 }
 
 constexpr size_t kMaxKeyLength = 2 * kMaxNameLength + kMaxSubjectLength + 3;
+static_assert(kMaxLimitsPerResource * kMaxKeyLength <= StorageWatchdog::kMaxKeyBytes);
 
 // A limit's capacity: above it every transition denies alike ("never", whatever the cost), so
 // a cost is handed to storage as at most capacity + 1, and a settlement charges or refunds at
@@ -95,71 +96,6 @@ void Decision::set_rule(std::string_view r) {
   rule_len_ = std::min(r.size(), rule_.size() - 1);
   std::copy_n(r.data(), rule_len_, rule_.data());
 }
-
-// ---- snapshot: a compiled policy plus the engine's per-policy bindings -------------------
-
-struct Snapshot {
-  uint64_t id = 0;  // unique in the process, see Engine::Impl::current()
-  std::shared_ptr<const CompiledPolicy> policy;
-  Stats* stats = nullptr;
-  // Per (resource, tier), at base[resource * tiers + tier]: one slot per limit, then one for
-  // the tier's unlimited decisions and one for storage errors ([limits], [limits + 1]). The
-  // default resource (unknown names with default_limits) has resource index
-  // resources().size(). `series` slots are bound on first use (bind()), so that a policy of
-  // a hundred thousand resources costs a pointer per slot, not a series.
-  std::vector<uint32_t> base;
-  std::unique_ptr<std::atomic<Stats::Series*>[]> series;
-  std::unique_ptr<uint32_t[]> capacities;  // algo::state_capacity of each limit's parameters
-  Stats::Series* unknown = nullptr;        // decisions on unknown resources (allow or deny mode)
-  // Warm-up start time per resource (ms), or -1 when not warming. Shared with the engine's
-  // name-keyed record so that warm-up state survives policy swaps.
-  std::unique_ptr<std::atomic<int64_t>[]> warm_started;
-
-  mutable std::mutex bind_mu;                                 // guards owned
-  mutable std::vector<std::shared_ptr<Stats::Series>> owned;  // what the slots point to
-
-  size_t resource_index(const CompiledResource* r) const {
-    return r == policy->default_resource() ? policy->resources().size() : r->index;
-  }
-  Stats::Series* at(const CompiledResource* r, uint32_t tier, size_t slot) const {
-    const size_t i = base[resource_index(r) * policy->tiers().size() + tier] + slot;
-    Stats::Series* s = series[i].load(std::memory_order_acquire);
-    return s != nullptr ? s : bind(r, tier, slot, i);
-  }
-  const uint32_t* capacities_at(const CompiledResource* r, uint32_t tier) const {
-    return &capacities[base[resource_index(r) * policy->tiers().size() + tier]];
-  }
-
-  static std::string_view rule_of(const CompiledResource& r, size_t slot) {
-    if (slot < r.limits.size()) return r.limits[slot].name;
-    return slot == r.limits.size() ? kRuleUnlimited : kRuleStorage;
-  }
-  // Binds slot i to its series (found, or created, in Stats) and keeps the series alive for
-  // this snapshot's lifetime. Once per slot; concurrent first uses agree on one series.
-  Stats::Series* bind(const CompiledResource* r, uint32_t tier, size_t slot, size_t i) const {
-    std::lock_guard lock(bind_mu);
-    if (Stats::Series* s = series[i].load(std::memory_order_acquire)) return s;
-    owned.push_back(stats->series(r->name, policy->tiers()[tier].name, rule_of(*r, slot)));
-    series[i].store(owned.back().get(), std::memory_order_release);
-    return owned.back().get();
-  }
-};
-
-namespace {
-std::atomic<uint64_t> g_snapshot_ids{0};
-
-// The snapshot this thread decided with last, and its id. Loading a std::atomic<shared_ptr>
-// takes a lock bit and two reference-count updates, each a locked instruction on the same
-// cache line for every thread; a thread instead keeps its own reference and only checks that
-// the engine's current id is still the one it holds. Ids are unique across engines, so a
-// match can only mean the same snapshot, which this reference keeps alive. A thread that
-// stops deciding keeps one old snapshot alive until it exits or decides again.
-struct CachedSnapshot {
-  uint64_t id = 0;
-  std::shared_ptr<const Snapshot> snap;
-};
-thread_local CachedSnapshot t_snapshot;
-}  // namespace
 
 // ---- the per-call context ---------------------------------------------------------------
 
@@ -201,156 +137,54 @@ LimitResult DecisionCall::limit_result(size_t i) const {
 
 // ---- engine -----------------------------------------------------------------------------
 
-struct Lease {
-  std::string resource, subject, tier;
-  int64_t cost = 0;
-  int64_t expires_ms = 0;
-  std::array<uint64_t, 2> secret{};  // the token's secret half; see LeaseToken
-};
-
-namespace {
-
-// 128 bits from the kernel's CSPRNG. Each thread reads 4 KiB at a time, so acquiring a lease
-// makes one getrandom call in 256.
-std::array<uint64_t, 2> random_secret() {
-  struct Pool {
-    std::array<uint64_t, 512> words;
-    size_t next = 512;
-  };
-  thread_local Pool pool;
-  if (pool.next + 2 > pool.words.size()) {
-    auto* bytes = reinterpret_cast<char*>(pool.words.data());
-    size_t filled = 0;
-    while (filled < sizeof(pool.words)) {
-      const ssize_t n = ::getrandom(bytes + filled, sizeof(pool.words) - filled, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        spdlog::critical("getrandom failed ({}): lease secrets cannot be drawn", errno);
-        std::abort();
-      }
-      filled += static_cast<size_t>(n);
-    }
-    pool.next = 0;
-  }
-  std::array<uint64_t, 2> secret{pool.words[pool.next], pool.words[pool.next + 1]};
-  pool.words[pool.next] = pool.words[pool.next + 1] = 0;
-  pool.next += 2;
-  return secret;
-}
-
-// Compares secrets in time that does not depend on where they differ.
-bool same_secret(const std::array<uint64_t, 2>& a, const std::array<uint64_t, 2>& b) {
-  return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
-}
-
-}  // namespace
-
-// A batch handed to a plugin that may complete on its own thread: a copy owned by the engine,
-// so that when the storage timeout answers the decision first, the caller may reuse its
-// DecisionCall while the plugin still writes into this copy.
-struct Submission {
-  std::array<sluice_item, kMaxLimitsPerResource> items{};
-  std::array<sluice_item_result, kMaxLimitsPerResource> results{};
-  std::array<char, kMaxLimitsPerResource * kMaxKeyLength> keys;
-  sluice_batch batch{};
-  DecisionCall* call = nullptr;
-  void* engine = nullptr;  // the Engine::Impl that owns it (private to Engine)
-  int64_t deadline_ns = 0;
-  bool timed_out = false;
-  Submission* prev = nullptr;  // in Impl's in-flight list (deadline order), or the free list
-  Submission* next = nullptr;
-};
-
 struct Engine::Impl {
   std::unique_ptr<Storage> storage;
   const Clock* clock;
   Stats stats;
   const LatencyTimer& timer = LatencyTimer::instance();
-  const int64_t storage_timeout_ms;
-  const bool copy_batches;  // the plugin may complete later: go through Submissions
   // The clock is the system clock and the latency timer reads the TSC: decide() reads the
   // counter once for both.
   const bool tsc_clock;
+  // Present when the plugin may complete later and a storage timeout is set: batches then go
+  // through it (copies with deadlines).
+  std::unique_ptr<StorageWatchdog> watchdog;
 
-  // Storage timeout. In-flight submissions are kept in deadline order (one timeout for all,
-  // so arrival order); a watchdog thread answers the overdue ones.
-  std::mutex wd_mu;  // guards the lists, Submission::timed_out/prev/next, stopping
-  std::condition_variable wd_cv;
-  Submission* inflight_head = nullptr;
-  Submission* inflight_tail = nullptr;
-  Submission* free_subs = nullptr;
-  std::vector<std::unique_ptr<Submission>> all_subs;
-  bool stopping = false;
-  std::thread watchdog;
-
-  std::atomic<std::shared_ptr<const Snapshot>> snapshot;
-  std::atomic<uint64_t> snapshot_id{0};  // snapshot's id; stored after snapshot
-  std::mutex install_mu;                 // one policy swap at a time keeps the two in step
+  SnapshotCache snapshots;
+  std::mutex install_mu;  // one policy swap at a time
 
   std::mutex warm_mu;  // guards warm_by_name and writes to the snapshot's warm_started
   std::unordered_map<std::string, int64_t> warm_by_name;
 
-  mutable std::mutex lease_mu;  // guards leases, next_sweep_ms
-  std::unordered_map<uint64_t, Lease> leases;
-  int64_t next_sweep_ms = 0;
-  std::atomic<uint64_t> lease_counter{0};
-  uint64_t lease_seed;
+  LeaseRegistry leases;
 
   Impl(std::unique_ptr<Storage> s, const EngineOptions& o)
       : storage(std::move(s)),
         clock(o.clock),
-        storage_timeout_ms(o.storage_timeout_ms),
-        copy_batches(!storage->completes_inline() && o.storage_timeout_ms > 0),
         tsc_clock(o.clock == &SystemClock::instance() && timer.tsc()) {
-    std::random_device rd;
-    lease_seed = (uint64_t{rd()} << 32) ^ rd();
-    if (copy_batches) watchdog = std::thread([this] { watch(); });
+    if (!storage->completes_inline() && o.storage_timeout_ms > 0) {
+      watchdog = std::make_unique<StorageWatchdog>(
+          *storage, o.timer != nullptr ? *o.timer : SteadyTimer::instance(), o.storage_timeout_ms,
+          &Impl::on_watched_done, this);
+    }
   }
   ~Impl() { shutdown(); }
   void shutdown() {
-    if (watchdog.joinable()) {
-      {
-        std::lock_guard lock(wd_mu);
-        stopping = true;
-      }
-      wd_cv.notify_one();
-      watchdog.join();
-    }
-    storage.reset();  // completes what the plugin still holds before the submissions go
+    if (watchdog) watchdog->stop();
+    // Completes what the plugin still holds; the watchdog (which owns those batches) outlives
+    // this.
+    storage.reset();
   }
 
   void submit(DecisionCall& call);
-  static void on_submission_done(void* user, sluice_status status, const char* message);
-  void watch();
+  static void on_watched_done(void* owner, void* call, sluice_status status, const char* message);
 
   std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const CompiledPolicy> policy);
   void install(std::shared_ptr<const CompiledPolicy> policy) {
     std::lock_guard lock(install_mu);
-    auto snap = build_snapshot(std::move(policy));
-    const uint64_t id = snap->id;
-    snapshot.store(std::move(snap));
-    snapshot_id.store(id, std::memory_order_release);
+    snapshots.install(build_snapshot(std::move(policy)));
   }
-  // The current snapshot, from this thread's cache when it is still current.
-  const std::shared_ptr<const Snapshot>& current() {
-    if (t_snapshot.id != snapshot_id.load(std::memory_order_acquire)) {
-      t_snapshot.snap = snapshot.load();
-      t_snapshot.id = t_snapshot.snap->id;
-    }
-    return t_snapshot.snap;
-  }
+  const std::shared_ptr<const Snapshot>& current() const { return snapshots.current(); }
   double warm_factor(const Snapshot& snap, const CompiledResource& r, int64_t now) const;
-  uint64_t new_lease_id();
-  void sweep_leases(int64_t now);
-  // Records a granted lease under `id` with a fresh secret; returns the holder's token.
-  LeaseToken hold_lease(uint64_t id, Lease lease, int64_t now) {
-    const LeaseToken token{id, random_secret()};
-    lease.secret = token.secret;
-    std::lock_guard lock(lease_mu);
-    sweep_leases(now);
-    leases[id] = std::move(lease);
-    return token;
-  }
 
   void finish_inline(DecisionCall& call);
   static void on_storage_done(void* user, sluice_status status, const char* message);
@@ -359,62 +193,12 @@ struct Engine::Impl {
 
 std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
     std::shared_ptr<const CompiledPolicy> policy) {
-  auto snap = std::make_shared<Snapshot>();
-  snap->id = g_snapshot_ids.fetch_add(1, std::memory_order_relaxed) + 1;
-  const auto& tiers = policy->tiers();
-  const auto& resources = policy->resources();
-  const size_t rcount = resources.size() + 1;
-  snap->policy = policy;
-  snap->stats = &stats;
-  snap->base.resize(rcount * tiers.size() + 1);
-  // Resource index ri: a listed resource, or at resources.size() the default one (or none).
-  auto resource_at = [&](size_t ri) {
-    return ri < resources.size() ? &resources[ri] : policy->default_resource();
-  };
-  size_t slots = 0;
-  for (size_t ri = 0; ri < rcount; ++ri) {
-    const CompiledResource* r = resource_at(ri);
-    for (size_t t = 0; t < tiers.size(); ++t) {
-      snap->base[ri * tiers.size() + t] = static_cast<uint32_t>(slots);
-      if (r != nullptr) slots += r->limits.size() + 2;
-    }
-  }
-  snap->base.back() = static_cast<uint32_t>(slots);
-  snap->series = std::make_unique<std::atomic<Stats::Series*>[]>(slots);
-  snap->capacities = std::make_unique<uint32_t[]>(slots);
-  for (size_t ri = 0; ri < rcount; ++ri) {
-    const CompiledResource* r = resource_at(ri);
-    if (r == nullptr) continue;
-    for (const auto& t : tiers) {
-      uint32_t* caps = &snap->capacities[snap->base[ri * tiers.size() + t.index]];
-      for (const auto& p : r->effective[t.index])
-        *caps++ = static_cast<uint32_t>(algo::state_capacity(p));
-    }
-  }
-  // The series the running snapshot has bound carry over to the names that stay, so a
-  // policy swap keeps their history; those of removed names go with the old snapshot.
-  if (auto previous = snapshot.load()) {
-    std::lock_guard lock(previous->bind_mu);
-    for (const auto& s : previous->owned) {
-      const Stats::SeriesKey key = Stats::key_of(*s);
-      const CompiledResource* r = policy->find_resource(key.resource);
-      if (r == nullptr && policy->default_resource() != nullptr &&
-          key.resource == policy->default_resource()->name)
-        r = policy->default_resource();
-      const CompiledTier* t = policy->find_tier(key.tier);
-      if (r == nullptr || t == nullptr) continue;
-      for (size_t slot = 0; slot < r->limits.size() + 2; ++slot) {
-        if (Snapshot::rule_of(*r, slot) != key.rule) continue;
-        const size_t i = snap->base[snap->resource_index(r) * tiers.size() + t->index] + slot;
-        snap->owned.push_back(s);
-        snap->series[i].store(s.get(), std::memory_order_relaxed);
-        break;
-      }
-    }
-  }
+  auto snap = std::make_shared<Snapshot>(policy, stats);
+  if (auto previous = snapshots.load()) snap->adopt_series(*previous);
   snap->owned.push_back(stats.series("(unknown)", "", "(unknown-resource)"));
   snap->unknown = snap->owned.back().get();
 
+  const auto& resources = policy->resources();
   snap->warm_started = std::make_unique<std::atomic<int64_t>[]>(resources.size());
   const int64_t now = clock->now_ms();
   std::lock_guard lock(warm_mu);
@@ -431,7 +215,6 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
     }
     snap->warm_started[r.index].store(started);
   }
-  snap->policy = std::move(policy);
   return snap;
 }
 
@@ -449,21 +232,6 @@ double Engine::Impl::warm_factor(const Snapshot& snap, const CompiledResource& r
   return w.factor;
 }
 
-uint64_t Engine::Impl::new_lease_id() {
-  // splitmix64 over a random seed: unique per engine, not guessable by another client.
-  uint64_t z = lease_seed + 0x9e3779b97f4a7c15ULL * (lease_counter.fetch_add(1) + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
-  return z ? z : 1;
-}
-
-void Engine::Impl::sweep_leases(int64_t now) {
-  if (now < next_sweep_ms) return;
-  next_sweep_ms = now + 1000;
-  std::erase_if(leases, [now](const auto& kv) { return kv.second.expires_ms <= now; });
-}
-
 Engine::Engine(std::unique_ptr<Storage> storage, std::shared_ptr<const CompiledPolicy> policy,
                EngineOptions options)
     : impl_(std::make_unique<Impl>(std::move(storage), options)) {
@@ -479,20 +247,14 @@ void Engine::set_policy(std::shared_ptr<const CompiledPolicy> policy) {
 }
 
 std::shared_ptr<const CompiledPolicy> Engine::policy() const {
-  return impl_->snapshot.load()->policy;
+  return impl_->snapshots.load()->policy;
 }
 
 Stats& Engine::stats() { return impl_->stats; }
 Storage& Engine::storage() { return *impl_->storage; }
 const Clock& Engine::clock() const { return *impl_->clock; }
 
-size_t Engine::active_leases() const {
-  std::lock_guard lock(impl_->lease_mu);
-  const int64_t now = impl_->clock->now_ms();
-  return static_cast<size_t>(
-      std::count_if(impl_->leases.begin(), impl_->leases.end(),
-                    [now](const auto& kv) { return kv.second.expires_ms > now; }));
-}
+size_t Engine::active_leases() const { return impl_->leases.active(impl_->clock->now_ms()); }
 
 // ---- warm-up ------------------------------------------------------------------------------
 
@@ -507,7 +269,7 @@ Result<const CompiledResource*> warm_resource(const Snapshot& snap, std::string_
 }  // namespace
 
 Status Engine::warmup_start(std::string_view resource) {
-  auto snap = impl_->snapshot.load();
+  auto snap = impl_->snapshots.load();
   auto r = warm_resource(*snap, resource);
   if (!r.ok()) return r.status();
   const int64_t now = impl_->clock->now_ms();
@@ -518,7 +280,7 @@ Status Engine::warmup_start(std::string_view resource) {
 }
 
 Status Engine::warmup_ready(std::string_view resource) {
-  auto snap = impl_->snapshot.load();
+  auto snap = impl_->snapshots.load();
   auto r = warm_resource(*snap, resource);
   if (!r.ok()) return r.status();
   std::lock_guard lock(impl_->warm_mu);
@@ -528,7 +290,7 @@ Status Engine::warmup_ready(std::string_view resource) {
 }
 
 Result<WarmupStatus> Engine::warmup_status(std::string_view resource) const {
-  auto snap = impl_->snapshot.load();
+  auto snap = impl_->snapshots.load();
   const CompiledResource* r = snap->policy->find_resource(resource);
   if (!r) return Status::NotFound(fmt::format("unknown resource '{}'", resource));
   WarmupStatus st;
@@ -651,10 +413,10 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     d.set_rule(kRuleUnlimited);
     if (kind == DecisionKind::kAcquire) {
       d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
-      d.lease = impl_->hold_lease(impl_->new_lease_id(),
-                                  {std::string(req.resource), std::string(req.subject), tier->name,
-                                   req.cost, in.now_ms + d.lease_ttl_ms},
-                                  in.now_ms);
+      d.lease = impl_->leases.hold(impl_->leases.new_id(),
+                                   {std::string(req.resource), std::string(req.subject), tier->name,
+                                    req.cost, in.now_ms + d.lease_ttl_ms},
+                                   in.now_ms);
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
       Stats::record(snap.at(res, tier->index, res->limits.size()), Outcome::kAllowed, in.now_ms);
@@ -685,9 +447,9 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
   const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
   in.lease_ttl_ms = 0;
-  uint64_t lease_id = 0;  // its secret is drawn when the lease is granted (hold_lease)
+  uint64_t lease_id = 0;  // its secret is drawn when the lease is granted (LeaseRegistry::hold)
   if (kind == DecisionKind::kAcquire) {
-    lease_id = impl_->new_lease_id();
+    lease_id = impl_->leases.new_id();
     in.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
   }
   for (size_t i = 0; i < n; ++i) {
@@ -747,87 +509,13 @@ void Engine::submit_prepared(DecisionCall& call) { impl_->submit(call); }
 
 void Engine::Impl::submit(DecisionCall& call) {
   auto& in = *call.in_;
-  if (!copy_batches) return storage->submit(in.batch, &Impl::on_storage_done, &call);
-  Submission* sub;
-  {
-    std::lock_guard lock(wd_mu);
-    if (free_subs) {
-      sub = free_subs;
-      free_subs = sub->next;
-    } else {
-      sub = all_subs.emplace_back(std::make_unique<Submission>()).get();
-      sub->engine = this;
-    }
-    const size_t n = in.batch.count;
-    const char* base = in.keys.data();
-    const auto key_bytes =
-        static_cast<size_t>(in.items[n - 1].key + in.items[n - 1].key_len - base);
-    std::copy_n(base, key_bytes, sub->keys.data());
-    for (size_t i = 0; i < n; ++i) {
-      sub->items[i] = in.items[i];
-      sub->items[i].key = sub->keys.data() + (in.items[i].key - base);
-    }
-    sub->batch = {in.batch.now_ms, n, sub->items.data(), sub->results.data()};
-    sub->call = &call;
-    sub->timed_out = false;
-    sub->deadline_ns = steady_ns() + storage_timeout_ms * 1'000'000;
-    sub->next = nullptr;
-    sub->prev = inflight_tail;
-    (inflight_tail ? inflight_tail->next : inflight_head) = sub;
-    inflight_tail = sub;
-    // No wake-up: the watchdog never sleeps longer than one timeout, and this deadline is a
-    // full timeout away (waking it on every decision cost a context switch each).
-  }
-  storage->submit(sub->batch, &Impl::on_submission_done, sub);
+  if (!watchdog) return storage->submit(in.batch, &Impl::on_storage_done, &call);
+  watchdog->submit(in.batch, in.results.data(), &call);
 }
 
-void Engine::Impl::on_submission_done(void* user, sluice_status status, const char* message) {
-  auto* sub = static_cast<Submission*>(user);
-  Impl& e = *static_cast<Impl*>(sub->engine);
-  DecisionCall* call;
-  {
-    std::lock_guard lock(e.wd_mu);
-    call = sub->timed_out ? nullptr : sub->call;
-    if (call) {
-      (sub->prev ? sub->prev->next : e.inflight_head) = sub->next;
-      (sub->next ? sub->next->prev : e.inflight_tail) = sub->prev;
-      std::copy_n(sub->results.data(), sub->batch.count, call->in_->results.data());
-    }
-    sub->next = e.free_subs;
-    e.free_subs = sub;
-  }
-  // A submission the watchdog already answered is only recycled: its caller has moved on.
-  if (call) e.complete(*call, status, message);
-}
-
-void Engine::Impl::watch() {
-  std::vector<DecisionCall*> overdue;
-  overdue.reserve(64);
-  const std::string message =
-      fmt::format("storage did not answer within {} ms", storage_timeout_ms);
-  std::unique_lock lock(wd_mu);
-  while (!stopping) {
-    if (!inflight_head) {
-      wd_cv.wait_for(lock, std::chrono::milliseconds(storage_timeout_ms));
-      continue;
-    }
-    const int64_t now = steady_ns();
-    if (inflight_head->deadline_ns > now) {
-      wd_cv.wait_for(lock, std::chrono::nanoseconds(inflight_head->deadline_ns - now));
-      continue;
-    }
-    while (inflight_head && inflight_head->deadline_ns <= now) {
-      Submission* sub = inflight_head;
-      sub->timed_out = true;
-      overdue.push_back(sub->call);
-      inflight_head = sub->next;
-      (inflight_head ? inflight_head->prev : inflight_tail) = nullptr;
-    }
-    lock.unlock();
-    for (DecisionCall* call : overdue) complete(*call, SLUICE_ERR_TIMEOUT, message.c_str());
-    overdue.clear();
-    lock.lock();
-  }
+void Engine::Impl::on_watched_done(void* owner, void* call, sluice_status status,
+                                   const char* message) {
+  static_cast<Impl*>(owner)->complete(*static_cast<DecisionCall*>(call), status, message);
 }
 
 void Engine::Impl::on_storage_done(void* user, sluice_status status, const char* message) {
@@ -915,10 +603,10 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
       d.lease_ttl_ms = in.lease_ttl_ms;
       // The resource name as requested: with default_limits it differs from res->name.
       d.lease =
-          hold_lease(d.lease.id,
-                     {std::string(in.resource_name()), std::string(in.subject()),
-                      snap.policy->tiers()[in.tier].name, in.cost, in.now_ms + in.lease_ttl_ms},
-                     in.now_ms);
+          leases.hold(d.lease.id,
+                      {std::string(in.resource_name()), std::string(in.subject()),
+                       snap.policy->tiers()[in.tier].name, in.cost, in.now_ms + in.lease_ttl_ms},
+                      in.now_ms);
     }
   }
   finish_inline(call);
@@ -944,23 +632,16 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
     d.error_message = fmt::format("ACTUAL must be 0 to {}", kMaxCost);
     return impl_->finish_inline(call);
   }
-  Lease lease;
-  {
-    std::lock_guard lock(impl_->lease_mu);
-    auto it = impl_->leases.find(lease_id);
-    // A token whose secret is not the lease's gets the answer an unknown id gets, and the
-    // lease stays its holder's.
-    const bool held = it != impl_->leases.end() && same_secret(it->second.secret, token.secret);
-    if (!held || it->second.expires_ms <= in.now_ms) {
-      if (held) impl_->leases.erase(it);
-      d.allowed = false;
-      d.error = StatusCode::kNotFound;
-      d.error_message = "unknown or expired lease";
-      return impl_->finish_inline(call);
-    }
-    lease = std::move(it->second);
-    impl_->leases.erase(it);
+  // A token whose secret is not the lease's gets the answer an unknown id gets, and the lease
+  // stays its holder's.
+  std::optional<Lease> taken = impl_->leases.take(token, in.now_ms);
+  if (!taken) {
+    d.allowed = false;
+    d.error = StatusCode::kNotFound;
+    d.error_message = "unknown or expired lease";
+    return impl_->finish_inline(call);
   }
+  const Lease lease = std::move(*taken);
 
   in.snap = impl_->current();
   const CompiledPolicy& policy = *in.snap->policy;

@@ -20,6 +20,8 @@
 
 namespace sluice {
 
+class Timer;
+
 class Stats;
 
 enum class DecisionKind {
@@ -136,6 +138,9 @@ struct EngineOptions {
   // policy's fail-open/fail-closed), so a hung backend cannot hang callers. 0 = wait forever.
   // Plugins that complete inline (memory) are never timed out.
   int64_t storage_timeout_ms = 1000;
+  // What the storage timeout is measured with (monotonic; sluice/timer.h). Null: the steady
+  // clock. Tests pass a ManualTimer.
+  const Timer* timer = nullptr;
 };
 
 class SLUICE_API Engine {

@@ -1,0 +1,97 @@
+#include "lease_registry.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <random>
+
+namespace sluice {
+namespace {
+
+// 128 bits from the kernel's CSPRNG. Each thread reads 4 KiB at a time, so acquiring a lease
+// makes one getrandom call in 256.
+std::array<uint64_t, 2> random_secret() {
+  struct Pool {
+    std::array<uint64_t, 512> words;
+    size_t next = 512;
+  };
+  thread_local Pool pool;
+  if (pool.next + 2 > pool.words.size()) {
+    auto* bytes = reinterpret_cast<char*>(pool.words.data());
+    size_t filled = 0;
+    while (filled < sizeof(pool.words)) {
+      const ssize_t n = ::getrandom(bytes + filled, sizeof(pool.words) - filled, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        spdlog::critical("getrandom failed ({}): lease secrets cannot be drawn", errno);
+        std::abort();
+      }
+      filled += static_cast<size_t>(n);
+    }
+    pool.next = 0;
+  }
+  std::array<uint64_t, 2> secret{pool.words[pool.next], pool.words[pool.next + 1]};
+  pool.words[pool.next] = pool.words[pool.next + 1] = 0;
+  pool.next += 2;
+  return secret;
+}
+
+// Compares secrets in time that does not depend on where they differ.
+bool same_secret(const std::array<uint64_t, 2>& a, const std::array<uint64_t, 2>& b) {
+  return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
+}
+
+}  // namespace
+
+LeaseRegistry::LeaseRegistry() {
+  std::random_device rd;
+  seed_ = (uint64_t{rd()} << 32) ^ rd();
+}
+
+uint64_t LeaseRegistry::new_id() {
+  // splitmix64 over a random seed: unique per engine. Ids are not secret (the token's secret
+  // half is what proves a holder), only unique.
+  uint64_t z = seed_ + 0x9e3779b97f4a7c15ULL * (counter_.fetch_add(1) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return z ? z : 1;
+}
+
+LeaseToken LeaseRegistry::hold(uint64_t id, Lease lease, int64_t now_ms) {
+  const LeaseToken token{id, random_secret()};
+  lease.secret = token.secret;
+  std::lock_guard lock(mu_);
+  sweep(now_ms);
+  leases_[id] = std::move(lease);
+  return token;
+}
+
+std::optional<Lease> LeaseRegistry::take(const LeaseToken& token, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  auto it = leases_.find(token.id);
+  const bool held = it != leases_.end() && same_secret(it->second.secret, token.secret);
+  if (!held) return std::nullopt;
+  std::optional<Lease> lease;
+  if (it->second.expires_ms > now_ms) lease = std::move(it->second);
+  leases_.erase(it);
+  return lease;
+}
+
+size_t LeaseRegistry::active(int64_t now_ms) const {
+  std::lock_guard lock(mu_);
+  return static_cast<size_t>(
+      std::count_if(leases_.begin(), leases_.end(),
+                    [now_ms](const auto& kv) { return kv.second.expires_ms > now_ms; }));
+}
+
+void LeaseRegistry::sweep(int64_t now_ms) {
+  if (now_ms < next_sweep_ms_) return;
+  next_sweep_ms_ = now_ms + 1000;
+  std::erase_if(leases_, [now_ms](const auto& kv) { return kv.second.expires_ms <= now_ms; });
+}
+
+}  // namespace sluice
