@@ -17,6 +17,8 @@
 #include <limits>
 #include <vector>
 
+#include "sluice/algorithm_names.h"
+
 namespace sluice::algo {
 namespace {
 
@@ -797,19 +799,6 @@ void c_log(int level, const char* message) {
 constexpr sluice_host_api kHostApi = {
     SLUICE_ABI_VERSION, static_cast<uint32_t>(sizeof(sluice_host_api)), &c_apply, &c_log};
 
-struct NamedAlgorithm {
-  std::string_view name;
-  sluice_algorithm alg;
-};
-constexpr std::array<NamedAlgorithm, 6> kNames = {{
-    {"fixed_window", SLUICE_ALG_FIXED_WINDOW},
-    {"sliding_window", SLUICE_ALG_SLIDING_WINDOW},
-    {"sliding_window_counter", SLUICE_ALG_SLIDING_WINDOW_COUNTER},
-    {"token_bucket", SLUICE_ALG_TOKEN_BUCKET},
-    {"gcra", SLUICE_ALG_GCRA},
-    {"concurrency", SLUICE_ALG_CONCURRENCY},
-}};
-
 }  // namespace
 
 size_t state_capacity(const sluice_limit_params& params) {
@@ -878,17 +867,13 @@ size_t apply(const sluice_item& item, int64_t now_ms, uint8_t* state, size_t sta
 const sluice_host_api* host_api() { return &kHostApi; }
 
 std::optional<sluice_algorithm> parse_algorithm(std::string_view name) {
-  for (const auto& n : kNames) {
-    if (n.name == name) return n.alg;
-  }
-  return std::nullopt;
+  const AlgorithmName* a = find_algorithm(name);
+  return a != nullptr ? std::optional(a->algorithm) : std::nullopt;
 }
 
 std::string_view algorithm_name(sluice_algorithm alg) {
-  for (const auto& n : kNames) {
-    if (n.alg == alg) return n.name;
-  }
-  return "unknown";
+  const AlgorithmName* a = find_algorithm(static_cast<uint32_t>(alg));
+  return a != nullptr ? a->name : "unknown";
 }
 
 }  // namespace sluice::algo

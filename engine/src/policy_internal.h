@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sluice/algorithm_names.h"
 #include "sluice/policy.h"
 
 namespace sluice::policy_detail {
@@ -21,20 +22,8 @@ inline constexpr int64_t kMaxWindowMs = 90LL * 24 * 3600 * 1000;
 inline constexpr double kMaxMultiplier = 1'000'000.0;
 inline constexpr size_t kMaxDescriptionLength = 1024;
 
-// The spellings used in YAML. The policy language owns its vocabulary, so the algorithm
-// names live here rather than depending on the algorithms module's table.
-struct AlgorithmName {
-  sluice_algorithm algorithm;
-  std::string_view name;
-};
-inline constexpr std::array<AlgorithmName, 6> kAlgorithms{{
-    {SLUICE_ALG_FIXED_WINDOW, "fixed_window"},
-    {SLUICE_ALG_SLIDING_WINDOW, "sliding_window"},
-    {SLUICE_ALG_SLIDING_WINDOW_COUNTER, "sliding_window_counter"},
-    {SLUICE_ALG_TOKEN_BUCKET, "token_bucket"},
-    {SLUICE_ALG_GCRA, "gcra"},
-    {SLUICE_ALG_CONCURRENCY, "concurrency"},
-}};
+// The algorithm names: the one public table (sluice/algorithm_names.h).
+inline constexpr const auto& kAlgorithms = kAlgorithmNames;
 
 std::optional<sluice_algorithm> algorithm_from_name(std::string_view name);
 std::string_view algorithm_to_name(sluice_algorithm alg);  // "?" when out of range

@@ -14,21 +14,18 @@ namespace sluice {
 namespace policy_detail {
 
 std::optional<sluice_algorithm> algorithm_from_name(std::string_view name) {
-  for (const auto& a : kAlgorithms) {
-    if (a.name == name) return a.algorithm;
-  }
-  return std::nullopt;
+  const AlgorithmName* a = find_algorithm(name);
+  return a != nullptr ? std::optional(a->algorithm) : std::nullopt;
 }
 
 std::string_view algorithm_to_name(sluice_algorithm alg) {
-  for (const auto& a : kAlgorithms) {
-    if (a.algorithm == alg) return a.name;
-  }
-  return "?";
+  const AlgorithmName* a = find_algorithm(static_cast<uint32_t>(alg));
+  return a != nullptr ? a->name : "?";
 }
 
 bool algorithm_takes_burst(sluice_algorithm alg) {
-  return alg == SLUICE_ALG_TOKEN_BUCKET || alg == SLUICE_ALG_GCRA;
+  const AlgorithmName* a = find_algorithm(static_cast<uint32_t>(alg));
+  return a != nullptr && a->takes_burst;
 }
 
 std::optional<CostUnit> unit_from_name(std::string_view name) {

@@ -1,45 +1,34 @@
 #include "core/policy_names.h"
 
-#include <array>
+#include <string_view>
+
+#include "sluice/algorithm_names.h"
 
 namespace sluice::admin {
 
-namespace {
-struct AlgorithmName {
-  sluice_algorithm algorithm;
-  const char* name;
-};
-constexpr std::array<AlgorithmName, 6> kAlgorithms{{
-    {SLUICE_ALG_FIXED_WINDOW, "fixed_window"},
-    {SLUICE_ALG_SLIDING_WINDOW, "sliding_window"},
-    {SLUICE_ALG_SLIDING_WINDOW_COUNTER, "sliding_window_counter"},
-    {SLUICE_ALG_TOKEN_BUCKET, "token_bucket"},
-    {SLUICE_ALG_GCRA, "gcra"},
-    {SLUICE_ALG_CONCURRENCY, "concurrency"},
-}};
-}  // namespace
-
 QString algorithmName(uint32_t algorithm) {
-  for (const auto& a : kAlgorithms)
-    if (static_cast<uint32_t>(a.algorithm) == algorithm) return QString::fromLatin1(a.name);
-  return QStringLiteral("?");
+  const AlgorithmName* a = find_algorithm(algorithm);
+  return a != nullptr ? QString::fromLatin1(a->name.data(), static_cast<qsizetype>(a->name.size()))
+                      : QStringLiteral("?");
 }
 
 std::optional<sluice_algorithm> algorithmFromName(const QString& name) {
-  const QString n = name.trimmed().toLower();
-  for (const auto& a : kAlgorithms)
-    if (n == QLatin1String(a.name)) return a.algorithm;
-  return std::nullopt;
+  const QByteArray n = name.trimmed().toLower().toLatin1();
+  const AlgorithmName* a = find_algorithm(std::string_view(n.constData(), n.size()));
+  return a != nullptr ? std::optional(a->algorithm) : std::nullopt;
 }
 
 QStringList algorithmNames() {
   QStringList out;
-  for (const auto& a : kAlgorithms) out << QString::fromLatin1(a.name);
+  for (const auto& a : kAlgorithmNames) {
+    out << QString::fromLatin1(a.name.data(), static_cast<qsizetype>(a.name.size()));
+  }
   return out;
 }
 
 bool algorithmTakesBurst(uint32_t algorithm) {
-  return algorithm == SLUICE_ALG_TOKEN_BUCKET || algorithm == SLUICE_ALG_GCRA;
+  const AlgorithmName* a = find_algorithm(algorithm);
+  return a != nullptr && a->takes_burst;
 }
 
 QString unitName(CostUnit unit) {

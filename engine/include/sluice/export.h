@@ -1,11 +1,5 @@
-// Symbol visibility for libsluice_core. The library is built with -fvisibility=hidden;
-// only what is marked SLUICE_API is part of its exported surface.
+// Symbol visibility for sluice's libraries (sluice_core, sluice_policy). They are built with
+// -fvisibility=hidden; only what is marked SLUICE_API is part of their exported surface.
 #pragma once
 
-#if defined(SLUICE_CORE_STATIC)
-#define SLUICE_API
-#elif defined(SLUICE_CORE_BUILDING)
 #define SLUICE_API [[gnu::visibility("default")]]
-#else
-#define SLUICE_API [[gnu::visibility("default")]]
-#endif
