@@ -1,5 +1,11 @@
-// The engine: policy snapshot + storage plugin + warm-up + leases + statistics.
-// Engine::decide is the one decision path used by the server, the benchmarks and the tests.
+// The engine: decides requests against the current policy with a storage plugin, and keeps
+// warm-up state, granted leases (lease_registry.h) and statistics. Engine::decide (or prepare
+// and submit_prepared) is the one decision path used by the server, the benchmarks and the
+// tests.
+//
+// Thread safety: every method may be called from any thread at any time, concurrently; policy
+// swaps (set_policy) are atomic for decisions, which each use one snapshot from start to end. A
+// DecisionCall belongs to one decision at a time: reuse it only after its `done` has run.
 #pragma once
 
 #include <array>

@@ -31,8 +31,9 @@ class SLUICE_API Storage {
   static Result<std::unique_ptr<Storage>> open_table(const sluice_storage_plugin* table,
                                                      const StorageConfig& config);
 
-  // Directories searched by default: $SLUICE_PLUGIN_DIR, the build tree's plugin folder,
-  // and <prefix>/lib/sluice/plugins relative to the running executable.
+  // Directories searched by default: $SLUICE_PLUGIN_DIR, then ../lib/sluice/plugins from the
+  // running executable's folder (the installed layout, and the build tree's: build/bin and
+  // build/lib/sluice/plugins).
   static std::vector<std::string> default_plugin_dirs();
 
   ~Storage();
