@@ -63,6 +63,7 @@ class Abuse : public ::testing::Test {
   }
 
   long growth_kib() const { return rss_kib(daemon_->pid()) - baseline_kib_; }
+  void slow_and_never_reading_clients(bool fast);
 
   std::unique_ptr<Daemon> daemon_;
   long baseline_kib_ = 0;
@@ -273,8 +274,9 @@ TEST_F(Abuse, AFloodGivesItsMemoryBackWhenItCloses) {
 
 // The yardstick: 1 000 clients that left a frame half-sent and 1 000 that send and
 // never read. The never-readers are paused at --max-output-bytes each, so memory is bounded
-// by the caps; a well-behaved client still gets its decisions with p99 under 2 ms.
-TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
+// by the caps, and a well-behaved client is still served. With `fast`, its p99 must also be
+// under 2 ms: a timing check, run by scripts/bench (label perf), not by scripts/test.
+void Abuse::slow_and_never_reading_clients(bool fast) {
   constexpr size_t kMaxOutput = 64 * 1024;
   start({"--max-output-bytes", std::to_string(kMaxOutput)});
   Sockets slow, deaf;
@@ -311,7 +313,7 @@ TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     lat = decision_latency(*daemon_, 5000, "predict", "good");
     std::printf("[abuse] run %d: p99 %.0f us\n", attempt + 1, lat.p99_us);
-    if (lat.errors != 0 || lat.p99_us < 2000.0 || !kBoundsApply) break;
+    if (lat.errors != 0 || lat.p99_us < 2000.0 || !kBoundsApply || !fast) break;
   }
   const long growth_after = growth_kib();
   std::printf(
@@ -321,7 +323,7 @@ TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
       sent / 1048576.0, kMaxOutput / 1024, baseline_kib_, growth_after, lat.p50_us, lat.p99_us,
       lat.max_us);
   EXPECT_EQ(lat.errors, 0);
-  if (kBoundsApply) {
+  if (kBoundsApply && fast) {
     EXPECT_LT(lat.p99_us, 2000.0);
   }
   // Bound (docs/hardening.md): per never-reader 2 x max-output (the reply buffer and the write
@@ -334,6 +336,13 @@ TEST_F(Abuse, SlowAndNeverReadingClientsLeaveOthersFast) {
   deaf.close_all();
   EXPECT_EQ(wait_for_connections(*daemon_, 0), 0);
   expect_served();
+}
+
+TEST_F(Abuse, SlowAndNeverReadingClientsAreBounded) { slow_and_never_reading_clients(false); }
+
+class AbusePerf : public Abuse {};
+TEST_F(AbusePerf, SlowAndNeverReadingClientsLeaveOthersFast) {
+  slow_and_never_reading_clients(true);
 }
 
 }  // namespace
