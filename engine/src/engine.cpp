@@ -17,6 +17,7 @@
 #include "lease_registry.h"
 #include "policy_internal.h"
 #include "sluice/algorithms.h"
+#include "sluice/mutex.h"
 #include "sluice/stats.h"
 #include "snapshot.h"
 #include "storage_watchdog.h"
@@ -150,10 +151,10 @@ struct Engine::Impl {
   std::unique_ptr<StorageWatchdog> watchdog;
 
   SnapshotCache snapshots;
-  std::mutex install_mu;  // one policy swap at a time
+  Mutex install_mu;  // one policy swap at a time
 
-  std::mutex warm_mu;  // guards warm_by_name and writes to the snapshot's warm_started
-  std::unordered_map<std::string, int64_t> warm_by_name;
+  Mutex warm_mu;  // also serialises writes to the snapshot's warm_started
+  std::unordered_map<std::string, int64_t> warm_by_name SLUICE_GUARDED_BY(warm_mu);
 
   LeaseRegistry leases;
 
@@ -180,7 +181,7 @@ struct Engine::Impl {
 
   std::shared_ptr<const Snapshot> build_snapshot(std::shared_ptr<const CompiledPolicy> policy);
   void install(std::shared_ptr<const CompiledPolicy> policy) {
-    std::lock_guard lock(install_mu);
+    MutexLock lock(install_mu);
     snapshots.install(build_snapshot(std::move(policy)));
   }
   const std::shared_ptr<const Snapshot>& current() const { return snapshots.current(); }
@@ -195,13 +196,12 @@ std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
     std::shared_ptr<const CompiledPolicy> policy) {
   auto snap = std::make_shared<Snapshot>(policy, stats);
   if (auto previous = snapshots.load()) snap->adopt_series(*previous);
-  snap->owned.push_back(stats.series("(unknown)", "", "(unknown-resource)"));
-  snap->unknown = snap->owned.back().get();
+  snap->unknown = snap->keep(stats.series("(unknown)", "", "(unknown-resource)"));
 
   const auto& resources = policy->resources();
   snap->warm_started = std::make_unique<std::atomic<int64_t>[]>(resources.size());
   const int64_t now = clock->now_ms();
-  std::lock_guard lock(warm_mu);
+  MutexLock lock(warm_mu);
   for (const auto& r : resources) {
     int64_t started = -1;
     if (r.warmup.enabled) {
@@ -273,7 +273,7 @@ Status Engine::warmup_start(std::string_view resource) {
   auto r = warm_resource(*snap, resource);
   if (!r.ok()) return r.status();
   const int64_t now = impl_->clock->now_ms();
-  std::lock_guard lock(impl_->warm_mu);
+  MutexLock lock(impl_->warm_mu);
   impl_->warm_by_name[std::string(resource)] = now;
   snap->warm_started[r.value()->index].store(now);
   return Status::Ok();
@@ -283,7 +283,7 @@ Status Engine::warmup_ready(std::string_view resource) {
   auto snap = impl_->snapshots.load();
   auto r = warm_resource(*snap, resource);
   if (!r.ok()) return r.status();
-  std::lock_guard lock(impl_->warm_mu);
+  MutexLock lock(impl_->warm_mu);
   impl_->warm_by_name[std::string(resource)] = -1;
   snap->warm_started[r.value()->index].store(-1);
   return Status::Ok();
@@ -697,18 +697,18 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
 
 namespace {
 struct SyncWait {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  bool done = false;
+  bool done SLUICE_GUARDED_BY(mu) = false;
   static void signal(void* user, DecisionCall&) {
     auto* w = static_cast<SyncWait*>(user);
-    std::lock_guard lock(w->mu);
+    MutexLock lock(w->mu);
     w->done = true;
     w->cv.notify_one();
   }
   void wait() {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [this] { return done; });
+    MutexLock lock(mu);
+    while (!done) lock.wait(cv);
   }
 };
 }  // namespace

@@ -64,14 +64,14 @@ uint64_t LeaseRegistry::new_id() {
 LeaseToken LeaseRegistry::hold(uint64_t id, Lease lease, int64_t now_ms) {
   const LeaseToken token{id, random_secret()};
   lease.secret = token.secret;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   sweep(now_ms);
   leases_[id] = std::move(lease);
   return token;
 }
 
 std::optional<Lease> LeaseRegistry::take(const LeaseToken& token, int64_t now_ms) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = leases_.find(token.id);
   const bool held = it != leases_.end() && same_secret(it->second.secret, token.secret);
   if (!held) return std::nullopt;
@@ -82,7 +82,7 @@ std::optional<Lease> LeaseRegistry::take(const LeaseToken& token, int64_t now_ms
 }
 
 size_t LeaseRegistry::active(int64_t now_ms) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return static_cast<size_t>(
       std::count_if(leases_.begin(), leases_.end(),
                     [now_ms](const auto& kv) { return kv.second.expires_ms > now_ms; }));

@@ -8,12 +8,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "sluice/engine.h"
+#include "sluice/mutex.h"
 
 namespace sluice {
 
@@ -40,11 +40,11 @@ class LeaseRegistry {
   size_t active(int64_t now_ms) const;
 
  private:
-  void sweep(int64_t now_ms);  // drops expired leases, at most once a second; mu_ held
+  void sweep(int64_t now_ms) SLUICE_REQUIRES(mu_);  // drops expired leases, once a second at most
 
-  mutable std::mutex mu_;  // guards leases_, next_sweep_ms_
-  std::unordered_map<uint64_t, Lease> leases_;
-  int64_t next_sweep_ms_ = 0;
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, Lease> leases_ SLUICE_GUARDED_BY(mu_);
+  int64_t next_sweep_ms_ SLUICE_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> counter_{0};
   uint64_t seed_;
 };

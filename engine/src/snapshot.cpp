@@ -51,7 +51,7 @@ Snapshot::Snapshot(std::shared_ptr<const CompiledPolicy> p, Stats& s)
 
 void Snapshot::adopt_series(const Snapshot& previous) {
   const auto& tiers = policy->tiers();
-  std::lock_guard lock(previous.bind_mu);
+  MutexLock lock(previous.bind_mu);
   for (const auto& s : previous.owned) {
     const Stats::SeriesKey key = Stats::key_of(*s);
     const CompiledResource* r = policy->find_resource(key.resource);
@@ -63,8 +63,7 @@ void Snapshot::adopt_series(const Snapshot& previous) {
     for (size_t slot = 0; slot < r->limits.size() + 2; ++slot) {
       if (rule_of(*r, slot) != key.rule) continue;
       const size_t i = base[resource_index(r) * tiers.size() + t->index] + slot;
-      owned.push_back(s);
-      series[i].store(s.get(), std::memory_order_relaxed);
+      series[i].store(keep(s), std::memory_order_relaxed);
       break;
     }
   }
@@ -72,10 +71,16 @@ void Snapshot::adopt_series(const Snapshot& previous) {
 
 Stats::Series* Snapshot::bind(const CompiledResource* r, uint32_t tier, size_t slot,
                               size_t i) const {
-  std::lock_guard lock(bind_mu);
+  MutexLock lock(bind_mu);
   if (Stats::Series* s = series[i].load(std::memory_order_acquire)) return s;
   owned.push_back(stats->series(r->name, policy->tiers()[tier].name, rule_of(*r, slot)));
   series[i].store(owned.back().get(), std::memory_order_release);
+  return owned.back().get();
+}
+
+Stats::Series* Snapshot::keep(std::shared_ptr<Stats::Series> s) const {
+  MutexLock lock(bind_mu);
+  owned.push_back(std::move(s));
   return owned.back().get();
 }
 

@@ -6,10 +6,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
+#include "sluice/mutex.h"
 #include "sluice/policy.h"
 #include "sluice/stats.h"
 
@@ -36,8 +36,9 @@ struct Snapshot {
   // name-keyed record so that warm-up state survives policy swaps.
   std::unique_ptr<std::atomic<int64_t>[]> warm_started;
 
-  mutable std::mutex bind_mu;                                 // guards owned
-  mutable std::vector<std::shared_ptr<Stats::Series>> owned;  // what the slots point to
+  mutable Mutex bind_mu;
+  // What the slots point to.
+  mutable std::vector<std::shared_ptr<Stats::Series>> owned SLUICE_GUARDED_BY(bind_mu);
 
   // Lays out the slots of `policy` (series unbound, capacities computed), with a fresh id.
   Snapshot(std::shared_ptr<const CompiledPolicy> policy, Stats& stats);
@@ -57,6 +58,9 @@ struct Snapshot {
     if (slot < r.limits.size()) return r.limits[slot].name;
     return slot == r.limits.size() ? kRuleUnlimited : kRuleStorage;
   }
+
+  // Keeps `series` alive as long as this snapshot; returns it.
+  Stats::Series* keep(std::shared_ptr<Stats::Series> series) const;
 
   // Takes over the series `previous` has bound for names this policy still has, so a policy
   // swap keeps their history; those of removed names go with the old snapshot.

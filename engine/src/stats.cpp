@@ -7,11 +7,12 @@
 #include <atomic>
 #include <bit>
 #include <charconv>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "sluice/mutex.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -96,17 +97,17 @@ class Stats::Series {
 struct Stats::Impl {
   // Series by "resource\x1ftier\x1frule"; an entry whose series has been released expires
   // and is swept out as new series are created.
-  mutable std::mutex series_mu;  // guards series and created_since_sweep
-  std::unordered_map<std::string, std::weak_ptr<Series>> series;
-  size_t created_since_sweep = 0;
-  uint64_t created = 0;
+  mutable Mutex series_mu;
+  std::unordered_map<std::string, std::weak_ptr<Series>> series SLUICE_GUARDED_BY(series_mu);
+  size_t created_since_sweep SLUICE_GUARDED_BY(series_mu) = 0;
+  uint64_t created SLUICE_GUARDED_BY(series_mu) = 0;
 
   // The series alive now, in creation order, for readers; taken under series_mu, used
   // outside it.
   std::vector<std::shared_ptr<Series>> live() const {
     std::vector<std::shared_ptr<Series>> out;
     {
-      std::lock_guard lock(series_mu);
+      MutexLock lock(series_mu);
       out.reserve(series.size());
       for (const auto& [key, weak] : series)
         if (auto s = weak.lock()) out.push_back(std::move(s));
@@ -120,8 +121,9 @@ struct Stats::Impl {
     uint64_t count = 0, error = 0;
     uint64_t hash = 0;  // of (resource, subject): the scan compares strings only on a match
   };
-  mutable std::mutex top_mu;
-  std::vector<TopEntry> top;  // space-saving sketch, at most kTopSubjects entries
+  mutable Mutex top_mu;
+  // Space-saving sketch, at most kTopSubjects entries.
+  std::vector<TopEntry> top SLUICE_GUARDED_BY(top_mu);
 
   std::array<std::atomic<uint64_t>, kLatencyBuckets> latency{};
 };
@@ -134,7 +136,7 @@ std::shared_ptr<Stats::Series> Stats::series(std::string_view resource, std::str
   std::string key;
   key.reserve(resource.size() + tier.size() + rule.size() + 2);
   key.append(resource).append(1, '\x1f').append(tier).append(1, '\x1f').append(rule);
-  std::lock_guard lock(impl_->series_mu);
+  MutexLock lock(impl_->series_mu);
   auto& series = impl_->series;
   auto [it, inserted] = series.try_emplace(std::move(key));
   if (!inserted) {
@@ -167,7 +169,7 @@ void Stats::record_blocked(std::string_view resource, std::string_view subject) 
   // time inside it is kept to a scan of 64 integers.
   const uint64_t hash = XXH3_64bits_withSeed(subject.data(), subject.size(),
                                              XXH3_64bits(resource.data(), resource.size()));
-  std::lock_guard lock(impl_->top_mu);
+  MutexLock lock(impl_->top_mu);
   auto& top = impl_->top;
   for (auto& e : top) {
     if (e.hash == hash && e.subject == subject && e.resource == resource) {
@@ -319,7 +321,7 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
       all.allowed, all.denied, all.shadow_denied, all.storage_errors);
   out += R"(,"top_blocked":[)";
   {
-    std::lock_guard lock(impl_->top_mu);
+    MutexLock lock(impl_->top_mu);
     auto entries = impl_->top;
     std::sort(entries.begin(), entries.end(),
               [](const auto& a, const auto& b) { return a.count > b.count; });

@@ -39,7 +39,7 @@ StorageWatchdog::~StorageWatchdog() { stop(); }
 void StorageWatchdog::stop() {
   if (!thread_.joinable()) return;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
@@ -50,7 +50,7 @@ void StorageWatchdog::submit(const sluice_batch& batch, sluice_item_result* resu
                              void* call) {
   Submission* sub;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (free_ != nullptr) {
       sub = free_;
       free_ = sub->next;
@@ -92,7 +92,7 @@ void StorageWatchdog::on_done(void* user, sluice_status status, const char* mess
   StorageWatchdog& w = *sub->watchdog;
   void* call;
   {
-    std::lock_guard lock(w.mu_);
+    MutexLock lock(w.mu_);
     call = sub->timed_out ? nullptr : sub->call;
     if (call != nullptr) {
       (sub->prev != nullptr ? sub->prev->next : w.head_) = sub->next;
@@ -109,15 +109,15 @@ void StorageWatchdog::on_done(void* user, sluice_status status, const char* mess
 void StorageWatchdog::run() {
   std::vector<void*> overdue;
   overdue.reserve(64);
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     const int64_t now = timer_.now_ns();
     if (head_ == nullptr) {
-      timer_.wait_until(lock, cv_, now + timeout_ms_ * 1'000'000);
+      timer_.wait_until(lock.native(), cv_, now + timeout_ms_ * 1'000'000);
       continue;
     }
     if (head_->deadline_ns > now) {
-      timer_.wait_until(lock, cv_, head_->deadline_ns);
+      timer_.wait_until(lock.native(), cv_, head_->deadline_ns);
       continue;
     }
     while (head_ != nullptr && head_->deadline_ns <= now) {

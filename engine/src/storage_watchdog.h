@@ -9,11 +9,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "sluice/mutex.h"
 #include "sluice/storage.h"
 #include "sluice/storage_plugin.h"
 #include "sluice/timer.h"
@@ -56,13 +56,13 @@ class StorageWatchdog {
 
   // In-flight submissions in deadline order (one timeout for all, so arrival order), and the
   // recycled ones.
-  std::mutex mu_;  // guards the lists, Submission::timed_out/prev/next, stopping_
+  Mutex mu_;  // also guards Submission::timed_out/prev/next
   std::condition_variable cv_;
-  Submission* head_ = nullptr;
-  Submission* tail_ = nullptr;
-  Submission* free_ = nullptr;
-  std::vector<std::unique_ptr<Submission>> all_;
-  bool stopping_ = false;
+  Submission* head_ SLUICE_GUARDED_BY(mu_) = nullptr;
+  Submission* tail_ SLUICE_GUARDED_BY(mu_) = nullptr;
+  Submission* free_ SLUICE_GUARDED_BY(mu_) = nullptr;
+  std::vector<std::unique_ptr<Submission>> all_ SLUICE_GUARDED_BY(mu_);
+  bool stopping_ SLUICE_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -27,14 +27,14 @@ void ManualTimer::wait_until(std::unique_lock<std::mutex>& lock, std::condition_
   if (now_ns() >= deadline_ns) return;
   const std::pair<std::mutex*, std::condition_variable*> me{lock.mutex(), &cv};
   {
-    std::lock_guard guard(mu_);
+    MutexLock guard(mu_);
     waiters_.push_back(me);
   }
   // advance_ms() stores the time before it reads the waiters: either it finds this one and
   // notifies it under its mutex (which `lock` holds until wait() releases it), or the time
   // read here is already the new one.
   if (now_ns() < deadline_ns) cv.wait(lock);
-  std::lock_guard guard(mu_);
+  MutexLock guard(mu_);
   waiters_.erase(std::find(waiters_.begin(), waiters_.end(), me));
 }
 
@@ -42,7 +42,7 @@ void ManualTimer::advance_ms(int64_t ms) {
   now_.fetch_add(ms * 1'000'000, std::memory_order_acq_rel);
   std::vector<std::pair<std::mutex*, std::condition_variable*>> waiting;
   {
-    std::lock_guard guard(mu_);
+    MutexLock guard(mu_);
     waiting = waiters_;
   }
   for (auto [mu, cv] : waiting) {

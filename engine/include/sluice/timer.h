@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sluice/export.h"
+#include "sluice/mutex.h"
 
 namespace sluice {
 
@@ -45,8 +46,9 @@ class SLUICE_API ManualTimer final : public Timer {
 
  private:
   std::atomic<int64_t> now_{0};
-  mutable std::mutex mu_;  // guards waiters_
-  mutable std::vector<std::pair<std::mutex*, std::condition_variable*>> waiters_;
+  mutable Mutex mu_;
+  mutable std::vector<std::pair<std::mutex*, std::condition_variable*>> waiters_
+      SLUICE_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice

@@ -43,21 +43,21 @@ std::string utc_now_iso() {
 void decide_blocking(Engine& engine, DecisionKind kind, const DecisionRequest& request,
                      DecisionCall& call) {
   struct Wait {
-    std::mutex mu;
+    Mutex mu;
     std::condition_variable cv;
-    bool done = false;
+    bool done SLUICE_GUARDED_BY(mu) = false;
   } wait;
   engine.decide(
       kind, request, call,
       [](void* user, DecisionCall&) {
         auto* w = static_cast<Wait*>(user);
-        std::lock_guard lock(w->mu);
+        MutexLock lock(w->mu);
         w->done = true;
         w->cv.notify_one();
       },
       &wait);
-  std::unique_lock lock(wait.mu);
-  wait.cv.wait(lock, [&] { return wait.done; });
+  MutexLock lock(wait.mu);
+  while (!wait.done) lock.wait(wait.cv);
 }
 
 void write_status_error(resp::Writer& out, const Status& s) {
@@ -195,7 +195,7 @@ AuditLog::~AuditLog() {
 }
 
 Status AuditLog::append(const std::string& json_line) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   recent_.push_back(json_line);
   if (recent_.size() > kKeptInMemory) recent_.pop_front();
   json entry = json::parse(json_line, nullptr, false);
@@ -222,7 +222,7 @@ Status AuditLog::append(const std::string& json_line) {
 }
 
 std::vector<std::string> AuditLog::last(size_t n) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   n = std::min(n, recent_.size());
   return {recent_.end() - static_cast<std::ptrdiff_t>(n), recent_.end()};
 }
@@ -289,17 +289,19 @@ Result<uint64_t> Admin::install_(std::string_view origin, const Peer& peer, std:
 }
 
 Result<uint64_t> Admin::reload(std::string_view origin, const Peer& peer) {
-  std::lock_guard lock(mu_);
+  Result<uint64_t> result = reload_(origin, peer);
+  ::malloc_trim(0);  // as after APPLY: what parsing took goes back to the system
+  return result;
+}
+
+Result<uint64_t> Admin::reload_(std::string_view origin, const Peer& peer) {
+  MutexLock lock(mu_);
   Result<std::string> read = read_policy_file(policy_path_);
   if (!read.ok()) return read.status();
   std::string text = std::move(read).value();
-  auto result = [&]() -> Result<uint64_t> {
-    PolicyParseResult parsed = parse_policy(text, policy_path_);
-    if (!parsed.ok()) return Status::Invalid(parsed.error_text());
-    return install_(origin, peer, std::move(text), *parsed.policy, false);
-  }();
-  ::malloc_trim(0);  // as after APPLY: what parsing took goes back to the system
-  return result;
+  PolicyParseResult parsed = parse_policy(text, policy_path_);
+  if (!parsed.ok()) return Status::Invalid(parsed.error_text());
+  return install_(origin, peer, std::move(text), *parsed.policy, false);
 }
 
 void Admin::execute(Command command, std::span<const std::string_view> argv, const Peer& peer,
@@ -340,7 +342,7 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, re
                      fmt::format("the policy is larger than {} bytes", kMaxPolicyBytes));
   }
   if (iequals(sub, "GET") && argv.size() == 2) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     out.array(2);
     out.integer(static_cast<int64_t>(version()));
     out.bulk(policy_text_);
@@ -368,7 +370,7 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, re
       return out.error(err::kInvalid, fmt::format("{} problem(s): {}", parsed.errors.size(),
                                                   one_line(parsed.error_text())));
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (expect && *expect != version()) {
       return out.error(err::kConflict,
                        fmt::format("the running policy is version {}, not {}", version(), *expect));

@@ -21,6 +21,7 @@
 
 #include "commands.h"
 #include "sluice/engine.h"
+#include "sluice/mutex.h"
 #include "sluice/policy.h"
 #include "sluice/resp.h"
 #include "sluice/status.h"
@@ -85,16 +86,19 @@ class AuditLog {
   Status append(const std::string& json_line);
   std::vector<std::string> last(size_t n) const;
   // The highest new_version recorded, 0 when none.
-  uint64_t last_version() const { return last_version_; }
+  uint64_t last_version() const {
+    MutexLock lock(mu_);
+    return last_version_;
+  }
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
-  int fd_ = -1;
-  bool open_failed_ = false;
-  std::deque<std::string> recent_;
-  uint64_t last_version_ = 0;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
+  int fd_ SLUICE_GUARDED_BY(mu_) = -1;
+  bool open_failed_ SLUICE_GUARDED_BY(mu_) = false;
+  std::deque<std::string> recent_ SLUICE_GUARDED_BY(mu_);
+  uint64_t last_version_ SLUICE_GUARDED_BY(mu_) = 0;
 };
 
 class Admin {
@@ -121,7 +125,8 @@ class Admin {
 
  private:
   Result<uint64_t> install_(std::string_view origin, const Peer& peer, std::string text,
-                            const PolicySpec& spec, bool write_file);
+                            const PolicySpec& spec, bool write_file) SLUICE_REQUIRES(mu_);
+  Result<uint64_t> reload_(std::string_view origin, const Peer& peer) SLUICE_EXCLUDES(mu_);
 
   void policy_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out);
   void stats_(std::span<const std::string_view> argv, resp::Writer& out);
@@ -134,8 +139,8 @@ class Admin {
   std::string policy_path_;
   AuditLog& audit_log_;
   const ServerContext* context_ = nullptr;
-  mutable std::mutex mu_;  // guards policy_text_ and serialises changes
-  std::string policy_text_;
+  mutable Mutex mu_;  // also serialises changes
+  std::string policy_text_ SLUICE_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::server

@@ -192,7 +192,7 @@ void Dispatcher::on_done(void* user, DecisionCall&) {
   Dispatcher* d = s->dispatcher;
   bool wake;
   {
-    std::lock_guard lock(d->done_mu_);
+    MutexLock lock(d->done_mu_);
     d->done_queue_.push_back(s);
     wake = !d->done_posted_;
     d->done_posted_ = true;
@@ -203,7 +203,7 @@ void Dispatcher::on_done(void* user, DecisionCall&) {
 
 bool Dispatcher::complete_async() {
   {
-    std::lock_guard lock(done_mu_);
+    MutexLock lock(done_mu_);
     std::swap(done_queue_, done_batch_);
     done_posted_ = false;
   }

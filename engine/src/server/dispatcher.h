@@ -13,7 +13,6 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,6 +22,7 @@
 #include "commands.h"
 #include "context.h"
 #include "sluice/engine.h"
+#include "sluice/mutex.h"
 
 namespace sluice::server {
 
@@ -90,9 +90,11 @@ class Dispatcher {
   std::vector<std::unique_ptr<Slot>> ring_;  // pending replies, in request order
   size_t ring_head_ = 0, ring_count_ = 0;
   size_t async_pending_ = 0;
-  std::mutex done_mu_;  // guards done_queue_ and done_posted_ (plugin threads -> owner)
-  std::vector<Slot*> done_queue_, done_batch_;
-  bool done_posted_ = false;
+  // Completions handed from plugin threads to the owner's.
+  Mutex done_mu_;
+  std::vector<Slot*> done_queue_ SLUICE_GUARDED_BY(done_mu_);
+  bool done_posted_ SLUICE_GUARDED_BY(done_mu_) = false;
+  std::vector<Slot*> done_batch_;  // the owner's thread only
 };
 
 }  // namespace sluice::server

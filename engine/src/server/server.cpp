@@ -28,6 +28,7 @@
 #include "commands.h"
 #include "dispatcher.h"
 #include "metrics_http.h"
+#include "sluice/mutex.h"
 
 namespace sluice::server {
 namespace asio = boost::asio;
@@ -128,9 +129,9 @@ struct Worker {
   asio::steady_timer sweep{ioc};
   std::thread thread;
   // Set when `thread` has left its loop (Server::run waits for the admin thread with a bound).
-  std::mutex exit_mu;
+  Mutex exit_mu;
   std::condition_variable exit_cv;
-  bool exited = false;  // guarded by exit_mu
+  bool exited SLUICE_GUARDED_BY(exit_mu) = false;
 };
 
 constexpr size_t kInitialInput = 4096;
@@ -782,7 +783,7 @@ Status Server::start() {
           spdlog::critical("worker thread: unhandled exception: {}", e.what());
         }
       }
-      std::lock_guard lock(wp->exit_mu);
+      MutexLock lock(wp->exit_mu);
       wp->exited = true;
       wp->exit_cv.notify_all();
     });
@@ -815,8 +816,11 @@ void Server::run() {
   // forever, the daemon then exits without that thread.
   {
     Worker& a = im.admin_worker;
-    std::unique_lock lock(a.exit_mu);
-    if (!a.exit_cv.wait_for(lock, std::chrono::seconds(1), [&a] { return a.exited; })) {
+    MutexLock lock(a.exit_mu);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!a.exited && a.exit_cv.wait_until(lock.native(), deadline) != std::cv_status::timeout) {
+    }
+    if (!a.exited) {
       spdlog::warn("an admin command still waits on the storage backend; exiting without it");
       im.remove_socket_files();
       spdlog::shutdown();
