@@ -112,6 +112,7 @@ struct DecisionCall::Internal {
   std::shared_ptr<const Snapshot> snap;
   const CompiledResource* resource = nullptr;
   uint32_t tier = 0;
+  bool tier_known = false;  // `tier` was resolved for the current decision
   DecisionKind kind = DecisionKind::kCheck;
   bool releasing = false;
   int64_t cost = 1;
@@ -130,6 +131,11 @@ struct DecisionCall::Internal {
 
 DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {}
 DecisionCall::~DecisionCall() = default;
+
+std::string_view DecisionCall::tier() const {
+  if (!in_->tier_known || !in_->snap) return {};
+  return in_->snap->policy->tiers()[in_->tier].name;
+}
 
 LimitResult DecisionCall::limit_result(size_t i) const {
   const auto& lim = in_->resource->limits[in_->limit_index[i]];
@@ -337,6 +343,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   }
   in.cost = req.cost;
   in.resource = nullptr;
+  in.tier_known = false;
 
   // The decision is complete without the storage: `done` runs now.
   auto answered = [&] {
@@ -372,6 +379,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     if (!tier) tier = &policy.default_tier();
   }
   in.tier = tier->index;
+  in.tier_known = true;
   if (req.lease_ttl_ms > policy.spec().max_lease_ttl_ms()) {
     return fail(StatusCode::kInvalid,
                 fmt::format("TTL must be 1 to {} ms (the policy's lease_ttl_max)",
@@ -626,6 +634,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   in.engine = impl_.get();
   in.now_ms = impl_->clock->now_ms();
   in.resource = nullptr;
+  in.tier_known = false;
 
   if (actual && (*actual < 0 || *actual > kMaxCost)) {
     d.error = StatusCode::kInvalid;
@@ -654,6 +663,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   }
   in.resource = res;
   in.tier = tier->index;
+  in.tier_known = true;
   const auto& effective = res->effective[tier->index];
   const int64_t delta = actual ? *actual - lease.cost : 0;
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};

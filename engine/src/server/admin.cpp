@@ -20,6 +20,8 @@
 #include <xxhash.h>
 
 #include "context.h"
+#include "recorder.h"
+#include "simulate.h"
 #include "sluice/stats.h"
 
 namespace sluice::server {
@@ -326,7 +328,8 @@ void Admin::execute(Command command, std::span<const std::string_view> argv, con
 
 void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, resp::Writer& out) {
   constexpr std::string_view kUsage =
-      "usage: SL.POLICY GET | VALIDATE yaml | APPLY yaml [EXPECT version] | RELOAD";
+      "usage: SL.POLICY GET | VALIDATE yaml | APPLY yaml [EXPECT version] | RELOAD | "
+      "SIMULATE yaml [SECONDS n]";
   if (argv.size() < 2) return out.error(err::kWrongArgs, kUsage);
   const std::string_view sub = argv[1];
   // Parsing a large policy takes hundreds of MiB that malloc keeps for reuse; give them back
@@ -381,6 +384,27 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, re
       return out.error(s.code() == StatusCode::kInvalid ? err::kInvalid : err::kErr, s.message());
     }
     return out.integer(static_cast<int64_t>(installed.value()));
+  }
+  if (iequals(sub, "SIMULATE") && (argv.size() == 3 || argv.size() == 5)) {
+    int64_t seconds = 0;  // everything recorded
+    if (argv.size() == 5 &&
+        (!iequals(argv[3], "SECONDS") || !parse_int64(argv[4], seconds) || seconds < 1)) {
+      return out.error(err::kWrongArgs, kUsage);
+    }
+    const Recorder* recorder = context_ != nullptr ? context_->recorder : nullptr;
+    if (recorder == nullptr) {
+      return out.error(err::kErr,
+                       "recording is off (sluiced --record-seconds 0): nothing to replay");
+    }
+    PolicyParseResult parsed = parse_policy(argv[2], "<admin>");
+    if (!parsed.ok()) {
+      return out.error(err::kInvalid, fmt::format("{} problem(s): {}", parsed.errors.size(),
+                                                  one_line(parsed.error_text())));
+    }
+    auto compiled = CompiledPolicy::compile(std::move(*parsed.policy), 0);
+    if (!compiled.ok()) return out.error(err::kInvalid, compiled.status().message());
+    const Recorder::Copy traffic = recorder->copy(engine_.clock().now_ms(), seconds);
+    return out.bulk(simulate(traffic, std::move(compiled).value(), seconds));
   }
   if (iequals(sub, "RELOAD") && argv.size() == 2) {
     auto reloaded = reload("SL.POLICY RELOAD", peer);

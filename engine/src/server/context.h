@@ -34,9 +34,12 @@ struct ServerOptions {
   int64_t shutdown_grace_ms = 5000;     // SIGTERM: time given to finish what was received
 };
 
+class Recorder;
+
 struct ServerContext {
   Engine* engine = nullptr;
-  Admin* admin = nullptr;  // null in tests that only serve decisions
+  Admin* admin = nullptr;        // null in tests that only serve decisions
+  Recorder* recorder = nullptr;  // null when recording is off (--record-seconds 0)
   ServerOptions options;
   size_t threads = 1;                          // resolved thread count
   std::atomic<size_t> connections{0};          // decision and admin sessions

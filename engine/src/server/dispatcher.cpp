@@ -22,6 +22,11 @@ struct Dispatcher::Slot {
   bool complete = false;
   bool prepared = false;  // `reply` holds an already encoded reply
   std::string reply;
+  // What the recorder keeps of the request (when recording): its own copies, reused, since
+  // the request's bytes are gone by the time the decision completes.
+  bool record = false;
+  Recorded request;
+  std::string resource, subject, tier, api_key;
 };
 
 Dispatcher::Dispatcher(ServerContext& ctx, bool admin, Peer peer, std::string& out, Owner& owner)
@@ -142,6 +147,20 @@ void Dispatcher::decide(Command command, const DecisionRequest& request) {
   s.command = command;
   s.prepared = false;
   s.complete = false;
+  s.record = ctx_.recorder != nullptr;
+  if (s.record) {
+    s.resource.assign(request.resource);
+    s.subject.assign(request.subject);
+    s.tier.assign(request.tier);
+    s.api_key.assign(request.api_key);
+    s.request = Recorded{};
+    s.request.time_ms = ctx_.engine->clock().now_ms();
+    s.request.kind = command == Command::kAcquire ? Recorded::Kind::kAcquire
+                     : command == Command::kPeek  ? Recorded::Kind::kPeek
+                                                  : Recorded::Kind::kCheck;
+    s.request.cost = request.cost;
+    s.request.lease_ttl_ms = request.lease_ttl_ms;
+  }
   tls_deciding_slot = &s;
   const bool staged =
       ctx_.engine->prepare(decision_kind(command), request, s.call, &Dispatcher::on_done, &s);
@@ -168,6 +187,18 @@ void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual)
   s.command = Command::kRelease;
   s.prepared = false;
   s.complete = false;
+  s.record = ctx_.recorder != nullptr;
+  if (s.record) {
+    s.resource.clear();
+    s.subject.clear();
+    s.tier.clear();
+    s.api_key.clear();
+    s.request = Recorded{};
+    s.request.time_ms = ctx_.engine->clock().now_ms();
+    s.request.kind = Recorded::Kind::kRelease;
+    s.request.lease_id = lease.id;
+    s.request.actual = actual.value_or(-1);
+  }
   tls_deciding_slot = &s;
   ctx_.engine->release(lease, actual, s.call, &Dispatcher::on_done, &s);
   tls_deciding_slot = nullptr;
@@ -214,6 +245,23 @@ bool Dispatcher::complete_async() {
   return async_pending_ == 0;
 }
 
+// Hands a completed request and its decision to the recorder (SL.POLICY SIMULATE replays
+// them). Requests the engine refused as invalid are not kept: no policy would decide them.
+void Dispatcher::record(Slot& s) {
+  const Decision& d = s.call.decision();
+  if (d.source == DecisionSource::kError && s.command != Command::kRelease) return;
+  Recorded& r = s.request;
+  r.allowed = d.allowed;
+  r.resource = s.resource;
+  r.subject = s.subject;
+  r.tier = s.tier;
+  r.api_key = s.api_key;
+  r.live_tier = s.call.tier();
+  r.live_rule = d.rule();
+  if (r.kind == Recorded::Kind::kAcquire) r.lease_id = d.allowed ? d.lease.id : 0;
+  ctx_.recorder->record(r);
+}
+
 // Moves the replies of completed slots at the front of the ring to the output.
 void Dispatcher::drain() {
   while (ring_count_ > 0) {
@@ -228,6 +276,7 @@ void Dispatcher::drain() {
       } else {
         write_decision_reply(w, s.command, s.call.decision());
       }
+      if (s.record) record(s);
     }
     ring_head_ = (ring_head_ + 1) % ring_.size();
     --ring_count_;

@@ -21,6 +21,7 @@
 #include "admin.h"
 #include "commands.h"
 #include "context.h"
+#include "recorder.h"
 #include "sluice/engine.h"
 #include "sluice/mutex.h"
 
@@ -74,6 +75,7 @@ class Dispatcher {
   void run_simple(Command command, std::span<const std::string_view> argv);
   void after_submit(Slot& s);
   void drain();
+  void record(Slot& s);
   static void on_done(void* user, DecisionCall& call);
 
   ServerContext& ctx_;

@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "admin.h"
 #include "context.h"
+#include "recorder.h"
 #include "server.h"
 #include "sluice/engine.h"
 #include "sluice/storage.h"
@@ -62,6 +64,8 @@ int main(int argc, char** argv) {
       "(RESP2; see docs/protocol.md)"};
   app.set_version_flag("--version", SLUICE_VERSION);
   sluice::server::ServerOptions options;
+  int64_t record_seconds = 900;
+  int64_t record_max_mb = 64;
   std::string policy_path = default_policy_path();
   std::string storage_name = "memory";
   std::vector<std::string> storage_config, plugin_dirs;
@@ -119,6 +123,15 @@ int main(int argc, char** argv) {
   app.add_option("--max-metrics-connections", options.max_metrics_connections,
                  "open HTTP connections allowed on --metrics-listen")
       ->capture_default_str();
+  app.add_option("--record-seconds", record_seconds,
+                 "keep the decision requests of this many seconds for SL.POLICY SIMULATE "
+                 "(0 = record nothing)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{7 * 24 * 3600}));
+  app.add_option("--record-max-mb", record_max_mb,
+                 "memory the recorded requests may take, in MiB (oldest overwritten first)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{64 * 1024}));
   app.add_option("--idle-timeout", options.idle_timeout_s,
                  "seconds before an idle connection is closed (0 = never)")
       ->capture_default_str();
@@ -202,6 +215,18 @@ int main(int argc, char** argv) {
   context.admin = &admin;
   context.options = options;
   admin.set_context(&context);
+  std::unique_ptr<sluice::server::Recorder> recorder;
+  if (record_seconds > 0) {
+    sluice::server::Recorder::Options r;
+    r.seconds = record_seconds;
+    r.max_bytes = static_cast<size_t>(record_max_mb) << 20;
+    // One ring per worker thread and one for the admin thread.
+    r.rings = (options.threads > 0 ? options.threads
+                                   : std::max(1u, std::thread::hardware_concurrency())) +
+              1;
+    recorder = std::make_unique<sluice::server::Recorder>(r);
+    context.recorder = recorder.get();
+  }
 
   Server server(context);
   sluice::Status started = server.start();

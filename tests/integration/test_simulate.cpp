@@ -1,0 +1,129 @@
+// SL.POLICY SIMULATE against a real sluiced: known traffic is recorded, a draft is replayed on
+// it, and the reply counts what the draft would have decided differently, while the live
+// counters and policy stay as they were.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "sluiced_fixture.h"
+
+namespace sluice::testing {
+namespace {
+
+using resp::Value;
+using json = nlohmann::json;
+
+std::string policy_with_limit(int per_minute) {
+  return "version: 1\n"
+         "default_tier: free\n"
+         "tiers:\n"
+         "  free: {multiplier: 1}\n"
+         "resources:\n"
+         "  predict:\n"
+         "    limits:\n"
+         // A sliding window: no window boundary can fall inside the test's traffic.
+         "      - {name: per_minute, algorithm: sliding_window, limit: " +
+         std::to_string(per_minute) + ", window: 1m}\n";
+}
+
+bool allowed(const Value& v) {
+  return v.type == Value::Type::kArray && !v.elements.empty() && v.elements[0].integer == 1;
+}
+
+class Simulate : public ::testing::Test {
+ protected:
+  // Sends 10 SL.CHECKs for each of three subjects; returns how many were admitted.
+  int send_traffic() {
+    Client c = daemon_->client();
+    int admitted = 0;
+    for (const char* subject : {"alice", "bob", "carol"}) {
+      for (int i = 0; i < 10; ++i) admitted += allowed(call(c, {"SL.CHECK", "predict", subject}));
+    }
+    return admitted;
+  }
+  json simulate(const std::string& draft) {
+    Client admin = daemon_->client(true);
+    const Value v = call(admin, {"SL.POLICY", "SIMULATE", draft});
+    EXPECT_EQ(v.type, Value::Type::kBulk) << v.to_string();
+    return json::parse(v.str, nullptr, false);
+  }
+  Value peek(const char* subject) {
+    Client c = daemon_->client();
+    return call(c, {"SL.PEEK", "predict", subject});
+  }
+
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_F(Simulate, ALowerLimitCountsWhatItWouldHaveDenied) {
+  daemon_ = std::make_unique<Daemon>(policy_with_limit(10));
+  ASSERT_TRUE(daemon_->ok()) << daemon_->log();
+  ASSERT_EQ(send_traffic(), 30);
+  const Value before = peek("alice");
+  Client admin = daemon_->client(true);
+  const Value version_before = call(admin, {"SL.POLICY", "GET"});
+
+  const json r = simulate(policy_with_limit(5));
+  ASSERT_FALSE(r.is_discarded());
+  EXPECT_EQ(r["requests"], 30) << r.dump();
+  EXPECT_EQ(r["denied_now"], 0);
+  EXPECT_EQ(r["denied_draft"], 15);
+  EXPECT_EQ(r["newly_denied"], 15);
+  EXPECT_EQ(r["newly_allowed"], 0);
+  EXPECT_EQ(r["subjects_newly_denied"], 3);
+  ASSERT_EQ(r["top_newly_denied"].size(), 3u);
+  EXPECT_EQ(r["top_newly_denied"][0]["newly_denied"], 5);
+  ASSERT_EQ(r["breakdown"].size(), 1u) << r.dump();
+  EXPECT_EQ(r["breakdown"][0]["resource"], "predict");
+  EXPECT_EQ(r["breakdown"][0]["tier"], "free");
+  EXPECT_EQ(r["breakdown"][0]["rule"], "per_minute");
+  EXPECT_EQ(r["period"]["counters"], "empty at the start of the period");
+
+  // Nothing live changed: the same decision and remaining count, the same policy and version.
+  const Value after = peek("alice");
+  ASSERT_EQ(after.elements.size(), before.elements.size());
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(after.elements[i].integer, before.elements[i].integer);
+  EXPECT_EQ(call(admin, {"SL.POLICY", "GET"}).to_string(), version_before.to_string());
+}
+
+TEST_F(Simulate, AHigherLimitCountsWhatItWouldHaveAllowed) {
+  daemon_ = std::make_unique<Daemon>(policy_with_limit(5));
+  ASSERT_TRUE(daemon_->ok()) << daemon_->log();
+  ASSERT_EQ(send_traffic(), 15);
+  const json r = simulate(policy_with_limit(10));
+  ASSERT_FALSE(r.is_discarded());
+  EXPECT_EQ(r["requests"], 30) << r.dump();
+  EXPECT_EQ(r["denied_now"], 15);
+  EXPECT_EQ(r["denied_draft"], 0);
+  EXPECT_EQ(r["newly_denied"], 0);
+  EXPECT_EQ(r["newly_allowed"], 15);
+  EXPECT_EQ(r["subjects_newly_denied"], 0);
+}
+
+TEST_F(Simulate, BadDraftsAndArgumentsAreRefused) {
+  daemon_ = std::make_unique<Daemon>(policy_with_limit(10));
+  ASSERT_TRUE(daemon_->ok()) << daemon_->log();
+  Client admin = daemon_->client(true);
+  EXPECT_EQ(call(admin, {"SL.POLICY", "SIMULATE", "version: 1\nresources: [\n"}).error_code(),
+            "INVALID");
+  EXPECT_EQ(
+      call(admin, {"SL.POLICY", "SIMULATE", policy_with_limit(5), "SECONDS", "0"}).error_code(),
+      "WRONGARGS");
+  Client c = daemon_->client();
+  EXPECT_EQ(call(c, {"SL.POLICY", "SIMULATE", policy_with_limit(5)}).error_code(), "NOPERM");
+}
+
+TEST_F(Simulate, RecordingOffSaysSo) {
+  daemon_ = std::make_unique<Daemon>(policy_with_limit(10),
+                                     std::vector<std::string>{"--record-seconds", "0"});
+  ASSERT_TRUE(daemon_->ok()) << daemon_->log();
+  send_traffic();
+  Client admin = daemon_->client(true);
+  const Value v = call(admin, {"SL.POLICY", "SIMULATE", policy_with_limit(5)});
+  EXPECT_TRUE(v.is_error());
+  EXPECT_NE(v.str.find("recording is off"), std::string::npos) << v.to_string();
+}
+
+}  // namespace
+}  // namespace sluice::testing
