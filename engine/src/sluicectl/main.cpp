@@ -93,6 +93,63 @@ std::string pad(const std::string& s, size_t width) {
   return s.size() >= width ? s : s + std::string(width - s.size(), ' ');
 }
 
+// Rows of cells in aligned columns; the first row is the header.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) widths[i] = std::max(widths[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) line += pad(r[i], widths[i] + 2);
+    fmt::print("{}\n", line);
+  }
+}
+
+// SL.POLICY SIMULATE's comparison as tables.
+int print_simulation(const std::string& json_text, bool raw) {
+  if (raw) {
+    std::cout << json_text << "\n";
+    return kOk;
+  }
+  const nlohmann::json doc = nlohmann::json::parse(json_text, nullptr, false);
+  if (doc.is_discarded()) {
+    std::cerr << "error: SL.POLICY SIMULATE did not return JSON\n";
+    return kError;
+  }
+  const auto& period = doc["period"];
+  const double seconds =
+      static_cast<double>(period.value("to_ms", int64_t{0}) - period.value("from_ms", int64_t{0})) /
+      1000.0;
+  fmt::print("{} recorded requests over {:.1f} s, replayed from empty counters\n",
+             doc.value("requests", 0ull), seconds);
+  fmt::print("denied now {}, with the draft {}: {} newly denied ({} subjects), {} newly allowed\n",
+             doc.value("denied_now", 0ull), doc.value("denied_draft", 0ull),
+             doc.value("newly_denied", 0ull), doc.value("subjects_newly_denied", 0ull),
+             doc.value("newly_allowed", 0ull));
+  std::vector<std::vector<std::string>> rows = {{"RESOURCE", "TIER", "RULE", "REQUESTS",
+                                                 "DENIED_NOW", "DENIED_DRAFT", "NEWLY_DENIED",
+                                                 "NEWLY_ALLOWED"}};
+  for (const auto& r : doc.value("breakdown", nlohmann::json::array())) {
+    rows.push_back({r.value("resource", ""), r.value("tier", ""), r.value("rule", ""),
+                    std::to_string(r.value("requests", 0ull)),
+                    std::to_string(r.value("denied_now", 0ull)),
+                    std::to_string(r.value("denied_draft", 0ull)),
+                    std::to_string(r.value("newly_denied", 0ull)),
+                    std::to_string(r.value("newly_allowed", 0ull))});
+  }
+  fmt::print("\n");
+  print_table(rows);
+  const auto top = doc.value("top_newly_denied", nlohmann::json::array());
+  if (!top.empty()) {
+    fmt::print("\ntop newly denied subjects:\n");
+    for (const auto& t : top) {
+      fmt::print("  {:>8}  {} {}\n", t.value("newly_denied", 0ull), t.value("resource", ""),
+                 t.value("subject", ""));
+    }
+  }
+  return kOk;
+}
+
 int print_stats(const std::string& json_text, bool raw) {
   if (raw) {
     std::cout << json_text << "\n";
@@ -128,14 +185,7 @@ int print_stats(const std::string& json_text, bool raw) {
                     std::to_string(t.value("shadow_denied", 0ull)),
                     std::to_string(t.value("storage_errors", 0ull)), std::to_string(recent)});
   }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) widths[i] = std::max(widths[i], r[i].size());
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) line += pad(r[i], widths[i] + 2);
-    fmt::print("{}\n", line);
-  }
+  print_table(rows);
   if (rows.size() == 1) fmt::print("(no decisions yet)\n");
   const auto top = doc.value("top_blocked", nlohmann::json::array());
   if (!top.empty()) {
@@ -203,6 +253,16 @@ int main(int argc, char** argv) {
   CLI::App* papply = policy->add_subcommand("apply", "validate, apply and save a policy file");
   papply->add_option("file", policy_file, "policy file, - for stdin")->required();
   papply->add_option("--expect", expect, "refuse unless the running version is this one");
+  CLI::App* psimulate = policy->add_subcommand(
+      "simulate", "what a policy file would have decided on the recorded traffic");
+  psimulate->add_option("file", policy_file, "policy file, - for stdin")->required();
+  int64_t simulate_seconds = 0;
+  psimulate
+      ->add_option("--seconds", simulate_seconds,
+                   "replay only the last N seconds (default: everything recorded)")
+      ->check(CLI::PositiveNumber);
+  bool simulate_json = false;
+  psimulate->add_flag("--json", simulate_json, "print the reply's JSON as is");
   CLI::App* preload = policy->add_subcommand("reload", "re-read sluiced's policy file");
 
   int seconds = 60;
@@ -305,6 +365,20 @@ int main(int argc, char** argv) {
       fmt::print("applied: policy version {}\n", v.integer);
     }
     return kOk;
+  }
+  if (psimulate->parsed()) {
+    bool ok = false;
+    const std::string text = read_file_or_stdin(policy_file, ok);
+    if (!ok) {
+      std::cerr << "sluicectl: cannot read " << policy_file << "\n";
+      return kUsage;
+    }
+    std::vector<std::string> args = {"SL.POLICY", "SIMULATE", text};
+    if (simulate_seconds > 0)
+      args.insert(args.end(), {"SECONDS", std::to_string(simulate_seconds)});
+    if (!run(g, true, args, v)) return kError;
+    if (v.is_error()) return report_error(v, policy_file == "-" ? "<stdin>" : policy_file);
+    return print_simulation(v.str, simulate_json);
   }
   if (preload->parsed()) {
     if (!run(g, true, {"SL.POLICY", "RELOAD"}, v)) return kError;
