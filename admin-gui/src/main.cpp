@@ -1,10 +1,12 @@
 // sluice-admin: administer a running sluiced from the desktop.
 //
 //   sluice-admin [--admin-socket PATH] [--policy FILE] [--tab NAME] [--resource NAME]
-//                [--screenshot FILE.png [--screenshot-timeout SECONDS]]
+//                [--screenshot FILE.png [--screenshot-timeout SECONDS] [--review]]
 //
 // With --screenshot it connects, waits for the running policy and the first statistics,
-// renders the window (or one tab) to FILE.png and exits 0; it exits 1 when it cannot.
+// renders the window (or one tab) to FILE.png and exits 0; it exits 1 when it cannot. With
+// --review it opens the review dialog of the draft (--policy FILE) instead and renders it once
+// the engine's simulation of the draft is shown.
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QTimer>
@@ -14,6 +16,7 @@
 #include "core/policy_document.h"
 #include "core/policy_session.h"
 #include "core/stats_poller.h"
+#include "ui/diff_dialog.h"
 #include "ui/main_window.h"
 #include "ui/models_tab.h"
 
@@ -25,22 +28,40 @@ void fail(const QString& message) {
   std::fprintf(stderr, "sluice-admin: %s\n", qPrintable(message));
 }
 
-// Renders once both the policy and the first stats are in, or gives up after a timeout.
-void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, int timeoutMs) {
+void render(QWidget* target, const QString& file) {
+  if (!target->grab().save(file)) {
+    fail(QStringLiteral("cannot write %1").arg(file));
+    QCoreApplication::exit(1);
+    return;
+  }
+  QCoreApplication::exit(0);
+}
+
+// Renders once both the policy and the first stats are in, or gives up after a timeout. With
+// `review`, opens the review dialog then and renders it once its simulation is shown.
+void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, int timeoutMs,
+                        bool review) {
   auto* state = new QObject(&w);
-  auto tryRender = [&w, file, tab, state] {
+  auto tryRender = [&w, file, tab, state, review] {
     if (!w.poller()->hasStats() || !w.document()->hasPolicy() || state->property("done").toBool())
       return;
     state->setProperty("done", true);
-    // One more turn of the event loop so the charts lay out the data that just arrived.
-    QTimer::singleShot(400, &w, [&w, file, tab] {
-      QWidget* target = tab.isEmpty() ? static_cast<QWidget*>(&w) : w.tabPage(tab);
-      if (!target->grab().save(file)) {
-        fail(QStringLiteral("cannot write %1").arg(file));
+    if (review) {
+      w.reviewAndApply();
+      auto* dlg = w.findChild<sluice::admin::DiffDialog*>();
+      if (dlg == nullptr) {
+        fail(QStringLiteral("--review: the draft has no changes to review"));
         QCoreApplication::exit(1);
         return;
       }
-      QCoreApplication::exit(0);
+      QObject::connect(dlg, &sluice::admin::DiffDialog::simulationShown, dlg, [dlg, file] {
+        QTimer::singleShot(200, dlg, [dlg, file] { render(dlg, file); });
+      });
+      return;
+    }
+    // One more turn of the event loop so the charts lay out the data that just arrived.
+    QTimer::singleShot(400, &w, [&w, file, tab] {
+      render(tab.isEmpty() ? static_cast<QWidget*>(&w) : w.tabPage(tab), file);
     });
   };
   QObject::connect(w.poller(), &sluice::admin::StatsPoller::statsArrived, state, tryRender);
@@ -90,7 +111,11 @@ int main(int argc, char** argv) {
       QStringLiteral("screenshot-timeout"),
       QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
       QStringLiteral("SECONDS"), QStringLiteral("20"));
-  parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt});
+  const QCommandLineOption reviewOpt(
+      QStringLiteral("review"),
+      QStringLiteral("With --screenshot: render the review dialog of the draft (--policy FILE), "
+                     "with the engine's simulation of it, instead of the window."));
+  parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt, reviewOpt});
   parser.process(app);
 
   const QString tab = parser.value(tabOpt);
@@ -127,7 +152,8 @@ int main(int argc, char** argv) {
   if (!shot.isEmpty()) {
     bool ok = false;
     const int seconds = parser.value(timeoutOpt).toInt(&ok);
-    scheduleScreenshot(w, shot, tab, (ok && seconds > 0 ? seconds : 20) * 1000);
+    scheduleScreenshot(w, shot, tab, (ok && seconds > 0 ? seconds : 20) * 1000,
+                       parser.isSet(reviewOpt));
   }
   if (parser.isSet(socketOpt))
     w.connectTo(parser.value(socketOpt));

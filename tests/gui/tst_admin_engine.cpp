@@ -332,6 +332,37 @@ class TestAdminEngine : public QObject {
     QCOMPARE(*w.document()->baseVersion(), uint64_t{3});
   }
 
+  // The review dialog shows what the draft would have decided on the traffic the engine just
+  // served (SL.POLICY SIMULATE), next to the diff.
+  void reviewShowsTheSimulationOfTheDraft() {
+    AdminClient decide;
+    QVERIFY(connectAndWait(decide, engine_->decisionSocket()));
+    for (const char* subject : {"alice", "bob"}) {
+      for (int i = 0; i < 2; ++i) {
+        const resp::Value v = call(decide, {"SL.CHECK", "predict", subject});
+        QVERIFY2(!v.elements.empty() && v.elements[0].integer == 1, v.to_string().c_str());
+      }
+    }
+    MainWindow w;
+    w.show();
+    w.connectTo(engine_->adminSocket());
+    QVERIFY(QTest::qWaitFor([&] { return w.document()->hasPolicy(); }, 5000));
+    // free at half: predict's 2 per minute becomes 1, so each subject's second request is denied.
+    QVERIFY(w.document()->edit(QStringLiteral("x"), edits::setTierMultiplier("free", 0.5)).ok());
+    w.reviewAndApply();
+    auto* dlg = w.findChild<DiffDialog*>();
+    QVERIFY(dlg);
+    QSignalSpy shown(dlg, &DiffDialog::simulationShown);
+    QVERIFY(shown.wait(5000));
+    const QString text = dlg->simulationText();
+    QVERIFY2(text.contains(QStringLiteral("2 more would be denied, from 2 subject(s)")),
+             qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("predict | free | per_minute | 0 → 2 of 4 | +2 denied")),
+             qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("alice on predict (1)")), qPrintable(text));
+    dlg->reject();
+  }
+
   void screenshotOfOneTab() {
     const QString png = engine_->dir() + QStringLiteral("/live.png");
     QProcess p;

@@ -13,6 +13,7 @@
 #include "core/live_models.h"
 #include "core/policy_document.h"
 #include "core/resource_model.h"
+#include "core/simulation.h"
 #include "core/tier_model.h"
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
@@ -398,6 +399,41 @@ class TestAdminModels : public QObject {
     QCOMPARE(p2.back().blocked, uint64_t{7});
     QCOMPARE(p2[p2.size() - 2].blocked, uint64_t{4});
     QCOMPARE(p2[p2.size() - 5].blocked, uint64_t{1});  // from the first snapshot
+  }
+
+  // SL.POLICY SIMULATE's reply, as the review dialog reads it.
+  void simulationReplyIsReadAndSummarised() {
+    const std::string reply = R"({"requests":3000,"denied_now":10,"denied_draft":312,
+      "newly_denied":312,"newly_allowed":10,"subjects_newly_denied":4,
+      "period":{"from_ms":1000,"to_ms":253000,"counters":"empty at the start of the period"},
+      "breakdown":[
+        {"resource":"predict","tier":"free","rule":"per_minute","requests":2000,"denied_now":0,
+         "denied_draft":312,"newly_denied":312,"newly_allowed":0},
+        {"resource":"chat","tier":"free","rule":"per_minute","requests":1000,"denied_now":10,
+         "denied_draft":0,"newly_denied":0,"newly_allowed":10},
+        {"resource":"embed","tier":"free","rule":"pace","requests":5,"denied_now":0,
+         "denied_draft":0,"newly_denied":0,"newly_allowed":0}],
+      "top_newly_denied":[{"resource":"predict","subject":"10.0.0.7","newly_denied":200}]})";
+    const auto sim = parseSimulation(reply);
+    QVERIFY(sim);
+    QCOMPARE(sim->total.newlyDenied, uint64_t{312});
+    QCOMPARE(sim->rows.size(), 3);
+    QCOMPARE(sim->changedRows().size(), 2);  // embed decides the same: not shown
+    QCOMPARE(sim->top.front().subject, QStringLiteral("10.0.0.7"));
+    const QString headline = sim->headline();
+    QVERIFY2(headline.contains(QStringLiteral("last 4 min 12 s")), qPrintable(headline));
+    QVERIFY2(headline.contains(QStringLiteral("312 more would be denied, from 4 subject(s)")),
+             qPrintable(headline));
+    QVERIFY2(headline.contains(QStringLiteral("10 denied now would be allowed")),
+             qPrintable(headline));
+
+    QString error;
+    QVERIFY(!parseSimulation("not json", &error));
+    QVERIFY(!error.isEmpty());
+    QVERIFY(!parseSimulation(R"({"other":1})"));
+    const auto empty = parseSimulation(R"({"requests":0})");
+    QVERIFY(empty);
+    QVERIFY(empty->headline().contains(QStringLiteral("No traffic was recorded")));
   }
 
   void statsJsonErrorsAreReported() {

@@ -1,10 +1,16 @@
 #include "ui/diff_dialog.h"
 
 #include <QDialogButtonBox>
+#include <QGroupBox>
+#include <QHeaderView>
 #include <QLabel>
+#include <QLocale>
 #include <QPlainTextEdit>
 #include <QPushButton>
+#include <QTableWidget>
 #include <QVBoxLayout>
+
+#include "core/simulation.h"
 
 namespace sluice::admin {
 
@@ -13,7 +19,7 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
     : QDialog(parent) {
   setWindowTitle(tr("Review changes"));
   setAttribute(Qt::WA_DeleteOnClose);
-  resize(640, 420);
+  resize(720, 560);
   auto* layout = new QVBoxLayout(this);
   layout->addWidget(new QLabel(
       tr("%n change(s) to the running policy (version %1). Apply sends them as one new version; "
@@ -38,12 +44,84 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
     warn->setStyleSheet(QStringLiteral("color: #b3261e;"));
     layout->addWidget(warn);
   }
+
+  auto* sim = new QGroupBox(tr("On recent traffic"), this);
+  auto* simLayout = new QVBoxLayout(sim);
+  simStatus_ = new QLabel(tr("Replaying the traffic the engine recorded through the draft…"), sim);
+  simStatus_->setWordWrap(true);
+  simLayout->addWidget(simStatus_);
+  simTable_ = new QTableWidget(0, 5, sim);
+  simTable_->setHorizontalHeaderLabels(
+      {tr("Model"), tr("Tier"), tr("Rule"), tr("Denied now → with draft"), tr("Change")});
+  simTable_->horizontalHeader()->setStretchLastSection(true);
+  simTable_->verticalHeader()->hide();
+  simTable_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  simTable_->setSelectionMode(QAbstractItemView::NoSelection);
+  simTable_->hide();
+  simLayout->addWidget(simTable_, 1);
+  simTop_ = new QLabel(sim);
+  simTop_->setWordWrap(true);
+  simTop_->hide();
+  simLayout->addWidget(simTop_);
+  layout->addWidget(sim, 1);
+
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Cancel, this);
   auto* apply = buttons->addButton(tr("&Apply"), QDialogButtonBox::AcceptRole);
-  apply->setDefault(true);
+  // Apply is the default only when the engine can accept the draft.
+  apply->setDefault(problems.isEmpty());
   connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   layout->addWidget(buttons);
+}
+
+void DiffDialog::setSimulation(const Simulation& s) {
+  const QLocale locale;
+  simStatus_->setText(s.headline());
+  const auto rows = s.changedRows();
+  simTable_->setRowCount(static_cast<int>(rows.size()));
+  for (int i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    const auto num = [&](uint64_t n) { return locale.toString(static_cast<qulonglong>(n)); };
+    QStringList change;
+    if (r.counts.newlyDenied > 0) change << tr("+%1 denied").arg(num(r.counts.newlyDenied));
+    if (r.counts.newlyAllowed > 0) change << tr("%1 more allowed").arg(num(r.counts.newlyAllowed));
+    const QStringList cells = {
+        r.resource, r.tier, r.rule,
+        tr("%1 → %2 of %3")
+            .arg(num(r.counts.deniedNow), num(r.counts.deniedDraft), num(r.counts.requests)),
+        change.join(QStringLiteral(", "))};
+    for (int c = 0; c < cells.size(); ++c) simTable_->setItem(i, c, new QTableWidgetItem(cells[c]));
+  }
+  simTable_->resizeColumnsToContents();
+  simTable_->setVisible(!rows.isEmpty());
+  if (!s.top.isEmpty()) {
+    QStringList names;
+    for (const auto& t : s.top.mid(0, 5)) {
+      names << tr("%1 on %2 (%3)")
+                   .arg(t.subject.toHtmlEscaped(), t.resource.toHtmlEscaped(),
+                        locale.toString(static_cast<qulonglong>(t.newlyDenied)));
+    }
+    simTop_->setText(tr("<b>Most newly denied:</b> %1").arg(names.join(QStringLiteral(", "))));
+    simTop_->show();
+  }
+  emit simulationShown();
+}
+
+void DiffDialog::setSimulationUnavailable(const QString& why) {
+  simStatus_->setText(tr("No simulation: %1").arg(why));
+  emit simulationShown();
+}
+
+QString DiffDialog::simulationText() const {
+  QString out = simStatus_->text();
+  for (int i = 0; i < simTable_->rowCount(); ++i) {
+    QStringList cells;
+    for (int c = 0; c < simTable_->columnCount(); ++c) cells << simTable_->item(i, c)->text();
+    out += QLatin1Char('\n') + cells.join(QStringLiteral(" | "));
+  }
+  if (simTop_->isVisible() || !simTop_->text().isEmpty())
+    out += QLatin1Char('\n') + simTop_->text();
+  return out;
 }
 
 }  // namespace sluice::admin

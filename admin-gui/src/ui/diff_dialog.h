@@ -1,17 +1,38 @@
-// Review before apply: the readable diff of the draft against the running policy, and the
-// problems the local validator already sees. Opened window-modal with open(), never exec(),
-// so the event loop (live charts, reconnects) keeps running behind it.
+// Review before apply: the readable diff of the draft against the running policy, the problems
+// the local validator already sees, and what the draft would have decided on the traffic the
+// engine recorded (SL.POLICY SIMULATE, filled in when its reply arrives). Opened window-modal
+// with open(), never exec(), so the event loop (live charts, reconnects) keeps running behind
+// it.
 #pragma once
 
 #include <QDialog>
 
+class QLabel;
+class QPushButton;
+class QTableWidget;
+
 namespace sluice::admin {
+
+struct Simulation;
 
 class DiffDialog : public QDialog {
   Q_OBJECT
  public:
   DiffDialog(const QStringList& changes, const QStringList& problems, quint64 baseVersion,
              QWidget* parent = nullptr);
+
+  // The simulation's outcome, or why there is none.
+  void setSimulation(const Simulation& simulation);
+  void setSimulationUnavailable(const QString& why);
+  QString simulationText() const;
+
+ signals:
+  void simulationShown();
+
+ private:
+  QLabel* simStatus_;
+  QTableWidget* simTable_;
+  QLabel* simTop_;
 };
 
 }  // namespace sluice::admin

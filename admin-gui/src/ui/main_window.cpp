@@ -23,6 +23,7 @@
 #include "core/live_models.h"
 #include "core/policy_document.h"
 #include "core/policy_session.h"
+#include "core/simulation.h"
 #include "core/stats_poller.h"
 #include "core/tier_model.h"
 #include "core/warmup_monitor.h"
@@ -326,6 +327,22 @@ void MainWindow::reviewAndApply() {
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
   connect(dlg, &QDialog::accepted, session_, &PolicySession::apply);
   dlg->open();
+  if (!problems.isEmpty()) {
+    dlg->setSimulationUnavailable(tr("the draft has problems the engine would refuse."));
+    return;
+  }
+  // The engine replays its recorded traffic through the draft; the dialog shows the outcome
+  // when it arrives (a closed dialog drops the reply).
+  client_->send({"SL.POLICY", "SIMULATE", doc_->draftYaml()}, dlg, [dlg](const resp::Value& r) {
+    if (r.is_error()) {
+      QString why = QString::fromStdString(r.str);
+      if (why.startsWith(QLatin1String("ERR "))) why = why.mid(4);
+      return dlg->setSimulationUnavailable(why);
+    }
+    QString error;
+    if (auto sim = parseSimulation(r.str, &error)) return dlg->setSimulation(*sim);
+    dlg->setSimulationUnavailable(error);
+  });
 }
 
 void MainWindow::onConflict_(quint64 runningVersion, const QString& message) {
