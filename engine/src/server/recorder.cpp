@@ -37,7 +37,9 @@ std::atomic<uint64_t> g_recorder_ids{0};
 // of the buffer (a wrap mark sends the reader back to its start).
 class Recorder::Ring {
  public:
-  explicit Ring(size_t capacity) : capacity_(capacity), buf_(std::make_unique<char[]>(capacity)) {}
+  // Not zeroed: a page becomes resident only when records reach it.
+  explicit Ring(size_t capacity)
+      : capacity_(capacity), buf_(std::make_unique_for_overwrite<char[]>(capacity)) {}
 
   void append(const Recorded& r) {
     const std::array<std::string_view, 6> fields{
