@@ -9,9 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <condition_variable>
 #include <cstdlib>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -20,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "plugin_driver.h"
 #include "reference_model.h"
 #include "sluice/algorithms.h"
 #include "sluice/storage.h"
@@ -71,36 +70,6 @@ PluginUnderTest plugin_under_test() {
   }
   return p;
 }
-
-// Waits for a completion that may run inline or on the plugin's own thread.
-class Completion {
- public:
-  static void done(void* self, sluice_status status, const char* message) {
-    auto* c = static_cast<Completion*>(self);
-    std::lock_guard lock(c->mu_);
-    c->status_ = status;
-    c->message_ = message != nullptr ? message : "";
-    ++c->calls_;
-    c->cv_.notify_all();
-  }
-  sluice_status wait(std::string& message) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return calls_ > 0; });
-    message = message_;
-    return status_;
-  }
-  int calls() {
-    std::lock_guard lock(mu_);
-    return calls_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int calls_ = 0;
-  sluice_status status_ = SLUICE_OK;
-  std::string message_;
-};
 
 sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms,
                            int64_t burst = 0) {
@@ -170,7 +139,7 @@ class PluginConformance : public ::testing::TestWithParam<PluginUnderTest> {
       ASSERT_NE(eq, std::string::npos) << "configuration entry '" << pair << "' is not KEY=VALUE";
       config.emplace_back(pair.substr(0, eq), pair.substr(eq + 1));
     }
-    auto loaded = Storage::load(GetParam().name, plugin_dirs(), config);
+    auto loaded = testing::load_plugin(GetParam().name, config, plugin_dirs());
     ASSERT_TRUE(loaded.ok()) << loaded.status().message();
     storage_ = std::move(loaded).value();
     // Keys unique to this test run, so that plugins sharing a backend (Redis, a SQLite file)
@@ -197,13 +166,8 @@ class PluginConformance : public ::testing::TestWithParam<PluginUnderTest> {
                        std::vector<sluice_item_result>& results, int64_t now_ms,
                        std::string* message = nullptr) {
     results.assign(items.size(), sluice_item_result{});
-    const sluice_batch batch{now_ms, items.size(), items.data(), results.data()};
-    Completion completion;
-    storage_->submit(batch, &Completion::done, &completion);
-    std::string m;
-    const sluice_status status = completion.wait(m);
-    if (message != nullptr) *message = m;
-    return status;
+    return testing::submit_and_wait(
+        *storage_, sluice_batch{now_ms, items.size(), items.data(), results.data()}, message);
   }
 
   std::vector<sluice_item_result> run(const std::vector<sluice_item>& items, int64_t now_ms) {
@@ -618,7 +582,7 @@ TEST_P(PluginConformance, UnknownConfigKeyIsRefused) {
     config.emplace_back(pair.substr(0, eq), pair.substr(eq + 1));
   }
   config.emplace_back("no_such_setting", "1");
-  auto loaded = Storage::load(GetParam().name, plugin_dirs(), config);
+  auto loaded = testing::load_plugin(GetParam().name, config, plugin_dirs());
   ASSERT_FALSE(loaded.ok());
   EXPECT_NE(loaded.status().message().find("no_such_setting"), std::string::npos)
       << loaded.status().message();

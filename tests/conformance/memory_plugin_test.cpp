@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "plugin_driver.h"
 #include "sluice/algorithms.h"
 #include "sluice/storage.h"
 
@@ -44,7 +45,7 @@ namespace {
 constexpr int64_t kStart = 1'700'000'000'000;
 
 Result<std::unique_ptr<Storage>> open_memory(const StorageConfig& config) {
-  return Storage::load("memory", {SLUICE_PLUGIN_DIR}, config);
+  return testing::load_plugin("memory", config);
 }
 
 std::unique_ptr<Storage> must_open(const StorageConfig& config) {
@@ -72,15 +73,13 @@ sluice_item consume(const std::string& key, const sluice_limit_params& p) {
   return it;
 }
 
-// The memory plugin completes inline, so the status is known when submit returns.
+// The memory plugin completes inline, so the status is known when submit returns (a batch
+// still pending counts as an internal error).
 sluice_status run(Storage& s, const sluice_item* items, size_t n, sluice_item_result* results,
                   int64_t now_ms) {
-  sluice_status status = SLUICE_ERR_INTERNAL;
-  s.submit(
-      sluice_batch{now_ms, n, items, results},
-      [](void* ud, sluice_status st, const char*) { *static_cast<sluice_status*>(ud) = st; },
-      &status);
-  return status;
+  testing::Completion completion;
+  s.submit(sluice_batch{now_ms, n, items, results}, &testing::Completion::done, &completion);
+  return completion.finished() ? completion.status() : SLUICE_ERR_INTERNAL;
 }
 
 uint64_t stat(const Storage& s, const char* field) {

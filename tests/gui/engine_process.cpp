@@ -1,73 +1,53 @@
 #include "engine_process.h"
 
-#include <QDeadlineTimer>
-#include <QFile>
-#include <QFileInfo>
-#include <QThread>
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <vector>
 
-EngineProcess::EngineProcess() : dir_(QStringLiteral("/tmp/sluice-gui-XXXXXX")) {}
-// /tmp rather than TMPDIR: a Unix socket path is limited to 107 bytes.
+#include "sluiced_fixture.h"
+
+namespace {
+QString q(const std::string& s) { return QString::fromStdString(s); }
+}  // namespace
+
+EngineProcess::EngineProcess() = default;
 
 EngineProcess::~EngineProcess() { stop(); }
 
-QString EngineProcess::binary() { return QStringLiteral(SLUICE_BINARY_DIR "/bin/sluiced"); }
+QString EngineProcess::binary() { return q(sluice::testing::Daemon::binary()); }
 
 bool EngineProcess::start(const QString& policyYaml, const QStringList& extraArgs) {
-  QFile f(policyPath());
-  if (!f.open(QIODevice::WriteOnly | QIODevice::Truncate)) {
-    error_ = f.errorString();
-    return false;
-  }
-  f.write(policyYaml.toUtf8());
-  f.close();
-  extra_ = extraArgs;
-  return launch_();
-}
-
-bool EngineProcess::launch_() {
-  if (!QFileInfo::exists(binary())) {
-    error_ = QStringLiteral("%1 is not built").arg(binary());
-    return false;
-  }
-  QFile::remove(adminSocket());
-  QFile::remove(decisionSocket());
-  proc_ = std::make_unique<QProcess>();
-  proc_->setProcessChannelMode(QProcess::MergedChannels);
-  proc_->setStandardOutputFile(dir_.filePath(QStringLiteral("sluiced.log")), QIODevice::Append);
-  QStringList args{QStringLiteral("--policy"),       policyPath(),
-                   QStringLiteral("--socket"),       decisionSocket(),
-                   QStringLiteral("--admin-socket"), adminSocket(),
-                   QStringLiteral("--storage"),      QStringLiteral("memory"),
-                   QStringLiteral("--plugin-dir"),   QStringLiteral(SLUICE_PLUGIN_DIR),
-                   QStringLiteral("--state-dir"),    dir_.path()};
-  args << extra_;
-  proc_->start(binary(), args);
-  if (!proc_->waitForStarted(5000)) {
-    error_ = proc_->errorString();
-    return false;
-  }
-  // The daemon is ready once it has bound its admin socket.
-  QDeadlineTimer deadline(10000);
-  while (!deadline.hasExpired()) {
-    if (QFileInfo::exists(adminSocket()) && QFileInfo::exists(decisionSocket())) return true;
-    if (proc_->state() == QProcess::NotRunning) break;
-    QThread::msleep(20);
-  }
-  error_ = QStringLiteral("sluiced did not come up (see %1/sluiced.log)").arg(dir_.path());
-  return false;
+  std::vector<std::string> args;
+  for (const QString& a : extraArgs) args.push_back(a.toStdString());
+  daemon_ = std::make_unique<sluice::testing::Daemon>(policyYaml.toStdString(), std::move(args));
+  return check_(daemon_->ok());
 }
 
 void EngineProcess::stop() {
-  if (!proc_) return;
-  proc_->terminate();
-  if (!proc_->waitForFinished(5000)) {
-    proc_->kill();
-    proc_->waitForFinished(2000);
-  }
-  proc_.reset();
+  if (daemon_) daemon_->stop(SIGTERM, std::chrono::seconds(5));
 }
 
-bool EngineProcess::restart() {
-  stop();
-  return launch_();
+bool EngineProcess::restart() { return check_(daemon_ && daemon_->restart()); }
+
+bool EngineProcess::check_(bool ok) {
+  if (ok) {
+    error_.clear();
+  } else {
+    error_ = daemon_
+                 ? QStringLiteral("sluiced did not come up; its log:\n%1").arg(q(daemon_->log()))
+                 : QStringLiteral("sluiced was never started");
+  }
+  return ok;
 }
+
+QString EngineProcess::adminSocket() const {
+  return daemon_ ? q(daemon_->admin_socket_path()) : QString();
+}
+QString EngineProcess::decisionSocket() const {
+  return daemon_ ? q(daemon_->socket_path()) : QString();
+}
+QString EngineProcess::policyPath() const {
+  return daemon_ ? q(daemon_->policy_path()) : QString();
+}
+QString EngineProcess::dir() const { return daemon_ ? q(daemon_->dir()) : QString(); }

@@ -1,35 +1,37 @@
-// A real sluiced for the GUI tests: this build tree's binary and memory plugin, a temporary
-// directory with the policy and both sockets; stopped (and the directory removed) on
-// destruction.
+// The GUI suites' handle on a real sluiced: the shared daemon fixture (tests/support,
+// sluiced_fixture.h) with Qt types at its surface. The daemon runs from this build tree on
+// temporary sockets; stopped (and its directory removed) on destruction.
 #pragma once
 
-#include <QProcess>
 #include <QString>
-#include <QTemporaryDir>
+#include <QStringList>
 #include <memory>
+
+namespace sluice::testing {
+class Daemon;
+}
 
 class EngineProcess {
  public:
   EngineProcess();
   ~EngineProcess();
 
-  // Starts sluiced with `policyYaml`; false (with error()) when it does not come up in 10 s.
+  // Starts sluiced with `policyYaml`; false (with error()) when it does not answer in 10 s.
   bool start(const QString& policyYaml, const QStringList& extraArgs = {});
+  // Stops it with SIGTERM (SIGKILL after 5 s).
   void stop();
   // Restarts on the same sockets and policy file.
   bool restart();
 
-  QString adminSocket() const { return dir_.filePath(QStringLiteral("admin.sock")); }
-  QString decisionSocket() const { return dir_.filePath(QStringLiteral("decide.sock")); }
-  QString policyPath() const { return dir_.filePath(QStringLiteral("policy.yaml")); }
-  QString dir() const { return dir_.path(); }
+  QString adminSocket() const;
+  QString decisionSocket() const;
+  QString policyPath() const;
+  QString dir() const;
   QString error() const { return error_; }
   static QString binary();
 
  private:
-  bool launch_();
-  QTemporaryDir dir_;
-  std::unique_ptr<QProcess> proc_;
-  QStringList extra_;
+  bool check_(bool ok);
+  std::unique_ptr<sluice::testing::Daemon> daemon_;
   QString error_;
 };

@@ -1,7 +1,8 @@
 """Fixtures that run the real thing: a sluiced process and uvicorn serving the example app.
 
 The daemon comes from the build tree named by $SLUICE_BUILD_DIR (ctest sets it; by hand it
-defaults to <repo>/build). A missing daemon fails the end-to-end tests: they are the proof
+defaults to <repo>/build) and is started by tests/support/sluiced.py, as the C++ suites start
+it. A missing daemon fails the end-to-end tests: they are the proof
 that the client, the example and the engine agree.
 """
 
@@ -18,6 +19,9 @@ import httpx
 import pytest
 
 from sluice import SluiceClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+import sluiced as support  # noqa: E402  (tests/support/sluiced.py, the shared launcher)
 
 REPO = Path(os.environ.get("SLUICE_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 BUILD = Path(os.environ.get("SLUICE_BUILD_DIR", REPO / "build"))
@@ -40,50 +44,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Sluiced:
-    """One sluiced process on fixed socket paths; restartable (fresh counters)."""
+class Sluiced(support.Sluiced):
+    """This build's sluiced on the module's fixed socket paths (tests/support/sluiced.py);
+    restartable (fresh counters). A daemon that is not built or does not answer fails the
+    test."""
 
     def __init__(self, workdir: Path, policy: Path = ML_POLICY):
-        self.binary = BUILD / "bin" / "sluiced"
-        self.policy = policy
-        self.socket = str(workdir / "sluice.sock")
-        self.admin_socket = str(workdir / "admin.sock")
-        self.log = workdir / "sluiced.log"
-        self.proc = None
+        super().__init__(BUILD, policy=policy, workdir=workdir)
 
-    def start(self):
-        if not self.binary.exists():
-            pytest.fail(f"{self.binary} does not exist; build it (ninja sluiced "
-                        "sluice_plugin_memory) or point SLUICE_BUILD_DIR at a build tree")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(self.binary), "--policy", str(self.policy), "--socket", self.socket,
-                 "--admin-socket", self.admin_socket, "--storage", "memory",
-                 "--state-dir", str(workdir)],
-                stdout=log, stderr=subprocess.STDOUT)
-        probe = SluiceClient(self.socket, on_unavailable="raise")
+    def start(self, timeout=15):
         try:
-            _wait(lambda: self.proc.poll() is None and probe.ping(), 15, "sluiced")
-        except TimeoutError:
-            self.stop()
-            pytest.fail(f"sluiced did not start; its log:\n{self.log.read_text()}")
-        finally:
-            probe.close()
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self):
-        self.stop()
-        return self.start()
+            return super().start(timeout)
+        except support.SluicedError as e:
+            pytest.fail(str(e))
 
     def fresh_window(self, resource, subject, margin_ms=3_000):
         """Wait out a fixed window about to roll over, so a burst of requests is counted in

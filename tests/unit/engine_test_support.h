@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "plugin_driver.h"
 #include "sluice/clock.h"
 #include "sluice/engine.h"
 #include "sluice/policy.h"
@@ -64,7 +65,7 @@ inline std::shared_ptr<const CompiledPolicy> compile_or_die(PolicySpec spec, uin
 }
 
 inline std::unique_ptr<Storage> memory_storage(StorageConfig config = {}) {
-  auto s = Storage::load("memory", {SLUICE_PLUGIN_DIR}, config);
+  auto s = load_plugin("memory", config);
   if (!s.ok()) {
     ADD_FAILURE() << s.status().message();
     return nullptr;

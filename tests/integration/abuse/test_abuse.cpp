@@ -4,6 +4,7 @@
 // daemon's resident memory must stay within a bound that follows from its caps
 // (docs/hardening.md has the formula and the figures these tests print).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <random>

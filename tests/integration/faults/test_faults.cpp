@@ -3,6 +3,8 @@
 // may get past a limit because of failures, slowness must not spread to other connections,
 // and everything must come back when the backend does.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>

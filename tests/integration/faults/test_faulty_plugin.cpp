@@ -7,16 +7,15 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "numbered.h"
+#include "plugin_driver.h"
 #include "sluice/storage.h"
 #include "sluice/storage_plugin.h"
 
@@ -26,7 +25,7 @@ namespace {
 using namespace std::chrono_literals;
 
 Result<std::unique_ptr<Storage>> load(const StorageConfig& config) {
-  return Storage::load("faulty", {SLUICE_PLUGIN_DIR}, config);
+  return testing::load_plugin("faulty", config);
 }
 
 // One fixed-window item (limit 2 per minute) and what its completion said.
@@ -45,39 +44,18 @@ struct Call {
     batch.items = &item;
     batch.results = &result;
   }
-  void submit(Storage& s) {
-    s.submit(
-        batch,
-        [](void* user, sluice_status st, const char* text) {
-          auto* c = static_cast<Call*>(user);
-          std::lock_guard lock(c->mu);
-          c->status = st;
-          c->message = text ? text : "";
-          c->thread = std::this_thread::get_id();
-          c->done = true;
-          c->cv.notify_all();
-        },
-        this);
-  }
-  bool wait(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, timeout, [&] { return done; });
-  }
-  bool finished() {
-    std::lock_guard lock(mu);
-    return done;
-  }
+  void submit(Storage& s) { s.submit(batch, &testing::Completion::done, &completion); }
+  bool wait(std::chrono::milliseconds timeout) { return completion.wait_for(timeout); }
+  bool finished() const { return completion.finished(); }
+  sluice_status status() const { return completion.status(); }
+  std::string message() const { return completion.message(); }
+  std::thread::id thread() const { return completion.thread(); }
 
   std::string key;
   sluice_item item{};
   sluice_item_result result{};
   sluice_batch batch{};
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  sluice_status status = SLUICE_OK;
-  std::string message;
-  std::thread::id thread;
+  testing::Completion completion;
 };
 
 std::string error_of(const StorageConfig& config) {
@@ -114,7 +92,7 @@ TEST(FaultyPlugin, ForwardsToTheInnerPlugin) {
     Call c("k");
     c.submit(*s.value());
     ASSERT_TRUE(c.wait(1s));
-    EXPECT_EQ(c.status, SLUICE_OK);
+    EXPECT_EQ(c.status(), SLUICE_OK);
     allowed.push_back(c.result.allowed);
   }
   EXPECT_EQ(allowed, (std::vector<int>{1, 1, 0}));
@@ -135,10 +113,10 @@ TEST(FaultyPlugin, FailuresAreSeededAndProportional) {
       Call c(sluice::testing::numbered("k", i));
       c.submit(*s.value());
       EXPECT_TRUE(c.finished());  // no latency configured: completes inline
-      failed.push_back(c.status != SLUICE_OK);
-      if (c.status != SLUICE_OK) {
-        EXPECT_EQ(c.status, SLUICE_ERR_TIMEOUT);
-        EXPECT_EQ(c.message, "faulty plugin: injected failure");
+      failed.push_back(c.status() != SLUICE_OK);
+      if (c.status() != SLUICE_OK) {
+        EXPECT_EQ(c.status(), SLUICE_ERR_TIMEOUT);
+        EXPECT_EQ(c.message(), "faulty plugin: injected failure");
       }
     }
     return failed;
@@ -165,8 +143,8 @@ TEST(FaultyPlugin, LatencyNeverBlocksTheCaller) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 100ms);
   for (auto& c : calls) {
     ASSERT_TRUE(c->wait(5s));
-    EXPECT_EQ(c->status, SLUICE_OK);
-    EXPECT_NE(c->thread, std::this_thread::get_id());
+    EXPECT_EQ(c->status(), SLUICE_OK);
+    EXPECT_NE(c->thread(), std::this_thread::get_id());
   }
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_GE(elapsed, 150ms);
@@ -182,8 +160,8 @@ TEST(FaultyPlugin, HangEndsAtClose) {
   EXPECT_FALSE(c.wait(300ms));
   s.value().reset();
   ASSERT_TRUE(c.finished());
-  EXPECT_EQ(c.status, SLUICE_ERR_UNAVAILABLE);
-  EXPECT_NE(c.message.find("closed before answering"), std::string::npos);
+  EXPECT_EQ(c.status(), SLUICE_ERR_UNAVAILABLE);
+  EXPECT_NE(c.message().find("closed before answering"), std::string::npos);
 }
 
 // The control file changes the faults of a running plugin: a hang lifted releases what it held.
@@ -205,20 +183,20 @@ TEST(FaultyPlugin, ControlFileLiftsHangAndFailures) {
   };
   set("hang=0\n");
   ASSERT_TRUE(held.wait(2s));
-  EXPECT_EQ(held.status, SLUICE_OK);  // forwarded once the hang was lifted
+  EXPECT_EQ(held.status(), SLUICE_OK);  // forwarded once the hang was lifted
   EXPECT_EQ(held.result.allowed, 1);
 
   set("fail_rate=1\n");
   Call failing("k");
   failing.submit(*s.value());
   ASSERT_TRUE(failing.wait(2s));
-  EXPECT_EQ(failing.status, SLUICE_ERR_UNAVAILABLE);
+  EXPECT_EQ(failing.status(), SLUICE_ERR_UNAVAILABLE);
 
   set("fail_rate=0\n");
   Call recovered("k");
   recovered.submit(*s.value());
   ASSERT_TRUE(recovered.wait(2s));
-  EXPECT_EQ(recovered.status, SLUICE_OK);
+  EXPECT_EQ(recovered.status(), SLUICE_OK);
   EXPECT_EQ(recovered.result.allowed, 1);  // the failed batch consumed nothing
   s.value().reset();
   std::filesystem::remove_all(dir);

@@ -3,6 +3,7 @@
 // token derived from its own, a slot or a charge beyond the wire bounds (docs/protocol.md).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <random>
 #include <set>
 #include <string>
@@ -36,7 +37,7 @@ resources:
 class Boundaries : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    std::vector<std::string> args = {"--storage", GetParam(), "--plugin-dir", SLUICE_PLUGIN_DIR};
+    std::vector<std::string> args = {"--storage", GetParam()};
     if (GetParam() == "redis") {
       ASSERT_TRUE(redis_.start());
       args.insert(args.end(), {"--storage-config", "url=" + redis_.url()});

@@ -4,14 +4,13 @@
 // transitions over a plain map), and every result field must agree.
 #include <gtest/gtest.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "plugin_driver.h"
 #include "redis_server.h"
 #include "reference_model.h"
 #include "sluice/algorithms.h"
@@ -23,45 +22,6 @@ namespace {
 using testing::RedisServer;
 
 constexpr int64_t kStart = 1'700'000'000'000;
-
-class Completion {
- public:
-  static void done(void* self, sluice_status status, const char* message) {
-    auto* c = static_cast<Completion*>(self);
-    std::lock_guard lock(c->mu_);
-    c->status_ = status;
-    c->message_ = message != nullptr ? message : "";
-    c->done_ = true;
-    c->cv_.notify_all();
-  }
-  sluice_status wait() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-    return status_;
-  }
-  const std::string& message() const { return message_; }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  sluice_status status_ = SLUICE_OK;
-  std::string message_;
-};
-
-struct Outcome {
-  sluice_status status;
-  std::vector<sluice_item_result> results;
-};
-
-Outcome run(Storage& storage, int64_t now, const std::vector<sluice_item>& items) {
-  Outcome o{SLUICE_OK, std::vector<sluice_item_result>(items.size())};
-  Completion c;
-  storage.submit(sluice_batch{now, items.size(), items.data(), o.results.data()}, &Completion::done,
-                 &c);
-  o.status = c.wait();
-  return o;
-}
 
 std::string describe(const sluice_item& it) {
   return "op=" + std::to_string(it.op) + " key=" + std::string(it.key, it.key_len) +
@@ -92,7 +52,7 @@ class RedisExactness : public ::testing::TestWithParam<sluice_algorithm> {
   }
 
   static std::unique_ptr<Storage> open(const std::string& name, const StorageConfig& config) {
-    auto s = Storage::load(name, {SLUICE_PLUGIN_DIR}, config);
+    auto s = testing::load_plugin(name, config);
     EXPECT_TRUE(s.ok()) << s.status().message();
     return s.ok() ? std::move(s).value() : nullptr;
   }
@@ -172,15 +132,15 @@ TEST_P(RedisExactness, RandomBatchesMatchTheEngineTransitions) {
       if (pick(0, 3) == 0 && alg == SLUICE_ALG_SLIDING_WINDOW) it.state_capacity = 8 + 16 * 3;
       if (pick(0, 3) == 0 && alg == SLUICE_ALG_CONCURRENCY) it.state_capacity = 8 + 24 * 2;
     }
-    Outcome want{SLUICE_OK, std::vector<sluice_item_result>(n)};
-    reference.submit(sluice_batch{now, n, items.data(), want.results.data()});
-    const Outcome got = run(*redis, now, items);
+    std::vector<sluice_item_result> expected(n);
+    reference.submit(sluice_batch{now, n, items.data(), expected.data()});
+    const testing::Outcome got = testing::submit_and_wait(*redis, now, items);
     std::string context = "step " + std::to_string(step) + " now=" + std::to_string(now);
     for (const auto& it : items) context += "\n  " + describe(it);
-    ASSERT_EQ(got.status, want.status) << context;
+    ASSERT_EQ(got.status, SLUICE_OK) << context << "\n  " << got.message;
     for (size_t i = 0; i < n; ++i) {
-      ASSERT_EQ(describe(got.results[i]), describe(want.results[i])) << context << "\n  item " << i;
-      (want.results[i].allowed ? allowed : denied)++;
+      ASSERT_EQ(describe(got.results[i]), describe(expected[i])) << context << "\n  item " << i;
+      (expected[i].allowed ? allowed : denied)++;
     }
   }
   // The sequence must have exercised both answers.

@@ -2,6 +2,7 @@
 // show"): a limit of 1000 means 1000 across the fleet for every algorithm, and a Redis that is
 // killed under load costs neither a crash nor a slow answer.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -44,10 +45,10 @@ class RedisFleet : public ::testing::Test {
     ASSERT_TRUE(redis_.start());
     for (int i = 0; i < 3; ++i) {
       daemons_.push_back(std::make_unique<Daemon>(
-          kPolicy, std::vector<std::string>{"--storage", "redis", "--plugin-dir", SLUICE_PLUGIN_DIR,
-                                            "--storage-config", "url=" + redis_.url(),
-                                            "--storage-config", "command_timeout_ms=100",
-                                            "--storage-config", "reconnect_max_ms=50"}));
+          kPolicy,
+          std::vector<std::string>{"--storage", "redis", "--storage-config", "url=" + redis_.url(),
+                                   "--storage-config", "command_timeout_ms=100", "--storage-config",
+                                   "reconnect_max_ms=50"}));
       ASSERT_TRUE(daemons_.back()->ok()) << daemons_.back()->log();
     }
   }

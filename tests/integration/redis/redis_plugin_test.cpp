@@ -7,7 +7,6 @@
 #include <atomic>
 #include <bit>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -16,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "plugin_driver.h"
 #include "redis_server.h"
 #include "sluice/algorithms.h"
 #include "sluice/storage.h"
@@ -30,32 +30,6 @@ struct Answer {
   sluice_status status = SLUICE_OK;
   std::string message;
   sluice_item_result result{};
-};
-
-// Waits for a completion that runs on the plugin's thread (or inline).
-class Waiter {
- public:
-  static void done(void* self, sluice_status status, const char* message) {
-    auto* w = static_cast<Waiter*>(self);
-    std::lock_guard lock(w->mu_);
-    w->status_ = status;
-    w->message_ = message != nullptr ? message : "";
-    w->done_ = true;
-    w->cv_.notify_all();
-  }
-  void wait(Answer& a) {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-    a.status = status_;
-    a.message = message_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  sluice_status status_ = SLUICE_OK;
-  std::string message_;
 };
 
 // Item keys live as long as the test binary, so items can be built from temporaries.
@@ -79,14 +53,12 @@ sluice_item make_item(const std::string& key, sluice_algorithm alg, int64_t limi
 
 Answer decide(Storage& s, const sluice_item& item, int64_t now_ms = 1'700'000'000'000) {
   Answer a;
-  Waiter w;
-  s.submit(sluice_batch{now_ms, 1, &item, &a.result}, &Waiter::done, &w);
-  w.wait(a);
+  a.status = testing::submit_and_wait(s, sluice_batch{now_ms, 1, &item, &a.result}, &a.message);
   return a;
 }
 
 Result<std::unique_ptr<Storage>> open(const StorageConfig& config) {
-  return Storage::load("redis", {SLUICE_PLUGIN_DIR}, config);
+  return testing::load_plugin("redis", config);
 }
 
 nlohmann::json stats(const Storage& s) { return nlohmann::json::parse(s.stats_json()); }

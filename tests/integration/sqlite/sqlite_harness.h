@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "journal.h"
+#include "plugin_driver.h"
 #include "sluice/algorithms.h"
 #include "sluice/storage_plugin.h"
 
@@ -141,29 +141,15 @@ class Instance {
 
   // Submits and waits for the completion.
   Outcome submit(const std::vector<sluice_item>& items, int64_t now_ms = kT0) {
-    struct Wait {
-      std::mutex mu;
-      std::condition_variable cv;
-      bool done = false;
-      Outcome out;
-    } wait;
-    wait.out.results.resize(items.size());
-    sluice_batch batch{now_ms, items.size(), items.data(), wait.out.results.data()};
-    plugin_table()->submit(
-        handle_, &batch,
-        [](void* user, sluice_status status, const char* message) {
-          auto* w = static_cast<Wait*>(user);
-          std::lock_guard lk(w->mu);
-          w->out.status = status;
-          w->out.message = message ? message : "";
-          w->out.completed_on = std::this_thread::get_id();
-          w->done = true;
-          w->cv.notify_all();
-        },
-        &wait);
-    std::unique_lock lk(wait.mu);
-    wait.cv.wait(lk, [&] { return wait.done; });
-    return std::move(wait.out);
+    Outcome out;
+    out.results.resize(items.size());
+    const sluice_batch batch{now_ms, items.size(), items.data(), out.results.data()};
+    testing::Completion completion;
+    plugin_table()->submit(handle_, &batch, &testing::Completion::done, &completion);
+    out.status = completion.wait();
+    out.message = completion.message();
+    out.completed_on = completion.thread();
+    return out;
   }
 
   // One CONSUME of `cost` on a fixed window of `limit` per hour.

@@ -7,11 +7,12 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "../sluiced_fixture.h"
+#include "sluiced_fixture.h"
 
 namespace sluice::testing {
 namespace {

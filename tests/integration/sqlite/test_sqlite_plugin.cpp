@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "numbered.h"
+#include "plugin_driver.h"
 #include "sluice/storage.h"
 #include "sqlite_harness.h"
 
@@ -33,7 +34,7 @@ TEST(SqliteConfig, RefusesBadConfiguration) {
 // The engine's loader finds the plugin by name and opens it.
 TEST(SqliteConfig, LoadsThroughTheEngineLoader) {
   TempDir dir;
-  auto storage = Storage::load("sqlite", {SLUICE_PLUGIN_DIR}, {{"path", dir.file("l.db")}});
+  auto storage = testing::load_plugin("sqlite", {{"path", dir.file("l.db")}});
   ASSERT_TRUE(storage.ok()) << storage.status().message();
   EXPECT_EQ(storage.value()->name(), "sqlite");
   EXPECT_TRUE(storage.value()->flush(5000).ok());
