@@ -3,6 +3,7 @@
 // counters and policy stay as they were.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -85,6 +86,24 @@ TEST_F(Simulate, ALowerLimitCountsWhatItWouldHaveDenied) {
   ASSERT_EQ(after.elements.size(), before.elements.size());
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(after.elements[i].integer, before.elements[i].integer);
   EXPECT_EQ(call(admin, {"SL.POLICY", "GET"}).to_string(), version_before.to_string());
+}
+
+// sluicectl policy simulate prints the comparison as a table, and --json the reply itself.
+TEST_F(Simulate, SluicectlPrintsTheComparison) {
+  daemon_ = std::make_unique<Daemon>(policy_with_limit(10));
+  ASSERT_TRUE(daemon_->ok()) << daemon_->log();
+  ASSERT_EQ(send_traffic(), 30);
+  const std::string draft = daemon_->dir() + "/draft.yaml";
+  std::ofstream(draft) << policy_with_limit(5);
+  std::string out;
+  ASSERT_EQ(sluicectl(*daemon_, {"policy", "simulate", draft}, out), 0) << out;
+  EXPECT_NE(out.find("30 recorded requests"), std::string::npos) << out;
+  EXPECT_NE(out.find("15 newly denied (3 subjects), 0 newly allowed"), std::string::npos) << out;
+  EXPECT_NE(out.find("predict   free  per_minute"), std::string::npos) << out;
+  ASSERT_EQ(sluicectl(*daemon_, {"policy", "simulate", draft, "--json"}, out), 0) << out;
+  EXPECT_EQ(json::parse(out, nullptr, false)["newly_denied"], 15) << out;
+  std::ofstream(draft, std::ios::trunc) << "version: 1\nresources: [\n";
+  EXPECT_EQ(sluicectl(*daemon_, {"policy", "simulate", draft}, out), 3) << out;
 }
 
 TEST_F(Simulate, AHigherLimitCountsWhatItWouldHaveAllowed) {

@@ -616,20 +616,6 @@ TEST(SluicedRedis, AsyncCompletionsKeepRequestOrder) {
 namespace sluice::testing {
 namespace {
 
-// Runs sluicectl with `args`; returns its exit code and fills `output` (stdout + stderr).
-int sluicectl(const Daemon& d, std::vector<std::string> args, std::string& output) {
-  std::vector<std::string> argv = {std::string(SLUICE_BINARY_DIR) + "/bin/sluicectl", "--socket",
-                                   d.socket_path(), "--admin-socket", d.admin_socket_path()};
-  for (auto& a : args) argv.push_back(std::move(a));
-  const std::string log = d.dir() + "/sluicectl.out";
-  std::remove(log.c_str());
-  const pid_t pid = Daemon::spawn(argv, log);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  output = read_file(log);
-  return Daemon::decode(status);
-}
-
 // sluicectl's exit codes are what scripts rely on: 0 allowed/ok, 1 denied, 2 usage, 3 error.
 TEST(Sluicectl, ExitCodesForScripts) {
   Daemon d(kPolicy);

@@ -137,4 +137,17 @@ resp::Value call(Client& c, std::initializer_list<std::string_view> args) {
   return v;
 }
 
+int sluicectl(const Daemon& d, std::vector<std::string> args, std::string& output) {
+  std::vector<std::string> argv = {std::string(SLUICE_BINARY_DIR) + "/bin/sluicectl", "--socket",
+                                   d.socket_path(), "--admin-socket", d.admin_socket_path()};
+  for (auto& a : args) argv.push_back(std::move(a));
+  const std::string log = d.dir() + "/sluicectl.out";
+  std::remove(log.c_str());
+  const pid_t pid = Daemon::spawn(argv, log);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  output = read_file(log);
+  return Daemon::decode(status);
+}
+
 }  // namespace sluice::testing

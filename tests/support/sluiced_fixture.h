@@ -85,4 +85,8 @@ class Daemon {
 // One command's reply (an error reply is returned as a value too).
 resp::Value call(Client& c, std::initializer_list<std::string_view> args);
 
+// Runs this build's sluicectl against `d` with `args`; returns its exit code and fills `output`
+// (stdout and stderr).
+int sluicectl(const Daemon& d, std::vector<std::string> args, std::string& output);
+
 }  // namespace sluice::testing
