@@ -54,7 +54,6 @@ class YamlTreeBuilder {
 
   size_t depth() const { return open_.size(); }
 
-
   void second_document(const YAML::Mark& mark) { tree_.second_document_ = mark; }
 
  private:
@@ -164,11 +163,12 @@ class YamlCppPlaces {
   explicit YamlCppPlaces(std::string_view text) : text_(text) {
     // libyaml does not count a byte order mark.
     if (text_.starts_with("\xEF\xBB\xBF")) start_ = 3;
-    rewind();
+    byte_ = start_;
+    line_start_ = start_;
   }
 
   YAML::Mark at(const yaml_mark_t& mark) {
-    if (mark.index < chars_) rewind();
+    while (chars_ > mark.index && byte_ > start_) retreat();
     while (chars_ < mark.index && byte_ < text_.size()) advance();
     return here();
   }
@@ -205,19 +205,26 @@ class YamlCppPlaces {
     ++chars_;
   }
 
+  // Marks come in document order but for the odd one; a step back stays short.
+  void retreat() {
+    do {
+      --byte_;
+    } while (byte_ > start_ && (static_cast<unsigned char>(text_[byte_]) & 0xC0) == 0x80);
+    --chars_;
+    if (text_[byte_] == '\n') {
+      --line_;
+      const size_t previous =
+          byte_ == start_ ? std::string_view::npos : text_.rfind('\n', byte_ - 1);
+      line_start_ = previous == std::string_view::npos || previous < start_ ? start_ : previous + 1;
+    }
+  }
+
   YAML::Mark here() const {
     YAML::Mark m;
     m.pos = static_cast<int>(byte_);
     m.line = line_;
     m.column = static_cast<int>(byte_ - line_start_);
     return m;
-  }
-
-  void rewind() {
-    chars_ = 0;
-    byte_ = start_;
-    line_ = 0;
-    line_start_ = start_;
   }
 
   std::string_view text_;
@@ -329,8 +336,7 @@ bool parse_with_libyaml(std::string_view text, YamlTreeBuilder& builder) {
         const YamlTree::NodeId id = builder.open(
             map ? YamlTree::Kind::kMap : YamlTree::Kind::kSequence, places.at(ev.start_mark));
         remember(map ? ev.data.mapping_start.anchor : ev.data.sequence_start.anchor, id);
-        block_lists.push_back(!map &&
-                              ev.data.sequence_start.style == YAML_BLOCK_SEQUENCE_STYLE);
+        block_lists.push_back(!map && ev.data.sequence_start.style == YAML_BLOCK_SEQUENCE_STYLE);
         break;
       }
       case YAML_SEQUENCE_END_EVENT:

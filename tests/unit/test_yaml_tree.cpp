@@ -69,7 +69,8 @@ TEST(YamlTree, LibyamlGivesYamlCppsTree) {
       // Places after multi-byte characters, tabs, CRLF, a byte order mark, '\r' alone.
       "a: {d: \"\xC3\xA9\xC3\xA9\", x: 1}\n\xE2\x82\xAC: [\xF0\x9F\x98\x80, y]\n",
       "a:\t{b: 1}\r\nc: [1,\r\n  2]\r\n",
-      "\xEF\xBB\xBF" "a: 1\nb: {c: 2}\n",
+      "\xEF\xBB\xBF"
+      "a: 1\nb: {c: 2}\n",
       "a: 'x\ry'\nb: 2\n",
       "a: 'x\r\n  y'\nb: \"p\r\n\r\n  q\"\nc: |\r\n  l1\r\n  l2\r\n",
       "a: \"x\xC2\x85y\"\n",
@@ -106,8 +107,8 @@ TEST(YamlTree, LibyamlGivesYamlCppsTree) {
 
 TEST(YamlTree, DeepNestingIsYamlCppsError) {
   // libyaml would nest without end; yaml-cpp refuses, as it always has for the policy.
-  for (const std::string& text : {std::string(100'000, '['),
-                                  std::string(1000, '[') + std::string(1000, ']')}) {
+  for (const std::string& text :
+       {std::string(100'000, '['), std::string(1000, '[') + std::string(1000, ']')}) {
     EXPECT_EQ(outcome(&YamlTree::parse, text), outcome(&YamlTree::parse_with_yaml_cpp, text));
     EXPECT_EQ(outcome(&YamlTree::parse, text).rfind("error@", 0), 0u);
   }
