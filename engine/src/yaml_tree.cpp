@@ -5,8 +5,8 @@
 #include <yaml.h>
 
 #include <istream>
+#include <new>
 #include <streambuf>
-#include <unordered_map>
 
 namespace sluice::policy_detail {
 
@@ -18,7 +18,14 @@ class YamlTreeBuilder {
   using Kind = YamlTree::Kind;
   using NodeId = YamlTree::NodeId;
 
-  explicit YamlTreeBuilder(YamlTree& tree) : tree_(tree) {}
+  // Takes room at once for the tree that text of `text_size` bytes is likely to give (a node
+  // per 4 bytes is more than a policy has): grown by doubling instead, an array would at its
+  // peak hold its old and its new copy together. Pages never written are never resident.
+  YamlTreeBuilder(YamlTree& tree, size_t text_size) : tree_(tree) {
+    tree_.nodes_.reserve(text_size / 4 + 1);
+    tree_.children_.reserve(text_size / 4 + 1);
+    tree_.text_.reserve(text_size);
+  }
 
   NodeId null(const YAML::Mark& mark) { return finish(add(Kind::kNull, mark, false)); }
 
@@ -160,22 +167,20 @@ constexpr size_t kMaxLibyamlDepth = 64;
 // lines at '\n' only. Walks the text along with libyaml's marks to give yaml-cpp's places.
 class YamlCppPlaces {
  public:
-  explicit YamlCppPlaces(std::string_view text) : text_(text) {
-    // libyaml does not count a byte order mark.
-    if (text_.starts_with("\xEF\xBB\xBF")) start_ = 3;
-    byte_ = start_;
-    line_start_ = start_;
-  }
+  explicit YamlCppPlaces(std::string_view text) : text_(text) {}
 
   YAML::Mark at(const yaml_mark_t& mark) {
-    while (chars_ > mark.index && byte_ > start_) retreat();
+    while (chars_ > mark.index && byte_ > 0) retreat();
     while (chars_ < mark.index && byte_ < text_.size()) advance();
     return here();
   }
 
-  // yaml-cpp places an empty item of a block list at the token after it: the first character
-  // after `mark` that is neither blank nor in a comment.
-  YAML::Mark next_token(const yaml_mark_t& mark) {
+  // Where yaml-cpp sees the token after `mark` (which is in a block list or map whose items
+  // start at `indent`): the first character that is neither blank nor in a
+  // comment. At the end of the text that token ends the list or map: yaml-cpp places it where
+  // the last line left off if that is left of the items (or at them, for a list), else at
+  // column 0.
+  YAML::Mark next_token(const yaml_mark_t& mark, int indent, bool list) {
     at(mark);
     YamlCppPlaces scan = *this;
     bool comment = false;
@@ -190,7 +195,11 @@ class YamlCppPlaces {
       }
       scan.advance();
     }
-    return scan.here();
+    YAML::Mark m = scan.here();
+    if (scan.byte_ == text_.size() && !(m.column < indent || (list && m.column == indent))) {
+      m.column = 0;
+    }
+    return m;
   }
 
  private:
@@ -209,13 +218,12 @@ class YamlCppPlaces {
   void retreat() {
     do {
       --byte_;
-    } while (byte_ > start_ && (static_cast<unsigned char>(text_[byte_]) & 0xC0) == 0x80);
+    } while (byte_ > 0 && (static_cast<unsigned char>(text_[byte_]) & 0xC0) == 0x80);
     --chars_;
     if (text_[byte_] == '\n') {
       --line_;
-      const size_t previous =
-          byte_ == start_ ? std::string_view::npos : text_.rfind('\n', byte_ - 1);
-      line_start_ = previous == std::string_view::npos || previous < start_ ? start_ : previous + 1;
+      const size_t previous = byte_ == 0 ? std::string_view::npos : text_.rfind('\n', byte_ - 1);
+      line_start_ = previous == std::string_view::npos ? 0 : previous + 1;
     }
   }
 
@@ -228,7 +236,6 @@ class YamlCppPlaces {
   }
 
   std::string_view text_;
-  size_t start_ = 0;
   size_t chars_ = 0;  // libyaml's index of byte_
   size_t byte_ = 0;
   int line_ = 0;
@@ -255,39 +262,33 @@ struct LibyamlEvent {
   }
 };
 
-std::string_view text_of(const yaml_char_t* s) {
-  return s == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(s));
-}
-
 // yaml-cpp's null: a plain, untagged "", "~", "null", "Null" or "NULL".
 bool is_null_scalar(const yaml_event_t& e) {
-  if (e.data.scalar.style != YAML_PLAIN_SCALAR_STYLE || e.data.scalar.tag != nullptr) {
-    return false;
-  }
+  if (e.data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
   const std::string_view v(reinterpret_cast<const char*>(e.data.scalar.value),
                            e.data.scalar.length);
   return v.empty() || v == "~" || v == "null" || v == "Null" || v == "NULL";
 }
 
-// yaml-cpp's non-specific tag "!": an untagged scalar that is not plain, or the tag "!".
-bool is_quoted_scalar(const yaml_event_t& e) {
-  if (e.data.scalar.tag != nullptr) return text_of(e.data.scalar.tag) == "!";
-  return e.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-}
-
 // Builds the tree from libyaml's events. False, with the tree half built, for text libyaml
-// refuses or that yaml-cpp might read differently: the caller then asks yaml-cpp.
+// refuses, or that yaml-cpp may read otherwise: the caller then asks yaml-cpp. Policies need
+// none of what yaml-cpp reads otherwise (the fuzz target fuzz_yaml_tree finds such text): tags,
+// directives, anchors and aliases, a second document, plain text that starts with ':' or '?'
+// (or has a '?' inside a flow list or map), a block scalar ('|', '>') not right of the block
+// around it, a flow list or map over more than one line, nesting deeper than kMaxLibyamlDepth.
 bool parse_with_libyaml(std::string_view text, YamlTreeBuilder& builder) {
   LibyamlParser p;
   yaml_parser_set_input_string(&p.parser, reinterpret_cast<const unsigned char*>(text.data()),
                                text.size());
   YamlCppPlaces places(text);
-  std::unordered_map<std::string, YamlTree::NodeId> anchors;
-  auto remember = [&](const yaml_char_t* anchor, YamlTree::NodeId id) {
-    if (anchor != nullptr) anchors[std::string(text_of(anchor))] = id;
-  };
   int documents = 0;
-  std::vector<bool> block_lists;  // whether each open container is a block list
+  struct Open {
+    bool block;
+    bool list;
+    int column;
+    int line;
+  };
+  std::vector<Open> open;  // the lists and maps not yet closed
   LibyamlEvent e;
   for (;;) {
     e.release();
@@ -298,52 +299,71 @@ bool parse_with_libyaml(std::string_view text, YamlTreeBuilder& builder) {
       case YAML_STREAM_END_EVENT:
         return true;
       case YAML_DOCUMENT_START_EVENT:
-        if (++documents == 2) builder.second_document(places.at(ev.start_mark));
+        if (ev.data.document_start.version_directive != nullptr ||
+            ev.data.document_start.tag_directives.start !=
+                ev.data.document_start.tag_directives.end) {
+          return false;
+        }
+        // A second document is an error, and yaml-cpp's reading of it (a syntax error first?)
+        // makes the message.
+        if (++documents == 2) return false;
         continue;
       case YAML_DOCUMENT_END_EVENT:
-        // The second document is read to its end only to find a syntax error in it.
-        if (documents == 2) return true;
         continue;
       default:
         break;
     }
-    if (documents != 1) continue;
     switch (ev.type) {
-      case YAML_ALIAS_EVENT: {
-        auto found = anchors.find(std::string(text_of(ev.data.alias.anchor)));
-        if (found == anchors.end()) return false;  // yaml-cpp's message says which
-        builder.alias(found->second);
-        break;
-      }
       case YAML_SCALAR_EVENT: {
         const std::string_view value(reinterpret_cast<const char*>(ev.data.scalar.value),
                                      ev.data.scalar.length);
-        YamlTree::NodeId id = 0;
-        if (!is_null_scalar(ev)) {
-          id = builder.scalar(places.at(ev.start_mark), value, is_quoted_scalar(ev));
-        } else if (value.empty() && !block_lists.empty() && block_lists.back()) {
-          id = builder.null(places.next_token(ev.start_mark));
-        } else {
-          id = builder.null(places.at(ev.start_mark));
+        const bool plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        const bool block_scalar = ev.data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
+                                  ev.data.scalar.style == YAML_FOLDED_SCALAR_STYLE;
+        const bool in_flow = !open.empty() && !open.back().block;
+        if (ev.data.scalar.tag != nullptr || ev.data.scalar.anchor != nullptr ||
+            (plain && (value.starts_with(':') || value.starts_with('?') ||
+                       (in_flow && value.find('?') != std::string_view::npos))) ||
+            (block_scalar && !open.empty() &&
+             places.at(ev.start_mark).column <= open.back().column)) {
+          return false;
         }
-        remember(ev.data.scalar.anchor, id);
+        if (!is_null_scalar(ev)) {
+          // Quoted and block scalars are text: yaml-cpp's non-specific tag "!".
+          builder.scalar(places.at(ev.start_mark), value, !plain);
+        } else if (value.empty() && !open.empty() && open.back().block) {
+          // An empty node in a block list or map: yaml-cpp places it at the token after it.
+          builder.null(places.next_token(ev.start_mark, open.back().column, open.back().list));
+        } else {
+          builder.null(places.at(ev.start_mark));
+        }
         break;
       }
       case YAML_SEQUENCE_START_EVENT:
       case YAML_MAPPING_START_EVENT: {
-        if (builder.depth() >= kMaxLibyamlDepth) return false;
         const bool map = ev.type == YAML_MAPPING_START_EVENT;
-        const YamlTree::NodeId id = builder.open(
-            map ? YamlTree::Kind::kMap : YamlTree::Kind::kSequence, places.at(ev.start_mark));
-        remember(map ? ev.data.mapping_start.anchor : ev.data.sequence_start.anchor, id);
-        block_lists.push_back(!map && ev.data.sequence_start.style == YAML_BLOCK_SEQUENCE_STYLE);
+        if (builder.depth() >= kMaxLibyamlDepth ||
+            (map ? ev.data.mapping_start.tag : ev.data.sequence_start.tag) != nullptr ||
+            (map ? ev.data.mapping_start.anchor : ev.data.sequence_start.anchor) != nullptr) {
+          return false;
+        }
+        const YAML::Mark mark = places.at(ev.start_mark);
+        builder.open(map ? YamlTree::Kind::kMap : YamlTree::Kind::kSequence, mark);
+        open.push_back({map ? ev.data.mapping_start.style == YAML_BLOCK_MAPPING_STYLE
+                            : ev.data.sequence_start.style == YAML_BLOCK_SEQUENCE_STYLE,
+                        !map, mark.column, mark.line});
         break;
       }
       case YAML_SEQUENCE_END_EVENT:
-      case YAML_MAPPING_END_EVENT:
+      case YAML_MAPPING_END_EVENT: {
+        const Open closed = open.back();
+        open.pop_back();
+        if (!closed.block && places.at(ev.start_mark).line != closed.line) return false;
         builder.close();
-        block_lists.pop_back();
         break;
+      }
+      case YAML_ALIAS_EVENT:
+        return false;
       default:
         break;
     }
@@ -351,10 +371,23 @@ bool parse_with_libyaml(std::string_view text, YamlTreeBuilder& builder) {
 }
 
 // Whether libyaml reads `text` as yaml-cpp does, if it reads it at all. libyaml decodes UTF-16
-// and UTF-32 (the places above are for UTF-8), and breaks lines (also inside scalars) at a
-// '\r' alone and at the Unicode separators NEL, LS and PS, where yaml-cpp breaks only at '\n'.
+// and UTF-32 (the places above are for UTF-8) and drops a UTF-8 byte order mark (anywhere),
+// which yaml-cpp keeps as text; it breaks lines (also inside scalars) at a '\r' alone and at the
+// Unicode separators NEL, LS and PS, where yaml-cpp breaks only at '\n'.
 bool libyaml_agrees(std::string_view text) {
-  if (text.starts_with("\xFE\xFF") || text.starts_with("\xFF\xFE")) return false;
+  if (text.starts_with("\xFE\xFF") || text.starts_with("\xFF\xFE") ||
+      text.find("\xEF\xBB\xBF") != std::string_view::npos) {
+    return false;
+  }
+  // An explicit key ("? key"), which yaml-cpp reads otherwise in many places: a '?' after the
+  // start of a line, a '-', '?', ':' or a flow's '{', '[' or ','.
+  for (size_t q = text.find('?'); q != std::string_view::npos; q = text.find('?', q + 1)) {
+    const size_t before = text.find_last_not_of(" \t", q == 0 ? std::string_view::npos : q - 1);
+    if (q == 0 || before == std::string_view::npos ||
+        std::string_view("\n-?:{[,").find(text[before]) != std::string_view::npos) {
+      return false;
+    }
+  }
   for (size_t cr = text.find('\r'); cr != std::string_view::npos; cr = text.find('\r', cr + 1)) {
     if (cr + 1 == text.size() || text[cr + 1] != '\n') return false;
   }
@@ -371,7 +404,7 @@ YamlTree YamlTree::parse_with_yaml_cpp(std::string_view text) {
   std::istream in(&buffer);
   YAML::Parser parser(in);
   YamlTree tree;
-  YamlTreeBuilder builder(tree);
+  YamlTreeBuilder builder(tree, text.size());
   YamlCppEvents events(builder);
   if (!parser.HandleNextDocument(events)) return tree;
   DocumentStart second;
@@ -382,8 +415,14 @@ YamlTree YamlTree::parse_with_yaml_cpp(std::string_view text) {
 YamlTree YamlTree::parse(std::string_view text) {
   if (libyaml_agrees(text)) {
     YamlTree tree;
-    YamlTreeBuilder builder(tree);
-    if (parse_with_libyaml(text, builder)) return tree;
+    YamlTreeBuilder builder(tree, text.size());
+    // A document that is not a map is no policy, and yaml-cpp reads some of them (a scalar
+    // that spans lines, say) otherwise: its reading makes the message, as before.
+    if (parse_with_libyaml(text, builder) &&
+        (tree.empty() || tree.root().kind == YamlTree::Kind::kMap)) {
+      tree.read_by_libyaml_ = true;
+      return tree;
+    }
   }
   return parse_with_yaml_cpp(text);
 }

@@ -8,10 +8,12 @@
 // shared index array.
 //
 // The tree is the one yaml-cpp's events would give, with yaml-cpp's places (line and byte
-// column, lines broken at '\n' only) and yaml-cpp's idea of null. Text that libyaml refuses
-// (a syntax error, invalid UTF-8, control characters, an unknown alias, deep nesting) is
-// read again by yaml-cpp, so it is accepted, or refused with yaml-cpp's message and place,
-// exactly as before libyaml was used.
+// column, lines broken at '\n' only) and yaml-cpp's idea of null and of quoting. Text that
+// libyaml refuses (a syntax error, invalid UTF-8, control characters, deep nesting), and text
+// that uses what the two parsers read differently and policies do not need (tags, anchors,
+// explicit keys, a second document, ...; see parse_with_libyaml), is read by yaml-cpp alone:
+// it is accepted, or refused with yaml-cpp's message and place, as before libyaml was used.
+// tests/fuzz/fuzz_yaml_tree.cpp checks that both ways give the same.
 #pragma once
 
 #include <yaml-cpp/mark.h>
@@ -53,6 +55,8 @@ class YamlTree {
   bool empty() const { return nodes_.empty(); }
   // Where a second document starts, if the text has one.
   const std::optional<YAML::Mark>& second_document() const { return second_document_; }
+  // Whether libyaml read the text (else yaml-cpp did, for one of the reasons above).
+  bool read_by_libyaml() const { return read_by_libyaml_; }
 
   const Node& root() const { return nodes_.front(); }
   const Node& node(NodeId id) const { return nodes_[id]; }
@@ -85,6 +89,7 @@ class YamlTree {
   std::string text_;
   std::vector<NodeId> children_;
   std::optional<YAML::Mark> second_document_;
+  bool read_by_libyaml_ = false;
 };
 
 }  // namespace sluice::policy_detail

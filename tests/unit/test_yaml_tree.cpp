@@ -105,6 +105,27 @@ TEST(YamlTree, LibyamlGivesYamlCppsTree) {
   }
 }
 
+TEST(YamlTree, PoliciesAreReadByLibyaml) {
+  // The fast path is the usual one: what policies are written with stays on it.
+  for (const std::string& text :
+       {std::string("version: 1\ndefault_tier: free\ntiers:\n  free:\n  pro: {multiplier: 5}\n"
+                    "resources:\n  p:\n    description: \"caf\xC3\xA9, 'quoted'\"\n"
+                    "    limits:\n    - name: a\n      limit: 10\n"
+                    "    - {name: b, window: 1m}  # a comment\n"
+                    "    warmup: {factor: 0.5, ramp: true}\n"),
+        std::string("--- # the policy\r\na: |\r\n  text\r\nb: [1, 2, 3]\r\n...\r\n"),
+        std::string("why: is it? yes\n")}) {
+    EXPECT_TRUE(YamlTree::parse(text).read_by_libyaml()) << text;
+  }
+  for (const char* text : {"a: &x 1\nb: *x\n", "a: !!str 1\n", "%YAML 1.1\n---\na: 1\n",
+                           "? a\n: 1\n", "a: 1\n---\nb: 2\n", "a: {b: 1,\n    c: 2}\n",
+                           "\xEF\xBB\xBF"
+                           "a: 1\n",
+                           "a: 'x\ry'\n"}) {
+    EXPECT_FALSE(YamlTree::parse(text).read_by_libyaml()) << text;
+  }
+}
+
 TEST(YamlTree, DeepNestingIsYamlCppsError) {
   // libyaml would nest without end; yaml-cpp refuses, as it always has for the policy.
   for (const std::string& text :
