@@ -171,6 +171,8 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
   // Resources come before tiers so an override's limit names can be checked against them.
   std::vector<std::string> resource_names;
   std::unordered_map<std::string_view, const ResourceSpec*> resource_by_name;
+  resource_names.reserve(spec.resources.size());
+  resource_by_name.reserve(spec.resources.size());
   for (const auto& r : spec.resources) {
     const std::string p = child_path("resources", r.name);
     if (auto problem = name_problem(r.name); !problem.empty()) {
