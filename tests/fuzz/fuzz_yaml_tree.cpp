@@ -66,8 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const YamlTree& a = *mixed.tree;
   const YamlTree& b = *alone.tree;
   const auto second = [](const YamlTree& t) {
-    return t.second_document() ? std::make_pair(t.second_document()->line, t.second_document()->column)
-                               : std::make_pair(-1, -1);
+    return t.second_document()
+               ? std::make_pair(t.second_document()->line, t.second_document()->column)
+               : std::make_pair(-1, -1);
   };
   if (a.empty() != b.empty() || second(a) != second(b)) __builtin_trap();
   if (!a.empty() && !same(a, a.root(), b, b.root(), 0, false)) __builtin_trap();
