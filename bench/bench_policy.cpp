@@ -1,14 +1,17 @@
-// Reading a large policy in process: yaml-cpp's node tree alone, then sluice's whole reader
-// (tree, policy spec, validation), then compiling. The first two print their time and the heap
-// their result holds (heap_growth_mib: for the reader, the spec it returns; the tree is gone by
-// then). Policies of N resources, one flow-style line each, as bench/policy_scale.py sends
-// them to a running sluiced. One iteration per run (100,000 resources take seconds); repeat
-// for a median:
+// Reading a large policy in process: yaml-cpp's node tree alone; yaml-cpp's and libyaml's
+// events alone (the floor for a reader on either event API); then sluice's whole reader (text
+// to validated spec), then compiling. The node tree and the reader print the heap their result
+// holds (heap_growth_mib: for the reader, the spec it returns; what it parsed is gone by then).
+// Policies of N resources, one flow-style line each, as bench/policy_scale.py sends them to a
+// running sluiced. One iteration per run (100,000 resources take seconds); repeat for a median:
 //   build/bin/bench_policy --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <malloc.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+#include <yaml.h>
 
+#include <sstream>
 #include <string>
 
 #include "sluice/policy.h"
@@ -47,6 +50,64 @@ void BM_YamlCppLoad(benchmark::State& state) {
   state.counters["heap_growth_mib"] = growth;
 }
 
+// yaml-cpp's scanner and parser alone: events handed to a handler that keeps nothing. The
+// floor for any reader built on yaml-cpp's events.
+void BM_YamlCppEvents(benchmark::State& state) {
+  class Discard : public YAML::EventHandler {
+   public:
+    size_t events = 0;
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override { ++events; }
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override { ++events; }
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+      ++events;
+    }
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+      ++events;
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+      ++events;
+    }
+    void OnMapEnd() override {}
+  };
+  const std::string text = policy_of(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    Discard handler;
+    parser.HandleNextDocument(handler);
+    benchmark::DoNotOptimize(handler.events);
+  }
+}
+
+// libyaml's parser alone, each event freed as it comes.
+void BM_LibyamlEvents(benchmark::State& state) {
+  const std::string text = policy_of(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, reinterpret_cast<const unsigned char*>(text.data()),
+                                 text.size());
+    size_t events = 0;
+    for (bool end = false; !end; ++events) {
+      yaml_event_t event;
+      if (yaml_parser_parse(&parser, &event) == 0) {
+        state.SkipWithError("libyaml refuses the policy");
+        break;
+      }
+      end = event.type == YAML_STREAM_END_EVENT;
+      yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    benchmark::DoNotOptimize(events);
+  }
+}
+
 void BM_ParsePolicy(benchmark::State& state) {
   const std::string text = policy_of(static_cast<int>(state.range(0)));
   double growth = 0;
@@ -72,6 +133,16 @@ void BM_CompilePolicy(benchmark::State& state) {
 }
 
 BENCHMARK(BM_YamlCppLoad)->Arg(10'000)->Arg(100'000)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_YamlCppEvents)
+    ->Arg(10'000)
+    ->Arg(100'000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LibyamlEvents)
+    ->Arg(10'000)
+    ->Arg(100'000)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ParsePolicy)->Arg(10'000)->Arg(100'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CompilePolicy)
     ->Arg(10'000)

@@ -52,3 +52,14 @@ function(sluice_require_test_tools)
       "-DSLUICE_BUILD_TESTS=OFF.")
   endif()
 endfunction()
+
+# libyaml: the policy reader parses with it (yaml-cpp's parser alone takes 1.6 s for a policy
+# of 100,000 resources, libyaml 0.2 s). Not optional: sluiced reads no policy without it.
+function(sluice_require_libyaml)
+  pkg_check_modules(LIBYAML QUIET IMPORTED_TARGET GLOBAL yaml-0.1)
+  if(NOT LIBYAML_FOUND)
+    message(FATAL_ERROR
+      "sluice needs libyaml (pkg-config module yaml-0.1 not found): install the Debian package "
+      "libyaml-dev (scripts/install-deps does).")
+  endif()
+endfunction()

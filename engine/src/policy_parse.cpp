@@ -6,22 +6,20 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/exceptions.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "policy_internal.h"
 #include "sluice/policy.h"
+#include "yaml_tree.h"
 
 namespace sluice {
 namespace pd = policy_detail;
@@ -173,6 +171,8 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
   // Resources come before tiers so an override's limit names can be checked against them.
   std::vector<std::string> resource_names;
   std::unordered_map<std::string_view, const ResourceSpec*> resource_by_name;
+  resource_names.reserve(spec.resources.size());
+  resource_by_name.reserve(spec.resources.size());
   for (const auto& r : spec.resources) {
     const std::string p = child_path("resources", r.name);
     if (auto problem = name_problem(r.name); !problem.empty()) {
@@ -332,66 +332,41 @@ std::string suggestion(std::string_view given, const Range& options) {
   return "";
 }
 
-// Whether `text` may hold a second YAML document: a document marker ("---" or "...") at the
-// start of a line after the first content line. YAML forbids such lines inside a document's
-// content, so text without one has a single document and needs no second parse.
-bool may_have_second_document(std::string_view text) {
-  bool content_seen = false;
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t end = text.find('\n', at);
-    if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = text.substr(at, end - at);
-    at = end + 1;
-    const bool marker = (line.starts_with("---") || line.starts_with("...")) &&
-                        (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
-    if (marker) {
-      if (content_seen || line.starts_with("...")) return true;
-      content_seen = true;  // the first document's own start
-      continue;
-    }
-    const size_t first = line.find_first_not_of(" \t\r");
-    if (first != std::string_view::npos && line[first] != '#' && line[0] != '%') {
-      content_seen = true;
-    }
-  }
-  return false;
-}
+using Node = YamlTree::Node;
+using Kind = YamlTree::Kind;
 
-// Where a second YAML document starts, if there is one. Parses at most two documents:
-// YAML::LoadAll has no such bound.
-std::optional<YAML::Mark> second_document(const std::string& text) {
-  class DocumentStarts : public YAML::EventHandler {
-   public:
-    std::vector<YAML::Mark> starts;
-    void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
-    void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  const std::string&) override {}
-    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                         YAML::EmitterStyle::value) override {}
-    void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                    YAML::EmitterStyle::value) override {}
-    void OnMapEnd() override {}
-  };
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  DocumentStarts handler;
-  for (int i = 0; i < 2 && parser.HandleNextDocument(handler); ++i) {
+// What a message calls a map or a list: "the policy", "tier 'free'", "'limits'". Spelled out
+// only when a message needs it, so reading 100,000 resources formats no names.
+struct What {
+  std::string_view text;
+  std::string_view name;  // a key, shown in quotes after `text`
+  std::string str() const {
+    if (name.empty()) return std::string(text);
+    if (text.empty()) return fmt::format("'{}'", name);
+    return fmt::format("{} '{}'", text, name);
   }
-  if (handler.starts.size() < 2) return std::nullopt;
-  return handler.starts[1];
-}
-
-struct Field {
-  std::string key;
-  YAML::Node key_node;
-  YAML::Node value;
-  std::string path;
 };
+
+// A value in the document and how it was reached. Its path ("resources.p.limits[0]") is
+// spelled out only when a message needs it.
+struct Field {
+  static constexpr size_t kNotAnItem = std::numeric_limits<size_t>::max();
+  std::string_view key;  // the map key; for a list item, its list's key
+  const Node* key_node;  // for a list item, the item itself
+  const Node* value;
+  const Field* parent;  // nullptr for the document itself
+  size_t index = kNotAnItem;
+};
+
+std::string path_of(const Field& f) {
+  if (f.parent == nullptr) return "";
+  if (f.index != Field::kNotAnItem) return index_path(path_of(*f.parent), f.index);
+  return child_path(path_of(*f.parent), f.key);
+}
+
+// Maps with at most this many entries find a duplicate or a key by a scan; larger ones (the
+// names of resources, tiers, API keys) by a hash index.
+constexpr size_t kScannedMapSize = 16;
 
 class Reader {
  public:
@@ -412,31 +387,31 @@ class Reader {
       result.errors.push_back(make_error(mark, "", "the policy contains a NUL byte"));
       return result;
     }
-    YAML::Node root;
+    YamlTree tree;
     try {
-      const std::string owned(text);
-      root = YAML::Load(owned);
-      if (auto second = may_have_second_document(owned) ? second_document(owned) : std::nullopt) {
-        result.errors.push_back(
-            make_error(*second, "", "a policy is one YAML document; found a second one here"));
-        return result;
-      }
+      tree = YamlTree::parse(text);
     } catch (const YAML::Exception& e) {
       result.errors.push_back(make_error(e.mark, "", "YAML syntax error: " + e.msg));
       return result;
     }
-    PolicySpec spec;
-    if (!root.IsDefined() || root.IsNull()) {
+    if (const auto& second = tree.second_document()) {
+      result.errors.push_back(
+          make_error(*second, "", "a policy is one YAML document; found a second one here"));
+      return result;
+    }
+    if (tree.empty() || tree.root().kind == Kind::kNull) {
       result.errors.push_back(make_error(YAML::Mark::null_mark(), "", "the policy is empty"));
       return result;
     }
-    if (!root.IsMap()) {
-      fail(root.Mark(), "",
+    tree_ = &tree;
+    const Field root{"", &tree.root(), &tree.root(), nullptr};
+    PolicySpec spec;
+    if (root.value->kind != Kind::kMap) {
+      fail(mark(*root.value), "",
            "a policy must be a map of keys (version, default_tier, tiers, resources, ...)");
     } else {
       read_root(root, spec);
     }
-    root_mark_ = root.Mark();
 
     std::vector<Problem> problems;
     check_all(spec, problems);
@@ -454,10 +429,13 @@ class Reader {
         });
     result.errors = std::move(errors_);
     if (result.errors.empty()) result.policy = std::move(spec);
+    tree_ = nullptr;
     return result;
   }
 
  private:
+  static YAML::Mark mark(const Node& n) { return YamlTree::mark(n); }
+
   PolicyError make_error(const YAML::Mark& mark, std::string path, std::string message) const {
     PolicyError e;
     e.file = file_;
@@ -484,139 +462,225 @@ class Reader {
     return false;
   }
 
-  // The closest remembered place for a semantic problem: the node itself, else its parent.
-  YAML::Mark locate(std::string path, bool at_key) const {
-    if (at_key) {
-      if (auto it = key_marks_.find(path); it != key_marks_.end()) return it->second;
+  // ---- finding a path's place, for problems found in the spec ---------------------------
+
+  // The value of `key` in `map` (its first entry, as the reader keeps the first), or nullptr.
+  const Node* find_entry(const Node& map, std::string_view key, const Node** key_node) {
+    const size_t n = tree_->pair_count(map);
+    size_t i = n;
+    if (n <= kScannedMapSize) {
+      for (i = 0; i < n; ++i) {
+        const Node& k = tree_->key(map, i);
+        if (k.kind == Kind::kScalar && tree_->scalar(k) == key) break;
+      }
+    } else {
+      auto [index, built] = key_index_.try_emplace(tree_->id_of(map));
+      if (built) {
+        for (size_t j = 0; j < n; ++j) {
+          const Node& k = tree_->key(map, j);
+          if (k.kind == Kind::kScalar) index->second.emplace(tree_->scalar(k), j);
+        }
+      }
+      if (auto found = index->second.find(key); found != index->second.end()) i = found->second;
     }
-    while (!path.empty()) {
-      if (auto it = value_marks_.find(path); it != value_marks_.end()) return it->second;
-      if (auto it = key_marks_.find(path); it != key_marks_.end()) return it->second;
-      const size_t cut = path.find_last_of(".[");
-      path = cut == std::string::npos ? std::string() : path.substr(0, cut);
-    }
-    return root_mark_;
+    if (i == n) return nullptr;
+    *key_node = &tree_->key(map, i);
+    return &tree_->value(map, i);
   }
 
-  static YAML::Mark value_mark(const Field& f) {
-    // A missing value (`limit:`) has no place of its own; yaml-cpp reports the next token.
-    if (!f.value.IsDefined() || f.value.IsNull() || f.value.Mark().line < 0)
-      return f.key_node.Mark();
-    return f.value.Mark();
+  struct Reached {
+    const Node* key = nullptr;  // for a list item, the item
+    const Node* value = nullptr;
+    size_t consumed = 0;  // characters of the path
+  };
+
+  // Follows `rest` (a path from `node` on, `consumed` characters of the whole path behind it)
+  // and keeps the deepest place reached in `best`. True once the whole path is followed. A
+  // name may itself contain '.', so every way of splitting the path at a '.' is tried.
+  bool follow(const Node& node, std::string_view rest, size_t consumed, Reached& best) {
+    if (rest.empty()) return true;
+    if (rest.front() == '[') {
+      const size_t close = rest.find(']');
+      size_t index = 0;
+      if (close == std::string_view::npos || node.kind != Kind::kSequence) return false;
+      auto [ptr, ec] = std::from_chars(rest.data() + 1, rest.data() + close, index);
+      if (ec != std::errc() || ptr != rest.data() + close || index >= tree_->child_count(node)) {
+        return false;
+      }
+      const Node& item = tree_->child(node, index);
+      std::string_view next = rest.substr(close + 1);
+      consumed += close + 1;
+      if (consumed > best.consumed) best = {&item, &item, consumed};
+      if (next.starts_with('.')) {
+        next.remove_prefix(1);
+        ++consumed;
+      }
+      return follow(item, next, consumed, best);
+    }
+    if (node.kind != Kind::kMap) return false;
+    for (size_t end = 0; end <= rest.size(); ++end) {
+      if (end < rest.size() && rest[end] != '.' && rest[end] != '[') continue;
+      const Node* key = nullptr;
+      const Node* value = find_entry(node, rest.substr(0, end), &key);
+      if (value == nullptr) continue;
+      if (consumed + end > best.consumed) best = {key, value, consumed + end};
+      if (end == rest.size()) return true;
+      const size_t skip = rest[end] == '.' ? 1 : 0;
+      Reached deeper = best;
+      if (follow(*value, rest.substr(end + skip), consumed + end + skip, deeper)) {
+        best = deeper;
+        return true;
+      }
+      if (deeper.consumed > best.consumed) best = deeper;
+    }
+    return false;
   }
+
+  // The place of a problem found in the spec: its node, else the nearest ancestor that the
+  // document has. Found by walking the tree only when there is a problem to place.
+  YAML::Mark locate(const std::string& path, bool at_key) {
+    const Node& root = tree_->root();
+    Reached reached;
+    const bool whole = follow(root, path, 0, reached);
+    if (reached.value == nullptr) return mark(root);
+    if (whole && at_key) return mark(*reached.key);
+    return place_of_value(*reached.key, *reached.value);
+  }
+
+  static YAML::Mark place_of_value(const Node& key, const Node& value) {
+    // A missing value (`limit:`) has no place of its own; yaml-cpp reports the next token.
+    return mark(value.kind == Kind::kNull || value.line < 0 ? key : value);
+  }
+  static YAML::Mark value_mark(const Field& f) { return place_of_value(*f.key_node, *f.value); }
+
+  // ---- reading --------------------------------------------------------------------------
 
   // The entries of a map, in document order, with unknown and duplicate keys reported.
   // An empty `allowed` accepts any key (names chosen by the user).
-  std::vector<Field> entries(const YAML::Node& map, const std::string& path, std::string_view what,
-                             Keys allowed) {
+  std::vector<Field> entries(const Field& map, const What& what, Keys allowed) {
+    const Node& m = *map.value;
+    const size_t n = tree_->pair_count(m);
     std::vector<Field> out;
-    std::unordered_map<std::string, int> first_line;
-    for (const auto& entry : map) {
-      // Copies: yaml-cpp's iterator hands out a temporary pair, so references would dangle.
-      const YAML::Node k = entry.first;
-      if (!k.IsScalar()) {
-        fail(k.Mark(), path, fmt::format("keys of {} must be plain names", what));
+    out.reserve(n);
+    std::unordered_map<std::string_view, size_t> seen;  // key -> its entry in `out`
+    if (n > kScannedMapSize) seen.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      const Node& k = tree_->key(m, i);
+      if (k.kind != Kind::kScalar) {
+        fail(mark(k), path_of(map), fmt::format("keys of {} must be plain names", what.str()));
         continue;
       }
-      Field f{k.Scalar(), k, entry.second, child_path(path, k.Scalar())};
+      Field f{tree_->scalar(k), &k, &tree_->value(m, i), &map};
       if (allowed.size() != 0 &&
           std::find(allowed.begin(), allowed.end(), f.key) == allowed.end()) {
-        fail(k.Mark(), f.path,
-             fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what,
+        fail(mark(k), path_of(f),
+             fmt::format("unknown key '{}' in {}{} (allowed: {})", f.key, what.str(),
                          suggestion(f.key, allowed), join_keys(allowed)));
         continue;
       }
-      if (auto [pos, inserted] = first_line.emplace(f.key, k.Mark().line + 1); !inserted) {
-        fail(k.Mark(), f.path + "#dup",
-             fmt::format("duplicate key '{}' in {} (first on line {})", f.key, what, pos->second));
+      const Field* first = nullptr;
+      if (n > kScannedMapSize) {
+        if (auto [it, inserted] = seen.emplace(f.key, out.size()); !inserted) {
+          first = &out[it->second];
+        }
+      } else {
+        auto it =
+            std::find_if(out.begin(), out.end(), [&](const Field& o) { return o.key == f.key; });
+        if (it != out.end()) first = &*it;
+      }
+      if (first != nullptr) {
+        fail(mark(k), path_of(f) + "#dup",
+             fmt::format("duplicate key '{}' in {} (first on line {})", f.key, what.str(),
+                         first->key_node->line + 1));
         continue;
       }
-      key_marks_[f.path] = k.Mark();
-      value_marks_[f.path] = value_mark(f);
-      out.push_back(std::move(f));
+      out.push_back(f);
     }
     return out;
   }
 
-  void require(const YAML::Node& map, const std::string& path, const std::vector<Field>& fields,
-               std::string_view what, Keys required) {
+  void require(const Field& map, const std::vector<Field>& fields, const What& what,
+               Keys required) {
     for (auto r : required) {
       const bool present =
           std::any_of(fields.begin(), fields.end(), [&](const Field& f) { return f.key == r; });
       if (!present)
-        fail(map.Mark(), child_path(path, r),
-             fmt::format("{} is missing required key '{}'", what, r));
+        fail(mark(*map.value), child_path(path_of(map), r),
+             fmt::format("{} is missing required key '{}'", what.str(), r));
     }
   }
 
-  static bool quoted(const YAML::Node& n) { return n.Tag() == "!"; }
-
-  std::optional<std::string> read_string(const Field& f) {
-    if (!f.value.IsScalar()) {
-      fail(value_mark(f), f.path, fmt::format("'{}' must be a string", f.key));
+  std::optional<std::string_view> read_string(const Field& f) {
+    if (f.value->kind != Kind::kScalar) {
+      fail(value_mark(f), path_of(f), fmt::format("'{}' must be a string", f.key));
       return std::nullopt;
     }
-    return f.value.Scalar();
+    return tree_->scalar(*f.value);
   }
+
+  // A plain scalar: what may be a number or a bool.
+  bool plain(const Field& f) const { return f.value->kind == Kind::kScalar && !f.value->quoted; }
 
   std::optional<int64_t> read_int(const Field& f) {
-    if (!f.value.IsScalar() || quoted(f.value)) {
-      fail(value_mark(f), f.path, fmt::format("'{}' must be a whole number", f.key));
+    if (!plain(f)) {
+      fail(value_mark(f), path_of(f), fmt::format("'{}' must be a whole number", f.key));
       return std::nullopt;
     }
-    const std::string& s = f.value.Scalar();
+    const std::string_view s = tree_->scalar(*f.value);
     int64_t v = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec == std::errc::result_out_of_range) {
-      fail(value_mark(f), f.path, fmt::format("'{}' is too large: {}", f.key, s));
+      fail(value_mark(f), path_of(f), fmt::format("'{}' is too large: {}", f.key, s));
       return std::nullopt;
     }
     if (ec != std::errc() || ptr != s.data() + s.size()) {
-      fail(value_mark(f), f.path, fmt::format("'{}' must be a whole number, got '{}'", f.key, s));
+      fail(value_mark(f), path_of(f),
+           fmt::format("'{}' must be a whole number, got '{}'", f.key, s));
       return std::nullopt;
     }
     return v;
   }
 
   std::optional<double> read_number(const Field& f) {
-    if (!f.value.IsScalar() || quoted(f.value)) {
-      fail(value_mark(f), f.path, fmt::format("'{}' must be a number", f.key));
+    if (!plain(f)) {
+      fail(value_mark(f), path_of(f), fmt::format("'{}' must be a number", f.key));
       return std::nullopt;
     }
-    const std::string& s = f.value.Scalar();
+    const std::string_view s = tree_->scalar(*f.value);
     double v = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(v)) {
-      fail(value_mark(f), f.path, fmt::format("'{}' must be a number, got '{}'", f.key, s));
+      fail(value_mark(f), path_of(f), fmt::format("'{}' must be a number, got '{}'", f.key, s));
       return std::nullopt;
     }
     return v;
   }
 
   std::optional<bool> read_bool(const Field& f) {
-    if (f.value.IsScalar() && !quoted(f.value)) {
-      const std::string& s = f.value.Scalar();
+    if (plain(f)) {
+      const std::string_view s = tree_->scalar(*f.value);
       if (s == "true" || s == "True" || s == "TRUE") return true;
       if (s == "false" || s == "False" || s == "FALSE") return false;
     }
-    fail(value_mark(f), f.path, fmt::format("'{}' must be true or false", f.key));
+    fail(value_mark(f), path_of(f), fmt::format("'{}' must be true or false", f.key));
     return std::nullopt;
   }
 
   std::optional<int64_t> read_duration(const Field& f) {
-    if (f.value.IsScalar()) {
-      const std::string& s = f.value.Scalar();
+    const bool scalar = f.value->kind == Kind::kScalar;
+    const std::string_view s = tree_->scalar(*f.value);
+    if (scalar) {
       if (auto ms = parse_duration_ms(s)) return ms;
       if (!s.empty() &&
           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         fail(
-            value_mark(f), f.path,
+            value_mark(f), path_of(f),
             fmt::format("'{}' needs a unit: '{}s' or '{}ms' (units: ms, s, m, h, d)", f.key, s, s));
         return std::nullopt;
       }
     }
-    const std::string shown = f.value.IsScalar() ? f.value.Scalar() : std::string("(not text)");
-    fail(value_mark(f), f.path,
+    const std::string_view shown = scalar ? s : std::string_view("(not text)");
+    fail(value_mark(f), path_of(f),
          fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)",
                      f.key, shown));
     return std::nullopt;
@@ -625,42 +689,46 @@ class Reader {
   template <typename Enum, typename Range = Keys>
   std::optional<Enum> read_enum(const Field& f, std::optional<Enum> (*lookup)(std::string_view),
                                 const Range& valid) {
-    if (f.value.IsScalar()) {
-      const std::string& given = f.value.Scalar();
+    if (f.value->kind == Kind::kScalar) {
+      const std::string_view given = tree_->scalar(*f.value);
       if (auto v = lookup(given)) return v;
-      fail(value_mark(f), f.path,
+      fail(value_mark(f), path_of(f),
            fmt::format("unknown {} '{}'{} (valid: {})", f.key, given, suggestion(given, valid),
                        join_keys(valid)));
       return std::nullopt;
     }
-    fail(value_mark(f), f.path, fmt::format("'{}' must be one of: {}", f.key, join_keys(valid)));
+    fail(value_mark(f), path_of(f),
+         fmt::format("'{}' must be one of: {}", f.key, join_keys(valid)));
     return std::nullopt;
   }
 
-  bool expect_map(const Field& f, std::string_view what, bool null_is_empty = false) {
-    if (f.value.IsMap() || (null_is_empty && f.value.IsNull())) return true;
-    fail(value_mark(f), f.path, fmt::format("{} must be a map", what));
+  bool expect_map(const Field& f, const What& what, bool null_is_empty = false) {
+    if (f.value->kind == Kind::kMap || (null_is_empty && f.value->kind == Kind::kNull)) {
+      return true;
+    }
+    fail(value_mark(f), path_of(f), fmt::format("{} must be a map", what.str()));
     return false;
   }
 
-  bool expect_seq(const Field& f, std::string_view what) {
-    if (f.value.IsSequence()) return true;
-    fail(value_mark(f), f.path, fmt::format("{} must be a list", what));
+  bool expect_seq(const Field& f, const What& what) {
+    if (f.value->kind == Kind::kSequence) return true;
+    fail(value_mark(f), path_of(f), fmt::format("{} must be a list", what.str()));
     return false;
   }
 
   // ---- the document -------------------------------------------------------------------
 
-  void read_root(const YAML::Node& root, PolicySpec& spec) {
+  void read_root(const Field& root, PolicySpec& spec) {
+    const What what{"the policy"};
     auto fields =
-        entries(root, "", "the policy",
+        entries(root, what,
                 {"version", "default_tier", "on_storage_failure", "unknown_resource",
                  "default_limits", "lease_ttl", "lease_ttl_max", "tiers", "api_keys", "resources"});
-    require(root, "", fields, "the policy", {"default_tier", "tiers"});
+    require(root, fields, what, {"default_tier", "tiers"});
     for (const auto& f : fields) {
       if (f.key == "version") {
         if (auto v = read_int(f); v && *v != 1) {
-          fail(value_mark(f), f.path,
+          fail(value_mark(f), path_of(f),
                fmt::format("unsupported policy version {} (this sluice reads version 1)", *v));
         }
       } else if (f.key == "default_tier") {
@@ -678,21 +746,21 @@ class Reader {
       } else if (f.key == "lease_ttl_max") {
         if (auto v = read_duration(f)) spec.lease_ttl_max_ms = *v;
       } else if (f.key == "tiers") {
-        if (expect_map(f, "'tiers' (tier name -> settings)")) {
-          for (const auto& t : entries(f.value, f.path, "tiers", {}))
+        if (expect_map(f, What{"'tiers' (tier name -> settings)"})) {
+          for (const auto& t : entries(f, What{"tiers"}, {}))
             read_tier(t, spec.tiers.emplace_back());
         }
       } else if (f.key == "api_keys") {
-        if (expect_map(f, "'api_keys' (key -> tier name)", true)) {
-          for (const auto& k : entries(f.value, f.path, "api_keys", {})) {
-            if (auto tier = read_string(k)) spec.api_keys[k.key] = *tier;
+        if (expect_map(f, What{"'api_keys' (key -> tier name)"}, true)) {
+          for (const auto& k : entries(f, What{"api_keys"}, {})) {
+            if (auto tier = read_string(k)) spec.api_keys[std::string(k.key)] = *tier;
           }
         }
       } else if (f.key == "resources") {
-        if (expect_map(f, "'resources' (resource name -> settings)", true)) {
-          for (const auto& r : entries(f.value, f.path, "resources", {})) {
-            read_resource(r, spec.resources.emplace_back());
-          }
+        if (expect_map(f, What{"'resources' (resource name -> settings)"}, true)) {
+          const auto resources = entries(f, What{"resources"}, {});
+          spec.resources.reserve(resources.size());
+          for (const auto& r : resources) read_resource(r, spec.resources.emplace_back());
         }
       }
     }
@@ -700,10 +768,10 @@ class Reader {
 
   void read_tier(const Field& tf, TierSpec& tier) {
     tier.name = tf.key;
-    if (!expect_map(tf, fmt::format("tier '{}'", tf.key), true) || tf.value.IsNull()) return;
-    const std::string what = fmt::format("tier '{}'", tf.key);
-    for (const auto& f : entries(tf.value, tf.path, what,
-                                 {"description", "multiplier", "unlimited", "overrides"})) {
+    const What what{"tier", tf.key};
+    if (!expect_map(tf, what, true) || tf.value->kind == Kind::kNull) return;
+    for (const auto& f :
+         entries(tf, what, {"description", "multiplier", "unlimited", "overrides"})) {
       if (f.key == "description") {
         if (auto v = read_string(f)) tier.description = *v;
       } else if (f.key == "multiplier") {
@@ -711,25 +779,25 @@ class Reader {
       } else if (f.key == "unlimited") {
         if (auto v = read_bool(f)) tier.unlimited = *v;
       } else if (f.key == "overrides") {
-        if (!expect_map(f, "'overrides' (resource name -> override)", true)) continue;
-        for (const auto& of : entries(f.value, f.path, "overrides", {}))
-          read_override(of, tier.overrides[of.key]);
+        if (!expect_map(f, What{"'overrides' (resource name -> override)"}, true)) continue;
+        for (const auto& of : entries(f, What{"overrides"}, {}))
+          read_override(of, tier.overrides[std::string(of.key)]);
       }
     }
   }
 
   void read_override(const Field& of, TierOverride& ov) {
-    const std::string what = fmt::format("the override for '{}'", of.key);
+    const What what{"the override for", of.key};
     if (!expect_map(of, what)) return;
-    for (const auto& f : entries(of.value, of.path, what, {"multiplier", "unlimited", "limits"})) {
+    for (const auto& f : entries(of, what, {"multiplier", "unlimited", "limits"})) {
       if (f.key == "multiplier") {
         if (auto v = read_number(f)) ov.multiplier = *v;
       } else if (f.key == "unlimited") {
         if (auto v = read_bool(f)) ov.unlimited = *v;
       } else if (f.key == "limits") {
-        if (!expect_map(f, "override 'limits' (limit name -> absolute limit)")) continue;
-        for (const auto& lf : entries(f.value, f.path, "override limits", {})) {
-          if (auto v = read_int(lf)) ov.limits[lf.key] = *v;
+        if (!expect_map(f, What{"override 'limits' (limit name -> absolute limit)"})) continue;
+        for (const auto& lf : entries(f, What{"override limits"}, {})) {
+          if (auto v = read_int(lf)) ov.limits[std::string(lf.key)] = *v;
         }
       }
     }
@@ -737,10 +805,10 @@ class Reader {
 
   void read_resource(const Field& rf, ResourceSpec& res) {
     res.name = rf.key;
-    const std::string what = fmt::format("resource '{}'", rf.key);
+    const What what{"resource", rf.key};
     if (!expect_map(rf, what)) return;
-    auto fields = entries(rf.value, rf.path, what, {"description", "limits", "warmup"});
-    require(rf.value, rf.path, fields, what, {"limits"});
+    auto fields = entries(rf, what, {"description", "limits", "warmup"});
+    require(rf, fields, what, {"limits"});
     for (const auto& f : fields) {
       if (f.key == "description") {
         if (auto v = read_string(f)) res.description = *v;
@@ -753,21 +821,21 @@ class Reader {
   }
 
   void read_limit_list(const Field& lf, std::vector<LimitSpec>& limits) {
-    if (!expect_seq(lf, fmt::format("'{}'", lf.key))) return;
-    for (size_t i = 0; i < lf.value.size(); ++i) {
-      const YAML::Node item = lf.value[i];
-      Field f{fmt::format("{}[{}]", lf.key, i), item, item, index_path(lf.path, i)};
-      value_marks_[f.path] = item.Mark();
-      read_limit(f, limits.emplace_back());
+    if (!expect_seq(lf, What{"", lf.key})) return;
+    const size_t n = tree_->child_count(*lf.value);
+    limits.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      const Node& item = tree_->child(*lf.value, i);
+      read_limit(Field{lf.key, &item, &item, &lf, i}, limits.emplace_back());
     }
   }
 
   void read_limit(const Field& lf, LimitSpec& l) {
-    const std::string what = "a limit";
+    const What what{"a limit"};
     if (!expect_map(lf, what)) return;
-    auto fields = entries(lf.value, lf.path, what,
-                          {"name", "algorithm", "limit", "window", "burst", "cost", "shadow"});
-    require(lf.value, lf.path, fields, what, {"name", "algorithm", "limit", "window"});
+    auto fields =
+        entries(lf, what, {"name", "algorithm", "limit", "window", "burst", "cost", "shadow"});
+    require(lf, fields, what, {"name", "algorithm", "limit", "window"});
     for (const auto& f : fields) {
       if (f.key == "name") {
         if (auto v = read_string(f)) l.name = *v;
@@ -789,10 +857,10 @@ class Reader {
   }
 
   void read_warmup(const Field& wf, WarmupSpec& w) {
-    if (!expect_map(wf, "'warmup'")) return;
+    if (!expect_map(wf, What{"'warmup'"})) return;
     w.enabled = true;
     for (const auto& f :
-         entries(wf.value, wf.path, "warmup", {"enabled", "factor", "duration", "ramp", "start"})) {
+         entries(wf, What{"warmup"}, {"enabled", "factor", "duration", "ramp", "start"})) {
       if (f.key == "enabled") {
         if (auto v = read_bool(f)) w.enabled = *v;
       } else if (f.key == "factor") {
@@ -802,23 +870,23 @@ class Reader {
       } else if (f.key == "ramp") {
         if (auto v = read_bool(f)) w.ramp = *v;
       } else if (f.key == "start") {
-        if (!f.value.IsScalar() || (f.value.Scalar() != "cold" && f.value.Scalar() != "warm")) {
-          const std::string shown = f.value.IsScalar() ? f.value.Scalar() : "";
-          fail(value_mark(f), f.path, fmt::format("unknown start '{}' (valid: cold, warm)", shown));
+        const std::string_view s = tree_->scalar(*f.value);
+        if (f.value->kind != Kind::kScalar || (s != "cold" && s != "warm")) {
+          fail(value_mark(f), path_of(f), fmt::format("unknown start '{}' (valid: cold, warm)", s));
         } else {
-          w.start_cold = f.value.Scalar() == "cold";
+          w.start_cold = s == "cold";
         }
       }
     }
   }
 
   std::string file_;
+  const YamlTree* tree_ = nullptr;  // during run()
   std::vector<PolicyError> errors_;
   std::unordered_set<std::string>
       broken_;  // paths whose node was unreadable: no semantic errors there
-  std::unordered_map<std::string, YAML::Mark> key_marks_;
-  std::unordered_map<std::string, YAML::Mark> value_marks_;
-  YAML::Mark root_mark_ = YAML::Mark::null_mark();
+  // Built only to place problems: the entries of large maps by key.
+  std::unordered_map<YamlTree::NodeId, std::unordered_map<std::string_view, size_t>> key_index_;
 };
 
 }  // namespace

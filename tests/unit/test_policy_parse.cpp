@@ -452,6 +452,24 @@ TEST(PolicyParse, DeepNestingIsRejectedNotACrash) {
   EXPECT_FALSE(r.ok());
 }
 
+TEST(PolicyParse, ProblemsInLargeMapsAndDottedNamesAreReportedInPlace) {
+  // Places are found from the problem's path only when there is a problem: through a map of
+  // many names (searched by an index), and past names that contain '.' themselves.
+  std::string text = "default_tier: free\ntiers: {free: {}}\nresources:\n";
+  for (int i = 0; i < 40; ++i) {
+    text += "  r" + std::to_string(i) + ": {limits: []}\n";
+  }
+  text += "  a: {limits: [{name: x, algorithm: gcra, limit: 1, window: 1s}]}\n";  // line 44
+  text += "  a.limits: {limits: [{name: x, algorithm: gcra, limit: 0, window: 1s}]}\n";
+  text +=
+      "  q7.x: {limits: []}\n  q7: {limits: [{name: y, algorithm: gcra, limit: 1, window: 0s}]}\n";
+  auto r = parse_policy(text, "t.yaml");
+  ASSERT_EQ(r.errors.size(), 2u) << r.error_text();
+  EXPECT_EQ(r.errors[0].to_string(), "t.yaml:45:57: limit must be between 1 and 1000000000, got 0");
+  EXPECT_EQ(r.errors[0].path, "resources.a.limits.limits[0].limit");
+  EXPECT_EQ(r.errors[1].to_string(), "t.yaml:47:62: window must be between 1ms and 90d, got 0s");
+}
+
 TEST(PolicyParse, MissingValueIsReportedAtItsKey) {
   // `limit:` with nothing after it has no node of its own; the key is the place to point at.
   auto r = parse_policy(

@@ -332,14 +332,15 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, re
       "SIMULATE yaml [SECONDS n]";
   if (argv.size() < 2) return out.error(err::kWrongArgs, kUsage);
   const std::string_view sub = argv[1];
-  // Parsing a large policy takes hundreds of MiB that malloc keeps for reuse; give them back
-  // to the system once the command is done, so memory returns after a large policy goes.
+  // What reading a large policy took, and what a replaced policy held (a small APPLY may
+  // replace a large one), goes back to malloc, which keeps it for reuse: give it back to the
+  // system once the command is done, so memory returns after a large policy goes.
   struct ReturnFreeMemory {
-    bool large;
+    bool wanted;
     ~ReturnFreeMemory() {
-      if (large) ::malloc_trim(0);
+      if (wanted) ::malloc_trim(0);
     }
-  } trim{argv.size() >= 3 && argv[2].size() > (1u << 20)};
+  } trim{(argv.size() >= 3 && argv[2].size() > (1u << 20)) || iequals(sub, "APPLY")};
   if (argv.size() >= 3 && argv[2].size() > kMaxPolicyBytes) {
     return out.error(err::kInvalid,
                      fmt::format("the policy is larger than {} bytes", kMaxPolicyBytes));
