@@ -48,6 +48,10 @@ def main() -> int:
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
     parser.add_argument("--resources", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--decide", type=int, default=0,
+                        help="SL.CHECKs sent on 50 connections while the large policy runs, so "
+                             "that workers and connections hold it; the figure after going back "
+                             "is then read once the workers' 1-second sweep has let go of it")
     args = parser.parse_args()
 
     shipped = (ROOT / "policies" / "default.yaml").read_text()
@@ -77,7 +81,15 @@ def main() -> int:
             admin.execute_command("SL.POLICY", "APPLY", large)
             elapsed = time.perf_counter() - t0
             peak = memory_kib(daemon.pid)["VmHWM"]
+            if args.decide:
+                clients = [redis.Redis(unix_socket_path=str(work / "sluice.sock"))
+                           for _ in range(50)]
+                for i in range(args.decide):
+                    clients[i % 50].execute_command("SL.CHECK", f"model-{i * 7919 % args.resources}",
+                                                    f"subject-{i}")
             admin.execute_command("SL.POLICY", "APPLY", shipped + f"# round {round_}\n")
+            if args.decide:
+                time.sleep(2.5)  # the workers' sweep runs once a second
             after = memory_kib(daemon.pid)["VmRSS"]
             times.append(elapsed)
             growths.append((peak - before) / 1024)

@@ -260,6 +260,17 @@ Stats& Engine::stats() { return impl_->stats; }
 Storage& Engine::storage() { return *impl_->storage; }
 const Clock& Engine::clock() const { return *impl_->clock; }
 
+bool Engine::release_stale_snapshots() { return impl_->snapshots.drop_stale(); }
+
+bool Engine::release_if_stale(DecisionCall& call) {
+  auto& snap = call.in_->snap;
+  if (!snap || impl_->snapshots.is_current(*snap)) return false;
+  snap.reset();
+  call.in_->resource = nullptr;  // it pointed into the released policy
+  call.count_ = 0;
+  return true;
+}
+
 size_t Engine::active_leases() const { return impl_->leases.active(impl_->clock->now_ms()); }
 
 // ---- warm-up ------------------------------------------------------------------------------

@@ -90,6 +90,13 @@ void SnapshotCache::install(std::shared_ptr<const Snapshot> snap) {
   id_.store(id, std::memory_order_release);
 }
 
+bool SnapshotCache::drop_stale() const {
+  if (!t_snapshot.snap || t_snapshot.id == id_.load(std::memory_order_acquire)) return false;
+  t_snapshot.snap.reset();
+  t_snapshot.id = 0;
+  return true;
+}
+
 const std::shared_ptr<const Snapshot>& SnapshotCache::current() const {
   if (t_snapshot.id != id_.load(std::memory_order_acquire)) {
     t_snapshot.snap = snapshot_.load();

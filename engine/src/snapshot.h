@@ -83,6 +83,11 @@ class SnapshotCache {
   void install(std::shared_ptr<const Snapshot> snap);
   // The current snapshot, from this thread's cache when it is still current.
   const std::shared_ptr<const Snapshot>& current() const;
+  // Drops this thread's cached reference when it is not the current snapshot; true if it did.
+  bool drop_stale() const;
+  bool is_current(const Snapshot& snap) const {
+    return snap.id == id_.load(std::memory_order_acquire);
+  }
   // The current snapshot, always from the shared reference (for rare readers).
   std::shared_ptr<const Snapshot> load() const { return snapshot_.load(); }
 

@@ -427,3 +427,39 @@ TEST_F(EngineTest, StatsJsonIsWellFormedWithTheDocumentedShape) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// A replaced policy is freed once the threads that decided with it and the calls that last
+// used it let go (sluiced's workers do so once a second, then return the memory).
+TEST(EngineSnapshots, AReplacedPolicyIsFreedOnceCallersLetGo) {
+  using namespace sluice::testing;
+  auto spec = base_policy();
+  spec.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 5, 60'000)})};
+  ManualClock clock;
+  auto first = compile_or_die(spec, 1);
+  const std::weak_ptr<const CompiledPolicy> weak = first;
+  Engine engine(memory_storage(), std::move(first), EngineOptions{&clock});
+  DecisionCall call;
+  engine.decide(
+      DecisionKind::kCheck, req("predict", "alice"), call, [](void*, DecisionCall&) {}, nullptr);
+  ASSERT_TRUE(call.decision().allowed);
+  engine.set_policy(compile_or_die(spec, 2));
+  EXPECT_FALSE(weak.expired()) << "this thread's cache and the call still refer to it";
+  EXPECT_TRUE(engine.release_if_stale(call));
+  EXPECT_FALSE(engine.release_if_stale(call));
+  EXPECT_FALSE(weak.expired());
+  EXPECT_TRUE(engine.release_stale_snapshots());
+  EXPECT_TRUE(weak.expired()) << "the replaced policy is still referenced";
+  EXPECT_FALSE(engine.release_stale_snapshots());
+  // The same call decides again, on the new policy, with alice's count kept.
+  engine.decide(
+      DecisionKind::kCheck, req("predict", "alice"), call, [](void*, DecisionCall&) {}, nullptr);
+  EXPECT_TRUE(call.decision().allowed);
+  EXPECT_EQ(call.decision().remaining, 3);
+}
+
+}  // namespace
+}  // namespace sluice

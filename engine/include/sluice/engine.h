@@ -205,6 +205,14 @@ class SLUICE_API Engine {
   void shutdown();
 
   size_t active_leases() const;
+
+  // A replaced policy stays in memory while anything references it: the snapshot cache of each
+  // thread that decided with it, and each DecisionCall's last decision. An idle caller lets go
+  // of them (sluiced's workers do once a second): release_stale_snapshots() drops this
+  // thread's, release_if_stale() a call's (not while it is in flight). Each returns true when
+  // it dropped a replaced policy.
+  bool release_stale_snapshots();
+  bool release_if_stale(DecisionCall& call);
   Stats& stats();
   Storage& storage();
   const Clock& clock() const;

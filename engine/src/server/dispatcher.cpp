@@ -125,6 +125,13 @@ void Dispatcher::run_simple(Command command, std::span<const std::string_view> a
   }
 }
 
+bool Dispatcher::release_stale_snapshots() {
+  if (ring_count_ != 0 || !staged_.empty()) return false;
+  bool dropped = false;
+  for (auto& slot : ring_) dropped |= ctx_.engine->release_if_stale(slot->call);
+  return dropped;
+}
+
 Dispatcher::Slot& Dispatcher::push_slot() {
   if (ring_count_ == ring_.size()) {
     // Grow, keeping the order of what is pending.

@@ -60,6 +60,10 @@ class Dispatcher {
   // the output. True when none is left waiting (the owner may let go of its hold).
   bool complete_async();
 
+  // When nothing is pending, lets go of policies replaced since the last decisions (see
+  // Engine::release_if_stale); true if one was dropped.
+  bool release_stale_snapshots();
+
   // Requests whose replies are not yet in the output.
   size_t pending() const { return ring_count_; }
   // QUIT was received: the owner closes once the replies are out.

@@ -198,6 +198,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
 
   void close() { close_(); }
 
+  bool release_stale_snapshots() { return !closed_ && dispatcher_.release_stale_snapshots(); }
+
   void close_if_idle(uint64_t tick, uint64_t timeout_s) {
     if (closed_ || timeout_s == 0 || tick - last_tick_ < timeout_s) return;
     // A half-sent request does not keep a connection alive: idle means no byte arrived for the
@@ -624,6 +626,11 @@ struct Server::Impl {
       const auto timeout = static_cast<uint64_t>(std::max<int64_t>(0, ctx.options.idle_timeout_s));
       // Backwards: closing moves the last session into the closed one's place.
       for (size_t i = w.sessions.size(); i-- > 0;) w.sessions[i]->close_if_idle(w.tick, timeout);
+      // A replaced policy is freed once no thread and no idle connection refers to it; what it
+      // took then goes back to the system (a 100,000-resource policy is hundreds of MiB).
+      bool dropped = ctx.engine->release_stale_snapshots();
+      for (auto& session : w.sessions) dropped |= session->release_stale_snapshots();
+      if (dropped) ::malloc_trim(0);
       sweep(w);
     });
   }
