@@ -3,9 +3,6 @@
 // table's socket rule and arity are applied; decisions are staged until submitted.
 #include <gtest/gtest.h>
 
-// The replacement operators below pair malloc with free; GCC cannot see that across inlining.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -17,25 +14,11 @@
 #include <thread>
 #include <vector>
 
+#include "count_allocations.h"
 #include "dispatcher.h"
 #include "engine_test_support.h"
 #include "sluice/resp.h"
 #include "sluice/storage_plugin.h"
-
-// Every operator new in this binary is counted (RecordingAllocatesNothingOnceWarm).
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-}
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace sluice::server {
 namespace {
@@ -267,9 +250,9 @@ TEST_F(DispatcherTest, RecordingAllocatesNothingOnceWarm) {
   };
   pipeline();
   pipeline();
-  const uint64_t before = g_allocations.load();
+  const uint64_t before = testing::allocations();
   for (int i = 0; i < 500; ++i) pipeline();
-  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(testing::allocations() - before, 0u);
   EXPECT_EQ(recorder.copy(clock_.now_ms() + 1, 0).records.size(), 502u * 16);
   ctx_.recorder = nullptr;
 }

@@ -2,30 +2,13 @@
 // counted; after a warm-up pass, thousands of decisions on known keys must not add one.
 #include <gtest/gtest.h>
 
-// The replacement operators below pair malloc with free; GCC cannot see that across inlining.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 #include <array>
 #include <atomic>
 #include <cstdlib>
 #include <new>
 
+#include "count_allocations.h"
 #include "engine_test_support.h"
-
-namespace {
-std::atomic<uint64_t> g_allocations{0};
-}
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace sluice {
 namespace {
@@ -65,9 +48,9 @@ TEST(HotPath, NoAllocationOnceWarm) {
     }
   };
   run();  // warm: keys exist, buffers have grown
-  const uint64_t before = g_allocations.load();
+  const uint64_t before = testing::allocations();
   run();
-  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(testing::allocations() - before, 0u);
 }
 
 // The same through Engine::prepare / submit_prepared, with a store large enough that the
@@ -99,17 +82,17 @@ TEST(HotPath, NoAllocationOncePipelinesAreWarm) {
     }
   };
   run();
-  const uint64_t before = g_allocations.load();
+  const uint64_t before = testing::allocations();
   run();
-  EXPECT_EQ(g_allocations.load() - before, 0u);
+  EXPECT_EQ(testing::allocations() - before, 0u);
 }
 
 // The counter itself works: a decision on a brand-new call does allocate (its buffers).
 TEST(HotPath, CounterSeesAllocations) {
-  const uint64_t before = g_allocations.load();
+  const uint64_t before = testing::allocations();
   auto* call = new DecisionCall();
   delete call;
-  EXPECT_GT(g_allocations.load(), before);
+  EXPECT_GT(testing::allocations(), before);
 }
 
 }  // namespace
