@@ -4,12 +4,17 @@
 //   build/bin/bench_simulate --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <string>
 #include <vector>
 
+#include "dispatcher.h"
 #include "recorder.h"
 #include "simulate.h"
+#include "sluice/clock.h"
+#include "sluice/engine.h"
 #include "sluice/policy.h"
+#include "sluice/storage.h"
 
 namespace {
 
@@ -53,7 +58,6 @@ const Recorder& traffic() {
       q.resource = resources[x % 3];
       q.subject = subjects[(x >> 8) % subjects.size()];
       q.tier = (x >> 20) % 10 == 0 ? "premium" : "";
-      q.live_tier = q.tier.empty() ? "free" : "premium";
       q.live_rule = "per_minute";
       r->record(q);
     }
@@ -93,7 +97,6 @@ void BM_RecordOne(benchmark::State& state) {
   q.kind = Recorded::Kind::kCheck;
   q.resource = "predict";
   q.subject = "client-1234";
-  q.live_tier = "free";
   q.live_rule = "per_minute";
   int64_t t = 0;
   for (auto _ : state) {
@@ -102,6 +105,40 @@ void BM_RecordOne(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_RecordOne);
+
+// The command layer as a session drives it, on the memory plugin: pipelines of 16 SL.CHECKs
+// over 100,000 subjects, with recording off (0) and on (1), side by side in one run.
+void BM_DispatchPipeline16(benchmark::State& state) {
+  struct Owner final : sluice::server::Dispatcher::Owner {
+    void hold() override {}
+    void wake() override {}
+  } owner;
+  auto storage = sluice::Storage::load("memory", {SLUICE_PLUGIN_DIR}, {});
+  if (!storage.ok()) return state.SkipWithError(storage.status().message().c_str());
+  auto parsed = sluice::parse_policy(kDraft, "<bench>");
+  auto policy = sluice::CompiledPolicy::compile(std::move(*parsed.policy), 1).value();
+  sluice::Engine engine(std::move(storage).value(), policy);
+  sluice::server::ServerContext ctx;
+  ctx.engine = &engine;
+  Recorder recorder({900, state.range(0) == 2 ? size_t{256} << 10 : size_t{64} << 20, 1});
+  if (state.range(0) != 0) ctx.recorder = &recorder;
+  std::string out;
+  sluice::server::Dispatcher d(ctx, false, sluice::server::Peer{}, out, owner);
+  std::vector<std::string> subjects;
+  for (int i = 0; i < 100'000; ++i) subjects.push_back("client-" + std::to_string(i));
+  size_t next = 0;
+  for (auto _ : state) {
+    for (int i = 0; i < 16; ++i) {
+      const std::array<std::string_view, 3> argv = {"SL.CHECK", "chat",
+                                                    subjects[next++ % subjects.size()]};
+      d.execute(argv);
+    }
+    d.submit_staged();
+    out.clear();
+  }
+  state.SetItemsProcessed(state.iterations() * 16);
+}
+BENCHMARK(BM_DispatchPipeline16)->Arg(0)->Arg(1)->Arg(2);
 
 }  // namespace
 

@@ -132,6 +132,8 @@ struct DecisionCall::Internal {
 DecisionCall::DecisionCall() : in_(std::make_unique<Internal>()) {}
 DecisionCall::~DecisionCall() = default;
 
+int64_t DecisionCall::time_ms() const { return in_->now_ms; }
+
 std::string_view DecisionCall::tier() const {
   if (!in_->tier_known || !in_->snap) return {};
   return in_->snap->policy->tiers()[in_->tier].name;

@@ -20,7 +20,6 @@ Recorded request(int64_t t, std::string_view subject, bool allowed = true) {
   r.subject = subject;
   r.tier = "premium";
   r.api_key = "k-1";
-  r.live_tier = "premium";
   r.live_rule = "per_minute";
   return r;
 }

@@ -118,6 +118,8 @@ class SLUICE_API DecisionCall {
   // Every limit's answer of the last decision (filled for all kinds).
   size_t limit_count() const { return count_; }
   LimitResult limit_result(size_t i) const;
+  // The engine's time of the last decision (ms since the epoch).
+  int64_t time_ms() const;
   // The tier the last decision was made for; empty when it failed before a tier was resolved.
   // Valid until the call is reused.
   std::string_view tier() const;

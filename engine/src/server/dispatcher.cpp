@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 
 namespace sluice::server {
@@ -22,11 +23,30 @@ struct Dispatcher::Slot {
   bool complete = false;
   bool prepared = false;  // `reply` holds an already encoded reply
   std::string reply;
-  // What the recorder keeps of the request (when recording): its own copies, reused, since
-  // the request's bytes are gone by the time the decision completes.
+  // What the recorder keeps of the request (when recording). The names are views into the
+  // request's bytes while those last (until submit_staged() returns); a slot still waiting then
+  // copies them into `pinned`, reused from one request to the next.
   bool record = false;
   Recorded request;
-  std::string resource, subject, tier, api_key;
+  std::string_view resource, subject, tier, api_key;
+  bool is_pinned = false;
+  std::string pinned;
+
+  void pin() {
+    if (!record || is_pinned) return;
+    const std::string_view parts[] = {resource, subject, tier, api_key};
+    size_t total = 0;
+    for (auto v : parts) total += v.size();
+    pinned.resize(total);
+    char* p = pinned.data();
+    std::string_view* views[] = {&resource, &subject, &tier, &api_key};
+    for (size_t i = 0; i < 4; ++i) {
+      std::memcpy(p, parts[i].data(), parts[i].size());
+      *views[i] = std::string_view(p, parts[i].size());
+      p += parts[i].size();
+    }
+    is_pinned = true;
+  }
 };
 
 Dispatcher::Dispatcher(ServerContext& ctx, bool admin, Peer peer, std::string& out, Owner& owner)
@@ -156,12 +176,13 @@ void Dispatcher::decide(Command command, const DecisionRequest& request) {
   s.complete = false;
   s.record = ctx_.recorder != nullptr;
   if (s.record) {
-    s.resource.assign(request.resource);
-    s.subject.assign(request.subject);
-    s.tier.assign(request.tier);
-    s.api_key.assign(request.api_key);
-    s.request = Recorded{};
-    s.request.time_ms = ctx_.engine->clock().now_ms();
+    s.resource = request.resource;
+    s.subject = request.subject;
+    s.tier = request.tier;
+    s.api_key = request.api_key;
+    s.is_pinned = false;
+    s.request.lease_id = 0;
+    s.request.actual = -1;
     s.request.kind = command == Command::kAcquire ? Recorded::Kind::kAcquire
                      : command == Command::kPeek  ? Recorded::Kind::kPeek
                                                   : Recorded::Kind::kCheck;
@@ -172,7 +193,10 @@ void Dispatcher::decide(Command command, const DecisionRequest& request) {
   const bool staged =
       ctx_.engine->prepare(decision_kind(command), request, s.call, &Dispatcher::on_done, &s);
   tls_deciding_slot = nullptr;
-  if (!staged) return after_submit(s);
+  if (!staged) {
+    after_submit(s, true);
+    return pin_waiting();
+  }
   staged_.push_back(&s);
   if (staged_.size() == kStageDepth) submit_staged();
 }
@@ -180,13 +204,22 @@ void Dispatcher::decide(Command command, const DecisionRequest& request) {
 // Decides the prepared requests, in request order. Preparing tells the storage their keys, so
 // a pipeline's state is loaded from memory for all of them at once, not one at a time.
 void Dispatcher::submit_staged() {
+  if (staged_.empty()) return;
   for (Slot* s : staged_) {
     tls_deciding_slot = s;
     ctx_.engine->submit_prepared(s->call);
     tls_deciding_slot = nullptr;
-    after_submit(*s);
+    after_submit(*s, false);
   }
   staged_.clear();
+  drain();  // once for the whole stage: its replies (and records) go out together
+  pin_waiting();
+}
+
+// The requests' bytes are the caller's only until submit_staged() returns: a slot still in the
+// ring (waiting for a plugin, or behind one that is) keeps its own copy of the names.
+void Dispatcher::pin_waiting() {
+  for (size_t i = 0; i < ring_count_; ++i) ring_[(ring_head_ + i) % ring_.size()]->pin();
 }
 
 void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual) {
@@ -196,12 +229,10 @@ void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual)
   s.complete = false;
   s.record = ctx_.recorder != nullptr;
   if (s.record) {
-    s.resource.clear();
-    s.subject.clear();
-    s.tier.clear();
-    s.api_key.clear();
-    s.request = Recorded{};
-    s.request.time_ms = ctx_.engine->clock().now_ms();
+    s.resource = s.subject = s.tier = s.api_key = {};
+    s.is_pinned = true;  // nothing to copy
+    s.request.cost = 1;
+    s.request.lease_ttl_ms = 0;
     s.request.kind = Recorded::Kind::kRelease;
     s.request.lease_id = lease.id;
     s.request.actual = actual.value_or(-1);
@@ -209,11 +240,15 @@ void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual)
   tls_deciding_slot = &s;
   ctx_.engine->release(lease, actual, s.call, &Dispatcher::on_done, &s);
   tls_deciding_slot = nullptr;
-  after_submit(s);
+  after_submit(s, true);
+  pin_waiting();
 }
 
-void Dispatcher::after_submit(Slot& s) {
-  if (s.complete) return drain();
+void Dispatcher::after_submit(Slot& s, bool drain_now) {
+  if (s.complete) {
+    if (drain_now) drain();
+    return;
+  }
   // The plugin completes on its own thread: the owner stays alive until it has.
   if (async_pending_++ == 0) owner_.hold();
 }
@@ -254,23 +289,25 @@ bool Dispatcher::complete_async() {
 
 // Hands a completed request and its decision to the recorder (SL.POLICY SIMULATE replays
 // them). Requests the engine refused as invalid are not kept: no policy would decide them.
-void Dispatcher::record(Slot& s) {
+void Dispatcher::record(Slot& s, std::optional<Recorder::Batch>& batch) {
   const Decision& d = s.call.decision();
   if (d.source == DecisionSource::kError && s.command != Command::kRelease) return;
   Recorded& r = s.request;
+  r.time_ms = s.call.time_ms();
   r.allowed = d.allowed;
   r.resource = s.resource;
   r.subject = s.subject;
   r.tier = s.tier;
   r.api_key = s.api_key;
-  r.live_tier = s.call.tier();
   r.live_rule = d.rule();
   if (r.kind == Recorded::Kind::kAcquire) r.lease_id = d.allowed ? d.lease.id : 0;
-  ctx_.recorder->record(r);
+  if (!batch) batch.emplace(*ctx_.recorder);
+  batch->append(r);
 }
 
 // Moves the replies of completed slots at the front of the ring to the output.
 void Dispatcher::drain() {
+  std::optional<Recorder::Batch> batch;  // taken at the first record, for all of this drain
   while (ring_count_ > 0) {
     Slot& s = *ring_[ring_head_];
     if (!s.complete) break;
@@ -283,7 +320,7 @@ void Dispatcher::drain() {
       } else {
         write_decision_reply(w, s.command, s.call.decision());
       }
-      if (s.record) record(s);
+      if (s.record) record(s, batch);
     }
     ring_head_ = (ring_head_ + 1) % ring_.size();
     --ring_count_;

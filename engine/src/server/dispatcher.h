@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,7 +50,9 @@ class Dispatcher {
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;
 
-  // Runs one request; argv[0] is the command name. The views need only live for the call.
+  // Runs one request; argv[0] is the command name. The bytes the views point to must stay as
+  // they are until the next submit_staged() returns (a Session's input buffer does): decisions
+  // are staged, and their names recorded, from them.
   void execute(std::span<const std::string_view> argv);
   // Submits the decisions staged so far (the owner calls it when its input is exhausted).
   void submit_staged();
@@ -77,9 +80,10 @@ class Dispatcher {
   void decide(Command command, const DecisionRequest& request);
   void release(const LeaseToken& lease, std::optional<int64_t> actual);
   void run_simple(Command command, std::span<const std::string_view> argv);
-  void after_submit(Slot& s);
+  void after_submit(Slot& s, bool drain_now);
   void drain();
-  void record(Slot& s);
+  void pin_waiting();
+  void record(Slot& s, std::optional<Recorder::Batch>& batch);
   static void on_done(void* user, DecisionCall& call);
 
   ServerContext& ctx_;

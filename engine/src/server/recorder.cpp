@@ -10,22 +10,34 @@
 namespace sluice::server {
 namespace {
 
-// A record in a ring: this header, then its strings, padded to a multiple of 8 bytes.
-struct Header {
-  uint32_t size;  // of the whole record; kWrap marks the end of the ring's used part
-  uint8_t kind;
-  uint8_t allowed;
-  uint16_t unused;
-  int64_t time_ms, cost, lease_ttl_ms, actual;
-  uint64_t lease_id;
-  std::array<uint16_t, 6> lengths;  // resource, subject, tier, api_key, live_tier, live_rule
-};
-constexpr uint32_t kWrap = 0xFFFFFFFF;
+// A record in a ring, packed to keep the rings (and the caches they pass through) small:
+//   u16 size (of the whole record; kWrap marks the end of the ring's used part)
+//   u8  flags: kind (2 bits), allowed, then which optional fields follow
+//   u8  lengths of resource, tier; u16 lengths of subject, api_key; u8 length of live_rule
+//   i64 time_ms
+//   [i64 cost when not 1] [u64 lease_id] [i64 lease_ttl_ms] [i64 actual]
+//   resource, subject, tier, api_key, live_rule (the rule only when the request was denied)
+// padded to a multiple of 8 bytes.
+constexpr uint16_t kWrap = 0xFFFF;
 constexpr size_t kAlign = 8;
-constexpr size_t kHeaderSize = (sizeof(Header) + kAlign - 1) / kAlign * kAlign;
-// The longest record: every string at the protocol's bound.
+constexpr size_t kFixed = 2 + 1 + 2 + 4 + 1 + 8;
+constexpr uint8_t kAllowed = 1 << 2, kHasCost = 1 << 3, kHasLease = 1 << 4, kHasTtl = 1 << 5,
+                  kHasActual = 1 << 6;
+// The longest record: every optional field and every string at the protocol's bound.
 constexpr size_t kMaxRecord =
-    kHeaderSize + 4 * kMaxNameLength + 2 * kMaxSubjectLength + kAlign;  // padding
+    kFixed + 4 * 8 + 3 * kMaxNameLength + 2 * kMaxSubjectLength + kAlign;  // padding
+static_assert(kMaxRecord < kWrap);
+
+template <class T>
+char* put(char* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+  return p + sizeof v;
+}
+template <class T>
+const char* get(const char* p, T& v) {
+  std::memcpy(&v, p, sizeof v);
+  return p + sizeof v;
+}
 
 size_t padded(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -41,39 +53,48 @@ class Recorder::Ring {
   explicit Ring(size_t capacity)
       : capacity_(capacity), buf_(std::make_unique_for_overwrite<char[]>(capacity)) {}
 
-  void append(const Recorded& r) {
-    const std::array<std::string_view, 6> fields{
-        r.resource.substr(0, kMaxNameLength),  r.subject.substr(0, kMaxSubjectLength),
-        r.tier.substr(0, kMaxNameLength),      r.api_key.substr(0, kMaxSubjectLength),
-        r.live_tier.substr(0, kMaxNameLength), r.live_rule.substr(0, kMaxNameLength)};
-    Header h{};
-    h.kind = static_cast<uint8_t>(r.kind);
-    h.allowed = r.allowed ? 1 : 0;
-    h.time_ms = r.time_ms;
-    h.cost = r.cost;
-    h.lease_ttl_ms = r.lease_ttl_ms;
-    h.actual = r.actual;
-    h.lease_id = r.lease_id;
-    size_t size = kHeaderSize;
-    for (size_t i = 0; i < fields.size(); ++i) {
-      h.lengths[i] = static_cast<uint16_t>(fields[i].size());
-      size += fields[i].size();
-    }
-    size = padded(size);
-    h.size = static_cast<uint32_t>(size);
+  void lock() SLUICE_ACQUIRE(mu_) { mu_.lock(); }
+  void unlock() SLUICE_RELEASE(mu_) { mu_.unlock(); }
 
-    MutexLock lock(mu_);
+  void append(const Recorded& r) SLUICE_REQUIRES(mu_) {
+    const std::string_view resource = r.resource.substr(0, kMaxNameLength);
+    const std::string_view subject = r.subject.substr(0, kMaxSubjectLength);
+    const std::string_view tier = r.tier.substr(0, kMaxNameLength);
+    const std::string_view api_key = r.api_key.substr(0, kMaxSubjectLength);
+    // The live rule matters to a replay only where the live policy denied.
+    const std::string_view rule =
+        r.allowed ? std::string_view() : r.live_rule.substr(0, kMaxNameLength);
+    uint8_t flags = static_cast<uint8_t>(r.kind);
+    if (r.allowed) flags |= kAllowed;
+    if (r.cost != 1) flags |= kHasCost;
+    if (r.lease_id != 0) flags |= kHasLease;
+    if (r.lease_ttl_ms != 0) flags |= kHasTtl;
+    if (r.actual >= 0) flags |= kHasActual;
+    size_t size =
+        kFixed + resource.size() + subject.size() + tier.size() + api_key.size() + rule.size();
+    for (uint8_t f : {kHasCost, kHasLease, kHasTtl, kHasActual}) size += (flags & f) ? 8 : 0;
+    size = padded(size);
+
     if (write_ % capacity_ + size > capacity_) {  // no room before the end: wrap
       make_room(capacity_ - write_ % capacity_);
-      const uint32_t wrap = kWrap;
-      std::memcpy(buf_.get() + write_ % capacity_, &wrap, sizeof wrap);
+      put(buf_.get() + write_ % capacity_, kWrap);
       write_ += capacity_ - write_ % capacity_;
     }
     make_room(size);
     char* p = buf_.get() + write_ % capacity_;
-    std::memcpy(p, &h, sizeof h);
-    p += kHeaderSize;
-    for (const auto& f : fields) {
+    p = put(p, static_cast<uint16_t>(size));
+    p = put(p, flags);
+    p = put(p, static_cast<uint8_t>(resource.size()));
+    p = put(p, static_cast<uint8_t>(tier.size()));
+    p = put(p, static_cast<uint16_t>(subject.size()));
+    p = put(p, static_cast<uint16_t>(api_key.size()));
+    p = put(p, static_cast<uint8_t>(rule.size()));
+    p = put(p, r.time_ms);
+    if (flags & kHasCost) p = put(p, r.cost);
+    if (flags & kHasLease) p = put(p, r.lease_id);
+    if (flags & kHasTtl) p = put(p, r.lease_ttl_ms);
+    if (flags & kHasActual) p = put(p, r.actual);
+    for (std::string_view f : {resource, subject, tier, api_key, rule}) {
       std::memcpy(p, f.data(), f.size());
       p += f.size();
     }
@@ -85,27 +106,60 @@ class Recorder::Ring {
     MutexLock lock(mu_);
     for (uint64_t pos = read_; pos < write_;) {
       const char* p = buf_.get() + pos % capacity_;
-      Header h;
-      std::memcpy(&h.size, p, sizeof h.size);
-      if (h.size == kWrap) {
+      uint16_t size;
+      get(p, size);
+      if (size == kWrap) {
         pos += capacity_ - pos % capacity_;
         continue;
       }
-      std::memcpy(&h, p, sizeof h);
-      if (h.time_ms >= since_ms) {
+      int64_t time_ms;
+      get(p + kFixed - 8, time_ms);
+      if (time_ms >= since_ms) {
         offsets.push_back(out.size());
-        out.insert(out.end(), p, p + h.size);
+        out.insert(out.end(), p, p + size);
       }
-      pos += h.size;
+      pos += size;
     }
+  }
+
+  // Reads back a record copied by copy_since(); the views point into it.
+  static Recorded decode(const char* p) {
+    Recorded r;
+    uint16_t size, subject_len, api_key_len;
+    uint8_t flags, resource_len, tier_len, rule_len;
+    p = get(p, size);
+    p = get(p, flags);
+    p = get(p, resource_len);
+    p = get(p, tier_len);
+    p = get(p, subject_len);
+    p = get(p, api_key_len);
+    p = get(p, rule_len);
+    p = get(p, r.time_ms);
+    r.kind = static_cast<Recorded::Kind>(flags & 3);
+    r.allowed = (flags & kAllowed) != 0;
+    if (flags & kHasCost) p = get(p, r.cost);
+    if (flags & kHasLease) p = get(p, r.lease_id);
+    if (flags & kHasTtl) p = get(p, r.lease_ttl_ms);
+    if (flags & kHasActual) p = get(p, r.actual);
+    auto take = [&p](size_t n) {
+      const std::string_view v(p, n);
+      p += n;
+      return v;
+    };
+    r.resource = take(resource_len);
+    r.subject = take(subject_len);
+    r.tier = take(tier_len);
+    r.api_key = take(api_key_len);
+    r.live_rule = take(rule_len);
+    return r;
   }
 
  private:
   // Drops the oldest records until `size` more bytes fit.
   void make_room(size_t size) SLUICE_REQUIRES(mu_) {
     while (write_ + size - read_ > capacity_) {
-      uint32_t s;
-      std::memcpy(&s, buf_.get() + read_ % capacity_, sizeof s);
+      uint16_t s;
+      get(buf_.get() + read_ % capacity_, s);
       read_ += s == kWrap ? capacity_ - read_ % capacity_ : s;
     }
   }
@@ -141,7 +195,21 @@ Recorder::Ring& Recorder::ring_for_this_thread() {
   return *mine.ring;
 }
 
-void Recorder::record(const Recorded& r) { ring_for_this_thread().append(r); }
+void Recorder::record(const Recorded& r) {
+  Batch batch(*this);
+  batch.append(r);
+}
+
+// The batch holds its ring's mutex from construction to destruction, which the analysis
+// cannot follow across these member functions.
+Recorder::Batch::Batch(Recorder& recorder) SLUICE_NO_THREAD_SAFETY_ANALYSIS
+    : ring_(recorder.ring_for_this_thread()) {
+  ring_.lock();
+}
+Recorder::Batch::~Batch() SLUICE_NO_THREAD_SAFETY_ANALYSIS { ring_.unlock(); }
+void Recorder::Batch::append(const Recorded& r) SLUICE_NO_THREAD_SAFETY_ANALYSIS {
+  ring_.append(r);
+}
 
 Recorder::Copy Recorder::copy(int64_t now_ms, int64_t seconds) const {
   Copy out;
@@ -153,27 +221,7 @@ Recorder::Copy Recorder::copy(int64_t now_ms, int64_t seconds) const {
     for (const auto& ring : rings_) ring->copy_since(since, out.storage, offsets);
   }
   out.records.reserve(offsets.size());
-  for (size_t offset : offsets) {
-    const char* p = out.storage.data() + offset;
-    Header h;
-    std::memcpy(&h, p, sizeof h);
-    Recorded r;
-    r.kind = static_cast<Recorded::Kind>(h.kind);
-    r.allowed = h.allowed != 0;
-    r.time_ms = h.time_ms;
-    r.cost = h.cost;
-    r.lease_ttl_ms = h.lease_ttl_ms;
-    r.actual = h.actual;
-    r.lease_id = h.lease_id;
-    const char* s = p + kHeaderSize;
-    std::string_view* fields[] = {&r.resource, &r.subject,   &r.tier,
-                                  &r.api_key,  &r.live_tier, &r.live_rule};
-    for (size_t i = 0; i < 6; ++i) {
-      *fields[i] = std::string_view(s, h.lengths[i]);
-      s += h.lengths[i];
-    }
-    out.records.push_back(r);
-  }
+  for (size_t offset : offsets) out.records.push_back(Ring::decode(out.storage.data() + offset));
   // Each ring is in time order; together they are merged by time (stable: a thread's own
   // order is kept for equal times).
   std::stable_sort(out.records.begin(), out.records.end(),

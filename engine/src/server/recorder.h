@@ -51,6 +51,21 @@ class Recorder {
   // Appends `r` to the calling thread's ring. Strings longer than the protocol allows are cut.
   void record(const Recorded& r);
 
+  class Ring;
+  // Several records of the calling thread under one acquisition of its ring (a pipeline's
+  // decisions are recorded together).
+  class Batch {
+   public:
+    explicit Batch(Recorder& recorder);
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    void append(const Recorded& r);
+
+   private:
+    Ring& ring_;
+  };
+
   // What was recorded in the `seconds` before `now_ms` (all that is kept when 0), oldest
   // first. The views point into `storage`.
   struct Copy {
@@ -62,8 +77,6 @@ class Recorder {
 
   const Options& options() const { return options_; }
   size_t ring_bytes() const { return ring_bytes_; }
-
-  class Ring;
 
  private:
   Ring& ring_for_this_thread();

@@ -189,7 +189,9 @@ std::string simulate(const Recorder::Copy& traffic, std::shared_ptr<const Compil
     total.add(r.allowed, draft_allowed);
     // The rule that matters: the draft's when it denies, the live one's when only it denied.
     const std::string_view rule = !draft_allowed ? d.rule() : !r.allowed ? r.live_rule : d.rule();
-    key.assign(r.resource).append(1, '\0').append(r.live_tier).append(1, '\0').append(rule);
+    // The tier as the draft resolves it (from the request's TIER or KEY, or its default).
+    const std::string_view tier = !call.tier().empty() ? call.tier() : r.tier;
+    key.assign(r.resource).append(1, '\0').append(tier).append(1, '\0').append(rule);
     auto row = breakdown.find(std::string_view(key));
     if (row == breakdown.end()) row = breakdown.emplace(key, Counts{}).first;
     row->second.add(r.allowed, draft_allowed);
