@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "limit_params.h"
 #include "plugin_driver.h"
 #include "reference_model.h"
 #include "sluice/algorithms.h"
@@ -71,15 +72,7 @@ PluginUnderTest plugin_under_test() {
   return p;
 }
 
-sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms,
-                           int64_t burst = 0) {
-  sluice_limit_params p{};
-  p.algorithm = alg;
-  p.limit = limit;
-  p.window_ms = window_ms;
-  p.burst = burst;
-  return p;
-}
+using sluice::testing::params;
 
 // An item over `key`, which must outlive it.
 sluice_item item(const std::string& key, sluice_op op, const sluice_limit_params& p,

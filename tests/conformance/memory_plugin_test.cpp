@@ -15,29 +15,13 @@
 #include <thread>
 #include <vector>
 
+#include "count_allocations.h"
 #include "plugin_driver.h"
 #include "sluice/algorithms.h"
 #include "sluice/storage.h"
 
-// The replacements below pair malloc with free on purpose; GCC sees only the new/free pair
-// once it inlines them into callers.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-// Counts every operator new in the process (the plugin's included: it resolves to these).
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n != 0 ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+// Every operator new in the process is counted (the plugin's included: it resolves to the
+// replacements in count_allocations.h).
 
 namespace sluice {
 namespace {
@@ -165,9 +149,9 @@ TEST(MemoryPlugin, WarmHotPathDoesNotAllocate) {
   };
   // Warm-up spans a full sliding window, so the logs have reached their steady size.
   for (int t = 0; t < 200; ++t) round(kStart + t * 60'000);
-  const long before = g_allocations.load();
+  const uint64_t before = testing::allocations();
   for (int t = 200; t < 400; ++t) round(kStart + t * 60'000);
-  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(testing::allocations() - before, 0u);
 }
 
 long resident_bytes() {

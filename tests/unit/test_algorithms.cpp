@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "limit_params.h"
 #include "sluice/algorithms.h"
 #include "sluice/clock.h"
 
@@ -15,15 +16,7 @@ using sluice::ManualClock;
 constexpr int64_t kT0 = 1'699'999'980'000;
 static_assert(kT0 % 60'000 == 0);
 
-sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms,
-                           int64_t burst = 0) {
-  sluice_limit_params p{};
-  p.algorithm = alg;
-  p.limit = limit;
-  p.window_ms = window_ms;
-  p.burst = burst;
-  return p;
-}
+using sluice::testing::params;
 
 // One key's stored state, as a plugin would keep it, driven by a ManualClock.
 class Key {

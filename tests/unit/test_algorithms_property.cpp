@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "limit_params.h"
 #include "sluice/algorithms.h"
 #include "sluice/clock.h"
 
@@ -22,15 +23,7 @@ __extension__ typedef __int128 i128;
 constexpr int64_t kStart = 1'700'000'000'123;
 constexpr int kSteps = 5'000;
 
-sluice_limit_params params(sluice_algorithm alg, int64_t limit, int64_t window_ms,
-                           int64_t burst = 0) {
-  sluice_limit_params p{};
-  p.algorithm = alg;
-  p.limit = limit;
-  p.window_ms = window_ms;
-  p.burst = burst;
-  return p;
-}
+using sluice::testing::params;
 
 int64_t capacity_of(const sluice_limit_params& p) {
   const bool bucket = p.algorithm == SLUICE_ALG_TOKEN_BUCKET || p.algorithm == SLUICE_ALG_GCRA;
