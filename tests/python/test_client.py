@@ -234,3 +234,85 @@ def test_sync_client_reconnects_after_the_daemon_closed_its_connection(sock):
         time.sleep(0.05)
         with FakeSluiced(sock, scripted({"SL.CHECK": DENY})):
             assert not client.check("predict", "s").allowed
+
+
+FULL = ALLOW + ["premium", 60_000, [["per_minute", 10, 9, 60_000, 60_000],
+                                    ["per_day", 500, 490, 3_600_000, 86_400_000]]]
+
+
+def run(kind, sock, method, *args, **options):
+    """Calls ``method(*args)`` on a fresh sync or async client (``options`` go to the
+    constructor) and returns its result, so one test covers both clients."""
+    if kind == "sync":
+        with SluiceClient(sock, **options) as client:
+            return getattr(client, method)(*args)
+
+    async def scenario():
+        async with AsyncSluiceClient(sock, **options) as client:
+            return await getattr(client, method)(*args)
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_decision_carries_tier_window_and_every_limit(sock, kind):
+    with FakeSluiced(sock, scripted({"SL.CHECK": FULL})):
+        d = run(kind, sock, "check", "predict", "s")
+    assert d.tier == "premium" and d.window_ms == 60_000
+    assert [(lim.name, lim.limit, lim.remaining, lim.reset_after_ms, lim.window_ms)
+            for lim in d.limits] == [("per_minute", 10, 9, 60_000, 60_000),
+                                     ("per_day", 500, 490, 3_600_000, 86_400_000)]
+    assert d.has_quota and not d.storage_failure
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_six_field_reply_of_an_older_daemon_still_parses(sock, kind):
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})):
+        d = run(kind, sock, "check", "predict", "s")
+    assert d.allowed and d.tier == "" and d.window_ms == 0 and d.limits == ()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_acquire_reads_the_extra_fields_after_the_lease(sock, kind):
+    reply = ALLOW + ["lease-1", 30_000] + FULL[6:]
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": reply, "SL.RELEASE": 1})):
+        lease = run(kind, sock, "acquire", "generate", "s")
+    assert lease.id == "lease-1" and lease.ttl_ms == 30_000
+    assert lease.decision.tier == "premium" and len(lease.decision.limits) == 2
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("limits", ["oops", [["per_minute", 10]], [None]])
+def test_malformed_limits_are_a_protocol_error(sock, kind, limits):
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW + ["free", 0, limits]})):
+        with pytest.raises(SluiceError) as info:
+            run(kind, sock, "check", "predict", "s")
+    assert info.value.code == "PROTOCOL"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_storage_decision_is_told_apart_from_a_quota(sock, kind):
+    with FakeSluiced(sock, scripted({"SL.CHECK": [0, 0, 0, 0, 1000, "(storage)", "free", 0, []]})):
+        d = run(kind, sock, "check", "predict", "s")
+    assert d.storage_failure and not d.has_quota and d.retry_after_seconds == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("mode,words", [("open", "ALLOWED WITHOUT LIMITS (fail open)"),
+                                        ("closed", "DENIED (fail closed, 503)")])
+def test_start_logs_one_error_naming_the_path_and_the_fallback(tmp_path, caplog, kind, mode,
+                                                                words):
+    missing = str(tmp_path / "nowhere.sock")
+    with caplog.at_level("ERROR", logger="sluice"):
+        assert run(kind, missing, "start", on_unavailable=mode) is False
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert missing in errors[0].getMessage() and words in errors[0].getMessage()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_start_and_ready_are_quiet_when_sluiced_answers(sock, caplog, kind):
+    with FakeSluiced(sock, scripted({"PING": "PONG"})), caplog.at_level("ERROR", logger="sluice"):
+        assert run(kind, sock, "start") is True
+        assert run(kind, sock, "ready") is True
+    assert not caplog.records

@@ -13,6 +13,16 @@ DEFAULT_TIMEOUT = 0.25
 FAIL_MODES = ("open", "closed", "raise")
 
 
+def unreachable_at_start(path: str, mode: str, reason: str) -> str:
+    """The one ERROR logged when a start-up PING finds no sluiced: where, and what follows."""
+    consequence = {
+        "open": "requests are ALLOWED WITHOUT LIMITS (fail open) until it answers",
+        "closed": "requests are DENIED (fail closed, 503) until it answers",
+        "raise": "decisions raise SluiceUnavailable until it answers",
+    }[mode]
+    return f"sluice: no sluiced answers at {path} ({reason}); {consequence}"
+
+
 def socket_path_or_default(path: Optional[str]) -> str:
     return path or os.environ.get("SLUICE_SOCKET") or DEFAULT_SOCKET
 
@@ -67,9 +77,9 @@ def release_args(lease_id: str, actual: Optional[int]) -> Tuple[Any, ...]:
     return tuple(args)
 
 
-def parse_decision(reply: Any, resource: str) -> Decision:
+def parse_decision(reply: Any, resource: str, acquire: bool = False) -> Decision:
     try:
-        return Decision.from_reply(reply, resource)
+        return Decision.from_reply(reply, resource, extra_at=8 if acquire else 6)
     except (ValueError, TypeError) as exc:
         raise SluiceError("PROTOCOL", str(exc)) from None
 

@@ -164,7 +164,7 @@ class AsyncSluiceClient:
             reply = await self._call(*args)
         except SluiceUnavailable as exc:
             return AsyncLease(self, self._fallback(exc, resource), "", 0)
-        decision = _common.parse_decision(reply, resource)
+        decision = _common.parse_decision(reply, resource, acquire=True)
         lease_id, lease_ttl = _common.parse_lease(reply)
         return AsyncLease(self, decision, lease_id if decision.allowed else "", lease_ttl)
 
@@ -186,6 +186,20 @@ class AsyncSluiceClient:
             return (await self._call("PING")) in ("PONG", b"PONG", True)
         except SluiceError:
             return False
+
+    async def start(self) -> bool:
+        """See :meth:`sluice.SluiceClient.start`; call it from the app's start-up."""
+        try:
+            await self._call("PING")
+            return True
+        except SluiceError as exc:
+            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable,
+                                                   exc.message))
+            return False
+
+    async def ready(self) -> bool:
+        """See :meth:`sluice.SluiceClient.ready`."""
+        return await self.ping()
 
     async def execute(self, *args: Any) -> Any:
         """Send any command and return the raw reply."""

@@ -124,7 +124,7 @@ class SluiceClient:
             reply = self._call(*args)
         except SluiceUnavailable as exc:
             return Lease(self, self._fallback(exc, resource), "", 0)
-        decision = _common.parse_decision(reply, resource)
+        decision = _common.parse_decision(reply, resource, acquire=True)
         lease_id, lease_ttl = _common.parse_lease(reply)
         return Lease(self, decision, lease_id if decision.allowed else "", lease_ttl)
 
@@ -150,6 +150,21 @@ class SluiceClient:
             return self._call("PING") in ("PONG", b"PONG", True)
         except SluiceError:
             return False
+
+    def start(self) -> bool:
+        """PING sluiced once at start-up: True when it answers. When it does not, logs one
+        ERROR naming the socket path and what decisions will do (fail open or closed)."""
+        try:
+            self._call("PING")
+            return True
+        except SluiceError as exc:
+            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable,
+                                                   exc.message))
+            return False
+
+    def ready(self) -> bool:
+        """Readiness: sluiced answers PING (for a ``/readyz`` endpoint)."""
+        return self.ping()
 
     def execute(self, *args: Any) -> Any:
         """Send any command (e.g. ``"SL.INFO"``) and return the raw reply."""

@@ -54,6 +54,7 @@ __all__ = [
     "client_ip",
     "header",
     "json_cost",
+    "readiness",
 ]
 
 MaybeAwaitable = Union[Any, Awaitable[Any]]
@@ -151,6 +152,7 @@ def _denial_body(decision: Decision, message: str) -> Dict[str, Any]:
 
 
 def _unavailable_body(decision: Decision) -> Dict[str, Any]:
+    # Unreachable daemon or failed storage: no quota is known, so none is claimed.
     return {
         "error": "rate_limiter_unavailable",
         "message": "The rate limiter is unavailable; try again shortly",
@@ -237,7 +239,7 @@ class _Limiter:
     def _raise_if_denied(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
         if decision.allowed:
             return
-        if decision.unavailable:
+        if decision.unavailable or decision.storage_failure:
             raise HTTPException(self.unavailable_status, detail=_unavailable_body(decision),
                                 headers=headers)
         raise RateLimitExceeded(decision, headers, cost)
@@ -256,6 +258,25 @@ def _window_ms(window: Optional[Union[int, float, str]]) -> Optional[int]:
         if text.endswith(suffix) and number.replace(".", "", 1).isdigit():
             return int(float(number) * factor)
     raise ValueError(f"window must be seconds or a duration like '1m', '300s'; got {window!r}")
+
+
+def readiness(
+        client: Optional[AsyncSluiceClient] = None,
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """An endpoint for a readiness probe: 200 when sluiced answers PING, else 503.
+
+        app.get("/readyz")(readiness())
+    """
+
+    async def ready(request: Request) -> JSONResponse:
+        sluice = _client_for(request.scope.get("app"), client)
+        if await sluice.ready():
+            return JSONResponse({"status": "ready", "sluice": sluice.socket_path})
+        return JSONResponse({"status": "unavailable", "sluice": sluice.socket_path,
+                             "on_unavailable": sluice.on_unavailable},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    return ready
 
 
 # -- route dependencies ---------------------------------------------------------------------
@@ -300,7 +321,7 @@ class RateLimitLease(_Limiter):
         def report_settled(actual: Optional[int]) -> None:
             # The fields were rendered after reserving the estimate; once the route settles
             # a smaller (or larger) actual cost, show the budget it really left.
-            if actual is None or decision.unavailable or decision.unlimited:
+            if actual is None or not decision.has_quota:
                 return
             remaining = min(decision.limit, decision.remaining + cost - actual)
             response.headers.update(
@@ -348,7 +369,7 @@ class SluiceMiddleware(_Limiter):
             return
         headers = self.headers_for(decision)
         if not decision.allowed:
-            if decision.unavailable:
+            if decision.unavailable or decision.storage_failure:
                 status, body = self.unavailable_status, _unavailable_body(decision)
             else:
                 status, body = 429, RateLimitExceeded(decision, headers, cost).detail
