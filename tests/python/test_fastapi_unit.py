@@ -198,3 +198,9 @@ def test_readiness_endpoint(sock, tmp_path):
         down = http.get("/readyz")
     assert down.status_code == 503 and down.headers["retry-after"] == "1"
     assert down.json() == {"status": "unavailable", "sluice": missing, "on_unavailable": "closed"}
+
+
+def test_unknown_unit_is_refused_when_the_limiter_is_built():
+    # unit is a Literal for type checkers; at run time a typo fails at import, not per request.
+    with pytest.raises(ValueError, match="unit must be one of requests, tokens, items"):
+        RateLimit("predict", unit="token")

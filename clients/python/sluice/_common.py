@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple, get_args
 
 from .decision import Decision
 from .errors import SluiceError
 
 DEFAULT_SOCKET = "./run/sluice.sock"
 DEFAULT_TIMEOUT = 0.25
-FAIL_MODES = ("open", "closed", "raise")
+#: What a client answers when sluiced cannot be reached (``on_unavailable``).
+FailMode = Literal["open", "closed", "raise"]
+FAIL_MODES: Tuple[FailMode, ...] = get_args(FailMode)
 
 
 def unreachable_at_start(path: str, mode: str, reason: str) -> str:
@@ -27,10 +29,11 @@ def socket_path_or_default(path: Optional[str]) -> str:
     return path or os.environ.get("SLUICE_SOCKET") or DEFAULT_SOCKET
 
 
-def check_fail_mode(mode: str) -> str:
-    if mode not in FAIL_MODES:
-        raise ValueError(f"on_unavailable must be one of {', '.join(FAIL_MODES)}; got {mode!r}")
-    return mode
+def check_fail_mode(mode: str) -> FailMode:
+    for known in FAIL_MODES:
+        if mode == known:
+            return known
+    raise ValueError(f"on_unavailable must be one of {', '.join(FAIL_MODES)}; got {mode!r}")
 
 
 def _name(what: str, value: Any) -> str:
@@ -109,7 +112,7 @@ def unavailable_decision(mode: str, resource: str, retry_after_ms: int) -> Decis
     )
 
 
-def pool_options(timeout: float) -> dict:
+def pool_options(timeout: float) -> Dict[str, Any]:
     # One timeout bounds connect, send and receive: connecting to a Unix socket has no
     # network round trip, so a separate connect timeout would only add a knob.
     return {"socket_timeout": timeout, "decode_responses": True}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import redis
 import redis.asyncio as aioredis
@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
 
 from . import _common
+from ._common import FailMode
 from .decision import Decision
 from .errors import SluiceError, SluiceUnavailable, error_from_response
 from .lease import AsyncLease
@@ -29,12 +30,12 @@ else:  # redis.asyncio depends on async_timeout on older Pythons
     from async_timeout import timeout as _deadline
 
 
-class _EngineErrorParser(DefaultParser):  # hiredis's C parser when installed
+class _EngineErrorParser(DefaultParser):  # type: ignore[misc]  # redis-py is untyped  # hiredis's C parser when installed
     # Keep the engine's error text whole; see client._EngineErrorParser.
-    EXCEPTION_CLASSES: dict = {}
+    EXCEPTION_CLASSES: Dict[str, Any] = {}
 
 
-class _LeanConnectionPool(aioredis.ConnectionPool):
+class _LeanConnectionPool(aioredis.ConnectionPool):  # type: ignore[misc]  # untyped
     """redis-py's asyncio pool without its per-call probe, waiting (bounded) when full.
 
     redis-py 4.x checks every pooled connection with ``can_read(timeout=0)``, which arms a
@@ -95,7 +96,7 @@ class AsyncSluiceClient:
         *,
         timeout: float = _common.DEFAULT_TIMEOUT,
         max_connections: int = 64,
-        on_unavailable: str = "open",
+        on_unavailable: FailMode = "open",
         unavailable_retry_after_ms: int = 1000,
     ) -> None:
         self.socket_path = _common.socket_path_or_default(socket_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import redis
 from redis.backoff import NoBackoff
@@ -11,6 +11,7 @@ from redis.connection import DefaultParser, UnixDomainSocketConnection
 from redis.retry import Retry
 
 from . import _common
+from ._common import FailMode
 from .decision import Decision
 from .errors import SluiceError, SluiceUnavailable, error_from_response
 from .lease import Lease
@@ -20,10 +21,10 @@ __all__ = ["SluiceClient"]
 log = logging.getLogger("sluice")
 
 
-class _EngineErrorParser(DefaultParser):  # hiredis's C parser when installed
+class _EngineErrorParser(DefaultParser):  # type: ignore[misc]  # redis-py is untyped  # hiredis's C parser when installed
     # redis-py strips and remaps Redis's own error prefixes (ERR, NOPERM, ...); sluice's
     # prefixes are its contract, so every error reaches us with its full text.
-    EXCEPTION_CLASSES: dict = {}
+    EXCEPTION_CLASSES: Dict[str, Any] = {}
 
 
 class SluiceClient:
@@ -47,7 +48,7 @@ class SluiceClient:
         *,
         timeout: float = _common.DEFAULT_TIMEOUT,
         max_connections: int = 64,
-        on_unavailable: str = "open",
+        on_unavailable: FailMode = "open",
         unavailable_retry_after_ms: int = 1000,
     ) -> None:
         self.socket_path = _common.socket_path_or_default(socket_path)

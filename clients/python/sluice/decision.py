@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple, cast
 
 __all__ = ["Decision", "LimitState", "UNLIMITED", "NEVER", "STORAGE_RULE"]
 
@@ -117,7 +117,7 @@ class Decision:
         if not isinstance(reply, (list, tuple)) or len(reply) < 6:
             raise ValueError(f"malformed decision reply from sluiced: {reply!r}")
         allowed, limit, remaining, reset_ms, retry_ms, rule = reply[:6]
-        tier, window_ms, limits = "", 0, ()
+        tier, window_ms, limits = "", 0, cast(Tuple[LimitState, ...], ())
         if len(reply) >= extra_at + 3:
             tier = _text(reply[extra_at])
             window_ms = int(reply[extra_at + 1])

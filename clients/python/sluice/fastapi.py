@@ -34,7 +34,7 @@ import dataclasses
 import inspect
 import weakref
 from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional,
-                    Tuple, Union)
+                    Tuple, Union, cast, get_args)
 
 from fastapi import HTTPException, Request, Response
 from starlette.responses import JSONResponse
@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .aio import AsyncSluiceClient
 from .decision import Decision
 from .errors import SluiceError
-from .headers import render_headers
+from .headers import Unit, render_headers
 from .lease import AsyncLease
 
 __all__ = [
@@ -116,7 +116,7 @@ def _client_for(request_app: Any, explicit: Optional[AsyncSluiceClient]) -> Asyn
         return explicit
     state_client = getattr(getattr(request_app, "state", None), "sluice", None)
     if state_client is not None:
-        return state_client
+        return cast(AsyncSluiceClient, state_client)
     # A process-wide default from $SLUICE_SOCKET, one per event loop because asyncio
     # connections belong to the loop that opened them.
     loop = asyncio.get_running_loop()
@@ -130,16 +130,15 @@ class RateLimitExceeded(HTTPException):
     """The 429 a denied request gets; ``decision`` is the engine's answer."""
 
     def __init__(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
-        if decision.retry_after_ms < 0:
-            message = f"Request cost {cost} exceeds the limit of {decision.limit}"
-        else:
-            message = "Too Many Requests"
-        super().__init__(status_code=429, detail=_denial_body(decision, message),
-                         headers=headers)
+        super().__init__(status_code=429, detail=_denial_body(decision, cost), headers=headers)
         self.decision = decision
 
 
-def _denial_body(decision: Decision, message: str) -> Dict[str, Any]:
+def _denial_body(decision: Decision, cost: int) -> Dict[str, Any]:
+    if decision.retry_after_ms < 0:
+        message = f"Request cost {cost} exceeds the limit of {decision.limit}"
+    else:
+        message = "Too Many Requests"
     return {
         "error": "rate_limited",
         "message": message,
@@ -171,7 +170,7 @@ class _Limiter:
         api_key: Optional[Extractor] = header("X-API-Key"),
         tier: Optional[Extractor] = None,
         cost: CostSpec = 1,
-        unit: str = "requests",
+        unit: Unit = "requests",
         window: Optional[Union[int, float, str]] = None,
         policy_name: Optional[str] = None,
         ietf_headers: bool = True,
@@ -186,6 +185,8 @@ class _Limiter:
         self.api_key = api_key
         self.tier = tier
         self.cost = cost
+        if unit not in get_args(Unit):
+            raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
         self.unit = unit
         self.window_ms = _window_ms(window)
         self.policy_name = policy_name
@@ -210,26 +211,28 @@ class _Limiter:
         if inspect.isawaitable(cost):
             cost = await cost
         subject = subject or client_ip(request)
-        cost = max(1, int(cost))
+        cost = max(1, int(cast(int, cost)))
         return str(subject), {"tier": tier or None, "api_key": api_key or None, "cost": cost}, cost
 
-    async def _ask(self, request: Request, acquire: bool = False,
-                   resource: Optional[str] = None) -> Tuple[Any, int]:
-        """SL.CHECK (or SL.ACQUIRE) for this request: (decision or lease, cost)."""
+    async def _check(self, request: Request,
+                     resource: Optional[str] = None) -> Tuple[Decision, int]:
+        """SL.CHECK for this request: (decision, cost)."""
         subject, options, cost = await self._arguments(request)
         client = _client_for(request.scope.get("app"), self.client)
         try:
-            if acquire:
-                return await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms,
-                                            **options), cost
             return await client.check(resource or self.resource, subject, **options), cost
         except SluiceError as exc:
-            if exc.code != "WRONGARGS":
-                raise
-            # Arguments taken from the request (an unknown tier, a key longer than the
-            # engine accepts) are the caller's error, not a server failure.
-            raise HTTPException(400, detail={"error": "invalid_rate_limit_arguments",
-                                             "message": exc.message}) from None
+            raise _caller_error(exc) from None
+
+    async def _acquire(self, request: Request) -> Tuple[AsyncLease, int]:
+        """SL.ACQUIRE for this request: (lease, estimated cost)."""
+        subject, options, cost = await self._arguments(request)
+        client = _client_for(request.scope.get("app"), self.client)
+        try:
+            return await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms,
+                                        **options), cost
+        except SluiceError as exc:
+            raise _caller_error(exc) from None
 
     def headers_for(self, decision: Decision) -> Dict[str, str]:
         return render_headers(decision, window_ms=self.window_ms, unit=self.unit,
@@ -243,6 +246,15 @@ class _Limiter:
             raise HTTPException(self.unavailable_status, detail=_unavailable_body(decision),
                                 headers=headers)
         raise RateLimitExceeded(decision, headers, cost)
+
+
+def _caller_error(exc: SluiceError) -> Exception:
+    """Arguments taken from the request (an unknown tier, a key longer than the engine
+    accepts) are the caller's error, a 400, not a server failure; other errors stay."""
+    if exc.code != "WRONGARGS":
+        return exc
+    return HTTPException(400, detail={"error": "invalid_rate_limit_arguments",
+                                      "message": exc.message})
 
 
 def _window_ms(window: Optional[Union[int, float, str]]) -> Optional[int]:
@@ -291,7 +303,7 @@ class RateLimit(_Limiter):
     """
 
     async def __call__(self, request: Request, response: Response) -> Decision:
-        decision, cost = await self._ask(request)
+        decision, cost = await self._check(request)
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
         response.headers.update(headers)
@@ -312,7 +324,7 @@ class RateLimitLease(_Limiter):
         self.ttl_ms = ttl_ms
 
     async def __call__(self, request: Request, response: Response) -> AsyncIterator[AsyncLease]:
-        lease, cost = await self._ask(request, acquire=True)
+        lease, cost = await self._acquire(request)
         decision = lease.decision
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
@@ -362,7 +374,7 @@ class SluiceMiddleware(_Limiter):
             await self.app(scope, receive, send)
             return
         try:
-            decision, cost = await self._ask(request, resource=resource)
+            decision, cost = await self._check(request, resource=resource)
         except HTTPException as exc:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status_code)(
                 scope, receive, send)
@@ -372,7 +384,7 @@ class SluiceMiddleware(_Limiter):
             if decision.unavailable or decision.storage_failure:
                 status, body = self.unavailable_status, _unavailable_body(decision)
             else:
-                status, body = 429, RateLimitExceeded(decision, headers, cost).detail
+                status, body = 429, _denial_body(decision, cost)
             # Same body shape as the dependency's HTTPException, so clients parse one format.
             await JSONResponse({"detail": body}, status_code=status, headers=headers)(
                 scope, receive, send)

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 
 from .decision import Decision, LimitState
 
 __all__ = [
+    "Unit",
     "sf_string",
     "format_duration",
     "retry_after",
@@ -37,6 +38,10 @@ __all__ = [
     "x_ratelimit",
     "render_headers",
 ]
+
+#: The cost units a limit counts in: the policy's (requests, tokens, items) and the draft's
+#: registered ones. Units the draft does not register travel in ``sluice-unit``.
+Unit = Literal["requests", "tokens", "items", "concurrent-requests", "content-bytes"]
 
 # Quota units registered by the draft; any other unit (tokens, items) travels in a vendor
 # parameter, because the draft allows unregistered parameters but not unregistered units.
@@ -101,7 +106,7 @@ def retry_after(decision: Decision) -> Optional[str]:
 
 
 def ratelimit_policy(decision: Decision, *, window_ms: Optional[int] = None,
-                     unit: str = "requests", name: Optional[str] = None) -> Optional[str]:
+                     unit: Unit = "requests", name: Optional[str] = None) -> Optional[str]:
     """``RateLimit-Policy`` value: ``"name";q=<limit>[;qu=...][;w=<window seconds>]`` per limit.
 
     ``window_ms`` overrides the deciding limit's window the decision carries.
@@ -120,7 +125,7 @@ def ratelimit_policy(decision: Decision, *, window_ms: Optional[int] = None,
 
 
 @lru_cache(maxsize=4096)  # a policy's value is the same on every response until it changes
-def _policy_value(name: str, limit: int, window_ms: Optional[int], unit: str) -> str:
+def _policy_value(name: str, limit: int, window_ms: Optional[int], unit: Unit) -> str:
     parts = [sf_string(name), f"q={limit}"]
     if unit in _REGISTERED_UNITS:
         if unit != "requests":
@@ -156,7 +161,7 @@ def ratelimit(decision: Decision, *, name: Optional[str] = None) -> Optional[str
     return ", ".join([deciding] + others)
 
 
-def x_ratelimit(decision: Decision, *, unit: str = "requests") -> Dict[str, str]:
+def x_ratelimit(decision: Decision, *, unit: Unit = "requests") -> Dict[str, str]:
     """``x-ratelimit-{limit,remaining,reset}-<unit>`` fields (``requests`` or ``tokens``)."""
     if not _has_quota(decision):
         return {}
@@ -172,7 +177,7 @@ def x_ratelimit(decision: Decision, *, unit: str = "requests") -> Dict[str, str]
 
 
 def render_headers(decision: Decision, *, window_ms: Optional[int] = None,
-                   unit: str = "requests", name: Optional[str] = None,
+                   unit: Unit = "requests", name: Optional[str] = None,
                    ietf: bool = True, x_ratelimit_fields: bool = False) -> Dict[str, str]:
     """Every field for ``decision`` as a dict of header name to value.
 
