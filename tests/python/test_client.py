@@ -316,3 +316,172 @@ def test_start_and_ready_are_quiet_when_sluiced_answers(sock, caplog, kind):
         assert run(kind, sock, "start") is True
         assert run(kind, sock, "ready") is True
     assert not caplog.records
+
+
+# -- the asyncio client, case for case with the blocking one above ----------------------------
+
+def arun(scenario):
+    return asyncio.run(scenario())
+
+
+def test_async_check_sends_options_and_parses_the_decision(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            d = await client.check("predict", "10.0.0.1")
+            assert d.allowed and d.limit == 10 and d.remaining == 9 and d.rule == "per_minute"
+            assert d.resource == "predict" and not d.unavailable
+            await client.check("generate", "u1", tier="premium", api_key="k", cost=250)
+
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})) as fake:
+        arun(scenario)
+    assert fake.commands == [
+        ["SL.CHECK", "predict", "10.0.0.1"],
+        ["SL.CHECK", "generate", "u1", "TIER", "premium", "KEY", "k", "COST", "250"],
+    ]
+
+
+def test_async_peek_uses_sl_peek(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            d = await client.peek("predict", "s")
+            assert not d.allowed and d.retry_after_seconds == 30
+
+    with FakeSluiced(sock, scripted({"SL.PEEK": DENY})) as fake:
+        arun(scenario)
+    assert fake.commands[0][0] == "SL.PEEK"
+
+
+def test_async_engine_errors_keep_code_and_message(sock):
+    replies = {"SL.CHECK": lambda a: Error({"bad": "WRONGARGS COST must be a positive integer",
+                                            "err": "ERR unknown resource 'nope'",
+                                            "perm": "NOPERM not on the decision socket"}[a[1]])}
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            for resource, code, message in [("bad", "WRONGARGS", "COST must be a positive integer"),
+                                            ("err", "ERR", "unknown resource 'nope'"),
+                                            ("perm", "NOPERM", "not on the decision socket")]:
+                with pytest.raises(SluiceError) as info:
+                    await client.check(resource, "s")
+                assert (info.value.code, info.value.message) == (code, message)
+
+    with FakeSluiced(sock, scripted(replies)):
+        arun(scenario)
+
+
+def test_async_client_side_validation_fails_before_sending(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            for bad in [dict(cost=0), dict(cost=1.5), dict(cost=True)]:
+                with pytest.raises(ValueError):
+                    await client.check("predict", "s", **bad)
+            with pytest.raises(ValueError):
+                await client.check("", "s")
+            with pytest.raises(ValueError):
+                await client.acquire("generate", "s", ttl_ms=0)
+            with pytest.raises(ValueError):
+                await client.release("lease-1", actual=-1)
+
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})) as fake:
+        arun(scenario)
+    assert fake.commands == []
+
+
+def test_async_malformed_reply_is_a_protocol_error(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(SluiceError) as info:
+                await client.check("predict", "s")
+            assert info.value.code == "PROTOCOL"
+
+    with FakeSluiced(sock, scripted({"SL.CHECK": [1, 2]})):
+        arun(scenario)
+
+
+def test_async_lease_context_manager_settles_actual_cost(sock):
+    acquire = ALLOW + ["lease-7", 60_000]
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            async with await client.acquire("generate", "u", cost=500, ttl_ms=30_000) as lease:
+                assert lease.id == "lease-7" and lease.ttl_ms == 60_000
+                lease.actual = 123
+            assert lease.released
+            assert await lease.release() is False  # idempotent
+
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire, "SL.RELEASE": 1})) as fake:
+        arun(scenario)
+    assert fake.commands == [["SL.ACQUIRE", "generate", "u", "COST", "500", "TTL", "30000"],
+                             ["SL.RELEASE", "lease-7", "ACTUAL", "123"]]
+
+
+def test_async_lease_released_with_estimate_when_no_actual_given(sock):
+    acquire = ALLOW + ["lease-8", 60_000]
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(KeyError):
+                async with await client.acquire("generate", "u", cost=500):
+                    raise KeyError("the block failed")  # the lease is still released
+
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire, "SL.RELEASE": 1})) as fake:
+        arun(scenario)
+    assert fake.commands[-1] == ["SL.RELEASE", "lease-8"]
+
+
+def test_async_denied_lease_raises_on_entry_and_sends_no_release(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(RateLimited) as info:
+                async with await client.acquire("generate", "u", cost=500):
+                    pytest.fail("a denied lease must not run the block")
+            assert info.value.decision.retry_after_ms == 30_000
+
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": DENY + ["", 0]})) as fake:
+        arun(scenario)
+    assert [c[0] for c in fake.commands] == ["SL.ACQUIRE"]
+
+
+def test_async_release_of_unknown_lease_raises_lease_not_found(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(LeaseNotFound) as info:
+                await client.release("42", actual=3)
+            assert info.value.code == "NOLEASE"
+
+    with FakeSluiced(sock, scripted({"SL.RELEASE": Error("NOLEASE lease 42 is unknown")})):
+        arun(scenario)
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_async_unreachable_daemon_follows_on_unavailable(tmp_path, mode):
+    async def scenario():
+        client = AsyncSluiceClient(str(tmp_path / "missing.sock"), on_unavailable=mode,
+                                   unavailable_retry_after_ms=2_500)
+        d = await client.check("predict", "s")
+        assert d.unavailable and d.allowed == (mode == "open")
+        assert d.retry_after_ms == (0 if mode == "open" else 2_500)
+        lease = await client.acquire("generate", "s", cost=10)
+        assert lease.decision.unavailable and lease.id == ""
+        assert await client.release("lease-1") is False
+        assert await client.ping() is False
+        assert await client.ready() is False
+        await client.close()
+
+    arun(scenario)
+
+
+def test_async_unreachable_daemon_raises_when_asked(tmp_path):
+    async def scenario():
+        client = AsyncSluiceClient(str(tmp_path / "missing.sock"), on_unavailable="raise")
+        with pytest.raises(SluiceUnavailable):
+            await client.check("predict", "s")
+        with pytest.raises(SluiceUnavailable):
+            await client.release("lease-1")
+
+    arun(scenario)
+
+
+def test_async_invalid_fail_mode_is_rejected():
+    with pytest.raises(ValueError, match="on_unavailable must be one of open, closed, raise"):
+        AsyncSluiceClient("x.sock", on_unavailable="maybe")

@@ -30,12 +30,14 @@ else:  # redis.asyncio depends on async_timeout on older Pythons
     from async_timeout import timeout as _deadline
 
 
-class _EngineErrorParser(DefaultParser):  # type: ignore[misc]  # redis-py is untyped  # hiredis's C parser when installed
+# DefaultParser is hiredis's C parser when installed. redis-py is untyped (Any to mypy),
+# hence the ignore on subclassing it.
+class _EngineErrorParser(DefaultParser):  # type: ignore[misc]
     # Keep the engine's error text whole; see client._EngineErrorParser.
     EXCEPTION_CLASSES: Dict[str, Any] = {}
 
 
-class _LeanConnectionPool(aioredis.ConnectionPool):  # type: ignore[misc]  # untyped
+class _LeanConnectionPool(aioredis.ConnectionPool):  # type: ignore[misc]
     """redis-py's asyncio pool without its per-call probe, waiting (bounded) when full.
 
     redis-py 4.x checks every pooled connection with ``can_read(timeout=0)``, which arms a

@@ -21,7 +21,9 @@ __all__ = ["SluiceClient"]
 log = logging.getLogger("sluice")
 
 
-class _EngineErrorParser(DefaultParser):  # type: ignore[misc]  # redis-py is untyped  # hiredis's C parser when installed
+# DefaultParser is hiredis's C parser when installed. redis-py is untyped (Any to mypy),
+# hence the ignore on subclassing it.
+class _EngineErrorParser(DefaultParser):  # type: ignore[misc]
     # redis-py strips and remaps Redis's own error prefixes (ERR, NOPERM, ...); sluice's
     # prefixes are its contract, so every error reaches us with its full text.
     EXCEPTION_CLASSES: Dict[str, Any] = {}
