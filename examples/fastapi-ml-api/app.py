@@ -128,31 +128,34 @@ class GenerateRequest(BaseModel):
     max_tokens: int = Field(256, ge=1, le=100_000)
 
 
+# The routes return plain dicts without a return annotation, as the seed's code does: with
+# `-> dict`, FastAPI would build a response model and validate every response on the hot path.
+
 # Approach 1 (in-memory limiter): /predict 10 per minute, /batch-predict 2 per minute.
 @app.post("/predict", dependencies=[Depends(limit("predict"))])
-def predict(data: dict) -> dict:
+def predict(data: dict):
     return {"prediction": 0.95, "confidence": 0.87}
 
 
 @app.post("/batch-predict", dependencies=[Depends(limit("batch-predict"))])
-def batch_predict(data: dict) -> dict:
+def batch_predict(data: dict):
     return {"results": [{"prediction": 0.95}, {"prediction": 0.85}]}
 
 
 @app.get("/model-info", dependencies=[Depends(limit("model-info"))])
-def model_info() -> dict:
+def model_info():
     return {"model_version": "v1.2.3", "framework": "PyTorch"}
 
 
 # Approach 2 (fastapi-limiter): its /predict (20 per 60 s) is served at /limiter/predict,
 # its /predict/batch allows 5 per 300 s.
 @app.post("/limiter/predict", dependencies=[Depends(limit("limiter/predict"))])
-def limiter_predict(request: PredictionRequest) -> dict:
+def limiter_predict(request: PredictionRequest):
     return {"prediction": 0.95, "model_version": request.model_version}
 
 
 @app.post("/predict/batch", dependencies=[Depends(limit("predict/batch"))])
-def predict_batch(requests: List[PredictionRequest]) -> dict:
+def predict_batch(requests: List[PredictionRequest]):
     return {"batch_predictions": [0.95, 0.85, 0.75][: max(1, len(requests))]}
 
 
@@ -160,23 +163,23 @@ def predict_batch(requests: List[PredictionRequest]) -> dict:
 # without access does not spend quota.
 @app.post("/premium/predict",
           dependencies=[Depends(require_premium), Depends(limit("premium/predict"))])
-async def premium_predict(input_data: ModelInput) -> dict:
+async def premium_predict(input_data: ModelInput):
     return {"result": "premium prediction", "status": "success"}
 
 
 # Resource-based differentiation, with the heavy model's warm-up kept in the policy.
 @app.post("/models/lightweight/predict", dependencies=[Depends(limit("models/lightweight"))])
-async def lightweight_predict(data: dict) -> dict:
+async def lightweight_predict(data: dict):
     return {"prediction": 0.95}
 
 
 @app.post("/models/heavy/predict")
-async def heavy_predict(data: dict, decision: Decision = Depends(limit("models/heavy"))) -> dict:
+async def heavy_predict(data: dict, decision: Decision = Depends(limit("models/heavy"))):
     return {"prediction": 0.92, "limit_now": decision.limit}
 
 
 @app.post("/models/batch-process", dependencies=[Depends(limit("models/batch-process"))])
-async def batch_process(data: list) -> dict:
+async def batch_process(data: list):
     return {"results": [{"prediction": 0.9} for _ in data]}
 
 
@@ -188,7 +191,7 @@ generate_lease = RateLimitLease(
 
 
 @app.post("/generate")
-async def generate(body: GenerateRequest, lease: AsyncLease = Depends(generate_lease)) -> dict:
+async def generate(body: GenerateRequest, lease: AsyncLease = Depends(generate_lease)):
     # A stand-in model: one "token" per prompt character, at most max_tokens.
     tokens = min(body.max_tokens, len(body.prompt))
     text = body.prompt[:tokens]

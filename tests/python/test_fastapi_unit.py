@@ -204,3 +204,19 @@ def test_unknown_unit_is_refused_when_the_limiter_is_built():
     # unit is a Literal for type checkers; at run time a typo fails at import, not per request.
     with pytest.raises(ValueError, match="unit must be one of requests, tokens, items"):
         RateLimit("predict", unit="token")
+
+
+def test_example_routes_skip_response_validation():
+    # A `-> dict` annotation makes FastAPI validate every response (a cost on every request
+    # the seed's code does not pay): the example's routes have no response model.
+    import importlib.util
+
+    from fastapi.routing import APIRoute
+    from conftest import EXAMPLE_DIR
+
+    spec = importlib.util.spec_from_file_location("ml_api_example", EXAMPLE_DIR / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    routes = [r for r in module.app.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 10
+    assert [r.path for r in routes if r.response_model is not None] == []
