@@ -197,21 +197,38 @@ def test_async_unreachable_and_timeout(tmp_path, mode):
         asyncio.run(scenario())
 
 
-def test_async_pool_waits_for_a_free_connection(sock):
-    # More concurrent decisions than connections: the extra callers wait their turn
-    # instead of failing (a fail-open decision here would silently skip the limit).
-    def slow_allow(args):
-        time.sleep(0.01)
-        return ALLOW
+def test_async_concurrent_calls_are_pipelined_on_one_connection(sock):
+    # Concurrent decisions share the loop's one connection, each getting its own reply in
+    # order; none fails for want of a connection (a fail-open answer would skip the limit).
+    def by_subject(args):
+        time.sleep(0.005)
+        return [1, 10, int(args[2][1:]), 60_000, 0, "per_minute"]
 
     async def scenario():
-        async with AsyncSluiceClient(sock, max_connections=2, on_unavailable="raise") as c:
-            decisions = await asyncio.gather(*(c.check("predict", f"s{i}") for i in range(8)))
-            assert all(d.allowed and not d.unavailable for d in decisions)
+        async with AsyncSluiceClient(sock, on_unavailable="raise") as c:
+            decisions = await asyncio.gather(*(c.check("predict", f"s{i}") for i in range(20)))
+            assert [d.remaining for d in decisions] == list(range(20))
 
-    with FakeSluiced(sock, slow_allow) as fake:
+    with FakeSluiced(sock, by_subject) as fake:
         asyncio.run(scenario())
-    assert len(fake.commands) == 8
+    assert len(fake.commands) == 20
+    assert len(fake.connections) == 1
+
+
+def test_async_timeout_closes_the_connection_and_the_next_call_reconnects(sock):
+    # A reply that never comes must not hold up later calls behind it on the same connection.
+    def hang_once(args):
+        return HANG if args[2] == "slow" else ALLOW
+
+    async def scenario():
+        async with AsyncSluiceClient(sock, timeout=0.1, on_unavailable="raise") as c:
+            with pytest.raises(SluiceUnavailable):
+                await c.check("predict", "slow")
+            assert (await c.check("predict", "fast")).allowed
+
+    with FakeSluiced(sock, hang_once) as fake:
+        asyncio.run(scenario())
+    assert len(fake.connections) == 2
 
 
 def test_async_client_reconnects_after_the_daemon_closed_its_connection(sock):

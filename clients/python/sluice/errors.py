@@ -9,7 +9,7 @@ keeps that code in :attr:`SluiceError.code` and the rest of the engine's sentenc
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     from .decision import Decision
@@ -72,8 +72,9 @@ class RateLimited(SluiceError):
 _CODE_RE = re.compile(r"^([A-Z][A-Z0-9_]*)(?: (.*))?$", re.S)
 
 
-def error_from_response(exc: Exception) -> SluiceError:
-    """Turn a redis-py ``ResponseError`` carrying the engine's full text into a SluiceError."""
+def error_from_response(exc: Union[Exception, str]) -> SluiceError:
+    """Turn an error reply's full text (a redis-py ``ResponseError`` or the text itself) into
+    a SluiceError."""
     text = str(exc)
     match = _CODE_RE.match(text)
     if match:
