@@ -502,3 +502,34 @@ def test_async_unreachable_daemon_raises_when_asked(tmp_path):
 def test_async_invalid_fail_mode_is_rejected():
     with pytest.raises(ValueError, match="on_unavailable must be one of open, closed, raise"):
         AsyncSluiceClient("x.sock", on_unavailable="maybe")
+
+
+def test_sync_pool_waits_for_a_free_connection_and_reuses_it(sock):
+    # More threads than connections: the extra callers wait their turn instead of failing
+    # open, and no more than max_connections sockets are ever opened.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slow_allow(args):
+        time.sleep(0.01)
+        return ALLOW
+
+    with FakeSluiced(sock, slow_allow) as fake, \
+            SluiceClient(sock, max_connections=2, on_unavailable="raise") as client:
+        with ThreadPoolExecutor(8) as threads:
+            decisions = list(threads.map(lambda i: client.check("predict", f"s{i}"), range(16)))
+    assert all(d.allowed and not d.unavailable for d in decisions)
+    assert len(fake.commands) == 16
+    assert len(fake.connections) <= 2
+
+
+def test_sync_timeout_closes_the_connection_and_the_next_call_reconnects(sock):
+    def hang_once(args):
+        return HANG if args[2] == "slow" else ALLOW
+
+    with FakeSluiced(sock, hang_once) as fake, \
+            SluiceClient(sock, timeout=0.1, on_unavailable="raise") as client:
+        with pytest.raises(SluiceUnavailable):
+            client.check("predict", "slow")
+        assert client.check("predict", "fast").allowed
+        assert client.check("predict", "fast").allowed  # the fresh connection is kept
+    assert len(fake.connections) == 2

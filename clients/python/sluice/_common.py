@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Literal, Optional, Tuple, get_args
+from typing import Any, List, Literal, Optional, Tuple, get_args
 
 from .decision import Decision
 from .errors import SluiceError
@@ -111,8 +111,3 @@ def unavailable_decision(mode: str, resource: str, retry_after_ms: int) -> Decis
         unavailable=True,
     )
 
-
-def pool_options(timeout: float) -> Dict[str, Any]:
-    # One timeout bounds connect, send and receive: connecting to a Unix socket has no
-    # network round trip, so a separate connect timeout would only add a knob.
-    return {"socket_timeout": timeout, "decode_responses": True}

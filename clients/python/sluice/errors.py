@@ -67,14 +67,13 @@ class RateLimited(SluiceError):
         self.decision = decision
 
 
-# The client's parser keeps the engine's text whole (see connection.py), so the code is
-# always the first word.
+# The clients keep the engine's error text whole (sluice/_resp.py), so the code is always the
+# first word.
 _CODE_RE = re.compile(r"^([A-Z][A-Z0-9_]*)(?: (.*))?$", re.S)
 
 
 def error_from_response(exc: Union[Exception, str]) -> SluiceError:
-    """Turn an error reply's full text (a redis-py ``ResponseError`` or the text itself) into
-    a SluiceError."""
+    """Turn an error reply's full text (or an exception carrying it) into a SluiceError."""
     text = str(exc)
     match = _CODE_RE.match(text)
     if match:
