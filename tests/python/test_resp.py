@@ -1,17 +1,15 @@
 """The clients' RESP2 core (sluice._resp): encoding, and replies read in any split, by the
 pure-Python reader and by hiredis's alike."""
 
+import importlib.util
+
 import pytest
 
 from sluice import _resp
 
 READERS = [_resp._PyReader]
-try:
-    import hiredis  # noqa: F401
-
-    READERS.append(_resp.Reader)
-except ImportError:  # pragma: no cover
-    pass
+if importlib.util.find_spec("hiredis") is not None:
+    READERS.append(_resp.Reader)  # hiredis's reader
 
 REPLIES = (b"*9\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$4\r\nfree\r\n"
            b":60000\r\n*1\r\n*5\r\n$10\r\nper_minute\r\n:10\r\n:9\r\n:60000\r\n:60000\r\n"
