@@ -297,9 +297,9 @@ class RateLimit(_Limiter):
     """Route dependency: ``SL.CHECK`` for ``resource``; returns the :class:`Decision`.
 
     Use as ``dependencies=[Depends(RateLimit("predict"))]`` or as a parameter
-    ``decision: Decision = Depends(RateLimit("predict"))``. ``window`` (seconds or "1m")
-    adds ``w=`` to ``RateLimit-Policy``; ``unit`` ("requests", "tokens", "items") names the
-    cost unit in the fields.
+    ``decision: Decision = Depends(RateLimit("predict"))``. The fields describe every limit
+    sluice reports, with its window; ``window`` (seconds or "1m") overrides the deciding
+    limit's ``w=``. ``unit`` ("requests", "tokens", "items") names the cost unit in them.
     """
 
     async def __call__(self, request: Request, response: Response) -> Decision:
