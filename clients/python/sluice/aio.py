@@ -147,9 +147,9 @@ class AsyncSluiceClient:
                 # fresh connection tells that apart from an outage.
                 reply = await self._send(loop, data)
         except (OSError, asyncio.TimeoutError) as exc:
-            raise SluiceUnavailable(
-                f"sluiced at {self.socket_path} unreachable: {str(exc) or type(exc).__name__}"
-            ) from None
+            reason = str(exc) or type(exc).__name__
+            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {reason}",
+                                    reason) from None
         if isinstance(reply, _resp.ErrorReply):
             raise error_from_response(reply)
         return reply
@@ -219,8 +219,8 @@ class AsyncSluiceClient:
             await self._call("PING")
             return True
         except SluiceError as exc:
-            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable,
-                                                   exc.message))
+            reason = exc.reason if isinstance(exc, SluiceUnavailable) else str(exc)
+            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable, reason))
             return False
 
     async def ready(self) -> bool:

@@ -130,9 +130,9 @@ class SluiceClient:
         except _resp.ProtocolError as exc:
             raise SluiceError("PROTOCOL", f"unreadable reply from sluiced: {exc}") from None
         except OSError as exc:
-            raise SluiceUnavailable(
-                f"sluiced at {self.socket_path} unreachable: {str(exc) or type(exc).__name__}"
-            ) from None
+            reason = str(exc) or type(exc).__name__
+            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {reason}",
+                                    reason) from None
         if isinstance(reply, _resp.ErrorReply):
             raise error_from_response(reply)
         return reply
@@ -218,8 +218,8 @@ class SluiceClient:
             self._call("PING")
             return True
         except SluiceError as exc:
-            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable,
-                                                   exc.message))
+            reason = exc.reason if isinstance(exc, SluiceUnavailable) else str(exc)
+            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable, reason))
             return False
 
     def ready(self) -> bool:

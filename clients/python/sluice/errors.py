@@ -43,8 +43,10 @@ class SluiceUnavailable(SluiceError):
     client answers with a fail-open or fail-closed :class:`~sluice.Decision` instead.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: str = "") -> None:
         super().__init__("UNAVAILABLE", message)
+        #: Why, without the socket path (e.g. "[Errno 2] No such file or directory").
+        self.reason = reason or message
 
 
 class LeaseNotFound(SluiceError):
