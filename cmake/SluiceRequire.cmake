@@ -37,7 +37,7 @@ function(sluice_require_test_tools)
 
   find_program(SLUICE_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
   find_program(SLUICE_PYTHON python3)
-  set(modules pytest fastapi uvicorn httpx redis)
+  set(modules pytest fastapi uvicorn httpx redis mypy)
   list(JOIN modules ", " imports)
   if(SLUICE_PYTHON)
     execute_process(COMMAND ${SLUICE_PYTHON} -c "import ${imports}"
@@ -48,7 +48,7 @@ function(sluice_require_test_tools)
     message(FATAL_ERROR
       "the Python client's tests need python3 with ${imports} (${SLUICE_PYTHON}: ${why}): "
       "install the Debian packages python3 python3-pytest python3-fastapi python3-uvicorn "
-      "python3-httpx python3-redis (scripts/install-deps does), or configure with "
+      "python3-httpx python3-redis mypy (scripts/install-deps does), or configure with "
       "-DSLUICE_BUILD_TESTS=OFF.")
   endif()
 endfunction()

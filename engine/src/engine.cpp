@@ -141,7 +141,7 @@ std::string_view DecisionCall::tier() const {
 
 LimitResult DecisionCall::limit_result(size_t i) const {
   const auto& lim = in_->resource->limits[in_->limit_index[i]];
-  return {lim.name, lim.shadow, in_->results[i]};
+  return {lim.name, lim.shadow, in_->items[i].params.window_ms, in_->results[i]};
 }
 
 // ---- engine -----------------------------------------------------------------------------

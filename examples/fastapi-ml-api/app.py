@@ -9,11 +9,11 @@ Environment:
     SLUICE_SOCKET           decision socket (default ./run/sluice.sock)
     SLUICE_ADMIN_SOCKET     admin socket; when set, the app reports the heavy model READY
                             after it has loaded, ending its warm-up early
-    SLUICE_POLICY           the policy sluiced serves (default policies/ml-api.yaml); read
-                            for the API-key tiers (the 403 on /premium/predict) and for the
-                            windows shown in RateLimit-Policy
     SLUICE_ON_UNAVAILABLE   open (default) or closed: what to do when sluiced is down
     HEAVY_MODEL_LOAD_SECONDS  simulated load time of the heavy model (default 3)
+
+The app never reads the policy: tiers, limits and windows come with every decision, so a
+policy sluiced applies live shows in the very next response.
 """
 
 from __future__ import annotations
@@ -21,27 +21,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
-import yaml
 from fastapi import Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from sluice import AsyncLease, AsyncSluiceClient, Decision, SluiceError
-from sluice.fastapi import RateLimit, RateLimitLease, client_ip, header, json_cost
+from sluice.fastapi import RateLimit, RateLimitLease, client_ip, header, json_cost, readiness
 
 log = logging.getLogger("ml-api")
-
-REPO = Path(__file__).resolve().parents[2]
-POLICY_FILE = Path(os.environ.get("SLUICE_POLICY", REPO / "policies" / "ml-api.yaml"))
-try:
-    POLICY: Dict[str, Any] = yaml.safe_load(POLICY_FILE.read_text()) or {}
-except (OSError, yaml.YAMLError) as exc:
-    raise SystemExit(f"cannot read the policy {POLICY_FILE} ({exc}); set SLUICE_POLICY to the "
-                     "file sluiced serves") from None
-API_KEY_TIERS: Dict[str, str] = POLICY.get("api_keys") or {}
-TIERS = set(POLICY.get("tiers") or {})
 
 
 # -- who is calling ----------------------------------------------------------------------
@@ -53,33 +41,38 @@ def caller(request: Request) -> str:
 
 def claimed_tier(request: Request) -> Optional[str]:
     """The seed's approach 3 lets the caller name its tier in X-User-Tier. Honoured here so
-    its curl loops work unchanged; a real service derives the tier from the API key only
-    (sluice does that from the policy's api_keys when no tier is sent)."""
-    tier = request.headers.get("X-User-Tier")
-    return tier if tier in TIERS else None
+    its curl loops work unchanged (a tier the policy does not have is a 400); a real service
+    derives the tier from the API key only (sluice does that from the policy's api_keys when
+    no tier is sent)."""
+    return request.headers.get("X-User-Tier") or None
 
 
-def caller_tier(request: Request) -> str:
-    key = request.headers.get("X-API-Key")
-    if key in API_KEY_TIERS:
-        return API_KEY_TIERS[key]
-    return claimed_tier(request) or POLICY.get("default_tier", "free")
-
-
-def require_premium(request: Request) -> None:
-    if caller_tier(request) != "premium":
+async def require_premium(request: Request) -> None:
+    """403 unless sluice resolves the caller to the premium tier. Asked with SL.PEEK, so a
+    caller without access spends no quota."""
+    sluice: AsyncSluiceClient = request.app.state.sluice
+    try:
+        decision = await sluice.peek("premium/predict", caller(request),
+                                     tier=claimed_tier(request),
+                                     api_key=request.headers.get("X-API-Key"))
+    except SluiceError as exc:
+        if exc.code != "WRONGARGS":
+            raise
+        raise HTTPException(status_code=400, detail={"error": "invalid_rate_limit_arguments",
+                                                     "message": exc.message}) from None
+    if decision.unavailable:  # no tier is known: access cannot be decided
+        raise HTTPException(
+            status_code=503, headers={"Retry-After": "1"},
+            detail={"error": "rate_limiter_unavailable",
+                    "message": "The rate limiter is unavailable; try again shortly"})
+    if decision.tier != "premium":
         raise HTTPException(status_code=403, detail="Premium access required")
-
-
-def _first_window(resource: str) -> Optional[str]:
-    limits = (POLICY.get("resources", {}).get(resource) or {}).get("limits") or []
-    return limits[0].get("window") if limits else None
 
 
 def limit(resource: str, **options: Any) -> RateLimit:
     """A sluice check for ``resource`` with this app's way of finding subject and tier."""
     return RateLimit(resource, subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
-                     window=_first_window(resource), x_ratelimit_headers=True, **options)
+                     x_ratelimit_headers=True, **options)
 
 
 # -- the application ------------------------------------------------------------------------
@@ -91,6 +84,7 @@ app = FastAPI(title="ML API behind sluice")
 async def connect_sluice() -> None:
     app.state.sluice = AsyncSluiceClient(
         on_unavailable=os.environ.get("SLUICE_ON_UNAVAILABLE", "open"))
+    await app.state.sluice.start()  # one ERROR naming the socket when sluiced is not there
     app.state.model_loader = asyncio.create_task(load_heavy_model())
 
 
@@ -98,6 +92,9 @@ async def connect_sluice() -> None:
 async def disconnect_sluice() -> None:
     app.state.model_loader.cancel()
     await app.state.sluice.close()
+
+
+app.get("/readyz", include_in_schema=False)(readiness())
 
 
 async def load_heavy_model() -> None:
@@ -131,31 +128,34 @@ class GenerateRequest(BaseModel):
     max_tokens: int = Field(256, ge=1, le=100_000)
 
 
+# The routes return plain dicts without a return annotation, as the seed's code does: with
+# `-> dict`, FastAPI would build a response model and validate every response on the hot path.
+
 # Approach 1 (in-memory limiter): /predict 10 per minute, /batch-predict 2 per minute.
 @app.post("/predict", dependencies=[Depends(limit("predict"))])
-def predict(data: dict) -> dict:
+def predict(data: dict):
     return {"prediction": 0.95, "confidence": 0.87}
 
 
 @app.post("/batch-predict", dependencies=[Depends(limit("batch-predict"))])
-def batch_predict(data: dict) -> dict:
+def batch_predict(data: dict):
     return {"results": [{"prediction": 0.95}, {"prediction": 0.85}]}
 
 
 @app.get("/model-info", dependencies=[Depends(limit("model-info"))])
-def model_info() -> dict:
+def model_info():
     return {"model_version": "v1.2.3", "framework": "PyTorch"}
 
 
 # Approach 2 (fastapi-limiter): its /predict (20 per 60 s) is served at /limiter/predict,
 # its /predict/batch allows 5 per 300 s.
 @app.post("/limiter/predict", dependencies=[Depends(limit("limiter/predict"))])
-def limiter_predict(request: PredictionRequest) -> dict:
+def limiter_predict(request: PredictionRequest):
     return {"prediction": 0.95, "model_version": request.model_version}
 
 
 @app.post("/predict/batch", dependencies=[Depends(limit("predict/batch"))])
-def predict_batch(requests: List[PredictionRequest]) -> dict:
+def predict_batch(requests: List[PredictionRequest]):
     return {"batch_predictions": [0.95, 0.85, 0.75][: max(1, len(requests))]}
 
 
@@ -163,23 +163,23 @@ def predict_batch(requests: List[PredictionRequest]) -> dict:
 # without access does not spend quota.
 @app.post("/premium/predict",
           dependencies=[Depends(require_premium), Depends(limit("premium/predict"))])
-async def premium_predict(input_data: ModelInput) -> dict:
+async def premium_predict(input_data: ModelInput):
     return {"result": "premium prediction", "status": "success"}
 
 
 # Resource-based differentiation, with the heavy model's warm-up kept in the policy.
 @app.post("/models/lightweight/predict", dependencies=[Depends(limit("models/lightweight"))])
-async def lightweight_predict(data: dict) -> dict:
+async def lightweight_predict(data: dict):
     return {"prediction": 0.95}
 
 
 @app.post("/models/heavy/predict")
-async def heavy_predict(data: dict, decision: Decision = Depends(limit("models/heavy"))) -> dict:
+async def heavy_predict(data: dict, decision: Decision = Depends(limit("models/heavy"))):
     return {"prediction": 0.92, "limit_now": decision.limit}
 
 
 @app.post("/models/batch-process", dependencies=[Depends(limit("models/batch-process"))])
-async def batch_process(data: list) -> dict:
+async def batch_process(data: list):
     return {"results": [{"prediction": 0.9} for _ in data]}
 
 
@@ -187,11 +187,11 @@ async def batch_process(data: list) -> dict:
 generate_lease = RateLimitLease(
     "generate", subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
     cost=json_cost(lambda body: body["max_tokens"], default=256), unit="tokens",
-    window=_first_window("generate"), x_ratelimit_headers=True)
+    x_ratelimit_headers=True)
 
 
 @app.post("/generate")
-async def generate(body: GenerateRequest, lease: AsyncLease = Depends(generate_lease)) -> dict:
+async def generate(body: GenerateRequest, lease: AsyncLease = Depends(generate_lease)):
     # A stand-in model: one "token" per prompt character, at most max_tokens.
     tokens = min(body.max_tokens, len(body.prompt))
     text = body.prompt[:tokens]

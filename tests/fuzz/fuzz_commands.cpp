@@ -263,8 +263,8 @@ void check_reply(Command command, const std::string& out, const resp::Limits& li
     return;
   }
   if (command == Command::kCheck || command == Command::kPeek || command == Command::kAcquire) {
-    const size_t fields = command == Command::kAcquire ? 8 : 6;
-    if (v.type != resp::Value::Type::kArray || v.elements.size() != fields) fail();
+    const size_t base = command == Command::kAcquire ? 8 : 6;
+    if (v.type != resp::Value::Type::kArray || v.elements.size() != base + 3) fail();
     const auto& e = v.elements;
     for (size_t i = 0; i < 5; ++i)
       if (e[i].type != resp::Value::Type::kInteger) fail();
@@ -274,6 +274,21 @@ void check_reply(Command command, const std::string& out, const resp::Limits& li
     if (e[1].integer < -1 || e[2].integer < -1 || e[3].integer < 0 || e[4].integer < -1) fail();
     if (e[0].integer == 1 && e[1].integer >= 0 && e[2].integer > e[1].integer) fail();
     if (e[5].type != resp::Value::Type::kBulk || e[5].str.empty()) fail();
+    // Then the tier, the deciding limit's window, and each limit's
+    // [name, limit, remaining, reset_after_ms, window_ms]; the window is the listed deciding
+    // limit's, and 0 when no limit decided.
+    if (e[base].type != resp::Value::Type::kBulk) fail();
+    if (e[base + 1].type != resp::Value::Type::kInteger || e[base + 1].integer < 0) fail();
+    if (e[base + 2].type != resp::Value::Type::kArray) fail();
+    int64_t window = 0;
+    for (const auto& l : e[base + 2].elements) {
+      if (l.type != resp::Value::Type::kArray || l.elements.size() != 5) fail();
+      if (l.elements[0].type != resp::Value::Type::kBulk || l.elements[0].str.empty()) fail();
+      for (size_t i = 1; i < 5; ++i)
+        if (l.elements[i].type != resp::Value::Type::kInteger || l.elements[i].integer < 0) fail();
+      if (l.elements[0].str == e[5].str) window = l.elements[4].integer;
+    }
+    if (e[base + 1].integer != window) fail();
   }
 }
 

@@ -46,6 +46,11 @@ resources:
   slots:
     limits:
       - {name: in_flight, algorithm: concurrency, limit: 2, window: 1m}
+  layered:
+    limits:
+      - {name: per_minute, algorithm: fixed_window, limit: 4, window: 1m}
+      - {name: per_day, algorithm: fixed_window, limit: 100, window: 1d}
+      - {name: trial, algorithm: fixed_window, limit: 1, window: 1h, shadow: true}
 )";
 
 bool allowed(const Value& v) {
@@ -77,7 +82,7 @@ TEST_F(Sluiced, SeedScenarioElevenRequests) {
     EXPECT_EQ(v.elements[5].str, "per_minute");
   }
   Value denied = call(c, {"SL.CHECK", "predict", "127.0.0.1"});
-  ASSERT_EQ(denied.elements.size(), 6u) << denied.to_string();
+  ASSERT_EQ(denied.elements.size(), 9u) << denied.to_string();
   EXPECT_EQ(field(denied, 0), 0);
   EXPECT_EQ(field(denied, 2), 0);
   EXPECT_GT(field(denied, 4), 0);
@@ -411,7 +416,7 @@ TEST_F(Sluiced, SlowReaderIsPausedNotDropped) {
 TEST_F(Sluiced, AcquireAndRelease) {
   Client c = daemon_->client();
   Value a = call(c, {"SL.ACQUIRE", "slots", "job", "TTL", "30000"});
-  ASSERT_EQ(a.elements.size(), 8u) << a.to_string();
+  ASSERT_EQ(a.elements.size(), 11u) << a.to_string();
   EXPECT_TRUE(allowed(a));
   EXPECT_FALSE(a.elements[6].str.empty());
   EXPECT_EQ(a.elements[7].integer, 30000);
@@ -423,6 +428,42 @@ TEST_F(Sluiced, AcquireAndRelease) {
   EXPECT_EQ(released.integer, 1) << released.to_string();
   EXPECT_EQ(call(c, {"SL.RELEASE", a.elements[6].str}).error_code(), "NOLEASE");
   EXPECT_TRUE(allowed(call(c, {"SL.ACQUIRE", "slots", "job"})));
+}
+
+// A decision reply ends with the tier that was applied, the deciding limit's window and every
+// enforced limit's answer (a shadow limit is not listed), so HTTP headers need no policy file.
+TEST_F(Sluiced, DecisionReplyCarriesTierWindowAndLimits) {
+  Client c = daemon_->client();
+  Value v = call(c, {"SL.CHECK", "layered", "ann", "KEY", "gold-key"});
+  ASSERT_EQ(v.elements.size(), 9u) << v.to_string();
+  EXPECT_EQ(v.elements[5].str, "per_minute");
+  EXPECT_EQ(v.elements[6].str, "premium");
+  EXPECT_EQ(v.elements[7].integer, 60000);
+  const auto& limits = v.elements[8].elements;
+  ASSERT_EQ(limits.size(), 2u) << v.to_string();
+  EXPECT_EQ(limits[0].elements[0].str, "per_minute");
+  EXPECT_EQ(limits[0].elements[1].integer, 20);  // premium multiplies by 5
+  EXPECT_EQ(limits[0].elements[2].integer, 19);
+  EXPECT_GT(limits[0].elements[3].integer, 0);
+  EXPECT_EQ(limits[0].elements[4].integer, 60000);
+  EXPECT_EQ(limits[1].elements[0].str, "per_day");
+  EXPECT_EQ(limits[1].elements[1].integer, 500);
+  EXPECT_EQ(limits[1].elements[2].integer, 499);
+  EXPECT_EQ(limits[1].elements[4].integer, 86400000);
+
+  Value peek = call(c, {"SL.PEEK", "layered", "bo"});
+  ASSERT_EQ(peek.elements.size(), 9u) << peek.to_string();
+  EXPECT_EQ(peek.elements[6].str, "free");
+  Value acquire = call(c, {"SL.ACQUIRE", "layered", "bo"});
+  ASSERT_EQ(acquire.elements.size(), 11u) << acquire.to_string();
+  EXPECT_EQ(acquire.elements[8].str, "free");
+  EXPECT_EQ(acquire.elements[9].integer, 60000);
+  EXPECT_EQ(acquire.elements[10].elements.size(), 2u);
+
+  Value unknown = call(c, {"SL.CHECK", "nope", "bo"});  // no limit decided: none listed
+  ASSERT_EQ(unknown.elements.size(), 9u) << unknown.to_string();
+  EXPECT_EQ(unknown.elements[7].integer, 0);
+  EXPECT_TRUE(unknown.elements[8].elements.empty());
 }
 
 // Unknown resources follow the policy (deny) and INSPECT/RESET work on the admin socket.
@@ -597,7 +638,7 @@ TEST(SluicedRedis, AsyncCompletionsKeepRequestOrder) {
       if (i % 2 == 0) {
         ASSERT_EQ(v.str, std::to_string(i));
       } else {
-        ASSERT_EQ(v.elements.size(), 6u) << v.to_string();
+        ASSERT_EQ(v.elements.size(), 9u) << v.to_string();
         ASSERT_EQ(field(v, 2), 3000 - 1 - granted) << i;
         if (allowed(v)) ++granted;
       }
@@ -623,6 +664,10 @@ TEST(Sluicectl, ExitCodesForScripts) {
   std::string out;
   for (int i = 0; i < 10; ++i) ASSERT_EQ(sluicectl(d, {"check", "predict", "ned"}, out), 0) << out;
   EXPECT_NE(out.find("allowed limit=10 remaining=0"), std::string::npos) << out;
+  EXPECT_NE(out.find("rule=per_minute tier=free window_ms=60000\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("lease="), std::string::npos) << out;  // a check holds no lease
+  EXPECT_EQ(sluicectl(d, {"acquire", "slots", "ned"}, out), 0) << out;
+  EXPECT_NE(out.find("tier=free window_ms=60000 lease="), std::string::npos) << out;
   EXPECT_EQ(sluicectl(d, {"check", "predict", "ned"}, out), 1);
   EXPECT_NE(out.find("denied"), std::string::npos) << out;
   EXPECT_EQ(sluicectl(d, {"check", "predict"}, out), 2);

@@ -77,7 +77,7 @@ class Uvicorn:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"uvicorn-{self.port}.log"
-        self.env = dict(os.environ, SLUICE_SOCKET=sluiced.socket, SLUICE_POLICY=str(ML_POLICY),
+        self.env = dict(os.environ, SLUICE_SOCKET=sluiced.socket,
                         PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"),
                                                     os.environ.get("PYTHONPATH", "")]),
                         **env)

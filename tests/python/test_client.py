@@ -197,21 +197,38 @@ def test_async_unreachable_and_timeout(tmp_path, mode):
         asyncio.run(scenario())
 
 
-def test_async_pool_waits_for_a_free_connection(sock):
-    # More concurrent decisions than connections: the extra callers wait their turn
-    # instead of failing (a fail-open decision here would silently skip the limit).
-    def slow_allow(args):
-        time.sleep(0.01)
-        return ALLOW
+def test_async_concurrent_calls_are_pipelined_on_one_connection(sock):
+    # Concurrent decisions share the loop's one connection, each getting its own reply in
+    # order; none fails for want of a connection (a fail-open answer would skip the limit).
+    def by_subject(args):
+        time.sleep(0.005)
+        return [1, 10, int(args[2][1:]), 60_000, 0, "per_minute"]
 
     async def scenario():
-        async with AsyncSluiceClient(sock, max_connections=2, on_unavailable="raise") as c:
-            decisions = await asyncio.gather(*(c.check("predict", f"s{i}") for i in range(8)))
-            assert all(d.allowed and not d.unavailable for d in decisions)
+        async with AsyncSluiceClient(sock, on_unavailable="raise") as c:
+            decisions = await asyncio.gather(*(c.check("predict", f"s{i}") for i in range(20)))
+            assert [d.remaining for d in decisions] == list(range(20))
 
-    with FakeSluiced(sock, slow_allow) as fake:
+    with FakeSluiced(sock, by_subject) as fake:
         asyncio.run(scenario())
-    assert len(fake.commands) == 8
+    assert len(fake.commands) == 20
+    assert len(fake.connections) == 1
+
+
+def test_async_timeout_closes_the_connection_and_the_next_call_reconnects(sock):
+    # A reply that never comes must not hold up later calls behind it on the same connection.
+    def hang_once(args):
+        return HANG if args[2] == "slow" else ALLOW
+
+    async def scenario():
+        async with AsyncSluiceClient(sock, timeout=0.1, on_unavailable="raise") as c:
+            with pytest.raises(SluiceUnavailable):
+                await c.check("predict", "slow")
+            assert (await c.check("predict", "fast")).allowed
+
+    with FakeSluiced(sock, hang_once) as fake:
+        asyncio.run(scenario())
+    assert len(fake.connections) == 2
 
 
 def test_async_client_reconnects_after_the_daemon_closed_its_connection(sock):
@@ -234,3 +251,287 @@ def test_sync_client_reconnects_after_the_daemon_closed_its_connection(sock):
         time.sleep(0.05)
         with FakeSluiced(sock, scripted({"SL.CHECK": DENY})):
             assert not client.check("predict", "s").allowed
+
+
+FULL = ALLOW + ["premium", 60_000, [["per_minute", 10, 9, 60_000, 60_000],
+                                    ["per_day", 500, 490, 3_600_000, 86_400_000]]]
+
+
+def run(kind, sock, method, *args, **options):
+    """Calls ``method(*args)`` on a fresh sync or async client (``options`` go to the
+    constructor) and returns its result, so one test covers both clients."""
+    if kind == "sync":
+        with SluiceClient(sock, **options) as client:
+            return getattr(client, method)(*args)
+
+    async def scenario():
+        async with AsyncSluiceClient(sock, **options) as client:
+            return await getattr(client, method)(*args)
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_decision_carries_tier_window_and_every_limit(sock, kind):
+    with FakeSluiced(sock, scripted({"SL.CHECK": FULL})):
+        d = run(kind, sock, "check", "predict", "s")
+    assert d.tier == "premium" and d.window_ms == 60_000
+    assert [(lim.name, lim.limit, lim.remaining, lim.reset_after_ms, lim.window_ms)
+            for lim in d.limits] == [("per_minute", 10, 9, 60_000, 60_000),
+                                     ("per_day", 500, 490, 3_600_000, 86_400_000)]
+    assert d.has_quota and not d.storage_failure
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_six_field_reply_of_an_older_daemon_still_parses(sock, kind):
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})):
+        d = run(kind, sock, "check", "predict", "s")
+    assert d.allowed and d.tier == "" and d.window_ms == 0 and d.limits == ()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_acquire_reads_the_extra_fields_after_the_lease(sock, kind):
+    reply = ALLOW + ["lease-1", 30_000] + FULL[6:]
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": reply, "SL.RELEASE": 1})):
+        lease = run(kind, sock, "acquire", "generate", "s")
+    assert lease.id == "lease-1" and lease.ttl_ms == 30_000
+    assert lease.decision.tier == "premium" and len(lease.decision.limits) == 2
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("limits", ["oops", [["per_minute", 10]], [None]])
+def test_malformed_limits_are_a_protocol_error(sock, kind, limits):
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW + ["free", 0, limits]})):
+        with pytest.raises(SluiceError) as info:
+            run(kind, sock, "check", "predict", "s")
+    assert info.value.code == "PROTOCOL"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_storage_decision_is_told_apart_from_a_quota(sock, kind):
+    with FakeSluiced(sock, scripted({"SL.CHECK": [0, 0, 0, 0, 1000, "(storage)", "free", 0, []]})):
+        d = run(kind, sock, "check", "predict", "s")
+    assert d.storage_failure and not d.has_quota and d.retry_after_seconds == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("mode,words", [("open", "ALLOWED WITHOUT LIMITS (fail open)"),
+                                        ("closed", "DENIED (fail closed, 503)")])
+def test_start_logs_one_error_naming_the_path_and_the_fallback(tmp_path, caplog, kind, mode,
+                                                                words):
+    missing = str(tmp_path / "nowhere.sock")
+    with caplog.at_level("ERROR", logger="sluice"):
+        assert run(kind, missing, "start", on_unavailable=mode) is False
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    message = errors[0].getMessage()
+    assert message.count(missing) == 1 and words in message
+    assert "No such file or directory" in message
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_start_and_ready_are_quiet_when_sluiced_answers(sock, caplog, kind):
+    with FakeSluiced(sock, scripted({"PING": "PONG"})), caplog.at_level("ERROR", logger="sluice"):
+        assert run(kind, sock, "start") is True
+        assert run(kind, sock, "ready") is True
+    assert not caplog.records
+
+
+# -- the asyncio client, case for case with the blocking one above ----------------------------
+
+def arun(scenario):
+    return asyncio.run(scenario())
+
+
+def test_async_check_sends_options_and_parses_the_decision(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            d = await client.check("predict", "10.0.0.1")
+            assert d.allowed and d.limit == 10 and d.remaining == 9 and d.rule == "per_minute"
+            assert d.resource == "predict" and not d.unavailable
+            await client.check("generate", "u1", tier="premium", api_key="k", cost=250)
+
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})) as fake:
+        arun(scenario)
+    assert fake.commands == [
+        ["SL.CHECK", "predict", "10.0.0.1"],
+        ["SL.CHECK", "generate", "u1", "TIER", "premium", "KEY", "k", "COST", "250"],
+    ]
+
+
+def test_async_peek_uses_sl_peek(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            d = await client.peek("predict", "s")
+            assert not d.allowed and d.retry_after_seconds == 30
+
+    with FakeSluiced(sock, scripted({"SL.PEEK": DENY})) as fake:
+        arun(scenario)
+    assert fake.commands[0][0] == "SL.PEEK"
+
+
+def test_async_engine_errors_keep_code_and_message(sock):
+    replies = {"SL.CHECK": lambda a: Error({"bad": "WRONGARGS COST must be a positive integer",
+                                            "err": "ERR unknown resource 'nope'",
+                                            "perm": "NOPERM not on the decision socket"}[a[1]])}
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            for resource, code, message in [("bad", "WRONGARGS", "COST must be a positive integer"),
+                                            ("err", "ERR", "unknown resource 'nope'"),
+                                            ("perm", "NOPERM", "not on the decision socket")]:
+                with pytest.raises(SluiceError) as info:
+                    await client.check(resource, "s")
+                assert (info.value.code, info.value.message) == (code, message)
+
+    with FakeSluiced(sock, scripted(replies)):
+        arun(scenario)
+
+
+def test_async_client_side_validation_fails_before_sending(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            for bad in [dict(cost=0), dict(cost=1.5), dict(cost=True)]:
+                with pytest.raises(ValueError):
+                    await client.check("predict", "s", **bad)
+            with pytest.raises(ValueError):
+                await client.check("", "s")
+            with pytest.raises(ValueError):
+                await client.acquire("generate", "s", ttl_ms=0)
+            with pytest.raises(ValueError):
+                await client.release("lease-1", actual=-1)
+
+    with FakeSluiced(sock, scripted({"SL.CHECK": ALLOW})) as fake:
+        arun(scenario)
+    assert fake.commands == []
+
+
+def test_async_malformed_reply_is_a_protocol_error(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(SluiceError) as info:
+                await client.check("predict", "s")
+            assert info.value.code == "PROTOCOL"
+
+    with FakeSluiced(sock, scripted({"SL.CHECK": [1, 2]})):
+        arun(scenario)
+
+
+def test_async_lease_context_manager_settles_actual_cost(sock):
+    acquire = ALLOW + ["lease-7", 60_000]
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            async with await client.acquire("generate", "u", cost=500, ttl_ms=30_000) as lease:
+                assert lease.id == "lease-7" and lease.ttl_ms == 60_000
+                lease.actual = 123
+            assert lease.released
+            assert await lease.release() is False  # idempotent
+
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire, "SL.RELEASE": 1})) as fake:
+        arun(scenario)
+    assert fake.commands == [["SL.ACQUIRE", "generate", "u", "COST", "500", "TTL", "30000"],
+                             ["SL.RELEASE", "lease-7", "ACTUAL", "123"]]
+
+
+def test_async_lease_released_with_estimate_when_no_actual_given(sock):
+    acquire = ALLOW + ["lease-8", 60_000]
+
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(KeyError):
+                async with await client.acquire("generate", "u", cost=500):
+                    raise KeyError("the block failed")  # the lease is still released
+
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": acquire, "SL.RELEASE": 1})) as fake:
+        arun(scenario)
+    assert fake.commands[-1] == ["SL.RELEASE", "lease-8"]
+
+
+def test_async_denied_lease_raises_on_entry_and_sends_no_release(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(RateLimited) as info:
+                async with await client.acquire("generate", "u", cost=500):
+                    pytest.fail("a denied lease must not run the block")
+            assert info.value.decision.retry_after_ms == 30_000
+
+    with FakeSluiced(sock, scripted({"SL.ACQUIRE": DENY + ["", 0]})) as fake:
+        arun(scenario)
+    assert [c[0] for c in fake.commands] == ["SL.ACQUIRE"]
+
+
+def test_async_release_of_unknown_lease_raises_lease_not_found(sock):
+    async def scenario():
+        async with AsyncSluiceClient(sock) as client:
+            with pytest.raises(LeaseNotFound) as info:
+                await client.release("42", actual=3)
+            assert info.value.code == "NOLEASE"
+
+    with FakeSluiced(sock, scripted({"SL.RELEASE": Error("NOLEASE lease 42 is unknown")})):
+        arun(scenario)
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_async_unreachable_daemon_follows_on_unavailable(tmp_path, mode):
+    async def scenario():
+        client = AsyncSluiceClient(str(tmp_path / "missing.sock"), on_unavailable=mode,
+                                   unavailable_retry_after_ms=2_500)
+        d = await client.check("predict", "s")
+        assert d.unavailable and d.allowed == (mode == "open")
+        assert d.retry_after_ms == (0 if mode == "open" else 2_500)
+        lease = await client.acquire("generate", "s", cost=10)
+        assert lease.decision.unavailable and lease.id == ""
+        assert await client.release("lease-1") is False
+        assert await client.ping() is False
+        assert await client.ready() is False
+        await client.close()
+
+    arun(scenario)
+
+
+def test_async_unreachable_daemon_raises_when_asked(tmp_path):
+    async def scenario():
+        client = AsyncSluiceClient(str(tmp_path / "missing.sock"), on_unavailable="raise")
+        with pytest.raises(SluiceUnavailable):
+            await client.check("predict", "s")
+        with pytest.raises(SluiceUnavailable):
+            await client.release("lease-1")
+
+    arun(scenario)
+
+
+def test_async_invalid_fail_mode_is_rejected():
+    with pytest.raises(ValueError, match="on_unavailable must be one of open, closed, raise"):
+        AsyncSluiceClient("x.sock", on_unavailable="maybe")
+
+
+def test_sync_pool_waits_for_a_free_connection_and_reuses_it(sock):
+    # More threads than connections: the extra callers wait their turn instead of failing
+    # open, and no more than max_connections sockets are ever opened.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slow_allow(args):
+        time.sleep(0.01)
+        return ALLOW
+
+    with FakeSluiced(sock, slow_allow) as fake, \
+            SluiceClient(sock, max_connections=2, on_unavailable="raise") as client:
+        with ThreadPoolExecutor(8) as threads:
+            decisions = list(threads.map(lambda i: client.check("predict", f"s{i}"), range(16)))
+    assert all(d.allowed and not d.unavailable for d in decisions)
+    assert len(fake.commands) == 16
+    assert len(fake.connections) <= 2
+
+
+def test_sync_timeout_closes_the_connection_and_the_next_call_reconnects(sock):
+    def hang_once(args):
+        return HANG if args[2] == "slow" else ALLOW
+
+    with FakeSluiced(sock, hang_once) as fake, \
+            SluiceClient(sock, timeout=0.1, on_unavailable="raise") as client:
+        with pytest.raises(SluiceUnavailable):
+            client.check("predict", "slow")
+        assert client.check("predict", "fast").allowed
+        assert client.check("predict", "fast").allowed  # the fresh connection is kept
+    assert len(fake.connections) == 2

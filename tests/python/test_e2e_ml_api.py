@@ -5,6 +5,9 @@ import time
 
 import pytest
 
+from conftest import BUILD, ML_POLICY, Uvicorn, support
+from sluice import SluiceClient
+
 PREDICT_BODY = {"data": [1, 2, 3]}
 
 
@@ -190,3 +193,52 @@ def test_app_reports_the_heavy_model_ready_when_loaded(sluiced, workdir):
                 time.sleep(0.1)
     finally:
         server.stop()
+
+
+def test_a_live_policy_apply_shows_in_the_very_next_response(workdir):
+    # The app reads no policy file: tiers, limits and windows come with each decision. APPLY
+    # rewrites the daemon's policy file, so this daemon serves a copy of it.
+    policy = ML_POLICY.read_text()
+    predict = "- {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}"
+    assert predict in policy
+    changed = policy.replace(predict, predict.replace("limit: 10, window: 1m",
+                                                      "limit: 7, window: 2m"), 1)
+    changed = changed.replace("  premium-user-key: premium\n",
+                              "  premium-user-key: premium\n  new-premium-key: premium\n")
+    with support.Sluiced(BUILD, policy_yaml=policy) as daemon:
+        server = Uvicorn(workdir, daemon, HEAVY_MODEL_LOAD_SECONDS="3600").start()
+        try:
+            with server.http() as http:
+                before = http.post("/predict", json=PREDICT_BODY)
+                assert before.headers["RateLimit-Policy"] == '"per_minute";q=10;w=60'
+                new_key = {"X-API-Key": "new-premium-key"}
+                assert http.post("/premium/predict", json=PREDICT_BODY,
+                                 headers=new_key).status_code == 403
+                with SluiceClient(daemon.admin_socket, on_unavailable="raise") as admin:
+                    admin.execute("SL.POLICY", "APPLY", changed)
+                after = http.post("/predict", json=PREDICT_BODY)
+                assert after.headers["RateLimit-Policy"] == '"per_minute";q=7;w=120'
+                assert after.headers["x-ratelimit-limit-requests"] == "7"
+                # The tier sluice resolves decides the 403: a key added live is premium at once.
+                assert http.post("/premium/predict", json=PREDICT_BODY,
+                                 headers=new_key).status_code == 200
+        finally:
+            server.stop()
+
+
+def test_unknown_claimed_tier_is_a_400(sluiced, api):
+    with api.http() as http:
+        response = http.post("/predict", json=PREDICT_BODY, headers={"X-User-Tier": "gold"})
+    assert response.status_code == 400
+    assert "gold" in response.json()["detail"]["message"]
+
+
+def test_readyz_follows_sluiced(sluiced, api):
+    with api.http() as http:
+        assert http.get("/readyz").status_code == 200
+        sluiced.stop()
+        try:
+            assert http.get("/readyz").status_code == 503
+        finally:
+            sluiced.start()
+        assert http.get("/readyz").status_code == 200

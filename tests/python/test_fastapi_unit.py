@@ -119,3 +119,104 @@ def test_middleware_without_daemon_fails_open_or_closed(tmp_path, mode, status):
         assert response.json()["detail"]["error"] == "rate_limiter_unavailable"
     else:
         assert response.json() == {"ok": True} and "ratelimit" not in response.headers
+
+
+TWO_LIMITS = [1, 10, 9, 30_000, 0, "per_minute", "free", 60_000,
+              [["per_minute", 10, 9, 30_000, 60_000], ["per_day", 500, 480, 3_600_000, 86_400_000]]]
+
+
+def test_fields_come_from_the_reply_for_every_limit(sock):
+    # No window= on the limiter: w comes from the reply, one item per limit, deciding first.
+    app = FastAPI()
+
+    @app.on_event("startup")
+    async def startup():
+        app.state.sluice = AsyncSluiceClient(sock)
+
+    @app.post("/p", dependencies=[Depends(RateLimit("predict", x_ratelimit_headers=True))])
+    async def predict():
+        return {"ok": True}
+
+    with FakeSluiced(sock, lambda args: TWO_LIMITS), TestClient(app) as http:
+        ok = http.post("/p")
+    assert ok.headers["ratelimit-policy"] == '"per_minute";q=10;w=60, "per_day";q=500;w=86400'
+    assert ok.headers["ratelimit"] == '"per_minute";r=9;t=30, "per_day";r=480;t=3600'
+    assert ok.headers["x-ratelimit-limit-requests"] == "10"
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_storage_failure_fail_closed_is_503_without_quota_fields(sock, mode):
+    # The policy's fail_closed denied because storage failed: not a quota of zero.
+    storage = [0, 0, 0, 0, 1_000, "(storage)", "free", 0, []]
+    with FakeSluiced(sock, lambda args: storage), TestClient(build_app(sock, mode)) as http:
+        response = http.post("/p", json={"a": 1})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "ratelimit-policy" not in response.headers and "ratelimit" not in response.headers
+    assert not any(h.startswith("x-ratelimit") for h in response.headers)
+    assert response.json()["detail"]["error"] == "rate_limiter_unavailable"
+
+
+def test_storage_failure_fail_open_passes_without_fields(sock):
+    storage = [1, -1, -1, 0, 0, "(storage)", "free", 0, []]
+    with FakeSluiced(sock, lambda args: storage), TestClient(build_app(sock)) as http:
+        response = http.post("/p", json={"a": 1})
+    assert response.status_code == 200
+    assert "ratelimit" not in response.headers
+    assert "x-ratelimit-limit-requests" not in response.headers
+
+
+def test_middleware_storage_failure_is_503(sock):
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x():
+        return {"ok": True}
+
+    client = AsyncSluiceClient(sock)
+    app.add_middleware(SluiceMiddleware, resource="api", client=client)
+    storage = [0, 0, 0, 0, 1_000, "(storage)", "free", 0, []]
+    with FakeSluiced(sock, lambda args: storage), TestClient(app) as http:
+        response = http.get("/x")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "ratelimit" not in response.headers
+
+
+def test_readiness_endpoint(sock, tmp_path):
+    from sluice.fastapi import readiness
+
+    def app_for(path):
+        app = FastAPI()
+        app.get("/readyz")(readiness(AsyncSluiceClient(path, on_unavailable="closed")))
+        return app
+
+    with FakeSluiced(sock, lambda args: "PONG"), TestClient(app_for(sock)) as http:
+        up = http.get("/readyz")
+    assert up.status_code == 200 and up.json() == {"status": "ready", "sluice": sock}
+    missing = str(tmp_path / "none.sock")
+    with TestClient(app_for(missing)) as http:
+        down = http.get("/readyz")
+    assert down.status_code == 503 and down.headers["retry-after"] == "1"
+    assert down.json() == {"status": "unavailable", "sluice": missing, "on_unavailable": "closed"}
+
+
+def test_unknown_unit_is_refused_when_the_limiter_is_built():
+    # unit is a Literal for type checkers; at run time a typo fails at import, not per request.
+    with pytest.raises(ValueError, match="unit must be one of requests, tokens, items"):
+        RateLimit("predict", unit="token")
+
+
+def test_example_routes_skip_response_validation():
+    # A `-> dict` annotation makes FastAPI validate every response (a cost on every request
+    # the seed's code does not pay): the example's routes have no response model.
+    import importlib.util
+
+    from fastapi.routing import APIRoute
+    from conftest import EXAMPLE_DIR
+
+    spec = importlib.util.spec_from_file_location("ml_api_example", EXAMPLE_DIR / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    routes = [r for r in module.app.routes if isinstance(r, APIRoute)]
+    assert len(routes) >= 10
+    assert [r.path for r in routes if r.response_model is not None] == []

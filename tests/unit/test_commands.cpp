@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <string>
 #include <vector>
 
@@ -149,14 +150,15 @@ TEST(Commands, ParsesRelease) {
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "COST", "1"}, lease, actual, error));
 }
 
-std::string encode(Command c, const Decision& d) {
+std::string encode(Command c, const Decision& d, const DecisionDetail& detail = {}) {
   std::string out;
   resp::Writer w(out);
-  write_decision_reply(w, c, d);
+  write_decision_reply(w, c, d, detail);
   return out;
 }
 
-// The contract's six fields, in order; SL.ACQUIRE adds the lease and its TTL.
+// The contract's six fields, in order; SL.ACQUIRE adds the lease and its TTL; then the tier,
+// the deciding limit's window and every limit's answer.
 TEST(Commands, DecisionReplyShape) {
   Decision d;
   d.allowed = true;
@@ -165,15 +167,50 @@ TEST(Commands, DecisionReplyShape) {
   d.reset_after_ms = 60000;
   d.retry_after_ms = 0;
   d.set_rule("per_minute");
-  EXPECT_EQ(encode(Command::kCheck, d),
-            "*6\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n");
+  const std::array<ReplyLimit, 2> limits = {
+      {{"per_minute", 10, 9, 60000, 60000}, {"per_day", 1000, 990, 3600000, 86400000}}};
+  const DecisionDetail detail{"free", limits};
+  const std::string tail =
+      "$4\r\nfree\r\n:60000\r\n*2\r\n"
+      "*5\r\n$10\r\nper_minute\r\n:10\r\n:9\r\n:60000\r\n:60000\r\n"
+      "*5\r\n$7\r\nper_day\r\n:1000\r\n:990\r\n:3600000\r\n:86400000\r\n";
+  EXPECT_EQ(encode(Command::kCheck, d, detail),
+            "*9\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n" + tail);
   d.lease = {0x12345, {0xabcdef, 0x1}};
   d.lease_ttl_ms = 60000;
-  EXPECT_EQ(encode(Command::kAcquire, d),
-            "*8\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$48\r\n"
+  EXPECT_EQ(encode(Command::kAcquire, d, detail),
+            "*11\r\n:1\r\n:10\r\n:9\r\n:60000\r\n:0\r\n$10\r\nper_minute\r\n$48\r\n"
             "0000000000012345"
             "0000000000abcdef"
-            "0000000000000001\r\n:60000\r\n");
+            "0000000000000001\r\n:60000\r\n" +
+                tail);
+}
+
+// The window is the deciding limit's, not the first limit's.
+TEST(Commands, WindowIsTheDecidingLimits) {
+  Decision d;
+  d.allowed = false;
+  d.limit = 1000;
+  d.remaining = 0;
+  d.reset_after_ms = 5000;
+  d.retry_after_ms = 5000;
+  d.set_rule("per_day");
+  const std::array<ReplyLimit, 2> limits = {
+      {{"per_minute", 10, 9, 60000, 60000}, {"per_day", 1000, 0, 5000, 86400000}}};
+  const std::string out = encode(Command::kPeek, d, {"premium", limits});
+  EXPECT_NE(out.find("$7\r\npremium\r\n:86400000\r\n*2\r\n"), std::string::npos) << out;
+}
+
+// A decision no limit made (storage failure, unknown resource, unlimited tier): window 0 and no
+// limits, so a client cannot mistake it for a quota.
+TEST(Commands, StorageDecisionHasNoLimits) {
+  Decision d;
+  d.allowed = false;
+  d.source = DecisionSource::kStorageFailure;
+  d.retry_after_ms = 1000;
+  d.set_rule("(storage)");
+  EXPECT_EQ(encode(Command::kCheck, d, {"free", {}}),
+            "*9\r\n:0\r\n:0\r\n:0\r\n:0\r\n:1000\r\n$9\r\n(storage)\r\n$4\r\nfree\r\n:0\r\n*0\r\n");
 }
 
 // A denial carries retry-after; a denied acquire has an empty lease.
@@ -185,10 +222,12 @@ TEST(Commands, DeniedReply) {
   d.reset_after_ms = 1500;
   d.retry_after_ms = 1500;
   d.set_rule("per_minute");
-  EXPECT_EQ(encode(Command::kPeek, d),
-            "*6\r\n:0\r\n:10\r\n:0\r\n:1500\r\n:1500\r\n$10\r\nper_minute\r\n");
+  EXPECT_EQ(
+      encode(Command::kPeek, d),
+      "*9\r\n:0\r\n:10\r\n:0\r\n:1500\r\n:1500\r\n$10\r\nper_minute\r\n$0\r\n\r\n:0\r\n*0\r\n");
   EXPECT_EQ(encode(Command::kAcquire, d),
-            "*8\r\n:0\r\n:10\r\n:0\r\n:1500\r\n:1500\r\n$10\r\nper_minute\r\n$0\r\n\r\n:0\r\n");
+            "*11\r\n:0\r\n:10\r\n:0\r\n:1500\r\n:1500\r\n$10\r\nper_minute\r\n$0\r\n\r\n:0\r\n"
+            "$0\r\n\r\n:0\r\n*0\r\n");
 }
 
 // An invalid request (unknown tier, ...) is an error reply with the engine's sentence.

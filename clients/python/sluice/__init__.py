@@ -11,9 +11,10 @@ The asyncio client is :class:`AsyncSluiceClient`; HTTP fields are in :mod:`sluic
 FastAPI dependencies and middleware are in :mod:`sluice.fastapi`.
 """
 
+from ._common import FailMode
 from .aio import AsyncSluiceClient
 from .client import SluiceClient
-from .decision import NEVER, UNLIMITED, Decision
+from .decision import NEVER, STORAGE_RULE, UNLIMITED, Decision, LimitState
 from .errors import LeaseNotFound, RateLimited, SluiceError, SluiceUnavailable
 from .headers import render_headers
 from .lease import AsyncLease, Lease
@@ -24,6 +25,8 @@ __all__ = [
     "SluiceClient",
     "AsyncSluiceClient",
     "Decision",
+    "LimitState",
+    "FailMode",
     "Lease",
     "AsyncLease",
     "SluiceError",
@@ -33,4 +36,5 @@ __all__ = [
     "render_headers",
     "UNLIMITED",
     "NEVER",
+    "STORAGE_RULE",
 ]

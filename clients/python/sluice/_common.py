@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Literal, Optional, Tuple, get_args
 
 from .decision import Decision
 from .errors import SluiceError
 
 DEFAULT_SOCKET = "./run/sluice.sock"
 DEFAULT_TIMEOUT = 0.25
-FAIL_MODES = ("open", "closed", "raise")
+#: What a client answers when sluiced cannot be reached (``on_unavailable``).
+FailMode = Literal["open", "closed", "raise"]
+FAIL_MODES: Tuple[FailMode, ...] = get_args(FailMode)
+
+
+def unreachable_at_start(path: str, mode: str, reason: str) -> str:
+    """The one ERROR logged when a start-up PING finds no sluiced: where, and what follows."""
+    consequence = {
+        "open": "requests are ALLOWED WITHOUT LIMITS (fail open) until it answers",
+        "closed": "requests are DENIED (fail closed, 503) until it answers",
+        "raise": "decisions raise SluiceUnavailable until it answers",
+    }[mode]
+    return f"sluice: no sluiced answers at {path} ({reason}); {consequence}"
 
 
 def socket_path_or_default(path: Optional[str]) -> str:
     return path or os.environ.get("SLUICE_SOCKET") or DEFAULT_SOCKET
 
 
-def check_fail_mode(mode: str) -> str:
-    if mode not in FAIL_MODES:
-        raise ValueError(f"on_unavailable must be one of {', '.join(FAIL_MODES)}; got {mode!r}")
-    return mode
+def check_fail_mode(mode: str) -> FailMode:
+    for known in FAIL_MODES:
+        if mode == known:
+            return known
+    raise ValueError(f"on_unavailable must be one of {', '.join(FAIL_MODES)}; got {mode!r}")
 
 
 def _name(what: str, value: Any) -> str:
@@ -67,9 +80,9 @@ def release_args(lease_id: str, actual: Optional[int]) -> Tuple[Any, ...]:
     return tuple(args)
 
 
-def parse_decision(reply: Any, resource: str) -> Decision:
+def parse_decision(reply: Any, resource: str, acquire: bool = False) -> Decision:
     try:
-        return Decision.from_reply(reply, resource)
+        return Decision.from_reply(reply, resource, extra_at=8 if acquire else 6)
     except (ValueError, TypeError) as exc:
         raise SluiceError("PROTOCOL", str(exc)) from None
 
@@ -98,8 +111,3 @@ def unavailable_decision(mode: str, resource: str, retry_after_ms: int) -> Decis
         unavailable=True,
     )
 
-
-def pool_options(timeout: float) -> dict:
-    # One timeout bounds connect, send and receive: connecting to a Unix socket has no
-    # network round trip, so a separate connect timeout would only add a knob.
-    return {"socket_timeout": timeout, "decode_responses": True}

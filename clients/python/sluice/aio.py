@@ -1,19 +1,15 @@
-"""asyncio client for sluiced's decision socket (redis-py's ``redis.asyncio``)."""
+"""asyncio client for sluiced's decision socket: one pipelined connection per event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import sys
-from typing import Any, Optional
+import weakref
+from typing import Any, Deque, Optional
 
-import redis
-import redis.asyncio as aioredis
-from redis.asyncio.connection import DefaultParser, UnixDomainSocketConnection
-from redis.backoff import NoBackoff
-from redis.asyncio.retry import Retry
-
-from . import _common
+from . import _common, _resp
+from ._common import FailMode
 from .decision import Decision
 from .errors import SluiceError, SluiceUnavailable, error_from_response
 from .lease import AsyncLease
@@ -22,71 +18,72 @@ __all__ = ["AsyncSluiceClient"]
 
 log = logging.getLogger("sluice")
 
-
-if sys.version_info >= (3, 11):
-    _deadline = asyncio.timeout
-else:  # redis.asyncio depends on async_timeout on older Pythons
-    from async_timeout import timeout as _deadline
+_Loop = asyncio.AbstractEventLoop
 
 
-class _EngineErrorParser(DefaultParser):  # hiredis's C parser when installed
-    # Keep the engine's error text whole; see client._EngineErrorParser.
-    EXCEPTION_CLASSES: dict = {}
+class _Lost(ConnectionError):
+    """The connection closed before a reply came: the request may be sent again."""
 
 
-class _LeanConnectionPool(aioredis.ConnectionPool):
-    """redis-py's asyncio pool without its per-call probe, waiting (bounded) when full.
+class _Connection(asyncio.Protocol):
+    """One Unix-socket connection. Commands are written as they come, without waiting for the
+    replies before; replies come back in order, so each goes to the oldest waiting future."""
 
-    redis-py 4.x checks every pooled connection with ``can_read(timeout=0)``, which arms a
-    timer and runs a read through the event loop: tens of microseconds on each decision, a
-    cost a rate limiter pays on every request. A connection sluiced has closed is seen
-    instead from its stream's EOF flag, which the event loop sets when the close arrives;
-    one that closes in between fails on use and is retried once on a fresh connection.
-    """
+    def __init__(self) -> None:
+        self.transport: Optional[asyncio.Transport] = None
+        self.reader = _resp.Reader()
+        self.waiting: Deque["asyncio.Future[Any]"] = collections.deque()
+        self.lost = False
 
-    def __init__(self, *, wait_timeout: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._wait_timeout = wait_timeout
-        self._slots: Optional[asyncio.Semaphore] = None
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
-    async def get_connection(self, command_name: Any, *keys: Any, **options: Any) -> Any:
-        if self._slots is None:  # created here so it belongs to the running loop
-            self._slots = asyncio.Semaphore(self.max_connections)
-        if self._slots.locked():
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
             try:
-                await asyncio.wait_for(self._slots.acquire(), self._wait_timeout)
-            except asyncio.TimeoutError:
-                raise redis.ConnectionError("No connection available.") from None
-        else:
-            await self._slots.acquire()  # returns without suspending
-        try:
-            connection = (self._available_connections.pop() if self._available_connections
-                          else self.make_connection())
-        except BaseException:
-            self._slots.release()
-            raise
-        self._in_use_connections.add(connection)
-        try:
-            reader = getattr(connection, "_reader", None)
-            if reader is not None and reader.at_eof():
-                await connection.disconnect()
-            await connection.connect()
-        except BaseException:
-            await self.release(connection)
-            raise
-        return connection
+                reply = self.reader.gets()
+            except _resp.ProtocolError as exc:
+                self.close(SluiceError("PROTOCOL", f"unreadable reply from sluiced: {exc}"))
+                return
+            if reply is _resp.NO_REPLY:
+                return
+            if not self.waiting:
+                self.close(SluiceError("PROTOCOL", f"reply without a request: {reply!r}"))
+                return
+            future = self.waiting.popleft()
+            if not future.done():  # else its caller gave up; the reply is dropped in order
+                future.set_result(reply)
 
-    async def release(self, connection: Any) -> None:
-        await super().release(connection)
-        if self._slots is not None:
-            self._slots.release()
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.close(_Lost(f"connection closed ({exc})" if exc else "connection closed"))
+
+    def send(self, data: bytes, future: "asyncio.Future[Any]") -> None:
+        assert self.transport is not None
+        self.waiting.append(future)
+        self.transport.write(data)
+
+    def close(self, error: Exception) -> None:
+        """Fails every waiting request with ``error`` and drops the connection."""
+        self.lost = True
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class AsyncSluiceClient:
     """The asyncio twin of :class:`~sluice.SluiceClient`; same arguments and semantics.
 
-    Use one per event loop (connections belong to the loop that opened them). Every call
-    is bounded by ``timeout`` seconds, including waiting for a pooled connection.
+    Each event loop gets one connection, opened on first use; concurrent calls are written to
+    it back to back and their replies read in order (pipelining), so no call waits for a free
+    connection. Every call is bounded by ``timeout`` seconds. A call that times out closes
+    the connection (a daemon that stopped answering would otherwise hold up every call queued
+    behind it); the next call opens a fresh one. ``max_connections`` is accepted for
+    compatibility and has no effect.
     """
 
     def __init__(
@@ -95,38 +92,67 @@ class AsyncSluiceClient:
         *,
         timeout: float = _common.DEFAULT_TIMEOUT,
         max_connections: int = 64,
-        on_unavailable: str = "open",
+        on_unavailable: FailMode = "open",
         unavailable_retry_after_ms: int = 1000,
     ) -> None:
         self.socket_path = _common.socket_path_or_default(socket_path)
         self.on_unavailable = _common.check_fail_mode(on_unavailable)
         self.unavailable_retry_after_ms = unavailable_retry_after_ms
         self.timeout = timeout
-        self._pool = _LeanConnectionPool(
-            connection_class=UnixDomainSocketConnection,
-            path=self.socket_path,
-            parser_class=_EngineErrorParser,
-            max_connections=max_connections,
-            wait_timeout=timeout,
-            retry_on_error=[redis.ConnectionError],
-            retry=Retry(NoBackoff(), 1),
-            # No per-socket timeout: redis-py 4.x wraps every send in asyncio.wait_for (a
-            # new task per command). One deadline around the whole call bounds it instead.
-            socket_timeout=None,
-            decode_responses=True,
-        )
-        self._redis = aioredis.Redis(connection_pool=self._pool)
+        # Per event loop: its connection, and the connect in progress that callers share.
+        self._connections: weakref.WeakKeyDictionary[_Loop, _Connection] = (
+            weakref.WeakKeyDictionary())
+        self._connecting: weakref.WeakKeyDictionary[_Loop, asyncio.Future[_Connection]] = (
+            weakref.WeakKeyDictionary())
+
+    async def _connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        connection = self._connections.get(loop)
+        if connection is not None and not connection.lost:
+            return connection
+        pending = self._connecting.get(loop)
+        if pending is None:  # the first caller connects; the others wait for the same result
+            pending = self._connecting[loop] = loop.create_future()
+            try:
+                _, opened = await asyncio.wait_for(
+                    loop.create_unix_connection(_Connection, self.socket_path), self.timeout)
+                self._connections[loop] = opened
+                pending.set_result(opened)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved here, so an unawaited failure is not logged
+                raise
+            finally:
+                del self._connecting[loop]
+            return opened
+        return await asyncio.shield(pending)
+
+    async def _send(self, loop: asyncio.AbstractEventLoop, data: bytes) -> Any:
+        connection = await self._connection(loop)
+        future: "asyncio.Future[Any]" = loop.create_future()
+        connection.send(data, future)
+        expiry = loop.call_later(self.timeout, _expire, connection, future)
+        try:
+            return await future
+        finally:
+            expiry.cancel()
 
     async def _call(self, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        data = _resp.encode(args)
         try:
-            async with _deadline(self.timeout):
-                return await self._redis.execute_command(*args)
-        except redis.ResponseError as exc:
-            raise error_from_response(exc) from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError) as exc:
-            raise SluiceUnavailable(
-                f"sluiced at {self.socket_path} unreachable: {str(exc) or type(exc).__name__}"
-            ) from None
+            try:
+                reply = await self._send(loop, data)
+            except _Lost:
+                # A connection sluiced closed (a restart, an idle timeout) fails on use; one
+                # fresh connection tells that apart from an outage.
+                reply = await self._send(loop, data)
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {reason}",
+                                    reason) from None
+        if isinstance(reply, _resp.ErrorReply):
+            raise error_from_response(reply)
+        return reply
 
     def _fallback(self, exc: SluiceUnavailable, resource: str) -> Decision:
         if self.on_unavailable == "raise":
@@ -164,7 +190,7 @@ class AsyncSluiceClient:
             reply = await self._call(*args)
         except SluiceUnavailable as exc:
             return AsyncLease(self, self._fallback(exc, resource), "", 0)
-        decision = _common.parse_decision(reply, resource)
+        decision = _common.parse_decision(reply, resource, acquire=True)
         lease_id, lease_ttl = _common.parse_lease(reply)
         return AsyncLease(self, decision, lease_id if decision.allowed else "", lease_ttl)
 
@@ -187,12 +213,29 @@ class AsyncSluiceClient:
         except SluiceError:
             return False
 
+    async def start(self) -> bool:
+        """See :meth:`sluice.SluiceClient.start`; call it from the app's start-up."""
+        try:
+            await self._call("PING")
+            return True
+        except SluiceError as exc:
+            reason = exc.reason if isinstance(exc, SluiceUnavailable) else str(exc)
+            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable, reason))
+            return False
+
+    async def ready(self) -> bool:
+        """See :meth:`sluice.SluiceClient.ready`."""
+        return await self.ping()
+
     async def execute(self, *args: Any) -> Any:
         """Send any command and return the raw reply."""
         return await self._call(*args)
 
     async def close(self) -> None:
-        await self._pool.disconnect()
+        """Closes this event loop's connection (the next call opens a new one)."""
+        connection = self._connections.pop(asyncio.get_running_loop(), None)
+        if connection is not None:
+            connection.close(_Lost("client closed"))
 
     async def __aenter__(self) -> "AsyncSluiceClient":
         return self
@@ -202,3 +245,9 @@ class AsyncSluiceClient:
 
     def __repr__(self) -> str:
         return f"AsyncSluiceClient({self.socket_path!r}, on_unavailable={self.on_unavailable!r})"
+
+
+def _expire(connection: _Connection, future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError("no reply within the timeout"))
+        connection.close(_Lost("closed after a timeout"))

@@ -1,16 +1,15 @@
-"""Blocking client for sluiced's decision socket (RESP2 over a Unix socket, via redis-py)."""
+"""Blocking client for sluiced's decision socket (RESP2 over a Unix socket)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+import socket
+import threading
+import time
+from typing import Any, List, Optional
 
-import redis
-from redis.backoff import NoBackoff
-from redis.connection import DefaultParser, UnixDomainSocketConnection
-from redis.retry import Retry
-
-from . import _common
+from . import _common, _resp
+from ._common import FailMode
 from .decision import Decision
 from .errors import SluiceError, SluiceUnavailable, error_from_response
 from .lease import Lease
@@ -20,10 +19,78 @@ __all__ = ["SluiceClient"]
 log = logging.getLogger("sluice")
 
 
-class _EngineErrorParser(DefaultParser):  # hiredis's C parser when installed
-    # redis-py strips and remaps Redis's own error prefixes (ERR, NOPERM, ...); sluice's
-    # prefixes are its contract, so every error reaches us with its full text.
-    EXCEPTION_CLASSES: dict = {}
+class _Closed(ConnectionError):
+    """The daemon closed the connection before replying."""
+
+
+class _Pool:
+    """Blocking Unix-socket connections, one request at a time each, kept for reuse. At most
+    ``size`` exist; a caller waits up to the timeout for a free one."""
+
+    def __init__(self, path: str, timeout: float, size: int) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._idle: List[socket.socket] = []  # protected by _lock
+
+    def call(self, data: bytes) -> Any:
+        deadline = time.monotonic() + self.timeout
+        if not self._slots.acquire(timeout=self.timeout):
+            raise TimeoutError("no free connection within the timeout")
+        try:
+            with self._lock:
+                reused = self._idle.pop() if self._idle else None
+            if reused is not None:
+                try:
+                    return self._round_trip(reused, data, deadline)
+                except _Closed:
+                    # A kept connection sluiced closed (a restart, an idle timeout) fails on
+                    # use; a fresh one tells that apart from an outage.
+                    pass
+            return self._round_trip(self._connect(deadline), data, deadline)
+        finally:
+            self._slots.release()
+
+    def _connect(self, deadline: float) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.connect(self.path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _round_trip(self, sock: socket.socket, data: bytes, deadline: float) -> Any:
+        reader = _resp.Reader()
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.sendall(data)
+            while True:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise _Closed("sluiced closed the connection")
+                reader.feed(chunk)
+                reply = reader.gets()
+                if reply is not _resp.NO_REPLY:
+                    break
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            sock.close()
+            raise _Closed(str(exc)) from None
+        except BaseException:
+            sock.close()  # a late reply must not be read as the next request's
+            raise
+        with self._lock:
+            self._idle.append(sock)
+        return reply
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
 
 
 class SluiceClient:
@@ -47,35 +114,28 @@ class SluiceClient:
         *,
         timeout: float = _common.DEFAULT_TIMEOUT,
         max_connections: int = 64,
-        on_unavailable: str = "open",
+        on_unavailable: FailMode = "open",
         unavailable_retry_after_ms: int = 1000,
     ) -> None:
         self.socket_path = _common.socket_path_or_default(socket_path)
         self.on_unavailable = _common.check_fail_mode(on_unavailable)
         self.unavailable_retry_after_ms = unavailable_retry_after_ms
-        self._pool = redis.BlockingConnectionPool(
-            connection_class=UnixDomainSocketConnection,
-            path=self.socket_path,
-            parser_class=_EngineErrorParser,
-            max_connections=max_connections,
-            timeout=timeout,
-            # One retry on a broken connection covers a pooled socket that sluiced closed
-            # (restart, idle timeout); a second failure is a real outage.
-            retry_on_error=[redis.ConnectionError],
-            retry=Retry(NoBackoff(), 1),
-            **_common.pool_options(timeout),
-        )
-        self._redis = redis.Redis(connection_pool=self._pool)
+        self._pool = _Pool(self.socket_path, timeout, max_connections)
 
     # -- plumbing ---------------------------------------------------------------------
 
     def _call(self, *args: Any) -> Any:
         try:
-            return self._redis.execute_command(*args)
-        except redis.ResponseError as exc:
-            raise error_from_response(exc) from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {exc}") from None
+            reply = self._pool.call(_resp.encode(args))
+        except _resp.ProtocolError as exc:
+            raise SluiceError("PROTOCOL", f"unreadable reply from sluiced: {exc}") from None
+        except OSError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {reason}",
+                                    reason) from None
+        if isinstance(reply, _resp.ErrorReply):
+            raise error_from_response(reply)
+        return reply
 
     def _fallback(self, exc: SluiceUnavailable, resource: str) -> Decision:
         if self.on_unavailable == "raise":
@@ -124,7 +184,7 @@ class SluiceClient:
             reply = self._call(*args)
         except SluiceUnavailable as exc:
             return Lease(self, self._fallback(exc, resource), "", 0)
-        decision = _common.parse_decision(reply, resource)
+        decision = _common.parse_decision(reply, resource, acquire=True)
         lease_id, lease_ttl = _common.parse_lease(reply)
         return Lease(self, decision, lease_id if decision.allowed else "", lease_ttl)
 
@@ -151,6 +211,21 @@ class SluiceClient:
         except SluiceError:
             return False
 
+    def start(self) -> bool:
+        """PING sluiced once at start-up: True when it answers. When it does not, logs one
+        ERROR naming the socket path and what decisions will do (fail open or closed)."""
+        try:
+            self._call("PING")
+            return True
+        except SluiceError as exc:
+            reason = exc.reason if isinstance(exc, SluiceUnavailable) else str(exc)
+            log.error(_common.unreachable_at_start(self.socket_path, self.on_unavailable, reason))
+            return False
+
+    def ready(self) -> bool:
+        """Readiness: sluiced answers PING (for a ``/readyz`` endpoint)."""
+        return self.ping()
+
     def execute(self, *args: Any) -> Any:
         """Send any command (e.g. ``"SL.INFO"``) and return the raw reply."""
         return self._call(*args)
@@ -158,7 +233,7 @@ class SluiceClient:
     # -- lifetime ---------------------------------------------------------------------
 
     def close(self) -> None:
-        self._pool.disconnect()
+        self._pool.close()
 
     def __enter__(self) -> "SluiceClient":
         return self

@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple, cast
 
-__all__ = ["Decision", "UNLIMITED", "NEVER"]
+__all__ = ["Decision", "LimitState", "UNLIMITED", "NEVER", "STORAGE_RULE"]
 
 #: ``limit`` and ``remaining`` of a decision for an unlimited tier.
 UNLIMITED = -1
 #: ``retry_after_ms`` when the request can never be allowed (its cost exceeds the limit).
 NEVER = -1
+#: ``rule`` of a decision the policy's ``on_storage_failure`` made because storage failed.
+STORAGE_RULE = "(storage)"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value) if value is not None else ""
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """One enforced limit's answer inside a decision: its name, its limit after tier and
+    warm-up, what is left of it, ms until it is full again, and its window in ms (for a
+    concurrency limit: the default lease TTL)."""
+
+    name: str
+    limit: int
+    remaining: int
+    reset_after_ms: int
+    window_ms: int
+
+    @classmethod
+    def from_reply(cls, item: Any) -> "LimitState":
+        if not isinstance(item, (list, tuple)) or len(item) != 5:
+            raise ValueError(f"malformed limit in a decision reply from sluiced: {item!r}")
+        name, limit, remaining, reset_ms, window_ms = item
+        return cls(_text(name), int(limit), int(remaining), int(reset_ms), int(window_ms))
 
 
 @dataclass(frozen=True)
@@ -23,8 +51,14 @@ class Decision:
     the deciding limit is full again; ``retry_after_ms`` is 0 when allowed, the wait before
     the same request would be allowed when denied, and :data:`NEVER` (-1) when it never will.
 
+    ``tier`` is the tier sluice applied (resolved from the API key, the subject or the
+    policy's default), ``window_ms`` the deciding limit's window (0 when no limit decided),
+    and ``limits`` every enforced limit's answer, deciding limit included, in policy order.
+    They are empty when the daemon predates them.
+
     ``unavailable`` is set when sluiced could not be reached and the client answered by
-    itself according to its ``on_unavailable`` setting; such a decision carries no quota.
+    itself according to its ``on_unavailable`` setting; ``storage_failure`` when sluiced's
+    storage failed and the policy's ``on_storage_failure`` decided. Neither carries a quota.
     """
 
     allowed: bool
@@ -35,6 +69,9 @@ class Decision:
     rule: str
     resource: str = ""
     unavailable: bool = False
+    tier: str = ""
+    window_ms: int = 0
+    limits: Tuple[LimitState, ...] = ()
 
     @property
     def denied(self) -> bool:
@@ -43,6 +80,16 @@ class Decision:
     @property
     def unlimited(self) -> bool:
         return self.limit < 0
+
+    @property
+    def storage_failure(self) -> bool:
+        """Storage failed and the policy's ``on_storage_failure`` decided, not a limit."""
+        return self.rule == STORAGE_RULE
+
+    @property
+    def has_quota(self) -> bool:
+        """The decision reports a real limit (not unlimited, unreachable or a storage failure)."""
+        return not (self.unavailable or self.unlimited or self.storage_failure)
 
     @property
     def retry_after_seconds(self) -> Optional[int]:
@@ -63,19 +110,30 @@ class Decision:
         return self.allowed
 
     @classmethod
-    def from_reply(cls, reply: Sequence[Any], resource: str = "") -> "Decision":
-        """Build from the first six elements of a decision reply."""
+    def from_reply(cls, reply: Sequence[Any], resource: str = "", extra_at: int = 6) -> "Decision":
+        """Build from a decision reply: six fields, then (at ``extra_at``: 6, or 8 for
+        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them.
+        """
         if not isinstance(reply, (list, tuple)) or len(reply) < 6:
             raise ValueError(f"malformed decision reply from sluiced: {reply!r}")
         allowed, limit, remaining, reset_ms, retry_ms, rule = reply[:6]
-        if isinstance(rule, bytes):
-            rule = rule.decode("utf-8", "replace")
+        tier, window_ms, limits = "", 0, cast(Tuple[LimitState, ...], ())
+        if len(reply) >= extra_at + 3:
+            tier = _text(reply[extra_at])
+            window_ms = int(reply[extra_at + 1])
+            items = reply[extra_at + 2]
+            if not isinstance(items, (list, tuple)):
+                raise ValueError(f"malformed limits in a decision reply from sluiced: {items!r}")
+            limits = tuple(LimitState.from_reply(item) for item in items)
         return cls(
             allowed=bool(int(allowed)),
             limit=int(limit),
             remaining=int(remaining),
             reset_after_ms=int(reset_ms),
             retry_after_ms=int(retry_ms),
-            rule=rule or "",
+            rule=_text(rule),
             resource=resource,
+            tier=tier,
+            window_ms=window_ms,
+            limits=limits,
         )

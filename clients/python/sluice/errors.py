@@ -9,7 +9,7 @@ keeps that code in :attr:`SluiceError.code` and the rest of the engine's sentenc
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     from .decision import Decision
@@ -43,8 +43,10 @@ class SluiceUnavailable(SluiceError):
     client answers with a fail-open or fail-closed :class:`~sluice.Decision` instead.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: str = "") -> None:
         super().__init__("UNAVAILABLE", message)
+        #: Why, without the socket path (e.g. "[Errno 2] No such file or directory").
+        self.reason = reason or message
 
 
 class LeaseNotFound(SluiceError):
@@ -67,13 +69,13 @@ class RateLimited(SluiceError):
         self.decision = decision
 
 
-# The client's parser keeps the engine's text whole (see connection.py), so the code is
-# always the first word.
+# The clients keep the engine's error text whole (sluice/_resp.py), so the code is always the
+# first word.
 _CODE_RE = re.compile(r"^([A-Z][A-Z0-9_]*)(?: (.*))?$", re.S)
 
 
-def error_from_response(exc: Exception) -> SluiceError:
-    """Turn a redis-py ``ResponseError`` carrying the engine's full text into a SluiceError."""
+def error_from_response(exc: Union[Exception, str]) -> SluiceError:
+    """Turn an error reply's full text (or an exception carrying it) into a SluiceError."""
     text = str(exc)
     match = _CODE_RE.match(text)
     if match:

@@ -34,7 +34,7 @@ import dataclasses
 import inspect
 import weakref
 from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional,
-                    Tuple, Union)
+                    Tuple, Union, cast, get_args)
 
 from fastapi import HTTPException, Request, Response
 from starlette.responses import JSONResponse
@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .aio import AsyncSluiceClient
 from .decision import Decision
 from .errors import SluiceError
-from .headers import render_headers
+from .headers import Unit, render_headers
 from .lease import AsyncLease
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "client_ip",
     "header",
     "json_cost",
+    "readiness",
 ]
 
 MaybeAwaitable = Union[Any, Awaitable[Any]]
@@ -115,7 +116,7 @@ def _client_for(request_app: Any, explicit: Optional[AsyncSluiceClient]) -> Asyn
         return explicit
     state_client = getattr(getattr(request_app, "state", None), "sluice", None)
     if state_client is not None:
-        return state_client
+        return cast(AsyncSluiceClient, state_client)
     # A process-wide default from $SLUICE_SOCKET, one per event loop because asyncio
     # connections belong to the loop that opened them.
     loop = asyncio.get_running_loop()
@@ -129,16 +130,15 @@ class RateLimitExceeded(HTTPException):
     """The 429 a denied request gets; ``decision`` is the engine's answer."""
 
     def __init__(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
-        if decision.retry_after_ms < 0:
-            message = f"Request cost {cost} exceeds the limit of {decision.limit}"
-        else:
-            message = "Too Many Requests"
-        super().__init__(status_code=429, detail=_denial_body(decision, message),
-                         headers=headers)
+        super().__init__(status_code=429, detail=_denial_body(decision, cost), headers=headers)
         self.decision = decision
 
 
-def _denial_body(decision: Decision, message: str) -> Dict[str, Any]:
+def _denial_body(decision: Decision, cost: int) -> Dict[str, Any]:
+    if decision.retry_after_ms < 0:
+        message = f"Request cost {cost} exceeds the limit of {decision.limit}"
+    else:
+        message = "Too Many Requests"
     return {
         "error": "rate_limited",
         "message": message,
@@ -151,6 +151,7 @@ def _denial_body(decision: Decision, message: str) -> Dict[str, Any]:
 
 
 def _unavailable_body(decision: Decision) -> Dict[str, Any]:
+    # Unreachable daemon or failed storage: no quota is known, so none is claimed.
     return {
         "error": "rate_limiter_unavailable",
         "message": "The rate limiter is unavailable; try again shortly",
@@ -169,7 +170,7 @@ class _Limiter:
         api_key: Optional[Extractor] = header("X-API-Key"),
         tier: Optional[Extractor] = None,
         cost: CostSpec = 1,
-        unit: str = "requests",
+        unit: Unit = "requests",
         window: Optional[Union[int, float, str]] = None,
         policy_name: Optional[str] = None,
         ietf_headers: bool = True,
@@ -184,6 +185,8 @@ class _Limiter:
         self.api_key = api_key
         self.tier = tier
         self.cost = cost
+        if unit not in get_args(Unit):
+            raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
         self.unit = unit
         self.window_ms = _window_ms(window)
         self.policy_name = policy_name
@@ -208,26 +211,28 @@ class _Limiter:
         if inspect.isawaitable(cost):
             cost = await cost
         subject = subject or client_ip(request)
-        cost = max(1, int(cost))
+        cost = max(1, int(cast(int, cost)))
         return str(subject), {"tier": tier or None, "api_key": api_key or None, "cost": cost}, cost
 
-    async def _ask(self, request: Request, acquire: bool = False,
-                   resource: Optional[str] = None) -> Tuple[Any, int]:
-        """SL.CHECK (or SL.ACQUIRE) for this request: (decision or lease, cost)."""
+    async def _check(self, request: Request,
+                     resource: Optional[str] = None) -> Tuple[Decision, int]:
+        """SL.CHECK for this request: (decision, cost)."""
         subject, options, cost = await self._arguments(request)
         client = _client_for(request.scope.get("app"), self.client)
         try:
-            if acquire:
-                return await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms,
-                                            **options), cost
             return await client.check(resource or self.resource, subject, **options), cost
         except SluiceError as exc:
-            if exc.code != "WRONGARGS":
-                raise
-            # Arguments taken from the request (an unknown tier, a key longer than the
-            # engine accepts) are the caller's error, not a server failure.
-            raise HTTPException(400, detail={"error": "invalid_rate_limit_arguments",
-                                             "message": exc.message}) from None
+            raise _caller_error(exc) from None
+
+    async def _acquire(self, request: Request) -> Tuple[AsyncLease, int]:
+        """SL.ACQUIRE for this request: (lease, estimated cost)."""
+        subject, options, cost = await self._arguments(request)
+        client = _client_for(request.scope.get("app"), self.client)
+        try:
+            return await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms,
+                                        **options), cost
+        except SluiceError as exc:
+            raise _caller_error(exc) from None
 
     def headers_for(self, decision: Decision) -> Dict[str, str]:
         return render_headers(decision, window_ms=self.window_ms, unit=self.unit,
@@ -237,10 +242,19 @@ class _Limiter:
     def _raise_if_denied(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
         if decision.allowed:
             return
-        if decision.unavailable:
+        if decision.unavailable or decision.storage_failure:
             raise HTTPException(self.unavailable_status, detail=_unavailable_body(decision),
                                 headers=headers)
         raise RateLimitExceeded(decision, headers, cost)
+
+
+def _caller_error(exc: SluiceError) -> Exception:
+    """Arguments taken from the request (an unknown tier, a key longer than the engine
+    accepts) are the caller's error, a 400, not a server failure; other errors stay."""
+    if exc.code != "WRONGARGS":
+        return exc
+    return HTTPException(400, detail={"error": "invalid_rate_limit_arguments",
+                                      "message": exc.message})
 
 
 def _window_ms(window: Optional[Union[int, float, str]]) -> Optional[int]:
@@ -258,19 +272,38 @@ def _window_ms(window: Optional[Union[int, float, str]]) -> Optional[int]:
     raise ValueError(f"window must be seconds or a duration like '1m', '300s'; got {window!r}")
 
 
+def readiness(
+        client: Optional[AsyncSluiceClient] = None,
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """An endpoint for a readiness probe: 200 when sluiced answers PING, else 503.
+
+        app.get("/readyz")(readiness())
+    """
+
+    async def ready(request: Request) -> JSONResponse:
+        sluice = _client_for(request.scope.get("app"), client)
+        if await sluice.ready():
+            return JSONResponse({"status": "ready", "sluice": sluice.socket_path})
+        return JSONResponse({"status": "unavailable", "sluice": sluice.socket_path,
+                             "on_unavailable": sluice.on_unavailable},
+                            status_code=503, headers={"Retry-After": "1"})
+
+    return ready
+
+
 # -- route dependencies ---------------------------------------------------------------------
 
 class RateLimit(_Limiter):
     """Route dependency: ``SL.CHECK`` for ``resource``; returns the :class:`Decision`.
 
     Use as ``dependencies=[Depends(RateLimit("predict"))]`` or as a parameter
-    ``decision: Decision = Depends(RateLimit("predict"))``. ``window`` (seconds or "1m")
-    adds ``w=`` to ``RateLimit-Policy``; ``unit`` ("requests", "tokens", "items") names the
-    cost unit in the fields.
+    ``decision: Decision = Depends(RateLimit("predict"))``. The fields describe every limit
+    sluice reports, with its window; ``window`` (seconds or "1m") overrides the deciding
+    limit's ``w=``. ``unit`` ("requests", "tokens", "items") names the cost unit in them.
     """
 
     async def __call__(self, request: Request, response: Response) -> Decision:
-        decision, cost = await self._ask(request)
+        decision, cost = await self._check(request)
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
         response.headers.update(headers)
@@ -291,7 +324,7 @@ class RateLimitLease(_Limiter):
         self.ttl_ms = ttl_ms
 
     async def __call__(self, request: Request, response: Response) -> AsyncIterator[AsyncLease]:
-        lease, cost = await self._ask(request, acquire=True)
+        lease, cost = await self._acquire(request)
         decision = lease.decision
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
@@ -300,7 +333,7 @@ class RateLimitLease(_Limiter):
         def report_settled(actual: Optional[int]) -> None:
             # The fields were rendered after reserving the estimate; once the route settles
             # a smaller (or larger) actual cost, show the budget it really left.
-            if actual is None or decision.unavailable or decision.unlimited:
+            if actual is None or not decision.has_quota:
                 return
             remaining = min(decision.limit, decision.remaining + cost - actual)
             response.headers.update(
@@ -341,17 +374,17 @@ class SluiceMiddleware(_Limiter):
             await self.app(scope, receive, send)
             return
         try:
-            decision, cost = await self._ask(request, resource=resource)
+            decision, cost = await self._check(request, resource=resource)
         except HTTPException as exc:
             await JSONResponse({"detail": exc.detail}, status_code=exc.status_code)(
                 scope, receive, send)
             return
         headers = self.headers_for(decision)
         if not decision.allowed:
-            if decision.unavailable:
+            if decision.unavailable or decision.storage_failure:
                 status, body = self.unavailable_status, _unavailable_body(decision)
             else:
-                status, body = 429, RateLimitExceeded(decision, headers, cost).detail
+                status, body = 429, _denial_body(decision, cost)
             # Same body shape as the dependency's HTTPException, so clients parse one format.
             await JSONResponse({"detail": body}, status_code=status, headers=headers)(
                 scope, receive, send)

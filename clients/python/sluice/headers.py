@@ -11,19 +11,25 @@ Three conventions are rendered:
   ``-reset-requests`` family (``-tokens`` for token limits) that LLM API clients read; the
   reset is a duration such as ``1s``, ``6m0s`` or ``250ms``.
 
-Decisions for an unlimited tier, and decisions made without sluiced (``unavailable``), carry
-no quota, so only ``Retry-After`` (fail-closed) is rendered for them.
+When the decision lists its limits (sluiced sends every enforced limit's answer), the IETF
+fields carry one item per limit, the deciding limit first, each with its own window; the
+``x-ratelimit-*`` family describes the deciding limit.
+
+Decisions for an unlimited tier, decisions made without sluiced (``unavailable``) and
+decisions the policy's ``on_storage_failure`` made (rule ``(storage)``) carry no quota, so
+only ``Retry-After`` (fail-closed) is rendered for them.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Dict, Optional
+from typing import Dict, List, Literal, Optional
 
-from .decision import Decision
+from .decision import Decision, LimitState
 
 __all__ = [
+    "Unit",
     "sf_string",
     "format_duration",
     "retry_after",
@@ -32,6 +38,10 @@ __all__ = [
     "x_ratelimit",
     "render_headers",
 ]
+
+#: The cost units a limit counts in: the policy's (requests, tokens, items) and the draft's
+#: registered ones. Units the draft does not register travel in ``sluice-unit``.
+Unit = Literal["requests", "tokens", "items", "concurrent-requests", "content-bytes"]
 
 # Quota units registered by the draft; any other unit (tokens, items) travels in a vendor
 # parameter, because the draft allows unregistered parameters but not unregistered units.
@@ -73,7 +83,16 @@ def _seconds_up(ms: int) -> int:
 
 
 def _has_quota(decision: Decision) -> bool:
-    return not decision.unavailable and not decision.unlimited
+    return decision.has_quota
+
+
+def _listed(decision: Decision, name: Optional[str]) -> List[LimitState]:
+    """The limits the IETF fields list: the deciding one first, then the others in policy
+    order. With an explicit ``name`` (or no list from the daemon), only the deciding one."""
+    if name is not None or not decision.limits:
+        return []
+    deciding = [lim for lim in decision.limits if lim.name == decision.rule]
+    return deciding + [lim for lim in decision.limits if lim.name != decision.rule]
 
 
 def _policy_name(decision: Decision, name: Optional[str]) -> str:
@@ -87,18 +106,26 @@ def retry_after(decision: Decision) -> Optional[str]:
 
 
 def ratelimit_policy(decision: Decision, *, window_ms: Optional[int] = None,
-                     unit: str = "requests", name: Optional[str] = None) -> Optional[str]:
-    """``RateLimit-Policy`` value: ``"name";q=<limit>[;qu=...][;w=<window seconds>]``.
+                     unit: Unit = "requests", name: Optional[str] = None) -> Optional[str]:
+    """``RateLimit-Policy`` value: ``"name";q=<limit>[;qu=...][;w=<window seconds>]`` per limit.
 
-    ``w`` is present only when the window is known (the decision reply does not carry it).
+    ``window_ms`` overrides the deciding limit's window the decision carries.
     """
     if not _has_quota(decision):
         return None
-    return _policy_value(_policy_name(decision, name), decision.limit, window_ms, unit)
+    listed = _listed(decision, name)
+    if not listed:
+        window = window_ms if window_ms is not None else decision.window_ms
+        return _policy_value(_policy_name(decision, name), decision.limit, window, unit)
+    return ", ".join(
+        _policy_value(lim.name, lim.limit,
+                      window_ms if window_ms is not None and lim.name == decision.rule
+                      else lim.window_ms, unit)
+        for lim in listed)
 
 
 @lru_cache(maxsize=4096)  # a policy's value is the same on every response until it changes
-def _policy_value(name: str, limit: int, window_ms: Optional[int], unit: str) -> str:
+def _policy_value(name: str, limit: int, window_ms: Optional[int], unit: Unit) -> str:
     parts = [sf_string(name), f"q={limit}"]
     if unit in _REGISTERED_UNITS:
         if unit != "requests":
@@ -111,11 +138,12 @@ def _policy_value(name: str, limit: int, window_ms: Optional[int], unit: str) ->
 
 
 def ratelimit(decision: Decision, *, name: Optional[str] = None) -> Optional[str]:
-    """``RateLimit`` value: ``"name";r=<remaining>;t=<seconds>``.
+    """``RateLimit`` value: ``"name";r=<remaining>;t=<seconds>`` per limit.
 
-    On a denial ``t`` is the retry delay: the draft asks that ``Retry-After`` not point
-    earlier than the end of the effective window, and with ``r=0`` the window in which no
-    more quota is available ends exactly when the request could be retried.
+    On a denial the deciding limit's ``t`` is the retry delay: the draft asks that
+    ``Retry-After`` not point earlier than the end of the effective window, and with ``r=0``
+    the window in which no more quota is available ends exactly when the request could be
+    retried.
     """
     if not _has_quota(decision):
         return None
@@ -124,10 +152,16 @@ def ratelimit(decision: Decision, *, name: Optional[str] = None) -> Optional[str
     else:
         seconds = decision.retry_after_seconds or 0
     remaining = max(0, decision.remaining)
-    return f"{sf_string(_policy_name(decision, name))};r={remaining};t={seconds}"
+    deciding = f"{sf_string(_policy_name(decision, name))};r={remaining};t={seconds}"
+    listed = _listed(decision, name)
+    if not listed:
+        return deciding
+    others = [f"{sf_string(lim.name)};r={max(0, lim.remaining)};t={_seconds_up(lim.reset_after_ms)}"
+              for lim in listed[1:]]
+    return ", ".join([deciding] + others)
 
 
-def x_ratelimit(decision: Decision, *, unit: str = "requests") -> Dict[str, str]:
+def x_ratelimit(decision: Decision, *, unit: Unit = "requests") -> Dict[str, str]:
     """``x-ratelimit-{limit,remaining,reset}-<unit>`` fields (``requests`` or ``tokens``)."""
     if not _has_quota(decision):
         return {}
@@ -143,12 +177,13 @@ def x_ratelimit(decision: Decision, *, unit: str = "requests") -> Dict[str, str]
 
 
 def render_headers(decision: Decision, *, window_ms: Optional[int] = None,
-                   unit: str = "requests", name: Optional[str] = None,
+                   unit: Unit = "requests", name: Optional[str] = None,
                    ietf: bool = True, x_ratelimit_fields: bool = False) -> Dict[str, str]:
     """Every field for ``decision`` as a dict of header name to value.
 
-    ``window_ms`` adds ``w`` to ``RateLimit-Policy``; ``unit`` is the limit's cost unit;
-    ``name`` overrides the policy name (default: the deciding rule).
+    ``window_ms`` overrides the deciding limit's ``w`` in ``RateLimit-Policy`` (default: the
+    window the decision carries); ``unit`` is the limits' cost unit; ``name`` overrides the
+    policy name (default: the deciding rule) and then only the deciding limit is listed.
     """
     headers: Dict[str, str] = {}
     value = retry_after(decision)

@@ -102,6 +102,7 @@ struct Decision {
 struct LimitResult {
   std::string_view rule;
   bool shadow;
+  int64_t window_ms;  // the effective parameters' window (after tier and warm-up)
   sluice_item_result result;
 };
 

@@ -496,7 +496,7 @@ void Admin::inspect_(std::span<const std::string_view> argv, resp::Writer& out) 
   if (d.source == DecisionSource::kError)
     return out.error(error_code_for(d.error), d.error_message);
   out.array(2);
-  write_decision_reply(out, Command::kPeek, d);
+  write_decision_reply(out, Command::kPeek, call);
   out.array(call.limit_count());
   for (size_t i = 0; i < call.limit_count(); ++i) {
     const LimitResult r = call.limit_result(i);

@@ -173,13 +173,14 @@ bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& leas
   return true;
 }
 
-void write_decision_reply(resp::Writer& w, Command command, const Decision& d) {
+void write_decision_reply(resp::Writer& w, Command command, const Decision& d,
+                          const DecisionDetail& detail) {
   if (d.source == DecisionSource::kError) {
     w.error(error_code_for(d.error), d.error_message);
     return;
   }
   const bool acquire = command == Command::kAcquire;
-  w.array(acquire ? 8 : 6);
+  w.array(acquire ? 11 : 9);
   w.integer(d.allowed ? 1 : 0);
   w.integer(d.limit);
   w.integer(d.remaining);
@@ -197,6 +198,37 @@ void write_decision_reply(resp::Writer& w, Command command, const Decision& d) {
       w.integer(0);
     }
   }
+  w.bulk(detail.tier);
+  int64_t window_ms = 0;
+  for (const ReplyLimit& l : detail.limits) {
+    if (l.name == d.rule()) window_ms = l.window_ms;
+  }
+  w.integer(window_ms);
+  w.array(detail.limits.size());
+  for (const ReplyLimit& l : detail.limits) {
+    w.array(5);
+    w.bulk(l.name);
+    w.integer(l.limit);
+    w.integer(l.remaining);
+    w.integer(l.reset_after_ms);
+    w.integer(l.window_ms);
+  }
+}
+
+void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& call) {
+  const Decision& d = call.decision();
+  std::array<ReplyLimit, kMaxLimitsPerResource> limits;
+  size_t n = 0;
+  // Only the limits' own answers are meaningful: a storage failure leaves them unwritten.
+  if (d.source == DecisionSource::kLimits) {
+    for (size_t i = 0; i < call.limit_count(); ++i) {
+      const LimitResult r = call.limit_result(i);
+      if (r.shadow) continue;  // a shadow limit never denies, so a client must not see it as one
+      limits[n++] = {r.rule, r.result.limit, r.result.remaining, r.result.reset_after_ms,
+                     r.window_ms};
+    }
+  }
+  write_decision_reply(w, command, d, {call.tier(), std::span(limits.data(), n)});
 }
 
 void write_release_reply(resp::Writer& w, const Decision& d) {

@@ -94,9 +94,28 @@ bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& leas
 
 DecisionKind decision_kind(Command command);
 
-// The reply of a finished decision: the six-element array (eight for SL.ACQUIRE), or an error
-// when the request was invalid.
-void write_decision_reply(resp::Writer& w, Command command, const Decision& d);
+// One enforced limit's answer as a decision reply lists it.
+struct ReplyLimit {
+  std::string_view name;
+  int64_t limit = 0;
+  int64_t remaining = 0;
+  int64_t reset_after_ms = 0;
+  int64_t window_ms = 0;
+};
+
+// What a decision reply carries beyond the Decision: the tier that was applied (empty when
+// none was resolved), and every enforced limit's answer (empty unless the limits decided).
+struct DecisionDetail {
+  std::string_view tier;
+  std::span<const ReplyLimit> limits;
+};
+
+// The reply of a finished decision: the six fields (eight for SL.ACQUIRE), then the tier, the
+// deciding limit's window and the limits' answers; or an error when the request was invalid.
+void write_decision_reply(resp::Writer& w, Command command, const Decision& d,
+                          const DecisionDetail& detail);
+// The same for a finished call: its tier and its non-shadow limits' answers.
+void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& call);
 // The reply of SL.RELEASE: :1, or NOLEASE / WRONGARGS / STORAGE.
 void write_release_reply(resp::Writer& w, const Decision& d);
 

@@ -318,7 +318,7 @@ void Dispatcher::drain() {
       if (s.command == Command::kRelease) {
         write_release_reply(w, s.call.decision());
       } else {
-        write_decision_reply(w, s.command, s.call.decision());
+        write_decision_reply(w, s.command, s.call);
       }
       if (s.record) record(s, batch);
     }

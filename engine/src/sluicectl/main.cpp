@@ -65,12 +65,19 @@ int report_error(const Value& v, const std::string& source = "") {
 
 bool is_decision(const Value& v) { return v.type == Value::Type::kArray && v.elements.size() >= 6; }
 
-void print_decision(const Value& v) {
+// A decision reply (docs/protocol.md): six fields, the lease and its TTL for SL.ACQUIRE, then
+// the tier and the deciding window (a daemon older than those sends neither).
+void print_decision(const Value& v, bool acquire) {
   const auto& e = v.elements;
   fmt::print("{} limit={} remaining={} reset_after_ms={} retry_after_ms={} rule={}",
              e[0].integer ? "allowed" : "denied", e[1].integer, e[2].integer, e[3].integer,
              e[4].integer, e[5].str);
-  if (e.size() >= 8 && !e[6].str.empty()) {
+  const size_t extra = acquire ? 8 : 6;
+  if (e.size() >= extra + 2) {
+    if (!e[extra].str.empty()) fmt::print(" tier={}", e[extra].str);
+    if (e[extra + 1].integer > 0) fmt::print(" window_ms={}", e[extra + 1].integer);
+  }
+  if (acquire && e.size() >= 8 && !e[6].str.empty()) {
     fmt::print(" lease={} lease_ttl_ms={}", e[6].str, e[7].integer);
   }
   fmt::print("\n");
@@ -320,7 +327,7 @@ int main(int argc, char** argv) {
     if (!run(g, false, decision_args(cmd), v)) return kError;
     if (v.is_error()) return report_error(v);
     if (!is_decision(v)) return report_error(Value{Value::Type::kError, "unexpected reply"});
-    print_decision(v);
+    print_decision(v, acquire->parsed());
     return v.elements[0].integer ? kOk : kDenied;
   }
   if (release->parsed()) {
@@ -415,7 +422,7 @@ int main(int argc, char** argv) {
       return report_error(Value{Value::Type::kError, "unexpected reply"});
     }
     fmt::print("decision: ");
-    print_decision(v.elements[0]);
+    print_decision(v.elements[0], false);
     fmt::print("{:<24}{:<8}{:<9}{:>12}{:>12}{:>16}{:>16}\n", "RULE", "SHADOW", "ALLOWED", "LIMIT",
                "REMAINING", "RESET_AFTER_MS", "RETRY_AFTER_MS");
     for (const Value& l : v.elements[1].elements) {

@@ -53,7 +53,7 @@ std::vector<std::string> faulty(std::vector<std::string> faults) {
   return args;
 }
 
-bool is_decision(const Value& v) { return v.type == Value::Type::kArray && v.elements.size() == 6; }
+bool is_decision(const Value& v) { return v.type == Value::Type::kArray && v.elements.size() == 9; }
 std::string rule(const Value& v) { return is_decision(v) ? v.elements[5].str : v.to_string(); }
 int64_t field(const Value& v, size_t i) { return is_decision(v) ? v.elements[i].integer : -999; }
 

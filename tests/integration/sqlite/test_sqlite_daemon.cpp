@@ -132,7 +132,7 @@ TEST_P(SqliteDaemonCrash, CleanRestartKeepsEveryDecision) {
   {
     Client client = daemon.client();
     for (int i = 0; i < 500; ++i) {
-      ASSERT_EQ(call(client, {"SL.CHECK", "crash", "alice"}).elements.size(), 6u);
+      ASSERT_EQ(call(client, {"SL.CHECK", "crash", "alice"}).elements.size(), 9u);
     }
   }
   EXPECT_EQ(daemon.stop(SIGTERM), 0) << daemon.log();
