@@ -404,8 +404,17 @@ void Admin::policy_(std::span<const std::string_view> argv, const Peer& peer, re
     }
     auto compiled = CompiledPolicy::compile(std::move(*parsed.policy), 0);
     if (!compiled.ok()) return out.error(err::kInvalid, compiled.status().message());
-    const Recorder::Copy traffic = recorder->copy(engine_.clock().now_ms(), seconds);
-    return out.bulk(simulate(traffic, std::move(compiled).value(), seconds));
+    const int64_t now = engine_.clock().now_ms();
+    const Recorder::Copy traffic = recorder->copy(now, seconds);
+    std::vector<LiveWarmup> warmups;
+    for (const auto& r : engine_.policy()->resources()) {
+      if (!r.warmup.enabled) continue;
+      const auto status = engine_.warmup_status(r.name);
+      if (!status.ok()) continue;
+      warmups.push_back(
+          {r.name, status.value().warming ? now - status.value().elapsed_ms : int64_t{-1}});
+    }
+    return out.bulk(simulate(traffic, std::move(compiled).value(), seconds, warmups));
   }
   if (iequals(sub, "RELOAD") && argv.size() == 2) {
     auto reloaded = reload("SL.POLICY RELOAD", peer);
@@ -473,6 +482,14 @@ void Admin::warmup_(std::span<const std::string_view> argv, const Peer& peer, re
     return out.error(err::kWrongArgs, "usage: SL.WARMUP resource START|READY|STATUS");
   }
   Status s = start ? engine_.warmup_start(resource) : engine_.warmup_ready(resource);
+  if (s.ok() && context_ != nullptr && context_->recorder != nullptr) {
+    Recorded r;
+    r.time_ms = engine_.clock().now_ms();
+    r.kind = start ? Recorded::Kind::kWarmupStart : Recorded::Kind::kWarmupReady;
+    r.allowed = true;
+    r.resource = resource;
+    context_->recorder->record(r);
+  }
   if (!s.ok()) return write_status_error(out, s);
   const uint64_t v = version();
   record(peer, fmt::format("SL.WARMUP {} {}", resource, start ? "START" : "READY"), v, v,

@@ -12,7 +12,7 @@ namespace {
 
 // A record in a ring, packed to keep the rings (and the caches they pass through) small:
 //   u16 size (of the whole record; kWrap marks the end of the ring's used part)
-//   u8  flags: kind (2 bits), allowed, then which optional fields follow
+//   u8  flags: kind (3 bits), allowed, then which optional fields follow
 //   u8  lengths of resource, tier; u16 lengths of subject, api_key; u8 length of live_rule
 //   i64 time_ms
 //   [i64 cost when not 1] [u64 lease_id] [i64 lease_ttl_ms] [i64 actual]
@@ -21,8 +21,8 @@ namespace {
 constexpr uint16_t kWrap = 0xFFFF;
 constexpr size_t kAlign = 8;
 constexpr size_t kFixed = 2 + 1 + 2 + 4 + 1 + 8;
-constexpr uint8_t kAllowed = 1 << 2, kHasCost = 1 << 3, kHasLease = 1 << 4, kHasTtl = 1 << 5,
-                  kHasActual = 1 << 6;
+constexpr uint8_t kKindMask = 7, kAllowed = 1 << 3, kHasCost = 1 << 4, kHasLease = 1 << 5,
+                  kHasTtl = 1 << 6, kHasActual = 1 << 7;
 // The longest record: every optional field and every string at the protocol's bound.
 constexpr size_t kMaxRecord =
     kFixed + 4 * 8 + 3 * kMaxNameLength + 2 * kMaxSubjectLength + kAlign;  // padding
@@ -135,7 +135,7 @@ class Recorder::Ring {
     p = get(p, api_key_len);
     p = get(p, rule_len);
     p = get(p, r.time_ms);
-    r.kind = static_cast<Recorded::Kind>(flags & 3);
+    r.kind = static_cast<Recorded::Kind>(flags & kKindMask);
     r.allowed = (flags & kAllowed) != 0;
     if (flags & kHasCost) p = get(p, r.cost);
     if (flags & kHasLease) p = get(p, r.lease_id);

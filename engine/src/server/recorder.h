@@ -23,7 +23,9 @@ namespace sluice::server {
 
 // One recorded request, as written and as read back (the views then point into the copy).
 struct Recorded {
-  enum class Kind : uint8_t { kCheck, kPeek, kAcquire, kRelease };
+  // kWarmupStart/kWarmupReady: SL.WARMUP on the admin socket (resource only), so that a
+  // replay warms up when the live engine did.
+  enum class Kind : uint8_t { kCheck, kPeek, kAcquire, kRelease, kWarmupStart, kWarmupReady };
   int64_t time_ms = 0;
   Kind kind = Kind::kCheck;
   bool allowed = false;

@@ -138,7 +138,7 @@ DecisionKind kind_of(Recorded::Kind k) {
 }  // namespace
 
 std::string simulate(const Recorder::Copy& traffic, std::shared_ptr<const CompiledPolicy> draft,
-                     int64_t seconds) {
+                     int64_t seconds, const std::vector<LiveWarmup>& warmups) {
   ManualClock clock(traffic.records.empty() ? 0 : traffic.from_ms);
   auto storage = Storage::open_table(ReplayStore::table(), {});
   if (!storage.ok()) return json{{"error", storage.status().message()}}.dump();
@@ -146,6 +146,28 @@ std::string simulate(const Recorder::Copy& traffic, std::shared_ptr<const Compil
   options.clock = &clock;
   options.storage_timeout_ms = 0;
   Engine engine(std::move(storage).value(), std::move(draft), options);
+
+  // Each resource's warm-up at the start of the period: the opposite of its first recorded
+  // SL.WARMUP, or else what it is live now. (A resource only the draft has starts as the
+  // draft says.)
+  boost::unordered_flat_map<std::string_view, Recorded::Kind> first_warmup;
+  for (const Recorded& r : traffic.records) {
+    if (r.kind == Recorded::Kind::kWarmupStart || r.kind == Recorded::Kind::kWarmupReady) {
+      first_warmup.try_emplace(r.resource, r.kind);
+    }
+  }
+  for (const LiveWarmup& w : warmups) {
+    const auto first = first_warmup.find(std::string_view(w.resource));
+    bool warming = w.started_ms >= 0;
+    int64_t since = std::min(w.started_ms, traffic.from_ms);
+    if (first != first_warmup.end()) {
+      warming = first->second == Recorded::Kind::kWarmupReady;
+      since = traffic.from_ms;
+    }
+    clock.set(warming ? since : traffic.from_ms);
+    (void)(warming ? engine.warmup_start(w.resource) : engine.warmup_ready(w.resource));
+  }
+  clock.set(traffic.from_ms);
 
   Counts total;
   uint64_t errors_draft = 0;
@@ -161,6 +183,14 @@ std::string simulate(const Recorder::Copy& traffic, std::shared_ptr<const Compil
 
   for (const Recorded& r : traffic.records) {
     clock.set(r.time_ms);
+    if (r.kind == Recorded::Kind::kWarmupStart) {
+      (void)engine.warmup_start(r.resource);
+      continue;
+    }
+    if (r.kind == Recorded::Kind::kWarmupReady) {
+      (void)engine.warmup_ready(r.resource);
+      continue;
+    }
     if (r.kind == Recorded::Kind::kRelease) {
       auto it = leases.find(r.lease_id);
       if (it == leases.end()) continue;  // the replay never granted it (or it was not recorded)

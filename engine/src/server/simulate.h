@@ -8,14 +8,25 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "recorder.h"
 #include "sluice/policy.h"
 
 namespace sluice::server {
 
-// The comparison as a JSON object (docs/protocol.md, "SL.POLICY SIMULATE").
+// A resource's live warm-up when the simulation is asked for: warming since `started_ms`, or
+// not warming (-1).
+struct LiveWarmup {
+  std::string resource;
+  int64_t started_ms = -1;
+};
+
+// The comparison as a JSON object (docs/protocol.md, "SL.POLICY SIMULATE"). Warm-up in the
+// replay follows the live one: each resource starts the period as it was then (from the
+// recorded SL.WARMUP commands, or, without any, as `warmups` says it is now) and changes when
+// an SL.WARMUP was recorded.
 std::string simulate(const Recorder::Copy& traffic, std::shared_ptr<const CompiledPolicy> draft,
-                     int64_t seconds);
+                     int64_t seconds, const std::vector<LiveWarmup>& warmups = {});
 
 }  // namespace sluice::server
