@@ -41,7 +41,7 @@ struct Dispatcher::Slot {
     char* p = pinned.data();
     std::string_view* views[] = {&resource, &subject, &tier, &api_key};
     for (size_t i = 0; i < 4; ++i) {
-      std::memcpy(p, parts[i].data(), parts[i].size());
+      if (!parts[i].empty()) std::memcpy(p, parts[i].data(), parts[i].size());
       *views[i] = std::string_view(p, parts[i].size());
       p += parts[i].size();
     }

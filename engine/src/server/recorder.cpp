@@ -95,6 +95,7 @@ class Recorder::Ring {
     if (flags & kHasTtl) p = put(p, r.lease_ttl_ms);
     if (flags & kHasActual) p = put(p, r.actual);
     for (std::string_view f : {resource, subject, tier, api_key, rule}) {
+      if (f.empty()) continue;  // an empty view may hold no pointer at all
       std::memcpy(p, f.data(), f.size());
       p += f.size();
     }
