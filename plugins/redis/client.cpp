@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cluster.h"
 #include "connection.h"
 #include "request.h"
 
@@ -33,17 +34,34 @@ void Shared::log(int level, const std::string& message) const {
   if (host != nullptr && host->log != nullptr) host->log(level, message.c_str());
 }
 
+void Shared::fail(std::unique_ptr<Request> request, sluice_status status,
+                  const std::string& message) {
+  errors.fetch_add(1, std::memory_order_relaxed);
+  if (status == SLUICE_ERR_TIMEOUT) timeouts.fetch_add(1, std::memory_order_relaxed);
+  in_flight.fetch_sub(1, std::memory_order_relaxed);
+  request->complete(status, message.c_str());
+}
+
 Client::Client(Config config, const sluice_host_api* host) {
   shared_.config = std::move(config);
   shared_.host = host;
+  if (shared_.config.mode == Mode::kCluster) {
+    cluster_ = std::make_unique<ClusterRouter>(shared_);
+    shared_.router = cluster_.get();
+    return;
+  }
   for (int i = 0; i < shared_.config.connections; ++i) {
     connections_.push_back(std::make_unique<Connection>(shared_, i));
   }
 }
 
-Client::~Client() { connections_.clear(); }
+Client::~Client() {
+  connections_.clear();
+  cluster_.reset();
+}
 
 bool Client::start(std::string& error) {
+  if (cluster_ != nullptr) return cluster_->start(error);
   for (auto& c : connections_) {
     if (!c->start(error)) return false;
   }
@@ -74,6 +92,16 @@ void Client::submit(const sluice_batch& batch, sluice_completion_fn done, void* 
     return;
   }
   request->deadline_ms = steady_ms() + shared_.config.command_timeout_ms;
+  if (cluster_ != nullptr) {
+    if (request->cross_slot) {
+      shared_.fail(std::move(request), SLUICE_ERR_INVALID,
+                   "redis plugin: the keys of one batch hash to different Redis Cluster slots; "
+                   "give them one {hash tag}.");
+      return;
+    }
+    cluster_->route(request);
+    return;
+  }
   // Round-robin over the connections whose circuit is closed.
   const size_t n = connections_.size();
   const size_t first = next_.fetch_add(1, std::memory_order_relaxed) % n;
@@ -83,12 +111,13 @@ void Client::submit(const sluice_batch& batch, sluice_completion_fn done, void* 
   shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   shared_.errors.fetch_add(1, std::memory_order_relaxed);
   const std::string message =
-      "redis plugin: Redis at " + shared_.config.endpoint() +
+      "redis plugin: Redis at " + connections_[first]->where() +
       " is unavailable (circuit open: " + connections_[first]->down_reason() + ").";
   request->complete(SLUICE_ERR_UNAVAILABLE, message.c_str());
 }
 
 std::string Client::stats_json() const {
+  if (cluster_ != nullptr) return cluster_->stats_json();
   int up = 0;
   for (const auto& c : connections_) up += c->breaker() == Breaker::kClosed ? 1 : 0;
   const Breaker overall =
@@ -99,7 +128,8 @@ std::string Client::stats_json() const {
   std::snprintf(buf, sizeof buf,
                 "{\"connected\":%s,\"connections\":%zu,\"connections_up\":%d,\"breaker\":\"%s\","
                 "\"in_flight\":%lld,\"batches\":%llu,\"script_calls\":%llu,\"errors\":%llu,"
-                "\"timeouts\":%llu,\"reconnects\":%llu,\"script_reloads\":%llu,\"clock\":\"%s\"}",
+                "\"timeouts\":%llu,\"reconnects\":%llu,\"script_reloads\":%llu,\"clock\":\"%s\","
+                "\"mode\":\"%s\"}",
                 up > 0 ? "true" : "false", connections_.size(), up, breaker_name(overall),
                 static_cast<long long>(shared_.in_flight.load()),
                 static_cast<unsigned long long>(shared_.batches.load()),
@@ -108,7 +138,8 @@ std::string Client::stats_json() const {
                 static_cast<unsigned long long>(shared_.timeouts.load()),
                 static_cast<unsigned long long>(shared_.reconnects.load()),
                 static_cast<unsigned long long>(shared_.script_reloads.load()),
-                shared_.config.engine_clock ? "engine" : "redis");
+                shared_.config.engine_clock ? "engine" : "redis",
+                shared_.config.mode == Mode::kSentinel ? "sentinel" : "single");
   return buf;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config.h"
@@ -18,11 +19,27 @@
 namespace sluice::redis_plugin {
 
 class Connection;
+class ClusterRouter;
+struct Request;
+
+// Redis Cluster: what a connection hands back when a node redirects a call (MOVED, ASK) or
+// asks to try again (TRYAGAIN, CLUSTERDOWN), and whom it tells that its node went down.
+// Called on the connections' threads with no lock held.
+class Router {
+ public:
+  virtual ~Router() = default;
+  // Takes `request` (still counted in flight): routes it again or completes it with an error.
+  // `from` is the node that answered `error`.
+  virtual void reroute(std::unique_ptr<Request> request, std::string_view error,
+                       const HostPort& from) = 0;
+  virtual void node_down() = 0;
+};
 
 // What the connections share: configuration, the script, counters and the host's logger.
 struct Shared {
   Config config;
   const sluice_host_api* host = nullptr;
+  Router* router = nullptr;  // Cluster mode only
   std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> errors{0};
@@ -32,6 +49,9 @@ struct Shared {
   std::atomic<uint64_t> script_calls{0};
 
   void log(int level, const std::string& message) const;
+  // Completes a request that leaves the plugin with an error, keeping the counters right.
+  void fail(std::unique_ptr<Request> request, sluice_status status,
+            const std::string& message);
 };
 
 class Client {
@@ -51,7 +71,8 @@ class Client {
 
  private:
   Shared shared_;
-  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> connections_;  // one Redis, or Sentinel's master
+  std::unique_ptr<ClusterRouter> cluster_;                 // Redis Cluster
   std::atomic<uint32_t> next_{0};
 };
 

@@ -10,7 +10,13 @@ namespace {
 constexpr std::string_view kKnownKeys =
     "url, socket, host, port, user, password, db, connect_timeout_ms, command_timeout_ms, "
     "reconnect_max_ms, prefix, connections, coalesce, pipeline, max_in_flight, clock, "
-    "ttl_grace_ms";
+    "ttl_grace_ms, cluster, sentinel, master, sentinel_user, sentinel_password";
+
+std::string names(const std::vector<HostPort>& list) {
+  std::string s;
+  for (const auto& hp : list) s += (s.empty() ? "" : ",") + hp.name();
+  return s;
+}
 
 bool parse_int(std::string_view text, int64_t min, int64_t max, int64_t& out) {
   int64_t v = 0;
@@ -147,9 +153,49 @@ bool parse_url(std::string_view url, Config& c, std::string& error) {
   return true;
 }
 
+// One way to find Redis: a server, a cluster, or Sentinels, each complete.
+bool choose_mode(Config& c, bool single_keys, std::string& error) {
+  const bool cluster = !c.cluster_seeds.empty(), sentinel = !c.sentinels.empty();
+  if (cluster && sentinel) {
+    error =
+        "redis plugin: cluster and sentinel cannot be used together (Redis Cluster fails over "
+        "by itself; Sentinel watches a master without Cluster).";
+    return false;
+  }
+  if ((cluster || sentinel) && single_keys) {
+    error = std::string("redis plugin: ") + (cluster ? "cluster" : "sentinel") +
+            " finds the servers itself; remove url, socket, host and port.";
+    return false;
+  }
+  if (sentinel && c.master_name.empty()) {
+    error =
+        "redis plugin: sentinel needs master=NAME, the name the Sentinels monitor (as in "
+        "'sentinel monitor NAME host port quorum').";
+    return false;
+  }
+  if (!sentinel && !c.master_name.empty()) {
+    error = "redis plugin: master names a master of Redis Sentinel; it needs sentinel=HOST:PORT.";
+    return false;
+  }
+  if (!sentinel && (!c.sentinel_password.empty() || !c.sentinel_user.empty())) {
+    error = "redis plugin: sentinel_user and sentinel_password need sentinel=HOST:PORT.";
+    return false;
+  }
+  if (cluster && c.db != 0) {
+    error = "redis plugin: Redis Cluster has only database 0, not db " + std::to_string(c.db) + ".";
+    return false;
+  }
+  c.mode = cluster ? Mode::kCluster : sentinel ? Mode::kSentinel : Mode::kSingle;
+  return true;
+}
+
 }  // namespace
 
 std::string Config::endpoint() const {
+  if (mode == Mode::kCluster) return "Redis Cluster (seeds " + names(cluster_seeds) + ")";
+  if (mode == Mode::kSentinel) {
+    return "the master '" + master_name + "' of the Sentinels " + names(sentinels);
+  }
   std::string s = socket_path.empty() ? host + ":" + std::to_string(port) : "unix://" + socket_path;
   if (db != 0) s += (socket_path.empty() ? "/" : "?db=") + std::to_string(db);
   return s;
@@ -173,10 +219,29 @@ bool parse_config(const char* const* keys, const char* const* values, size_t cou
             "'.";
     return false;
   };
+  bool single_keys = false;  // a key that names one server: url, socket, host, port
   for (const auto& [key, value] : pairs) {
     int64_t v = 0;
+    single_keys = single_keys || key == "url" || key == "socket" || key == "host" || key == "port";
     if (key == "url") {
       continue;
+    } else if (key == "cluster" || key == "sentinel") {
+      auto& list = key == "cluster" ? c.cluster_seeds : c.sentinels;
+      std::string why;
+      if (!parse_host_port_list(value, list, why)) {
+        error = "redis plugin: " + std::string(key) + " " + why + ".";
+        return false;
+      }
+    } else if (key == "master") {
+      if (value.empty()) {
+        error = "redis plugin: master must name the master the Sentinels monitor.";
+        return false;
+      }
+      c.master_name = std::string(value);
+    } else if (key == "sentinel_user") {
+      c.sentinel_user = std::string(value);
+    } else if (key == "sentinel_password") {
+      c.sentinel_password = std::string(value);
     } else if (key == "socket") {
       if (value.empty() || value.front() != '/') {
         error = "redis plugin: socket must be an absolute path, not '" + std::string(value) + "'.";
@@ -243,7 +308,7 @@ bool parse_config(const char* const* keys, const char* const* values, size_t cou
       return false;
     }
   }
-  return true;
+  return choose_mode(c, single_keys, error);
 }
 
 }  // namespace sluice::redis_plugin

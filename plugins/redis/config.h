@@ -4,11 +4,25 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "slot.h"
 
 namespace sluice::redis_plugin {
 
+// One Redis (url/host/port/socket), a Redis Cluster (seed nodes) or a master that Redis
+// Sentinel watches (asked of the Sentinels at every connection).
+enum class Mode { kSingle, kCluster, kSentinel };
+
 struct Config {
-  // Where Redis is: a Unix socket when socket_path is set, TCP otherwise.
+  Mode mode = Mode::kSingle;
+  std::vector<HostPort> cluster_seeds;  // cluster=: any nodes of the cluster
+  std::vector<HostPort> sentinels;      // sentinel=
+  std::string master_name;              // master=: the name the Sentinels monitor
+  std::string sentinel_user, sentinel_password;
+
+  // Where Redis is: a Unix socket when socket_path is set, TCP otherwise. In Sentinel mode,
+  // the master last resolved; in Cluster mode, unused.
   std::string host = "127.0.0.1";
   int port = 6379;
   std::string socket_path;
@@ -38,7 +52,8 @@ struct Config {
   // Keys live this long past the moment their state equals a fresh key.
   int64_t ttl_grace_ms = 1000;
 
-  // "unix:///tmp/r.sock?db=1" or "127.0.0.1:6379/0", for messages.
+  // "unix:///tmp/r.sock?db=1" or "127.0.0.1:6379/0", for messages; "Redis Cluster
+  // (seeds ...)" or "the master 'name' of Sentinels ..." in the other modes.
   std::string endpoint() const;
 };
 

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "decide_script.h"
+#include "sentinel.h"
 
 namespace sluice::redis_plugin {
 namespace {
@@ -76,6 +77,26 @@ int redis_major_version(std::string_view info) {
 
 Connection::Connection(Shared& shared, int index) : shared_(shared), index_(index) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (shared_.config.mode == Mode::kSingle) {  // Sentinel mode: unknown until asked
+    host_ = shared_.config.host;
+    port_ = shared_.config.port;
+    socket_path_ = shared_.config.socket_path;
+  }
+}
+
+Connection::Connection(Shared& shared, int index, HostPort node)
+    : shared_(shared), index_(index) {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  host_ = std::move(node.host);
+  port_ = node.port;
+}
+
+std::string Connection::where() const {
+  std::lock_guard lock(mu_);
+  if (shared_.config.mode == Mode::kSingle) return shared_.config.endpoint();
+  const std::string node = HostPort{host_, port_}.name();
+  if (shared_.config.mode == Mode::kCluster) return node;
+  return shared_.config.endpoint() + (port_ != 0 ? " (last at " + node + ")" : "");
 }
 
 Connection::~Connection() {
@@ -113,10 +134,10 @@ bool Connection::start(std::string& error) {
     ever_connected_ = true;
     set_up(true, "");
   } else if (fatal) {
-    error = "redis plugin: Redis at " + shared_.config.endpoint() + " " + why + ".";
+    error = "redis plugin: Redis at " + where() + " " + why + ".";
     return false;
   } else {
-    shared_.log(2, "redis plugin: Redis at " + shared_.config.endpoint() + " " + why +
+    shared_.log(2, "redis plugin: Redis at " + where() + " " + why +
                        "; decisions follow the policy's storage-failure behaviour until it "
                        "answers, retrying in the background.");
     set_up(false, why);
@@ -159,22 +180,26 @@ void Connection::set_up(bool up, const std::string& reason) {
     }
   }
   breaker_.store(up ? Breaker::kClosed : Breaker::kOpen, std::memory_order_relaxed);
-  const std::string message = "redis plugin: Redis at " + shared_.config.endpoint() +
-                              " is unavailable (circuit open: " + reason + ").";
-  for (auto& r : refused) {
-    shared_.errors.fetch_add(1, std::memory_order_relaxed);
-    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    r->complete(SLUICE_ERR_UNAVAILABLE, message.c_str());
-  }
+  if (refused.empty()) return;
+  const std::string message =
+      "redis plugin: Redis at " + where() + " is unavailable (circuit open: " + reason + ").";
+  for (auto& r : refused) shared_.fail(std::move(r), SLUICE_ERR_UNAVAILABLE, message);
 }
 
 bool Connection::connect(std::string& error, bool& fatal) {
   const Config& c = shared_.config;
   fatal = false;
+  if (c.mode == Mode::kSentinel) {
+    HostPort master;
+    if (!ask_sentinels(c, master, error, fatal)) return false;
+    std::lock_guard lock(mu_);
+    host_ = master.host;
+    port_ = master.port;
+  }
   const timeval connect_tv = to_timeval(c.connect_timeout_ms);
-  redisContext* ctx = c.socket_path.empty()
-                          ? redisConnectWithTimeout(c.host.c_str(), c.port, connect_tv)
-                          : redisConnectUnixWithTimeout(c.socket_path.c_str(), connect_tv);
+  redisContext* ctx = socket_path_.empty()
+                          ? redisConnectWithTimeout(host_.c_str(), port_, connect_tv)
+                          : redisConnectUnixWithTimeout(socket_path_.c_str(), connect_tv);
   if (ctx == nullptr) {
     error = "cannot be reached: out of memory";
     return false;
@@ -205,6 +230,18 @@ bool Connection::connect(std::string& error, bool& fatal) {
                         : run({"AUTH", c.user, c.password}, "AUTH") != nullptr;
   }
   if (ok && c.db != 0) ok = run({"SELECT", std::to_string(c.db)}, "SELECT") != nullptr;
+  if (ok && c.mode == Mode::kSentinel) {
+    // Sentinels name the new master a moment before it knows; a demoted one may still be
+    // named. Writing to anything but a master would only meet READONLY.
+    ReplyPtr role = run({"ROLE"}, "ROLE");
+    ok = role != nullptr;
+    if (ok && (role->type != REDIS_REPLY_ARRAY || role->elements == 0 ||
+               role->element[0]->type != REDIS_REPLY_STRING ||
+               std::string_view(role->element[0]->str, role->element[0]->len) != "master")) {
+      error = "is not a master yet (the Sentinels are switching)";
+      ok = false;
+    }
+  }
   if (ok) {
     // The script needs SET ... KEEPTTL (Redis 6.0). Users whose ACL refuses INFO skip the
     // check rather than the plugin.
@@ -247,12 +284,7 @@ bool Connection::connect(std::string& error, bool& fatal) {
 }
 
 void Connection::fail(Call& call, sluice_status status, const std::string& message) {
-  for (auto& r : call.requests) {
-    shared_.errors.fetch_add(1, std::memory_order_relaxed);
-    if (status == SLUICE_ERR_TIMEOUT) shared_.timeouts.fetch_add(1, std::memory_order_relaxed);
-    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    r->complete(status, message.c_str());
-  }
+  for (auto& r : call.requests) shared_.fail(std::move(r), status, message);
   call.requests.clear();
 }
 
@@ -272,9 +304,14 @@ void Connection::disconnect(sluice_status status, const std::string& why) {
   set_up(false, why);
   const std::string message = "redis plugin: " + why + ".";
   for (auto& call : calls) fail(call, status, message);
+  if (shared_.router != nullptr) shared_.router->node_down();
 }
 
 void Connection::send_call(Call call) {
+  if (call.asking) {
+    wbuf_ += "*1\r\n$6\r\nASKING\r\n";
+    call.asking_reply = true;
+  }
   encode_call(shared_.config, call.requests, call.eval, sha_, kDecideScript, wbuf_);
   call.deadline_ms = INT64_MAX;
   for (const auto& r : call.requests) call.deadline_ms = std::min(call.deadline_ms, r->deadline_ms);
@@ -304,16 +341,47 @@ void Connection::send_queued() {
     }
     saturated_ = in_flight_.size() + (n + per_call - 1) / per_call >= depth;
   }
-  while (!queued.empty()) {
-    Call call;
-    const size_t n = std::min(queued.size(), per_call);
-    call.requests.reserve(n);
-    for (size_t j = 0; j < n; ++j) {
-      call.requests.push_back(std::move(queued.front()));
-      queued.pop_front();
+  for (auto& call : make_calls(queued)) send_call(std::move(call));
+}
+
+std::vector<Connection::Call> Connection::make_calls(
+    std::deque<std::unique_ptr<Request>>& queued) const {
+  const size_t per_call = static_cast<size_t>(shared_.config.coalesce);
+  std::vector<Call> calls;
+  if (shared_.config.mode != Mode::kCluster) {
+    while (!queued.empty()) {
+      Call& call = calls.emplace_back();
+      const size_t n = std::min(queued.size(), per_call);
+      call.requests.reserve(n);
+      for (size_t j = 0; j < n; ++j) {
+        call.requests.push_back(std::move(queued.front()));
+        queued.pop_front();
+      }
     }
-    send_call(std::move(call));
+    return calls;
   }
+  // A script call must stay within one slot: requests coalesce with those of their slot.
+  std::vector<std::pair<uint16_t, size_t>> open;  // slot, call; few slots per wake-up
+  for (auto& r : queued) {
+    if (r->asking) {  // ASKING holds for one command: a call of its own
+      Call& call = calls.emplace_back();
+      call.asking = true;
+      r->asking = false;
+      call.requests.push_back(std::move(r));
+      continue;
+    }
+    auto it = std::find_if(open.begin(), open.end(), [&](const auto& o) {
+      return o.first == r->slot && calls[o.second].requests.size() < per_call;
+    });
+    if (it == open.end()) {
+      open.emplace_back(r->slot, calls.size());
+      calls.emplace_back();
+      it = open.end() - 1;
+    }
+    calls[it->second].requests.push_back(std::move(r));
+  }
+  queued.clear();
+  return calls;
 }
 
 int64_t Connection::expire_queued(int64_t now_ms) {
@@ -385,6 +453,10 @@ bool Connection::read_some(std::string& error) {
         error = "Redis sent a reply nobody asked for";
         return false;
       }
+      if (in_flight_.front().asking_reply) {  // +OK to ASKING; the call's own reply follows
+        in_flight_.front().asking_reply = false;
+        continue;
+      }
       on_reply(*reply);
       if (ctx_ == nullptr) return true;  // on_reply reset the connection
     }
@@ -405,10 +477,22 @@ void Connection::on_reply(const redisReply& reply) {
       send_call(std::move(call));
       return;
     }
+    if (shared_.router != nullptr &&
+        (msg.starts_with("MOVED ") || msg.starts_with("ASK ") || msg.starts_with("TRYAGAIN") ||
+         msg.starts_with("CLUSTERDOWN"))) {
+      // The slot lives elsewhere now, is migrating, or the cluster is failing over: the router
+      // sends the call's requests on (they stay in flight).
+      HostPort from;
+      {
+        std::lock_guard lock(mu_);
+        from = HostPort{host_, port_};
+      }
+      for (auto& r : call.requests) shared_.router->reroute(std::move(r), msg, from);
+      return;
+    }
     if (is_unavailable_error(msg)) {
       fail(call, SLUICE_ERR_UNAVAILABLE,
-           "redis plugin: Redis at " + shared_.config.endpoint() +
-               " cannot serve: " + std::string(msg) + ".");
+           "redis plugin: Redis at " + where() + " cannot serve: " + std::string(msg) + ".");
       // A replica after a failover, or a server still loading: reconnect rather than insist.
       disconnect(SLUICE_ERR_UNAVAILABLE, "Redis answered " + std::string(msg.substr(0, 40)));
       return;
@@ -472,7 +556,7 @@ void Connection::run() {
         ever_connected_ = true;
         set_up(true, "");
         shared_.log(1, "redis plugin: connection " + std::to_string(index_) + " to " +
-                           c.endpoint() + " is up.");
+                           where() + " is up.");
       } else {
         breaker_.store(Breaker::kOpen, std::memory_order_relaxed);
         {

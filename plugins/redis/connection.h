@@ -31,7 +31,11 @@ enum class Breaker { kClosed, kOpen, kHalfOpen };
 
 class Connection {
  public:
+  // To the server of the configuration (one Redis), or to the master the Sentinels name at
+  // every connection attempt (Sentinel mode).
   Connection(Shared& shared, int index);
+  // To one node of a Redis Cluster.
+  Connection(Shared& shared, int index, HostPort node);
   ~Connection();  // stops the thread; what is pending completes with an error
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -46,11 +50,15 @@ class Connection {
 
   Breaker breaker() const { return breaker_.load(std::memory_order_relaxed); }
   std::string down_reason() const;
+  // Where this connection goes (or went last), for messages: "127.0.0.1:7000".
+  std::string where() const;
 
  private:
   struct Call {
     std::vector<std::unique_ptr<Request>> requests;
     bool eval = false;
+    bool asking = false;         // ASKING goes first (an ASK redirection)
+    bool asking_reply = false;   // ASKING's reply is still to come
     int64_t deadline_ms = 0;
   };
 
@@ -69,13 +77,15 @@ class Connection {
   void fail(Call& call, sluice_status status, const std::string& message);
   void wait_for_wake(int64_t timeout_ms);
   void set_up(bool up, const std::string& reason);
+  // Folds queued requests into calls: in order, or by slot in Cluster mode.
+  std::vector<Call> make_calls(std::deque<std::unique_ptr<Request>>& queued) const;
 
   Shared& shared_;
   const int index_;
   std::thread thread_;
   int wake_fd_ = -1;
 
-  mutable std::mutex mu_;  // protects queue_, up_, reason_, wake_pending_, saturated_
+  mutable std::mutex mu_;  // protects queue_, up_, reason_, wake_pending_, saturated_, address_
   std::deque<std::unique_ptr<Request>> queue_;
   bool up_ = false;
   bool stopping_ = false;
@@ -85,6 +95,10 @@ class Connection {
   // full call is queued.
   bool saturated_ = false;
   std::string reason_ = "not connected yet";
+  // TCP host and port, or socket_path_ set; Sentinel mode sets them at every connection.
+  std::string host_;
+  int port_ = 0;
+  std::string socket_path_;
   std::atomic<Breaker> breaker_{Breaker::kOpen};
 
   // Owned by the connection's thread.

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "slot.h"
+
 namespace sluice::redis_plugin {
 namespace {
 
@@ -189,6 +191,16 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
     const std::string_view name(it.key != nullptr ? it.key : "", it.key_len);
     const std::string_view suffix = key_suffix(p.algorithm);
     const bool leases = p.algorithm == SLUICE_ALG_CONCURRENCY;
+    if (config.mode == Mode::kCluster) {
+      // The engine's keys share the hash tag {resource:subject}; the whole key decides, as in
+      // Redis, so that a key without a tag is routed right too.
+      std::string key = config.prefix;
+      key.append(name).append(suffix);
+      const uint16_t slot = key_slot(key);
+      out.cross_slot = out.cross_slot || (i > 0 && slot != out.slot) ||
+                       (leases && key_slot(key + 'h') != slot);
+      out.slot = slot;
+    }
     for (int k = 0; k < (leases ? 2 : 1); ++k) {  // leases: by expiry, then their costs ('h')
       append_header(out.keys, '$', config.prefix.size() + name.size() + suffix.size() + k);
       out.keys.append(config.prefix).append(name).append(suffix);

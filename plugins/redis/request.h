@@ -24,6 +24,13 @@ struct Request {
   std::string packed;       // now, count, then 9 numbers per item: little-endian doubles
   size_t lease_count = 0;   // one per concurrency item
   std::string leases;       // `lease_count` RESP bulk strings: the lease ids in decimal
+  // Redis Cluster: the slot of every key of the batch (their hash tags agree), and where an
+  // ASK redirection sends the next call (`asking`: ASKING first, this once).
+  uint16_t slot = 0;
+  bool cross_slot = false;  // keys in different slots: a script call cannot take them in Cluster
+  bool asking = false;
+  HostPort ask_to;
+  int redirects = 0;
 
   // Calls `done` once; the request must not be used afterwards.
   void complete(sluice_status status, const char* message);
