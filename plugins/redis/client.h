@@ -50,8 +50,7 @@ struct Shared {
 
   void log(int level, const std::string& message) const;
   // Completes a request that leaves the plugin with an error, keeping the counters right.
-  void fail(std::unique_ptr<Request> request, sluice_status status,
-            const std::string& message);
+  void fail(std::unique_ptr<Request> request, sluice_status status, const std::string& message);
 };
 
 class Client {
@@ -72,7 +71,7 @@ class Client {
  private:
   Shared shared_;
   std::vector<std::unique_ptr<Connection>> connections_;  // one Redis, or Sentinel's master
-  std::unique_ptr<ClusterRouter> cluster_;                 // Redis Cluster
+  std::unique_ptr<ClusterRouter> cluster_;                // Redis Cluster
   std::atomic<uint32_t> next_{0};
 };
 

@@ -165,11 +165,11 @@ bool ClusterRouter::discover(Topology& out, std::string& error) {
     for (size_t i = 0; well_formed && i < slots->elements; ++i) {
       const redisReply& e = *slots->element[i];
       SlotRange range;
-      well_formed = e.type == REDIS_REPLY_ARRAY && e.elements >= 3 &&
-                    e.element[0]->type == REDIS_REPLY_INTEGER &&
-                    e.element[1]->type == REDIS_REPLY_INTEGER && e.element[0]->integer >= 0 &&
-                    e.element[0]->integer <= e.element[1]->integer &&
-                    e.element[1]->integer < kSlotCount && read_node(*e.element[2], node, range.master);
+      well_formed =
+          e.type == REDIS_REPLY_ARRAY && e.elements >= 3 &&
+          e.element[0]->type == REDIS_REPLY_INTEGER && e.element[1]->type == REDIS_REPLY_INTEGER &&
+          e.element[0]->integer >= 0 && e.element[0]->integer <= e.element[1]->integer &&
+          e.element[1]->integer < kSlotCount && read_node(*e.element[2], node, range.master);
       if (!well_formed) break;
       range.first = static_cast<uint16_t>(e.element[0]->integer);
       range.last = static_cast<uint16_t>(e.element[1]->integer);
@@ -278,8 +278,9 @@ void ClusterRouter::route(std::unique_ptr<Request>& request) {
       for (const auto& n : nodes_) {
         if (n->address == request->ask_to) connection = n->connection.get();
       }
-      if (connection == nullptr) why = "slot " + std::to_string(request->slot) + " migrates to " +
-                                       request->ask_to.name() + ", which is not a known master";
+      if (connection == nullptr)
+        why = "slot " + std::to_string(request->slot) + " migrates to " + request->ask_to.name() +
+              ", which is not a known master";
     } else {
       const int owner = slot_owner_[request->slot];
       if (owner >= 0) connection = nodes_[static_cast<size_t>(owner)]->connection.get();
@@ -381,8 +382,7 @@ void ClusterRouter::retry_parked(int64_t now_ms) {
     if (p.request->deadline_ms <= now_ms) {
       shared_.fail(std::move(p.request), SLUICE_ERR_TIMEOUT,
                    "redis plugin: Redis Cluster did not take the call within " +
-                       std::to_string(shared_.config.command_timeout_ms) + " ms (" + p.why +
-                       ").");
+                       std::to_string(shared_.config.command_timeout_ms) + " ms (" + p.why + ").");
     } else {
       route(p.request);
     }
@@ -404,7 +404,7 @@ void ClusterRouter::run() {
     {
       std::unique_lock lock(mu_);
       const int64_t now = steady_ms();
-      int64_t due = last_refresh + (refresh_wanted_  ? kMinRefreshGapMs
+      int64_t due = last_refresh + (refresh_wanted_   ? kMinRefreshGapMs
                                     : any_node_down() ? kDownRefreshMs
                                                       : kIdleRefreshMs);
       for (const auto& p : parked_) due = std::min(due, p.retry_at_ms);
@@ -413,7 +413,7 @@ void ClusterRouter::run() {
       }
       if (stopping_) return;
       const int64_t after = steady_ms();
-      refresh = after >= last_refresh + (refresh_wanted_  ? kMinRefreshGapMs
+      refresh = after >= last_refresh + (refresh_wanted_   ? kMinRefreshGapMs
                                          : any_node_down() ? kDownRefreshMs
                                                            : kIdleRefreshMs);
       if (refresh) refresh_wanted_ = false;
@@ -443,8 +443,8 @@ std::string ClusterRouter::stats_json() const {
     for (const auto& n : nodes_) up += n->connection->breaker() == Breaker::kClosed ? 1 : 0;
   }
   const char* breaker = nodes > 0 && up == static_cast<int>(nodes) ? "closed"
-                        : up > 0                                    ? "half_open"
-                                                                    : "open";
+                        : up > 0                                   ? "half_open"
+                                                                   : "open";
   char buf[640];
   std::snprintf(
       buf, sizeof buf,

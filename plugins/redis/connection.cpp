@@ -84,8 +84,7 @@ Connection::Connection(Shared& shared, int index) : shared_(shared), index_(inde
   }
 }
 
-Connection::Connection(Shared& shared, int index, HostPort node)
-    : shared_(shared), index_(index) {
+Connection::Connection(Shared& shared, int index, HostPort node) : shared_(shared), index_(index) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   host_ = std::move(node.host);
   port_ = node.port;
@@ -555,8 +554,8 @@ void Connection::run() {
         if (ever_connected_) shared_.reconnects.fetch_add(1, std::memory_order_relaxed);
         ever_connected_ = true;
         set_up(true, "");
-        shared_.log(1, "redis plugin: connection " + std::to_string(index_) + " to " +
-                           where() + " is up.");
+        shared_.log(
+            1, "redis plugin: connection " + std::to_string(index_) + " to " + where() + " is up.");
       } else {
         breaker_.store(Breaker::kOpen, std::memory_order_relaxed);
         {

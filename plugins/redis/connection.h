@@ -57,8 +57,8 @@ class Connection {
   struct Call {
     std::vector<std::unique_ptr<Request>> requests;
     bool eval = false;
-    bool asking = false;         // ASKING goes first (an ASK redirection)
-    bool asking_reply = false;   // ASKING's reply is still to come
+    bool asking = false;        // ASKING goes first (an ASK redirection)
+    bool asking_reply = false;  // ASKING's reply is still to come
     int64_t deadline_ms = 0;
   };
 

@@ -197,8 +197,8 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
       std::string key = config.prefix;
       key.append(name).append(suffix);
       const uint16_t slot = key_slot(key);
-      out.cross_slot = out.cross_slot || (i > 0 && slot != out.slot) ||
-                       (leases && key_slot(key + 'h') != slot);
+      out.cross_slot =
+          out.cross_slot || (i > 0 && slot != out.slot) || (leases && key_slot(key + 'h') != slot);
       out.slot = slot;
     }
     for (int k = 0; k < (leases ? 2 : 1); ++k) {  // leases: by expiry, then their costs ('h')

@@ -22,7 +22,7 @@ timeval to_timeval(int64_t ms) {
 }
 
 std::unique_ptr<redisReply, ReplyDeleter> command(redisContext* c,
-                                                   const std::vector<std::string>& args) {
+                                                  const std::vector<std::string>& args) {
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   for (const auto& a : args) {
@@ -78,8 +78,7 @@ bool ask_one(const Config& config, const HostPort& sentinel, HostPort& master, s
   const std::string_view port(reply->element[1]->str, reply->element[1]->len);
   int p = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (host.empty() || ec != std::errc() || end != port.data() + port.size() || p < 1 ||
-      p > 65535) {
+  if (host.empty() || ec != std::errc() || end != port.data() + port.size() || p < 1 || p > 65535) {
     why = "named the master at '" + host + ":" + std::string(port) + "', which is not HOST:PORT";
     return false;
   }

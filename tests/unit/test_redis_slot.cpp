@@ -78,9 +78,9 @@ TEST(RedisSlot, RedirectParsing) {
   ASSERT_TRUE(unknown_host);
   EXPECT_EQ(unknown_host->to.host, "");
   EXPECT_EQ(unknown_host->to.port, 7003);
-  for (const char* other : {"ERR unknown", "MOVED", "MOVED 16384 h:1", "MOVED x h:1",
-                            "MOVED 1 h", "ASK 1 h:0", "TRYAGAIN Multiple keys request",
-                            "CLUSTERDOWN The cluster is down"}) {
+  for (const char* other :
+       {"ERR unknown", "MOVED", "MOVED 16384 h:1", "MOVED x h:1", "MOVED 1 h", "ASK 1 h:0",
+        "TRYAGAIN Multiple keys request", "CLUSTERDOWN The cluster is down"}) {
     EXPECT_FALSE(parse_redirect(other)) << other;
   }
 }

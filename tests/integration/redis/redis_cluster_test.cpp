@@ -1,0 +1,389 @@
+// The Redis plugin on Redis Cluster and behind Redis Sentinel (issue 19, "What it must show"),
+// against real redis-server processes started by scripts/redis-test-cluster: a limit holds
+// exactly across three sluiced instances over subjects in every slot range; a killed master is
+// replaced and decisions resume (the time is printed); bad configurations are refused at start
+// with a sentence.
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "plugin_driver.h"
+#include "sluice/storage.h"
+#include "sluiced_fixture.h"
+
+namespace sluice::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// scripts/redis-test-cluster's processes for the life of one suite.
+class TestDeployment {
+ public:
+  explicit TestDeployment(const std::string& what) {
+    char tmpl[] = "/tmp/sluice-cluster-XXXXXX";
+    dir_ = std::string(::mkdtemp(tmpl)) + "/d";
+    const std::string cmd =
+        std::string(SLUICE_SOURCE_DIR) + "/scripts/redis-test-cluster start " + dir_ + " " + what;
+    ok_ = std::system(cmd.c_str()) == 0;
+    seeds_ = first_line(dir_ + "/cluster.seeds");
+    sentinels_ = first_line(dir_ + "/sentinels");
+    sentinel_master_ = first_line(dir_ + "/sentinel.master");
+  }
+  ~TestDeployment() {
+    const std::string parent = dir_.substr(0, dir_.rfind('/'));
+    const std::string cmd = std::string(SLUICE_SOURCE_DIR) + "/scripts/redis-test-cluster stop " +
+                            dir_ + " && rmdir " + parent;
+    [[maybe_unused]] const int rc = std::system(cmd.c_str());
+  }
+  bool ok() const { return ok_; }
+  const std::string& seeds() const { return seeds_; }
+  const std::string& sentinels() const { return sentinels_; }
+  const std::string& sentinel_master() const { return sentinel_master_; }
+
+  // SIGKILL to the redis-server on `port` (started by the script), as a crash would.
+  bool kill(int port) const {
+    std::ifstream in(dir_ + "/pids");
+    int p = 0;
+    pid_t pid = 0;
+    while (in >> p >> pid) {
+      if (p == port) return ::kill(pid, SIGKILL) == 0;
+    }
+    return false;
+  }
+
+ private:
+  std::string dir_, seeds_, sentinels_, sentinel_master_;
+  bool ok_ = false;
+};
+
+int port_of(const std::string& host_port) {
+  return std::atoi(host_port.substr(host_port.rfind(':') + 1).c_str());
+}
+
+// One command to 127.0.0.1:port; nullptr if it cannot be reached.
+std::shared_ptr<redisReply> redis(int port, const std::vector<std::string>& args) {
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, timeval{1, 0});
+  if (c == nullptr || c->err != 0) {
+    if (c != nullptr) redisFree(c);
+    return nullptr;
+  }
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
+  redisFree(c);
+  return std::shared_ptr<redisReply>(r, [](redisReply* p) {
+    if (p != nullptr) freeReplyObject(p);
+  });
+}
+
+// The port of the master serving the keys of `resource`'s `subject`, as node `port` sees it.
+int master_of(int port, const std::string& resource, const std::string& subject) {
+  auto slot = redis(port, {"CLUSTER", "KEYSLOT", "{" + resource + ":" + subject + "}"});
+  auto slots = redis(port, {"CLUSTER", "SLOTS"});
+  if (!slot || !slots || slots->type != REDIS_REPLY_ARRAY) return -1;
+  for (size_t i = 0; i < slots->elements; ++i) {
+    const redisReply* e = slots->element[i];
+    if (e->element[0]->integer <= slot->integer && slot->integer <= e->element[1]->integer) {
+      return static_cast<int>(e->element[2]->element[1]->integer);
+    }
+  }
+  return -1;
+}
+
+constexpr const char* kPolicy = R"(version: 1
+default_tier: free
+on_storage_failure: fail_closed
+unknown_resource: deny
+tiers:
+  free: {multiplier: 1}
+resources:
+  api: {limits: [{name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}]}
+  fast: {limits: [{name: per_second, algorithm: gcra, limit: 100000, window: 1s}]}
+)";
+
+// Sleeps until the wall clock is well inside a minute, so that a window aligned to minutes
+// cannot roll over while a test counts admissions.
+void avoid_minute_boundary() {
+  for (;;) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count() %
+                    60000;
+    if (ms > 1000 && ms < 45000) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+bool storage_decided(const resp::Value& reply) {
+  return reply.type == resp::Value::Type::kArray && reply.elements.size() >= 6 &&
+         reply.elements[5].str != "(storage)";
+}
+
+// Probes `resource`/`subject` through `client` every 5 ms until the storage decides again;
+// returns the milliseconds since `since`, or -1 after `limit`. Every reply before that must
+// follow fail_closed.
+int64_t wait_for_decisions(Client& client, const std::string& subject, Clock::time_point since,
+                           std::chrono::milliseconds limit, int& failed_closed) {
+  resp::Value reply;
+  while (Clock::now() - since < limit) {
+    if (!client.call({"SL.CHECK", "fast", subject}, reply)) return -1;
+    if (storage_decided(reply)) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count();
+    }
+    EXPECT_EQ(reply.elements.size() >= 6 ? reply.elements[0].integer : -1, 0);  // fail_closed
+    ++failed_closed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration mistakes, refused at start with a sentence.
+
+std::string open_error(const StorageConfig& config) {
+  auto r = load_plugin("redis", config);
+  return r.ok() ? std::string("(opened)") : std::string(r.status().message());
+}
+
+// Malformed addresses, cluster with sentinel, sentinel without master, unreachable seeds and
+// Sentinels: each refused at open with a sentence that names the mistake.
+TEST(RedisClusterConfig, BadConfigurationIsRefusedWithASentence) {
+  struct Case {
+    StorageConfig config;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{{"cluster", "127.0.0.1"}}, "cluster has '127.0.0.1', which is not HOST:PORT"},
+      {{{"cluster", "127.0.0.1:7000,127.0.0.1:99999"}}, "'127.0.0.1:99999'"},
+      {{{"cluster", ""}}, "cluster is empty"},
+      {{{"sentinel", "::1:26379"}, {"master", "m"}}, "[brackets] around IPv6"},
+      {{{"cluster", "127.0.0.1:7000"}, {"sentinel", "127.0.0.1:26379"}, {"master", "m"}},
+       "cluster and sentinel cannot be used together"},
+      {{{"sentinel", "127.0.0.1:26379"}}, "sentinel needs master=NAME"},
+      {{{"master", "m"}}, "it needs sentinel=HOST:PORT"},
+      {{{"cluster", "127.0.0.1:7000"}, {"url", "redis://127.0.0.1:6379"}},
+       "remove url, socket, host and port"},
+      {{{"cluster", "127.0.0.1:7000"}, {"db", "2"}}, "only database 0"},
+      // Port 1 on loopback: nothing listens there.
+      {{{"cluster", "127.0.0.1:1,127.0.0.1:2"}, {"connect_timeout_ms", "100"}},
+       "no seed of Redis Cluster (seeds 127.0.0.1:1,127.0.0.1:2) answered CLUSTER SLOTS: "
+       "127.0.0.1:1 Connection refused; 127.0.0.1:2 Connection refused"},
+      {{{"sentinel", "127.0.0.1:1"}, {"master", "m"}, {"connect_timeout_ms", "100"}},
+       "no Sentinel named it (127.0.0.1:1 Connection refused)"},
+  };
+  for (const auto& c : cases) {
+    const std::string error = open_error(c.config);
+    EXPECT_NE(error.find(c.expected), std::string::npos)
+        << "expected '" << c.expected << "' in: " << error;
+  }
+}
+
+// The same mistakes stop sluiced at start, with the sentence in its log and a non-zero exit.
+TEST(RedisClusterConfig, SluicedRefusesToStartWithABadClusterConfiguration) {
+  Daemon d(kPolicy, {"--storage", "redis", "--storage-config", "cluster=127.0.0.1:1",
+                     "--storage-config", "connect_timeout_ms=100"});
+  EXPECT_FALSE(d.ok());
+  EXPECT_NE(d.log().find("answered CLUSTER SLOTS"), std::string::npos) << d.log();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis Cluster: 3 masters + 3 replicas, node timeout 1 s.
+
+class RedisCluster : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { cluster_ = new TestDeployment("cluster"); }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(cluster_->ok()) << "scripts/redis-test-cluster failed"; }
+
+  std::unique_ptr<Daemon> daemon() const {
+    return std::make_unique<Daemon>(
+        kPolicy, std::vector<std::string>{"--storage", "redis", "--storage-config",
+                                          "cluster=" + cluster_->seeds(), "--storage-config",
+                                          "command_timeout_ms=200", "--storage-config",
+                                          "reconnect_max_ms=50"});
+  }
+
+  static TestDeployment* cluster_;
+};
+TestDeployment* RedisCluster::cluster_ = nullptr;
+
+// 3 instances, 30 clients, 300 subjects x 12 requests on a 10-per-minute limit: exactly 10
+// admitted per subject, and the subjects live on all three masters.
+TEST_F(RedisCluster, ThreeInstancesAdmitExactlyTheLimitPerSubjectAcrossSlots) {
+  std::vector<std::unique_ptr<Daemon>> daemons;
+  for (int i = 0; i < 3; ++i) {
+    daemons.push_back(daemon());
+    ASSERT_TRUE(daemons.back()->ok()) << daemons.back()->log();
+  }
+  constexpr int kSubjects = 300, kPerSubject = 12;
+  const int seed = port_of(cluster_->seeds());
+  std::set<int> masters;
+  for (int s = 0; s < kSubjects; ++s)
+    masters.insert(master_of(seed, "api", "s" + std::to_string(s)));
+  EXPECT_EQ(masters.size(), 3u) << "the subjects should spread over all three masters";
+  avoid_minute_boundary();
+  std::vector<std::atomic<int>> allowed(kSubjects);
+  std::atomic<int> next{0}, denied{0}, broken{0};
+  std::vector<std::thread> clients;
+  const auto t0 = Clock::now();
+  for (int c = 0; c < 30; ++c) {
+    clients.emplace_back([&, c] {
+      Client client = daemons[static_cast<size_t>(c % 3)]->client();
+      resp::Value reply;
+      for (int i = next.fetch_add(1); i < kSubjects * kPerSubject; i = next.fetch_add(1)) {
+        const int subject = i % kSubjects;  // every subject's 12 requests interleave
+        if (!client.call({"SL.CHECK", "api", "s" + std::to_string(subject)}, reply) ||
+            !storage_decided(reply)) {
+          if (broken++ == 0) ADD_FAILURE() << "not decided by Redis: " << reply.to_string();
+          continue;
+        }
+        (reply.elements[0].integer == 1 ? allowed[static_cast<size_t>(subject)] : denied)++;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_EQ(broken.load(), 0);
+  int exact = 0;
+  for (int s = 0; s < kSubjects; ++s) {
+    EXPECT_EQ(allowed[static_cast<size_t>(s)].load(), 10) << "subject s" << s;
+    exact += allowed[static_cast<size_t>(s)].load() == 10 ? 1 : 0;
+  }
+  EXPECT_EQ(denied.load(), kSubjects * 2);
+  std::printf(
+      "[redis-cluster] %d of %d subjects admitted exactly 10 of 12 (%d requests, "
+      "3 instances, 30 clients, %.2f s)\n",
+      exact, kSubjects, kSubjects * kPerSubject, seconds);
+}
+
+// The master of one subject's slot is killed (SIGKILL) under load: decisions for that subject
+// follow fail_closed meanwhile and resume within 3 s (node timeout 1 s), once its replica is
+// promoted; subjects on the other masters keep being decided. The time is printed.
+TEST_F(RedisCluster, KilledMasterIsReplacedAndDecisionsResumeWithinThreeSeconds) {
+  auto d = daemon();
+  ASSERT_TRUE(d->ok()) << d->log();
+  const int seed = port_of(cluster_->seeds());
+  const std::string subject = "failover-1";
+  const int victim = master_of(seed, "fast", subject);
+  ASSERT_GT(victim, 0);
+  // A subject on another master, to show its decisions are not held up.
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    const std::string s = "other-" + std::to_string(i);
+    if (master_of(seed, "fast", s) != victim) other = s;
+  }
+  Client client = d->client();
+  resp::Value reply;
+  ASSERT_TRUE(client.call({"SL.CHECK", "fast", subject}, reply));
+  ASSERT_TRUE(storage_decided(reply)) << reply.to_string();
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> other_ok{0}, other_failed{0};
+  std::thread bystander([&] {
+    Client c = d->client();
+    resp::Value r;
+    while (!stop.load()) {
+      if (c.call({"SL.CHECK", "fast", other}, r) && storage_decided(r)) {
+        ++other_ok;
+      } else {
+        ++other_failed;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto killed = Clock::now();
+  ASSERT_TRUE(cluster_->kill(victim));
+  int failed_closed = 0;
+  // The first probes may still be answered before the kill is noticed: wait for the failure.
+  resp::Value r;
+  while (Clock::now() - killed < std::chrono::seconds(1)) {
+    ASSERT_TRUE(client.call({"SL.CHECK", "fast", subject}, r));
+    if (!storage_decided(r)) break;
+  }
+  const int64_t ms =
+      wait_for_decisions(client, subject, killed, std::chrono::seconds(10), failed_closed);
+  stop = true;
+  bystander.join();
+  std::printf(
+      "[redis-cluster] master %d killed: decisions resumed after %lld ms (%d fail_closed "
+      "replies meanwhile; a subject on another master: %d decided, %d failed)\n",
+      victim, static_cast<long long>(ms), failed_closed, other_ok.load(), other_failed.load());
+  ASSERT_GE(ms, 0) << "no decision within 10 s of the kill\n" << d->log();
+  EXPECT_LE(ms, 3000);
+  EXPECT_GT(failed_closed, 0);
+  EXPECT_GT(other_ok.load(), 0);
+  EXPECT_GT(::waitpid(d->pid(), nullptr, WNOHANG), -1);
+  EXPECT_EQ(::kill(d->pid(), 0), 0) << "sluiced died";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis Sentinel: a master, its replica, three Sentinels (down-after-milliseconds 1000).
+
+// The master is killed: decisions follow fail_closed, then resume on the promoted replica.
+TEST(RedisSentinel, KilledMasterIsFollowedToThePromotedReplica) {
+  TestDeployment sentinel("sentinel");
+  ASSERT_TRUE(sentinel.ok()) << "scripts/redis-test-cluster failed";
+  Daemon d(kPolicy, {"--storage", "redis", "--storage-config", "sentinel=" + sentinel.sentinels(),
+                     "--storage-config", "master=sluice", "--storage-config",
+                     "command_timeout_ms=200", "--storage-config", "reconnect_max_ms=50"});
+  ASSERT_TRUE(d.ok()) << d.log();
+  Client client = d.client();
+  resp::Value reply;
+  ASSERT_TRUE(client.call({"SL.CHECK", "fast", "before"}, reply));
+  ASSERT_TRUE(storage_decided(reply)) << reply.to_string();
+  const int master = port_of(sentinel.sentinel_master());
+  const auto killed = Clock::now();
+  ASSERT_TRUE(sentinel.kill(master));
+  resp::Value r;
+  while (Clock::now() - killed < std::chrono::seconds(1)) {
+    ASSERT_TRUE(client.call({"SL.CHECK", "fast", "during"}, r));
+    if (!storage_decided(r)) break;
+  }
+  int failed_closed = 0;
+  const int64_t ms =
+      wait_for_decisions(client, "during", killed, std::chrono::seconds(20), failed_closed);
+  std::printf(
+      "[redis-sentinel] master %d killed: decisions resumed after %lld ms (%d "
+      "fail_closed replies meanwhile; down-after-milliseconds 1000)\n",
+      master, static_cast<long long>(ms), failed_closed);
+  ASSERT_GE(ms, 0) << "no decision within 20 s of the kill\n" << d.log();
+  EXPECT_GT(failed_closed, 0);
+  const int promoted = port_of(sentinel.sentinel_master()) + 1;
+  auto role = redis(promoted, {"ROLE"});
+  ASSERT_TRUE(role);
+  EXPECT_EQ(std::string(role->element[0]->str), "master");
+}
+
+}  // namespace
+}  // namespace sluice::testing
