@@ -60,9 +60,11 @@ start_sluiced() {  # start_sluiced NAME STORAGE_CONFIG...
   pids+=("$!")
   for _ in $(seq 1 100); do [ -S "$work/$name/s.sock" ] && break; sleep 0.05; done
 }
+# A generous command timeout: on a loaded machine a 200 ms one fails decisions, which
+# fail_closed answers quickly and would count as served requests.
 for i in 1 2 3; do
-  start_sluiced "single$i" "url=redis://127.0.0.1:$single_port"
-  start_sluiced "cluster$i" "cluster=$seeds"
+  start_sluiced "single$i" "url=redis://127.0.0.1:$single_port" command_timeout_ms=2000
+  start_sluiced "cluster$i" "cluster=$seeds" command_timeout_ms=2000
 done
 
 cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
@@ -103,9 +105,9 @@ done
 s=$(printf '%s\n' "${singles[@]}" | median) c=$(printf '%s\n' "${clusters[@]}" | median)
 echo "median: one Redis $s req/s, cluster $c req/s, cluster/one $(awk -v a="$c" -v b="$s" 'BEGIN {printf "%.2f", a / b}');" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-for i in 1 2 3; do
-  stats=$(redis-cli -s "$work/cluster$i/a.sock" SL.STATS 2>/dev/null | tr -d '\n')
-  echo "cluster$i plugin: $(grep -o '"batches":[0-9]*' <<<"$stats" | head -1)" \
+for name in single1 single2 single3 cluster1 cluster2 cluster3; do
+  stats=$(redis-cli -s "$work/$name/a.sock" SL.STATS 2>/dev/null | tr -d '\n')
+  echo "$name plugin: $(grep -o '"batches":[0-9]*' <<<"$stats" | head -1)" \
     "$(grep -o '"script_calls":[0-9]*' <<<"$stats" | head -1)" \
     "$(grep -o '"errors":[0-9]*' <<<"$stats" | head -1) $(grep -o '"redirects":[0-9]*' <<<"$stats" | head -1)"
 done
