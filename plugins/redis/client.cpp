@@ -6,9 +6,13 @@
 #include "cluster.h"
 #include "connection.h"
 #include "request.h"
+#include "sentinel.h"
 
 namespace sluice::redis_plugin {
 namespace {
+
+// How often the Sentinels are asked where the master is, besides every reconnection.
+constexpr int64_t kSentinelPollMs = 500;
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -56,6 +60,12 @@ Client::Client(Config config, const sluice_host_api* host) {
 }
 
 Client::~Client() {
+  {
+    std::lock_guard lock(watch_mu_);
+    watch_stopping_ = true;
+  }
+  watch_wake_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
   connections_.clear();
   cluster_.reset();
 }
@@ -65,7 +75,23 @@ bool Client::start(std::string& error) {
   for (auto& c : connections_) {
     if (!c->start(error)) return false;
   }
+  if (shared_.config.mode == Mode::kSentinel) watcher_ = std::thread([this] { watch_sentinels(); });
   return true;
+}
+
+void Client::watch_sentinels() {
+  std::unique_lock lock(watch_mu_);
+  while (!watch_wake_.wait_for(lock, std::chrono::milliseconds(kSentinelPollMs),
+                               [this] { return watch_stopping_; })) {
+    lock.unlock();
+    HostPort master;
+    std::string error;
+    bool fatal = false;
+    if (ask_sentinels(shared_.config, master, error, fatal)) {
+      for (auto& c : connections_) c->follow_master(master);
+    }
+    lock.lock();
+  }
 }
 
 void Client::submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data) {

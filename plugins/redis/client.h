@@ -7,10 +7,13 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "config.h"
@@ -73,6 +76,14 @@ class Client {
   std::vector<std::unique_ptr<Connection>> connections_;  // one Redis, or Sentinel's master
   std::unique_ptr<ClusterRouter> cluster_;                // Redis Cluster
   std::atomic<uint32_t> next_{0};
+
+  // Sentinel mode: asks the Sentinels every few hundred milliseconds where the master is, so
+  // that a switch is followed even while the old master still accepts writes.
+  void watch_sentinels();
+  std::mutex watch_mu_;
+  std::condition_variable watch_wake_;
+  bool watch_stopping_ = false;  // protected by watch_mu_
+  std::thread watcher_;
 };
 
 }  // namespace sluice::redis_plugin

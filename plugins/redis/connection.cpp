@@ -122,6 +122,16 @@ Connection::~Connection() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+void Connection::follow_master(const HostPort& master) {
+  {
+    std::lock_guard lock(mu_);
+    if (!up_ || (master.host == host_ && master.port == port_)) return;
+    switch_to_ = master.name();
+  }
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
 bool Connection::start(std::string& error) {
   if (wake_fd_ < 0) {
     error = std::string("redis plugin: cannot create an eventfd: ") + std::strerror(errno) + ".";
@@ -592,6 +602,18 @@ void Connection::run() {
     if (fds[1].revents & POLLIN) {
       uint64_t v;
       [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &v, sizeof v);
+      std::string moved_to;
+      {
+        std::lock_guard lock(mu_);
+        moved_to.swap(switch_to_);
+      }
+      if (!moved_to.empty()) {
+        const std::string why = "the Sentinels switched the master to " + moved_to;
+        shared_.log(2, "redis plugin: " + why + "; reconnecting.");
+        disconnect(SLUICE_ERR_UNAVAILABLE, why);
+        next_attempt = steady_ms();
+        continue;
+      }
     }
     if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) {
       if (!read_some(error)) {

@@ -52,6 +52,10 @@ class Connection {
   std::string down_reason() const;
   // Where this connection goes (or went last), for messages: "127.0.0.1:7000".
   std::string where() const;
+  // Sentinel mode: the Sentinels now name `master`. A connection to another server closes
+  // (what is in flight fails) and reconnects to it, even if that server still accepts writes:
+  // a demoted master turns into a replica only when a Sentinel gets round to it. Thread-safe.
+  void follow_master(const HostPort& master);
 
  private:
   struct Call {
@@ -94,6 +98,7 @@ class Connection {
   // so enqueue() need not wake it (saving a write and a context switch per batch) until a
   // full call is queued.
   bool saturated_ = false;
+  std::string switch_to_;  // follow_master(): reconnect, the master is there now
   std::string reason_ = "not connected yet";
   // TCP host and port, or socket_path_ set; Sentinel mode sets them at every connection.
   std::string host_;
