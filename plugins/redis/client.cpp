@@ -11,7 +11,8 @@
 namespace sluice::redis_plugin {
 namespace {
 
-// How often the Sentinels are asked where the master is, besides every reconnection.
+// How often the Sentinels are asked where the master is, besides every reconnection; a switch
+// is followed once most of them name the new master.
 constexpr int64_t kSentinelPollMs = 500;
 
 int64_t steady_ms() {
@@ -85,9 +86,7 @@ void Client::watch_sentinels() {
                                [this] { return watch_stopping_; })) {
     lock.unlock();
     HostPort master;
-    std::string error;
-    bool fatal = false;
-    if (ask_sentinels(shared_.config, master, error, fatal)) {
+    if (ask_sentinel_majority(shared_.config, master)) {
       for (auto& c : connections_) c->follow_master(master);
     }
     lock.lock();

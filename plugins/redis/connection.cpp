@@ -200,7 +200,7 @@ bool Connection::connect(std::string& error, bool& fatal) {
   fatal = false;
   if (c.mode == Mode::kSentinel) {
     HostPort master;
-    if (!ask_sentinels(c, master, error, fatal)) return false;
+    if (!ask_sentinels(c, sentinel_turn_, master, error, fatal)) return false;
     std::lock_guard lock(mu_);
     host_ = master.host;
     port_ = master.port;
@@ -568,6 +568,7 @@ void Connection::run() {
             1, "redis plugin: connection " + std::to_string(index_) + " to " + where() + " is up.");
       } else {
         breaker_.store(Breaker::kOpen, std::memory_order_relaxed);
+        ++sentinel_turn_;  // Sentinel mode: ask another Sentinel first next time
         {
           std::lock_guard lock(mu_);
           reason_ = why;

@@ -114,6 +114,7 @@ class Connection {
   size_t woff_ = 0;
   std::deque<Call> in_flight_;
   bool ever_connected_ = false;
+  size_t sentinel_turn_ = 0;  // the Sentinel asked first; the next one after a failed attempt
 };
 
 }  // namespace sluice::redis_plugin

@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <charconv>
 #include <memory>
 #include <string_view>
@@ -88,10 +89,37 @@ bool ask_one(const Config& config, const HostPort& sentinel, HostPort& master, s
 
 }  // namespace
 
-bool ask_sentinels(const Config& config, HostPort& master, std::string& error, bool& fatal) {
+bool ask_sentinel_majority(const Config& config, HostPort& master) {
+  std::vector<std::pair<HostPort, size_t>> votes;
+  for (const auto& sentinel : config.sentinels) {
+    HostPort named;
+    std::string why;
+    bool unknown = false;
+    if (!ask_one(config, sentinel, named, why, unknown)) continue;
+    auto it =
+        std::find_if(votes.begin(), votes.end(), [&](const auto& v) { return v.first == named; });
+    if (it == votes.end()) {
+      votes.emplace_back(named, 1);
+    } else {
+      ++it->second;
+    }
+  }
+  for (const auto& [named, count] : votes) {
+    if (2 * count > config.sentinels.size()) {
+      master = named;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ask_sentinels(const Config& config, size_t first, HostPort& master, std::string& error,
+                   bool& fatal) {
   std::string answers;
   bool any_reached = false, all_unknown = true;
-  for (const auto& sentinel : config.sentinels) {
+  const size_t n = config.sentinels.size();
+  for (size_t i = 0; i < n; ++i) {
+    const HostPort& sentinel = config.sentinels[(first + i) % n];
     std::string why;
     bool unknown = false;
     if (ask_one(config, sentinel, master, why, unknown)) return true;
