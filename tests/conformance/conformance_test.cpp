@@ -139,7 +139,8 @@ class PluginConformance : public ::testing::TestWithParam<PluginUnderTest> {
     // start every test from nothing.
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::random_device rd;
-    prefix_ = std::string("conf:") + info->name() + ":" + std::to_string(rd()) + ":";
+    // One hash tag per test: on Redis Cluster a batch's keys must share a slot.
+    prefix_ = std::string("conf:{") + info->name() + ":" + std::to_string(rd()) + "}:";
   }
 
   static std::vector<std::string> plugin_dirs() {
