@@ -16,7 +16,12 @@ NEVER = -1
 STORAGE_RULE = "(storage)"
 
 
+_new = object.__new__
+
+
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value) if value is not None else ""
@@ -40,6 +45,27 @@ class LimitState:
             raise ValueError(f"malformed limit in a decision reply from sluiced: {item!r}")
         name, limit, remaining, reset_ms, window_ms = item
         return cls(_text(name), int(limit), int(remaining), int(reset_ms), int(window_ms))
+
+
+def _limit_states(items: Any) -> Tuple[LimitState, ...]:
+    if not isinstance(items, list):
+        if not isinstance(items, tuple):
+            raise ValueError(f"malformed limits in a decision reply from sluiced: {items!r}")
+    # Every decision carries these, so the common shape (what hiredis returns: a list of
+    # [str, int, int, int, int]) is built without a call per field.
+    states = []
+    for item in items:
+        if type(item) is list and len(item) == 5:
+            name, limit, remaining, reset_ms, window_ms = item
+            if (type(name) is str and type(limit) is int and type(remaining) is int
+                    and type(reset_ms) is int and type(window_ms) is int):
+                state = _new(LimitState)  # what the frozen __init__ does, without its calls
+                state.__dict__.update(name=name, limit=limit, remaining=remaining,
+                                      reset_after_ms=reset_ms, window_ms=window_ms)
+                states.append(state)
+                continue
+        states.append(LimitState.from_reply(item))
+    return tuple(states)
 
 
 @dataclass(frozen=True)
@@ -119,21 +145,15 @@ class Decision:
         allowed, limit, remaining, reset_ms, retry_ms, rule = reply[:6]
         tier, window_ms, limits = "", 0, cast(Tuple[LimitState, ...], ())
         if len(reply) >= extra_at + 3:
-            tier = _text(reply[extra_at])
-            window_ms = int(reply[extra_at + 1])
-            items = reply[extra_at + 2]
-            if not isinstance(items, (list, tuple)):
-                raise ValueError(f"malformed limits in a decision reply from sluiced: {items!r}")
-            limits = tuple(LimitState.from_reply(item) for item in items)
-        return cls(
-            allowed=bool(int(allowed)),
-            limit=int(limit),
-            remaining=int(remaining),
-            reset_after_ms=int(reset_ms),
-            retry_after_ms=int(retry_ms),
-            rule=_text(rule),
-            resource=resource,
-            tier=tier,
-            window_ms=window_ms,
-            limits=limits,
-        )
+            tier, window_ms, items = reply[extra_at:extra_at + 3]
+            tier = _text(tier)
+            window_ms = int(window_ms)
+            limits = _limit_states(items)
+        # What the frozen dataclass's __init__ does (it sets each field through
+        # object.__setattr__), in one step: this runs for every limited request.
+        decision = _new(cls)
+        decision.__dict__.update(
+            allowed=bool(int(allowed)), limit=int(limit), remaining=int(remaining),
+            reset_after_ms=int(reset_ms), retry_after_ms=int(retry_ms), rule=_text(rule),
+            resource=resource, unavailable=False, tier=tier, window_ms=window_ms, limits=limits)
+        return decision
