@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "calendar.h"
 #include "lease_registry.h"
 #include "policy_internal.h"
 #include "sluice/algorithms.h"
@@ -84,7 +85,18 @@ static_assert(kMaxLimitsPerResource * kMaxKeyLength <= StorageWatchdog::kMaxKeyB
 // a cost is handed to storage as at most capacity + 1, and a settlement charges or refunds at
 // most one capacity. Every plugin then computes with the same small numbers (the Redis
 // plugin's Lua numbers stay exact), and a settlement denies for at most about one window.
-int64_t capacity_of(const sluice_limit_params& p) { return std::max(p.limit, p.burst); }
+int64_t capacity_of(const sluice_limit_params& p) {
+  // A calendar window's burst is its start time, not an amount.
+  return p.algorithm == SLUICE_ALG_CALENDAR_WINDOW ? p.limit : std::max(p.limit, p.burst);
+}
+
+// A calendar limit's current window (its start travels in burst; see storage_plugin.h).
+void set_calendar_window(sluice_limit_params& p, const CompiledLimit& lim, int64_t now_ms) {
+  if (lim.calendar == CalendarPeriod::kNone) return;
+  const CalendarWindow w = calendar_window(lim.calendar, lim.zone, now_ms);
+  p.burst = w.start_ms;
+  p.window_ms = w.length_ms;
+}
 
 int64_t scale(int64_t v, double f) {
   if (v <= 0 || f >= 1.0) return v;
@@ -484,6 +496,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     it.params.burst = scale(it.params.burst, factor);
     // A limit counted in requests takes 1 whatever the cost; tokens and items take the cost.
     it.cost = lim.unit == CostUnit::kRequests ? 1 : std::min(req.cost, capacity_of(it.params) + 1);
+    set_calendar_window(it.params, lim, in.now_ms);
     it.shadow = lim.shadow ? 1 : 0;
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     switch (kind) {
@@ -703,6 +716,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
     const int64_t held = res->limits[i].unit == CostUnit::kRequests ? 1 : lease.cost;
     const int64_t capacity = capacity_of(it.params);
     it.cost = concurrency ? held : std::clamp(delta, -capacity, capacity);
+    set_calendar_window(it.params, res->limits[i], in.now_ms);
     it.lease_id = lease_id;
     it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[k] = static_cast<uint8_t>(i);

@@ -10,6 +10,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "calendar.h"
 #include "policy_internal.h"
 #include "sluice/policy.h"
 
@@ -34,7 +35,9 @@ using NameMap = boost::unordered_flat_map<std::string, uint32_t, NameHash, NameE
 
 sluice_limit_params base_params(const LimitSpec& l) {
   sluice_limit_params p{};
-  p.algorithm = static_cast<uint32_t>(l.algorithm);
+  // A calendar window's start and length are filled in per decision (Engine::begin).
+  p.algorithm = static_cast<uint32_t>(
+      l.calendar != CalendarPeriod::kNone ? SLUICE_ALG_CALENDAR_WINDOW : l.algorithm);
   p.reserved = 0;
   p.limit = l.limit;
   p.window_ms = l.window_ms;
@@ -74,7 +77,11 @@ CompiledResource compile_resource(const std::string& name, uint32_t index,
   r.index = index;
   r.warmup = warmup;
   r.limits.reserve(limits.size());
-  for (const auto& l : limits) r.limits.push_back({l.name, base_params(l), l.unit, l.shadow});
+  for (const auto& l : limits) {
+    const date::time_zone* zone =
+        l.calendar != CalendarPeriod::kNone ? find_time_zone(l.timezone) : nullptr;
+    r.limits.push_back({l.name, base_params(l), l.unit, l.shadow, l.calendar, zone});
+  }
   r.effective.resize(tiers.size());
   r.unlimited_for_tier.resize(tiers.size());
   for (size_t t = 0; t < tiers.size(); ++t) {

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "calendar.h"
 #include "policy_internal.h"
 #include "sluice/policy.h"
 #include "yaml_tree.h"
@@ -69,6 +70,27 @@ std::vector<std::string> names_of(const std::vector<T>& v) {
   return out;
 }
 
+void check_calendar(const LimitSpec& l, const std::string& p, std::vector<Problem>& out) {
+  if (l.calendar != CalendarPeriod::kNone && l.algorithm != SLUICE_ALG_FIXED_WINDOW &&
+      algorithm_to_name(l.algorithm) != "?") {
+    out.push_back({child_path(p, "window"), false,
+                   fmt::format("a calendar window ({}) needs algorithm fixed_window; {} "
+                               "needs a window of fixed length such as 1d",
+                               calendar_name(l.calendar), algorithm_to_name(l.algorithm))});
+  }
+  if (l.timezone.empty()) return;
+  if (l.calendar == CalendarPeriod::kNone) {
+    out.push_back({child_path(p, "timezone"), false,
+                   "timezone applies only to a calendar window (window: calendar_day, "
+                   "calendar_week or calendar_month)"});
+  } else if (find_time_zone(l.timezone) == nullptr) {
+    out.push_back({child_path(p, "timezone"), false,
+                   fmt::format("unknown time zone '{}' (an IANA name such as UTC, "
+                               "Europe/Berlin or America/New_York)",
+                               l.timezone)});
+  }
+}
+
 void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& path,
                       std::vector<Problem>& out) {
   if (limits.size() > kMaxLimitsPerResource) {
@@ -114,6 +136,7 @@ void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& p
                      fmt::format("burst applies only to token_bucket and gcra, not {}",
                                  algorithm_to_name(l.algorithm))});
     }
+    check_calendar(l, p, out);
   }
 }
 
@@ -681,8 +704,9 @@ class Reader {
     }
     const std::string_view shown = scalar ? s : std::string_view("(not text)");
     fail(value_mark(f), path_of(f),
-         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)",
-                     f.key, shown));
+         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d{})",
+                     f.key, shown,
+                     f.key == "window" ? "; or calendar_day, calendar_week, calendar_month" : ""));
     return std::nullopt;
   }
 
@@ -834,7 +858,8 @@ class Reader {
     const What what{"a limit"};
     if (!expect_map(lf, what)) return;
     auto fields =
-        entries(lf, what, {"name", "algorithm", "limit", "window", "burst", "cost", "shadow"});
+        entries(lf, what,
+                {"name", "algorithm", "limit", "window", "timezone", "burst", "cost", "shadow"});
     require(lf, fields, what, {"name", "algorithm", "limit", "window"});
     for (const auto& f : fields) {
       if (f.key == "name") {
@@ -844,7 +869,17 @@ class Reader {
       } else if (f.key == "limit") {
         if (auto v = read_int(f)) l.limit = *v;
       } else if (f.key == "window") {
-        if (auto v = read_duration(f)) l.window_ms = *v;
+        const CalendarPeriod period = f.value->kind == Kind::kScalar
+                                          ? calendar_from_name(tree_->scalar(*f.value))
+                                          : CalendarPeriod::kNone;
+        if (period != CalendarPeriod::kNone) {
+          l.calendar = period;
+          l.window_ms = calendar_window_ms(period);
+        } else if (auto v = read_duration(f)) {
+          l.window_ms = *v;
+        }
+      } else if (f.key == "timezone") {
+        if (auto v = read_string(f)) l.timezone = *v;
       } else if (f.key == "burst") {
         if (auto v = read_int(f)) l.burst = *v;
       } else if (f.key == "cost") {

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <limits>
 
+#include "calendar.h"
 #include "policy_internal.h"
 #include "sluice/policy.h"
 
@@ -242,7 +243,12 @@ void emit_limit(YAML::Emitter& out, const LimitSpec& l) {
   out << YAML::Key << "name" << YAML::Value << l.name;
   out << YAML::Key << "algorithm" << YAML::Value << std::string(pd::algorithm_to_name(l.algorithm));
   out << YAML::Key << "limit" << YAML::Value << l.limit;
-  out << YAML::Key << "window" << YAML::Value << format_duration_ms(l.window_ms);
+  if (l.calendar != CalendarPeriod::kNone) {
+    out << YAML::Key << "window" << YAML::Value << std::string(calendar_name(l.calendar));
+    if (!l.timezone.empty()) out << YAML::Key << "timezone" << YAML::Value << l.timezone;
+  } else {
+    out << YAML::Key << "window" << YAML::Value << format_duration_ms(l.window_ms);
+  }
   if (l.burst != 0) out << YAML::Key << "burst" << YAML::Value << l.burst;
   if (l.unit != CostUnit::kRequests) {
     out << YAML::Key << "cost" << YAML::Value << std::string(pd::unit_to_name(l.unit));
@@ -382,9 +388,15 @@ void changed(std::vector<std::string>& out, std::string_view what, std::string_v
   out.push_back(fmt::format("{}: {} {} -> {}", what, field, show(before), show(after)));
 }
 
+// "1d", or "calendar_day (Europe/Berlin)".
+std::string window_text(const LimitSpec& l) {
+  if (l.calendar == CalendarPeriod::kNone) return format_duration_ms(l.window_ms);
+  return fmt::format("{} ({})", calendar_name(l.calendar), l.timezone.empty() ? "UTC" : l.timezone);
+}
+
 std::string describe_limit(const LimitSpec& l) {
   std::string s = fmt::format("{} {} {} per {}", pd::algorithm_to_name(l.algorithm), l.limit,
-                              pd::unit_to_name(l.unit), format_duration_ms(l.window_ms));
+                              pd::unit_to_name(l.unit), window_text(l));
   if (l.burst != 0) s += fmt::format(", burst {}", l.burst);
   if (l.shadow) s += ", shadow";
   return s;
@@ -410,9 +422,8 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
                                 pd::algorithm_to_name(a->algorithm)));
     }
     if (a->limit != b.limit) out.push_back(fmt::format("{}: {} -> {}", lw, b.limit, a->limit));
-    if (a->window_ms != b.window_ms) {
-      out.push_back(fmt::format("{}: window {} -> {}", lw, format_duration_ms(b.window_ms),
-                                format_duration_ms(a->window_ms)));
+    if (window_text(*a) != window_text(b)) {
+      out.push_back(fmt::format("{}: window {} -> {}", lw, window_text(b), window_text(*a)));
     }
     changed(out, lw, "burst", b.burst, a->burst);
     if (a->unit != b.unit) {

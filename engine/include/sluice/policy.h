@@ -16,6 +16,10 @@
 #include "sluice/status.h"
 #include "sluice/storage_plugin.h"
 
+namespace date {
+class time_zone;
+}
+
 namespace sluice {
 
 inline constexpr size_t kMaxLimitsPerResource = 16;
@@ -23,6 +27,9 @@ inline constexpr size_t kMaxNameLength = 64;      // tier, resource and limit na
 inline constexpr size_t kMaxSubjectLength = 512;  // bytes of a subject or API key
 
 enum class CostUnit { kRequests, kTokens, kItems };
+// A fixed_window's window may be a calendar period in a time zone instead of a duration: the
+// local day, the ISO week (from Monday) or the month, from local midnight to local midnight.
+enum class CalendarPeriod { kNone, kDay, kWeek, kMonth };
 enum class UnknownResourceMode { kDeny, kAllow, kDefaultLimits };
 enum class StorageFailureMode { kFailOpen, kFailClosed };
 
@@ -30,7 +37,10 @@ struct LimitSpec {
   std::string name;  // unique within its resource; reported as the deciding rule
   sluice_algorithm algorithm = SLUICE_ALG_FIXED_WINDOW;
   int64_t limit = 0;      // > 0
-  int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL)
+  int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL); for a calendar
+                          // window its longest length (calendar_window_ms)
+  CalendarPeriod calendar = CalendarPeriod::kNone;
+  std::string timezone;  // IANA name of a calendar window's zone; "" = UTC
   int64_t burst = 0;      // token_bucket/gcra only; 0 = same as limit
   CostUnit unit = CostUnit::kRequests;
   bool shadow = false;  // count and report, never deny
@@ -136,6 +146,10 @@ struct CompiledLimit {
   sluice_limit_params params;  // base parameters (default tier, warm)
   CostUnit unit;
   bool shadow;
+  // A calendar window: params.algorithm is SLUICE_ALG_CALENDAR_WINDOW, and every decision
+  // fills in the current window's start and length (calendar_window()).
+  CalendarPeriod calendar = CalendarPeriod::kNone;
+  const date::time_zone* zone = nullptr;
 };
 
 struct CompiledTier {
