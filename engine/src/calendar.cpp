@@ -34,8 +34,7 @@ const date::time_zone* find_time_zone(std::string_view name) {
   }
 }
 
-CalendarWindow calendar_window(CalendarPeriod period, const date::time_zone* zone,
-                               int64_t now_ms) {
+CalendarWindow calendar_window(CalendarPeriod period, const date::time_zone* zone, int64_t now_ms) {
   const date::sys_time<Ms> now{Ms{now_ms}};
   const date::local_days today = date::floor<date::days>(zone->to_local(now));
   date::local_days first = today;

@@ -21,8 +21,7 @@ const date::time_zone* find_time_zone(std::string_view name);
 
 // The period of `period` (not kNone) containing `now_ms` in `zone`. Where local midnight does
 // not exist (a daylight-saving change at midnight), the period starts when the day does.
-CalendarWindow calendar_window(CalendarPeriod period, const date::time_zone* zone,
-                               int64_t now_ms);
+CalendarWindow calendar_window(CalendarPeriod period, const date::time_zone* zone, int64_t now_ms);
 
 // The longest a period can last (a 25-hour day, a week with a 25-hour day, 31 days and an
 // hour): what a calendar limit's window_ms holds in the spec.

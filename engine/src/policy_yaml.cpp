@@ -216,6 +216,26 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
   return total;
 }
 
+std::string window_text(const LimitSpec& l, bool with_zone) {
+  if (l.calendar == CalendarPeriod::kNone) return format_duration_ms(l.window_ms);
+  if (!with_zone) return std::string(calendar_name(l.calendar));
+  return fmt::format("{} ({})", calendar_name(l.calendar), l.timezone.empty() ? "UTC" : l.timezone);
+}
+
+bool set_window(LimitSpec& l, std::string_view text) {
+  if (const CalendarPeriod period = calendar_from_name(text); period != CalendarPeriod::kNone) {
+    l.calendar = period;
+    l.window_ms = calendar_window_ms(period);
+    return true;
+  }
+  const auto ms = parse_duration_ms(text);
+  if (!ms) return false;
+  l.calendar = CalendarPeriod::kNone;
+  l.timezone.clear();
+  l.window_ms = *ms;
+  return true;
+}
+
 std::string format_duration_ms(int64_t ms) {
   if (ms == 0) return "0s";
   if (ms < 0) {
@@ -388,15 +408,9 @@ void changed(std::vector<std::string>& out, std::string_view what, std::string_v
   out.push_back(fmt::format("{}: {} {} -> {}", what, field, show(before), show(after)));
 }
 
-// "1d", or "calendar_day (Europe/Berlin)".
-std::string window_text(const LimitSpec& l) {
-  if (l.calendar == CalendarPeriod::kNone) return format_duration_ms(l.window_ms);
-  return fmt::format("{} ({})", calendar_name(l.calendar), l.timezone.empty() ? "UTC" : l.timezone);
-}
-
 std::string describe_limit(const LimitSpec& l) {
   std::string s = fmt::format("{} {} {} per {}", pd::algorithm_to_name(l.algorithm), l.limit,
-                              pd::unit_to_name(l.unit), window_text(l));
+                              pd::unit_to_name(l.unit), window_text(l, true));
   if (l.burst != 0) s += fmt::format(", burst {}", l.burst);
   if (l.shadow) s += ", shadow";
   return s;
@@ -422,8 +436,9 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
                                 pd::algorithm_to_name(a->algorithm)));
     }
     if (a->limit != b.limit) out.push_back(fmt::format("{}: {} -> {}", lw, b.limit, a->limit));
-    if (window_text(*a) != window_text(b)) {
-      out.push_back(fmt::format("{}: window {} -> {}", lw, window_text(b), window_text(*a)));
+    if (window_text(*a, true) != window_text(b, true)) {
+      out.push_back(
+          fmt::format("{}: window {} -> {}", lw, window_text(b, true), window_text(*a, true)));
     }
     changed(out, lw, "burst", b.burst, a->burst);
     if (a->unit != b.unit) {

@@ -504,9 +504,8 @@ TEST_P(PluginConformance, CalendarWindowsFollowTheGivenBounds) {
     sluice_item_result expected{};
     reference.submit(sluice_batch{now, 1, &it, &expected});
     const auto actual = run_one(it, now);
-    EXPECT_TRUE(same(actual, expected))
-        << "at +" << (now - kStart) << " ms: plugin " << describe(actual) << ", reference "
-        << describe(expected);
+    EXPECT_TRUE(same(actual, expected)) << "at +" << (now - kStart) << " ms: plugin "
+                                        << describe(actual) << ", reference " << describe(expected);
     return actual;
   };
   int64_t start = kStart;

@@ -170,8 +170,18 @@ class TestAdminModels : public QObject {
     QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kAlgorithm), QStringLiteral("leaky"),
                             Qt::EditRole));
     QCOMPARE(refused.count(), 2);
-    // Renaming a limit keeps the tier overrides that name it.
+    // A calendar window is typed by name and shown with its zone; a duration ends it.
     limits.setResource(QStringLiteral("predict"));
+    const QModelIndex window = limits.index(0, LimitTableModel::kWindow);
+    QVERIFY(limits.setData(window, QStringLiteral("calendar_month"), Qt::EditRole));
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].calendar, CalendarPeriod::kMonth);
+    QCOMPARE(window.data(Qt::DisplayRole).toString(), QStringLiteral("calendar_month (UTC)"));
+    QCOMPARE(window.data(Qt::EditRole).toString(), QStringLiteral("calendar_month"));
+    QVERIFY(validate_policy(doc_->draft()).empty());
+    QVERIFY(limits.setData(window, QStringLiteral("1m"), Qt::EditRole));
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].calendar, CalendarPeriod::kNone);
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].window_ms, 60000);
+    // Renaming a limit keeps the tier overrides that name it.
     QVERIFY(limits.setData(limits.index(0, LimitTableModel::kName), QStringLiteral("per_min"),
                            Qt::EditRole));
     QCOMPARE(findTier(doc_->draft(), "premium")->overrides.at("predict").limits.at("per_min"), 30);

@@ -55,7 +55,8 @@ TEST(Calendar, DaylightSavingDaysLast23And25Hours) {
   EXPECT_EQ(autumn.start_ms, utc(2026, 10, 24, 22));  // local midnight, still UTC+2
   EXPECT_EQ(autumn.length_ms, 25 * kHour);
   // The next day starts exactly where the short one ends.
-  const auto after = window(CalendarPeriod::kDay, "Europe/Berlin", spring.start_ms + spring.length_ms);
+  const auto after =
+      window(CalendarPeriod::kDay, "Europe/Berlin", spring.start_ms + spring.length_ms);
   EXPECT_EQ(after.start_ms, spring.start_ms + spring.length_ms);
   EXPECT_EQ(after.length_ms, 24 * kHour);
 }
@@ -79,8 +80,7 @@ TEST(Calendar, MonthsHaveTheirOwnLengths) {
   EXPECT_EQ(dec.start_ms, utc(2026, 12, 1));
   EXPECT_EQ(dec.length_ms, 31 * 24 * kHour);
   EXPECT_EQ(window(CalendarPeriod::kMonth, "UTC", utc(2027, 2, 14)).length_ms, 28 * 24 * kHour);
-  EXPECT_EQ(window(CalendarPeriod::kMonth, "UTC", utc(2028, 2, 29, 23)).length_ms,
-            29 * 24 * kHour);
+  EXPECT_EQ(window(CalendarPeriod::kMonth, "UTC", utc(2028, 2, 29, 23)).length_ms, 29 * 24 * kHour);
   EXPECT_EQ(window(CalendarPeriod::kMonth, "UTC", utc(2026, 4, 30)).length_ms, 30 * 24 * kHour);
   // March in Berlin loses an hour; the month starts at local midnight of the 1st.
   const auto march = window(CalendarPeriod::kMonth, "Europe/Berlin", utc(2026, 3, 15));

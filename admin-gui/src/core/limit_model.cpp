@@ -64,8 +64,8 @@ QVariant LimitTableModel::data(const QModelIndex& index, int role) const {
       return algorithmName(l.algorithm);
     case kLimit:
       return QVariant::fromValue<qlonglong>(l.limit);
-    case kWindow:
-      return QString::fromStdString(format_duration_ms(l.window_ms));
+    case kWindow:  // a calendar window shows its zone; editing shows what can be typed back
+      return QString::fromStdString(window_text(l, role == Qt::DisplayRole));
     case kBurst:
       if (!algorithmTakesBurst(l.algorithm))
         return role == Qt::EditRole ? QVariant(0) : QVariant(QString());
@@ -142,14 +142,12 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
         l.limit = text.toLongLong(&ok);
         if (!ok) return refuse(tr("'%1' is not a whole number.").arg(text));
         break;
-      case kWindow: {
-        auto ms = parse_duration_ms(text.toStdString());
-        if (!ms)
-          return refuse(
-              tr("'%1' is not a duration; write e.g. 500ms, 30s, 1m, 1h or 1m30s.").arg(text));
-        l.window_ms = *ms;
+      case kWindow:
+        if (!set_window(l, text.toStdString()))
+          return refuse(tr("'%1' is not a window; write a duration such as 500ms, 30s, 1m, 1h "
+                           "or 1m30s, or calendar_day, calendar_week or calendar_month.")
+                            .arg(text));
         break;
-      }
       case kBurst:
         l.burst = text.isEmpty() ? 0 : text.toLongLong(&ok);
         if (!text.isEmpty() && !ok) return refuse(tr("'%1' is not a whole number.").arg(text));

@@ -7,7 +7,7 @@ namespace sluice::admin {
 QString describeLimit(const LimitSpec& l) {
   QString s = QStringLiteral("%1 %2 per %3")
                   .arg(l.limit)
-                  .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
+                  .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
   if (l.shadow) s += QObject::tr(" (shadow)");
   return s;
 }

@@ -41,7 +41,7 @@ struct LimitSpec {
                           // window its longest length (calendar_window_ms)
   CalendarPeriod calendar = CalendarPeriod::kNone;
   std::string timezone;  // IANA name of a calendar window's zone; "" = UTC
-  int64_t burst = 0;      // token_bucket/gcra only; 0 = same as limit
+  int64_t burst = 0;     // token_bucket/gcra only; 0 = same as limit
   CostUnit unit = CostUnit::kRequests;
   bool shadow = false;  // count and report, never deny
   bool operator==(const LimitSpec&) const = default;
@@ -138,6 +138,12 @@ SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before,
 // Window text: "500ms", "1s", "1m", "1h", "1d", also "90s" and "1m30s"; nullopt when invalid.
 SLUICE_API std::optional<int64_t> parse_duration_ms(std::string_view text);
 SLUICE_API std::string format_duration_ms(int64_t ms);
+// A limit's window as the policy writes it: "1m", "calendar_day", and with `with_zone`
+// "calendar_day (Europe/Berlin)" (UTC when no zone is named).
+SLUICE_API std::string window_text(const LimitSpec& l, bool with_zone = false);
+// Sets a limit's window from a duration ("30s", "1d") or a calendar period ("calendar_week");
+// a duration drops a calendar window's zone. False, changing nothing, for other text.
+SLUICE_API bool set_window(LimitSpec& l, std::string_view text);
 
 // ---- compiled form -------------------------------------------------------------------
 
