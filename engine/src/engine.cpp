@@ -627,7 +627,10 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   if (counts) {
     Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
                   denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
-    if (denied) stats.record_blocked(res->name, in.subject());
+    if (denied) {
+      const std::string_view tier = snap.policy->tiers()[in.tier].name;
+      stats.record_blocked(res->name, in.subject(), tier, d.rule(), in.now_ms);
+    }
     stats.record_latency_ns(timer.elapsed_ns(in.started));
   }
   if (in.kind == DecisionKind::kAcquire) {
