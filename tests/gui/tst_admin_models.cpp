@@ -368,8 +368,10 @@ class TestAdminModels : public QObject {
         Stats::record(allowed.get(), Outcome::kAllowed, t0 + s * 1000);
       for (int i = 0; i < s; ++i) Stats::record(denied.get(), Outcome::kDenied, t0 + s * 1000);
     }
-    stats.record_blocked("predict", "premium-user-key-1234");
-    stats.record_blocked("predict", "10.0.0.7");
+    stats.record_blocked("predict", "premium-user-key-1234", "premium", "per_minute", t0);
+    stats.record_blocked("predict", "10.0.0.7", "free", "per_minute", t0 + 3000);
+    stats.record_blocked("predict", "10.0.0.7", "free", "per_minute", t0 + 3500);
+    stats.record_blocked("predict", "10.0.0.9", "free", "per_minute", t0 - 400'000);
 
     auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
     QVERIFY2(snap.ok(), snap.status().message().c_str());
@@ -392,6 +394,22 @@ class TestAdminModels : public QObject {
                 .isValid());
     QVERIFY(
         find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("10.0.0.7")).isValid());
+    // Who is blocked now (the last 5 minutes by default): most blocked first, with tier and
+    // rule; 10.0.0.9, blocked almost 7 minutes ago, only in the 15 minutes and all time.
+    auto* top = live.topModel();
+    QCOMPARE(top->index(0, TopBlockedModel::kSubject).data().toString(),
+             QStringLiteral("10.0.0.7"));
+    QCOMPARE(top->index(0, TopBlockedModel::kTier).data().toString(), QStringLiteral("free"));
+    QCOMPARE(top->index(0, TopBlockedModel::kRule).data().toString(), QStringLiteral("per_minute"));
+    QCOMPARE(top->index(0, TopBlockedModel::kCount).data().toString(), QStringLiteral("2"));
+    QCOMPARE(top->index(1, TopBlockedModel::kTier).data().toString(), QStringLiteral("premium"));
+    top->setWindowSeconds(900);
+    QCOMPARE(top->rowCount(), 3);
+    QVERIFY(find(*top, TopBlockedModel::kSubject, QStringLiteral("10.0.0.9")).isValid());
+    top->setWindowSeconds(0);
+    QCOMPARE(top->rowCount(), 3);
+    QCOMPARE(top->index(0, TopBlockedModel::kTier).data().toString(), QString());
+    top->setWindowSeconds(300);
 
     // Filtering by tier.
     live.setFilter(QString(), QStringLiteral("premium"));

@@ -70,8 +70,8 @@ TEST(StatsBlockedNow, BoundsHoldUnderManyDistinctSubjects) {
   std::map<std::string, uint64_t> truth;
   for (int i = 0; i < 12'000; ++i) {
     const int64_t t = kT0 + i * 20;  // 240 s
-    std::string subject = (rng() % 3 == 0) ? "heavy" + std::to_string(rng() % 40)
-                                            : "once" + std::to_string(i);
+    std::string subject =
+        (rng() % 3 == 0) ? "heavy" + std::to_string(rng() % 40) : "once" + std::to_string(i);
     ++truth[subject];
     stats.record_blocked("r", subject, "free", "rule", t);
   }

@@ -51,6 +51,15 @@ Result<StatsSnapshot> parseStatsJson(std::string_view text) {
         s.top.push_back({e.at("resource").get<std::string>(), e.at("subject").get<std::string>(),
                          e.value("count", uint64_t{0}), e.value("error", uint64_t{0})});
     }
+    if (auto it = doc.find("blocked_now"); it != doc.end() && it->is_object()) {
+      for (const auto& [name, window] : it->items()) {
+        auto& rows = s.blockedNow[window.at("seconds").get<int>()];
+        for (const auto& e : window.at("subjects"))
+          rows.push_back({e.at("resource").get<std::string>(), e.at("subject").get<std::string>(),
+                          e.value("count", uint64_t{0}), e.value("error", uint64_t{0}),
+                          e.value("tier", std::string()), e.value("rule", std::string())});
+      }
+    }
     if (auto it = doc.find("latency"); it != doc.end()) {
       s.latencyCount = it->value("count", uint64_t{0});
       s.p50Ns = it->value("p50_ns", uint64_t{0});

@@ -35,7 +35,10 @@ struct StatsSeries {
 
 struct TopBlocked {
   std::string resource, subject;
-  uint64_t count = 0, error = 0;  // error: possible over-count of the space-saving sketch
+  // Since the engine started: count may over-count by up to error. In a recent window
+  // (blocked_now): at least count, at most count + error; tier and rule of the latest denial.
+  uint64_t count = 0, error = 0;
+  std::string tier, rule;
 };
 
 struct StatsSnapshot {
@@ -44,7 +47,10 @@ struct StatsSnapshot {
   int windowSeconds = 0;
   StatsTotals totals;
   std::vector<StatsSeries> series;
-  std::vector<TopBlocked> top;
+  std::vector<TopBlocked> top;  // since the engine started
+  // Who is blocked now, by window length in seconds (60, 300, 900); empty from an engine
+  // that does not report it.
+  std::map<int, std::vector<TopBlocked>> blockedNow;
   uint64_t latencyCount = 0, p50Ns = 0, p99Ns = 0;
   std::map<std::string, std::string> server;  // "server" object: version, storage, ...
 };

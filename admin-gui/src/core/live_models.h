@@ -44,8 +44,12 @@ class LiveSeriesModel : public QAbstractTableModel {
 class TopBlockedModel : public QAbstractTableModel {
   Q_OBJECT
  public:
-  enum Column { kSubject, kResource, kCount, kColumnCount };
+  enum Column { kSubject, kResource, kTier, kRule, kCount, kColumnCount };
   explicit TopBlockedModel(LiveStats* stats);
+  // Which denials the table counts: those of the last `seconds` (60, 300 or 900; the
+  // default, 300) or, with 0, all since the engine started (no tier or rule then).
+  void setWindowSeconds(int seconds);
+  int windowSeconds() const { return windowSeconds_; }
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;
   QVariant data(const QModelIndex& index, int role) const override;
@@ -55,6 +59,7 @@ class TopBlockedModel : public QAbstractTableModel {
  private:
   LiveStats* stats_;
   std::vector<TopBlocked> rows_;
+  int windowSeconds_ = 300;
 };
 
 class LiveStats : public QObject {

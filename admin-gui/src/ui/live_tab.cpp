@@ -83,6 +83,7 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
       poller_(poller),
       resourceFilter_(new QComboBox(this)),
       tierFilter_(new QComboBox(this)),
+      blockedWindow_(new QComboBox(this)),
       pause_(new QPushButton(tr("&Pause"), this)),
       totals_(new QLabel(this)),
       updated_(new QLabel(this)) {
@@ -122,9 +123,28 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
 
   auto* tables = new QSplitter(Qt::Horizontal, split);
   seriesView_ = makeTable(stats_->seriesModel(), tables);
-  topView_ = makeTable(stats_->topModel(), tables);
+  // Who is blocked: now (the last minute, 5 or 15 minutes) or since the engine started.
+  auto* topPane = new QWidget(tables);
+  auto* topLayout = new QVBoxLayout(topPane);
+  topLayout->setContentsMargins(0, 0, 0, 0);
+  auto* windowBar = new QHBoxLayout;
+  auto* windowLabel = new QLabel(tr("&Blocked in:"), topPane);
+  windowLabel->setBuddy(blockedWindow_);
+  blockedWindow_->addItem(tr("the last minute"), 60);
+  blockedWindow_->addItem(tr("the last 5 minutes"), 300);
+  blockedWindow_->addItem(tr("the last 15 minutes"), 900);
+  blockedWindow_->addItem(tr("all time (since the engine started)"), 0);
+  blockedWindow_->setCurrentIndex(1);
+  windowBar->addWidget(windowLabel);
+  windowBar->addWidget(blockedWindow_);
+  windowBar->addStretch(1);
+  topLayout->addLayout(windowBar);
+  topView_ = makeTable(stats_->topModel(), topPane);
+  topLayout->addWidget(topView_);
+  connect(blockedWindow_, &QComboBox::currentIndexChanged, this,
+          [this] { stats_->topModel()->setWindowSeconds(blockedWindow_->currentData().toInt()); });
   tables->addWidget(seriesView_);
-  tables->addWidget(topView_);
+  tables->addWidget(topPane);
   tables->setStretchFactor(0, 3);
   tables->setStretchFactor(1, 2);
   split->addWidget(tables);

@@ -49,6 +49,7 @@ class LiveTab : public QWidget {
   StatsPoller* poller_;
   QComboBox* resourceFilter_;
   QComboBox* tierFilter_;
+  QComboBox* blockedWindow_;
   QPushButton* pause_;
   QLabel* totals_;
   QLabel* updated_;
