@@ -1,12 +1,15 @@
 // sluice-admin against a real sluiced: apply changes decisions, live statistics show traffic,
 // conflicts and invalid drafts are caught with the engine's own words, the connection comes
 // back after a restart, warm-up control, and --screenshot.
+#include <QCheckBox>
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QImage>
+#include <QLabel>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include "core/admin_client.h"
@@ -20,6 +23,7 @@
 #include "engine_process.h"
 #include "ui/diff_dialog.h"
 #include "ui/main_window.h"
+#include "ui/models_tab.h"
 #include "ui/notice_bar.h"
 
 using namespace sluice;
@@ -386,6 +390,46 @@ class TestAdminEngine : public QObject {
     QVERIFY(q.waitForFinished(15000));
     QCOMPARE(q.exitCode(), 1);
     QVERIFY(q.readAllStandardError().contains("not running"));
+  }
+
+  // Small things an operator tripped over: switching warm-up on starts from a fifth of the
+  // limits, not from 1.00 (no reduction); an error with '>' reads as '>', not '&gt;'.
+  void warmupDefaultAndErrorTextReadWell() {
+    QTemporaryDir dir;
+    const QString file = dir.filePath(QStringLiteral("p.yaml"));
+    QFile f(file);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(kPolicy);
+    f.close();
+    MainWindow w;
+    QVERIFY(w.document()->openFile(file).ok());
+    w.selectTab(QStringLiteral("models"));
+    w.modelsTab()->selectResource(QStringLiteral("predict"));
+    QCheckBox* warmup = nullptr;
+    for (auto* box : w.modelsTab()->findChildren<QCheckBox*>())
+      if (box->text().startsWith(QStringLiteral("Reduced limits"))) warmup = box;
+    QVERIFY(warmup != nullptr);
+    QVERIFY(!warmup->isChecked());
+    warmup->click();
+    const ResourceSpec* predict = findResource(w.document()->draft(), "predict");
+    QVERIFY(predict->warmup.enabled);
+    QCOMPARE(predict->warmup.factor, 0.2);
+
+    QVERIFY(w.document()
+                ->edit(QStringLiteral("break"),
+                       [](PolicySpec& p) {
+                         p.tiers[0].multiplier = -1;
+                         return Status::Ok();
+                       })
+                .ok());
+    w.selectTab(QStringLiteral("tiers"));
+    bool shown = false;
+    for (auto* label : w.findChildren<QLabel*>()) {
+      if (!label->text().contains(QStringLiteral("multiplier must be"))) continue;
+      shown = true;
+      QCOMPARE(label->textFormat(), Qt::RichText);  // '&gt;' renders as '>'
+    }
+    QVERIFY(shown);
   }
 
  private:

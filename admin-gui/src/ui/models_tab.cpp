@@ -245,6 +245,10 @@ void ModelsTab::loadWarmupForm_() {
   loadingForm_ = false;
 }
 
+namespace {
+constexpr double kDefaultWarmupFactor = 0.2;
+}  // namespace
+
 void ModelsTab::saveWarmupForm_() {
   if (loadingForm_) return;
   const QString r = currentResource();
@@ -253,6 +257,9 @@ void ModelsTab::saveWarmupForm_() {
   WarmupSpec w = spec->warmup;
   w.enabled = warmupEnabled_->isChecked();
   w.factor = warmupFactor_->value();
+  // Switching warm-up on with the factor at 1 (no reduction, the value of a model that never
+  // had warm-up) starts from a fifth of the limits instead, as policies/ml-api.yaml does.
+  if (w.enabled && !spec->warmup.enabled && w.factor >= 1.0) w.factor = kDefaultWarmupFactor;
   const QString d = warmupDuration_->text().trimmed();
   if (d.isEmpty()) {
     w.duration_ms = 0;
