@@ -250,6 +250,50 @@ class TestAdminEngine : public QObject {
     QVERIFY(loaded.wait(5000));
   }
 
+  // A restart is told apart from someone else's apply (SL.INFO's instance changes): a dirty
+  // draft is replayed on what now runs, and applying it is not a conflict.
+  void aRestartIsNotSomeoneElsesApply() {
+    Admin a;
+    QVERIFY(a.open(engine_->adminSocket()));
+    const QString instance = a.session.engineInfo().value(QStringLiteral("instance"));
+    QCOMPARE(instance.size(), 16);
+    // Someone else applies version 2; then the draft is edited on its stale base.
+    Admin b;
+    QVERIFY(b.open(engine_->adminSocket()));
+    QVERIFY(b.doc
+                .edit(QStringLiteral("x6"),
+                      [](PolicySpec& p) {
+                        p.tiers[1].multiplier = 6;
+                        return Status::Ok();
+                      })
+                .ok());
+    QSignalSpy appliedB(&b.session, &PolicySession::applied);
+    b.session.apply();
+    QVERIFY(appliedB.wait(5000));
+    QVERIFY(a.doc
+                .edit(QStringLiteral("x2"),
+                      [](PolicySpec& p) {
+                        p.tiers[0].multiplier = 2;
+                        return Status::Ok();
+                      })
+                .ok());
+    QSignalSpy restarted(&a.session, &PolicySession::restarted);
+    decide_.disconnectFromEngine();
+    engine_->stop();
+    QVERIFY(engine_->restart());
+    QVERIFY(restarted.wait(10000));
+    QVERIFY(a.session.engineInfo().value(QStringLiteral("instance")) != instance);
+    const quint64 running = restarted.first().at(0).toULongLong();
+    qInfo("after the restart the engine runs policy version %llu",
+          static_cast<unsigned long long>(running));
+    QCOMPARE(*a.doc.baseVersion(), running);
+    QSignalSpy conflict(&a.session, &PolicySession::conflict);
+    QSignalSpy applied(&a.session, &PolicySession::applied);
+    a.session.apply();
+    QVERIFY(applied.wait(5000));
+    QCOMPARE(conflict.count(), 0);
+  }
+
   void clearMessageWhenNoEngineListens() {
     AdminClient c;
     QSignalSpy down(&c, &AdminClient::disconnected);

@@ -444,6 +444,7 @@ void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
               {"storage_version", engine_.storage().version()}};
   if (context_) {
     server["uptime_s"] = context_->uptime_s();
+    server["instance"] = context_->instance_id;
     server["connections"] = context_->connections.load();
     server["threads"] = context_->threads;
   }

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -39,10 +40,16 @@ std::string ServerContext::info_text() const {
   const auto policy = engine->policy();
   return fmt::format(
       "version:{}\r\npolicy_version:{}\r\nstorage:{}\r\nstorage_version:{}\r\nuptime_s:{}\r\n"
-      "connections:{}\r\nthreads:{}\r\nactive_leases:{}\r\npid:{}\r\n",
+      "connections:{}\r\nthreads:{}\r\nactive_leases:{}\r\npid:{}\r\ninstance:{}\r\n",
       SLUICE_VERSION, policy->version(), engine->storage().name(), engine->storage().version(),
       uptime_s(), connections.load(std::memory_order_relaxed), threads, engine->active_leases(),
-      ::getpid());
+      ::getpid(), instance_id);
+}
+
+std::string ServerContext::new_instance_id() {
+  std::random_device random;
+  const uint64_t id = (uint64_t{random()} << 32) | random();
+  return fmt::format("{:016x}", id);
 }
 
 namespace {
