@@ -18,6 +18,7 @@
 #include "core/policy_document.h"
 #include "core/policy_session.h"
 #include "core/stats_poller.h"
+#include "core/subject_actions.h"
 #include "core/tier_model.h"
 #include "core/warmup_monitor.h"
 #include "engine_process.h"
@@ -167,6 +168,38 @@ class TestAdminEngine : public QObject {
     QVERIFY(live.topModel()->rowCount() >= 1);
     QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(),
              QStringLiteral("mallory"));
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kCount).data().toString(),
+             QStringLiteral("28"));  // blocked in the last 5 minutes, exactly
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kTier).data().toString(),
+             QStringLiteral("free"));
+
+    // From the row: inspect the subject's limits, then reset them (audited); it gets through.
+    const TopBlocked* row = live.topModel()->rowAt(0);
+    QVERIFY(row != nullptr);
+    const QString resource = QString::fromStdString(row->resource);
+    const QString subject = QString::fromStdString(row->subject);
+    bool answered = false, ok = false;
+    QString text;
+    auto collect = [&](bool success, const QString& t) {
+      answered = true;
+      ok = success;
+      text = t;
+    };
+    inspectSubject(&client, nullptr, resource, subject, collect);
+    QVERIFY(QTest::qWaitFor([&] { return answered; }, 3000));
+    QVERIFY2(ok && text.startsWith(QStringLiteral("per_minute: 0 of 2 left")), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("denies; retry in")), qPrintable(text));
+    answered = false;
+    resetSubject(&client, nullptr, resource, subject, collect);
+    QVERIFY(QTest::qWaitFor([&] { return answered; }, 3000));
+    QVERIFY2(ok, qPrintable(text));
+    QCOMPARE(call(decide_, {"SL.CHECK", "predict", "mallory"}).elements.at(0).integer, 1);
+    QVERIFY(QString::fromStdString(call(client, {"SL.AUDIT", "5"}).to_string())
+                .contains(QStringLiteral("subject mallory reset")));
+    answered = false;
+    inspectSubject(&client, nullptr, QStringLiteral("nope"), subject, collect);
+    QVERIFY(QTest::qWaitFor([&] { return answered; }, 3000));
+    QVERIFY2(!ok && text.startsWith(QStringLiteral("NORESOURCE")), qPrintable(text));
   }
 
   // B applies a draft based on a version A has already replaced: CONFLICT, nothing is

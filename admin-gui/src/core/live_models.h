@@ -49,6 +49,11 @@ class TopBlockedModel : public QAbstractTableModel {
   // Which denials the table counts: those of the last `seconds` (60, 300 or 900; the
   // default, 300) or, with 0, all since the engine started (no tier or rule then).
   void setWindowSeconds(int seconds);
+  // The row as the engine reported it (the subject unmasked); nullptr out of range.
+  const TopBlocked* rowAt(int row) const {
+    return row >= 0 && row < static_cast<int>(rows_.size()) ? &rows_[static_cast<size_t>(row)]
+                                                            : nullptr;
+  }
   int windowSeconds() const { return windowSeconds_; }
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;

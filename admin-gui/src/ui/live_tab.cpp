@@ -1,5 +1,6 @@
 #include "ui/live_tab.h"
 
+#include <QAction>
 #include <QChart>
 #include <QChartView>
 #include <QComboBox>
@@ -11,6 +12,7 @@
 #include <QLabel>
 #include <QLineSeries>
 #include <QLocale>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QSplitter>
 #include <QTableView>
@@ -18,7 +20,9 @@
 #include <QValueAxis>
 
 #include "core/live_models.h"
+#include "core/policy_names.h"
 #include "core/stats_poller.h"
+#include "core/subject_actions.h"
 
 namespace sluice::admin {
 
@@ -143,6 +147,7 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   topLayout->addWidget(topView_);
   connect(blockedWindow_, &QComboBox::currentIndexChanged, this,
           [this] { stats_->topModel()->setWindowSeconds(blockedWindow_->currentData().toInt()); });
+  addSubjectActions_();
   tables->addWidget(seriesView_);
   tables->addWidget(topPane);
   tables->setStretchFactor(0, 3);
@@ -168,6 +173,63 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   });
   refreshFilters_();
   redraw_();
+}
+
+void LiveTab::addSubjectActions_() {
+  // From a blocked subject's row (right-click, or the keys when the table has focus): its
+  // model's charts, every limit's state for it, and forgetting its counters.
+  topView_->setContextMenuPolicy(Qt::ActionsContextMenu);
+  auto selected = [this]() -> const TopBlocked* {
+    return stats_->topModel()->rowAt(topView_->currentIndex().row());
+  };
+  auto shownSubject = [this](const QString& subject) {
+    return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+  };
+  auto* show = new QAction(tr("Show this model's charts"), topView_);
+  connect(show, &QAction::triggered, this, [this, selected] {
+    if (const TopBlocked* row = selected()) {
+      const int i = resourceFilter_->findText(QString::fromStdString(row->resource));
+      if (i > 0) resourceFilter_->setCurrentIndex(i);
+    }
+  });
+  auto* inspect = new QAction(tr("Inspect its limits…"), topView_);
+  inspect->setShortcut(QKeySequence(Qt::Key_Return));
+  inspect->setShortcutContext(Qt::WidgetShortcut);
+  connect(inspect, &QAction::triggered, this, [this, selected, shownSubject] {
+    const TopBlocked* row = selected();
+    if (!row) return;
+    const QString resource = QString::fromStdString(row->resource);
+    const QString subject = QString::fromStdString(row->subject);
+    const QString title = tr("%1 on %2").arg(shownSubject(subject), resource);
+    inspectSubject(poller_->client(), this, resource, subject,
+                   [this, title](bool ok, const QString& text) {
+                     emit subjectInspected(ok, text);
+                     if (!isVisible()) return;
+                     if (ok)
+                       QMessageBox::information(this, title, text);
+                     else
+                       QMessageBox::warning(this, title, text);
+                   });
+  });
+  auto* reset = new QAction(tr("Reset its counters…"), topView_);
+  reset->setShortcut(QKeySequence::Delete);
+  reset->setShortcutContext(Qt::WidgetShortcut);
+  connect(reset, &QAction::triggered, this, [this, selected, shownSubject] {
+    const TopBlocked* row = selected();
+    if (!row) return;
+    const QString resource = QString::fromStdString(row->resource);
+    const QString subject = QString::fromStdString(row->subject);
+    const auto answer = QMessageBox::question(
+        this, tr("Reset counters"),
+        tr("Forget what %1 has used on %2? Its limits start afresh at once. The engine records "
+           "the reset in its audit log.")
+            .arg(shownSubject(subject), resource),
+        QMessageBox::Reset | QMessageBox::Cancel, QMessageBox::Cancel);
+    if (answer != QMessageBox::Reset) return;
+    resetSubject(poller_->client(), this, resource, subject,
+                 [this](bool ok, const QString& text) { emit subjectReset(ok, text); });
+  });
+  topView_->addActions({show, inspect, reset});
 }
 
 void LiveTab::togglePause() { pause_->toggle(); }

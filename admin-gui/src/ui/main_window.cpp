@@ -143,6 +143,9 @@ MainWindow::MainWindow(QWidget* parent)
                       .arg(failed.join(QStringLiteral("; ")));
         notice_->show(failed.isEmpty() ? NoticeBar::Kind::kInfo : NoticeBar::Kind::kWarning, text);
       });
+  connect(liveTab_, &LiveTab::subjectReset, this, [this](bool ok, const QString& text) {
+    notice_->show(ok ? NoticeBar::Kind::kSuccess : NoticeBar::Kind::kError, text);
+  });
   connect(session_, &PolicySession::policyLoaded, this, &MainWindow::updateStatus_);
 
   updateStatus_();
