@@ -14,9 +14,11 @@
 
 #include "core/admin_client.h"
 #include "core/engine_replies.h"
+#include "core/limit_model.h"
 #include "core/live_models.h"
 #include "core/policy_document.h"
 #include "core/policy_session.h"
+#include "core/resource_model.h"
 #include "core/stats_poller.h"
 #include "core/subject_actions.h"
 #include "core/tier_model.h"
@@ -77,6 +79,12 @@ struct Admin {
     return connectAndWait(client, path) && QTest::qWaitFor([&] { return doc.hasPolicy(); }, 5000);
   }
 };
+
+QModelIndex find(const QAbstractItemModel& m, int column, const QString& text) {
+  for (int r = 0; r < m.rowCount(); ++r)
+    if (m.index(r, column).data().toString() == text) return m.index(r, column);
+  return {};
+}
 
 int rowOfTier(const TierTableModel& m, const QString& tier) {
   for (int r = 0; r < m.rowCount(); ++r)
@@ -467,6 +475,52 @@ class TestAdminEngine : public QObject {
     QVERIFY(q.waitForFinished(15000));
     QCOMPARE(q.exitCode(), 1);
     QVERIFY(q.readAllStandardError().contains("not running"));
+  }
+
+  // Through the GUI's model layer: a new model with two limits and a new tier, applied to the
+  // engine, decides with them; a limit removed and applied is gone.
+  void structuralEditsReachTheEngine() {
+    Admin a;
+    QVERIFY(a.open(engine_->adminSocket()));
+    ResourceListModel resources(&a.doc);
+    LimitTableModel limits(&a.doc);
+    TierTableModel tiers(&a.doc);
+    QVERIFY(resources.addResource(QStringLiteral("models/new")) >= 0);
+    limits.setResource(QStringLiteral("models/new"));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kLimit), 3, Qt::EditRole));
+    const int hourly = limits.addLimit(QStringLiteral("per_hour"));
+    QVERIFY(hourly >= 0);
+    QVERIFY(limits.setData(limits.index(hourly, LimitTableModel::kLimit), 5, Qt::EditRole));
+    QVERIFY(limits.setData(limits.index(hourly, LimitTableModel::kWindow), QStringLiteral("1h"),
+                           Qt::EditRole));
+    const int gold = tiers.addTier(QStringLiteral("gold"));
+    QVERIFY(gold >= 0);
+    QVERIFY(tiers.setData(tiers.index(gold, TierTableModel::kMultiplier), QStringLiteral("2"),
+                          Qt::EditRole));
+    QSignalSpy applied(&a.session, &PolicySession::applied);
+    a.session.apply();
+    QVERIFY(applied.wait(5000));
+
+    for (int i = 0; i < 3; ++i)
+      QCOMPARE(call(decide_, {"SL.CHECK", "models/new", "alice"}).elements.at(0).integer, 1);
+    const auto denied = call(decide_, {"SL.CHECK", "models/new", "alice"});
+    QCOMPARE(denied.elements.at(0).integer, 0);
+    QCOMPARE(denied.elements.at(5).str, std::string("per_minute"));
+    QCOMPARE(denied.elements.at(8).elements.size(), size_t{2});  // both limits reported
+    const auto goldCheck = call(decide_, {"SL.CHECK", "models/new", "bob", "TIER", "gold"});
+    QCOMPARE(goldCheck.elements.at(1).integer, 6);  // 3 x 2
+
+    const QModelIndex perMinute =
+        find(limits, LimitTableModel::kName, QStringLiteral("per_minute"));
+    QVERIFY(perMinute.isValid());
+    QVERIFY(limits.removeLimit(perMinute.row()));
+    QSignalSpy appliedAgain(&a.session, &PolicySession::applied);
+    a.session.apply();
+    QVERIFY(appliedAgain.wait(5000));
+    const auto after = call(decide_, {"SL.CHECK", "models/new", "alice"});
+    QCOMPARE(after.elements.at(0).integer, 1);  // per_hour: 4 of 5 used
+    QCOMPARE(after.elements.at(5).str, std::string("per_hour"));
+    QCOMPARE(after.elements.at(8).elements.size(), size_t{1});
   }
 
   // Small things an operator tripped over: switching warm-up on starts from a fifth of the

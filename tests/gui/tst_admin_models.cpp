@@ -190,6 +190,64 @@ class TestAdminModels : public QObject {
     QCOMPARE(limits.rowCount(), 0);
   }
 
+  // Models and limits are added, renamed, reordered and removed through the models, each one
+  // undoable step; overrides follow renames and go with what they name; refusals say why.
+  void structuralEdits() {
+    ResourceListModel resources(doc_.get());
+    LimitTableModel limits(doc_.get());
+    QAbstractItemModelTester t1(&resources, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QAbstractItemModelTester t2(&limits, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QSignalSpy refused(&resources, &DraftTableModel::editRefused);
+    const int before = doc_->undoStack()->count();
+
+    const int row = resources.addResource();
+    QCOMPARE(resources.resourceAt(row), QStringLiteral("model-3"));
+    QVERIFY(resources.setData(resources.index(row, ResourceListModel::kName),
+                              QStringLiteral("models/new"), Qt::EditRole));
+    QVERIFY(resources.setData(resources.index(resources.rowOf(QStringLiteral("models/new")),
+                                              ResourceListModel::kDescription),
+                              QStringLiteral("a new model"), Qt::EditRole));
+    QCOMPARE(resources.addResource(QStringLiteral("models/new")), -1);  // taken
+    QCOMPARE(refused.count(), 1);
+    QVERIFY(refused.first().first().toString().contains(QStringLiteral("already exists")));
+
+    limits.setResource(QStringLiteral("models/new"));
+    QCOMPARE(limits.rowCount(), 1);
+    QCOMPARE(limits.addLimit(), 1);
+    QCOMPARE(limits.index(1, LimitTableModel::kName).data().toString(), QStringLiteral("limit_2"));
+    QVERIFY(limits.setData(limits.index(1, LimitTableModel::kAlgorithm),
+                           QStringLiteral("concurrency"), Qt::EditRole));
+    QVERIFY(limits.moveLimit(1, -1));
+    QCOMPARE(limits.index(0, LimitTableModel::kName).data().toString(), QStringLiteral("limit_2"));
+    QVERIFY(!limits.moveLimit(0, -1));  // already first
+    const ResourceSpec* added = findResource(doc_->draft(), "models/new");
+    QVERIFY(added != nullptr);
+    QCOMPARE(added->description, std::string("a new model"));
+    QCOMPARE(added->limits.size(), size_t{2});
+    QCOMPARE(added->limits[0].algorithm, SLUICE_ALG_CONCURRENCY);
+    QVERIFY(validate_policy(doc_->draft()).empty());
+
+    // Renaming predict carries premium's override; removing its only limit is refused.
+    QVERIFY(resources.setData(
+        resources.index(resources.rowOf(QStringLiteral("predict")), ResourceListModel::kName),
+        QStringLiteral("predict2"), Qt::EditRole));
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.count("predict2"), size_t{1});
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.count("predict"), size_t{0});
+    limits.setResource(QStringLiteral("predict2"));
+    QSignalSpy limitRefused(&limits, &DraftTableModel::editRefused);
+    QVERIFY(!limits.removeLimit(0));
+    QVERIFY(limitRefused.first().first().toString().contains(QStringLiteral("last limit")));
+    // Removing the model takes the override with it; the draft stays valid.
+    QVERIFY(resources.removeResource(resources.rowOf(QStringLiteral("predict2"))));
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.size(), size_t{0});
+    QVERIFY(validate_policy(doc_->draft()).empty());
+
+    // Every step was one undo entry; undoing them all gives the policy back.
+    QCOMPARE(doc_->undoStack()->count(), before + 8);
+    while (doc_->undoStack()->index() > before) doc_->undoStack()->undo();
+    QCOMPARE(doc_->draft(), parsed());
+  }
+
   // The grid shows what the engine would enforce (compiled with the engine's own code) and
   // edits overrides in place.
   void effectiveLimitGrid() {

@@ -110,6 +110,45 @@ Qt::ItemFlags LimitTableModel::flags(const QModelIndex& index) const {
   return f | Qt::ItemIsEditable;
 }
 
+int LimitTableModel::addLimit(const QString& name) {
+  if (resource_.isEmpty()) return -1;
+  QString n = name.trimmed();
+  auto taken = [this](const QString& candidate) {
+    for (const auto& l : limits_)
+      if (QString::fromStdString(l.name) == candidate) return true;
+    return false;
+  };
+  if (n.isEmpty()) {
+    n = QStringLiteral("per_minute");
+    for (int i = 2; taken(n); ++i) n = QStringLiteral("limit_%1").arg(i);
+  }
+  LimitSpec l;
+  l.name = n.toStdString();
+  l.algorithm = SLUICE_ALG_FIXED_WINDOW;
+  l.limit = 60;
+  l.window_ms = 60'000;
+  if (!applyEdit(tr("Add limit %1/%2").arg(resource_, n),
+                 edits::addLimit(resource_.toStdString(), std::move(l))))
+    return -1;
+  for (int r = 0; r < rowCount(); ++r)
+    if (QString::fromStdString(limits_[static_cast<size_t>(r)].name) == n) return r;
+  return -1;
+}
+
+bool LimitTableModel::removeLimit(int row) {
+  if (row < 0 || row >= rowCount()) return false;
+  const std::string name = limits_[static_cast<size_t>(row)].name;
+  return applyEdit(tr("Remove limit %1/%2").arg(resource_, QString::fromStdString(name)),
+                   edits::removeLimit(resource_.toStdString(), name));
+}
+
+bool LimitTableModel::moveLimit(int row, int by) {
+  if (row < 0 || row >= rowCount()) return false;
+  const std::string name = limits_[static_cast<size_t>(row)].name;
+  return applyEdit(tr("Move limit %1/%2").arg(resource_, QString::fromStdString(name)),
+                   edits::moveLimit(resource_.toStdString(), name, by));
+}
+
 bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, int role) {
   if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
     return false;

@@ -31,28 +31,30 @@ QString describeLimit(const resp::Value& v) {
 
 void inspectSubject(AdminClient* client, QObject* context, const QString& resource,
                     const QString& subject, std::function<void(bool ok, QString text)> done) {
-  client->send({"SL.INSPECT", resource.toStdString(), subject.toStdString()}, context,
-               [done](const resp::Value& r) {
-                 if (r.is_error()) return done(false, QString::fromStdString(r.str));
-                 if (r.type != resp::Value::Type::kArray || r.elements.size() < 2 ||
-                     r.elements[1].type != resp::Value::Type::kArray)
-                   return done(false, tr("unexpected SL.INSPECT reply: %1")
-                                          .arg(QString::fromStdString(r.to_string())));
-                 QStringList lines;
-                 for (const auto& limit : r.elements[1].elements) lines << describeLimit(limit);
-                 if (lines.isEmpty()) lines << tr("no limits apply (an unlimited tier?)");
-                 done(true, lines.join(QLatin1Char('\n')));
-               });
+  client->send(
+      {"SL.INSPECT", resource.toStdString(), subject.toStdString()}, context,
+      [done](const resp::Value& r) {
+        if (r.is_error()) return done(false, QString::fromStdString(r.str));
+        if (r.type != resp::Value::Type::kArray || r.elements.size() < 2 ||
+            r.elements[1].type != resp::Value::Type::kArray)
+          return done(
+              false,
+              tr("unexpected SL.INSPECT reply: %1").arg(QString::fromStdString(r.to_string())));
+        QStringList lines;
+        for (const auto& limit : r.elements[1].elements) lines << describeLimit(limit);
+        if (lines.isEmpty()) lines << tr("no limits apply (an unlimited tier?)");
+        done(true, lines.join(QLatin1Char('\n')));
+      });
 }
 
 void resetSubject(AdminClient* client, QObject* context, const QString& resource,
                   const QString& subject, std::function<void(bool ok, QString text)> done) {
-  client->send({"SL.RESET", resource.toStdString(), subject.toStdString()}, context,
-               [done, resource](const resp::Value& r) {
-                 if (r.is_error()) return done(false, QString::fromStdString(r.str));
-                 done(true, tr("Counters reset on %1 (recorded in the engine's audit log).")
-                                .arg(resource));
-               });
+  client->send(
+      {"SL.RESET", resource.toStdString(), subject.toStdString()}, context,
+      [done, resource](const resp::Value& r) {
+        if (r.is_error()) return done(false, QString::fromStdString(r.str));
+        done(true, tr("Counters reset on %1 (recorded in the engine's audit log).").arg(resource));
+      });
 }
 
 }  // namespace sluice::admin
