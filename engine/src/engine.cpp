@@ -104,7 +104,8 @@ struct DecisionCall::Internal {
   std::array<sluice_item, kMaxLimitsPerResource> items{};
   std::array<sluice_item_result, kMaxLimitsPerResource> results{};
   std::array<uint8_t, kMaxLimitsPerResource> limit_index{};
-  std::array<char, kMaxLimitsPerResource * kMaxKeyLength> keys;  // all items' keys
+  // All items' keys; with `per: resource` limits, "{resource:subject}" first (see begin).
+  std::array<char, (kMaxLimitsPerResource + 1) * kMaxKeyLength> keys;
   size_t resource_len = 0;  // of the requested name, inside every key: "{resource:subject}rule"
   size_t subject_len = 0;
   sluice_batch batch{};
@@ -115,6 +116,9 @@ struct DecisionCall::Internal {
   bool tier_known = false;  // `tier` was resolved for the current decision
   DecisionKind kind = DecisionKind::kCheck;
   bool releasing = false;
+  bool quiet_denial = false;
+  int chosen = -1;       // the deciding limit's item
+  std::string released;  // released_resource()
   int64_t cost = 1;
   int64_t now_ms = 0;
   int64_t started = 0;  // LatencyTimer::start()
@@ -138,6 +142,22 @@ std::string_view DecisionCall::tier() const {
   if (!in_->tier_known || !in_->snap) return {};
   return in_->snap->policy->tiers()[in_->tier].name;
 }
+
+WaitTerms DecisionCall::wait_terms() const {
+  WaitTerms t;
+  if (!in_->snap) return t;
+  if (in_->tier_known) t.priority = in_->snap->policy->tiers()[in_->tier].priority;
+  if (const CompiledResource* r = in_->resource) {
+    t.max_wait_ms = r->queue.max_wait_ms;
+    t.max_waiters = r->queue.max_waiters;
+    if (in_->chosen >= 0 && static_cast<size_t>(in_->chosen) < count_) {
+      t.shared_denial = r->limits[in_->limit_index[static_cast<size_t>(in_->chosen)]].per_resource;
+    }
+  }
+  return t;
+}
+
+std::string_view DecisionCall::released_resource() const { return in_->released; }
 
 LimitResult DecisionCall::limit_result(size_t i) const {
   const auto& lim = in_->resource->limits[in_->limit_index[i]];
@@ -342,6 +362,8 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   call.count_ = 0;
   in.kind = kind;
   in.releasing = false;
+  in.quiet_denial = req.quiet_denial;
+  in.chosen = -1;
   in.done = done;
   in.user = user;
   in.engine = impl_.get();
@@ -454,16 +476,28 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     d.set_rule(kRuleUnlimited);
     return answered();
   }
-  // Every key starts with the same "{resource:subject}": written once, then copied.
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
   char* keys = in.keys.data();
-  offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
-  const size_t prefix = req.resource.size() + req.subject.size() + 3;
-  for (size_t i = 1; i < n; ++i) {
-    char* p = std::copy_n(keys, prefix, keys + offsets[i]);
-    const std::string_view rule = res->limits[i].name;
-    p = std::copy(rule.begin(), rule.end(), p);
-    offsets[i + 1] = static_cast<size_t>(p - keys);
+  if (!res->has_shared_limit) {
+    // Every key starts with the same "{resource:subject}": written once, then copied.
+    offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
+    const size_t prefix = req.resource.size() + req.subject.size() + 3;
+    for (size_t i = 1; i < n; ++i) {
+      char* p = std::copy_n(keys, prefix, keys + offsets[i]);
+      const std::string_view rule = res->limits[i].name;
+      p = std::copy(rule.begin(), rule.end(), p);
+      offsets[i + 1] = static_cast<size_t>(p - keys);
+    }
+  } else {
+    // A `per: resource` limit counts under "{resource:}rule" (a subject is never empty). The
+    // names stay readable at the start of the buffer (resource_name(), subject()).
+    offsets[0] = write_key(keys, req.resource, req.subject, {});
+    for (size_t i = 0; i < n; ++i) {
+      const auto& lim = res->limits[i];
+      offsets[i + 1] =
+          offsets[i] + write_key(keys + offsets[i], req.resource,
+                                 lim.per_resource ? std::string_view() : req.subject, lim.name);
+    }
   }
   // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
   const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
@@ -602,6 +636,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     }
   }
   if (chosen < 0) chosen = 0;  // only shadow limits
+  in.chosen = chosen;
   const auto& r = in.results[static_cast<size_t>(chosen)];
   d.allowed = !denied;
   d.limit = r.limit;
@@ -612,9 +647,11 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   d.source = DecisionSource::kLimits;
 
   if (counts) {
-    Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
-                  denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
-    if (denied) stats.record_blocked(res->name, in.subject());
+    if (!denied || !in.quiet_denial) {
+      Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
+                    denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
+      if (denied) stats.record_blocked(res->name, in.subject());
+    }
     stats.record_latency_ns(timer.elapsed_ns(in.started));
   }
   if (in.kind == DecisionKind::kAcquire) {
@@ -641,6 +678,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   d = Decision{};
   call.count_ = 0;
   in.releasing = true;
+  in.released.clear();
   in.kind = DecisionKind::kAcquire;
   in.done = done;
   in.user = user;
@@ -688,7 +726,10 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
     if (!concurrency && (delta == 0 || lim.unit == CostUnit::kRequests)) continue;
     which[n] = i;
     offsets[n + 1] = offsets[n] + write_key(in.keys.data() + offsets[n], lease.resource,
-                                            lease.subject, res->limits[i].name);
+                                            lim.per_resource ? std::string_view()
+                                                             : std::string_view(lease.subject),
+                                            res->limits[i].name);
+    if (concurrency) in.released.assign(lease.resource);
     ++n;
   }
   for (size_t k = 0; k < n; ++k) {
@@ -714,6 +755,18 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   }
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
   impl_->submit(call);
+}
+
+void Engine::count_denial(const DecisionCall& call) {
+  const auto& in = *call.in_;
+  const Decision& d = call.decision_;
+  if (d.allowed || d.source != DecisionSource::kLimits || !in.snap || in.resource == nullptr ||
+      in.chosen < 0) {
+    return;
+  }
+  Stats::record(in.snap->at(in.resource, in.tier, static_cast<size_t>(in.chosen)), Outcome::kDenied,
+                in.now_ms);
+  impl_->stats.record_blocked(in.resource->name, in.subject());
 }
 
 // ---- blocking conveniences -------------------------------------------------------------------
