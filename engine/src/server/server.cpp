@@ -29,6 +29,7 @@
 #include "dispatcher.h"
 #include "metrics_http.h"
 #include "sluice/mutex.h"
+#include "wait_queue.h"
 
 namespace sluice::server {
 namespace asio = boost::asio;
@@ -112,6 +113,9 @@ struct Worker {
   void arm();
   void poll();
   void bury(size_t index);  // moves a closed session out of `sessions`
+  // The wait queue's clock runs on the first worker: one timer for the whole daemon, armed for
+  // the earliest deadline or retry the queue holds (WaitQueue::run_due).
+  void arm_wait(int64_t due_ms);
 
   ServerContext& ctx;
   // While poll() runs the ready sessions, their replies wait here and go out together after
@@ -127,6 +131,8 @@ struct Worker {
   asio::io_context ioc{1};
   asio::posix::stream_descriptor poller{ioc};
   asio::steady_timer sweep{ioc};
+  asio::steady_timer wait_timer{ioc};
+  int64_t wait_armed = WaitQueue::kNever;
   std::thread thread;
   // Set when `thread` has left its loop (Server::run waits for the admin thread with a bound).
   Mutex exit_mu;
@@ -252,6 +258,10 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
     }
     if (n == 0) {
       read_eof_ = true;
+      // A peer that stopped sending gets its waiting requests answered now, and a closed one
+      // no longer holds a place in a queue.
+      std::shared_ptr<Session> keep;
+      if (dispatcher_.abandon_waits()) keep = std::move(keepalive_);
     } else {
       in_end_ += static_cast<size_t>(n);
       last_tick_ = worker_.tick;
@@ -392,7 +402,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
     if (events_ != 0) ::epoll_ctl(worker_.epfd, EPOLL_CTL_DEL, fd_, nullptr);
     ::close(fd_);
     fd_ = -1;
-    worker_.bury(index_);
+    worker_.bury(index_);  // the graveyard keeps the session until the handler is over
+    if (dispatcher_.abandon_waits()) keepalive_.reset();
   }
 
   Worker& worker_;
@@ -434,6 +445,21 @@ void Worker::poll() {
   polling = false;
   for (Session* s : unflushed) s->finish_();
   unflushed.clear();
+}
+
+void Worker::arm_wait(int64_t due_ms) {
+  if (due_ms >= wait_armed) return;
+  wait_armed = due_ms;
+  wait_timer.expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(due_ms)));
+  wait_timer.async_wait([this](const error_code& ec) {
+    if (ec) return;  // armed again for an earlier time
+    wait_armed = WaitQueue::kNever;
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    const int64_t next = ctx.waits->run_due(now);
+    if (next != WaitQueue::kNever) arm_wait(next);
+  });
 }
 
 void Worker::bury(size_t index) {
@@ -516,6 +542,8 @@ struct Server::Impl {
   };
 
   ServerContext& ctx;
+  // WAIT requests' queues; outlives every session (ctx.waits).
+  std::unique_ptr<WaitQueue> waits;
   // Acceptors, signals and the metrics endpoint: never waits on storage, disk or a policy.
   Worker control;
   // Admin sessions and SIGHUP's reload, on a thread of their own: an apply that parses and
@@ -748,6 +776,7 @@ Server::~Server() {
     impl_->join(*w);
   }
   impl_->remove_socket_files();
+  impl_->ctx.waits = nullptr;
 }
 
 Status Server::start() {
@@ -757,6 +786,11 @@ Status Server::start() {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   ctx.threads = threads;
   for (size_t i = 0; i < threads; ++i) im.workers.push_back(std::make_unique<Worker>(ctx));
+  Worker& queue_clock = *im.workers.front();
+  im.waits = std::make_unique<WaitQueue>([&queue_clock](int64_t due_ms) {
+    asio::post(queue_clock.ioc, [&queue_clock, due_ms] { queue_clock.arm_wait(due_ms); });
+  });
+  ctx.waits = im.waits.get();
 
   // Signals are taken over before the sockets exist: a SIGTERM from a supervisor that saw the
   // socket appear must start a clean shutdown, not kill the process (asio keeps a signal that
