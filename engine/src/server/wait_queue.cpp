@@ -1,6 +1,9 @@
 #include "wait_queue.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cmath>
 #include <deque>
 
 namespace sluice::server {
@@ -315,6 +318,94 @@ std::vector<WaitStats> WaitQueue::stats() const {
   std::vector<WaitStats> out;
   out.reserve(stats_.size());
   for (const auto& [name, s] : stats_) out.push_back(s);
+  return out;
+}
+
+namespace {
+
+// The upper bound (ms) of the bucket holding the q-quantile of the recorded waits; -1 when none,
+// the last bound when it lies beyond.
+int64_t quantile_ms(const WaitStats& s, double q) {
+  uint64_t total = 0;
+  for (uint64_t n : s.wait_ms_buckets) total += n;
+  if (total == 0) return -1;
+  const auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
+  uint64_t seen = 0;
+  for (size_t b = 0; b < s.wait_ms_buckets.size(); ++b) {
+    seen += s.wait_ms_buckets[b];
+    if (seen >= rank)
+      return b < WaitStats::kBucketsMs.size() ? WaitStats::kBucketsMs[b] : s.wait_ms_max;
+  }
+  return s.wait_ms_max;
+}
+
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string wait_stats_json(const std::vector<WaitStats>& stats) {
+  std::string out = "{";
+  for (const WaitStats& s : stats) {
+    if (out.size() > 1) out += ',';
+    // Names are policy names (letters, digits and _ . - /) or "(other)": nothing to escape.
+    out += fmt::format(
+        "\"{}\":{{\"waiting\":{},\"admitted\":{},\"expired\":{},\"rejected\":{},"
+        "\"wait_ms_sum\":{},\"wait_ms_max\":{},\"wait_ms_p50\":{},\"wait_ms_p99\":{}}}",
+        label(s.resource), s.waiting, s.admitted, s.expired, s.rejected, s.wait_ms_sum,
+        s.wait_ms_max, quantile_ms(s, 0.5), quantile_ms(s, 0.99));
+  }
+  out += '}';
+  return out;
+}
+
+std::string wait_stats_prometheus(const std::vector<WaitStats>& stats) {
+  std::string out =
+      "# HELP sluice_queue_waiting Requests held by WAIT, per resource.\n"
+      "# TYPE sluice_queue_waiting gauge\n";
+  for (const auto& s : stats) {
+    out +=
+        fmt::format("sluice_queue_waiting{{resource=\"{}\"}} {}\n", label(s.resource), s.waiting);
+  }
+  const std::pair<const char*, uint64_t WaitStats::*> counters[] = {
+      {"admitted", &WaitStats::admitted},
+      {"expired", &WaitStats::expired},
+      {"rejected", &WaitStats::rejected}};
+  for (const auto& [name, member] : counters) {
+    out += fmt::format(
+        "# HELP sluice_queue_{0}_total WAIT requests {0} (after waiting, at their deadline, or "
+        "at once past a cap).\n# TYPE sluice_queue_{0}_total counter\n",
+        name);
+    for (const auto& s : stats) {
+      out += fmt::format("sluice_queue_{}_total{{resource=\"{}\"}} {}\n", name, label(s.resource),
+                         s.*member);
+    }
+  }
+  out +=
+      "# HELP sluice_queue_wait_seconds Time WAIT requests waited before admission or their "
+      "deadline.\n# TYPE sluice_queue_wait_seconds histogram\n";
+  for (const auto& s : stats) {
+    const std::string r = label(s.resource);
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < s.wait_ms_buckets.size(); ++b) {
+      cumulative += s.wait_ms_buckets[b];
+      const std::string le =
+          b < WaitStats::kBucketsMs.size()
+              ? fmt::format("{}", static_cast<double>(WaitStats::kBucketsMs[b]) / 1000)
+              : std::string("+Inf");
+      out += fmt::format("sluice_queue_wait_seconds_bucket{{resource=\"{}\",le=\"{}\"}} {}\n", r,
+                         le, cumulative);
+    }
+    out += fmt::format("sluice_queue_wait_seconds_sum{{resource=\"{}\"}} {}\n", r,
+                       static_cast<double>(s.wait_ms_sum) / 1000);
+    out += fmt::format("sluice_queue_wait_seconds_count{{resource=\"{}\"}} {}\n", r, cumulative);
+  }
   return out;
 }
 

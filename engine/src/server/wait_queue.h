@@ -81,6 +81,12 @@ struct WaitStats {
   std::array<uint64_t, kBucketsMs.size() + 1> wait_ms_buckets{};  // not cumulative
 };
 
+// SL.STATS's "queues" member: an object by resource name (docs/protocol.md, "SL.STATS").
+std::string wait_stats_json(const std::vector<WaitStats>& stats);
+// The /metrics lines: sluice_queue_waiting, _admitted_total, _expired_total, _rejected_total and
+// the sluice_queue_wait_seconds histogram, labelled by resource.
+std::string wait_stats_prometheus(const std::vector<WaitStats>& stats);
+
 class WaitQueue {
  public:
   static constexpr int64_t kNever = INT64_MAX;
