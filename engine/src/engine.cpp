@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "lease_registry.h"
 #include "policy_internal.h"
@@ -101,11 +102,25 @@ void Decision::set_rule(std::string_view r) {
 // ---- the per-call context ---------------------------------------------------------------
 
 struct DecisionCall::Internal {
-  std::array<sluice_item, kMaxLimitsPerResource> items{};
-  std::array<sluice_item_result, kMaxLimitsPerResource> results{};
-  std::array<uint8_t, kMaxLimitsPerResource> limit_index{};
-  // All items' keys; with `per: resource` limits, "{resource:subject}" first (see begin).
-  std::array<char, (kMaxLimitsPerResource + 1) * kMaxKeyLength> keys;
+  // One entry per limit of the largest resource decided with this call so far.
+  std::vector<sluice_item> items;
+  std::vector<sluice_item_result> results;
+  std::vector<uint8_t> limit_index;
+  void fit(size_t limits) {
+    if (items.size() >= limits) return;
+    items.resize(limits);
+    results.resize(limits);
+    limit_index.resize(limits);
+  }
+  // All items' keys; with `per: resource` limits, "{resource:subject}" first (see begin). Sized
+  // for the requests seen so far, not for the largest possible: a call held by a waiting
+  // request (WAIT) or a deep pipeline then costs a few hundred bytes here, not 11 KB.
+  std::vector<char> keys;
+  char* key_space(size_t limits, size_t names) {
+    const size_t need = (limits + 1) * (names + kMaxNameLength + 3);
+    if (keys.size() < need) keys.resize(std::max<size_t>(need, 1024));
+    return keys.data();
+  }
   size_t resource_len = 0;  // of the requested name, inside every key: "{resource:subject}rule"
   size_t subject_len = 0;
   sluice_batch batch{};
@@ -477,7 +492,8 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     return answered();
   }
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
-  char* keys = in.keys.data();
+  char* keys = in.key_space(n, req.resource.size() + req.subject.size());
+  in.fit(n);
   if (!res->has_shared_limit) {
     // Every key starts with the same "{resource:subject}": written once, then copied.
     offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
@@ -720,6 +736,8 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
   std::array<size_t, kMaxLimitsPerResource> which{};
   size_t n = 0;
+  in.key_space(res->limits.size(), lease.resource.size() + lease.subject.size());
+  in.fit(res->limits.size());
   for (size_t i = 0; i < res->limits.size(); ++i) {
     const auto& lim = res->limits[i];
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
