@@ -166,7 +166,9 @@ WaitTerms DecisionCall::wait_terms() const {
     t.max_wait_ms = r->queue.max_wait_ms;
     t.max_waiters = r->queue.max_waiters;
     if (in_->chosen >= 0 && static_cast<size_t>(in_->chosen) < count_) {
-      t.shared_denial = r->limits[in_->limit_index[static_cast<size_t>(in_->chosen)]].per_resource;
+      const auto& lim = r->limits[in_->limit_index[static_cast<size_t>(in_->chosen)]];
+      t.shared_denial = lim.per_resource;
+      t.concurrency_denial = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     }
   }
   return t;

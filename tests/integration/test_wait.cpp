@@ -29,6 +29,9 @@ resources:
   rate:
     limits:
       - {name: per_second, algorithm: fixed_window, limit: 1, window: 1s}
+  hourly:
+    limits:
+      - {name: per_hour, algorithm: sliding_window, limit: 1, window: 1h}
 )";
 
 std::string command(std::initializer_list<std::string_view> args) {
@@ -205,6 +208,19 @@ TEST_F(Wait, ARateLimitAdmitsWhenTheWindowTurns) {
   EXPECT_TRUE(allowed(v)) << v.to_string();
   EXPECT_EQ(outcome(v), "admitted");
   EXPECT_LE(waited_ms(v), 1500);
+}
+
+// A rate limit that admits again only in an hour: a WAIT of a second cannot help, so the
+// denial comes at once.
+TEST_F(Wait, ARateLimitBeyondTheWaitDeniesAtOnce) {
+  Client c = daemon_->client();
+  ASSERT_TRUE(allowed(call(c, {"SL.CHECK", "hourly", "x"})));
+  const auto sent = Clock::now();
+  Value v = call(c, {"SL.CHECK", "hourly", "x", "WAIT", "1000"});
+  EXPECT_LT(ms_since(sent), 500);
+  EXPECT_FALSE(allowed(v));
+  EXPECT_EQ(outcome(v), "not_waitable");
+  EXPECT_GT(v.elements[4].integer, 1000);
 }
 
 }  // namespace

@@ -77,6 +77,9 @@ struct WaitTerms {
   int64_t max_wait_ms = QueueSpec::kDefaultMaxWaitMs;
   int64_t max_waiters = QueueSpec::kDefaultMaxWaiters;
   bool shared_denial = false;  // denied by a `per: resource` limit (no subject gets in now)
+  // Denied by a concurrency limit: a release may come before retry_after (a lease's expiry).
+  // Otherwise retry_after is when the limit admits again at the soonest.
+  bool concurrency_denial = false;
 };
 
 // Why a decision came out the way it did.

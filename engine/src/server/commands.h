@@ -101,7 +101,8 @@ enum class WaitOutcome : uint8_t {
   kDeadline,     // still denied when its WAIT ran out
   kQueueFull,    // denied at once: the resource's queue holds max_waiters
   kOverMaxWait,  // denied at once: WAIT is longer than the resource's max_wait
-  kNotWaitable,  // denied at once: waiting cannot help (retry_after -1, unknown resource)
+  kNotWaitable,  // denied at once: waiting cannot help (retry_after -1, unknown resource, or
+                 // a rate limit that admits again only after the WAIT)
   kClosed,       // its connection closed while it waited (never written)
 };
 std::string_view wait_outcome_name(WaitOutcome outcome);

@@ -373,6 +373,10 @@ void Dispatcher::on_wait_result(Slot& s) {
       return finish_wait(s, WaitOutcome::kNotWaitable);
     }
     const WaitTerms terms = s.call.wait_terms();
+    // A rate limit that admits again only after the WAIT: waiting cannot help.
+    if (!terms.concurrency_denial && d.retry_after_ms > s.wait_ms) {
+      return finish_wait(s, WaitOutcome::kNotWaitable);
+    }
     if (s.wait_ms > terms.max_wait_ms) {
       ctx_.waits->count_rejected(s.wait_request.resource);
       return finish_wait(s, WaitOutcome::kOverMaxWait);
@@ -406,13 +410,15 @@ void Dispatcher::on_wait_result(Slot& s) {
     ctx_.waits->remove(s.waiter, now, true);
     return finish_wait(s, WaitOutcome::kDeadline);
   }
-  if (d.retry_after_ms < 0) {
+  const WaitTerms terms = s.call.wait_terms();
+  if (d.retry_after_ms < 0 ||
+      (!terms.concurrency_denial && now + d.retry_after_ms > s.waiter.deadline_ms)) {
     ctx_.waits->remove(s.waiter, now);
     return finish_wait(s, WaitOutcome::kNotWaitable);
   }
   s.wait_stage = Slot::WaitStage::kQueued;
   s.complete = false;
-  ctx_.waits->attempted(s.waiter, false, s.call.wait_terms().shared_denial, d.retry_after_ms, now);
+  ctx_.waits->attempted(s.waiter, false, terms.shared_denial, d.retry_after_ms, now);
 }
 
 // The slot's answer is its last decision, with how long it waited and why it stopped.
