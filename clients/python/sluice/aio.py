@@ -6,7 +6,7 @@ import asyncio
 import collections
 import logging
 import weakref
-from typing import Any, Deque, Optional
+from typing import Any, Deque, List, Optional
 
 from . import _common, _resp
 from ._common import FailMode
@@ -84,6 +84,10 @@ class AsyncSluiceClient:
     the connection (a daemon that stopped answering would otherwise hold up every call queued
     behind it); the next call opens a fresh one. ``max_connections`` is accepted for
     compatibility and has no effect.
+
+    A call with ``wait=`` goes over a connection of its own (kept for the next such call):
+    sluiced answers a connection's requests in order, so a held request on the shared
+    connection would hold up every call pipelined behind it.
     """
 
     def __init__(
@@ -103,6 +107,9 @@ class AsyncSluiceClient:
         self._connections: weakref.WeakKeyDictionary[_Loop, _Connection] = (
             weakref.WeakKeyDictionary())
         self._connecting: weakref.WeakKeyDictionary[_Loop, asyncio.Future[_Connection]] = (
+            weakref.WeakKeyDictionary())
+        # Per event loop: idle connections for calls with ``wait=``, one call at a time each.
+        self._waiting_idle: weakref.WeakKeyDictionary[_Loop, List[_Connection]] = (
             weakref.WeakKeyDictionary())
 
     async def _connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
@@ -136,16 +143,44 @@ class AsyncSluiceClient:
         finally:
             expiry.cancel()
 
-    async def _call(self, *args: Any) -> Any:
+    async def _send_waiting(self, loop: asyncio.AbstractEventLoop, data: bytes,
+                            wait: float) -> Any:
+        """A request with WAIT, on a connection no other call shares while it waits."""
+        idle = self._waiting_idle.setdefault(loop, [])
+        while idle and idle[-1].lost:
+            idle.pop()
+        if idle:
+            connection = idle.pop()
+        else:
+            _, connection = await asyncio.wait_for(
+                loop.create_unix_connection(_Connection, self.socket_path), self.timeout)
+        future: "asyncio.Future[Any]" = loop.create_future()
+        connection.send(data, future)
+        expiry = loop.call_later(self.timeout + wait, _expire, connection, future)
+        try:
+            reply = await future
+        finally:
+            expiry.cancel()
+        if not connection.lost:
+            idle.append(connection)
+        return reply
+
+    async def _call(self, *args: Any, wait: Optional[float] = None) -> Any:
         loop = asyncio.get_running_loop()
         data = _resp.encode(args)
+
+        async def send() -> Any:
+            if wait is None:
+                return await self._send(loop, data)
+            return await self._send_waiting(loop, data, wait)
+
         try:
             try:
-                reply = await self._send(loop, data)
+                reply = await send()
             except _Lost:
                 # A connection sluiced closed (a restart, an idle timeout) fails on use; one
                 # fresh connection tells that apart from an outage.
-                reply = await self._send(loop, data)
+                reply = await send()
         except (OSError, asyncio.TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
             raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {reason}",
@@ -163,18 +198,20 @@ class AsyncSluiceClient:
         )
 
     async def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
-                      api_key: Optional[str], cost: int) -> Decision:
-        args = _common.decision_args(command, resource, subject, tier, api_key, cost)
+                      api_key: Optional[str], cost: int,
+                      wait: Optional[float] = None) -> Decision:
+        args = _common.decision_args(command, resource, subject, tier, api_key, cost, wait=wait)
         try:
-            reply = await self._call(*args)
+            reply = await self._call(*args, wait=wait)
         except SluiceUnavailable as exc:
             return self._fallback(exc, resource)
         return _common.parse_decision(reply, resource)
 
     async def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                    api_key: Optional[str] = None, cost: int = 1) -> Decision:
+                    api_key: Optional[str] = None, cost: int = 1,
+                    wait: Optional[float] = None) -> Decision:
         """See :meth:`sluice.SluiceClient.check`."""
-        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost)
+        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait)
 
     async def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
                    api_key: Optional[str] = None, cost: int = 1) -> Decision:
@@ -183,11 +220,13 @@ class AsyncSluiceClient:
 
     async def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
                       api_key: Optional[str] = None, cost: int = 1,
-                      ttl_ms: Optional[int] = None) -> AsyncLease:
+                      ttl_ms: Optional[int] = None,
+                      wait: Optional[float] = None) -> AsyncLease:
         """See :meth:`sluice.SluiceClient.acquire`; the lease is an async context manager."""
-        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms)
+        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms,
+                                     wait)
         try:
-            reply = await self._call(*args)
+            reply = await self._call(*args, wait=wait)
         except SluiceUnavailable as exc:
             return AsyncLease(self, self._fallback(exc, resource), "", 0)
         decision = _common.parse_decision(reply, resource, acquire=True)
@@ -232,10 +271,13 @@ class AsyncSluiceClient:
         return await self._call(*args)
 
     async def close(self) -> None:
-        """Closes this event loop's connection (the next call opens a new one)."""
-        connection = self._connections.pop(asyncio.get_running_loop(), None)
+        """Closes this event loop's connections (the next call opens a new one)."""
+        loop = asyncio.get_running_loop()
+        connection = self._connections.pop(loop, None)
         if connection is not None:
             connection.close(_Lost("client closed"))
+        for idle in self._waiting_idle.pop(loop, []):
+            idle.close(_Lost("client closed"))
 
     async def __aenter__(self) -> "AsyncSluiceClient":
         return self

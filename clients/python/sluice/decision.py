@@ -56,6 +56,11 @@ class Decision:
     and ``limits`` every enforced limit's answer, deciding limit included, in policy order.
     They are empty when the daemon predates them.
 
+    ``waited_ms`` and ``wait_outcome`` are set for a request made with ``wait=``: how long
+    sluiced held it, and how the wait ended: ``""`` (decided at once), ``"admitted"``,
+    ``"deadline"``, ``"queue_full"``, ``"over_max_wait"`` or ``"not_waitable"``
+    (docs/protocol.md, "Waiting for capacity").
+
     ``unavailable`` is set when sluiced could not be reached and the client answered by
     itself according to its ``on_unavailable`` setting; ``storage_failure`` when sluiced's
     storage failed and the policy's ``on_storage_failure`` decided. Neither carries a quota.
@@ -72,6 +77,8 @@ class Decision:
     tier: str = ""
     window_ms: int = 0
     limits: Tuple[LimitState, ...] = ()
+    waited_ms: int = 0
+    wait_outcome: str = ""
 
     @property
     def denied(self) -> bool:
@@ -112,7 +119,8 @@ class Decision:
     @classmethod
     def from_reply(cls, reply: Sequence[Any], resource: str = "", extra_at: int = 6) -> "Decision":
         """Build from a decision reply: six fields, then (at ``extra_at``: 6, or 8 for
-        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them.
+        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them,
+        then the time waited and the wait's outcome for a request with WAIT.
         """
         if not isinstance(reply, (list, tuple)) or len(reply) < 6:
             raise ValueError(f"malformed decision reply from sluiced: {reply!r}")
@@ -125,6 +133,10 @@ class Decision:
             if not isinstance(items, (list, tuple)):
                 raise ValueError(f"malformed limits in a decision reply from sluiced: {items!r}")
             limits = tuple(LimitState.from_reply(item) for item in items)
+        waited_ms, wait_outcome = 0, ""
+        if len(reply) >= extra_at + 5:
+            waited_ms = int(reply[extra_at + 3])
+            wait_outcome = _text(reply[extra_at + 4])
         return cls(
             allowed=bool(int(allowed)),
             limit=int(limit),
@@ -136,4 +148,6 @@ class Decision:
             tier=tier,
             window_ms=window_ms,
             limits=limits,
+            waited_ms=waited_ms,
+            wait_outcome=wait_outcome,
         )
