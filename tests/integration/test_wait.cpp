@@ -147,6 +147,33 @@ TEST_F(Wait, AClosedConnectionLeavesTheQueue) {
   EXPECT_FALSE(allowed(call(other, {"SL.ACQUIRE", "gpu", "x"})));
 }
 
+// A connection that has stopped reading (its waiters fill --max-inflight) still leaves the
+// queue at once when it closes.
+TEST(WaitThrottled, AClosedThrottledConnectionLeavesTheQueue) {
+  Daemon d(kPolicy, {"--max-inflight", "4"});
+  ASSERT_TRUE(d.ok()) << d.log();
+  Client holder = d.client();
+  ASSERT_TRUE(allowed(call(holder, {"SL.ACQUIRE", "gpu", "holder"})));
+  auto waiting = [&] {
+    Client admin = d.client(true);
+    return nlohmann::json::parse(call(admin, {"SL.STATS"}).str)["queues"]["gpu"]["waiting"];
+  };
+  {
+    Client c = d.client();
+    std::string pipeline;
+    for (int i = 0; i < 3; ++i) pipeline += command({"SL.ACQUIRE", "gpu", "w", "WAIT", "10000"});
+    ASSERT_TRUE(c.send(pipeline + command({"PING"}) + command({"PING"})));
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    EXPECT_EQ(waiting(), 3);
+  }
+  const auto closed = Clock::now();
+  while (waiting() != 0 && ms_since(closed) < 3000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(waiting(), 0);
+  EXPECT_LT(ms_since(closed), 2000);
+}
+
 // A premium (priority 10) waiter is served before an earlier free one.
 TEST_F(Wait, PriorityGoesFirst) {
   Client free_waiter = daemon_->client();

@@ -398,13 +398,20 @@ void Dispatcher::on_wait_result(Slot& s) {
     return;
   }
   // kTrying: the queue asked for this decision.
+  if (closing_) {
+    // The connection went while the decision was out (a plugin's thread): nobody will use or
+    // release what it was granted, so the slot goes back now rather than at the lease's TTL.
+    ctx_.waits->remove(s.waiter, now);
+    if (d.allowed && d.lease.id != 0) release_orphan(d.lease);
+    return finish_wait(s, WaitOutcome::kClosed);
+  }
   if (d.allowed) {
     ctx_.waits->attempted(s.waiter, true, false, 0, now);
     return finish_wait(s, WaitOutcome::kAdmitted);
   }
-  if (d.source == DecisionSource::kError || closing_) {
+  if (d.source == DecisionSource::kError) {
     ctx_.waits->remove(s.waiter, now);
-    return finish_wait(s, closing_ ? WaitOutcome::kClosed : WaitOutcome::kNone);
+    return finish_wait(s, WaitOutcome::kNone);
   }
   if (now >= s.waiter.deadline_ms) {
     ctx_.waits->remove(s.waiter, now, true);
@@ -440,6 +447,17 @@ void Dispatcher::retry(Slot& s) {
   ctx_.engine->decide(decision_kind(s.command), s.wait_request, s.call, &Dispatcher::on_done, &s);
   tls_deciding_slot = nullptr;
   if (s.complete) on_wait_result(s);
+}
+
+// Releases a lease granted to a request whose connection has gone. The call lives until its
+// completion, which may run on a plugin's thread.
+void Dispatcher::release_orphan(const LeaseToken& lease) {
+  struct Orphan {
+    DecisionCall call;
+    static void done(void* user, DecisionCall&) { delete static_cast<Orphan*>(user); }
+  };
+  auto* orphan = new Orphan;
+  ctx_.engine->release(lease, std::nullopt, orphan->call, &Orphan::done, orphan);
 }
 
 // A released concurrency slot may let a waiter in: its resource's queue starts a round.

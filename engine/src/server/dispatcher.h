@@ -108,6 +108,7 @@ class Dispatcher final : private WaitSink {
   void retry(Slot& s);
   void finish_wait(Slot& s, WaitOutcome outcome);
   void after_release(Slot& s);
+  void release_orphan(const LeaseToken& lease);
   bool closing_ = false;  // abandon_waits() ran: nothing waits any more
   ServerContext& ctx_;
   const bool admin_;

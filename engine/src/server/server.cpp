@@ -296,7 +296,9 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
  private:
   void update_interest_() {
     uint32_t want = 0;
-    if (!read_eof_ && !close_after_flush_ && !throttled_()) want |= EPOLLIN;
+    // Throttled, the session still hears of a peer that hangs up: its waiting requests (WAIT)
+    // must leave their queues at once, not at their deadlines.
+    if (!read_eof_ && !close_after_flush_) want |= throttled_() ? EPOLLRDHUP : EPOLLIN;
     if (pending_output_() > 0 && write_blocked_) want |= EPOLLOUT;
     if (want == events_) return;
     // With nothing wanted the descriptor leaves the set: epoll reports hang-ups even for an
