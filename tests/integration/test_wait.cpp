@@ -2,7 +2,11 @@
 // deadline, keeps its place in a pipeline, leaves its queue when its connection closes, and bad
 // WAIT input gets clear errors. Timings are loose here (a shared CI machine); the tight figures
 // are printed by bench/bench_wait.cpp.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -172,6 +176,40 @@ TEST(WaitThrottled, AClosedThrottledConnectionLeavesTheQueue) {
   }
   EXPECT_EQ(waiting(), 0);
   EXPECT_LT(ms_since(closed), 2000);
+}
+
+// /metrics shows each resource's queue: its length, outcomes and the wait-time histogram.
+TEST(WaitMetrics, QueuesOnTheMetricsEndpoint) {
+  int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(probe);
+  Daemon d(kPolicy, {"--metrics-listen", "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+  ASSERT_TRUE(d.ok()) << d.log();
+  Client c = d.client();
+  ASSERT_TRUE(allowed(call(c, {"SL.ACQUIRE", "gpu", "holder"})));
+  EXPECT_EQ(outcome(call(c, {"SL.ACQUIRE", "gpu", "w", "WAIT", "50"})), "deadline");
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ::send(fd, req.data(), req.size(), 0);
+  std::string body;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) body.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  for (const char* line : {"sluice_queue_waiting{resource=\"gpu\"} 0\n",
+                           "sluice_queue_expired_total{resource=\"gpu\"} 1\n",
+                           "sluice_queue_admitted_total{resource=\"gpu\"} 0\n",
+                           "sluice_queue_wait_seconds_bucket{resource=\"gpu\",le=\"+Inf\"} 1\n",
+                           "sluice_queue_wait_seconds_count{resource=\"gpu\"} 1\n",
+                           "# TYPE sluice_queue_wait_seconds histogram\n"}) {
+    EXPECT_NE(body.find(line), std::string::npos) << line << body;
+  }
 }
 
 // A premium (priority 10) waiter is served before an earlier free one.
