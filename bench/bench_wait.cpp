@@ -104,13 +104,21 @@ int main(int argc, char** argv) {
     if (admitted.elements.empty() || admitted.elements[0].integer != 1) {
       return fail("the waiter was not admitted: " + admitted.to_string());
     }
-    latency_us.push_back(
-        std::chrono::duration<double, std::micro>(woken - released).count());
+    latency_us.push_back(std::chrono::duration<double, std::micro>(woken - released).count());
     sluice::testing::call(waiter, {"SL.RELEASE", admitted.elements[6].str});
   }
+  // For scale: one PING round trip on the same machine and connection.
+  std::vector<double> ping_us;
+  for (int i = 0; i < rounds; ++i) {
+    const auto sent = Clock::now();
+    sluice::testing::call(waiter, {"PING"});
+    ping_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent).count());
+  }
   std::printf("wake-up after release (%d rounds, 2 worker threads, memory plugin):\n", rounds);
-  std::printf("  p50 %.0f us  p99 %.0f us  max %.0f us\n", percentile(latency_us, 0.5),
-              percentile(latency_us, 0.99), percentile(latency_us, 1.0));
+  std::printf(
+      "  p50 %.0f us  p99 %.0f us  max %.0f us   (a PING round trip: p50 %.0f us, p99 %.0f us)\n",
+      percentile(latency_us, 0.5), percentile(latency_us, 0.99), percentile(latency_us, 1.0),
+      percentile(ping_us, 0.5), percentile(ping_us, 0.99));
 
   // ---- memory of 10,000 waiters ----------------------------------------------------------
   constexpr int kConnections = 100, kPerConnection = 100;
@@ -141,10 +149,11 @@ int main(int argc, char** argv) {
   const long after = rss_kib(d.pid());
   std::printf("%zu waiters held (%d connections x %d pipelined):\n", held_now, kConnections,
               kPerConnection);
-  std::printf("  sluiced RSS %ld KiB with the connections open, %ld KiB with the waiters: "
-              "+%ld KiB, %.0f bytes per waiter\n",
-              before, after, after - before,
-              static_cast<double>(after - before) * 1024.0 / static_cast<double>(total));
+  std::printf(
+      "  sluiced RSS %ld KiB with the connections open, %ld KiB with the waiters: "
+      "+%ld KiB, %.0f bytes per waiter\n",
+      before, after, after - before,
+      static_cast<double>(after - before) * 1024.0 / static_cast<double>(total));
 
   const auto closing = Clock::now();
   clients.clear();
@@ -152,7 +161,6 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::printf("  all %zu removed %.0f ms after their connections closed (polled every ~1 ms)\n",
-              total,
-              std::chrono::duration<double, std::milli>(Clock::now() - closing).count());
+              total, std::chrono::duration<double, std::milli>(Clock::now() - closing).count());
   return held_now == total ? 0 : 1;
 }
