@@ -275,6 +275,17 @@ TEST_F(Wait, ARateLimitAdmitsWhenTheWindowTurns) {
   EXPECT_LE(waited_ms(v), 1500);
 }
 
+// sluicectl check and acquire take --wait and print how the wait ended.
+TEST_F(Wait, SluicectlWaits) {
+  std::string out;
+  EXPECT_EQ(sluicectl(*daemon_, {"acquire", "gpu", "x", "--wait", "200"}, out), 1) << out;
+  EXPECT_NE(out.find("waited_ms="), std::string::npos) << out;
+  EXPECT_NE(out.find("wait=deadline"), std::string::npos) << out;
+  EXPECT_EQ(call(holder_, {"SL.RELEASE", lease_}).integer, 1);
+  EXPECT_EQ(sluicectl(*daemon_, {"check", "gpu", "x", "--wait", "200"}, out), 0) << out;
+  EXPECT_NE(out.find("allowed"), std::string::npos) << out;
+}
+
 // A rate limit that admits again only in an hour: a WAIT of a second cannot help, so the
 // denial comes at once.
 TEST_F(Wait, ARateLimitBeyondTheWaitDeniesAtOnce) {
