@@ -789,6 +789,29 @@ void Engine::count_denial(const DecisionCall& call) {
   impl_->stats.record_blocked(in.resource->name, in.subject());
 }
 
+std::optional<WaitTerms> Engine::wait_terms(const DecisionRequest& req) const {
+  const auto snap = impl_->snapshots.load();
+  const CompiledPolicy& policy = *snap->policy;
+  const CompiledTier* tier = nullptr;
+  if (!req.tier.empty()) {
+    tier = policy.find_tier(req.tier);
+    if (tier == nullptr) return std::nullopt;
+  } else {
+    if (!policy.spec().api_keys.empty())
+      tier = policy.tier_for_api_key(req.api_key.empty() ? req.subject : req.api_key);
+    if (tier == nullptr) tier = &policy.default_tier();
+  }
+  const CompiledResource* res = policy.find_resource(req.resource);
+  if (res == nullptr || res->limits.empty() || res->unlimited_for_tier[tier->index]) {
+    return std::nullopt;
+  }
+  WaitTerms t;
+  t.priority = tier->priority;
+  t.max_wait_ms = res->queue.max_wait_ms;
+  t.max_waiters = res->queue.max_waiters;
+  return t;
+}
+
 // ---- blocking conveniences -------------------------------------------------------------------
 
 namespace {

@@ -303,6 +303,104 @@ TEST_F(DispatcherTest, AWaiterIsAnsweredInOrderWhenASlotIsReleased) {
   ctx_.waits = nullptr;
 }
 
+// A request with WAIT that arrives while others wait for its resource goes behind them: it does
+// not take the slot a release has just freed for the first waiter, even when its own decision
+// would come first. When its deadline passes without a turn, it is decided once, as its answer.
+TEST_F(DispatcherTest, ANewcomerDoesNotOvertakeTheWaiters) {
+  auto spec = base_policy();
+  spec.resources.push_back(
+      make_resource("gpu", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1, 60'000)}));
+  spec.resources.back().limits[0].per_resource = true;
+  EngineOptions options;
+  options.clock = &clock_;
+  engine_ =
+      std::make_unique<Engine>(sluice::testing::memory_storage(), compile_or_die(spec), options);
+  ctx_.engine = engine_.get();
+  WaitQueue queue;
+  ctx_.waits = &queue;
+  std::string holder_out, late_out;
+  TestOwner holder_owner, late_owner;
+  Dispatcher holder(ctx_, false, Peer{}, holder_out, holder_owner);
+  Dispatcher first(ctx_, false, Peer{}, out_, owner_);
+  Dispatcher late(ctx_, false, Peer{}, late_out, late_owner);
+
+  run(holder, {"SL.ACQUIRE", "gpu", "h"});
+  holder.submit_staged();
+  const auto lease = replies(holder_out);
+  ASSERT_EQ(lease.size(), 1u);
+  run(first, {"SL.ACQUIRE", "gpu", "first", "WAIT", "10000"});
+  first.submit_staged();
+  ASSERT_EQ(queue.total(), 1u);
+
+  // The release asks `first` to decide again; before its thread gets to it, `late` arrives.
+  run(holder, {"SL.RELEASE", lease[0].elements[6].str});
+  run(late, {"SL.ACQUIRE", "gpu", "late", "WAIT", "10000"});
+  late.submit_staged();
+  EXPECT_TRUE(late_out.empty());  // no decision of its own: it queued behind `first`
+  EXPECT_EQ(queue.total(), 2u);
+
+  ASSERT_TRUE(owner_.wait_for_wake(1));
+  first.complete_async();
+  const auto admitted = replies(out_);
+  ASSERT_EQ(admitted.size(), 1u);
+  EXPECT_TRUE(allowed(admitted[0])) << admitted[0].to_string();
+  EXPECT_EQ(admitted[0].elements.back().str, "admitted");
+  // `late` had its turn after `first` and was denied: it waits on.
+  ASSERT_TRUE(late_owner.wait_for_wake(1));
+  late.complete_async();
+  EXPECT_TRUE(late_out.empty());
+  EXPECT_EQ(queue.total(), 1u);
+
+  // Its deadline, run early on the queue's clock: a denial at the deadline.
+  queue.run_due(INT64_MAX / 2);
+  ASSERT_TRUE(late_owner.wait_for_wake(2));
+  EXPECT_TRUE(late.complete_async());
+  const auto denied = replies(late_out);
+  ASSERT_EQ(denied.size(), 1u);
+  EXPECT_FALSE(allowed(denied[0]));
+  EXPECT_EQ(denied[0].elements.back().str, "deadline");
+  ctx_.waits = nullptr;
+}
+
+// A newcomer whose deadline passes before it ever had a turn is decided once then: that
+// decision is its answer.
+TEST_F(DispatcherTest, ANewcomerWithoutATurnIsDecidedAtItsDeadline) {
+  auto spec = base_policy();
+  spec.resources.push_back(
+      make_resource("gpu", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1, 60'000)}));
+  spec.resources.back().limits[0].per_resource = true;
+  EngineOptions options;
+  options.clock = &clock_;
+  engine_ =
+      std::make_unique<Engine>(sluice::testing::memory_storage(), compile_or_die(spec), options);
+  ctx_.engine = engine_.get();
+  WaitQueue queue;
+  ctx_.waits = &queue;
+  std::string late_out;
+  TestOwner late_owner;
+  Dispatcher first(ctx_, false, Peer{}, out_, owner_);
+  Dispatcher late(ctx_, false, Peer{}, late_out, late_owner);
+  run(first, {"SL.ACQUIRE", "gpu", "holder"});
+  run(first, {"SL.ACQUIRE", "gpu", "first", "WAIT", "10000"});
+  first.submit_staged();
+  run(late, {"SL.ACQUIRE", "gpu", "late", "WAIT", "10000"});
+  late.submit_staged();
+  // The round `late` started tried `first` (denied) and ended: `late` never had its turn.
+  ASSERT_TRUE(owner_.wait_for_wake(1));
+  first.complete_async();
+  EXPECT_TRUE(late_out.empty());
+  queue.run_due(INT64_MAX / 2);
+  ASSERT_TRUE(late_owner.wait_for_wake(1));
+  EXPECT_TRUE(late.complete_async());
+  const auto answer = replies(late_out);
+  ASSERT_EQ(answer.size(), 1u);
+  EXPECT_FALSE(allowed(answer[0]));
+  EXPECT_EQ(answer[0].elements[5].str, "slots");  // a real decision, not a placeholder
+  EXPECT_EQ(answer[0].elements.back().str, "deadline");
+  first.abandon_waits();
+  ctx_.waits = nullptr;
+}
+
 // Requests without WAIT allocate nothing once warm, even with the queues in place and a waiter
 // queued on another resource.
 TEST_F(DispatcherTest, RequestsWithoutWaitAllocateNothingOnceWarm) {

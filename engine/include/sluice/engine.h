@@ -208,6 +208,10 @@ class SLUICE_API Engine {
   // Counts the call's last decision, a denial made with quiet_denial, in the statistics: the
   // answer a WAIT request finally got.
   void count_denial(const DecisionCall& call);
+  // What a WAIT request would wait under, from the current policy and without deciding: its
+  // tier's priority and its resource's queue caps. nullopt when the request would not be
+  // limited (unknown resource, unlimited tier, no limits) or names an unknown tier.
+  std::optional<WaitTerms> wait_terms(const DecisionRequest& request) const;
 
   // Blocking conveniences for tests, tools and benchmarks.
   Decision decide_sync(DecisionKind kind, const DecisionRequest& request);

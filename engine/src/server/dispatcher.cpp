@@ -49,6 +49,10 @@ struct Dispatcher::Slot {
     kOver,    // answered: the reply carries `wait_reply`
   };
   WaitStage wait_stage = WaitStage::kNone;
+  // Queued behind others without a decision of its own yet (Dispatcher::join_queue).
+  bool wait_undecided = false;
+  // Out of the queue (its deadline passed undecided): the decision out now is its answer.
+  bool wait_last_try = false;
   uint32_t wait_generation = 0;  // tells the queue's news for an earlier request apart
   int64_t wait_ms = -1;
   int64_t wait_started_ms = 0;
@@ -222,6 +226,8 @@ void Dispatcher::decide(Command command, const DecisionRequest& given, int64_t w
     s.wait_stage = Slot::WaitStage::kNone;
   } else {
     s.wait_stage = Slot::WaitStage::kFirst;
+    s.wait_undecided = false;
+    s.wait_last_try = false;
     ++s.wait_generation;
     s.wait_started_ms = steady_ms();
     s.wait_reply = {};
@@ -244,6 +250,8 @@ void Dispatcher::decide(Command command, const DecisionRequest& given, int64_t w
     s.request.cost = request.cost;
     s.request.lease_ttl_ms = request.lease_ttl_ms;
   }
+  // Others already wait for this resource: join them rather than overtake them.
+  if (wait_ms > 0 && ctx_.waits != nullptr && ctx_.waits->total() > 0 && join_queue(s)) return;
   tls_deciding_slot = &s;
   const bool staged =
       ctx_.engine->prepare(decision_kind(command), request, s.call, &Dispatcher::on_done, &s);
@@ -381,14 +389,7 @@ void Dispatcher::on_wait_result(Slot& s) {
       ctx_.waits->count_rejected(s.wait_request.resource);
       return finish_wait(s, WaitOutcome::kOverMaxWait);
     }
-    Waiter& w = s.waiter;
-    w.resource = s.wait_request.resource;
-    w.subject = s.wait_request.subject;
-    w.priority = terms.priority;
-    w.cost = s.wait_request.cost;
-    w.deadline_ms = s.wait_started_ms + s.wait_ms;
-    w.sink = this;
-    w.user = &s;
+    Waiter& w = prepare_waiter(s, terms);
     if (!ctx_.waits->enqueue(w, static_cast<size_t>(terms.max_waiters), d.retry_after_ms, now)) {
       return finish_wait(s, WaitOutcome::kQueueFull);
     }
@@ -398,6 +399,7 @@ void Dispatcher::on_wait_result(Slot& s) {
     return;
   }
   // kTrying: the queue asked for this decision.
+  s.wait_undecided = false;
   if (closing_) {
     // The connection went while the decision was out (a plugin's thread): nobody will use or
     // release what it was granted, so the slot goes back now rather than at the lease's TTL.
@@ -405,6 +407,8 @@ void Dispatcher::on_wait_result(Slot& s) {
     if (d.allowed && d.lease.id != 0) release_orphan(d.lease);
     return finish_wait(s, WaitOutcome::kClosed);
   }
+  if (s.wait_last_try)
+    return finish_wait(s, d.allowed ? WaitOutcome::kAdmitted : WaitOutcome::kDeadline);
   if (d.allowed) {
     ctx_.waits->attempted(s.waiter, true, false, 0, now);
     return finish_wait(s, WaitOutcome::kAdmitted);
@@ -435,9 +439,53 @@ void Dispatcher::finish_wait(Slot& s, WaitOutcome outcome) {
   s.wait_stage = Slot::WaitStage::kOver;
   s.wait_reply = {std::max<int64_t>(0, steady_ms() - s.wait_started_ms), outcome};
   s.complete = true;
+  if (was_queued) --async_pending_;
+  if (s.wait_undecided) {
+    // Closed before its turn: no decision was made for it, so none is reported (a denial with
+    // zeros and no rule) and none is counted or recorded.
+    s.wait_undecided = false;
+    s.wait_stage = Slot::WaitStage::kNone;
+    s.prepared = true;
+    s.reply.clear();
+    resp::Writer w(s.reply);
+    write_decision_reply(w, s.command, Decision{}, DecisionDetail{{}, {}, &s.wait_reply});
+    return;
+  }
   // Its denials were decided quietly: the one it is answered with counts.
   if (!s.call.decision().allowed) ctx_.engine->count_denial(s.call);
-  if (was_queued) --async_pending_;
+}
+
+Waiter& Dispatcher::prepare_waiter(Slot& s, const WaitTerms& terms) {
+  Waiter& w = s.waiter;
+  w.resource = s.wait_request.resource;
+  w.subject = s.wait_request.subject;
+  w.priority = terms.priority;
+  w.cost = s.wait_request.cost;
+  w.deadline_ms = s.wait_started_ms + s.wait_ms;
+  w.sink = this;
+  w.user = &s;
+  return w;
+}
+
+// A request with WAIT for a resource others already wait for goes behind them without a
+// decision of its own: deciding it first could take the capacity just freed for them. The
+// round it starts decides it at once when its turn comes (its capacity may well be free).
+// False when it is decided first as usual (nobody waits, a cap would refuse it, or the request
+// would not be limited at all).
+bool Dispatcher::join_queue(Slot& s) {
+  WaitQueue& queue = *ctx_.waits;
+  if (queue.waiting(s.wait_request.resource) == 0) return false;
+  const std::optional<WaitTerms> terms = ctx_.engine->wait_terms(s.wait_request);
+  if (!terms || s.wait_ms > terms->max_wait_ms) return false;
+  const int64_t now = steady_ms();
+  Waiter& w = prepare_waiter(s, *terms);
+  if (!queue.enqueue(w, static_cast<size_t>(terms->max_waiters), -1, now, false)) return false;
+  s.wait_undecided = true;
+  s.wait_stage = Slot::WaitStage::kQueued;
+  s.complete = false;
+  if (async_pending_++ == 0) owner_.hold();
+  queue.kick(s.wait_request.resource, now);
+  return true;
 }
 
 void Dispatcher::retry(Slot& s) {
@@ -487,7 +535,14 @@ void Dispatcher::post_wait_event(Waiter& w, bool expired) {
 void Dispatcher::handle_wait_event(const WaitEvent& e) {
   Slot& s = *e.slot;
   if (s.wait_generation != e.generation || s.wait_stage != Slot::WaitStage::kQueued) return;
-  if (e.expired) return finish_wait(s, WaitOutcome::kDeadline);  // the queue let it go
+  if (e.expired) {
+    // The queue let it go. One that never had a decision gets one now, as its answer.
+    if (s.wait_undecided && !closing_) {
+      s.wait_last_try = true;
+      return retry(s);
+    }
+    return finish_wait(s, closing_ ? WaitOutcome::kClosed : WaitOutcome::kDeadline);
+  }
   if (closing_) {
     ctx_.waits->remove(s.waiter, steady_ms());
     return finish_wait(s, WaitOutcome::kClosed);

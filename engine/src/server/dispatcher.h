@@ -107,6 +107,8 @@ class Dispatcher final : private WaitSink {
   void on_wait_result(Slot& s);
   void retry(Slot& s);
   void finish_wait(Slot& s, WaitOutcome outcome);
+  Waiter& prepare_waiter(Slot& s, const WaitTerms& terms);
+  bool join_queue(Slot& s);
   void after_release(Slot& s);
   void release_orphan(const LeaseToken& lease);
   bool closing_ = false;  // abandon_waits() ran: nothing waits any more

@@ -88,11 +88,12 @@ int64_t WaitQueue::next_due() const {
   return due;
 }
 
-bool WaitQueue::enqueue(Waiter& w, size_t max_waiters, int64_t retry_after_ms, int64_t now_ms) {
+bool WaitQueue::enqueue(Waiter& w, size_t max_waiters, int64_t retry_after_ms, int64_t now_ms,
+                        bool count_rejection) {
   MutexLock lock(mu_);
   Resource& r = resource_for(w.resource);
   if (r.waiting >= max_waiters) {
-    ++stats_for(w.resource).rejected;
+    if (count_rejection) ++stats_for(w.resource).rejected;
     drop_if_empty(r);
     return false;
   }

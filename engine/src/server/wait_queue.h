@@ -104,8 +104,10 @@ class WaitQueue {
   WaitQueue& operator=(const WaitQueue&) = delete;
 
   // Queues `w`, whose first decision was just denied (`retry_after_ms` from that denial, < 0 for
-  // none). False when its resource already holds `max_waiters` (counted as rejected).
-  bool enqueue(Waiter& w, size_t max_waiters, int64_t retry_after_ms, int64_t now_ms);
+  // none). False when its resource already holds `max_waiters` (counted as rejected unless
+  // `count_rejection` is false: the caller will decide the request and may try again).
+  bool enqueue(Waiter& w, size_t max_waiters, int64_t retry_after_ms, int64_t now_ms,
+               bool count_rejection = true);
   // Capacity of `resource` may have come back (a release): start a round.
   void kick(std::string_view resource, int64_t now_ms);
   // The answer of the decision try_again() asked for. Admitted: `w` has left the queue. Denied:
