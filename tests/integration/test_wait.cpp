@@ -8,10 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sluiced_fixture.h"
 
@@ -36,6 +40,9 @@ resources:
   hourly:
     limits:
       - {name: per_hour, algorithm: sliding_window, limit: 1, window: 1h}
+  pool:
+    limits:
+      - {name: slots, algorithm: concurrency, limit: 1, window: 1m, per: resource}
 )";
 
 std::string command(std::initializer_list<std::string_view> args) {
@@ -227,6 +234,39 @@ TEST_F(Wait, PriorityGoesFirst) {
   ASSERT_TRUE(allowed(premium)) << premium.to_string();
   EXPECT_EQ(outcome(premium), "admitted");
   EXPECT_EQ(queue_stats()["gpu"]["waiting"], 1);  // the free waiter still waits
+}
+
+// Five waiters of subject x, then one of y, on a one-slot limit; each admitted waiter releases
+// at once: y is served first or second, not sixth.
+TEST_F(Wait, ASubjectWithOneWaiterIsNotStarved) {
+  Value held = call(holder_, {"SL.ACQUIRE", "pool", "holder"});
+  ASSERT_TRUE(allowed(held)) << held.to_string();
+  const std::vector<std::string> subjects = {"x", "x", "x", "x", "x", "y"};
+  std::vector<Client> waiters;
+  for (const auto& subject : subjects) {
+    waiters.push_back(daemon_->client());
+    ASSERT_TRUE(waiters.back().send(command({"SL.ACQUIRE", "pool", subject, "WAIT", "10000"})));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));  // queued in this order
+  }
+  std::mutex mu;
+  std::vector<std::string> order;
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < waiters.size(); ++i) {
+    threads.emplace_back([&, i] {
+      Value v;
+      if (!waiters[i].read(v) || !allowed(v)) return;
+      {
+        std::lock_guard lock(mu);
+        order.push_back(subjects[i]);
+      }
+      call(waiters[i], {"SL.RELEASE", v.elements[6].str});
+    });
+  }
+  ASSERT_EQ(call(holder_, {"SL.RELEASE", held.elements[6].str}).integer, 1);
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(order.size(), subjects.size());
+  const auto y = std::find(order.begin(), order.end(), "y") - order.begin();
+  EXPECT_LE(y, 1) << "y was served in place " << y;
 }
 
 // Bad WAIT input: clear errors, and the connection goes on working.
