@@ -324,6 +324,10 @@ TEST_F(Wait, SluicectlWaits) {
   EXPECT_EQ(call(holder_, {"SL.RELEASE", lease_}).integer, 1);
   EXPECT_EQ(sluicectl(*daemon_, {"check", "gpu", "x", "--wait", "200"}, out), 0) << out;
   EXPECT_NE(out.find("allowed"), std::string::npos) << out;
+  // stats lists the queue: one expired waiter.
+  EXPECT_EQ(sluicectl(*daemon_, {"stats"}, out), 0) << out;
+  EXPECT_NE(out.find("QUEUE"), std::string::npos) << out;
+  EXPECT_NE(out.find("gpu"), std::string::npos) << out;
 }
 
 // A rate limit that admits again only in an hour: a WAIT of a second cannot help, so the

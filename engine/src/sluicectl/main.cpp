@@ -208,6 +208,23 @@ int print_stats(const std::string& json_text, bool raw) {
                  t.value("subject", ""));
     }
   }
+  // WAIT queues (docs/protocol.md, "SL.STATS"): resources a request has waited for.
+  const auto queues = doc.value("queues", nlohmann::json::object());
+  if (!queues.empty()) {
+    std::vector<std::vector<std::string>> qrows = {{"QUEUE", "WAITING", "ADMITTED", "EXPIRED",
+                                                    "REJECTED", "WAIT_P50_MS", "WAIT_P99_MS",
+                                                    "WAIT_MAX_MS"}};
+    auto ms = [](int64_t v) { return v < 0 ? std::string("-") : "<=" + std::to_string(v); };
+    for (const auto& [name, q] : queues.items()) {
+      qrows.push_back(
+          {name, std::to_string(q.value("waiting", 0ull)),
+           std::to_string(q.value("admitted", 0ull)), std::to_string(q.value("expired", 0ull)),
+           std::to_string(q.value("rejected", 0ull)), ms(q.value("wait_ms_p50", -1ll)),
+           ms(q.value("wait_ms_p99", -1ll)), std::to_string(q.value("wait_ms_max", 0ll))});
+    }
+    fmt::print("\n");
+    print_table(qrows);
+  }
   if (doc.contains("latency")) {
     const auto& l = doc["latency"];
     fmt::print("\ndecision latency: {} decisions, p50 <= {} ns, p99 <= {} ns\n",
