@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,6 +184,44 @@ TEST(WaitThrottled, AClosedThrottledConnectionLeavesTheQueue) {
   }
   EXPECT_EQ(waiting(), 0);
   EXPECT_LT(ms_since(closed), 2000);
+}
+
+// A throttled client that shuts down its sending side but reads on loses nothing: its waiter is
+// answered "closed" at once, and the requests still unread in the socket are read and answered
+// once the replies drain.
+TEST(WaitThrottled, AHalfClosedThrottledClientGetsEveryReply) {
+  Daemon d(kPolicy, {"--max-inflight", "4"});
+  ASSERT_TRUE(d.ok()) << d.log();
+  Client holder = d.client();
+  ASSERT_TRUE(allowed(call(holder, {"SL.ACQUIRE", "gpu", "holder"})));
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", d.socket_path().c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  std::string pipeline = command({"SL.ACQUIRE", "gpu", "w", "WAIT", "10000"});
+  for (int i = 0; i < 50; ++i) pipeline += command({"PING"});
+  ASSERT_EQ(::send(fd, pipeline.data(), pipeline.size(), 0), static_cast<ssize_t>(pipeline.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(::shutdown(fd, SHUT_WR), 0);
+  std::string in;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) in.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  std::vector<Value> replies;
+  std::string_view rest(in);
+  while (!rest.empty()) {
+    Value v;
+    const auto r = resp::parse_value(rest, resp::Limits{}, v);
+    ASSERT_EQ(r.status, resp::ParseStatus::kComplete) << rest;
+    replies.push_back(std::move(v));
+    rest.remove_prefix(r.consumed);
+  }
+  ASSERT_EQ(replies.size(), 51u);
+  EXPECT_FALSE(allowed(replies[0]));
+  EXPECT_EQ(outcome(replies[0]), "closed");
+  EXPECT_EQ(replies[50].str, "PONG");
 }
 
 // /metrics shows each resource's queue: its length, outcomes and the wait-time histogram.

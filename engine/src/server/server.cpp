@@ -193,7 +193,13 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
   void on_events(uint32_t events) {
     if (closed_) return;
     if (events & EPOLLOUT) on_writable_();
-    if (!closed_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) on_readable_();
+    if (closed_) return;
+    // Throttled, only a hang-up is listened for (update_interest_): what the peer sent is left
+    // in the socket until the replies drain, as before; only its waiters are let go.
+    if (!(events & EPOLLIN) && (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && throttled_()) {
+      return on_hangup_while_throttled_();
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) on_readable_();
   }
 
   // Graceful stop: what the peer already sent is still read and answered, then EOF closes.
@@ -298,7 +304,13 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
     uint32_t want = 0;
     // Throttled, the session still hears of a peer that hangs up: its waiting requests (WAIT)
     // must leave their queues at once, not at their deadlines.
-    if (!read_eof_ && !close_after_flush_) want |= throttled_() ? EPOLLRDHUP : EPOLLIN;
+    if (!read_eof_ && !close_after_flush_) {
+      if (!throttled_()) {
+        want |= EPOLLIN;
+      } else if (!hangup_seen_) {
+        want |= EPOLLRDHUP;
+      }
+    }
     if (pending_output_() > 0 && write_blocked_) want |= EPOLLOUT;
     if (want == events_) return;
     // With nothing wanted the descriptor leaves the set: epoll reports hang-ups even for an
@@ -337,6 +349,15 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
       if (dispatcher_.quit_requested()) close_after_flush_ = true;
     }
     if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
+  }
+
+  // The peer stopped sending (or went) while the session does not read: its waiting requests
+  // are answered now; the rest of what it sent is read once the replies drain.
+  void on_hangup_while_throttled_() {
+    hangup_seen_ = true;
+    std::shared_ptr<Session> keep;
+    if (dispatcher_.abandon_waits()) keep = std::move(keepalive_);
+    resume_();
   }
 
   // ---- completions on a plugin's thread ---------------------------------------------------
@@ -426,7 +447,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
 
   bool write_blocked_ = false, read_eof_ = false;
   bool close_after_flush_ = false, closed_ = false;
-  bool deferred_ = false;  // in worker_.unflushed
+  bool deferred_ = false;     // in worker_.unflushed
+  bool hangup_seen_ = false;  // on_hangup_while_throttled_ ran
 };
 
 void Worker::arm() {
