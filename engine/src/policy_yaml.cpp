@@ -274,6 +274,13 @@ void emit_limit(YAML::Emitter& out, const LimitSpec& l) {
     out << YAML::Key << "cost" << YAML::Value << std::string(pd::unit_to_name(l.unit));
   }
   if (l.shadow) out << YAML::Key << "shadow" << YAML::Value << true;
+  if (l.per_resource) out << YAML::Key << "per" << YAML::Value << "resource";
+  if (l.reserve != ReserveSpec{}) {
+    out << YAML::Key << "reserve" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "share" << YAML::Value << pd::format_number(l.reserve.share);
+    out << YAML::Key << "min_priority" << YAML::Value << l.reserve.min_priority;
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
 }
 
@@ -305,6 +312,7 @@ void emit_tier(YAML::Emitter& out, const TierSpec& t) {
   if (!t.description.empty()) out << YAML::Key << "description" << YAML::Value << t.description;
   out << YAML::Key << "multiplier" << YAML::Value << pd::format_number(t.multiplier);
   if (t.unlimited) out << YAML::Key << "unlimited" << YAML::Value << true;
+  if (t.priority != 0) out << YAML::Key << "priority" << YAML::Value << t.priority;
   if (!t.overrides.empty()) {
     out << YAML::Key << "overrides" << YAML::Value << YAML::BeginMap;
     for (const auto& [resource, ov] : t.overrides) {
@@ -380,6 +388,12 @@ std::string policy_to_yaml(const PolicySpec& spec) {
         out << YAML::Key << "warmup" << YAML::Value;
         emit_warmup(out, r.warmup);
       }
+      if (r.queue.present) {
+        out << YAML::Key << "queue" << YAML::Value << YAML::Flow << YAML::BeginMap;
+        out << YAML::Key << "max_wait" << YAML::Value << format_duration_ms(r.queue.max_wait_ms);
+        out << YAML::Key << "max_waiters" << YAML::Value << r.queue.max_waiters;
+        out << YAML::EndMap;
+      }
       out << YAML::EndMap;
     }
     out << YAML::EndMap;
@@ -413,6 +427,11 @@ std::string describe_limit(const LimitSpec& l) {
                               pd::unit_to_name(l.unit), window_text(l, true));
   if (l.burst != 0) s += fmt::format(", burst {}", l.burst);
   if (l.shadow) s += ", shadow";
+  if (l.per_resource) s += ", per resource";
+  if (l.reserve != ReserveSpec{}) {
+    s += fmt::format(", {}% reserved for priority {}+", pd::format_number(l.reserve.share * 100),
+                     l.reserve.min_priority);
+  }
   return s;
 }
 
@@ -446,6 +465,9 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
                                 pd::unit_to_name(a->unit)));
     }
     changed(out, lw, "shadow", b.shadow, a->shadow);
+    changed(out, lw, "per resource", b.per_resource, a->per_resource);
+    changed(out, lw, "reserve share", b.reserve.share, a->reserve.share);
+    changed(out, lw, "reserve min_priority", b.reserve.min_priority, a->reserve.min_priority);
   }
   for (const auto& a : after) {
     if (find(before, a.name) == nullptr) {
@@ -502,6 +524,7 @@ void diff_tier(std::vector<std::string>& out, const TierSpec& b, const TierSpec&
   if (b.description != a.description) out.push_back(what + ": description changed");
   changed(out, what, "multiplier", b.multiplier, a.multiplier);
   changed(out, what, "unlimited", b.unlimited, a.unlimited);
+  changed(out, what, "priority", b.priority, a.priority);
   for (const auto& [resource, ov] : b.overrides) {
     auto it = a.overrides.find(resource);
     if (it == a.overrides.end()) {
@@ -590,6 +613,12 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
     if (b.description != a->description) out.push_back(what + ": description changed");
     diff_limits(out, what, b.limits, a->limits);
     diff_warmup(out, what, b.warmup, a->warmup);
+    if (b.queue != a->queue) {
+      out.push_back(
+          fmt::format("{}: queue max_wait {} max_waiters {} -> max_wait {} max_waiters {}", what,
+                      format_duration_ms(b.queue.max_wait_ms), b.queue.max_waiters,
+                      format_duration_ms(a->queue.max_wait_ms), a->queue.max_waiters));
+    }
   }
   for (const auto& a : after.resources) {
     if (find_named(before.resources, a.name) == nullptr) {

@@ -145,7 +145,7 @@ const ErrorCase kErrorCases[] = {
      "      - {name: a, algorithm: gcra, limit: 1, window: 1s, brust: 3}\n",
      6, 58,
      "unknown key 'brust' in a limit; did you mean 'burst'? (allowed: name, algorithm, limit, "
-     "window, timezone, burst, cost, shadow)"},
+     "window, timezone, burst, cost, shadow, per, reserve)"},
     {"LimitNotANumber",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: ten, window: 1s}\n",

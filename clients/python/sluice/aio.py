@@ -134,6 +134,10 @@ class AsyncSluiceClient:
     the connection (a daemon that stopped answering would otherwise hold up every call queued
     behind it); the next call opens a fresh one. ``max_connections`` is accepted for
     compatibility and has no effect.
+
+    A call with ``wait=`` goes over a connection of its own (kept for the next such call):
+    sluiced answers a connection's requests in order, so a held request on the shared
+    connection would hold up every call pipelined behind it.
     """
 
     def __init__(
@@ -153,6 +157,9 @@ class AsyncSluiceClient:
         self._connections: weakref.WeakKeyDictionary[_Loop, _Connection] = (
             weakref.WeakKeyDictionary())
         self._connecting: weakref.WeakKeyDictionary[_Loop, asyncio.Future[_Connection]] = (
+            weakref.WeakKeyDictionary())
+        # Per event loop: idle connections for calls with ``wait=``, one call at a time each.
+        self._waiting_idle: weakref.WeakKeyDictionary[_Loop, List[_Connection]] = (
             weakref.WeakKeyDictionary())
 
     def _request(self, data: bytes) -> Awaitable[Any]:
@@ -191,21 +198,45 @@ class AsyncSluiceClient:
             return opened
         return await asyncio.shield(pending)
 
-    async def _round_trip(self, data: bytes) -> Any:
+    async def _send_waiting(self, data: bytes, wait: float) -> Any:
+        """A request with WAIT, on a connection no other call shares while it waits; its
+        watchdog allows the wait on top of the timeout."""
+        loop = asyncio.get_running_loop()
+        idle = self._waiting_idle.setdefault(loop, [])
+        while idle and idle[-1].lost:
+            idle.pop()
+        if idle:
+            connection = idle.pop()
+            connection.timeout = self.timeout + wait
+        else:
+            _, connection = await asyncio.wait_for(
+                loop.create_unix_connection(lambda: _Connection(loop, self.timeout + wait),
+                                            self.socket_path),
+                self.timeout)
+        reply = await connection.request(data)
+        if not connection.lost:
+            idle.append(connection)
+        return reply
+
+    async def _round_trip(self, data: bytes, wait: Optional[float] = None) -> Any:
         """The reply to one encoded command; raises SluiceUnavailable when sluiced cannot be
         reached or does not answer in time."""
         try:
             try:
+                if wait is not None:
+                    return await self._send_waiting(data, wait)
                 return await self._request(data)
             except _Lost:
                 # A connection sluiced closed (a restart, an idle timeout) fails on use; one
                 # fresh connection tells that apart from an outage.
+                if wait is not None:
+                    return await self._send_waiting(data, wait)
                 return await self._request(data)
         except (OSError, asyncio.TimeoutError) as exc:
             raise _unavailable(self.socket_path, exc) from None
 
-    async def _call(self, *args: Any) -> Any:
-        reply = await self._round_trip(_resp.encode(args))
+    async def _call(self, *args: Any, wait: Optional[float] = None) -> Any:
+        reply = await self._round_trip(_resp.encode(args), wait)
         if isinstance(reply, _resp.ErrorReply):
             raise error_from_response(reply)
         return reply
@@ -219,11 +250,20 @@ class AsyncSluiceClient:
         )
 
     async def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
-                      api_key: Optional[str], cost: int) -> Decision:
+                      api_key: Optional[str], cost: int,
+                      wait: Optional[float] = None) -> Decision:
         # The hot path of every limited request: one coroutine between the caller and the
         # reply's future.
         data = _resp.encode(_common.decision_args(command, resource, subject, tier, api_key,
-                                                  cost))
+                                                  cost, wait=wait))
+        if wait is not None:
+            try:
+                reply = await self._round_trip(data, wait)
+            except SluiceUnavailable as exc:
+                return self._fallback(exc, resource)
+            if isinstance(reply, _resp.ErrorReply):
+                raise error_from_response(reply)
+            return _common.parse_decision(reply, resource)
         try:
             try:
                 reply = await self._request(data)
@@ -236,9 +276,10 @@ class AsyncSluiceClient:
         return _common.parse_decision(reply, resource)
 
     async def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                    api_key: Optional[str] = None, cost: int = 1) -> Decision:
+                    api_key: Optional[str] = None, cost: int = 1,
+                    wait: Optional[float] = None) -> Decision:
         """See :meth:`sluice.SluiceClient.check`."""
-        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost)
+        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait)
 
     async def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
                    api_key: Optional[str] = None, cost: int = 1) -> Decision:
@@ -247,11 +288,13 @@ class AsyncSluiceClient:
 
     async def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
                       api_key: Optional[str] = None, cost: int = 1,
-                      ttl_ms: Optional[int] = None) -> AsyncLease:
+                      ttl_ms: Optional[int] = None,
+                      wait: Optional[float] = None) -> AsyncLease:
         """See :meth:`sluice.SluiceClient.acquire`; the lease is an async context manager."""
-        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms)
+        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms,
+                                     wait)
         try:
-            reply = await self._call(*args)
+            reply = await self._call(*args, wait=wait)
         except SluiceUnavailable as exc:
             return AsyncLease(self, self._fallback(exc, resource), "", 0)
         decision = _common.parse_decision(reply, resource, acquire=True)
@@ -296,10 +339,13 @@ class AsyncSluiceClient:
         return await self._call(*args)
 
     async def close(self) -> None:
-        """Closes this event loop's connection (the next call opens a new one)."""
-        connection = self._connections.pop(asyncio.get_running_loop(), None)
+        """Closes this event loop's connections (the next call opens a new one)."""
+        loop = asyncio.get_running_loop()
+        connection = self._connections.pop(loop, None)
         if connection is not None:
             connection.close(_Lost("client closed"))
+        for idle in self._waiting_idle.pop(loop, []):
+            idle.close(_Lost("client closed"))
 
     async def __aenter__(self) -> "AsyncSluiceClient":
         return self

@@ -82,6 +82,11 @@ class Decision:
     and ``limits`` every enforced limit's answer, deciding limit included, in policy order.
     They are empty when the daemon predates them.
 
+    ``waited_ms`` and ``wait_outcome`` are set for a request made with ``wait=``: how long
+    sluiced held it, and how the wait ended: ``""`` (decided at once), ``"admitted"``,
+    ``"deadline"``, ``"queue_full"``, ``"over_max_wait"`` or ``"not_waitable"``
+    (docs/protocol.md, "Waiting for capacity").
+
     ``unavailable`` is set when sluiced could not be reached and the client answered by
     itself according to its ``on_unavailable`` setting; ``storage_failure`` when sluiced's
     storage failed and the policy's ``on_storage_failure`` decided. Neither carries a quota.
@@ -98,6 +103,8 @@ class Decision:
     tier: str = ""
     window_ms: int = 0
     limits: Tuple[LimitState, ...] = ()
+    waited_ms: int = 0
+    wait_outcome: str = ""
 
     @property
     def denied(self) -> bool:
@@ -138,7 +145,8 @@ class Decision:
     @classmethod
     def from_reply(cls, reply: Sequence[Any], resource: str = "", extra_at: int = 6) -> "Decision":
         """Build from a decision reply: six fields, then (at ``extra_at``: 6, or 8 for
-        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them.
+        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them,
+        then the time waited and the wait's outcome for a request with WAIT.
         """
         if not isinstance(reply, (list, tuple)) or len(reply) < 6:
             raise ValueError(f"malformed decision reply from sluiced: {reply!r}")
@@ -149,11 +157,16 @@ class Decision:
             tier = _text(tier)
             window_ms = int(window_ms)
             limits = _limit_states(items)
+        waited_ms, wait_outcome = 0, ""
+        if len(reply) >= extra_at + 5:
+            waited_ms = int(reply[extra_at + 3])
+            wait_outcome = _text(reply[extra_at + 4])
         # What the frozen dataclass's __init__ does (it sets each field through
         # object.__setattr__), in one step: this runs for every limited request.
         decision = _new(cls)
         decision.__dict__.update(
             allowed=bool(int(allowed)), limit=int(limit), remaining=int(remaining),
             reset_after_ms=int(reset_ms), retry_after_ms=int(retry_ms), rule=_text(rule),
-            resource=resource, unavailable=False, tier=tier, window_ms=window_ms, limits=limits)
+            resource=resource, unavailable=False, tier=tier, window_ms=window_ms, limits=limits,
+            waited_ms=waited_ms, wait_outcome=wait_outcome)
         return decision

@@ -17,7 +17,9 @@ Each limiter asks sluiced for a decision about one resource. It finds
   ``tier=`` (e.g. ``header("X-User-Tier")`` — only behind something that sets it);
 * the **cost**: a constant, or a function of the request, e.g.
   ``json_cost(lambda body: len(body))`` for a batch. It counts against the resource's
-  ``tokens`` / ``items`` limits; a ``requests`` limit takes 1 per request.
+  ``tokens`` / ``items`` limits; a ``requests`` limit takes 1 per request;
+* optionally a **wait** (``wait=2.0`` seconds): a request that would be denied is held by
+  sluiced until capacity returns or the wait runs out, instead of a 429 at once.
 
 An allowed request gets ``RateLimit-Policy`` / ``RateLimit`` fields (and optionally the
 ``x-ratelimit-*`` family); a denied one is a 429 with those fields, ``Retry-After`` and a JSON
@@ -40,6 +42,7 @@ from fastapi import HTTPException, Request, Response
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import _common
 from .aio import AsyncSluiceClient
 from .decision import Decision
 from .errors import SluiceError
@@ -194,6 +197,7 @@ class _Limiter:
         ietf_headers: bool = True,
         x_ratelimit_headers: bool = False,
         unavailable_status: int = 503,
+        wait: Optional[float] = None,
     ) -> None:
         if isinstance(cost, int) and (isinstance(cost, bool) or cost < 1):
             raise ValueError(f"cost must be an integer >= 1 or a function; got {cost!r}")
@@ -211,6 +215,8 @@ class _Limiter:
         self.ietf_headers = ietf_headers
         self.x_ratelimit_headers = x_ratelimit_headers
         self.unavailable_status = unavailable_status
+        _common.wait_ms(wait)  # a bad value fails when the route is declared
+        self.wait = wait
         self.ttl_ms: Optional[int] = None
 
     def _values(self, request: Request) -> Tuple[Any, Any, Any, Any]:
@@ -242,7 +248,7 @@ class _Limiter:
         client = _client_for(request.scope.get("app"), self.client)
         try:
             return await client._decide("SL.CHECK", resource or self.resource, subject, tier,
-                                        api_key, cost), cost
+                                        api_key, cost, self.wait), cost
         except SluiceError as exc:
             raise _caller_error(exc) from None
 
@@ -255,7 +261,7 @@ class _Limiter:
         client = _client_for(request.scope.get("app"), self.client)
         try:
             return await client.acquire(self.resource, subject, tier=tier, api_key=api_key,
-                                        cost=cost, ttl_ms=self.ttl_ms), cost
+                                        cost=cost, ttl_ms=self.ttl_ms, wait=self.wait), cost
         except SluiceError as exc:
             raise _caller_error(exc) from None
 

@@ -35,11 +35,13 @@ struct ServerOptions {
 };
 
 class Recorder;
+class WaitQueue;
 
 struct ServerContext {
   Engine* engine = nullptr;
   Admin* admin = nullptr;        // null in tests that only serve decisions
   Recorder* recorder = nullptr;  // null when recording is off (--record-seconds 0)
+  WaitQueue* waits = nullptr;    // WAIT requests' queues; null: WAIT answers at once
   ServerOptions options;
   size_t threads = 1;                          // resolved thread count
   std::atomic<size_t> connections{0};          // decision and admin sessions
