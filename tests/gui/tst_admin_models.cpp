@@ -431,7 +431,10 @@ class TestAdminModels : public QObject {
     stats.record_blocked("predict", "10.0.0.7", "free", "per_minute", t0 + 3500);
     stats.record_blocked("predict", "10.0.0.9", "free", "per_minute", t0 - 400'000);
 
-    auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
+    auto snap = parseStatsJson(stats.to_json(
+        t0 + 4000, 900,
+        R"("queues":{"models/heavy":{"waiting":3,"admitted":120,"expired":4,"rejected":1,)"
+        R"("wait_ms_sum":38211,"wait_ms_max":2950,"wait_ms_p50":500,"wait_ms_p99":2500}})"));
     QVERIFY2(snap.ok(), snap.status().message().c_str());
     LiveStats live;
     QAbstractItemModelTester t1(live.seriesModel(),
@@ -448,6 +451,10 @@ class TestAdminModels : public QObject {
     QCOMPARE(points.back().blocked, uint64_t{4});
     QCOMPARE(live.totals().denied, uint64_t{0 + 1 + 2 + 3 + 4});
     QCOMPARE(live.topModel()->rowCount(), 2);
+    // WAIT queues (issue 18): one line per queue of the shown models.
+    QCOMPARE(live.queueLines(),
+             QStringList{QStringLiteral("models/heavy: 3 waiting now; 120 admitted after waiting "
+                                        "(p50 0.5 s, p99 2.5 s), 4 timed out, 1 refused at once")});
     QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("API key ...1234"))
                 .isValid());
     QVERIFY(

@@ -41,6 +41,14 @@ struct TopBlocked {
   std::string tier, rule;
 };
 
+// A resource's WAIT queue (SL.STATS `queues`): waiting now, outcomes since the start, wait
+// times of the admitted.
+struct QueueStats {
+  std::string resource;
+  uint64_t waiting = 0, admitted = 0, expired = 0, rejected = 0;
+  int64_t waitP50Ms = 0, waitP99Ms = 0, waitMaxMs = 0;
+};
+
 struct StatsSnapshot {
   int64_t nowMs = 0;
   int64_t firstSecond = 0;
@@ -51,6 +59,7 @@ struct StatsSnapshot {
   // Who is blocked now, by window length in seconds (60, 300, 900); empty from an engine
   // that does not report it.
   std::map<int, std::vector<TopBlocked>> blockedNow;
+  std::vector<QueueStats> queues;  // resources a WAIT request has queued for
   uint64_t latencyCount = 0, p50Ns = 0, p99Ns = 0;
   std::map<std::string, std::string> server;  // "server" object: version, storage, ...
 };

@@ -137,6 +137,26 @@ QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) c
   }
 }
 
+QStringList LiveStats::queueLines() const {
+  QStringList lines;
+  const std::string resource = resource_.toStdString();
+  auto seconds = [](int64_t ms) {
+    return QString::number(static_cast<double>(ms) / 1000.0, 'f', 1);
+  };
+  for (const auto& q : latest_.queues) {
+    if (!resource.empty() && q.resource != resource) continue;
+    lines << tr("%1: %2 waiting now; %3 admitted after waiting (p50 %4 s, p99 %5 s), %6 timed "
+                "out, %7 refused at once")
+                 .arg(qs(q.resource))
+                 .arg(q.waiting)
+                 .arg(q.admitted)
+                 .arg(seconds(q.waitP50Ms), seconds(q.waitP99Ms))
+                 .arg(q.expired)
+                 .arg(q.rejected);
+  }
+  return lines;
+}
+
 // ---- TopBlockedModel ----------------------------------------------------------------------
 
 TopBlockedModel::TopBlockedModel(LiveStats* stats) : QAbstractTableModel(nullptr), stats_(stats) {}

@@ -84,6 +84,9 @@ class LiveStats : public QObject {
   const LiveHistory& history() const { return history_; }
   std::vector<LiveHistory::Point> points() const;
   StatsTotals totals() const;
+  // The WAIT queues of the shown resources, one sentence each ("models/heavy: 3 waiting, ..."),
+  // empty when no request has waited.
+  QStringList queueLines() const;
   const StatsSnapshot& latest() const { return latest_; }
   bool hasData() const { return !history_.empty(); }
   QStringList resources() const;

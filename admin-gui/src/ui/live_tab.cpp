@@ -112,6 +112,11 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
 
   totals_->setTextFormat(Qt::RichText);
   layout->addWidget(totals_);
+  queues_ = new QLabel(this);
+  queues_->setTextFormat(Qt::PlainText);
+  queues_->setWordWrap(true);
+  queues_->hide();
+  layout->addWidget(queues_);
 
   auto* split = new QSplitter(Qt::Vertical, this);
   auto* charts = new QWidget(split);
@@ -277,6 +282,9 @@ void LiveTab::redraw_() {
          "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
           .arg(count(t.allowed), count(t.denied), count(t.shadowDenied), count(t.storageErrors),
                latency));
+  const QStringList queues = stats_->queueLines();
+  queues_->setText(tr("Queues (WAIT) — %1").arg(queues.join(QStringLiteral("; "))));
+  queues_->setVisible(!queues.isEmpty());
   if (points.empty()) {
     updated_->setText(stats_->hasData() ? QString() : tr("waiting for the first statistics…"));
     return;

@@ -57,6 +57,7 @@ class LiveTab : public QWidget {
   QComboBox* resourceFilter_;
   QComboBox* tierFilter_;
   QComboBox* blockedWindow_;
+  QLabel* queues_ = nullptr;
   QPushButton* pause_;
   QLabel* totals_;
   QLabel* updated_;
