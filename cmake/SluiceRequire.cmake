@@ -63,3 +63,16 @@ function(sluice_require_libyaml)
       "libyaml-dev (scripts/install-deps does).")
   endif()
 endfunction()
+
+# Howard Hinnant's date library with its tz part: calendar windows (calendar_day, _week,
+# _month) start at local midnight in a named time zone, read from the system's tz database
+# (tzdata). libstdc++ 12 has no std::chrono::tzdb. Not optional: the policy reader checks
+# time-zone names with it.
+function(sluice_require_date_tz)
+  find_package(date CONFIG QUIET)
+  if(NOT TARGET date::date-tz OR NOT EXISTS /usr/share/zoneinfo/UTC)
+    message(FATAL_ERROR
+      "sluice needs the date library's time zones (date::date-tz) and the tz database: "
+      "install the Debian packages libhowardhinnant-date-dev tzdata (scripts/install-deps does).")
+  endif()
+endfunction()

@@ -75,47 +75,77 @@ void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, 
   });
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  QApplication app(argc, argv);
-  QApplication::setApplicationName(QStringLiteral("sluice-admin"));
-  QApplication::setOrganizationName(QStringLiteral("sluice"));
-  QApplication::setApplicationVersion(QStringLiteral(SLUICE_ADMIN_VERSION));
-
+// The command line. Built before the application so that --help and --version, which need no
+// display, are answered by a QCoreApplication (a QApplication aborts without a display).
+struct CommandLine {
   QCommandLineParser parser;
-  parser.setApplicationDescription(
-      QStringLiteral("Edit sluice's tiers and limits and watch what gets blocked."));
-  parser.addHelpOption();
-  parser.addVersionOption();
-  const QCommandLineOption socketOpt(QStringLiteral("admin-socket"),
+  const QCommandLineOption socketOpt{QStringLiteral("admin-socket"),
                                      QStringLiteral("The admin socket of a running sluiced."),
-                                     QStringLiteral("PATH"));
-  const QCommandLineOption policyOpt(
+                                     QStringLiteral("PATH")};
+  const QCommandLineOption policyOpt{
       QStringLiteral("policy"),
       QStringLiteral("Open a policy file as the draft (works without an engine)."),
-      QStringLiteral("FILE"));
-  const QCommandLineOption shotOpt(
+      QStringLiteral("FILE")};
+  const QCommandLineOption shotOpt{
       QStringLiteral("screenshot"),
       QStringLiteral("Render the window to FILE.png once the first statistics arrive, then exit."),
-      QStringLiteral("FILE.png"));
-  const QCommandLineOption tabOpt(
+      QStringLiteral("FILE.png")};
+  const QCommandLineOption tabOpt{
       QStringLiteral("tab"),
       QStringLiteral("The tab to show (and, with --screenshot, to render alone): %1.")
           .arg(MainWindow::tabNames().join(QStringLiteral(", "))),
-      QStringLiteral("NAME"));
-  const QCommandLineOption resourceOpt(QStringLiteral("resource"),
+      QStringLiteral("NAME")};
+  const QCommandLineOption resourceOpt{QStringLiteral("resource"),
                                        QStringLiteral("The resource to select in Models & limits."),
-                                       QStringLiteral("NAME"));
-  const QCommandLineOption timeoutOpt(
+                                       QStringLiteral("NAME")};
+  const QCommandLineOption timeoutOpt{
       QStringLiteral("screenshot-timeout"),
       QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
-      QStringLiteral("SECONDS"), QStringLiteral("20"));
-  const QCommandLineOption reviewOpt(
+      QStringLiteral("SECONDS"), QStringLiteral("20")};
+  const QCommandLineOption reviewOpt{
       QStringLiteral("review"),
       QStringLiteral("With --screenshot: render the review dialog of the draft (--policy FILE), "
-                     "with the engine's simulation of it, instead of the window."));
-  parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt, reviewOpt});
+                     "with the engine's simulation of it, instead of the window.")};
+
+  CommandLine() {
+    parser.setApplicationDescription(
+        QStringLiteral("Edit sluice's tiers and limits and watch what gets blocked."));
+    parser.addHelpOption();
+    parser.addVersionOption();
+    parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt, reviewOpt});
+  }
+};
+
+void nameApplication() {
+  QCoreApplication::setApplicationName(QStringLiteral("sluice-admin"));
+  QCoreApplication::setOrganizationName(QStringLiteral("sluice"));
+  QCoreApplication::setApplicationVersion(QStringLiteral(SLUICE_ADMIN_VERSION));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const QByteArray arg(argv[i]);
+    if (arg == "--help" || arg == "-h" || arg == "-?" || arg == "--help-all" ||
+        arg == "--version" || arg == "-v") {
+      QCoreApplication core(argc, argv);
+      nameApplication();
+      CommandLine line;
+      line.parser.process(core);  // prints and exits
+    }
+  }
+  QApplication app(argc, argv);
+  nameApplication();
+  CommandLine line;
+  QCommandLineParser& parser = line.parser;
+  const QCommandLineOption& socketOpt = line.socketOpt;
+  const QCommandLineOption& policyOpt = line.policyOpt;
+  const QCommandLineOption& shotOpt = line.shotOpt;
+  const QCommandLineOption& tabOpt = line.tabOpt;
+  const QCommandLineOption& resourceOpt = line.resourceOpt;
+  const QCommandLineOption& timeoutOpt = line.timeoutOpt;
+  const QCommandLineOption& reviewOpt = line.reviewOpt;
   parser.process(app);
 
   const QString tab = parser.value(tabOpt);

@@ -102,8 +102,11 @@ class FixedWindow {
  public:
   static constexpr size_t kSize = 16;
 
-  FixedWindow(const Env& env, const uint8_t* s, size_t len) : env_(env) {
-    start_ = env.now - env.now % env.window;  // now >= 0 (valid_time): no 128-bit division
+  // `calendar`: the window's bounds come with the item (calendar_window: it starts at
+  // params.burst and lasts window_ms); else windows are aligned to multiples of window_ms.
+  FixedWindow(const Env& env, const uint8_t* s, size_t len, bool calendar = false) : env_(env) {
+    // now >= 0 (valid_time): no 128-bit division
+    start_ = calendar ? env.burst : env.now - env.now % env.window;
     if (len == kSize) {
       const int64_t ws = load_i64(s), count = load_i64(s + 8);
       // A window one ahead means the clock stepped back a little: keep counting it.
@@ -134,6 +137,12 @@ class FixedWindow {
   Env env_;
   int64_t start_ = 0;
   int64_t count_ = 0;
+};
+
+// calendar_window: a fixed window whose bounds the host gives (see the header).
+class CalendarWindow : public FixedWindow {
+ public:
+  CalendarWindow(const Env& env, const uint8_t* s, size_t len) : FixedWindow(env, s, len, true) {}
 };
 
 // ---- sliding_window_counter: {window_start, previous, current} ---------------------------
@@ -727,6 +736,7 @@ bool valid_time(int64_t now) { return now >= 0 && now <= kMaxNowMs; }
 bool valid_params(const sluice_limit_params& p) {
   if (p.limit < 1 || p.limit > kMaxAmount) return false;
   if (p.window_ms < 1 || p.window_ms > kMaxWindowMs) return false;
+  if (p.algorithm == SLUICE_ALG_CALENDAR_WINDOW) return valid_time(p.burst);  // the start
   if (p.burst < 0 || p.burst > kMaxAmount) return false;
   if (p.algorithm == SLUICE_ALG_TOKEN_BUCKET) {
     // The deficit is stored in 64 bits.
@@ -739,6 +749,7 @@ bool valid_params(const sluice_limit_params& p) {
 size_t min_state_size(uint32_t alg) {
   switch (alg) {
     case SLUICE_ALG_FIXED_WINDOW:
+    case SLUICE_ALG_CALENDAR_WINDOW:
       return FixedWindow::kSize;
     case SLUICE_ALG_SLIDING_WINDOW:
       return SlidingLog::kSize;
@@ -842,13 +853,16 @@ size_t apply(const sluice_item& item, int64_t now_ms, uint8_t* state, size_t sta
     warn_once(said, "an item's state_capacity is smaller than its algorithm needs");
     return deny_invalid(item, now_ms, state_len, commit, result, expires_at_ms);
   }
-  const Env env{now_ms, p.limit, p.window_ms, p.burst > 0 ? p.burst : p.limit};
+  const Env env{now_ms, p.limit, p.window_ms,
+                p.burst > 0 || p.algorithm == SLUICE_ALG_CALENDAR_WINDOW ? p.burst : p.limit};
   // Writes stay within what this limit may need, even when the plugin offers more.
   const size_t bound = std::min(max_write, state_capacity(p));
   Call c{item, now_ms, state, state_len, bound, commit, result, expires_at_ms};
   switch (p.algorithm) {
     case SLUICE_ALG_FIXED_WINDOW:
       return drive<FixedWindow>(env, c);
+    case SLUICE_ALG_CALENDAR_WINDOW:
+      return drive<CalendarWindow>(env, c);
     case SLUICE_ALG_SLIDING_WINDOW:
       return drive<SlidingLog>(env, c);
     case SLUICE_ALG_SLIDING_WINDOW_COUNTER:

@@ -13,7 +13,9 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
+#include "calendar.h"
 #include "lease_registry.h"
 #include "policy_internal.h"
 #include "sluice/algorithms.h"
@@ -84,7 +86,18 @@ static_assert(kMaxLimitsPerResource * kMaxKeyLength <= StorageWatchdog::kMaxKeyB
 // a cost is handed to storage as at most capacity + 1, and a settlement charges or refunds at
 // most one capacity. Every plugin then computes with the same small numbers (the Redis
 // plugin's Lua numbers stay exact), and a settlement denies for at most about one window.
-int64_t capacity_of(const sluice_limit_params& p) { return std::max(p.limit, p.burst); }
+int64_t capacity_of(const sluice_limit_params& p) {
+  // A calendar window's burst is its start time, not an amount.
+  return p.algorithm == SLUICE_ALG_CALENDAR_WINDOW ? p.limit : std::max(p.limit, p.burst);
+}
+
+// A calendar limit's current window (its start travels in burst; see storage_plugin.h).
+void set_calendar_window(sluice_limit_params& p, const CompiledLimit& lim, int64_t now_ms) {
+  if (lim.calendar == CalendarPeriod::kNone) return;
+  const CalendarWindow w = calendar_window(lim.calendar, lim.zone, now_ms);
+  p.burst = w.start_ms;
+  p.window_ms = w.length_ms;
+}
 
 int64_t scale(int64_t v, double f) {
   if (v <= 0 || f >= 1.0) return v;
@@ -101,10 +114,25 @@ void Decision::set_rule(std::string_view r) {
 // ---- the per-call context ---------------------------------------------------------------
 
 struct DecisionCall::Internal {
-  std::array<sluice_item, kMaxLimitsPerResource> items{};
-  std::array<sluice_item_result, kMaxLimitsPerResource> results{};
-  std::array<uint8_t, kMaxLimitsPerResource> limit_index{};
-  std::array<char, kMaxLimitsPerResource * kMaxKeyLength> keys;  // all items' keys
+  // One entry per limit of the largest resource decided with this call so far.
+  std::vector<sluice_item> items;
+  std::vector<sluice_item_result> results;
+  std::vector<uint8_t> limit_index;
+  void fit(size_t limits) {
+    if (items.size() >= limits) return;
+    items.resize(limits);
+    results.resize(limits);
+    limit_index.resize(limits);
+  }
+  // All items' keys; with `per: resource` limits, "{resource:subject}" first (see begin). Sized
+  // for the requests seen so far, not for the largest possible: a call held by a waiting
+  // request (WAIT) or a deep pipeline then costs a few hundred bytes here, not 11 KB.
+  std::vector<char> keys;
+  char* key_space(size_t limits, size_t names) {
+    const size_t need = (limits + 1) * (names + kMaxNameLength + 3);
+    if (keys.size() < need) keys.resize(std::max<size_t>(need, 1024));
+    return keys.data();
+  }
   size_t resource_len = 0;  // of the requested name, inside every key: "{resource:subject}rule"
   size_t subject_len = 0;
   sluice_batch batch{};
@@ -115,6 +143,9 @@ struct DecisionCall::Internal {
   bool tier_known = false;  // `tier` was resolved for the current decision
   DecisionKind kind = DecisionKind::kCheck;
   bool releasing = false;
+  bool quiet_denial = false;
+  int chosen = -1;       // the deciding limit's item
+  std::string released;  // released_resource()
   int64_t cost = 1;
   int64_t now_ms = 0;
   int64_t started = 0;  // LatencyTimer::start()
@@ -138,6 +169,24 @@ std::string_view DecisionCall::tier() const {
   if (!in_->tier_known || !in_->snap) return {};
   return in_->snap->policy->tiers()[in_->tier].name;
 }
+
+WaitTerms DecisionCall::wait_terms() const {
+  WaitTerms t;
+  if (!in_->snap) return t;
+  if (in_->tier_known) t.priority = in_->snap->policy->tiers()[in_->tier].priority;
+  if (const CompiledResource* r = in_->resource) {
+    t.max_wait_ms = r->queue.max_wait_ms;
+    t.max_waiters = r->queue.max_waiters;
+    if (in_->chosen >= 0 && static_cast<size_t>(in_->chosen) < count_) {
+      const auto& lim = r->limits[in_->limit_index[static_cast<size_t>(in_->chosen)]];
+      t.shared_denial = lim.per_resource;
+      t.concurrency_denial = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
+    }
+  }
+  return t;
+}
+
+std::string_view DecisionCall::released_resource() const { return in_->released; }
 
 LimitResult DecisionCall::limit_result(size_t i) const {
   const auto& lim = in_->resource->limits[in_->limit_index[i]];
@@ -342,6 +391,8 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   call.count_ = 0;
   in.kind = kind;
   in.releasing = false;
+  in.quiet_denial = req.quiet_denial;
+  in.chosen = -1;
   in.done = done;
   in.user = user;
   in.engine = impl_.get();
@@ -454,16 +505,29 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     d.set_rule(kRuleUnlimited);
     return answered();
   }
-  // Every key starts with the same "{resource:subject}": written once, then copied.
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
-  char* keys = in.keys.data();
-  offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
-  const size_t prefix = req.resource.size() + req.subject.size() + 3;
-  for (size_t i = 1; i < n; ++i) {
-    char* p = std::copy_n(keys, prefix, keys + offsets[i]);
-    const std::string_view rule = res->limits[i].name;
-    p = std::copy(rule.begin(), rule.end(), p);
-    offsets[i + 1] = static_cast<size_t>(p - keys);
+  char* keys = in.key_space(n, req.resource.size() + req.subject.size());
+  in.fit(n);
+  if (!res->has_shared_limit) {
+    // Every key starts with the same "{resource:subject}": written once, then copied.
+    offsets[1] = write_key(keys, req.resource, req.subject, res->limits[0].name);
+    const size_t prefix = req.resource.size() + req.subject.size() + 3;
+    for (size_t i = 1; i < n; ++i) {
+      char* p = std::copy_n(keys, prefix, keys + offsets[i]);
+      const std::string_view rule = res->limits[i].name;
+      p = std::copy(rule.begin(), rule.end(), p);
+      offsets[i + 1] = static_cast<size_t>(p - keys);
+    }
+  } else {
+    // A `per: resource` limit counts under "{resource:}rule" (a subject is never empty). The
+    // names stay readable at the start of the buffer (resource_name(), subject()).
+    offsets[0] = write_key(keys, req.resource, req.subject, {});
+    for (size_t i = 0; i < n; ++i) {
+      const auto& lim = res->limits[i];
+      offsets[i + 1] =
+          offsets[i] + write_key(keys + offsets[i], req.resource,
+                                 lim.per_resource ? std::string_view() : req.subject, lim.name);
+    }
   }
   // State sizes depend on the limit only for logs and leases; warm-up scales the limit.
   const uint32_t* capacities = factor >= 1.0 ? snap.capacities_at(res, tier->index) : nullptr;
@@ -484,6 +548,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     it.params.burst = scale(it.params.burst, factor);
     // A limit counted in requests takes 1 whatever the cost; tokens and items take the cost.
     it.cost = lim.unit == CostUnit::kRequests ? 1 : std::min(req.cost, capacity_of(it.params) + 1);
+    set_calendar_window(it.params, lim, in.now_ms);
     it.shadow = lim.shadow ? 1 : 0;
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     switch (kind) {
@@ -602,6 +667,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     }
   }
   if (chosen < 0) chosen = 0;  // only shadow limits
+  in.chosen = chosen;
   const auto& r = in.results[static_cast<size_t>(chosen)];
   d.allowed = !denied;
   d.limit = r.limit;
@@ -612,9 +678,14 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   d.source = DecisionSource::kLimits;
 
   if (counts) {
-    Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
-                  denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
-    if (denied) stats.record_blocked(res->name, in.subject());
+    if (!denied || !in.quiet_denial) {
+      Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
+                    denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
+      if (denied) {
+        const std::string_view tier = snap.policy->tiers()[in.tier].name;
+        stats.record_blocked(res->name, in.subject(), tier, d.rule(), in.now_ms);
+      }
+    }
     stats.record_latency_ns(timer.elapsed_ns(in.started));
   }
   if (in.kind == DecisionKind::kAcquire) {
@@ -641,6 +712,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   d = Decision{};
   call.count_ = 0;
   in.releasing = true;
+  in.released.clear();
   in.kind = DecisionKind::kAcquire;
   in.done = done;
   in.user = user;
@@ -682,13 +754,18 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
   std::array<size_t, kMaxLimitsPerResource> which{};
   size_t n = 0;
+  in.key_space(res->limits.size(), lease.resource.size() + lease.subject.size());
+  in.fit(res->limits.size());
   for (size_t i = 0; i < res->limits.size(); ++i) {
     const auto& lim = res->limits[i];
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
     if (!concurrency && (delta == 0 || lim.unit == CostUnit::kRequests)) continue;
     which[n] = i;
     offsets[n + 1] = offsets[n] + write_key(in.keys.data() + offsets[n], lease.resource,
-                                            lease.subject, res->limits[i].name);
+                                            lim.per_resource ? std::string_view()
+                                                             : std::string_view(lease.subject),
+                                            res->limits[i].name);
+    if (concurrency) in.released.assign(lease.resource);
     ++n;
   }
   for (size_t k = 0; k < n; ++k) {
@@ -703,6 +780,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
     const int64_t held = res->limits[i].unit == CostUnit::kRequests ? 1 : lease.cost;
     const int64_t capacity = capacity_of(it.params);
     it.cost = concurrency ? held : std::clamp(delta, -capacity, capacity);
+    set_calendar_window(it.params, res->limits[i], in.now_ms);
     it.lease_id = lease_id;
     it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[k] = static_cast<uint8_t>(i);
@@ -714,6 +792,41 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   }
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
   impl_->submit(call);
+}
+
+void Engine::count_denial(const DecisionCall& call) {
+  const auto& in = *call.in_;
+  const Decision& d = call.decision_;
+  if (d.allowed || d.source != DecisionSource::kLimits || !in.snap || in.resource == nullptr ||
+      in.chosen < 0) {
+    return;
+  }
+  Stats::record(in.snap->at(in.resource, in.tier, static_cast<size_t>(in.chosen)), Outcome::kDenied,
+                in.now_ms);
+  impl_->stats.record_blocked(in.resource->name, in.subject());
+}
+
+std::optional<WaitTerms> Engine::wait_terms(const DecisionRequest& req) const {
+  const auto snap = impl_->snapshots.load();
+  const CompiledPolicy& policy = *snap->policy;
+  const CompiledTier* tier = nullptr;
+  if (!req.tier.empty()) {
+    tier = policy.find_tier(req.tier);
+    if (tier == nullptr) return std::nullopt;
+  } else {
+    if (!policy.spec().api_keys.empty())
+      tier = policy.tier_for_api_key(req.api_key.empty() ? req.subject : req.api_key);
+    if (tier == nullptr) tier = &policy.default_tier();
+  }
+  const CompiledResource* res = policy.find_resource(req.resource);
+  if (res == nullptr || res->limits.empty() || res->unlimited_for_tier[tier->index]) {
+    return std::nullopt;
+  }
+  WaitTerms t;
+  t.priority = tier->priority;
+  t.max_wait_ms = res->queue.max_wait_ms;
+  t.max_waiters = res->queue.max_waiters;
+  return t;
 }
 
 // ---- blocking conveniences -------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "calendar.h"
 #include "policy_internal.h"
 #include "sluice/policy.h"
 
@@ -34,7 +35,9 @@ using NameMap = boost::unordered_flat_map<std::string, uint32_t, NameHash, NameE
 
 sluice_limit_params base_params(const LimitSpec& l) {
   sluice_limit_params p{};
-  p.algorithm = static_cast<uint32_t>(l.algorithm);
+  // A calendar window's start and length are filled in per decision (Engine::begin).
+  p.algorithm = static_cast<uint32_t>(
+      l.calendar != CalendarPeriod::kNone ? SLUICE_ALG_CALENDAR_WINDOW : l.algorithm);
   p.reserved = 0;
   p.limit = l.limit;
   p.window_ms = l.window_ms;
@@ -66,15 +69,32 @@ sluice_limit_params effective_params(const LimitSpec& l, const TierSpec& tier,
   return p;
 }
 
+// A concurrency limit's reserve: tiers below its priority see the limit without the reserved
+// share (rounded down, so a one-slot limit reserves nothing), and are refused once only that
+// share is free.
+sluice_limit_params apply_reserve(sluice_limit_params p, const LimitSpec& l, const TierSpec& tier) {
+  if (l.reserve.share <= 0 || tier.priority >= l.reserve.min_priority) return p;
+  const auto reserved =
+      static_cast<int64_t>(std::floor(static_cast<double>(p.limit) * l.reserve.share));
+  p.limit = std::max<int64_t>(1, p.limit - reserved);
+  return p;
+}
+
 CompiledResource compile_resource(const std::string& name, uint32_t index,
                                   const std::vector<LimitSpec>& limits, const WarmupSpec& warmup,
-                                  const std::vector<TierSpec>& tiers) {
+                                  const QueueSpec& queue, const std::vector<TierSpec>& tiers) {
   CompiledResource r;
   r.name = name;
   r.index = index;
   r.warmup = warmup;
+  r.queue = queue;
   r.limits.reserve(limits.size());
-  for (const auto& l : limits) r.limits.push_back({l.name, base_params(l), l.unit, l.shadow});
+  for (const auto& l : limits) {
+    const date::time_zone* zone =
+        l.calendar != CalendarPeriod::kNone ? find_time_zone(l.timezone) : nullptr;
+    r.limits.push_back({l.name, base_params(l), l.unit, l.shadow, l.per_resource, l.calendar, zone});
+    r.has_shared_limit = r.has_shared_limit || l.per_resource;
+  }
   r.effective.resize(tiers.size());
   r.unlimited_for_tier.resize(tiers.size());
   for (size_t t = 0; t < tiers.size(); ++t) {
@@ -83,7 +103,9 @@ CompiledResource compile_resource(const std::string& name, uint32_t index,
     if (auto it = tier.overrides.find(name); it != tier.overrides.end()) ov = &it->second;
     r.unlimited_for_tier[t] = tier.unlimited || (ov != nullptr && ov->unlimited);
     r.effective[t].reserve(limits.size());
-    for (const auto& l : limits) r.effective[t].push_back(effective_params(l, tier, ov));
+    for (const auto& l : limits) {
+      r.effective[t].push_back(apply_reserve(effective_params(l, tier, ov), l, tier));
+    }
   }
   return r;
 }
@@ -114,7 +136,7 @@ Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec
   for (size_t i = 0; i < spec.tiers.size(); ++i) {
     const TierSpec& t = spec.tiers[i];
     const auto idx = static_cast<uint32_t>(i);
-    p->tiers_.push_back({t.name, idx, t.unlimited, t.multiplier});
+    p->tiers_.push_back({t.name, idx, t.unlimited, t.multiplier, t.priority});
     index.tiers.emplace(t.name, idx);
     if (t.name == spec.default_tier) p->default_tier_ = idx;
   }
@@ -125,7 +147,7 @@ Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec
   for (size_t i = 0; i < spec.resources.size(); ++i) {
     const ResourceSpec& r = spec.resources[i];
     const auto idx = static_cast<uint32_t>(i);
-    p->resources_.push_back(compile_resource(r.name, idx, r.limits, r.warmup, spec.tiers));
+    p->resources_.push_back(compile_resource(r.name, idx, r.limits, r.warmup, r.queue, spec.tiers));
     index.resources.emplace(r.name, idx);
   }
   if (spec.unknown_resource == UnknownResourceMode::kDefaultLimits) {
@@ -133,7 +155,7 @@ Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec
     // cannot collide with a declared resource.
     p->default_resource_ = std::make_unique<CompiledResource>(
         compile_resource("*", static_cast<uint32_t>(spec.resources.size()), spec.default_limits,
-                         WarmupSpec{}, spec.tiers));
+                         WarmupSpec{}, QueueSpec{}, spec.tiers));
   }
   p->spec_ = std::move(spec);
   return std::shared_ptr<const CompiledPolicy>(std::move(p));

@@ -21,6 +21,9 @@ inline constexpr int64_t kMaxLimitValue = 1'000'000'000;
 inline constexpr int64_t kMaxWindowMs = 90LL * 24 * 3600 * 1000;
 inline constexpr double kMaxMultiplier = 1'000'000.0;
 inline constexpr size_t kMaxDescriptionLength = 1024;
+inline constexpr int64_t kMaxPriority = 1000;              // tier priorities are -1000 to 1000
+inline constexpr int64_t kMaxQueueWaitMs = 3600LL * 1000;  // queue max_wait: at most 1h
+inline constexpr int64_t kMaxQueueWaiters = 1'000'000;
 
 // The algorithm names: the one public table (sluice/algorithm_names.h).
 inline constexpr const auto& kAlgorithms = kAlgorithmNames;

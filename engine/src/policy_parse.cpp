@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "calendar.h"
 #include "policy_internal.h"
 #include "sluice/policy.h"
 #include "yaml_tree.h"
@@ -69,6 +70,27 @@ std::vector<std::string> names_of(const std::vector<T>& v) {
   return out;
 }
 
+void check_calendar(const LimitSpec& l, const std::string& p, std::vector<Problem>& out) {
+  if (l.calendar != CalendarPeriod::kNone && l.algorithm != SLUICE_ALG_FIXED_WINDOW &&
+      algorithm_to_name(l.algorithm) != "?") {
+    out.push_back({child_path(p, "window"), false,
+                   fmt::format("a calendar window ({}) needs algorithm fixed_window; {} "
+                               "needs a window of fixed length such as 1d",
+                               calendar_name(l.calendar), algorithm_to_name(l.algorithm))});
+  }
+  if (l.timezone.empty()) return;
+  if (l.calendar == CalendarPeriod::kNone) {
+    out.push_back({child_path(p, "timezone"), false,
+                   "timezone applies only to a calendar window (window: calendar_day, "
+                   "calendar_week or calendar_month)"});
+  } else if (find_time_zone(l.timezone) == nullptr) {
+    out.push_back({child_path(p, "timezone"), false,
+                   fmt::format("unknown time zone '{}' (an IANA name such as UTC, "
+                               "Europe/Berlin or America/New_York)",
+                               l.timezone)});
+  }
+}
+
 void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& path,
                       std::vector<Problem>& out) {
   if (limits.size() > kMaxLimitsPerResource) {
@@ -114,6 +136,25 @@ void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& p
                      fmt::format("burst applies only to token_bucket and gcra, not {}",
                                  algorithm_to_name(l.algorithm))});
     }
+    if (l.reserve != ReserveSpec{}) {
+      const std::string rp = child_path(p, "reserve");
+      if (known_algorithm && l.algorithm != SLUICE_ALG_CONCURRENCY) {
+        out.push_back({rp, false,
+                       fmt::format("reserve applies only to concurrency limits, not {}",
+                                   algorithm_to_name(l.algorithm))});
+      }
+      if (!std::isfinite(l.reserve.share) || l.reserve.share <= 0 || l.reserve.share >= 1) {
+        out.push_back({child_path(rp, "share"), false,
+                       fmt::format("reserve share must be more than 0% and less than 100%, got {}%",
+                                   format_number(l.reserve.share * 100))});
+      }
+      if (l.reserve.min_priority < -kMaxPriority || l.reserve.min_priority > kMaxPriority) {
+        out.push_back({child_path(rp, "min_priority"), false,
+                       fmt::format("min_priority must be between {} and {}, got {}", -kMaxPriority,
+                                   kMaxPriority, l.reserve.min_priority)});
+      }
+    }
+    check_calendar(l, p, out);
   }
 }
 
@@ -184,6 +225,17 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
     resource_names.push_back(r.name);
     check_description(r.description, child_path(p, "description"), out);
     check_limit_list(r.limits, child_path(p, "limits"), out);
+    if (r.queue.max_wait_ms < 0 || r.queue.max_wait_ms > kMaxQueueWaitMs) {
+      out.push_back({child_path(child_path(p, "queue"), "max_wait"), false,
+                     fmt::format("queue max_wait must be between 0s and {}, got {}",
+                                 format_duration_ms(kMaxQueueWaitMs),
+                                 format_duration_ms(r.queue.max_wait_ms))});
+    }
+    if (r.queue.max_waiters < 0 || r.queue.max_waiters > kMaxQueueWaiters) {
+      out.push_back({child_path(child_path(p, "queue"), "max_waiters"), false,
+                     fmt::format("queue max_waiters must be between 0 and {}, got {}",
+                                 kMaxQueueWaiters, r.queue.max_waiters)});
+    }
     if (r.warmup.enabled) {
       const std::string wp = child_path(p, "warmup");
       const double f = r.warmup.factor;
@@ -217,6 +269,11 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
     }
     check_description(t.description, child_path(p, "description"), out);
     check_multiplier(t.multiplier, child_path(p, "multiplier"), out);
+    if (t.priority < -kMaxPriority || t.priority > kMaxPriority) {
+      out.push_back({child_path(p, "priority"), false,
+                     fmt::format("priority must be between {} and {}, got {}", -kMaxPriority,
+                                 kMaxPriority, t.priority)});
+    }
     for (const auto& [resource, ov] : t.overrides) {
       const std::string op = child_path(child_path(p, "overrides"), resource);
       auto found = resource_by_name.find(resource);
@@ -681,8 +738,9 @@ class Reader {
     }
     const std::string_view shown = scalar ? s : std::string_view("(not text)");
     fail(value_mark(f), path_of(f),
-         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)",
-                     f.key, shown));
+         fmt::format("'{}' is not a duration: '{}' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d{})",
+                     f.key, shown,
+                     f.key == "window" ? "; or calendar_day, calendar_week, calendar_month" : ""));
     return std::nullopt;
   }
 
@@ -771,9 +829,11 @@ class Reader {
     const What what{"tier", tf.key};
     if (!expect_map(tf, what, true) || tf.value->kind == Kind::kNull) return;
     for (const auto& f :
-         entries(tf, what, {"description", "multiplier", "unlimited", "overrides"})) {
+         entries(tf, what, {"description", "multiplier", "unlimited", "priority", "overrides"})) {
       if (f.key == "description") {
         if (auto v = read_string(f)) tier.description = *v;
+      } else if (f.key == "priority") {
+        if (auto v = read_int(f)) tier.priority = *v;
       } else if (f.key == "multiplier") {
         if (auto v = read_number(f)) tier.multiplier = *v;
       } else if (f.key == "unlimited") {
@@ -807,7 +867,7 @@ class Reader {
     res.name = rf.key;
     const What what{"resource", rf.key};
     if (!expect_map(rf, what)) return;
-    auto fields = entries(rf, what, {"description", "limits", "warmup"});
+    auto fields = entries(rf, what, {"description", "limits", "warmup", "queue"});
     require(rf, fields, what, {"limits"});
     for (const auto& f : fields) {
       if (f.key == "description") {
@@ -816,6 +876,51 @@ class Reader {
         read_limit_list(f, res.limits);
       } else if (f.key == "warmup") {
         read_warmup(f, res.warmup);
+      } else if (f.key == "queue") {
+        read_queue(f, res.queue);
+      }
+    }
+  }
+
+  void read_queue(const Field& qf, QueueSpec& q) {
+    if (!expect_map(qf, What{"'queue'"})) return;
+    q.present = true;
+    for (const auto& f : entries(qf, What{"queue"}, {"max_wait", "max_waiters"})) {
+      if (f.key == "max_wait") {
+        if (auto v = read_duration(f)) q.max_wait_ms = *v;
+      } else if (f.key == "max_waiters") {
+        if (auto v = read_int(f)) q.max_waiters = *v;
+      }
+    }
+  }
+
+  // A share: "20%" or a number between 0 and 1.
+  std::optional<double> read_share(const Field& f) {
+    if (f.value->kind == Kind::kScalar) {
+      std::string_view s = tree_->scalar(*f.value);
+      const bool percent = !s.empty() && s.back() == '%';
+      if (percent) s.remove_suffix(1);
+      double v = 0;
+      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec == std::errc() && ptr == s.data() + s.size() && std::isfinite(v)) {
+        return percent ? v / 100 : v;
+      }
+    }
+    fail(value_mark(f), path_of(f),
+         fmt::format("'{}' must be a percentage (20%) or a number between 0 and 1", f.key));
+    return std::nullopt;
+  }
+
+  void read_reserve(const Field& rf, ReserveSpec& r) {
+    const What what{"'reserve'"};
+    if (!expect_map(rf, what)) return;
+    auto fields = entries(rf, What{"reserve"}, {"share", "min_priority"});
+    require(rf, fields, what, {"share", "min_priority"});
+    for (const auto& f : fields) {
+      if (f.key == "share") {
+        if (auto v = read_share(f)) r.share = *v;
+      } else if (f.key == "min_priority") {
+        if (auto v = read_int(f)) r.min_priority = *v;
       }
     }
   }
@@ -833,8 +938,10 @@ class Reader {
   void read_limit(const Field& lf, LimitSpec& l) {
     const What what{"a limit"};
     if (!expect_map(lf, what)) return;
-    auto fields =
-        entries(lf, what, {"name", "algorithm", "limit", "window", "burst", "cost", "shadow"});
+    auto fields = entries(
+        lf, what,
+        {"name", "algorithm", "limit", "window", "timezone", "burst", "cost", "shadow", "per",
+         "reserve"});
     require(lf, fields, what, {"name", "algorithm", "limit", "window"});
     for (const auto& f : fields) {
       if (f.key == "name") {
@@ -844,7 +951,17 @@ class Reader {
       } else if (f.key == "limit") {
         if (auto v = read_int(f)) l.limit = *v;
       } else if (f.key == "window") {
-        if (auto v = read_duration(f)) l.window_ms = *v;
+        const CalendarPeriod period = f.value->kind == Kind::kScalar
+                                          ? calendar_from_name(tree_->scalar(*f.value))
+                                          : CalendarPeriod::kNone;
+        if (period != CalendarPeriod::kNone) {
+          l.calendar = period;
+          l.window_ms = calendar_window_ms(period);
+        } else if (auto v = read_duration(f)) {
+          l.window_ms = *v;
+        }
+      } else if (f.key == "timezone") {
+        if (auto v = read_string(f)) l.timezone = *v;
       } else if (f.key == "burst") {
         if (auto v = read_int(f)) l.burst = *v;
       } else if (f.key == "cost") {
@@ -852,6 +969,16 @@ class Reader {
           l.unit = *v;
       } else if (f.key == "shadow") {
         if (auto v = read_bool(f)) l.shadow = *v;
+      } else if (f.key == "per") {
+        const std::string_view v = tree_->scalar(*f.value);
+        if (f.value->kind != Kind::kScalar || (v != "subject" && v != "resource")) {
+          fail(value_mark(f), path_of(f),
+               fmt::format("unknown per '{}' (valid: subject, resource)", v));
+        } else {
+          l.per_resource = v == "resource";
+        }
+      } else if (f.key == "reserve") {
+        read_reserve(f, l.reserve);
       }
     }
   }

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <limits>
 
+#include "calendar.h"
 #include "policy_internal.h"
 #include "sluice/policy.h"
 
@@ -215,6 +216,26 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
   return total;
 }
 
+std::string window_text(const LimitSpec& l, bool with_zone) {
+  if (l.calendar == CalendarPeriod::kNone) return format_duration_ms(l.window_ms);
+  if (!with_zone) return std::string(calendar_name(l.calendar));
+  return fmt::format("{} ({})", calendar_name(l.calendar), l.timezone.empty() ? "UTC" : l.timezone);
+}
+
+bool set_window(LimitSpec& l, std::string_view text) {
+  if (const CalendarPeriod period = calendar_from_name(text); period != CalendarPeriod::kNone) {
+    l.calendar = period;
+    l.window_ms = calendar_window_ms(period);
+    return true;
+  }
+  const auto ms = parse_duration_ms(text);
+  if (!ms) return false;
+  l.calendar = CalendarPeriod::kNone;
+  l.timezone.clear();
+  l.window_ms = *ms;
+  return true;
+}
+
 std::string format_duration_ms(int64_t ms) {
   if (ms == 0) return "0s";
   if (ms < 0) {
@@ -242,12 +263,24 @@ void emit_limit(YAML::Emitter& out, const LimitSpec& l) {
   out << YAML::Key << "name" << YAML::Value << l.name;
   out << YAML::Key << "algorithm" << YAML::Value << std::string(pd::algorithm_to_name(l.algorithm));
   out << YAML::Key << "limit" << YAML::Value << l.limit;
-  out << YAML::Key << "window" << YAML::Value << format_duration_ms(l.window_ms);
+  if (l.calendar != CalendarPeriod::kNone) {
+    out << YAML::Key << "window" << YAML::Value << std::string(calendar_name(l.calendar));
+    if (!l.timezone.empty()) out << YAML::Key << "timezone" << YAML::Value << l.timezone;
+  } else {
+    out << YAML::Key << "window" << YAML::Value << format_duration_ms(l.window_ms);
+  }
   if (l.burst != 0) out << YAML::Key << "burst" << YAML::Value << l.burst;
   if (l.unit != CostUnit::kRequests) {
     out << YAML::Key << "cost" << YAML::Value << std::string(pd::unit_to_name(l.unit));
   }
   if (l.shadow) out << YAML::Key << "shadow" << YAML::Value << true;
+  if (l.per_resource) out << YAML::Key << "per" << YAML::Value << "resource";
+  if (l.reserve != ReserveSpec{}) {
+    out << YAML::Key << "reserve" << YAML::Value << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "share" << YAML::Value << pd::format_number(l.reserve.share);
+    out << YAML::Key << "min_priority" << YAML::Value << l.reserve.min_priority;
+    out << YAML::EndMap;
+  }
   out << YAML::EndMap;
 }
 
@@ -279,6 +312,7 @@ void emit_tier(YAML::Emitter& out, const TierSpec& t) {
   if (!t.description.empty()) out << YAML::Key << "description" << YAML::Value << t.description;
   out << YAML::Key << "multiplier" << YAML::Value << pd::format_number(t.multiplier);
   if (t.unlimited) out << YAML::Key << "unlimited" << YAML::Value << true;
+  if (t.priority != 0) out << YAML::Key << "priority" << YAML::Value << t.priority;
   if (!t.overrides.empty()) {
     out << YAML::Key << "overrides" << YAML::Value << YAML::BeginMap;
     for (const auto& [resource, ov] : t.overrides) {
@@ -354,6 +388,12 @@ std::string policy_to_yaml(const PolicySpec& spec) {
         out << YAML::Key << "warmup" << YAML::Value;
         emit_warmup(out, r.warmup);
       }
+      if (r.queue.present) {
+        out << YAML::Key << "queue" << YAML::Value << YAML::Flow << YAML::BeginMap;
+        out << YAML::Key << "max_wait" << YAML::Value << format_duration_ms(r.queue.max_wait_ms);
+        out << YAML::Key << "max_waiters" << YAML::Value << r.queue.max_waiters;
+        out << YAML::EndMap;
+      }
       out << YAML::EndMap;
     }
     out << YAML::EndMap;
@@ -384,9 +424,14 @@ void changed(std::vector<std::string>& out, std::string_view what, std::string_v
 
 std::string describe_limit(const LimitSpec& l) {
   std::string s = fmt::format("{} {} {} per {}", pd::algorithm_to_name(l.algorithm), l.limit,
-                              pd::unit_to_name(l.unit), format_duration_ms(l.window_ms));
+                              pd::unit_to_name(l.unit), window_text(l, true));
   if (l.burst != 0) s += fmt::format(", burst {}", l.burst);
   if (l.shadow) s += ", shadow";
+  if (l.per_resource) s += ", per resource";
+  if (l.reserve != ReserveSpec{}) {
+    s += fmt::format(", {}% reserved for priority {}+", pd::format_number(l.reserve.share * 100),
+                     l.reserve.min_priority);
+  }
   return s;
 }
 
@@ -410,9 +455,9 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
                                 pd::algorithm_to_name(a->algorithm)));
     }
     if (a->limit != b.limit) out.push_back(fmt::format("{}: {} -> {}", lw, b.limit, a->limit));
-    if (a->window_ms != b.window_ms) {
-      out.push_back(fmt::format("{}: window {} -> {}", lw, format_duration_ms(b.window_ms),
-                                format_duration_ms(a->window_ms)));
+    if (window_text(*a, true) != window_text(b, true)) {
+      out.push_back(
+          fmt::format("{}: window {} -> {}", lw, window_text(b, true), window_text(*a, true)));
     }
     changed(out, lw, "burst", b.burst, a->burst);
     if (a->unit != b.unit) {
@@ -420,6 +465,9 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
                                 pd::unit_to_name(a->unit)));
     }
     changed(out, lw, "shadow", b.shadow, a->shadow);
+    changed(out, lw, "per resource", b.per_resource, a->per_resource);
+    changed(out, lw, "reserve share", b.reserve.share, a->reserve.share);
+    changed(out, lw, "reserve min_priority", b.reserve.min_priority, a->reserve.min_priority);
   }
   for (const auto& a : after) {
     if (find(before, a.name) == nullptr) {
@@ -476,6 +524,7 @@ void diff_tier(std::vector<std::string>& out, const TierSpec& b, const TierSpec&
   if (b.description != a.description) out.push_back(what + ": description changed");
   changed(out, what, "multiplier", b.multiplier, a.multiplier);
   changed(out, what, "unlimited", b.unlimited, a.unlimited);
+  changed(out, what, "priority", b.priority, a.priority);
   for (const auto& [resource, ov] : b.overrides) {
     auto it = a.overrides.find(resource);
     if (it == a.overrides.end()) {
@@ -564,6 +613,12 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
     if (b.description != a->description) out.push_back(what + ": description changed");
     diff_limits(out, what, b.limits, a->limits);
     diff_warmup(out, what, b.warmup, a->warmup);
+    if (b.queue != a->queue) {
+      out.push_back(
+          fmt::format("{}: queue max_wait {} max_waiters {} -> max_wait {} max_waiters {}", what,
+                      format_duration_ms(b.queue.max_wait_ms), b.queue.max_waiters,
+                      format_duration_ms(a->queue.max_wait_ms), a->queue.max_waiters));
+    }
   }
   for (const auto& a : after.resources) {
     if (find_named(before.resources, a.name) == nullptr) {

@@ -119,11 +119,22 @@ struct Stats::Impl {
   struct TopEntry {
     std::string resource, subject;
     uint64_t count = 0, error = 0;
-    uint64_t hash = 0;  // of (resource, subject): the scan compares strings only on a match
+    uint64_t hash = 0;       // of (resource, subject): the scan compares strings only on a match
+    std::string tier, rule;  // of the latest denial (who-is-blocked-now buckets only)
   };
   mutable Mutex top_mu;
   // Space-saving sketch, at most kTopSubjects entries.
   std::vector<TopEntry> top SLUICE_GUARDED_BY(top_mu);
+
+  // Who is blocked now: one sketch per 10-second bucket, with the tier and rule of each
+  // subject's last denial in it. `bucket` is the bucket's number (now_ms / 10 s); a slot
+  // whose number is not one of the last kRecentBuckets is stale and reused.
+  struct RecentBucket {
+    int64_t bucket = -1;
+    uint64_t denials = 0;
+    std::vector<TopEntry> entries;
+  };
+  std::array<RecentBucket, kRecentBuckets> recent SLUICE_GUARDED_BY(top_mu);
 
   std::array<std::atomic<uint64_t>, kLatencyBuckets> latency{};
 };
@@ -164,32 +175,121 @@ void Stats::record(Series* series, Outcome outcome, int64_t now_ms) {
   if (series) series->record(outcome, now_ms);
 }
 
-void Stats::record_blocked(std::string_view resource, std::string_view subject) {
-  // Hashed before the lock: a denial storm from many threads serialises on top_mu, so the
-  // time inside it is kept to a scan of 64 integers.
-  const uint64_t hash = XXH3_64bits_withSeed(subject.data(), subject.size(),
-                                             XXH3_64bits(resource.data(), resource.size()));
-  MutexLock lock(impl_->top_mu);
-  auto& top = impl_->top;
-  for (auto& e : top) {
+namespace {
+
+// Space-saving: count one occurrence of (resource, subject) in a sketch of at most
+// kTopSubjects entries; a newcomer replaces the smallest counter and inherits its count as
+// possible over-estimate (`error`). Returns the subject's entry.
+template <typename Entry>
+Entry& count_in_sketch(std::vector<Entry>& sketch, uint64_t hash, std::string_view resource,
+                       std::string_view subject) {
+  for (auto& e : sketch) {
     if (e.hash == hash && e.subject == subject && e.resource == resource) {
       ++e.count;
-      return;
+      return e;
     }
   }
-  if (top.size() < static_cast<size_t>(kTopSubjects)) {
-    top.push_back({std::string(resource), std::string(subject), 1, 0, hash});
-    return;
+  if (sketch.size() < static_cast<size_t>(Stats::kTopSubjects)) {
+    Entry& e = sketch.emplace_back();
+    e.resource.assign(resource);
+    e.subject.assign(subject);
+    e.count = 1;
+    e.hash = hash;
+    return e;
   }
-  // Space-saving: the new subject replaces the smallest counter and inherits its count as
-  // possible over-estimate (`error`).
-  auto min = std::min_element(top.begin(), top.end(),
-                              [](const auto& a, const auto& b) { return a.count < b.count; });
-  min->resource.assign(resource);
-  min->subject.assign(subject);
-  min->hash = hash;
-  min->error = min->count;
-  ++min->count;
+  auto& min = *std::min_element(sketch.begin(), sketch.end(),
+                                [](const auto& a, const auto& b) { return a.count < b.count; });
+  min.resource.assign(resource);
+  min.subject.assign(subject);
+  min.hash = hash;
+  min.error = min.count;
+  ++min.count;
+  return min;
+}
+
+}  // namespace
+
+void Stats::record_blocked(std::string_view resource, std::string_view subject,
+                           std::string_view tier, std::string_view rule, int64_t now_ms) {
+  // Hashed before the lock: a denial storm from many threads serialises on top_mu, so the
+  // time inside it is kept to two scans of 64 integers.
+  const uint64_t hash = XXH3_64bits_withSeed(subject.data(), subject.size(),
+                                             XXH3_64bits(resource.data(), resource.size()));
+  const int64_t bucket = std::max<int64_t>(now_ms, 0) / (kRecentBucketSeconds * 1000);
+  MutexLock lock(impl_->top_mu);
+  count_in_sketch(impl_->top, hash, resource, subject);
+  auto& slot = impl_->recent[static_cast<size_t>(bucket % kRecentBuckets)];
+  if (slot.bucket != bucket) {
+    slot.bucket = bucket;
+    slot.denials = 0;
+    slot.entries.clear();
+  }
+  ++slot.denials;
+  auto& entry = count_in_sketch(slot.entries, hash, resource, subject);
+  if (entry.tier != tier) entry.tier.assign(tier);
+  if (entry.rule != rule) entry.rule.assign(rule);
+}
+
+std::vector<Stats::Blocked> Stats::blocked_now(int64_t now_ms, int seconds,
+                                               uint64_t* denials) const {
+  // The window is the buckets of the last `seconds` (the current one partly filled). A
+  // subject's denials are at least the sum, over the buckets that list it, of count - error;
+  // at most that plus its errors plus, for every full bucket that does not list it, the
+  // bucket's smallest count (what it could have had there without being listed).
+  const int64_t newest = std::max<int64_t>(now_ms, 0) / (kRecentBucketSeconds * 1000);
+  const int n = std::clamp(seconds / kRecentBucketSeconds, 1, kRecentBuckets);
+  struct Merged {
+    Blocked b;
+    std::vector<bool> listed;
+  };
+  std::unordered_map<std::string, Merged> merged;
+  std::vector<uint64_t> unlisted_max;  // per bucket: the most an unlisted subject could have
+  uint64_t total = 0;
+  MutexLock lock(impl_->top_mu);
+  for (int i = 0; i < n; ++i) {
+    const auto& slot = impl_->recent[static_cast<size_t>((newest - i) % kRecentBuckets)];
+    if (newest - i < 0 || slot.bucket != newest - i) {
+      unlisted_max.push_back(0);
+      continue;
+    }
+    total += slot.denials;
+    uint64_t smallest = 0;
+    if (slot.entries.size() >= static_cast<size_t>(kTopSubjects)) {
+      smallest = std::min_element(slot.entries.begin(), slot.entries.end(),
+                                  [](const auto& a, const auto& b) { return a.count < b.count; })
+                     ->count;
+    }
+    unlisted_max.push_back(smallest);
+    for (const auto& e : slot.entries) {
+      std::string key = e.resource;
+      key.append(1, '\x1f').append(e.subject);
+      auto [it, inserted] = merged.try_emplace(std::move(key));
+      Merged& m = it->second;
+      if (inserted) {
+        m.b.resource = e.resource;
+        m.b.subject = e.subject;
+        m.b.tier = e.tier;  // the newest bucket comes first: its tier and rule are the latest
+        m.b.rule = e.rule;
+        m.listed.assign(static_cast<size_t>(n), false);
+      }
+      m.listed[static_cast<size_t>(i)] = true;
+      m.b.count += e.count - e.error;
+      m.b.error += e.error;
+    }
+  }
+  std::vector<Blocked> out;
+  out.reserve(merged.size());
+  for (auto& [key, m] : merged) {
+    for (int i = 0; i < n; ++i)
+      if (!m.listed[static_cast<size_t>(i)]) m.b.error += unlisted_max[static_cast<size_t>(i)];
+    out.push_back(std::move(m.b));
+  }
+  std::sort(out.begin(), out.end(), [](const Blocked& a, const Blocked& b) {
+    return a.count != b.count ? a.count > b.count : a.subject < b.subject;
+  });
+  if (out.size() > static_cast<size_t>(kTopSubjects)) out.resize(kTopSubjects);
+  if (denials != nullptr) *denials = total;
+  return out;
 }
 
 void Stats::record_latency_ns(int64_t ns) {
@@ -336,9 +436,33 @@ std::string Stats::to_json(int64_t now_ms, int seconds, std::string_view extra_m
       fmt::format_to(buf, R"(,"count":{},"error":{}}})", e.count, e.error);
     }
   }
+  out += R"(],"blocked_now":{)";
+  bool first_window = true;
+  for (const int window : {60, 300, 900}) {
+    uint64_t denials = 0;
+    const auto blocked = blocked_now(now_ms, window, &denials);
+    fmt::format_to(buf, R"({}"{}s":{{"seconds":{},"denials":{},"subjects":[)",
+                   first_window ? "" : ",", window, window, denials);
+    first_window = false;
+    bool first_entry = true;
+    for (const auto& b : blocked) {
+      out += first_entry ? "" : ",";
+      first_entry = false;
+      out += R"({"resource":)";
+      append_json_string(out, b.resource);
+      out += R"(,"subject":)";
+      append_json_string(out, b.subject);
+      out += R"(,"tier":)";
+      append_json_string(out, b.tier);
+      out += R"(,"rule":)";
+      append_json_string(out, b.rule);
+      fmt::format_to(buf, R"(,"count":{},"error":{}}})", b.count, b.error);
+    }
+    out += "]}";
+  }
   std::array<uint64_t, kLatencyBuckets> counts{};
   uint64_t n = 0;
-  out += R"(],"latency":{"upper_bound_ns":[)";
+  out += R"(},"latency":{"upper_bound_ns":[)";
   for (int i = 0; i < kLatencyBuckets; ++i) {
     counts[static_cast<size_t>(i)] = impl_->latency[static_cast<size_t>(i)].load();
     n += counts[static_cast<size_t>(i)];

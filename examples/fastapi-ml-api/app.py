@@ -173,8 +173,11 @@ async def lightweight_predict(data: dict):
     return {"prediction": 0.95}
 
 
+# A caller of the GPU-bound model would rather wait a moment than retry: a request over the
+# limit is held up to 2 s for capacity (answered at once when the limit cannot admit it sooner).
 @app.post("/models/heavy/predict")
-async def heavy_predict(data: dict, decision: Decision = Depends(limit("models/heavy"))):
+async def heavy_predict(data: dict,
+                        decision: Decision = Depends(limit("models/heavy", wait=2.0))):
     return {"prediction": 0.92, "limit_now": decision.limit}
 
 

@@ -62,6 +62,8 @@ void append_header(std::string& out, char type, size_t n) {
 bool valid_params(const sluice_limit_params& p) {
   if (p.limit < 1 || p.limit > kMaxAmount) return false;
   if (p.window_ms < 1 || p.window_ms > kMaxWindowMs) return false;
+  // A calendar window's burst is its start, ms since the epoch (exact in a Lua number).
+  if (p.algorithm == SLUICE_ALG_CALENDAR_WINDOW) return p.burst >= 0 && p.burst <= kMaxNowMs;
   if (p.burst < 0 || p.burst > kMaxAmount) return false;
   if (p.algorithm == SLUICE_ALG_TOKEN_BUCKET) {
     const int64_t cap = p.burst > 0 ? p.burst : p.limit;
@@ -73,6 +75,7 @@ bool valid_params(const sluice_limit_params& p) {
 int64_t min_state_size(uint32_t alg) {
   switch (alg) {
     case SLUICE_ALG_FIXED_WINDOW:
+    case SLUICE_ALG_CALENDAR_WINDOW:
     case SLUICE_ALG_TOKEN_BUCKET:
     case SLUICE_ALG_GCRA:
       return 16;
@@ -116,6 +119,8 @@ std::string_view key_suffix(uint32_t alg) {
       return "#gcra";
     case SLUICE_ALG_CONCURRENCY:
       return "#cc";
+    case SLUICE_ALG_CALENDAR_WINDOW:
+      return "#cal";
     default:
       return "#x";
   }
@@ -168,7 +173,8 @@ bool encode_request(const Config& config, const sluice_batch& batch, Request& ou
     const int64_t needed = min_state_size(p.algorithm);
     const bool valid = valid_params(p) && (valid_time || !config.engine_clock) && needed > 0 &&
                        int64_t{it.state_capacity} >= needed;
-    const int64_t burst = p.burst > 0 ? p.burst : p.limit;
+    const int64_t burst =
+        p.burst > 0 || p.algorithm == SLUICE_ALG_CALENDAR_WINDOW ? p.burst : p.limit;
     if (valid && (p.algorithm == SLUICE_ALG_SLIDING_WINDOW_COUNTER ||
                   p.algorithm == SLUICE_ALG_TOKEN_BUCKET || p.algorithm == SLUICE_ALG_GCRA)) {
       const i128 cost = it.cost < 0 ? -i128{it.cost} : i128{it.cost};

@@ -489,6 +489,49 @@ TEST_P(PluginConformance, ClockStepsHaveBoundedEffects) {
   }
 }
 
+// calendar_window: the engine gives each item its window's start (burst) and length. Windows
+// of 23 h, 25 h and 31 days follow one another; within one the count carries on, at the next
+// start it begins again, and reset/retry point at the window's end. Every plugin (Redis's Lua
+// included) gives the reference's answers, and the answers themselves are checked.
+TEST_P(PluginConformance, CalendarWindowsFollowTheGivenBounds) {
+  constexpr int64_t kHour = 3'600'000;
+  const int64_t lengths[] = {23 * kHour, 25 * kHour, 31 * 24 * kHour, 24 * kHour};
+  ReferenceModel reference;
+  const auto k = key("calendar");
+  auto check = [&](int64_t start, int64_t length, int64_t now, sluice_op op, int64_t cost) {
+    sluice_limit_params p = params(SLUICE_ALG_CALENDAR_WINDOW, 3, length);
+    p.burst = start;
+    const sluice_item it = item(k, op, p, cost);
+    sluice_item_result expected{};
+    reference.submit(sluice_batch{now, 1, &it, &expected});
+    const auto actual = run_one(it, now);
+    EXPECT_TRUE(same(actual, expected)) << "at +" << (now - kStart) << " ms: plugin "
+                                        << describe(actual) << ", reference " << describe(expected);
+    return actual;
+  };
+  int64_t start = kStart;
+  for (const int64_t length : lengths) {
+    SCOPED_TRACE("window of " + std::to_string(length / kHour) + " h");
+    const int64_t end = start + length;
+    EXPECT_EQ(check(start, length, start + 10, SLUICE_OP_CONSUME, 2).allowed, 1);
+    const auto last = check(start, length, end - 2 * kHour, SLUICE_OP_CONSUME, 1);
+    EXPECT_EQ(last.allowed, 1);
+    EXPECT_EQ(last.remaining, 0);
+    EXPECT_EQ(last.reset_after_ms, 2 * kHour);
+    const auto denied = check(start, length, end - kHour, SLUICE_OP_CONSUME, 1);
+    EXPECT_EQ(denied.allowed, 0);
+    EXPECT_EQ(denied.retry_after_ms, kHour) << "retry at the window's end, not a fixed length";
+    EXPECT_EQ(check(start, length, end - 1, SLUICE_OP_ADJUST, -1).remaining, 1);
+    start = end;
+  }
+  // Next window's bounds while the clock is a little behind (the previous window's start
+  // comes with the item): the state from the window ahead keeps counting.
+  const int64_t next = start + 24 * kHour;
+  EXPECT_EQ(check(start, 24 * kHour, start + 5, SLUICE_OP_CONSUME, 3).allowed, 1);
+  EXPECT_EQ(check(start - 24 * kHour, 24 * kHour, start - 5, SLUICE_OP_CONSUME, 1).allowed, 0);
+  EXPECT_EQ(check(next, 24 * kHour, next, SLUICE_OP_CONSUME, 3).allowed, 1);
+}
+
 // Many threads against shared keys get exact totals: never more, never fewer than the limit.
 TEST_P(PluginConformance, ConcurrentRequestsGiveExactTotals) {
   constexpr int kThreads = 8;

@@ -264,8 +264,17 @@ void check_reply(Command command, const std::string& out, const resp::Limits& li
   }
   if (command == Command::kCheck || command == Command::kPeek || command == Command::kAcquire) {
     const size_t base = command == Command::kAcquire ? 8 : 6;
-    if (v.type != resp::Value::Type::kArray || v.elements.size() != base + 3) fail();
+    // A request with WAIT gets two more: the time it waited and how the wait ended.
+    if (v.type != resp::Value::Type::kArray ||
+        (v.elements.size() != base + 3 && v.elements.size() != base + 5)) {
+      fail();
+    }
     const auto& e = v.elements;
+    if (e.size() == base + 5) {
+      if (command == Command::kPeek) fail();
+      if (e[base + 3].type != resp::Value::Type::kInteger || e[base + 3].integer < 0) fail();
+      if (e[base + 4].type != resp::Value::Type::kBulk) fail();
+    }
     for (size_t i = 0; i < 5; ++i)
       if (e[i].type != resp::Value::Type::kInteger) fail();
     if (e[0].integer != 0 && e[0].integer != 1) fail();

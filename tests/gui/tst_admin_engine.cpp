@@ -1,25 +1,32 @@
 // sluice-admin against a real sluiced: apply changes decisions, live statistics show traffic,
 // conflicts and invalid drafts are caught with the engine's own words, the connection comes
 // back after a restart, warm-up control, and --screenshot.
+#include <QCheckBox>
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QImage>
+#include <QLabel>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include "core/admin_client.h"
 #include "core/engine_replies.h"
+#include "core/limit_model.h"
 #include "core/live_models.h"
 #include "core/policy_document.h"
 #include "core/policy_session.h"
+#include "core/resource_model.h"
 #include "core/stats_poller.h"
+#include "core/subject_actions.h"
 #include "core/tier_model.h"
 #include "core/warmup_monitor.h"
 #include "engine_process.h"
 #include "ui/diff_dialog.h"
 #include "ui/main_window.h"
+#include "ui/models_tab.h"
 #include "ui/notice_bar.h"
 
 using namespace sluice;
@@ -72,6 +79,12 @@ struct Admin {
     return connectAndWait(client, path) && QTest::qWaitFor([&] { return doc.hasPolicy(); }, 5000);
   }
 };
+
+QModelIndex find(const QAbstractItemModel& m, int column, const QString& text) {
+  for (int r = 0; r < m.rowCount(); ++r)
+    if (m.index(r, column).data().toString() == text) return m.index(r, column);
+  return {};
+}
 
 int rowOfTier(const TierTableModel& m, const QString& tier) {
   for (int r = 0; r < m.rowCount(); ++r)
@@ -163,6 +176,38 @@ class TestAdminEngine : public QObject {
     QVERIFY(live.topModel()->rowCount() >= 1);
     QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(),
              QStringLiteral("mallory"));
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kCount).data().toString(),
+             QStringLiteral("28"));  // blocked in the last 5 minutes, exactly
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kTier).data().toString(),
+             QStringLiteral("free"));
+
+    // From the row: inspect the subject's limits, then reset them (audited); it gets through.
+    const TopBlocked* row = live.topModel()->rowAt(0);
+    QVERIFY(row != nullptr);
+    const QString resource = QString::fromStdString(row->resource);
+    const QString subject = QString::fromStdString(row->subject);
+    bool answered = false, ok = false;
+    QString text;
+    auto collect = [&](bool success, const QString& t) {
+      answered = true;
+      ok = success;
+      text = t;
+    };
+    inspectSubject(&client, nullptr, resource, subject, collect);
+    QVERIFY(QTest::qWaitFor([&] { return answered; }, 3000));
+    QVERIFY2(ok && text.startsWith(QStringLiteral("per_minute: 0 of 2 left")), qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("denies; retry in")), qPrintable(text));
+    answered = false;
+    resetSubject(&client, nullptr, resource, subject, collect);
+    QVERIFY(QTest::qWaitFor([&] { return answered; }, 3000));
+    QVERIFY2(ok, qPrintable(text));
+    QCOMPARE(call(decide_, {"SL.CHECK", "predict", "mallory"}).elements.at(0).integer, 1);
+    QVERIFY(QString::fromStdString(call(client, {"SL.AUDIT", "5"}).to_string())
+                .contains(QStringLiteral("subject mallory reset")));
+    answered = false;
+    inspectSubject(&client, nullptr, QStringLiteral("nope"), subject, collect);
+    QVERIFY(QTest::qWaitFor([&] { return answered; }, 3000));
+    QVERIFY2(!ok && text.startsWith(QStringLiteral("NORESOURCE")), qPrintable(text));
   }
 
   // B applies a draft based on a version A has already replaced: CONFLICT, nothing is
@@ -244,6 +289,50 @@ class TestAdminEngine : public QObject {
     QVERIFY(
         QTest::qWaitFor([&] { return a.client.state() == AdminClient::State::kConnected; }, 10000));
     QVERIFY(loaded.wait(5000));
+  }
+
+  // A restart is told apart from someone else's apply (SL.INFO's instance changes): a dirty
+  // draft is replayed on what now runs, and applying it is not a conflict.
+  void aRestartIsNotSomeoneElsesApply() {
+    Admin a;
+    QVERIFY(a.open(engine_->adminSocket()));
+    const QString instance = a.session.engineInfo().value(QStringLiteral("instance"));
+    QCOMPARE(instance.size(), 16);
+    // Someone else applies version 2; then the draft is edited on its stale base.
+    Admin b;
+    QVERIFY(b.open(engine_->adminSocket()));
+    QVERIFY(b.doc
+                .edit(QStringLiteral("x6"),
+                      [](PolicySpec& p) {
+                        p.tiers[1].multiplier = 6;
+                        return Status::Ok();
+                      })
+                .ok());
+    QSignalSpy appliedB(&b.session, &PolicySession::applied);
+    b.session.apply();
+    QVERIFY(appliedB.wait(5000));
+    QVERIFY(a.doc
+                .edit(QStringLiteral("x2"),
+                      [](PolicySpec& p) {
+                        p.tiers[0].multiplier = 2;
+                        return Status::Ok();
+                      })
+                .ok());
+    QSignalSpy restarted(&a.session, &PolicySession::restarted);
+    decide_.disconnectFromEngine();
+    engine_->stop();
+    QVERIFY(engine_->restart());
+    QVERIFY(restarted.wait(10000));
+    QVERIFY(a.session.engineInfo().value(QStringLiteral("instance")) != instance);
+    const quint64 running = restarted.first().at(0).toULongLong();
+    qInfo("after the restart the engine runs policy version %llu",
+          static_cast<unsigned long long>(running));
+    QCOMPARE(*a.doc.baseVersion(), running);
+    QSignalSpy conflict(&a.session, &PolicySession::conflict);
+    QSignalSpy applied(&a.session, &PolicySession::applied);
+    a.session.apply();
+    QVERIFY(applied.wait(5000));
+    QCOMPARE(conflict.count(), 0);
   }
 
   void clearMessageWhenNoEngineListens() {
@@ -386,6 +475,92 @@ class TestAdminEngine : public QObject {
     QVERIFY(q.waitForFinished(15000));
     QCOMPARE(q.exitCode(), 1);
     QVERIFY(q.readAllStandardError().contains("not running"));
+  }
+
+  // Through the GUI's model layer: a new model with two limits and a new tier, applied to the
+  // engine, decides with them; a limit removed and applied is gone.
+  void structuralEditsReachTheEngine() {
+    Admin a;
+    QVERIFY(a.open(engine_->adminSocket()));
+    ResourceListModel resources(&a.doc);
+    LimitTableModel limits(&a.doc);
+    TierTableModel tiers(&a.doc);
+    QVERIFY(resources.addResource(QStringLiteral("models/new")) >= 0);
+    limits.setResource(QStringLiteral("models/new"));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kLimit), 3, Qt::EditRole));
+    const int hourly = limits.addLimit(QStringLiteral("per_hour"));
+    QVERIFY(hourly >= 0);
+    QVERIFY(limits.setData(limits.index(hourly, LimitTableModel::kLimit), 5, Qt::EditRole));
+    QVERIFY(limits.setData(limits.index(hourly, LimitTableModel::kWindow), QStringLiteral("1h"),
+                           Qt::EditRole));
+    const int gold = tiers.addTier(QStringLiteral("gold"));
+    QVERIFY(gold >= 0);
+    QVERIFY(tiers.setData(tiers.index(gold, TierTableModel::kMultiplier), QStringLiteral("2"),
+                          Qt::EditRole));
+    QSignalSpy applied(&a.session, &PolicySession::applied);
+    a.session.apply();
+    QVERIFY(applied.wait(5000));
+
+    for (int i = 0; i < 3; ++i)
+      QCOMPARE(call(decide_, {"SL.CHECK", "models/new", "alice"}).elements.at(0).integer, 1);
+    const auto denied = call(decide_, {"SL.CHECK", "models/new", "alice"});
+    QCOMPARE(denied.elements.at(0).integer, 0);
+    QCOMPARE(denied.elements.at(5).str, std::string("per_minute"));
+    QCOMPARE(denied.elements.at(8).elements.size(), size_t{2});  // both limits reported
+    const auto goldCheck = call(decide_, {"SL.CHECK", "models/new", "bob", "TIER", "gold"});
+    QCOMPARE(goldCheck.elements.at(1).integer, 6);  // 3 x 2
+
+    const QModelIndex perMinute =
+        find(limits, LimitTableModel::kName, QStringLiteral("per_minute"));
+    QVERIFY(perMinute.isValid());
+    QVERIFY(limits.removeLimit(perMinute.row()));
+    QSignalSpy appliedAgain(&a.session, &PolicySession::applied);
+    a.session.apply();
+    QVERIFY(appliedAgain.wait(5000));
+    const auto after = call(decide_, {"SL.CHECK", "models/new", "alice"});
+    QCOMPARE(after.elements.at(0).integer, 1);  // per_hour: 4 of 5 used
+    QCOMPARE(after.elements.at(5).str, std::string("per_hour"));
+    QCOMPARE(after.elements.at(8).elements.size(), size_t{1});
+  }
+
+  // Small things an operator tripped over: switching warm-up on starts from a fifth of the
+  // limits, not from 1.00 (no reduction); an error with '>' reads as '>', not '&gt;'.
+  void warmupDefaultAndErrorTextReadWell() {
+    QTemporaryDir dir;
+    const QString file = dir.filePath(QStringLiteral("p.yaml"));
+    QFile f(file);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(kPolicy);
+    f.close();
+    MainWindow w;
+    QVERIFY(w.document()->openFile(file).ok());
+    w.selectTab(QStringLiteral("models"));
+    w.modelsTab()->selectResource(QStringLiteral("predict"));
+    QCheckBox* warmup = nullptr;
+    for (auto* box : w.modelsTab()->findChildren<QCheckBox*>())
+      if (box->text().startsWith(QStringLiteral("Reduced limits"))) warmup = box;
+    QVERIFY(warmup != nullptr);
+    QVERIFY(!warmup->isChecked());
+    warmup->click();
+    const ResourceSpec* predict = findResource(w.document()->draft(), "predict");
+    QVERIFY(predict->warmup.enabled);
+    QCOMPARE(predict->warmup.factor, 0.2);
+
+    QVERIFY(w.document()
+                ->edit(QStringLiteral("break"),
+                       [](PolicySpec& p) {
+                         p.tiers[0].multiplier = -1;
+                         return Status::Ok();
+                       })
+                .ok());
+    w.selectTab(QStringLiteral("tiers"));
+    bool shown = false;
+    for (auto* label : w.findChildren<QLabel*>()) {
+      if (!label->text().contains(QStringLiteral("multiplier must be"))) continue;
+      shown = true;
+      QCOMPARE(label->textFormat(), Qt::RichText);  // '&gt;' renders as '>'
+    }
+    QVERIFY(shown);
   }
 
  private:

@@ -170,14 +170,82 @@ class TestAdminModels : public QObject {
     QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kAlgorithm), QStringLiteral("leaky"),
                             Qt::EditRole));
     QCOMPARE(refused.count(), 2);
-    // Renaming a limit keeps the tier overrides that name it.
+    // A calendar window is typed by name and shown with its zone; a duration ends it.
     limits.setResource(QStringLiteral("predict"));
+    const QModelIndex window = limits.index(0, LimitTableModel::kWindow);
+    QVERIFY(limits.setData(window, QStringLiteral("calendar_month"), Qt::EditRole));
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].calendar, CalendarPeriod::kMonth);
+    QCOMPARE(window.data(Qt::DisplayRole).toString(), QStringLiteral("calendar_month (UTC)"));
+    QCOMPARE(window.data(Qt::EditRole).toString(), QStringLiteral("calendar_month"));
+    QVERIFY(validate_policy(doc_->draft()).empty());
+    QVERIFY(limits.setData(window, QStringLiteral("1m"), Qt::EditRole));
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].calendar, CalendarPeriod::kNone);
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].window_ms, 60000);
+    // Renaming a limit keeps the tier overrides that name it.
     QVERIFY(limits.setData(limits.index(0, LimitTableModel::kName), QStringLiteral("per_min"),
                            Qt::EditRole));
     QCOMPARE(findTier(doc_->draft(), "premium")->overrides.at("predict").limits.at("per_min"), 30);
     QVERIFY(validate_policy(doc_->draft()).empty());
     limits.setResource(QStringLiteral("gone"));
     QCOMPARE(limits.rowCount(), 0);
+  }
+
+  // Models and limits are added, renamed, reordered and removed through the models, each one
+  // undoable step; overrides follow renames and go with what they name; refusals say why.
+  void structuralEdits() {
+    ResourceListModel resources(doc_.get());
+    LimitTableModel limits(doc_.get());
+    QAbstractItemModelTester t1(&resources, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QAbstractItemModelTester t2(&limits, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QSignalSpy refused(&resources, &DraftTableModel::editRefused);
+    const int before = doc_->undoStack()->count();
+
+    const int row = resources.addResource();
+    QCOMPARE(resources.resourceAt(row), QStringLiteral("model-3"));
+    QVERIFY(resources.setData(resources.index(row, ResourceListModel::kName),
+                              QStringLiteral("models/new"), Qt::EditRole));
+    QVERIFY(resources.setData(resources.index(resources.rowOf(QStringLiteral("models/new")),
+                                              ResourceListModel::kDescription),
+                              QStringLiteral("a new model"), Qt::EditRole));
+    QCOMPARE(resources.addResource(QStringLiteral("models/new")), -1);  // taken
+    QCOMPARE(refused.count(), 1);
+    QVERIFY(refused.first().first().toString().contains(QStringLiteral("already exists")));
+
+    limits.setResource(QStringLiteral("models/new"));
+    QCOMPARE(limits.rowCount(), 1);
+    QCOMPARE(limits.addLimit(), 1);
+    QCOMPARE(limits.index(1, LimitTableModel::kName).data().toString(), QStringLiteral("limit_2"));
+    QVERIFY(limits.setData(limits.index(1, LimitTableModel::kAlgorithm),
+                           QStringLiteral("concurrency"), Qt::EditRole));
+    QVERIFY(limits.moveLimit(1, -1));
+    QCOMPARE(limits.index(0, LimitTableModel::kName).data().toString(), QStringLiteral("limit_2"));
+    QVERIFY(!limits.moveLimit(0, -1));  // already first
+    const ResourceSpec* added = findResource(doc_->draft(), "models/new");
+    QVERIFY(added != nullptr);
+    QCOMPARE(added->description, std::string("a new model"));
+    QCOMPARE(added->limits.size(), size_t{2});
+    QCOMPARE(added->limits[0].algorithm, SLUICE_ALG_CONCURRENCY);
+    QVERIFY(validate_policy(doc_->draft()).empty());
+
+    // Renaming predict carries premium's override; removing its only limit is refused.
+    QVERIFY(resources.setData(
+        resources.index(resources.rowOf(QStringLiteral("predict")), ResourceListModel::kName),
+        QStringLiteral("predict2"), Qt::EditRole));
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.count("predict2"), size_t{1});
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.count("predict"), size_t{0});
+    limits.setResource(QStringLiteral("predict2"));
+    QSignalSpy limitRefused(&limits, &DraftTableModel::editRefused);
+    QVERIFY(!limits.removeLimit(0));
+    QVERIFY(limitRefused.first().first().toString().contains(QStringLiteral("last limit")));
+    // Removing the model takes the override with it; the draft stays valid.
+    QVERIFY(resources.removeResource(resources.rowOf(QStringLiteral("predict2"))));
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.size(), size_t{0});
+    QVERIFY(validate_policy(doc_->draft()).empty());
+
+    // Every step was one undo entry; undoing them all gives the policy back.
+    QCOMPARE(doc_->undoStack()->count(), before + 8);
+    while (doc_->undoStack()->index() > before) doc_->undoStack()->undo();
+    QCOMPARE(doc_->draft(), parsed());
   }
 
   // The grid shows what the engine would enforce (compiled with the engine's own code) and
@@ -358,10 +426,15 @@ class TestAdminModels : public QObject {
         Stats::record(allowed.get(), Outcome::kAllowed, t0 + s * 1000);
       for (int i = 0; i < s; ++i) Stats::record(denied.get(), Outcome::kDenied, t0 + s * 1000);
     }
-    stats.record_blocked("predict", "premium-user-key-1234");
-    stats.record_blocked("predict", "10.0.0.7");
+    stats.record_blocked("predict", "premium-user-key-1234", "premium", "per_minute", t0);
+    stats.record_blocked("predict", "10.0.0.7", "free", "per_minute", t0 + 3000);
+    stats.record_blocked("predict", "10.0.0.7", "free", "per_minute", t0 + 3500);
+    stats.record_blocked("predict", "10.0.0.9", "free", "per_minute", t0 - 400'000);
 
-    auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
+    auto snap = parseStatsJson(stats.to_json(
+        t0 + 4000, 900,
+        R"("queues":{"models/heavy":{"waiting":3,"admitted":120,"expired":4,"rejected":1,)"
+        R"("wait_ms_sum":38211,"wait_ms_max":2950,"wait_ms_p50":500,"wait_ms_p99":2500}})"));
     QVERIFY2(snap.ok(), snap.status().message().c_str());
     LiveStats live;
     QAbstractItemModelTester t1(live.seriesModel(),
@@ -378,10 +451,30 @@ class TestAdminModels : public QObject {
     QCOMPARE(points.back().blocked, uint64_t{4});
     QCOMPARE(live.totals().denied, uint64_t{0 + 1 + 2 + 3 + 4});
     QCOMPARE(live.topModel()->rowCount(), 2);
+    // WAIT queues (issue 18): one line per queue of the shown models.
+    QCOMPARE(live.queueLines(),
+             QStringList{QStringLiteral("models/heavy: 3 waiting now; 120 admitted after waiting "
+                                        "(p50 0.5 s, p99 2.5 s), 4 timed out, 1 refused at once")});
     QVERIFY(find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("API key ...1234"))
                 .isValid());
     QVERIFY(
         find(*live.topModel(), TopBlockedModel::kSubject, QStringLiteral("10.0.0.7")).isValid());
+    // Who is blocked now (the last 5 minutes by default): most blocked first, with tier and
+    // rule; 10.0.0.9, blocked almost 7 minutes ago, only in the 15 minutes and all time.
+    auto* top = live.topModel();
+    QCOMPARE(top->index(0, TopBlockedModel::kSubject).data().toString(),
+             QStringLiteral("10.0.0.7"));
+    QCOMPARE(top->index(0, TopBlockedModel::kTier).data().toString(), QStringLiteral("free"));
+    QCOMPARE(top->index(0, TopBlockedModel::kRule).data().toString(), QStringLiteral("per_minute"));
+    QCOMPARE(top->index(0, TopBlockedModel::kCount).data().toString(), QStringLiteral("2"));
+    QCOMPARE(top->index(1, TopBlockedModel::kTier).data().toString(), QStringLiteral("premium"));
+    top->setWindowSeconds(900);
+    QCOMPARE(top->rowCount(), 3);
+    QVERIFY(find(*top, TopBlockedModel::kSubject, QStringLiteral("10.0.0.9")).isValid());
+    top->setWindowSeconds(0);
+    QCOMPARE(top->rowCount(), 3);
+    QCOMPARE(top->index(0, TopBlockedModel::kTier).data().toString(), QString());
+    top->setWindowSeconds(300);
 
     // Filtering by tier.
     live.setFilter(QString(), QStringLiteral("premium"));

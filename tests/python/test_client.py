@@ -535,3 +535,98 @@ def test_sync_timeout_closes_the_connection_and_the_next_call_reconnects(sock):
         assert client.check("predict", "fast").allowed
         assert client.check("predict", "fast").allowed  # the fresh connection is kept
     assert len(fake.connections) == 2
+
+
+class _RecordingTransport(asyncio.Transport):
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+        self.aborted = False
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def abort(self):
+        self.aborted = True
+
+
+def test_async_calls_made_in_one_loop_turn_are_written_together():
+    # One system call per turn of the event loop, not one per call; replies still reach
+    # their callers in order.
+    from sluice._resp import encode
+    from sluice.aio import _Connection
+
+    async def scenario():
+        connection = _Connection(asyncio.get_running_loop(), 1.0)
+        transport = _RecordingTransport()
+        connection.connection_made(transport)
+        futures = [connection.request(encode(("SL.CHECK", "r", f"s{i}"))) for i in range(3)]
+        assert transport.writes == []
+        await asyncio.sleep(0)
+        assert transport.writes == [b"".join(encode(("SL.CHECK", "r", f"s{i}")) for i in range(3))]
+        connection.data_received(b":1\r\n:2\r\n")
+        assert [f.result() for f in futures[:2]] == [1, 2] and not futures[2].done()
+        later = connection.request(encode(("PING",)))
+        await asyncio.sleep(0)
+        assert len(transport.writes) == 2
+        connection.data_received(b":3\r\n+PONG\r\n")
+        assert futures[2].result() == 3 and later.result() == "PONG"
+        connection.close(ConnectionError("done"))
+
+    asyncio.run(scenario())
+
+
+def test_async_watchdog_expires_only_the_calls_that_waited_the_whole_timeout():
+    # One timer per connection: when the oldest call has waited `timeout`, it fails with a
+    # timeout and the connection is dropped; younger calls fail as lost (the client sends
+    # them again on a fresh connection). Time is the loop's clock, driven by the test.
+    from sluice._resp import encode
+    from sluice.aio import _Connection, _Lost
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        clock = [1000.0]
+        real_time = loop.time
+        loop.time = lambda: clock[0]
+        try:
+            connection = _Connection(loop, 0.1)
+            transport = _RecordingTransport()
+            connection.connection_made(transport)
+            old = connection.request(encode(("PING",)))
+            clock[0] += 0.06
+            young = connection.request(encode(("PING",)))
+            connection._watch()  # nothing has waited 0.1 s yet: checks again when one has
+            assert connection.watchdog is not None
+            assert connection.watchdog.when() == pytest.approx(1000.1)
+            assert not old.done() and not transport.aborted
+            clock[0] += 0.05
+            connection._watch()
+            assert isinstance(old.exception(), asyncio.TimeoutError)
+            assert isinstance(young.exception(), _Lost)
+            assert transport.aborted and connection.lost
+        finally:
+            loop.time = real_time
+
+    asyncio.run(scenario())
+
+
+def test_async_timeout_fails_open_only_the_call_that_timed_out(sock):
+    # Behind a call whose reply never comes, a later call on the same connection is sent
+    # again on a fresh one and answered by the daemon, not failed open.
+    def hang_once(args):
+        if args[2] == "slow":
+            return HANG
+        time.sleep(0.01)
+        return ALLOW
+
+    async def scenario():
+        async with AsyncSluiceClient(sock, timeout=0.2, on_unavailable="open") as c:
+            slow = asyncio.ensure_future(c.check("predict", "slow"))
+            await asyncio.sleep(0.15)
+            fast = await c.check("predict", "fast")
+            assert (await slow).unavailable
+            assert fast.allowed and not fast.unavailable
+
+    with FakeSluiced(sock, hang_once) as fake:
+        asyncio.run(scenario())
+    assert len(fake.connections) == 2

@@ -3,8 +3,8 @@
 import pytest
 
 from sluice import Decision
-from sluice.headers import (format_duration, ratelimit, ratelimit_policy, render_headers,
-                            retry_after, sf_string, x_ratelimit)
+from sluice.headers import (format_duration, ratelimit, ratelimit_policy, raw_headers,
+                            render_headers, retry_after, sf_string, x_ratelimit)
 
 
 def decision(allowed=True, limit=10, remaining=7, reset_ms=42_000, retry_ms=0, rule="per_minute",
@@ -119,3 +119,39 @@ def test_decision_from_reply_parses_engine_array():
         (False, 10, 0, 41, "per_minute")
     with pytest.raises(ValueError):
         Decision.from_reply([1, 2, 3], "predict")
+
+
+def _reply(limits):
+    return [1, 10, 7, 5_000, 0, "per_minute", "free", 60_000, limits]
+
+
+def test_decision_limits_read_the_same_whatever_their_types():
+    # The common shape (hiredis: str and int) takes a fast path; bytes and numeric strings
+    # take the general one; both must give equal decisions.
+    fast = Decision.from_reply(_reply([["per_minute", 10, 7, 5_000, 60_000],
+                                       ["per_day", 1000, 900, 86_000_000, 86_400_000]]))
+    slow = Decision.from_reply(_reply([[b"per_minute", "10", "7", "5000", "60000"],
+                                       (b"per_day", 1000, 900, 86_000_000, 86_400_000)]))
+    assert fast == slow
+    assert [lim.name for lim in fast.limits] == ["per_minute", "per_day"]
+    assert fast.limits[1].remaining == 900 and fast.tier == "free" and fast.window_ms == 60_000
+    with pytest.raises(AttributeError):  # still frozen
+        fast.limits[0].remaining = 3  # type: ignore[misc]
+    for bad in ([["per_minute", 10, 7, 5_000]], "per_minute", [["per_minute", "x", 7, 1, 1]]):
+        with pytest.raises(ValueError):
+            Decision.from_reply(_reply(bad))
+
+
+def test_ietf_fields_list_the_deciding_limit_first_wherever_it_is():
+    d = Decision.from_reply([0, 1000, 0, 9_000, 9_000, "per_day", "free", 86_400_000,
+                             [["per_minute", 10, 4, 5_000, 60_000],
+                              ["per_day", 1000, 0, 9_000, 86_400_000]]])
+    headers = render_headers(d)
+    assert headers["RateLimit-Policy"] == '"per_day";q=1000;w=86400, "per_minute";q=10;w=60'
+    assert headers["RateLimit"] == '"per_day";r=0;t=9, "per_minute";r=4;t=5'
+    assert headers["Retry-After"] == "9"
+
+
+def test_raw_headers_are_lower_case_latin1_pairs():
+    assert raw_headers({"RateLimit": '"a";r=1;t=2', "Retry-After": "3"}) == [
+        (b"ratelimit", b'"a";r=1;t=2'), (b"retry-after", b"3")]

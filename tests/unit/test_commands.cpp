@@ -186,6 +186,80 @@ TEST(Commands, DecisionReplyShape) {
                 tail);
 }
 
+// WAIT: parsed on SL.CHECK and SL.ACQUIRE, from 0 to an hour; -1 when absent.
+TEST(Commands, ParsesWait) {
+  DecisionRequest r;
+  std::string_view error;
+  int64_t wait_ms = 0;
+  ASSERT_TRUE(parse_decision_args(Command::kCheck, Argv{"SL.CHECK", "p", "s"}, r, error, wait_ms));
+  EXPECT_EQ(wait_ms, -1);
+  ASSERT_TRUE(parse_decision_args(Command::kAcquire,
+                                  Argv{"SL.ACQUIRE", "p", "s", "wait", "5000", "TTL", "9"}, r,
+                                  error, wait_ms));
+  EXPECT_EQ(wait_ms, 5000);
+  EXPECT_EQ(r.lease_ttl_ms, 9);
+  ASSERT_TRUE(parse_decision_args(Command::kCheck, Argv{"SL.CHECK", "p", "s", "WAIT", "3600000"}, r,
+                                  error, wait_ms));
+  EXPECT_EQ(wait_ms, kMaxWaitMs);
+  ASSERT_TRUE(parse_decision_args(Command::kCheck, Argv{"SL.CHECK", "p", "s", "WAIT", "0"}, r,
+                                  error, wait_ms));
+  EXPECT_EQ(wait_ms, 0);
+}
+
+struct BadWait {
+  Command command;
+  Argv argv;
+  const char* error;
+};
+
+class CommandsBadWait : public ::testing::TestWithParam<BadWait> {};
+
+// Bad WAIT values and WAIT on SL.PEEK are refused with a sentence that says what is accepted.
+TEST_P(CommandsBadWait, AreRefused) {
+  DecisionRequest r;
+  std::string_view error;
+  int64_t wait_ms = 0;
+  EXPECT_FALSE(parse_decision_args(GetParam().command, GetParam().argv, r, error, wait_ms));
+  EXPECT_EQ(error, GetParam().error);
+}
+
+constexpr const char* kWaitRange = "WAIT must be a whole number of milliseconds from 0 to 3600000";
+INSTANTIATE_TEST_SUITE_P(
+    Args, CommandsBadWait,
+    ::testing::Values(
+        BadWait{Command::kCheck, {"SL.CHECK", "p", "s", "WAIT", "-1"}, kWaitRange},
+        BadWait{Command::kCheck, {"SL.CHECK", "p", "s", "WAIT", "abc"}, kWaitRange},
+        BadWait{Command::kCheck, {"SL.CHECK", "p", "s", "WAIT", "1.5"}, kWaitRange},
+        BadWait{Command::kAcquire, {"SL.ACQUIRE", "p", "s", "WAIT", "3600001"}, kWaitRange},
+        BadWait{Command::kCheck,
+                {"SL.CHECK", "p", "s", "WAIT"},
+                "usage: SL.CHECK resource subject [TIER t] [KEY k] [COST n] [WAIT ms]"},
+        BadWait{Command::kPeek,
+                {"SL.PEEK", "p", "s", "WAIT", "10"},
+                "WAIT applies to SL.CHECK and SL.ACQUIRE only: SL.PEEK takes nothing to wait "
+                "for"}));
+
+// A request with WAIT gets two more fields at the end: the time it waited and how it ended.
+TEST(Commands, WaitFieldsComeLast) {
+  Decision d;
+  d.allowed = false;
+  d.limit = 1;
+  d.retry_after_ms = 250;
+  d.set_rule("slots");
+  const WaitReply wait{300, WaitOutcome::kDeadline};
+  DecisionDetail detail{"free", {}, &wait};
+  EXPECT_EQ(encode(Command::kCheck, d, detail),
+            "*11\r\n:0\r\n:1\r\n:0\r\n:0\r\n:250\r\n$5\r\nslots\r\n$4\r\nfree\r\n:0\r\n"
+            "*0\r\n:300\r\n$8\r\ndeadline\r\n");
+  for (auto [outcome, name] :
+       {std::pair{WaitOutcome::kNone, ""}, std::pair{WaitOutcome::kAdmitted, "admitted"},
+        std::pair{WaitOutcome::kQueueFull, "queue_full"},
+        std::pair{WaitOutcome::kOverMaxWait, "over_max_wait"},
+        std::pair{WaitOutcome::kNotWaitable, "not_waitable"}}) {
+    EXPECT_EQ(wait_outcome_name(outcome), name);
+  }
+}
+
 // The window is the deciding limit's, not the first limit's.
 TEST(Commands, WindowIsTheDecidingLimits) {
   Decision d;

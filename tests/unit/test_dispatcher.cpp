@@ -19,6 +19,7 @@
 #include "engine_test_support.h"
 #include "sluice/resp.h"
 #include "sluice/storage_plugin.h"
+#include "wait_queue.h"
 
 namespace sluice::server {
 namespace {
@@ -255,6 +256,221 @@ TEST_F(DispatcherTest, RecordingAllocatesNothingOnceWarm) {
   EXPECT_EQ(testing::allocations() - before, 0u);
   EXPECT_EQ(recorder.copy(clock_.now_ms() + 1, 0).records.size(), 502u * 16);
   ctx_.recorder = nullptr;
+}
+
+// WAIT through the command layer: a waiting SL.ACQUIRE keeps its place in the reply order; a
+// release on another connection starts a round, the queue's news comes back through
+// Owner::wake(), and the waiter is admitted and answered before the PING sent after it.
+TEST_F(DispatcherTest, AWaiterIsAnsweredInOrderWhenASlotIsReleased) {
+  auto spec = base_policy();
+  spec.resources.push_back(
+      make_resource("gpu", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1, 60'000)}));
+  spec.resources.back().limits[0].per_resource = true;
+  EngineOptions options;
+  options.clock = &clock_;
+  engine_ =
+      std::make_unique<Engine>(sluice::testing::memory_storage(), compile_or_die(spec), options);
+  ctx_.engine = engine_.get();
+  WaitQueue queue;
+  ctx_.waits = &queue;
+  std::string holder_out;
+  TestOwner holder_owner;
+  Dispatcher holder(ctx_, false, Peer{}, holder_out, holder_owner);
+  Dispatcher waiter(ctx_, false, Peer{}, out_, owner_);
+
+  run(holder, {"SL.ACQUIRE", "gpu", "h"});
+  holder.submit_staged();
+  const auto lease = replies(holder_out);
+  ASSERT_EQ(lease.size(), 1u);
+  ASSERT_TRUE(allowed(lease[0]));
+  run(waiter, {"SL.ACQUIRE", "gpu", "w", "WAIT", "10000"});
+  run(waiter, {"PING"});
+  waiter.submit_staged();
+  EXPECT_EQ(waiter.pending(), 2u);
+  EXPECT_TRUE(out_.empty());
+  EXPECT_EQ(queue.total(), 1u);
+  EXPECT_EQ(owner_.holds, 1);  // the waiting connection is kept alive
+
+  run(holder, {"SL.RELEASE", lease[0].elements[6].str});
+  ASSERT_TRUE(owner_.wait_for_wake(1));
+  EXPECT_TRUE(waiter.complete_async());  // nothing left waiting
+  const auto answers = replies(out_);
+  ASSERT_EQ(answers.size(), 2u);
+  ASSERT_TRUE(allowed(answers[0])) << answers[0].to_string();
+  EXPECT_EQ(answers[0].elements.back().str, "admitted");
+  EXPECT_EQ(answers[1].str, "PONG");
+  EXPECT_EQ(queue.total(), 0u);
+  ctx_.waits = nullptr;
+}
+
+// A request with WAIT that arrives while others wait for its resource goes behind them: it does
+// not take the slot a release has just freed for the first waiter, even when its own decision
+// would come first. When its deadline passes without a turn, it is decided once, as its answer.
+TEST_F(DispatcherTest, ANewcomerDoesNotOvertakeTheWaiters) {
+  auto spec = base_policy();
+  spec.resources.push_back(
+      make_resource("gpu", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1, 60'000)}));
+  spec.resources.back().limits[0].per_resource = true;
+  EngineOptions options;
+  options.clock = &clock_;
+  engine_ =
+      std::make_unique<Engine>(sluice::testing::memory_storage(), compile_or_die(spec), options);
+  ctx_.engine = engine_.get();
+  WaitQueue queue;
+  ctx_.waits = &queue;
+  std::string holder_out, late_out;
+  TestOwner holder_owner, late_owner;
+  Dispatcher holder(ctx_, false, Peer{}, holder_out, holder_owner);
+  Dispatcher first(ctx_, false, Peer{}, out_, owner_);
+  Dispatcher late(ctx_, false, Peer{}, late_out, late_owner);
+
+  run(holder, {"SL.ACQUIRE", "gpu", "h"});
+  holder.submit_staged();
+  const auto lease = replies(holder_out);
+  ASSERT_EQ(lease.size(), 1u);
+  run(first, {"SL.ACQUIRE", "gpu", "first", "WAIT", "10000"});
+  first.submit_staged();
+  ASSERT_EQ(queue.total(), 1u);
+
+  // The release asks `first` to decide again; before its thread gets to it, `late` arrives.
+  run(holder, {"SL.RELEASE", lease[0].elements[6].str});
+  run(late, {"SL.ACQUIRE", "gpu", "late", "WAIT", "10000"});
+  late.submit_staged();
+  EXPECT_TRUE(late_out.empty());  // no decision of its own: it queued behind `first`
+  EXPECT_EQ(queue.total(), 2u);
+
+  ASSERT_TRUE(owner_.wait_for_wake(1));
+  first.complete_async();
+  const auto admitted = replies(out_);
+  ASSERT_EQ(admitted.size(), 1u);
+  EXPECT_TRUE(allowed(admitted[0])) << admitted[0].to_string();
+  EXPECT_EQ(admitted[0].elements.back().str, "admitted");
+  // `late` had its turn after `first` and was denied: it waits on.
+  ASSERT_TRUE(late_owner.wait_for_wake(1));
+  late.complete_async();
+  EXPECT_TRUE(late_out.empty());
+  EXPECT_EQ(queue.total(), 1u);
+
+  // Its deadline, run early on the queue's clock: a denial at the deadline.
+  queue.run_due(INT64_MAX / 2);
+  ASSERT_TRUE(late_owner.wait_for_wake(2));
+  EXPECT_TRUE(late.complete_async());
+  const auto denied = replies(late_out);
+  ASSERT_EQ(denied.size(), 1u);
+  EXPECT_FALSE(allowed(denied[0]));
+  EXPECT_EQ(denied[0].elements.back().str, "deadline");
+  ctx_.waits = nullptr;
+}
+
+// A newcomer whose deadline passes before it ever had a turn is decided once then: that
+// decision is its answer.
+TEST_F(DispatcherTest, ANewcomerWithoutATurnIsDecidedAtItsDeadline) {
+  auto spec = base_policy();
+  spec.resources.push_back(
+      make_resource("gpu", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1, 60'000)}));
+  spec.resources.back().limits[0].per_resource = true;
+  EngineOptions options;
+  options.clock = &clock_;
+  engine_ =
+      std::make_unique<Engine>(sluice::testing::memory_storage(), compile_or_die(spec), options);
+  ctx_.engine = engine_.get();
+  WaitQueue queue;
+  ctx_.waits = &queue;
+  std::string late_out;
+  TestOwner late_owner;
+  Dispatcher first(ctx_, false, Peer{}, out_, owner_);
+  Dispatcher late(ctx_, false, Peer{}, late_out, late_owner);
+  run(first, {"SL.ACQUIRE", "gpu", "holder"});
+  run(first, {"SL.ACQUIRE", "gpu", "first", "WAIT", "10000"});
+  first.submit_staged();
+  run(late, {"SL.ACQUIRE", "gpu", "late", "WAIT", "10000"});
+  late.submit_staged();
+  // The round `late` started tried `first` (denied) and ended: `late` never had its turn.
+  ASSERT_TRUE(owner_.wait_for_wake(1));
+  first.complete_async();
+  EXPECT_TRUE(late_out.empty());
+  queue.run_due(INT64_MAX / 2);
+  ASSERT_TRUE(late_owner.wait_for_wake(1));
+  EXPECT_TRUE(late.complete_async());
+  const auto answer = replies(late_out);
+  ASSERT_EQ(answer.size(), 1u);
+  EXPECT_FALSE(allowed(answer[0]));
+  EXPECT_EQ(answer[0].elements[5].str, "slots");  // a real decision, not a placeholder
+  EXPECT_EQ(answer[0].elements.back().str, "deadline");
+  first.abandon_waits();
+  ctx_.waits = nullptr;
+}
+
+// Requests without WAIT allocate nothing once warm, even with the queues in place and a waiter
+// queued on another resource.
+TEST_F(DispatcherTest, RequestsWithoutWaitAllocateNothingOnceWarm) {
+  auto spec = base_policy();
+  spec.resources.push_back(make_resource(
+      "predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000)}));
+  spec.resources.push_back(
+      make_resource("gpu", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1'000'000, 60'000)}));
+  spec.resources.push_back(
+      make_resource("full", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 1, 60'000)}));
+  spec.resources.back().limits[0].per_resource = true;
+  EngineOptions options;
+  options.clock = &clock_;
+  engine_ =
+      std::make_unique<Engine>(sluice::testing::memory_storage(), compile_or_die(spec), options);
+  ctx_.engine = engine_.get();
+  WaitQueue queue;
+  ctx_.waits = &queue;
+  std::string other_out;
+  TestOwner other_owner;
+  Dispatcher other(ctx_, false, Peer{}, other_out, other_owner);
+  run(other, {"SL.ACQUIRE", "full", "h"});
+  run(other, {"SL.ACQUIRE", "full", "w", "WAIT", "10000"});
+  other.submit_staged();
+  ASSERT_EQ(queue.total(), 1u);
+
+  Dispatcher d(ctx_, false, Peer{}, out_, owner_);
+  std::string lease;
+  auto pipeline = [&] {
+    for (int i = 0; i < 8; ++i) run(d, {"SL.CHECK", "predict", "alice"});
+    run(d, {"SL.ACQUIRE", "gpu", "alice"});
+    d.submit_staged();
+    ASSERT_EQ(d.pending(), 0u);
+    const auto all = replies(out_);
+    lease = all.back().elements[6].str;
+    out_.clear();
+    run(d, {"SL.RELEASE", lease});
+    ASSERT_EQ(d.pending(), 0u);
+    out_.clear();
+  };
+  pipeline();
+  pipeline();
+  uint64_t allocated = 0;
+  for (int i = 0; i < 200; ++i) {
+    // replies() decodes into new strings: only the dispatcher's work is counted.
+    const std::array<std::string_view, 3> check = {"SL.CHECK", "predict", "alice"};
+    const std::array<std::string_view, 3> acquire = {"SL.ACQUIRE", "gpu", "alice"};
+    uint64_t before = testing::allocations();
+    for (int k = 0; k < 8; ++k) d.execute(check);
+    d.submit_staged();
+    allocated += testing::allocations() - before;
+    // Granting a lease records it in the lease registry (a hash-map node, as before WAIT):
+    // not counted. Releasing it, while someone waits elsewhere, is.
+    d.execute(acquire);
+    d.submit_staged();
+    const size_t at = out_.find("$48\r\n");  // the token, read in place
+    ASSERT_NE(at, std::string::npos);
+    const std::array<std::string_view, 2> release = {
+        "SL.RELEASE", std::string_view(out_).substr(at + 5, LeaseToken::kTextLength)};
+    before = testing::allocations();
+    d.execute(release);
+    allocated += testing::allocations() - before;
+    ASSERT_EQ(d.pending(), 0u);
+    ASSERT_NE(out_.find("\r\n:1\r\n", out_.size() - 6), std::string::npos) << out_;
+    out_.clear();
+  }
+  EXPECT_EQ(allocated, 0u);
+  EXPECT_EQ(queue.total(), 1u);
+  other.abandon_waits();
+  ctx_.waits = nullptr;
 }
 
 }  // namespace

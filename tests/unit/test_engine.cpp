@@ -463,3 +463,49 @@ TEST(EngineSnapshots, AReplacedPolicyIsFreedOnceCallersLetGo) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+using namespace sluice::testing;
+
+// A daily quota in Berlin resets at local midnight (23:00 UTC in winter), not at UTC
+// midnight; reset and retry point at it, and the reply's window is the day's real length.
+TEST(EngineCalendar, DailyQuotaResetsAtLocalMidnight) {
+  // 2026-10-24 21:00 UTC = 23:00 in Berlin (UTC+2); the next local day has 25 hours.
+  constexpr int64_t kHour = 3'600'000;
+  constexpr int64_t kBerlinMidnight = 1'792'879'200'000;  // 2026-10-24 22:00 UTC
+  ManualClock clock(kBerlinMidnight - kHour);
+  auto p = base_policy();
+  LimitSpec day = make_limit("per_day", SLUICE_ALG_FIXED_WINDOW, 3, 0);
+  day.calendar = CalendarPeriod::kDay;
+  day.window_ms = 25 * kHour;
+  day.timezone = "Europe/Berlin";
+  p.resources = {make_resource("generate", {day})};
+  Engine engine(memory_storage(), compile_or_die(p), EngineOptions{&clock});
+  DecisionCall call;
+  struct Done {
+    static void fn(void*, DecisionCall&) {}
+  };
+  // The memory plugin answers inline: the call is complete when decide() returns.
+  auto check = [&] {
+    engine.decide(DecisionKind::kCheck, req("generate", "alice", 1, {}), call, &Done::fn, nullptr);
+    EXPECT_EQ(call.limit_count(), 1u);
+    return call.decision();
+  };
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(check().allowed) << i;
+  const Decision denied = check();  // a copy: the call is reused
+  EXPECT_FALSE(denied.allowed);
+  EXPECT_EQ(denied.retry_after_ms, kHour);
+  EXPECT_EQ(denied.reset_after_ms, kHour);
+  EXPECT_EQ(call.limit_result(0).window_ms, 24 * kHour);  // 24 October is an ordinary day
+  clock.advance(kHour);                                   // local midnight: a new day
+  const Decision next = check();
+  EXPECT_TRUE(next.allowed);
+  EXPECT_EQ(next.remaining, 2);
+  EXPECT_EQ(next.reset_after_ms, 25 * kHour);  // the day the clocks go back
+  EXPECT_EQ(call.limit_result(0).window_ms, 25 * kHour);
+}
+
+}  // namespace
+}  // namespace sluice

@@ -145,7 +145,7 @@ const ErrorCase kErrorCases[] = {
      "      - {name: a, algorithm: gcra, limit: 1, window: 1s, brust: 3}\n",
      6, 58,
      "unknown key 'brust' in a limit; did you mean 'burst'? (allowed: name, algorithm, limit, "
-     "window, burst, cost, shadow)"},
+     "window, timezone, burst, cost, shadow, per, reserve)"},
     {"LimitNotANumber",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: ten, window: 1s}\n",
@@ -173,7 +173,9 @@ const ErrorCase kErrorCases[] = {
     {"BadDuration",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: 1, window: 1x}\n",
-     6, 54, "'window' is not a duration: '1x' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d)"},
+     6, 54,
+     "'window' is not a duration: '1x' (examples: 500ms, 30s, 1m, 1m30s, 1h, 1d; or "
+     "calendar_day, calendar_week, calendar_month)"},
     {"DurationWithoutUnit",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: 1, window: 60}\n",
@@ -561,6 +563,64 @@ TEST(PolicyValidate, LimitsAndNamesAtTheirBounds) {
   spec.resources[0].limits[1].window_ms += 1;
   spec.tiers[0].multiplier = 1e6 + 1;
   EXPECT_EQ(validate_policy(spec).size(), 3u);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+constexpr const char* kCalendar = R"(default_tier: free
+tiers: {free: {}}
+resources:
+  generate:
+    limits:
+      - {name: per_day, algorithm: fixed_window, limit: 100000, window: calendar_day, timezone: Europe/Berlin}
+      - {name: per_month, algorithm: fixed_window, limit: 2000000, window: calendar_month}
+)";
+
+TEST(PolicyParse, CalendarWindowsReadAndWriteBack) {
+  auto r = parse_policy(kCalendar, "cal.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  const auto& limits = r.policy->resources[0].limits;
+  EXPECT_EQ(limits[0].calendar, CalendarPeriod::kDay);
+  EXPECT_EQ(limits[0].timezone, "Europe/Berlin");
+  EXPECT_EQ(limits[1].calendar, CalendarPeriod::kMonth);
+  EXPECT_EQ(limits[1].timezone, "");  // UTC
+  EXPECT_GE(limits[1].window_ms, 31LL * 24 * 3600 * 1000);
+  const std::string text = policy_to_yaml(*r.policy);
+  EXPECT_NE(text.find("window: calendar_day, timezone: Europe/Berlin"), std::string::npos) << text;
+  auto again = parse_policy(text, "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.error_text();
+  EXPECT_EQ(*again.policy, *r.policy);
+}
+
+TEST(PolicyParse, CalendarWindowMistakesAreReportedInPlace) {
+  auto r = parse_policy(R"(default_tier: free
+tiers: {free: {}}
+resources:
+  a:
+    limits:
+      - {name: x, algorithm: token_bucket, limit: 5, window: calendar_week}
+      - {name: y, algorithm: fixed_window, limit: 5, window: 1d, timezone: Europe/Paris}
+      - {name: z, algorithm: fixed_window, limit: 5, window: calendar_day, timezone: Mars/Base}
+      - {name: w, algorithm: fixed_window, limit: 5, window: calendar_year}
+)",
+                        "cal.yaml");
+  ASSERT_EQ(r.errors.size(), 4u) << r.error_text();
+  EXPECT_EQ(r.errors[0].to_string(),
+            "cal.yaml:6:62: a calendar window (calendar_week) needs algorithm fixed_window; "
+            "token_bucket needs a window of fixed length such as 1d");
+  EXPECT_EQ(r.errors[1].to_string(),
+            "cal.yaml:7:76: timezone applies only to a calendar window (window: calendar_day, "
+            "calendar_week or calendar_month)");
+  EXPECT_EQ(r.errors[2].to_string(),
+            "cal.yaml:8:86: unknown time zone 'Mars/Base' (an IANA name such as UTC, "
+            "Europe/Berlin or America/New_York)");
+  EXPECT_EQ(r.errors[3].message,
+            "'window' is not a duration: 'calendar_year' (examples: 500ms, 30s, 1m, 1m30s, 1h, "
+            "1d; or calendar_day, calendar_week, calendar_month)");
 }
 
 }  // namespace

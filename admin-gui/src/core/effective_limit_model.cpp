@@ -112,12 +112,12 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
                   "again.")
             .arg(QString::fromStdString(t.name), QString::fromStdString(l.name))
             .arg(*c.override_)
-            .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
+            .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
       return tr("%1 × %2 = %3 %4 per %5. Type a number to override it for this tier.")
           .arg(l.limit)
           .arg(formatNumber(t.multiplier))
           .arg(c.limit)
-          .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
+          .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
     case Qt::TextAlignmentRole:
       return QVariant(Qt::AlignRight | Qt::AlignVCenter);
     case IsOverrideRole:
@@ -136,7 +136,7 @@ QVariant EffectiveLimitModel::headerData(int section, Qt::Orientation o, int rol
     const LimitSpec& l = limits_[static_cast<size_t>(section)];
     return QStringLiteral("%1\n%2 per %3")
         .arg(QString::fromStdString(l.name), unitName(l.unit),
-             QString::fromStdString(format_duration_ms(l.window_ms)));
+             QString::fromStdString(window_text(l, true)));
   }
   if (section < 0 || section >= rowCount()) return {};
   const TierSpec& t = tiers_[static_cast<size_t>(section)];

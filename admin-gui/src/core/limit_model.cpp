@@ -64,8 +64,8 @@ QVariant LimitTableModel::data(const QModelIndex& index, int role) const {
       return algorithmName(l.algorithm);
     case kLimit:
       return QVariant::fromValue<qlonglong>(l.limit);
-    case kWindow:
-      return QString::fromStdString(format_duration_ms(l.window_ms));
+    case kWindow:  // a calendar window shows its zone; editing shows what can be typed back
+      return QString::fromStdString(window_text(l, role == Qt::DisplayRole));
     case kBurst:
       if (!algorithmTakesBurst(l.algorithm))
         return role == Qt::EditRole ? QVariant(0) : QVariant(QString());
@@ -110,6 +110,45 @@ Qt::ItemFlags LimitTableModel::flags(const QModelIndex& index) const {
   return f | Qt::ItemIsEditable;
 }
 
+int LimitTableModel::addLimit(const QString& name) {
+  if (resource_.isEmpty()) return -1;
+  QString n = name.trimmed();
+  auto taken = [this](const QString& candidate) {
+    for (const auto& l : limits_)
+      if (QString::fromStdString(l.name) == candidate) return true;
+    return false;
+  };
+  if (n.isEmpty()) {
+    n = QStringLiteral("per_minute");
+    for (int i = 2; taken(n); ++i) n = QStringLiteral("limit_%1").arg(i);
+  }
+  LimitSpec l;
+  l.name = n.toStdString();
+  l.algorithm = SLUICE_ALG_FIXED_WINDOW;
+  l.limit = 60;
+  l.window_ms = 60'000;
+  if (!applyEdit(tr("Add limit %1/%2").arg(resource_, n),
+                 edits::addLimit(resource_.toStdString(), std::move(l))))
+    return -1;
+  for (int r = 0; r < rowCount(); ++r)
+    if (QString::fromStdString(limits_[static_cast<size_t>(r)].name) == n) return r;
+  return -1;
+}
+
+bool LimitTableModel::removeLimit(int row) {
+  if (row < 0 || row >= rowCount()) return false;
+  const std::string name = limits_[static_cast<size_t>(row)].name;
+  return applyEdit(tr("Remove limit %1/%2").arg(resource_, QString::fromStdString(name)),
+                   edits::removeLimit(resource_.toStdString(), name));
+}
+
+bool LimitTableModel::moveLimit(int row, int by) {
+  if (row < 0 || row >= rowCount()) return false;
+  const std::string name = limits_[static_cast<size_t>(row)].name;
+  return applyEdit(tr("Move limit %1/%2").arg(resource_, QString::fromStdString(name)),
+                   edits::moveLimit(resource_.toStdString(), name, by));
+}
+
 bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, int role) {
   if (!checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
     return false;
@@ -142,14 +181,12 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
         l.limit = text.toLongLong(&ok);
         if (!ok) return refuse(tr("'%1' is not a whole number.").arg(text));
         break;
-      case kWindow: {
-        auto ms = parse_duration_ms(text.toStdString());
-        if (!ms)
-          return refuse(
-              tr("'%1' is not a duration; write e.g. 500ms, 30s, 1m, 1h or 1m30s.").arg(text));
-        l.window_ms = *ms;
+      case kWindow:
+        if (!set_window(l, text.toStdString()))
+          return refuse(tr("'%1' is not a window; write a duration such as 500ms, 30s, 1m, 1h "
+                           "or 1m30s, or calendar_day, calendar_week or calendar_month.")
+                            .arg(text));
         break;
-      }
       case kBurst:
         l.burst = text.isEmpty() ? 0 : text.toLongLong(&ok);
         if (!text.isEmpty() && !ok) return refuse(tr("'%1' is not a whole number.").arg(text));

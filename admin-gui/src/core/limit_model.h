@@ -21,6 +21,11 @@ class LimitTableModel : public DraftTableModel {
   QVariant headerData(int section, Qt::Orientation o, int role) const override;
   Qt::ItemFlags flags(const QModelIndex& index) const override;
   bool setData(const QModelIndex& index, const QVariant& value, int role) override;
+  // Structural edits of the resource's limits, each one undoable step; -1 / false when
+  // refused (editRefused says why). A new limit is 60 requests per minute, fixed_window.
+  int addLimit(const QString& name = {});
+  bool removeLimit(int row);
+  bool moveLimit(int row, int by);
 
  protected:
   QString pathOf(const QModelIndex& index) const override;

@@ -51,6 +51,23 @@ Result<StatsSnapshot> parseStatsJson(std::string_view text) {
         s.top.push_back({e.at("resource").get<std::string>(), e.at("subject").get<std::string>(),
                          e.value("count", uint64_t{0}), e.value("error", uint64_t{0})});
     }
+    if (auto it = doc.find("blocked_now"); it != doc.end() && it->is_object()) {
+      for (const auto& [name, window] : it->items()) {
+        auto& rows = s.blockedNow[window.at("seconds").get<int>()];
+        for (const auto& e : window.at("subjects"))
+          rows.push_back({e.at("resource").get<std::string>(), e.at("subject").get<std::string>(),
+                          e.value("count", uint64_t{0}), e.value("error", uint64_t{0}),
+                          e.value("tier", std::string()), e.value("rule", std::string())});
+      }
+    }
+    if (auto it = doc.find("queues"); it != doc.end() && it->is_object()) {
+      for (const auto& [resource, q] : it->items())
+        s.queues.push_back({resource, q.value("waiting", uint64_t{0}),
+                            q.value("admitted", uint64_t{0}), q.value("expired", uint64_t{0}),
+                            q.value("rejected", uint64_t{0}), q.value("wait_ms_p50", int64_t{0}),
+                            q.value("wait_ms_p99", int64_t{0}),
+                            q.value("wait_ms_max", int64_t{0})});
+    }
     if (auto it = doc.find("latency"); it != doc.end()) {
       s.latencyCount = it->value("count", uint64_t{0});
       s.p50Ns = it->value("p50_ns", uint64_t{0});

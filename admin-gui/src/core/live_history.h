@@ -35,7 +35,18 @@ struct StatsSeries {
 
 struct TopBlocked {
   std::string resource, subject;
-  uint64_t count = 0, error = 0;  // error: possible over-count of the space-saving sketch
+  // Since the engine started: count may over-count by up to error. In a recent window
+  // (blocked_now): at least count, at most count + error; tier and rule of the latest denial.
+  uint64_t count = 0, error = 0;
+  std::string tier, rule;
+};
+
+// A resource's WAIT queue (SL.STATS `queues`): waiting now, outcomes since the start, wait
+// times of the admitted.
+struct QueueStats {
+  std::string resource;
+  uint64_t waiting = 0, admitted = 0, expired = 0, rejected = 0;
+  int64_t waitP50Ms = 0, waitP99Ms = 0, waitMaxMs = 0;
 };
 
 struct StatsSnapshot {
@@ -44,7 +55,11 @@ struct StatsSnapshot {
   int windowSeconds = 0;
   StatsTotals totals;
   std::vector<StatsSeries> series;
-  std::vector<TopBlocked> top;
+  std::vector<TopBlocked> top;  // since the engine started
+  // Who is blocked now, by window length in seconds (60, 300, 900); empty from an engine
+  // that does not report it.
+  std::map<int, std::vector<TopBlocked>> blockedNow;
+  std::vector<QueueStats> queues;  // resources a WAIT request has queued for
   uint64_t latencyCount = 0, p50Ns = 0, p99Ns = 0;
   std::map<std::string, std::string> server;  // "server" object: version, storage, ...
 };

@@ -137,22 +137,57 @@ QVariant LiveSeriesModel::headerData(int section, Qt::Orientation o, int role) c
   }
 }
 
+QStringList LiveStats::queueLines() const {
+  QStringList lines;
+  const std::string resource = resource_.toStdString();
+  auto seconds = [](int64_t ms) {
+    return QString::number(static_cast<double>(ms) / 1000.0, 'f', 1);
+  };
+  for (const auto& q : latest_.queues) {
+    if (!resource.empty() && q.resource != resource) continue;
+    lines << tr("%1: %2 waiting now; %3 admitted after waiting (p50 %4 s, p99 %5 s), %6 timed "
+                "out, %7 refused at once")
+                 .arg(qs(q.resource))
+                 .arg(q.waiting)
+                 .arg(q.admitted)
+                 .arg(seconds(q.waitP50Ms), seconds(q.waitP99Ms))
+                 .arg(q.expired)
+                 .arg(q.rejected);
+  }
+  return lines;
+}
+
 // ---- TopBlockedModel ----------------------------------------------------------------------
 
 TopBlockedModel::TopBlockedModel(LiveStats* stats) : QAbstractTableModel(nullptr), stats_(stats) {}
 
+void TopBlockedModel::setWindowSeconds(int seconds) {
+  if (seconds == windowSeconds_) return;
+  windowSeconds_ = seconds;
+  beginResetModel();
+  rows_.clear();
+  endResetModel();
+  update();
+}
+
 void TopBlockedModel::update() {
   std::vector<TopBlocked> rows;
   const std::string resource = stats_->resourceFilter().toStdString();
-  for (const auto& t : stats_->latest().top)
-    if (resource.empty() || t.resource == resource) rows.push_back(t);
+  const std::string tier = stats_->tierFilter().toStdString();
+  const auto& now = stats_->latest().blockedNow;
+  const auto window = now.find(windowSeconds_);
+  // An engine without blocked_now (older) only has the list since it started.
+  const bool recent = windowSeconds_ > 0 && window != now.end();
+  for (const auto& t : recent ? window->second : stats_->latest().top)
+    if ((resource.empty() || t.resource == resource) && (!recent || tier.empty() || t.tier == tier))
+      rows.push_back(t);
   bool sameShape = rows.size() == rows_.size();
   for (size_t i = 0; sameShape && i < rows.size(); ++i)
     sameShape = rows[i].subject == rows_[i].subject && rows[i].resource == rows_[i].resource;
   if (sameShape) {
     rows_ = std::move(rows);
     if (!rows_.empty())
-      emit dataChanged(index(0, kCount), index(rowCount() - 1, kCount), {Qt::DisplayRole});
+      emit dataChanged(index(0, kTier), index(rowCount() - 1, kCount), {Qt::DisplayRole});
     return;
   }
   beginResetModel();
@@ -174,18 +209,30 @@ QVariant TopBlockedModel::data(const QModelIndex& index, int role) const {
   const QString subject = qs(r.subject);
   if (role == Qt::TextAlignmentRole && index.column() == kCount)
     return QVariant(Qt::AlignRight | Qt::AlignVCenter);
-  if (role == Qt::ToolTipRole && index.column() == kCount && r.error > 0)
-    return tr("May be over-counted by up to %1 (the engine keeps the top subjects in bounded "
-              "memory).")
-        .arg(r.error);
+  const bool recent = !r.tier.empty() || !r.rule.empty();
+  if (role == Qt::ToolTipRole && index.column() == kCount && r.error > 0) {
+    return recent ? tr("Between %1 and %2: with many blocked subjects the engine keeps the "
+                       "top ones in bounded memory.")
+                        .arg(r.count)
+                        .arg(r.count + r.error)
+                  : tr("May be over-counted by up to %1 (the engine keeps the top subjects in "
+                       "bounded memory).")
+                        .arg(r.error);
+  }
   if (role != Qt::DisplayRole) return {};
   switch (index.column()) {
     case kSubject:
       return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
     case kResource:
       return qs(r.resource);
+    case kTier:
+      return qs(r.tier);
+    case kRule:
+      return qs(r.rule);
     case kCount:
-      return r.error > 0 ? QStringLiteral("≤ %1").arg(r.count) : QString::number(r.count);
+      if (r.error == 0) return QString::number(r.count);
+      return recent ? QStringLiteral("%1–%2").arg(r.count).arg(r.count + r.error)
+                    : QStringLiteral("≤ %1").arg(r.count);
     default:
       return {};
   }
@@ -198,6 +245,10 @@ QVariant TopBlockedModel::headerData(int section, Qt::Orientation o, int role) c
       return tr("Subject");
     case kResource:
       return tr("Resource");
+    case kTier:
+      return tr("Tier");
+    case kRule:
+      return tr("Rule");
     case kCount:
       return tr("Blocked");
     default:

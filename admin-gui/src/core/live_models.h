@@ -44,8 +44,17 @@ class LiveSeriesModel : public QAbstractTableModel {
 class TopBlockedModel : public QAbstractTableModel {
   Q_OBJECT
  public:
-  enum Column { kSubject, kResource, kCount, kColumnCount };
+  enum Column { kSubject, kResource, kTier, kRule, kCount, kColumnCount };
   explicit TopBlockedModel(LiveStats* stats);
+  // Which denials the table counts: those of the last `seconds` (60, 300 or 900; the
+  // default, 300) or, with 0, all since the engine started (no tier or rule then).
+  void setWindowSeconds(int seconds);
+  // The row as the engine reported it (the subject unmasked); nullptr out of range.
+  const TopBlocked* rowAt(int row) const {
+    return row >= 0 && row < static_cast<int>(rows_.size()) ? &rows_[static_cast<size_t>(row)]
+                                                            : nullptr;
+  }
+  int windowSeconds() const { return windowSeconds_; }
   int rowCount(const QModelIndex& parent = {}) const override;
   int columnCount(const QModelIndex& parent = {}) const override;
   QVariant data(const QModelIndex& index, int role) const override;
@@ -55,6 +64,7 @@ class TopBlockedModel : public QAbstractTableModel {
  private:
   LiveStats* stats_;
   std::vector<TopBlocked> rows_;
+  int windowSeconds_ = 300;
 };
 
 class LiveStats : public QObject {
@@ -74,6 +84,9 @@ class LiveStats : public QObject {
   const LiveHistory& history() const { return history_; }
   std::vector<LiveHistory::Point> points() const;
   StatsTotals totals() const;
+  // The WAIT queues of the shown resources, one sentence each ("models/heavy: 3 waiting, ..."),
+  // empty when no request has waited.
+  QStringList queueLines() const;
   const StatsSnapshot& latest() const { return latest_; }
   bool hasData() const { return !history_.empty(); }
   QStringList resources() const;

@@ -204,6 +204,120 @@ Edit setWarmup(std::string resource, WarmupSpec warmup) {
   };
 }
 
+Edit addResource(std::string name) {
+  return [name = std::move(name)](PolicySpec& spec) {
+    if (name.empty()) return Status::Invalid("a model needs a name");
+    if (findResource(spec, name) != nullptr)
+      return Status::Invalid(fmt::format("a model named '{}' already exists", name));
+    ResourceSpec r;
+    r.name = name;
+    LimitSpec l;
+    l.name = "per_minute";
+    l.algorithm = SLUICE_ALG_FIXED_WINDOW;
+    l.limit = 60;
+    l.window_ms = 60'000;
+    r.limits.push_back(std::move(l));
+    spec.resources.push_back(std::move(r));
+    return Status::Ok();
+  };
+}
+
+Edit renameResource(std::string from, std::string to) {
+  return [from = std::move(from), to = std::move(to)](PolicySpec& spec) {
+    ResourceSpec* r = findResource(spec, from);
+    if (r == nullptr) return noResource(from);
+    if (to.empty()) return Status::Invalid("a model needs a name");
+    if (to == from) return Status::Ok();
+    if (findResource(spec, to) != nullptr)
+      return Status::Invalid(fmt::format("a model named '{}' already exists", to));
+    r->name = to;
+    for (auto& t : spec.tiers) {
+      auto node = t.overrides.extract(from);
+      if (node.empty()) continue;
+      node.key() = to;
+      t.overrides.insert(std::move(node));
+    }
+    return Status::Ok();
+  };
+}
+
+Edit removeResource(std::string name) {
+  return [name = std::move(name)](PolicySpec& spec) {
+    auto it = std::find_if(spec.resources.begin(), spec.resources.end(),
+                           [&](const ResourceSpec& r) { return r.name == name; });
+    if (it == spec.resources.end()) return noResource(name);
+    spec.resources.erase(it);
+    for (auto& t : spec.tiers) t.overrides.erase(name);
+    return Status::Ok();
+  };
+}
+
+Edit setResourceDescription(std::string resource, std::string description) {
+  return [resource = std::move(resource), description = std::move(description)](PolicySpec& spec) {
+    ResourceSpec* r = findResource(spec, resource);
+    if (r == nullptr) return noResource(resource);
+    r->description = description;
+    return Status::Ok();
+  };
+}
+
+Edit addLimit(std::string resource, LimitSpec limit) {
+  return [resource = std::move(resource), limit = std::move(limit)](PolicySpec& spec) {
+    ResourceSpec* r = findResource(spec, resource);
+    if (r == nullptr) return noResource(resource);
+    for (const auto& l : r->limits)
+      if (l.name == limit.name)
+        return Status::Invalid(
+            fmt::format("model '{}' already has a limit named '{}'", resource, limit.name));
+    if (r->limits.size() >= kMaxLimitsPerResource)
+      return Status::Invalid(fmt::format("a model has at most {} limits", kMaxLimitsPerResource));
+    r->limits.push_back(limit);
+    return Status::Ok();
+  };
+}
+
+Edit removeLimit(std::string resource, std::string limit) {
+  return [resource = std::move(resource), limit = std::move(limit)](PolicySpec& spec) {
+    ResourceSpec* r = findResource(spec, resource);
+    if (r == nullptr) return noResource(resource);
+    auto it = std::find_if(r->limits.begin(), r->limits.end(),
+                           [&](const LimitSpec& l) { return l.name == limit; });
+    if (it == r->limits.end())
+      return Status::NotFound(fmt::format("model '{}' has no limit '{}'", resource, limit));
+    if (r->limits.size() == 1)
+      return Status::Invalid(fmt::format(
+          "'{}' is the last limit of model '{}'; remove the model instead", limit, resource));
+    r->limits.erase(it);
+    for (auto& t : spec.tiers) {
+      auto ov = t.overrides.find(resource);
+      if (ov == t.overrides.end()) continue;
+      ov->second.limits.erase(limit);
+      if (ov->second.limits.empty() && !ov->second.multiplier && !ov->second.unlimited)
+        t.overrides.erase(ov);
+    }
+    return Status::Ok();
+  };
+}
+
+Edit moveLimit(std::string resource, std::string limit, int by) {
+  return [resource = std::move(resource), limit = std::move(limit), by](PolicySpec& spec) {
+    ResourceSpec* r = findResource(spec, resource);
+    if (r == nullptr) return noResource(resource);
+    auto it = std::find_if(r->limits.begin(), r->limits.end(),
+                           [&](const LimitSpec& l) { return l.name == limit; });
+    if (it == r->limits.end())
+      return Status::NotFound(fmt::format("model '{}' has no limit '{}'", resource, limit));
+    const auto from = it - r->limits.begin();
+    const auto to = from + by;
+    if (to < 0 || to >= static_cast<std::ptrdiff_t>(r->limits.size()))
+      return Status::Invalid(fmt::format("'{}' cannot move further", limit));
+    LimitSpec moved = std::move(*it);
+    r->limits.erase(it);
+    r->limits.insert(r->limits.begin() + to, std::move(moved));
+    return Status::Ok();
+  };
+}
+
 Edit setApiKey(std::string key, std::string tier) {
   return [key = std::move(key), tier = std::move(tier)](PolicySpec& spec) {
     if (key.empty()) return Status::Invalid("an API key cannot be empty");

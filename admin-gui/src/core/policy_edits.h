@@ -33,6 +33,19 @@ Edit setLimit(std::string resource, std::string limit_name, LimitSpec limit);
 Edit setOverrideLimit(std::string tier, std::string resource, std::string limit,
                       std::optional<int64_t> value);
 Edit setWarmup(std::string resource, WarmupSpec warmup);
+// A new resource with one limit (60 requests per minute, fixed_window) to edit from there.
+Edit addResource(std::string name);
+// Renaming carries the tiers' overrides of the resource along.
+Edit renameResource(std::string from, std::string to);
+// Removes the resource and every tier's overrides of it.
+Edit removeResource(std::string name);
+Edit setResourceDescription(std::string resource, std::string description);
+// Appends `limit` (its name must be new in the resource).
+Edit addLimit(std::string resource, LimitSpec limit);
+// Removes the limit and the tiers' absolute overrides of it; refused for the last limit.
+Edit removeLimit(std::string resource, std::string limit);
+// Moves the limit `by` places (negative: up), within the list.
+Edit moveLimit(std::string resource, std::string limit, int by);
 
 Edit setApiKey(std::string key, std::string tier);
 Edit removeApiKey(std::string key);

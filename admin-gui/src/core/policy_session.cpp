@@ -16,10 +16,24 @@ void PolicySession::onConnected_() {
       return;
     }
     QMap<QString, QString> info = parseInfo(r);
+    const QString before = info_.value(QStringLiteral("instance"));
     for (auto it = info.cbegin(); it != info.cend(); ++it) info_.insert(it.key(), it.value());
     emit infoChanged();
+    const QString now = info_.value(QStringLiteral("instance"));
+    if (!before.isEmpty() && !now.isEmpty() && before != now) onRestarted_();
   });
   refresh();
+}
+
+void PolicySession::onRestarted_() {
+  // Not someone else's apply: the daemon started again (with the policy it starts with). A
+  // clean draft follows it through refresh(); a dirty one is replayed on top of what now runs,
+  // so applying it is not reported as a conflict.
+  fetchPolicy_([this](const RunningPolicy& running, PolicySpec spec) {
+    QStringList failed;
+    if (doc_->isDirty()) failed = doc_->rebase(std::move(spec), running.version);
+    emit restarted(running.version, failed);
+  });
 }
 
 void PolicySession::updateInfo(const QMap<QString, QString>& info) {

@@ -50,10 +50,14 @@ class PolicySession : public QObject {
   void applyRejected(const QString& message);  // INVALID (errors are on the document) or other
   void conflict(quint64 runningVersion, const QString& message);
   void rebased(const QStringList& editsThatNoLongerApply);
+  // sluiced restarted (SL.INFO `instance` changed): `version` runs now; a dirty draft was
+  // replayed on top of it (`editsThatNoLongerApply` as for rebased()).
+  void restarted(quint64 version, const QStringList& editsThatNoLongerApply);
   void notice(const QString& message);  // anything else worth a line in the status bar
 
  private:
   void onConnected_();
+  void onRestarted_();
   void fetchPolicy_(std::function<void(const RunningPolicy&, PolicySpec)> then);
   void setApplying_(bool on);
 

@@ -7,7 +7,7 @@ namespace sluice::admin {
 QString describeLimit(const LimitSpec& l) {
   QString s = QStringLiteral("%1 %2 per %3")
                   .arg(l.limit)
-                  .arg(unitName(l.unit), QString::fromStdString(format_duration_ms(l.window_ms)));
+                  .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
   if (l.shadow) s += QObject::tr(" (shadow)");
   return s;
 }
@@ -43,6 +43,48 @@ int ResourceListModel::rowOf(const QString& resource) const {
   return -1;
 }
 
+Qt::ItemFlags ResourceListModel::flags(const QModelIndex& index) const {
+  Qt::ItemFlags f = DraftTableModel::flags(index);
+  if (index.isValid() && (index.column() == kName || index.column() == kDescription))
+    f |= Qt::ItemIsEditable;
+  return f;
+}
+
+bool ResourceListModel::setData(const QModelIndex& index, const QVariant& value, int role) {
+  if (role != Qt::EditRole ||
+      !checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
+    return false;
+  const QString resource = resourceAt(index.row());
+  const QString text = value.toString().trimmed();
+  if (index.column() == kName)
+    return applyEdit(tr("Rename model %1 to %2").arg(resource, text),
+                     edits::renameResource(resource.toStdString(), text.toStdString()));
+  if (index.column() == kDescription)
+    return applyEdit(
+        tr("Describe model %1").arg(resource),
+        edits::setResourceDescription(resource.toStdString(), value.toString().toStdString()));
+  return false;
+}
+
+int ResourceListModel::addResource(const QString& name) {
+  QString n = name.trimmed();
+  if (n.isEmpty()) {
+    for (int i = rowCount() + 1;; ++i) {
+      n = QStringLiteral("model-%1").arg(i);
+      if (!findResource(doc_->draft(), n.toStdString())) break;
+    }
+  }
+  if (!applyEdit(tr("Add model %1").arg(n), edits::addResource(n.toStdString()))) return -1;
+  return rowOf(n);
+}
+
+bool ResourceListModel::removeResource(int row) {
+  const QString resource = resourceAt(row);
+  if (resource.isEmpty()) return false;
+  return applyEdit(tr("Remove model %1").arg(resource),
+                   edits::removeResource(resource.toStdString()));
+}
+
 QString ResourceListModel::pathOf(const QModelIndex& index) const {
   return index.column() == kName ? QStringLiteral("resources.") + resourceAt(index.row())
                                  : QString();
@@ -54,7 +96,7 @@ QVariant ResourceListModel::data(const QModelIndex& index, int role) const {
   if (QVariant e = errorData(index, role); e.isValid()) return e;
   const ResourceSpec& r = resources_[static_cast<size_t>(index.row())];
   if (role == PathRole) return pathOf(index);
-  if (role != Qt::DisplayRole && role != Qt::ToolTipRole) return {};
+  if (role != Qt::DisplayRole && role != Qt::ToolTipRole && role != Qt::EditRole) return {};
   switch (index.column()) {
     case kName:
       if (role == Qt::ToolTipRole) return QString::fromStdString(r.description);

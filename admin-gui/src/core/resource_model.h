@@ -18,6 +18,12 @@ class ResourceListModel : public DraftTableModel {
 
   QString resourceAt(int row) const;
   int rowOf(const QString& resource) const;
+  Qt::ItemFlags flags(const QModelIndex& index) const override;
+  // Name (renames, carrying the tiers' overrides along) and description are editable.
+  bool setData(const QModelIndex& index, const QVariant& value, int role) override;
+  // Structural edits, each one undoable step; -1 / false when refused (editRefused says why).
+  int addResource(const QString& name = {});
+  bool removeResource(int row);
 
  protected:
   QString pathOf(const QModelIndex& index) const override;

@@ -31,6 +31,7 @@ class StatsPoller : public QObject {
   Q_OBJECT
  public:
   StatsPoller(AdminClient* client, LiveStats* stats, QObject* parent = nullptr);
+  AdminClient* client() const { return client_; }
   ~StatsPoller() override;
 
   void setInterval(int ms) { timer_.setInterval(ms); }

@@ -1,5 +1,6 @@
 #include "ui/live_tab.h"
 
+#include <QAction>
 #include <QChart>
 #include <QChartView>
 #include <QComboBox>
@@ -11,6 +12,7 @@
 #include <QLabel>
 #include <QLineSeries>
 #include <QLocale>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QSplitter>
 #include <QTableView>
@@ -18,7 +20,9 @@
 #include <QValueAxis>
 
 #include "core/live_models.h"
+#include "core/policy_names.h"
 #include "core/stats_poller.h"
+#include "core/subject_actions.h"
 
 namespace sluice::admin {
 
@@ -83,6 +87,7 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
       poller_(poller),
       resourceFilter_(new QComboBox(this)),
       tierFilter_(new QComboBox(this)),
+      blockedWindow_(new QComboBox(this)),
       pause_(new QPushButton(tr("&Pause"), this)),
       totals_(new QLabel(this)),
       updated_(new QLabel(this)) {
@@ -107,6 +112,11 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
 
   totals_->setTextFormat(Qt::RichText);
   layout->addWidget(totals_);
+  queues_ = new QLabel(this);
+  queues_->setTextFormat(Qt::PlainText);
+  queues_->setWordWrap(true);
+  queues_->hide();
+  layout->addWidget(queues_);
 
   auto* split = new QSplitter(Qt::Vertical, this);
   auto* charts = new QWidget(split);
@@ -122,9 +132,29 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
 
   auto* tables = new QSplitter(Qt::Horizontal, split);
   seriesView_ = makeTable(stats_->seriesModel(), tables);
-  topView_ = makeTable(stats_->topModel(), tables);
+  // Who is blocked: now (the last minute, 5 or 15 minutes) or since the engine started.
+  auto* topPane = new QWidget(tables);
+  auto* topLayout = new QVBoxLayout(topPane);
+  topLayout->setContentsMargins(0, 0, 0, 0);
+  auto* windowBar = new QHBoxLayout;
+  auto* windowLabel = new QLabel(tr("&Blocked in:"), topPane);
+  windowLabel->setBuddy(blockedWindow_);
+  blockedWindow_->addItem(tr("the last minute"), 60);
+  blockedWindow_->addItem(tr("the last 5 minutes"), 300);
+  blockedWindow_->addItem(tr("the last 15 minutes"), 900);
+  blockedWindow_->addItem(tr("all time (since the engine started)"), 0);
+  blockedWindow_->setCurrentIndex(1);
+  windowBar->addWidget(windowLabel);
+  windowBar->addWidget(blockedWindow_);
+  windowBar->addStretch(1);
+  topLayout->addLayout(windowBar);
+  topView_ = makeTable(stats_->topModel(), topPane);
+  topLayout->addWidget(topView_);
+  connect(blockedWindow_, &QComboBox::currentIndexChanged, this,
+          [this] { stats_->topModel()->setWindowSeconds(blockedWindow_->currentData().toInt()); });
+  addSubjectActions_();
   tables->addWidget(seriesView_);
-  tables->addWidget(topView_);
+  tables->addWidget(topPane);
   tables->setStretchFactor(0, 3);
   tables->setStretchFactor(1, 2);
   split->addWidget(tables);
@@ -148,6 +178,63 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   });
   refreshFilters_();
   redraw_();
+}
+
+void LiveTab::addSubjectActions_() {
+  // From a blocked subject's row (right-click, or the keys when the table has focus): its
+  // model's charts, every limit's state for it, and forgetting its counters.
+  topView_->setContextMenuPolicy(Qt::ActionsContextMenu);
+  auto selected = [this]() -> const TopBlocked* {
+    return stats_->topModel()->rowAt(topView_->currentIndex().row());
+  };
+  auto shownSubject = [this](const QString& subject) {
+    return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+  };
+  auto* show = new QAction(tr("Show this model's charts"), topView_);
+  connect(show, &QAction::triggered, this, [this, selected] {
+    if (const TopBlocked* row = selected()) {
+      const int i = resourceFilter_->findText(QString::fromStdString(row->resource));
+      if (i > 0) resourceFilter_->setCurrentIndex(i);
+    }
+  });
+  auto* inspect = new QAction(tr("Inspect its limits…"), topView_);
+  inspect->setShortcut(QKeySequence(Qt::Key_Return));
+  inspect->setShortcutContext(Qt::WidgetShortcut);
+  connect(inspect, &QAction::triggered, this, [this, selected, shownSubject] {
+    const TopBlocked* row = selected();
+    if (!row) return;
+    const QString resource = QString::fromStdString(row->resource);
+    const QString subject = QString::fromStdString(row->subject);
+    const QString title = tr("%1 on %2").arg(shownSubject(subject), resource);
+    inspectSubject(poller_->client(), this, resource, subject,
+                   [this, title](bool ok, const QString& text) {
+                     emit subjectInspected(ok, text);
+                     if (!isVisible()) return;
+                     if (ok)
+                       QMessageBox::information(this, title, text);
+                     else
+                       QMessageBox::warning(this, title, text);
+                   });
+  });
+  auto* reset = new QAction(tr("Reset its counters…"), topView_);
+  reset->setShortcut(QKeySequence::Delete);
+  reset->setShortcutContext(Qt::WidgetShortcut);
+  connect(reset, &QAction::triggered, this, [this, selected, shownSubject] {
+    const TopBlocked* row = selected();
+    if (!row) return;
+    const QString resource = QString::fromStdString(row->resource);
+    const QString subject = QString::fromStdString(row->subject);
+    const auto answer = QMessageBox::question(
+        this, tr("Reset counters"),
+        tr("Forget what %1 has used on %2? Its limits start afresh at once. The engine records "
+           "the reset in its audit log.")
+            .arg(shownSubject(subject), resource),
+        QMessageBox::Reset | QMessageBox::Cancel, QMessageBox::Cancel);
+    if (answer != QMessageBox::Reset) return;
+    resetSubject(poller_->client(), this, resource, subject,
+                 [this](bool ok, const QString& text) { emit subjectReset(ok, text); });
+  });
+  topView_->addActions({show, inspect, reset});
 }
 
 void LiveTab::togglePause() { pause_->toggle(); }
@@ -195,6 +282,9 @@ void LiveTab::redraw_() {
          "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
           .arg(count(t.allowed), count(t.denied), count(t.shadowDenied), count(t.storageErrors),
                latency));
+  const QStringList queues = stats_->queueLines();
+  queues_->setText(tr("Queues (WAIT) — %1").arg(queues.join(QStringLiteral("; "))));
+  queues_->setVisible(!queues.isEmpty());
   if (points.empty()) {
     updated_->setText(stats_->hasData() ? QString() : tr("waiting for the first statistics…"));
     return;

@@ -26,11 +26,18 @@ class LiveTab : public QWidget {
   LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent = nullptr);
   void togglePause();
   QTableView* seriesView() const { return seriesView_; }
+  QTableView* blockedView() const { return topView_; }
+
+ signals:
+  // The outcome of a row's Inspect and Reset (the main window shows resets in its bar).
+  void subjectInspected(bool ok, const QString& text);
+  void subjectReset(bool ok, const QString& text);
 
  protected:
   void showEvent(QShowEvent* e) override;
 
  private:
+  void addSubjectActions_();
   struct Chart {
     QChart* chart;
     QChartView* view;
@@ -49,6 +56,8 @@ class LiveTab : public QWidget {
   StatsPoller* poller_;
   QComboBox* resourceFilter_;
   QComboBox* tierFilter_;
+  QComboBox* blockedWindow_;
+  QLabel* queues_ = nullptr;
   QPushButton* pause_;
   QLabel* totals_;
   QLabel* updated_;

@@ -133,6 +133,19 @@ MainWindow::MainWindow(QWidget* parent)
     notice_->show(failed.isEmpty() ? NoticeBar::Kind::kInfo : NoticeBar::Kind::kWarning, text,
                   {{tr("Review and apply…"), [this] { reviewAndApply(); }}});
   });
+  connect(
+      session_, &PolicySession::restarted, this,
+      [this](quint64 version, const QStringList& failed) {
+        QString text = tr("sluiced restarted and runs policy version %1.").arg(version);
+        if (doc_->isDirty()) text += tr(" Your draft now builds on it.");
+        if (!failed.isEmpty())
+          text += tr(" %n edit(s) no longer apply: %1", nullptr, static_cast<int>(failed.size()))
+                      .arg(failed.join(QStringLiteral("; ")));
+        notice_->show(failed.isEmpty() ? NoticeBar::Kind::kInfo : NoticeBar::Kind::kWarning, text);
+      });
+  connect(liveTab_, &LiveTab::subjectReset, this, [this](bool ok, const QString& text) {
+    notice_->show(ok ? NoticeBar::Kind::kSuccess : NoticeBar::Kind::kError, text);
+  });
   connect(session_, &PolicySession::policyLoaded, this, &MainWindow::updateStatus_);
 
   updateStatus_();

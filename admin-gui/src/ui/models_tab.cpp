@@ -9,6 +9,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QSplitter>
 #include <QStyledItemDelegate>
@@ -73,11 +74,45 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   resourceView_ = makeTable(split);
   resourceView_->setModel(resources_);
   resourceView_->setSelectionBehavior(QAbstractItemView::SelectRows);
-  resourceView_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   for (int c = 1; c < ResourceListModel::kColumnCount; ++c) resourceView_->hideColumn(c);
   resourceView_->verticalHeader()->hide();
   resourceView_->setMinimumWidth(180);
-  split->addWidget(resourceView_);
+  resourceView_->setEditTriggers(QAbstractItemView::EditKeyPressed |
+                                 QAbstractItemView::DoubleClicked);  // F2 or double-click renames
+  auto* left = new QWidget(split);
+  auto* leftLayout = new QVBoxLayout(left);
+  leftLayout->setContentsMargins(0, 0, 0, 0);
+  leftLayout->addWidget(resourceView_);
+  auto* resourceButtons = new QHBoxLayout;
+  auto* addModel = new QPushButton(tr("Add &model"), left);
+  auto* removeModel = new QPushButton(tr("Remove model"), left);
+  addModel->setToolTip(
+      tr("A new model with one limit (60 per minute) to edit; rename it with F2."));
+  resourceButtons->addWidget(addModel);
+  resourceButtons->addWidget(removeModel);
+  leftLayout->addLayout(resourceButtons);
+  split->addWidget(left);
+  connect(addModel, &QPushButton::clicked, this, [this] {
+    const int row = resources_->addResource();
+    if (row < 0) return;
+    resourceView_->setCurrentIndex(resources_->index(row, ResourceListModel::kName));
+    resourceView_->setFocus();
+    resourceView_->edit(resourceView_->currentIndex());
+    emit message(tr("Model added: type its name (undo with Ctrl+Z)."));
+  });
+  connect(removeModel, &QPushButton::clicked, this, [this] {
+    const QString resource = currentResource();
+    if (resource.isEmpty()) return;
+    if (QMessageBox::question(this, tr("Remove model"),
+                              tr("Remove %1, its limits and every tier's overrides of it from "
+                                 "the draft?")
+                                  .arg(resource),
+                              QMessageBox::Yes | QMessageBox::Cancel,
+                              QMessageBox::Cancel) != QMessageBox::Yes)
+      return;
+    if (resources_->removeResource(resources_->rowOf(resource)))
+      emit message(tr("Model %1 removed (undo with Ctrl+Z).").arg(resource));
+  });
 
   auto* right = new QWidget(split);
   auto* layout = new QVBoxLayout(right);
@@ -97,6 +132,33 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
                                        new ChoiceDelegate(unitNames(), limitView_));
   limitView_->setMinimumHeight(90);
   lb->addWidget(limitView_);
+  auto* limitButtons = new QHBoxLayout;
+  auto* addLimit = new QPushButton(tr("Add &limit"), limitsBox);
+  auto* removeLimit = new QPushButton(tr("Remove limit"), limitsBox);
+  auto* up = new QPushButton(tr("Move up"), limitsBox);
+  auto* down = new QPushButton(tr("Move down"), limitsBox);
+  for (auto* b : {addLimit, removeLimit, up, down}) limitButtons->addWidget(b);
+  limitButtons->addStretch(1);
+  lb->addLayout(limitButtons);
+  connect(addLimit, &QPushButton::clicked, this, [this] {
+    const int row = limits_->addLimit();
+    if (row < 0) return;
+    limitView_->setCurrentIndex(limits_->index(row, LimitTableModel::kName));
+    limitView_->setFocus();
+    limitView_->edit(limitView_->currentIndex());
+  });
+  connect(removeLimit, &QPushButton::clicked, this, [this] {
+    const int row = limitView_->currentIndex().row();
+    if (row >= 0 && limits_->removeLimit(row))
+      emit message(tr("Limit removed (undo with Ctrl+Z)."));
+  });
+  for (auto [button, by] : {std::pair{up, -1}, std::pair{down, 1}}) {
+    connect(button, &QPushButton::clicked, this, [this, by = by] {
+      const QModelIndex current = limitView_->currentIndex();
+      if (current.isValid() && limits_->moveLimit(current.row(), by))
+        limitView_->setCurrentIndex(limits_->index(current.row() + by, current.column()));
+    });
+  }
   layout->addWidget(limitsBox, 2);
 
   auto* effBox = new QGroupBox(tr("Effective limit per tier"), right);
@@ -172,14 +234,18 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   });
   connect(resourceView_->selectionModel(), &QItemSelectionModel::currentRowChanged, this,
           &ModelsTab::onResourceChanged_);
+  connect(resources_, &QAbstractItemModel::modelAboutToBeReset, this,
+          [this] { rowBeforeReset_ = resourceView_->currentIndex().row(); });
   connect(resources_, &QAbstractItemModel::modelReset, this, [this] {
-    // Keep the selection on the same resource across draft changes.
+    // Keep the selection on the same resource across draft changes; a renamed one keeps its
+    // row, a removed one gives way to its neighbour.
     const QString current = limits_->resource();
-    const int row = resources_->rowOf(current);
-    resourceView_->setCurrentIndex(resources_->index(row >= 0 ? row : 0, 0));
+    int row = resources_->rowOf(current);
+    if (row < 0) row = std::clamp(rowBeforeReset_, 0, std::max(0, resources_->rowCount() - 1));
+    resourceView_->setCurrentIndex(resources_->index(row, 0));
   });
-  for (auto* m :
-       {static_cast<DraftTableModel*>(limits_), static_cast<DraftTableModel*>(effective_)})
+  for (auto* m : {static_cast<DraftTableModel*>(limits_), static_cast<DraftTableModel*>(effective_),
+                  static_cast<DraftTableModel*>(resources_)})
     connect(m, &DraftTableModel::editRefused, this, &ModelsTab::message);
   connect(doc_, &PolicyDocument::draftChanged, this, [this] {
     loadWarmupForm_();
@@ -245,6 +311,10 @@ void ModelsTab::loadWarmupForm_() {
   loadingForm_ = false;
 }
 
+namespace {
+constexpr double kDefaultWarmupFactor = 0.2;
+}  // namespace
+
 void ModelsTab::saveWarmupForm_() {
   if (loadingForm_) return;
   const QString r = currentResource();
@@ -253,6 +323,9 @@ void ModelsTab::saveWarmupForm_() {
   WarmupSpec w = spec->warmup;
   w.enabled = warmupEnabled_->isChecked();
   w.factor = warmupFactor_->value();
+  // Switching warm-up on with the factor at 1 (no reduction, the value of a model that never
+  // had warm-up) starts from a fifth of the limits instead, as policies/ml-api.yaml does.
+  if (w.enabled && !spec->warmup.enabled && w.factor >= 1.0) w.factor = kDefaultWarmupFactor;
   const QString d = warmupDuration_->text().trimmed();
   if (d.isEmpty()) {
     w.duration_ms = 0;

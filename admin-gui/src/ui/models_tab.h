@@ -40,6 +40,7 @@ class ModelsTab : public QWidget {
   void hideEvent(QHideEvent* e) override;
 
  private:
+  int rowBeforeReset_ = 0;
   void onResourceChanged_();
   void loadWarmupForm_();
   void saveWarmupForm_();

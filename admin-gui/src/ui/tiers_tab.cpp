@@ -23,6 +23,9 @@ void showErrorsUnder(QLabel* label, const PolicyDocument* doc, const QStringList
       }
     }
   }
+  // Rich text always: a single line has no tag, and Qt's guess would show its escaped
+  // characters (`must be &gt; 0`) literally.
+  label->setTextFormat(Qt::RichText);
   label->setText(lines.join(QStringLiteral("<br>")));
   label->setVisible(!lines.isEmpty());
 }

@@ -48,6 +48,19 @@ def _positive_int(what: str, value: Any) -> int:
     return value
 
 
+#: The longest ``wait`` sluiced accepts, in seconds (``WAIT`` is at most 3 600 000 ms).
+MAX_WAIT = 3600.0
+
+
+def wait_ms(wait: Optional[float]) -> Optional[int]:
+    """``wait`` (seconds, as every duration of this client) as WAIT's milliseconds."""
+    if wait is None:
+        return None
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
+        raise ValueError(f"wait must be a number of seconds from 0 to {MAX_WAIT:g}; got {wait!r}")
+    return int(round(wait * 1000))
+
+
 def decision_args(
     command: str,
     resource: str,
@@ -56,6 +69,7 @@ def decision_args(
     api_key: Optional[str],
     cost: int,
     ttl_ms: Optional[int] = None,
+    wait: Optional[float] = None,
 ) -> Tuple[Any, ...]:
     """The argument vector of SL.CHECK / SL.PEEK / SL.ACQUIRE, validated client-side so a
     programming error fails before it reaches the socket."""
@@ -68,6 +82,9 @@ def decision_args(
         args += ["COST", cost]
     if ttl_ms is not None:
         args += ["TTL", _positive_int("ttl_ms", ttl_ms)]
+    waiting = wait_ms(wait)
+    if waiting is not None:
+        args += ["WAIT", waiting]
     return tuple(args)
 
 

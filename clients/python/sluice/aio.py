@@ -6,7 +6,7 @@ import asyncio
 import collections
 import logging
 import weakref
-from typing import Any, Deque, Optional
+from typing import Any, Awaitable, Deque, List, Optional
 
 from . import _common, _resp
 from ._common import FailMode
@@ -26,13 +26,25 @@ class _Lost(ConnectionError):
 
 
 class _Connection(asyncio.Protocol):
-    """One Unix-socket connection. Commands are written as they come, without waiting for the
-    replies before; replies come back in order, so each goes to the oldest waiting future."""
+    """One Unix-socket connection. Commands are queued as they come, without waiting for the
+    replies before, and written together once per turn of the event loop (one system call for
+    every call made in that turn); replies come back in order, so each goes to the oldest
+    waiting future.
 
-    def __init__(self) -> None:
+    One timer per connection, not one per call, watches the oldest unanswered command: if it
+    waited longer than ``timeout``, sluiced has stopped answering, the commands behind it
+    would wait as long, and the connection is dropped.
+    """
+
+    def __init__(self, loop: _Loop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
         self.transport: Optional[asyncio.Transport] = None
         self.reader = _resp.Reader()
         self.waiting: Deque["asyncio.Future[Any]"] = collections.deque()
+        self.sent_at: Deque[float] = collections.deque()  # loop time each waiting call began
+        self.unwritten: List[bytes] = []
+        self.watchdog: Optional[asyncio.TimerHandle] = None
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -53,20 +65,58 @@ class _Connection(asyncio.Protocol):
                 self.close(SluiceError("PROTOCOL", f"reply without a request: {reply!r}"))
                 return
             future = self.waiting.popleft()
+            self.sent_at.popleft()
             if not future.done():  # else its caller gave up; the reply is dropped in order
                 future.set_result(reply)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.close(_Lost(f"connection closed ({exc})" if exc else "connection closed"))
 
-    def send(self, data: bytes, future: "asyncio.Future[Any]") -> None:
-        assert self.transport is not None
+    def request(self, data: bytes) -> "asyncio.Future[Any]":
+        """Queues one command; the future gets its reply."""
+        future = self.loop.create_future()
         self.waiting.append(future)
+        self.sent_at.append(self.loop.time())
+        if not self.unwritten:
+            self.loop.call_soon(self._write)
+        self.unwritten.append(data)
+        if self.watchdog is None:
+            self.watchdog = self.loop.call_later(self.timeout, self._watch)
+        return future
+
+    def _write(self) -> None:
+        if self.lost or self.transport is None:
+            return  # close() has failed the waiting calls already
+        data = self.unwritten[0] if len(self.unwritten) == 1 else b"".join(self.unwritten)
+        self.unwritten.clear()
         self.transport.write(data)
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        if self.lost or not self.waiting:
+            return
+        deadline = self.sent_at[0] + self.timeout
+        if self.loop.time() < deadline:
+            self.watchdog = self.loop.call_at(deadline, self._watch)
+            return
+        # The oldest call has waited its whole timeout; so may every call as old as it.
+        expired = asyncio.TimeoutError("no reply within the timeout")
+        while self.waiting and self.sent_at[0] + self.timeout <= self.loop.time():
+            future = self.waiting.popleft()
+            self.sent_at.popleft()
+            if not future.done():
+                future.set_exception(expired)
+        # The younger ones had time left: they may be sent again on a fresh connection.
+        self.close(_Lost("closed after a timeout"))
 
     def close(self, error: Exception) -> None:
         """Fails every waiting request with ``error`` and drops the connection."""
         self.lost = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        self.unwritten.clear()
+        self.sent_at.clear()
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -84,6 +134,10 @@ class AsyncSluiceClient:
     the connection (a daemon that stopped answering would otherwise hold up every call queued
     behind it); the next call opens a fresh one. ``max_connections`` is accepted for
     compatibility and has no effect.
+
+    A call with ``wait=`` goes over a connection of its own (kept for the next such call):
+    sluiced answers a connection's requests in order, so a held request on the shared
+    connection would hold up every call pipelined behind it.
     """
 
     def __init__(
@@ -104,8 +158,24 @@ class AsyncSluiceClient:
             weakref.WeakKeyDictionary())
         self._connecting: weakref.WeakKeyDictionary[_Loop, asyncio.Future[_Connection]] = (
             weakref.WeakKeyDictionary())
+        # Per event loop: idle connections for calls with ``wait=``, one call at a time each.
+        self._waiting_idle: weakref.WeakKeyDictionary[_Loop, List[_Connection]] = (
+            weakref.WeakKeyDictionary())
 
-    async def _connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+    def _request(self, data: bytes) -> Awaitable[Any]:
+        """The reply to one encoded command: a future when this loop's connection is open
+        (the common case costs no coroutine), else a coroutine that connects first."""
+        loop = asyncio.get_running_loop()
+        connection = self._connections.get(loop)
+        if connection is not None and not connection.lost:
+            return connection.request(data)
+        return self._connect_and_request(loop, data)
+
+    async def _connect_and_request(self, loop: _Loop, data: bytes) -> Any:
+        connection = await self._connection(loop)
+        return await connection.request(data)
+
+    async def _connection(self, loop: _Loop) -> _Connection:
         connection = self._connections.get(loop)
         if connection is not None and not connection.lost:
             return connection
@@ -114,7 +184,9 @@ class AsyncSluiceClient:
             pending = self._connecting[loop] = loop.create_future()
             try:
                 _, opened = await asyncio.wait_for(
-                    loop.create_unix_connection(_Connection, self.socket_path), self.timeout)
+                    loop.create_unix_connection(lambda: _Connection(loop, self.timeout),
+                                                self.socket_path),
+                    self.timeout)
                 self._connections[loop] = opened
                 pending.set_result(opened)
             except BaseException as exc:
@@ -126,30 +198,45 @@ class AsyncSluiceClient:
             return opened
         return await asyncio.shield(pending)
 
-    async def _send(self, loop: asyncio.AbstractEventLoop, data: bytes) -> Any:
-        connection = await self._connection(loop)
-        future: "asyncio.Future[Any]" = loop.create_future()
-        connection.send(data, future)
-        expiry = loop.call_later(self.timeout, _expire, connection, future)
-        try:
-            return await future
-        finally:
-            expiry.cancel()
-
-    async def _call(self, *args: Any) -> Any:
+    async def _send_waiting(self, data: bytes, wait: float) -> Any:
+        """A request with WAIT, on a connection no other call shares while it waits; its
+        watchdog allows the wait on top of the timeout."""
         loop = asyncio.get_running_loop()
-        data = _resp.encode(args)
+        idle = self._waiting_idle.setdefault(loop, [])
+        while idle and idle[-1].lost:
+            idle.pop()
+        if idle:
+            connection = idle.pop()
+            connection.timeout = self.timeout + wait
+        else:
+            _, connection = await asyncio.wait_for(
+                loop.create_unix_connection(lambda: _Connection(loop, self.timeout + wait),
+                                            self.socket_path),
+                self.timeout)
+        reply = await connection.request(data)
+        if not connection.lost:
+            idle.append(connection)
+        return reply
+
+    async def _round_trip(self, data: bytes, wait: Optional[float] = None) -> Any:
+        """The reply to one encoded command; raises SluiceUnavailable when sluiced cannot be
+        reached or does not answer in time."""
         try:
             try:
-                reply = await self._send(loop, data)
+                if wait is not None:
+                    return await self._send_waiting(data, wait)
+                return await self._request(data)
             except _Lost:
                 # A connection sluiced closed (a restart, an idle timeout) fails on use; one
                 # fresh connection tells that apart from an outage.
-                reply = await self._send(loop, data)
+                if wait is not None:
+                    return await self._send_waiting(data, wait)
+                return await self._request(data)
         except (OSError, asyncio.TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise SluiceUnavailable(f"sluiced at {self.socket_path} unreachable: {reason}",
-                                    reason) from None
+            raise _unavailable(self.socket_path, exc) from None
+
+    async def _call(self, *args: Any, wait: Optional[float] = None) -> Any:
+        reply = await self._round_trip(_resp.encode(args), wait)
         if isinstance(reply, _resp.ErrorReply):
             raise error_from_response(reply)
         return reply
@@ -163,18 +250,36 @@ class AsyncSluiceClient:
         )
 
     async def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
-                      api_key: Optional[str], cost: int) -> Decision:
-        args = _common.decision_args(command, resource, subject, tier, api_key, cost)
+                      api_key: Optional[str], cost: int,
+                      wait: Optional[float] = None) -> Decision:
+        # The hot path of every limited request: one coroutine between the caller and the
+        # reply's future.
+        data = _resp.encode(_common.decision_args(command, resource, subject, tier, api_key,
+                                                  cost, wait=wait))
+        if wait is not None:
+            try:
+                reply = await self._round_trip(data, wait)
+            except SluiceUnavailable as exc:
+                return self._fallback(exc, resource)
+            if isinstance(reply, _resp.ErrorReply):
+                raise error_from_response(reply)
+            return _common.parse_decision(reply, resource)
         try:
-            reply = await self._call(*args)
-        except SluiceUnavailable as exc:
-            return self._fallback(exc, resource)
+            try:
+                reply = await self._request(data)
+            except _Lost:
+                reply = await self._request(data)
+        except (OSError, asyncio.TimeoutError) as exc:
+            return self._fallback(_unavailable(self.socket_path, exc), resource)
+        if isinstance(reply, _resp.ErrorReply):
+            raise error_from_response(reply)
         return _common.parse_decision(reply, resource)
 
     async def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                    api_key: Optional[str] = None, cost: int = 1) -> Decision:
+                    api_key: Optional[str] = None, cost: int = 1,
+                    wait: Optional[float] = None) -> Decision:
         """See :meth:`sluice.SluiceClient.check`."""
-        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost)
+        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait)
 
     async def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
                    api_key: Optional[str] = None, cost: int = 1) -> Decision:
@@ -183,11 +288,13 @@ class AsyncSluiceClient:
 
     async def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
                       api_key: Optional[str] = None, cost: int = 1,
-                      ttl_ms: Optional[int] = None) -> AsyncLease:
+                      ttl_ms: Optional[int] = None,
+                      wait: Optional[float] = None) -> AsyncLease:
         """See :meth:`sluice.SluiceClient.acquire`; the lease is an async context manager."""
-        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms)
+        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms,
+                                     wait)
         try:
-            reply = await self._call(*args)
+            reply = await self._call(*args, wait=wait)
         except SluiceUnavailable as exc:
             return AsyncLease(self, self._fallback(exc, resource), "", 0)
         decision = _common.parse_decision(reply, resource, acquire=True)
@@ -232,10 +339,13 @@ class AsyncSluiceClient:
         return await self._call(*args)
 
     async def close(self) -> None:
-        """Closes this event loop's connection (the next call opens a new one)."""
-        connection = self._connections.pop(asyncio.get_running_loop(), None)
+        """Closes this event loop's connections (the next call opens a new one)."""
+        loop = asyncio.get_running_loop()
+        connection = self._connections.pop(loop, None)
         if connection is not None:
             connection.close(_Lost("client closed"))
+        for idle in self._waiting_idle.pop(loop, []):
+            idle.close(_Lost("client closed"))
 
     async def __aenter__(self) -> "AsyncSluiceClient":
         return self
@@ -247,7 +357,8 @@ class AsyncSluiceClient:
         return f"AsyncSluiceClient({self.socket_path!r}, on_unavailable={self.on_unavailable!r})"
 
 
-def _expire(connection: _Connection, future: "asyncio.Future[Any]") -> None:
-    if not future.done():
-        future.set_exception(asyncio.TimeoutError("no reply within the timeout"))
-        connection.close(_Lost("closed after a timeout"))
+def _unavailable(socket_path: str, exc: BaseException) -> SluiceUnavailable:
+    if isinstance(exc, SluiceUnavailable):
+        return exc
+    reason = str(exc) or type(exc).__name__
+    return SluiceUnavailable(f"sluiced at {socket_path} unreachable: {reason}", reason)

@@ -34,8 +34,9 @@ class _Pool:
         self._lock = threading.Lock()
         self._idle: List[socket.socket] = []  # protected by _lock
 
-    def call(self, data: bytes) -> Any:
-        deadline = time.monotonic() + self.timeout
+    def call(self, data: bytes, wait: float = 0.0) -> Any:
+        """One round trip; a request with WAIT may take ``wait`` seconds more than the timeout."""
+        deadline = time.monotonic() + self.timeout + wait
         if not self._slots.acquire(timeout=self.timeout):
             raise TimeoutError("no free connection within the timeout")
         try:
@@ -124,9 +125,9 @@ class SluiceClient:
 
     # -- plumbing ---------------------------------------------------------------------
 
-    def _call(self, *args: Any) -> Any:
+    def _call(self, *args: Any, wait: float = 0.0) -> Any:
         try:
-            reply = self._pool.call(_resp.encode(args))
+            reply = self._pool.call(_resp.encode(args), wait)
         except _resp.ProtocolError as exc:
             raise SluiceError("PROTOCOL", f"unreadable reply from sluiced: {exc}") from None
         except OSError as exc:
@@ -146,10 +147,10 @@ class SluiceClient:
         )
 
     def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
-                api_key: Optional[str], cost: int) -> Decision:
-        args = _common.decision_args(command, resource, subject, tier, api_key, cost)
+                api_key: Optional[str], cost: int, wait: Optional[float] = None) -> Decision:
+        args = _common.decision_args(command, resource, subject, tier, api_key, cost, wait=wait)
         try:
-            reply = self._call(*args)
+            reply = self._call(*args, wait=wait or 0.0)
         except SluiceUnavailable as exc:
             return self._fallback(exc, resource)
         return _common.parse_decision(reply, resource)
@@ -157,14 +158,20 @@ class SluiceClient:
     # -- decisions --------------------------------------------------------------------
 
     def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
-              api_key: Optional[str] = None, cost: int = 1) -> Decision:
+              api_key: Optional[str] = None, cost: int = 1,
+              wait: Optional[float] = None) -> Decision:
         """Decide and consume: ``SL.CHECK``.
 
         ``subject`` is who is limited (client IP, user id, API key). The tier is ``tier``
         if given, else the policy's tier for ``api_key``, else for ``subject``, else the
         default tier. ``cost`` is in the limit's unit (requests, tokens, items).
+
+        ``wait`` (seconds): a request that would be denied is held by sluiced, in a fair queue,
+        until it is admitted or ``wait`` has passed; the decision then says how long it waited
+        (``waited_ms``) and why the wait ended (``wait_outcome``). The call's timeout grows by
+        ``wait``.
         """
-        return self._decide("SL.CHECK", resource, subject, tier, api_key, cost)
+        return self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait)
 
     def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
              api_key: Optional[str] = None, cost: int = 1) -> Decision:
@@ -173,15 +180,17 @@ class SluiceClient:
 
     def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
                 api_key: Optional[str] = None, cost: int = 1,
-                ttl_ms: Optional[int] = None) -> Lease:
+                ttl_ms: Optional[int] = None, wait: Optional[float] = None) -> Lease:
         """Reserve ``cost`` (an estimate) and hold a lease: ``SL.ACQUIRE``.
 
         Settle with :meth:`Lease.release` (``actual=`` the real cost) or use the lease as a
         context manager. ``ttl_ms`` bounds how long the engine holds it (default: policy).
+        ``wait`` (seconds) waits for a free slot as in :meth:`check`.
         """
-        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms)
+        args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms,
+                                     wait)
         try:
-            reply = self._call(*args)
+            reply = self._call(*args, wait=wait or 0.0)
         except SluiceUnavailable as exc:
             return Lease(self, self._fallback(exc, resource), "", 0)
         decision = _common.parse_decision(reply, resource, acquire=True)

@@ -16,7 +16,12 @@ NEVER = -1
 STORAGE_RULE = "(storage)"
 
 
+_new = object.__new__
+
+
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value) if value is not None else ""
@@ -42,6 +47,27 @@ class LimitState:
         return cls(_text(name), int(limit), int(remaining), int(reset_ms), int(window_ms))
 
 
+def _limit_states(items: Any) -> Tuple[LimitState, ...]:
+    if not isinstance(items, list):
+        if not isinstance(items, tuple):
+            raise ValueError(f"malformed limits in a decision reply from sluiced: {items!r}")
+    # Every decision carries these, so the common shape (what hiredis returns: a list of
+    # [str, int, int, int, int]) is built without a call per field.
+    states = []
+    for item in items:
+        if type(item) is list and len(item) == 5:
+            name, limit, remaining, reset_ms, window_ms = item
+            if (type(name) is str and type(limit) is int and type(remaining) is int
+                    and type(reset_ms) is int and type(window_ms) is int):
+                state = _new(LimitState)  # what the frozen __init__ does, without its calls
+                state.__dict__.update(name=name, limit=limit, remaining=remaining,
+                                      reset_after_ms=reset_ms, window_ms=window_ms)
+                states.append(state)
+                continue
+        states.append(LimitState.from_reply(item))
+    return tuple(states)
+
+
 @dataclass(frozen=True)
 class Decision:
     """The engine's answer to ``SL.CHECK``, ``SL.PEEK`` or ``SL.ACQUIRE``.
@@ -55,6 +81,11 @@ class Decision:
     policy's default), ``window_ms`` the deciding limit's window (0 when no limit decided),
     and ``limits`` every enforced limit's answer, deciding limit included, in policy order.
     They are empty when the daemon predates them.
+
+    ``waited_ms`` and ``wait_outcome`` are set for a request made with ``wait=``: how long
+    sluiced held it, and how the wait ended: ``""`` (decided at once), ``"admitted"``,
+    ``"deadline"``, ``"queue_full"``, ``"over_max_wait"`` or ``"not_waitable"``
+    (docs/protocol.md, "Waiting for capacity").
 
     ``unavailable`` is set when sluiced could not be reached and the client answered by
     itself according to its ``on_unavailable`` setting; ``storage_failure`` when sluiced's
@@ -72,6 +103,8 @@ class Decision:
     tier: str = ""
     window_ms: int = 0
     limits: Tuple[LimitState, ...] = ()
+    waited_ms: int = 0
+    wait_outcome: str = ""
 
     @property
     def denied(self) -> bool:
@@ -112,28 +145,28 @@ class Decision:
     @classmethod
     def from_reply(cls, reply: Sequence[Any], resource: str = "", extra_at: int = 6) -> "Decision":
         """Build from a decision reply: six fields, then (at ``extra_at``: 6, or 8 for
-        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them.
+        ``SL.ACQUIRE``) the tier, the deciding window and the limits when the daemon sends them,
+        then the time waited and the wait's outcome for a request with WAIT.
         """
         if not isinstance(reply, (list, tuple)) or len(reply) < 6:
             raise ValueError(f"malformed decision reply from sluiced: {reply!r}")
         allowed, limit, remaining, reset_ms, retry_ms, rule = reply[:6]
         tier, window_ms, limits = "", 0, cast(Tuple[LimitState, ...], ())
         if len(reply) >= extra_at + 3:
-            tier = _text(reply[extra_at])
-            window_ms = int(reply[extra_at + 1])
-            items = reply[extra_at + 2]
-            if not isinstance(items, (list, tuple)):
-                raise ValueError(f"malformed limits in a decision reply from sluiced: {items!r}")
-            limits = tuple(LimitState.from_reply(item) for item in items)
-        return cls(
-            allowed=bool(int(allowed)),
-            limit=int(limit),
-            remaining=int(remaining),
-            reset_after_ms=int(reset_ms),
-            retry_after_ms=int(retry_ms),
-            rule=_text(rule),
-            resource=resource,
-            tier=tier,
-            window_ms=window_ms,
-            limits=limits,
-        )
+            tier, window_ms, items = reply[extra_at:extra_at + 3]
+            tier = _text(tier)
+            window_ms = int(window_ms)
+            limits = _limit_states(items)
+        waited_ms, wait_outcome = 0, ""
+        if len(reply) >= extra_at + 5:
+            waited_ms = int(reply[extra_at + 3])
+            wait_outcome = _text(reply[extra_at + 4])
+        # What the frozen dataclass's __init__ does (it sets each field through
+        # object.__setattr__), in one step: this runs for every limited request.
+        decision = _new(cls)
+        decision.__dict__.update(
+            allowed=bool(int(allowed)), limit=int(limit), remaining=int(remaining),
+            reset_after_ms=int(reset_ms), retry_after_ms=int(retry_ms), rule=_text(rule),
+            resource=resource, unavailable=False, tier=tier, window_ms=window_ms, limits=limits,
+            waited_ms=waited_ms, wait_outcome=wait_outcome)
+        return decision

@@ -17,7 +17,9 @@ Each limiter asks sluiced for a decision about one resource. It finds
   ``tier=`` (e.g. ``header("X-User-Tier")`` — only behind something that sets it);
 * the **cost**: a constant, or a function of the request, e.g.
   ``json_cost(lambda body: len(body))`` for a batch. It counts against the resource's
-  ``tokens`` / ``items`` limits; a ``requests`` limit takes 1 per request.
+  ``tokens`` / ``items`` limits; a ``requests`` limit takes 1 per request;
+* optionally a **wait** (``wait=2.0`` seconds): a request that would be denied is held by
+  sluiced until capacity returns or the wait runs out, instead of a 429 at once.
 
 An allowed request gets ``RateLimit-Policy`` / ``RateLimit`` fields (and optionally the
 ``x-ratelimit-*`` family); a denied one is a 429 with those fields, ``Retry-After`` and a JSON
@@ -40,10 +42,11 @@ from fastapi import HTTPException, Request, Response
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import _common
 from .aio import AsyncSluiceClient
 from .decision import Decision
 from .errors import SluiceError
-from .headers import Unit, render_headers
+from .headers import Unit, raw_headers, render_headers
 from .lease import AsyncLease
 
 __all__ = [
@@ -102,6 +105,24 @@ async def _resolve(value: Any, request: Request) -> Any:
         if inspect.isawaitable(value):
             value = await value
     return value
+
+
+_PLAIN = (str, int, type(None))
+
+
+def _all_plain(values: Tuple[Any, ...]) -> bool:
+    """None of ``values`` is awaitable (strings, numbers and None are answered at once)."""
+    for value in values:
+        if type(value) not in _PLAIN and inspect.isawaitable(value):
+            return False
+    return True
+
+
+async def _awaited(values: Tuple[Any, Any, Any, Any]) -> Tuple[Any, Any, Any, Any]:
+    results = []
+    for value in values:
+        results.append(await value if inspect.isawaitable(value) else value)
+    return results[0], results[1], results[2], results[3]
 
 
 # -- the shared decision logic --------------------------------------------------------------
@@ -176,6 +197,7 @@ class _Limiter:
         ietf_headers: bool = True,
         x_ratelimit_headers: bool = False,
         unavailable_status: int = 503,
+        wait: Optional[float] = None,
     ) -> None:
         if isinstance(cost, int) and (isinstance(cost, bool) or cost < 1):
             raise ValueError(f"cost must be an integer >= 1 or a function; got {cost!r}")
@@ -193,44 +215,53 @@ class _Limiter:
         self.ietf_headers = ietf_headers
         self.x_ratelimit_headers = x_ratelimit_headers
         self.unavailable_status = unavailable_status
+        _common.wait_ms(wait)  # a bad value fails when the route is declared
+        self.wait = wait
         self.ttl_ms: Optional[int] = None
 
-    async def _arguments(self, request: Request) -> Tuple[str, Dict[str, Any], int]:
-        # Plain values and sync extractors are read without a coroutine: this runs on every
-        # request, and each await of a coroutine costs about a microsecond.
-        subject = self.subject(request)
-        tier = self.tier(request) if self.tier is not None else None
-        api_key = self.api_key(request) if self.api_key is not None else None
-        cost = self.cost(request) if callable(self.cost) else self.cost
-        if inspect.isawaitable(subject):
-            subject = await subject
-        if inspect.isawaitable(tier):
-            tier = await tier
-        if inspect.isawaitable(api_key):
-            api_key = await api_key
-        if inspect.isawaitable(cost):
-            cost = await cost
+    def _values(self, request: Request) -> Tuple[Any, Any, Any, Any]:
+        """Subject, tier, API key and cost as the extractors give them (maybe awaitables)."""
+        return (self.subject(request),
+                self.tier(request) if self.tier is not None else None,
+                self.api_key(request) if self.api_key is not None else None,
+                self.cost(request) if callable(self.cost) else self.cost)
+
+    @staticmethod
+    def _normalized(request: Request, values: Tuple[Any, Any, Any, Any]
+                    ) -> Tuple[str, Optional[str], Optional[str], int]:
+        subject, tier, api_key, cost = values
         subject = subject or client_ip(request)
-        cost = max(1, int(cast(int, cost)))
-        return str(subject), {"tier": tier or None, "api_key": api_key or None, "cost": cost}, cost
+        if type(cost) is not int or cost < 1:
+            cost = max(1, int(cast(int, cost)))
+        return str(subject), tier or None, api_key or None, cost
 
     async def _check(self, request: Request,
                      resource: Optional[str] = None) -> Tuple[Decision, int]:
         """SL.CHECK for this request: (decision, cost)."""
-        subject, options, cost = await self._arguments(request)
+        # This runs on every limited request: sync extractors (the usual case) are read
+        # without a coroutine, and the client's decision is awaited directly; every
+        # coroutine frame in between costs about a microsecond.
+        values = self._values(request)
+        if not _all_plain(values):
+            values = await _awaited(values)
+        subject, tier, api_key, cost = self._normalized(request, values)
         client = _client_for(request.scope.get("app"), self.client)
         try:
-            return await client.check(resource or self.resource, subject, **options), cost
+            return await client._decide("SL.CHECK", resource or self.resource, subject, tier,
+                                        api_key, cost, self.wait), cost
         except SluiceError as exc:
             raise _caller_error(exc) from None
 
     async def _acquire(self, request: Request) -> Tuple[AsyncLease, int]:
         """SL.ACQUIRE for this request: (lease, estimated cost)."""
-        subject, options, cost = await self._arguments(request)
+        values = self._values(request)
+        if not _all_plain(values):
+            values = await _awaited(values)
+        subject, tier, api_key, cost = self._normalized(request, values)
         client = _client_for(request.scope.get("app"), self.client)
         try:
-            return await client.acquire(self.resource, subject, ttl_ms=self.ttl_ms,
-                                        **options), cost
+            return await client.acquire(self.resource, subject, tier=tier, api_key=api_key,
+                                        cost=cost, ttl_ms=self.ttl_ms, wait=self.wait), cost
         except SluiceError as exc:
             raise _caller_error(exc) from None
 
@@ -246,6 +277,13 @@ class _Limiter:
             raise HTTPException(self.unavailable_status, detail=_unavailable_body(decision),
                                 headers=headers)
         raise RateLimitExceeded(decision, headers, cost)
+
+
+def _set_headers(response: Response, headers: Dict[str, str]) -> None:
+    if response.raw_headers:  # another dependency set fields: replace any of the same name
+        response.headers.update(headers)
+    else:  # the usual case: FastAPI's fresh sub-response, appended without lookups
+        response.raw_headers.extend(raw_headers(headers))
 
 
 def _caller_error(exc: SluiceError) -> Exception:
@@ -306,7 +344,7 @@ class RateLimit(_Limiter):
         decision, cost = await self._check(request)
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
-        response.headers.update(headers)
+        _set_headers(response, headers)
         return decision
 
 
@@ -328,7 +366,7 @@ class RateLimitLease(_Limiter):
         decision = lease.decision
         headers = self.headers_for(decision)
         self._raise_if_denied(decision, headers, cost)
-        response.headers.update(headers)
+        _set_headers(response, headers)
 
         def report_settled(actual: Optional[int]) -> None:
             # The fields were rendered after reserving the estimate; once the route settles

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Dict, List, Literal, Optional
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 from .decision import Decision, LimitState
 
@@ -37,6 +37,7 @@ __all__ = [
     "ratelimit",
     "x_ratelimit",
     "render_headers",
+    "raw_headers",
 ]
 
 #: The cost units a limit counts in: the policy's (requests, tokens, items) and the draft's
@@ -82,17 +83,16 @@ def _seconds_up(ms: int) -> int:
     return max(0, math.ceil(ms / 1000))
 
 
-def _has_quota(decision: Decision) -> bool:
-    return decision.has_quota
-
-
-def _listed(decision: Decision, name: Optional[str]) -> List[LimitState]:
+def _listed(decision: Decision, name: Optional[str]) -> Sequence[LimitState]:
     """The limits the IETF fields list: the deciding one first, then the others in policy
     order. With an explicit ``name`` (or no list from the daemon), only the deciding one."""
-    if name is not None or not decision.limits:
-        return []
-    deciding = [lim for lim in decision.limits if lim.name == decision.rule]
-    return deciding + [lim for lim in decision.limits if lim.name != decision.rule]
+    limits = decision.limits
+    if name is not None or not limits:
+        return ()
+    if len(limits) == 1 or limits[0].name == decision.rule:
+        return limits  # already in that order: the usual case, with nothing to build
+    deciding = [lim for lim in limits if lim.name == decision.rule]
+    return deciding + [lim for lim in limits if lim.name != decision.rule]
 
 
 def _policy_name(decision: Decision, name: Optional[str]) -> str:
@@ -111,9 +111,13 @@ def ratelimit_policy(decision: Decision, *, window_ms: Optional[int] = None,
 
     ``window_ms`` overrides the deciding limit's window the decision carries.
     """
-    if not _has_quota(decision):
+    if not decision.has_quota:
         return None
-    listed = _listed(decision, name)
+    return _policy_field(decision, _listed(decision, name), window_ms, unit, name)
+
+
+def _policy_field(decision: Decision, listed: Sequence[LimitState], window_ms: Optional[int],
+                  unit: Unit, name: Optional[str]) -> str:
     if not listed:
         window = window_ms if window_ms is not None else decision.window_ms
         return _policy_value(_policy_name(decision, name), decision.limit, window, unit)
@@ -145,35 +149,50 @@ def ratelimit(decision: Decision, *, name: Optional[str] = None) -> Optional[str
     the window in which no more quota is available ends exactly when the request could be
     retried.
     """
-    if not _has_quota(decision):
+    if not decision.has_quota:
         return None
+    return _ratelimit_field(decision, _listed(decision, name), name)
+
+
+def _ratelimit_field(decision: Decision, listed: Sequence[LimitState],
+                     name: Optional[str]) -> str:
     if decision.allowed or decision.retry_after_ms < 0:
         seconds = _seconds_up(decision.reset_after_ms)
     else:
         seconds = decision.retry_after_seconds or 0
-    remaining = max(0, decision.remaining)
+    remaining = decision.remaining if decision.remaining > 0 else 0
     deciding = f"{sf_string(_policy_name(decision, name))};r={remaining};t={seconds}"
-    listed = _listed(decision, name)
-    if not listed:
+    if len(listed) < 2:
         return deciding
     others = [f"{sf_string(lim.name)};r={max(0, lim.remaining)};t={_seconds_up(lim.reset_after_ms)}"
               for lim in listed[1:]]
     return ", ".join([deciding] + others)
 
 
+@lru_cache(maxsize=16)
+def _x_names(unit: str) -> Tuple[str, str, str]:
+    suffix = "requests" if unit in ("requests", "concurrent-requests") else unit
+    return (f"x-ratelimit-limit-{suffix}", f"x-ratelimit-remaining-{suffix}",
+            f"x-ratelimit-reset-{suffix}")
+
+
 def x_ratelimit(decision: Decision, *, unit: Unit = "requests") -> Dict[str, str]:
     """``x-ratelimit-{limit,remaining,reset}-<unit>`` fields (``requests`` or ``tokens``)."""
-    if not _has_quota(decision):
+    if not decision.has_quota:
         return {}
-    suffix = "requests" if unit in ("requests", "concurrent-requests") else unit
+    headers: Dict[str, str] = {}
+    _add_x_ratelimit(headers, decision, unit)
+    return headers
+
+
+def _add_x_ratelimit(headers: Dict[str, str], decision: Decision, unit: str) -> None:
     reset_ms = decision.reset_after_ms
     if not decision.allowed and decision.retry_after_ms > 0:
         reset_ms = decision.retry_after_ms
-    return {
-        f"x-ratelimit-limit-{suffix}": str(decision.limit),
-        f"x-ratelimit-remaining-{suffix}": str(max(0, decision.remaining)),
-        f"x-ratelimit-reset-{suffix}": format_duration(reset_ms),
-    }
+    limit_name, remaining_name, reset_name = _x_names(unit)
+    headers[limit_name] = str(decision.limit)
+    headers[remaining_name] = str(decision.remaining if decision.remaining > 0 else 0)
+    headers[reset_name] = format_duration(reset_ms)
 
 
 def render_headers(decision: Decision, *, window_ms: Optional[int] = None,
@@ -186,14 +205,27 @@ def render_headers(decision: Decision, *, window_ms: Optional[int] = None,
     policy name (default: the deciding rule) and then only the deciding limit is listed.
     """
     headers: Dict[str, str] = {}
-    value = retry_after(decision)
-    if value is not None:
-        headers["Retry-After"] = value
+    if not decision.allowed:
+        value = retry_after(decision)
+        if value is not None:
+            headers["Retry-After"] = value
+    if not decision.has_quota:
+        return headers
     if ietf:
-        policy = ratelimit_policy(decision, window_ms=window_ms, unit=unit, name=name)
-        if policy is not None:
-            headers["RateLimit-Policy"] = policy
-            headers["RateLimit"] = ratelimit(decision, name=name) or ""
+        listed = _listed(decision, name)
+        headers["RateLimit-Policy"] = _policy_field(decision, listed, window_ms, unit, name)
+        headers["RateLimit"] = _ratelimit_field(decision, listed, name)
     if x_ratelimit_fields:
-        headers.update(x_ratelimit(decision, unit=unit))
+        _add_x_ratelimit(headers, decision, unit)
     return headers
+
+
+@lru_cache(maxsize=64)
+def _raw_name(name: str) -> bytes:
+    return name.lower().encode("latin-1")
+
+
+def raw_headers(headers: Dict[str, str]) -> List[Tuple[bytes, bytes]]:
+    """``headers`` as ASGI's raw pairs (lower-case names, latin-1 bytes), e.g. to extend a
+    Starlette response's ``raw_headers`` without its per-field lookups."""
+    return [(_raw_name(k), v.encode("latin-1")) for k, v in headers.items()]

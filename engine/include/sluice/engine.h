@@ -66,6 +66,20 @@ struct DecisionRequest {
   std::string_view api_key;  // looked up in the policy's api_keys when tier is empty
   int64_t cost = 1;          // >= 1 (estimated cost for kAcquire)
   int64_t lease_ttl_ms = 0;  // kAcquire: 0 = the policy's lease_ttl; at most lease_ttl_max
+  // A denial is not counted in the statistics: the caller decides again (WAIT) and counts the
+  // one it answers with Engine::count_denial.
+  bool quiet_denial = false;
+};
+
+// What a WAIT request needs to know of its last decision (DecisionCall::wait_terms).
+struct WaitTerms {
+  int64_t priority = 0;  // the tier's
+  int64_t max_wait_ms = QueueSpec::kDefaultMaxWaitMs;
+  int64_t max_waiters = QueueSpec::kDefaultMaxWaiters;
+  bool shared_denial = false;  // denied by a `per: resource` limit (no subject gets in now)
+  // Denied by a concurrency limit: a release may come before retry_after (a lease's expiry).
+  // Otherwise retry_after is when the limit admits again at the soonest.
+  bool concurrency_denial = false;
 };
 
 // Why a decision came out the way it did.
@@ -124,6 +138,11 @@ class SLUICE_API DecisionCall {
   // The tier the last decision was made for; empty when it failed before a tier was resolved.
   // Valid until the call is reused.
   std::string_view tier() const;
+  // The resource's queue settings, the tier's priority and what denied the last decision.
+  WaitTerms wait_terms() const;
+  // After a release that freed a concurrency slot: the lease's resource (as requested); empty
+  // otherwise. Valid until the call is reused.
+  std::string_view released_resource() const;
 
  private:
   friend class Engine;
@@ -185,6 +204,14 @@ class SLUICE_API Engine {
   // expired, or when the token's secret is not the lease's (error kNotFound, the same answer).
   void release(const LeaseToken& lease, std::optional<int64_t> actual, DecisionCall& call,
                DecisionDone done, void* user);
+
+  // Counts the call's last decision, a denial made with quiet_denial, in the statistics: the
+  // answer a WAIT request finally got.
+  void count_denial(const DecisionCall& call);
+  // What a WAIT request would wait under, from the current policy and without deciding: its
+  // tier's priority and its resource's queue caps. nullopt when the request would not be
+  // limited (unknown resource, unlimited tier, no limits) or names an unknown tier.
+  std::optional<WaitTerms> wait_terms(const DecisionRequest& request) const;
 
   // Blocking conveniences for tests, tools and benchmarks.
   Decision decide_sync(DecisionKind kind, const DecisionRequest& request);

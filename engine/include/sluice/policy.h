@@ -16,6 +16,10 @@
 #include "sluice/status.h"
 #include "sluice/storage_plugin.h"
 
+namespace date {
+class time_zone;
+}
+
 namespace sluice {
 
 inline constexpr size_t kMaxLimitsPerResource = 16;
@@ -23,17 +27,33 @@ inline constexpr size_t kMaxNameLength = 64;      // tier, resource and limit na
 inline constexpr size_t kMaxSubjectLength = 512;  // bytes of a subject or API key
 
 enum class CostUnit { kRequests, kTokens, kItems };
+// A fixed_window's window may be a calendar period in a time zone instead of a duration: the
+// local day, the ISO week (from Monday) or the month, from local midnight to local midnight.
+enum class CalendarPeriod { kNone, kDay, kWeek, kMonth };
 enum class UnknownResourceMode { kDeny, kAllow, kDefaultLimits };
 enum class StorageFailureMode { kFailOpen, kFailClosed };
+
+// A share of a concurrency limit kept for requests of high enough priority: tiers below
+// `min_priority` are refused once only the reserved share is free.
+struct ReserveSpec {
+  double share = 0;  // 0 = no reserve; else > 0 and < 1
+  int64_t min_priority = 0;
+  bool operator==(const ReserveSpec&) const = default;
+};
 
 struct LimitSpec {
   std::string name;  // unique within its resource; reported as the deciding rule
   sluice_algorithm algorithm = SLUICE_ALG_FIXED_WINDOW;
   int64_t limit = 0;      // > 0
-  int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL)
-  int64_t burst = 0;      // token_bucket/gcra only; 0 = same as limit
+  int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL); for a calendar
+                          // window its longest length (calendar_window_ms)
+  CalendarPeriod calendar = CalendarPeriod::kNone;
+  std::string timezone;  // IANA name of a calendar window's zone; "" = UTC
+  int64_t burst = 0;     // token_bucket/gcra only; 0 = same as limit
   CostUnit unit = CostUnit::kRequests;
-  bool shadow = false;  // count and report, never deny
+  bool shadow = false;        // count and report, never deny
+  bool per_resource = false;  // `per: resource`: one count shared by every subject
+  ReserveSpec reserve;        // concurrency only
   bool operator==(const LimitSpec&) const = default;
 };
 
@@ -46,11 +66,23 @@ struct WarmupSpec {
   bool operator==(const WarmupSpec&) const = default;
 };
 
+// How WAIT requests are held for a resource (docs/policy.md, "Queue"). A resource without a
+// `queue:` block gets these defaults.
+struct QueueSpec {
+  static constexpr int64_t kDefaultMaxWaitMs = 30'000;
+  static constexpr int64_t kDefaultMaxWaiters = 1000;
+  bool present = false;                      // written in the policy (kept for the round trip)
+  int64_t max_wait_ms = kDefaultMaxWaitMs;   // 0 = WAIT is not honoured
+  int64_t max_waiters = kDefaultMaxWaiters;  // 0 = WAIT is not honoured
+  bool operator==(const QueueSpec&) const = default;
+};
+
 struct ResourceSpec {
   std::string name;
   std::string description;
   std::vector<LimitSpec> limits;
   WarmupSpec warmup;
+  QueueSpec queue;
   bool operator==(const ResourceSpec&) const = default;
 };
 
@@ -67,6 +99,7 @@ struct TierSpec {
   std::string description;
   double multiplier = 1.0;  // > 0
   bool unlimited = false;
+  int64_t priority = 0;  // WAIT queues serve higher first; concurrency reserves
   std::map<std::string, TierOverride> overrides;  // resource name -> override
   bool operator==(const TierSpec&) const = default;
 };
@@ -128,6 +161,12 @@ SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before,
 // Window text: "500ms", "1s", "1m", "1h", "1d", also "90s" and "1m30s"; nullopt when invalid.
 SLUICE_API std::optional<int64_t> parse_duration_ms(std::string_view text);
 SLUICE_API std::string format_duration_ms(int64_t ms);
+// A limit's window as the policy writes it: "1m", "calendar_day", and with `with_zone`
+// "calendar_day (Europe/Berlin)" (UTC when no zone is named).
+SLUICE_API std::string window_text(const LimitSpec& l, bool with_zone = false);
+// Sets a limit's window from a duration ("30s", "1d") or a calendar period ("calendar_week");
+// a duration drops a calendar window's zone. False, changing nothing, for other text.
+SLUICE_API bool set_window(LimitSpec& l, std::string_view text);
 
 // ---- compiled form -------------------------------------------------------------------
 
@@ -136,6 +175,11 @@ struct CompiledLimit {
   sluice_limit_params params;  // base parameters (default tier, warm)
   CostUnit unit;
   bool shadow;
+  bool per_resource;  // one key for every subject
+  // A calendar window: params.algorithm is SLUICE_ALG_CALENDAR_WINDOW, and every decision
+  // fills in the current window's start and length (calendar_window()).
+  CalendarPeriod calendar = CalendarPeriod::kNone;
+  const date::time_zone* zone = nullptr;
 };
 
 struct CompiledTier {
@@ -143,6 +187,7 @@ struct CompiledTier {
   uint32_t index;
   bool unlimited;
   double multiplier;
+  int64_t priority;
 };
 
 struct CompiledResource {
@@ -150,6 +195,8 @@ struct CompiledResource {
   uint32_t index;
   std::vector<CompiledLimit> limits;
   WarmupSpec warmup;
+  QueueSpec queue;
+  bool has_shared_limit = false;  // some limit is `per: resource`
   // effective[tier_index][limit_index]: parameters after tier multiplier/overrides,
   // before warm-up. `unlimited_for_tier[tier_index]` skips all limits.
   std::vector<std::vector<sluice_limit_params>> effective;

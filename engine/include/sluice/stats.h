@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sluice/export.h"
 
@@ -19,6 +20,10 @@ class SLUICE_API Stats {
  public:
   static constexpr int kWindowSeconds = 900;  // 15 minutes of 1-second buckets
   static constexpr int kTopSubjects = 64;     // entries kept by the space-saving sketch
+  // Who is blocked now: a space-saving sketch of kTopSubjects per 10-second bucket, 90
+  // buckets (15 minutes), merged per window when read.
+  static constexpr int kRecentBucketSeconds = 10;
+  static constexpr int kRecentBuckets = kWindowSeconds / kRecentBucketSeconds;
 
   class Series;  // counters of one resource x tier x rule
 
@@ -44,8 +49,23 @@ class SLUICE_API Stats {
   // Hot path: count one outcome at time now_ms. A series' 15 minutes of buckets are
   // allocated when it records for the first time.
   static void record(Series* series, Outcome outcome, int64_t now_ms);
-  void record_blocked(std::string_view resource, std::string_view subject);
+  // A denial of `subject` on `resource` at now_ms, by `rule` for `tier`: counted in the
+  // all-time sketch and in the 10-second bucket of now_ms (who is blocked now).
+  void record_blocked(std::string_view resource, std::string_view subject,
+                      std::string_view tier = {}, std::string_view rule = {}, int64_t now_ms = 0);
   void record_latency_ns(int64_t ns);
+
+  // Who is blocked now: the most denied subjects of the last `seconds` (rounded to whole
+  // 10-second buckets, the current one partly filled; at most 900), most denied first, at
+  // most kTopSubjects. A subject had at least `count` and at most `count + error` denials
+  // in the window; errors stay at 0 while a bucket sees at most kTopSubjects subjects, and
+  // in all cases the sum of errors is at most `denials` (all denials in the window) /
+  // kTopSubjects per listed subject.
+  struct Blocked {
+    std::string resource, subject, tier, rule;  // tier and rule of its latest denial
+    uint64_t count = 0, error = 0;
+  };
+  std::vector<Blocked> blocked_now(int64_t now_ms, int seconds, uint64_t* denials = nullptr) const;
 
   // JSON document (schema in docs/protocol.md, "SL.STATS"): totals per series, per-second
   // buckets for the last `seconds` seconds (<= kWindowSeconds), top blocked subjects,

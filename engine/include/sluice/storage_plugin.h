@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_VERSION_MAJOR 1u
-#define SLUICE_ABI_VERSION_MINOR 2u
+#define SLUICE_ABI_VERSION_MINOR 3u
 #define SLUICE_ABI_VERSION ((SLUICE_ABI_VERSION_MAJOR << 16) | SLUICE_ABI_VERSION_MINOR)
 
 /* The one exported symbol: `const sluice_storage_plugin* sluice_storage_plugin_entry(void);` */
@@ -60,7 +60,12 @@ typedef enum sluice_algorithm {
   SLUICE_ALG_SLIDING_WINDOW_COUNTER = 3, /* two windows, weighted; O(1) */
   SLUICE_ALG_TOKEN_BUCKET = 4,
   SLUICE_ALG_GCRA = 5,
-  SLUICE_ALG_CONCURRENCY = 6 /* in-flight leases, each with an expiry */
+  SLUICE_ALG_CONCURRENCY = 6, /* in-flight leases, each with an expiry */
+  /* ABI 1.3: a fixed window whose bounds the host gives with every item, for calendar periods
+   * (a local day, week or month: 23- or 25-hour days at daylight-saving changes, months of 28
+   * to 31 days). The current window starts at `burst` (ms since the epoch) and lasts
+   * `window_ms`; otherwise it is fixed_window. */
+  SLUICE_ALG_CALENDAR_WINDOW = 7
 } sluice_algorithm;
 
 /* The effective parameters of one limit for one request (after tier and warm-up). */
@@ -69,7 +74,8 @@ typedef struct sluice_limit_params {
   uint32_t reserved;  /* zero */
   int64_t limit;      /* admissions (in cost units) per window; in-flight for concurrency */
   int64_t window_ms;  /* window, refill period (token bucket: `limit` per window), or lease TTL */
-  int64_t burst;      /* token bucket capacity / GCRA burst; 0 = same as limit */
+  int64_t burst;      /* token bucket capacity / GCRA burst; 0 = same as limit;
+                         calendar_window: the current window's start, ms since the epoch */
 } sluice_limit_params;
 
 /* What an item asks of its limit. */

@@ -23,6 +23,7 @@
 #include "recorder.h"
 #include "simulate.h"
 #include "sluice/stats.h"
+#include "wait_queue.h"
 
 namespace sluice::server {
 namespace {
@@ -444,13 +445,18 @@ void Admin::stats_(std::span<const std::string_view> argv, resp::Writer& out) {
               {"storage_version", engine_.storage().version()}};
   if (context_) {
     server["uptime_s"] = context_->uptime_s();
+    server["instance"] = context_->instance_id;
     server["connections"] = context_->connections.load();
     server["threads"] = context_->threads;
   }
   json storage_stats = json::parse(engine_.storage().stats_json(), nullptr, false);
   if (!storage_stats.is_discarded()) server["storage_stats"] = std::move(storage_stats);
-  const std::string members =
-      "\"server\":" + server.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string members = "\"server\":" + server.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Every resource a WAIT request has queued for since the start (empty without a server).
+  members += ",\"queues\":";
+  members +=
+      wait_stats_json(context_ != nullptr && context_->waits != nullptr ? context_->waits->stats()
+                                                                        : std::vector<WaitStats>{});
   out.bulk(engine_.stats().to_json(engine_.clock().now_ms(), static_cast<int>(seconds), members));
 }
 

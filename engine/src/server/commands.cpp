@@ -96,20 +96,52 @@ DecisionKind decision_kind(Command command) {
   }
 }
 
+std::string_view wait_outcome_name(WaitOutcome outcome) {
+  switch (outcome) {
+    case WaitOutcome::kNone:
+      return "";
+    case WaitOutcome::kAdmitted:
+      return "admitted";
+    case WaitOutcome::kDeadline:
+      return "deadline";
+    case WaitOutcome::kQueueFull:
+      return "queue_full";
+    case WaitOutcome::kOverMaxWait:
+      return "over_max_wait";
+    case WaitOutcome::kNotWaitable:
+      return "not_waitable";
+    case WaitOutcome::kClosed:
+      return "closed";
+  }
+  return "";
+}
+
 bool parse_decision_args(Command command, std::span<const std::string_view> argv,
                          DecisionRequest& request, std::string_view& error) {
+  int64_t wait_ms = -1;
+  if (!parse_decision_args(command, argv, request, error, wait_ms)) return false;
+  if (wait_ms >= 0) {
+    error = "WAIT is not accepted here";
+    return false;
+  }
+  return true;
+}
+
+bool parse_decision_args(Command command, std::span<const std::string_view> argv,
+                         DecisionRequest& request, std::string_view& error, int64_t& wait_ms) {
   const bool acquire = command == Command::kAcquire;
   auto usage = [&]() -> std::string_view {
     switch (command) {
       case Command::kAcquire:
-        return "usage: SL.ACQUIRE resource subject [TIER t] [KEY k] [COST n] [TTL ms]";
+        return "usage: SL.ACQUIRE resource subject [TIER t] [KEY k] [COST n] [TTL ms] [WAIT ms]";
       case Command::kPeek:
         return "usage: SL.PEEK resource subject [TIER t] [KEY k] [COST n]";
       default:
-        return "usage: SL.CHECK resource subject [TIER t] [KEY k] [COST n]";
+        return "usage: SL.CHECK resource subject [TIER t] [KEY k] [COST n] [WAIT ms]";
     }
   };
   request = DecisionRequest{};
+  wait_ms = -1;
   if (argv.size() < 3 || argv.size() % 2 == 0) {
     error = usage();
     return false;
@@ -133,6 +165,15 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
         error = "TTL must be a positive number of milliseconds";
         return false;
       }
+    } else if (iequals(option, "WAIT")) {
+      if (command == Command::kPeek) {
+        error = "WAIT applies to SL.CHECK and SL.ACQUIRE only: SL.PEEK takes nothing to wait for";
+        return false;
+      }
+      if (!parse_int64(value, wait_ms) || wait_ms < 0 || wait_ms > kMaxWaitMs) {
+        error = "WAIT must be a whole number of milliseconds from 0 to 3600000";
+        return false;
+      }
     } else {
       error = usage();
       return false;
@@ -141,8 +182,9 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
   return true;
 }
 
-// The sentences name kMaxCost's value.
+// The sentences name kMaxCost's and kMaxWaitMs's values.
 static_assert(kMaxCost == 1'000'000'000'000);
+static_assert(kMaxWaitMs == 3'600'000);
 
 bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
                         std::optional<int64_t>& actual, std::string_view& error) {
@@ -180,7 +222,7 @@ void write_decision_reply(resp::Writer& w, Command command, const Decision& d,
     return;
   }
   const bool acquire = command == Command::kAcquire;
-  w.array(acquire ? 11 : 9);
+  w.array((acquire ? 11 : 9) + (detail.wait != nullptr ? 2 : 0));
   w.integer(d.allowed ? 1 : 0);
   w.integer(d.limit);
   w.integer(d.remaining);
@@ -213,9 +255,14 @@ void write_decision_reply(resp::Writer& w, Command command, const Decision& d,
     w.integer(l.reset_after_ms);
     w.integer(l.window_ms);
   }
+  if (detail.wait != nullptr) {
+    w.integer(detail.wait->waited_ms);
+    w.bulk(wait_outcome_name(detail.wait->outcome));
+  }
 }
 
-void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& call) {
+void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& call,
+                          const WaitReply* wait) {
   const Decision& d = call.decision();
   std::array<ReplyLimit, kMaxLimitsPerResource> limits;
   size_t n = 0;
@@ -228,7 +275,7 @@ void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& 
                      r.window_ms};
     }
   }
-  write_decision_reply(w, command, d, {call.tier(), std::span(limits.data(), n)});
+  write_decision_reply(w, command, d, {call.tier(), std::span(limits.data(), n), wait});
 }
 
 void write_release_reply(resp::Writer& w, const Decision& d) {

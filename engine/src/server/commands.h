@@ -82,11 +82,36 @@ inline constexpr std::string_view kBusy = "BUSY";
 // The RESP error prefix for a non-ok status code.
 std::string_view error_code_for(StatusCode code);
 
-// SL.CHECK / SL.PEEK / SL.ACQUIRE: "resource subject [TIER t] [KEY k] [COST n] [TTL ms]"
-// (TTL only for SL.ACQUIRE). `argv` includes the command name. The request's views point into
-// argv. On failure returns false and sets `error` to a static sentence (prefix WRONGARGS).
+// The longest WAIT a request may name (a resource's queue max_wait is at most this too).
+inline constexpr int64_t kMaxWaitMs = 3'600'000;
+
+// SL.CHECK / SL.PEEK / SL.ACQUIRE: "resource subject [TIER t] [KEY k] [COST n] [TTL ms]
+// [WAIT ms]" (TTL only for SL.ACQUIRE, WAIT not for SL.PEEK). `argv` includes the command name.
+// The request's views point into argv; `wait_ms` is -1 without WAIT. On failure returns false
+// and sets `error` to a static sentence (prefix WRONGARGS).
+bool parse_decision_args(Command command, std::span<const std::string_view> argv,
+                         DecisionRequest& request, std::string_view& error, int64_t& wait_ms);
 bool parse_decision_args(Command command, std::span<const std::string_view> argv,
                          DecisionRequest& request, std::string_view& error);
+
+// How a request with WAIT ended (docs/protocol.md, "Waiting for capacity").
+enum class WaitOutcome : uint8_t {
+  kNone,         // it did not wait: decided at once (allowed, or WAIT 0)
+  kAdmitted,     // admitted after waiting
+  kDeadline,     // still denied when its WAIT ran out
+  kQueueFull,    // denied at once: the resource's queue holds max_waiters
+  kOverMaxWait,  // denied at once: WAIT is longer than the resource's max_wait
+  kNotWaitable,  // denied at once: waiting cannot help (retry_after -1, unknown resource, or
+                 // a rate limit that admits again only after the WAIT)
+  kClosed,       // its connection closed while it waited (never written)
+};
+std::string_view wait_outcome_name(WaitOutcome outcome);
+
+// The two fields a reply to a request with WAIT adds at its end.
+struct WaitReply {
+  int64_t waited_ms = 0;
+  WaitOutcome outcome = WaitOutcome::kNone;
+};
 
 // SL.RELEASE lease [ACTUAL n].
 bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
@@ -108,6 +133,7 @@ struct ReplyLimit {
 struct DecisionDetail {
   std::string_view tier;
   std::span<const ReplyLimit> limits;
+  const WaitReply* wait = nullptr;  // the request had WAIT
 };
 
 // The reply of a finished decision: the six fields (eight for SL.ACQUIRE), then the tier, the
@@ -115,7 +141,8 @@ struct DecisionDetail {
 void write_decision_reply(resp::Writer& w, Command command, const Decision& d,
                           const DecisionDetail& detail);
 // The same for a finished call: its tier and its non-shadow limits' answers.
-void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& call);
+void write_decision_reply(resp::Writer& w, Command command, const DecisionCall& call,
+                          const WaitReply* wait = nullptr);
 // The reply of SL.RELEASE: :1, or NOLEASE / WRONGARGS / STORAGE.
 void write_release_reply(resp::Writer& w, const Decision& d);
 

@@ -35,11 +35,13 @@ struct ServerOptions {
 };
 
 class Recorder;
+class WaitQueue;
 
 struct ServerContext {
   Engine* engine = nullptr;
   Admin* admin = nullptr;        // null in tests that only serve decisions
   Recorder* recorder = nullptr;  // null when recording is off (--record-seconds 0)
+  WaitQueue* waits = nullptr;    // WAIT requests' queues; null: WAIT answers at once
   ServerOptions options;
   size_t threads = 1;                          // resolved thread count
   std::atomic<size_t> connections{0};          // decision and admin sessions
@@ -47,6 +49,9 @@ struct ServerContext {
   std::atomic<size_t> metrics_connections{0};  // HTTP connections to the metrics endpoint
   std::atomic<size_t> connection_peak{0};      // most sessions open at once since the last trim
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  // Random at start: tells a restarted daemon apart from the same one whose policy someone
+  // else changed (SL.INFO `instance`, SL.STATS `server.instance`).
+  std::string instance_id = new_instance_id();
 
   int64_t uptime_s() const {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
@@ -55,6 +60,8 @@ struct ServerContext {
   }
   // SL.INFO: "key:value" lines.
   std::string info_text() const;
+  // 16 hex digits from the system's random source.
+  static std::string new_instance_id();
 };
 
 }  // namespace sluice::server

@@ -8,7 +8,9 @@
 // staged prepare/submit path the server uses is the one that is fuzzed.
 //
 // Threading: every method runs on the owner's thread. Only the completion of a decision may
-// come from a plugin's thread; it is queued and handed back through Owner::wake().
+// come from a plugin's thread; it is queued and handed back through Owner::wake(). The same
+// hand-over brings the wait queue's news (decide again, deadline passed) for requests with WAIT,
+// which stay in their place in the reply order while they wait (docs/architecture.md).
 #pragma once
 
 #include <cstddef>
@@ -25,10 +27,11 @@
 #include "recorder.h"
 #include "sluice/engine.h"
 #include "sluice/mutex.h"
+#include "wait_queue.h"
 
 namespace sluice::server {
 
-class Dispatcher {
+class Dispatcher final : private WaitSink {
  public:
   // What the connection that owns a Dispatcher does for it.
   class Owner {
@@ -67,6 +70,11 @@ class Dispatcher {
   // Engine::release_if_stale); true if one was dropped.
   bool release_stale_snapshots();
 
+  // The connection is closing (or its peer stopped sending): requests waiting with WAIT leave
+  // their queues at once and are answered now (outcome "closed"). True when nothing is left
+  // waiting on another thread (the owner may let go of its hold).
+  bool abandon_waits();
+
   // Requests whose replies are not yet in the output.
   size_t pending() const { return ring_count_; }
   // QUIT was received: the owner closes once the replies are out.
@@ -77,7 +85,7 @@ class Dispatcher {
 
   std::string& reply_target();
   Slot& push_slot();
-  void decide(Command command, const DecisionRequest& request);
+  void decide(Command command, const DecisionRequest& request, int64_t wait_ms);
   void release(const LeaseToken& lease, std::optional<int64_t> actual);
   void run_simple(Command command, std::span<const std::string_view> argv);
   void after_submit(Slot& s, bool drain_now);
@@ -86,6 +94,24 @@ class Dispatcher {
   void record(Slot& s, std::optional<Recorder::Batch>& batch);
   static void on_done(void* user, DecisionCall& call);
 
+  // WAIT
+  struct WaitEvent {
+    Slot* slot;
+    uint32_t generation;
+    bool expired;
+  };
+  void try_again(Waiter& w) override;
+  void expired(Waiter& w) override;
+  void post_wait_event(Waiter& w, bool expired);
+  void handle_wait_event(const WaitEvent& e);
+  void on_wait_result(Slot& s);
+  void retry(Slot& s);
+  void finish_wait(Slot& s, WaitOutcome outcome);
+  Waiter& prepare_waiter(Slot& s, const WaitTerms& terms);
+  bool join_queue(Slot& s);
+  void after_release(Slot& s);
+  void release_orphan(const LeaseToken& lease);
+  bool closing_ = false;  // abandon_waits() ran: nothing waits any more
   ServerContext& ctx_;
   const bool admin_;
   const Peer peer_;
@@ -103,8 +129,10 @@ class Dispatcher {
   // Completions handed from plugin threads to the owner's.
   Mutex done_mu_;
   std::vector<Slot*> done_queue_ SLUICE_GUARDED_BY(done_mu_);
+  std::vector<WaitEvent> wait_events_ SLUICE_GUARDED_BY(done_mu_);
   bool done_posted_ SLUICE_GUARDED_BY(done_mu_) = false;
   std::vector<Slot*> done_batch_;  // the owner's thread only
+  std::vector<WaitEvent> wait_batch_;
 };
 
 }  // namespace sluice::server

@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 
 #include "sluice/stats.h"
+#include "wait_queue.h"
 
 namespace sluice::server {
 namespace asio = boost::asio;
@@ -28,6 +29,7 @@ std::string metrics_text(const ServerContext& context) {
       "# TYPE sluice_uptime_seconds gauge\nsluice_uptime_seconds {}\n",
       context.connections.load(), context.engine->policy()->version(),
       context.engine->active_leases(), context.uptime_s());
+  if (context.waits != nullptr) out += wait_stats_prometheus(context.waits->stats());
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "dispatcher.h"
 #include "metrics_http.h"
 #include "sluice/mutex.h"
+#include "wait_queue.h"
 
 namespace sluice::server {
 namespace asio = boost::asio;
@@ -39,10 +41,16 @@ std::string ServerContext::info_text() const {
   const auto policy = engine->policy();
   return fmt::format(
       "version:{}\r\npolicy_version:{}\r\nstorage:{}\r\nstorage_version:{}\r\nuptime_s:{}\r\n"
-      "connections:{}\r\nthreads:{}\r\nactive_leases:{}\r\npid:{}\r\n",
+      "connections:{}\r\nthreads:{}\r\nactive_leases:{}\r\npid:{}\r\ninstance:{}\r\n",
       SLUICE_VERSION, policy->version(), engine->storage().name(), engine->storage().version(),
       uptime_s(), connections.load(std::memory_order_relaxed), threads, engine->active_leases(),
-      ::getpid());
+      ::getpid(), instance_id);
+}
+
+std::string ServerContext::new_instance_id() {
+  std::random_device random;
+  const uint64_t id = (uint64_t{random()} << 32) | random();
+  return fmt::format("{:016x}", id);
 }
 
 namespace {
@@ -112,6 +120,9 @@ struct Worker {
   void arm();
   void poll();
   void bury(size_t index);  // moves a closed session out of `sessions`
+  // The wait queue's clock runs on the first worker: one timer for the whole daemon, armed for
+  // the earliest deadline or retry the queue holds (WaitQueue::run_due).
+  void arm_wait(int64_t due_ms);
 
   ServerContext& ctx;
   // While poll() runs the ready sessions, their replies wait here and go out together after
@@ -127,6 +138,8 @@ struct Worker {
   asio::io_context ioc{1};
   asio::posix::stream_descriptor poller{ioc};
   asio::steady_timer sweep{ioc};
+  asio::steady_timer wait_timer{ioc};
+  int64_t wait_armed = WaitQueue::kNever;
   std::thread thread;
   // Set when `thread` has left its loop (Server::run waits for the admin thread with a bound).
   Mutex exit_mu;
@@ -187,7 +200,13 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
   void on_events(uint32_t events) {
     if (closed_) return;
     if (events & EPOLLOUT) on_writable_();
-    if (!closed_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) on_readable_();
+    if (closed_) return;
+    // Throttled, only a hang-up is listened for (update_interest_): what the peer sent is left
+    // in the socket until the replies drain, as before; only its waiters are let go.
+    if (!(events & EPOLLIN) && (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && throttled_()) {
+      return on_hangup_while_throttled_();
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) on_readable_();
   }
 
   // Graceful stop: what the peer already sent is still read and answered, then EOF closes.
@@ -252,6 +271,10 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
     }
     if (n == 0) {
       read_eof_ = true;
+      // A peer that stopped sending gets its waiting requests answered now, and a closed one
+      // no longer holds a place in a queue.
+      std::shared_ptr<Session> keep;
+      if (dispatcher_.abandon_waits()) keep = std::move(keepalive_);
     } else {
       in_end_ += static_cast<size_t>(n);
       last_tick_ = worker_.tick;
@@ -286,7 +309,15 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
  private:
   void update_interest_() {
     uint32_t want = 0;
-    if (!read_eof_ && !close_after_flush_ && !throttled_()) want |= EPOLLIN;
+    // Throttled, the session still hears of a peer that hangs up: its waiting requests (WAIT)
+    // must leave their queues at once, not at their deadlines.
+    if (!read_eof_ && !close_after_flush_) {
+      if (!throttled_()) {
+        want |= EPOLLIN;
+      } else if (!hangup_seen_) {
+        want |= EPOLLRDHUP;
+      }
+    }
     if (pending_output_() > 0 && write_blocked_) want |= EPOLLOUT;
     if (want == events_) return;
     // With nothing wanted the descriptor leaves the set: epoll reports hang-ups even for an
@@ -325,6 +356,15 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
       if (dispatcher_.quit_requested()) close_after_flush_ = true;
     }
     if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
+  }
+
+  // The peer stopped sending (or went) while the session does not read: its waiting requests
+  // are answered now; the rest of what it sent is read once the replies drain.
+  void on_hangup_while_throttled_() {
+    hangup_seen_ = true;
+    std::shared_ptr<Session> keep;
+    if (dispatcher_.abandon_waits()) keep = std::move(keepalive_);
+    resume_();
   }
 
   // ---- completions on a plugin's thread ---------------------------------------------------
@@ -392,7 +432,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
     if (events_ != 0) ::epoll_ctl(worker_.epfd, EPOLL_CTL_DEL, fd_, nullptr);
     ::close(fd_);
     fd_ = -1;
-    worker_.bury(index_);
+    worker_.bury(index_);  // the graveyard keeps the session until the handler is over
+    if (dispatcher_.abandon_waits()) keepalive_.reset();
   }
 
   Worker& worker_;
@@ -413,7 +454,8 @@ class Session final : public std::enable_shared_from_this<Session>, public Dispa
 
   bool write_blocked_ = false, read_eof_ = false;
   bool close_after_flush_ = false, closed_ = false;
-  bool deferred_ = false;  // in worker_.unflushed
+  bool deferred_ = false;     // in worker_.unflushed
+  bool hangup_seen_ = false;  // on_hangup_while_throttled_ ran
 };
 
 void Worker::arm() {
@@ -434,6 +476,21 @@ void Worker::poll() {
   polling = false;
   for (Session* s : unflushed) s->finish_();
   unflushed.clear();
+}
+
+void Worker::arm_wait(int64_t due_ms) {
+  if (due_ms >= wait_armed) return;
+  wait_armed = due_ms;
+  wait_timer.expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(due_ms)));
+  wait_timer.async_wait([this](const error_code& ec) {
+    if (ec) return;  // armed again for an earlier time
+    wait_armed = WaitQueue::kNever;
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    const int64_t next = ctx.waits->run_due(now);
+    if (next != WaitQueue::kNever) arm_wait(next);
+  });
 }
 
 void Worker::bury(size_t index) {
@@ -516,6 +573,8 @@ struct Server::Impl {
   };
 
   ServerContext& ctx;
+  // WAIT requests' queues; outlives every session (ctx.waits).
+  std::unique_ptr<WaitQueue> waits;
   // Acceptors, signals and the metrics endpoint: never waits on storage, disk or a policy.
   Worker control;
   // Admin sessions and SIGHUP's reload, on a thread of their own: an apply that parses and
@@ -748,6 +807,7 @@ Server::~Server() {
     impl_->join(*w);
   }
   impl_->remove_socket_files();
+  impl_->ctx.waits = nullptr;
 }
 
 Status Server::start() {
@@ -757,6 +817,11 @@ Status Server::start() {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   ctx.threads = threads;
   for (size_t i = 0; i < threads; ++i) im.workers.push_back(std::make_unique<Worker>(ctx));
+  Worker& queue_clock = *im.workers.front();
+  im.waits = std::make_unique<WaitQueue>([&queue_clock](int64_t due_ms) {
+    asio::post(queue_clock.ioc, [&queue_clock, due_ms] { queue_clock.arm_wait(due_ms); });
+  });
+  ctx.waits = im.waits.get();
 
   // Signals are taken over before the sockets exist: a SIGTERM from a supervisor that saw the
   // socket appear must start a clean shutdown, not kill the process (asio keeps a signal that

@@ -66,7 +66,8 @@ int report_error(const Value& v, const std::string& source = "") {
 bool is_decision(const Value& v) { return v.type == Value::Type::kArray && v.elements.size() >= 6; }
 
 // A decision reply (docs/protocol.md): six fields, the lease and its TTL for SL.ACQUIRE, then
-// the tier and the deciding window (a daemon older than those sends neither).
+// the tier and the deciding window (a daemon older than those sends neither), then with WAIT
+// the time waited and the wait's outcome.
 void print_decision(const Value& v, bool acquire) {
   const auto& e = v.elements;
   fmt::print("{} limit={} remaining={} reset_after_ms={} retry_after_ms={} rule={}",
@@ -79,6 +80,11 @@ void print_decision(const Value& v, bool acquire) {
   }
   if (acquire && e.size() >= 8 && !e[6].str.empty()) {
     fmt::print(" lease={} lease_ttl_ms={}", e[6].str, e[7].integer);
+  }
+  // With WAIT: the time waited and how the wait ended, last.
+  if (e.size() == extra + 5) {
+    fmt::print(" waited_ms={}", e[extra + 3].integer);
+    if (!e[extra + 4].str.empty()) fmt::print(" wait={}", e[extra + 4].str);
   }
   fmt::print("\n");
 }
@@ -202,6 +208,23 @@ int print_stats(const std::string& json_text, bool raw) {
                  t.value("subject", ""));
     }
   }
+  // WAIT queues (docs/protocol.md, "SL.STATS"): resources a request has waited for.
+  const auto queues = doc.value("queues", nlohmann::json::object());
+  if (!queues.empty()) {
+    std::vector<std::vector<std::string>> qrows = {{"QUEUE", "WAITING", "ADMITTED", "EXPIRED",
+                                                    "REJECTED", "WAIT_P50_MS", "WAIT_P99_MS",
+                                                    "WAIT_MAX_MS"}};
+    auto ms = [](int64_t v) { return v < 0 ? std::string("-") : "<=" + std::to_string(v); };
+    for (const auto& [name, q] : queues.items()) {
+      qrows.push_back(
+          {name, std::to_string(q.value("waiting", 0ull)),
+           std::to_string(q.value("admitted", 0ull)), std::to_string(q.value("expired", 0ull)),
+           std::to_string(q.value("rejected", 0ull)), ms(q.value("wait_ms_p50", -1ll)),
+           ms(q.value("wait_ms_p99", -1ll)), std::to_string(q.value("wait_ms_max", 0ll))});
+    }
+    fmt::print("\n");
+    print_table(qrows);
+  }
   if (doc.contains("latency")) {
     const auto& l = doc["latency"];
     fmt::print("\ndecision latency: {} decisions, p50 <= {} ns, p99 <= {} ns\n",
@@ -226,7 +249,7 @@ int main(int argc, char** argv) {
 
   struct DecisionOpts {
     std::string resource, subject, tier, key;
-    int64_t cost = 0, ttl = 0;
+    int64_t cost = 0, ttl = 0, wait = -1;
   } d;
   auto add_decision = [&](const std::string& name, const std::string& help, bool ttl) {
     CLI::App* sub = app.add_subcommand(name, help);
@@ -238,9 +261,15 @@ int main(int argc, char** argv) {
     if (ttl) sub->add_option("--ttl", d.ttl, "lease TTL in ms (default: the policy's)");
     return sub;
   };
+  auto add_wait = [&](CLI::App* sub) {
+    sub->add_option("--wait", d.wait,
+                    "ms to wait for capacity instead of being denied (WAIT; adds to --timeout-ms)");
+  };
   CLI::App* check = add_decision("check", "decide and consume (SL.CHECK)", false);
   CLI::App* peek = add_decision("peek", "what check would answer, consuming nothing", false);
   CLI::App* acquire = add_decision("acquire", "decide and hold a lease (SL.ACQUIRE)", true);
+  add_wait(check);
+  add_wait(acquire);
 
   std::string lease;
   int64_t actual = -1;
@@ -317,6 +346,7 @@ int main(int argc, char** argv) {
     if (!d.key.empty()) args.insert(args.end(), {"KEY", d.key});
     if (d.cost > 0) args.insert(args.end(), {"COST", std::to_string(d.cost)});
     if (d.ttl > 0) args.insert(args.end(), {"TTL", std::to_string(d.ttl)});
+    if (d.wait >= 0) args.insert(args.end(), {"WAIT", std::to_string(d.wait)});
     return args;
   };
 
@@ -324,6 +354,8 @@ int main(int argc, char** argv) {
     const std::string cmd = check->parsed()  ? "SL.CHECK"
                             : peek->parsed() ? "SL.PEEK"
                                              : "SL.ACQUIRE";
+    // The daemon may hold a request with WAIT that long before it answers.
+    if (d.wait > 0) g.timeout_ms += static_cast<int>(std::min<int64_t>(d.wait, 3'600'000));
     if (!run(g, false, decision_args(cmd), v)) return kError;
     if (v.is_error()) return report_error(v);
     if (!is_decision(v)) return report_error(Value{Value::Type::kError, "unexpected reply"});

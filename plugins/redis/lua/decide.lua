@@ -27,7 +27,7 @@ local rcall, spack, sunpack = redis.call, struct.pack, struct.unpack
 local floor, fmod = math.floor, math.fmod
 
 local OP_PEEK, OP_ADJUST, OP_ACQUIRE, OP_RELEASE, OP_RESET = 2, 3, 4, 5, 6
-local ALG_FW, ALG_SW, ALG_SWC, ALG_TB, ALG_GCRA, ALG_CC = 1, 2, 3, 4, 5, 6
+local ALG_FW, ALG_SW, ALG_SWC, ALG_TB, ALG_GCRA, ALG_CC, ALG_CAL = 1, 2, 3, 4, 5, 6, 7
 
 local function max(a, b) if a > b then return a end return b end
 local function min(a, b) if a < b then return a end return b end
@@ -76,10 +76,16 @@ local function fw_decode(s)
   return nil
 end
 
-local function define_fixed_window()
+-- calendar_window is the same with the window's bounds given by the engine: it starts at
+-- burst (ms since the epoch) and lasts window.
+local function define_fixed_window(calendar)
   local FW = {}
+  local function current(e)
+    if calendar then return e.burst end
+    return floor_div(e.now, e.window) * e.window
+  end
   function FW.load(key, e)
-    local m = {start = floor_div(e.now, e.window) * e.window, count = 0}
+    local m = {start = current(e), count = 0}
     local ws, count = fw_decode(rcall('GET', key))
     if ws and count >= 0 and (ws == m.start or ws == m.start + e.window) then
       m.start = ws
@@ -106,7 +112,7 @@ local function define_fixed_window()
     if adjust and count < 0 then count = 0 end
     local post, enc
     if count <= 0 then
-      post = {start = floor_div(e.now, e.window) * e.window, count = 0}
+      post = {start = current(e), count = 0}
     else
       post = {start = m.start, count = count}
       enc = spack('<ddd', m.start, count, e.window)
@@ -646,7 +652,8 @@ end
 -- call uses it: creating closures is most of a small call's cost.
 local DEFINE = {[ALG_FW] = define_fixed_window, [ALG_SW] = define_sliding_window,
                 [ALG_SWC] = define_sliding_window_counter, [ALG_TB] = define_token_bucket,
-                [ALG_GCRA] = define_gcra, [ALG_CC] = define_concurrency}
+                [ALG_GCRA] = define_gcra, [ALG_CC] = define_concurrency,
+                [ALG_CAL] = function() return define_fixed_window(true) end}
 local defined = {}
 local function algorithm(alg)
   local A = defined[alg]
