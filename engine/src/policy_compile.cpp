@@ -92,7 +92,8 @@ CompiledResource compile_resource(const std::string& name, uint32_t index,
   for (const auto& l : limits) {
     const date::time_zone* zone =
         l.calendar != CalendarPeriod::kNone ? find_time_zone(l.timezone) : nullptr;
-    r.limits.push_back({l.name, base_params(l), l.unit, l.shadow, l.per_resource, l.calendar, zone});
+    r.limits.push_back(
+        {l.name, base_params(l), l.unit, l.shadow, l.per_resource, l.calendar, zone});
     r.has_shared_limit = r.has_shared_limit || l.per_resource;
   }
   r.effective.resize(tiers.size());

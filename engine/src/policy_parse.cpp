@@ -938,10 +938,9 @@ class Reader {
   void read_limit(const Field& lf, LimitSpec& l) {
     const What what{"a limit"};
     if (!expect_map(lf, what)) return;
-    auto fields = entries(
-        lf, what,
-        {"name", "algorithm", "limit", "window", "timezone", "burst", "cost", "shadow", "per",
-         "reserve"});
+    auto fields = entries(lf, what,
+                          {"name", "algorithm", "limit", "window", "timezone", "burst", "cost",
+                           "shadow", "per", "reserve"});
     require(lf, fields, what, {"name", "algorithm", "limit", "window"});
     for (const auto& f : fields) {
       if (f.key == "name") {
