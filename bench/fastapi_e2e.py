@@ -81,6 +81,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening_socket(port: int, nodelay: bool) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if nodelay:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(1024)
+    s.set_inheritable(True)
+    return s
+
+
 def wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,6 +158,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="uvicorn workers per app")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--nagle", action="store_true",
+                        help="leave Nagle's algorithm on, as uvicorn does (each request then "
+                             "waits for a delayed ACK, about 40 ms)")
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -165,6 +179,7 @@ def main() -> int:
     env.pop("SLUICE_ADMIN_SOCKET", None)
     ports = {"baseline": free_port(), "sluice": free_port()}
     procs: list[subprocess.Popen] = []
+    listeners: list[socket.socket] = []
     load_before = os.getloadavg()[0]
     try:
         procs.append(subprocess.Popen(
@@ -175,11 +190,18 @@ def main() -> int:
         wait_until(lambda: sluiced_answers(sock), 15, "sluiced")
         for name, module, app_dir in (("baseline", "baseline_app:app", work),
                                       ("sluice", "app:app", EXAMPLE)):
+            # uvicorn (h11) writes a response's head and body separately and leaves Nagle's
+            # algorithm on: with wrk's delayed ACKs every request would then wait about 40 ms,
+            # the same for both apps, and the figures would measure that wait rather than the
+            # apps. The listening socket is made here with TCP_NODELAY, which the connections
+            # accepted from it inherit, and handed to uvicorn (--fd).
+            listener = listening_socket(ports[name], nodelay=not args.nagle)
+            listeners.append(listener)
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
-                 "--host", "127.0.0.1", "--port", str(ports[name]),
+                 "--fd", str(listener.fileno()),
                  "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-                env=env, cwd=work))
+                env=env, cwd=work, pass_fds=(listener.fileno(),)))
         for name, port in ports.items():
             wait_until(lambda: post_predict(port)[0] == 200, 60, f"uvicorn ({name})")
         # The two apps differ only in sluice: the baseline's answer has no RateLimit field.
@@ -209,6 +231,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for listener in listeners:
+            listener.close()
         shutil.rmtree(work, ignore_errors=True)
 
     def median(name: str, key: str) -> float:
