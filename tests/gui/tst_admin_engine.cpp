@@ -291,6 +291,36 @@ class TestAdminEngine : public QObject {
     QVERIFY(loaded.wait(5000));
   }
 
+  // Pausing the Live view freezes the charts, not the version: an apply by someone else is
+  // followed by a clean draft while paused.
+  void aPausedViewStillFollowsTheRunningPolicy() {
+    Admin a;
+    QVERIFY(a.open(engine_->adminSocket()));
+    LiveStats live;
+    StatsPoller poller(&a.client, &live);
+    connect(&poller, &StatsPoller::serverInfo, &a.session, &PolicySession::updateInfo);
+    QSignalSpy first(&poller, &StatsPoller::firstStatsArrived);
+    QVERIFY(first.wait(3000));
+    poller.setPaused(true);
+    QSignalSpy stats(&poller, &StatsPoller::statsArrived);
+    const quint64 before = *a.doc.baseVersion();
+    Admin b;
+    QVERIFY(b.open(engine_->adminSocket()));
+    QVERIFY(b.doc
+                .edit(QStringLiteral("x7"),
+                      [](PolicySpec& p) {
+                        p.tiers[1].multiplier = 7;
+                        return Status::Ok();
+                      })
+                .ok());
+    QSignalSpy appliedB(&b.session, &PolicySession::applied);
+    b.session.apply();
+    QVERIFY(appliedB.wait(5000));
+    QVERIFY(QTest::qWaitFor([&] { return *a.doc.baseVersion() > before; }, 4000));
+    QCOMPARE(findTier(a.doc.draft(), "premium")->multiplier, 7.0);
+    QCOMPARE(stats.count(), 0);  // the charts stayed paused
+  }
+
   // A restart is told apart from someone else's apply (SL.INFO's instance changes): a dirty
   // draft is replayed on what now runs, and applying it is not a conflict.
   void aRestartIsNotSomeoneElsesApply() {

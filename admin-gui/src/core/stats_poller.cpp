@@ -3,6 +3,8 @@
 #include <QMap>
 #include <algorithm>
 
+#include "core/engine_replies.h"
+
 namespace sluice::admin {
 
 void StatsParser::parse(const QByteArray& json) {
@@ -46,7 +48,19 @@ void StatsPoller::setPaused(bool paused) {
 }
 
 void StatsPoller::pollNow() {
-  if (paused_ || inFlight_ || client_->state() != AdminClient::State::kConnected) return;
+  if (inFlight_ || client_->state() != AdminClient::State::kConnected) return;
+  if (paused_) {
+    // The charts stay frozen, but the running policy's version is still followed, so a
+    // paused window never shows a replaced policy as running.
+    inFlight_ = true;
+    client_->send({"SL.INFO"}, this, [this](const resp::Value& r) {
+      inFlight_ = false;
+      if (r.is_error()) return;
+      const QMap<QString, QString> info = parseInfo(r);
+      if (!info.isEmpty()) emit serverInfo(info);
+    });
+    return;
+  }
   // Everything the history may lack since the last answer, plus a margin for the seconds
   // that were still being counted then.
   int seconds = LiveHistory::kSeconds;
