@@ -291,6 +291,23 @@ class TestAdminEngine : public QObject {
     QVERIFY(loaded.wait(5000));
   }
 
+  // While disconnected the status bar does not show the last version as running.
+  void theVersionSeenIsMarkedAsHistoryWhileDisconnected() {
+    MainWindow w;
+    w.client()->setSocketPath(engine_->adminSocket());
+    w.client()->connectToEngine();
+    auto versionText = [&w] {
+      for (auto* label : w.findChildren<QLabel*>())
+        if (label->text().contains(QStringLiteral("policy v"))) return label->text();
+      return QString();
+    };
+    QVERIFY(QTest::qWaitFor([&] { return versionText() == QStringLiteral("policy v1"); }, 5000));
+    decide_.disconnectFromEngine();
+    engine_->stop();
+    QVERIFY(
+        QTest::qWaitFor([&] { return versionText().contains(QStringLiteral("last seen")); }, 5000));
+  }
+
   // Pausing the Live view freezes the charts, not the version: an apply by someone else is
   // followed by a clean draft while paused.
   void aPausedViewStillFollowsTheRunningPolicy() {

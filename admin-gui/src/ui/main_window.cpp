@@ -296,9 +296,15 @@ void MainWindow::updateStatus_() {
                                        : tr("sluiced %1 · storage %2")
                                              .arg(info.value(QStringLiteral("version")),
                                                   info.value(QStringLiteral("storage"))));
-  versionLabel_->setText(info.contains(QStringLiteral("policy_version"))
-                             ? tr("policy v%1").arg(info.value(QStringLiteral("policy_version")))
-                             : QString());
+  // While disconnected the last version seen is history, not what runs: say so.
+  const bool live = client_->state() == S::kConnected;
+  QString version;
+  if (info.contains(QStringLiteral("policy_version"))) {
+    version = live ? tr("policy v%1").arg(info.value(QStringLiteral("policy_version")))
+                   : tr("<span style='color:gray'>last seen: policy v%1</span>")
+                         .arg(info.value(QStringLiteral("policy_version")));
+  }
+  versionLabel_->setText(version);
   applyAction_->setEnabled(!session_->applying());
 }
 
