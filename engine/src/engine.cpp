@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "calendar.h"
+#include "costs.h"
 #include "lease_registry.h"
 #include "policy_internal.h"
 #include "sluice/algorithms.h"
@@ -118,11 +119,15 @@ struct DecisionCall::Internal {
   std::vector<sluice_item> items;
   std::vector<sluice_item_result> results;
   std::vector<uint8_t> limit_index;
+  // Items whose limit takes nothing from this request (a unit it does not name): only looked
+  // at, never deciding (docs/protocol.md, "Costs").
+  std::vector<uint8_t> uncharged;
   void fit(size_t limits) {
     if (items.size() >= limits) return;
     items.resize(limits);
     results.resize(limits);
     limit_index.resize(limits);
+    uncharged.resize(limits);
   }
   // All items' keys; with `per: resource` limits, "{resource:subject}" first (see begin). Sized
   // for the requests seen so far, not for the largest possible: a call held by a waiting
@@ -143,10 +148,15 @@ struct DecisionCall::Internal {
   bool tier_known = false;  // `tier` was resolved for the current decision
   DecisionKind kind = DecisionKind::kCheck;
   bool releasing = false;
+  bool charging = false;  // SL.CHARGE: a refused charge is taken back from the lease
   bool quiet_denial = false;
   int chosen = -1;       // the deciding limit's item
   std::string released;  // released_resource()
-  int64_t cost = 1;
+  LeaseCosts estimate;   // kAcquire: the request's costs, kept with the lease
+  // SL.CHARGE: the lease before the charge, and the charge (owned: undone on refusal, after
+  // the request's buffers are gone).
+  std::optional<Lease> charge_before;
+  LeaseCosts charge;
   int64_t now_ms = 0;
   int64_t started = 0;  // LatencyTimer::start()
   int64_t lease_ttl_ms = 0;
@@ -247,7 +257,37 @@ struct Engine::Impl {
   void finish_inline(DecisionCall& call);
   static void on_storage_done(void* user, sluice_status status, const char* message);
   void complete(DecisionCall& call, sluice_status status, const char* message);
+  void settle(uint64_t lease_id, const Lease& lease, std::optional<int64_t> actual,
+              const NamedCosts* named, DecisionCall& call, int64_t now_ms);
+  // Settles the charged leases that expired at their usage (once a second at most).
+  void settle_expired(int64_t now_ms);
 };
+
+namespace {
+// The settlement of an expired lease: nobody waits for it, so it owns its call.
+struct ExpiredSettlement {
+  Lease lease;
+  DecisionCall call;
+  static void done(void* user, DecisionCall&) {
+    auto* self = static_cast<ExpiredSettlement*>(user);
+    if (!self->call.decision().allowed)
+      spdlog::warn("settling expired lease of {} for {} failed: {}", self->lease.resource,
+                   self->lease.subject, self->call.decision().error_message);
+    delete self;
+  }
+};
+}  // namespace
+
+void Engine::Impl::settle_expired(int64_t now_ms) {
+  for (Lease& lease : leases.take_expired(now_ms)) {
+    auto* s = new ExpiredSettlement{std::move(lease), {}};
+    auto& in = *s->call.in_;
+    in.done = &ExpiredSettlement::done;
+    in.user = s;
+    in.engine = this;
+    settle(s->lease.id, s->lease, std::nullopt, nullptr, s->call, now_ms);
+  }
+}
 
 std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
     std::shared_ptr<const CompiledPolicy> policy) {
@@ -311,7 +351,10 @@ Stats& Engine::stats() { return impl_->stats; }
 Storage& Engine::storage() { return *impl_->storage; }
 const Clock& Engine::clock() const { return *impl_->clock; }
 
-bool Engine::release_stale_snapshots() { return impl_->snapshots.drop_stale(); }
+bool Engine::release_stale_snapshots() {
+  impl_->settle_expired(impl_->clock->now_ms());
+  return impl_->snapshots.drop_stale();
+}
 
 bool Engine::release_if_stale(DecisionCall& call) {
   auto& snap = call.in_->snap;
@@ -391,6 +434,7 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   call.count_ = 0;
   in.kind = kind;
   in.releasing = false;
+  in.charging = false;
   in.quiet_denial = req.quiet_denial;
   in.chosen = -1;
   in.done = done;
@@ -405,7 +449,6 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     in.started = impl_->timer.start();
     in.now_ms = impl_->clock->now_ms();
   }
-  in.cost = req.cost;
   in.resource = nullptr;
   in.tier_known = false;
 
@@ -425,8 +468,15 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     return fail(StatusCode::kInvalid, "resource name must be 1 to 64 bytes");
   if (req.subject.empty() || req.subject.size() > kMaxSubjectLength)
     return fail(StatusCode::kInvalid, "subject must be 1 to 512 bytes");
-  if (kind != DecisionKind::kReset && (req.cost < 1 || req.cost > kMaxCost))
-    return fail(StatusCode::kInvalid, fmt::format("COST must be 1 to {}", kMaxCost));
+  if (kind != DecisionKind::kReset) {
+    if (req.named.count == 0) {
+      if (req.cost < 1 || req.cost > kMaxCost)
+        return fail(StatusCode::kInvalid, fmt::format("COST must be 1 to {}", kMaxCost));
+    } else if (auto problem = cost_problem(req.cost, req.named); !problem.empty()) {
+      return fail(StatusCode::kInvalid, std::move(problem));
+    }
+  }
+  if (kind == DecisionKind::kAcquire) in.estimate = LeaseCosts::of(req.cost, req.named.view());
   if (req.lease_ttl_ms < 0) return fail(StatusCode::kInvalid, "lease TTL must not be negative");
 
   if (const auto& current = impl_->current(); in.snap != current) in.snap = current;
@@ -486,8 +536,11 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     if (kind == DecisionKind::kAcquire) {
       d.lease_ttl_ms = req.lease_ttl_ms ? req.lease_ttl_ms : policy.spec().lease_ttl_ms;
       d.lease = impl_->leases.hold(impl_->leases.new_id(),
-                                   {std::string(req.resource), std::string(req.subject), tier->name,
-                                    req.cost, in.now_ms + d.lease_ttl_ms},
+                                   Lease{.resource = std::string(req.resource),
+                                         .subject = std::string(req.subject),
+                                         .tier = tier->name,
+                                         .account = {in.estimate},
+                                         .expires_ms = in.now_ms + d.lease_ttl_ms},
                                    in.now_ms);
     }
     if (kind == DecisionKind::kCheck || kind == DecisionKind::kAcquire)
@@ -546,11 +599,21 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     it.params = effective[i];
     it.params.limit = scale(it.params.limit, factor);
     it.params.burst = scale(it.params.burst, factor);
-    // A limit counted in requests takes 1 whatever the cost; tokens and items take the cost.
-    it.cost = lim.unit == CostUnit::kRequests ? 1 : std::min(req.cost, capacity_of(it.params) + 1);
+    const int64_t units = cost_of(lim, *res, {req.cost, req.named.view()});
+    it.cost = std::min(units, capacity_of(it.params) + 1);
     set_calendar_window(it.params, lim, in.now_ms);
     it.shadow = lim.shadow ? 1 : 0;
+    in.limit_index[i] = static_cast<uint8_t>(i);
+    in.uncharged[i] = 0;
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
+    if (units == 0 && kind != DecisionKind::kReset) {
+      // Takes nothing: looked at (its state is reported), never deciding.
+      it.op = SLUICE_OP_PEEK;
+      it.shadow = 1;
+      in.uncharged[i] = 1;
+      it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
+      continue;
+    }
     switch (kind) {
       case DecisionKind::kCheck:
         it.op = concurrency ? SLUICE_OP_PEEK : SLUICE_OP_CONSUME;
@@ -571,7 +634,6 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
     it.state_capacity = capacities != nullptr
                             ? capacities[i]
                             : static_cast<uint32_t>(algo::state_capacity(it.params));
-    in.limit_index[i] = static_cast<uint8_t>(i);
   }
   d.lease.id = lease_id;
   call.count_ = n;
@@ -615,7 +677,8 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   const Snapshot& snap = *in.snap;
   const CompiledResource* res = in.resource;
   const size_t n = call.count_;
-  const bool counts = in.kind == DecisionKind::kCheck || in.kind == DecisionKind::kAcquire;
+  const bool counts =
+      !in.charging && (in.kind == DecisionKind::kCheck || in.kind == DecisionKind::kAcquire);
 
   if (in.releasing) {
     d.allowed = status == SLUICE_OK;
@@ -637,6 +700,11 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     d.set_rule(kRuleStorage);
     d.error = status == SLUICE_ERR_TIMEOUT ? StatusCode::kTimeout : StatusCode::kUnavailable;
     d.error_message = message ? message : "storage failure";
+    if (in.charging && !open) {
+      NamedCosts buf;
+      leases.undo_charge(in.charge_before->id, *in.charge_before, in.charge.bare,
+                         in.charge.view(buf).named);
+    }
     Stats::record(snap.at(res, in.tier, res->limits.size() + 1), Outcome::kStorageError, in.now_ms);
     stats.record_latency_ns(timer.elapsed_ns(in.started));
     return finish_inline(call);
@@ -648,6 +716,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   bool denied = false;
   for (size_t i = 0; i < n; ++i) {
     const auto& r = in.results[i];
+    if (in.uncharged[i]) continue;
     if (in.items[i].shadow) {
       if (!r.allowed) {
         d.shadow_denied = true;
@@ -666,7 +735,18 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
       chosen = static_cast<int>(i);
     }
   }
-  if (chosen < 0) chosen = 0;  // only shadow limits
+  if (chosen < 0) {
+    // Only shadow limits and limits this request takes nothing from: report the one of the
+    // latter with the least remaining.
+    chosen = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (in.uncharged[i] && !res->limits[in.limit_index[i]].shadow &&
+          (!in.uncharged[static_cast<size_t>(chosen)] ||
+           in.results[i].remaining < in.results[static_cast<size_t>(chosen)].remaining)) {
+        chosen = static_cast<int>(i);
+      }
+    }
+  }
   in.chosen = chosen;
   const auto& r = in.results[static_cast<size_t>(chosen)];
   d.allowed = !denied;
@@ -688,83 +768,133 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     }
     stats.record_latency_ns(timer.elapsed_ns(in.started));
   }
-  if (in.kind == DecisionKind::kAcquire) {
+  if (in.kind == DecisionKind::kAcquire && !in.charging) {
     if (denied) {
       d.lease = {};
     } else {
       d.lease_ttl_ms = in.lease_ttl_ms;
       // The resource name as requested: with default_limits it differs from res->name.
-      d.lease =
-          leases.hold(d.lease.id,
-                      {std::string(in.resource_name()), std::string(in.subject()),
-                       snap.policy->tiers()[in.tier].name, in.cost, in.now_ms + in.lease_ttl_ms},
-                      in.now_ms);
+      d.lease = leases.hold(d.lease.id,
+                            Lease{.resource = std::string(in.resource_name()),
+                                  .subject = std::string(in.subject()),
+                                  .tier = snap.policy->tiers()[in.tier].name,
+                                  .account = {std::move(in.estimate)},
+                                  .expires_ms = in.now_ms + in.lease_ttl_ms},
+                            in.now_ms);
     }
+  }
+  if (in.charging && denied) {
+    const Lease& before = *in.charge_before;
+    NamedCosts buf;
+    leases.undo_charge(before.id, before, in.charge.bare, in.charge.view(buf).named);
   }
   finish_inline(call);
 }
 
 void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, DecisionCall& call,
-                     DecisionDone done, void* user) {
-  const uint64_t lease_id = token.id;
+                     DecisionDone done, void* user, const NamedCosts* named) {
   auto& in = *call.in_;
   Decision& d = call.decision_;
   d = Decision{};
   call.count_ = 0;
-  in.releasing = true;
-  in.released.clear();
-  in.kind = DecisionKind::kAcquire;
   in.done = done;
   in.user = user;
   in.engine = impl_.get();
-  in.now_ms = impl_->clock->now_ms();
-  in.resource = nullptr;
-  in.tier_known = false;
+  const int64_t now_ms = impl_->clock->now_ms();
 
   if (actual && (*actual < 0 || *actual > kMaxCost)) {
     d.error = StatusCode::kInvalid;
     d.error_message = fmt::format("ACTUAL must be 0 to {}", kMaxCost);
     return impl_->finish_inline(call);
   }
+  if (named != nullptr) {
+    if (auto problem = named_cost_problem(*named); !problem.empty()) {
+      d.error = StatusCode::kInvalid;
+      d.error_message = "ACTUAL" + problem.substr(4);  // "COST x ..." -> "ACTUAL x ..."
+      return impl_->finish_inline(call);
+    }
+  }
   // A token whose secret is not the lease's gets the answer an unknown id gets, and the lease
   // stays its holder's.
-  std::optional<Lease> taken = impl_->leases.take(token, in.now_ms);
+  std::optional<Lease> taken = impl_->leases.take(token, now_ms);
   if (!taken) {
     d.allowed = false;
     d.error = StatusCode::kNotFound;
     d.error_message = "unknown or expired lease";
     return impl_->finish_inline(call);
   }
-  const Lease lease = std::move(*taken);
+  impl_->settle(token.id, *taken, actual, named, call, now_ms);
+  impl_->settle_expired(now_ms);
+}
 
-  in.snap = impl_->current();
+// The settlement of a lease that has been taken out of the registry: concurrency slots are
+// freed, and every other limit's count is moved from what the lease took so far to its final
+// cost — the estimate refunded down to it, or an overrun charged (at most the limit's
+// overdraft). Final costs, per unit: ACTUAL if given, else the usage charged, else the
+// estimate.
+void Engine::Impl::settle(uint64_t lease_id, const Lease& lease, std::optional<int64_t> actual,
+                          const NamedCosts* named, DecisionCall& call, int64_t now_ms) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  in.releasing = true;
+  in.charging = false;
+  in.released.clear();
+  in.kind = DecisionKind::kAcquire;
+  in.now_ms = now_ms;
+  in.resource = nullptr;
+  in.tier_known = false;
+
+  in.snap = current();
   const CompiledPolicy& policy = *in.snap->policy;
   const CompiledResource* res = policy.find_resource(lease.resource);
   if (!res) res = policy.default_resource();
   const CompiledTier* tier = policy.find_tier(lease.tier);
   if (!res || !tier || res->unlimited_for_tier[tier->index]) {
     d.allowed = true;  // nothing was held in storage (or the policy no longer has the resource)
-    return impl_->finish_inline(call);
+    return finish_inline(call);
   }
   in.resource = res;
   in.tier = tier->index;
   in.tier_known = true;
-  const auto& effective = res->effective[tier->index];
-  const int64_t delta = actual ? *actual - lease.cost : 0;
+
+  const LeaseAccount& account = lease.account;
+  const LeaseCosts effective = account.effective();
+  LeaseCosts final_costs = effective;
+  if (actual) final_costs.bare = *actual;
+  if (named != nullptr) {
+    for (const NamedCost& n : named->view()) final_costs.set(n.unit, n.amount);
+  }
+  NamedCosts est_buf, eff_buf, fin_buf;
+  const CostView est_view = account.estimate.view(est_buf);
+  const CostView eff_view = effective.view(eff_buf);
+  const CostView fin_view = final_costs.view(fin_buf);
+
+  const auto& effective_params = res->effective[tier->index];
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
   std::array<size_t, kMaxLimitsPerResource> which{};
+  std::array<int64_t, kMaxLimitsPerResource> deltas{};
   size_t n = 0;
   in.key_space(res->limits.size(), lease.resource.size() + lease.subject.size());
   in.fit(res->limits.size());
   for (size_t i = 0; i < res->limits.size(); ++i) {
     const auto& lim = res->limits[i];
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
-    if (!concurrency && (delta == 0 || lim.unit == CostUnit::kRequests)) continue;
+    int64_t delta = 0;
+    if (!concurrency) {
+      // What the lease has taken from this limit: its reservation, or its usage beyond it.
+      const int64_t reserved = cost_of(lim, *res, est_view);
+      const int64_t taken =
+          account.charged() ? std::max(reserved, cost_of(lim, *res, eff_view)) : reserved;
+      delta = cost_of(lim, *res, fin_view) - taken;
+      if (delta > 0 && lim.overdraft >= 0) delta = std::min(delta, lim.overdraft);
+      if (delta == 0) continue;
+    }
     which[n] = i;
+    deltas[n] = delta;
     offsets[n + 1] = offsets[n] + write_key(in.keys.data() + offsets[n], lease.resource,
                                             lim.per_resource ? std::string_view()
                                                              : std::string_view(lease.subject),
-                                            res->limits[i].name);
+                                            lim.name);
     if (concurrency) in.released.assign(lease.resource);
     ++n;
   }
@@ -774,24 +904,148 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
     it = sluice_item{};
     it.key = in.keys.data() + offsets[k];
     it.key_len = static_cast<uint32_t>(offsets[k + 1] - offsets[k]);
-    it.params = effective[i];
+    it.params = effective_params[i];
     const bool concurrency = it.params.algorithm == SLUICE_ALG_CONCURRENCY;
     it.op = concurrency ? SLUICE_OP_LEASE_RELEASE : SLUICE_OP_ADJUST;
-    const int64_t held = res->limits[i].unit == CostUnit::kRequests ? 1 : lease.cost;
     const int64_t capacity = capacity_of(it.params);
-    it.cost = concurrency ? held : std::clamp(delta, -capacity, capacity);
-    set_calendar_window(it.params, res->limits[i], in.now_ms);
+    it.cost = concurrency ? 0 : std::clamp(deltas[k], -capacity, capacity);
+    set_calendar_window(it.params, res->limits[i], now_ms);
     it.lease_id = lease_id;
     it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[k] = static_cast<uint8_t>(i);
+    in.uncharged[k] = 0;
   }
   call.count_ = n;
   if (n == 0) {
     d.allowed = true;
+    return finish_inline(call);
+  }
+  in.batch = {now_ms, n, in.items.data(), in.results.data()};
+  submit(call);
+}
+
+void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& named,
+                    DecisionCall& call, DecisionDone done, void* user) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  d = Decision{};
+  call.count_ = 0;
+  in.kind = DecisionKind::kCheck;
+  in.releasing = false;
+  in.charging = false;
+  in.quiet_denial = false;
+  in.chosen = -1;
+  in.done = done;
+  in.user = user;
+  in.engine = impl_.get();
+  in.started = impl_->timer.start();
+  in.now_ms = impl_->clock->now_ms();
+  in.resource = nullptr;
+  in.tier_known = false;
+  auto fail = [&](StatusCode code, std::string msg) {
+    d.source = DecisionSource::kError;
+    d.error = code;
+    d.error_message = std::move(msg);
+    d.set_rule(kRuleError);
+    impl_->finish_inline(call);
+  };
+  if (cost < 0 || cost > kMaxCost)
+    return fail(StatusCode::kInvalid, fmt::format("COST must be 0 to {}", kMaxCost));
+  if (auto problem = named_cost_problem(named); !problem.empty())
+    return fail(StatusCode::kInvalid, std::move(problem));
+  bool too_many = false;
+  in.charge_before = impl_->leases.begin_charge(token, in.now_ms, cost, named.view(), too_many);
+  if (too_many) {
+    return fail(StatusCode::kInvalid,
+                fmt::format("a lease counts at most {} named units", kMaxNamedCosts));
+  }
+  if (!in.charge_before) return fail(StatusCode::kNotFound, "unknown or expired lease");
+  in.charging = true;
+  in.charge = LeaseCosts::of(cost, named.view());
+  d.lease.id = token.id;
+  const Lease& lease = *in.charge_before;
+
+  if (const auto& current = impl_->current(); in.snap != current) in.snap = current;
+  const Snapshot& snap = *in.snap;
+  const CompiledPolicy& policy = *snap.policy;
+  const CompiledResource* res = policy.find_resource(lease.resource);
+  if (!res) res = policy.default_resource();
+  const CompiledTier* tier = policy.find_tier(lease.tier);
+  if (tier != nullptr) {
+    in.tier = tier->index;
+    in.tier_known = true;
+  }
+  if (!res || !tier || res->unlimited_for_tier[tier->index] || res->limits.empty()) {
+    d.allowed = true;
+    d.source = res && tier ? DecisionSource::kUnlimited : DecisionSource::kUnknownResource;
+    d.limit = d.remaining = -1;
+    d.set_rule(res && tier ? kRuleUnlimited : kRuleUnknown);
     return impl_->finish_inline(call);
   }
+  in.resource = res;
+  in.resource_len = lease.resource.size();
+  in.subject_len = lease.subject.size();
+
+  // Per limit: what the lease has taken (its reservation, or its usage beyond it) before and
+  // after this charge; the difference is consumed.
+  LeaseAccount after = lease.account;
+  after.add(cost, named.view(), +1);
+  const LeaseCosts eff_before = lease.account.effective();
+  const LeaseCosts eff_after = after.effective();
+  NamedCosts est_buf, before_buf, after_buf;
+  const CostView est_view = lease.account.estimate.view(est_buf);
+  const CostView before_view = eff_before.view(before_buf);
+  const CostView after_view = eff_after.view(after_buf);
+
+  const double factor = impl_->warm_factor(snap, *res, in.now_ms);
+  const auto& effective = res->effective[in.tier];
+  const size_t n = res->limits.size();
+  std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
+  char* keys = in.key_space(n, lease.resource.size() + lease.subject.size());
+  in.fit(n);
+  offsets[0] = write_key(keys, lease.resource, lease.subject, {});
+  for (size_t i = 0; i < n; ++i) {
+    const auto& lim = res->limits[i];
+    offsets[i + 1] =
+        offsets[i] + write_key(keys + offsets[i], lease.resource,
+                               lim.per_resource ? std::string_view() : lease.subject, lim.name);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const auto& lim = res->limits[i];
+    sluice_item& it = in.items[i];
+    it = sluice_item{};
+    it.key = keys + offsets[i];
+    it.key_len = static_cast<uint32_t>(offsets[i + 1] - offsets[i]);
+    it.params = effective[i];
+    it.params.limit = scale(it.params.limit, factor);
+    it.params.burst = scale(it.params.burst, factor);
+    set_calendar_window(it.params, lim, in.now_ms);
+    it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
+    in.limit_index[i] = static_cast<uint8_t>(i);
+    const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;
+    int64_t delta = 0;
+    if (!concurrency) {
+      const int64_t reserved = cost_of(lim, *res, est_view);
+      const int64_t taken_before =
+          lease.account.charged() ? std::max(reserved, cost_of(lim, *res, before_view)) : reserved;
+      delta =
+          std::max<int64_t>(0, std::max(reserved, cost_of(lim, *res, after_view)) - taken_before);
+    }
+    it.shadow = lim.shadow ? 1 : 0;
+    in.uncharged[i] = delta == 0 ? 1 : 0;
+    if (delta == 0) {
+      it.op = SLUICE_OP_PEEK;
+      it.shadow = 1;
+      it.cost = 0;
+    } else {
+      it.op = SLUICE_OP_CONSUME;
+      it.cost = std::min(delta, capacity_of(it.params) + 1);
+    }
+  }
+  call.count_ = n;
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
   impl_->submit(call);
+  impl_->settle_expired(in.now_ms);
 }
 
 void Engine::count_denial(const DecisionCall& call) {
@@ -857,10 +1111,19 @@ Decision Engine::decide_sync(DecisionKind kind, const DecisionRequest& request) 
   return call.decision();
 }
 
-Decision Engine::release_sync(const LeaseToken& lease, std::optional<int64_t> actual) {
+Decision Engine::release_sync(const LeaseToken& lease, std::optional<int64_t> actual,
+                              const NamedCosts* named) {
   DecisionCall call;
   SyncWait w;
-  release(lease, actual, call, &SyncWait::signal, &w);
+  release(lease, actual, call, &SyncWait::signal, &w, named);
+  w.wait();
+  return call.decision();
+}
+
+Decision Engine::charge_sync(const LeaseToken& lease, int64_t cost, const NamedCosts& named) {
+  DecisionCall call;
+  SyncWait w;
+  charge(lease, cost, named, call, &SyncWait::signal, &w);
   w.wait();
   return call.decision();
 }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <random>
+#include <utility>
 
 namespace sluice {
 namespace {
@@ -64,6 +65,7 @@ uint64_t LeaseRegistry::new_id() {
 LeaseToken LeaseRegistry::hold(uint64_t id, Lease lease, int64_t now_ms) {
   const LeaseToken token{id, random_secret()};
   lease.secret = token.secret;
+  lease.id = id;
   MutexLock lock(mu_);
   sweep(now_ms);
   leases_[id] = std::move(lease);
@@ -81,6 +83,47 @@ std::optional<Lease> LeaseRegistry::take(const LeaseToken& token, int64_t now_ms
   return lease;
 }
 
+std::optional<Lease> LeaseRegistry::begin_charge(const LeaseToken& token, int64_t now_ms,
+                                                 int64_t bare, std::span<const NamedCost> named,
+                                                 bool& too_many_units) {
+  too_many_units = false;
+  MutexLock lock(mu_);
+  auto it = leases_.find(token.id);
+  if (it == leases_.end() || !same_secret(it->second.secret, token.secret) ||
+      it->second.expires_ms <= now_ms) {
+    return std::nullopt;
+  }
+  Lease& lease = it->second;
+  if (lease.account.units_after(named) > kMaxNamedCosts) {
+    too_many_units = true;
+    return std::nullopt;
+  }
+  std::optional<Lease> before = lease;
+  lease.account.add(bare, named, +1);
+  before->charges = ++lease.charges;
+  return before;
+}
+
+void LeaseRegistry::undo_charge(uint64_t id, const Lease& before, int64_t bare,
+                                std::span<const NamedCost> named) {
+  MutexLock lock(mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  if (it->second.charges == before.charges) {
+    it->second.account = before.account;
+  } else {
+    it->second.account.add(bare, named, -1);
+  }
+}
+
+std::vector<Lease> LeaseRegistry::take_expired(int64_t now_ms) {
+  if (!has_expired_.load(std::memory_order_relaxed) && now_ms < next_sweep_ms_relaxed()) return {};
+  MutexLock lock(mu_);
+  sweep(now_ms);
+  has_expired_.store(false, std::memory_order_relaxed);
+  return std::exchange(expired_, {});
+}
+
 size_t LeaseRegistry::active(int64_t now_ms) const {
   MutexLock lock(mu_);
   return static_cast<size_t>(
@@ -91,7 +134,15 @@ size_t LeaseRegistry::active(int64_t now_ms) const {
 void LeaseRegistry::sweep(int64_t now_ms) {
   if (now_ms < next_sweep_ms_) return;
   next_sweep_ms_ = now_ms + 1000;
-  std::erase_if(leases_, [now_ms](const auto& kv) { return kv.second.expires_ms <= now_ms; });
+  next_sweep_hint_.store(next_sweep_ms_, std::memory_order_relaxed);
+  std::erase_if(leases_, [&](auto& kv) {
+    if (kv.second.expires_ms > now_ms) return false;
+    if (kv.second.account.charged()) {
+      expired_.push_back(std::move(kv.second));
+      has_expired_.store(true, std::memory_order_relaxed);
+    }
+    return true;
+  });
 }
 
 }  // namespace sluice

@@ -11,16 +11,20 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "costs.h"
 #include "sluice/engine.h"
 #include "sluice/mutex.h"
 
 namespace sluice {
 
 struct Lease {
+  uint64_t id = 0;
   std::string resource, subject, tier;
-  int64_t cost = 0;
+  LeaseAccount account;  // the estimate and what SL.CHARGE added
   int64_t expires_ms = 0;
+  uint64_t charges = 0;  // charges applied so far (tells a refused charge's undo it is alone)
   std::array<uint64_t, 2> secret{};  // the token's secret half; see LeaseToken
 };
 
@@ -36,14 +40,30 @@ class LeaseRegistry {
   // Removes and returns the lease `token` names, if its secret matches and it has not expired
   // at `now_ms`. A wrong secret gets what an unknown id gets, and the lease stays its holder's.
   std::optional<Lease> take(const LeaseToken& token, int64_t now_ms);
+  // Adds a charge to the usage of the lease `token` names (same secret and expiry rules as
+  // take). Returns the lease as it was before, with `charges` counting this one; nullopt when
+  // not held. `too_many_units` is set (nothing changed) when the lease would name more than
+  // kMaxNamedCosts units.
+  std::optional<Lease> begin_charge(const LeaseToken& token, int64_t now_ms, int64_t bare,
+                                    std::span<const NamedCost> named, bool& too_many_units);
+  // Takes back a refused charge: restores `before` when no other charge came since, else
+  // subtracts the charge. Nothing when the lease is gone.
+  void undo_charge(uint64_t id, const Lease& before, int64_t bare,
+                   std::span<const NamedCost> named);
   // Leases not yet expired at `now_ms`.
   size_t active(int64_t now_ms) const;
+  // Expired leases that were charged, to be settled at their usage; each is returned once.
+  std::vector<Lease> take_expired(int64_t now_ms);
 
  private:
   void sweep(int64_t now_ms) SLUICE_REQUIRES(mu_);  // drops expired leases, once a second at most
 
   mutable Mutex mu_;
   std::unordered_map<uint64_t, Lease> leases_ SLUICE_GUARDED_BY(mu_);
+  std::vector<Lease> expired_ SLUICE_GUARDED_BY(mu_);  // charged, awaiting settlement
+  std::atomic<bool> has_expired_{false};
+  std::atomic<int64_t> next_sweep_hint_{0};  // next_sweep_ms_, readable without the lock
+  int64_t next_sweep_ms_relaxed() const { return next_sweep_hint_.load(std::memory_order_relaxed); }
   int64_t next_sweep_ms_ SLUICE_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> counter_{0};
   uint64_t seed_;

@@ -46,9 +46,16 @@ sluice_limit_params base_params(const LimitSpec& l) {
 }
 
 // floor(value × factor), never below 1 and never above the language's bound.
-int64_t scale(int64_t value, double factor) {
+int64_t scale(int64_t value, double factor, int64_t max = pd::kMaxLimitValue) {
   const double scaled = std::floor(static_cast<double>(value) * factor);
-  return static_cast<int64_t>(std::clamp(scaled, 1.0, static_cast<double>(pd::kMaxLimitValue)));
+  return static_cast<int64_t>(std::clamp(scaled, 1.0, static_cast<double>(max)));
+}
+
+UnitKind unit_kind(std::string_view unit) {
+  if (unit == kUnitRequests) return UnitKind::kRequests;
+  if (unit == kUnitTokens) return UnitKind::kTokens;
+  if (unit == kUnitUsd) return UnitKind::kUsd;
+  return UnitKind::kOther;
 }
 
 sluice_limit_params effective_params(const LimitSpec& l, const TierSpec& tier,
@@ -64,7 +71,7 @@ sluice_limit_params effective_params(const LimitSpec& l, const TierSpec& tier,
       return p;
     }
   }
-  p.limit = scale(l.limit, factor);
+  p.limit = scale(l.limit, factor, pd::max_limit_of(l));
   if (p.burst != 0) p.burst = scale(l.burst, factor);
   return p;
 }
@@ -82,9 +89,11 @@ sluice_limit_params apply_reserve(sluice_limit_params p, const LimitSpec& l, con
 
 CompiledResource compile_resource(const std::string& name, uint32_t index,
                                   const std::vector<LimitSpec>& limits, const WarmupSpec& warmup,
-                                  const QueueSpec& queue, const std::vector<TierSpec>& tiers) {
+                                  const QueueSpec& queue, const std::vector<TierSpec>& tiers,
+                                  const std::map<std::string, int64_t>& prices = {}) {
   CompiledResource r;
   r.name = name;
+  r.prices.assign(prices.begin(), prices.end());
   r.index = index;
   r.warmup = warmup;
   r.queue = queue;
@@ -92,8 +101,8 @@ CompiledResource compile_resource(const std::string& name, uint32_t index,
   for (const auto& l : limits) {
     const date::time_zone* zone =
         l.calendar != CalendarPeriod::kNone ? find_time_zone(l.timezone) : nullptr;
-    r.limits.push_back(
-        {l.name, base_params(l), l.unit, l.shadow, l.per_resource, l.calendar, zone});
+    r.limits.push_back({l.name, base_params(l), l.unit, unit_kind(l.unit), l.overdraft, l.shadow,
+                        l.per_resource, l.calendar, zone});
     r.has_shared_limit = r.has_shared_limit || l.per_resource;
   }
   r.effective.resize(tiers.size());
@@ -148,7 +157,8 @@ Result<std::shared_ptr<const CompiledPolicy>> CompiledPolicy::compile(PolicySpec
   for (size_t i = 0; i < spec.resources.size(); ++i) {
     const ResourceSpec& r = spec.resources[i];
     const auto idx = static_cast<uint32_t>(i);
-    p->resources_.push_back(compile_resource(r.name, idx, r.limits, r.warmup, r.queue, spec.tiers));
+    p->resources_.push_back(
+        compile_resource(r.name, idx, r.limits, r.warmup, r.queue, spec.tiers, r.prices));
     index.resources.emplace(r.name, idx);
   }
   if (spec.unknown_resource == UnknownResourceMode::kDefaultLimits) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sluice/algorithm_names.h"
+#include "sluice/algorithms.h"
 #include "sluice/policy.h"
 
 namespace sluice::policy_detail {
@@ -32,8 +33,18 @@ std::optional<sluice_algorithm> algorithm_from_name(std::string_view name);
 std::string_view algorithm_to_name(sluice_algorithm alg);  // "?" when out of range
 bool algorithm_takes_burst(sluice_algorithm alg);
 
-std::optional<CostUnit> unit_from_name(std::string_view name);
-std::string_view unit_to_name(CostUnit unit);
+// A cost unit: 1..64 of [a-z0-9_], starting with a letter or '_'. Returns the problem or "".
+std::string unit_problem(std::string_view unit);
+// The largest `usd` limit: a million dollars in micro-dollars. Money limits count with
+// fixed_window only (plain or calendar), whose arithmetic never multiplies by the window.
+inline constexpr int64_t kMaxMoneyLimit = 1'000'000 * kMicrosPerDollar;
+// The largest limit `l` may have (kMaxLimitValue, or kMaxMoneyLimit for a usd fixed window).
+int64_t max_limit_of(const LimitSpec& l);
+// A non-negative decimal with at most `decimals` fraction digits, as an integer scaled by
+// 10^decimals ("0.0000025" with 12 -> 2'500'000); nullopt when malformed or above `max`.
+std::optional<int64_t> parse_scaled_decimal(std::string_view text, int decimals, int64_t max);
+// The way back: the shortest decimal text ("2.5", "0.0000025", "12").
+std::string format_scaled_decimal(int64_t value, int decimals);
 std::optional<UnknownResourceMode> unknown_mode_from_name(std::string_view name);
 std::string_view unknown_mode_to_name(UnknownResourceMode mode);
 std::optional<StorageFailureMode> failure_mode_from_name(std::string_view name);

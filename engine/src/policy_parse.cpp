@@ -92,7 +92,7 @@ void check_calendar(const LimitSpec& l, const std::string& p, std::vector<Proble
 }
 
 void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& path,
-                      std::vector<Problem>& out) {
+                      std::vector<Problem>& out, const std::map<std::string, int64_t>* prices) {
   if (limits.size() > kMaxLimitsPerResource) {
     out.push_back({path, false,
                    fmt::format("at most {} limits are allowed, found {}", kMaxLimitsPerResource,
@@ -116,10 +116,33 @@ void check_limit_list(const std::vector<LimitSpec>& limits, const std::string& p
       out.push_back({child_path(p, "algorithm"), false,
                      fmt::format("unknown algorithm number {}", static_cast<int>(l.algorithm))});
     }
-    if (l.limit < 1 || l.limit > kMaxLimitValue) {
+    if (l.limit < 1 || l.limit > max_limit_of(l)) {
       out.push_back(
           {child_path(p, "limit"), false,
-           fmt::format("limit must be between 1 and {}, got {}", kMaxLimitValue, l.limit)});
+           fmt::format("limit must be between 1 and {}, got {}", max_limit_of(l), l.limit)});
+    }
+    if (auto problem = unit_problem(l.unit); !problem.empty()) {
+      out.push_back({child_path(p, "cost"), false,
+                     fmt::format("cost unit '{}' {} (e.g. requests, tokens, items, "
+                                 "input_tokens, output_tokens, usd)",
+                                 l.unit, problem)});
+    } else if (l.unit == kUnitUsd) {
+      if (known_algorithm && l.algorithm != SLUICE_ALG_FIXED_WINDOW) {
+        out.push_back({child_path(p, "algorithm"), false,
+                       fmt::format("a usd limit (a budget) counts with fixed_window, not {}",
+                                   algorithm_to_name(l.algorithm))});
+      }
+      if (prices == nullptr || prices->empty()) {
+        out.push_back({child_path(p, "cost"), false,
+                       prices == nullptr ? "default_limits cannot count usd: they have no prices"
+                                         : "a usd limit needs the resource's 'prices:' (dollars "
+                                           "per unit, e.g. {input_tokens: 0.0000025})"});
+      }
+    }
+    if (l.overdraft < -1 || l.overdraft > max_limit_of(l)) {
+      out.push_back({child_path(p, "overdraft"), false,
+                     fmt::format("overdraft must be between 0 and {}, got {}", max_limit_of(l),
+                                 l.overdraft)});
     }
     if (l.window_ms < 1 || l.window_ms > kMaxWindowMs) {
       out.push_back(
@@ -207,7 +230,7 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
                                "(unknown_resource is {})",
                                unknown_mode_to_name(spec.unknown_resource))});
   }
-  check_limit_list(spec.default_limits, "default_limits", out);
+  check_limit_list(spec.default_limits, "default_limits", out, nullptr);
 
   // Resources come before tiers so an override's limit names can be checked against them.
   std::vector<std::string> resource_names;
@@ -224,7 +247,18 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
     }
     resource_names.push_back(r.name);
     check_description(r.description, child_path(p, "description"), out);
-    check_limit_list(r.limits, child_path(p, "limits"), out);
+    for (const auto& [unit, picos] : r.prices) {
+      const std::string pp = child_path(child_path(p, "prices"), unit);
+      if (auto problem = unit_problem(unit); !problem.empty()) {
+        out.push_back({pp, false, fmt::format("price unit '{}' {}", unit, problem)});
+      } else if (unit == kUnitUsd) {
+        out.push_back({pp, false, "usd cannot have a price: it is what prices add up to"});
+      }
+      if (picos < 0 || picos > 1000 * kMicrosPerDollar * kPicosPerMicro) {
+        out.push_back({pp, false, "a price must be from 0 to 1000 dollars per unit"});
+      }
+    }
+    check_limit_list(r.limits, child_path(p, "limits"), out, &r.prices);
     if (r.queue.max_wait_ms < 0 || r.queue.max_wait_ms > kMaxQueueWaitMs) {
       out.push_back({child_path(child_path(p, "queue"), "max_wait"), false,
                      fmt::format("queue max_wait must be between 0s and {}, got {}",
@@ -867,11 +901,16 @@ class Reader {
     res.name = rf.key;
     const What what{"resource", rf.key};
     if (!expect_map(rf, what)) return;
-    auto fields = entries(rf, what, {"description", "limits", "warmup", "queue"});
+    auto fields = entries(rf, what, {"description", "prices", "limits", "warmup", "queue"});
     require(rf, fields, what, {"limits"});
     for (const auto& f : fields) {
       if (f.key == "description") {
         if (auto v = read_string(f)) res.description = *v;
+      } else if (f.key == "prices") {
+        if (!expect_map(f, What{"'prices' (unit -> dollars per unit)"})) continue;
+        for (const auto& pf : entries(f, What{"prices"}, {})) {
+          if (auto v = read_price(pf)) res.prices[std::string(pf.key)] = *v;
+        }
       } else if (f.key == "limits") {
         read_limit_list(f, res.limits);
       } else if (f.key == "warmup") {
@@ -880,6 +919,17 @@ class Reader {
         read_queue(f, res.queue);
       }
     }
+  }
+
+  // Dollars per unit, read exactly: up to 12 decimals (pico-dollars), at most $1000 a unit.
+  std::optional<int64_t> read_price(const Field& f) {
+    const std::string_view s = f.value->kind == Kind::kScalar ? tree_->scalar(*f.value) : "";
+    if (auto v = parse_scaled_decimal(s, 12, 1000 * kMicrosPerDollar * kPicosPerMicro)) return v;
+    fail(value_mark(f), path_of(f),
+         fmt::format("price of '{}' must be dollars per unit from 0 to 1000 with at most 12 "
+                     "decimals (0.0000025), got '{}'",
+                     f.key, s));
+    return std::nullopt;
   }
 
   void read_queue(const Field& qf, QueueSpec& q) {
@@ -937,10 +987,11 @@ class Reader {
 
   void read_limit(const Field& lf, LimitSpec& l) {
     const What what{"a limit"};
+    std::optional<Field> limit_field;
     if (!expect_map(lf, what)) return;
     auto fields = entries(lf, what,
                           {"name", "algorithm", "limit", "window", "timezone", "burst", "cost",
-                           "shadow", "per", "reserve"});
+                           "overdraft", "shadow", "per", "reserve"});
     require(lf, fields, what, {"name", "algorithm", "limit", "window"});
     for (const auto& f : fields) {
       if (f.key == "name") {
@@ -948,7 +999,7 @@ class Reader {
       } else if (f.key == "algorithm") {
         if (auto v = read_enum(f, &algorithm_from_name, algorithm_names())) l.algorithm = *v;
       } else if (f.key == "limit") {
-        if (auto v = read_int(f)) l.limit = *v;
+        limit_field = f;  // read below: a usd limit is in dollars
       } else if (f.key == "window") {
         const CalendarPeriod period = f.value->kind == Kind::kScalar
                                           ? calendar_from_name(tree_->scalar(*f.value))
@@ -964,8 +1015,9 @@ class Reader {
       } else if (f.key == "burst") {
         if (auto v = read_int(f)) l.burst = *v;
       } else if (f.key == "cost") {
-        if (auto v = read_enum(f, &unit_from_name, Keys{"requests", "tokens", "items"}))
-          l.unit = *v;
+        if (auto v = read_string(f)) l.unit = *v;  // checked with the spec (unit_problem)
+      } else if (f.key == "overdraft") {
+        if (auto v = read_int(f)) l.overdraft = *v;
       } else if (f.key == "shadow") {
         if (auto v = read_bool(f)) l.shadow = *v;
       } else if (f.key == "per") {
@@ -979,6 +1031,21 @@ class Reader {
       } else if (f.key == "reserve") {
         read_reserve(f, l.reserve);
       }
+    }
+    if (!limit_field) return;
+    if (l.unit != kUnitUsd) {
+      if (auto v = read_int(*limit_field)) l.limit = *v;
+      return;
+    }
+    const Field& f = *limit_field;
+    const std::string_view s = f.value->kind == Kind::kScalar ? tree_->scalar(*f.value) : "";
+    if (auto v = parse_scaled_decimal(s, 6, kMaxMoneyLimit)) {
+      l.limit = *v;
+    } else {
+      fail(value_mark(f), path_of(f),
+           fmt::format("a usd limit is dollars from 0.000001 to {} with at most 6 decimals, got "
+                       "'{}'",
+                       kMaxMoneyLimit / kMicrosPerDollar, s));
     }
   }
 

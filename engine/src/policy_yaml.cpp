@@ -29,23 +29,64 @@ bool algorithm_takes_burst(sluice_algorithm alg) {
   return a != nullptr && a->takes_burst;
 }
 
-std::optional<CostUnit> unit_from_name(std::string_view name) {
-  if (name == "requests") return CostUnit::kRequests;
-  if (name == "tokens") return CostUnit::kTokens;
-  if (name == "items") return CostUnit::kItems;
-  return std::nullopt;
+std::string unit_problem(std::string_view unit) {
+  if (unit.empty() || unit.size() > kMaxNameLength) return "must be 1 to 64 characters";
+  auto lower = [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; };
+  if (!lower(unit[0])) return "must start with a lower-case letter or '_'";
+  for (char c : unit) {
+    if (!lower(c) && !(c >= '0' && c <= '9'))
+      return "may hold only lower-case letters, digits and '_'";
+  }
+  return "";
 }
 
-std::string_view unit_to_name(CostUnit unit) {
-  switch (unit) {
-    case CostUnit::kRequests:
-      return "requests";
-    case CostUnit::kTokens:
-      return "tokens";
-    case CostUnit::kItems:
-      return "items";
+int64_t max_limit_of(const LimitSpec& l) {
+  return l.unit == kUnitUsd && l.algorithm == SLUICE_ALG_FIXED_WINDOW ? kMaxMoneyLimit
+                                                                      : kMaxLimitValue;
+}
+
+__extension__ typedef __int128 i128;
+
+std::optional<int64_t> parse_scaled_decimal(std::string_view text, int decimals, int64_t max) {
+  const size_t dot = text.find('.');
+  const std::string_view whole = text.substr(0, dot);
+  const std::string_view frac =
+      dot == std::string_view::npos ? std::string_view{} : text.substr(dot + 1);
+  if (whole.empty() || (dot != std::string_view::npos && frac.empty()) ||
+      frac.size() > static_cast<size_t>(decimals)) {
+    return std::nullopt;
   }
-  return "?";
+  i128 v = 0;
+  auto digits = [&](std::string_view part) {
+    for (char c : part) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + (c - '0');
+      if (v > max) return false;
+    }
+    return true;
+  };
+  if (!digits(whole)) return std::nullopt;
+  for (int i = 0; i < decimals; ++i) {
+    v *= 10;
+    if (static_cast<size_t>(i) < frac.size()) {
+      const char c = frac[static_cast<size_t>(i)];
+      if (c < '0' || c > '9') return std::nullopt;
+      v += c - '0';
+    }
+    if (v > max) return std::nullopt;
+  }
+  return static_cast<int64_t>(v);
+}
+
+std::string format_scaled_decimal(int64_t value, int decimals) {
+  int64_t scale = 1;
+  for (int i = 0; i < decimals; ++i) scale *= 10;
+  std::string out = std::to_string(value / scale);
+  std::string frac = std::to_string(value % scale);
+  frac.insert(0, static_cast<size_t>(decimals) - frac.size(), '0');
+  while (!frac.empty() && frac.back() == '0') frac.pop_back();
+  if (!frac.empty()) out += "." + frac;
+  return out;
 }
 
 std::optional<UnknownResourceMode> unknown_mode_from_name(std::string_view name) {
@@ -262,7 +303,11 @@ void emit_limit(YAML::Emitter& out, const LimitSpec& l) {
   out << YAML::Flow << YAML::BeginMap;
   out << YAML::Key << "name" << YAML::Value << l.name;
   out << YAML::Key << "algorithm" << YAML::Value << std::string(pd::algorithm_to_name(l.algorithm));
-  out << YAML::Key << "limit" << YAML::Value << l.limit;
+  if (l.unit == kUnitUsd) {
+    out << YAML::Key << "limit" << YAML::Value << pd::format_scaled_decimal(l.limit, 6);
+  } else {
+    out << YAML::Key << "limit" << YAML::Value << l.limit;
+  }
   if (l.calendar != CalendarPeriod::kNone) {
     out << YAML::Key << "window" << YAML::Value << std::string(calendar_name(l.calendar));
     if (!l.timezone.empty()) out << YAML::Key << "timezone" << YAML::Value << l.timezone;
@@ -270,9 +315,8 @@ void emit_limit(YAML::Emitter& out, const LimitSpec& l) {
     out << YAML::Key << "window" << YAML::Value << format_duration_ms(l.window_ms);
   }
   if (l.burst != 0) out << YAML::Key << "burst" << YAML::Value << l.burst;
-  if (l.unit != CostUnit::kRequests) {
-    out << YAML::Key << "cost" << YAML::Value << std::string(pd::unit_to_name(l.unit));
-  }
+  if (l.unit != kUnitRequests) out << YAML::Key << "cost" << YAML::Value << l.unit;
+  if (l.overdraft >= 0) out << YAML::Key << "overdraft" << YAML::Value << l.overdraft;
   if (l.shadow) out << YAML::Key << "shadow" << YAML::Value << true;
   if (l.per_resource) out << YAML::Key << "per" << YAML::Value << "resource";
   if (l.reserve != ReserveSpec{}) {
@@ -382,6 +426,12 @@ std::string policy_to_yaml(const PolicySpec& spec) {
     for (const auto& r : spec.resources) {
       out << YAML::Key << r.name << YAML::Value << YAML::BeginMap;
       if (!r.description.empty()) out << YAML::Key << "description" << YAML::Value << r.description;
+      if (!r.prices.empty()) {
+        out << YAML::Key << "prices" << YAML::Value << YAML::Flow << YAML::BeginMap;
+        for (const auto& [unit, picos] : r.prices)
+          out << YAML::Key << unit << YAML::Value << pd::format_scaled_decimal(picos, 12);
+        out << YAML::EndMap;
+      }
       out << YAML::Key << "limits" << YAML::Value;
       emit_limits(out, r.limits);
       if (warmup_has_settings(r.warmup)) {
@@ -423,8 +473,10 @@ void changed(std::vector<std::string>& out, std::string_view what, std::string_v
 }
 
 std::string describe_limit(const LimitSpec& l) {
-  std::string s = fmt::format("{} {} {} per {}", pd::algorithm_to_name(l.algorithm), l.limit,
-                              pd::unit_to_name(l.unit), window_text(l, true));
+  const std::string amount = l.unit == kUnitUsd ? "$" + pd::format_scaled_decimal(l.limit, 6)
+                                                : fmt::format("{} {}", l.limit, l.unit);
+  std::string s =
+      fmt::format("{} {} per {}", pd::algorithm_to_name(l.algorithm), amount, window_text(l, true));
   if (l.burst != 0) s += fmt::format(", burst {}", l.burst);
   if (l.shadow) s += ", shadow";
   if (l.per_resource) s += ", per resource";
@@ -460,9 +512,11 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
           fmt::format("{}: window {} -> {}", lw, window_text(b, true), window_text(*a, true)));
     }
     changed(out, lw, "burst", b.burst, a->burst);
-    if (a->unit != b.unit) {
-      out.push_back(fmt::format("{}: cost {} -> {}", lw, pd::unit_to_name(b.unit),
-                                pd::unit_to_name(a->unit)));
+    if (a->unit != b.unit) out.push_back(fmt::format("{}: cost {} -> {}", lw, b.unit, a->unit));
+    if (a->overdraft != b.overdraft) {
+      auto text = [](int64_t v) { return v < 0 ? std::string("none") : std::to_string(v); };
+      out.push_back(
+          fmt::format("{}: overdraft {} -> {}", lw, text(b.overdraft), text(a->overdraft)));
     }
     changed(out, lw, "shadow", b.shadow, a->shadow);
     changed(out, lw, "per resource", b.per_resource, a->per_resource);
@@ -611,6 +665,16 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
       continue;
     }
     if (b.description != a->description) out.push_back(what + ": description changed");
+    if (b.prices != a->prices) {
+      auto text = [](const std::map<std::string, int64_t>& prices) {
+        std::string t;
+        for (const auto& [unit, picos] : prices)
+          t += fmt::format("{}{} ${}", t.empty() ? "" : ", ", unit,
+                           pd::format_scaled_decimal(picos, 12));
+        return t.empty() ? std::string("none") : t;
+      };
+      out.push_back(fmt::format("{}: prices {} -> {}", what, text(b.prices), text(a->prices)));
+    }
     diff_limits(out, what, b.limits, a->limits);
     diff_warmup(out, what, b.warmup, a->warmup);
     if (b.queue != a->queue) {

@@ -17,9 +17,9 @@ namespace sluice::testing {
 
 inline LimitSpec make_limit(std::string name, sluice_algorithm alg, int64_t limit,
                             int64_t window_ms, int64_t burst = 0, bool shadow = false,
-                            CostUnit unit = CostUnit::kRequests) {
+                            std::string unit = "requests") {
   LimitSpec l;
-  l.unit = unit;
+  l.unit = std::move(unit);
   l.name = std::move(name);
   l.algorithm = alg;
   l.limit = limit;

@@ -125,29 +125,109 @@ TEST(Commands, ParsesRelease) {
   const std::string other = std::string(47, '0') + "1";
   LeaseToken lease;
   std::optional<int64_t> actual;
+  NamedCosts named;
   std::string_view error;
-  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token}, lease, actual, error)) << error;
+  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token}, lease, actual, named, error)) << error;
   EXPECT_EQ(lease.id, 0xffffffffffffffffull);
   EXPECT_EQ(lease.secret[0], 0x0123456789abcdefull);
   EXPECT_EQ(lease.secret[1], 0xfedcba9876543210ull);
   EXPECT_EQ(lease.to_string(), "ffffffffffffffff0123456789abcdeffedcba9876543210");
   EXPECT_FALSE(actual.has_value());
-  ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token, "actual", "0"}, lease, actual, error));
+  ASSERT_TRUE(
+      parse_release_args(Argv{"SL.RELEASE", token, "actual", "0"}, lease, actual, named, error));
   EXPECT_EQ(actual, 0);
   ASSERT_TRUE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000000"}, lease,
-                                 actual, error));
+                                 actual, named, error));
   EXPECT_EQ(actual, kMaxCost);
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", "42"}, lease, actual, error));   // old ids
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", other}, lease, actual, error));  // id 0
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token + "0"}, lease, actual, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE"}, lease, actual, named, error));
   EXPECT_FALSE(
-      parse_release_args(Argv{"SL.RELEASE", std::string(47, 'a') + "g"}, lease, actual, error));
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "-1"}, lease, actual, error));
+      parse_release_args(Argv{"SL.RELEASE", "42"}, lease, actual, named, error));  // old ids
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", other}, lease, actual, named, error));  // id 0
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token + "0"}, lease, actual, named, error));
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", std::string(47, 'a') + "g"}, lease, actual,
+                                  named, error));
+  EXPECT_FALSE(
+      parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "-1"}, lease, actual, named, error));
   EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "ACTUAL", "1000000000001"}, lease,
-                                  actual, error));
+                                  actual, named, error));
   EXPECT_NE(error.find("from 0 to 1000000000000"), std::string_view::npos) << error;
-  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", token, "COST", "1"}, lease, actual, error));
+  EXPECT_FALSE(
+      parse_release_args(Argv{"SL.RELEASE", token, "COST", "1"}, lease, actual, named, error));
+}
+
+// Named costs: COST <unit> <n>, repeatable, told from COST <n> by the word after COST.
+TEST(Commands, ParsesNamedCosts) {
+  DecisionRequest r;
+  std::string_view error;
+  ASSERT_TRUE(parse_decision_args(
+      Command::kCheck,
+      Argv{"SL.CHECK", "chat", "a", "COST", "input_tokens", "120", "COST", "output_tokens", "0"}, r,
+      error))
+      << error;
+  ASSERT_EQ(r.named.count, 2);
+  EXPECT_EQ(r.named.items[0].unit, "input_tokens");
+  EXPECT_EQ(r.named.items[0].amount, 120);
+  EXPECT_EQ(r.named.items[1].unit, "output_tokens");
+  EXPECT_EQ(r.named.items[1].amount, 0);
+  EXPECT_EQ(r.cost, 0);  // no bare COST: limits of other units take nothing
+  ASSERT_TRUE(parse_decision_args(
+      Command::kAcquire,
+      Argv{"SL.ACQUIRE", "chat", "a", "COST", "5", "COST", "items", "3", "TTL", "100"}, r, error))
+      << error;
+  EXPECT_EQ(r.cost, 5);
+  EXPECT_EQ(r.named.count, 1);
+  EXPECT_EQ(r.lease_ttl_ms, 100);
+
+  const std::pair<Argv, std::string_view> bad[] = {
+      {{"SL.CHECK", "c", "a", "COST", "Input", "1"}, "unit"},
+      {{"SL.CHECK", "c", "a", "COST", "input"}, "COST unit n"},
+      {{"SL.CHECK", "c", "a", "COST", "input", "-1"}, "from 0 to"},
+      {{"SL.CHECK", "c", "a", "COST", "x", "1", "COST", "x", "2"}, "twice"},
+      {{"SL.CHECK", "c",    "a",    "COST", "a",    "1",    "COST", "b",    "1",    "COST",
+        "c",        "1",    "COST", "d",    "1",    "COST", "e",    "1",    "COST", "f",
+        "1",        "COST", "g",    "1",    "COST", "h",    "1",    "COST", "i",    "1"},
+       "at most 8"},
+  };
+  for (const auto& [argv, part] : bad) {
+    EXPECT_FALSE(parse_decision_args(Command::kCheck, argv, r, error));
+    EXPECT_NE(error.find(part), std::string_view::npos) << error;
+  }
+}
+
+TEST(Commands, ParsesChargeAndNamedActuals) {
+  const std::string t = "00000000000000070123456789abcdef0123456789abcdef";
+  LeaseToken lease;
+  int64_t cost = -1;
+  NamedCosts named;
+  std::string_view error;
+  ASSERT_TRUE(parse_charge_args(Argv{"SL.CHARGE", t, "300"}, lease, cost, named, error)) << error;
+  EXPECT_EQ(lease.id, 7u);
+  EXPECT_EQ(cost, 300);
+  EXPECT_EQ(named.count, 0);
+  ASSERT_TRUE(parse_charge_args(Argv{"SL.CHARGE", t, "COST", "output_tokens", "12", "COST", "2"},
+                                lease, cost, named, error))
+      << error;
+  EXPECT_EQ(cost, 2);
+  ASSERT_EQ(named.count, 1);
+  EXPECT_EQ(named.items[0].unit, "output_tokens");
+  EXPECT_EQ(named.items[0].amount, 12);
+  EXPECT_FALSE(parse_charge_args(Argv{"SL.CHARGE", t}, lease, cost, named, error));
+  EXPECT_FALSE(parse_charge_args(Argv{"SL.CHARGE", "nope", "1"}, lease, cost, named, error));
+  EXPECT_FALSE(parse_charge_args(Argv{"SL.CHARGE", t, "-1"}, lease, cost, named, error));
+  EXPECT_FALSE(
+      parse_charge_args(Argv{"SL.CHARGE", t, "ACTUAL", "x", "1"}, lease, cost, named, error));
+
+  std::optional<int64_t> actual;
+  ASSERT_TRUE(parse_release_args(
+      Argv{"SL.RELEASE", t, "ACTUAL", "input_tokens", "90", "ACTUAL", "output_tokens", "310"},
+      lease, actual, named, error))
+      << error;
+  EXPECT_FALSE(actual.has_value());
+  ASSERT_EQ(named.count, 2);
+  EXPECT_EQ(named.items[1].amount, 310);
+  EXPECT_FALSE(parse_release_args(Argv{"SL.RELEASE", t, "ACTUAL", "1", "ACTUAL", "2"}, lease,
+                                  actual, named, error));
+  EXPECT_NE(error.find("twice"), std::string_view::npos) << error;
 }
 
 std::string encode(Command c, const Decision& d, const DecisionDetail& detail = {}) {

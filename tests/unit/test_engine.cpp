@@ -99,9 +99,8 @@ TEST_F(EngineTest, TierOverrideIsAbsolute) {
 TEST_F(EngineTest, AllOrNothing) {
   auto p = base_policy();
   p.resources = {make_resource(
-      "gen",
-      {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000, 0, false, CostUnit::kItems),
-       make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000, 0, false, CostUnit::kItems)})};
+      "gen", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 5, 1'000, 0, false, "items"),
+              make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 3, 60'000, 0, false, "items")})};
   start(p);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(check("gen", "s").allowed);
   auto d = check("gen", "s");
@@ -233,9 +232,8 @@ TEST_F(EngineTest, ConcurrencyLeases) {
 TEST_F(EngineTest, LeaseSettlesActualCost) {
   auto p = base_policy();
   p.resources = {make_resource(
-      "generate",
-      {make_limit("tokens", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, CostUnit::kTokens),
-       make_limit("requests", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000)})};
+      "generate", {make_limit("tokens", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, "tokens"),
+                   make_limit("requests", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000)})};
   start(p);
   auto a = engine_->decide_sync(DecisionKind::kAcquire, req("generate", "s", 800));
   ASSERT_TRUE(a.allowed);

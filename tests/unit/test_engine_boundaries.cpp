@@ -172,7 +172,7 @@ TEST_F(EngineBoundaries, LeaseTtlIsCappedByThePolicy) {
 TEST_F(EngineBoundaries, CostAndActualAreBounded) {
   auto p = base_policy();
   p.resources = {make_resource("generate", {make_limit("tokens", SLUICE_ALG_TOKEN_BUCKET, 1000,
-                                                       60'000, 0, false, CostUnit::kTokens)})};
+                                                       60'000, 0, false, "tokens")})};
   start(p);
   const Decision at_bound = decide(DecisionKind::kCheck, "generate", "s", kMaxCost);
   EXPECT_EQ(at_bound.source, DecisionSource::kLimits);

@@ -28,7 +28,7 @@ PolicySpec two_resources() {
       make_resource("generate", {make_limit("per_second", SLUICE_ALG_FIXED_WINDOW, 4, 1'000),
                                  make_limit("smooth", SLUICE_ALG_GCRA, 2, 1'000, 2),
                                  make_limit("tokens", SLUICE_ALG_TOKEN_BUCKET, 50, 60'000, 0, false,
-                                            CostUnit::kTokens)})};
+                                            "tokens")})};
   return p;
 }
 

@@ -183,7 +183,7 @@ TEST(PolicyCompile, ShippedDefaultPolicy) {
   EXPECT_EQ(effective(*p, "predict", "premium"), 50);
   const CompiledResource* gen = p->find_resource("generate");
   ASSERT_NE(gen, nullptr);
-  EXPECT_EQ(gen->limits[0].unit, CostUnit::kTokens);
+  EXPECT_EQ(gen->limits[0].unit, "tokens");
   EXPECT_EQ(gen->limits[0].params.algorithm, static_cast<uint32_t>(SLUICE_ALG_TOKEN_BUCKET));
   EXPECT_EQ(p->tier_for_api_key("premium-user-key")->name, "premium");
 }
@@ -221,7 +221,7 @@ TEST(PolicyCompile, ShippedMlApiPolicyMatchesTheSeed) {
   const CompiledResource* gen = p->find_resource("generate");
   ASSERT_NE(gen, nullptr);
   EXPECT_EQ(gen->limits[0].params.algorithm, static_cast<uint32_t>(SLUICE_ALG_TOKEN_BUCKET));
-  EXPECT_EQ(gen->limits[0].unit, CostUnit::kTokens);
+  EXPECT_EQ(gen->limits[0].unit, "tokens");
   EXPECT_TRUE(gen->limits[1].shadow);
   const uint32_t internal = p->find_tier("internal")->index;
   for (const auto& r : p->resources()) EXPECT_TRUE(r.unlimited_for_tier[internal]) << r.name;

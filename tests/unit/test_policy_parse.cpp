@@ -48,7 +48,7 @@ TEST(PolicyParse, ValidPolicyParses) {
   EXPECT_EQ(l.limit, 10);
   EXPECT_EQ(l.window_ms, 60'000);
   EXPECT_EQ(l.burst, 0);
-  EXPECT_EQ(l.unit, CostUnit::kRequests);
+  EXPECT_EQ(l.unit, "requests");
   EXPECT_FALSE(l.shadow);
   // Defaults of the keys left out.
   EXPECT_EQ(p.unknown_resource, UnknownResourceMode::kDeny);
@@ -111,10 +111,10 @@ resources:
   EXPECT_EQ(gen.limits[0].algorithm, SLUICE_ALG_TOKEN_BUCKET);
   EXPECT_EQ(gen.limits[0].window_ms, 500);
   EXPECT_EQ(gen.limits[0].burst, 150);
-  EXPECT_EQ(gen.limits[0].unit, CostUnit::kTokens);
+  EXPECT_EQ(gen.limits[0].unit, "tokens");
   EXPECT_TRUE(gen.limits[0].shadow);
   EXPECT_EQ(gen.limits[1].algorithm, SLUICE_ALG_CONCURRENCY);
-  EXPECT_EQ(gen.limits[1].unit, CostUnit::kItems);
+  EXPECT_EQ(gen.limits[1].unit, "items");
   EXPECT_EQ(gen.limits[2].algorithm, SLUICE_ALG_SLIDING_WINDOW);
   EXPECT_EQ(gen.limits[3].algorithm, SLUICE_ALG_SLIDING_WINDOW_COUNTER);
   EXPECT_EQ(gen.limits[3].window_ms, 86'400'000);
@@ -145,7 +145,7 @@ const ErrorCase kErrorCases[] = {
      "      - {name: a, algorithm: gcra, limit: 1, window: 1s, brust: 3}\n",
      6, 58,
      "unknown key 'brust' in a limit; did you mean 'burst'? (allowed: name, algorithm, limit, "
-     "window, timezone, burst, cost, shadow, per, reserve)"},
+     "window, timezone, burst, cost, overdraft, shadow, per, reserve)"},
     {"LimitNotANumber",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: ten, window: 1s}\n",
@@ -198,8 +198,10 @@ const ErrorCase kErrorCases[] = {
      "sliding_window, sliding_window_counter, token_bucket, gcra, concurrency)"},
     {"UnknownCostUnit",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
-     "      - {name: a, algorithm: gcra, limit: 1, window: 1s, cost: bytes}\n",
-     6, 64, "unknown cost 'bytes' (valid: requests, tokens, items)"},
+     "      - {name: a, algorithm: gcra, limit: 1, window: 1s, cost: Bytes}\n",
+     6, 64,
+     "cost unit 'Bytes' must start with a lower-case letter or '_' (e.g. requests, tokens, "
+     "items, input_tokens, output_tokens, usd)"},
     {"ShadowNotBool",
      "default_tier: free\ntiers: {free: {}}\nresources:\n  p:\n    limits:\n"
      "      - {name: a, algorithm: gcra, limit: 1, window: 1s, shadow: maybe}\n",
@@ -621,6 +623,74 @@ resources:
   EXPECT_EQ(r.errors[3].message,
             "'window' is not a duration: 'calendar_year' (examples: 500ms, 30s, 1m, 1m30s, 1h, "
             "1d; or calendar_day, calendar_week, calendar_month)");
+}
+
+// Named cost units, exact prices, a budget in dollars and an overdraft, written back as read.
+TEST(PolicyParse, CostUnitsPricesAndBudgets) {
+  auto r = parse_policy(R"(default_tier: free
+tiers: {free: {}}
+resources:
+  chat:
+    prices: {input_tokens: 0.0000025, output_tokens: 0.00001, requests: 0.0001}
+    limits:
+      - {name: in_tpm, algorithm: fixed_window, limit: 1000, window: 1m, cost: input_tokens}
+      - {name: out_tpm, algorithm: gcra, limit: 500, window: 1m, cost: output_tokens, overdraft: 50}
+      - {name: monthly, algorithm: fixed_window, limit: 250.5, window: calendar_month, cost: usd}
+)",
+                        "llm.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  const ResourceSpec& chat = r.policy->resources[0];
+  EXPECT_EQ(chat.prices.at("input_tokens"), 2'500'000);  // pico-dollars
+  EXPECT_EQ(chat.prices.at("output_tokens"), 10'000'000);
+  EXPECT_EQ(chat.prices.at("requests"), 100'000'000);
+  EXPECT_EQ(chat.limits[0].unit, "input_tokens");
+  EXPECT_EQ(chat.limits[1].overdraft, 50);
+  EXPECT_EQ(chat.limits[0].overdraft, -1);
+  EXPECT_EQ(chat.limits[2].unit, "usd");
+  EXPECT_EQ(chat.limits[2].limit, 250'500'000);  // micro-dollars
+  const std::string text = policy_to_yaml(*r.policy);
+  EXPECT_NE(text.find("limit: 250.5"), std::string::npos) << text;
+  EXPECT_NE(text.find("input_tokens: 0.0000025"), std::string::npos) << text;
+  auto again = parse_policy(text, "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.error_text();
+  EXPECT_EQ(*again.policy, *r.policy);
+  // A budget of more than the largest plain limit (a billion) is fine in dollars.
+  PolicySpec big = *r.policy;
+  big.resources[0].limits[2].limit = 900'000 * kMicrosPerDollar;
+  EXPECT_TRUE(validate_policy(big).empty());
+  const auto diff = diff_policies(*r.policy, big);
+  ASSERT_EQ(diff.size(), 1u);
+  EXPECT_EQ(diff[0], "resource chat: limit monthly: 250500000 -> 900000000000");
+}
+
+TEST(PolicyParse, CostMistakesAreReportedInPlace) {
+  auto r = parse_policy(R"(default_tier: free
+tiers: {free: {}}
+resources:
+  a:
+    prices: {input_tokens: 0.0000000000001, usd: 1}
+    limits:
+      - {name: x, algorithm: token_bucket, limit: 5, window: 1m, cost: usd}
+      - {name: y, algorithm: fixed_window, limit: 5, window: 1m, cost: 9lives}
+      - {name: z, algorithm: fixed_window, limit: 5, window: 1m, overdraft: -3}
+  b:
+    limits:
+      - {name: w, algorithm: fixed_window, limit: 1.5, window: 1m, cost: usd}
+)",
+                        "cost.yaml");
+  std::vector<std::string> got;
+  for (const auto& e : r.errors) got.push_back(e.message);
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "price of 'input_tokens' must be dollars per unit from 0 to 1000 with at "
+                     "most 12 decimals (0.0000025), got '0.0000000000001'",
+                     "usd cannot have a price: it is what prices add up to",
+                     "a usd limit (a budget) counts with fixed_window, not token_bucket",
+                     "cost unit '9lives' must start with a lower-case letter or '_' (e.g. "
+                     "requests, tokens, items, input_tokens, output_tokens, usd)",
+                     "overdraft must be between 0 and 1000000000, got -3",
+                     "a usd limit needs the resource's 'prices:' (dollars per unit, e.g. "
+                     "{input_tokens: 0.0000025})"}))
+      << r.error_text();
 }
 
 }  // namespace

@@ -125,13 +125,13 @@ TEST(PolicyYaml, EveryFieldRoundTrips) {
                         .limit = 100,
                         .window_ms = 61'001,
                         .burst = 150,
-                        .unit = CostUnit::kTokens,
+                        .unit = "tokens",
                         .shadow = true});
   gen.limits.push_back({.name = "inflight",
                         .algorithm = SLUICE_ALG_CONCURRENCY,
                         .limit = 2,
                         .window_ms = 120'000,
-                        .unit = CostUnit::kItems});
+                        .unit = "items"});
   gen.warmup = {
       .enabled = true, .factor = 0.125, .duration_ms = 600'000, .ramp = true, .start_cold = true};
   spec.resources.push_back(gen);

@@ -194,7 +194,10 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
       case kUnit: {
         auto u = unitFromName(text);
         if (!u)
-          return refuse(tr("'%1' is not a cost unit; use requests, tokens or items.").arg(text));
+          return refuse(tr("'%1' is not a cost unit; use requests, tokens, input_tokens, "
+                           "output_tokens, items, usd or another name of lower-case letters, "
+                           "digits and '_'.")
+                            .arg(text));
         l.unit = *u;
         break;
       }

@@ -31,28 +31,22 @@ bool algorithmTakesBurst(uint32_t algorithm) {
   return a != nullptr && a->takes_burst;
 }
 
-QString unitName(CostUnit unit) {
-  switch (unit) {
-    case CostUnit::kRequests:
-      return QStringLiteral("requests");
-    case CostUnit::kTokens:
-      return QStringLiteral("tokens");
-    case CostUnit::kItems:
-      return QStringLiteral("items");
-  }
-  return QStringLiteral("?");
-}
+QString unitName(const std::string& unit) { return QString::fromStdString(unit); }
 
-std::optional<CostUnit> unitFromName(const QString& name) {
-  const QString n = name.trimmed().toLower();
-  if (n == QLatin1String("requests")) return CostUnit::kRequests;
-  if (n == QLatin1String("tokens")) return CostUnit::kTokens;
-  if (n == QLatin1String("items")) return CostUnit::kItems;
-  return std::nullopt;
+std::optional<std::string> unitFromName(const QString& name) {
+  const std::string n = name.trimmed().toStdString();
+  if (n.empty() || n.size() > kMaxNameLength) return std::nullopt;
+  const auto lower = [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; };
+  if (!lower(n[0])) return std::nullopt;
+  for (char c : n) {
+    if (!lower(c) && !(c >= '0' && c <= '9')) return std::nullopt;
+  }
+  return n;
 }
 
 QStringList unitNames() {
-  return {QStringLiteral("requests"), QStringLiteral("tokens"), QStringLiteral("items")};
+  return {QStringLiteral("requests"),      QStringLiteral("tokens"), QStringLiteral("input_tokens"),
+          QStringLiteral("output_tokens"), QStringLiteral("items"),  QStringLiteral("usd")};
 }
 
 QString maskApiKey(const QString& key) {

@@ -15,8 +15,9 @@ std::optional<sluice_algorithm> algorithmFromName(const QString& name);
 QStringList algorithmNames();
 bool algorithmTakesBurst(uint32_t algorithm);
 
-QString unitName(CostUnit unit);
-std::optional<CostUnit> unitFromName(const QString& name);
+QString unitName(const std::string& unit);
+// A cost unit as the policy writes it (lower-case letters, digits, '_'); nullopt otherwise.
+std::optional<std::string> unitFromName(const QString& name);
 QStringList unitNames();
 
 // "...abcd": an API key shown by its last 4 characters only; short keys are hidden entirely.

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,12 +60,32 @@ struct LeaseToken {
   static std::optional<LeaseToken> parse(std::string_view text);
 };
 
+// A cost in a named unit (`COST input_tokens 120`): what limits counting that unit take.
+struct NamedCost {
+  std::string_view unit;
+  int64_t amount = 0;  // 0 to kMaxCost
+};
+
+inline constexpr size_t kMaxNamedCosts = 8;
+
+// The named costs of one request, charge or settlement, each unit at most once.
+struct NamedCosts {
+  std::array<NamedCost, kMaxNamedCosts> items{};
+  uint8_t count = 0;
+  std::span<const NamedCost> view() const { return {items.data(), count}; }
+  // False (changing nothing) when full or when `unit` is already named.
+  bool add(std::string_view unit, int64_t amount);
+};
+
 struct DecisionRequest {
   std::string_view resource;
   std::string_view subject;
   std::string_view tier;     // explicit tier; empty = resolve from api_key, subject, default
   std::string_view api_key;  // looked up in the policy's api_keys when tier is empty
-  int64_t cost = 1;          // >= 1 (estimated cost for kAcquire)
+  // The bare COST: what limits take whose unit is neither requests nor named below. 1 to
+  // kMaxCost; 0 (with named costs only) = such limits are only looked at. Estimates for kAcquire.
+  int64_t cost = 1;
+  NamedCosts named;          // COST <unit> <n>
   int64_t lease_ttl_ms = 0;  // kAcquire: 0 = the policy's lease_ttl; at most lease_ttl_max
   // A denial is not counted in the statistics: the caller decides again (WAIT) and counts the
   // one it answers with Engine::count_denial.
@@ -202,8 +223,19 @@ class SLUICE_API Engine {
   // Release a lease from kAcquire; `actual` settles the real cost (refund or extra charge).
   // Completes with decision().allowed = true when the lease existed, false when unknown or
   // expired, or when the token's secret is not the lease's (error kNotFound, the same answer).
+  // With `named`, ACTUAL <unit> <n> settles those units: a unit neither in `actual` nor in
+  // `named` settles at what the lease was charged in it (SL.CHARGE), or at its estimate when
+  // it was never charged. Leases that expire are settled the same way, at their usage.
   void release(const LeaseToken& lease, std::optional<int64_t> actual, DecisionCall& call,
-               DecisionDone done, void* user);
+               DecisionDone done, void* user, const NamedCosts* named = nullptr);
+
+  // SL.CHARGE: `cost` (bare) and `named` more units used by the lease. Usage up to the lease's
+  // estimate is covered by its reservation; beyond it the charge consumes from the limits, all
+  // together or none. The decision is an SL.CHECK's: denied = the charge consumed nothing and
+  // is not added to the lease's usage. Unknown, expired or wrong-secret leases complete with
+  // error kNotFound.
+  void charge(const LeaseToken& lease, int64_t cost, const NamedCosts& named, DecisionCall& call,
+              DecisionDone done, void* user);
 
   // Counts the call's last decision, a denial made with quiet_denial, in the statistics: the
   // answer a WAIT request finally got.
@@ -215,7 +247,9 @@ class SLUICE_API Engine {
 
   // Blocking conveniences for tests, tools and benchmarks.
   Decision decide_sync(DecisionKind kind, const DecisionRequest& request);
-  Decision release_sync(const LeaseToken& lease, std::optional<int64_t> actual);
+  Decision release_sync(const LeaseToken& lease, std::optional<int64_t> actual,
+                        const NamedCosts* named = nullptr);
+  Decision charge_sync(const LeaseToken& lease, int64_t cost, const NamedCosts& named = {});
 
   // Swap in a new policy atomically. Counters of limits whose name and algorithm are
   // unchanged carry over (they live in storage under the same keys). Warm-up state carries

@@ -26,7 +26,16 @@ inline constexpr size_t kMaxLimitsPerResource = 16;
 inline constexpr size_t kMaxNameLength = 64;      // tier, resource and limit names
 inline constexpr size_t kMaxSubjectLength = 512;  // bytes of a subject or API key
 
-enum class CostUnit { kRequests, kTokens, kItems };
+// What a limit counts (`cost:`): requests (each request is 1), or a unit the request names with
+// `COST <unit> <n>` — tokens, items, input_tokens, output_tokens or any identifier — or `usd`,
+// money computed from the resource's `prices:` (docs/policy.md, "Costs").
+inline constexpr std::string_view kUnitRequests = "requests";
+inline constexpr std::string_view kUnitTokens = "tokens";
+inline constexpr std::string_view kUnitUsd = "usd";
+// Money is counted in micro-dollars: a `usd` limit of 25 (dollars) is 25'000'000 of them.
+inline constexpr int64_t kMicrosPerDollar = 1'000'000;
+// Prices are read exactly, in pico-dollars per unit (12 decimals).
+inline constexpr int64_t kPicosPerMicro = 1'000'000;
 // A fixed_window's window may be a calendar period in a time zone instead of a duration: the
 // local day, the ISO week (from Monday) or the month, from local midnight to local midnight.
 enum class CalendarPeriod { kNone, kDay, kWeek, kMonth };
@@ -48,9 +57,12 @@ struct LimitSpec {
   int64_t window_ms = 0;  // > 0 (for concurrency: the default lease TTL); for a calendar
                           // window its longest length (calendar_window_ms)
   CalendarPeriod calendar = CalendarPeriod::kNone;
-  std::string timezone;  // IANA name of a calendar window's zone; "" = UTC
-  int64_t burst = 0;     // token_bucket/gcra only; 0 = same as limit
-  CostUnit unit = CostUnit::kRequests;
+  std::string timezone;             // IANA name of a calendar window's zone; "" = UTC
+  int64_t burst = 0;                // token_bucket/gcra only; 0 = same as limit
+  std::string unit{kUnitRequests};  // `cost:`; for usd, limit counts micro-dollars
+  // Settling a lease past what was admitted charges at most this much more per lease
+  // (`overdraft:`); -1 = no cap (the whole overrun is charged).
+  int64_t overdraft = -1;
   bool shadow = false;        // count and report, never deny
   bool per_resource = false;  // `per: resource`: one count shared by every subject
   ReserveSpec reserve;        // concurrency only
@@ -81,6 +93,8 @@ struct ResourceSpec {
   std::string name;
   std::string description;
   std::vector<LimitSpec> limits;
+  // `prices:` unit -> pico-dollars per unit, for `cost: usd` limits.
+  std::map<std::string, int64_t> prices;
   WarmupSpec warmup;
   QueueSpec queue;
   bool operator==(const ResourceSpec&) const = default;
@@ -170,10 +184,14 @@ SLUICE_API bool set_window(LimitSpec& l, std::string_view text);
 
 // ---- compiled form -------------------------------------------------------------------
 
+enum class UnitKind : uint8_t { kRequests, kTokens, kUsd, kOther };
+
 struct CompiledLimit {
   std::string name;
   sluice_limit_params params;  // base parameters (default tier, warm)
-  CostUnit unit;
+  std::string unit;
+  UnitKind kind;
+  int64_t overdraft;  // -1 = no cap
   bool shadow;
   bool per_resource;  // one key for every subject
   // A calendar window: params.algorithm is SLUICE_ALG_CALENDAR_WINDOW, and every decision
@@ -194,6 +212,7 @@ struct CompiledResource {
   std::string name;
   uint32_t index;
   std::vector<CompiledLimit> limits;
+  std::vector<std::pair<std::string, int64_t>> prices;  // pico-dollars per unit
   WarmupSpec warmup;
   QueueSpec queue;
   bool has_shared_limit = false;  // some limit is `per: resource`

@@ -25,11 +25,12 @@ bool parse_int64(std::string_view s, int64_t& v) {
 namespace {
 
 // The hot commands come first; the table is short enough that a scan beats hashing.
-constexpr std::array<CommandSpec, 18> kCommands = {{
+constexpr std::array<CommandSpec, 19> kCommands = {{
     {"SL.CHECK", Command::kCheck, Handler::kDecision, false, 0, 0, ""},
     {"SL.ACQUIRE", Command::kAcquire, Handler::kDecision, false, 0, 0, ""},
     {"SL.RELEASE", Command::kRelease, Handler::kRelease, false, 0, 0, ""},
     {"SL.PEEK", Command::kPeek, Handler::kDecision, false, 0, 0, ""},
+    {"SL.CHARGE", Command::kCharge, Handler::kCharge, false, 0, 0, ""},
     {"PING", Command::kPing, Handler::kSession, false, 1, 2, "usage: PING [message]"},
     {"SL.INFO", Command::kInfo, Handler::kSession, false, 1, 2, "usage: SL.INFO"},
     {"ECHO", Command::kEcho, Handler::kSession, false, 2, 2, "usage: ECHO message"},
@@ -116,6 +117,48 @@ std::string_view wait_outcome_name(WaitOutcome outcome) {
   return "";
 }
 
+namespace {
+
+enum class CostArg { kBare, kNamed, kInvalid };
+
+bool unit_ok(std::string_view unit) {
+  if (unit.empty() || unit.size() > kMaxNameLength) return false;
+  if (!((unit[0] >= 'a' && unit[0] <= 'z') || unit[0] == '_')) return false;
+  for (char c : unit) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+// At argv[at]: "n" (a bare cost; the caller reads it) or "unit n", added to `named`.
+CostArg parse_cost_arg(std::span<const std::string_view> argv, size_t at, NamedCosts& named,
+                       std::string_view& error, std::string_view keyword = "COST") {
+  const std::string_view first = argv[at];
+  if (!first.empty() && ((first[0] >= '0' && first[0] <= '9') || first[0] == '-'))
+    return CostArg::kBare;
+  if (!unit_ok(first)) {
+    error = keyword == "COST" ? "COST takes a number, or a unit (lower-case letters, digits, '_') "
+                                "and a number"
+                              : "ACTUAL takes a number, or a unit (lower-case letters, digits, "
+                                "'_') and a number";
+    return CostArg::kInvalid;
+  }
+  int64_t n = 0;
+  if (at + 1 >= argv.size() || !parse_int64(argv[at + 1], n) || n < 0 || n > kMaxCost) {
+    error = keyword == "COST" ? "COST unit n: n must be an integer from 0 to 1000000000000"
+                              : "ACTUAL unit n: n must be an integer from 0 to 1000000000000";
+    return CostArg::kInvalid;
+  }
+  if (!named.add(first, n)) {
+    error = named.count == kMaxNamedCosts ? "at most 8 named units per request"
+                                          : "a unit is named twice";
+    return CostArg::kInvalid;
+  }
+  return CostArg::kNamed;
+}
+
+}  // namespace
+
 bool parse_decision_args(Command command, std::span<const std::string_view> argv,
                          DecisionRequest& request, std::string_view& error) {
   int64_t wait_ms = -1;
@@ -142,23 +185,35 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
   };
   request = DecisionRequest{};
   wait_ms = -1;
-  if (argv.size() < 3 || argv.size() % 2 == 0) {
+  if (argv.size() < 3) {
     error = usage();
     return false;
   }
   request.resource = argv[1];
   request.subject = argv[2];
-  for (size_t i = 3; i + 1 < argv.size(); i += 2) {
+  bool bare_cost = false;
+  for (size_t i = 3; i < argv.size(); i += 2) {
     const std::string_view option = argv[i];
+    if (i + 1 >= argv.size()) {
+      error = usage();
+      return false;
+    }
     const std::string_view value = argv[i + 1];
     if (iequals(option, "TIER")) {
       request.tier = value;
     } else if (iequals(option, "KEY")) {
       request.api_key = value;
     } else if (iequals(option, "COST")) {
-      if (!parse_int64(value, request.cost) || request.cost < 1 || request.cost > kMaxCost) {
-        error = "COST must be an integer from 1 to 1000000000000";
-        return false;
+      const CostArg c = parse_cost_arg(argv, i + 1, request.named, error);
+      if (c == CostArg::kInvalid) return false;
+      if (c == CostArg::kBare) {
+        if (!parse_int64(value, request.cost) || request.cost < 1 || request.cost > kMaxCost) {
+          error = "COST must be an integer from 1 to 1000000000000";
+          return false;
+        }
+        bare_cost = true;
+      } else {
+        ++i;  // COST unit n
       }
     } else if (acquire && iequals(option, "TTL")) {
       if (!parse_int64(value, request.lease_ttl_ms) || request.lease_ttl_ms < 1) {
@@ -179,6 +234,8 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
       return false;
     }
   }
+  // Named costs without a bare COST: limits of other units take nothing.
+  if (request.named.count > 0 && !bare_cost) request.cost = 0;
   return true;
 }
 
@@ -187,10 +244,12 @@ static_assert(kMaxCost == 1'000'000'000'000);
 static_assert(kMaxWaitMs == 3'600'000);
 
 bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
-                        std::optional<int64_t>& actual, std::string_view& error) {
-  constexpr std::string_view kUsage = "usage: SL.RELEASE lease [ACTUAL n]";
+                        std::optional<int64_t>& actual, NamedCosts& named,
+                        std::string_view& error) {
+  constexpr std::string_view kUsage = "usage: SL.RELEASE lease [ACTUAL n] [ACTUAL unit n ...]";
   actual.reset();
-  if (argv.size() != 2 && argv.size() != 4) {
+  named = {};
+  if (argv.size() < 2) {
     error = kUsage;
     return false;
   }
@@ -200,14 +259,21 @@ bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& leas
     return false;
   }
   lease = *token;
-  if (argv.size() == 4) {
-    int64_t n = 0;
-    if (!iequals(argv[2], "ACTUAL")) {
+  for (size_t i = 2; i < argv.size(); i += 2) {
+    if (!iequals(argv[i], "ACTUAL") || i + 1 >= argv.size()) {
       error = kUsage;
       return false;
     }
-    if (!parse_int64(argv[3], n) || n < 0 || n > kMaxCost) {
-      error = "ACTUAL must be an integer from 0 to 1000000000000";
+    const CostArg c = parse_cost_arg(argv, i + 1, named, error, "ACTUAL");
+    if (c == CostArg::kInvalid) return false;
+    if (c == CostArg::kNamed) {
+      ++i;
+      continue;
+    }
+    int64_t n = 0;
+    if (actual || !parse_int64(argv[i + 1], n) || n < 0 || n > kMaxCost) {
+      error =
+          actual ? "ACTUAL n is given twice" : "ACTUAL must be an integer from 0 to 1000000000000";
       return false;
     }
     actual = n;
@@ -215,8 +281,56 @@ bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& leas
   return true;
 }
 
+bool parse_charge_args(std::span<const std::string_view> argv, LeaseToken& lease, int64_t& cost,
+                       NamedCosts& named, std::string_view& error) {
+  constexpr std::string_view kUsage =
+      "usage: SL.CHARGE lease n | SL.CHARGE lease COST unit n [COST unit n ...]";
+  cost = 0;
+  named = {};
+  if (argv.size() < 3) {
+    error = kUsage;
+    return false;
+  }
+  const std::optional<LeaseToken> token = LeaseToken::parse(argv[1]);
+  if (!token) {
+    error = "lease must be the 48-digit hex token returned by SL.ACQUIRE";
+    return false;
+  }
+  lease = *token;
+  if (argv.size() == 3) {  // SL.CHARGE lease n
+    if (!parse_int64(argv[2], cost) || cost < 0 || cost > kMaxCost) {
+      error = "SL.CHARGE n: n must be an integer from 0 to 1000000000000";
+      return false;
+    }
+    return true;
+  }
+  bool bare = false;
+  for (size_t i = 2; i < argv.size(); i += 2) {
+    if (!iequals(argv[i], "COST") || i + 1 >= argv.size()) {
+      error = kUsage;
+      return false;
+    }
+    const CostArg c = parse_cost_arg(argv, i + 1, named, error);
+    if (c == CostArg::kInvalid) return false;
+    if (c == CostArg::kNamed) {
+      ++i;
+      continue;
+    }
+    if (bare || !parse_int64(argv[i + 1], cost) || cost < 0 || cost > kMaxCost) {
+      error = bare ? "COST n is given twice" : "COST must be an integer from 0 to 1000000000000";
+      return false;
+    }
+    bare = true;
+  }
+  return true;
+}
+
 void write_decision_reply(resp::Writer& w, Command command, const Decision& d,
                           const DecisionDetail& detail) {
+  if (command == Command::kCharge && d.error == StatusCode::kNotFound) {
+    w.error(err::kNoLease, "unknown or expired lease");
+    return;
+  }
   if (d.source == DecisionSource::kError) {
     w.error(error_code_for(d.error), d.error_message);
     return;

@@ -24,6 +24,7 @@ enum class Command : uint8_t {
   kPeek,
   kAcquire,
   kRelease,
+  kCharge,
   kInfo,
   // Redis client handshakes answered harmlessly so stock tools connect without noise.
   kCommandDocs,
@@ -43,6 +44,7 @@ enum class Command : uint8_t {
 enum class Handler : uint8_t {
   kDecision,  // parsed into a DecisionRequest, staged, submitted to the engine
   kRelease,   // SL.RELEASE: the engine's lease registry and storage
+  kCharge,    // SL.CHARGE: a lease's usage, decided like SL.CHECK
   kSession,   // answered by the command layer itself, no engine state
   kAdmin,     // handed to the Admin (admin socket only)
 };
@@ -113,9 +115,13 @@ struct WaitReply {
   WaitOutcome outcome = WaitOutcome::kNone;
 };
 
-// SL.RELEASE lease [ACTUAL n].
+// SL.RELEASE lease [ACTUAL n] [ACTUAL unit n ...]. Named units' views point into argv.
 bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
-                        std::optional<int64_t>& actual, std::string_view& error);
+                        std::optional<int64_t>& actual, NamedCosts& named, std::string_view& error);
+// SL.CHARGE lease n | SL.CHARGE lease COST n | SL.CHARGE lease COST unit n [COST unit n ...].
+// `cost` is the bare amount (0 when only units are charged).
+bool parse_charge_args(std::span<const std::string_view> argv, LeaseToken& lease, int64_t& cost,
+                       NamedCosts& named, std::string_view& error);
 
 DecisionKind decision_kind(Command command);
 

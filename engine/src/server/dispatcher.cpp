@@ -65,6 +65,7 @@ struct Dispatcher::Slot {
   void keep_request(const DecisionRequest& r) {
     wait_names.clear();
     for (auto v : {r.resource, r.subject, r.tier, r.api_key}) wait_names.append(v);
+    for (size_t i = 0; i < r.named.count; ++i) wait_names.append(r.named.items[i].unit);
     wait_request = r;
     const char* p = wait_names.data();
     std::string_view* views[] = {&wait_request.resource, &wait_request.subject, &wait_request.tier,
@@ -72,6 +73,11 @@ struct Dispatcher::Slot {
     for (std::string_view* v : views) {
       *v = std::string_view(p, v->size());
       p += v->size();
+    }
+    for (size_t i = 0; i < r.named.count; ++i) {
+      std::string_view& unit = wait_request.named.items[i].unit;
+      unit = std::string_view(p, unit.size());
+      p += unit.size();
     }
     wait_request.quiet_denial = true;
   }
@@ -143,11 +149,22 @@ void Dispatcher::execute(std::span<const std::string_view> argv) {
     case Handler::kRelease: {
       LeaseToken lease;
       std::optional<int64_t> actual;
+      NamedCosts named;
       std::string_view error;
-      if (!parse_release_args(argv, lease, actual, error)) {
+      if (!parse_release_args(argv, lease, actual, named, error)) {
         return resp::Writer(reply_target()).error(err::kWrongArgs, error);
       }
-      return release(lease, actual);
+      return release(lease, actual, named);
+    }
+    case Handler::kCharge: {
+      LeaseToken lease;
+      int64_t cost = 0;
+      NamedCosts named;
+      std::string_view error;
+      if (!parse_charge_args(argv, lease, cost, named, error)) {
+        return resp::Writer(reply_target()).error(err::kWrongArgs, error);
+      }
+      return charge(lease, cost, named);
     }
     case Handler::kSession:
       return run_simple(spec->command, argv);
@@ -285,7 +302,24 @@ void Dispatcher::pin_waiting() {
   for (size_t i = 0; i < ring_count_; ++i) ring_[(ring_head_ + i) % ring_.size()]->pin();
 }
 
-void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual) {
+// SL.CHARGE is decided like a check (its reply is one) and is not recorded: a replay settles
+// leases at their release.
+void Dispatcher::charge(const LeaseToken& lease, int64_t cost, const NamedCosts& named) {
+  Slot& s = push_slot();
+  s.command = Command::kCharge;
+  s.prepared = false;
+  s.complete = false;
+  s.wait_stage = Slot::WaitStage::kNone;
+  s.record = false;
+  tls_deciding_slot = &s;
+  ctx_.engine->charge(lease, cost, named, s.call, &Dispatcher::on_done, &s);
+  tls_deciding_slot = nullptr;
+  after_submit(s, true);
+  pin_waiting();
+}
+
+void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual,
+                         const NamedCosts& named) {
   Slot& s = push_slot();
   s.command = Command::kRelease;
   s.prepared = false;
@@ -302,7 +336,8 @@ void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual)
     s.request.actual = actual.value_or(-1);
   }
   tls_deciding_slot = &s;
-  ctx_.engine->release(lease, actual, s.call, &Dispatcher::on_done, &s);
+  ctx_.engine->release(lease, actual, s.call, &Dispatcher::on_done, &s,
+                       named.count > 0 ? &named : nullptr);
   tls_deciding_slot = nullptr;
   after_submit(s, true);
   pin_waiting();

@@ -86,7 +86,8 @@ class Dispatcher final : private WaitSink {
   std::string& reply_target();
   Slot& push_slot();
   void decide(Command command, const DecisionRequest& request, int64_t wait_ms);
-  void release(const LeaseToken& lease, std::optional<int64_t> actual);
+  void release(const LeaseToken& lease, std::optional<int64_t> actual, const NamedCosts& named);
+  void charge(const LeaseToken& lease, int64_t cost, const NamedCosts& named);
   void run_simple(Command command, std::span<const std::string_view> argv);
   void after_submit(Slot& s, bool drain_now);
   void drain();
