@@ -309,3 +309,39 @@ def test_stream_options_are_checked_when_declared():
         TokenStream("generate", output_unit="Output")
     with pytest.raises(ValueError, match="must differ"):
         TokenStream("generate", input_unit="tokens", output_unit="tokens")
+
+
+def test_the_example_streams_openai_chunks_and_still_answers_whole(sock, monkeypatch):
+    # examples/fastapi-ml-api: "stream": true is SSE through TokenStream; without it the
+    # answer comes whole through RateLimitLease, as before.
+    import importlib.util
+
+    from conftest import EXAMPLE_DIR
+
+    monkeypatch.setenv("SLUICE_SOCKET", sock)
+    monkeypatch.setenv("HEAVY_MODEL_LOAD_SECONDS", "3600")
+    spec = importlib.util.spec_from_file_location("ml_api_streaming", EXAMPLE_DIR / "app.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    ledger = TokenLedger(limit=1_000)
+    key = {"X-API-Key": "k"}
+    with FakeSluiced(sock, ledger) as fake, TestClient(example.app) as http:
+        streamed = http.post("/generate", json={"prompt": "Hi!", "max_tokens": 50,
+                                                "stream": True}, headers=key)
+        whole = http.post("/generate", json={"prompt": "Hi!", "max_tokens": 50}, headers=key)
+    assert streamed.status_code == 200
+    assert streamed.headers["x-ratelimit-limit-tokens"] == "1000"
+    assert streamed.text == "".join(
+        f'data: {{"choices":[{{"delta":{{"content":"{c}"}}}}]}}\n\n' for c in "Hi!") + \
+        "data: [DONE]\n\n"
+    assert whole.json() == {"text": "Hi!", "usage": {"reserved_tokens": 50,
+                                                     "completion_tokens": 3}}
+    assert [c for c in fake.commands if c[0] != "PING"] == [
+        ["SL.ACQUIRE", "generate", "k", "KEY", "k", "COST", "input_tokens", "3", "COST",
+         "output_tokens", "50"],
+        *[["SL.CHARGE", "lease-1", "COST", "output_tokens", "1"]] * 3,
+        ["SL.RELEASE", "lease-1", "ACTUAL", "output_tokens", "3"],
+        ["SL.ACQUIRE", "generate", "k", "KEY", "k", "COST", "50"],
+        ["SL.RELEASE", "lease-2", "ACTUAL", "3"],
+    ]
+    assert ledger.remaining == 1_000 - 3 - 3
