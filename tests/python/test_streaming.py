@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from fake_sluiced import FakeSluiced, TokenLedger
+from fake_sluiced import Error, FakeSluiced, TokenLedger
 from sluice import AsyncSluiceClient
 from sluice.fastapi import TokenStream, header, stream_tokens
 from sluice.streaming import sse_event
@@ -43,6 +43,26 @@ class Model:
             self.closed = True
 
 
+class Upstream:
+    """An async iterable that is not a generator (say, an HTTP stream from a model server):
+    it must be closed whether or not it was iterated."""
+
+    def __init__(self, pieces):
+        self.pieces = list(pieces)
+        self.closed = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if not self.pieces:
+            raise StopAsyncIteration
+        return self.pieces.pop(0)
+
+    async def aclose(self):
+        self.closed = True
+
+
 def openai_delta(piece):
     return {"choices": [{"delta": {"content": piece}}]}
 
@@ -55,7 +75,8 @@ def build_app(sock, model, on_unavailable="open", **options):
 
     @app.post("/generate")
     async def generate(body: dict, request: Request):
-        return await stream(request, model.generate(), input_tokens=len(body["prompt"]),
+        chunks = model if isinstance(model, Upstream) else model.generate()
+        return await stream(request, chunks, input_tokens=len(body["prompt"]),
                             max_output_tokens=body["max_tokens"], count=len,
                             render=openai_delta, done="[DONE]")
 
@@ -121,7 +142,7 @@ def test_completion_charges_each_chunk_before_sending_it_and_settles_once(sock):
 
 def test_a_denied_reservation_is_a_429_before_any_byte(sock):
     ledger = TokenLedger(limit=100, retry_after_ms=7_000)
-    model = Model(["never"])
+    model = Upstream(["never"])
     with FakeSluiced(sock, ledger) as fake, TestClient(build_app(sock, model)) as http:
         response = http.post("/generate", json={"prompt": "x", "max_tokens": 500},
                              headers=USER)
@@ -132,7 +153,7 @@ def test_a_denied_reservation_is_a_429_before_any_byte(sock):
     assert response.json()["detail"]["error"] == "rate_limited"
     assert response.json()["detail"]["rule"] == "output_tokens_per_minute"
     assert [c[0] for c in fake.commands] == ["SL.ACQUIRE"]
-    assert model.produced == 0
+    assert model.pieces == ["never"] and model.closed  # not read, but let go
 
 
 def test_a_refused_charge_ends_the_stream_with_an_error_event_and_stops_the_model(sock):
@@ -154,6 +175,31 @@ def test_a_refused_charge_ends_the_stream_with_an_error_event_and_stops_the_mode
     assert [c[0] for c in fake.commands].count("SL.CHARGE") == 4
     assert releases(fake) == [["SL.RELEASE", "lease-1", "ACTUAL", "output_tokens", "24"]]
     assert ledger.remaining == 30 - 24
+
+
+@pytest.mark.parametrize("charge_reply, kind", [
+    (Error("NOLEASE unknown or expired lease"), "rate_limit_lease_expired"),
+    (Error("STORAGE the plugin failed"), "rate_limiter_error"),
+    ([0, 0, 0, 0, 1_000, "(storage)", "free", 0, []], "rate_limiter_unavailable"),
+])
+def test_a_charge_sluiced_cannot_answer_ends_the_stream_with_its_reason(sock, charge_reply,
+                                                                        kind):
+    ledger = TokenLedger(limit=1_000)
+    model = Upstream(["ab", "cd", "ef"])
+    charges = iter([None, charge_reply])
+
+    def respond(args):
+        reply = next(charges) if args[0] == "SL.CHARGE" else None
+        return ledger(args) if reply is None else reply
+
+    with FakeSluiced(sock, respond) as fake, TestClient(build_app(sock, model)) as http:
+        response = http.post("/generate", json=BODY, headers=USER)
+    sent = events(response.text)
+    assert [name for name, _ in sent] == [None, "error"]
+    error = json.loads(sent[-1][1])["error"]
+    assert error["type"] == kind and error["usage"] == {"output_tokens": 2}
+    assert model.closed and model.pieces == ["ef"]
+    assert releases(fake) == [["SL.RELEASE", "lease-1", "ACTUAL", "output_tokens", "2"]]
 
 
 def test_stream_tokens_function_and_a_failing_model_still_settle(sock):
