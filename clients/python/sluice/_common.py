@@ -112,8 +112,12 @@ def decision_args(
         args += ["TIER", _name("tier", tier)]
     if api_key:
         args += ["KEY", api_key]
-    if cost is not None and (_amount("cost", cost, 1) != 1 or costs):
-        args += ["COST", cost]
+    if cost is not None:
+        # Checked inline: this runs for every decision (the function call is for the message).
+        if type(cost) is not int or not 1 <= cost <= 1_000_000_000_000:
+            cost = _amount("cost", cost, 1)
+        if cost != 1 or costs:
+            args += ["COST", cost]
     if costs:
         args += named_costs("COST", "costs", costs)
     if ttl_ms is not None:
