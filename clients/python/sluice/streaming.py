@@ -107,8 +107,6 @@ class TokenStreamResponse(StreamingResponse, Generic[T]):
         self._render = render
         self._done = done
         self._settlement: Optional["asyncio.Task[None]"] = None
-        #: Why the stream stopped early (a refused charge): the charge's decision, else None.
-        self.refused: Optional[Decision] = None
         self._events = self._stream()
         super().__init__(self._events, status_code=status_code,
                          headers={**SSE_HEADERS, **(headers or {})})
@@ -153,7 +151,6 @@ class TokenStreamResponse(StreamingResponse, Generic[T]):
             return sse_event(_json(body), event="error")
         if decision.allowed:
             return None
-        self.refused = decision
         if decision.unavailable or decision.storage_failure:
             body = _stop_body("rate_limiter_unavailable",
                               "The rate limiter is unavailable; try again shortly", decision,
