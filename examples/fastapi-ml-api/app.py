@@ -19,15 +19,17 @@ policy sluiced applies live shows in the very next response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from typing import Any, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from sluice import AsyncLease, AsyncSluiceClient, Decision, SluiceError
-from sluice.fastapi import RateLimit, RateLimitLease, client_ip, header, json_cost, readiness
+from sluice.fastapi import (RateLimit, RateLimitLease, TokenStream, client_ip, header, json_cost,
+                            readiness)
 
 log = logging.getLogger("ml-api")
 
@@ -126,6 +128,7 @@ class ModelInput(BaseModel):
 class GenerateRequest(BaseModel):
     prompt: str
     max_tokens: int = Field(256, ge=1, le=100_000)
+    stream: bool = False
 
 
 # The routes return plain dicts without a return annotation, as the seed's code does: with
@@ -192,12 +195,50 @@ generate_lease = RateLimitLease(
     cost=json_cost(lambda body: body["max_tokens"], default=256), unit="tokens",
     x_ratelimit_headers=True)
 
+# Streamed, each token is charged before it is sent: the prompt's and the largest answer's
+# tokens are reserved (input_tokens, output_tokens), a stream the limits stop ends with an
+# error event, and the lease is settled at the tokens streamed even if the client goes away.
+generate_stream = TokenStream(
+    "generate", subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
+    x_ratelimit_headers=True)
+
+
+async def generate_lease_unless_streaming(
+        request: Request, response: Response) -> AsyncIterator[Optional[AsyncLease]]:
+    """The lease of an answer returned whole; a streamed answer reserves its own."""
+    try:
+        streaming = (await request.json()).get("stream") is True
+    except Exception:  # noqa: BLE001 - not a JSON object: the route's validation answers
+        streaming = False
+    if streaming:
+        yield None
+        return
+    async with contextlib.asynccontextmanager(generate_lease)(request, response) as lease:
+        yield lease
+
+
+async def stand_in_model(text: str) -> AsyncIterator[str]:
+    """Yields the answer one token (here: one character) at a time, as a model would."""
+    for token in text:
+        yield token
+
+
+def openai_chunk(token: str) -> Dict[str, Any]:
+    return {"choices": [{"delta": {"content": token}}]}
+
 
 @app.post("/generate")
-async def generate(body: GenerateRequest, lease: AsyncLease = Depends(generate_lease)):
+async def generate(body: GenerateRequest, request: Request,
+                   lease: Optional[AsyncLease] = Depends(generate_lease_unless_streaming)):
     # A stand-in model: one "token" per prompt character, at most max_tokens.
     tokens = min(body.max_tokens, len(body.prompt))
     text = body.prompt[:tokens]
+    if body.stream:
+        return await generate_stream(request, stand_in_model(text),
+                                     input_tokens=len(body.prompt),
+                                     max_output_tokens=body.max_tokens,
+                                     render=openai_chunk, done="[DONE]")
+    assert lease is not None
     await lease.release(actual=tokens)
     return {"text": text, "usage": {"reserved_tokens": body.max_tokens,
                                     "completion_tokens": tokens}}

@@ -8,7 +8,8 @@
         print("retry in", decision.retry_after_seconds, "s")
 
 The asyncio client is :class:`AsyncSluiceClient`; HTTP fields are in :mod:`sluice.headers`;
-FastAPI dependencies and middleware are in :mod:`sluice.fastapi`.
+FastAPI dependencies, middleware and the token-metered stream (``TokenStream``) are in
+:mod:`sluice.fastapi`, the Starlette SSE response behind it in :mod:`sluice.streaming`.
 """
 
 from ._common import FailMode

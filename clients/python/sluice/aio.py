@@ -6,7 +6,7 @@ import asyncio
 import collections
 import logging
 import weakref
-from typing import Any, Awaitable, Deque, List, Optional
+from typing import Any, Awaitable, Deque, List, Mapping, Optional, Tuple
 
 from . import _common, _resp
 from ._common import FailMode
@@ -250,12 +250,13 @@ class AsyncSluiceClient:
         )
 
     async def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
-                      api_key: Optional[str], cost: int,
-                      wait: Optional[float] = None) -> Decision:
+                      api_key: Optional[str], cost: Optional[int],
+                      wait: Optional[float] = None,
+                      costs: Optional[Mapping[str, int]] = None) -> Decision:
         # The hot path of every limited request: one coroutine between the caller and the
         # reply's future.
         data = _resp.encode(_common.decision_args(command, resource, subject, tier, api_key,
-                                                  cost, wait=wait))
+                                                  cost, wait=wait, costs=costs))
         if wait is not None:
             try:
                 reply = await self._round_trip(data, wait)
@@ -275,24 +276,44 @@ class AsyncSluiceClient:
             raise error_from_response(reply)
         return _common.parse_decision(reply, resource)
 
+    async def _charge(self, args: Tuple[Any, ...], resource: str) -> Decision:
+        try:
+            reply = await self._call(*args)
+        except SluiceUnavailable as exc:
+            return self._fallback(exc, resource)
+        return _common.parse_decision(reply, resource)
+
+    async def _release(self, args: Tuple[Any, ...]) -> bool:
+        try:
+            return bool(await self._call(*args))
+        except SluiceUnavailable:
+            if self.on_unavailable == "raise":
+                raise
+            return False
+
     async def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                    api_key: Optional[str] = None, cost: int = 1,
+                    api_key: Optional[str] = None, cost: Optional[int] = None,
+                    costs: Optional[Mapping[str, int]] = None,
                     wait: Optional[float] = None) -> Decision:
         """See :meth:`sluice.SluiceClient.check`."""
-        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait)
+        return await self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait,
+                                  costs)
 
     async def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                   api_key: Optional[str] = None, cost: int = 1) -> Decision:
+                   api_key: Optional[str] = None, cost: Optional[int] = None,
+                   costs: Optional[Mapping[str, int]] = None) -> Decision:
         """See :meth:`sluice.SluiceClient.peek`."""
-        return await self._decide("SL.PEEK", resource, subject, tier, api_key, cost)
+        return await self._decide("SL.PEEK", resource, subject, tier, api_key, cost, None,
+                                  costs)
 
     async def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                      api_key: Optional[str] = None, cost: int = 1,
+                      api_key: Optional[str] = None, cost: Optional[int] = None,
+                      costs: Optional[Mapping[str, int]] = None,
                       ttl_ms: Optional[int] = None,
                       wait: Optional[float] = None) -> AsyncLease:
         """See :meth:`sluice.SluiceClient.acquire`; the lease is an async context manager."""
         args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms,
-                                     wait)
+                                     wait, costs)
         try:
             reply = await self._call(*args, wait=wait)
         except SluiceUnavailable as exc:
@@ -301,17 +322,19 @@ class AsyncSluiceClient:
         lease_id, lease_ttl = _common.parse_lease(reply)
         return AsyncLease(self, decision, lease_id if decision.allowed else "", lease_ttl)
 
-    async def release(self, lease: "str | AsyncLease", actual: Optional[int] = None) -> bool:
+    async def charge(self, lease: "str | AsyncLease", n: Optional[int] = None, *,
+                     costs: Optional[Mapping[str, int]] = None) -> Decision:
+        """See :meth:`sluice.SluiceClient.charge`."""
+        if isinstance(lease, AsyncLease):
+            return await lease.charge(n, costs=costs)
+        return await self._charge(_common.charge_args(lease, n, costs), "")
+
+    async def release(self, lease: "str | AsyncLease", actual: Optional[int] = None, *,
+                      actual_costs: Optional[Mapping[str, int]] = None) -> bool:
         """See :meth:`sluice.SluiceClient.release`."""
         if isinstance(lease, AsyncLease):
-            return await lease.release(actual)
-        args = _common.release_args(lease, actual)
-        try:
-            return bool(await self._call(*args))
-        except SluiceUnavailable:
-            if self.on_unavailable == "raise":
-                raise
-            return False
+            return await lease.release(actual, actual_costs=actual_costs)
+        return await self._release(_common.release_args(lease, actual, actual_costs))
 
     async def ping(self) -> bool:
         """True when sluiced answers; never raises for an unreachable daemon."""

@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, List, Mapping, Optional, Tuple
 
 from . import _common, _resp
 from ._common import FailMode
@@ -147,48 +147,74 @@ class SluiceClient:
         )
 
     def _decide(self, command: str, resource: str, subject: str, tier: Optional[str],
-                api_key: Optional[str], cost: int, wait: Optional[float] = None) -> Decision:
-        args = _common.decision_args(command, resource, subject, tier, api_key, cost, wait=wait)
+                api_key: Optional[str], cost: Optional[int], wait: Optional[float] = None,
+                costs: Optional[Mapping[str, int]] = None) -> Decision:
+        args = _common.decision_args(command, resource, subject, tier, api_key, cost, wait=wait,
+                                     costs=costs)
         try:
             reply = self._call(*args, wait=wait or 0.0)
         except SluiceUnavailable as exc:
             return self._fallback(exc, resource)
         return _common.parse_decision(reply, resource)
 
+    def _charge(self, args: Tuple[Any, ...], resource: str) -> Decision:
+        try:
+            reply = self._call(*args)
+        except SluiceUnavailable as exc:
+            return self._fallback(exc, resource)
+        return _common.parse_decision(reply, resource)
+
+    def _release(self, args: Tuple[Any, ...]) -> bool:
+        try:
+            return bool(self._call(*args))
+        except SluiceUnavailable:
+            if self.on_unavailable == "raise":
+                raise
+            return False
+
     # -- decisions --------------------------------------------------------------------
 
     def check(self, resource: str, subject: str, *, tier: Optional[str] = None,
-              api_key: Optional[str] = None, cost: int = 1,
+              api_key: Optional[str] = None, cost: Optional[int] = None,
+              costs: Optional[Mapping[str, int]] = None,
               wait: Optional[float] = None) -> Decision:
         """Decide and consume: ``SL.CHECK``.
 
         ``subject`` is who is limited (client IP, user id, API key). The tier is ``tier``
         if given, else the policy's tier for ``api_key``, else for ``subject``, else the
-        default tier. ``cost`` is in the limit's unit (requests, tokens, items).
+        default tier. ``cost`` (1..10^12, default 1) is in the limits' unit (requests take 1
+        whatever the cost). ``costs`` names units instead, e.g. ``{"input_tokens": 120,
+        "output_tokens": 512}`` (at most eight, each 0..10^12): each limit takes the cost of
+        its unit, a ``tokens`` limit input plus output tokens, a ``requests`` limit 1, and a
+        limit whose unit is not named takes ``cost`` when given, else nothing.
 
         ``wait`` (seconds): a request that would be denied is held by sluiced, in a fair queue,
         until it is admitted or ``wait`` has passed; the decision then says how long it waited
         (``waited_ms``) and why the wait ended (``wait_outcome``). The call's timeout grows by
         ``wait``.
         """
-        return self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait)
+        return self._decide("SL.CHECK", resource, subject, tier, api_key, cost, wait, costs)
 
     def peek(self, resource: str, subject: str, *, tier: Optional[str] = None,
-             api_key: Optional[str] = None, cost: int = 1) -> Decision:
+             api_key: Optional[str] = None, cost: Optional[int] = None,
+             costs: Optional[Mapping[str, int]] = None) -> Decision:
         """What :meth:`check` would answer, without consuming anything: ``SL.PEEK``."""
-        return self._decide("SL.PEEK", resource, subject, tier, api_key, cost)
+        return self._decide("SL.PEEK", resource, subject, tier, api_key, cost, None, costs)
 
     def acquire(self, resource: str, subject: str, *, tier: Optional[str] = None,
-                api_key: Optional[str] = None, cost: int = 1,
+                api_key: Optional[str] = None, cost: Optional[int] = None,
+                costs: Optional[Mapping[str, int]] = None,
                 ttl_ms: Optional[int] = None, wait: Optional[float] = None) -> Lease:
-        """Reserve ``cost`` (an estimate) and hold a lease: ``SL.ACQUIRE``.
+        """Reserve ``cost`` or ``costs`` (estimates, as in :meth:`check`) and hold a lease:
+        ``SL.ACQUIRE``.
 
-        Settle with :meth:`Lease.release` (``actual=`` the real cost) or use the lease as a
-        context manager. ``ttl_ms`` bounds how long the engine holds it (default: policy).
-        ``wait`` (seconds) waits for a free slot as in :meth:`check`.
+        While the work streams, report usage with :meth:`Lease.charge`. Settle with
+        :meth:`Lease.release` (``actual=`` / ``actual_costs=`` the real cost) or use the
+        lease as a context manager. ``ttl_ms`` bounds how long the engine holds it (default:
+        policy). ``wait`` (seconds) waits for a free slot as in :meth:`check`.
         """
         args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key, cost, ttl_ms,
-                                     wait)
+                                     wait, costs)
         try:
             reply = self._call(*args, wait=wait or 0.0)
         except SluiceUnavailable as exc:
@@ -197,21 +223,33 @@ class SluiceClient:
         lease_id, lease_ttl = _common.parse_lease(reply)
         return Lease(self, decision, lease_id if decision.allowed else "", lease_ttl)
 
-    def release(self, lease: "str | Lease", actual: Optional[int] = None) -> bool:
-        """Free a lease (by id or object), settling ``actual``: ``SL.RELEASE``.
+    def charge(self, lease: "str | Lease", n: Optional[int] = None, *,
+               costs: Optional[Mapping[str, int]] = None) -> Decision:
+        """Report ``n`` more units (0..10^12), or ``costs`` by unit name, used by a lease
+        (by id or object) while its response streams: ``SL.CHARGE``.
+
+        Usage up to the lease's estimate is covered by its reservation; beyond it the charge
+        consumes from every limit, all or nothing. ``allowed`` False means stop streaming: a
+        refused charge consumes nothing and does not count as usage.
+        :class:`~sluice.LeaseNotFound` when the engine no longer holds the lease. When
+        sluiced is unreachable the client's ``on_unavailable`` answers, as for :meth:`check`.
+        """
+        if isinstance(lease, Lease):
+            return lease.charge(n, costs=costs)
+        return self._charge(_common.charge_args(lease, n, costs), "")
+
+    def release(self, lease: "str | Lease", actual: Optional[int] = None, *,
+                actual_costs: Optional[Mapping[str, int]] = None) -> bool:
+        """Free a lease (by id or object), settling ``actual`` (0..10^12) and
+        ``actual_costs`` (by unit name): ``SL.RELEASE``. A unit without an actual cost is
+        settled at what the lease was charged, else at its estimate.
 
         True when the engine released it; :class:`~sluice.LeaseNotFound` when it no longer
         holds it. When sluiced is unreachable: False, or raises with ``on_unavailable="raise"``.
         """
         if isinstance(lease, Lease):
-            return lease.release(actual)
-        args = _common.release_args(lease, actual)
-        try:
-            return bool(self._call(*args))
-        except SluiceUnavailable:
-            if self.on_unavailable == "raise":
-                raise
-            return False
+            return lease.release(actual, actual_costs=actual_costs)
+        return self._release(_common.release_args(lease, actual, actual_costs))
 
     def ping(self) -> bool:
         """True when sluiced answers; never raises for an unreachable daemon."""

@@ -21,6 +21,11 @@ Each limiter asks sluiced for a decision about one resource. It finds
 * optionally a **wait** (``wait=2.0`` seconds): a request that would be denied is held by
   sluiced until capacity returns or the wait runs out, instead of a 429 at once.
 
+A generated response streamed as Server-Sent Events is limited by :class:`TokenStream`: it
+reserves the input and the largest output with ``SL.ACQUIRE``, charges each chunk's tokens
+with ``SL.CHARGE`` before sending it, ends the stream with an error event when a charge is
+refused, and settles what was streamed with ``SL.RELEASE`` however the stream ends.
+
 An allowed request gets ``RateLimit-Policy`` / ``RateLimit`` fields (and optionally the
 ``x-ratelimit-*`` family); a denied one is a 429 with those fields, ``Retry-After`` and a JSON
 body. When sluiced is unreachable the client's ``on_unavailable`` decides: fail-open lets
@@ -35,8 +40,8 @@ import asyncio
 import dataclasses
 import inspect
 import weakref
-from typing import (Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional,
-                    Tuple, Union, cast, get_args)
+from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, Iterable,
+                    List, Mapping, Optional, Tuple, TypeVar, Union, cast, get_args)
 
 from fastapi import HTTPException, Request, Response
 from starlette.responses import JSONResponse
@@ -48,10 +53,14 @@ from .decision import Decision
 from .errors import SluiceError
 from .headers import Unit, raw_headers, render_headers
 from .lease import AsyncLease
+from .streaming import TokenStreamResponse
 
 __all__ = [
     "RateLimit",
     "RateLimitLease",
+    "TokenStream",
+    "TokenStreamResponse",
+    "stream_tokens",
     "SluiceMiddleware",
     "RateLimitExceeded",
     "client_ip",
@@ -252,14 +261,20 @@ class _Limiter:
         except SluiceError as exc:
             raise _caller_error(exc) from None
 
-    async def _acquire(self, request: Request) -> Tuple[AsyncLease, int]:
-        """SL.ACQUIRE for this request: (lease, estimated cost)."""
+    async def _acquire(self, request: Request, costs: Optional[Mapping[str, int]] = None
+                       ) -> Tuple[AsyncLease, int]:
+        """SL.ACQUIRE for this request: (lease, estimated cost); with ``costs`` (units by
+        name) instead of the limiter's cost."""
         values = self._values(request)
         if not _all_plain(values):
             values = await _awaited(values)
         subject, tier, api_key, cost = self._normalized(request, values)
         client = _client_for(request.scope.get("app"), self.client)
         try:
+            if costs is not None:
+                return await client.acquire(self.resource, subject, tier=tier, api_key=api_key,
+                                            costs=costs, ttl_ms=self.ttl_ms,
+                                            wait=self.wait), cost
             return await client.acquire(self.resource, subject, tier=tier, api_key=api_key,
                                         cost=cost, ttl_ms=self.ttl_ms, wait=self.wait), cost
         except SluiceError as exc:
@@ -382,6 +397,106 @@ class RateLimitLease(_Limiter):
             yield lease
         finally:
             await lease.settle()
+
+
+# -- streamed responses ---------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class TokenStream(_Limiter):
+    """Streams a generated response as Server-Sent Events under token limits. Call it in the
+    route with the request and the model's chunks; it returns the response:
+
+        stream = TokenStream("generate", subject=header("X-API-Key"))
+
+        @app.post("/v1/completions")
+        async def complete(body: Body, request: Request):
+            return await stream(request, model.generate(body.prompt),
+                                input_tokens=len(tokenize(body.prompt)),
+                                max_output_tokens=body.max_tokens,
+                                count=lambda chunk: chunk.tokens,
+                                render=lambda chunk: {"text": chunk.text})
+
+    It acquires a lease reserving ``COST input_tokens <input_tokens> COST output_tokens
+    <max_output_tokens>``; a denial is the usual 429 (or 503 failing closed) with its fields,
+    before any byte of the stream. Then each chunk is charged (``SL.CHARGE <lease> COST
+    output_tokens n``) before it is sent; a refused charge ends the stream with an
+    ``event: error`` carrying ``{"error": {"type": "rate_limited", ...}}`` and closes the
+    generator. However the stream ends (done, refused, client gone, task cancelled), the lease
+    is released once with ``ACTUAL output_tokens <tokens charged>``. The response carries the
+    ``RateLimit`` fields of the reservation. See :class:`~sluice.streaming.TokenStreamResponse`
+    for ``count``, ``render`` and ``done``.
+
+    ``input_unit`` / ``output_unit`` are the unit names the policy's limits count (``cost:``);
+    a ``tokens`` limit takes their sum. ``ttl_ms`` bounds the lease: give a stream longer
+    than the policy's ``lease_ttl`` a longer one. The other options are :class:`RateLimit`'s
+    (``cost`` excepted: the costs are the call's).
+    """
+
+    def __init__(self, resource: str, *, input_unit: str = "input_tokens",
+                 output_unit: str = "output_tokens", ttl_ms: Optional[int] = None,
+                 unit: Unit = "tokens", **options: Any) -> None:
+        if "cost" in options:
+            raise TypeError("TokenStream takes its costs per call (input_tokens, "
+                            "max_output_tokens), not cost=")
+        if input_unit == output_unit:
+            raise ValueError("input_unit and output_unit must differ")
+        _common.named_costs("COST", "units", {input_unit: 0, output_unit: 0})
+        super().__init__(resource, unit=unit, **options)
+        self.input_unit = input_unit
+        self.output_unit = output_unit
+        self.ttl_ms = ttl_ms
+
+    async def __call__(
+        self,
+        request: Request,
+        chunks: AsyncIterable[T],
+        *,
+        max_output_tokens: int,
+        input_tokens: int = 0,
+        count: Optional[Callable[[T], int]] = None,
+        render: Optional[Callable[[T], Any]] = None,
+        done: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> TokenStreamResponse[T]:
+        costs = {self.input_unit: input_tokens, self.output_unit: max_output_tokens}
+        _common.named_costs("COST", "costs", costs)  # a bad count is the route's bug: raise
+        try:
+            lease, _ = await self._acquire(request, costs)
+            fields = self.headers_for(lease.decision)
+            self._raise_if_denied(lease.decision, fields, input_tokens + max_output_tokens)
+        except BaseException:
+            await _close(chunks)  # never started: closing it lets it free what it holds
+            raise
+        return TokenStreamResponse(lease, chunks, count=count, render=render, done=done,
+                                   unit=self.output_unit, headers={**fields, **(headers or {})})
+
+
+async def _close(chunks: AsyncIterable[Any]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def stream_tokens(
+    request: Request,
+    resource: str,
+    chunks: AsyncIterable[T],
+    *,
+    max_output_tokens: int,
+    input_tokens: int = 0,
+    count: Optional[Callable[[T], int]] = None,
+    render: Optional[Callable[[T], Any]] = None,
+    done: Optional[str] = None,
+    headers: Optional[Mapping[str, str]] = None,
+    **options: Any,
+) -> TokenStreamResponse[T]:
+    """``TokenStream(resource, **options)(request, chunks, ...)`` in one call, for a route
+    that streams once; a route called often keeps its :class:`TokenStream`."""
+    return await TokenStream(resource, **options)(
+        request, chunks, max_output_tokens=max_output_tokens, input_tokens=input_tokens,
+        count=count, render=render, done=done, headers=headers)
 
 
 # -- whole-app middleware -------------------------------------------------------------------

@@ -6,15 +6,21 @@ really generated). The engine refunds or charges the difference. Used as a conte
 the lease is released on exit with :attr:`actual` if it was set, else with the estimate; a
 denied lease raises :class:`~sluice.RateLimited` on entry, so the block only runs when
 allowed.
+
+A streamed response reports its usage as it goes: :meth:`Lease.charge` (``SL.CHARGE``) adds
+units to the lease; usage up to the estimate is covered by the reservation, beyond it each
+charge consumes from the limits and may be refused (``allowed`` False: stop streaming). A
+lease that was charged and is released without an actual cost is settled at what it charged.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
+from . import _common
 from .decision import Decision
-from .errors import RateLimited, SluiceError
+from .errors import LeaseNotFound, RateLimited, SluiceError
 
 if TYPE_CHECKING:
     from .aio import AsyncSluiceClient
@@ -34,6 +40,12 @@ class _LeaseBase:
         self.ttl_ms = ttl_ms
         #: The real cost to settle on release; set it inside the ``with`` block.
         self.actual: Optional[int] = None
+        #: The real cost per named unit to settle on release (``ACTUAL unit n``).
+        self.actual_costs: Optional[Dict[str, int]] = None
+        #: Units charged with :meth:`charge` and allowed, by unit name ...
+        self.charged: Dict[str, int] = {}
+        #: ... and without a unit (``charge(n)``).
+        self.charged_cost = 0
         self.released = not lease_id
         #: Called with the settled cost after the engine released the lease (integrations
         #: use it to refresh what they report).
@@ -46,6 +58,33 @@ class _LeaseBase:
     @property
     def allowed(self) -> bool:
         return self.decision.allowed
+
+    def _charge_args(self, n: Optional[int],
+                     costs: Optional[Mapping[str, int]]) -> Optional[Tuple[Any, ...]]:
+        """SL.CHARGE's arguments, or None when the lease was answered without sluiced (fail
+        open: there is no engine lease to charge)."""
+        units = _common.charge_units(n, costs)
+        if not self.decision.allowed:
+            raise ValueError("a denied lease cannot be charged")
+        if not self.id:
+            return None
+        if self.released:
+            raise LeaseNotFound("NOLEASE", f"lease {self.id} was released already")
+        return ("SL.CHARGE", self.id, *units)
+
+    def _unavailable_charge(self) -> Decision:
+        return _common.unavailable_decision("open", self.decision.resource, 0)
+
+    def _count(self, decision: Decision, n: Optional[int],
+               costs: Optional[Mapping[str, int]]) -> Decision:
+        # A refused charge consumed nothing and is not part of the lease's usage.
+        if decision.allowed:
+            if costs is None:
+                self.charged_cost += n or 0
+            else:
+                for unit, amount in costs.items():
+                    self.charged[unit] = self.charged.get(unit, 0) + amount
+        return decision
 
     def _check_entry(self) -> None:
         if not self.decision.allowed:
@@ -63,8 +102,24 @@ class Lease(_LeaseBase):
         super().__init__(decision, lease_id, ttl_ms)
         self._client = client
 
-    def release(self, actual: Optional[int] = None) -> bool:
-        """Free the lease, settling ``actual`` (default: keep the estimate).
+    def charge(self, n: Optional[int] = None, *,
+               costs: Optional[Mapping[str, int]] = None) -> Decision:
+        """Report ``n`` more units (or ``costs``, units by name) used while the response
+        streams: ``SL.CHARGE``. The decision's ``allowed`` is False when the limits refuse
+        them: stop streaming (a refused charge consumes nothing and is not counted in
+        :attr:`charged`). Raises :class:`~sluice.LeaseNotFound` for a released or expired
+        lease; a lease answered without sluiced (fail open) is allowed without asking.
+        """
+        args = self._charge_args(n, costs)
+        if args is None:
+            return self._count(self._unavailable_charge(), n, costs)
+        return self._count(self._client._charge(args, self.decision.resource), n, costs)
+
+    def release(self, actual: Optional[int] = None, *,
+                actual_costs: Optional[Mapping[str, int]] = None) -> bool:
+        """Free the lease, settling ``actual`` and ``actual_costs`` (units by name). A unit
+        without an actual cost is settled at what :meth:`charge` reported, else at the
+        estimate.
 
         Returns False when there was nothing to release (denied, already released, or
         answered without sluiced). Raises :class:`~sluice.LeaseNotFound` when the engine no
@@ -72,8 +127,9 @@ class Lease(_LeaseBase):
         """
         if self.released:
             return False
+        args = _common.release_args(self.id, actual, actual_costs)
         self.released = True
-        done = self._client.release(self.id, actual)
+        done = self._client._release(args)
         if done:
             self._released(actual)
         return done
@@ -89,7 +145,7 @@ class Lease(_LeaseBase):
         the block's own exception or result, and the engine expires a lost lease by itself.
         """
         try:
-            self.release(self.actual)
+            self.release(self.actual, actual_costs=self.actual_costs)
         except SluiceError as exc:
             log.warning("sluice: could not settle lease %s: %s", self.id, exc)
 
@@ -106,12 +162,22 @@ class AsyncLease(_LeaseBase):
         super().__init__(decision, lease_id, ttl_ms)
         self._client = client
 
-    async def release(self, actual: Optional[int] = None) -> bool:
+    async def charge(self, n: Optional[int] = None, *,
+                     costs: Optional[Mapping[str, int]] = None) -> Decision:
+        """See :meth:`Lease.charge`."""
+        args = self._charge_args(n, costs)
+        if args is None:
+            return self._count(self._unavailable_charge(), n, costs)
+        return self._count(await self._client._charge(args, self.decision.resource), n, costs)
+
+    async def release(self, actual: Optional[int] = None, *,
+                      actual_costs: Optional[Mapping[str, int]] = None) -> bool:
         """See :meth:`Lease.release`."""
         if self.released:
             return False
+        args = _common.release_args(self.id, actual, actual_costs)
         self.released = True
-        done = await self._client.release(self.id, actual)
+        done = await self._client._release(args)
         if done:
             self._released(actual)
         return done
@@ -120,7 +186,7 @@ class AsyncLease(_LeaseBase):
         """Release with :attr:`actual` (or the estimate) unless already released; failures
         are logged, not raised, because this runs on exit paths."""
         try:
-            await self.release(self.actual)
+            await self.release(self.actual, actual_costs=self.actual_costs)
         except SluiceError as exc:
             log.warning("sluice: could not settle lease %s: %s", self.id, exc)
 
