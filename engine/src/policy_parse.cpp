@@ -328,10 +328,16 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
                          fmt::format("unknown limit '{}' in resource '{}' (limits: {})", limit_name,
                                      resource, join_names(limit_names))});
         }
-        if (value < 1 || value > kMaxLimitValue) {
+        const LimitSpec* spec_limit = nullptr;
+        if (res != nullptr) {
+          for (const auto& l : res->limits) {
+            if (l.name == limit_name) spec_limit = &l;
+          }
+        }
+        const int64_t max = spec_limit != nullptr ? max_limit_of(*spec_limit) : kMaxLimitValue;
+        if (value < 1 || value > max) {
           out.push_back(
-              {lp, false,
-               fmt::format("limit must be between 1 and {}, got {}", kMaxLimitValue, value)});
+              {lp, false, fmt::format("limit must be between 1 and {}, got {}", max, value)});
         }
       }
     }
@@ -502,6 +508,7 @@ class Reader {
            "a policy must be a map of keys (version, default_tier, tiers, resources, ...)");
     } else {
       read_root(root, spec);
+      read_override_limits(spec);
     }
 
     std::vector<Problem> problems;
@@ -891,7 +898,13 @@ class Reader {
       } else if (f.key == "limits") {
         if (!expect_map(f, What{"override 'limits' (limit name -> absolute limit)"})) continue;
         for (const auto& lf : entries(f, What{"override limits"}, {})) {
-          if (auto v = read_int(lf)) ov.limits[std::string(lf.key)] = *v;
+          // Read once the resources are known: a usd limit's override is in dollars.
+          pending_overrides_.push_back({&ov.limits[std::string(lf.key)], std::string(of.key),
+                                        std::string(lf.key),
+                                        lf.value->kind == Kind::kScalar && !lf.value->quoted
+                                            ? std::string(tree_->scalar(*lf.value))
+                                            : std::string(),
+                                        value_mark(lf), path_of(lf)});
         }
       }
     }
@@ -1071,6 +1084,45 @@ class Reader {
         }
       }
     }
+  }
+
+  // Tier override limits, read after the document (read_override_limits).
+  struct PendingOverride {
+    int64_t* target;
+    std::string resource, limit, text;  // text empty: not a plain scalar
+    YAML::Mark mark;
+    std::string path;
+  };
+  std::vector<PendingOverride> pending_overrides_;
+
+  void read_override_limits(const PolicySpec& spec) {
+    for (const PendingOverride& o : pending_overrides_) {
+      const LimitSpec* limit = nullptr;
+      for (const auto& r : spec.resources) {
+        if (r.name != o.resource) continue;
+        for (const auto& l : r.limits) {
+          if (l.name == o.limit) limit = &l;
+        }
+      }
+      if (limit != nullptr && limit->unit == kUnitUsd) {
+        if (auto v = parse_scaled_decimal(o.text, 6, kMaxMoneyLimit)) {
+          *o.target = *v;
+        } else {
+          fail(o.mark, o.path,
+               fmt::format("'{}' overrides a usd limit: dollars with at most 6 decimals, got '{}'",
+                           o.limit, o.text));
+        }
+        continue;
+      }
+      int64_t v = 0;
+      auto [ptr, ec] = std::from_chars(o.text.data(), o.text.data() + o.text.size(), v);
+      if (o.text.empty() || ec != std::errc() || ptr != o.text.data() + o.text.size()) {
+        fail(o.mark, o.path, fmt::format("'{}' must be a whole number, got '{}'", o.limit, o.text));
+      } else {
+        *o.target = v;
+      }
+    }
+    pending_overrides_.clear();
   }
 
   std::string file_;

@@ -351,7 +351,18 @@ void emit_warmup(YAML::Emitter& out, const WarmupSpec& w) {
   out << YAML::EndMap;
 }
 
-void emit_tier(YAML::Emitter& out, const TierSpec& t) {
+// Whether `limit` of `resource` counts dollars (its overrides are written in dollars too).
+bool counts_money(const PolicySpec& spec, const std::string& resource, const std::string& limit) {
+  for (const auto& r : spec.resources) {
+    if (r.name != resource) continue;
+    for (const auto& l : r.limits) {
+      if (l.name == limit) return l.unit == kUnitUsd;
+    }
+  }
+  return false;
+}
+
+void emit_tier(YAML::Emitter& out, const TierSpec& t, const PolicySpec& spec) {
   out << YAML::Key << t.name << YAML::Value << YAML::BeginMap;
   if (!t.description.empty()) out << YAML::Key << "description" << YAML::Value << t.description;
   out << YAML::Key << "multiplier" << YAML::Value << pd::format_number(t.multiplier);
@@ -367,8 +378,14 @@ void emit_tier(YAML::Emitter& out, const TierSpec& t) {
       if (ov.unlimited) out << YAML::Key << "unlimited" << YAML::Value << true;
       if (!ov.limits.empty()) {
         out << YAML::Key << "limits" << YAML::Value << YAML::Flow << YAML::BeginMap;
-        for (const auto& [name, value] : ov.limits)
-          out << YAML::Key << name << YAML::Value << value;
+        for (const auto& [name, value] : ov.limits) {
+          out << YAML::Key << name << YAML::Value;
+          if (counts_money(spec, resource, name)) {
+            out << pd::format_scaled_decimal(value, 6);
+          } else {
+            out << value;
+          }
+        }
         out << YAML::EndMap;
       }
       out << YAML::EndMap;
@@ -408,7 +425,7 @@ std::string policy_to_yaml(const PolicySpec& spec) {
     out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
   } else {
     out << YAML::BeginMap;
-    for (const auto& t : spec.tiers) emit_tier(out, t);
+    for (const auto& t : spec.tiers) emit_tier(out, t, spec);
     out << YAML::EndMap;
   }
 
@@ -506,7 +523,13 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
       out.push_back(fmt::format("{}: algorithm {} -> {}", lw, pd::algorithm_to_name(b.algorithm),
                                 pd::algorithm_to_name(a->algorithm)));
     }
-    if (a->limit != b.limit) out.push_back(fmt::format("{}: {} -> {}", lw, b.limit, a->limit));
+    if (a->limit != b.limit) {
+      auto amount = [](const LimitSpec& l) {
+        return l.unit == kUnitUsd ? "$" + pd::format_scaled_decimal(l.limit, 6)
+                                  : std::to_string(l.limit);
+      };
+      out.push_back(fmt::format("{}: {} -> {}", lw, amount(b), amount(*a)));
+    }
     if (window_text(*a, true) != window_text(b, true)) {
       out.push_back(
           fmt::format("{}: window {} -> {}", lw, window_text(b, true), window_text(*a, true)));

@@ -230,3 +230,28 @@ TEST(PolicyCompile, ShippedMlApiPolicyMatchesTheSeed) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// policies/llm-gateway.yaml: per-model token limits, and monthly budgets in dollars that tiers
+// scale or override (in dollars).
+TEST(PolicyCompile, ShippedLlmGatewayBudgets) {
+  auto p = compile_shipped("llm-gateway.yaml");
+  ASSERT_NE(p, nullptr);
+  const CompiledResource* large = p->find_resource("chat-large");
+  ASSERT_NE(large, nullptr);
+  ASSERT_EQ(large->limits.size(), 6u);
+  EXPECT_EQ(large->limits[2].unit, "output_tokens");
+  EXPECT_EQ(large->limits[2].overdraft, 1000);
+  EXPECT_EQ(large->limits[4].kind, UnitKind::kUsd);
+  EXPECT_EQ(large->limits[4].calendar, CalendarPeriod::kMonth);
+  EXPECT_EQ(effective(*p, "chat-large", "free", 4), 20 * kMicrosPerDollar);
+  EXPECT_EQ(effective(*p, "chat-large", "pro", 4), 200 * kMicrosPerDollar);
+  EXPECT_EQ(effective(*p, "chat-large", "enterprise", 4), 100'000 * kMicrosPerDollar);
+  EXPECT_EQ(effective(*p, "chat-small", "enterprise", 3), 250 * kMicrosPerDollar);
+  EXPECT_EQ(p->tier_for_api_key("sk-pro-0001")->name, "pro");
+}
+
+}  // namespace
+}  // namespace sluice

@@ -85,7 +85,7 @@ TEST(Duration, FormatsTheShortestCombination) {
 
 TEST(PolicyYaml, ShippedPoliciesRoundTrip) {
   // parse(to_yaml(spec)) == spec for both policies that ship with sluice.
-  for (const char* name : {"default.yaml", "ml-api.yaml"}) {
+  for (const char* name : {"default.yaml", "ml-api.yaml", "llm-gateway.yaml"}) {
     const PolicySpec spec = load_shipped(name);
     ASSERT_FALSE(spec.tiers.empty()) << name;
     const std::string text = policy_to_yaml(spec);
