@@ -737,15 +737,23 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   }
   if (chosen < 0) {
     // Only shadow limits and limits this request takes nothing from: report the one of the
-    // latter with the least remaining.
-    chosen = 0;
+    // latter with the least remaining, a rate limit rather than a concurrency limit (a charge
+    // covered by its reservation reports the token limit it is counted by, not the slots).
+    chosen = -1;
+    auto rank = [&](size_t i) {
+      const auto& lim = res->limits[in.limit_index[i]];
+      if (!in.uncharged[i] || lim.shadow) return 0;
+      return lim.params.algorithm == SLUICE_ALG_CONCURRENCY ? 1 : 2;
+    };
     for (size_t i = 0; i < n; ++i) {
-      if (in.uncharged[i] && !res->limits[in.limit_index[i]].shadow &&
-          (!in.uncharged[static_cast<size_t>(chosen)] ||
-           in.results[i].remaining < in.results[static_cast<size_t>(chosen)].remaining)) {
+      if (rank(i) == 0) continue;
+      const auto c = static_cast<size_t>(chosen);
+      if (chosen < 0 || rank(i) > rank(c) ||
+          (rank(i) == rank(c) && in.results[i].remaining < in.results[c].remaining)) {
         chosen = static_cast<int>(i);
       }
     }
+    if (chosen < 0) chosen = 0;
   }
   in.chosen = chosen;
   const auto& r = in.results[static_cast<size_t>(chosen)];

@@ -204,6 +204,21 @@ TEST_F(EngineCosts, BareEstimatesChargesAndActuals) {
   EXPECT_EQ(left(), 830);
 }
 
+// A charge covered by the reservation reports the token limit, not the concurrency slots.
+TEST_F(EngineCosts, ACoveredChargeReportsTheTokenLimit) {
+  auto p = base_policy();
+  p.resources = {make_resource("chat", {make_limit("slots", SLUICE_ALG_CONCURRENCY, 2, 60'000),
+                                        make_limit("out_tpm", SLUICE_ALG_FIXED_WINDOW, 500, 60'000,
+                                                   0, false, "output_tokens")})};
+  start(p);
+  const Decision lease = decide(DecisionKind::kAcquire, tokens("jo", -1, 100));
+  ASSERT_TRUE(lease.allowed);
+  const Decision c = engine_->charge_sync(lease.lease, 0, units("output_tokens", 10));
+  ASSERT_TRUE(c.allowed);
+  EXPECT_EQ(c.rule(), "out_tpm");
+  EXPECT_EQ(c.remaining, 400);
+}
+
 TEST_F(EngineCosts, InvalidCostsAreRefusedWithASentence) {
   DecisionRequest r = req("chat", "x");
   r.cost = 0;
