@@ -90,6 +90,35 @@ TEST_F(Simulate, ALowerLimitCountsWhatItWouldHaveDenied) {
   EXPECT_EQ(call(admin, {"SL.POLICY", "GET"}).to_string(), version_before.to_string());
 }
 
+// Token limits are replayed with the recorded named costs: 10 checks of 100 output tokens each
+// fit 1000 output tokens a minute, and a draft of 500 would have denied half of them.
+TEST_F(Simulate, NamedCostsAreReplayed) {
+  auto tokens_policy = [](int out_tpm) {
+    return "version: 1\ndefault_tier: free\ntiers: {free: {multiplier: 1}}\nresources:\n"
+           "  chat:\n    limits:\n"
+           "      - {name: rpm, algorithm: sliding_window, limit: 100, window: 1m}\n"
+           "      - {name: out_tpm, algorithm: sliding_window, limit: " +
+           std::to_string(out_tpm) + ", window: 1m, cost: output_tokens}\n";
+  };
+  daemon_ = std::make_unique<Daemon>(tokens_policy(1000));
+  ASSERT_TRUE(daemon_->ok()) << daemon_->log();
+  Client c = daemon_->client();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(allowed(call(c, {"SL.CHECK", "chat", "alice", "COST", "input_tokens", "50", "COST",
+                                 "output_tokens", "100"})));
+  }
+  const json r = simulate(tokens_policy(500));
+  ASSERT_FALSE(r.is_discarded());
+  EXPECT_EQ(r["requests"], 10) << r.dump();
+  EXPECT_EQ(r["newly_denied"], 5) << r.dump();
+  EXPECT_EQ(r["errors_draft"], 0) << r.dump();
+  int out_tpm_denied = 0;
+  for (const auto& b : r["breakdown"]) {
+    if (b["rule"] == "out_tpm") out_tpm_denied = b["newly_denied"];
+  }
+  EXPECT_EQ(out_tpm_denied, 5) << r.dump();
+}
+
 // sluicectl policy simulate prints the comparison as a table, and --json the reply itself.
 TEST_F(Simulate, SluicectlPrintsTheComparison) {
   daemon_ = std::make_unique<Daemon>(policy_with_limit(10));

@@ -43,6 +43,32 @@ TEST(Recorder, RecordsComeBackWholeInTimeOrder) {
   EXPECT_EQ(copy.to_ms, 2'000);
 }
 
+// Named costs come back with their units and the bare cost (0 when only units were named).
+TEST(Recorder, NamedCostsComeBack) {
+  Recorder rec({900, 1 << 20, 1});
+  Recorded r = request(1'000, "carol");
+  r.cost = 0;
+  r.named.add("input_tokens", 1200);
+  r.named.add("output_tokens", 0);
+  rec.record(r);
+  Recorded plain = request(1'500, "dave");
+  plain.cost = 1;
+  rec.record(plain);
+  const auto copy = rec.copy(3'000, 0);
+  ASSERT_EQ(copy.records.size(), 2u);
+  const Recorded& c = copy.records[0];
+  EXPECT_EQ(c.cost, 0);
+  ASSERT_EQ(c.named.count, 2);
+  EXPECT_EQ(c.named.items[0].unit, "input_tokens");
+  EXPECT_EQ(c.named.items[0].amount, 1200);
+  EXPECT_EQ(c.named.items[1].unit, "output_tokens");
+  EXPECT_EQ(c.named.items[1].amount, 0);
+  EXPECT_EQ(c.subject, "carol");
+  EXPECT_EQ(c.api_key, "k-1");
+  EXPECT_EQ(copy.records[1].cost, 1);
+  EXPECT_EQ(copy.records[1].named.count, 0);
+}
+
 // A ring far smaller than the traffic keeps the newest records, each intact, with no gap.
 TEST(Recorder, TheOldestAreOverwrittenWhenMemoryRunsOut) {
   Recorder rec({900, 0, 1});  // the smallest ring there is

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -84,16 +85,18 @@ struct Dispatcher::Slot {
 
   void pin() {
     if (!record || is_pinned) return;
-    const std::string_view parts[] = {resource, subject, tier, api_key};
+    std::array<std::string_view*, 4 + kMaxNamedCosts> views{&resource, &subject, &tier, &api_key};
+    size_t n = 4;
+    for (size_t i = 0; i < request.named.count; ++i) views[n++] = &request.named.items[i].unit;
     size_t total = 0;
-    for (auto v : parts) total += v.size();
+    for (size_t i = 0; i < n; ++i) total += views[i]->size();
     pinned.resize(total);
     char* p = pinned.data();
-    std::string_view* views[] = {&resource, &subject, &tier, &api_key};
-    for (size_t i = 0; i < 4; ++i) {
-      if (!parts[i].empty()) std::memcpy(p, parts[i].data(), parts[i].size());
-      *views[i] = std::string_view(p, parts[i].size());
-      p += parts[i].size();
+    for (size_t i = 0; i < n; ++i) {
+      const std::string_view part = *views[i];
+      if (!part.empty()) std::memcpy(p, part.data(), part.size());
+      *views[i] = std::string_view(p, part.size());
+      p += part.size();
     }
     is_pinned = true;
   }
@@ -265,6 +268,7 @@ void Dispatcher::decide(Command command, const DecisionRequest& given, int64_t w
                      : command == Command::kPeek  ? Recorded::Kind::kPeek
                                                   : Recorded::Kind::kCheck;
     s.request.cost = request.cost;
+    s.request.named = request.named;
     s.request.lease_ttl_ms = request.lease_ttl_ms;
   }
   // Others already wait for this resource: join them rather than overtake them.
@@ -330,6 +334,7 @@ void Dispatcher::release(const LeaseToken& lease, std::optional<int64_t> actual,
     s.resource = s.subject = s.tier = s.api_key = {};
     s.is_pinned = true;  // nothing to copy
     s.request.cost = 1;
+    s.request.named = {};
     s.request.lease_ttl_ms = 0;
     s.request.kind = Recorded::Kind::kRelease;
     s.request.lease_id = lease.id;

@@ -15,7 +15,9 @@ namespace {
 //   u8  flags: kind (3 bits), allowed, then which optional fields follow
 //   u8  lengths of resource, tier; u16 lengths of subject, api_key; u8 length of live_rule
 //   i64 time_ms
-//   [i64 cost when not 1] [u64 lease_id] [i64 lease_ttl_ms] [i64 actual]
+//   [i64 cost when not 1 or with named costs: the bare cost, or -(count) of named costs
+//    followed by i64 bare cost and `count` × {u8 unit length, unit, i64 amount}]
+//   [u64 lease_id] [i64 lease_ttl_ms] [i64 actual]
 //   resource, subject, tier, api_key, live_rule (the rule only when the request was denied)
 // padded to a multiple of 8 bytes.
 constexpr uint16_t kWrap = 0xFFFF;
@@ -24,8 +26,9 @@ constexpr size_t kFixed = 2 + 1 + 2 + 4 + 1 + 8;
 constexpr uint8_t kKindMask = 7, kAllowed = 1 << 3, kHasCost = 1 << 4, kHasLease = 1 << 5,
                   kHasTtl = 1 << 6, kHasActual = 1 << 7;
 // The longest record: every optional field and every string at the protocol's bound.
+constexpr size_t kMaxNamed = 8 + kMaxNamedCosts * (1 + kMaxNameLength + 8);
 constexpr size_t kMaxRecord =
-    kFixed + 4 * 8 + 3 * kMaxNameLength + 2 * kMaxSubjectLength + kAlign;  // padding
+    kFixed + 4 * 8 + kMaxNamed + 3 * kMaxNameLength + 2 * kMaxSubjectLength + kAlign;  // padding
 static_assert(kMaxRecord < kWrap);
 
 template <class T>
@@ -66,13 +69,17 @@ class Recorder::Ring {
         r.allowed ? std::string_view() : r.live_rule.substr(0, kMaxNameLength);
     uint8_t flags = static_cast<uint8_t>(r.kind);
     if (r.allowed) flags |= kAllowed;
-    if (r.cost != 1) flags |= kHasCost;
+    if (r.cost != 1 || r.named.count > 0) flags |= kHasCost;
     if (r.lease_id != 0) flags |= kHasLease;
     if (r.lease_ttl_ms != 0) flags |= kHasTtl;
     if (r.actual >= 0) flags |= kHasActual;
     size_t size =
         kFixed + resource.size() + subject.size() + tier.size() + api_key.size() + rule.size();
     for (uint8_t f : {kHasCost, kHasLease, kHasTtl, kHasActual}) size += (flags & f) ? 8 : 0;
+    if (r.named.count > 0) {
+      size += 8;
+      for (const NamedCost& c : r.named.view()) size += 1 + c.unit.size() + 8;
+    }
     size = padded(size);
 
     if (write_ % capacity_ + size > capacity_) {  // no room before the end: wrap
@@ -90,7 +97,17 @@ class Recorder::Ring {
     p = put(p, static_cast<uint16_t>(api_key.size()));
     p = put(p, static_cast<uint8_t>(rule.size()));
     p = put(p, r.time_ms);
-    if (flags & kHasCost) p = put(p, r.cost);
+    if (r.named.count > 0) {
+      p = put(p, -static_cast<int64_t>(r.named.count));
+      p = put(p, r.cost);
+      for (const NamedCost& c : r.named.view()) {
+        p = put(p, static_cast<uint8_t>(c.unit.size()));
+        std::memcpy(p, c.unit.data(), c.unit.size());
+        p = put(p + c.unit.size(), c.amount);
+      }
+    } else if (flags & kHasCost) {
+      p = put(p, r.cost);
+    }
     if (flags & kHasLease) p = put(p, r.lease_id);
     if (flags & kHasTtl) p = put(p, r.lease_ttl_ms);
     if (flags & kHasActual) p = put(p, r.actual);
@@ -139,6 +156,18 @@ class Recorder::Ring {
     r.kind = static_cast<Recorded::Kind>(flags & kKindMask);
     r.allowed = (flags & kAllowed) != 0;
     if (flags & kHasCost) p = get(p, r.cost);
+    if (r.cost < 0) {  // named costs follow
+      const auto count = static_cast<size_t>(-r.cost);
+      p = get(p, r.cost);
+      for (size_t i = 0; i < count && i < kMaxNamedCosts; ++i) {
+        uint8_t len;
+        int64_t amount;
+        p = get(p, len);
+        const std::string_view unit(p, len);
+        p = get(p + len, amount);
+        r.named.add(unit, amount);
+      }
+    }
     if (flags & kHasLease) p = get(p, r.lease_id);
     if (flags & kHasTtl) p = get(p, r.lease_ttl_ms);
     if (flags & kHasActual) p = get(p, r.actual);

@@ -30,6 +30,7 @@ struct Recorded {
   Kind kind = Kind::kCheck;
   bool allowed = false;
   int64_t cost = 1;
+  NamedCosts named;          // COST <unit> <n>
   int64_t lease_ttl_ms = 0;  // kAcquire: as requested (0: the policy's)
   uint64_t lease_id = 0;     // kAcquire: the lease granted; kRelease: the lease released
   int64_t actual = -1;       // kRelease: ACTUAL, or -1

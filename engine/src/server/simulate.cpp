@@ -205,6 +205,7 @@ std::string simulate(const Recorder::Copy& traffic, std::shared_ptr<const Compil
     req.tier = r.tier;
     req.api_key = r.api_key;
     req.cost = r.cost;
+    req.named = r.named;
     req.lease_ttl_ms = r.lease_ttl_ms;
     // The store answers inline: the decision is complete when decide() returns.
     engine.decide(
