@@ -689,6 +689,35 @@ TEST(Sluicectl, ExitCodesForScripts) {
   EXPECT_NE(out.find("cannot connect"), std::string::npos) << out;
 }
 
+// Named costs, charges and named ACTUALs from the command line.
+TEST(Sluicectl, ChargesAndNamedCosts) {
+  Daemon d(R"(version: 1
+default_tier: free
+tiers: {free: {multiplier: 1}}
+resources:
+  chat:
+    limits:
+      - {name: out_tpm, algorithm: fixed_window, limit: 500, window: 1m, cost: output_tokens}
+)");
+  ASSERT_TRUE(d.ok()) << d.log();
+  std::string out;
+  EXPECT_EQ(sluicectl(d, {"check", "chat", "amy", "--cost", "output_tokens=600"}, out), 1) << out;
+  EXPECT_NE(out.find("denied limit=500 remaining=500"), std::string::npos) << out;
+  ASSERT_EQ(sluicectl(d, {"acquire", "chat", "amy", "--cost", "output_tokens=100"}, out), 0) << out;
+  const size_t at = out.find("lease=");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string lease = out.substr(at + 6, 48);
+  EXPECT_EQ(sluicectl(d, {"charge", lease, "output_tokens=300"}, out), 0) << out;
+  EXPECT_NE(out.find("allowed limit=500 remaining=200 "), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"charge", lease, "output_tokens=300"}, out), 1) << out;
+  EXPECT_NE(out.find("denied limit=500 remaining=200 "), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"release", lease, "--actual", "output_tokens=250"}, out), 0) << out;
+  EXPECT_EQ(sluicectl(d, {"charge", lease, "5"}, out), 1) << out;  // released: NOLEASE
+  EXPECT_EQ(sluicectl(d, {"peek", "chat", "amy", "--cost", "output_tokens=0"}, out), 0) << out;
+  EXPECT_NE(out.find("remaining=250 "), std::string::npos) << out;
+  EXPECT_EQ(sluicectl(d, {"charge", lease, "Bad=1"}, out), 3) << out;  // WRONGARGS
+}
+
 }  // namespace
 }  // namespace sluice::testing
 

@@ -89,6 +89,21 @@ void print_decision(const Value& v, bool acquire) {
   fmt::print("\n");
 }
 
+// "--cost 5" and "--cost output_tokens=512" as the protocol's KEYWORD [unit] n.
+void append_costs(std::vector<std::string>& args, const std::string& keyword,
+                  const std::vector<std::string>& costs) {
+  for (const std::string& c : costs) {
+    const size_t eq = c.find('=');
+    args.push_back(keyword);
+    if (eq == std::string::npos) {
+      args.push_back(c);
+    } else {
+      args.push_back(c.substr(0, eq));
+      args.push_back(c.substr(eq + 1));
+    }
+  }
+}
+
 std::string read_file_or_stdin(const std::string& path, bool& ok) {
   std::stringstream s;
   if (path == "-") {
@@ -249,7 +264,8 @@ int main(int argc, char** argv) {
 
   struct DecisionOpts {
     std::string resource, subject, tier, key;
-    int64_t cost = 0, ttl = 0, wait = -1;
+    std::vector<std::string> costs;
+    int64_t ttl = 0, wait = -1;
   } d;
   auto add_decision = [&](const std::string& name, const std::string& help, bool ttl) {
     CLI::App* sub = app.add_subcommand(name, help);
@@ -257,7 +273,9 @@ int main(int argc, char** argv) {
     sub->add_option("subject", d.subject, "who is asking (user, API key, IP)")->required();
     sub->add_option("--tier", d.tier, "explicit tier");
     sub->add_option("--key", d.key, "API key used to find the tier");
-    sub->add_option("--cost", d.cost, "units this request consumes (default 1)");
+    sub->add_option("--cost", d.costs,
+                    "N (units this request consumes, default 1) or UNIT=N (a named cost such as "
+                    "output_tokens=512); repeatable");
     if (ttl) sub->add_option("--ttl", d.ttl, "lease TTL in ms (default: the policy's)");
     return sub;
   };
@@ -272,10 +290,15 @@ int main(int argc, char** argv) {
   add_wait(acquire);
 
   std::string lease;
-  int64_t actual = -1;
+  std::vector<std::string> actuals, charges;
   CLI::App* release = app.add_subcommand("release", "release a lease (SL.RELEASE)");
   release->add_option("lease", lease, "lease token printed by acquire")->required();
-  release->add_option("--actual", actual, "the real cost, settled against the estimate");
+  release->add_option("--actual", actuals,
+                      "N or UNIT=N: the real cost, settled against the estimate; repeatable");
+  CLI::App* charge =
+      app.add_subcommand("charge", "charge a lease for units used while streaming (SL.CHARGE)");
+  charge->add_option("lease", lease, "lease token printed by acquire")->required();
+  charge->add_option("cost", charges, "N or UNIT=N (output_tokens=40); repeatable")->required();
 
   CLI::App* policy = app.add_subcommand("policy", "show, check or change the policy");
   policy->require_subcommand(1);
@@ -344,7 +367,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> args = {command, d.resource, d.subject};
     if (!d.tier.empty()) args.insert(args.end(), {"TIER", d.tier});
     if (!d.key.empty()) args.insert(args.end(), {"KEY", d.key});
-    if (d.cost > 0) args.insert(args.end(), {"COST", std::to_string(d.cost)});
+    append_costs(args, "COST", d.costs);
     if (d.ttl > 0) args.insert(args.end(), {"TTL", std::to_string(d.ttl)});
     if (d.wait >= 0) args.insert(args.end(), {"WAIT", std::to_string(d.wait)});
     return args;
@@ -362,9 +385,22 @@ int main(int argc, char** argv) {
     print_decision(v, acquire->parsed());
     return v.elements[0].integer ? kOk : kDenied;
   }
+  if (charge->parsed()) {
+    std::vector<std::string> args = {"SL.CHARGE", lease};
+    append_costs(args, "COST", charges);
+    if (!run(g, false, args, v)) return kError;
+    if (v.error_code() == "NOLEASE") {
+      std::cerr << "not charged: " << v.str << "\n";
+      return kDenied;
+    }
+    if (v.is_error()) return report_error(v);
+    if (!is_decision(v)) return report_error(Value{Value::Type::kError, "unexpected reply"});
+    print_decision(v, false);
+    return v.elements[0].integer ? kOk : kDenied;
+  }
   if (release->parsed()) {
     std::vector<std::string> args = {"SL.RELEASE", lease};
-    if (actual >= 0) args.insert(args.end(), {"ACTUAL", std::to_string(actual)});
+    append_costs(args, "ACTUAL", actuals);
     if (!run(g, false, args, v)) return kError;
     if (v.error_code() == "NOLEASE") {
       std::cerr << "not released: " << v.str << "\n";
