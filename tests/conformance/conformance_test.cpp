@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -22,6 +24,9 @@
 #include "plugin_driver.h"
 #include "reference_model.h"
 #include "sluice/algorithms.h"
+#include "sluice/clock.h"
+#include "sluice/engine.h"
+#include "sluice/policy.h"
 #include "sluice/storage.h"
 #include "sluice/storage_plugin.h"
 
@@ -332,6 +337,140 @@ TEST_P(PluginConformance, ShadowItemsReportButNeverDeny) {
   EXPECT_EQ(r3[0].allowed, 1);
   EXPECT_EQ(r3[1].allowed, 0);
   EXPECT_EQ(run_one(item(s2, SLUICE_OP_CONSUME, five), kStart).remaining, 4);
+}
+
+// A limit a request takes nothing from (a unit it does not name, docs/protocol.md "Costs")
+// goes to storage as a shadow PEEK of cost 0: it reports the limit's state as it is, never
+// writes, and never denies the batch, even when the limit is already past its end (an
+// overrun settled by ADJUST).
+TEST_P(PluginConformance, PeekOfNothingReportsWithoutDenying) {
+  for (sluice_algorithm alg : kConsumingAlgorithms) {
+    SCOPED_TRACE(algorithm_label(alg));
+    const auto k = key("zero:" + algorithm_label(alg));
+    const auto other = key("zero-other:" + algorithm_label(alg));
+    const auto three = params(alg, 3, 60'000);
+    run_one(item(k, SLUICE_OP_CONSUME, three), kStart);
+    const auto consumed = run_one(item(k, SLUICE_OP_CONSUME, three), kStart);
+    ASSERT_EQ(consumed.allowed, 1);
+    const auto looked = run_one(shadow(item(k, SLUICE_OP_PEEK, three, 0)), kStart);
+    EXPECT_EQ(looked.allowed, 1);
+    EXPECT_EQ(looked.remaining, consumed.remaining);
+    EXPECT_EQ(looked.limit, consumed.limit);
+    // Past its end: the PEEK of nothing reports it, and the batch is still admitted.
+    run_one(item(k, SLUICE_OP_ADJUST, three, 5), kStart);
+    auto batch = run(
+        {shadow(item(k, SLUICE_OP_PEEK, three, 0)), item(other, SLUICE_OP_CONSUME, three)}, kStart);
+    EXPECT_EQ(batch[0].remaining, 0);
+    EXPECT_EQ(batch[1].allowed, 1);
+    EXPECT_EQ(batch[1].remaining, 2);
+  }
+}
+
+// Named costs, charges while streaming and settlement through the engine, on this plugin: the
+// items the engine sends for them (CONSUME past a reservation, the shadow PEEK of nothing,
+// ADJUST at settlement) behave alike everywhere, the Redis Lua included. The sequence of
+// issue 20: reserve 100 output tokens, charge 300, a charge of 300 more is refused, settle at
+// 300, then exactly 200 more fit.
+TEST_P(PluginConformance, EngineChargesAndSettlesLeases) {
+  // The engine takes this test's plugin instance (a SQLite file has one writer).
+  ASSERT_NE(storage_, nullptr);
+  std::random_device rd;
+  const std::string resource = "chat-" + std::to_string(rd());
+  PolicySpec spec;
+  spec.default_tier = "free";
+  spec.tiers.push_back(TierSpec{.name = "free"});
+  ResourceSpec r{.name = resource};
+  r.prices = {{"output_tokens", 10'000'000}};  // $10 per million
+  r.limits.push_back(LimitSpec{.name = "rpm",
+                               .algorithm = SLUICE_ALG_SLIDING_WINDOW_COUNTER,
+                               .limit = 100,
+                               .window_ms = 60'000});
+  r.limits.push_back(LimitSpec{.name = "in_tpm",
+                               .algorithm = SLUICE_ALG_TOKEN_BUCKET,
+                               .limit = 1000,
+                               .window_ms = 60'000,
+                               .unit = "input_tokens"});
+  r.limits.push_back(LimitSpec{.name = "out_tpm",
+                               .algorithm = SLUICE_ALG_FIXED_WINDOW,
+                               .limit = 500,
+                               .window_ms = 60'000,
+                               .unit = "output_tokens"});
+  r.limits.push_back(LimitSpec{.name = "budget",
+                               .algorithm = SLUICE_ALG_FIXED_WINDOW,
+                               .limit = 1'000'000,
+                               .window_ms = 3'600'000,
+                               .unit = "usd"});
+  spec.resources.push_back(r);
+  auto policy = CompiledPolicy::compile(spec, 1);
+  ASSERT_TRUE(policy.ok()) << policy.status().message();
+  ManualClock clock(kStart);
+  Engine engine(std::move(storage_), policy.value(), EngineOptions{&clock});
+
+  auto request = [&](int64_t in, int64_t out) {
+    DecisionRequest q;
+    q.resource = resource;
+    q.subject = "streamer";
+    q.cost = 0;
+    if (in >= 0) q.named.add("input_tokens", in);
+    if (out >= 0) q.named.add("output_tokens", out);
+    return q;
+  };
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    static void signal(void* user, DecisionCall&) {
+      auto* w = static_cast<Waiter*>(user);
+      std::lock_guard lock(w->mu);
+      w->done = true;
+      w->cv.notify_one();
+    }
+  };
+  auto remaining = [&] {
+    DecisionCall call;
+    Waiter w;
+    const DecisionRequest q = request(0, 0);
+    engine.decide(DecisionKind::kInspect, q, call, &Waiter::signal, &w);
+    std::unique_lock lock(w.mu);
+    w.cv.wait(lock, [&] { return w.done; });
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < call.limit_count(); ++i)
+      out.push_back(call.limit_result(i).result.remaining);
+    return out;
+  };
+  NamedCosts three_hundred;
+  three_hundred.add("output_tokens", 300);
+
+  // Denied by out_tpm: nothing of any unit is taken.
+  const Decision denied = engine.decide_sync(DecisionKind::kCheck, request(100, 600));
+  EXPECT_FALSE(denied.allowed);
+  EXPECT_EQ(denied.rule(), "out_tpm");
+  EXPECT_EQ(remaining(), (std::vector<int64_t>{99, 1000, 500, 1'000'000}));
+
+  const Decision lease = engine.decide_sync(DecisionKind::kAcquire, request(-1, 100));
+  ASSERT_TRUE(lease.allowed) << lease.error_message;
+  const Decision charged = engine.charge_sync(lease.lease, 0, three_hundred);
+  ASSERT_TRUE(charged.allowed) << charged.error_message;
+  EXPECT_EQ(charged.remaining, 200);
+  const Decision refused = engine.charge_sync(lease.lease, 0, three_hundred);
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.rule(), "out_tpm");
+  EXPECT_EQ(remaining(), (std::vector<int64_t>{98, 1000, 200, 1'000'000 - 3'000}));
+  EXPECT_TRUE(engine.release_sync(lease.lease, std::nullopt).allowed);
+  EXPECT_EQ(remaining(), (std::vector<int64_t>{98, 1000, 200, 1'000'000 - 3'000}));
+  EXPECT_TRUE(engine.decide_sync(DecisionKind::kCheck, request(-1, 200)).allowed);
+  EXPECT_FALSE(engine.decide_sync(DecisionKind::kCheck, request(-1, 1)).allowed);
+
+  // Settling below the estimate refunds; ACTUAL of a unit overrides its usage.
+  clock.advance(60'000);
+  const Decision second = engine.decide_sync(DecisionKind::kAcquire, request(400, 300));
+  ASSERT_TRUE(second.allowed);
+  NamedCosts actual;
+  actual.add("output_tokens", 120);
+  EXPECT_TRUE(engine.release_sync(second.lease, std::nullopt, &actual).allowed);
+  const auto after = remaining();
+  EXPECT_EQ(after[2], 380);
+  EXPECT_EQ(after[3], 1'000'000 - 3'000 - 2'000 - 1'200);  // this hour: 300 + 200 + 120 tokens
 }
 
 // Leases hold slots until released or expired; releasing an unknown lease is a no-op.
