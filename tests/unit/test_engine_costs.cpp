@@ -18,13 +18,12 @@ class EngineCosts : public ::testing::Test {
   void SetUp() override {
     auto p = base_policy();
     auto r = make_resource(
-        "chat", {make_limit("rpm", SLUICE_ALG_FIXED_WINDOW, 100, 60'000),
-                 make_limit("in_tpm", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false,
-                            "input_tokens"),
-                 make_limit("out_tpm", SLUICE_ALG_FIXED_WINDOW, 500, 60'000, 0, false,
-                            "output_tokens"),
-                 make_limit("budget", SLUICE_ALG_FIXED_WINDOW, 5 * kMicrosPerDollar, 60'000, 0,
-                            false, "usd")});
+        "chat",
+        {make_limit("rpm", SLUICE_ALG_FIXED_WINDOW, 100, 60'000),
+         make_limit("in_tpm", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, "input_tokens"),
+         make_limit("out_tpm", SLUICE_ALG_FIXED_WINDOW, 500, 60'000, 0, false, "output_tokens"),
+         make_limit("budget", SLUICE_ALG_FIXED_WINDOW, 5 * kMicrosPerDollar, 60'000, 0, false,
+                    "usd")});
     r.prices = {{"input_tokens", 2'500'000}, {"output_tokens", 10'000'000}};  // pico-dollars
     p.resources = {r};
     start(p);
@@ -47,7 +46,8 @@ class EngineCosts : public ::testing::Test {
   std::vector<int64_t> remaining(std::string_view subject) {
     DecisionCall call;
     DecisionRequest r = tokens(subject, 0, 0);
-    engine_->decide(DecisionKind::kInspect, r, call, [](void*, DecisionCall&) {}, nullptr);
+    engine_->decide(
+        DecisionKind::kInspect, r, call, [](void*, DecisionCall&) {}, nullptr);
     std::vector<int64_t> out;
     for (size_t i = 0; i < call.limit_count(); ++i)
       out.push_back(call.limit_result(i).result.remaining);
@@ -97,10 +97,9 @@ TEST_F(EngineCosts, UnitsNotNamedAreOnlyLookedAt) {
 // the micro-dollar per request.
 TEST_F(EngineCosts, TokensSumInputAndOutputAndMoneyRoundsUp) {
   auto p = base_policy();
-  auto r = make_resource("chat", {make_limit("tpm", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0,
-                                             false, "tokens"),
-                                  make_limit("budget", SLUICE_ALG_FIXED_WINDOW, 1'000'000,
-                                             60'000, 0, false, "usd")});
+  auto r = make_resource(
+      "chat", {make_limit("tpm", SLUICE_ALG_FIXED_WINDOW, 1000, 60'000, 0, false, "tokens"),
+               make_limit("budget", SLUICE_ALG_FIXED_WINDOW, 1'000'000, 60'000, 0, false, "usd")});
   r.prices = {{"input_tokens", 150'000}};  // $0.15 per million: 0.15 micro-dollars a token
   p.resources = {r};
   start(p);
@@ -127,7 +126,7 @@ TEST_F(EngineCosts, ChargesBeyondTheReservationThenSettleAtUsage) {
   EXPECT_EQ(c.rule(), "out_tpm");
   EXPECT_EQ(remaining("erin")[2], 200);  // the refused charge took nothing
 
-  ASSERT_TRUE(engine_->release_sync(lease.lease, std::nullopt).allowed);  // settles at 300
+  ASSERT_TRUE(engine_->release_sync(lease.lease, std::nullopt).allowed);   // settles at 300
   EXPECT_FALSE(engine_->release_sync(lease.lease, std::nullopt).allowed);  // once only
   EXPECT_EQ(remaining("erin")[2], 200);
   // The budget was charged for 300 output tokens: $0.003.
@@ -159,8 +158,7 @@ TEST_F(EngineCosts, SettlementRefundsUnusedReservationPerUnit) {
 // An overrun reported at release is charged up to the limit's overdraft.
 TEST_F(EngineCosts, OverrunAtReleaseIsCappedByTheOverdraft) {
   auto p = base_policy();
-  auto out = make_limit("out_tpm", SLUICE_ALG_FIXED_WINDOW, 500, 60'000, 0, false,
-                        "output_tokens");
+  auto out = make_limit("out_tpm", SLUICE_ALG_FIXED_WINDOW, 500, 60'000, 0, false, "output_tokens");
   out.overdraft = 50;
   p.resources = {make_resource("chat", {out})};
   start(p);
