@@ -311,14 +311,15 @@ struct Engine::Impl {
 };
 
 namespace {
-// The settlement of an expired lease: nobody waits for it, so it owns its call.
+// The settlement of an expired lease, or the giving back of what a lease whose record could not
+// be written took: nobody waits for it, so it owns its call.
 struct ExpiredSettlement {
   Lease lease;
   DecisionCall call;
   static void done(void* user, DecisionCall&) {
     auto* self = static_cast<ExpiredSettlement*>(user);
     if (!self->call.decision().allowed)
-      spdlog::warn("settling expired lease of {} for {} failed: {}", self->lease.resource,
+      spdlog::warn("settling the lease of {} for {} failed: {}", self->lease.resource,
                    self->lease.subject, self->call.decision().error_message);
     delete self;
   }
@@ -412,6 +413,12 @@ void Engine::Impl::record_done(DecisionCall& call, sluice_status status, const c
                                const uint8_t* value, size_t value_len) {
   auto& in = *call.in_;
   Decision& d = call.decision_;
+  if (storage == nullptr && status == SLUICE_OK) {
+    // Completed while the engine shuts down: nothing more may be asked of the storage.
+    status = SLUICE_ERR_UNAVAILABLE;
+    message = "the storage is closing";
+    value = nullptr;
+  }
   switch (in.record_step) {
     case RecordStep::kNone:
       break;
