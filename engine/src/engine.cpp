@@ -345,7 +345,7 @@ void Engine::Impl::settle_expired(int64_t now_ms) {
     in.engine = this;
     in.now_ms = now_ms;
     in.record_step = RecordStep::kExpiredDelete;
-    storage->record_delete(lease_record_key(id), now_ms, &Impl::on_record_done, &s->call);
+    storage->record_delete(LeaseRecordKey(id).view(), now_ms, &Impl::on_record_done, &s->call);
   }
 }
 
@@ -385,10 +385,10 @@ void Engine::Impl::answer_storage_failure(DecisionCall& call, sluice_status stat
 void Engine::Impl::put_lease(DecisionCall& call, RecordStep step) {
   auto& in = *call.in_;
   in.record_step = step;
-  const std::string key = lease_record_key(in.record_lease.id);
+  const LeaseRecordKey key(in.record_lease.id);
   const std::string bytes = encode_lease(in.record_lease);
-  storage->record_put(key, bytes, in.record_lease.expires_ms + kLeaseRecordGraceMs, in.now_ms,
-                      &Impl::on_record_done, &call);
+  storage->record_put(key.view(), bytes, in.record_lease.expires_ms + kLeaseRecordGraceMs,
+                      in.now_ms, &Impl::on_record_done, &call);
 }
 
 std::optional<Lease> Engine::Impl::held_lease(const LeaseToken& token, const uint8_t* value,
@@ -471,7 +471,7 @@ void Engine::Impl::record_done(DecisionCall& call, sluice_status status, const c
         if (!held_lease(in.token, value, value_len, in.now_ms))
           return fail_call(call, StatusCode::kNotFound, "unknown or expired lease");
         in.record_step = RecordStep::kReleaseDelete;
-        return storage->record_delete(lease_record_key(in.token.id), in.now_ms,
+        return storage->record_delete(LeaseRecordKey(in.token.id).view(), in.now_ms,
                                       &Impl::on_record_done, &call);
       }
       // Deleted: this release settles it. Gone meanwhile: another release (or the settlement
@@ -1108,7 +1108,8 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
     in.release_actual = actual;
     in.release_named.reset();
     if (named != nullptr) in.release_named = LeaseCosts::of(0, named->view());
-    impl_->storage->record_get(lease_record_key(token.id), now_ms, &Impl::on_record_done, &call);
+    impl_->storage->record_get(LeaseRecordKey(token.id).view(), now_ms, &Impl::on_record_done,
+                               &call);
     impl_->settle_expired(now_ms);
     return;
   }
@@ -1262,7 +1263,8 @@ void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& nam
   if (!in.charge_before && impl_->records()) {
     in.record_step = RecordStep::kChargeGet;
     in.token = token;
-    impl_->storage->record_get(lease_record_key(token.id), now_ms, &Impl::on_record_done, &call);
+    impl_->storage->record_get(LeaseRecordKey(token.id).view(), now_ms, &Impl::on_record_done,
+                               &call);
   } else if (!in.charge_before) {
     return fail(StatusCode::kNotFound, "unknown or expired lease");
   } else {

@@ -1,6 +1,6 @@
 #include "lease_record.h"
 
-#include <fmt/format.h>
+#include <algorithm>
 
 #include "sluice/policy.h"
 
@@ -94,7 +94,12 @@ class Reader {
 
 }  // namespace
 
-std::string lease_record_key(uint64_t id) { return fmt::format("lease:{{{:016x}}}", id); }
+LeaseRecordKey::LeaseRecordKey(uint64_t id) {
+  constexpr std::string_view kPrefix = "lease:{";
+  char* p = std::copy(kPrefix.begin(), kPrefix.end(), bytes_.begin());
+  for (int shift = 60; shift >= 0; shift -= 4) *p++ = "0123456789abcdef"[(id >> shift) & 0xf];
+  *p = '}';
+}
 
 std::string encode_lease(const Lease& lease) {
   std::string out;

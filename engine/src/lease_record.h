@@ -11,6 +11,7 @@
 // policy's bounds, an amount out of range, trailing bytes.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,9 +21,17 @@
 
 namespace sluice {
 
-// "lease:{<id in 16 hex digits>}": limit keys start with '{', so the two never meet, and the
-// braces are a Redis Cluster hash tag that spreads leases over the slots.
-std::string lease_record_key(uint64_t id);
+// The key of lease `id`'s record, "lease:{<id in 16 hex digits>}", held inline (a release
+// allocates nothing for it). Limit keys start with '{', so the two never meet, and the braces
+// are a Redis Cluster hash tag that spreads leases over the slots.
+class LeaseRecordKey {
+ public:
+  explicit LeaseRecordKey(uint64_t id);
+  std::string_view view() const { return {bytes_.data(), bytes_.size()}; }
+
+ private:
+  std::array<char, 24> bytes_{};
+};
 
 std::string encode_lease(const Lease& lease);
 std::optional<Lease> decode_lease(std::string_view bytes);

@@ -4,9 +4,9 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <new>
-#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -182,24 +182,53 @@ bool record_args_ok(sluice_plugin_handle* handle, const char* key, size_t key_le
   return problem == nullptr;
 }
 
+// A value goes to `done` from a buffer of the calling thread, one per nesting level (`done` may
+// call again, and the outer value must stay valid): nothing is allocated once the buffers are
+// as large as the values, and no lock is held while `done` runs.
+class ValueBuffer {
+ public:
+  ValueBuffer() : buffer_(take()) {}
+  ~ValueBuffer() { --levels().depth; }
+  ValueBuffer(const ValueBuffer&) = delete;
+  ValueBuffer& operator=(const ValueBuffer&) = delete;
+  std::string& get() { return buffer_; }
+
+ private:
+  struct Levels {
+    std::deque<std::string> buffers;  // a deque: growing it moves no buffer in use
+    size_t depth = 0;
+  };
+  static Levels& levels() {
+    thread_local Levels l;
+    return l;
+  }
+  static std::string& take() {
+    Levels& l = levels();
+    if (l.depth == l.buffers.size()) l.buffers.emplace_back();
+    return l.buffers[l.depth++];
+  }
+  std::string& buffer_;
+};
+
+// `op(buffer)` returns whether the record has a value (then in `buffer`).
 template <typename Op>
 void run_record(sluice_record_fn done, void* user_data, Op op) {
-  std::optional<std::string> value;
+  bool present = false;
   try {
-    value = op();
+    ValueBuffer buffer;
+    present = op(buffer.get());
+    if (done == nullptr) return;
+    if (present) {
+      return done(user_data, SLUICE_OK, nullptr,
+                  reinterpret_cast<const uint8_t*>(buffer.get().data()), buffer.get().size());
+    }
   } catch (const std::bad_alloc&) {
     if (done != nullptr) {
       done(user_data, SLUICE_ERR_UNAVAILABLE, "memory plugin: out of memory.", nullptr, 0);
     }
     return;
   }
-  if (done == nullptr) return;
-  if (value) {
-    done(user_data, SLUICE_OK, nullptr, reinterpret_cast<const uint8_t*>(value->data()),
-         value->size());
-  } else {
-    done(user_data, SLUICE_OK, nullptr, nullptr, 0);
-  }
+  done(user_data, SLUICE_OK, nullptr, nullptr, 0);
 }
 
 void put_record(sluice_plugin_handle* handle, const char* key, size_t key_len, const uint8_t* value,
@@ -212,28 +241,29 @@ void put_record(sluice_plugin_handle* handle, const char* key, size_t key_len, c
            nullptr, 0);
     return;
   }
-  run_record(done, user_data, [&]() -> std::optional<std::string> {
+  run_record(done, user_data, [&](std::string&) {
     reinterpret_cast<Store*>(handle)->records().put(
         std::string_view(key, key_len),
         std::string_view(reinterpret_cast<const char*>(value), value_len), expires_at_ms, now_ms);
-    return std::nullopt;
+    return false;
   });
 }
 
 void get_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
                 sluice_record_fn done, void* user_data) {
   if (!record_args_ok(handle, key, key_len, 0, done, user_data)) return;
-  run_record(done, user_data, [&] {
-    return reinterpret_cast<Store*>(handle)->records().get(std::string_view(key, key_len), now_ms);
+  run_record(done, user_data, [&](std::string& out) {
+    return reinterpret_cast<Store*>(handle)->records().get(std::string_view(key, key_len), now_ms,
+                                                           out);
   });
 }
 
 void delete_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
                    sluice_record_fn done, void* user_data) {
   if (!record_args_ok(handle, key, key_len, 0, done, user_data)) return;
-  run_record(done, user_data, [&] {
+  run_record(done, user_data, [&](std::string& out) {
     return reinterpret_cast<Store*>(handle)->records().remove(std::string_view(key, key_len),
-                                                              now_ms);
+                                                              now_ms, out);
   });
 }
 

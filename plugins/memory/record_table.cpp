@@ -14,32 +14,35 @@ void RecordTable::put(std::string_view key, std::string_view value, int64_t expi
                       int64_t now_ms) {
   std::lock_guard lock(mu_);
   sweep(now_ms);
+  auto it = records_.find(key);
   if (expires_at_ms <= now_ms) {
-    records_.erase(std::string(key));
+    if (it != records_.end()) records_.erase(it);
     return;
   }
-  Record& r = records_[std::string(key)];
+  if (it == records_.end()) it = records_.emplace(std::string(key), Record{}).first;
+  Record& r = it->second;
   r.value.assign(value);
   r.expires_at_ms = expires_at_ms;
 }
 
-std::optional<std::string> RecordTable::get(std::string_view key, int64_t now_ms) {
+bool RecordTable::get(std::string_view key, int64_t now_ms, std::string& out) {
   std::lock_guard lock(mu_);
   sweep(now_ms);
-  auto it = records_.find(std::string(key));
-  if (it == records_.end() || it->second.expires_at_ms <= now_ms) return std::nullopt;
-  return it->second.value;
+  auto it = records_.find(key);
+  if (it == records_.end() || it->second.expires_at_ms <= now_ms) return false;
+  out.assign(it->second.value);
+  return true;
 }
 
-std::optional<std::string> RecordTable::remove(std::string_view key, int64_t now_ms) {
+bool RecordTable::remove(std::string_view key, int64_t now_ms, std::string& out) {
   std::lock_guard lock(mu_);
   sweep(now_ms);
-  auto it = records_.find(std::string(key));
-  if (it == records_.end()) return std::nullopt;
-  std::optional<std::string> value;
-  if (it->second.expires_at_ms > now_ms) value = std::move(it->second.value);
+  auto it = records_.find(key);
+  if (it == records_.end()) return false;
+  const bool live = it->second.expires_at_ms > now_ms;
+  if (live) out = std::move(it->second.value);
   records_.erase(it);
-  return value;
+  return live;
 }
 
 size_t RecordTable::size() const {

@@ -105,8 +105,8 @@ TEST(LeaseRecord, MalformedFieldsAreRefused) {
 
 // Record keys cannot meet limit keys, which start with '{'.
 TEST(LeaseRecord, KeysNameTheIdInHex) {
-  EXPECT_EQ(lease_record_key(0x1234), "lease:{0000000000001234}");
-  EXPECT_EQ(lease_record_key(~uint64_t{0}), "lease:{ffffffffffffffff}");
+  EXPECT_EQ(LeaseRecordKey(0x1234).view(), "lease:{0000000000001234}");
+  EXPECT_EQ(LeaseRecordKey(~uint64_t{0}).view(), "lease:{ffffffffffffffff}");
 }
 
 }  // namespace
