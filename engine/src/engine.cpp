@@ -17,6 +17,7 @@
 
 #include "calendar.h"
 #include "costs.h"
+#include "lease_record.h"
 #include "lease_registry.h"
 #include "policy_internal.h"
 #include "sluice/algorithms.h"
@@ -34,6 +35,9 @@ constexpr std::string_view kRuleUnknown = "(unknown-resource)";
 constexpr std::string_view kRuleError = "(error)";
 // How long a fail-closed denial asks the caller to wait before trying again.
 constexpr int64_t kStorageRetryMs = 1000;
+// A lease's record outlives the lease by this long, so that the engine watching it can still
+// read it and settle it at its usage after it expired (docs/protocol.md, "Where leases live").
+constexpr int64_t kLeaseRecordGraceMs = 10 * 60 * 1000;
 
 int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -114,6 +118,17 @@ void Decision::set_rule(std::string_view r) {
 
 // ---- the per-call context ---------------------------------------------------------------
 
+// What a lease command waits for when its lease is a storage record.
+enum class RecordStep : uint8_t {
+  kNone,           // not a record: the registry holds the lease, or no lease at all
+  kAcquirePut,     // SL.ACQUIRE was allowed: writing the new lease
+  kChargeGet,      // SL.CHARGE: reading the lease (then deciding, as with the registry)
+  kChargePut,      // the charge was allowed: writing the lease's new usage
+  kReleaseGet,     // SL.RELEASE: reading the lease to check the token
+  kReleaseDelete,  // taking it out of storage (then settling)
+  kExpiredDelete,  // an expired lease this engine watched: taking it out (then settling)
+};
+
 struct DecisionCall::Internal {
   // One entry per limit of the largest resource decided with this call so far.
   std::vector<sluice_item> items;
@@ -157,6 +172,15 @@ struct DecisionCall::Internal {
   // the request's buffers are gone).
   std::optional<Lease> charge_before;
   LeaseCosts charge;
+  // Leases kept as storage records (lease_record.h): the step waited for, the token the
+  // command was given, the lease to write (SL.ACQUIRE) or as it is after the charge
+  // (SL.CHARGE), and SL.RELEASE's ACTUALs (owned: the request's buffers may be gone by the time
+  // the record is read).
+  RecordStep record_step = RecordStep::kNone;
+  LeaseToken token;
+  Lease record_lease;
+  std::optional<int64_t> release_actual;
+  std::optional<LeaseCosts> release_named;
   int64_t now_ms = 0;
   int64_t started = 0;  // LatencyTimer::start()
   int64_t lease_ttl_ms = 0;
@@ -223,7 +247,8 @@ struct Engine::Impl {
   Mutex warm_mu;  // also serialises writes to the snapshot's warm_started
   std::unordered_map<std::string, int64_t> warm_by_name SLUICE_GUARDED_BY(warm_mu);
 
-  LeaseRegistry leases;
+  LeaseRegistry leases;  // leases in memory: without record support, and of unlimited tiers
+  LeaseWatch watched;    // leases kept as records that this engine granted or touched
 
   Impl(std::unique_ptr<Storage> s, const EngineOptions& o)
       : storage(std::move(s)),
@@ -261,17 +286,40 @@ struct Engine::Impl {
               const NamedCosts* named, DecisionCall& call, int64_t now_ms);
   // Settles the charged leases that expired at their usage (once a second at most).
   void settle_expired(int64_t now_ms);
+
+  // Leases as storage records (see RecordStep).
+  bool records() const { return storage != nullptr && storage->supports_records(); }
+  static void on_record_done(void* user, sluice_status status, const char* message,
+                             const uint8_t* value, size_t value_len);
+  void record_done(DecisionCall& call, sluice_status status, const char* message,
+                   const uint8_t* value, size_t value_len);
+  // Writes in.record_lease; `step` says what the write completes.
+  void put_lease(DecisionCall& call, RecordStep step);
+  // The lease a record holds, if it is the one `token` names and has not expired. An expired
+  // one is watched from now on, so that it is settled at its usage.
+  std::optional<Lease> held_lease(const LeaseToken& token, const uint8_t* value, size_t len,
+                                  int64_t now_ms);
+  // SL.CHARGE once its lease is known (in.charge_before, in.charge): decides the charge.
+  void charge_lease(DecisionCall& call);
+  // An allowed charge's end: its lease record gets the new usage first.
+  void finish_charge(DecisionCall& call);
+  // The answer a decision gets when storage fails, per the policy's on_storage_failure.
+  void answer_storage_failure(DecisionCall& call, sluice_status status, const char* message);
+  // Gives back, in the background, what the call's allowed batch consumed.
+  void undo_consumption(DecisionCall& call);
+  void fail_call(DecisionCall& call, StatusCode code, std::string message);
 };
 
 namespace {
-// The settlement of an expired lease: nobody waits for it, so it owns its call.
+// The settlement of an expired lease, or the giving back of what a lease whose record could not
+// be written took: nobody waits for it, so it owns its call.
 struct ExpiredSettlement {
   Lease lease;
   DecisionCall call;
   static void done(void* user, DecisionCall&) {
     auto* self = static_cast<ExpiredSettlement*>(user);
     if (!self->call.decision().allowed)
-      spdlog::warn("settling expired lease of {} for {} failed: {}", self->lease.resource,
+      spdlog::warn("settling the lease of {} for {} failed: {}", self->lease.resource,
                    self->lease.subject, self->call.decision().error_message);
     delete self;
   }
@@ -287,6 +335,219 @@ void Engine::Impl::settle_expired(int64_t now_ms) {
     in.engine = this;
     settle(s->lease.id, s->lease, std::nullopt, nullptr, s->call, now_ms);
   }
+  if (!records()) return;
+  // Whoever deletes a record settles it: of two engines watching one lease, one does.
+  for (const auto& [id, expires_ms] : watched.take_expired(now_ms)) {
+    auto* s = new ExpiredSettlement{Lease{.id = id, .expires_ms = expires_ms}, {}};
+    auto& in = *s->call.in_;
+    in.done = &ExpiredSettlement::done;
+    in.user = s;
+    in.engine = this;
+    in.now_ms = now_ms;
+    in.record_step = RecordStep::kExpiredDelete;
+    storage->record_delete(LeaseRecordKey(id).view(), now_ms, &Impl::on_record_done, &s->call);
+  }
+}
+
+// ---- leases kept as storage records -------------------------------------------------------
+
+void Engine::Impl::on_record_done(void* user, sluice_status status, const char* message,
+                                  const uint8_t* value, size_t value_len) {
+  auto& call = *static_cast<DecisionCall*>(user);
+  call.in_->engine->record_done(call, status, message, value, value_len);
+}
+
+void Engine::Impl::fail_call(DecisionCall& call, StatusCode code, std::string message) {
+  Decision& d = call.decision_;
+  d.allowed = false;
+  d.source = DecisionSource::kError;
+  d.error = code;
+  d.error_message = std::move(message);
+  d.set_rule(kRuleError);
+  finish_inline(call);
+}
+
+void Engine::Impl::answer_storage_failure(DecisionCall& call, sluice_status status,
+                                          const char* message) {
+  const auto& in = *call.in_;
+  Decision& d = call.decision_;
+  const bool open = in.snap->policy->spec().on_storage_failure == StorageFailureMode::kFailOpen;
+  d = Decision{};
+  d.allowed = open;
+  d.source = DecisionSource::kStorageFailure;
+  d.limit = d.remaining = open ? -1 : 0;
+  d.retry_after_ms = open ? 0 : kStorageRetryMs;
+  d.set_rule(kRuleStorage);
+  d.error = status == SLUICE_ERR_TIMEOUT ? StatusCode::kTimeout : StatusCode::kUnavailable;
+  d.error_message = message ? message : "storage failure";
+}
+
+void Engine::Impl::put_lease(DecisionCall& call, RecordStep step) {
+  auto& in = *call.in_;
+  in.record_step = step;
+  const LeaseRecordKey key(in.record_lease.id);
+  const std::string bytes = encode_lease(in.record_lease);
+  storage->record_put(key.view(), bytes, in.record_lease.expires_ms + kLeaseRecordGraceMs,
+                      in.now_ms, &Impl::on_record_done, &call);
+}
+
+std::optional<Lease> Engine::Impl::held_lease(const LeaseToken& token, const uint8_t* value,
+                                              size_t len, int64_t now_ms) {
+  if (value == nullptr) return std::nullopt;
+  std::optional<Lease> lease =
+      decode_lease(std::string_view(reinterpret_cast<const char*>(value), len));
+  if (!lease) {
+    spdlog::warn("the record of lease {:016x} cannot be read; it is treated as unknown", token.id);
+    return std::nullopt;
+  }
+  // A wrong secret gets what an unknown id gets.
+  if (lease->id != token.id || !same_lease_secret(lease->secret, token.secret)) return std::nullopt;
+  if (lease->expires_ms <= now_ms) {
+    watched.watch(lease->id, lease->expires_ms);
+    return std::nullopt;
+  }
+  return lease;
+}
+
+void Engine::Impl::record_done(DecisionCall& call, sluice_status status, const char* message,
+                               const uint8_t* value, size_t value_len) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  if (storage == nullptr && status == SLUICE_OK) {
+    // Completed while the engine shuts down: nothing more may be asked of the storage.
+    status = SLUICE_ERR_UNAVAILABLE;
+    message = "the storage is closing";
+    value = nullptr;
+  }
+  switch (in.record_step) {
+    case RecordStep::kNone:
+      break;
+    case RecordStep::kAcquirePut:
+    case RecordStep::kChargePut:
+      if (status == SLUICE_OK) {
+        watched.watch(in.record_lease.id, in.record_lease.expires_ms);
+        return finish_inline(call);
+      }
+      // What the decision consumed would count against the subject with no lease to settle
+      // it: it is given back, and the answer is the storage failure's.
+      spdlog::warn("writing the record of lease {:016x} failed: {}", in.record_lease.id,
+                   message ? message : "storage failure");
+      undo_consumption(call);
+      answer_storage_failure(call, status, message);
+      if (in.record_step == RecordStep::kAcquirePut) {
+        Stats::record(in.snap->at(in.resource, in.tier, in.resource->limits.size() + 1),
+                      Outcome::kStorageError, in.now_ms);
+      }
+      return finish_inline(call);
+    case RecordStep::kChargeGet: {
+      if (status != SLUICE_OK) {
+        answer_storage_failure(call, status, message);
+        return finish_inline(call);
+      }
+      std::optional<Lease> lease = held_lease(in.token, value, value_len, in.now_ms);
+      if (!lease) return fail_call(call, StatusCode::kNotFound, "unknown or expired lease");
+      NamedCosts buf;
+      const CostView charge = in.charge.view(buf);
+      if (lease->account.units_after(charge.named) > kMaxNamedCosts) {
+        return fail_call(call, StatusCode::kInvalid,
+                         fmt::format("a lease counts at most {} named units", kMaxNamedCosts));
+      }
+      in.record_lease = *lease;
+      in.record_lease.account.add(charge.bare, charge.named, +1);
+      ++in.record_lease.charges;
+      in.charge_before = std::move(lease);
+      return charge_lease(call);
+    }
+    case RecordStep::kReleaseGet:
+    case RecordStep::kReleaseDelete: {
+      if (status != SLUICE_OK) {
+        d.allowed = false;
+        d.source = DecisionSource::kStorageFailure;
+        d.error = status == SLUICE_ERR_TIMEOUT ? StatusCode::kTimeout : StatusCode::kUnavailable;
+        d.error_message = message ? message : "storage failure";
+        return finish_inline(call);
+      }
+      if (in.record_step == RecordStep::kReleaseGet) {
+        if (!held_lease(in.token, value, value_len, in.now_ms))
+          return fail_call(call, StatusCode::kNotFound, "unknown or expired lease");
+        in.record_step = RecordStep::kReleaseDelete;
+        return storage->record_delete(LeaseRecordKey(in.token.id).view(), in.now_ms,
+                                      &Impl::on_record_done, &call);
+      }
+      // Deleted: this release settles it. Gone meanwhile: another release (or the settlement
+      // of its expiry) did.
+      std::optional<Lease> lease =
+          value != nullptr
+              ? decode_lease(std::string_view(reinterpret_cast<const char*>(value), value_len))
+              : std::nullopt;
+      if (!lease) return fail_call(call, StatusCode::kNotFound, "unknown or expired lease");
+      watched.forget(lease->id);
+      NamedCosts named;
+      if (in.release_named) in.release_named->view(named);
+      in.record_lease = std::move(*lease);
+      return settle(in.record_lease.id, in.record_lease, in.release_actual,
+                    in.release_named ? &named : nullptr, call, in.now_ms);
+    }
+    case RecordStep::kExpiredDelete: {
+      auto* owner = static_cast<ExpiredSettlement*>(in.user);
+      d.allowed = true;  // nothing to settle unless the record says so
+      if (status != SLUICE_OK) {
+        const Lease& lease = owner->lease;
+        spdlog::warn("settling expired lease {:016x} failed: {}", lease.id,
+                     message ? message : "storage failure");
+        if (in.now_ms < lease.expires_ms + kLeaseRecordGraceMs)
+          watched.watch(lease.id, lease.expires_ms);  // tried again in a second
+        return finish_inline(call);
+      }
+      std::optional<Lease> lease =
+          value != nullptr
+              ? decode_lease(std::string_view(reinterpret_cast<const char*>(value), value_len))
+              : std::nullopt;
+      if (!lease || !lease->account.charged()) return finish_inline(call);
+      owner->lease = std::move(*lease);
+      return settle(owner->lease.id, owner->lease, std::nullopt, nullptr, call, in.now_ms);
+    }
+  }
+  finish_inline(call);
+}
+
+void Engine::Impl::undo_consumption(DecisionCall& from) {
+  const auto& src = *from.in_;
+  auto* s = new ExpiredSettlement{src.record_lease, {}};
+  auto& in = *s->call.in_;
+  in.done = &ExpiredSettlement::done;
+  in.user = s;
+  in.engine = this;
+  in.releasing = true;
+  in.snap = src.snap;
+  in.now_ms = src.now_ms;
+  in.keys = src.keys;
+  in.fit(from.count_);
+  size_t n = 0;
+  for (size_t i = 0; i < from.count_; ++i) {
+    sluice_item it = src.items[i];
+    if (src.uncharged[i]) continue;
+    if (it.op == SLUICE_OP_CONSUME && src.results[i].allowed) {
+      it.op = SLUICE_OP_ADJUST;
+      it.cost = -it.cost;
+    } else if (it.op == SLUICE_OP_LEASE_ACQUIRE) {
+      it.op = SLUICE_OP_LEASE_RELEASE;
+    } else {
+      continue;
+    }
+    it.key = in.keys.data() + (src.items[i].key - src.keys.data());
+    in.items[n] = it;
+    in.limit_index[n] = src.limit_index[i];
+    in.uncharged[n] = 0;
+    ++n;
+  }
+  if (n == 0) {
+    delete s;
+    return;
+  }
+  s->call.count_ = n;
+  in.batch = {src.now_ms, n, in.items.data(), in.results.data()};
+  submit(s->call);
 }
 
 std::shared_ptr<const Snapshot> Engine::Impl::build_snapshot(
@@ -365,7 +626,10 @@ bool Engine::release_if_stale(DecisionCall& call) {
   return true;
 }
 
-size_t Engine::active_leases() const { return impl_->leases.active(impl_->clock->now_ms()); }
+size_t Engine::active_leases() const {
+  const int64_t now_ms = impl_->clock->now_ms();
+  return impl_->leases.active(now_ms) + impl_->watched.active(now_ms);
+}
 
 // ---- warm-up ------------------------------------------------------------------------------
 
@@ -700,7 +964,7 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
     d.set_rule(kRuleStorage);
     d.error = status == SLUICE_ERR_TIMEOUT ? StatusCode::kTimeout : StatusCode::kUnavailable;
     d.error_message = message ? message : "storage failure";
-    if (in.charging && !open) {
+    if (in.charging && !open && in.record_step == RecordStep::kNone) {
       NamedCosts buf;
       leases.undo_charge(in.charge_before->id, *in.charge_before, in.charge.bare,
                          in.charge.view(buf).named);
@@ -779,6 +1043,18 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
   if (in.kind == DecisionKind::kAcquire && !in.charging) {
     if (denied) {
       d.lease = {};
+    } else if (records()) {
+      d.lease_ttl_ms = in.lease_ttl_ms;
+      d.lease.secret = draw_lease_secret();
+      // The resource name as requested: with default_limits it differs from res->name.
+      in.record_lease = Lease{.id = d.lease.id,
+                              .resource = std::string(in.resource_name()),
+                              .subject = std::string(in.subject()),
+                              .tier = snap.policy->tiers()[in.tier].name,
+                              .account = {std::move(in.estimate)},
+                              .expires_ms = in.now_ms + in.lease_ttl_ms,
+                              .secret = d.lease.secret};
+      return put_lease(call, RecordStep::kAcquirePut);
     } else {
       d.lease_ttl_ms = in.lease_ttl_ms;
       // The resource name as requested: with default_limits it differs from res->name.
@@ -791,11 +1067,18 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
                             in.now_ms);
     }
   }
-  if (in.charging && denied) {
+  if (in.charging && denied && in.record_step == RecordStep::kNone) {
     const Lease& before = *in.charge_before;
     NamedCosts buf;
     leases.undo_charge(before.id, before, in.charge.bare, in.charge.view(buf).named);
   }
+  if (in.charging && !denied) return finish_charge(call);
+  finish_inline(call);
+}
+
+void Engine::Impl::finish_charge(DecisionCall& call) {
+  if (call.in_->record_step == RecordStep::kChargeGet && call.decision_.allowed)
+    return put_lease(call, RecordStep::kChargePut);
   finish_inline(call);
 }
 
@@ -808,6 +1091,7 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   in.done = done;
   in.user = user;
   in.engine = impl_.get();
+  in.record_step = RecordStep::kNone;
   const int64_t now_ms = impl_->clock->now_ms();
 
   if (actual && (*actual < 0 || *actual > kMaxCost)) {
@@ -825,6 +1109,18 @@ void Engine::release(const LeaseToken& token, std::optional<int64_t> actual, Dec
   // A token whose secret is not the lease's gets the answer an unknown id gets, and the lease
   // stays its holder's.
   std::optional<Lease> taken = impl_->leases.take(token, now_ms);
+  if (!taken && impl_->records()) {
+    in.record_step = RecordStep::kReleaseGet;
+    in.token = token;
+    in.now_ms = now_ms;
+    in.release_actual = actual;
+    in.release_named.reset();
+    if (named != nullptr) in.release_named = LeaseCosts::of(0, named->view());
+    impl_->storage->record_get(LeaseRecordKey(token.id).view(), now_ms, &Impl::on_record_done,
+                               &call);
+    impl_->settle_expired(now_ms);
+    return;
+  }
   if (!taken) {
     d.allowed = false;
     d.error = StatusCode::kNotFound;
@@ -961,19 +1257,38 @@ void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& nam
     return fail(StatusCode::kInvalid, fmt::format("COST must be 0 to {}", kMaxCost));
   if (auto problem = named_cost_problem(named); !problem.empty())
     return fail(StatusCode::kInvalid, std::move(problem));
+  in.record_step = RecordStep::kNone;
   bool too_many = false;
   in.charge_before = impl_->leases.begin_charge(token, in.now_ms, cost, named.view(), too_many);
   if (too_many) {
     return fail(StatusCode::kInvalid,
                 fmt::format("a lease counts at most {} named units", kMaxNamedCosts));
   }
-  if (!in.charge_before) return fail(StatusCode::kNotFound, "unknown or expired lease");
-  in.charging = true;
+  const int64_t now_ms = in.now_ms;
+  if (const auto& current = impl_->current(); in.snap != current) in.snap = current;
   in.charge = LeaseCosts::of(cost, named.view());
   d.lease.id = token.id;
-  const Lease& lease = *in.charge_before;
+  if (!in.charge_before && impl_->records()) {
+    in.record_step = RecordStep::kChargeGet;
+    in.token = token;
+    impl_->storage->record_get(LeaseRecordKey(token.id).view(), now_ms, &Impl::on_record_done,
+                               &call);
+  } else if (!in.charge_before) {
+    return fail(StatusCode::kNotFound, "unknown or expired lease");
+  } else {
+    impl_->charge_lease(call);
+  }
+  impl_->settle_expired(now_ms);
+}
 
-  if (const auto& current = impl_->current(); in.snap != current) in.snap = current;
+void Engine::Impl::charge_lease(DecisionCall& call) {
+  auto& in = *call.in_;
+  Decision& d = call.decision_;
+  in.charging = true;
+  const Lease& lease = *in.charge_before;
+  NamedCosts charge_buf;
+  const CostView charge = in.charge.view(charge_buf);
+
   const Snapshot& snap = *in.snap;
   const CompiledPolicy& policy = *snap.policy;
   const CompiledResource* res = policy.find_resource(lease.resource);
@@ -988,7 +1303,7 @@ void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& nam
     d.source = res && tier ? DecisionSource::kUnlimited : DecisionSource::kUnknownResource;
     d.limit = d.remaining = -1;
     d.set_rule(res && tier ? kRuleUnlimited : kRuleUnknown);
-    return impl_->finish_inline(call);
+    return finish_charge(call);
   }
   in.resource = res;
   in.resource_len = lease.resource.size();
@@ -997,7 +1312,7 @@ void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& nam
   // Per limit: what the lease has taken (its reservation, or its usage beyond it) before and
   // after this charge; the difference is consumed.
   LeaseAccount after = lease.account;
-  after.add(cost, named.view(), +1);
+  after.add(charge.bare, charge.named, +1);
   const LeaseCosts eff_before = lease.account.effective();
   const LeaseCosts eff_after = after.effective();
   NamedCosts est_buf, before_buf, after_buf;
@@ -1005,7 +1320,7 @@ void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& nam
   const CostView before_view = eff_before.view(before_buf);
   const CostView after_view = eff_after.view(after_buf);
 
-  const double factor = impl_->warm_factor(snap, *res, in.now_ms);
+  const double factor = warm_factor(snap, *res, in.now_ms);
   const auto& effective = res->effective[in.tier];
   const size_t n = res->limits.size();
   std::array<size_t, kMaxLimitsPerResource + 1> offsets{};
@@ -1052,8 +1367,7 @@ void Engine::charge(const LeaseToken& token, int64_t cost, const NamedCosts& nam
   }
   call.count_ = n;
   in.batch = {in.now_ms, n, in.items.data(), in.results.data()};
-  impl_->submit(call);
-  impl_->settle_expired(in.now_ms);
+  submit(call);
 }
 
 void Engine::count_denial(const DecisionCall& call) {

@@ -10,11 +10,9 @@
 #include <utility>
 
 namespace sluice {
-namespace {
 
-// 128 bits from the kernel's CSPRNG. Each thread reads 4 KiB at a time, so acquiring a lease
-// makes one getrandom call in 256.
-std::array<uint64_t, 2> random_secret() {
+// Each thread reads 4 KiB at a time, so acquiring a lease makes one getrandom call in 256.
+std::array<uint64_t, 2> draw_lease_secret() {
   struct Pool {
     std::array<uint64_t, 512> words;
     size_t next = 512;
@@ -40,12 +38,9 @@ std::array<uint64_t, 2> random_secret() {
   return secret;
 }
 
-// Compares secrets in time that does not depend on where they differ.
-bool same_secret(const std::array<uint64_t, 2>& a, const std::array<uint64_t, 2>& b) {
+bool same_lease_secret(const std::array<uint64_t, 2>& a, const std::array<uint64_t, 2>& b) {
   return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0;
 }
-
-}  // namespace
 
 LeaseRegistry::LeaseRegistry() {
   std::random_device rd;
@@ -63,7 +58,7 @@ uint64_t LeaseRegistry::new_id() {
 }
 
 LeaseToken LeaseRegistry::hold(uint64_t id, Lease lease, int64_t now_ms) {
-  const LeaseToken token{id, random_secret()};
+  const LeaseToken token{id, draw_lease_secret()};
   lease.secret = token.secret;
   lease.id = id;
   MutexLock lock(mu_);
@@ -75,7 +70,7 @@ LeaseToken LeaseRegistry::hold(uint64_t id, Lease lease, int64_t now_ms) {
 std::optional<Lease> LeaseRegistry::take(const LeaseToken& token, int64_t now_ms) {
   MutexLock lock(mu_);
   auto it = leases_.find(token.id);
-  const bool held = it != leases_.end() && same_secret(it->second.secret, token.secret);
+  const bool held = it != leases_.end() && same_lease_secret(it->second.secret, token.secret);
   if (!held) return std::nullopt;
   std::optional<Lease> lease;
   if (it->second.expires_ms > now_ms) lease = std::move(it->second);
@@ -89,7 +84,7 @@ std::optional<Lease> LeaseRegistry::begin_charge(const LeaseToken& token, int64_
   too_many_units = false;
   MutexLock lock(mu_);
   auto it = leases_.find(token.id);
-  if (it == leases_.end() || !same_secret(it->second.secret, token.secret) ||
+  if (it == leases_.end() || !same_lease_secret(it->second.secret, token.secret) ||
       it->second.expires_ms <= now_ms) {
     return std::nullopt;
   }
@@ -143,6 +138,37 @@ void LeaseRegistry::sweep(int64_t now_ms) {
     }
     return true;
   });
+}
+
+void LeaseWatch::watch(uint64_t id, int64_t expires_ms) {
+  MutexLock lock(mu_);
+  expiries_[id] = expires_ms;
+}
+
+void LeaseWatch::forget(uint64_t id) {
+  MutexLock lock(mu_);
+  expiries_.erase(id);
+}
+
+std::vector<std::pair<uint64_t, int64_t>> LeaseWatch::take_expired(int64_t now_ms) {
+  if (now_ms < next_look_hint_.load(std::memory_order_relaxed)) return {};
+  std::vector<std::pair<uint64_t, int64_t>> expired;
+  MutexLock lock(mu_);
+  if (now_ms < next_look_ms_) return {};
+  next_look_ms_ = now_ms + 1000;
+  next_look_hint_.store(next_look_ms_, std::memory_order_relaxed);
+  std::erase_if(expiries_, [&](const auto& kv) {
+    if (kv.second > now_ms) return false;
+    expired.emplace_back(kv.first, kv.second);
+    return true;
+  });
+  return expired;
+}
+
+size_t LeaseWatch::active(int64_t now_ms) const {
+  MutexLock lock(mu_);
+  return static_cast<size_t>(std::count_if(
+      expiries_.begin(), expiries_.end(), [now_ms](const auto& kv) { return kv.second > now_ms; }));
 }
 
 }  // namespace sluice

@@ -28,6 +28,11 @@ struct Lease {
   std::array<uint64_t, 2> secret{};  // the token's secret half; see LeaseToken
 };
 
+// 128 bits from the kernel's CSPRNG: a lease token's secret half.
+std::array<uint64_t, 2> draw_lease_secret();
+// Compares secrets in time that does not depend on where they differ.
+bool same_lease_secret(const std::array<uint64_t, 2>& a, const std::array<uint64_t, 2>& b);
+
 class LeaseRegistry {
  public:
   LeaseRegistry();
@@ -67,6 +72,26 @@ class LeaseRegistry {
   int64_t next_sweep_ms_ SLUICE_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> counter_{0};
   uint64_t seed_;
+};
+
+// The leases kept as storage records (lease_record.h) that this engine granted or touched: their
+// ids and expiries only, so that the charged ones among them are settled at their usage when
+// they expire, as the registry's are. Thread-safe.
+class LeaseWatch {
+ public:
+  void watch(uint64_t id, int64_t expires_ms);
+  void forget(uint64_t id);
+  // Ids and expiries of the leases expired at `now_ms`, each returned once; looks once a
+  // second at most.
+  std::vector<std::pair<uint64_t, int64_t>> take_expired(int64_t now_ms);
+  // Watched leases not yet expired at `now_ms`.
+  size_t active(int64_t now_ms) const;
+
+ private:
+  mutable Mutex mu_;
+  std::unordered_map<uint64_t, int64_t> expiries_ SLUICE_GUARDED_BY(mu_);
+  int64_t next_look_ms_ SLUICE_GUARDED_BY(mu_) = 0;
+  std::atomic<int64_t> next_look_hint_{0};  // next_look_ms_, readable without the lock
 };
 
 }  // namespace sluice

@@ -123,6 +123,15 @@ Result<std::unique_ptr<Storage>> Storage::open_table(const sluice_storage_plugin
     s->completes_inline_ = (table->capabilities & SLUICE_CAP_COMPLETES_INLINE) != 0;
   if (table->struct_size >= offsetof(sluice_storage_plugin, prefetch) + sizeof(table->prefetch))
     s->prefetch_ = table->prefetch;
+  // Records need all three functions; a plugin with only some of them keeps none.
+  if (table->struct_size >=
+          offsetof(sluice_storage_plugin, record_delete) + sizeof(table->record_delete) &&
+      table->record_put != nullptr && table->record_get != nullptr &&
+      table->record_delete != nullptr) {
+    s->record_put_ = table->record_put;
+    s->record_get_ = table->record_get;
+    s->record_delete_ = table->record_delete;
+  }
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <new>
 #include <random>
@@ -163,13 +164,117 @@ void prefetch_batch(sluice_plugin_handle* handle, const sluice_batch* batch) {
   if (handle != nullptr && batch != nullptr) reinterpret_cast<Store*>(handle)->prefetch(*batch);
 }
 
+// Records: bounds checked here, values copied out of the table so that `done` runs with no
+// lock held (it may well put or submit again).
+bool record_args_ok(sluice_plugin_handle* handle, const char* key, size_t key_len, size_t value_len,
+                    sluice_record_fn done, void* user_data) {
+  const char* problem = nullptr;
+  if (handle == nullptr || (key == nullptr && key_len > 0)) {
+    problem = "memory plugin: a record operation was given no handle or no key.";
+  } else if (key_len == 0 || key_len > SLUICE_RECORD_MAX_KEY) {
+    problem = "memory plugin: a record key must be 1 to 256 bytes.";
+  } else if (value_len > SLUICE_RECORD_MAX_VALUE) {
+    problem = "memory plugin: a record value must be at most 65536 bytes.";
+  }
+  if (problem != nullptr && done != nullptr) {
+    done(user_data, SLUICE_ERR_INVALID, problem, nullptr, 0);
+  }
+  return problem == nullptr;
+}
+
+// A value goes to `done` from a buffer of the calling thread, one per nesting level (`done` may
+// call again, and the outer value must stay valid): nothing is allocated once the buffers are
+// as large as the values, and no lock is held while `done` runs.
+class ValueBuffer {
+ public:
+  ValueBuffer() : buffer_(take()) {}
+  ~ValueBuffer() { --levels().depth; }
+  ValueBuffer(const ValueBuffer&) = delete;
+  ValueBuffer& operator=(const ValueBuffer&) = delete;
+  std::string& get() { return buffer_; }
+
+ private:
+  struct Levels {
+    std::deque<std::string> buffers;  // a deque: growing it moves no buffer in use
+    size_t depth = 0;
+  };
+  static Levels& levels() {
+    thread_local Levels l;
+    return l;
+  }
+  static std::string& take() {
+    Levels& l = levels();
+    if (l.depth == l.buffers.size()) l.buffers.emplace_back();
+    return l.buffers[l.depth++];
+  }
+  std::string& buffer_;
+};
+
+// `op(buffer)` returns whether the record has a value (then in `buffer`).
+template <typename Op>
+void run_record(sluice_record_fn done, void* user_data, Op op) {
+  bool present = false;
+  try {
+    ValueBuffer buffer;
+    present = op(buffer.get());
+    if (done == nullptr) return;
+    if (present) {
+      return done(user_data, SLUICE_OK, nullptr,
+                  reinterpret_cast<const uint8_t*>(buffer.get().data()), buffer.get().size());
+    }
+  } catch (const std::bad_alloc&) {
+    if (done != nullptr) {
+      done(user_data, SLUICE_ERR_UNAVAILABLE, "memory plugin: out of memory.", nullptr, 0);
+    }
+    return;
+  }
+  done(user_data, SLUICE_OK, nullptr, nullptr, 0);
+}
+
+void put_record(sluice_plugin_handle* handle, const char* key, size_t key_len, const uint8_t* value,
+                size_t value_len, int64_t expires_at_ms, int64_t now_ms, sluice_record_fn done,
+                void* user_data) {
+  if (!record_args_ok(handle, key, key_len, value_len, done, user_data)) return;
+  if (value == nullptr && value_len > 0) {
+    if (done != nullptr)
+      done(user_data, SLUICE_ERR_INVALID, "memory plugin: a record put was given no value.",
+           nullptr, 0);
+    return;
+  }
+  run_record(done, user_data, [&](std::string&) {
+    reinterpret_cast<Store*>(handle)->records().put(
+        std::string_view(key, key_len),
+        std::string_view(reinterpret_cast<const char*>(value), value_len), expires_at_ms, now_ms);
+    return false;
+  });
+}
+
+void get_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                sluice_record_fn done, void* user_data) {
+  if (!record_args_ok(handle, key, key_len, 0, done, user_data)) return;
+  run_record(done, user_data, [&](std::string& out) {
+    return reinterpret_cast<Store*>(handle)->records().get(std::string_view(key, key_len), now_ms,
+                                                           out);
+  });
+}
+
+void delete_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                   sluice_record_fn done, void* user_data) {
+  if (!record_args_ok(handle, key, key_len, 0, done, user_data)) return;
+  run_record(done, user_data, [&](std::string& out) {
+    return reinterpret_cast<Store*>(handle)->records().remove(std::string_view(key, key_len),
+                                                              now_ms, out);
+  });
+}
+
 const sluice_storage_plugin kTable = {
     SLUICE_ABI_VERSION, sizeof(sluice_storage_plugin),
     "memory",           "1.0.0",
     &open_store,        &submit_batch,
     &flush_store,       &store_stats,
     &close_store,       SLUICE_CAP_COMPLETES_INLINE,
-    &prefetch_batch,
+    &prefetch_batch,    &put_record,
+    &get_record,        &delete_record,
 };
 
 }  // namespace

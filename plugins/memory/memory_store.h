@@ -22,6 +22,7 @@
 #include <string>
 
 #include "bucket_table.h"
+#include "record_table.h"
 #include "sluice/storage_plugin.h"
 
 namespace sluice::memory_plugin {
@@ -55,6 +56,9 @@ class Store {
     uint64_t keys, evictions, expired, shards, table_bytes;
   };
   Counters counters() const;
+
+  // Records (ABI 1.4), apart from the keys' table.
+  RecordTable& records() { return records_; }
 
   struct ThreadState;  // per-thread buffers and counters, see memory_store.cpp
 
@@ -132,6 +136,7 @@ class Store {
   // that expiries fit 27 bits and simulated clocks work as well as the wall clock.
   std::atomic<int64_t> epoch_ms_{kNoEpoch};
   static constexpr int64_t kNoEpoch = INT64_MIN;
+  RecordTable records_;
 };
 
 }  // namespace sluice::memory_plugin

@@ -108,6 +108,38 @@ void Client::submit(const sluice_batch& batch, sluice_completion_fn done, void* 
     request->complete(SLUICE_ERR_INVALID, error.c_str());
     return;
   }
+  dispatch(std::move(request));
+}
+
+std::unique_ptr<Request> Client::record_request(sluice_record_fn done, void* user_data) {
+  auto request = std::make_unique<Request>();
+  request->record_done = done;
+  request->user_data = user_data;
+  return request;
+}
+
+void Client::record_put(std::string_view key, std::string_view value, int64_t expires_at_ms,
+                        int64_t now_ms, sluice_record_fn done, void* user_data) {
+  auto request = record_request(done, user_data);
+  encode_record_put(shared_.config, key, value, expires_at_ms, now_ms, *request);
+  dispatch(std::move(request));
+}
+
+void Client::record_get(std::string_view key, int64_t now_ms, sluice_record_fn done,
+                        void* user_data) {
+  auto request = record_request(done, user_data);
+  encode_record_get(shared_.config, key, now_ms, *request);
+  dispatch(std::move(request));
+}
+
+void Client::record_delete(std::string_view key, int64_t now_ms, sluice_record_fn done,
+                           void* user_data) {
+  auto request = record_request(done, user_data);
+  encode_record_delete(shared_.config, key, now_ms, *request);
+  dispatch(std::move(request));
+}
+
+void Client::dispatch(std::unique_ptr<Request> request) {
   if (shared_.in_flight.fetch_add(1, std::memory_order_relaxed) >= shared_.config.max_in_flight) {
     shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
     shared_.errors.fetch_add(1, std::memory_order_relaxed);

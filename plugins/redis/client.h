@@ -69,9 +69,19 @@ class Client {
   bool start(std::string& error);
 
   void submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data);
+  // Record operations (ABI 1.4): commands of their own on the same connections, routed by
+  // their key's slot in Cluster mode; they complete like batches, on a connection's thread.
+  void record_put(std::string_view key, std::string_view value, int64_t expires_at_ms,
+                  int64_t now_ms, sluice_record_fn done, void* user_data);
+  void record_get(std::string_view key, int64_t now_ms, sluice_record_fn done, void* user_data);
+  void record_delete(std::string_view key, int64_t now_ms, sluice_record_fn done, void* user_data);
   std::string stats_json() const;
 
  private:
+  // Hands an encoded request to a connection (or the Cluster router), or completes it with an
+  // error (too many in flight, circuit open).
+  void dispatch(std::unique_ptr<Request> request);
+  std::unique_ptr<Request> record_request(sluice_record_fn done, void* user_data);
   Shared shared_;
   std::vector<std::unique_ptr<Connection>> connections_;  // one Redis, or Sentinel's master
   std::unique_ptr<ClusterRouter> cluster_;                // Redis Cluster

@@ -321,10 +321,14 @@ void Connection::send_call(Call call) {
     wbuf_ += "*1\r\n$6\r\nASKING\r\n";
     call.asking_reply = true;
   }
-  encode_call(shared_.config, call.requests, call.eval, sha_, kDecideScript, wbuf_);
+  if (call.requests.front()->record != Request::RecordOp::kNone) {
+    wbuf_ += call.requests.front()->command;  // a call holds one record operation
+  } else {
+    encode_call(shared_.config, call.requests, call.eval, sha_, kDecideScript, wbuf_);
+    shared_.script_calls.fetch_add(1, std::memory_order_relaxed);
+  }
   call.deadline_ms = INT64_MAX;
   for (const auto& r : call.requests) call.deadline_ms = std::min(call.deadline_ms, r->deadline_ms);
-  shared_.script_calls.fetch_add(1, std::memory_order_relaxed);
   in_flight_.push_back(std::move(call));
 }
 
@@ -357,12 +361,19 @@ std::vector<Connection::Call> Connection::make_calls(
     std::deque<std::unique_ptr<Request>>& queued) const {
   const size_t per_call = static_cast<size_t>(shared_.config.coalesce);
   std::vector<Call> calls;
+  auto is_record = [](const std::unique_ptr<Request>& r) {
+    return r->record != Request::RecordOp::kNone;
+  };
   if (shared_.config.mode != Mode::kCluster) {
     while (!queued.empty()) {
       Call& call = calls.emplace_back();
-      const size_t n = std::min(queued.size(), per_call);
-      call.requests.reserve(n);
-      for (size_t j = 0; j < n; ++j) {
+      // A record operation is a command of its own; batches fold into script calls.
+      if (is_record(queued.front())) {
+        call.requests.push_back(std::move(queued.front()));
+        queued.pop_front();
+        continue;
+      }
+      for (size_t j = 0; j < per_call && !queued.empty() && !is_record(queued.front()); ++j) {
         call.requests.push_back(std::move(queued.front()));
         queued.pop_front();
       }
@@ -372,9 +383,9 @@ std::vector<Connection::Call> Connection::make_calls(
   // A script call must stay within one slot: requests coalesce with those of their slot.
   std::vector<std::pair<uint16_t, size_t>> open;  // slot, call; few slots per wake-up
   for (auto& r : queued) {
-    if (r->asking) {  // ASKING holds for one command: a call of its own
+    if (r->asking || is_record(r)) {  // ASKING holds for one command: a call of its own
       Call& call = calls.emplace_back();
-      call.asking = true;
+      call.asking = r->asking;
       r->asking = false;
       call.requests.push_back(std::move(r));
       continue;
@@ -476,9 +487,10 @@ bool Connection::read_some(std::string& error) {
 void Connection::on_reply(const redisReply& reply) {
   Call call = std::move(in_flight_.front());
   in_flight_.pop_front();
+  const bool record = call.requests.front()->record != Request::RecordOp::kNone;
   if (reply.type == REDIS_REPLY_ERROR) {
     const std::string_view msg(reply.str, reply.len);
-    if (msg.starts_with("NOSCRIPT") && !call.eval) {
+    if (msg.starts_with("NOSCRIPT") && !call.eval && !record) {
       // Redis restarted or flushed its scripts: this call carries the script itself, which
       // also caches it again for the calls behind it.
       shared_.script_reloads.fetch_add(1, std::memory_order_relaxed);
@@ -507,9 +519,12 @@ void Connection::on_reply(const redisReply& reply) {
       return;
     }
     fail(call, SLUICE_ERR_INTERNAL,
-         "redis plugin: the decision script failed: " + std::string(msg) + ".");
+         std::string(record ? "redis plugin: Redis refused a record command: "
+                            : "redis plugin: the decision script failed: ") +
+             std::string(msg) + ".");
     return;
   }
+  if (record) return on_record_reply(std::move(call.requests.front()), reply);
   size_t items = 0;
   for (const auto& r : call.requests) items += r->count;
   if (reply.type != REDIS_REPLY_STRING || reply.len != kReplyItemSize * items) {
@@ -532,6 +547,31 @@ void Connection::on_reply(const redisReply& reply) {
       r->complete(SLUICE_ERR_INTERNAL, "redis plugin: the decision script answered a non-integer.");
     }
   }
+}
+
+void Connection::on_record_reply(std::unique_ptr<Request> request, const redisReply& reply) {
+  if (request->record == Request::RecordOp::kPut) {
+    if (reply.type != REDIS_REPLY_STATUS) {
+      return shared_.fail(std::move(request), SLUICE_ERR_INTERNAL,
+                          "redis plugin: Redis answered a record's SET with something other "
+                          "than OK.");
+    }
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return request->complete_record(nullptr, 0);
+  }
+  const char* value = nullptr;
+  size_t len = 0;
+  if (reply.type == REDIS_REPLY_NIL) {
+    shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return request->complete_record(nullptr, 0);
+  }
+  if (reply.type != REDIS_REPLY_STRING ||
+      !decode_record(reply.str, reply.len, request->record_now_ms, value, len)) {
+    return shared_.fail(std::move(request), SLUICE_ERR_CORRUPT,
+                        "redis plugin: a record's key holds something sluice did not write.");
+  }
+  shared_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  request->complete_record(value, len);
 }
 
 void Connection::wait_for_wake(int64_t timeout_ms) {

@@ -78,6 +78,7 @@ class Connection {
   bool write_some(std::string& error);
   bool read_some(std::string& error);
   void on_reply(const redisReply& reply);
+  void on_record_reply(std::unique_ptr<Request> request, const redisReply& reply);
   void fail(Call& call, sluice_status status, const std::string& message);
   void wait_for_wake(int64_t timeout_ms);
   void set_up(bool up, const std::string& reason);

@@ -84,6 +84,60 @@ size_t client_stats(sluice_plugin_handle* handle, char* buf, size_t buf_len) {
 
 void close_client(sluice_plugin_handle* handle) { delete reinterpret_cast<Client*>(handle); }
 
+// Records: bounds and arguments checked here; the client encodes and sends.
+const char* record_problem(sluice_plugin_handle* handle, const char* key, size_t key_len,
+                           const uint8_t* value, size_t value_len) {
+  if (handle == nullptr || (key == nullptr && key_len > 0) || (value == nullptr && value_len > 0))
+    return "redis plugin: a record operation was given no handle, key or value.";
+  if (key_len == 0 || key_len > SLUICE_RECORD_MAX_KEY)
+    return "redis plugin: a record key must be 1 to 256 bytes.";
+  if (value_len > SLUICE_RECORD_MAX_VALUE)
+    return "redis plugin: a record value must be at most 65536 bytes.";
+  return nullptr;
+}
+
+template <typename Op>
+void record_call(sluice_record_fn done, void* user_data, const char* problem, Op op) {
+  if (problem != nullptr) {
+    if (done != nullptr) done(user_data, SLUICE_ERR_INVALID, problem, nullptr, 0);
+    return;
+  }
+  try {
+    op();
+  } catch (const std::bad_alloc&) {
+    // Only encoding can throw, and it does so before the operation is handed on.
+    if (done != nullptr)
+      done(user_data, SLUICE_ERR_UNAVAILABLE, "redis plugin: out of memory.", nullptr, 0);
+  }
+}
+
+void put_record(sluice_plugin_handle* handle, const char* key, size_t key_len, const uint8_t* value,
+                size_t value_len, int64_t expires_at_ms, int64_t now_ms, sluice_record_fn done,
+                void* user_data) {
+  record_call(done, user_data, record_problem(handle, key, key_len, value, value_len), [&] {
+    reinterpret_cast<Client*>(handle)->record_put(
+        std::string_view(key, key_len),
+        std::string_view(reinterpret_cast<const char*>(value), value_len), expires_at_ms, now_ms,
+        done, user_data);
+  });
+}
+
+void get_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                sluice_record_fn done, void* user_data) {
+  record_call(done, user_data, record_problem(handle, key, key_len, nullptr, 0), [&] {
+    reinterpret_cast<Client*>(handle)->record_get(std::string_view(key, key_len), now_ms, done,
+                                                  user_data);
+  });
+}
+
+void delete_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                   sluice_record_fn done, void* user_data) {
+  record_call(done, user_data, record_problem(handle, key, key_len, nullptr, 0), [&] {
+    reinterpret_cast<Client*>(handle)->record_delete(std::string_view(key, key_len), now_ms, done,
+                                                     user_data);
+  });
+}
+
 const sluice_storage_plugin kTable = {
     SLUICE_ABI_VERSION,
     sizeof(sluice_storage_plugin),
@@ -94,6 +148,11 @@ const sluice_storage_plugin kTable = {
     nullptr,  // every decision is written when Redis answers: nothing to flush
     &client_stats,
     &close_client,
+    0,        // capabilities: completions run on the connections' threads
+    nullptr,  // prefetch: the keys' state is in Redis
+    &put_record,
+    &get_record,
+    &delete_record,
 };
 
 }  // namespace

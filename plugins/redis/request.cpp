@@ -135,7 +135,85 @@ void append_bulk(std::string& out, std::string_view bytes) {
 }
 
 void Request::complete(sluice_status status, const char* message) {
-  if (done != nullptr) done(user_data, status, status == SLUICE_OK ? nullptr : message);
+  const char* why = status == SLUICE_OK ? nullptr : message;
+  if (record != RecordOp::kNone) {
+    if (record_done != nullptr) record_done(user_data, status, why, nullptr, 0);
+  } else if (done != nullptr) {
+    done(user_data, status, why);
+  }
+}
+
+void Request::complete_record(const char* value, size_t len) {
+  if (record_done != nullptr)
+    record_done(user_data, SLUICE_OK, nullptr, reinterpret_cast<const uint8_t*>(value), len);
+}
+
+namespace {
+
+constexpr std::string_view kDeleteScript =
+    "local v = redis.call('GET', KEYS[1]) if v then redis.call('DEL', KEYS[1]) end return v";
+
+void start_record(const Config& config, std::string_view key, int64_t now_ms, size_t args,
+                  Request& out, std::string& full_key) {
+  full_key = config.prefix;
+  full_key.append(key);
+  if (config.mode == Mode::kCluster) out.slot = key_slot(full_key);
+  out.record_now_ms = now_ms;
+  append_header(out.command, '*', args);
+}
+
+}  // namespace
+
+void encode_record_put(const Config& config, std::string_view key, std::string_view value,
+                       int64_t expires_at_ms, int64_t now_ms, Request& out) {
+  std::string full_key;
+  out.record = Request::RecordOp::kPut;
+  start_record(config, key, now_ms, 5, out, full_key);
+  append_bulk(out.command, "SET");
+  append_bulk(out.command, full_key);
+  char expiry[8];
+  uint64_t bits = static_cast<uint64_t>(expires_at_ms);
+  for (char& c : expiry) {
+    c = static_cast<char>(bits & 0xff);
+    bits >>= 8;
+  }
+  append_header(out.command, '$', sizeof expiry + value.size());
+  out.command.append(expiry, sizeof expiry).append(value).append("\r\n");
+  append_bulk(out.command, "PX");
+  // An expired record is absent by its stored expiry already; Redis reclaims it soon.
+  const int64_t left = std::max<int64_t>(1, expires_at_ms - now_ms);
+  append_int(out.command,
+             std::min<int64_t>(left, INT64_MAX - config.ttl_grace_ms) + config.ttl_grace_ms);
+}
+
+void encode_record_get(const Config& config, std::string_view key, int64_t now_ms, Request& out) {
+  std::string full_key;
+  out.record = Request::RecordOp::kGet;
+  start_record(config, key, now_ms, 2, out, full_key);
+  append_bulk(out.command, "GET");
+  append_bulk(out.command, full_key);
+}
+
+void encode_record_delete(const Config& config, std::string_view key, int64_t now_ms,
+                          Request& out) {
+  std::string full_key;
+  out.record = Request::RecordOp::kDelete;
+  start_record(config, key, now_ms, 4, out, full_key);
+  append_bulk(out.command, "EVAL");
+  append_bulk(out.command, kDeleteScript);
+  append_bulk(out.command, "1");
+  append_bulk(out.command, full_key);
+}
+
+bool decode_record(const char* bytes, size_t len, int64_t now_ms, const char*& value,
+                   size_t& value_len) {
+  if (len < 8) return false;
+  uint64_t bits = 0;
+  for (int i = 7; i >= 0; --i) bits = (bits << 8) | static_cast<unsigned char>(bytes[i]);
+  const auto expires_at_ms = static_cast<int64_t>(bits);
+  value = expires_at_ms > now_ms ? bytes + 8 : nullptr;
+  value_len = value != nullptr ? len - 8 : 0;
+  return true;
 }
 
 bool encode_request(const Config& config, const sluice_batch& batch, Request& out,

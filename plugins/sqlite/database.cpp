@@ -35,6 +35,13 @@ constexpr const char* kMigrations[] = {
     // per key; the rows are folded into `counters` now and then (see store.cpp). A version 2
     // file has no journal, so its counters table is already complete.
     "CREATE TABLE journal(id INTEGER PRIMARY KEY, records BLOB NOT NULL);",
+    // 3 -> 4: records (ABI 1.4: the engine's leases), each with its expiry. Few and small, so
+    // they are written as rows directly, not through the journal.
+    "CREATE TABLE IF NOT EXISTS records("
+    "  key BLOB PRIMARY KEY NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  expires_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -210,6 +217,13 @@ Error Database::open() {
   if (auto e = prepare("DELETE FROM counters WHERE key = ?1", &erase_)) return e;
   if (auto e = prepare("INSERT INTO journal(records) VALUES(?1)", &append_)) return e;
   if (auto e = prepare("DELETE FROM journal WHERE id <= ?1", &drop_journal_)) return e;
+  if (auto e = prepare("INSERT INTO records(key, value, expires_ms) VALUES(?1, ?2, ?3) "
+                       "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                       "expires_ms = excluded.expires_ms",
+                       &record_upsert_)) {
+    return e;
+  }
+  if (auto e = prepare("DELETE FROM records WHERE key = ?1", &record_erase_)) return e;
   return std::nullopt;
 }
 
@@ -283,7 +297,9 @@ void Database::close() {
     sqlite3_finalize(erase_);
     sqlite3_finalize(append_);
     sqlite3_finalize(drop_journal_);
-    upsert_ = erase_ = append_ = drop_journal_ = nullptr;
+    sqlite3_finalize(record_upsert_);
+    sqlite3_finalize(record_erase_);
+    upsert_ = erase_ = append_ = drop_journal_ = record_upsert_ = record_erase_ = nullptr;
     // close_v2 never fails with BUSY; an open transaction is rolled back.
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -390,6 +406,44 @@ Error Database::replace_all(const std::vector<Row>& rows) {
   }
   if (auto e = write_rows(rows)) return e;
   return exec("COMMIT", "committing counters");
+}
+
+Error Database::load_records(const RecordFn& record) {
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT key, value, expires_ms FROM records", -1, &st, nullptr);
+  if (rc != SQLITE_OK) return fail(rc, "loading records");
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const auto* k = static_cast<const char*>(sqlite3_column_blob(st, 0));
+    const int klen = sqlite3_column_bytes(st, 0);
+    const auto* v = static_cast<const char*>(sqlite3_column_blob(st, 1));
+    const int vlen = sqlite3_column_bytes(st, 1);
+    record(std::string_view(k ? k : "", static_cast<size_t>(klen)),
+           std::string_view(v ? v : "", static_cast<size_t>(vlen)), sqlite3_column_int64(st, 2));
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(rc, "loading records");
+  return std::nullopt;
+}
+
+Error Database::write_records(const std::vector<RecordRow>& rows, bool replace) {
+  if (rows.empty() && !replace) return std::nullopt;
+  if (auto e = check_not_moved()) return e;
+  if (auto e = exec(replace ? "BEGIN IMMEDIATE; DELETE FROM records;" : "BEGIN IMMEDIATE",
+                    "writing records")) {
+    return e;
+  }
+  for (const RecordRow& row : rows) {
+    sqlite3_stmt* st = row.erase ? record_erase_ : record_upsert_;
+    sqlite3_bind_blob(st, 1, row.key.data(), static_cast<int>(row.key.size()), SQLITE_STATIC);
+    if (!row.erase) {
+      // A zero-length blob must still be a blob, not NULL: a pointer that is never null.
+      sqlite3_bind_blob(st, 2, row.value.empty() ? "" : row.value.data(),
+                        static_cast<int>(row.value.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(st, 3, row.expires_at_ms);
+    }
+    if (auto e = step_once(st, "writing records")) return e;
+  }
+  return exec("COMMIT", "committing records");
 }
 
 int64_t Database::size_bytes() {

@@ -18,12 +18,20 @@ struct sqlite3_stmt;
 namespace sluice::sqlite_plugin {
 
 // The schema version this build writes. A file with a higher version is refused.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // One key's change for the file: an upsert, or an erase when `erase` is set.
 struct Row {
   std::string key;
   std::string state;
+  int64_t expires_at_ms = 0;
+  bool erase = false;
+};
+
+// One record's change for the file (ABI 1.4 records): an upsert, or an erase when `erase` is set.
+struct RecordRow {
+  std::string key;
+  std::string value;
   int64_t expires_at_ms = 0;
   bool erase = false;
 };
@@ -59,6 +67,14 @@ class Database {
   // Replaces the whole file's content (table and journal) by `rows`, in one transaction.
   Error replace_all(const std::vector<Row>& rows);
 
+  using RecordFn =
+      std::function<void(std::string_view key, std::string_view value, int64_t expires_at_ms)>;
+  // Calls `record` for every row of the records table.
+  Error load_records(const RecordFn& record);
+  // Writes `rows` into the records table in one transaction; with `replace`, in place of
+  // everything the table held.
+  Error write_records(const std::vector<RecordRow>& rows, bool replace);
+
   // Logical size of the main file (pages in use times page size); -1 if unknown.
   int64_t size_bytes();
 
@@ -78,6 +94,8 @@ class Database {
   sqlite3_stmt* erase_ = nullptr;
   sqlite3_stmt* append_ = nullptr;
   sqlite3_stmt* drop_journal_ = nullptr;
+  sqlite3_stmt* record_upsert_ = nullptr;
+  sqlite3_stmt* record_erase_ = nullptr;
 };
 
 }  // namespace sluice::sqlite_plugin

@@ -100,12 +100,69 @@ size_t stats_instance(sluice_plugin_handle* handle, char* buf, size_t buf_len) {
 
 void close_instance(sluice_plugin_handle* handle) { delete handle; }
 
+// Records: bounds and arguments checked here, the rest in the store.
+const char* record_problem(sluice_plugin_handle* handle, const char* key, size_t key_len,
+                           const uint8_t* value, size_t value_len) {
+  if (handle == nullptr || (key == nullptr && key_len > 0) || (value == nullptr && value_len > 0))
+    return "sqlite storage: a record operation was given no handle, key or value.";
+  if (key_len == 0 || key_len > SLUICE_RECORD_MAX_KEY)
+    return "sqlite storage: a record key must be 1 to 256 bytes.";
+  if (value_len > SLUICE_RECORD_MAX_VALUE)
+    return "sqlite storage: a record value must be at most 65536 bytes.";
+  return nullptr;
+}
+
+template <typename Op>
+void record_call(sluice_record_fn done, void* user_data, const char* problem, Op op) {
+  if (problem != nullptr) return done(user_data, SLUICE_ERR_INVALID, problem, nullptr, 0);
+  try {
+    op();
+  } catch (const std::exception& e) {
+    // Only allocation can throw, before `done` runs or the operation is queued.
+    const std::string message = std::string("sqlite storage: ") + e.what() + ".";
+    done(user_data, SLUICE_ERR_INTERNAL, message.c_str(), nullptr, 0);
+  }
+}
+
+void put_record(sluice_plugin_handle* handle, const char* key, size_t key_len, const uint8_t* value,
+                size_t value_len, int64_t expires_at_ms, int64_t now_ms, sluice_record_fn done,
+                void* user_data) {
+  record_call(done, user_data, record_problem(handle, key, key_len, value, value_len), [&] {
+    handle->store->record_put(std::string_view(key, key_len),
+                              std::string_view(reinterpret_cast<const char*>(value), value_len),
+                              expires_at_ms, now_ms, done, user_data);
+  });
+}
+
+void get_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                sluice_record_fn done, void* user_data) {
+  record_call(done, user_data, record_problem(handle, key, key_len, nullptr, 0), [&] {
+    handle->store->record_get(std::string_view(key, key_len), now_ms, done, user_data);
+  });
+}
+
+void delete_record(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                   sluice_record_fn done, void* user_data) {
+  record_call(done, user_data, record_problem(handle, key, key_len, nullptr, 0), [&] {
+    handle->store->record_delete(std::string_view(key, key_len), now_ms, done, user_data);
+  });
+}
+
 const sluice_storage_plugin kTable = {
-    SLUICE_ABI_VERSION, sizeof(sluice_storage_plugin),
-    "sqlite",           "1.0.0",
-    open_instance,      submit_batch,
-    flush_instance,     stats_instance,
+    SLUICE_ABI_VERSION,
+    sizeof(sluice_storage_plugin),
+    "sqlite",
+    "1.0.0",
+    open_instance,
+    submit_batch,
+    flush_instance,
+    stats_instance,
     close_instance,
+    0,        // capabilities: commit mode completes on the writer's thread
+    nullptr,  // prefetch
+    put_record,
+    get_record,
+    delete_record,
 };
 
 }  // namespace

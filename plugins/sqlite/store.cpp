@@ -64,8 +64,7 @@ Store::~Store() {
     left.swap(pending_);
   }
   for (const Pending& p : left) {
-    p.done(p.user_data, SLUICE_ERR_UNAVAILABLE,
-           "sqlite storage: closed before the decision was committed.");
+    p.complete(SLUICE_ERR_UNAVAILABLE, "sqlite storage: closed before the decision was committed.");
   }
   if (const int64_t lost = pending_changes(); lost > 0) {
     std::string why;
@@ -395,7 +394,7 @@ void Store::writer_loop() {
 
     const Error err = cycle(force, stopping);
     for (const Pending& p : taken) {
-      p.done(p.user_data, err ? SLUICE_ERR_UNAVAILABLE : SLUICE_OK, err ? err->c_str() : nullptr);
+      p.complete(err ? SLUICE_ERR_UNAVAILABLE : SLUICE_OK, err ? err->c_str() : nullptr);
     }
     taken.clear();
     if (Clock::now() >= next_tick) next_tick = Clock::now() + interval;
@@ -431,6 +430,7 @@ Error Store::cycle(bool force_retry, bool final) {
   const uint64_t folded_before = folded_rows_.load(std::memory_order_relaxed);
   Error err = resync_ ? resync() : write_journal();
   if (!err) err = fold_step(final);
+  if (!err) err = write_records();
   if (err) {
     record_failure(*err);
     return err;
@@ -635,6 +635,17 @@ Error Store::connect() {
                           })) {
       return e;
     }
+    {
+      std::lock_guard lk(records_mu_);
+      records_.clear();
+      record_changes_.clear();
+      if (auto e =
+              db_.load_records([&](std::string_view key, std::string_view value, int64_t expires) {
+                records_[std::string(key)] = StoredRecord{std::string(value), expires};
+              })) {
+        return e;
+      }
+    }
     loaded_ = true;
     // A journal left by a crash is folded at once, so that the next start replays less.
     next_fold_ = Clock::now() +
@@ -643,6 +654,7 @@ Error Store::connect() {
     // The file may be a new one (the old was deleted or replaced), and what the failed cycle
     // took from the shards is in no file: memory is the truth, so write all of it.
     resync_ = true;
+    records_resync_ = true;
   }
   db_size_bytes_.store(db_.size_bytes(), std::memory_order_relaxed);
   return std::nullopt;
@@ -682,6 +694,136 @@ void Store::expire_some() {
   }
   keys_.fetch_sub(static_cast<int64_t>(dropped), std::memory_order_relaxed);
   expired_.fetch_add(dropped, std::memory_order_relaxed);
+  expire_records(now);
+}
+
+// ---- records ------------------------------------------------------------------------------
+
+void Store::Pending::complete(sluice_status status, const char* message) const {
+  if (record_done == nullptr) {
+    done(user_data, status, message);
+  } else if (status == SLUICE_OK && value) {
+    record_done(user_data, status, nullptr, reinterpret_cast<const uint8_t*>(value->data()),
+                value->size());
+  } else {
+    record_done(user_data, status, message, nullptr, 0);
+  }
+}
+
+void Store::finish_record(sluice_record_fn done, void* user_data,
+                          std::optional<std::string> value) {
+  Pending p{nullptr, user_data, done, std::move(value)};
+  if (config_.durability == Durability::kInterval) return p.complete(SLUICE_OK, nullptr);
+  {
+    std::unique_lock lk(mu_);
+    if (!stop_) {
+      pending_.push_back(std::move(p));
+      lk.unlock();
+      wake_.notify_one();
+      return;
+    }
+  }
+  p.complete(SLUICE_ERR_UNAVAILABLE, "sqlite storage: closing.");
+}
+
+void Store::record_put(std::string_view key, std::string_view value, int64_t expires_at_ms,
+                       int64_t now_ms, sluice_record_fn done, void* user_data) {
+  std::string message;
+  if (unavailable(message)) {
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    return done(user_data, SLUICE_ERR_UNAVAILABLE, message.c_str(), nullptr, 0);
+  }
+  latest_now_ms_.store(now_ms, std::memory_order_relaxed);
+  {
+    std::lock_guard lk(records_mu_);
+    std::string k(key);
+    if (expires_at_ms <= now_ms) {
+      if (records_.erase(k) > 0) record_changes_[std::move(k)] = std::nullopt;
+    } else {
+      StoredRecord r{std::string(value), expires_at_ms};
+      records_[k] = r;
+      record_changes_[std::move(k)] = std::move(r);
+    }
+  }
+  finish_record(done, user_data, std::nullopt);
+}
+
+void Store::record_get(std::string_view key, int64_t now_ms, sluice_record_fn done,
+                       void* user_data) {
+  std::string message;
+  if (unavailable(message)) {
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    return done(user_data, SLUICE_ERR_UNAVAILABLE, message.c_str(), nullptr, 0);
+  }
+  latest_now_ms_.store(now_ms, std::memory_order_relaxed);
+  std::optional<std::string> value;
+  {
+    std::lock_guard lk(records_mu_);
+    auto it = records_.find(std::string(key));
+    if (it != records_.end() && it->second.expires_at_ms > now_ms) value = it->second.value;
+  }
+  // In commit mode a read waits for the commit too, so that nothing read was unwritten.
+  finish_record(done, user_data, std::move(value));
+}
+
+void Store::record_delete(std::string_view key, int64_t now_ms, sluice_record_fn done,
+                          void* user_data) {
+  std::string message;
+  if (unavailable(message)) {
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    return done(user_data, SLUICE_ERR_UNAVAILABLE, message.c_str(), nullptr, 0);
+  }
+  latest_now_ms_.store(now_ms, std::memory_order_relaxed);
+  std::optional<std::string> value;
+  {
+    std::lock_guard lk(records_mu_);
+    std::string k(key);
+    auto it = records_.find(k);
+    if (it != records_.end()) {
+      if (it->second.expires_at_ms > now_ms) value = std::move(it->second.value);
+      records_.erase(it);
+      record_changes_[std::move(k)] = std::nullopt;
+    }
+  }
+  finish_record(done, user_data, std::move(value));
+}
+
+void Store::expire_records(int64_t now_ms) {
+  std::lock_guard lk(records_mu_);
+  std::erase_if(records_, [&](auto& kv) {
+    if (kv.second.expires_at_ms > now_ms) return false;
+    record_changes_[kv.first] = std::nullopt;
+    return true;
+  });
+}
+
+Error Store::write_records() {
+  std::vector<RecordRow> rows;
+  const bool replace = records_resync_;
+  {
+    std::lock_guard lk(records_mu_);
+    if (replace) {
+      rows.reserve(records_.size());
+      for (const auto& [key, r] : records_)
+        rows.push_back(RecordRow{key, r.value, r.expires_at_ms});
+    } else {
+      rows.reserve(record_changes_.size());
+      for (auto& [key, change] : record_changes_) {
+        rows.push_back(change ? RecordRow{key, std::move(change->value), change->expires_at_ms}
+                              : RecordRow{key, {}, 0, true});
+      }
+    }
+    record_changes_.clear();
+  }
+  if (rows.empty() && !replace) return std::nullopt;
+  if (auto e = db_.write_records(rows, replace)) {
+    // The changes taken are in no file now: the next cycle writes every record from memory.
+    records_resync_ = true;
+    return e;
+  }
+  records_resync_ = false;
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  return std::nullopt;
 }
 
 void Store::record_failure(const std::string& sentence) {

@@ -14,9 +14,11 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "config.h"
@@ -38,6 +40,12 @@ class Store {
 
   // Thread-safe; see sluice_storage_plugin::submit.
   void submit(const sluice_batch& batch, sluice_completion_fn done, void* user_data);
+  // Records (ABI 1.4); thread-safe, see sluice_storage_plugin::record_put. Like batches they
+  // complete at once in interval mode and after the writer's next commit in commit mode.
+  void record_put(std::string_view key, std::string_view value, int64_t expires_at_ms,
+                  int64_t now_ms, sluice_record_fn done, void* user_data);
+  void record_get(std::string_view key, int64_t now_ms, sluice_record_fn done, void* user_data);
+  void record_delete(std::string_view key, int64_t now_ms, sluice_record_fn done, void* user_data);
   // Thread-safe. Waits for one full writer cycle that began after the call.
   sluice_status flush(int64_t timeout_ms, std::string& error);
   std::string stats_json() const;
@@ -104,8 +112,16 @@ class Store {
     std::vector<std::string> erased;  // keys erased since this shard was last folded
   };
   struct Pending {
-    sluice_completion_fn done;
-    void* user_data;
+    sluice_completion_fn done = nullptr;
+    void* user_data = nullptr;
+    // A record operation's completion instead of `done`, and the value it hands over.
+    sluice_record_fn record_done = nullptr;
+    std::optional<std::string> value;
+    void complete(sluice_status status, const char* message) const;
+  };
+  struct StoredRecord {
+    std::string value;
+    int64_t expires_at_ms = 0;
   };
   static constexpr size_t kShards = 64;
 
@@ -149,6 +165,11 @@ class Store {
   Error resync();
   int64_t pending_changes() const;
   void expire_some();
+  void expire_records(int64_t now_ms);
+  // Completes a record operation now (interval mode) or after the next commit (commit mode).
+  void finish_record(sluice_record_fn done, void* user_data, std::optional<std::string> value);
+  // Writes the records changed since the last cycle (all of them after a failure).
+  Error write_records();
   void record_failure(const std::string& sentence);
   void record_success();
   bool unavailable(std::string& message) const;
@@ -177,6 +198,13 @@ class Store {
   std::chrono::steady_clock::time_point next_fold_{};
 
   Shard shards_[kShards];
+
+  // Records: the truth in memory, like the counters; the changes the writer has not taken yet
+  // (a key's new record, or nullopt for an erase).
+  mutable std::mutex records_mu_;
+  std::unordered_map<std::string, StoredRecord> records_;                        // records_mu_
+  std::unordered_map<std::string, std::optional<StoredRecord>> record_changes_;  // records_mu_
+  bool records_resync_ = false;  // writer thread only: rewrite the whole records table
 
   std::atomic<bool> healthy_{false};
   std::atomic<int64_t> latest_now_ms_{0};  // now_ms of the latest batch; drives expiry

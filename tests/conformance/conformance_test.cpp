@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -774,6 +775,135 @@ TEST_P(PluginConformance, StatsAreJson) {
   }
 }
 
+// ---- records (ABI 1.4) ------------------------------------------------------------------
+
+class RecordConformance : public PluginConformance {
+ protected:
+  void SetUp() override {
+    PluginConformance::SetUp();
+    if (storage_ == nullptr) return;
+    // Records are optional in the ABI; a plugin that declares it keeps none is excused.
+    if (has_feature("no_records")) GTEST_SKIP() << "the plugin keeps no records";
+    ASSERT_TRUE(storage_->supports_records())
+        << "the plugin has no record functions (declare FEATURES no_records if intended)";
+  }
+  testing::RecordOutcome put(const std::string& k, std::string_view value, int64_t expires_at_ms,
+                             int64_t now_ms = kStart) {
+    auto r = testing::record_put_and_wait(*storage_, k, value, expires_at_ms, now_ms);
+    EXPECT_EQ(r.status, SLUICE_OK) << r.message;
+    EXPECT_FALSE(r.value.has_value()) << "a put hands over no value";
+    return r;
+  }
+  std::optional<std::string> get(const std::string& k, int64_t now_ms = kStart) {
+    auto r = testing::record_get_and_wait(*storage_, k, now_ms);
+    EXPECT_EQ(r.status, SLUICE_OK) << r.message;
+    return r.value;
+  }
+  std::optional<std::string> remove(const std::string& k, int64_t now_ms = kStart) {
+    auto r = testing::record_delete_and_wait(*storage_, k, now_ms);
+    EXPECT_EQ(r.status, SLUICE_OK) << r.message;
+    return r.value;
+  }
+  static constexpr int64_t kHour = 3'600'000;
+};
+
+// A record reads back as written, a put replaces it, a delete hands over its value once, and
+// an unknown key is absent.
+TEST_P(RecordConformance, PutGetReplaceDelete) {
+  const auto k = key("record");
+  EXPECT_EQ(get(k), std::nullopt);
+  EXPECT_EQ(remove(k), std::nullopt);
+  put(k, "first", kStart + kHour);
+  EXPECT_EQ(get(k), "first");
+  put(k, "second, longer than the first", kStart + kHour);
+  EXPECT_EQ(get(k), "second, longer than the first");
+  EXPECT_EQ(remove(k), "second, longer than the first");
+  EXPECT_EQ(get(k), std::nullopt);
+  EXPECT_EQ(remove(k), std::nullopt);
+}
+
+// A record is absent from its expiry on (by the host's clock, which may be simulated), and a
+// put that is already expired leaves nothing.
+TEST_P(RecordConformance, RecordsExpireAtTheGivenTime) {
+  const auto k = key("expiring");
+  put(k, "v", kStart + 1000);
+  EXPECT_EQ(get(k, kStart + 999), "v");
+  EXPECT_EQ(get(k, kStart + 1000), std::nullopt);
+  EXPECT_EQ(remove(k, kStart + 5000), std::nullopt);  // an expired record is not handed over
+  EXPECT_EQ(get(k, kStart + 5000), std::nullopt);
+
+  const auto late = key("born-expired");
+  put(late, "old", kStart + 1000);
+  put(late, "gone", kStart, kStart);  // a replacement that expires at once
+  EXPECT_EQ(get(late, kStart), std::nullopt);
+  // A record written later in simulated time than an hour's real TTL would allow still lives.
+  const auto far = key("far");
+  put(far, "v", kStart + 48 * kHour, kStart + 47 * kHour);
+  EXPECT_EQ(get(far, kStart + 48 * kHour - 1), "v");
+}
+
+// Values are bytes: NULs, every byte value, an empty value (present, not absent), 4 KiB.
+TEST_P(RecordConformance, ValuesAreAnyBytes) {
+  const std::string with_nuls("a\0b\0\xff\x01", 6);
+  put(key("nuls"), with_nuls, kStart + kHour);
+  EXPECT_EQ(get(key("nuls")), with_nuls);
+
+  put(key("empty"), "", kStart + kHour);
+  EXPECT_EQ(get(key("empty")), std::string());
+
+  std::string big(4096, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 131 + 7) & 0xff);
+  put(key("big"), big, kStart + kHour);
+  EXPECT_EQ(get(key("big")), big);
+  EXPECT_EQ(remove(key("big")), big);
+}
+
+// Records and batch keys live apart: the same bytes as a limit's key are another thing.
+TEST_P(RecordConformance, RecordsAndCountersDoNotMeet) {
+  const auto k = key("shared-name");
+  const auto p = params(SLUICE_ALG_FIXED_WINDOW, 5, 60'000);
+  put(k, "record", kStart + kHour);
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_CONSUME, p, 2), kStart).remaining, 3);
+  EXPECT_EQ(get(k), "record");
+  EXPECT_EQ(remove(k), "record");
+  // Still 3 left: a peek of 1 answers what remains after it.
+  EXPECT_EQ(run_one(item(k, SLUICE_OP_PEEK, p, 1), kStart).remaining, 2);
+}
+
+// Of concurrent deletes of one record exactly one receives its value.
+TEST_P(RecordConformance, ConcurrentDeletesHandTheValueToOne) {
+  constexpr int kThreads = 8;
+  for (int round = 0; round < 20; ++round) {
+    const auto k = key("contested:" + std::to_string(round));
+    put(k, "prize", kStart + kHour);
+    std::atomic<int> winners{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        auto r = testing::record_delete_and_wait(*storage_, k, kStart);
+        if (r.status == SLUICE_OK && r.value == "prize") ++winners;
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(winners.load(), 1) << "round " << round;
+  }
+}
+
+// Keys and values beyond the ABI's bounds are refused with a sentence, once.
+TEST_P(RecordConformance, OversizedKeysAndValuesAreRefused) {
+  auto r = testing::record_put_and_wait(*storage_, std::string(SLUICE_RECORD_MAX_KEY + 1, 'k'), "v",
+                                        kStart + kHour, kStart);
+  EXPECT_EQ(r.status, SLUICE_ERR_INVALID);
+  EXPECT_FALSE(r.message.empty());
+  EXPECT_EQ(r.calls, 1);
+  r = testing::record_put_and_wait(*storage_, key("huge"),
+                                   std::string(SLUICE_RECORD_MAX_VALUE + 1, 'v'), kStart + kHour,
+                                   kStart);
+  EXPECT_EQ(r.status, SLUICE_ERR_INVALID);
+  EXPECT_FALSE(r.message.empty());
+  EXPECT_EQ(get(key("huge")), std::nullopt);
+}
+
 std::string test_name(const ::testing::TestParamInfo<PluginUnderTest>& info) {
   std::string name;
   for (char c : info.param.name) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -781,6 +911,8 @@ std::string test_name(const ::testing::TestParamInfo<PluginUnderTest>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Plugin, PluginConformance, ::testing::Values(plugin_under_test()),
+                         test_name);
+INSTANTIATE_TEST_SUITE_P(Plugin, RecordConformance, ::testing::Values(plugin_under_test()),
                          test_name);
 
 }  // namespace

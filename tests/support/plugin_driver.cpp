@@ -71,4 +71,50 @@ Outcome submit_and_wait(Storage& storage, int64_t now_ms, const std::vector<slui
   return out;
 }
 
+namespace {
+
+struct RecordWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  RecordOutcome out;
+
+  static void done(void* self, sluice_status status, const char* message, const uint8_t* value,
+                   size_t value_len) {
+    auto* w = static_cast<RecordWait*>(self);
+    std::lock_guard lock(w->mu);
+    w->out.status = status;
+    w->out.message = message != nullptr ? message : "";
+    w->out.value.reset();
+    if (value != nullptr) w->out.value.emplace(reinterpret_cast<const char*>(value), value_len);
+    ++w->out.calls;
+    w->cv.notify_all();
+  }
+  RecordOutcome wait() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return out.calls > 0; });
+    return out;
+  }
+};
+
+}  // namespace
+
+RecordOutcome record_put_and_wait(Storage& storage, std::string_view key, std::string_view value,
+                                  int64_t expires_at_ms, int64_t now_ms) {
+  RecordWait w;
+  storage.record_put(key, value, expires_at_ms, now_ms, &RecordWait::done, &w);
+  return w.wait();
+}
+
+RecordOutcome record_get_and_wait(Storage& storage, std::string_view key, int64_t now_ms) {
+  RecordWait w;
+  storage.record_get(key, now_ms, &RecordWait::done, &w);
+  return w.wait();
+}
+
+RecordOutcome record_delete_and_wait(Storage& storage, std::string_view key, int64_t now_ms) {
+  RecordWait w;
+  storage.record_delete(key, now_ms, &RecordWait::done, &w);
+  return w.wait();
+}
+
 }  // namespace sluice::testing

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -71,5 +72,18 @@ struct Outcome {
 
 // Submits `items` at `now_ms` as one batch and waits for its completion.
 Outcome submit_and_wait(Storage& storage, int64_t now_ms, const std::vector<sluice_item>& items);
+
+// A record operation's outcome (ABI 1.4): the completion's status and message, the value it
+// handed over (nullopt: none), and how often it had run when the wait ended.
+struct RecordOutcome {
+  sluice_status status = SLUICE_ERR_INTERNAL;
+  std::string message;
+  std::optional<std::string> value;
+  int calls = 0;
+};
+RecordOutcome record_put_and_wait(Storage& storage, std::string_view key, std::string_view value,
+                                  int64_t expires_at_ms, int64_t now_ms);
+RecordOutcome record_get_and_wait(Storage& storage, std::string_view key, int64_t now_ms);
+RecordOutcome record_delete_and_wait(Storage& storage, std::string_view key, int64_t now_ms);
 
 }  // namespace sluice::testing

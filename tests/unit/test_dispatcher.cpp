@@ -452,8 +452,9 @@ TEST_F(DispatcherTest, RequestsWithoutWaitAllocateNothingOnceWarm) {
     for (int k = 0; k < 8; ++k) d.execute(check);
     d.submit_staged();
     allocated += testing::allocations() - before;
-    // Granting a lease records it in the lease registry (a hash-map node, as before WAIT):
-    // not counted. Releasing it, while someone waits elsewhere, is.
+    // Granting a lease writes its record (a hash-map node in the memory plugin, as the lease
+    // registry's was before records): not counted. Releasing it (reading and deleting the
+    // record, then settling), while someone waits elsewhere, is.
     d.execute(acquire);
     d.submit_staged();
     const size_t at = out_.find("$48\r\n");  // the token, read in place

@@ -226,6 +226,9 @@ class SLUICE_API Engine {
   // With `named`, ACTUAL <unit> <n> settles those units: a unit neither in `actual` nor in
   // `named` settles at what the lease was charged in it (SL.CHARGE), or at its estimate when
   // it was never charged. Leases that expire are settled the same way, at their usage.
+  // With a plugin that keeps records (ABI 1.4) the lease is read from and deleted in storage,
+  // so it may have been granted by another engine on that storage; a lease that cannot be read
+  // completes with error kUnavailable (docs/protocol.md, "Where leases live").
   void release(const LeaseToken& lease, std::optional<int64_t> actual, DecisionCall& call,
                DecisionDone done, void* user, const NamedCosts* named = nullptr);
 
@@ -233,7 +236,8 @@ class SLUICE_API Engine {
   // estimate is covered by its reservation; beyond it the charge consumes from the limits, all
   // together or none. The decision is an SL.CHECK's: denied = the charge consumed nothing and
   // is not added to the lease's usage. Unknown, expired or wrong-secret leases complete with
-  // error kNotFound.
+  // error kNotFound. With records (ABI 1.4) the lease is read from storage first and its new
+  // usage written back after an allowed charge.
   void charge(const LeaseToken& lease, int64_t cost, const NamedCosts& named, DecisionCall& call,
               DecisionDone done, void* user);
 

@@ -49,6 +49,21 @@ class SLUICE_API Storage {
   void prefetch(const sluice_batch& batch) const {
     if (prefetch_ != nullptr) prefetch_(handle_, &batch);
   }
+  // Records (ABI 1.4; see storage_plugin.h): present when the plugin has all three
+  // functions. Each `done` runs exactly once, inline or on the plugin's thread; `key` and
+  // `value` need only live during the call. Only call them when supports_records().
+  bool supports_records() const { return record_put_ != nullptr; }
+  void record_put(std::string_view key, std::string_view value, int64_t expires_at_ms,
+                  int64_t now_ms, sluice_record_fn done, void* user_data) {
+    record_put_(handle_, key.data(), key.size(), reinterpret_cast<const uint8_t*>(value.data()),
+                value.size(), expires_at_ms, now_ms, done, user_data);
+  }
+  void record_get(std::string_view key, int64_t now_ms, sluice_record_fn done, void* user_data) {
+    record_get_(handle_, key.data(), key.size(), now_ms, done, user_data);
+  }
+  void record_delete(std::string_view key, int64_t now_ms, sluice_record_fn done, void* user_data) {
+    record_delete_(handle_, key.data(), key.size(), now_ms, done, user_data);
+  }
   Status flush(int64_t timeout_ms);
   std::string stats_json() const;
   std::string_view name() const { return name_; }
@@ -65,6 +80,9 @@ class SLUICE_API Storage {
   std::string name_, version_, path_;
   bool completes_inline_ = false;
   void (*prefetch_)(sluice_plugin_handle*, const sluice_batch*) = nullptr;
+  decltype(sluice_storage_plugin::record_put) record_put_ = nullptr;
+  decltype(sluice_storage_plugin::record_get) record_get_ = nullptr;
+  decltype(sluice_storage_plugin::record_delete) record_delete_ = nullptr;
 };
 
 }  // namespace sluice

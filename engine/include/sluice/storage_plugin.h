@@ -13,6 +13,11 @@
  * its data (Redis) runs the same algorithms in its backend; the conformance suite in
  * tests/conformance proves that every plugin gives the same answers.
  *
+ * Since ABI 1.4 a plugin may also keep small opaque records with an expiry (record_put,
+ * record_get, record_delete): the engine keeps its leases there, so that a lease granted by one
+ * sluiced can be charged and released by another one on the same storage, or by the same one
+ * after a restart.
+ *
  * Rules of the boundary:
  *   - no C++ types and no exceptions cross it; handles are opaque;
  *   - errors are a code (sluice_status) plus a message written into the caller's buffer;
@@ -31,7 +36,7 @@ extern "C" {
 #endif
 
 #define SLUICE_ABI_VERSION_MAJOR 1u
-#define SLUICE_ABI_VERSION_MINOR 3u
+#define SLUICE_ABI_VERSION_MINOR 4u
 #define SLUICE_ABI_VERSION ((SLUICE_ABI_VERSION_MAJOR << 16) | SLUICE_ABI_VERSION_MINOR)
 
 /* The one exported symbol: `const sluice_storage_plugin* sluice_storage_plugin_entry(void);` */
@@ -126,6 +131,13 @@ typedef struct sluice_batch {
  * `message` is NULL on success, otherwise a human-readable sentence valid during the call. */
 typedef void (*sluice_completion_fn)(void* user_data, sluice_status status, const char* message);
 
+/* Completion of a record operation (ABI 1.4), called exactly once, inline or from the plugin's
+ * own thread. `message` is NULL on success, otherwise a sentence valid during the call. `value`
+ * (value_len bytes) is the record's value, valid during the call; NULL when there is none (and
+ * for put, and on failure). */
+typedef void (*sluice_record_fn)(void* user_data, sluice_status status, const char* message,
+                                 const uint8_t* value, size_t value_len);
+
 /* ---- host services handed to the plugin at open -------------------------------------- */
 typedef struct sluice_host_api {
   uint32_t abi_version;
@@ -185,7 +197,36 @@ typedef struct sluice_storage_plugin {
    * call back; the batch's memory is only valid during the call. May be NULL. The host may
    * hint several batches before submitting any of them, and may never submit a hinted one. */
   void (*prefetch)(sluice_plugin_handle* handle, const sluice_batch* batch);
+
+  /* ---- ABI 1.4 (present when struct_size covers them) ---- */
+  /* Records: small opaque values (at most SLUICE_RECORD_MAX_VALUE bytes, any bytes, NUL
+   * included) under keys of at most SLUICE_RECORD_MAX_KEY bytes, each with an expiry in ms
+   * since the epoch. A record whose expires_at_ms is at or before the host's now_ms is absent:
+   * get does not return it and delete does not hand it back. Keys live in a space of their own
+   * as far as the host is concerned; the host keeps them apart from batch keys (the engine's
+   * start with "lease:", batch keys with '{').
+   *
+   * Each call completes through `done` exactly once, inline or on the plugin's own thread, like
+   * submit; `key` and `value` are only valid during the call, and the value handed to `done`
+   * only during that call. Writes are as durable as the plugin's batches are (a SQLite plugin
+   * in commit mode completes a put once it is committed). Thread-safe. All three are NULL in a
+   * plugin that cannot keep records, and then the host keeps leases in its own memory. */
+  /* Writes (or replaces) the record; done's value is NULL. */
+  void (*record_put)(sluice_plugin_handle* handle, const char* key, size_t key_len,
+                     const uint8_t* value, size_t value_len, int64_t expires_at_ms, int64_t now_ms,
+                     sluice_record_fn done, void* user_data);
+  /* Reads the record; done's value is NULL when there is none (or it has expired). */
+  void (*record_get)(sluice_plugin_handle* handle, const char* key, size_t key_len, int64_t now_ms,
+                     sluice_record_fn done, void* user_data);
+  /* Removes the record and hands its value to done (NULL when there was none). Atomic: of two
+   * deletes of one record, one receives the value and the other NULL. */
+  void (*record_delete)(sluice_plugin_handle* handle, const char* key, size_t key_len,
+                        int64_t now_ms, sluice_record_fn done, void* user_data);
 } sluice_storage_plugin;
+
+/* Bounds of records (ABI 1.4). */
+#define SLUICE_RECORD_MAX_KEY 256u
+#define SLUICE_RECORD_MAX_VALUE 65536u
 
 /* submit() always completes before it returns (the callback runs inline). The host then hands
  * the plugin its own buffers; for other plugins it copies the batch so that a decision can be

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "../lease_flow.h"
 #include "plugin_driver.h"
 #include "sluice/storage.h"
 #include "sluiced_fixture.h"
@@ -292,6 +293,29 @@ class RedisCluster : public ::testing::Test {
   static TestDeployment* cluster_;
 };
 TestDeployment* RedisCluster::cluster_ = nullptr;
+
+// Issue 20 item 3 on a cluster: leases (one hash tag each, so spread over the masters) acquired
+// on one instance are charged and released through another.
+TEST_F(RedisCluster, LeasesMoveBetweenInstancesAcrossSlots) {
+  std::vector<std::unique_ptr<Daemon>> daemons;
+  for (int i = 0; i < 2; ++i) {
+    daemons.push_back(std::make_unique<Daemon>(
+        kLeasePolicy, std::vector<std::string>{"--storage", "redis", "--storage-config",
+                                               "cluster=" + cluster_->seeds()}));
+    ASSERT_TRUE(daemons.back()->ok()) << daemons.back()->log();
+  }
+  auto a = [&] { return daemons[0]->client(); };
+  auto b = [&] { return daemons[1]->client(); };
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    run_lease_flow({.acquire_on = a,
+                    .first_charge_on = b,
+                    .second_charge_on = a,
+                    .release_on = b,
+                    .check_on = a,
+                    .subject = "lease-subject-" + std::to_string(i)});
+  }
+}
 
 // 3 instances, 30 clients, 300 subjects x 12 requests on a 10-per-minute limit: exactly 10
 // admitted per subject, and the subjects live on all three masters.

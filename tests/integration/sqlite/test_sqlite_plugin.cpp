@@ -290,7 +290,7 @@ TEST(SqliteSchema, MigratesAVersionOneFile) {
                                -1, &st, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 4);
   EXPECT_EQ(sqlite3_column_int(st, 1), 0);
   sqlite3_finalize(st);
   sqlite3_close(raw);
@@ -469,6 +469,45 @@ TEST(SqliteKeys, CollidingHashesKeepSeparateStates) {
   EXPECT_EQ(plugin.remaining("new", 1000), 500);
   EXPECT_EQ(plugin.stats()["keys"], kKeys - (kKeys + 2) / 3 + 1);
   EXPECT_EQ(count_rows(db), kKeys - (kKeys + 2) / 3 + 1);
+}
+
+// Records (ABI 1.4) are in the file after a clean close in both durability modes, replaced
+// and deleted ones included, and an expired one leaves the file through the expiry sweep.
+TEST(SqliteRecords, SurviveReopenAndExpire) {
+  for (const char* mode : {"interval", "commit"}) {
+    SCOPED_TRACE(mode);
+    TempDir dir;
+    const std::string db = dir.file("records.db");
+    const StorageConfig config = {
+        {"path", db}, {"durability", mode}, {"interval_ms", "20"}, {"exclusive", "false"}};
+    const int64_t hour = 3'600'000;
+    {
+      auto storage = sluice::testing::load_plugin("sqlite", config);
+      ASSERT_TRUE(storage.ok()) << storage.status().message();
+      Storage& s = *storage.value();
+      ASSERT_TRUE(s.supports_records());
+      using sluice::testing::record_delete_and_wait;
+      using sluice::testing::record_put_and_wait;
+      EXPECT_EQ(record_put_and_wait(s, "kept", std::string("a\0b", 3), kT0 + hour, kT0).status,
+                SLUICE_OK);
+      EXPECT_EQ(record_put_and_wait(s, "replaced", "old", kT0 + hour, kT0).status, SLUICE_OK);
+      EXPECT_EQ(record_put_and_wait(s, "replaced", "new", kT0 + hour, kT0).status, SLUICE_OK);
+      EXPECT_EQ(record_put_and_wait(s, "deleted", "x", kT0 + hour, kT0).status, SLUICE_OK);
+      EXPECT_EQ(record_delete_and_wait(s, "deleted", kT0).value, "x");
+      EXPECT_EQ(record_put_and_wait(s, "short", "x", kT0 + 10, kT0).status, SLUICE_OK);
+    }
+    EXPECT_EQ(table_rows(db, "records"), 3);
+    auto storage = sluice::testing::load_plugin("sqlite", config);
+    ASSERT_TRUE(storage.ok()) << storage.status().message();
+    Storage& s = *storage.value();
+    EXPECT_EQ(sluice::testing::record_get_and_wait(s, "kept", kT0).value, std::string("a\0b", 3));
+    EXPECT_EQ(sluice::testing::record_get_and_wait(s, "replaced", kT0).value, "new");
+    EXPECT_EQ(sluice::testing::record_get_and_wait(s, "deleted", kT0).value, std::nullopt);
+    // Well past "short"'s expiry (and the sweep's slack), the sweep takes it out of the file.
+    EXPECT_EQ(sluice::testing::record_get_and_wait(s, "short", kT0 + 60'000).value, std::nullopt);
+    ASSERT_TRUE(s.flush(10'000).ok());
+    EXPECT_EQ(table_rows(db, "records"), 2);
+  }
 }
 
 }  // namespace
