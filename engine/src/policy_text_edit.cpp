@@ -259,7 +259,9 @@ std::string flow_text(const Document& d, const Node& n) {
 
 // Written as indented lines (what policy_to_yaml writes that way): a non-empty block
 // collection.
-bool is_block(const Node& n) { return n.kind != Node::Kind::kScalar && !n.flow && !n.children.empty(); }
+bool is_block(const Node& n) {
+  return n.kind != Node::Kind::kScalar && !n.flow && !n.children.empty();
+}
 
 void block_body(std::string& out, const Document& d, const Node& n, size_t indent);
 
@@ -353,11 +355,11 @@ class Editor {
   // Where a node of the original text stands.
   struct Place {
     bool root = false;
-    bool in_flow = false;              // inside [...] or {...}
+    bool in_flow = false;                    // inside [...] or {...}
     size_t after_colon = std::string::npos;  // a map value: just past its key's ':'
-    size_t child_indent = 0;           // indentation for a block written under its key
-    bool ordered = false;              // a map whose order is part of the spec
-    std::string path;                  // for notes: "resources.generate.limits"
+    size_t child_indent = 0;                 // indentation for a block written under its key
+    bool ordered = false;                    // a map whose order is part of the spec
+    std::string path;                        // for notes: "resources.generate.limits"
   };
 
   // ---- lines of the original text
@@ -438,8 +440,8 @@ class Editor {
                     const Node& value) {
     if (o_.count(coll) == 0) return false;
     if (coll.flow) {
-      std::string text = key ? flow_text(a_, *key) + ": " + flow_text(a_, value)
-                             : flow_text(a_, value);
+      std::string text =
+          key ? flow_text(a_, *key) + ": " + flow_text(a_, value) : flow_text(a_, value);
       if (after) {
         edit(entry_end(coll, *after), entry_end(coll, *after), ", " + text);
       } else {
@@ -485,9 +487,8 @@ class Editor {
         edit(at, at, std::move(body));
         return true;
       }
-      std::string text = place.in_flow || n.kind != Node::Kind::kScalar
-                             ? flow_text(a_, n)
-                             : scalar_text(a_, n, false);
+      std::string text = place.in_flow || n.kind != Node::Kind::kScalar ? flow_text(a_, n)
+                                                                        : scalar_text(a_, n, false);
       if (o.begin == o.end && o.begin > 0 && t_[o.begin - 1] == ':') text.insert(0, " ");
       edit(o.begin, o.end, std::move(text));
       return true;
@@ -640,7 +641,8 @@ class Editor {
 };
 
 PolicyTextEdit rewritten(const PolicySpec& edited, std::string why) {
-  return {policy_to_yaml(edited), false,
+  return {policy_to_yaml(edited),
+          false,
           {"The policy text is written anew, so its comments and spellings are not kept: " +
            std::move(why)}};
 }
@@ -658,8 +660,9 @@ PolicyTextEdit edit_policy_text(std::string_view original_text, const PolicySpec
     if (original == edited) return {std::string(original_text), true, {}};
     const auto text = Document::read(original_text);
     if (!text) {
-      return rewritten(edited, "the text uses YAML that is not edited in place (anchors, aliases, "
-                               "tags or several documents).");
+      return rewritten(edited,
+                       "the text uses YAML that is not edited in place (anchors, aliases, "
+                       "tags or several documents).");
     }
     const auto before = Document::read(policy_to_yaml(original));
     const auto after = Document::read(policy_to_yaml(edited));

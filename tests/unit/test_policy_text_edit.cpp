@@ -1,8 +1,6 @@
 // The comment-preservation test: edits of a PolicySpec written back into the policy's own text
 // (sluice/policy_text_edit.h) keep every comment and every line nobody edited, and the text
 // reads back as the edited spec.
-#include "sluice/policy_text_edit.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "sluice/policy.h"
+#include "sluice/policy_text_edit.h"
 
 namespace sluice {
 namespace {
@@ -150,7 +149,9 @@ const TextEditCase kMlApiCases[] = {
      {"multiplier: 5"},
      {"    multiplier: 8"}},
     {"ChangeAnOverride",
-     [](PolicySpec& p) { tier(p, "premium").overrides["premium/predict"].limits["per_minute"] = 40; },
+     [](PolicySpec& p) {
+       tier(p, "premium").overrides["premium/predict"].limits["per_minute"] = 40;
+     },
      {"premium/predict: {limits: {per_minute: 30}}"},
      {"      premium/predict: {limits: {per_minute: 40}}"}},
     {"ChangeTheWarmupFactor",
@@ -175,11 +176,15 @@ const TextEditCase kMlApiCases[] = {
      {"algorithm: fixed_window, limit: 10, window: 1m}"},
      {"      - {name: per_minute, algorithm: token_bucket, limit: 10, window: 1m, burst: 15}"}},
     {"AddALimit",
-     [](PolicySpec& p) { resource(p, "predict").limits.push_back(limit("per_hour", 100, 3'600'000)); },
+     [](PolicySpec& p) {
+       resource(p, "predict").limits.push_back(limit("per_hour", 100, 3'600'000));
+     },
      {},
      {"      - {name: per_hour, algorithm: fixed_window, limit: 100, window: 1h}"}},
     {"AddALimitWhereThereWasNone",
-     [](PolicySpec& p) { resource(p, "model-info").limits.push_back(limit("per_second", 50, 1000)); },
+     [](PolicySpec& p) {
+       resource(p, "model-info").limits.push_back(limit("per_second", 50, 1000));
+     },
      {"    limits: []"},
      {"    limits:", "      - {name: per_second, algorithm: fixed_window, limit: 50, window: 1s}"}},
     {"RemoveALimitWithItsComment",
@@ -234,9 +239,7 @@ const TextEditCase kMlApiCases[] = {
      {},
      {"  gold:", "    description: Paying customers, 2x", "    multiplier: 2", "    priority: 5"}},
     {"AddAnOverrideToATierWithout",
-     [](PolicySpec& p) {
-       tier(p, "free").overrides["models/heavy"].limits["per_minute"] = 5;
-     },
+     [](PolicySpec& p) { tier(p, "free").overrides["models/heavy"].limits["per_minute"] = 5; },
      {},
      {"    overrides:", "      models/heavy: {limits: {per_minute: 5}}"}},
     {"SetAMultiplierLeftOut",
@@ -255,10 +258,7 @@ const TextEditCase kMlApiCases[] = {
      [](PolicySpec& p) { p.api_keys["premium-user-key"] = "internal"; },
      {"premium-user-key: premium"},
      {"  premium-user-key: internal"}},
-    {"RemoveEveryApiKey",
-     [](PolicySpec& p) { p.api_keys.clear(); },
-     {{"=api_keys:", 3}},
-     {}},
+    {"RemoveEveryApiKey", [](PolicySpec& p) { p.api_keys.clear(); }, {{"=api_keys:", 3}}, {}},
     {"ChangeTheDefaultTier",
      [](PolicySpec& p) { p.default_tier = "premium"; },
      {"default_tier: free"},
