@@ -33,15 +33,17 @@ using namespace sluice;
 using namespace sluice::admin;
 
 namespace {
-const char* kPolicy = R"(version: 1
+const char* kPolicy = R"(# The operator's notes, which Apply must keep.
+version: 1
 default_tier: free
 tiers:
   free: {multiplier: 1, description: everyone}
-  premium: {multiplier: 5}
+  premium: {multiplier: 5}  # paying customers
 resources:
   predict:
     limits:
-      - {name: per_minute, algorithm: fixed_window, limit: 2, window: 1m}
+      # two per minute, spelled in seconds
+      - {name: per_minute, algorithm: fixed_window, limit: 2, window: 60s}
   heavy:
     limits:
       - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
@@ -145,6 +147,47 @@ class TestAdminEngine : public QObject {
     const resp::Value now = check();
     QCOMPARE(now.elements.at(0).integer, 1);  // allowed again
     QCOMPARE(now.elements.at(1).integer, 6);  // limit 2 x 3
+  }
+
+  // Applying from the GUI edits the running policy's text in place: the engine's policy keeps
+  // every comment and the spelling of what was not edited (60s stays 60s), and the review says
+  // so.
+  void applyKeepsTheCommentsOfTheRunningPolicy() {
+    MainWindow w;
+    w.show();
+    w.connectTo(engine_->adminSocket());
+    QVERIFY(QTest::qWaitFor([&] { return w.document()->hasPolicy(); }, 5000));
+    QVERIFY(w.document()->edit(QStringLiteral("x"), edits::setTierMultiplier("premium", 7)).ok());
+    LimitSpec hourly;
+    hourly.name = "per_hour";
+    hourly.limit = 50;
+    hourly.window_ms = 3'600'000;
+    QVERIFY(w.document()->edit(QStringLiteral("y"), edits::addLimit("predict", hourly)).ok());
+    w.reviewAndApply();
+    auto* dlg = w.findChild<DiffDialog*>();
+    QVERIFY(dlg);
+    QVERIFY2(dlg->textOutcome().contains(QStringLiteral("comments")) &&
+                 !dlg->textOutcome().contains(QStringLiteral("lost")),
+             qPrintable(dlg->textOutcome()));
+    QSignalSpy applied(w.session(), &PolicySession::applied);
+    dlg->accept();
+    QVERIFY(applied.wait(5000));
+
+    Admin a;
+    QVERIFY(connectAndWait(a.client, engine_->adminSocket()));
+    const resp::Value got = call(a.client, {"SL.POLICY", "GET"});
+    const auto running = parsePolicyGet(got);
+    QVERIFY2(running, got.to_string().c_str());
+    const QString text = QString::fromStdString(running->yaml);
+    for (const char* line :
+         {"# The operator's notes, which Apply must keep.",
+          "  premium: {multiplier: 7}  # paying customers",
+          "      # two per minute, spelled in seconds",
+          "      - {name: per_minute, algorithm: fixed_window, limit: 2, window: 60s}",
+          "      - {name: per_hour, algorithm: fixed_window, limit: 50, window: 1h}"}) {
+      QVERIFY2(text.contains(QString::fromUtf8(line) + QLatin1Char('\n')),
+               qPrintable(QStringLiteral("'%1' not in:\n%2").arg(QString::fromUtf8(line), text)));
+    }
   }
 
   // Denials driven at the engine show up as blocked counts in the Live model within 2 s.

@@ -400,6 +400,56 @@ class TestAdminModels : public QObject {
     QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 -> 5")});
   }
 
+  // What Apply sends and Save writes is the running policy's (or the opened file's) own text
+  // with only the edits made in it: comments and untouched spellings survive, and an edit
+  // that cannot be made in place says so.
+  void draftTextKeepsTheCommentsOfItsSource() {
+    const std::string commented = std::string("# who may call what\n") + kPolicy +
+                                  "  batch:  # nightly jobs\n    limits: []\n";
+    PolicyDocument doc;
+    doc.setRunning(parsed(commented.c_str()), 4, commented);
+    QCOMPARE(doc.draftText().text, commented);
+    QVERIFY(doc.edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 6)).ok());
+    PolicyTextEdit out = doc.draftText();
+    QVERIFY(out.in_place);
+    QVERIFY(out.notes.empty());
+    std::string expected = commented;
+    expected.replace(expected.find("multiplier: 5"), 13, "multiplier: 6");
+    QCOMPARE(out.text, expected);
+
+    // Moving a limit rewrites that list, and the notes name it.
+    QVERIFY(doc.edit(QStringLiteral("mv"), edits::moveLimit("generate", "daily", -1)).ok());
+    out = doc.draftText();
+    QVERIFY(out.in_place);
+    QCOMPARE(out.notes.size(), size_t{1});
+    QVERIFY(QString::fromStdString(out.notes[0]).contains(QStringLiteral("generate.limits")));
+    QVERIFY(out.text.starts_with("# who may call what\n"));
+
+    // No text known (a policy built in code): written anew, and said so.
+    PolicyDocument bare;
+    bare.setRunning(parsed(), 1);
+    QVERIFY(bare.edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 6)).ok());
+    QVERIFY(!bare.draftText().in_place);
+    QVERIFY(!bare.draftText().notes.empty());
+
+    // A file opened without an engine is saved with its comments.
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("p.yaml"));
+    QFile f(path);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(commented.c_str());
+    f.close();
+    PolicyDocument fromFile;
+    QVERIFY(fromFile.openFile(path).ok());
+    QVERIFY(fromFile.edit(QStringLiteral("k"), edits::removeApiKey("short")).ok());
+    QVERIFY(fromFile.saveFile(path).ok());
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const std::string saved = f.readAll().toStdString();
+    std::string withoutKey = commented;
+    withoutKey.erase(withoutKey.find("  short: free\n"), 14);
+    QCOMPARE(saved, withoutKey);
+  }
+
   // A clean draft follows the running policy; a dirty one keeps its base so APPLY ... EXPECT
   // can detect the change.
   void runningPolicyUpdates() {

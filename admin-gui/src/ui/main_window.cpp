@@ -344,6 +344,10 @@ void MainWindow::reviewAndApply() {
   for (const auto& e : doc_->errors())
     problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
+  const PolicyTextEdit yaml = doc_->draftText();
+  QStringList textNotes;
+  for (const auto& n : yaml.notes) textNotes << QString::fromStdString(n);
+  dlg->setTextOutcome(yaml.in_place, textNotes);
   connect(dlg, &QDialog::accepted, session_, &PolicySession::apply);
   dlg->open();
   if (!problems.isEmpty()) {
@@ -352,7 +356,7 @@ void MainWindow::reviewAndApply() {
   }
   // The engine replays its recorded traffic through the draft; the dialog shows the outcome
   // when it arrives (a closed dialog drops the reply).
-  client_->send({"SL.POLICY", "SIMULATE", doc_->draftYaml()}, dlg, [dlg](const resp::Value& r) {
+  client_->send({"SL.POLICY", "SIMULATE", yaml.text}, dlg, [dlg](const resp::Value& r) {
     if (r.is_error()) {
       QString why = QString::fromStdString(r.str);
       if (why.startsWith(QLatin1String("ERR "))) why = why.mid(4);
