@@ -14,6 +14,7 @@
 #include "core/policy_document.h"
 #include "core/resource_model.h"
 #include "core/simulation.h"
+#include "core/stats_poller.h"
 #include "core/tier_model.h"
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
@@ -51,6 +52,45 @@ PolicySpec parsed(const char* yaml = kPolicy) {
   auto r = parse_policy(yaml, "test");
   if (!r.ok()) qFatal("test policy does not parse: %s", r.error_text().c_str());
   return *r.policy;
+}
+
+// An SL.STATS reply as sluiced sends it (docs/protocol.md), for one series (predict x free x
+// per_minute): `deniedAt(second)` denials in each second of the `window` seconds up to `now`,
+// `totalDenied` since the engine started `uptime` seconds before `now`.
+std::string statsReply(int64_t now, int window, const std::string& instance, int64_t uptime,
+                       const std::function<uint32_t(int64_t)>& deniedAt, uint64_t totalDenied) {
+  QStringList denied, zeros;
+  for (int64_t sec = now - window + 1; sec <= now; ++sec) {
+    denied << QString::number(deniedAt(sec));
+    zeros << QStringLiteral("0");
+  }
+  const QString totals =
+      QStringLiteral(R"({"allowed":0,"denied":%1,"shadow_denied":0,"storage_errors":0})")
+          .arg(totalDenied);
+  return QStringLiteral(
+             R"({"now_ms":%1,"first_second":%2,"window_seconds":%3,"totals":%4,)"
+             R"("series":[{"resource":"predict","tier":"free","rule":"per_minute","totals":%4,)"
+             R"("per_second":{"allowed":[%5],"denied":[%6],"shadow_denied":[%5]}}],)"
+             R"("top_blocked":[],"server":{"instance":"%7","uptime_s":%8}})")
+      .arg(now * 1000 + 400)
+      .arg(now - window + 1)
+      .arg(window)
+      .arg(totals, zeros.join(QLatin1Char(',')), denied.join(QLatin1Char(',')),
+           QString::fromStdString(instance))
+      .arg(uptime)
+      .toStdString();
+}
+
+void ingestReply(LiveStats& live, const std::string& reply) {
+  auto snapshot = parseStatsJson(reply);
+  QVERIFY2(snapshot.ok(), snapshot.status().message().c_str());
+  live.ingest(snapshot.value());
+}
+
+const LiveHistory::Point& pointAt(const std::vector<LiveHistory::Point>& points, int64_t second) {
+  for (const auto& p : points)
+    if (p.second == second) return p;
+  qFatal("no point for second %lld", static_cast<long long>(second));
 }
 
 QModelIndex find(const QAbstractItemModel& m, int column, const QString& text) {
@@ -542,6 +582,126 @@ class TestAdminModels : public QObject {
     QCOMPARE(p2.back().blocked, uint64_t{7});
     QCOMPARE(p2[p2.size() - 2].blocked, uint64_t{4});
     QCOMPARE(p2[p2.size() - 5].blocked, uint64_t{1});  // from the first snapshot
+  }
+
+  // Runs of known seconds, which the charts draw as lines (gaps between them): "1" a second
+  // some engine reported, "0" one none did.
+  void knownRunsOfSeconds_data() {
+    QTest::addColumn<QString>("seconds");
+    QTest::addColumn<QString>("runs");
+    QTest::newRow("all known") << "1111"
+                               << "0-3";
+    QTest::newRow("none known") << "000"
+                                << "";
+    QTest::newRow("an outage") << "1100011"
+                               << "0-1,5-6";
+    QTest::newRow("before the engine started") << "0001111"
+                                               << "3-6";
+    QTest::newRow("unreachable now") << "11110"
+                                     << "0-3";
+    QTest::newRow("single seconds") << "10101"
+                                    << "0-0,2-2,4-4";
+  }
+  void knownRunsOfSeconds() {
+    QFETCH(QString, seconds);
+    QFETCH(QString, runs);
+    std::vector<LiveHistory::Point> points;
+    for (int i = 0; i < seconds.size(); ++i)
+      points.push_back({i, 0, 0, 0, seconds[i] == QLatin1Char('1')});
+    QStringList got;
+    for (const auto& [first, last] : LiveHistory::knownRuns(points))
+      got << QStringLiteral("%1-%2").arg(first).arg(last);
+    QCOMPARE(got.join(QLatin1Char(',')), runs);
+  }
+
+  // Fed with poll replies and an injected clock (no sleeps): while the engine cannot be
+  // reached the history moves on without data (a gap, never zeros); a paused view stays put;
+  // after a restart (another instance) the seconds before the new engine started stay gaps,
+  // the old engine's seconds stay drawn, and the totals and "blocked in the last minute"
+  // agree (both count since the restart), instead of "Blocked 55 / Last min 6000".
+  void outagesAreGapsAndTotalsAgreeAfterARestart() {
+    const int64_t t = 1'700'000'000;
+    LiveStats live;
+    QAbstractItemModelTester tester(live.seriesModel(),
+                                    QAbstractItemModelTester::FailureReportingMode::QtTest);
+    // 100 denials a second in the last minute of an engine up for over an hour.
+    ingestReply(live, statsReply(
+                          t, 900, "engine-a", 5000,
+                          [&](int64_t sec) { return sec > t - 60 ? 100u : 0u; }, 6000));
+    auto points = live.points();
+    QCOMPARE(points.size(), size_t{900});
+    QVERIFY(std::all_of(points.begin(), points.end(), [](const auto& p) { return p.known; }));
+    QCOMPARE(live.seriesModel()->rows().at(0).blockedLastMinute, uint64_t{6000});
+
+    // sluiced stops: the poller's ticks find no connection.
+    AdminClient neverConnected;
+    StatsPoller poller(&neverConnected, &live);
+    int64_t nowMs = 0;
+    poller.setClock([&] { return nowMs; });
+    for (int64_t sec = t + 1; sec <= t + 20; ++sec) {
+      nowMs = sec * 1000 + 250;
+      poller.pollNow();
+    }
+    QCOMPARE(live.history().lastSecond(), t + 20);
+    points = live.points();
+    QVERIFY(!points.back().known);
+    QCOMPARE(points.back().blocked, uint64_t{0});
+    QVERIFY(pointAt(points, t).known);
+    QCOMPARE(pointAt(points, t).blocked, uint64_t{100});
+    QVERIFY(!pointAt(points, t + 1).known);
+    // The last minute moves on with the clock: 20 of its seconds are the outage.
+    QCOMPARE(live.seriesModel()->rows().at(0).blockedLastMinute, uint64_t{4000});
+
+    // Paused, the view stays as it was; resumed, it catches up with the clock.
+    poller.setPaused(true);
+    nowMs = (t + 25) * 1000;
+    poller.pollNow();
+    QCOMPARE(live.history().lastSecond(), t + 20);
+    poller.setPaused(false);
+    QCOMPARE(live.history().lastSecond(), t + 25);
+
+    // A new engine, up 9 s at t + 40.4 (so started during t + 30 or t + 31): 5 denials a
+    // second since. It reports zeros for the seconds before it ran; those stay a gap.
+    ingestReply(live, statsReply(
+                          t + 40, 43, "engine-b", 9,
+                          [&](int64_t sec) { return sec >= t + 30 ? 5u : 0u; }, 55));
+    QCOMPARE(live.history().restartSecond(), t + 30);
+    QCOMPARE(live.totals().denied, uint64_t{55});
+    const auto rows = live.seriesModel()->rows();
+    QCOMPARE(rows.size(), size_t{1});
+    QCOMPARE(rows[0].totals.denied, uint64_t{55});
+    QCOMPARE(rows[0].blockedLastMinute, uint64_t{55});
+    const QModelIndex row = live.seriesModel()->index(0, LiveSeriesModel::kBlockedLastMinute);
+    QCOMPARE(row.data().toString(),
+             live.seriesModel()->index(0, LiveSeriesModel::kBlocked).data().toString());
+    points = live.points();
+    QCOMPARE(pointAt(points, t).blocked, uint64_t{100});  // the old engine's, still drawn
+    for (int64_t sec = t + 1; sec < t + 30; ++sec) QVERIFY(!pointAt(points, sec).known);
+    for (int64_t sec = t + 30; sec <= t + 40; ++sec) {
+      QVERIFY(pointAt(points, sec).known);
+      QCOMPARE(pointAt(points, sec).blocked, uint64_t{5});
+    }
+    const auto runs = LiveHistory::knownRuns(points);
+    QCOMPARE(runs.size(), size_t{2});
+    QCOMPARE(points[runs[0].second].second, t);
+    QCOMPARE(points[runs[1].first].second, t + 30);
+  }
+
+  // The same engine, reachable again, reports the seconds the GUI missed: they are data, not
+  // a gap (the engine was counting all along).
+  void theSameEngineFillsTheSecondsItWasUnreachable() {
+    const int64_t t = 1'700'000'000;
+    LiveStats live;
+    ingestReply(live, statsReply(
+                          t, 900, "engine-a", 5000, [](int64_t) { return 1u; }, 900));
+    live.markUnreachable(t + 10);
+    QVERIFY(!live.points().back().known);
+    ingestReply(live, statsReply(
+                          t + 10, 13, "engine-a", 5010, [](int64_t) { return 2u; }, 920));
+    const auto points = live.points();
+    QVERIFY(std::all_of(points.begin(), points.end(), [](const auto& p) { return p.known; }));
+    QCOMPARE(pointAt(points, t + 5).blocked, uint64_t{2});
+    QCOMPARE(live.history().restartSecond(), int64_t{-1});
   }
 
   // SL.POLICY SIMULATE's reply, as the review dialog reads it.

@@ -22,6 +22,15 @@ void LiveStats::ingest(const StatsSnapshot& snapshot) {
   emit updated();
 }
 
+void LiveStats::markUnreachable(int64_t second) {
+  const int64_t before = history_.lastSecond();
+  history_.advanceTo(second);
+  if (history_.lastSecond() == before) return;
+  // Every row's last minute moves on too.
+  series_.update();
+  emit updated();
+}
+
 void LiveStats::setFilter(const QString& resource, const QString& tier) {
   if (resource == resource_ && tier == tier_) return;
   resource_ = resource;

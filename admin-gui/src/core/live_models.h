@@ -73,6 +73,8 @@ class LiveStats : public QObject {
   explicit LiveStats(QObject* parent = nullptr);
 
   void ingest(const StatsSnapshot& snapshot);
+  // The engine cannot be reached at `second` (unix seconds): the charts move on with a gap.
+  void markUnreachable(int64_t second);
   // Empty strings show everything.
   void setFilter(const QString& resource, const QString& tier);
   QString resourceFilter() const { return resource_; }
