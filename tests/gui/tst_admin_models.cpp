@@ -2,6 +2,8 @@
 // QAbstractItemModelTester while it is edited), the draft with undo, rebase after a conflict,
 // engine error placement, files, and the live history fed by the engine's own Stats::to_json.
 #include <QAbstractItemModelTester>
+#include <QComboBox>
+#include <QLineEdit>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -18,6 +20,7 @@
 #include "core/tier_model.h"
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
+#include "ui/settings_tab.h"
 
 using namespace sluice;
 using namespace sluice::admin;
@@ -488,6 +491,98 @@ class TestAdminModels : public QObject {
     std::string withoutKey = commented;
     withoutKey.erase(withoutKey.find("  short: free\n"), 14);
     QCOMPARE(saved, withoutKey);
+  }
+
+  // The top-level settings are draft edits like any other: one undo step each, validated,
+  // and listed in the review's diff.
+  void topLevelSettingsAreDraftEdits_data() {
+    QTest::addColumn<QString>("setting");
+    QTest::addColumn<QString>("value");
+    QTest::addColumn<QStringList>("diff");
+    QTest::newRow("default tier") << "default_tier"
+                                  << "premium"
+                                  << QStringList{"policy: default_tier free -> premium"};
+    QTest::newRow("unknown resources allowed")
+        << "unknown_resource"
+        << "allow" << QStringList{"policy: unknown_resource deny -> allow"};
+    QTest::newRow("unknown resources get default limits")
+        << "unknown_resource"
+        << "default_limits"
+        << QStringList{"policy: unknown_resource deny -> default_limits",
+                       "default limits: limit per_minute added (fixed_window 60 requests per 1m)"};
+    QTest::newRow("fail open") << "on_storage_failure"
+                               << "fail_open"
+                               << QStringList{
+                                      "policy: on_storage_failure fail_closed -> fail_open"};
+    QTest::newRow("lease ttl") << "lease_ttl"
+                               << "2m" << QStringList{"policy: lease_ttl 1m -> 2m"};
+    QTest::newRow("lease ttl in seconds") << "lease_ttl"
+                                          << "90s" << QStringList{"policy: lease_ttl 1m -> 1m30s"};
+  }
+  void topLevelSettingsAreDraftEdits() {
+    QFETCH(QString, setting);
+    QFETCH(QString, value);
+    QFETCH(QStringList, diff);
+    Edit op;
+    if (setting == "default_tier") op = edits::setDefaultTier(value.toStdString());
+    if (setting == "unknown_resource")
+      op = edits::setUnknownResource(value == "allow" ? UnknownResourceMode::kAllow
+                                                      : UnknownResourceMode::kDefaultLimits);
+    if (setting == "on_storage_failure")
+      op = edits::setStorageFailure(StorageFailureMode::kFailOpen);
+    if (setting == "lease_ttl") op = edits::setLeaseTtl(value.toStdString());
+    QVERIFY(op);
+    QVERIFY(doc_->edit(QStringLiteral("s"), op).ok());
+    QCOMPARE(doc_->diff(), diff);
+    QVERIFY2(!doc_->hasErrors(), qPrintable(doc_->errors().value(0).text()));
+    QCOMPARE(doc_->undoStack()->count(), 1);
+    doc_->undoStack()->undo();
+    QVERIFY(!doc_->isDirty());
+  }
+
+  // A lease TTL that is not a duration is refused; one out of range is a problem on its field,
+  // shown by the Settings tab, which follows the draft through undo.
+  void settingsTabEditsAndShowsProblems() {
+    QVERIFY(!doc_->edit(QStringLiteral("t"), edits::setLeaseTtl("soon")).ok());
+    QVERIFY(!doc_->isDirty());
+
+    SettingsTab tab(doc_.get());
+    QCOMPARE(tab.defaultTier()->currentText(), QStringLiteral("free"));
+    QCOMPARE(tab.leaseTtl()->text(), QStringLiteral("1m"));
+    QCOMPARE(tab.unknownResource()->currentData().toInt(),
+             static_cast<int>(UnknownResourceMode::kDeny));
+
+    tab.storageFailure()->setCurrentIndex(1);
+    emit tab.storageFailure()->activated(1);
+    QCOMPARE(doc_->draft().on_storage_failure, StorageFailureMode::kFailOpen);
+
+    tab.defaultTier()->setCurrentText(QStringLiteral("premium"));
+    emit tab.defaultTier()->activated(tab.defaultTier()->currentIndex());
+    QCOMPARE(doc_->draft().default_tier, std::string("premium"));
+
+    tab.leaseTtl()->setText(QStringLiteral("0s"));
+    emit tab.leaseTtl()->editingFinished();
+    QCOMPARE(doc_->draft().lease_ttl_ms, int64_t{0});
+    QVERIFY(!tab.leaseTtl()->toolTip().isEmpty());
+    QVERIFY(tab.problemsText().contains(QStringLiteral("lease_ttl")));
+
+    tab.leaseTtl()->setText(QStringLiteral("45s"));
+    emit tab.leaseTtl()->editingFinished();
+    QCOMPARE(doc_->draft().lease_ttl_ms, int64_t{45'000});
+    QVERIFY(tab.leaseTtl()->toolTip().isEmpty());
+    QVERIFY(tab.problemsText().isEmpty());
+
+    tab.leaseTtl()->setText(QStringLiteral("later"));
+    emit tab.leaseTtl()->editingFinished();
+    QCOMPARE(doc_->draft().lease_ttl_ms, int64_t{45'000});
+    QVERIFY(tab.leaseTtl()->toolTip().contains(QStringLiteral("not a duration")));
+
+    QCOMPARE(doc_->undoStack()->count(), 4);
+    while (doc_->undoStack()->canUndo()) doc_->undoStack()->undo();
+    QCOMPARE(tab.defaultTier()->currentText(), QStringLiteral("free"));
+    QCOMPARE(tab.storageFailure()->currentData().toInt(),
+             static_cast<int>(StorageFailureMode::kFailClosed));
+    QCOMPARE(tab.leaseTtl()->text(), QStringLiteral("1m"));
   }
 
   // A clean draft follows the running policy; a dirty one keeps its base so APPLY ... EXPECT

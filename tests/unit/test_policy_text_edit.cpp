@@ -271,6 +271,14 @@ const TextEditCase kMlApiCases[] = {
      [](PolicySpec& p) { p.unknown_resource = UnknownResourceMode::kAllow; },
      {"unknown_resource: deny"},
      {"unknown_resource: allow"}},
+    {"SwitchToDefaultLimits",
+     [](PolicySpec& p) {
+       p.unknown_resource = UnknownResourceMode::kDefaultLimits;
+       p.default_limits.push_back(limit("per_minute", 60, 60'000));
+     },
+     {"unknown_resource: deny"},
+     {"unknown_resource: default_limits",
+      "default_limits:", "  - {name: per_minute, algorithm: fixed_window, limit: 60, window: 1m}"}},
     {"ChangeTheLeaseTtl",
      [](PolicySpec& p) { p.lease_ttl_ms = 120'000; },
      {"lease_ttl: 60s"},

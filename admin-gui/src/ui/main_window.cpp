@@ -33,6 +33,7 @@
 #include "ui/live_tab.h"
 #include "ui/models_tab.h"
 #include "ui/notice_bar.h"
+#include "ui/settings_tab.h"
 #include "ui/tiers_tab.h"
 
 namespace sluice::admin {
@@ -61,10 +62,12 @@ MainWindow::MainWindow(QWidget* parent)
   modelsTab_ = new ModelsTab(doc_, warmup_, tabs_);
   keysTab_ = new KeysTab(keyModel_, tabs_);
   liveTab_ = new LiveTab(live_, poller_, tabs_);
+  settingsTab_ = new SettingsTab(doc_, tabs_);
   tabs_->addTab(tiersTab_, tr("&Tiers"));
   tabs_->addTab(modelsTab_, tr("&Models && limits"));
   tabs_->addTab(keysTab_, tr("API &keys"));
   tabs_->addTab(liveTab_, tr("&Live"));
+  tabs_->addTab(settingsTab_, tr("&Settings"));
   layout->addWidget(tabs_, 1);
   setCentralWidget(central);
 
@@ -98,6 +101,7 @@ MainWindow::MainWindow(QWidget* parent)
           [this](const QString& t) { notice_->show(NoticeBar::Kind::kInfo, t); });
   connect(modelsTab_, &ModelsTab::message, this, showMessage);
   connect(keysTab_, &KeysTab::message, this, showMessage);
+  connect(settingsTab_, &SettingsTab::message, this, showMessage);
 
   connect(client_, &AdminClient::stateChanged, this, &MainWindow::updateStatus_);
   connect(client_, &AdminClient::disconnected, this, &MainWindow::updateStatus_);
@@ -154,7 +158,7 @@ MainWindow::MainWindow(QWidget* parent)
 
 QStringList MainWindow::tabNames() {
   return {QStringLiteral("tiers"), QStringLiteral("models"), QStringLiteral("keys"),
-          QStringLiteral("live")};
+          QStringLiteral("live"), QStringLiteral("settings")};
 }
 
 QWidget* MainWindow::tabPage(const QString& name) const {
@@ -163,6 +167,7 @@ QWidget* MainWindow::tabPage(const QString& name) const {
   if (n == QLatin1String("models") || n == QLatin1String("limits")) return modelsTab_;
   if (n == QLatin1String("keys") || n == QLatin1String("api-keys")) return keysTab_;
   if (n == QLatin1String("live")) return liveTab_;
+  if (n == QLatin1String("settings")) return settingsTab_;
   return nullptr;
 }
 
@@ -210,7 +215,7 @@ void MainWindow::buildActions_() {
                     &PolicySession::reloadEngineFile);
 
   auto* view = menuBar()->addMenu(tr("&View"));
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < tabs_->count(); ++i) {
     auto* a = view->addAction(tabs_->tabText(i)
                                   .remove(QLatin1Char('&'))
                                   .replace(QStringLiteral("&&"), QStringLiteral("&")),
@@ -397,6 +402,12 @@ void MainWindow::goToPath_(const QString& path) {
              parts.value(0) == QLatin1String("default_tier")) {
     tabs_->setCurrentWidget(tiersTab_);
     tiersTab_->selectTier(parts.value(1));
+  } else {
+    // unknown_resource, default_limits, on_storage_failure, lease_ttl, lease_ttl_max
+    const QString top = parts.value(0).section(QLatin1Char('['), 0, 0);
+    if (top == QLatin1String("unknown_resource") || top == QLatin1String("default_limits") ||
+        top == QLatin1String("on_storage_failure") || top.startsWith(QLatin1String("lease_ttl")))
+      tabs_->setCurrentWidget(settingsTab_);
   }
 }
 
