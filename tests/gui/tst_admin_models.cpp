@@ -339,6 +339,48 @@ class TestAdminModels : public QObject {
     QCOMPARE(m.rowCount(), 2);
   }
 
+  // A key can carry a label for people: added with the key in one undo step, edited in
+  // place, removed with the key, listed in the review, and shown next to the masked key in
+  // Live's blocked subjects.
+  void apiKeysCarryLabels() {
+    ApiKeyModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QCOMPARE(m.headerData(ApiKeyModel::kLabel, Qt::Horizontal, Qt::DisplayRole).toString(),
+             QStringLiteral("Label"));
+    QVERIFY(m.addKey(QStringLiteral("acme-prod-key-9876"), QStringLiteral("premium"),
+                     QStringLiteral(" Acme Corp ")));
+    QCOMPARE(doc_->undoStack()->count(), 1);
+    QCOMPARE(doc_->draft().api_key_labels.at("acme-prod-key-9876"), std::string("Acme Corp"));
+    const int row = find(m, ApiKeyModel::kKey, QStringLiteral("...9876")).row();
+    QCOMPARE(m.index(row, ApiKeyModel::kLabel).data().toString(), QStringLiteral("Acme Corp"));
+    QVERIFY(m.flags(m.index(row, ApiKeyModel::kLabel)) & Qt::ItemIsEditable);
+    QVERIFY(!(m.flags(m.index(row, ApiKeyModel::kKey)) & Qt::ItemIsEditable));
+
+    const int shortRow = find(m, ApiKeyModel::kKey, QStringLiteral("...")).row();
+    QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QStringLiteral("load test"),
+                      Qt::EditRole));
+    QCOMPARE(doc_->draft().api_key_labels.at("short"), std::string("load test"));
+    QVERIFY(doc_->diff().contains(QStringLiteral("api key ...: label '' -> 'load test'")));
+    QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QString(), Qt::EditRole));
+    QVERIFY(!doc_->draft().api_key_labels.contains("short"));
+    QVERIFY(!doc_->hasErrors());
+
+    LiveStats live;
+    live.setSecretSubjects({QStringLiteral("acme-prod-key-9876")});
+    live.setSubjectLabels({{QStringLiteral("acme-prod-key-9876"), QStringLiteral("Acme Corp")}});
+    ingestReply(live, R"({"now_ms":1700000000400,"first_second":1700000000,"window_seconds":1,)"
+                      R"("totals":{},"series":[],"blocked_now":{"5m":{"seconds":300,"subjects":)"
+                      R"([{"resource":"predict","subject":"acme-prod-key-9876","count":3,)"
+                      R"("error":0,"tier":"premium","rule":"per_minute"}]}}})");
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(),
+             QStringLiteral("API key ...9876 (Acme Corp)"));
+
+    QVERIFY(m.removeKey(row));
+    QVERIFY(!doc_->draft().api_key_labels.contains("acme-prod-key-9876"));
+    while (doc_->undoStack()->canUndo()) doc_->undoStack()->undo();
+    QVERIFY(!doc_->isDirty());
+  }
+
   // After a CONFLICT the session's edits are replayed on the newer running policy.
   void rebaseReplaysEdits() {
     QVERIFY(doc_->edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 8)).ok());

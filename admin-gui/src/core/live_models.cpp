@@ -231,7 +231,10 @@ QVariant TopBlockedModel::data(const QModelIndex& index, int role) const {
   if (role != Qt::DisplayRole) return {};
   switch (index.column()) {
     case kSubject:
-      return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+      if (!stats_->isSecret(subject)) return subject;
+      if (const QString label = stats_->labelOf(subject); !label.isEmpty())
+        return tr("API key %1 (%2)").arg(maskApiKey(subject), label);
+      return tr("API key %1").arg(maskApiKey(subject));
     case kResource:
       return qs(r.resource);
     case kTier:

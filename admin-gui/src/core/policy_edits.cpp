@@ -365,11 +365,26 @@ Edit setApiKey(std::string key, std::string tier) {
   };
 }
 
+Edit setApiKeyLabel(std::string key, std::string label) {
+  return [key = std::move(key), label = std::move(label)](PolicySpec& spec) {
+    if (!spec.api_keys.contains(key))
+      return Status::NotFound(fmt::format("there is no API key {}",
+                                          maskApiKey(QString::fromStdString(key)).toStdString()));
+    if (label.empty()) {
+      spec.api_key_labels.erase(key);
+    } else {
+      spec.api_key_labels[key] = label;
+    }
+    return Status::Ok();
+  };
+}
+
 Edit removeApiKey(std::string key) {
   return [key = std::move(key)](PolicySpec& spec) {
     if (spec.api_keys.erase(key) == 0)
       return Status::NotFound(fmt::format("there is no API key {}",
                                           maskApiKey(QString::fromStdString(key)).toStdString()));
+    spec.api_key_labels.erase(key);
     return Status::Ok();
   };
 }

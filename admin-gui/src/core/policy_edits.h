@@ -56,6 +56,9 @@ Edit removeLimit(std::string resource, std::string limit);
 Edit moveLimit(std::string resource, std::string limit, int by);
 
 Edit setApiKey(std::string key, std::string tier);
+// A label for people next to the masked key; an empty label removes it.
+Edit setApiKeyLabel(std::string key, std::string label);
+// Removes the key and its label.
 Edit removeApiKey(std::string key);
 
 // The whole draft at once (opening a file).

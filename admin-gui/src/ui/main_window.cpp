@@ -115,6 +115,11 @@ MainWindow::MainWindow(QWidget* parent)
     for (const auto& [k, t] : doc_->draft().api_keys) keys.insert(QString::fromStdString(k));
     for (const auto& [k, t] : doc_->base().api_keys) keys.insert(QString::fromStdString(k));
     live_->setSecretSubjects(std::move(keys));
+    QHash<QString, QString> labels;
+    for (const auto* p : {&doc_->base(), &doc_->draft()})
+      for (const auto& [k, l] : p->api_key_labels)
+        labels.insert(QString::fromStdString(k), QString::fromStdString(l));
+    live_->setSubjectLabels(std::move(labels));
   });
 
   connect(session_, &PolicySession::notice, this, [this](const QString& t) {

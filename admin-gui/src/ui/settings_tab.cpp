@@ -77,8 +77,8 @@ SettingsTab::SettingsTab(PolicyDocument* doc, QWidget* parent)
 
   connect(defaultTier_, &QComboBox::activated, this, [this] {
     const QString tier = defaultTier_->currentText();
-    const Status s = doc_->edit(tr("Default tier %1").arg(tier),
-                                edits::setDefaultTier(tier.toStdString()));
+    const Status s =
+        doc_->edit(tr("Default tier %1").arg(tier), edits::setDefaultTier(tier.toStdString()));
     if (!s.ok()) emit message(QString::fromStdString(s.message()));
   });
   connect(unknown_, &QComboBox::activated, this, [this] {
@@ -103,8 +103,7 @@ SettingsTab::SettingsTab(PolicyDocument* doc, QWidget* parent)
 
 void SettingsTab::leaseTtlEdited_() {
   const QString text = leaseTtl_->text().trimmed();
-  const Status s =
-      doc_->edit(tr("Lease TTL %1").arg(text), edits::setLeaseTtl(text.toStdString()));
+  const Status s = doc_->edit(tr("Lease TTL %1").arg(text), edits::setLeaseTtl(text.toStdString()));
   if (s.ok()) return;
   markField(leaseTtl_, QString::fromStdString(s.message()));
   emit message(QString::fromStdString(s.message()));
