@@ -425,6 +425,48 @@ class TestAdminEngine : public QObject {
     QCOMPARE(conflict.count(), 0);
   }
 
+  // Against a real daemon stopped and started again: the seconds it was down are a gap in
+  // the Live history, not zeros, and afterwards the totals (the new engine's) and "blocked in
+  // the last minute" agree instead of mixing the two engines' counts.
+  void liveAgreesWithTheEngineAfterARestart() {
+    AdminClient client;
+    LiveStats live;
+    StatsPoller poller(&client, &live);
+    QVERIFY(connectAndWait(client, engine_->adminSocket()));
+    for (int i = 0; i < 30; ++i) decide_.send({"SL.CHECK", "predict", "mallory"}, nullptr, nullptr);
+    QVERIFY(call(decide_, {"PING"}).str == "PONG");
+    QVERIFY(QTest::qWaitFor([&] { return live.totals().denied == 28; }, 5000));
+
+    decide_.disconnectFromEngine();
+    engine_->stop();
+    // The poller's ticks find no engine: the history moves on without data.
+    auto trailingGap = [&] {
+      const auto points = live.points();
+      int n = 0;
+      for (auto it = points.rbegin(); it != points.rend() && !it->known; ++it) ++n;
+      return n;
+    };
+    QVERIFY(QTest::qWaitFor([&] { return trailingGap() >= 3; }, 8000));
+    QVERIFY(engine_->restart());
+    QVERIFY(connectAndWait(decide_, engine_->decisionSocket()));
+    for (int i = 0; i < 5; ++i) decide_.send({"SL.CHECK", "predict", "mallory"}, nullptr, nullptr);
+    QVERIFY(call(decide_, {"PING"}).str == "PONG");  // 2 allowed, 3 denied by the new engine
+    QVERIFY2(QTest::qWaitFor([&] { return live.totals().denied == 3; }, 8000),
+             qPrintable(QString::number(live.totals().denied)));
+
+    QVERIFY(live.history().restartSecond() > 0);
+    const auto rows = live.seriesModel()->rows();
+    uint64_t lastMinute = 0;
+    for (const auto& r : rows) lastMinute += r.blockedLastMinute;
+    QCOMPARE(lastMinute, uint64_t{3});  // not 28 + 3
+    const auto points = live.points();
+    const auto runs = LiveHistory::knownRuns(points);
+    QVERIFY2(runs.size() >= 2, "the outage is not a gap");
+    uint64_t drawn = 0;
+    for (const auto& p : points) drawn += p.blocked;
+    QCOMPARE(drawn, uint64_t{28 + 3});  // both engines' seconds stay drawn
+  }
+
   void clearMessageWhenNoEngineListens() {
     AdminClient c;
     QSignalSpy down(&c, &AdminClient::disconnected);

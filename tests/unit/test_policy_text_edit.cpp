@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -297,6 +298,36 @@ const TextEditCase kMlApiCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(PolicyTextEdit, MlApiTextEdit, ::testing::ValuesIn(kMlApiCases),
                          [](const auto& test) { return std::string(test.param.name); });
+
+// Any three of the table's edits made together (in a seeded random order) are still made in
+// place, with nothing rewritten, and read back as the edited spec.
+TEST(PolicyTextEdit, CombinedEditsStayInPlace) {
+  const std::string text = shipped_text("ml-api.yaml");
+  const PolicySpec original = parse_or_die(text);
+  std::mt19937 rng(16);
+  const size_t n = std::size(kMlApiCases);
+  int made = 0;
+  for (int round = 0; round < 300; ++round) {
+    PolicySpec edited = original;
+    std::string names;
+    try {
+      for (int k = 0; k < 3; ++k) {
+        const TextEditCase& c = kMlApiCases[rng() % n];
+        c.edit(edited);
+        names += std::string(c.name) + " ";
+      }
+    } catch (const std::exception&) {
+      continue;  // an edit of something an earlier one removed
+    }
+    if (!validate_policy(edited).empty()) continue;
+    const PolicyTextEdit out = edit_policy_text(text, original, edited);
+    ASSERT_TRUE(out.in_place) << names << (out.notes.empty() ? "" : out.notes.front());
+    EXPECT_TRUE(out.notes.empty()) << names << out.notes.front();
+    ASSERT_EQ(parse_or_die(out.text), edited) << names;
+    ++made;
+  }
+  EXPECT_GT(made, 200);
+}
 
 // No change: the text comes back as it was.
 TEST(PolicyTextEdit, AnUnchangedSpecKeepsTheTextAsItIs) {
