@@ -549,15 +549,41 @@ class Editor {
       if (o_.key(o, i).kind != Node::Kind::kScalar) return false;
       if (o_.find(o, o_.key(o, i).value) != i) return false;  // a key written twice
     }
+    // A key that goes while another with the same value comes is a rename (a model, a tier):
+    // only the key is rewritten, so the entry keeps its comments and spellings.
+    std::map<std::string, std::string> renamed;  // new key -> the original key it renames
+    std::vector<bool> taken(b_.count(before), false);
+    for (size_t i = 0; i < a_.count(after); ++i) {
+      const std::string& k = a_.key(after, i).value;
+      if (b_.find(before, k) || o_.find(o, k)) continue;
+      for (size_t j = 0; j < b_.count(before); ++j) {
+        const std::string& old_key = b_.key(before, j).value;
+        if (taken[j] || a_.find(after, old_key) || !o_.find(o, old_key) ||
+            !same(b_, b_.value(before, j), a_, a_.value(after, i))) {
+          continue;
+        }
+        taken[j] = true;
+        renamed[k] = old_key;
+        break;
+      }
+    }
     for (size_t i = 0; i < b_.count(before); ++i) {
       const std::string& k = b_.key(before, i).value;
-      if (a_.find(after, k)) continue;
+      if (a_.find(after, k) || taken[i]) continue;
       if (const auto oi = o_.find(o, k); oi && !remove_entry(o, *oi)) return false;
     }
     std::optional<size_t> anchor;  // the original entry the next new one goes after
     for (size_t i = 0; i < a_.count(after); ++i) {
       const Node& key = a_.key(after, i);
       const Node& value = a_.value(after, i);
+      if (const auto r = renamed.find(key.value); r != renamed.end()) {
+        const size_t oi = *o_.find(o, r->second);
+        if (place.ordered && anchor && oi < *anchor) return false;
+        const Node& old_key = o_.key(o, oi);
+        edit(old_key.begin, old_key.end, scalar_text(a_, key, place.in_flow || o.flow));
+        if (!anchor || oi > *anchor || place.ordered) anchor = oi;
+        continue;
+      }
       const auto oi = o_.find(o, key.value);
       const auto bi = b_.find(before, key.value);
       if (!oi) {

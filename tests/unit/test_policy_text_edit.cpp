@@ -228,6 +228,26 @@ const TextEditCase kMlApiCases[] = {
      },
      {{"    overrides:", 2}, {"=  premium/predict:", 4}},
      {}},
+    {"RenameAModelKeepingItsComments",
+     [](PolicySpec& p) { resource(p, "models/heavy").name = "models/heavy-v2"; },
+     {"=  models/heavy:"},
+     {"  models/heavy-v2:"}},
+    {"RenameAModelAndItsOverride",
+     [](PolicySpec& p) {
+       resource(p, "premium/predict").name = "premium/chat";
+       auto& overrides = tier(p, "premium").overrides;
+       overrides["premium/chat"] = overrides.at("premium/predict");
+       overrides.erase("premium/predict");
+     },
+     {"=  premium/predict:", "premium/predict: {limits"},
+     {"      premium/chat: {limits: {per_minute: 30}}", "  premium/chat:"}},
+    {"RenameATierAndItsKeys",
+     [](PolicySpec& p) {
+       tier(p, "internal").name = "ops";
+       p.api_keys["internal-batch-key"] = "ops";
+     },
+     {"=  internal:", "internal-batch-key: internal"},
+     {"  ops:", "  internal-batch-key: ops"}},
     {"AddATier",
      [](PolicySpec& p) {
        TierSpec t;
