@@ -646,7 +646,17 @@ class Editor {
         continue;
       }
       const size_t i = *match[j];
-      if (anchor && i < *anchor) return false;  // moved: the list is rewritten
+      if (anchor && i < *anchor) {
+        // Moved (a limit moved up or down): an unchanged item of a block list moves as its
+        // lines, with the comments above it; anything else rewrites the list.
+        if (o.flow || !same(b_, b_.item(before, i), a_, a_.item(after, j))) return false;
+        const auto lines = entry_lines(o, i);
+        if (!lines || t_[lines->second - 1] != '\n') return false;
+        const size_t at = next_line(entry_end(o, *anchor) - 1);
+        edit(lines->first, lines->second, "");
+        edit(at, at, t_.substr(lines->first, lines->second - lines->first));
+        continue;
+      }
       if (!patch(o_.item(o, i), b_.item(before, i), a_.item(after, j), child_place(o, place, i)))
         return false;
       anchor = i;

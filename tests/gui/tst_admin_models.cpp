@@ -502,8 +502,16 @@ class TestAdminModels : public QObject {
     expected.replace(expected.find("multiplier: 5"), 13, "multiplier: 6");
     QCOMPARE(out.text, expected);
 
-    // Moving a limit rewrites that list, and the notes name it.
+    // A moved limit moves as its line.
     QVERIFY(doc.edit(QStringLiteral("mv"), edits::moveLimit("generate", "daily", -1)).ok());
+    out = doc.draftText();
+    QVERIFY(out.in_place);
+    QVERIFY(out.notes.empty());
+    QVERIFY(out.text.find("shadow: true}\n      - {name: tokens,") != std::string::npos);
+    // Moved and changed at once: that list is rewritten, and the notes name it.
+    LimitSpec tokens = findResource(doc.draft(), "generate")->limits[1];
+    tokens.limit = 1500;
+    QVERIFY(doc.edit(QStringLiteral("l"), edits::setLimit("generate", "tokens", tokens)).ok());
     out = doc.draftText();
     QVERIFY(out.in_place);
     QCOMPARE(out.notes.size(), size_t{1});

@@ -248,6 +248,14 @@ const TextEditCase kMlApiCases[] = {
      },
      {"=  internal:", "internal-batch-key: internal"},
      {"  ops:", "  internal-batch-key: ops"}},
+    {"MoveALimitUpWithItsComment",
+     [](PolicySpec& p) {
+       auto& limits = resource(p, "generate").limits;
+       std::swap(limits[0], limits[1]);
+     },
+     {"name: tokens_per_minute"},
+     {"      - {name: tokens_per_minute, algorithm: token_bucket, limit: 10000, window: 1m, burst: "
+      "20000, cost: tokens}"}},
     {"AddATier",
      [](PolicySpec& p) {
        TierSpec t;
@@ -358,14 +366,15 @@ TEST(PolicyTextEdit, AnUnchangedSpecKeepsTheTextAsItIs) {
   EXPECT_EQ(out.text, text);
 }
 
-// Moving a limit cannot be made as a line edit: that list is rewritten, everything around it
-// is kept, and the user is told which part lost its comments.
-TEST(PolicyTextEdit, AReorderedListIsRewrittenAndSaysSo) {
+// A limit moved and changed at once cannot be made as a line edit: that list is rewritten,
+// everything around it is kept, and the user is told which part lost its comments.
+TEST(PolicyTextEdit, AMovedAndChangedItemRewritesItsListAndSaysSo) {
   const std::string text = shipped_text("ml-api.yaml");
   const PolicySpec original = parse_or_die(text);
   PolicySpec edited = original;
   auto& limits = resource(edited, "generate").limits;
   std::swap(limits[0], limits[1]);
+  limits[1].limit = 12'000;  // tokens_per_minute, which the swap moves after tokens_per_day
   const PolicyTextEdit out = edit_policy_text(text, original, edited);
   ASSERT_TRUE(out.in_place);
   EXPECT_EQ(parse_or_die(out.text), edited);

@@ -27,11 +27,12 @@ struct PolicyTextEdit {
 // Edits `original_text`, which parses to `original`, into text that parses to `edited`:
 // changed scalars are replaced where they stand, removed map entries and list items (with the
 // comment lines directly above them) are cut out as lines, new ones are inserted as lines with
-// their siblings' indentation (or into a {...} / [...] in that style). Where that cannot be
-// done for a part (its items were reordered, it changes kind, it is a block scalar), that part
-// is rewritten; where it cannot be done at all (the text does not parse to `original`, uses
-// anchors or tags, or the result does not parse back to `edited`), the result is
-// policy_to_yaml(edited). Never throws.
+// their siblings' indentation (or into a {...} / [...] in that style), a renamed entry gets
+// its new key only, a moved list item moves as its lines. Where that cannot be done for a
+// part (a changed item was also moved, items of a [...] were reordered, it changes kind, it
+// is a block scalar), that part is rewritten; where it cannot be done at all (the text does not
+// parse to `original`, uses anchors or tags, or the result does not parse back to `edited`), the
+// result is policy_to_yaml(edited). Never throws.
 SLUICE_API PolicyTextEdit edit_policy_text(std::string_view original_text,
                                            const PolicySpec& original, const PolicySpec& edited);
 
