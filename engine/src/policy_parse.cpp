@@ -364,6 +364,20 @@ void check_all(const PolicySpec& spec, std::vector<Problem>& out) {
                                  mask_api_key(key), tier, join_names(tier_names))});
     }
   }
+  for (const auto& [key, label] : spec.api_key_labels) {
+    const std::string p = child_path(child_path("api_keys", key), "label");
+    if (!spec.api_keys.contains(key)) {
+      out.push_back(
+          {p, false, fmt::format("api key '{}' has a label but no tier", mask_api_key(key))});
+    } else if (label.size() > kMaxDescriptionLength) {
+      out.push_back({p, false,
+                     fmt::format("label of api key '{}' is {} bytes long (at most {})",
+                                 mask_api_key(key), label.size(), kMaxDescriptionLength)});
+    } else if (auto problem = text_problem(label); !problem.empty()) {
+      out.push_back(
+          {p, false, fmt::format("label of api key '{}' {}", mask_api_key(key), problem)});
+    }
+  }
 }
 
 std::vector<PolicyError> to_errors(std::vector<Problem> problems) {
@@ -708,6 +722,23 @@ class Reader {
     }
   }
 
+  // `key: {tier: premium, label: Acme Corp}`: a mapped key with a label for people. The key
+  // itself is never quoted in messages.
+  void read_labelled_key(const Field& k, PolicySpec& spec) {
+    const What what{"an API key's settings", ""};
+    const auto fields = entries(k, what, {"tier", "label"});
+    require(k, fields, what, {"tier"});
+    for (const auto& f : fields) {
+      auto v = read_string(f);
+      if (!v) continue;
+      if (f.key == "tier") {
+        spec.api_keys[std::string(k.key)] = *v;
+      } else {
+        spec.api_key_labels[std::string(k.key)] = *v;
+      }
+    }
+  }
+
   std::optional<std::string_view> read_string(const Field& f) {
     if (f.value->kind != Kind::kScalar) {
       fail(value_mark(f), path_of(f), fmt::format("'{}' must be a string", f.key));
@@ -852,7 +883,11 @@ class Reader {
       } else if (f.key == "api_keys") {
         if (expect_map(f, What{"'api_keys' (key -> tier name)"}, true)) {
           for (const auto& k : entries(f, What{"api_keys"}, {})) {
-            if (auto tier = read_string(k)) spec.api_keys[std::string(k.key)] = *tier;
+            if (k.value->kind == Kind::kMap) {
+              read_labelled_key(k, spec);
+            } else if (auto tier = read_string(k)) {
+              spec.api_keys[std::string(k.key)] = *tier;
+            }
           }
         }
       } else if (f.key == "resources") {

@@ -431,7 +431,15 @@ std::string policy_to_yaml(const PolicySpec& spec) {
 
   if (!spec.api_keys.empty()) {
     out << YAML::Key << "api_keys" << YAML::Value << YAML::BeginMap;
-    for (const auto& [key, tier] : spec.api_keys) out << YAML::Key << key << YAML::Value << tier;
+    for (const auto& [key, tier] : spec.api_keys) {
+      out << YAML::Key << key << YAML::Value;
+      if (auto label = spec.api_key_labels.find(key); label != spec.api_key_labels.end()) {
+        out << YAML::Flow << YAML::BeginMap << YAML::Key << "tier" << YAML::Value << tier
+            << YAML::Key << "label" << YAML::Value << label->second << YAML::EndMap;
+      } else {
+        out << tier;
+      }
+    }
     out << YAML::EndMap;
   }
 
@@ -678,6 +686,16 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
     if (!before.api_keys.contains(key)) {
       out.push_back(fmt::format("api key {}: added ({})", pd::mask_api_key(key), tier));
     }
+  }
+  auto label_of = [](const PolicySpec& p, const std::string& key) {
+    auto it = p.api_key_labels.find(key);
+    return it == p.api_key_labels.end() ? std::string() : it->second;
+  };
+  for (const auto& [key, tier] : after.api_keys) {
+    const std::string b = before.api_keys.contains(key) ? label_of(before, key) : std::string();
+    const std::string a = label_of(after, key);
+    if (a == b) continue;
+    out.push_back(fmt::format("api key {}: label '{}' -> '{}'", pd::mask_api_key(key), b, a));
   }
 
   for (const auto& b : before.resources) {

@@ -33,15 +33,17 @@ using namespace sluice;
 using namespace sluice::admin;
 
 namespace {
-const char* kPolicy = R"(version: 1
+const char* kPolicy = R"(# The operator's notes, which Apply must keep.
+version: 1
 default_tier: free
 tiers:
   free: {multiplier: 1, description: everyone}
-  premium: {multiplier: 5}
+  premium: {multiplier: 5}  # paying customers
 resources:
   predict:
     limits:
-      - {name: per_minute, algorithm: fixed_window, limit: 2, window: 1m}
+      # two per minute, spelled in seconds
+      - {name: per_minute, algorithm: fixed_window, limit: 2, window: 60s}
   heavy:
     limits:
       - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
@@ -145,6 +147,47 @@ class TestAdminEngine : public QObject {
     const resp::Value now = check();
     QCOMPARE(now.elements.at(0).integer, 1);  // allowed again
     QCOMPARE(now.elements.at(1).integer, 6);  // limit 2 x 3
+  }
+
+  // Applying from the GUI edits the running policy's text in place: the engine's policy keeps
+  // every comment and the spelling of what was not edited (60s stays 60s), and the review says
+  // so.
+  void applyKeepsTheCommentsOfTheRunningPolicy() {
+    MainWindow w;
+    w.show();
+    w.connectTo(engine_->adminSocket());
+    QVERIFY(QTest::qWaitFor([&] { return w.document()->hasPolicy(); }, 5000));
+    QVERIFY(w.document()->edit(QStringLiteral("x"), edits::setTierMultiplier("premium", 7)).ok());
+    LimitSpec hourly;
+    hourly.name = "per_hour";
+    hourly.limit = 50;
+    hourly.window_ms = 3'600'000;
+    QVERIFY(w.document()->edit(QStringLiteral("y"), edits::addLimit("predict", hourly)).ok());
+    w.reviewAndApply();
+    auto* dlg = w.findChild<DiffDialog*>();
+    QVERIFY(dlg);
+    QVERIFY2(dlg->textOutcome().contains(QStringLiteral("comments")) &&
+                 !dlg->textOutcome().contains(QStringLiteral("lost")),
+             qPrintable(dlg->textOutcome()));
+    QSignalSpy applied(w.session(), &PolicySession::applied);
+    dlg->accept();
+    QVERIFY(applied.wait(5000));
+
+    Admin a;
+    QVERIFY(connectAndWait(a.client, engine_->adminSocket()));
+    const resp::Value got = call(a.client, {"SL.POLICY", "GET"});
+    const auto running = parsePolicyGet(got);
+    QVERIFY2(running, got.to_string().c_str());
+    const QString text = QString::fromStdString(running->yaml);
+    for (const char* line :
+         {"# The operator's notes, which Apply must keep.",
+          "  premium: {multiplier: 7}  # paying customers",
+          "      # two per minute, spelled in seconds",
+          "      - {name: per_minute, algorithm: fixed_window, limit: 2, window: 60s}",
+          "      - {name: per_hour, algorithm: fixed_window, limit: 50, window: 1h}"}) {
+      QVERIFY2(text.contains(QString::fromUtf8(line) + QLatin1Char('\n')),
+               qPrintable(QStringLiteral("'%1' not in:\n%2").arg(QString::fromUtf8(line), text)));
+    }
   }
 
   // Denials driven at the engine show up as blocked counts in the Live model within 2 s.
@@ -380,6 +423,48 @@ class TestAdminEngine : public QObject {
     a.session.apply();
     QVERIFY(applied.wait(5000));
     QCOMPARE(conflict.count(), 0);
+  }
+
+  // Against a real daemon stopped and started again: the seconds it was down are a gap in
+  // the Live history, not zeros, and afterwards the totals (the new engine's) and "blocked in
+  // the last minute" agree instead of mixing the two engines' counts.
+  void liveAgreesWithTheEngineAfterARestart() {
+    AdminClient client;
+    LiveStats live;
+    StatsPoller poller(&client, &live);
+    QVERIFY(connectAndWait(client, engine_->adminSocket()));
+    for (int i = 0; i < 30; ++i) decide_.send({"SL.CHECK", "predict", "mallory"}, nullptr, nullptr);
+    QVERIFY(call(decide_, {"PING"}).str == "PONG");
+    QVERIFY(QTest::qWaitFor([&] { return live.totals().denied == 28; }, 5000));
+
+    decide_.disconnectFromEngine();
+    engine_->stop();
+    // The poller's ticks find no engine: the history moves on without data.
+    auto trailingGap = [&] {
+      const auto points = live.points();
+      int n = 0;
+      for (auto it = points.rbegin(); it != points.rend() && !it->known; ++it) ++n;
+      return n;
+    };
+    QVERIFY(QTest::qWaitFor([&] { return trailingGap() >= 3; }, 8000));
+    QVERIFY(engine_->restart());
+    QVERIFY(connectAndWait(decide_, engine_->decisionSocket()));
+    for (int i = 0; i < 5; ++i) decide_.send({"SL.CHECK", "predict", "mallory"}, nullptr, nullptr);
+    QVERIFY(call(decide_, {"PING"}).str == "PONG");  // 2 allowed, 3 denied by the new engine
+    QVERIFY2(QTest::qWaitFor([&] { return live.totals().denied == 3; }, 8000),
+             qPrintable(QString::number(live.totals().denied)));
+
+    QVERIFY(live.history().restartSecond() > 0);
+    const auto rows = live.seriesModel()->rows();
+    uint64_t lastMinute = 0;
+    for (const auto& r : rows) lastMinute += r.blockedLastMinute;
+    QCOMPARE(lastMinute, uint64_t{3});  // not 28 + 3
+    const auto points = live.points();
+    const auto runs = LiveHistory::knownRuns(points);
+    QVERIFY2(runs.size() >= 2, "the outage is not a gap");
+    uint64_t drawn = 0;
+    for (const auto& p : points) drawn += p.blocked;
+    QCOMPARE(drawn, uint64_t{28 + 3});  // both engines' seconds stay drawn
   }
 
   void clearMessageWhenNoEngineListens() {

@@ -2,6 +2,8 @@
 // QAbstractItemModelTester while it is edited), the draft with undo, rebase after a conflict,
 // engine error placement, files, and the live history fed by the engine's own Stats::to_json.
 #include <QAbstractItemModelTester>
+#include <QComboBox>
+#include <QLineEdit>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -14,9 +16,11 @@
 #include "core/policy_document.h"
 #include "core/resource_model.h"
 #include "core/simulation.h"
+#include "core/stats_poller.h"
 #include "core/tier_model.h"
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
+#include "ui/settings_tab.h"
 
 using namespace sluice;
 using namespace sluice::admin;
@@ -51,6 +55,45 @@ PolicySpec parsed(const char* yaml = kPolicy) {
   auto r = parse_policy(yaml, "test");
   if (!r.ok()) qFatal("test policy does not parse: %s", r.error_text().c_str());
   return *r.policy;
+}
+
+// An SL.STATS reply as sluiced sends it (docs/protocol.md), for one series (predict x free x
+// per_minute): `deniedAt(second)` denials in each second of the `window` seconds up to `now`,
+// `totalDenied` since the engine started `uptime` seconds before `now`.
+std::string statsReply(int64_t now, int window, const std::string& instance, int64_t uptime,
+                       const std::function<uint32_t(int64_t)>& deniedAt, uint64_t totalDenied) {
+  QStringList denied, zeros;
+  for (int64_t sec = now - window + 1; sec <= now; ++sec) {
+    denied << QString::number(deniedAt(sec));
+    zeros << QStringLiteral("0");
+  }
+  const QString totals =
+      QStringLiteral(R"({"allowed":0,"denied":%1,"shadow_denied":0,"storage_errors":0})")
+          .arg(totalDenied);
+  return QStringLiteral(
+             R"({"now_ms":%1,"first_second":%2,"window_seconds":%3,"totals":%4,)"
+             R"("series":[{"resource":"predict","tier":"free","rule":"per_minute","totals":%4,)"
+             R"("per_second":{"allowed":[%5],"denied":[%6],"shadow_denied":[%5]}}],)"
+             R"("top_blocked":[],"server":{"instance":"%7","uptime_s":%8}})")
+      .arg(now * 1000 + 400)
+      .arg(now - window + 1)
+      .arg(window)
+      .arg(totals, zeros.join(QLatin1Char(',')), denied.join(QLatin1Char(',')),
+           QString::fromStdString(instance))
+      .arg(uptime)
+      .toStdString();
+}
+
+void ingestReply(LiveStats& live, const std::string& reply) {
+  auto snapshot = parseStatsJson(reply);
+  QVERIFY2(snapshot.ok(), snapshot.status().message().c_str());
+  live.ingest(snapshot.value());
+}
+
+const LiveHistory::Point& pointAt(const std::vector<LiveHistory::Point>& points, int64_t second) {
+  for (const auto& p : points)
+    if (p.second == second) return p;
+  qFatal("no point for second %lld", static_cast<long long>(second));
 }
 
 QModelIndex find(const QAbstractItemModel& m, int column, const QString& text) {
@@ -296,6 +339,48 @@ class TestAdminModels : public QObject {
     QCOMPARE(m.rowCount(), 2);
   }
 
+  // A key can carry a label for people: added with the key in one undo step, edited in
+  // place, removed with the key, listed in the review, and shown next to the masked key in
+  // Live's blocked subjects.
+  void apiKeysCarryLabels() {
+    ApiKeyModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QCOMPARE(m.headerData(ApiKeyModel::kLabel, Qt::Horizontal, Qt::DisplayRole).toString(),
+             QStringLiteral("Label"));
+    QVERIFY(m.addKey(QStringLiteral("acme-prod-key-9876"), QStringLiteral("premium"),
+                     QStringLiteral(" Acme Corp ")));
+    QCOMPARE(doc_->undoStack()->count(), 1);
+    QCOMPARE(doc_->draft().api_key_labels.at("acme-prod-key-9876"), std::string("Acme Corp"));
+    const int row = find(m, ApiKeyModel::kKey, QStringLiteral("...9876")).row();
+    QCOMPARE(m.index(row, ApiKeyModel::kLabel).data().toString(), QStringLiteral("Acme Corp"));
+    QVERIFY(m.flags(m.index(row, ApiKeyModel::kLabel)) & Qt::ItemIsEditable);
+    QVERIFY(!(m.flags(m.index(row, ApiKeyModel::kKey)) & Qt::ItemIsEditable));
+
+    const int shortRow = find(m, ApiKeyModel::kKey, QStringLiteral("...")).row();
+    QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QStringLiteral("load test"),
+                      Qt::EditRole));
+    QCOMPARE(doc_->draft().api_key_labels.at("short"), std::string("load test"));
+    QVERIFY(doc_->diff().contains(QStringLiteral("api key ...: label '' -> 'load test'")));
+    QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QString(), Qt::EditRole));
+    QVERIFY(!doc_->draft().api_key_labels.contains("short"));
+    QVERIFY(!doc_->hasErrors());
+
+    LiveStats live;
+    live.setSecretSubjects({QStringLiteral("acme-prod-key-9876")});
+    live.setSubjectLabels({{QStringLiteral("acme-prod-key-9876"), QStringLiteral("Acme Corp")}});
+    ingestReply(live, R"({"now_ms":1700000000400,"first_second":1700000000,"window_seconds":1,)"
+                      R"("totals":{},"series":[],"blocked_now":{"5m":{"seconds":300,"subjects":)"
+                      R"([{"resource":"predict","subject":"acme-prod-key-9876","count":3,)"
+                      R"("error":0,"tier":"premium","rule":"per_minute"}]}}})");
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(),
+             QStringLiteral("API key ...9876 (Acme Corp)"));
+
+    QVERIFY(m.removeKey(row));
+    QVERIFY(!doc_->draft().api_key_labels.contains("acme-prod-key-9876"));
+    while (doc_->undoStack()->canUndo()) doc_->undoStack()->undo();
+    QVERIFY(!doc_->isDirty());
+  }
+
   // After a CONFLICT the session's edits are replayed on the newer running policy.
   void rebaseReplaysEdits() {
     QVERIFY(doc_->edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 8)).ok());
@@ -400,6 +485,156 @@ class TestAdminModels : public QObject {
     QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 -> 5")});
   }
 
+  // What Apply sends and Save writes is the running policy's (or the opened file's) own text
+  // with only the edits made in it: comments and untouched spellings survive, and an edit
+  // that cannot be made in place says so.
+  void draftTextKeepsTheCommentsOfItsSource() {
+    const std::string commented = std::string("# who may call what\n") + kPolicy +
+                                  "  batch:  # nightly jobs\n    limits: []\n";
+    PolicyDocument doc;
+    doc.setRunning(parsed(commented.c_str()), 4, commented);
+    QCOMPARE(doc.draftText().text, commented);
+    QVERIFY(doc.edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 6)).ok());
+    PolicyTextEdit out = doc.draftText();
+    QVERIFY(out.in_place);
+    QVERIFY(out.notes.empty());
+    std::string expected = commented;
+    expected.replace(expected.find("multiplier: 5"), 13, "multiplier: 6");
+    QCOMPARE(out.text, expected);
+
+    // A moved limit moves as its line.
+    QVERIFY(doc.edit(QStringLiteral("mv"), edits::moveLimit("generate", "daily", -1)).ok());
+    out = doc.draftText();
+    QVERIFY(out.in_place);
+    QVERIFY(out.notes.empty());
+    QVERIFY(out.text.find("shadow: true}\n      - {name: tokens,") != std::string::npos);
+    // Moved and changed at once: that list is rewritten, and the notes name it.
+    LimitSpec tokens = findResource(doc.draft(), "generate")->limits[1];
+    tokens.limit = 1500;
+    QVERIFY(doc.edit(QStringLiteral("l"), edits::setLimit("generate", "tokens", tokens)).ok());
+    out = doc.draftText();
+    QVERIFY(out.in_place);
+    QCOMPARE(out.notes.size(), size_t{1});
+    QVERIFY(QString::fromStdString(out.notes[0]).contains(QStringLiteral("generate.limits")));
+    QVERIFY(out.text.starts_with("# who may call what\n"));
+
+    // No text known (a policy built in code): written anew, and said so.
+    PolicyDocument bare;
+    bare.setRunning(parsed(), 1);
+    QVERIFY(bare.edit(QStringLiteral("m"), edits::setTierMultiplier("premium", 6)).ok());
+    QVERIFY(!bare.draftText().in_place);
+    QVERIFY(!bare.draftText().notes.empty());
+
+    // A file opened without an engine is saved with its comments.
+    QTemporaryDir dir;
+    const QString path = dir.filePath(QStringLiteral("p.yaml"));
+    QFile f(path);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write(commented.c_str());
+    f.close();
+    PolicyDocument fromFile;
+    QVERIFY(fromFile.openFile(path).ok());
+    QVERIFY(fromFile.edit(QStringLiteral("k"), edits::removeApiKey("short")).ok());
+    QVERIFY(fromFile.saveFile(path).ok());
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const std::string saved = f.readAll().toStdString();
+    std::string withoutKey = commented;
+    withoutKey.erase(withoutKey.find("  short: free\n"), 14);
+    QCOMPARE(saved, withoutKey);
+  }
+
+  // The top-level settings are draft edits like any other: one undo step each, validated,
+  // and listed in the review's diff.
+  void topLevelSettingsAreDraftEdits_data() {
+    QTest::addColumn<QString>("setting");
+    QTest::addColumn<QString>("value");
+    QTest::addColumn<QStringList>("diff");
+    QTest::newRow("default tier") << "default_tier"
+                                  << "premium"
+                                  << QStringList{"policy: default_tier free -> premium"};
+    QTest::newRow("unknown resources allowed")
+        << "unknown_resource"
+        << "allow" << QStringList{"policy: unknown_resource deny -> allow"};
+    QTest::newRow("unknown resources get default limits")
+        << "unknown_resource"
+        << "default_limits"
+        << QStringList{"policy: unknown_resource deny -> default_limits",
+                       "default limits: limit per_minute added (fixed_window 60 requests per 1m)"};
+    QTest::newRow("fail open") << "on_storage_failure"
+                               << "fail_open"
+                               << QStringList{
+                                      "policy: on_storage_failure fail_closed -> fail_open"};
+    QTest::newRow("lease ttl") << "lease_ttl"
+                               << "2m" << QStringList{"policy: lease_ttl 1m -> 2m"};
+    QTest::newRow("lease ttl in seconds") << "lease_ttl"
+                                          << "90s" << QStringList{"policy: lease_ttl 1m -> 1m30s"};
+  }
+  void topLevelSettingsAreDraftEdits() {
+    QFETCH(QString, setting);
+    QFETCH(QString, value);
+    QFETCH(QStringList, diff);
+    Edit op;
+    if (setting == "default_tier") op = edits::setDefaultTier(value.toStdString());
+    if (setting == "unknown_resource")
+      op = edits::setUnknownResource(value == "allow" ? UnknownResourceMode::kAllow
+                                                      : UnknownResourceMode::kDefaultLimits);
+    if (setting == "on_storage_failure")
+      op = edits::setStorageFailure(StorageFailureMode::kFailOpen);
+    if (setting == "lease_ttl") op = edits::setLeaseTtl(value.toStdString());
+    QVERIFY(op);
+    QVERIFY(doc_->edit(QStringLiteral("s"), op).ok());
+    QCOMPARE(doc_->diff(), diff);
+    QVERIFY2(!doc_->hasErrors(), qPrintable(doc_->errors().value(0).text()));
+    QCOMPARE(doc_->undoStack()->count(), 1);
+    doc_->undoStack()->undo();
+    QVERIFY(!doc_->isDirty());
+  }
+
+  // A lease TTL that is not a duration is refused; one out of range is a problem on its field,
+  // shown by the Settings tab, which follows the draft through undo.
+  void settingsTabEditsAndShowsProblems() {
+    QVERIFY(!doc_->edit(QStringLiteral("t"), edits::setLeaseTtl("soon")).ok());
+    QVERIFY(!doc_->isDirty());
+
+    SettingsTab tab(doc_.get());
+    QCOMPARE(tab.defaultTier()->currentText(), QStringLiteral("free"));
+    QCOMPARE(tab.leaseTtl()->text(), QStringLiteral("1m"));
+    QCOMPARE(tab.unknownResource()->currentData().toInt(),
+             static_cast<int>(UnknownResourceMode::kDeny));
+
+    tab.storageFailure()->setCurrentIndex(1);
+    emit tab.storageFailure()->activated(1);
+    QCOMPARE(doc_->draft().on_storage_failure, StorageFailureMode::kFailOpen);
+
+    tab.defaultTier()->setCurrentText(QStringLiteral("premium"));
+    emit tab.defaultTier()->activated(tab.defaultTier()->currentIndex());
+    QCOMPARE(doc_->draft().default_tier, std::string("premium"));
+
+    tab.leaseTtl()->setText(QStringLiteral("0s"));
+    emit tab.leaseTtl()->editingFinished();
+    QCOMPARE(doc_->draft().lease_ttl_ms, int64_t{0});
+    QVERIFY(!tab.leaseTtl()->toolTip().isEmpty());
+    QVERIFY(tab.problemsText().contains(QStringLiteral("lease_ttl")));
+
+    tab.leaseTtl()->setText(QStringLiteral("45s"));
+    emit tab.leaseTtl()->editingFinished();
+    QCOMPARE(doc_->draft().lease_ttl_ms, int64_t{45'000});
+    QVERIFY(tab.leaseTtl()->toolTip().isEmpty());
+    QVERIFY(tab.problemsText().isEmpty());
+
+    tab.leaseTtl()->setText(QStringLiteral("later"));
+    emit tab.leaseTtl()->editingFinished();
+    QCOMPARE(doc_->draft().lease_ttl_ms, int64_t{45'000});
+    QVERIFY(tab.leaseTtl()->toolTip().contains(QStringLiteral("not a duration")));
+
+    QCOMPARE(doc_->undoStack()->count(), 4);
+    while (doc_->undoStack()->canUndo()) doc_->undoStack()->undo();
+    QCOMPARE(tab.defaultTier()->currentText(), QStringLiteral("free"));
+    QCOMPARE(tab.storageFailure()->currentData().toInt(),
+             static_cast<int>(StorageFailureMode::kFailClosed));
+    QCOMPARE(tab.leaseTtl()->text(), QStringLiteral("1m"));
+  }
+
   // A clean draft follows the running policy; a dirty one keeps its base so APPLY ... EXPECT
   // can detect the change.
   void runningPolicyUpdates() {
@@ -492,6 +727,126 @@ class TestAdminModels : public QObject {
     QCOMPARE(p2.back().blocked, uint64_t{7});
     QCOMPARE(p2[p2.size() - 2].blocked, uint64_t{4});
     QCOMPARE(p2[p2.size() - 5].blocked, uint64_t{1});  // from the first snapshot
+  }
+
+  // Runs of known seconds, which the charts draw as lines (gaps between them): "1" a second
+  // some engine reported, "0" one none did.
+  void knownRunsOfSeconds_data() {
+    QTest::addColumn<QString>("seconds");
+    QTest::addColumn<QString>("runs");
+    QTest::newRow("all known") << "1111"
+                               << "0-3";
+    QTest::newRow("none known") << "000"
+                                << "";
+    QTest::newRow("an outage") << "1100011"
+                               << "0-1,5-6";
+    QTest::newRow("before the engine started") << "0001111"
+                                               << "3-6";
+    QTest::newRow("unreachable now") << "11110"
+                                     << "0-3";
+    QTest::newRow("single seconds") << "10101"
+                                    << "0-0,2-2,4-4";
+  }
+  void knownRunsOfSeconds() {
+    QFETCH(QString, seconds);
+    QFETCH(QString, runs);
+    std::vector<LiveHistory::Point> points;
+    for (int i = 0; i < seconds.size(); ++i)
+      points.push_back({i, 0, 0, 0, seconds[i] == QLatin1Char('1')});
+    QStringList got;
+    for (const auto& [first, last] : LiveHistory::knownRuns(points))
+      got << QStringLiteral("%1-%2").arg(first).arg(last);
+    QCOMPARE(got.join(QLatin1Char(',')), runs);
+  }
+
+  // Fed with poll replies and an injected clock (no sleeps): while the engine cannot be
+  // reached the history moves on without data (a gap, never zeros); a paused view stays put;
+  // after a restart (another instance) the seconds before the new engine started stay gaps,
+  // the old engine's seconds stay drawn, and the totals and "blocked in the last minute"
+  // agree (both count since the restart), instead of "Blocked 55 / Last min 6000".
+  void outagesAreGapsAndTotalsAgreeAfterARestart() {
+    const int64_t t = 1'700'000'000;
+    LiveStats live;
+    QAbstractItemModelTester tester(live.seriesModel(),
+                                    QAbstractItemModelTester::FailureReportingMode::QtTest);
+    // 100 denials a second in the last minute of an engine up for over an hour.
+    ingestReply(live, statsReply(
+                          t, 900, "engine-a", 5000,
+                          [&](int64_t sec) { return sec > t - 60 ? 100u : 0u; }, 6000));
+    auto points = live.points();
+    QCOMPARE(points.size(), size_t{900});
+    QVERIFY(std::all_of(points.begin(), points.end(), [](const auto& p) { return p.known; }));
+    QCOMPARE(live.seriesModel()->rows().at(0).blockedLastMinute, uint64_t{6000});
+
+    // sluiced stops: the poller's ticks find no connection.
+    AdminClient neverConnected;
+    StatsPoller poller(&neverConnected, &live);
+    int64_t nowMs = 0;
+    poller.setClock([&] { return nowMs; });
+    for (int64_t sec = t + 1; sec <= t + 20; ++sec) {
+      nowMs = sec * 1000 + 250;
+      poller.pollNow();
+    }
+    QCOMPARE(live.history().lastSecond(), t + 20);
+    points = live.points();
+    QVERIFY(!points.back().known);
+    QCOMPARE(points.back().blocked, uint64_t{0});
+    QVERIFY(pointAt(points, t).known);
+    QCOMPARE(pointAt(points, t).blocked, uint64_t{100});
+    QVERIFY(!pointAt(points, t + 1).known);
+    // The last minute moves on with the clock: 20 of its seconds are the outage.
+    QCOMPARE(live.seriesModel()->rows().at(0).blockedLastMinute, uint64_t{4000});
+
+    // Paused, the view stays as it was; resumed, it catches up with the clock.
+    poller.setPaused(true);
+    nowMs = (t + 25) * 1000;
+    poller.pollNow();
+    QCOMPARE(live.history().lastSecond(), t + 20);
+    poller.setPaused(false);
+    QCOMPARE(live.history().lastSecond(), t + 25);
+
+    // A new engine, up 9 s at t + 40.4 (so started during t + 30 or t + 31): 5 denials a
+    // second since. It reports zeros for the seconds before it ran; those stay a gap.
+    ingestReply(live, statsReply(
+                          t + 40, 43, "engine-b", 9,
+                          [&](int64_t sec) { return sec >= t + 30 ? 5u : 0u; }, 55));
+    QCOMPARE(live.history().restartSecond(), t + 30);
+    QCOMPARE(live.totals().denied, uint64_t{55});
+    const auto rows = live.seriesModel()->rows();
+    QCOMPARE(rows.size(), size_t{1});
+    QCOMPARE(rows[0].totals.denied, uint64_t{55});
+    QCOMPARE(rows[0].blockedLastMinute, uint64_t{55});
+    const QModelIndex row = live.seriesModel()->index(0, LiveSeriesModel::kBlockedLastMinute);
+    QCOMPARE(row.data().toString(),
+             live.seriesModel()->index(0, LiveSeriesModel::kBlocked).data().toString());
+    points = live.points();
+    QCOMPARE(pointAt(points, t).blocked, uint64_t{100});  // the old engine's, still drawn
+    for (int64_t sec = t + 1; sec < t + 30; ++sec) QVERIFY(!pointAt(points, sec).known);
+    for (int64_t sec = t + 30; sec <= t + 40; ++sec) {
+      QVERIFY(pointAt(points, sec).known);
+      QCOMPARE(pointAt(points, sec).blocked, uint64_t{5});
+    }
+    const auto runs = LiveHistory::knownRuns(points);
+    QCOMPARE(runs.size(), size_t{2});
+    QCOMPARE(points[runs[0].second].second, t);
+    QCOMPARE(points[runs[1].first].second, t + 30);
+  }
+
+  // The same engine, reachable again, reports the seconds the GUI missed: they are data, not
+  // a gap (the engine was counting all along).
+  void theSameEngineFillsTheSecondsItWasUnreachable() {
+    const int64_t t = 1'700'000'000;
+    LiveStats live;
+    ingestReply(live, statsReply(
+                          t, 900, "engine-a", 5000, [](int64_t) { return 1u; }, 900));
+    live.markUnreachable(t + 10);
+    QVERIFY(!live.points().back().known);
+    ingestReply(live, statsReply(
+                          t + 10, 13, "engine-a", 5010, [](int64_t) { return 2u; }, 920));
+    const auto points = live.points();
+    QVERIFY(std::all_of(points.begin(), points.end(), [](const auto& p) { return p.known; }));
+    QCOMPARE(pointAt(points, t + 5).blocked, uint64_t{2});
+    QCOMPARE(live.history().restartSecond(), int64_t{-1});
   }
 
   // SL.POLICY SIMULATE's reply, as the review dialog reads it.

@@ -41,8 +41,15 @@ QVariant ApiKeyModel::data(const QModelIndex& index, int role) const {
   const auto& [key, tier] = keys_[static_cast<size_t>(index.row())];
   if (role == Qt::DisplayRole || role == Qt::EditRole) {
     if (index.column() == kKey) return maskApiKey(QString::fromStdString(key));
+    if (index.column() == kLabel) {
+      const auto& labels = doc_->draft().api_key_labels;
+      const auto it = labels.find(key);
+      return it == labels.end() ? QString() : QString::fromStdString(it->second);
+    }
     return QString::fromStdString(tier);
   }
+  if (role == Qt::ToolTipRole && index.column() == kLabel)
+    return tr("A label for people, e.g. who holds the key; never used in decisions.");
   if (role == Qt::ToolTipRole && index.column() == kKey)
     return tr("Keys are shown by their last 4 characters only.");
   if (role == Qt::FontRole && index.column() == kKey)
@@ -52,34 +59,58 @@ QVariant ApiKeyModel::data(const QModelIndex& index, int role) const {
 
 QVariant ApiKeyModel::headerData(int section, Qt::Orientation o, int role) const {
   if (o != Qt::Horizontal || role != Qt::DisplayRole) return {};
-  return section == kKey ? tr("API key") : section == kTier ? tr("Tier") : QVariant();
+  switch (section) {
+    case kKey:
+      return tr("API key");
+    case kTier:
+      return tr("Tier");
+    case kLabel:
+      return tr("Label");
+    default:
+      return {};
+  }
 }
 
 Qt::ItemFlags ApiKeyModel::flags(const QModelIndex& index) const {
   if (!index.isValid()) return Qt::NoItemFlags;
   Qt::ItemFlags f = Qt::ItemIsEnabled | Qt::ItemIsSelectable;
-  return index.column() == kTier ? f | Qt::ItemIsEditable : f;
+  return index.column() == kKey ? f : f | Qt::ItemIsEditable;
 }
 
 bool ApiKeyModel::setData(const QModelIndex& index, const QVariant& value, int role) {
-  if (role != Qt::EditRole || index.column() != kTier ||
+  if (role != Qt::EditRole || index.column() == kKey ||
       !checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
     return false;
   const std::string& key = keys_[static_cast<size_t>(index.row())].first;
+  if (index.column() == kLabel) {
+    const QString label = value.toString().trimmed();
+    return applyEdit(
+        tr("Label API key %1 \"%2\"").arg(maskApiKey(QString::fromStdString(key)), label),
+        edits::setApiKeyLabel(key, label.toStdString()));
+  }
   const QString tier = value.toString().trimmed();
   return applyEdit(tr("API key %1 -> %2").arg(maskApiKey(QString::fromStdString(key)), tier),
                    edits::setApiKey(key, tier.toStdString()));
 }
 
-bool ApiKeyModel::addKey(const QString& key, const QString& tier) {
+bool ApiKeyModel::addKey(const QString& key, const QString& tier, const QString& label) {
   const QString k = key.trimmed();
   if (doc_->draft().api_keys.contains(k.toStdString())) {
     emit editRefused(
         tr("The key %1 is already mapped; change its tier in the table.").arg(maskApiKey(k)));
     return false;
   }
+  // One undo step: the key with its label.
+  Edit add = edits::setApiKey(k.toStdString(), tier.toStdString());
+  Edit labelled = edits::setApiKeyLabel(k.toStdString(), label.trimmed().toStdString());
   return applyEdit(tr("Add API key %1 -> %2").arg(maskApiKey(k), tier),
-                   edits::setApiKey(k.toStdString(), tier.toStdString()));
+                   [add, labelled](PolicySpec& spec) {
+                     PolicySpec next = spec;
+                     Status s = add(next);
+                     if (s.ok()) s = labelled(next);
+                     if (s.ok()) spec = std::move(next);
+                     return s;
+                   });
 }
 
 bool ApiKeyModel::removeKey(int row) {

@@ -1,5 +1,6 @@
-// API key -> tier. Keys are shown by their last 4 characters only (no role of this model
-// returns a whole key); the tier is edited in place.
+// API key -> tier, with an optional label for people. Keys are shown by their last 4
+// characters only (no role of this model returns a whole key); the tier and the label are
+// edited in place.
 #pragma once
 
 #include "core/tier_model.h"
@@ -9,7 +10,7 @@ namespace sluice::admin {
 class ApiKeyModel : public DraftTableModel {
   Q_OBJECT
  public:
-  enum Column { kKey, kTier, kColumnCount };
+  enum Column { kKey, kTier, kLabel, kColumnCount };
   explicit ApiKeyModel(PolicyDocument* doc, QObject* parent = nullptr);
 
   int rowCount(const QModelIndex& parent = {}) const override;
@@ -19,7 +20,7 @@ class ApiKeyModel : public DraftTableModel {
   Qt::ItemFlags flags(const QModelIndex& index) const override;
   bool setData(const QModelIndex& index, const QVariant& value, int role) override;
 
-  bool addKey(const QString& key, const QString& tier);
+  bool addKey(const QString& key, const QString& tier, const QString& label = {});
   bool removeKey(int row);
   QStringList tierNames() const;
 

@@ -1,6 +1,7 @@
 #include "core/live_history.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -100,24 +101,69 @@ LiveHistory::Track& LiveHistory::track_(const StatsSeries& s) {
 
 void LiveHistory::merge(const StatsSnapshot& snapshot) {
   const int64_t last = snapshot.firstSecond + snapshot.windowSeconds - 1;
+  auto field = [&](const char* name) {
+    auto it = snapshot.server.find(name);
+    return it == snapshot.server.end() ? std::string() : it->second;
+  };
+  // The engine's counters start at its start; what it reports for earlier seconds is not
+  // traffic it saw but time it was not running.
+  int64_t start = -1;
+  if (const std::string uptime = field("uptime_s"); !uptime.empty()) {
+    char* end = nullptr;
+    const long long up = std::strtoll(uptime.c_str(), &end, 10);
+    // Whole seconds, rounded down: the engine started during this second or the next.
+    if (end != uptime.c_str() && up >= 0) start = snapshot.nowMs / 1000 - up - 1;
+  }
+  const std::string instance = field("instance");
+  if (!instance.empty()) {
+    if (!instance_.empty() && instance != instance_) {
+      // Another engine: its totals start from zero, so the old ones must not linger on series
+      // it does not report.
+      restartSecond_ = start >= 0 ? start : snapshot.firstSecond;
+      for (auto& t : tracks_) t.totals = {};
+    }
+    instance_ = instance;
+  }
+  if (start >= 0) engineStart_ = start;
+  const int64_t from = std::max<int64_t>({snapshot.firstSecond, start, 0});
+
   for (const auto& s : snapshot.series) {
     Track& t = track_(s);
     t.totals = s.totals;
-    for (int i = 0; i < snapshot.windowSeconds; ++i) {
-      const int64_t sec = snapshot.firstSecond + i;
-      if (sec < 0) continue;
+    for (int64_t sec = from; sec <= last; ++sec) {
       const auto slot = static_cast<size_t>(sec % kSeconds);
       // An older snapshot arriving late must not overwrite newer seconds.
       if (t.second[slot] > sec) continue;
       t.second[slot] = sec;
+      const auto i = static_cast<size_t>(sec - snapshot.firstSecond);
       for (int o = 0; o < 3; ++o) {
         const auto& v = s.perSecond[static_cast<size_t>(o)];
-        t.counts[slot][static_cast<size_t>(o)] =
-            static_cast<size_t>(i) < v.size() ? v[static_cast<size_t>(i)] : 0;
+        t.counts[slot][static_cast<size_t>(o)] = i < v.size() ? v[i] : 0;
       }
     }
   }
+  for (int64_t sec = from; sec <= last; ++sec) {
+    auto& c = covered_[static_cast<size_t>(sec % kSeconds)];
+    c = std::max(c, sec);
+  }
   lastSecond_ = std::max(lastSecond_, last);
+}
+
+void LiveHistory::advanceTo(int64_t second) {
+  if (!empty() && second > lastSecond_) lastSecond_ = second;
+}
+
+std::vector<std::pair<size_t, size_t>> LiveHistory::knownRuns(const std::vector<Point>& points) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = 0; i < points.size(); ++i) {
+    if (!points[i].known) continue;
+    if (!runs.empty() && runs.back().second + 1 == i) {
+      runs.back().second = i;
+    } else {
+      runs.push_back({i, i});
+    }
+  }
+  return runs;
 }
 
 std::vector<LiveHistory::Point> LiveHistory::perSecond(std::string_view resource,
@@ -126,7 +172,10 @@ std::vector<LiveHistory::Point> LiveHistory::perSecond(std::string_view resource
   if (empty()) return out;
   out.reserve(kSeconds);
   const int64_t first = lastSecond_ - kSeconds + 1;
-  for (int64_t sec = first; sec <= lastSecond_; ++sec) out.push_back({sec, 0, 0, 0});
+  for (int64_t sec = first; sec <= lastSecond_; ++sec) {
+    const bool known = sec >= 0 && covered_[static_cast<size_t>(sec % kSeconds)] == sec;
+    out.push_back({sec, 0, 0, 0, known});
+  }
   for (const auto& t : tracks_) {
     if (!matches(t, resource, tier)) continue;
     for (int64_t sec = std::max<int64_t>(first, 0); sec <= lastSecond_; ++sec) {
@@ -151,7 +200,8 @@ std::vector<LiveHistory::Row> LiveHistory::rows(std::string_view resource,
     const StatsTotals& n = t.totals;
     if (n.allowed + n.denied + n.shadowDenied + n.storageErrors == 0) continue;
     Row r{t.resource, t.tier, t.rule, t.totals, 0};
-    for (int64_t sec = lastSecond_ - 59; sec <= lastSecond_; ++sec) {
+    // Only the running engine's seconds: the totals beside this count since it started.
+    for (int64_t sec = std::max(lastSecond_ - 59, engineStart_); sec <= lastSecond_; ++sec) {
       if (sec < 0) continue;
       const auto slot = static_cast<size_t>(sec % kSeconds);
       if (t.second[slot] == sec) r.blockedLastMinute += t.counts[slot][1];

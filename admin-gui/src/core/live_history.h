@@ -67,14 +67,24 @@ struct StatsSnapshot {
 // Never throws; a document that is not SL.STATS JSON is an Invalid status with the reason.
 Result<StatsSnapshot> parseStatsJson(std::string_view json);
 
+// A second is known when an engine reported it while it was running: seconds while the
+// engine could not be reached, or before it started, are gaps, never zeros. Totals count since
+// the running engine started; after a restart (another `instance`) the counts per second of
+// the engine before stay drawn, but what is summed next to the totals (blocked in the last
+// minute) counts only the running engine's seconds, so the two always agree.
 class LiveHistory {
  public:
   static constexpr int kSeconds = 900;
 
+  LiveHistory() { covered_.fill(-1); }
+
   struct Point {
     int64_t second;  // unix seconds
     uint64_t allowed, blocked, shadow;
+    bool known;  // false: no engine reported this second (a gap in the charts)
   };
+  // Consecutive known points: [first, last] index pairs into perSecond()'s result.
+  static std::vector<std::pair<size_t, size_t>> knownRuns(const std::vector<Point>& points);
   struct Row {  // one series, with its totals
     std::string resource, tier, rule;
     StatsTotals totals;
@@ -82,8 +92,15 @@ class LiveHistory {
   };
 
   void merge(const StatsSnapshot& snapshot);
+  // The engine cannot be reached at `second` (unix seconds): the history moves on to it, with
+  // no data, so the charts show the outage as it lasts.
+  void advanceTo(int64_t second);
   bool empty() const { return lastSecond_ < 0; }
   int64_t lastSecond() const { return lastSecond_; }
+  // The first second of the running engine (from its uptime; -1 when not reported).
+  int64_t engineStart() const { return engineStart_; }
+  // When the engine last restarted while watched (its new start); -1 when it has not.
+  int64_t restartSecond() const { return restartSecond_; }
 
   // Per-second sums over the series that match (an empty filter matches all), for the
   // kSeconds seconds up to lastSecond(), oldest first.
@@ -108,6 +125,10 @@ class LiveHistory {
 
   std::vector<Track> tracks_;
   int64_t lastSecond_ = -1;
+  std::array<int64_t, kSeconds> covered_;  // which second each slot holds data for
+  std::string instance_;                   // the engine's `instance` in the last snapshot
+  int64_t engineStart_ = -1;
+  int64_t restartSecond_ = -1;
 };
 
 }  // namespace sluice::admin

@@ -22,6 +22,15 @@ void LiveStats::ingest(const StatsSnapshot& snapshot) {
   emit updated();
 }
 
+void LiveStats::markUnreachable(int64_t second) {
+  const int64_t before = history_.lastSecond();
+  history_.advanceTo(second);
+  if (history_.lastSecond() == before) return;
+  // Every row's last minute moves on too.
+  series_.update();
+  emit updated();
+}
+
 void LiveStats::setFilter(const QString& resource, const QString& tier) {
   if (resource == resource_ && tier == tier_) return;
   resource_ = resource;
@@ -222,7 +231,10 @@ QVariant TopBlockedModel::data(const QModelIndex& index, int role) const {
   if (role != Qt::DisplayRole) return {};
   switch (index.column()) {
     case kSubject:
-      return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+      if (!stats_->isSecret(subject)) return subject;
+      if (const QString label = stats_->labelOf(subject); !label.isEmpty())
+        return tr("API key %1 (%2)").arg(maskApiKey(subject), label);
+      return tr("API key %1").arg(maskApiKey(subject));
     case kResource:
       return qs(r.resource);
     case kTier:

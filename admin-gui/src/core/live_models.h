@@ -4,6 +4,7 @@
 #pragma once
 
 #include <QAbstractTableModel>
+#include <QHash>
 #include <QObject>
 #include <QSet>
 #include <QString>
@@ -73,6 +74,8 @@ class LiveStats : public QObject {
   explicit LiveStats(QObject* parent = nullptr);
 
   void ingest(const StatsSnapshot& snapshot);
+  // The engine cannot be reached at `second` (unix seconds): the charts move on with a gap.
+  void markUnreachable(int64_t second);
   // Empty strings show everything.
   void setFilter(const QString& resource, const QString& tier);
   QString resourceFilter() const { return resource_; }
@@ -80,6 +83,9 @@ class LiveStats : public QObject {
   // Subjects that are API keys are shown masked, like everywhere else.
   void setSecretSubjects(QSet<QString> keys) { secrets_ = std::move(keys); }
   bool isSecret(const QString& subject) const { return secrets_.contains(subject); }
+  // The policy's labels of API keys, shown next to the masked key.
+  void setSubjectLabels(QHash<QString, QString> labels) { labels_ = std::move(labels); }
+  QString labelOf(const QString& subject) const { return labels_.value(subject); }
 
   const LiveHistory& history() const { return history_; }
   std::vector<LiveHistory::Point> points() const;
@@ -103,6 +109,7 @@ class LiveStats : public QObject {
   StatsSnapshot latest_;  // without per-second data
   QString resource_, tier_;
   QSet<QString> secrets_;
+  QHash<QString, QString> labels_;
   LiveSeriesModel series_;
   TopBlockedModel top_;
 };

@@ -37,6 +37,15 @@ QStringList PolicyDocument::diff() const {
   return out;
 }
 
+PolicyTextEdit PolicyDocument::draftText() const {
+  return edit_policy_text(sourceText_, sourceSpec_, draft_);
+}
+
+void PolicyDocument::setSource_(std::string text, const PolicySpec& spec) {
+  sourceText_ = std::move(text);
+  sourceSpec_ = spec;
+}
+
 Status PolicyDocument::edit(const QString& description, Edit op) {
   PolicySpec after = draft_;
   Status s = op(after);
@@ -64,13 +73,15 @@ void PolicyDocument::revalidate_() {
   emit errorsChanged();
 }
 
-void PolicyDocument::setRunning(PolicySpec spec, uint64_t version) {
+void PolicyDocument::setRunning(PolicySpec spec, uint64_t version, std::string text) {
   const bool fromFile = hasPolicy_ && !baseVersion_;
   if (hasPolicy_ && isDirty() && !fromFile) {
     if (baseVersion_ != version) emit baseChanged();  // views show "based on an older version"
     return;
   }
   const bool keepDraft = fromFile;
+  // A draft from a file keeps the file's text to edit.
+  if (!keepDraft) setSource_(std::move(text), spec);
   base_ = std::move(spec);
   baseVersion_ = version;
   hasPolicy_ = true;
@@ -79,29 +90,31 @@ void PolicyDocument::setRunning(PolicySpec spec, uint64_t version) {
   setDraft_(keepDraft ? draft_ : base_);
 }
 
-QStringList PolicyDocument::rebase(PolicySpec spec, uint64_t version) {
+QStringList PolicyDocument::rebase(PolicySpec spec, uint64_t version, std::string text) {
   std::vector<std::pair<QString, Edit>> replay;
   for (int i = 0; i < undo_.index(); ++i) {
     const auto* c = static_cast<const EditCommand*>(undo_.command(i));
     replay.emplace_back(c->text(), c->op());
   }
   undo_.clear();
+  setSource_(std::move(text), spec);
   base_ = std::move(spec);
   baseVersion_ = version;
   hasPolicy_ = true;
   emit baseChanged();
   setDraft_(base_);
   QStringList failed;
-  for (auto& [text, op] : replay) {
-    Status s = edit(text, std::move(op));
-    if (!s.ok()) failed << text + QStringLiteral(": ") + QString::fromStdString(s.message());
+  for (auto& [description, op] : replay) {
+    Status s = edit(description, std::move(op));
+    if (!s.ok()) failed << description + QStringLiteral(": ") + QString::fromStdString(s.message());
   }
   return failed;
 }
 
-void PolicyDocument::markApplied(uint64_t version) {
+void PolicyDocument::markApplied(uint64_t version, std::string text) {
   undo_.clear();
   base_ = draft_;
+  setSource_(std::move(text), base_);
   baseVersion_ = version;
   hasPolicy_ = true;
   emit baseChanged();
@@ -114,7 +127,13 @@ void PolicyDocument::revert() {
 }
 
 Status PolicyDocument::openFile(const QString& path) {
-  PolicyParseResult r = parse_policy_file(path.toStdString());
+  Result<std::string> text = read_policy_file(path.toStdString());
+  PolicyParseResult r;
+  if (text.ok()) {
+    r = parse_policy(text.value(), path.toStdString());
+  } else {
+    r.errors.push_back({"", 0, 0, text.status().message(), ""});  // names the file
+  }
   if (!r.ok()) {
     errors_.clear();
     for (const auto& e : r.errors) {
@@ -126,6 +145,7 @@ Status PolicyDocument::openFile(const QString& path) {
     emit errorsChanged();
     return Status::Invalid(r.error_text());
   }
+  setSource_(std::move(text).value(), *r.policy);
   if (hasPolicy_ && baseVersion_) {
     return edit(QStringLiteral("Open %1").arg(path), edits::replacePolicy(std::move(*r.policy)));
   }

@@ -13,6 +13,7 @@
 
 #include "core/policy_edits.h"
 #include "sluice/policy.h"
+#include "sluice/policy_text_edit.h"
 
 namespace sluice::admin {
 
@@ -43,7 +44,11 @@ class PolicyDocument : public QObject {
 
   // Readable changes from the base to the draft, one per line.
   QStringList diff() const;
-  std::string draftYaml() const { return policy_to_yaml(draft_); }
+  // The draft as YAML: the text of the running policy (or of the file opened) with only what
+  // the draft changed edited in place, so comments and spellings survive Apply and Save; the
+  // notes say where that was not possible.
+  PolicyTextEdit draftText() const;
+  std::string draftYaml() const { return draftText().text; }
 
   // Applies an edit to the draft as one undoable step. A refused edit changes nothing and
   // returns its reason.
@@ -52,12 +57,14 @@ class PolicyDocument : public QObject {
   // The engine's running policy. A clean draft follows it. A draft opened from a file is kept
   // as a draft against it. A dirty draft keeps its old base, so APPLY ... EXPECT detects the
   // change and the user decides (rebase).
-  void setRunning(PolicySpec spec, uint64_t version);
+  // `text` is the running policy's YAML as the engine holds it (empty when unknown).
+  void setRunning(PolicySpec spec, uint64_t version, std::string text = {});
   // Takes `spec` as the new base and replays this session's edits on top of it. Returns the
   // edits that no longer apply, each with its reason.
-  QStringList rebase(PolicySpec spec, uint64_t version);
-  // The engine accepted the draft as `version`: it becomes the base, the history is dropped.
-  void markApplied(uint64_t version);
+  QStringList rebase(PolicySpec spec, uint64_t version, std::string text = {});
+  // The engine accepted the draft, sent as `text`, as `version`: it becomes the base, the
+  // history is dropped.
+  void markApplied(uint64_t version, std::string text = {});
   // Drops the draft and its history.
   void revert();
 
@@ -81,6 +88,7 @@ class PolicyDocument : public QObject {
   class EditCommand;
   void setDraft_(PolicySpec spec);
   void revalidate_();
+  void setSource_(std::string text, const PolicySpec& spec);
 
   PolicySpec base_;
   PolicySpec draft_;
@@ -88,6 +96,10 @@ class PolicyDocument : public QObject {
   std::optional<uint64_t> baseVersion_;
   QUndoStack undo_;
   QList<FieldError> errors_;
+  // The text draftText() edits and the spec it reads as: the running policy's, or an opened
+  // file's (so a file's comments are kept when it is applied or saved).
+  std::string sourceText_;
+  PolicySpec sourceSpec_;
 };
 
 }  // namespace sluice::admin

@@ -35,6 +35,16 @@ Status noResource(std::string_view name) {
   return Status::NotFound(fmt::format("there is no resource '{}'", name));
 }
 
+// What a new model (or the unknown resources) start from: 60 requests per minute.
+LimitSpec startingLimit() {
+  LimitSpec l;
+  l.name = "per_minute";
+  l.algorithm = SLUICE_ALG_FIXED_WINDOW;
+  l.limit = 60;
+  l.window_ms = 60'000;
+  return l;
+}
+
 // Applies `f` to the named tier.
 template <typename F>
 Edit onTier(std::string tier, F f) {
@@ -85,6 +95,37 @@ Edit setDefaultTier(std::string tier) {
   return [tier = std::move(tier)](PolicySpec& spec) {
     if (findTier(spec, tier) == nullptr) return noTier(tier);
     spec.default_tier = tier;
+    return Status::Ok();
+  };
+}
+
+Edit setUnknownResource(UnknownResourceMode mode) {
+  return [mode](PolicySpec& spec) {
+    spec.unknown_resource = mode;
+    // The default limits serve only this mode (the validator refuses them otherwise).
+    if (mode != UnknownResourceMode::kDefaultLimits) {
+      spec.default_limits.clear();
+    } else if (spec.default_limits.empty()) {
+      spec.default_limits.push_back(startingLimit());
+    }
+    return Status::Ok();
+  };
+}
+
+Edit setStorageFailure(StorageFailureMode mode) {
+  return [mode](PolicySpec& spec) {
+    spec.on_storage_failure = mode;
+    return Status::Ok();
+  };
+}
+
+Edit setLeaseTtl(std::string text) {
+  return [text = std::move(text)](PolicySpec& spec) {
+    const auto ms = parse_duration_ms(text);
+    if (!ms)
+      return Status::Invalid(
+          fmt::format("'{}' is not a duration (write it as 30s, 1m, 1m30s, 500ms, ...)", text));
+    spec.lease_ttl_ms = *ms;
     return Status::Ok();
   };
 }
@@ -211,12 +252,7 @@ Edit addResource(std::string name) {
       return Status::Invalid(fmt::format("a model named '{}' already exists", name));
     ResourceSpec r;
     r.name = name;
-    LimitSpec l;
-    l.name = "per_minute";
-    l.algorithm = SLUICE_ALG_FIXED_WINDOW;
-    l.limit = 60;
-    l.window_ms = 60'000;
-    r.limits.push_back(std::move(l));
+    r.limits.push_back(startingLimit());
     spec.resources.push_back(std::move(r));
     return Status::Ok();
   };
@@ -329,11 +365,26 @@ Edit setApiKey(std::string key, std::string tier) {
   };
 }
 
+Edit setApiKeyLabel(std::string key, std::string label) {
+  return [key = std::move(key), label = std::move(label)](PolicySpec& spec) {
+    if (!spec.api_keys.contains(key))
+      return Status::NotFound(fmt::format("there is no API key {}",
+                                          maskApiKey(QString::fromStdString(key)).toStdString()));
+    if (label.empty()) {
+      spec.api_key_labels.erase(key);
+    } else {
+      spec.api_key_labels[key] = label;
+    }
+    return Status::Ok();
+  };
+}
+
 Edit removeApiKey(std::string key) {
   return [key = std::move(key)](PolicySpec& spec) {
     if (spec.api_keys.erase(key) == 0)
       return Status::NotFound(fmt::format("there is no API key {}",
                                           maskApiKey(QString::fromStdString(key)).toStdString()));
+    spec.api_key_labels.erase(key);
     return Status::Ok();
   };
 }

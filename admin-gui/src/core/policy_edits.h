@@ -21,6 +21,14 @@ Edit setTierUnlimited(std::string tier, bool unlimited);
 Edit setTierDescription(std::string tier, std::string description);
 Edit setDefaultTier(std::string tier);
 Edit addTier(std::string name);
+// Top-level settings. Switching unknown_resource to default_limits with none gives unknown
+// resources one limit to start from (60 per minute); switching away drops the default limits,
+// which serve nothing else.
+Edit setUnknownResource(UnknownResourceMode mode);
+Edit setStorageFailure(StorageFailureMode mode);
+// `text` as the policy writes durations ("60s", "2m"); refused when it is not one. Out of
+// range (0s) is the validator's to report, on the field.
+Edit setLeaseTtl(std::string text);
 // Renaming carries the tier's API keys and the default-tier marker along.
 Edit renameTier(std::string from, std::string to);
 // Refused while an API key maps to the tier, while it is the default tier, or while it still
@@ -48,6 +56,9 @@ Edit removeLimit(std::string resource, std::string limit);
 Edit moveLimit(std::string resource, std::string limit, int by);
 
 Edit setApiKey(std::string key, std::string tier);
+// A label for people next to the masked key; an empty label removes it.
+Edit setApiKeyLabel(std::string key, std::string label);
+// Removes the key and its label.
 Edit removeApiKey(std::string key);
 
 // The whole draft at once (opening a file).

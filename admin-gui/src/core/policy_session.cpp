@@ -31,7 +31,7 @@ void PolicySession::onRestarted_() {
   // so applying it is not reported as a conflict.
   fetchPolicy_([this](const RunningPolicy& running, PolicySpec spec) {
     QStringList failed;
-    if (doc_->isDirty()) failed = doc_->rebase(std::move(spec), running.version);
+    if (doc_->isDirty()) failed = doc_->rebase(std::move(spec), running.version, running.yaml);
     emit restarted(running.version, failed);
   });
 }
@@ -79,7 +79,7 @@ void PolicySession::refresh() {
   fetchPolicy_([this](const RunningPolicy& running, PolicySpec spec) {
     info_.insert(QStringLiteral("policy_version"), QString::number(running.version));
     emit infoChanged();
-    doc_->setRunning(std::move(spec), running.version);
+    doc_->setRunning(std::move(spec), running.version, running.yaml);
     emit policyLoaded(running.version);
   });
 }
@@ -103,7 +103,7 @@ void PolicySession::apply() {
     setApplying_(false);
     if (r.type == resp::Value::Type::kInteger) {
       const auto version = static_cast<quint64>(r.integer);
-      doc_->markApplied(version);
+      doc_->markApplied(version, sent);
       info_.insert(QStringLiteral("policy_version"), QString::number(version));
       emit infoChanged();
       emit applied(version);
@@ -130,7 +130,7 @@ void PolicySession::reloadAndReapply() {
   fetchPolicy_([this](const RunningPolicy& running, PolicySpec spec) {
     info_.insert(QStringLiteral("policy_version"), QString::number(running.version));
     emit infoChanged();
-    const QStringList failed = doc_->rebase(std::move(spec), running.version);
+    const QStringList failed = doc_->rebase(std::move(spec), running.version, running.yaml);
     emit rebased(failed);
   });
 }

@@ -1,5 +1,6 @@
 #include "core/stats_poller.h"
 
+#include <QDateTime>
 #include <QMap>
 #include <algorithm>
 
@@ -17,7 +18,9 @@ void StatsParser::parse(const QByteArray& json) {
 }
 
 StatsPoller::StatsPoller(AdminClient* client, LiveStats* stats, QObject* parent)
-    : QObject(parent), client_(client), stats_(stats), parser_(new StatsParser) {
+    : QObject(parent), client_(client), stats_(stats), parser_(new StatsParser), nowMs_([] {
+        return QDateTime::currentMSecsSinceEpoch();
+      }) {
   qRegisterMetaType<SnapshotPtr>();
   parser_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, parser_, &QObject::deleteLater);
@@ -48,7 +51,12 @@ void StatsPoller::setPaused(bool paused) {
 }
 
 void StatsPoller::pollNow() {
-  if (inFlight_ || client_->state() != AdminClient::State::kConnected) return;
+  if (client_->state() != AdminClient::State::kConnected) {
+    // Not zeros: time without an engine to ask. A paused view stays as it was.
+    if (!paused_) stats_->markUnreachable(nowMs_() / 1000);
+    return;
+  }
+  if (inFlight_) return;
   if (paused_) {
     // The charts stay frozen, but the running policy's version is still followed, so a
     // paused window never shows a replaced policy as running.

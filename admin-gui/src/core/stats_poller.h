@@ -7,6 +7,7 @@
 #include <QObject>
 #include <QThread>
 #include <QTimer>
+#include <functional>
 #include <memory>
 
 #include "core/admin_client.h"
@@ -35,6 +36,9 @@ class StatsPoller : public QObject {
   ~StatsPoller() override;
 
   void setInterval(int ms) { timer_.setInterval(ms); }
+  // The wall clock in unix milliseconds (tests pass their own): while the engine cannot be
+  // reached, each tick moves the history on to it, so the outage is drawn as a gap.
+  void setClock(std::function<int64_t()> nowMs) { nowMs_ = std::move(nowMs); }
   void setPaused(bool paused);
   bool paused() const { return paused_; }
   bool hasStats() const { return received_ > 0; }
@@ -60,6 +64,7 @@ class StatsPoller : public QObject {
   bool paused_ = false;
   int received_ = 0;
   QElapsedTimer sinceLast_;  // since the last snapshot was asked for successfully
+  std::function<int64_t()> nowMs_;
 };
 
 }  // namespace sluice::admin

@@ -32,6 +32,10 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
   text->setFont(QFont(QStringLiteral("monospace")));
   text->setPlainText(changes.join(QLatin1Char('\n')));
   layout->addWidget(text, 1);
+  textOutcome_ = new QLabel(this);
+  textOutcome_->setWordWrap(true);
+  textOutcome_->hide();
+  layout->addWidget(textOutcome_);
   if (!problems.isEmpty()) {
     QStringList escaped;
     for (const QString& p : problems.mid(0, 5)) escaped << p.toHtmlEscaped();
@@ -73,6 +77,25 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   layout->addWidget(buttons);
 }
+
+void DiffDialog::setTextOutcome(bool inPlace, const QStringList& notes) {
+  if (inPlace && notes.isEmpty()) {
+    textOutcome_->setText(
+        tr("The policy's YAML is edited in place: its comments and the "
+           "spelling of every value you did not change are kept."));
+    textOutcome_->setStyleSheet(QStringLiteral("color: #5f6368;"));
+  } else {
+    QStringList escaped;
+    for (const QString& n : notes) escaped << n.toHtmlEscaped();
+    textOutcome_->setText((inPlace ? tr("<b>Some comments will be lost:</b> ")
+                                   : tr("<b>Comments will be lost:</b> ")) +
+                          escaped.join(QStringLiteral("<br>")));
+    textOutcome_->setStyleSheet(QStringLiteral("color: #8a5a00;"));
+  }
+  textOutcome_->show();
+}
+
+QString DiffDialog::textOutcome() const { return textOutcome_->text(); }
 
 void DiffDialog::setSimulation(const Simulation& s) {
   const QLocale locale;

@@ -21,6 +21,10 @@ class DiffDialog : public QDialog {
   DiffDialog(const QStringList& changes, const QStringList& problems, quint64 baseVersion,
              QWidget* parent = nullptr);
 
+  // How the draft's YAML was written: in place (comments kept), with parts rewritten, or anew.
+  void setTextOutcome(bool inPlace, const QStringList& notes);
+  QString textOutcome() const;
+
   // The simulation's outcome, or why there is none.
   void setSimulation(const Simulation& simulation);
   void setSimulationUnavailable(const QString& why);
@@ -30,6 +34,7 @@ class DiffDialog : public QDialog {
   void simulationShown();
 
  private:
+  QLabel* textOutcome_;
   QLabel* simStatus_;
   QTableWidget* simTable_;
   QLabel* simTop_;

@@ -46,12 +46,14 @@ KeysTab::KeysTab(ApiKeyModel* model, QWidget* parent)
       view_(new QTableView(this)),
       newKey_(new QLineEdit(this)),
       newTier_(new QComboBox(this)),
+      newLabel_(new QLineEdit(this)),
       errors_(new QLabel(this)) {
   auto* layout = new QVBoxLayout(this);
-  auto* hint =
-      new QLabel(tr("Callers that send a mapped API key get its tier; everyone else gets the "
-                    "default tier. Keys are shown by their last 4 characters only."),
-                 this);
+  auto* hint = new QLabel(
+      tr("Callers that send a mapped API key get its tier; everyone else gets the "
+         "default tier. Keys are shown by their last 4 characters only; a label (who holds the "
+         "key) tells apart keys that end alike."),
+      this);
   hint->setWordWrap(true);
   layout->addWidget(hint);
 
@@ -86,6 +88,8 @@ KeysTab::KeysTab(ApiKeyModel* model, QWidget* parent)
   add->addWidget(newKey_, 2);
   add->addWidget(new QLabel(tr("Tier:"), this));
   add->addWidget(newTier_, 1);
+  newLabel_->setPlaceholderText(tr("Label (optional): who holds it"));
+  add->addWidget(newLabel_, 2);
   add->addWidget(addButton);
   add->addStretch(1);
   add->addWidget(removeButton);
@@ -96,10 +100,14 @@ KeysTab::KeysTab(ApiKeyModel* model, QWidget* parent)
       newKey_->setFocus();
       return;
     }
-    if (model_->addKey(newKey_->text(), newTier_->currentText())) newKey_->clear();
+    if (model_->addKey(newKey_->text(), newTier_->currentText(), newLabel_->text())) {
+      newKey_->clear();
+      newLabel_->clear();
+    }
   };
   connect(addButton, &QPushButton::clicked, this, doAdd);
   connect(newKey_, &QLineEdit::returnPressed, this, doAdd);
+  connect(newLabel_, &QLineEdit::returnPressed, this, doAdd);
   auto doRemove = [this] {
     if (view_->currentIndex().isValid()) model_->removeKey(view_->currentIndex().row());
   };

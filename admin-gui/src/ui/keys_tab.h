@@ -1,4 +1,5 @@
-// API keys: key -> tier, keys masked except their last 4 characters; add and remove.
+// API keys: key -> tier and an optional label, keys masked except their last 4 characters;
+// add and remove.
 #pragma once
 
 #include <QWidget>
@@ -27,6 +28,7 @@ class KeysTab : public QWidget {
   QTableView* view_;
   QLineEdit* newKey_;
   QComboBox* newTier_;
+  QLineEdit* newLabel_;
   QLabel* errors_;
 };
 

@@ -1,6 +1,7 @@
 #include "ui/live_tab.h"
 
 #include <QAction>
+#include <QAreaSeries>
 #include <QChart>
 #include <QChartView>
 #include <QComboBox>
@@ -10,6 +11,7 @@
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
+#include <QLegendMarker>
 #include <QLineSeries>
 #include <QLocale>
 #include <QMessageBox>
@@ -49,18 +51,6 @@ LiveTab::Chart LiveTab::makeChart_(const QString& title, const QString& aName, c
   c.chart->setTitle(title);
   c.chart->legend()->setAlignment(Qt::AlignTop);
   c.chart->setMargins(QMargins(4, 4, 4, 4));
-  c.a = new QLineSeries(c.chart);
-  c.a->setName(aName);
-  c.a->setPen(QPen(aColor, 1.5));
-  c.chart->addSeries(c.a);
-  if (!bName.isEmpty()) {
-    c.b = new QLineSeries(c.chart);
-    c.b->setName(bName);
-    QPen pen(bColor, 1.5);
-    pen.setStyle(Qt::DashLine);
-    c.b->setPen(pen);
-    c.chart->addSeries(c.b);
-  }
   c.x = new QDateTimeAxis(c.chart);
   c.x->setFormat(QStringLiteral("HH:mm"));
   c.x->setTickCount(6);
@@ -70,15 +60,63 @@ LiveTab::Chart LiveTab::makeChart_(const QString& title, const QString& aName, c
   c.y->setMin(0);
   c.chart->addAxis(c.x, Qt::AlignBottom);
   c.chart->addAxis(c.y, Qt::AlignLeft);
-  for (auto* s : {c.a, c.b}) {
-    if (!s) continue;
-    s->attachAxis(c.x);
-    s->attachAxis(c.y);
+  c.a.name = aName;
+  c.a.pen = QPen(aColor, 1.5);
+  setRuns_(c, c.a, {{}});
+  if (!bName.isEmpty()) {
+    c.b.name = bName;
+    c.b.pen = QPen(bColor, 1.5);
+    c.b.pen.setStyle(Qt::DashLine);
+    setRuns_(c, c.b, {{}});
   }
+
+  // After the curves, so the legend lists them first; the shading only meets their ends.
+  auto* gapTop = new QLineSeries(c.chart);
+  c.gaps = new QAreaSeries(gapTop);
+  c.gaps->setName(tr("no data"));
+  c.gaps->setPen(Qt::NoPen);
+  c.gaps->setBrush(QColor(0x9a, 0xa0, 0xa6, 60));
+  c.chart->addSeries(c.gaps);
+  c.gaps->attachAxis(c.x);
+  c.gaps->attachAxis(c.y);
+  c.gaps->setVisible(false);
+  c.restart = new QLineSeries(c.chart);
+  c.restart->setName(tr("engine restarted"));
+  QPen restartPen(QColor(0x5f, 0x63, 0x68), 1.5);
+  restartPen.setStyle(Qt::DotLine);
+  c.restart->setPen(restartPen);
+  c.chart->addSeries(c.restart);
+  c.restart->attachAxis(c.x);
+  c.restart->attachAxis(c.y);
+  c.restart->setVisible(false);
+
   c.view = new QChartView(c.chart, this);
   c.view->setRenderHint(QPainter::Antialiasing);
   c.view->setMinimumHeight(170);
   return c;
+}
+
+void LiveTab::setRuns_(Chart& c, Curve& curve, const QList<QList<QPointF>>& runs) {
+  while (curve.parts.size() < static_cast<size_t>(runs.size())) {
+    auto* part = new QLineSeries(c.chart);
+    part->setName(curve.name);
+    part->setPen(curve.pen);
+    c.chart->addSeries(part);
+    part->attachAxis(c.x);
+    part->attachAxis(c.y);
+    // One legend entry per curve, however many runs it is drawn in.
+    if (!curve.parts.empty())
+      for (auto* marker : c.chart->legend()->markers(part)) marker->setVisible(false);
+    curve.parts.push_back(part);
+  }
+  for (size_t i = 0; i < curve.parts.size(); ++i) {
+    // replace() swaps the whole series at once: one repaint instead of 900 point insertions.
+    if (i < static_cast<size_t>(runs.size())) {
+      curve.parts[i]->replace(runs[static_cast<qsizetype>(i)]);
+    } else {
+      curve.parts[i]->clear();
+    }
+  }
 }
 
 LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
@@ -277,11 +315,17 @@ void LiveTab::redraw_() {
     latency = tr(" &nbsp; decision latency p50 %1 µs, p99 %2 µs")
                   .arg(static_cast<double>(latest.p50Ns) / 1000.0, 0, 'f', 1)
                   .arg(static_cast<double>(latest.p99Ns) / 1000.0, 0, 'f', 1);
+  // The engine's totals count since it started: after a restart, say since when.
+  const int64_t restarted = stats_->history().restartSecond();
+  const QString since = restarted < 0 ? QString()
+                                      : tr(" (since the engine restarted at %1)")
+                                            .arg(QDateTime::fromMSecsSinceEpoch(restarted * 1000)
+                                                     .toString(QStringLiteral("HH:mm:ss")));
   totals_->setText(
-      tr("<b>Totals</b> &nbsp; allowed <b style='color:#1e8e3e'>%1</b> &nbsp; blocked "
+      tr("<b>Totals</b>%6 &nbsp; allowed <b style='color:#1e8e3e'>%1</b> &nbsp; blocked "
          "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
           .arg(count(t.allowed), count(t.denied), count(t.shadowDenied), count(t.storageErrors),
-               latency));
+               latency, since));
   const QStringList queues = stats_->queueLines();
   queues_->setText(tr("Queues (WAIT) — %1").arg(queues.join(QStringLiteral("; "))));
   queues_->setVisible(!queues.isEmpty());
@@ -289,32 +333,72 @@ void LiveTab::redraw_() {
     updated_->setText(stats_->hasData() ? QString() : tr("waiting for the first statistics…"));
     return;
   }
-  QList<QPointF> allowed, blocked, shadow;
-  allowed.reserve(static_cast<qsizetype>(points.size()));
-  blocked.reserve(static_cast<qsizetype>(points.size()));
-  shadow.reserve(static_cast<qsizetype>(points.size()));
+  // Runs of seconds some engine reported; between them, time no engine did.
+  QList<QList<QPointF>> allowed, blocked, shadow;
+  QList<QPointF> gapTop;
   uint64_t maxAllowed = 0, maxBlocked = 0;
-  for (const auto& p : points) {
-    const auto x = static_cast<qreal>(p.second * 1000);
-    allowed.append({x, static_cast<qreal>(p.allowed)});
-    blocked.append({x, static_cast<qreal>(p.blocked)});
-    shadow.append({x, static_cast<qreal>(p.shadow)});
-    maxAllowed = std::max(maxAllowed, p.allowed);
-    maxBlocked = std::max({maxBlocked, p.blocked, p.shadow});
+  auto x = [](int64_t second) { return static_cast<qreal>(second * 1000); };
+  const auto runs = LiveHistory::knownRuns(points);
+  for (const auto& [first, last] : runs) {
+    QList<QPointF>& a = allowed.emplace_back();
+    QList<QPointF>& b = blocked.emplace_back();
+    QList<QPointF>& s = shadow.emplace_back();
+    for (size_t i = first; i <= last; ++i) {
+      const auto& p = points[i];
+      a.append({x(p.second), static_cast<qreal>(p.allowed)});
+      b.append({x(p.second), static_cast<qreal>(p.blocked)});
+      s.append({x(p.second), static_cast<qreal>(p.shadow)});
+      maxAllowed = std::max(maxAllowed, p.allowed);
+      maxBlocked = std::max({maxBlocked, p.blocked, p.shadow});
+    }
   }
-  // replace() swaps the whole series at once: one repaint instead of 900 point insertions.
-  allowed_.a->replace(allowed);
-  blocked_.a->replace(blocked);
-  blocked_.b->replace(shadow);
+  auto nice = [](uint64_t v) { return std::max<qreal>(5.0, static_cast<qreal>(v) * 1.15); };
+  const qreal allowedTop = nice(maxAllowed);
+  const qreal blockedTop = nice(maxBlocked);
+  // The gaps: from the last known second before to the first known second after.
+  size_t next = 0;
+  for (const auto& [first, last] : runs) {
+    if (first > next) {
+      gapTop << QPointF(x(points[next].second), 0) << QPointF(x(points[next].second), 1)
+             << QPointF(x(points[first].second), 1) << QPointF(x(points[first].second), 0);
+    }
+    next = last + 1;
+  }
+  if (next < points.size()) {
+    gapTop << QPointF(x(points[next].second), 0) << QPointF(x(points[next].second), 1)
+           << QPointF(x(points.back().second), 1) << QPointF(x(points.back().second), 0);
+  }
   const QDateTime from = QDateTime::fromMSecsSinceEpoch(points.front().second * 1000);
   const QDateTime to = QDateTime::fromMSecsSinceEpoch(points.back().second * 1000);
-  for (Chart* c : {&allowed_, &blocked_}) c->x->setRange(from, to);
-  auto nice = [](uint64_t v) { return std::max<qreal>(5.0, static_cast<qreal>(v) * 1.15); };
-  allowed_.y->setRange(0, nice(maxAllowed));
-  blocked_.y->setRange(0, nice(maxBlocked));
-  if (!poller_->paused())
-    updated_->setText(
-        tr("last 15 minutes, updated %1").arg(to.toString(QStringLiteral("HH:mm:ss"))));
+  const int64_t restart = stats_->history().restartSecond();
+  for (Chart* c : {&allowed_, &blocked_}) {
+    const qreal top = c == &allowed_ ? allowedTop : blockedTop;
+    QList<QPointF> shaded = gapTop;
+    for (auto& p : shaded) p.setY(p.y() * top);
+    c->gaps->upperSeries()->replace(shaded);
+    c->gaps->setVisible(!shaded.isEmpty());
+    const bool restartShown = restart >= points.front().second;
+    c->restart->replace(restartShown ? QList<QPointF>{{x(restart), 0}, {x(restart), top}}
+                                     : QList<QPointF>{});
+    c->restart->setVisible(restartShown);
+    c->x->setRange(from, to);
+    c->y->setRange(0, top);
+  }
+  setRuns_(allowed_, allowed_.a, allowed);
+  setRuns_(blocked_, blocked_.a, blocked);
+  setRuns_(blocked_, blocked_.b, shadow);
+  if (!poller_->paused()) {
+    if (points.back().known) {
+      updated_->setText(
+          tr("last 15 minutes, updated %1").arg(to.toString(QStringLiteral("HH:mm:ss"))));
+    } else {
+      updated_->setText(runs.empty() ? tr("last 15 minutes, no data")
+                                     : tr("last 15 minutes, no data since %1")
+                                           .arg(QDateTime::fromMSecsSinceEpoch(
+                                                    points[runs.back().second].second * 1000)
+                                                    .toString(QStringLiteral("HH:mm:ss"))));
+    }
+  }
 }
 
 }  // namespace sluice::admin

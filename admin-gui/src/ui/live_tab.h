@@ -3,7 +3,9 @@
 // pause/resume. Redraws only when new numbers arrive and the tab is visible.
 #pragma once
 
+#include <QPen>
 #include <QWidget>
+#include <vector>
 
 class QComboBox;
 class QLabel;
@@ -12,6 +14,7 @@ class QTableView;
 class QChart;
 class QChartView;
 class QLineSeries;
+class QAreaSeries;
 class QDateTimeAxis;
 class QValueAxis;
 
@@ -38,16 +41,24 @@ class LiveTab : public QWidget {
 
  private:
   void addSubjectActions_();
+  // A curve drawn as one line per run of known seconds, so time without data is a gap.
+  struct Curve {
+    QString name;
+    QPen pen;
+    std::vector<QLineSeries*> parts;  // the first carries the legend entry
+  };
   struct Chart {
-    QChart* chart;
-    QChartView* view;
-    QLineSeries* a;
-    QLineSeries* b;
-    QDateTimeAxis* x;
-    QValueAxis* y;
+    QChart* chart = nullptr;
+    QChartView* view = nullptr;
+    Curve a, b;                      // b unused when it has no name
+    QAreaSeries* gaps = nullptr;     // shaded where no engine reported
+    QLineSeries* restart = nullptr;  // a vertical line where the engine restarted
+    QDateTimeAxis* x = nullptr;
+    QValueAxis* y = nullptr;
   };
   Chart makeChart_(const QString& title, const QString& aName, const QColor& aColor,
                    const QString& bName, const QColor& bColor);
+  void setRuns_(Chart& c, Curve& curve, const QList<QList<QPointF>>& runs);
   void redraw_();
   void refreshFilters_();
   void applyFilter_();

@@ -33,6 +33,7 @@
 #include "ui/live_tab.h"
 #include "ui/models_tab.h"
 #include "ui/notice_bar.h"
+#include "ui/settings_tab.h"
 #include "ui/tiers_tab.h"
 
 namespace sluice::admin {
@@ -61,10 +62,12 @@ MainWindow::MainWindow(QWidget* parent)
   modelsTab_ = new ModelsTab(doc_, warmup_, tabs_);
   keysTab_ = new KeysTab(keyModel_, tabs_);
   liveTab_ = new LiveTab(live_, poller_, tabs_);
+  settingsTab_ = new SettingsTab(doc_, tabs_);
   tabs_->addTab(tiersTab_, tr("&Tiers"));
   tabs_->addTab(modelsTab_, tr("&Models && limits"));
   tabs_->addTab(keysTab_, tr("API &keys"));
   tabs_->addTab(liveTab_, tr("&Live"));
+  tabs_->addTab(settingsTab_, tr("&Settings"));
   layout->addWidget(tabs_, 1);
   setCentralWidget(central);
 
@@ -98,6 +101,7 @@ MainWindow::MainWindow(QWidget* parent)
           [this](const QString& t) { notice_->show(NoticeBar::Kind::kInfo, t); });
   connect(modelsTab_, &ModelsTab::message, this, showMessage);
   connect(keysTab_, &KeysTab::message, this, showMessage);
+  connect(settingsTab_, &SettingsTab::message, this, showMessage);
 
   connect(client_, &AdminClient::stateChanged, this, &MainWindow::updateStatus_);
   connect(client_, &AdminClient::disconnected, this, &MainWindow::updateStatus_);
@@ -111,6 +115,11 @@ MainWindow::MainWindow(QWidget* parent)
     for (const auto& [k, t] : doc_->draft().api_keys) keys.insert(QString::fromStdString(k));
     for (const auto& [k, t] : doc_->base().api_keys) keys.insert(QString::fromStdString(k));
     live_->setSecretSubjects(std::move(keys));
+    QHash<QString, QString> labels;
+    for (const auto* p : {&doc_->base(), &doc_->draft()})
+      for (const auto& [k, l] : p->api_key_labels)
+        labels.insert(QString::fromStdString(k), QString::fromStdString(l));
+    live_->setSubjectLabels(std::move(labels));
   });
 
   connect(session_, &PolicySession::notice, this, [this](const QString& t) {
@@ -154,7 +163,7 @@ MainWindow::MainWindow(QWidget* parent)
 
 QStringList MainWindow::tabNames() {
   return {QStringLiteral("tiers"), QStringLiteral("models"), QStringLiteral("keys"),
-          QStringLiteral("live")};
+          QStringLiteral("live"), QStringLiteral("settings")};
 }
 
 QWidget* MainWindow::tabPage(const QString& name) const {
@@ -163,6 +172,7 @@ QWidget* MainWindow::tabPage(const QString& name) const {
   if (n == QLatin1String("models") || n == QLatin1String("limits")) return modelsTab_;
   if (n == QLatin1String("keys") || n == QLatin1String("api-keys")) return keysTab_;
   if (n == QLatin1String("live")) return liveTab_;
+  if (n == QLatin1String("settings")) return settingsTab_;
   return nullptr;
 }
 
@@ -210,7 +220,7 @@ void MainWindow::buildActions_() {
                     &PolicySession::reloadEngineFile);
 
   auto* view = menuBar()->addMenu(tr("&View"));
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < tabs_->count(); ++i) {
     auto* a = view->addAction(tabs_->tabText(i)
                                   .remove(QLatin1Char('&'))
                                   .replace(QStringLiteral("&&"), QStringLiteral("&")),
@@ -344,6 +354,10 @@ void MainWindow::reviewAndApply() {
   for (const auto& e : doc_->errors())
     problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
+  const PolicyTextEdit yaml = doc_->draftText();
+  QStringList textNotes;
+  for (const auto& n : yaml.notes) textNotes << QString::fromStdString(n);
+  dlg->setTextOutcome(yaml.in_place, textNotes);
   connect(dlg, &QDialog::accepted, session_, &PolicySession::apply);
   dlg->open();
   if (!problems.isEmpty()) {
@@ -352,7 +366,7 @@ void MainWindow::reviewAndApply() {
   }
   // The engine replays its recorded traffic through the draft; the dialog shows the outcome
   // when it arrives (a closed dialog drops the reply).
-  client_->send({"SL.POLICY", "SIMULATE", doc_->draftYaml()}, dlg, [dlg](const resp::Value& r) {
+  client_->send({"SL.POLICY", "SIMULATE", yaml.text}, dlg, [dlg](const resp::Value& r) {
     if (r.is_error()) {
       QString why = QString::fromStdString(r.str);
       if (why.startsWith(QLatin1String("ERR "))) why = why.mid(4);
@@ -393,6 +407,12 @@ void MainWindow::goToPath_(const QString& path) {
              parts.value(0) == QLatin1String("default_tier")) {
     tabs_->setCurrentWidget(tiersTab_);
     tiersTab_->selectTier(parts.value(1));
+  } else {
+    // unknown_resource, default_limits, on_storage_failure, lease_ttl, lease_ttl_max
+    const QString top = parts.value(0).section(QLatin1Char('['), 0, 0);
+    if (top == QLatin1String("unknown_resource") || top == QLatin1String("default_limits") ||
+        top == QLatin1String("on_storage_failure") || top.startsWith(QLatin1String("lease_ttl")))
+      tabs_->setCurrentWidget(settingsTab_);
   }
 }
 

@@ -23,6 +23,7 @@ class ApiKeyModel;
 class NoticeBar;
 class ErrorList;
 class TiersTab;
+class SettingsTab;
 class ModelsTab;
 class KeysTab;
 class LiveTab;
@@ -76,6 +77,7 @@ class MainWindow : public QMainWindow {
   NoticeBar* notice_;
   QTabWidget* tabs_;
   TiersTab* tiersTab_;
+  SettingsTab* settingsTab_;
   ModelsTab* modelsTab_;
   KeysTab* keysTab_;
   LiveTab* liveTab_;

@@ -122,6 +122,9 @@ struct PolicySpec {
   std::string default_tier;                     // must name a tier
   std::vector<TierSpec> tiers;                  // at least one
   std::map<std::string, std::string> api_keys;  // key -> tier name
+  // key -> a label for people ("Acme Corp, staging"), written `key: {tier: t, label: ...}`;
+  // only for mapped keys, and never used in decisions.
+  std::map<std::string, std::string> api_key_labels;
   std::vector<ResourceSpec> resources;
   UnknownResourceMode unknown_resource = UnknownResourceMode::kDeny;
   std::vector<LimitSpec> default_limits;  // used when unknown_resource = kDefaultLimits
