@@ -1,7 +1,8 @@
 // sluice-admin: administer a running sluiced from the desktop.
 //
 //   sluice-admin [--admin-socket PATH] [--policy FILE] [--tab NAME] [--resource NAME]
-//                [--screenshot FILE.png [--screenshot-timeout SECONDS] [--review]]
+//                [--screenshot FILE.png [--screenshot-timeout SECONDS] [--screenshot-delay SECONDS]
+//                 [--review]]
 //
 // With --screenshot it connects, waits for the running policy and the first statistics,
 // renders the window (or one tab) to FILE.png and exits 0; it exits 1 when it cannot. With
@@ -10,6 +11,7 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QTimer>
+#include <algorithm>
 #include <cstdio>
 
 #include "core/admin_client.h"
@@ -40,9 +42,9 @@ void render(QWidget* target, const QString& file) {
 // Renders once both the policy and the first stats are in, or gives up after a timeout. With
 // `review`, opens the review dialog then and renders it once its simulation is shown.
 void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, int timeoutMs,
-                        bool review) {
+                        bool review, int delayMs) {
   auto* state = new QObject(&w);
-  auto tryRender = [&w, file, tab, state, review] {
+  auto tryRender = [&w, file, tab, state, review, delayMs] {
     if (!w.poller()->hasStats() || !w.document()->hasPolicy() || state->property("done").toBool())
       return;
     state->setProperty("done", true);
@@ -60,7 +62,7 @@ void scheduleScreenshot(MainWindow& w, const QString& file, const QString& tab, 
       return;
     }
     // One more turn of the event loop so the charts lay out the data that just arrived.
-    QTimer::singleShot(400, &w, [&w, file, tab] {
+    QTimer::singleShot(400 + delayMs, &w, [&w, file, tab] {
       render(tab.isEmpty() ? static_cast<QWidget*>(&w) : w.tabPage(tab), file);
     });
   };
@@ -102,6 +104,11 @@ struct CommandLine {
       QStringLiteral("screenshot-timeout"),
       QStringLiteral("Seconds to wait for the engine with --screenshot (default 20)."),
       QStringLiteral("SECONDS"), QStringLiteral("20")};
+  const QCommandLineOption delayOpt{
+      QStringLiteral("screenshot-delay"),
+      QStringLiteral("With --screenshot: keep polling this many seconds after the first "
+                     "statistics before rendering (default 0), so the Live charts hold more."),
+      QStringLiteral("SECONDS"), QStringLiteral("0")};
   const QCommandLineOption reviewOpt{
       QStringLiteral("review"),
       QStringLiteral("With --screenshot: render the review dialog of the draft (--policy FILE), "
@@ -112,7 +119,8 @@ struct CommandLine {
         QStringLiteral("Edit sluice's tiers and limits and watch what gets blocked."));
     parser.addHelpOption();
     parser.addVersionOption();
-    parser.addOptions({socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt, reviewOpt});
+    parser.addOptions(
+        {socketOpt, policyOpt, shotOpt, tabOpt, resourceOpt, timeoutOpt, delayOpt, reviewOpt});
   }
 };
 
@@ -183,7 +191,8 @@ int main(int argc, char** argv) {
     bool ok = false;
     const int seconds = parser.value(timeoutOpt).toInt(&ok);
     scheduleScreenshot(w, shot, tab, (ok && seconds > 0 ? seconds : 20) * 1000,
-                       parser.isSet(reviewOpt));
+                       parser.isSet(reviewOpt),
+                       std::max(0, parser.value(line.delayOpt).toInt()) * 1000);
   }
   if (parser.isSet(socketOpt))
     w.connectTo(parser.value(socketOpt));

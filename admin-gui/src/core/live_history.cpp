@@ -73,6 +73,14 @@ Result<StatsSnapshot> parseStatsJson(std::string_view text) {
       s.latencyCount = it->value("count", uint64_t{0});
       s.p50Ns = it->value("p50_ns", uint64_t{0});
       s.p99Ns = it->value("p99_ns", uint64_t{0});
+      auto bounds = it->find("upper_bound_ns");
+      auto counts = it->find("counts");
+      if (bounds != it->end() && counts != it->end()) {
+        s.latencyUpperNs = bounds->get<std::vector<uint64_t>>();
+        s.latencyCounts = counts->get<std::vector<uint64_t>>();
+        if (s.latencyUpperNs.size() != s.latencyCounts.size())
+          return Status::Invalid("SL.STATS latency histogram: bounds and counts differ in length");
+      }
     }
     if (auto it = doc.find("server"); it != doc.end() && it->is_object()) {
       for (const auto& [k, v] : it->items()) {
@@ -168,25 +176,57 @@ std::vector<std::pair<size_t, size_t>> LiveHistory::knownRuns(const std::vector<
 
 std::vector<LiveHistory::Point> LiveHistory::perSecond(std::string_view resource,
                                                        std::string_view tier) const {
-  std::vector<Point> out;
+  if (empty()) return {};
+  return std::move(grouped(resource, tier, SplitBy::kNone, kSeconds).front().points);
+}
+
+std::vector<LiveHistory::Group> LiveHistory::grouped(std::string_view resource,
+                                                     std::string_view tier, SplitBy by,
+                                                     int seconds) const {
+  std::vector<Group> out;
   if (empty()) return out;
-  out.reserve(kSeconds);
-  const int64_t first = lastSecond_ - kSeconds + 1;
+  seconds = std::clamp(seconds, 1, kSeconds);
+  const int64_t first = lastSecond_ - seconds + 1;
+  std::vector<Point> blank;
+  blank.reserve(static_cast<size_t>(seconds));
   for (int64_t sec = first; sec <= lastSecond_; ++sec) {
     const bool known = sec >= 0 && covered_[static_cast<size_t>(sec % kSeconds)] == sec;
-    out.push_back({sec, 0, 0, 0, known});
+    blank.push_back({sec, 0, 0, 0, known});
   }
+  auto nameOf = [by](const Track& t) -> const std::string& {
+    static const std::string kAll;
+    switch (by) {
+      case SplitBy::kResource:
+        return t.resource;
+      case SplitBy::kTier:
+        return t.tier;
+      case SplitBy::kRule:
+        return t.rule;
+      case SplitBy::kNone:
+        break;
+    }
+    return kAll;
+  };
+  std::map<std::string, std::vector<Point>> groups;
+  if (by == SplitBy::kNone) groups.emplace(std::string(), blank);
   for (const auto& t : tracks_) {
     if (!matches(t, resource, tier)) continue;
+    std::vector<Point>* points = nullptr;
     for (int64_t sec = std::max<int64_t>(first, 0); sec <= lastSecond_; ++sec) {
       const auto slot = static_cast<size_t>(sec % kSeconds);
       if (t.second[slot] != sec) continue;
-      Point& p = out[static_cast<size_t>(sec - first)];
-      p.allowed += t.counts[slot][0];
-      p.blocked += t.counts[slot][1];
-      p.shadow += t.counts[slot][2];
+      const auto& c = t.counts[slot];
+      // A group is listed once something in the range counted in it.
+      if (c[0] + c[1] + c[2] == 0 && by != SplitBy::kNone) continue;
+      if (points == nullptr) points = &groups.try_emplace(nameOf(t), blank).first->second;
+      Point& p = (*points)[static_cast<size_t>(sec - first)];
+      p.allowed += c[0];
+      p.blocked += c[1];
+      p.shadow += c[2];
     }
   }
+  out.reserve(groups.size());
+  for (auto& [name, points] : groups) out.push_back({name, std::move(points)});
   return out;
 }
 

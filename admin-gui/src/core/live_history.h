@@ -15,6 +15,10 @@
 
 namespace sluice::admin {
 
+// How the Live charts divide the traffic into lines: one total, or one line per model
+// (resource), tier or rule.
+enum class SplitBy { kNone, kResource, kTier, kRule };
+
 struct StatsTotals {
   uint64_t allowed = 0, denied = 0, shadowDenied = 0, storageErrors = 0;
   StatsTotals& operator+=(const StatsTotals& o) {
@@ -61,6 +65,9 @@ struct StatsSnapshot {
   std::map<int, std::vector<TopBlocked>> blockedNow;
   std::vector<QueueStats> queues;  // resources a WAIT request has queued for
   uint64_t latencyCount = 0, p50Ns = 0, p99Ns = 0;
+  // The decision latency histogram since the engine started: latencyCounts[i] decisions took
+  // at most latencyUpperNs[i] ns (empty from an engine that does not report it).
+  std::vector<uint64_t> latencyUpperNs, latencyCounts;
   std::map<std::string, std::string> server;  // "server" object: version, storage, ...
 };
 
@@ -105,6 +112,15 @@ class LiveHistory {
   // Per-second sums over the series that match (an empty filter matches all), for the
   // kSeconds seconds up to lastSecond(), oldest first.
   std::vector<Point> perSecond(std::string_view resource, std::string_view tier) const;
+  // The same for the last `seconds` seconds (1..kSeconds), one group per model, tier or rule
+  // that counted something in them, sorted by name; SplitBy::kNone gives one group named "".
+  // Every group has a point for every second; `known` is the same in all of them.
+  struct Group {
+    std::string name;
+    std::vector<Point> points;
+  };
+  std::vector<Group> grouped(std::string_view resource, std::string_view tier, SplitBy by,
+                             int seconds) const;
   // Series that have counted anything, sorted by resource, tier, rule.
   std::vector<Row> rows(std::string_view resource, std::string_view tier) const;
   StatsTotals totals(std::string_view resource, std::string_view tier) const;

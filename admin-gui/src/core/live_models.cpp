@@ -1,5 +1,7 @@
 #include "core/live_models.h"
 
+#include <algorithm>
+
 #include "core/policy_names.h"
 
 namespace sluice::admin {
@@ -14,6 +16,9 @@ LiveStats::LiveStats(QObject* parent) : QObject(parent), series_(this), top_(thi
 
 void LiveStats::ingest(const StatsSnapshot& snapshot) {
   history_.merge(snapshot);
+  const auto instance = snapshot.server.find("instance");
+  latency_.add(snapshot.nowMs, instance == snapshot.server.end() ? std::string() : instance->second,
+               snapshot.latencyUpperNs, snapshot.latencyCounts);
   latest_ = snapshot;
   for (auto& s : latest_.series)
     for (auto& v : s.perSecond) v = {};
@@ -35,8 +40,29 @@ void LiveStats::setFilter(const QString& resource, const QString& tier) {
   if (resource == resource_ && tier == tier_) return;
   resource_ = resource;
   tier_ = tier;
+  options_.resource = resource.toStdString();
+  options_.tier = tier.toStdString();
   series_.update();
   top_.update();
+  emit updated();
+}
+
+void LiveStats::setRange(int seconds) {
+  seconds = std::clamp(seconds, 1, LiveHistory::kSeconds);
+  if (seconds == options_.rangeSeconds) return;
+  options_.rangeSeconds = seconds;
+  emit updated();
+}
+
+void LiveStats::setSplit(SplitBy by) {
+  if (by == options_.split) return;
+  options_.split = by;
+  emit updated();
+}
+
+void LiveStats::setClipBursts(bool clip) {
+  if (clip == options_.clipBursts) return;
+  options_.clipBursts = clip;
   emit updated();
 }
 

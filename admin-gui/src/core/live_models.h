@@ -1,6 +1,7 @@
-// The Live tab's state: the merged history, the model/tier filter, the engine's latest
-// totals and latency, and two item models (series totals, top blocked subjects). Fed with
-// parsed snapshots by StatsPoller; read by the charts and tables.
+// The Live tab's state: the merged history, the model/tier filter, what the charts show (time
+// range, split, burst clipping), the engine's latest totals and latency over time, and two
+// item models (series totals, top blocked subjects). Fed with parsed snapshots by
+// StatsPoller; read by the charts and tables.
 #pragma once
 
 #include <QAbstractTableModel>
@@ -9,6 +10,8 @@
 #include <QSet>
 #include <QString>
 
+#include "core/latency_timeline.h"
+#include "core/live_charts.h"
 #include "core/live_history.h"
 
 namespace sluice::admin {
@@ -80,6 +83,16 @@ class LiveStats : public QObject {
   void setFilter(const QString& resource, const QString& tier);
   QString resourceFilter() const { return resource_; }
   QString tierFilter() const { return tier_; }
+  // The charts' time range: the last 60, 300 or 900 seconds (others are clamped to 1..900).
+  void setRange(int seconds);
+  // One line in total, or one per model, tier or rule.
+  void setSplit(SplitBy by);
+  // Whether a burst may be clipped so it does not flatten the rest (live_charts.h).
+  void setClipBursts(bool clip);
+  const LiveChartOptions& chartOptions() const { return options_; }
+  // The four charts for the current filter and options.
+  LiveCharts charts() const { return buildLiveCharts(history_, latency_, options_); }
+  const LatencyTimeline& latency() const { return latency_; }
   // Subjects that are API keys are shown masked, like everywhere else.
   void setSecretSubjects(QSet<QString> keys) { secrets_ = std::move(keys); }
   bool isSecret(const QString& subject) const { return secrets_.contains(subject); }
@@ -106,6 +119,8 @@ class LiveStats : public QObject {
 
  private:
   LiveHistory history_;
+  LatencyTimeline latency_;
+  LiveChartOptions options_;
   StatsSnapshot latest_;  // without per-second data
   QString resource_, tier_;
   QSet<QString> secrets_;

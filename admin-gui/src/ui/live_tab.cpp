@@ -1,30 +1,26 @@
 #include "ui/live_tab.h"
 
 #include <QAction>
-#include <QAreaSeries>
-#include <QChart>
-#include <QChartView>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QDateTime>
-#include <QDateTimeAxis>
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
-#include <QLegendMarker>
-#include <QLineSeries>
 #include <QLocale>
 #include <QMessageBox>
 #include <QPushButton>
 #include <QSplitter>
 #include <QTableView>
 #include <QVBoxLayout>
-#include <QValueAxis>
 
 #include "core/live_models.h"
 #include "core/policy_names.h"
 #include "core/stats_poller.h"
 #include "core/subject_actions.h"
+#include "core/warmup_overview.h"
+#include "ui/live_chart_view.h"
 
 namespace sluice::admin {
 
@@ -38,108 +34,79 @@ QTableView* makeTable(QAbstractItemModel* model, QWidget* parent) {
   v->setSelectionBehavior(QAbstractItemView::SelectRows);
   v->setEditTriggers(QAbstractItemView::NoEditTriggers);
   v->verticalHeader()->hide();
+  v->setWordWrap(false);
   v->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
   v->horizontalHeader()->setMinimumSectionSize(50);
   return v;
 }
+
+QPen pen(const QColor& color, Qt::PenStyle style = Qt::SolidLine) {
+  QPen p(color, 1.5);
+  p.setStyle(style);
+  return p;
+}
+
+const QColor kAllowed(0x1e, 0x8e, 0x3e);
+const QColor kBlocked(0xd9, 0x30, 0x25);
+const QColor kShadow(0xf2, 0x99, 0x00);
+
+// Split charts: line i has the same colour in every chart (the groups come in one order);
+// the last, grey, is "others" when there are more groups than lines.
+std::vector<QPen> splitPens() {
+  std::vector<QPen> pens;
+  for (const char* c : {"#1a73e8", "#e8710a", "#188038", "#d93025", "#9334e6", "#80868b"})
+    pens.push_back(pen(QColor(QLatin1String(c))));
+  return pens;
+}
+
+QLabel* label(const QString& text, QWidget* buddy, QWidget* parent) {
+  auto* l = new QLabel(text, parent);
+  l->setBuddy(buddy);
+  return l;
+}
 }  // namespace
-
-LiveTab::Chart LiveTab::makeChart_(const QString& title, const QString& aName, const QColor& aColor,
-                                   const QString& bName, const QColor& bColor) {
-  Chart c{};
-  c.chart = new QChart;
-  c.chart->setTitle(title);
-  c.chart->legend()->setAlignment(Qt::AlignTop);
-  c.chart->setMargins(QMargins(4, 4, 4, 4));
-  c.x = new QDateTimeAxis(c.chart);
-  c.x->setFormat(QStringLiteral("HH:mm"));
-  c.x->setTickCount(6);
-  c.y = new QValueAxis(c.chart);
-  c.y->setLabelFormat(QStringLiteral("%.0f"));
-  c.y->setTitleText(tr("per second"));
-  c.y->setMin(0);
-  c.chart->addAxis(c.x, Qt::AlignBottom);
-  c.chart->addAxis(c.y, Qt::AlignLeft);
-  c.a.name = aName;
-  c.a.pen = QPen(aColor, 1.5);
-  setRuns_(c, c.a, {{}});
-  if (!bName.isEmpty()) {
-    c.b.name = bName;
-    c.b.pen = QPen(bColor, 1.5);
-    c.b.pen.setStyle(Qt::DashLine);
-    setRuns_(c, c.b, {{}});
-  }
-
-  // After the curves, so the legend lists them first; the shading only meets their ends.
-  auto* gapTop = new QLineSeries(c.chart);
-  c.gaps = new QAreaSeries(gapTop);
-  c.gaps->setName(tr("no data"));
-  c.gaps->setPen(Qt::NoPen);
-  c.gaps->setBrush(QColor(0x9a, 0xa0, 0xa6, 60));
-  c.chart->addSeries(c.gaps);
-  c.gaps->attachAxis(c.x);
-  c.gaps->attachAxis(c.y);
-  c.gaps->setVisible(false);
-  c.restart = new QLineSeries(c.chart);
-  c.restart->setName(tr("engine restarted"));
-  QPen restartPen(QColor(0x5f, 0x63, 0x68), 1.5);
-  restartPen.setStyle(Qt::DotLine);
-  c.restart->setPen(restartPen);
-  c.chart->addSeries(c.restart);
-  c.restart->attachAxis(c.x);
-  c.restart->attachAxis(c.y);
-  c.restart->setVisible(false);
-
-  c.view = new QChartView(c.chart, this);
-  c.view->setRenderHint(QPainter::Antialiasing);
-  c.view->setMinimumHeight(170);
-  return c;
-}
-
-void LiveTab::setRuns_(Chart& c, Curve& curve, const QList<QList<QPointF>>& runs) {
-  while (curve.parts.size() < static_cast<size_t>(runs.size())) {
-    auto* part = new QLineSeries(c.chart);
-    part->setName(curve.name);
-    part->setPen(curve.pen);
-    c.chart->addSeries(part);
-    part->attachAxis(c.x);
-    part->attachAxis(c.y);
-    // One legend entry per curve, however many runs it is drawn in.
-    if (!curve.parts.empty())
-      for (auto* marker : c.chart->legend()->markers(part)) marker->setVisible(false);
-    curve.parts.push_back(part);
-  }
-  for (size_t i = 0; i < curve.parts.size(); ++i) {
-    // replace() swaps the whole series at once: one repaint instead of 900 point insertions.
-    if (i < static_cast<size_t>(runs.size())) {
-      curve.parts[i]->replace(runs[static_cast<qsizetype>(i)]);
-    } else {
-      curve.parts[i]->clear();
-    }
-  }
-}
 
 LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
     : QWidget(parent),
       stats_(stats),
       poller_(poller),
+      warmup_(new WarmupOverview(poller->client(), this)),
       resourceFilter_(new QComboBox(this)),
       tierFilter_(new QComboBox(this)),
+      range_(new QComboBox(this)),
+      split_(new QComboBox(this)),
+      clip_(new QCheckBox(tr("&Clip bursts"), this)),
       blockedWindow_(new QComboBox(this)),
       pause_(new QPushButton(tr("&Pause"), this)),
       totals_(new QLabel(this)),
       updated_(new QLabel(this)) {
   auto* layout = new QVBoxLayout(this);
   auto* bar = new QHBoxLayout;
-  bar->addWidget(new QLabel(tr("&Model:"), this));
-  static_cast<QLabel*>(bar->itemAt(0)->widget())->setBuddy(resourceFilter_);
-  resourceFilter_->setMinimumContentsLength(16);
+  bar->addWidget(label(tr("&Model:"), resourceFilter_, this));
+  resourceFilter_->setMinimumContentsLength(14);
   resourceFilter_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
   bar->addWidget(resourceFilter_);
-  auto* tierLabel = new QLabel(tr("T&ier:"), this);
-  tierLabel->setBuddy(tierFilter_);
-  bar->addWidget(tierLabel);
+  bar->addWidget(label(tr("T&ier:"), tierFilter_, this));
   bar->addWidget(tierFilter_);
+  range_->addItem(tr("last minute"), 60);
+  range_->addItem(tr("last 5 minutes"), 300);
+  range_->addItem(tr("last 15 minutes"), 900);
+  range_->setCurrentIndex(2);
+  bar->addWidget(label(tr("&Show:"), range_, this));
+  bar->addWidget(range_);
+  split_->addItem(tr("in total"), static_cast<int>(SplitBy::kNone));
+  split_->addItem(tr("per model"), static_cast<int>(SplitBy::kResource));
+  split_->addItem(tr("per tier"), static_cast<int>(SplitBy::kTier));
+  split_->addItem(tr("per rule"), static_cast<int>(SplitBy::kRule));
+  split_->setToolTip(tr("One line in total, or one line per model, tier or rule (the busiest "
+                        "%1; the rest summed as 'others')")
+                         .arg(kMaxSplitLines - 1));
+  bar->addWidget(split_);
+  clip_->setChecked(true);
+  clip_->setToolTip(
+      tr("Scale the charts to the typical traffic: a burst far above it is cut off at the top "
+         "and marked with a triangle (hover for its value)"));
+  bar->addWidget(clip_);
   pause_->setCheckable(true);
   pause_->setToolTip(tr("Pause or resume the live view (Ctrl+Space)"));
   bar->addWidget(pause_);
@@ -158,31 +125,38 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
 
   auto* split = new QSplitter(Qt::Vertical, this);
   auto* charts = new QWidget(split);
-  auto* chartLayout = new QHBoxLayout(charts);
-  chartLayout->setContentsMargins(0, 0, 0, 0);
-  allowed_ = makeChart_(tr("Allowed per second"), tr("allowed"), QColor(0x1e, 0x8e, 0x3e),
-                        QString(), Qt::transparent);
-  blocked_ = makeChart_(tr("Blocked per second"), tr("blocked"), QColor(0xd9, 0x30, 0x25),
-                        tr("would block (shadow)"), QColor(0xf2, 0x99, 0x00));
-  chartLayout->addWidget(allowed_.view);
-  chartLayout->addWidget(blocked_.view);
+  auto* grid = new QGridLayout(charts);
+  grid->setContentsMargins(0, 0, 0, 0);
+  grid->setSpacing(4);
+  // The unit is in each title; the axes keep their width for the numbers.
+  allowed_ = new LiveChartView(tr("Allowed per second"), QString(), charts);
+  blocked_ = new LiveChartView(tr("Blocked per second"), QString(), charts);
+  percent_ = new LiveChartView(tr("Blocked %"), QString(), charts);
+  latency_ = new LiveChartView(tr("Decision latency, µs (whole engine)"), QString(), charts);
+  grid->addWidget(allowed_, 0, 0);
+  grid->addWidget(blocked_, 0, 1);
+  grid->addWidget(percent_, 1, 0);
+  grid->addWidget(latency_, 1, 1);
   split->addWidget(charts);
 
   auto* tables = new QSplitter(Qt::Horizontal, split);
-  seriesView_ = makeTable(stats_->seriesModel(), tables);
+  auto* left = new QSplitter(Qt::Vertical, tables);
+  seriesView_ = makeTable(stats_->seriesModel(), left);
+  left->addWidget(seriesView_);
+  left->addWidget(makeWarmupPane_(left));
+  left->setStretchFactor(0, 3);
+  left->setStretchFactor(1, 1);
   // Who is blocked: now (the last minute, 5 or 15 minutes) or since the engine started.
   auto* topPane = new QWidget(tables);
   auto* topLayout = new QVBoxLayout(topPane);
   topLayout->setContentsMargins(0, 0, 0, 0);
   auto* windowBar = new QHBoxLayout;
-  auto* windowLabel = new QLabel(tr("&Blocked in:"), topPane);
-  windowLabel->setBuddy(blockedWindow_);
   blockedWindow_->addItem(tr("the last minute"), 60);
   blockedWindow_->addItem(tr("the last 5 minutes"), 300);
   blockedWindow_->addItem(tr("the last 15 minutes"), 900);
   blockedWindow_->addItem(tr("all time (since the engine started)"), 0);
   blockedWindow_->setCurrentIndex(1);
-  windowBar->addWidget(windowLabel);
+  windowBar->addWidget(label(tr("&Blocked in:"), blockedWindow_, topPane));
   windowBar->addWidget(blockedWindow_);
   windowBar->addStretch(1);
   topLayout->addLayout(windowBar);
@@ -191,13 +165,13 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   connect(blockedWindow_, &QComboBox::currentIndexChanged, this,
           [this] { stats_->topModel()->setWindowSeconds(blockedWindow_->currentData().toInt()); });
   addSubjectActions_();
-  tables->addWidget(seriesView_);
+  tables->addWidget(left);
   tables->addWidget(topPane);
   tables->setStretchFactor(0, 3);
   tables->setStretchFactor(1, 2);
   split->addWidget(tables);
-  split->setStretchFactor(0, 3);
-  split->setStretchFactor(1, 2);
+  split->setStretchFactor(0, 5);
+  split->setStretchFactor(1, 4);
   layout->addWidget(split, 1);
 
   connect(pause_, &QPushButton::toggled, this, [this](bool paused) {
@@ -207,6 +181,16 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   });
   connect(resourceFilter_, &QComboBox::currentIndexChanged, this, &LiveTab::applyFilter_);
   connect(tierFilter_, &QComboBox::currentIndexChanged, this, &LiveTab::applyFilter_);
+  connect(range_, &QComboBox::currentIndexChanged, this,
+          [this] { stats_->setRange(range_->currentData().toInt()); });
+  connect(split_, &QComboBox::currentIndexChanged, this,
+          [this] { stats_->setSplit(static_cast<SplitBy>(split_->currentData().toInt())); });
+  connect(clip_, &QCheckBox::toggled, stats_, &LiveStats::setClipBursts);
+  stats_->setRange(range_->currentData().toInt());
+  stats_->setSplit(SplitBy::kNone);
+  stats_->setClipBursts(clip_->isChecked());
+  // Warm-up is followed whether or not the view is paused (SL.INFO keeps coming then too).
+  connect(poller_, &StatsPoller::serverInfo, warmup_, &WarmupOverview::updateInfo);
   connect(stats_, &LiveStats::updated, this, [this] {
     refreshFilters_();
     if (isVisible())
@@ -216,6 +200,36 @@ LiveTab::LiveTab(LiveStats* stats, StatsPoller* poller, QWidget* parent)
   });
   refreshFilters_();
   redraw_();
+}
+
+QWidget* LiveTab::makeWarmupPane_(QWidget* parent) {
+  auto* pane = new QWidget(parent);
+  auto* v = new QVBoxLayout(pane);
+  v->setContentsMargins(0, 0, 0, 0);
+  v->setSpacing(2);
+  warmupTitle_ = new QLabel(pane);
+  v->addWidget(warmupTitle_);
+  auto* model = warmup_->model();
+  warmupView_ = makeTable(model, pane);
+  auto* header = warmupView_->horizontalHeader();
+  header->setSectionResizeMode(QHeaderView::ResizeToContents);
+  header->setSectionResizeMode(WarmupOverviewModel::kSettings, QHeaderView::Stretch);
+  warmupView_->verticalHeader()->setDefaultSectionSize(warmupView_->fontMetrics().height() + 6);
+  v->addWidget(warmupView_);
+  auto update = [this, model] {
+    const int rows = model->rowCount();
+    const int warming = model->warmingCount();
+    warmupTitle_->setText(rows == 0 ? tr("<b>Warm-up</b>: no model of the running policy has "
+                                         "warm-up settings")
+                          : warming == 0
+                              ? tr("<b>Warm-up</b>: every model at full limits")
+                              : tr("<b>Warm-up</b>: %n model(s) warming up", "", warming));
+    warmupView_->setVisible(rows > 0);
+  };
+  connect(model, &QAbstractItemModel::modelReset, this, update);
+  connect(model, &QAbstractItemModel::dataChanged, this, update);
+  update();
+  return pane;
 }
 
 void LiveTab::addSubjectActions_() {
@@ -307,20 +321,19 @@ void LiveTab::applyFilter_() {
 
 void LiveTab::redraw_() {
   dirty_ = false;
-  const auto points = stats_->points();
   const StatsTotals t = stats_->totals();
   const StatsSnapshot& latest = stats_->latest();
   QString latency;
   if (latest.latencyCount > 0)
-    latency = tr(" &nbsp; decision latency p50 %1 µs, p99 %2 µs")
+    latency = tr(" &nbsp; decision latency since the start p50 %1 µs, p99 %2 µs")
                   .arg(static_cast<double>(latest.p50Ns) / 1000.0, 0, 'f', 1)
                   .arg(static_cast<double>(latest.p99Ns) / 1000.0, 0, 'f', 1);
   // The engine's totals count since it started: after a restart, say since when.
-  const int64_t restarted = stats_->history().restartSecond();
-  const QString since = restarted < 0 ? QString()
-                                      : tr(" (since the engine restarted at %1)")
-                                            .arg(QDateTime::fromMSecsSinceEpoch(restarted * 1000)
-                                                     .toString(QStringLiteral("HH:mm:ss")));
+  const int64_t restart = stats_->history().restartSecond();
+  const QString since = restart < 0 ? QString()
+                                    : tr(" (since the engine restarted at %1)")
+                                          .arg(QDateTime::fromMSecsSinceEpoch(restart * 1000)
+                                                   .toString(QStringLiteral("HH:mm:ss")));
   totals_->setText(
       tr("<b>Totals</b>%6 &nbsp; allowed <b style='color:#1e8e3e'>%1</b> &nbsp; blocked "
          "<b style='color:#d93025'>%2</b> &nbsp; shadow-blocked %3 &nbsp; storage errors %4%5")
@@ -329,76 +342,45 @@ void LiveTab::redraw_() {
   const QStringList queues = stats_->queueLines();
   queues_->setText(tr("Queues (WAIT) — %1").arg(queues.join(QStringLiteral("; "))));
   queues_->setVisible(!queues.isEmpty());
-  if (points.empty()) {
+
+  LiveCharts charts = stats_->charts();
+  const bool split = stats_->chartOptions().split != SplitBy::kNone;
+  const std::vector<QPen> pens = splitPens();
+  allowed_->setData(std::move(charts.allowed), split ? pens : std::vector<QPen>{pen(kAllowed)},
+                    restart);
+  blocked_->setData(std::move(charts.blocked),
+                    split ? pens : std::vector<QPen>{pen(kBlocked), pen(kShadow, Qt::DashLine)},
+                    restart);
+  percent_->setData(std::move(charts.blockedPercent),
+                    split ? pens : std::vector<QPen>{pen(kBlocked)}, restart);
+  percent_->chart()->setTitle(
+      percent_->data().step > 1
+          ? tr("%1 (per %2 s)").arg(percent_->chart()->title()).arg(percent_->data().step)
+          : percent_->chart()->title());
+  latency_->setData(std::move(charts.latency),
+                    {pen(QColor(0x1a, 0x73, 0xe8)), pen(QColor(0x93, 0x34, 0xe6), Qt::DashLine)},
+                    restart);
+
+  const auto& x = allowed_->data().x;
+  if (x.empty()) {
     updated_->setText(stats_->hasData() ? QString() : tr("waiting for the first statistics…"));
     return;
   }
-  // Runs of seconds some engine reported; between them, time no engine did.
-  QList<QList<QPointF>> allowed, blocked, shadow;
-  QList<QPointF> gapTop;
-  uint64_t maxAllowed = 0, maxBlocked = 0;
-  auto x = [](int64_t second) { return static_cast<qreal>(second * 1000); };
-  const auto runs = LiveHistory::knownRuns(points);
-  for (const auto& [first, last] : runs) {
-    QList<QPointF>& a = allowed.emplace_back();
-    QList<QPointF>& b = blocked.emplace_back();
-    QList<QPointF>& s = shadow.emplace_back();
-    for (size_t i = first; i <= last; ++i) {
-      const auto& p = points[i];
-      a.append({x(p.second), static_cast<qreal>(p.allowed)});
-      b.append({x(p.second), static_cast<qreal>(p.blocked)});
-      s.append({x(p.second), static_cast<qreal>(p.shadow)});
-      maxAllowed = std::max(maxAllowed, p.allowed);
-      maxBlocked = std::max({maxBlocked, p.blocked, p.shadow});
-    }
+  if (poller_->paused()) return;
+  const QString range = range_->currentText();
+  const auto& known = allowed_->data().known;
+  if (known.back()) {
+    updated_->setText(tr("%1, updated %2")
+                          .arg(range, QDateTime::fromSecsSinceEpoch(x.back()).toString(
+                                          QStringLiteral("HH:mm:ss"))));
+    return;
   }
-  auto nice = [](uint64_t v) { return std::max<qreal>(5.0, static_cast<qreal>(v) * 1.15); };
-  const qreal allowedTop = nice(maxAllowed);
-  const qreal blockedTop = nice(maxBlocked);
-  // The gaps: from the last known second before to the first known second after.
-  size_t next = 0;
-  for (const auto& [first, last] : runs) {
-    if (first > next) {
-      gapTop << QPointF(x(points[next].second), 0) << QPointF(x(points[next].second), 1)
-             << QPointF(x(points[first].second), 1) << QPointF(x(points[first].second), 0);
-    }
-    next = last + 1;
-  }
-  if (next < points.size()) {
-    gapTop << QPointF(x(points[next].second), 0) << QPointF(x(points[next].second), 1)
-           << QPointF(x(points.back().second), 1) << QPointF(x(points.back().second), 0);
-  }
-  const QDateTime from = QDateTime::fromMSecsSinceEpoch(points.front().second * 1000);
-  const QDateTime to = QDateTime::fromMSecsSinceEpoch(points.back().second * 1000);
-  const int64_t restart = stats_->history().restartSecond();
-  for (Chart* c : {&allowed_, &blocked_}) {
-    const qreal top = c == &allowed_ ? allowedTop : blockedTop;
-    QList<QPointF> shaded = gapTop;
-    for (auto& p : shaded) p.setY(p.y() * top);
-    c->gaps->upperSeries()->replace(shaded);
-    c->gaps->setVisible(!shaded.isEmpty());
-    const bool restartShown = restart >= points.front().second;
-    c->restart->replace(restartShown ? QList<QPointF>{{x(restart), 0}, {x(restart), top}}
-                                     : QList<QPointF>{});
-    c->restart->setVisible(restartShown);
-    c->x->setRange(from, to);
-    c->y->setRange(0, top);
-  }
-  setRuns_(allowed_, allowed_.a, allowed);
-  setRuns_(blocked_, blocked_.a, blocked);
-  setRuns_(blocked_, blocked_.b, shadow);
-  if (!poller_->paused()) {
-    if (points.back().known) {
-      updated_->setText(
-          tr("last 15 minutes, updated %1").arg(to.toString(QStringLiteral("HH:mm:ss"))));
-    } else {
-      updated_->setText(runs.empty() ? tr("last 15 minutes, no data")
-                                     : tr("last 15 minutes, no data since %1")
-                                           .arg(QDateTime::fromMSecsSinceEpoch(
-                                                    points[runs.back().second].second * 1000)
+  size_t last = known.size();
+  while (last > 0 && !known[last - 1]) --last;
+  updated_->setText(last == 0 ? tr("%1, no data").arg(range)
+                              : tr("%1, no data since %2")
+                                    .arg(range, QDateTime::fromSecsSinceEpoch(x[last - 1])
                                                     .toString(QStringLiteral("HH:mm:ss"))));
-    }
-  }
 }
 
 }  // namespace sluice::admin

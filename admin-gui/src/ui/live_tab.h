@@ -1,27 +1,24 @@
-// Live: allowed and blocked requests per second over the last 15 minutes (Qt Charts),
-// filtered by model and tier; totals; the series table and the most blocked subjects;
-// pause/resume. Redraws only when new numbers arrive and the tab is visible.
+// Live: four charts over the last 1, 5 or 15 minutes (allowed and blocked per second, blocked
+// %, decision latency), in total or one line per model, tier or rule, filtered by model and
+// tier, with hover values and an axis a single burst does not flatten; totals; the series
+// table, every model's warm-up, and who is blocked now; pause/resume. Redraws only when new
+// numbers arrive and the tab is visible.
 #pragma once
 
-#include <QPen>
 #include <QWidget>
-#include <vector>
 
+class QCheckBox;
 class QComboBox;
 class QLabel;
 class QPushButton;
 class QTableView;
-class QChart;
-class QChartView;
-class QLineSeries;
-class QAreaSeries;
-class QDateTimeAxis;
-class QValueAxis;
 
 namespace sluice::admin {
 
+class LiveChartView;
 class LiveStats;
 class StatsPoller;
+class WarmupOverview;
 
 class LiveTab : public QWidget {
   Q_OBJECT
@@ -30,6 +27,12 @@ class LiveTab : public QWidget {
   void togglePause();
   QTableView* seriesView() const { return seriesView_; }
   QTableView* blockedView() const { return topView_; }
+  QTableView* warmupView() const { return warmupView_; }
+  WarmupOverview* warmupOverview() const { return warmup_; }
+  LiveChartView* allowedChart() const { return allowed_; }
+  LiveChartView* blockedChart() const { return blocked_; }
+  LiveChartView* blockedPercentChart() const { return percent_; }
+  LiveChartView* latencyChart() const { return latency_; }
 
  signals:
   // The outcome of a row's Inspect and Reset (the main window shows resets in its bar).
@@ -41,41 +44,32 @@ class LiveTab : public QWidget {
 
  private:
   void addSubjectActions_();
-  // A curve drawn as one line per run of known seconds, so time without data is a gap.
-  struct Curve {
-    QString name;
-    QPen pen;
-    std::vector<QLineSeries*> parts;  // the first carries the legend entry
-  };
-  struct Chart {
-    QChart* chart = nullptr;
-    QChartView* view = nullptr;
-    Curve a, b;                      // b unused when it has no name
-    QAreaSeries* gaps = nullptr;     // shaded where no engine reported
-    QLineSeries* restart = nullptr;  // a vertical line where the engine restarted
-    QDateTimeAxis* x = nullptr;
-    QValueAxis* y = nullptr;
-  };
-  Chart makeChart_(const QString& title, const QString& aName, const QColor& aColor,
-                   const QString& bName, const QColor& bColor);
-  void setRuns_(Chart& c, Curve& curve, const QList<QList<QPointF>>& runs);
+  QWidget* makeWarmupPane_(QWidget* parent);
   void redraw_();
   void refreshFilters_();
   void applyFilter_();
 
   LiveStats* stats_;
   StatsPoller* poller_;
+  WarmupOverview* warmup_;
   QComboBox* resourceFilter_;
   QComboBox* tierFilter_;
+  QComboBox* range_;
+  QComboBox* split_;
+  QCheckBox* clip_;
   QComboBox* blockedWindow_;
   QLabel* queues_ = nullptr;
   QPushButton* pause_;
   QLabel* totals_;
   QLabel* updated_;
-  Chart allowed_;
-  Chart blocked_;
+  LiveChartView* allowed_ = nullptr;
+  LiveChartView* blocked_ = nullptr;
+  LiveChartView* percent_ = nullptr;
+  LiveChartView* latency_ = nullptr;
   QTableView* seriesView_;
   QTableView* topView_;
+  QTableView* warmupView_ = nullptr;
+  QLabel* warmupTitle_ = nullptr;
   bool dirty_ = false;
 };
 
