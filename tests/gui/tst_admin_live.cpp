@@ -125,8 +125,8 @@ class TestAdminLive : public QObject {
     QTest::newRow("a burst over silence is all there is to see")
         << "899x0,1x50" << true << inf << 60.0 << false;
     QTest::newRow("3 seconds of a minute") << "57x10,3x200" << true << inf << 20.0 << true;
-    QTest::newRow("a burst 3x the level is drawn whole") << "890x10,10x30" << true << inf << 40.0
-                                                         << false;
+    QTest::newRow("a burst 3x the level is drawn whole")
+        << "890x10,10x30" << true << inf << 40.0 << false;
     QTest::newRow("percentages stop at 100") << "100x100" << true << 100.0 << 100.0 << false;
     QTest::newRow("small values keep the floor") << "100x1" << true << inf << 5.0 << false;
   }
@@ -164,13 +164,15 @@ class TestAdminLive : public QObject {
     QTest::addColumn<int>("range");
     QTest::addColumn<int>("split");
     QTest::addColumn<QString>("tier");
-    QTest::addColumn<QString>("lines");     // allowed chart's curves: name=allowed in the last second
-    QTest::newRow("all, 15 min") << 900 << int(SplitBy::kNone) << "" << "allowed=13";
+    QTest::addColumn<QString>("lines");  // allowed chart's curves: name=allowed in the last second
+    QTest::newRow("all, 15 min") << 900 << int(SplitBy::kNone) << ""
+                                 << "allowed=13";
     QTest::newRow("per model, 1 min") << 60 << int(SplitBy::kResource) << ""
                                       << "generate=1,predict=12";
     QTest::newRow("per tier, 5 min") << 300 << int(SplitBy::kTier) << ""
                                      << "free=3,premium=10";
-    QTest::newRow("per rule") << 60 << int(SplitBy::kRule) << "" << "per_minute=12,tokens=1";
+    QTest::newRow("per rule") << 60 << int(SplitBy::kRule) << ""
+                              << "per_minute=12,tokens=1";
     QTest::newRow("per model, premium only") << 60 << int(SplitBy::kResource) << "premium"
                                              << "predict=10";
   }
@@ -223,7 +225,7 @@ class TestAdminLive : public QObject {
   void blockedPercentPerBucket_data() {
     QTest::addColumn<int>("range");
     QTest::addColumn<int>("step");
-    QTest::addColumn<double>("last");   // the last bucket's %
+    QTest::addColumn<double>("last");  // the last bucket's %
     QTest::addColumn<QString>("detail");
     QTest::newRow("1 min: per second") << 60 << 1 << 25.0 << "1 of 4";
     QTest::newRow("5 min: per 5 s") << 300 << 5 << 25.0 << "5 of 20";
@@ -324,8 +326,7 @@ class TestAdminLive : public QObject {
     LiveStats live;
     ingest(live, statsReply(kT, 900,
                             {{"predict", "free", "per_minute",
-                              [](int64_t s) { return s == kT - 10 ? 400u : 10u; },
-                              constant(2)}}));
+                              [](int64_t s) { return s == kT - 10 ? 400u : 10u; }, constant(2)}}));
     live.markUnreachable(kT + 1);
     live.setRange(60);
     const LiveCharts charts = live.charts();
@@ -352,8 +353,7 @@ class TestAdminLive : public QObject {
     LiveStats live;
     ingest(live, statsReply(kT, 900,
                             {{"predict", "free", "per_minute",
-                              [](int64_t s) { return s == kT - 10 ? 400u : 10u; },
-                              constant(0)}}));
+                              [](int64_t s) { return s == kT - 10 ? 400u : 10u; }, constant(0)}}));
     live.setRange(60);
     LiveChartView view(QStringLiteral("Allowed per second"), QStringLiteral("per second"));
     view.resize(600, 300);
@@ -426,10 +426,10 @@ class TestAdminLive : public QObject {
     QTest::addColumn<QString>("row");  // state | limits at | elapsed | remaining
     QTest::newRow("warming with a duration")
         << true << 0.2 << 151'000LL << 149'000LL << "warming up|20 %|2 min 31 s|2 min 29 s";
-    QTest::newRow("warming until READY") << true << 0.5 << 5'000LL << 0LL
-                                         << "warming up|50 %|5 s|until READY";
-    QTest::newRow("a ramp part-way") << true << 0.625 << 600'000LL << 600'000LL
-                                     << "warming up|62.5 %|10 min|10 min";
+    QTest::newRow("warming until READY")
+        << true << 0.5 << 5'000LL << 0LL << "warming up|50 %|5 s|until READY";
+    QTest::newRow("a ramp part-way")
+        << true << 0.625 << 600'000LL << 600'000LL << "warming up|62.5 %|10 min|10 min";
     QTest::newRow("ready") << false << 1.0 << 0LL << 0LL << "ready|100 %|–|–";
   }
   void warmupOverviewRows() {
@@ -506,7 +506,9 @@ resources:
     auto* m = overview.model();
     QAbstractItemModelTester tester(m, QAbstractItemModelTester::FailureReportingMode::QtTest);
     client.connectToEngine();
-    auto state = [&](int row) { return m->index(row, WarmupOverviewModel::kState).data().toString(); };
+    auto state = [&](int row) {
+      return m->index(row, WarmupOverviewModel::kState).data().toString();
+    };
     QVERIFY(QTest::qWaitFor([&] { return m->rowCount() == 2 && state(1) == "ready"; }, 5000));
     QCOMPARE(m->resources(), (QStringList{"heavy", "light"}));
     QCOMPARE(state(0), QStringLiteral("warming up"));
@@ -535,7 +537,8 @@ resources:
     limits: [{name: m, algorithm: fixed_window, limit: 10, window: 1m}]
     warmup: {factor: 0.1, duration: 1m}
 )"},
-               nullptr, [&](const resp::Value& r) { applied = r.type == resp::Value::Type::kInteger; });
+               nullptr,
+               [&](const resp::Value& r) { applied = r.type == resp::Value::Type::kInteger; });
     QVERIFY(QTest::qWaitFor([&] { return applied; }, 5000));
     overview.updateInfo({{"policy_version", "2"}, {"instance", "x"}});
     QVERIFY(QTest::qWaitFor([&] { return m->resources() == QStringList{"light", "plain"}; }, 5000));

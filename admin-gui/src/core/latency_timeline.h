@@ -16,8 +16,8 @@ namespace sluice::admin {
 class LatencyTimeline {
  public:
   struct Sample {
-    int64_t from = 0, to = 0;  // the unix seconds it covers, both included
-    uint64_t decisions = 0;    // decisions made in them
+    int64_t from = 0, to = 0;       // the unix seconds it covers, both included
+    uint64_t decisions = 0;         // decisions made in them
     uint64_t p50Ns = 0, p99Ns = 0;  // upper bounds, as the engine's histogram gives them
   };
 

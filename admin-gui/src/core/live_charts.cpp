@@ -93,8 +93,8 @@ int ChartData::indexAt(int64_t second) const {
 QString ChartData::hoverText(int i) const {
   if (i < 0 || static_cast<size_t>(i) >= x.size()) return {};
   const auto at = static_cast<size_t>(i);
-  QString text = step > 1 ? QStringLiteral("%1–%2").arg(clock(x[at]), clock(x[at] + step - 1))
-                          : clock(x[at]);
+  QString text =
+      step > 1 ? QStringLiteral("%1–%2").arg(clock(x[at]), clock(x[at] + step - 1)) : clock(x[at]);
   if (!known[at]) return text + QLatin1Char('\n') + tr("no data");
   for (const auto& c : curves) {
     const double v = c.y[at];
@@ -103,7 +103,8 @@ QString ChartData::hoverText(int i) const {
       line += QStringLiteral("–");
     } else {
       line += QString::number(v, 'f', decimals) + unit;
-      if (!c.detail.empty() && !c.detail[at].isEmpty()) line += QStringLiteral(" (%1)").arg(c.detail[at]);
+      if (!c.detail.empty() && !c.detail[at].isEmpty())
+        line += QStringLiteral(" (%1)").arg(c.detail[at]);
       if (v > scale.top) line += tr(", above the axis");
     }
     text += QLatin1Char('\n') + line;
@@ -134,7 +135,8 @@ LiveCharts buildLiveCharts(const LiveHistory& history, const LatencyTimeline& la
       c->known.push_back(p.known);
     }
   }
-  auto perSecond = [&](ChartData& c, const QString& name, const std::vector<LiveHistory::Point>& points,
+  auto perSecond = [&](ChartData& c, const QString& name,
+                       const std::vector<LiveHistory::Point>& points,
                        uint64_t LiveHistory::Point::*field) {
     ChartCurve curve{name, std::vector<double>(n, kNoValue), {}};
     for (size_t i = 0; i < n; ++i)
@@ -146,8 +148,7 @@ LiveCharts buildLiveCharts(const LiveHistory& history, const LatencyTimeline& la
     perSecond(out.allowed, split ? name : tr("allowed"), g.points, &LiveHistory::Point::allowed);
     perSecond(out.blocked, split ? name : tr("blocked"), g.points, &LiveHistory::Point::blocked);
   }
-  if (!split)
-    perSecond(out.blocked, tr("would block (shadow)"), base, &LiveHistory::Point::shadow);
+  if (!split) perSecond(out.blocked, tr("would block (shadow)"), base, &LiveHistory::Point::shadow);
   finish(out.allowed, 5, std::numeric_limits<double>::infinity(), o.clipBursts);
   finish(out.blocked, 5, std::numeric_limits<double>::infinity(), o.clipBursts);
 
@@ -198,10 +199,10 @@ LiveCharts buildLiveCharts(const LiveHistory& history, const LatencyTimeline& la
     if (s == nullptr || s->decisions == 0) continue;
     p50.y[i] = static_cast<double>(s->p50Ns) / 1000.0;
     p99.y[i] = static_cast<double>(s->p99Ns) / 1000.0;
-    p99.detail[i] = s->to > s->from ? tr("%1 decisions in %2–%3")
-                                          .arg(s->decisions)
-                                          .arg(clock(s->from), clock(s->to))
-                                    : tr("%1 decisions").arg(s->decisions);
+    p99.detail[i] =
+        s->to > s->from
+            ? tr("%1 decisions in %2–%3").arg(s->decisions).arg(clock(s->from), clock(s->to))
+            : tr("%1 decisions").arg(s->decisions);
   }
   lat.curves.push_back(std::move(p50));
   lat.curves.push_back(std::move(p99));

@@ -34,8 +34,8 @@ struct ChartCurve {
 };
 
 struct ChartData {
-  std::vector<int64_t> x;  // each point's first second (unix seconds), ascending
-  int step = 1;            // seconds each point covers
+  std::vector<int64_t> x;   // each point's first second (unix seconds), ascending
+  int step = 1;             // seconds each point covers
   std::vector<bool> known;  // an engine reported the point's time (else: a "no data" band)
   std::vector<ChartCurve> curves;
   AxisScale scale;

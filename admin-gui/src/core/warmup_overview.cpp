@@ -18,14 +18,12 @@ QString durationText(int64_t ms) {
 }
 
 namespace {
-QString percent(double factor) {
-  return QStringLiteral("%1 %").arg(factor * 100.0, 0, 'g', 3);
-}
+QString percent(double factor) { return QStringLiteral("%1 %").arg(factor * 100.0, 0, 'g', 3); }
 
 QString settingsText(const WarmupSpec& w) {
-  QString s = w.duration_ms > 0 ? QObject::tr("%1 for %2").arg(percent(w.factor),
-                                                              durationText(w.duration_ms))
-                                : QObject::tr("%1 until READY").arg(percent(w.factor));
+  QString s = w.duration_ms > 0
+                  ? QObject::tr("%1 for %2").arg(percent(w.factor), durationText(w.duration_ms))
+                  : QObject::tr("%1 until READY").arg(percent(w.factor));
   if (w.ramp) s += QObject::tr(", ramp");
   if (w.start_cold) s += QObject::tr(", starts cold");
   return s;
@@ -73,9 +71,8 @@ QStringList WarmupOverviewModel::resources() const {
 }
 
 int WarmupOverviewModel::warmingCount() const {
-  return static_cast<int>(std::count_if(rows_.begin(), rows_.end(), [](const Row& r) {
-    return r.state && r.state->warming;
-  }));
+  return static_cast<int>(std::count_if(rows_.begin(), rows_.end(),
+                                        [](const Row& r) { return r.state && r.state->warming; }));
 }
 
 int WarmupOverviewModel::rowOf_(const QString& resource) const {

@@ -68,7 +68,8 @@ LiveChartView::LiveChartView(const QString& title, const QString& axisTitle, QWi
   clippedMarks_->setMarkerSize(8);
   clippedMarks_->setColor(QColor(0x70, 0x1a, 0x14));
   clippedMarks_->setBorderColor(QColor(0x70, 0x1a, 0x14));
-  for (QAbstractSeries* s : std::initializer_list<QAbstractSeries*>{gaps_, restart_, clippedMarks_}) {
+  for (QAbstractSeries* s :
+       std::initializer_list<QAbstractSeries*>{gaps_, restart_, clippedMarks_}) {
     c->addSeries(s);
     s->attachAxis(x_);
     s->attachAxis(y_);
@@ -194,9 +195,9 @@ void LiveChartView::setData(ChartData data, const std::vector<QPen>& pens, int64
   gaps_->upperSeries()->replace(band);
   gaps_->setVisible(!band.isEmpty());
   const bool restartShown = restartSecond >= d.x.front() && restartSecond <= d.x.back() + d.step;
-  restart_->replace(restartShown ? QList<QPointF>{{restartSecond * 1000.0, 0},
-                                                  {restartSecond * 1000.0, top}}
-                                 : QList<QPointF>{});
+  restart_->replace(restartShown
+                        ? QList<QPointF>{{restartSecond * 1000.0, 0}, {restartSecond * 1000.0, top}}
+                        : QList<QPointF>{});
   restart_->setVisible(restartShown);
   clippedMarks_->replace(clipped);
   clippedMarks_->setVisible(!clipped.isEmpty());
