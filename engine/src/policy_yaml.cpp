@@ -215,6 +215,14 @@ std::string index_path(std::string_view parent, size_t index) {
 
 }  // namespace policy_detail
 
+std::string format_dollars(int64_t micros) {
+  return policy_detail::format_scaled_decimal(micros, 6);
+}
+
+std::optional<int64_t> parse_dollars(std::string_view text) {
+  return policy_detail::parse_scaled_decimal(text, 6, policy_detail::kMaxMoneyLimit);
+}
+
 namespace pd = policy_detail;
 
 // ---- durations ----------------------------------------------------------------------------

@@ -317,6 +317,44 @@ class TestAdminModels : public QObject {
     QCOMPARE(m.index(0, 0).data().toString(), QStringLiteral("?"));
   }
 
+  // A budget (cost: usd) reads and is typed in dollars, in the limit table and in the grid.
+  void budgetsAreInDollars() {
+    LimitTableModel limits(doc_.get());
+    EffectiveLimitModel grid(doc_.get());
+    limits.setResource(QStringLiteral("predict"));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kUnit), QStringLiteral("usd"),
+                           Qt::EditRole));
+    QVERIFY(limits.setData(limits.index(0, LimitTableModel::kLimit), QStringLiteral("12.5"),
+                           Qt::EditRole));
+    QCOMPARE(findResource(doc_->draft(), "predict")->limits[0].limit, int64_t{12'500'000});
+    QCOMPARE(limits.index(0, LimitTableModel::kLimit).data().toString(), QStringLiteral("$12.5"));
+    QCOMPARE(limits.index(0, LimitTableModel::kLimit).data(Qt::EditRole).toString(),
+             QStringLiteral("12.5"));
+    QSignalSpy refused(&limits, &DraftTableModel::editRefused);
+    QVERIFY(!limits.setData(limits.index(0, LimitTableModel::kLimit), QStringLiteral("0.0000001"),
+                            Qt::EditRole));
+    QCOMPARE(refused.count(), 1);
+    QVERIFY(refused.first().first().toString().contains(QStringLiteral("dollars")));
+    // A budget needs prices; with them, the grid shows dollars and takes them.
+    QVERIFY(doc_->edit(QStringLiteral("price predict's requests"),
+                       [](PolicySpec& p) {
+                         for (auto& r : p.resources) {
+                           if (r.name != "predict") continue;
+                           r.prices["requests"] =
+                               1'000'000;  // a micro-dollar a request (pico-dollars)
+                           r.limits[0].algorithm = SLUICE_ALG_FIXED_WINDOW;
+                         }
+                         return Status::Ok();
+                       })
+                .ok());
+    grid.setResource(QStringLiteral("predict"));
+    QCOMPARE(grid.index(0, 0).data().toString(), QStringLiteral("$12.5 (×1)"));
+    QVERIFY(grid.setData(grid.index(1, 0), QStringLiteral("$40"), Qt::EditRole));
+    QCOMPARE(findTier(doc_->draft(), "premium")->overrides.at("predict").limits.at("per_minute"),
+             int64_t{40'000'000});
+    QCOMPARE(grid.index(1, 0).data().toString(), QStringLiteral("$40 (override)"));
+  }
+
   void apiKeysAreMasked() {
     ApiKeyModel m(doc_.get());
     QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);

@@ -90,13 +90,12 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
   switch (role) {
     case Qt::DisplayRole:
       if (!c.known)
-        return c.override_ ? QVariant(QString::number(*c.override_))
-                           : QVariant(QStringLiteral("?"));
+        return c.override_ ? QVariant(amountText(l, *c.override_)) : QVariant(QStringLiteral("?"));
       if (c.unlimited) return tr("unlimited");
-      if (c.override_) return tr("%1 (override)").arg(c.limit);
-      return tr("%1 (×%2)").arg(c.limit).arg(formatNumber(t.multiplier));
+      if (c.override_) return tr("%1 (override)").arg(amountText(l, c.limit));
+      return tr("%1 (×%2)").arg(amountText(l, c.limit), formatNumber(t.multiplier));
     case Qt::EditRole:
-      return c.override_ ? QVariant::fromValue<qlonglong>(*c.override_) : QVariant(QString());
+      return c.override_ ? QVariant(amountText(l, *c.override_, true)) : QVariant(QString());
     case Qt::FontRole:
       if (c.override_) {
         QFont f;
@@ -111,13 +110,11 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
         return tr("Tier %1 overrides %2 with %3 %4 per %5. Clear the cell to use the multiplier "
                   "again.")
             .arg(QString::fromStdString(t.name), QString::fromStdString(l.name))
-            .arg(*c.override_)
+            .arg(amountText(l, *c.override_))
             .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
       return tr("%1 × %2 = %3 %4 per %5. Type a number to override it for this tier.")
-          .arg(l.limit)
-          .arg(formatNumber(t.multiplier))
-          .arg(c.limit)
-          .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
+          .arg(amountText(l, l.limit), formatNumber(t.multiplier), amountText(l, c.limit),
+               unitName(l.unit), QString::fromStdString(window_text(l, true)));
     case Qt::TextAlignmentRole:
       return QVariant(Qt::AlignRight | Qt::AlignVCenter);
     case IsOverrideRole:
@@ -153,22 +150,28 @@ bool EffectiveLimitModel::setData(const QModelIndex& index, const QVariant& valu
       !checkIndex(index, CheckIndexOption::IndexIsValid | CheckIndexOption::ParentIsInvalid))
     return false;
   const std::string tier = tiers_[static_cast<size_t>(index.row())].name;
-  const std::string limit = limits_[static_cast<size_t>(index.column())].name;
+  const LimitSpec& spec_limit = limits_[static_cast<size_t>(index.column())];
+  const std::string limit = spec_limit.name;
   const QString text = value.toString().trimmed();
   std::optional<int64_t> v;
   if (!text.isEmpty()) {
-    bool ok = false;
-    v = text.toLongLong(&ok);
-    if (!ok) {
-      emit editRefused(
-          tr("'%1' is not a whole number; leave the cell empty to drop the override.").arg(text));
+    v = parseAmount(spec_limit, text);
+    if (!v) {
+      emit editRefused(spec_limit.unit == kUnitUsd
+                           ? tr("'%1' is not an amount of dollars; leave the cell empty to drop "
+                                "the override.")
+                                 .arg(text)
+                           : tr("'%1' is not a whole number; leave the cell empty to drop the "
+                                "override.")
+                                 .arg(text));
       return false;
     }
   }
   const QString what =
       QStringLiteral("%1 %2/%3")
           .arg(QString::fromStdString(tier), resource_, QString::fromStdString(limit));
-  return applyEdit(v ? tr("Override %1 = %2").arg(what).arg(*v) : tr("Clear override %1").arg(what),
+  return applyEdit(v ? tr("Override %1 = %2").arg(what, amountText(spec_limit, *v))
+                     : tr("Clear override %1").arg(what),
                    edits::setOverrideLimit(tier, resource_.toStdString(), limit, v));
 }
 

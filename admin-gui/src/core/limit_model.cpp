@@ -62,7 +62,8 @@ QVariant LimitTableModel::data(const QModelIndex& index, int role) const {
       return QString::fromStdString(l.name);
     case kAlgorithm:
       return algorithmName(l.algorithm);
-    case kLimit:
+    case kLimit:  // a budget (cost: usd) in dollars
+      if (l.unit == kUnitUsd) return amountText(l, l.limit, role == Qt::EditRole);
       return QVariant::fromValue<qlonglong>(l.limit);
     case kWindow:  // a calendar window shows its zone; editing shows what can be typed back
       return QString::fromStdString(window_text(l, role == Qt::DisplayRole));
@@ -177,10 +178,16 @@ bool LimitTableModel::setData(const QModelIndex& index, const QVariant& value, i
         if (!algorithmTakesBurst(l.algorithm)) l.burst = 0;
         break;
       }
-      case kLimit:
-        l.limit = text.toLongLong(&ok);
-        if (!ok) return refuse(tr("'%1' is not a whole number.").arg(text));
+      case kLimit: {
+        const auto v = parseAmount(l, text);
+        if (!v) {
+          return refuse(l.unit == kUnitUsd
+                            ? tr("'%1' is not an amount of dollars (at most 6 decimals).").arg(text)
+                            : tr("'%1' is not a whole number.").arg(text));
+        }
+        l.limit = *v;
         break;
+      }
       case kWindow:
         if (!set_window(l, text.toStdString()))
           return refuse(tr("'%1' is not a window; write a duration such as 500ms, 30s, 1m, 1h "

@@ -33,6 +33,22 @@ bool algorithmTakesBurst(uint32_t algorithm) {
 
 QString unitName(const std::string& unit) { return QString::fromStdString(unit); }
 
+QString amountText(const LimitSpec& l, int64_t amount, bool plain) {
+  if (l.unit != kUnitUsd) return QString::number(amount);
+  return (plain ? QString() : QStringLiteral("$")) + QString::fromStdString(format_dollars(amount));
+}
+
+std::optional<int64_t> parseAmount(const LimitSpec& l, const QString& text) {
+  QString t = text.trimmed();
+  if (l.unit == kUnitUsd) {
+    if (t.startsWith(QLatin1Char('$'))) t.remove(0, 1);
+    return parse_dollars(t.toStdString());
+  }
+  bool ok = false;
+  const qlonglong v = t.toLongLong(&ok);
+  return ok ? std::optional<int64_t>(v) : std::nullopt;
+}
+
 std::optional<std::string> unitFromName(const QString& name) {
   const std::string n = name.trimmed().toStdString();
   if (n.empty() || n.size() > kMaxNameLength) return std::nullopt;

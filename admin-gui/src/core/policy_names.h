@@ -16,6 +16,11 @@ QStringList algorithmNames();
 bool algorithmTakesBurst(uint32_t algorithm);
 
 QString unitName(const std::string& unit);
+// A limit's amount as an operator reads it: dollars for a usd limit ("$250.5"; `plain` without
+// the sign, for editing), else the number.
+QString amountText(const LimitSpec& l, int64_t amount, bool plain = false);
+// The way back: dollars for a usd limit, else a whole number; nullopt when malformed.
+std::optional<int64_t> parseAmount(const LimitSpec& l, const QString& text);
 // A cost unit as the policy writes it (lower-case letters, digits, '_'); nullopt otherwise.
 std::optional<std::string> unitFromName(const QString& name);
 QStringList unitNames();

@@ -175,6 +175,11 @@ SLUICE_API std::string policy_to_yaml(const PolicySpec& spec);
 SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before,
                                                   const PolicySpec& after);
 
+// A usd limit's amount as the policy writes it: micro-dollars as dollars ("250.5"), and back
+// (at most 6 decimals, at most $1,000,000; nullopt otherwise).
+SLUICE_API std::string format_dollars(int64_t micros);
+SLUICE_API std::optional<int64_t> parse_dollars(std::string_view text);
+
 // Window text: "500ms", "1s", "1m", "1h", "1d", also "90s" and "1m30s"; nullopt when invalid.
 SLUICE_API std::optional<int64_t> parse_duration_ms(std::string_view text);
 SLUICE_API std::string format_duration_ms(int64_t ms);
