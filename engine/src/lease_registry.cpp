@@ -130,14 +130,19 @@ void LeaseRegistry::sweep(int64_t now_ms) {
   if (now_ms < next_sweep_ms_) return;
   next_sweep_ms_ = now_ms + 1000;
   next_sweep_hint_.store(next_sweep_ms_, std::memory_order_relaxed);
-  std::erase_if(leases_, [&](auto& kv) {
-    if (kv.second.expires_ms > now_ms) return false;
-    if (kv.second.account.charged()) {
-      expired_.push_back(std::move(kv.second));
+  // A plain loop, not erase_if: the thread-safety analysis cannot see that a predicate runs
+  // under mu_, and erase_if hands the predicate a const element (a copy instead of a move).
+  for (auto it = leases_.begin(); it != leases_.end();) {
+    if (it->second.expires_ms > now_ms) {
+      ++it;
+      continue;
+    }
+    if (it->second.account.charged()) {
+      expired_.push_back(std::move(it->second));
       has_expired_.store(true, std::memory_order_relaxed);
     }
-    return true;
-  });
+    it = leases_.erase(it);
+  }
 }
 
 void LeaseWatch::watch(uint64_t id, int64_t expires_ms) {
