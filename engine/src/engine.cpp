@@ -109,6 +109,21 @@ int64_t scale(int64_t v, double f) {
   return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(v) * f)));
 }
 
+// A limit's item as a decision or a charge sends it: its key, its parameters after warm-up
+// (`factor`) and, for a calendar limit, the window current at `now_ms`. Op and cost are the
+// caller's.
+void fill_item(sluice_item& it, const char* key, size_t key_len,
+               const sluice_limit_params& effective, double factor, const CompiledLimit& lim,
+               int64_t now_ms) {
+  it = sluice_item{};
+  it.key = key;
+  it.key_len = static_cast<uint32_t>(key_len);
+  it.params = effective;
+  it.params.limit = scale(it.params.limit, factor);
+  it.params.burst = scale(it.params.burst, factor);
+  set_calendar_window(it.params, lim, now_ms);
+}
+
 }  // namespace
 
 void Decision::set_rule(std::string_view r) {
@@ -857,15 +872,10 @@ bool Engine::begin(DecisionKind kind, const DecisionRequest& req, DecisionCall& 
   for (size_t i = 0; i < n; ++i) {
     const auto& lim = res->limits[i];
     sluice_item& it = in.items[i];
-    it = sluice_item{};
-    it.key = keys + offsets[i];
-    it.key_len = static_cast<uint32_t>(offsets[i + 1] - offsets[i]);
-    it.params = effective[i];
-    it.params.limit = scale(it.params.limit, factor);
-    it.params.burst = scale(it.params.burst, factor);
+    fill_item(it, keys + offsets[i], offsets[i + 1] - offsets[i], effective[i], factor, lim,
+              in.now_ms);
     const int64_t units = cost_of(lim, *res, {req.cost, req.named.view()});
     it.cost = std::min(units, capacity_of(it.params) + 1);
-    set_calendar_window(it.params, lim, in.now_ms);
     it.shadow = lim.shadow ? 1 : 0;
     in.limit_index[i] = static_cast<uint8_t>(i);
     in.uncharged[i] = 0;
@@ -1336,13 +1346,8 @@ void Engine::Impl::charge_lease(DecisionCall& call) {
   for (size_t i = 0; i < n; ++i) {
     const auto& lim = res->limits[i];
     sluice_item& it = in.items[i];
-    it = sluice_item{};
-    it.key = keys + offsets[i];
-    it.key_len = static_cast<uint32_t>(offsets[i + 1] - offsets[i]);
-    it.params = effective[i];
-    it.params.limit = scale(it.params.limit, factor);
-    it.params.burst = scale(it.params.burst, factor);
-    set_calendar_window(it.params, lim, in.now_ms);
+    fill_item(it, keys + offsets[i], offsets[i + 1] - offsets[i], effective[i], factor, lim,
+              in.now_ms);
     it.state_capacity = static_cast<uint32_t>(algo::state_capacity(it.params));
     in.limit_index[i] = static_cast<uint8_t>(i);
     const bool concurrency = lim.params.algorithm == SLUICE_ALG_CONCURRENCY;

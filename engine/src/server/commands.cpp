@@ -243,14 +243,17 @@ bool parse_decision_args(Command command, std::span<const std::string_view> argv
 static_assert(kMaxCost == 1'000'000'000'000);
 static_assert(kMaxWaitMs == 3'600'000);
 
-bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
-                        std::optional<int64_t>& actual, NamedCosts& named,
-                        std::string_view& error) {
-  constexpr std::string_view kUsage = "usage: SL.RELEASE lease [ACTUAL n] [ACTUAL unit n ...]";
-  actual.reset();
+namespace {
+
+// "lease" then `keyword [unit] n` pairs from argv[2] on (SL.RELEASE's ACTUAL, SL.CHARGE's
+// COST): named amounts into `named`, the bare one into `bare` (nullopt when absent).
+bool parse_lease_and_costs(std::span<const std::string_view> argv, std::string_view keyword,
+                           std::string_view usage, LeaseToken& lease, std::optional<int64_t>& bare,
+                           NamedCosts& named, std::string_view& error) {
+  bare.reset();
   named = {};
   if (argv.size() < 2) {
-    error = kUsage;
+    error = usage;
     return false;
   }
   const std::optional<LeaseToken> token = LeaseToken::parse(argv[1]);
@@ -259,26 +262,41 @@ bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& leas
     return false;
   }
   lease = *token;
+  const bool actual = keyword == "ACTUAL";
   for (size_t i = 2; i < argv.size(); i += 2) {
-    if (!iequals(argv[i], "ACTUAL") || i + 1 >= argv.size()) {
-      error = kUsage;
+    if (!iequals(argv[i], keyword) || i + 1 >= argv.size()) {
+      error = usage;
       return false;
     }
-    const CostArg c = parse_cost_arg(argv, i + 1, named, error, "ACTUAL");
+    const CostArg c = parse_cost_arg(argv, i + 1, named, error, keyword);
     if (c == CostArg::kInvalid) return false;
     if (c == CostArg::kNamed) {
       ++i;
       continue;
     }
     int64_t n = 0;
-    if (actual || !parse_int64(argv[i + 1], n) || n < 0 || n > kMaxCost) {
-      error =
-          actual ? "ACTUAL n is given twice" : "ACTUAL must be an integer from 0 to 1000000000000";
+    if (bare || !parse_int64(argv[i + 1], n) || n < 0 || n > kMaxCost) {
+      if (bare) {
+        error = actual ? "ACTUAL n is given twice" : "COST n is given twice";
+      } else {
+        error = actual ? "ACTUAL must be an integer from 0 to 1000000000000"
+                       : "COST must be an integer from 0 to 1000000000000";
+      }
       return false;
     }
-    actual = n;
+    bare = n;
   }
   return true;
+}
+
+}  // namespace
+
+bool parse_release_args(std::span<const std::string_view> argv, LeaseToken& lease,
+                        std::optional<int64_t>& actual, NamedCosts& named,
+                        std::string_view& error) {
+  return parse_lease_and_costs(argv, "ACTUAL",
+                               "usage: SL.RELEASE lease [ACTUAL n] [ACTUAL unit n ...]", lease,
+                               actual, named, error);
 }
 
 bool parse_charge_args(std::span<const std::string_view> argv, LeaseToken& lease, int64_t& cost,
@@ -286,42 +304,23 @@ bool parse_charge_args(std::span<const std::string_view> argv, LeaseToken& lease
   constexpr std::string_view kUsage =
       "usage: SL.CHARGE lease n | SL.CHARGE lease COST unit n [COST unit n ...]";
   cost = 0;
-  named = {};
   if (argv.size() < 3) {
     error = kUsage;
+    named = {};
     return false;
   }
-  const std::optional<LeaseToken> token = LeaseToken::parse(argv[1]);
-  if (!token) {
-    error = "lease must be the 48-digit hex token returned by SL.ACQUIRE";
-    return false;
-  }
-  lease = *token;
+  std::optional<int64_t> bare;
   if (argv.size() == 3) {  // SL.CHARGE lease n
+    if (!parse_lease_and_costs(argv.first(2), "COST", kUsage, lease, bare, named, error))
+      return false;
     if (!parse_int64(argv[2], cost) || cost < 0 || cost > kMaxCost) {
       error = "SL.CHARGE n: n must be an integer from 0 to 1000000000000";
       return false;
     }
     return true;
   }
-  bool bare = false;
-  for (size_t i = 2; i < argv.size(); i += 2) {
-    if (!iequals(argv[i], "COST") || i + 1 >= argv.size()) {
-      error = kUsage;
-      return false;
-    }
-    const CostArg c = parse_cost_arg(argv, i + 1, named, error);
-    if (c == CostArg::kInvalid) return false;
-    if (c == CostArg::kNamed) {
-      ++i;
-      continue;
-    }
-    if (bare || !parse_int64(argv[i + 1], cost) || cost < 0 || cost > kMaxCost) {
-      error = bare ? "COST n is given twice" : "COST must be an integer from 0 to 1000000000000";
-      return false;
-    }
-    bare = true;
-  }
+  if (!parse_lease_and_costs(argv, "COST", kUsage, lease, bare, named, error)) return false;
+  cost = bare.value_or(0);
   return true;
 }
 
