@@ -4,11 +4,13 @@
 #include <QAbstractItemModelTester>
 #include <QComboBox>
 #include <QLineEdit>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QtTest>
 
 #include "core/api_key_model.h"
+#include "core/consequences.h"
 #include "core/effective_limit_model.h"
 #include "core/engine_replies.h"
 #include "core/limit_model.h"
@@ -20,6 +22,7 @@
 #include "core/tier_model.h"
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
+#include "ui/diff_dialog.h"
 #include "ui/settings_tab.h"
 
 using namespace sluice;
@@ -353,6 +356,95 @@ class TestAdminModels : public QObject {
     QCOMPARE(findTier(doc_->draft(), "premium")->overrides.at("predict").limits.at("per_minute"),
              int64_t{40'000'000});
     QCOMPARE(grid.index(1, 0).data().toString(), QStringLiteral("$40 (override)"));
+  }
+
+  // The review's consequences: every model × tier × limit whose effective limit changes, both
+  // sides compiled by the engine's CompiledPolicy. The base is kPolicy plus `extra` (more
+  // resources), the draft the base with `from` replaced by `to`.
+  void reviewShowsEffectiveLimitChanges_data() {
+    QTest::addColumn<QString>("extra");
+    QTest::addColumn<QString>("from");
+    QTest::addColumn<QString>("to");
+    QTest::addColumn<QStringList>("rows");
+    const auto row = [](const char* name, const char* extra, const char* from, const char* to,
+                        const QStringList& rows) {
+      QTest::newRow(name) << QString::fromUtf8(extra) << QString::fromUtf8(from)
+                          << QString::fromUtf8(to) << rows;
+    };
+    // premium ×5 -> ×8; predict keeps premium's absolute override of 30.
+    row("multiplier", "", "multiplier: 5", "multiplier: 8",
+        {"generate · premium · tokens: 5000 → 8000",
+         "generate · premium · daily: 500000 → 800000"});
+    row("absolute override", "", "per_minute: 30}", "per_minute: 50}",
+        {"predict · premium · per_minute: 30 → 50"});
+    row("new model", "", "  generate:\n",
+        "  embed:\n    limits:\n      - {name: per_minute, algorithm: fixed_window, limit: 20, "
+        "window: 1m}\n  generate:\n",
+        {"embed · free · per_minute: — → 20", "embed · premium · per_minute: — → 100"});
+    row("removed limit", "",
+        "      - {name: daily, algorithm: fixed_window, limit: 100000, window: 1d, cost: tokens, "
+        "shadow: true}\n",
+        "", {"generate · free · daily: 100000 → —", "generate · premium · daily: 500000 → —"});
+    row("tier made unlimited", "", "multiplier: 5", "multiplier: 5\n    unlimited: true",
+        {"predict · premium · per_minute: 30 → unlimited",
+         "generate · premium · tokens: 5000 → unlimited",
+         "generate · premium · daily: 500000 → unlimited"});
+    row("usd in dollars",
+        "  chat:\n    prices: {tokens: 0.00001}\n    limits:\n      - {name: budget, algorithm: "
+        "fixed_window, limit: 25, window: 1d, cost: usd}\n",
+        "limit: 25,", "limit: 30.5,",
+        {"chat · free · budget: $25 → $30.5", "chat · premium · budget: $125 → $152.5"});
+    row("description only", "", "one prediction", "one forecast", {});
+  }
+
+  void reviewShowsEffectiveLimitChanges() {
+    QFETCH(QString, extra);
+    QFETCH(QString, from);
+    QFETCH(QString, to);
+    QFETCH(QStringList, rows);
+    const QString base = QString::fromUtf8(kPolicy) + extra;
+    QString draft = base;
+    QVERIFY2(draft.contains(from), qPrintable(from));
+    draft.replace(from, to);
+    const QByteArray b = base.toUtf8(), d = draft.toUtf8();
+    const Consequences c = limitConsequences(parsed(b.constData()), parsed(d.constData()));
+    QVERIFY2(c.unavailable.isEmpty(), qPrintable(c.unavailable));
+    QStringList got;
+    for (const auto& r : c.rows) got << r.text();
+    QCOMPARE(got, rows);
+  }
+
+  // Through the document and the dialog: the rows are shown; an invalid draft gets no numbers
+  // and Apply is disabled (not merely not the default).
+  void reviewDialogShowsConsequencesAndRefusesInvalidDrafts() {
+    TierTableModel tiers(doc_.get());
+    QVERIFY(tiers.setData(tiers.index(1, TierTableModel::kMultiplier), QStringLiteral("8"),
+                          Qt::EditRole));
+    {
+      DiffDialog dlg(doc_->diff(), {}, 7);
+      dlg.setConsequences(limitConsequences(doc_->base(), doc_->draft()));
+      QVERIFY(dlg.applyButton()->isEnabled());
+      QVERIFY2(dlg.consequencesText().contains(
+                   QStringLiteral("generate · premium · tokens: 5000 → 8000")),
+               qPrintable(dlg.consequencesText()));
+    }
+    QVERIFY(doc_->edit(QStringLiteral("break"),
+                       [](PolicySpec& p) {
+                         p.tiers[1].multiplier = -1;
+                         return Status::Ok();
+                       })
+                .ok());
+    QVERIFY(!doc_->errors().isEmpty());
+    QStringList problems;
+    for (const auto& e : doc_->errors()) problems << e.text();
+    DiffDialog dlg(doc_->diff(), problems, 7);
+    const Consequences c = limitConsequences(doc_->base(), doc_->draft());
+    QVERIFY(c.rows.isEmpty());
+    QVERIFY(!c.unavailable.isEmpty());
+    dlg.setConsequences(c);
+    QVERIFY(!dlg.applyButton()->isEnabled());
+    QVERIFY(!dlg.applyButton()->isDefault());
+    QVERIFY(dlg.consequencesText().contains(QStringLiteral("not computed")));
   }
 
   void apiKeysAreMasked() {

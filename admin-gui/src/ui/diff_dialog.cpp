@@ -10,6 +10,7 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include "core/consequences.h"
 #include "core/simulation.h"
 
 namespace sluice::admin {
@@ -32,6 +33,24 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
   text->setFont(QFont(QStringLiteral("monospace")));
   text->setPlainText(changes.join(QLatin1Char('\n')));
   layout->addWidget(text, 1);
+
+  auto* limits = new QGroupBox(tr("Effective limits"), this);
+  auto* limitsLayout = new QVBoxLayout(limits);
+  limitsStatus_ = new QLabel(limits);
+  limitsStatus_->setWordWrap(true);
+  limitsLayout->addWidget(limitsStatus_);
+  limitsTable_ = new QTableWidget(0, 4, limits);
+  limitsTable_->setHorizontalHeaderLabels(
+      {tr("Model"), tr("Tier"), tr("Limit"), tr("Before → after")});
+  limitsTable_->horizontalHeader()->setStretchLastSection(true);
+  limitsTable_->verticalHeader()->hide();
+  limitsTable_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  limitsTable_->setSelectionMode(QAbstractItemView::NoSelection);
+  limitsTable_->hide();
+  limitsLayout->addWidget(limitsTable_, 1);
+  limits->hide();  // until setConsequences
+  layout->addWidget(limits, 1);
+
   textOutcome_ = new QLabel(this);
   textOutcome_->setWordWrap(true);
   textOutcome_->hide();
@@ -70,9 +89,11 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
   layout->addWidget(sim, 1);
 
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Cancel, this);
-  auto* apply = buttons->addButton(tr("&Apply"), QDialogButtonBox::AcceptRole);
-  // Apply is the default only when the engine can accept the draft.
-  apply->setDefault(problems.isEmpty());
+  apply_ = buttons->addButton(tr("&Apply"), QDialogButtonBox::AcceptRole);
+  // Apply is enabled (and the default) only when the engine can accept the draft.
+  apply_->setEnabled(problems.isEmpty());
+  apply_->setDefault(problems.isEmpty());
+  if (!problems.isEmpty()) buttons->button(QDialogButtonBox::Cancel)->setDefault(true);
   connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
   layout->addWidget(buttons);
@@ -96,6 +117,39 @@ void DiffDialog::setTextOutcome(bool inPlace, const QStringList& notes) {
 }
 
 QString DiffDialog::textOutcome() const { return textOutcome_->text(); }
+
+void DiffDialog::setConsequences(const Consequences& c) {
+  limitsTable_->parentWidget()->show();
+  if (!c.unavailable.isEmpty()) {
+    limitsStatus_->setText(tr("Effective limits not computed: %1.").arg(c.unavailable));
+    limitsTable_->hide();
+    return;
+  }
+  limitsStatus_->setText(
+      c.rows.isEmpty() ? tr("No model × tier effective limit changes.")
+                       : tr("%n effective limit(s) change, as the engine would compile the draft "
+                            "(— : the model, tier or limit does not exist on that side):",
+                            nullptr, static_cast<int>(c.rows.size())));
+  limitsTable_->setRowCount(static_cast<int>(c.rows.size()));
+  for (int i = 0; i < c.rows.size(); ++i) {
+    const auto& r = c.rows[i];
+    const QStringList cells = {r.resource, r.tier, r.limit,
+                               QStringLiteral("%1 → %2").arg(r.before, r.after)};
+    for (int col = 0; col < cells.size(); ++col)
+      limitsTable_->setItem(i, col, new QTableWidgetItem(cells[col]));
+  }
+  limitsTable_->resizeColumnsToContents();
+  limitsTable_->setVisible(!c.rows.isEmpty());
+}
+
+QString DiffDialog::consequencesText() const {
+  QStringList out{limitsStatus_->text()};
+  for (int i = 0; i < limitsTable_->rowCount(); ++i)
+    out << QStringLiteral("%1 · %2 · %3: %4")
+               .arg(limitsTable_->item(i, 0)->text(), limitsTable_->item(i, 1)->text(),
+                    limitsTable_->item(i, 2)->text(), limitsTable_->item(i, 3)->text());
+  return out.join(QLatin1Char('\n'));
+}
 
 void DiffDialog::setSimulation(const Simulation& s) {
   const QLocale locale;

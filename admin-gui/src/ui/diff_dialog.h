@@ -1,5 +1,6 @@
-// Review before apply: the readable diff of the draft against the running policy, the problems
-// the local validator already sees, and what the draft would have decided on the traffic the
+// Review before apply: the readable diff of the draft against the running policy, the
+// effective limit of every model × tier it changes (before → after), the problems the local
+// validator already sees, and what the draft would have decided on the traffic the
 // engine recorded (SL.POLICY SIMULATE, filled in when its reply arrives). Opened window-modal
 // with open(), never exec(), so the event loop (live charts, reconnects) keeps running behind
 // it.
@@ -13,6 +14,7 @@ class QTableWidget;
 
 namespace sluice::admin {
 
+struct Consequences;
 struct Simulation;
 
 class DiffDialog : public QDialog {
@@ -25,6 +27,14 @@ class DiffDialog : public QDialog {
   void setTextOutcome(bool inPlace, const QStringList& notes);
   QString textOutcome() const;
 
+  // The effective limits the draft changes (core/consequences.h), or why they are unknown.
+  void setConsequences(const Consequences& consequences);
+  // One line per row ("predict · premium · per_minute: 50 → 80"), or the status line.
+  QString consequencesText() const;
+
+  // Disabled while the draft has problems: the engine would refuse it.
+  QPushButton* applyButton() const { return apply_; }
+
   // The simulation's outcome, or why there is none.
   void setSimulation(const Simulation& simulation);
   void setSimulationUnavailable(const QString& why);
@@ -35,6 +45,9 @@ class DiffDialog : public QDialog {
 
  private:
   QLabel* textOutcome_;
+  QLabel* limitsStatus_;
+  QTableWidget* limitsTable_;
+  QPushButton* apply_;
   QLabel* simStatus_;
   QTableWidget* simTable_;
   QLabel* simTop_;

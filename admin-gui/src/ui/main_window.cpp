@@ -20,6 +20,7 @@
 
 #include "core/admin_client.h"
 #include "core/api_key_model.h"
+#include "core/consequences.h"
 #include "core/live_models.h"
 #include "core/policy_document.h"
 #include "core/policy_session.h"
@@ -354,6 +355,7 @@ void MainWindow::reviewAndApply() {
   for (const auto& e : doc_->errors())
     problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
+  dlg->setConsequences(limitConsequences(doc_->base(), doc_->draft()));
   const PolicyTextEdit yaml = doc_->draftText();
   QStringList textNotes;
   for (const auto& n : yaml.notes) textNotes << QString::fromStdString(n);
