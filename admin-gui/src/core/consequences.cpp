@@ -73,8 +73,8 @@ QString LimitConsequence::text() const {
 
 Consequences limitConsequences(const PolicySpec& base, const PolicySpec& draft) {
   Consequences out;
-  const auto before =
-      compiled(base, &out.unavailable, QCoreApplication::translate("Consequences", "running policy"));
+  const auto before = compiled(base, &out.unavailable,
+                               QCoreApplication::translate("Consequences", "running policy"));
   if (!before) return out;
   const auto after =
       compiled(draft, &out.unavailable, QCoreApplication::translate("Consequences", "draft"));
