@@ -184,26 +184,40 @@ bool MainWindow::selectTab(const QString& name) {
   return true;
 }
 
+namespace {
+// The key docs/admin-gui.md promises first, then the platform's own bindings for the same
+// action. A platform theme may bind nothing to a standard key: with no desktop environment
+// (the generic X11 scheme, offscreen) QKeySequence::SaveAs is empty, so Ctrl+Shift+S did
+// nothing.
+void setShortcuts(QAction* a, const QKeySequence& documented, QKeySequence::StandardKey standard) {
+  QList<QKeySequence> keys{documented};
+  for (const QKeySequence& k : QKeySequence::keyBindings(standard))
+    if (!keys.contains(k)) keys << k;
+  a->setShortcuts(keys);
+}
+}  // namespace
+
 void MainWindow::buildActions_() {
   auto* file = menuBar()->addMenu(tr("&File"));
   auto* connectAct = file->addAction(tr("&Connect to engine…"), this, &MainWindow::askForSocket);
   connectAct->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_K));
   file->addSeparator();
   auto* open = file->addAction(tr("&Open policy file…"), this, &MainWindow::openFile_);
-  open->setShortcut(QKeySequence::Open);
+  setShortcuts(open, QKeySequence(Qt::CTRL | Qt::Key_O), QKeySequence::Open);
   auto* save = file->addAction(tr("&Save draft"), this, [this] { saveFile_(false); });
-  save->setShortcut(QKeySequence::Save);
+  setShortcuts(save, QKeySequence(Qt::CTRL | Qt::Key_S), QKeySequence::Save);
   auto* saveAs = file->addAction(tr("Save draft &as…"), this, [this] { saveFile_(true); });
-  saveAs->setShortcut(QKeySequence::SaveAs);
+  setShortcuts(saveAs, QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_S), QKeySequence::SaveAs);
+  saveAs->setObjectName(QStringLiteral("saveDraftAs"));
   file->addSeparator();
   auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
-  quit->setShortcut(QKeySequence::Quit);
+  setShortcuts(quit, QKeySequence(Qt::CTRL | Qt::Key_Q), QKeySequence::Quit);
 
   auto* edit = menuBar()->addMenu(tr("&Edit"));
   QAction* undo = doc_->undoStack()->createUndoAction(this, tr("&Undo"));
-  undo->setShortcut(QKeySequence::Undo);
+  setShortcuts(undo, QKeySequence(Qt::CTRL | Qt::Key_Z), QKeySequence::Undo);
   QAction* redo = doc_->undoStack()->createRedoAction(this, tr("&Redo"));
-  redo->setShortcut(QKeySequence::Redo);
+  setShortcuts(redo, QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_Z), QKeySequence::Redo);
   edit->addAction(undo);
   edit->addAction(redo);
 
@@ -216,7 +230,7 @@ void MainWindow::buildActions_() {
   });
   revertAction_->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_R));
   auto* refresh = policy->addAction(tr("Re&fresh from engine"), session_, &PolicySession::refresh);
-  refresh->setShortcut(QKeySequence::Refresh);
+  setShortcuts(refresh, QKeySequence(Qt::Key_F5), QKeySequence::Refresh);
   policy->addAction(tr("Engine: re-read its policy &file"), session_,
                     &PolicySession::reloadEngineFile);
 
@@ -252,7 +266,7 @@ void MainWindow::buildActions_() {
   tb->addAction(revertAction_);
   tb->addAction(refresh);
   for (QAction* a :
-       {connectAct, open, save, applyAction_, revertAction_, refresh, undo, redo, pause})
+       {connectAct, open, save, saveAs, applyAction_, revertAction_, refresh, undo, redo, pause})
     if (!a->shortcut().isEmpty())
       a->setToolTip(QStringLiteral("%1 (%2)").arg(
           a->text().remove(QLatin1Char('&')), a->shortcut().toString(QKeySequence::NativeText)));
