@@ -502,6 +502,69 @@ class TestAdminModels : public QObject {
     QCOMPARE(m.rowCount(), 2);
   }
 
+  // Keys that end alike ("...-key") are told apart by a hash fingerprint, the same in every
+  // view; a key no other masks like keeps the plain mask; nothing of the key's text shows.
+  void apiKeysThatMaskAlikeAreToldApart_data() {
+    QTest::addColumn<QStringList>("keys");
+    QTest::addColumn<bool>("fingerprinted");
+    QTest::newRow("alike") << QStringList{"acme-prod-key", "beta-prod-key"} << true;
+    QTest::newRow("short keys") << QStringList{"abc", "xyz"} << true;
+    QTest::newRow("different") << QStringList{"acme-prod-1111", "beta-prod-2222"} << false;
+    QTest::newRow("alone") << QStringList{"acme-prod-key"} << false;
+  }
+
+  void apiKeysThatMaskAlikeAreToldApart() {
+    QFETCH(QStringList, keys);
+    QFETCH(bool, fingerprinted);
+    QStringList shown;
+    for (const QString& k : keys) {
+      const QString m = maskApiKey(k, keys);
+      QVERIFY2(m.startsWith(maskApiKey(k)), qPrintable(m));
+      QCOMPARE(m.contains(QStringLiteral(" #")), fingerprinted);
+      QCOMPARE(maskApiKey(k, keys), m);  // stable
+      if (k.size() >= 8) QVERIFY2(!m.contains(k.left(4)), qPrintable(m));
+      shown << m;
+    }
+    shown.removeDuplicates();
+    QCOMPARE(shown.size(), keys.size());
+  }
+
+  // The same through the key table and the tier table's key list.
+  void apiKeyTableTellsAlikeKeysApart() {
+    QVERIFY(doc_->edit(QStringLiteral("two keys alike"),
+                       [](PolicySpec& p) {
+                         p.api_keys["acme-prod-key"] = "premium";
+                         p.api_keys["beta-prod-key"] = "premium";
+                         return Status::Ok();
+                       })
+                .ok());
+    ApiKeyModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QStringList alike;
+    for (int r = 0; r < m.rowCount(); ++r) {
+      const QString v = m.index(r, ApiKeyModel::kKey).data().toString();
+      if (v.startsWith(QStringLiteral("...-key"))) alike << v;
+    }
+    QCOMPARE(alike.size(), 2);
+    QVERIFY(alike[0] != alike[1]);
+    QVERIFY(find(m, 0, QStringLiteral("...1234")).isValid());  // unique: no fingerprint
+    // Removing the tier is refused with the keys still mapped to it, told apart too.
+    PolicySpec spec = doc_->draft();
+    const Status refused = edits::removeTier("premium")(spec);
+    QVERIFY(!refused.ok());
+    const QString list = QString::fromStdString(refused.message());
+    QVERIFY2(list.contains(alike[0]) && list.contains(alike[1]), qPrintable(list));
+    // And in Live's blocked subjects, where the keys are the running policy's and the draft's.
+    LiveStats live;
+    live.setSecretSubjects({QStringLiteral("acme-prod-key"), QStringLiteral("beta-prod-key")});
+    ingestReply(live, R"({"now_ms":1700000000400,"first_second":1700000000,"window_seconds":1,)"
+                      R"("totals":{},"series":[],"blocked_now":{"5m":{"seconds":300,"subjects":)"
+                      R"([{"resource":"predict","subject":"acme-prod-key","count":3,)"
+                      R"("error":0,"tier":"premium","rule":"per_minute"}]}}})");
+    QCOMPARE(live.topModel()->index(0, TopBlockedModel::kSubject).data().toString(),
+             QStringLiteral("API key ") + alike[0]);  // the table is sorted: acme first
+  }
+
   // A key can carry a label for people: added with the key in one undo step, edited in
   // place, removed with the key, listed in the review, and shown next to the masked key in
   // Live's blocked subjects.

@@ -19,6 +19,8 @@ QStringList ApiKeyModel::shapeOf(const PolicySpec& draft) const {
 void ApiKeyModel::reload() {
   const auto& m = doc_->draft().api_keys;
   keys_.assign(m.begin(), m.end());
+  allKeys_.clear();
+  for (const auto& [key, tier] : keys_) allKeys_ << QString::fromStdString(key);
 }
 
 int ApiKeyModel::rowCount(const QModelIndex& parent) const {
@@ -40,7 +42,7 @@ QVariant ApiKeyModel::data(const QModelIndex& index, int role) const {
   if (QVariant e = errorData(index, role); e.isValid()) return e;
   const auto& [key, tier] = keys_[static_cast<size_t>(index.row())];
   if (role == Qt::DisplayRole || role == Qt::EditRole) {
-    if (index.column() == kKey) return maskApiKey(QString::fromStdString(key));
+    if (index.column() == kKey) return maskApiKey(QString::fromStdString(key), allKeys_);
     if (index.column() == kLabel) {
       const auto& labels = doc_->draft().api_key_labels;
       const auto it = labels.find(key);
@@ -51,7 +53,9 @@ QVariant ApiKeyModel::data(const QModelIndex& index, int role) const {
   if (role == Qt::ToolTipRole && index.column() == kLabel)
     return tr("A label for people, e.g. who holds the key; never used in decisions.");
   if (role == Qt::ToolTipRole && index.column() == kKey)
-    return tr("Keys are shown by their last 4 characters only.");
+    return tr(
+        "Keys are shown by their last 4 characters only; keys that end alike also by 4 "
+        "hex digits of their SHA-256 (#…).");
   if (role == Qt::FontRole && index.column() == kKey)
     return QFontDatabase::systemFont(QFontDatabase::FixedFont);
   return {};

@@ -31,6 +31,7 @@ class ApiKeyModel : public DraftTableModel {
 
  private:
   std::vector<std::pair<std::string, std::string>> keys_;  // sorted by key
+  QStringList allKeys_;                                    // to tell apart keys that mask alike
 };
 
 }  // namespace sluice::admin

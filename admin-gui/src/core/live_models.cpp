@@ -259,8 +259,8 @@ QVariant TopBlockedModel::data(const QModelIndex& index, int role) const {
     case kSubject:
       if (!stats_->isSecret(subject)) return subject;
       if (const QString label = stats_->labelOf(subject); !label.isEmpty())
-        return tr("API key %1 (%2)").arg(maskApiKey(subject), label);
-      return tr("API key %1").arg(maskApiKey(subject));
+        return tr("API key %1 (%2)").arg(stats_->maskedKey(subject), label);
+      return tr("API key %1").arg(stats_->maskedKey(subject));
     case kResource:
       return qs(r.resource);
     case kTier:

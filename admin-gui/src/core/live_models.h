@@ -13,6 +13,7 @@
 #include "core/latency_timeline.h"
 #include "core/live_charts.h"
 #include "core/live_history.h"
+#include "core/policy_names.h"
 
 namespace sluice::admin {
 
@@ -96,6 +97,8 @@ class LiveStats : public QObject {
   // Subjects that are API keys are shown masked, like everywhere else.
   void setSecretSubjects(QSet<QString> keys) { secrets_ = std::move(keys); }
   bool isSecret(const QString& subject) const { return secrets_.contains(subject); }
+  // A secret subject masked, told apart from the other keys that mask alike.
+  QString maskedKey(const QString& subject) const { return maskApiKey(subject, secrets_.values()); }
   // The policy's labels of API keys, shown next to the masked key.
   void setSubjectLabels(QHash<QString, QString> labels) { labels_ = std::move(labels); }
   QString labelOf(const QString& subject) const { return labels_.value(subject); }

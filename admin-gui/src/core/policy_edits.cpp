@@ -58,11 +58,13 @@ Edit onTier(std::string tier, F f) {
 std::string keysList(const PolicySpec& spec, std::string_view tier) {
   std::string out;
   int n = 0;
+  QStringList all;
+  for (const auto& [key, t] : spec.api_keys) all << QString::fromStdString(key);
   for (const auto& [key, t] : spec.api_keys) {
     if (t != tier) continue;
     if (n++ < 3) {
       if (!out.empty()) out += ", ";
-      out += maskApiKey(QString::fromStdString(key)).toStdString();
+      out += maskApiKey(QString::fromStdString(key), all).toStdString();
     }
   }
   if (n > 3) out += fmt::format(" and {} more", n - 3);

@@ -1,5 +1,6 @@
 #include "core/policy_names.h"
 
+#include <QCryptographicHash>
 #include <string_view>
 
 #include "sluice/algorithm_names.h"
@@ -69,6 +70,16 @@ QString maskApiKey(const QString& key) {
   // Matches the engine's diff output: a short key would be revealed almost entirely.
   if (key.size() < 8) return QStringLiteral("...");
   return QStringLiteral("...") + key.right(4);
+}
+
+QString maskApiKey(const QString& key, const QStringList& keys) {
+  const QString masked = maskApiKey(key);
+  for (const QString& other : keys) {
+    if (other == key || maskApiKey(other) != masked) continue;
+    const QByteArray hash = QCryptographicHash::hash(key.toUtf8(), QCryptographicHash::Sha256);
+    return masked + QStringLiteral(" #") + QString::fromLatin1(hash.left(2).toHex());
+  }
+  return masked;
 }
 
 QString formatNumber(double value) { return QString::number(value, 'g', 12); }

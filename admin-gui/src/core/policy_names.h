@@ -27,6 +27,11 @@ QStringList unitNames();
 
 // "...abcd": an API key shown by its last 4 characters only; short keys are hidden entirely.
 QString maskApiKey(const QString& key);
+// The same, told apart from the other keys of `keys` that mask alike ("...-key" for both
+// "acme-prod-key" and "beta-prod-key"): those get " #" and 4 hex digits of the key's SHA-256
+// ("...-key #3f0a"), the same wherever the key is shown, and 16 bits of a hash give nothing
+// away of the key. A key no other key masks like is shown as maskApiKey(key).
+QString maskApiKey(const QString& key, const QStringList& keys);
 
 // A multiplier as a short number ("5", "0.2").
 QString formatNumber(double value);

@@ -240,7 +240,7 @@ void LiveTab::addSubjectActions_() {
     return stats_->topModel()->rowAt(topView_->currentIndex().row());
   };
   auto shownSubject = [this](const QString& subject) {
-    return stats_->isSecret(subject) ? tr("API key %1").arg(maskApiKey(subject)) : subject;
+    return stats_->isSecret(subject) ? tr("API key %1").arg(stats_->maskedKey(subject)) : subject;
   };
   auto* show = new QAction(tr("Show this model's charts"), topView_);
   connect(show, &QAction::triggered, this, [this, selected] {
