@@ -521,6 +521,13 @@ class TestAdminEngine : public QObject {
     QVERIFY(dlg);
     QVERIFY(dlg->findChild<QPlainTextEdit*>()->toPlainText().contains(
         QStringLiteral("tier premium: multiplier 5 -> 6")));
+    // What that does, compiled: every premium limit, before -> after.
+    QVERIFY2(dlg->consequencesText().contains(
+                 QStringLiteral("predict · premium · per_minute: 10 → 12")) &&
+                 dlg->consequencesText().contains(
+                     QStringLiteral("heavy · premium · per_minute: 50 → 60")),
+             qPrintable(dlg->consequencesText()));
+    QVERIFY(dlg->applyButton()->isEnabled());
     QSignalSpy applied(w.session(), &PolicySession::applied);
     dlg->accept();
     QVERIFY(applied.wait(5000));
