@@ -44,6 +44,8 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
       {tr("Model"), tr("Tier"), tr("Limit"), tr("Before → after")});
   limitsTable_->horizontalHeader()->setStretchLastSection(true);
   limitsTable_->verticalHeader()->hide();
+  // Compact rows: a multiplier change lists a row per model.
+  limitsTable_->verticalHeader()->setDefaultSectionSize(fontMetrics().height() + 6);
   limitsTable_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   limitsTable_->setSelectionMode(QAbstractItemView::NoSelection);
   limitsTable_->hide();
