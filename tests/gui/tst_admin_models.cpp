@@ -6,6 +6,7 @@
 #include <QLineEdit>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QTableView>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -24,6 +25,7 @@
 #include "sluice/stats.h"
 #include "ui/diff_dialog.h"
 #include "ui/main_window.h"
+#include "ui/models_tab.h"
 #include "ui/settings_tab.h"
 
 using namespace sluice;
@@ -1114,6 +1116,36 @@ class TestAdminModels : public QObject {
     QVERIFY(!parseStatsJson("not json").ok());
     QVERIFY(!parseStatsJson("{\"now_ms\": 1}").ok());
     QVERIFY(!parseStatsJson("[1,2]").ok());
+  }
+
+  // Models tab by keyboard: from the model list, Tab leaves the list (it used to cycle through
+  // its rows) and reaches the limits table, the effective-limit grid and the warm-up fields.
+  void modelsTabIsReachableByTab() {
+    MainWindow w;
+    w.document()->setRunning(parsed(), 7);
+    QVERIFY(w.selectTab(QStringLiteral("models")));
+    w.show();
+    QVERIFY(QTest::qWaitForWindowActive(&w));
+    ModelsTab* tab = w.modelsTab();
+    tab->selectResource(QStringLiteral("generate"));  // warm-up on: every field enabled
+    tab->resourceView()->setFocus();
+    QTRY_COMPARE(QApplication::focusWidget(), static_cast<QWidget*>(tab->resourceView()));
+    QList<QWidget*> visited;
+    for (int i = 0; i < 20; ++i) {
+      QTest::keyClick(QApplication::focusWidget(), Qt::Key_Tab);
+      QWidget* f = QApplication::focusWidget();
+      QVERIFY(f);
+      if (f == tab->resourceView()) break;  // once round the whole window
+      visited << f;
+    }
+    const qsizetype limits = visited.indexOf(tab->limitView());
+    const qsizetype grid = visited.indexOf(tab->effectiveView());
+    const qsizetype factor = visited.indexOf(tab->warmupFactorField());
+    QVERIFY2(limits >= 0, "Tab never reaches the limits table");
+    QVERIFY2(grid > limits, "Tab does not reach the effective-limit grid after the limits");
+    QVERIFY2(factor > grid, "Tab does not reach the warm-up factor after the grid");
+    // The list itself is left after one Tab, without moving its current row.
+    QCOMPARE(tab->currentResource(), QStringLiteral("generate"));
   }
 
  private:

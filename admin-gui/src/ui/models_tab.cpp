@@ -56,6 +56,9 @@ QTableView* makeTable(QWidget* parent) {
   v->horizontalHeader()->setStretchLastSection(true);
   v->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed |
                      QAbstractItemView::AnyKeyPressed);
+  // Tab leaves the table (arrows move between cells): otherwise Tab cycles through its cells
+  // and nothing after it is reachable by keyboard.
+  v->setTabKeyNavigation(false);
   return v;
 }
 }  // namespace
@@ -226,6 +229,26 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
 
   split->addWidget(right);
   split->setStretchFactor(1, 1);
+
+  // Keyboard order: the model list and its buttons, the limits and theirs, the effective-limit
+  // grid, the warm-up settings, START / READY.
+  const QList<QWidget*> order{resourceView_,
+                              addModel,
+                              removeModel,
+                              limitView_,
+                              addLimit,
+                              removeLimit,
+                              up,
+                              down,
+                              effectiveView_,
+                              warmupEnabled_,
+                              warmupFactor_,
+                              warmupDuration_,
+                              warmupRamp_,
+                              warmupCold_,
+                              warmupStart_,
+                              warmupReady_};
+  for (qsizetype i = 1; i < order.size(); ++i) setTabOrder(order[i - 1], order[i]);
   split->setSizes({220, 800});
 
   connect(limits_, &QAbstractItemModel::modelReset, limitView_, [this] {
@@ -270,6 +293,8 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
 }
 
 QString ModelsTab::currentResource() const { return limits_->resource(); }
+
+QWidget* ModelsTab::warmupFactorField() const { return warmupFactor_; }
 
 void ModelsTab::selectResource(const QString& resource) {
   const int row = resources_->rowOf(resource);

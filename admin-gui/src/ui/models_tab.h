@@ -31,6 +31,10 @@ class ModelsTab : public QWidget {
   ResourceListModel* resourceModel() const { return resources_; }
   LimitTableModel* limitModel() const { return limits_; }
   EffectiveLimitModel* effectiveModel() const { return effective_; }
+  QTableView* resourceView() const { return resourceView_; }
+  QTableView* limitView() const { return limitView_; }
+  QTableView* effectiveView() const { return effectiveView_; }
+  QWidget* warmupFactorField() const;
 
  signals:
   void message(const QString& text);
