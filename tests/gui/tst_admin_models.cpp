@@ -27,6 +27,7 @@
 #include "ui/main_window.h"
 #include "ui/models_tab.h"
 #include "ui/settings_tab.h"
+#include "ui/tiers_tab.h"
 
 using namespace sluice;
 using namespace sluice::admin;
@@ -1146,6 +1147,55 @@ class TestAdminModels : public QObject {
     QVERIFY2(factor > grid, "Tab does not reach the warm-up factor after the grid");
     // The list itself is left after one Tab, without moving its current row.
     QCOMPARE(tab->currentResource(), QStringLiteral("generate"));
+  }
+
+  // Tiers tab: Add tier opens the new tier's name for typing; after Return the focus stays
+  // in the table on that tier's row (the draft's reload used to drop it), by the button and
+  // by Ins.
+  void focusStaysOnARenamedNewTier_data() {
+    QTest::addColumn<bool>("byKey");
+    QTest::newRow("Add tier button") << false;
+    QTest::newRow("Ins") << true;
+  }
+
+  void focusStaysOnARenamedNewTier() {
+    QFETCH(bool, byKey);
+    MainWindow w;
+    w.document()->setRunning(parsed(), 7);
+    QVERIFY(w.selectTab(QStringLiteral("tiers")));
+    w.show();
+    QVERIFY(QTest::qWaitForWindowActive(&w));
+    auto* tab = qobject_cast<TiersTab*>(w.tabPage(QStringLiteral("tiers")));
+    QVERIFY(tab);
+    QTableView* view = tab->view();
+    if (byKey) {
+      view->setFocus();
+      QTRY_COMPARE(QApplication::focusWidget(), static_cast<QWidget*>(view));
+      QTest::keyClick(view, Qt::Key_Insert);
+    } else {
+      QPushButton* add = nullptr;
+      for (auto* b : tab->findChildren<QPushButton*>())
+        if (b->text() == QStringLiteral("&Add tier")) add = b;
+      QVERIFY(add);
+      add->setFocus();
+      QTest::mouseClick(add, Qt::LeftButton);
+    }
+    QTRY_VERIFY(qobject_cast<QLineEdit*>(QApplication::focusWidget()));
+    auto* editor = qobject_cast<QLineEdit*>(QApplication::focusWidget());
+    editor->selectAll();
+    QTest::keyClicks(editor, QStringLiteral("gold"));
+    QTest::keyClick(editor, Qt::Key_Return);
+    // The delegate commits a Return after the editor has seen it (queued).
+    QTRY_VERIFY(findTier(w.document()->draft(), "gold"));
+    QTRY_COMPARE(QApplication::focusWidget(), static_cast<QWidget*>(view));
+    QVERIFY(view->currentIndex().isValid());
+    QCOMPARE(view->model()->index(view->currentIndex().row(), TierTableModel::kName).data(),
+             QVariant(QStringLiteral("gold")));
+    // Still there after the event loop has run (a late reload must not take it away).
+    QTest::qWait(50);
+    QCOMPARE(QApplication::focusWidget(), static_cast<QWidget*>(view));
+    QCOMPARE(view->model()->index(view->currentIndex().row(), TierTableModel::kName).data(),
+             QVariant(QStringLiteral("gold")));
   }
 
  private:

@@ -1,5 +1,6 @@
 #include "ui/tiers_tab.h"
 
+#include <QApplication>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
@@ -98,6 +99,28 @@ TiersTab::TiersTab(TierTableModel* model, QWidget* parent)
   connect(ins, &QShortcut::activated, this, doAdd);
   auto* del = new QShortcut(QKeySequence::Delete, view_, nullptr, nullptr, Qt::WidgetShortcut);
   connect(del, &QShortcut::activated, this, doRemove);
+
+  // A draft edit that changes the table's shape (add, rename, remove) resets the model: the
+  // view forgets its current row and, when the edit came from a cell editor (a name typed
+  // after Add tier or F2), the editor with the focus is gone. Keep both on the tier: the same
+  // name, or the same row for a renamed one.
+  connect(model_, &QAbstractItemModel::modelAboutToBeReset, this, [this] {
+    const QModelIndex current = view_->currentIndex();
+    rowBeforeReset_ = current.isValid() ? current.row() : -1;
+    columnBeforeReset_ = current.isValid() ? current.column() : 0;
+    tierBeforeReset_ = model_->tierAt(rowBeforeReset_);
+    QWidget* focus = QApplication::focusWidget();
+    focusBeforeReset_ = focus && (focus == view_ || view_->isAncestorOf(focus));
+  });
+  connect(model_, &QAbstractItemModel::modelReset, this, [this] {
+    if (rowBeforeReset_ < 0 || model_->rowCount() == 0) return;
+    int row = -1;
+    for (int r = 0; r < model_->rowCount(); ++r)
+      if (model_->tierAt(r) == tierBeforeReset_) row = r;
+    if (row < 0) row = std::min(rowBeforeReset_, model_->rowCount() - 1);
+    view_->setCurrentIndex(model_->index(row, columnBeforeReset_));
+    if (focusBeforeReset_) view_->setFocus();
+  });
 
   connect(model_->document(), &PolicyDocument::errorsChanged, this, &TiersTab::updateErrors_);
   updateErrors_();

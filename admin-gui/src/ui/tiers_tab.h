@@ -26,6 +26,10 @@ class TiersTab : public QWidget {
   TierTableModel* model_;
   QTableView* view_;
   QLabel* errors_;
+  int rowBeforeReset_ = -1;
+  int columnBeforeReset_ = 0;
+  QString tierBeforeReset_;
+  bool focusBeforeReset_ = false;
 };
 
 // Lists the document's problems whose path starts with one of `prefixes` in `label`
