@@ -21,6 +21,7 @@
 #include "core/simulation.h"
 #include "core/stats_poller.h"
 #include "core/tier_model.h"
+#include "core/warmup_monitor.h"
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
 #include "ui/diff_dialog.h"
@@ -1196,6 +1197,96 @@ class TestAdminModels : public QObject {
     QCOMPARE(QApplication::focusWidget(), static_cast<QWidget*>(view));
     QCOMPARE(view->model()->index(view->currentIndex().row(), TierTableModel::kName).data(),
              QVariant(QStringLiteral("gold")));
+  }
+
+  // The effective-limit grid during a warm-up: the limit the engine applies now (warm limit ×
+  // the factor, rounded down, at least 1), marked as warming; the warm limit otherwise.
+  void effectiveGridShowsWarmupLimits_data() {
+    QTest::addColumn<QString>("resource");
+    QTest::addColumn<QString>("tier");
+    QTest::addColumn<bool>("enabled");
+    QTest::addColumn<bool>("warming");
+    QTest::addColumn<double>("factor");
+    QTest::addColumn<QString>("shown");
+    QTest::newRow("no warm-up") << "predict"
+                                << "free" << false << false << 1.0 << "10 (×1)";
+    QTest::newRow("ready") << "predict"
+                           << "free" << true << false << 1.0 << "10 (×1)";
+    QTest::newRow("warming 80 %") << "predict"
+                                  << "free" << true << true << 0.8 << "8 of 10 (warming 80 %)";
+    QTest::newRow("rounded down") << "predict"
+                                  << "free" << true << true << 0.29 << "2 of 10 (warming 29 %)";
+    QTest::newRow("at least 1") << "predict"
+                                << "free" << true << true << 0.01 << "1 of 10 (warming 1 %)";
+    QTest::newRow("override") << "predict"
+                              << "premium" << true << true << 0.5
+                              << "15 of 30 (override, warming 50 %)";
+    QTest::newRow("multiplier") << "generate"
+                                << "premium" << true << true << 0.2
+                                << "1000 of 5000 (warming 20 %)";
+  }
+
+  void effectiveGridShowsWarmupLimits() {
+    QFETCH(QString, resource);
+    QFETCH(QString, tier);
+    QFETCH(bool, enabled);
+    QFETCH(bool, warming);
+    QFETCH(double, factor);
+    QFETCH(QString, shown);
+    EffectiveLimitModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    m.setResource(resource);
+    QSignalSpy changed(&m, &QAbstractItemModel::dataChanged);
+    WarmupState state;
+    state.enabled = enabled;
+    state.warming = warming;
+    state.factor = factor;
+    m.setWarmupState(state);
+    QCOMPARE(changed.isEmpty(), !warming);
+    int row = -1;
+    for (int r = 0; r < m.rowCount(); ++r)
+      if (m.headerData(r, Qt::Vertical, Qt::DisplayRole).toString().startsWith(tier + u' '))
+        row = r;
+    QVERIFY(row >= 0);
+    QCOMPARE(m.index(row, 0).data().toString(), shown);
+    // Never blank: every cell of the grid shows a number, warming or not.
+    for (int r = 0; r < m.rowCount(); ++r)
+      for (int c = 0; c < m.columnCount(); ++c)
+        QVERIFY2(!m.index(r, c).data().toString().isEmpty(), qPrintable(QString::number(c)));
+    // The tooltip says what the engine applies now.
+    if (warming) QVERIFY(m.index(row, 0).data(Qt::ToolTipRole).toString().contains(u"warming up"));
+    // A draft edit keeps the warm-up state (it is the engine's, not the draft's); another
+    // resource forgets it.
+    QVERIFY(doc_->edit(QStringLiteral("d"), edits::setTierDescription("free", "x")).ok());
+    QCOMPARE(m.index(row, 0).data().toString(), shown);
+    m.setResource(resource == u"predict" ? QStringLiteral("generate") : QStringLiteral("predict"));
+    QVERIFY(!m.warmingFactor());
+    QVERIFY(!m.index(0, 0).data().toString().contains(u"warming"));
+  }
+
+  // The Models tab feeds the grid from the live warm-up state (WarmupMonitor, every 2 s) of the
+  // model it shows, and from no other.
+  void modelsTabFeedsTheGridWithTheLiveWarmup() {
+    MainWindow w;
+    w.document()->setRunning(parsed(), 7);
+    ModelsTab* tab = w.modelsTab();
+    tab->selectResource(QStringLiteral("predict"));
+    auto* monitor = w.findChild<WarmupMonitor*>();
+    QVERIFY(monitor);
+    WarmupState state;
+    state.enabled = true;
+    state.warming = true;
+    state.factor = 0.8;
+    emit monitor->stateChanged(QStringLiteral("generate"), state);  // not the one shown
+    QVERIFY(!tab->effectiveModel()->warmingFactor());
+    emit monitor->stateChanged(QStringLiteral("predict"), state);
+    QCOMPARE(tab->effectiveModel()->index(0, 0).data().toString(),
+             QStringLiteral("8 of 10 (warming 80 %)"));
+    emit monitor->failed(QStringLiteral("predict"), QStringLiteral("not connected"));
+    QCOMPARE(tab->effectiveModel()->index(0, 0).data().toString(), QStringLiteral("10 (×1)"));
+    emit monitor->stateChanged(QStringLiteral("predict"), state);
+    tab->selectResource(QStringLiteral("generate"));
+    QVERIFY(!tab->effectiveModel()->warmingFactor());
   }
 
  private:

@@ -1,6 +1,7 @@
 #include "core/effective_limit_model.h"
 
 #include <QFont>
+#include <cmath>
 
 #include "core/policy_names.h"
 
@@ -14,8 +15,29 @@ EffectiveLimitModel::EffectiveLimitModel(PolicyDocument* doc, QObject* parent)
 void EffectiveLimitModel::setResource(const QString& resource) {
   if (resource == resource_) return;
   resource_ = resource;
+  warming_.reset();
   refresh();
 }
+
+void EffectiveLimitModel::setWarmupState(const WarmupState& state) {
+  std::optional<double> f;
+  if (state.enabled && state.warming && state.factor > 0.0 && state.factor < 1.0) f = state.factor;
+  if (f == warming_) return;
+  warming_ = f;
+  emitAllChanged();
+}
+
+void EffectiveLimitModel::clearWarmupState() { setWarmupState(WarmupState{}); }
+
+int64_t EffectiveLimitModel::warmLimit(int64_t limit, double factor) {
+  if (limit <= 0 || factor >= 1.0) return limit;
+  return std::max<int64_t>(1,
+                           static_cast<int64_t>(std::floor(static_cast<double>(limit) * factor)));
+}
+
+namespace {
+QString percent(double factor) { return QString::number(factor * 100.0, 'g', 3); }
+}  // namespace
 
 QStringList EffectiveLimitModel::shapeOf(const PolicySpec& draft) const {
   QStringList out{resource_};
@@ -92,6 +114,13 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
       if (!c.known)
         return c.override_ ? QVariant(amountText(l, *c.override_)) : QVariant(QStringLiteral("?"));
       if (c.unlimited) return tr("unlimited");
+      if (warming_) {
+        const QString now = amountText(l, warmLimit(c.limit, *warming_));
+        return c.override_ ? tr("%1 of %2 (override, warming %3 %)")
+                                 .arg(now, amountText(l, c.limit), percent(*warming_))
+                           : tr("%1 of %2 (warming %3 %)")
+                                 .arg(now, amountText(l, c.limit), percent(*warming_));
+      }
       if (c.override_) return tr("%1 (override)").arg(amountText(l, c.limit));
       return tr("%1 (×%2)").arg(amountText(l, c.limit), formatNumber(t.multiplier));
     case Qt::EditRole:
@@ -103,18 +132,27 @@ QVariant EffectiveLimitModel::data(const QModelIndex& index, int role) const {
         return f;
       }
       return {};
-    case Qt::ToolTipRole:
+    case Qt::ToolTipRole: {
       if (!c.known) return unavailable_;
       if (c.unlimited) return tr("Tier %1 is not limited.").arg(QString::fromStdString(t.name));
+      const QString warm =
+          warming_ ? tr("\nThe model is warming up: the engine applies %1 (%2 % of %3, rounded "
+                        "down) until it is ready.")
+                         .arg(amountText(l, warmLimit(c.limit, *warming_)), percent(*warming_),
+                              amountText(l, c.limit))
+                   : QString();
       if (c.override_)
         return tr("Tier %1 overrides %2 with %3 %4 per %5. Clear the cell to use the multiplier "
                   "again.")
-            .arg(QString::fromStdString(t.name), QString::fromStdString(l.name))
-            .arg(amountText(l, *c.override_))
-            .arg(unitName(l.unit), QString::fromStdString(window_text(l, true)));
+                   .arg(QString::fromStdString(t.name), QString::fromStdString(l.name))
+                   .arg(amountText(l, *c.override_))
+                   .arg(unitName(l.unit), QString::fromStdString(window_text(l, true))) +
+               warm;
       return tr("%1 × %2 = %3 %4 per %5. Type a number to override it for this tier.")
-          .arg(amountText(l, l.limit), formatNumber(t.multiplier), amountText(l, c.limit),
-               unitName(l.unit), QString::fromStdString(window_text(l, true)));
+                 .arg(amountText(l, l.limit), formatNumber(t.multiplier), amountText(l, c.limit),
+                      unitName(l.unit), QString::fromStdString(window_text(l, true))) +
+             warm;
+    }
     case Qt::TextAlignmentRole:
       return QVariant(Qt::AlignRight | Qt::AlignVCenter);
     case IsOverrideRole:

@@ -2,10 +2,14 @@
 // engine would enforce it: computed by compiling the draft with sluice::CompiledPolicy, so it
 // can never disagree with the engine. A cell is edited in place to set the tier's absolute
 // override for that limit; clearing it removes the override (back to the multiplier).
+// While the engine reports the resource warming up (setWarmupState, fed from SL.WARMUP STATUS),
+// cells show the limit the engine applies now, "8 of 10 (warming 80 %)": the warm limit × the
+// current factor, rounded down, at least 1 (the engine's own rule).
 #pragma once
 
 #include <memory>
 
+#include "core/engine_replies.h"
 #include "core/tier_model.h"
 
 namespace sluice::admin {
@@ -18,6 +22,14 @@ class EffectiveLimitModel : public DraftTableModel {
 
   void setResource(const QString& resource);
   QString resource() const { return resource_; }
+  // The live warm-up state of resource(); a new resource forgets it. Not a draft edit.
+  void setWarmupState(const WarmupState& state);
+  void clearWarmupState();
+  // The factor the engine applies now, when it is warming the resource up (below 1).
+  std::optional<double> warmingFactor() const { return warming_; }
+  // What the engine applies to `limit` at warm-up `factor`: floor(limit × factor), at least 1
+  // (engine.cpp's scale()); `limit` itself at a factor of 1 or more.
+  static int64_t warmLimit(int64_t limit, double factor);
   // Why cells show no number (the draft does not compile); empty when they do.
   QString unavailableReason() const { return unavailable_; }
 
@@ -42,6 +54,7 @@ class EffectiveLimitModel : public DraftTableModel {
   };
   QString resource_;
   QString unavailable_;
+  std::optional<double> warming_;
   std::vector<TierSpec> tiers_;
   std::vector<LimitSpec> limits_;
   std::vector<std::vector<Cell>> cells_;  // [tier][limit]

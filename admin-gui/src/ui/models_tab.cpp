@@ -286,7 +286,9 @@ ModelsTab::ModelsTab(PolicyDocument* doc, WarmupMonitor* warmup, QWidget* parent
   connect(warmup_, &WarmupMonitor::stateChanged, this, &ModelsTab::showWarmupState_);
   connect(warmup_, &WarmupMonitor::failed, this,
           [this](const QString& resource, const QString& msg) {
-            if (resource == currentResource()) warmupState_->setText(msg);
+            if (resource != currentResource()) return;
+            warmupState_->setText(msg);
+            effective_->clearWarmupState();  // unknown now: the warm limits, as documented
           });
 
   if (resources_->rowCount() > 0) resourceView_->setCurrentIndex(resources_->index(0, 0));
@@ -369,6 +371,7 @@ void ModelsTab::saveWarmupForm_() {
 
 void ModelsTab::showWarmupState_(const QString& resource, const WarmupState& state) {
   if (resource != currentResource()) return;
+  effective_->setWarmupState(state);
   warmupState_->setText(state.describe());
   warmupStart_->setEnabled(state.enabled);
   warmupReady_->setEnabled(state.enabled && state.warming);
