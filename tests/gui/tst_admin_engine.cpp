@@ -383,6 +383,48 @@ class TestAdminEngine : public QObject {
 
   // A restart is told apart from someone else's apply (SL.INFO's instance changes): a dirty
   // draft is replayed on what now runs, and applying it is not a conflict.
+  // Someone else applies while this draft has edits: the session says so at once, with what
+  // they changed, once per version; the draft keeps its base (Apply will ask).
+  void anApplyElsewhereIsToldWithItsChanges() {
+    Admin a;
+    QVERIFY(a.open(engine_->adminSocket()));
+    QVERIFY(a.doc
+                .edit(QStringLiteral("x2"),
+                      [](PolicySpec& p) {
+                        p.tiers[0].multiplier = 2;
+                        return Status::Ok();
+                      })
+                .ok());
+    const quint64 base = *a.doc.baseVersion();
+    Admin b;
+    QVERIFY(b.open(engine_->adminSocket()));
+    const std::string tier = b.doc.draft().tiers[1].name;
+    QVERIFY(b.doc
+                .edit(QStringLiteral("x7"),
+                      [](PolicySpec& p) {
+                        p.tiers[1].multiplier = 7;
+                        return Status::Ok();
+                      })
+                .ok());
+    QSignalSpy appliedB(&b.session, &PolicySession::applied);
+    b.session.apply();
+    QVERIFY(appliedB.wait(5000));
+    const quint64 now = appliedB.first().at(0).toULongLong();
+    QSignalSpy moved(&a.session, &PolicySession::movedOn);
+    QMap<QString, QString> info{{QStringLiteral("policy_version"), QString::number(now)}};
+    a.session.updateInfo(info);  // what the stats poller hands it every second
+    QVERIFY(moved.wait(5000));
+    QCOMPARE(moved.first().at(0).toULongLong(), now);
+    const QStringList changes = moved.first().at(1).toStringList();
+    QVERIFY2(changes.join(QStringLiteral("\n"))
+                 .contains(QStringLiteral("tier %1: multiplier").arg(QString::fromStdString(tier))),
+             qPrintable(changes.join(QStringLiteral("\n"))));
+    QCOMPARE(*a.doc.baseVersion(), base);  // the draft keeps its base and its edit
+    QCOMPARE(a.doc.draft().tiers[0].multiplier, 2.0);
+    a.session.updateInfo(info);  // the same version again: told once (nothing is even asked)
+    QCOMPARE(moved.count(), 1);
+  }
+
   void aRestartIsNotSomeoneElsesApply() {
     Admin a;
     QVERIFY(a.open(engine_->adminSocket()));

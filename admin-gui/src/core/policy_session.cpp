@@ -48,8 +48,21 @@ void PolicySession::updateInfo(const QMap<QString, QString>& info) {
   // Someone else applied: a clean draft follows the engine without the user asking.
   bool ok = false;
   const quint64 v = info.value(QStringLiteral("policy_version")).toULongLong(&ok);
-  if (ok && doc_->baseVersion() && *doc_->baseVersion() != v && !doc_->isDirty() && !applying_)
+  if (!ok || !doc_->baseVersion() || *doc_->baseVersion() == v || applying_) return;
+  if (!doc_->isDirty()) {
     refresh();
+    return;
+  }
+  // A draft with edits stays on its base (Apply will ask), but says at once what the other
+  // writer changed.
+  if (movedOnTold_ == v) return;
+  movedOnTold_ = v;
+  fetchPolicy_([this, base = doc_->base()](const RunningPolicy& running, PolicySpec spec) {
+    QStringList changes;
+    for (const std::string& line : diff_policies(base, spec))
+      changes << QString::fromStdString(line);
+    emit movedOn(running.version, changes);
+  });
 }
 
 void PolicySession::fetchPolicy_(std::function<void(const RunningPolicy&, PolicySpec)> then) {

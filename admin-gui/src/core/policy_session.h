@@ -54,6 +54,9 @@ class PolicySession : public QObject {
   // replayed on top of it (`editsThatNoLongerApply` as for rebased()).
   void restarted(quint64 version, const QStringList& editsThatNoLongerApply);
   void notice(const QString& message);  // anything else worth a line in the status bar
+  // Someone else applied `version` while the draft (based on an older one) has edits: what
+  // they changed, from the draft's base to what runs now. Once per version.
+  void movedOn(quint64 version, const QStringList& theirChanges);
 
  private:
   void onConnected_();
@@ -64,6 +67,7 @@ class PolicySession : public QObject {
   AdminClient* client_;
   PolicyDocument* doc_;
   bool applying_ = false;
+  quint64 movedOnTold_ = 0;  // the running version movedOn() was last emitted for
   QMap<QString, QString> info_;
 };
 

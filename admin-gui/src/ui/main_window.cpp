@@ -123,6 +123,17 @@ MainWindow::MainWindow(QWidget* parent)
     live_->setSubjectLabels(std::move(labels));
   });
 
+  connect(session_, &PolicySession::movedOn, this,
+          [this](quint64 version, const QStringList& changes) {
+            notice_->show(NoticeBar::Kind::kWarning,
+                          tr("Someone else applied policy version %1 while you edit a draft of "
+                             "version %2. They changed: %3. Apply will ask before anything is "
+                             "overwritten.")
+                              .arg(version)
+                              .arg(doc_->baseVersion().value_or(0))
+                              .arg(changes.isEmpty() ? tr("nothing you can see")
+                                                     : changes.join(QStringLiteral("; "))));
+          });
   connect(session_, &PolicySession::notice, this, [this](const QString& t) {
     notice_->show(NoticeBar::Kind::kWarning, t);
     updateStatus_();
