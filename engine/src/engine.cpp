@@ -104,10 +104,7 @@ void set_calendar_window(sluice_limit_params& p, const CompiledLimit& lim, int64
   p.window_ms = w.length_ms;
 }
 
-int64_t scale(int64_t v, double f) {
-  if (v <= 0 || f >= 1.0) return v;
-  return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(v) * f)));
-}
+int64_t scale(int64_t v, double f) { return warm_limit(v, f); }
 
 // A limit's item as a decision or a charge sends it: its key, its parameters after warm-up
 // (`factor`) and, for a calendar limit, the window current at `now_ms`. Op and cost are the

@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <limits>
 
 #include "calendar.h"
@@ -214,6 +216,14 @@ std::string index_path(std::string_view parent, size_t index) {
 }
 
 }  // namespace policy_detail
+
+std::string cost_unit_problem(std::string_view unit) { return policy_detail::unit_problem(unit); }
+
+int64_t warm_limit(int64_t limit, double factor) {
+  if (limit <= 0 || factor >= 1.0) return limit;
+  return std::max<int64_t>(1,
+                           static_cast<int64_t>(std::floor(static_cast<double>(limit) * factor)));
+}
 
 std::string format_dollars(int64_t micros) {
   return policy_detail::format_scaled_decimal(micros, 6);

@@ -30,9 +30,7 @@ void EffectiveLimitModel::setWarmupState(const WarmupState& state) {
 void EffectiveLimitModel::clearWarmupState() { setWarmupState(WarmupState{}); }
 
 int64_t EffectiveLimitModel::warmLimit(int64_t limit, double factor) {
-  if (limit <= 0 || factor >= 1.0) return limit;
-  return std::max<int64_t>(1,
-                           static_cast<int64_t>(std::floor(static_cast<double>(limit) * factor)));
+  return warm_limit(limit, factor);  // the engine's own rule
 }
 
 namespace {

@@ -51,13 +51,8 @@ std::optional<int64_t> parseAmount(const LimitSpec& l, const QString& text) {
 }
 
 std::optional<std::string> unitFromName(const QString& name) {
-  const std::string n = name.trimmed().toStdString();
-  if (n.empty() || n.size() > kMaxNameLength) return std::nullopt;
-  const auto lower = [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; };
-  if (!lower(n[0])) return std::nullopt;
-  for (char c : n) {
-    if (!lower(c) && !(c >= '0' && c <= '9')) return std::nullopt;
-  }
+  std::string n = name.trimmed().toStdString();
+  if (!cost_unit_problem(n).empty()) return std::nullopt;
   return n;
 }
 

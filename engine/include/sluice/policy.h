@@ -175,6 +175,15 @@ SLUICE_API std::string policy_to_yaml(const PolicySpec& spec);
 SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before,
                                                   const PolicySpec& after);
 
+// "" when `unit` can be a limit's `cost:` (1 to 64 lower-case letters, digits and '_',
+// starting with a letter or '_'), else the problem. The one rule for policies, requests and
+// the GUI.
+SLUICE_API std::string cost_unit_problem(std::string_view unit);
+
+// A limit while its resource warms up: floor(limit × factor), never below 1 (unchanged at
+// factor 1). The engine decides with it; the GUI shows it.
+SLUICE_API int64_t warm_limit(int64_t limit, double factor);
+
 // A usd limit's amount as the policy writes it: micro-dollars as dollars ("250.5"), and back
 // (at most 6 decimals, at most $1,000,000; nullopt otherwise).
 SLUICE_API std::string format_dollars(int64_t micros);

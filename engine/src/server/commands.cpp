@@ -121,14 +121,7 @@ namespace {
 
 enum class CostArg { kBare, kNamed, kInvalid };
 
-bool unit_ok(std::string_view unit) {
-  if (unit.empty() || unit.size() > kMaxNameLength) return false;
-  if (!((unit[0] >= 'a' && unit[0] <= 'z') || unit[0] == '_')) return false;
-  for (char c : unit) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  }
-  return true;
-}
+bool unit_ok(std::string_view unit) { return cost_unit_problem(unit).empty(); }
 
 // At argv[at]: "n" (a bare cost; the caller reads it) or "unit n", added to `named`.
 CostArg parse_cost_arg(std::span<const std::string_view> argv, size_t at, NamedCosts& named,
