@@ -6,10 +6,21 @@ uvicorn servers with the same number of workers: the example app of examples/fas
 as shipped, and the same app with its limiter dependencies taken off the routes (the baseline:
 same code, same routes, same request validation, no sluice). wrk then drives POST /predict
 on each in turn, alternating which goes first, and the median of the rounds is reported with
-the ratio sluice / baseline.
+the ratio sluice / baseline, and what each request cost in CPU: the app's workers, sluiced and
+wrk, read from /proc before and after each run.
 
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
-                                          [--workers 4] [--connections 64]
+                                          [--workers 4] [--connections 64] [--accept shared]
+
+How connections reach the workers matters more than anything the app does. `uvicorn --workers
+4` shares one listening socket: whichever worker is awake accepts, and wrk's 64 connections,
+opened at once, land unevenly — all 64 on one worker in some runs, and that worker's single
+event loop then caps the app at a third of what four balanced workers serve. The requests/s of
+a round were decided by that draw (ratios between 0.6 and 1.0 from one round to the next). By
+default each worker is therefore one uvicorn process with a listening socket of its own on the
+same port (SO_REUSEPORT), and the kernel spreads connections over them by their addresses, as
+`gunicorn --reuse-port` or a load balancer would; `--accept shared` measures uvicorn's
+`--workers` instead. Each run prints how many connections each worker held.
 
 Targets (issue 15): sluice at least 0.95x the baseline's requests/s, p99 latency within 10 %.
 Everything runs on this machine, so the servers, wrk and sluiced share its cores: the figure
@@ -81,9 +92,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def listening_socket(port: int, nodelay: bool) -> socket.socket:
+def listening_socket(port: int, nodelay: bool, reuseport: bool = False) -> socket.socket:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if nodelay:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.bind(("127.0.0.1", port))
@@ -142,12 +155,63 @@ def parse_wrk(output: str) -> dict:
     return result
 
 
-def run_wrk(port: int, args, script: Path) -> dict:
-    out = subprocess.run(
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(procs: list[subprocess.Popen]) -> list[int]:
+    """The processes serving requests: each uvicorn and the workers it forked."""
+    pids = [p.pid for p in procs]
+    for proc in procs:
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        pids += [int(pid) for pid in found.stdout.split()]
+    return pids
+
+
+def connections_per_worker(port: int) -> list[int]:
+    """How many of wrk's connections each serving process holds, largest first."""
+    listed = subprocess.run(["ss", "-tnpH", "state", "established", "sport", f"= :{port}"],
+                            capture_output=True, text=True).stdout
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", listed):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
+
+
+def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
+            sluiced: subprocess.Popen | None = None) -> dict:
+    """One wrk run; with ``procs`` also the CPU per request of the app, sluiced and wrk, and
+    the spread of the connections over the workers halfway through."""
+    pids = worker_pids(list(procs))
+    app_before = cpu_seconds(pids)
+    sluiced_before = cpu_seconds([sluiced.pid]) if sluiced else 0.0
+    wrk = subprocess.Popen(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
          "-s", str(script), f"http://127.0.0.1:{port}/predict"],
-        check=True, capture_output=True, text=True).stdout
-    return parse_wrk(out)
+        stdout=subprocess.PIPE, text=True)
+    spread: list[int] = []
+    if procs:
+        time.sleep(args.seconds / 2)
+        spread = connections_per_worker(port)
+    out, _ = wrk.communicate()
+    if wrk.returncode != 0:
+        raise SystemExit(f"wrk failed with {wrk.returncode}")
+    result = parse_wrk(out)
+    result["spread"] = spread
+    requests = result["rps"] * args.seconds
+    if procs and requests:
+        result["app_us"] = (cpu_seconds(pids) - app_before) / requests * 1e6
+        result["sluiced_us"] = ((cpu_seconds([sluiced.pid]) - sluiced_before) / requests * 1e6
+                                if sluiced else 0.0)
+    return result
 
 
 def main() -> int:
@@ -161,6 +225,10 @@ def main() -> int:
     parser.add_argument("--nagle", action="store_true",
                         help="leave Nagle's algorithm on, as uvicorn does (each request then "
                              "waits for a delayed ACK, about 40 ms)")
+    parser.add_argument("--accept", choices=("reuseport", "shared"), default="reuseport",
+                        help="reuseport (default): one uvicorn process per worker, each with "
+                             "its own listening socket on the port; shared: uvicorn --workers "
+                             "on one socket")
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -178,30 +246,35 @@ def main() -> int:
                PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
     env.pop("SLUICE_ADMIN_SOCKET", None)
     ports = {"baseline": free_port(), "sluice": free_port()}
-    procs: list[subprocess.Popen] = []
+    servers: dict[str, list[subprocess.Popen]] = {"baseline": [], "sluice": []}
+    daemon: subprocess.Popen | None = None
     listeners: list[socket.socket] = []
     load_before = os.getloadavg()[0]
     try:
-        procs.append(subprocess.Popen(
+        daemon = subprocess.Popen(
             [str(sluiced), "--policy", str(work / "policy.yaml"), "--socket", str(sock),
              "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
              "--state-dir", str(work)], stdout=subprocess.DEVNULL,
-            stderr=open(os.environ.get("SLUICED_LOG", os.devnull), "w")))
+            stderr=open(os.environ.get("SLUICED_LOG", os.devnull), "w"))
         wait_until(lambda: sluiced_answers(sock), 15, "sluiced")
         for name, module, app_dir in (("baseline", "baseline_app:app", work),
                                       ("sluice", "app:app", EXAMPLE)):
             # uvicorn (h11) writes a response's head and body separately and leaves Nagle's
             # algorithm on: with wrk's delayed ACKs every request would then wait about 40 ms,
             # the same for both apps, and the figures would measure that wait rather than the
-            # apps. The listening socket is made here with TCP_NODELAY, which the connections
-            # accepted from it inherit, and handed to uvicorn (--fd).
-            listener = listening_socket(ports[name], nodelay=not args.nagle)
-            listeners.append(listener)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
-                 "--fd", str(listener.fileno()),
-                 "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-                env=env, cwd=work, pass_fds=(listener.fileno(),)))
+            # apps. The listening sockets are made here with TCP_NODELAY, which the
+            # connections accepted from them inherit, and handed to uvicorn (--fd).
+            reuseport = args.accept == "reuseport"
+            for _ in range(args.workers if reuseport else 1):
+                listener = listening_socket(ports[name], nodelay=not args.nagle,
+                                            reuseport=reuseport)
+                listeners.append(listener)
+                servers[name].append(subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
+                     "--fd", str(listener.fileno()),
+                     "--workers", "1" if reuseport else str(args.workers),
+                     "--log-level", "warning", "--no-access-log"],
+                    env=env, cwd=work, pass_fds=(listener.fileno(),)))
         for name, port in ports.items():
             wait_until(lambda: post_predict(port)[0] == 200, 60, f"uvicorn ({name})")
         # The two apps differ only in sluice: the baseline's answer has no RateLimit field.
@@ -216,15 +289,18 @@ def main() -> int:
         for i in range(args.rounds):
             order = ("baseline", "sluice") if i % 2 == 0 else ("sluice", "baseline")
             for name in order:
-                result = run_wrk(ports[name], args, work / "post.lua")
+                result = run_wrk(ports[name], args, work / "post.lua", servers[name], daemon)
                 results[name].append(result)
                 print(f"round {i + 1} {name:<9} {result['rps']:>9.0f} req/s  "
-                      f"p50 {result['p50'] / 1000:6.2f} ms  p99 {result['p99'] / 1000:6.2f} ms"
+                      f"p50 {result['p50'] / 1000:6.2f} ms  p99 {result['p99'] / 1000:6.2f} ms  "
+                      f"CPU/request: app {result['app_us']:5.0f} µs, "
+                      f"sluiced {result['sluiced_us']:4.1f} µs  "
+                      f"connections per worker {result['spread']}"
                       + (f"  non-2xx {result['non2xx']}" if result["non2xx"] else ""),
                       flush=True)
     finally:
         # The apps first, sluiced last: requests wrk left in flight still ask sluice.
-        for proc in reversed(procs):
+        for proc in [p for ps in servers.values() for p in ps] + ([daemon] if daemon else []):
             proc.terminate()
             try:
                 proc.wait(15)
@@ -239,17 +315,25 @@ def main() -> int:
         return statistics.median(r[key] for r in results[name])
 
     print()
-    print(f"POST /predict, uvicorn --workers {args.workers}, wrk -t{args.threads} "
-          f"-c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds; medians")
-    print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
+    workers = (f"{args.workers} uvicorn processes on one port (SO_REUSEPORT)"
+               if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
+    print(f"POST /predict, {workers}, wrk -t{args.threads} -c{args.connections} "
+          f"-d{args.seconds}s, {args.rounds} alternating rounds; medians")
+    print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
+          f"{'app µs/req':>12}{'sluiced µs/req':>16}")
     for name, label in (("baseline", "without a limiter"), ("sluice", "with sluice (example)")):
         print(f"{label:<28}{median(name, 'rps'):>10.0f}" + "".join(
-            f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99")))
+            f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
+            + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
     ratios = [s["rps"] / b["rps"] for s, b in zip(results["sluice"], results["baseline"])]
     rps_ratio = statistics.median(ratios)
     p99_ratio = median("sluice", "p99") / median("baseline", "p99")
     failures = sum(r["non2xx"] for rs in results.values() for r in rs)
     print("requests/s ratio per round: " + ", ".join(f"{r:.3f}" for r in ratios))
+    cpu = [(s["app_us"] + s["sluiced_us"]) / b["app_us"]
+           for s, b in zip(results["sluice"], results["baseline"])]
+    print("CPU per request (app + sluiced) / baseline app, per round: "
+          + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {statistics.median(cpu):.3f}")
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     verdict = "meets" if rps_ratio >= 0.95 else "misses"
     print(f"sluice / baseline requests/s: {rps_ratio:.3f} ({verdict} the 0.95 target)")

@@ -1,0 +1,170 @@
+"""sluice.fastapi.SluiceRoute: a route's leading RateLimit dependencies decided by the route
+itself give the same answers as the dependencies, keep their order with other dependencies,
+let the endpoint read a body the limiter read, and answer through the app's handlers."""
+
+import pytest
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from fake_sluiced import FakeSluiced
+from sluice import AsyncSluiceClient
+from sluice.fastapi import RateLimit, SluiceRoute, json_cost
+
+ALLOWED = [1, 10, 9, 30_000, 0, "per_minute", "free", 60_000, [["per_minute", 10, 9, 30_000, 60_000]]]
+DENIED = [0, 10, 0, 30_000, 12_345, "per_minute", "free", 60_000,
+          [["per_minute", 10, 0, 30_000, 60_000]]]
+
+
+def build_app(socket_path, route_class, on_unavailable="open"):
+    app = FastAPI()
+    app.router.route_class = route_class
+
+    @app.on_event("startup")
+    async def startup():
+        app.state.sluice = AsyncSluiceClient(socket_path, on_unavailable=on_unavailable)
+
+    async def premium_only(request: Request):
+        if request.headers.get("X-Tier") != "premium":
+            raise HTTPException(403, "Premium access required")
+
+    @app.post("/p", dependencies=[Depends(RateLimit("predict", x_ratelimit_headers=True))])
+    def predict(data: dict):
+        return {"ok": True}
+
+    @app.post("/premium", dependencies=[Depends(premium_only), Depends(RateLimit("premium"))])
+    def premium(data: dict):
+        return {"ok": True}
+
+    @app.post("/batch", dependencies=[Depends(RateLimit("batch", cost=json_cost(len)))])
+    async def batch(items: list):
+        return {"items": len(items)}
+
+    @app.post("/two", dependencies=[Depends(RateLimit("a")), Depends(RateLimit("b"))])
+    def two(data: dict):
+        return {"ok": True}
+
+    return app
+
+
+def answers(sock, route_class, requests, replies, on_unavailable="open"):
+    """(responses, commands) of `requests` [(path, json, headers)] against a scripted server."""
+    replies = iter(replies)
+    with FakeSluiced(sock, lambda args: next(replies)) as fake, \
+            TestClient(build_app(sock, route_class, on_unavailable)) as http:
+        responses = [http.post(path, json=body, headers=headers or {})
+                     for path, body, headers in requests]
+    return responses, fake.commands
+
+
+def shape(response):
+    fields = {k: v for k, v in response.headers.items()
+              if k.startswith(("ratelimit", "x-ratelimit", "retry-after"))}
+    return response.status_code, fields, response.json()
+
+
+@pytest.fixture
+def sock(tmp_path):
+    return str(tmp_path / "s.sock")
+
+
+@pytest.mark.parametrize("path,body,replies", [
+    ("/p", {"a": 1}, [ALLOWED]),
+    ("/p", {"a": 1}, [DENIED]),
+    ("/batch", [1, 2, 3], [ALLOWED]),
+    ("/two", {"a": 1}, [ALLOWED, ALLOWED]),
+    ("/two", {"a": 1}, [ALLOWED, DENIED]),
+])
+def test_the_route_answers_as_the_dependency_does(sock, path, body, replies):
+    plain, plain_commands = answers(sock, APIRoute, [(path, body, None)], replies)
+    fast, fast_commands = answers(sock, SluiceRoute, [(path, body, None)], replies)
+    assert shape(fast[0]) == shape(plain[0])
+    assert fast_commands == plain_commands
+    assert "ratelimit" in fast[0].headers
+
+
+def test_fields_and_429_body(sock):
+    (ok, denied), commands = answers(sock, SluiceRoute, [("/p", {"a": 1}, None)] * 2,
+                                     [ALLOWED, DENIED])
+    assert ok.status_code == 200 and ok.json() == {"ok": True}
+    assert ok.headers["ratelimit-policy"] == '"per_minute";q=10;w=60'
+    assert ok.headers["x-ratelimit-remaining-requests"] == "9"
+    assert denied.status_code == 429 and denied.headers["retry-after"] == "13"
+    assert denied.json()["detail"]["error"] == "rate_limited"
+    assert commands == [["SL.CHECK", "predict", "testclient"]] * 2
+
+
+def test_a_dependency_before_the_limit_still_answers_first(sock):
+    # The 403 comes before the limit: a caller without access spends no quota.
+    (forbidden, ok), commands = answers(
+        sock, SluiceRoute,
+        [("/premium", {"a": 1}, None), ("/premium", {"a": 1}, {"X-Tier": "premium"})], [ALLOWED])
+    assert forbidden.status_code == 403
+    assert ok.status_code == 200 and "ratelimit" in ok.headers
+    assert commands == [["SL.CHECK", "premium", "testclient"]]
+
+
+def test_a_cost_read_from_the_body_leaves_the_body_to_the_endpoint(sock):
+    (response,), commands = answers(sock, SluiceRoute, [("/batch", [1, 2, 3, 4], None)],
+                                    [ALLOWED])
+    assert response.status_code == 200 and response.json() == {"items": 4}
+    assert commands == [["SL.CHECK", "batch", "testclient", "COST", "4"]]
+
+
+def test_a_validation_error_is_answered_as_with_the_dependency(sock):
+    # The route's handler raises it; the app's exception handler answers, without the fields,
+    # as it does when the limit is a dependency.
+    (plain,), _ = answers(sock, APIRoute, [("/batch", {"not": "a list"}, None)], [ALLOWED])
+    (fast,), _ = answers(sock, SluiceRoute, [("/batch", {"not": "a list"}, None)], [ALLOWED])
+    assert fast.status_code == 422
+    assert shape(fast) == shape(plain)
+
+
+def test_the_apps_exception_handler_answers_the_429(sock):
+    app = build_app(sock, SluiceRoute)
+
+    @app.exception_handler(HTTPException)
+    async def own_format(request, exc):
+        return JSONResponse({"error": exc.status_code}, status_code=exc.status_code,
+                            headers=exc.headers)
+
+    with FakeSluiced(sock, lambda args: DENIED), TestClient(app) as http:
+        denied = http.post("/p", json={"a": 1})
+    assert denied.status_code == 429 and denied.json() == {"error": 429}
+    assert denied.headers["retry-after"] == "13"
+
+
+def test_unreachable_sluiced_failing_closed_is_503(tmp_path):
+    app = build_app(str(tmp_path / "nothing.sock"), SluiceRoute, on_unavailable="closed")
+    with TestClient(app) as http:
+        response = http.post("/p", json={"a": 1})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "ratelimit" not in response.headers
+
+
+def test_only_leading_limits_are_taken_over():
+    app = FastAPI()
+    app.router.route_class = SluiceRoute
+    limit = RateLimit("x")
+
+    async def other():
+        return None
+
+    @app.get("/a", dependencies=[Depends(limit), Depends(other)])
+    def a():
+        return {}
+
+    @app.get("/b", dependencies=[Depends(other), Depends(limit)])
+    def b():
+        return {}
+
+    @app.get("/c")
+    def c(decision=Depends(limit)):
+        return {}
+
+    calls = {route.path: [d.call for d in route.dependant.dependencies]
+             for route in app.routes if isinstance(route, SluiceRoute)}
+    assert calls["/a"] == [other]
+    assert calls["/b"] == [other, limit]
+    assert calls["/c"] == [limit]
