@@ -7,7 +7,8 @@
     if not decision.allowed:
         print("retry in", decision.retry_after_seconds, "s")
 
-The asyncio client is :class:`AsyncSluiceClient`; HTTP fields are in :mod:`sluice.headers`;
+The asyncio client is :class:`AsyncSluiceClient` (with :class:`LocalGrants`, it admits a busy
+caller's requests from local grants: :mod:`sluice.grants`); HTTP fields are in :mod:`sluice.headers`;
 FastAPI dependencies, middleware and the token-metered stream (``TokenStream``) are in
 :mod:`sluice.fastapi`, the Starlette SSE response behind it in :mod:`sluice.streaming`.
 """
@@ -17,6 +18,7 @@ from .aio import AsyncSluiceClient
 from .client import SluiceClient
 from .decision import NEVER, STORAGE_RULE, UNLIMITED, Decision, LimitState
 from .errors import LeaseNotFound, RateLimited, SluiceError, SluiceUnavailable
+from .grants import LocalGrants
 from .headers import render_headers
 from .lease import AsyncLease, Lease
 
@@ -30,6 +32,7 @@ __all__ = [
     "FailMode",
     "Lease",
     "AsyncLease",
+    "LocalGrants",
     "SluiceError",
     "SluiceUnavailable",
     "LeaseNotFound",

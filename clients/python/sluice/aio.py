@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import types
 import weakref
-from typing import Any, Awaitable, Deque, List, Mapping, Optional, Tuple
+from typing import Any, Awaitable, Deque, List, Mapping, Optional, Tuple, cast
 
 from . import _common, _resp
 from ._common import FailMode
 from .decision import Decision
 from .errors import SluiceError, SluiceUnavailable, error_from_response
+from .grants import Grant, GrantBook, GrantKey, LocalGrants, grant_expiry
 from .lease import AsyncLease
 
 __all__ = ["AsyncSluiceClient"]
@@ -19,6 +21,8 @@ __all__ = ["AsyncSluiceClient"]
 log = logging.getLogger("sluice")
 
 _Loop = asyncio.AbstractEventLoop
+# The named costs of a check decided alone, never from a grant: none.
+_ALONE: Mapping[str, int] = types.MappingProxyType({})
 
 
 class _Lost(ConnectionError):
@@ -138,6 +142,10 @@ class AsyncSluiceClient:
     A call with ``wait=`` goes over a connection of its own (kept for the next such call):
     sluiced answers a connection's requests in order, so a held request on the shared
     connection would hold up every call pipelined behind it.
+
+    ``grants=LocalGrants()`` lets :meth:`check` admit a busy caller's requests from local
+    grants (see :mod:`sluice.grants`): one decision for up to a few hundred requests of the
+    same kind, settled within ``ttl``; near a limit every request is decided by sluiced.
     """
 
     def __init__(
@@ -148,7 +156,12 @@ class AsyncSluiceClient:
         max_connections: int = 64,
         on_unavailable: FailMode = "open",
         unavailable_retry_after_ms: int = 1000,
+        grants: Optional[LocalGrants] = None,
     ) -> None:
+        if grants is not None and not isinstance(grants, LocalGrants):
+            raise ValueError(f"grants must be a LocalGrants or None; got {grants!r}")
+        self.grants = GrantBook(grants) if grants is not None else None
+        self._settling: "set[asyncio.Task[None]]" = set()
         self.socket_path = _common.socket_path_or_default(socket_path)
         self.on_unavailable = _common.check_fail_mode(on_unavailable)
         self.unavailable_retry_after_ms = unavailable_retry_after_ms
@@ -254,7 +267,23 @@ class AsyncSluiceClient:
                       wait: Optional[float] = None,
                       costs: Optional[Mapping[str, int]] = None) -> Decision:
         # The hot path of every limited request: one coroutine between the caller and the
-        # reply's future.
+        # reply's future, none at all when a local grant admits it.
+        book = self.grants
+        key: Optional[GrantKey] = None
+        if book is not None and command == "SL.CHECK" and wait is None and costs is None:
+            key = (resource, subject, tier, api_key, cost or 1)
+            loop = asyncio.get_running_loop()
+            granted = book.take(key, loop.time())
+            while granted is None:
+                if book.size(key) >= 2:
+                    return await self._decide_with_grant(book, key, loop)
+                pending = book.pending(key)
+                if pending is None:
+                    break  # no grant now: decided alone
+                await asyncio.shield(pending)  # a grant is on its way: wait, then take from it
+                granted = book.take(key, loop.time(), count=False)
+            else:
+                return granted
         data = _resp.encode(_common.decision_args(command, resource, subject, tier, api_key,
                                                   cost, wait=wait, costs=costs))
         if wait is not None:
@@ -274,7 +303,65 @@ class AsyncSluiceClient:
             return self._fallback(_unavailable(self.socket_path, exc), resource)
         if isinstance(reply, _resp.ErrorReply):
             raise error_from_response(reply)
-        return _common.parse_decision(reply, resource)
+        decision = _common.parse_decision(reply, resource)
+        if key is not None:
+            cast(GrantBook, book).noted(key, decision)
+        return decision
+
+    async def _decide_with_grant(self, book: GrantBook, key: GrantKey, loop: _Loop) -> Decision:
+        """Decides one request by taking a grant for it and the requests like it to come; a
+        grant that does not fit now leaves the request to be decided alone."""
+        resource, subject, tier, api_key, cost = key
+        size = book.size(key)
+        ttl = book.options.ttl
+        asked: "asyncio.Future[None]" = loop.create_future()
+        book.asking(key, asked)
+        try:
+            args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key,
+                                         cost * size, ttl_ms=max(1, round(ttl * 2000)),
+                                         costs={"requests": size})
+            try:
+                reply = await self._round_trip(_resp.encode(args))
+            except SluiceUnavailable as exc:
+                return self._fallback(exc, resource)
+            if isinstance(reply, _resp.ErrorReply):
+                raise error_from_response(reply)
+            decision = _common.parse_decision(reply, resource, acquire=True)
+            lease, _ = _common.parse_lease(reply)
+            if decision.allowed and lease:
+                now = loop.time()
+                grant = Grant(lease, size, grant_expiry(now, ttl, decision), decision, cost)
+                book.granted(key, grant)
+                loop.call_at(grant.expires, self._grant_ended, key, grant)
+            book.noted(key, decision)
+        finally:
+            book.asking(key, None)
+            asked.set_result(None)  # the requests waiting for it take from it, or go alone
+        if decision.allowed and lease:
+            return decision
+        # The grant did not fit: this request alone (no named costs: not through the grants).
+        decision = await self._decide("SL.CHECK", resource, subject, tier, api_key, cost,
+                                      costs=_ALONE)
+        book.noted(key, decision)
+        return decision
+
+    def _grant_ended(self, key: GrantKey, grant: Grant) -> None:
+        """A grant's time is up: it admits no more, and what it did not use goes back."""
+        if self.grants is not None:
+            self.grants.ended(key, grant)
+        if grant.unused > 0:
+            task = asyncio.ensure_future(self._settle_grant(grant))
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settle_grant(self, grant: Grant) -> None:
+        args = _common.release_args(grant.lease, grant.cost * grant.used,
+                                    {"requests": grant.used})
+        try:
+            await self._call(*args)
+        except SluiceError as exc:  # sluiced settles it at its estimate when its TTL ends
+            log.warning("sluice: could not give back %d unused requests of a grant: %s",
+                        grant.unused, exc)
 
     async def _charge(self, args: Tuple[Any, ...], resource: str) -> Decision:
         try:
@@ -362,7 +449,15 @@ class AsyncSluiceClient:
         return await self._call(*args)
 
     async def close(self) -> None:
-        """Closes this event loop's connections (the next call opens a new one)."""
+        """Gives back what this client's grants did not use, then closes this event loop's
+        connections (the next call opens a new one)."""
+        if self.grants is not None:
+            for key, grant in self.grants.outstanding():
+                self.grants.ended(key, grant)
+                if grant.unused > 0:
+                    await self._settle_grant(grant)
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         loop = asyncio.get_running_loop()
         connection = self._connections.pop(loop, None)
         if connection is not None:
