@@ -1038,8 +1038,17 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
 
   if (counts) {
     if (!denied || !in.quiet_denial) {
+      // An allowed grant (SL.ACQUIRE ... COST requests n: its client admits n requests from
+      // it) counts as the n requests.
+      uint32_t admitted = 1;
+      if (const int64_t* granted = in.kind == DecisionKind::kAcquire
+                                       ? in.estimate.find(kUnitRequests)
+                                       : nullptr;
+          !denied && granted != nullptr && *granted > 1) {
+        admitted = static_cast<uint32_t>(std::min<int64_t>(*granted, 1'000'000));
+      }
       Stats::record(snap.at(res, in.tier, static_cast<size_t>(chosen)),
-                    denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms);
+                    denied ? Outcome::kDenied : Outcome::kAllowed, in.now_ms, admitted);
       if (denied) {
         const std::string_view tier = snap.policy->tiers()[in.tier].name;
         stats.record_blocked(res->name, in.subject(), tier, d.rule(), in.now_ms);

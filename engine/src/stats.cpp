@@ -43,9 +43,9 @@ class Stats::Series {
   Series(const Series&) = delete;
   Series& operator=(const Series&) = delete;
 
-  void record(Outcome outcome, int64_t now_ms) {
+  void record(Outcome outcome, int64_t now_ms, uint32_t n) {
     const int o = static_cast<int>(outcome);
-    total[o].fetch_add(1, std::memory_order_relaxed);
+    total[o].fetch_add(n, std::memory_order_relaxed);
     const int64_t sec = now_ms / 1000;
     Bucket& b = ring()[static_cast<size_t>(sec % kWindowSeconds)];
     int64_t seen = b.second.load(std::memory_order_acquire);
@@ -58,7 +58,7 @@ class Stats::Series {
         return;  // a recorder with an older timestamp than the bucket: too late for the view
       }
     }
-    b.count[o].fetch_add(1, std::memory_order_relaxed);
+    b.count[o].fetch_add(n, std::memory_order_relaxed);
   }
 
   uint32_t at(int64_t sec, int o) const {
@@ -171,8 +171,8 @@ Stats::SeriesKey Stats::key_of(const Series& series) {
   return {series.resource, series.tier, series.rule};
 }
 
-void Stats::record(Series* series, Outcome outcome, int64_t now_ms) {
-  if (series) series->record(outcome, now_ms);
+void Stats::record(Series* series, Outcome outcome, int64_t now_ms, uint32_t n) {
+  if (series) series->record(outcome, now_ms, n);
 }
 
 namespace {

@@ -384,6 +384,29 @@ TEST_F(EngineTest, StatsCountOutcomes) {
       std::string::npos);
 }
 
+// A grant (SL.ACQUIRE ... COST requests n, from which a client admits n requests itself)
+// counts as its n requests in the statistics, as it does in the limits; a refused grant is
+// one denial.
+TEST_F(EngineTest, StatsCountAGrantAsTheRequestsItAdmits) {
+  auto p = base_policy();
+  p.resources = {
+      make_resource("predict", {make_limit("per_minute", SLUICE_ALG_FIXED_WINDOW, 10, 60'000)})};
+  start(p);
+  auto grant = [&](int64_t n) {
+    auto r = req("predict", "alice", n);
+    EXPECT_TRUE(r.named.add("requests", n));
+    return engine_->decide_sync(DecisionKind::kAcquire, r);
+  };
+  const Decision first = grant(6);
+  ASSERT_TRUE(first.allowed);
+  EXPECT_EQ(first.remaining, 4);
+  EXPECT_FALSE(grant(5).allowed);  // 5 do not fit in the 4 left
+  EXPECT_TRUE(check("predict", "alice").allowed);
+  auto t = engine_->stats().totals("predict", "free", "per_minute");
+  EXPECT_EQ(t.allowed, 7u);
+  EXPECT_EQ(t.denied, 1u);
+}
+
 TEST_F(EngineTest, StatsJsonIsWellFormedWithTheDocumentedShape) {
   auto p = base_policy();
   p.resources = {

@@ -48,7 +48,9 @@ class SLUICE_API Stats {
 
   // Hot path: count one outcome at time now_ms. A series' 15 minutes of buckets are
   // allocated when it records for the first time.
-  static void record(Series* series, Outcome outcome, int64_t now_ms);
+  // `n` outcomes at once: a grant of n requests (SL.ACQUIRE ... COST requests n) is counted as
+  // the n requests it admits.
+  static void record(Series* series, Outcome outcome, int64_t now_ms, uint32_t n = 1);
   // A denial of `subject` on `resource` at now_ms, by `rule` for `tier`: counted in the
   // all-time sketch and in the 10-second bucket of now_ms (who is blocked now).
   void record_blocked(std::string_view resource, std::string_view subject,
