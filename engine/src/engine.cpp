@@ -1041,9 +1041,8 @@ void Engine::Impl::complete(DecisionCall& call, sluice_status status, const char
       // An allowed grant (SL.ACQUIRE ... COST requests n: its client admits n requests from
       // it) counts as the n requests.
       uint32_t admitted = 1;
-      if (const int64_t* granted = in.kind == DecisionKind::kAcquire
-                                       ? in.estimate.find(kUnitRequests)
-                                       : nullptr;
+      if (const int64_t* granted =
+              in.kind == DecisionKind::kAcquire ? in.estimate.find(kUnitRequests) : nullptr;
           !denied && granted != nullptr && *granted > 1) {
         admitted = static_cast<uint32_t>(std::min<int64_t>(*granted, 1'000'000));
       }

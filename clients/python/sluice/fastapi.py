@@ -82,14 +82,21 @@ CostSpec = Union[int, Callable[[Request], MaybeAwaitable]]
 def client_ip(request: Request) -> str:
     """The peer address as the ASGI server saw it (behind a proxy, configure the server's
     forwarded-allow-ips so this is the real client)."""
-    return request.client.host if request.client else "unknown"
+    client = request.scope.get("client")  # read from the scope: no Address built per request
+    return str(client[0]) if client else "unknown"
 
 
 def header(name: str, default: Optional[str] = None) -> Callable[[Request], Optional[str]]:
     """An extractor returning request header ``name`` (or ``default`` when absent)."""
+    raw_name = name.lower().encode("latin-1")
 
     def extract(request: Request) -> Optional[str]:
-        return request.headers.get(name, default)
+        # The scope's raw pairs, as Starlette's Headers.get reads them (ASGI servers send
+        # lower-case names), without building a Headers object for every request.
+        for key, value in request.scope["headers"]:
+            if key == raw_name:
+                return cast(bytes, value).decode("latin-1")
+        return default
 
     extract.__name__ = f"header({name!r})"
     return extract
@@ -230,6 +237,8 @@ class _Limiter:
         _common.wait_ms(wait)  # a bad value fails when the route is declared
         self.wait = wait
         self.ttl_ms: Optional[int] = None
+        self._last_fields: Optional[
+            Tuple[Decision, Dict[str, str], List[Tuple[bytes, bytes]]]] = None
 
     def _values(self, request: Request) -> Tuple[Any, Any, Any, Any]:
         """Subject, tier, API key and cost as the extractors give them (maybe awaitables)."""
@@ -284,9 +293,22 @@ class _Limiter:
             raise _caller_error(exc) from None
 
     def headers_for(self, decision: Decision) -> Dict[str, str]:
-        return render_headers(decision, window_ms=self.window_ms, unit=self.unit,
-                              name=self.policy_name, ietf=self.ietf_headers,
-                              x_ratelimit_fields=self.x_ratelimit_headers)
+        return self._fields_for(decision)[0]
+
+    def _fields_for(self, decision: Decision
+                    ) -> Tuple[Dict[str, str], List[Tuple[bytes, bytes]]]:
+        """The fields of ``decision``, as text and as ASGI's raw pairs. The requests a local
+        grant admits share its decision: its fields are rendered once (the last decision's
+        are kept)."""
+        last = self._last_fields
+        if last is not None and last[0] is decision:
+            return last[1], last[2]
+        headers = render_headers(decision, window_ms=self.window_ms, unit=self.unit,
+                                 name=self.policy_name, ietf=self.ietf_headers,
+                                 x_ratelimit_fields=self.x_ratelimit_headers)
+        raw = raw_headers(headers)
+        self._last_fields = (decision, headers, raw)
+        return headers, raw
 
     def _raise_if_denied(self, decision: Decision, headers: Dict[str, str], cost: int) -> None:
         if decision.allowed:
@@ -453,16 +475,22 @@ def _limited(limiters: Tuple["RateLimit", ...], handler: ASGIApp) -> ASGIApp:
             return message
 
         request = Request(scope, receive_and_keep)
-        merged: Dict[str, str] = {}
-        for limiter in limiters:
+        if len(limiters) == 1:
+            limiter = limiters[0]
             decision, cost = await limiter._check(request)
-            headers = limiter.headers_for(decision)
+            headers, fields = limiter._fields_for(decision)
             limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
-            if merged:  # as dependencies: a later limit's fields replace an earlier one's
-                merged = {k: v for k, v in merged.items() if k.lower() not in
-                          {name.lower() for name in headers}}
-            merged.update(headers)
-        fields = raw_headers(merged)
+        else:
+            merged: Dict[str, str] = {}
+            for limiter in limiters:
+                decision, cost = await limiter._check(request)
+                headers = limiter.headers_for(decision)
+                limiter._raise_if_denied(decision, headers, cost)
+                if merged:  # as dependencies: a later limit's fields replace an earlier one's
+                    merged = {k: v for k, v in merged.items() if k.lower() not in
+                              {name.lower() for name in headers}}
+                merged.update(headers)
+            fields = raw_headers(merged)
         if received:  # an extractor read the body: the handler reads it again from here
             receive = _replaying(received, receive)
         if not fields:
