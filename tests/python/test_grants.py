@@ -77,7 +77,31 @@ def test_a_grant_admits_its_size_until_it_expires():
     book.granted(KEY, Grant("lease2", 10, expires=0.25, decision=d, cost=1))
     assert book.take(KEY, 0.249) is d
     assert book.take(KEY, 0.25) is None  # expired
+    # Both are held until the client's timer ends them (and gives back the unused part).
+    assert [g.lease for _, g in book.outstanding()] == ["lease", "lease2"]
+    for key, grant in book.outstanding():
+        book.ended(key, grant)
     assert book.outstanding() == []
+
+
+def test_the_next_grant_is_asked_for_ahead_only_far_from_the_limit():
+    book = GrantBook(LocalGrants(share=16))
+    book.take(KEY, 0.0)
+    book.noted(KEY, decision(remaining=16 * 4 * 8))  # far: 4 x 16 x the grant's 8
+    book.granted(KEY, Grant("a", 8, expires=1.0, decision=decision(), cost=1))
+    for i in range(5):
+        book.take(KEY, 0.01)
+    assert book.wanted == [KEY]  # 6 of 8 used: the next one is asked for
+    book.wanted.clear()
+    book.granted(KEY, Grant("b", 8, expires=1.0, decision=decision(), cost=1, used=0))
+    book.take(KEY, 0.02)
+    book.take(KEY, 0.02)
+    d = book.take(KEY, 0.02)  # "a" is used up: "b" takes over
+    assert d is not None and book.states[KEY].grant.lease == "b"
+    book.noted(KEY, decision(remaining=16 * 4 * 8 - 1))  # near: nothing asked ahead
+    for i in range(6):
+        book.take(KEY, 0.03)
+    assert book.wanted == []
 
 
 def test_a_pending_grant_is_not_asked_for_twice():
@@ -218,7 +242,7 @@ def test_a_busy_caller_is_admitted_from_grants(sock):
     kinds = [c[0] for c in commands]
     # Alone until a rate is seen (a second request), then grants: far fewer commands.
     assert kinds[0] == "SL.CHECK"
-    assert "SL.ACQUIRE" in kinds and len(commands) <= 8  # 62 requests
+    assert "SL.ACQUIRE" in kinds and len(commands) <= 12  # for 62 requests
     grant = next(c for c in commands if c[0] == "SL.ACQUIRE")
     assert grant[grant.index("requests") - 1:] == ["COST", "requests", grant[-3], "TTL", "60000"]
     # Closing gave back what was not used: the ledger counts exactly the 62 admitted.
@@ -257,13 +281,14 @@ def test_an_expired_grant_admits_nothing_and_gives_back_the_rest(sock):
         await asyncio.gather(*client._settling)
         assert book.outstanding() == []
         released = ledger.left
+        assert released == 100_000 - 32  # what the 32 requests so far used, no more
         d = await client.check("predict", "alice")  # decided by sluiced again
         assert d.allowed and ledger.left < released
 
     decisions, commands = run_checks(sock, ledger, [1, 1, 30], after=expire_all)
     releases = [c for c in commands if c[0] == "SL.RELEASE"]
     assert releases and releases[0][2:4] == ["ACTUAL", str(int(releases[0][-1]))]
-    assert ledger.left >= 100_000 - 33
+    assert ledger.left == 100_000 - 33  # and the last one, once the client closed
 
 
 def test_an_engine_error_on_a_grant_is_raised(sock):

@@ -274,6 +274,8 @@ class AsyncSluiceClient:
             key = (resource, subject, tier, api_key, cost or 1)
             loop = asyncio.get_running_loop()
             granted = book.take(key, loop.time())
+            if book.wanted:
+                self._refill(book, loop)
             while granted is None:
                 if book.size(key) >= 2:
                     return await self._decide_with_grant(book, key, loop)
@@ -312,38 +314,71 @@ class AsyncSluiceClient:
         """Decides one request by taking a grant for it and the requests like it to come; a
         grant that does not fit now leaves the request to be decided alone."""
         resource, subject, tier, api_key, cost = key
-        size = book.size(key)
-        ttl = book.options.ttl
-        asked: "asyncio.Future[None]" = loop.create_future()
-        book.asking(key, asked)
         try:
-            args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key,
-                                         cost * size, ttl_ms=max(1, round(ttl * 2000)),
-                                         costs={"requests": size})
-            try:
-                reply = await self._round_trip(_resp.encode(args))
-            except SluiceUnavailable as exc:
-                return self._fallback(exc, resource)
-            if isinstance(reply, _resp.ErrorReply):
-                raise error_from_response(reply)
-            decision = _common.parse_decision(reply, resource, acquire=True)
-            lease, _ = _common.parse_lease(reply)
-            if decision.allowed and lease:
-                now = loop.time()
-                grant = Grant(lease, size, grant_expiry(now, ttl, decision), decision, cost)
-                book.granted(key, grant)
-                loop.call_at(grant.expires, self._grant_ended, key, grant)
-            book.noted(key, decision)
-        finally:
-            book.asking(key, None)
-            asked.set_result(None)  # the requests waiting for it take from it, or go alone
-        if decision.allowed and lease:
+            decision = await self._take_grant(book, key, loop, book.size(key), used=1,
+                                              asked=self._asking(book, key, loop))
+        except SluiceUnavailable as exc:
+            return self._fallback(exc, resource)
+        if decision.allowed:
             return decision
         # The grant did not fit: this request alone (no named costs: not through the grants).
         decision = await self._decide("SL.CHECK", resource, subject, tier, api_key, cost,
                                       costs=_ALONE)
         book.noted(key, decision)
         return decision
+
+    @staticmethod
+    def _asking(book: GrantBook, key: GrantKey, loop: _Loop) -> "asyncio.Future[None]":
+        """Marks a grant for ``key`` as asked for, at once (so no other is asked for
+        meanwhile); the future is done when the asking is over."""
+        asked: "asyncio.Future[None]" = loop.create_future()
+        book.asking(key, asked)
+        return asked
+
+    async def _take_grant(self, book: GrantBook, key: GrantKey, loop: _Loop, size: int,
+                          used: int, asked: "asyncio.Future[None]") -> Decision:
+        """SL.ACQUIRE of ``size`` requests of ``key``; an allowed grant goes into the book,
+        ``used`` of it already (1: by the request asking; 0: asked ahead of need)."""
+        resource, subject, tier, api_key, cost = key
+        ttl = book.options.ttl
+        try:
+            args = _common.decision_args("SL.ACQUIRE", resource, subject, tier, api_key,
+                                         cost * size, ttl_ms=max(1, round(ttl * 2000)),
+                                         costs={"requests": size})
+            reply = await self._round_trip(_resp.encode(args))
+            if isinstance(reply, _resp.ErrorReply):
+                raise error_from_response(reply)
+            decision = _common.parse_decision(reply, resource, acquire=True)
+            lease, _ = _common.parse_lease(reply)
+            if decision.allowed and lease:
+                now = loop.time()
+                grant = Grant(lease, size, grant_expiry(now, ttl, decision), decision, cost,
+                              used=used)
+                book.granted(key, grant)
+                loop.call_at(grant.expires, self._grant_ended, key, grant)
+            book.noted(key, decision)
+            return decision
+        finally:
+            book.asking(key, None)
+            asked.set_result(None)  # the requests waiting for it take from it, or go alone
+
+    def _refill(self, book: GrantBook, loop: _Loop) -> None:
+        """Asks for the next grant of each kind whose grant runs low, in the background."""
+        for key in book.wanted:
+            size = book.size(key)
+            if size >= 2:
+                asked = self._asking(book, key, loop)
+                task = loop.create_task(self._take_next_grant(book, key, loop, size, asked))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+        book.wanted.clear()
+
+    async def _take_next_grant(self, book: GrantBook, key: GrantKey, loop: _Loop,
+                               size: int, asked: "asyncio.Future[None]") -> None:
+        try:
+            await self._take_grant(book, key, loop, size, used=0, asked=asked)
+        except SluiceError as exc:  # the requests to come decide for themselves
+            log.debug("sluice: no next grant for %s: %s", key[0], exc)
 
     def _grant_ended(self, key: GrantKey, grant: Grant) -> None:
         """A grant's time is up: it admits no more, and what it did not use goes back."""
@@ -451,13 +486,13 @@ class AsyncSluiceClient:
     async def close(self) -> None:
         """Gives back what this client's grants did not use, then closes this event loop's
         connections (the next call opens a new one)."""
+        if self._settling:  # grants being asked for ahead of need, or given back
+            await asyncio.gather(*self._settling, return_exceptions=True)
         if self.grants is not None:
             for key, grant in self.grants.outstanding():
                 self.grants.ended(key, grant)
                 if grant.unused > 0:
                     await self._settle_grant(grant)
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
         loop = asyncio.get_running_loop()
         connection = self._connections.pop(loop, None)
         if connection is not None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .decision import Decision
 
@@ -65,16 +65,19 @@ class LocalGrants:
 class Grant:
     """One lease of ``size`` requests; ``used`` of them admitted so far."""
 
-    __slots__ = ("lease", "size", "used", "expires", "decision", "cost")
+    __slots__ = ("lease", "size", "used", "expires", "decision", "cost", "refill_at")
 
     def __init__(self, lease: str, size: int, expires: float, decision: Decision,
-                 cost: int) -> None:
+                 cost: int, used: int = 1) -> None:
         self.lease = lease
         self.size = size
-        self.used = 1  # the request that took the grant
+        self.used = used  # 1: the request that took the grant; 0: taken ahead of need
         self.expires = expires
         self.decision = decision
         self.cost = cost
+        # When this many are used, the next grant is asked for, so that it is there when
+        # this one runs out and no request waits for it.
+        self.refill_at = max(1, size - size // 4)
 
     @property
     def unused(self) -> int:
@@ -84,10 +87,12 @@ class Grant:
 class _State:
     """What the book knows of one kind of request."""
 
-    __slots__ = ("grant", "remaining", "period_start", "seen", "seen_before", "pending")
+    __slots__ = ("grant", "next", "remaining", "period_start", "seen", "seen_before",
+                 "pending")
 
     def __init__(self, now: float) -> None:
         self.grant: Optional[Grant] = None
+        self.next: Optional[Grant] = None  # taken ahead, used when `grant` runs out
         self.remaining = 0  # the least any limit had left at the last decision; 0 = unknown
         self.period_start = now
         self.seen = 0  # requests since period_start
@@ -102,6 +107,12 @@ class GrantBook:
     def __init__(self, options: LocalGrants) -> None:
         self.options = options
         self.states: Dict[GrantKey, _State] = {}
+        #: Kinds whose grant is running low: the client asks for their next grant.
+        self.wanted: List[GrantKey] = []
+        self.live: Dict[str, Tuple[GrantKey, Grant]] = {}  # by lease
+        # The next grant is asked for ahead of need only far from the limit (four times the
+        # headroom a grant needs): near it, one grant at a time keeps what is held back small.
+        self._far = 4 * options.share
 
     def take(self, key: GrantKey, now: float, count: bool = True) -> Optional[Decision]:
         """Counts one request of ``key`` (unless ``count`` is False: the same request again);
@@ -122,8 +133,18 @@ class GrantBook:
         if grant is not None:
             if grant.used < grant.size and now < grant.expires:
                 grant.used += 1
+                if grant.used == grant.refill_at and state.next is None \
+                        and state.pending is None and state.remaining >= self._far * grant.size:
+                    self.wanted.append(key)
                 return grant.decision
             state.grant = None  # used up or expired: its settlement is the client's timer's
+        grant = state.next
+        if grant is not None:
+            state.next = None
+            if now < grant.expires:
+                state.grant = grant
+                grant.used += 1
+                return grant.decision
         return None
 
     def size(self, key: GrantKey) -> int:
@@ -157,23 +178,37 @@ class GrantBook:
         state.remaining = least_remaining(decision)
 
     def granted(self, key: GrantKey, grant: Grant) -> None:
+        """``grant`` came for ``key``: in use at once, or next when one is in use."""
+        self.live[grant.lease] = (key, grant)
         state = self.states.get(key)
-        if state is not None:
+        if state is None:
+            return
+        current = state.grant
+        if current is None or current.used >= current.size:
             state.grant = grant
+        elif state.next is None:
+            state.next = grant
+        # else (one grant is asked for at a time, so never): held until its time is up
 
     def ended(self, key: GrantKey, grant: Grant) -> None:
         """``grant`` has expired: requests of ``key`` no longer use it."""
+        self.live.pop(grant.lease, None)
         state = self.states.get(key)
-        if state is not None and state.grant is grant:
-            state.grant = None
+        if state is not None:
+            if state.grant is grant:
+                state.grant = None
+            if state.next is grant:
+                state.next = None
 
-    def outstanding(self) -> list[Tuple[GrantKey, Grant]]:
-        return [(key, s.grant) for key, s in self.states.items() if s.grant is not None]
+    def outstanding(self) -> List[Tuple[GrantKey, Grant]]:
+        """Every grant whose time is not up yet, in use or not."""
+        return list(self.live.values())
 
     def _forget_idle(self, now: float) -> bool:
         """Drops what is known of kinds without a live grant; True when room was made."""
         idle = [key for key, s in self.states.items()
-                if (s.grant is None or now >= s.grant.expires) and s.pending is None]
+                if (s.grant is None or now >= s.grant.expires) and s.next is None
+                and s.pending is None]
         for key in idle:
             del self.states[key]
         return len(self.states) < self.options.max_keys
