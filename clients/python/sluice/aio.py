@@ -7,7 +7,7 @@ import collections
 import logging
 import types
 import weakref
-from typing import Any, Awaitable, Deque, List, Mapping, Optional, Tuple, cast
+from typing import Any, Awaitable, Deque, List, Mapping, Optional, Tuple
 
 from . import _common, _resp
 from ._common import FailMode
@@ -269,23 +269,12 @@ class AsyncSluiceClient:
         # The hot path of every limited request: one coroutine between the caller and the
         # reply's future, none at all when a local grant admits it.
         book = self.grants
-        key: Optional[GrantKey] = None
         if book is not None and command == "SL.CHECK" and wait is None and costs is None:
-            key = (resource, subject, tier, api_key, cost or 1)
-            loop = asyncio.get_running_loop()
-            granted = book.take(key, loop.time())
-            if book.wanted:
-                self._refill(book, loop)
-            while granted is None:
-                if book.size(key) >= 2:
-                    return await self._decide_with_grant(book, key, loop)
-                pending = book.pending(key)
-                if pending is None:
-                    break  # no grant now: decided alone
-                await asyncio.shield(pending)  # a grant is on its way: wait, then take from it
-                granted = book.take(key, loop.time(), count=False)
-            else:
+            key: GrantKey = (resource, subject, tier, api_key, cost or 1)
+            granted = self._granted(book, key)
+            if granted is not None:
                 return granted
+            return await self._without_grant(book, key)
         data = _resp.encode(_common.decision_args(command, resource, subject, tier, api_key,
                                                   cost, wait=wait, costs=costs))
         if wait is not None:
@@ -305,9 +294,35 @@ class AsyncSluiceClient:
             return self._fallback(_unavailable(self.socket_path, exc), resource)
         if isinstance(reply, _resp.ErrorReply):
             raise error_from_response(reply)
-        decision = _common.parse_decision(reply, resource)
-        if key is not None:
-            cast(GrantBook, book).noted(key, decision)
+        return _common.parse_decision(reply, resource)
+
+    def _granted(self, book: GrantBook, key: GrantKey) -> Optional[Decision]:
+        """A check of ``key`` admitted from a local grant, or None; no coroutine, no I/O
+        (the hot path of a busy caller)."""
+        granted = book.take(key, asyncio.get_running_loop().time())
+        if book.wanted:
+            self._refill(book, asyncio.get_running_loop())
+        return granted
+
+    async def _without_grant(self, book: GrantBook, key: GrantKey) -> Decision:
+        """A check of ``key`` that no grant admitted (``_granted`` counted it): a new grant
+        when the caller's rate and the limits' headroom allow one, the grant on its way when
+        one is being asked for, else decided alone."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if book.size(key) >= 2:
+                return await self._decide_with_grant(book, key, loop)
+            pending = book.pending(key)
+            if pending is None:
+                break
+            await asyncio.shield(pending)  # a grant is on its way: wait, then take from it
+            granted = book.take(key, loop.time(), count=False)
+            if granted is not None:
+                return granted
+        resource, subject, tier, api_key, cost = key
+        decision = await self._decide("SL.CHECK", resource, subject, tier, api_key, cost,
+                                      costs=_ALONE)
+        book.noted(key, decision)
         return decision
 
     async def _decide_with_grant(self, book: GrantBook, key: GrantKey, loop: _Loop) -> Decision:

@@ -40,8 +40,8 @@ import asyncio
 import dataclasses
 import inspect
 import weakref
-from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, Iterable,
-                    List, Mapping, Optional, Tuple, TypeVar, Union, cast, get_args)
+from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Dict,
+                    Iterable, List, Mapping, Optional, Tuple, TypeVar, Union, cast, get_args)
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
@@ -226,6 +226,7 @@ class _Limiter:
         self.api_key = api_key
         self.tier = tier
         self.cost = cost
+        self._cost_is_function = callable(cost)
         if unit not in get_args(Unit):
             raise ValueError(f"unit must be one of {', '.join(get_args(Unit))}; got {unit!r}")
         self.unit = unit
@@ -259,17 +260,59 @@ class _Limiter:
     async def _check(self, request: Request,
                      resource: Optional[str] = None) -> Tuple[Decision, int]:
         """SL.CHECK for this request: (decision, cost)."""
-        # This runs on every limited request: sync extractors (the usual case) are read
-        # without a coroutine, and the client's decision is awaited directly; every
-        # coroutine frame in between costs about a microsecond.
-        values = self._values(request)
+        checked = self._check_now(request, resource)
+        return checked if type(checked) is tuple else await cast(_Checking, checked)
+
+    def _check_now(self, request: Request, resource: Optional[str] = None
+                   ) -> Union[Tuple[Decision, int], "_Checking"]:
+        """(decision, cost) at once when a local grant admits the request, else what to await
+        for them. This runs on every limited request: the usual values (strings, a constant
+        cost) are checked inline, and a granted request costs no coroutine at all."""
+        subject = self.subject(request)
+        tier = self.tier(request) if self.tier is not None else None
+        api_key = self.api_key(request) if self.api_key is not None else None
+        cost = cast(Callable[[Request], Any], self.cost)(request) if self._cost_is_function \
+            else self.cost
+        if not (type(subject) is str and subject and type(cost) is int and cost >= 1
+                and (tier is None or type(tier) is str)
+                and (api_key is None or type(api_key) is str)):
+            return self._check_values(request, resource, (subject, tier, api_key, cost))
+        client = self.client or _client_for(request.scope.get("app"), None)
+        book = client.grants
+        if book is not None and self.wait is None:  # a busy caller: most often no I/O
+            key = (resource or self.resource, subject, tier or None, api_key or None, cost)
+            granted = client._granted(book, key)
+            if granted is not None:
+                return granted, cost
+        return self._decide(client, resource, subject, tier or None, api_key or None, cost)
+
+    async def _check_values(self, request: Request, resource: Optional[str],
+                            values: Tuple[Any, Any, Any, Any]) -> Tuple[Decision, int]:
+        """The check of a request whose extractors gave awaitables or unusual values."""
         if not _all_plain(values):
             values = await _awaited(values)
         subject, tier, api_key, cost = self._normalized(request, values)
-        client = _client_for(request.scope.get("app"), self.client)
+        client = self.client or _client_for(request.scope.get("app"), None)
+        book = client.grants
+        if book is not None and self.wait is None:
+            granted = client._granted(book, (resource or self.resource, subject, tier,
+                                             api_key, cost))
+            if granted is not None:
+                return granted, cost
+        return await self._decide(client, resource, subject, tier, api_key, cost)
+
+    async def _decide(self, client: AsyncSluiceClient, resource: Optional[str], subject: str,
+                      tier: Optional[str], api_key: Optional[str],
+                      cost: int) -> Tuple[Decision, int]:
+        """Asks sluiced (or waits for a grant on its way); a grant was tried already."""
+        resource = resource or self.resource
+        book = client.grants
         try:
-            return await client._decide("SL.CHECK", resource or self.resource, subject, tier,
-                                        api_key, cost, self.wait), cost
+            if book is not None and self.wait is None:
+                return await client._without_grant(
+                    book, (resource, subject, tier, api_key, cost)), cost
+            return await client._decide("SL.CHECK", resource, subject, tier, api_key, cost,
+                                        self.wait), cost
         except SluiceError as exc:
             raise _caller_error(exc) from None
 
@@ -317,6 +360,10 @@ class _Limiter:
             raise HTTPException(self.unavailable_status, detail=_unavailable_body(decision),
                                 headers=headers)
         raise RateLimitExceeded(decision, headers, cost)
+
+
+# What _check_now gives when it cannot answer at once.
+_Checking = Coroutine[Any, Any, Tuple[Decision, int]]
 
 
 def _set_headers(response: Response, headers: Dict[str, str]) -> None:
@@ -381,10 +428,15 @@ class RateLimit(_Limiter):
     """
 
     async def __call__(self, request: Request, response: Response) -> Decision:
-        decision, cost = await self._check(request)
-        headers = self.headers_for(decision)
-        self._raise_if_denied(decision, headers, cost)
-        _set_headers(response, headers)
+        checked = self._check_now(request)
+        decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
+        headers, fields = self._fields_for(decision)
+        if not decision.allowed:
+            self._raise_if_denied(decision, headers, cost)
+        if response.raw_headers:  # another dependency set fields: replace any of the same name
+            response.headers.update(headers)
+        else:  # the usual case: FastAPI's fresh sub-response, appended without lookups
+            response.raw_headers.extend(fields)
         return decision
 
 
@@ -477,7 +529,8 @@ def _limited(limiters: Tuple["RateLimit", ...], handler: ASGIApp) -> ASGIApp:
         request = Request(scope, receive_and_keep)
         if len(limiters) == 1:
             limiter = limiters[0]
-            decision, cost = await limiter._check(request)
+            checked = limiter._check_now(request)
+            decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
             headers, fields = limiter._fields_for(decision)
             limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
         else:
