@@ -78,9 +78,11 @@ async def require_premium(request: Request) -> None:
 
 
 def limit(resource: str, **options: Any) -> RateLimit:
-    """A sluice check for ``resource`` with this app's way of finding subject and tier."""
-    return RateLimit(resource, subject=caller, api_key=api_key, tier=claimed_tier,
-                     x_ratelimit_headers=True, **options)
+    """A sluice check for ``resource`` with this app's way of finding subject and tier. The
+    answers carry the IETF RateLimit fields; the token routes below add the x-ratelimit-*
+    family that OpenAI-style clients read (three more fields cost a server like uvicorn a
+    few per cent of its requests/s: docs/benchmarks.md)."""
+    return RateLimit(resource, subject=caller, api_key=api_key, tier=claimed_tier, **options)
 
 
 # -- the application ------------------------------------------------------------------------

@@ -72,8 +72,9 @@ def test_free_caller_on_premium_route_gets_403_without_spending_quota(sluiced, a
 
 
 def test_fields_on_allowed_and_denied_responses(sluiced, api):
-    # /limiter/predict: 20 per 60 s. Every answer carries the IETF fields and the
-    # x-ratelimit family; the denial adds Retry-After, consistent with RateLimit's t.
+    # /limiter/predict: 20 per 60 s. Every answer carries the IETF fields (the x-ratelimit
+    # family only on the token routes); the denial adds Retry-After, consistent with
+    # RateLimit's t.
     headers = {"X-API-Key": "fields-test-key"}
     sluiced.fresh_window("limiter/predict", "fields-test-key")
     body = {"features": [1, 2, 3]}
@@ -86,8 +87,7 @@ def test_fields_on_allowed_and_denied_responses(sluiced, api):
     name, r, t = first["RateLimit"].split(";")
     assert name == '"per_minute"' and r == "r=19"
     assert 0 < int(t.removeprefix("t=")) <= 60
-    assert first["x-ratelimit-limit-requests"] == "20"
-    assert first["x-ratelimit-remaining-requests"] == "19"
+    assert not any(name.lower().startswith("x-ratelimit") for name in first)
     assert "Retry-After" not in first
     assert responses[19].headers["RateLimit"].startswith('"per_minute";r=0;')
 
@@ -96,7 +96,6 @@ def test_fields_on_allowed_and_denied_responses(sluiced, api):
     assert 1 <= retry <= 60
     assert denied.headers["RateLimit"] == f'"per_minute";r=0;t={retry}'
     assert denied.headers["RateLimit-Policy"] == '"per_minute";q=20;w=60'
-    assert denied.headers["x-ratelimit-remaining-requests"] == "0"
     assert denied.headers["content-type"] == "application/json"
     detail = denied.json()["detail"]
     assert detail["rule"] == "per_minute" and detail["limit"] == 20
@@ -218,7 +217,6 @@ def test_a_live_policy_apply_shows_in_the_very_next_response(workdir):
                     admin.execute("SL.POLICY", "APPLY", changed)
                 after = http.post("/predict", json=PREDICT_BODY)
                 assert after.headers["RateLimit-Policy"] == '"per_minute";q=7;w=120'
-                assert after.headers["x-ratelimit-limit-requests"] == "7"
                 # The tier sluice resolves decides the 403: a key added live is premium at once.
                 assert http.post("/premium/predict", json=PREDICT_BODY,
                                  headers=new_key).status_code == 200
