@@ -11,6 +11,10 @@ wrk, read from /proc before and after each run.
 
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
+                                          [--x-ratelimit]
+
+--x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
+sends only the IETF fields there), for what three more response fields cost.
 
 How connections reach the workers matters more than anything the app does. `uvicorn --workers
 4` shares one listening socket: whichever worker is awake accepts, and wrk's 64 connections,
@@ -77,6 +81,19 @@ for route in example.app.router.routes:
             if not isinstance(d.dependency, (RateLimit, RateLimitLease))]
     app.add_api_route(route.path, route.endpoint, methods=list(route.methods),
                       dependencies=kept, name=route.name)
+"""
+
+# The example with the x-ratelimit-* family on /predict too (--x-ratelimit): three fields more.
+X_RATELIMIT_MODULE = """\
+from sluice.fastapi import RateLimit
+
+import app as example
+
+for route in example.app.router.routes:
+    for depends in getattr(route, "dependencies", []):
+        if isinstance(depends.dependency, RateLimit):
+            depends.dependency.x_ratelimit_headers = True
+app = example.app
 """
 
 WRK_SCRIPT = """\
@@ -225,6 +242,9 @@ def main() -> int:
     parser.add_argument("--nagle", action="store_true",
                         help="leave Nagle's algorithm on, as uvicorn does (each request then "
                              "waits for a delayed ACK, about 40 ms)")
+    parser.add_argument("--x-ratelimit", action="store_true",
+                        help="also run the example with the x-ratelimit-* family on /predict "
+                             "(it sends the IETF fields only there)")
     parser.add_argument("--accept", choices=("reuseport", "shared"), default="reuseport",
                         help="reuseport (default): one uvicorn process per worker, each with "
                              "its own listening socket on the port; shared: uvicorn --workers "
@@ -240,13 +260,17 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sluice-e2e-"))
     (work / "policy.yaml").write_text(POLICY)
     (work / "baseline_app.py").write_text(BASELINE_MODULE)
+    (work / "x_ratelimit_app.py").write_text(X_RATELIMIT_MODULE)
     (work / "post.lua").write_text(WRK_SCRIPT)
     sock = work / "sluice.sock"
     env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
                PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
     env.pop("SLUICE_ADMIN_SOCKET", None)
-    ports = {"baseline": free_port(), "sluice": free_port()}
-    servers: dict[str, list[subprocess.Popen]] = {"baseline": [], "sluice": []}
+    apps = [("baseline", "baseline_app:app", work), ("sluice", "app:app", EXAMPLE)]
+    if args.x_ratelimit:
+        apps.append(("sluice+x", "x_ratelimit_app:app", work))
+    ports = {name: free_port() for name, _, _ in apps}
+    servers: dict[str, list[subprocess.Popen]] = {name: [] for name, _, _ in apps}
     daemon: subprocess.Popen | None = None
     listeners: list[socket.socket] = []
     load_before = os.getloadavg()[0]
@@ -257,8 +281,7 @@ def main() -> int:
              "--state-dir", str(work)], stdout=subprocess.DEVNULL,
             stderr=open(os.environ.get("SLUICED_LOG", os.devnull), "w"))
         wait_until(lambda: sluiced_answers(sock), 15, "sluiced")
-        for name, module, app_dir in (("baseline", "baseline_app:app", work),
-                                      ("sluice", "app:app", EXAMPLE)):
+        for name, module, app_dir in apps:
             # uvicorn (h11) writes a response's head and body separately and leaves Nagle's
             # algorithm on: with wrk's delayed ACKs every request would then wait about 40 ms,
             # the same for both apps, and the figures would measure that wait rather than the
@@ -282,12 +305,15 @@ def main() -> int:
             raise SystemExit("the baseline app still asks sluice")
         if "ratelimit" not in post_predict(ports["sluice"])[1]:
             raise SystemExit("the example app's /predict carried no RateLimit field")
+        if "sluice+x" in ports and \
+                "x-ratelimit-limit-requests" not in post_predict(ports["sluice+x"])[1]:
+            raise SystemExit("the x-ratelimit variant's /predict carried no x-ratelimit field")
 
         for port in ports.values():  # warm every worker up
             run_wrk(port, argparse.Namespace(**{**vars(args), "seconds": 2}), work / "post.lua")
-        results: dict[str, list[dict]] = {"baseline": [], "sluice": []}
+        results: dict[str, list[dict]] = {name: [] for name in ports}
         for i in range(args.rounds):
-            order = ("baseline", "sluice") if i % 2 == 0 else ("sluice", "baseline")
+            order = list(ports) if i % 2 == 0 else list(reversed(ports))
             for name in order:
                 result = run_wrk(ports[name], args, work / "post.lua", servers[name], daemon)
                 results[name].append(result)
@@ -321,8 +347,10 @@ def main() -> int:
           f"-d{args.seconds}s, {args.rounds} alternating rounds; medians")
     print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
           f"{'app µs/req':>12}{'sluiced µs/req':>16}")
-    for name, label in (("baseline", "without a limiter"), ("sluice", "with sluice (example)")):
-        print(f"{label:<28}{median(name, 'rps'):>10.0f}" + "".join(
+    labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
+              "sluice+x": "... + x-ratelimit-* fields"}
+    for name in results:
+        print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
             + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
     ratios = [s["rps"] / b["rps"] for s, b in zip(results["sluice"], results["baseline"])]
@@ -339,6 +367,12 @@ def main() -> int:
     print(f"sluice / baseline requests/s: {rps_ratio:.3f} ({verdict} the 0.95 target)")
     verdict = "meets" if p99_ratio <= 1.10 else "misses"
     print(f"sluice / baseline p99 latency: {p99_ratio:.3f} ({verdict} the 1.10 target)")
+    if "sluice+x" in results:
+        x_ratios = [x["rps"] / b["rps"] for x, b in zip(results["sluice+x"], results["baseline"])]
+        print("with the x-ratelimit-* family on /predict too: requests/s ratio per round "
+              + ", ".join(f"{r:.3f}" for r in x_ratios)
+              + f"; median {statistics.median(x_ratios):.3f}, p99 ratio "
+              f"{median('sluice+x', 'p99') / median('baseline', 'p99'):.3f}")
     if failures:
         print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
         return 1
