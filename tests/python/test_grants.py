@@ -291,14 +291,29 @@ def test_an_expired_grant_admits_nothing_and_gives_back_the_rest(sock):
     assert ledger.left == 100_000 - 33  # and the last one, once the client closed
 
 
-def test_an_engine_error_on_a_grant_is_raised(sock):
-    def respond(args):
-        if args[0] == "SL.ACQUIRE":
+def test_an_error_about_the_request_is_raised(sock):
+    def respond(args):  # the first check passes; then the tier is gone (a policy change)
+        if commands_seen:
             return Error("WRONGARGS unknown tier")
+        commands_seen.append(args)
         return reply(50_000, lease=None)
 
+    commands_seen = []
     with pytest.raises(Exception, match="unknown tier"):
-        run_checks(sock, respond, [1, 1, 5])
+        run_checks(sock, respond, [1, 1])  # the grant is refused, and the request alone too
+
+
+def test_a_sluiced_refusing_grants_turns_them_off(sock, caplog):
+    def respond(args):
+        if args[0] == "SL.ACQUIRE":  # e.g. lease_ttl_max below the grant's TTL
+            return Error("WRONGARGS TTL must be 1 to 100")
+        return reply(50_000, lease=None)
+
+    decisions, commands = run_checks(sock, respond, [1, 1, 10, 10])
+    assert all(d.allowed for d in decisions) and len(decisions) == 22
+    kinds = [c[0] for c in commands]
+    assert kinds.count("SL.ACQUIRE") == 1 and kinds.count("SL.CHECK") == 22
+    assert "local grants are off" in caplog.text
 
 
 # -- two clients against sluiced: exact, and nothing kept -------------------------------------

@@ -329,16 +329,26 @@ class AsyncSluiceClient:
         """Decides one request by taking a grant for it and the requests like it to come; a
         grant that does not fit now leaves the request to be decided alone."""
         resource, subject, tier, api_key, cost = key
+        refused: Optional[SluiceError] = None
         try:
             decision = await self._take_grant(book, key, loop, book.size(key), used=1,
                                               asked=self._asking(book, key, loop))
+            if decision.allowed:
+                return decision
         except SluiceUnavailable as exc:
             return self._fallback(exc, resource)
-        if decision.allowed:
-            return decision
+        except SluiceError as exc:
+            refused = exc  # about the request (decided alone, it fails too) or the grant
         # The grant did not fit: this request alone (no named costs: not through the grants).
         decision = await self._decide("SL.CHECK", resource, subject, tier, api_key, cost,
                                       costs=_ALONE)
+        if refused is not None:
+            # The request itself is fine: sluiced refuses grants (older than grants, or a
+            # lease_ttl_max below the grant's TTL). Decide every request alone from now on.
+            log.warning("sluice: sluiced refused a local grant (%s); local grants are off",
+                        refused)
+            self.grants = None
+            return decision
         book.noted(key, decision)
         return decision
 
