@@ -11,10 +11,12 @@ wrk, read from /proc before and after each run.
 
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
-                                          [--x-ratelimit]
+                                          [--x-ratelimit] [--keys N]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
-sends only the IETF fields there), for what three more response fields cost.
+sends only the IETF fields there), for what three more response fields cost. --keys N spreads
+the requests over N callers (API keys): with many callers each sending a request now and then,
+no caller gets local grants and every request is a round trip to sluiced.
 
 How connections reach the workers matters more than anything the app does. `uvicorn --workers
 4` shares one listening socket: whichever worker is awake accepts, and wrk's 64 connections,
@@ -100,6 +102,14 @@ WRK_SCRIPT = """\
 wrk.method = "POST"
 wrk.body = '{"features": [1.0, 2.0, 3.0]}'
 wrk.headers["Content-Type"] = "application/json"
+"""
+
+# --keys N: each request from one of N callers (X-API-Key), drawn at random.
+WRK_KEYS_SCRIPT = WRK_SCRIPT + """\
+request = function()
+  wrk.headers["X-API-Key"] = "caller-" .. math.random(1, %d)
+  return wrk.format()
+end
 """
 
 
@@ -242,6 +252,10 @@ def main() -> int:
     parser.add_argument("--nagle", action="store_true",
                         help="leave Nagle's algorithm on, as uvicorn does (each request then "
                              "waits for a delayed ACK, about 40 ms)")
+    parser.add_argument("--keys", type=int, default=1,
+                        help="callers: 1 (default) sends every request from one client; N "
+                             "draws each request's X-API-Key from N keys (many callers, each "
+                             "one too slow for local grants when N is large)")
     parser.add_argument("--x-ratelimit", action="store_true",
                         help="also run the example with the x-ratelimit-* family on /predict "
                              "(it sends the IETF fields only there)")
@@ -261,7 +275,7 @@ def main() -> int:
     (work / "policy.yaml").write_text(POLICY)
     (work / "baseline_app.py").write_text(BASELINE_MODULE)
     (work / "x_ratelimit_app.py").write_text(X_RATELIMIT_MODULE)
-    (work / "post.lua").write_text(WRK_SCRIPT)
+    (work / "post.lua").write_text(WRK_KEYS_SCRIPT % args.keys if args.keys > 1 else WRK_SCRIPT)
     sock = work / "sluice.sock"
     env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
                PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
@@ -343,8 +357,9 @@ def main() -> int:
     print()
     workers = (f"{args.workers} uvicorn processes on one port (SO_REUSEPORT)"
                if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
-    print(f"POST /predict, {workers}, wrk -t{args.threads} -c{args.connections} "
-          f"-d{args.seconds}s, {args.rounds} alternating rounds; medians")
+    callers = "one caller" if args.keys <= 1 else f"{args.keys} callers (X-API-Key)"
+    print(f"POST /predict from {callers}, {workers}, wrk -t{args.threads} "
+          f"-c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds; medians")
     print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
           f"{'app µs/req':>12}{'sluiced µs/req':>16}")
     labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
