@@ -130,7 +130,7 @@ class TestAdminModels : public QObject {
     QVERIFY(m.setData(mult, QStringLiteral("6"), Qt::EditRole));
     QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 6.0);
     QVERIFY(doc_->isDirty());
-    QCOMPARE(doc_->diff(), QStringList{QStringLiteral("tier premium: multiplier 5 -> 6")});
+    QCOMPARE(doc_->diff(), QStringList{QStringLiteral("tier premium: multiplier 5 → 6")});
     QCOMPARE(m.data(mult, Qt::DisplayRole).toString(), QStringLiteral("6"));
     doc_->undoStack()->undo();
     QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 5.0);
@@ -412,11 +412,143 @@ class TestAdminModels : public QObject {
     QVERIFY2(draft.contains(from), qPrintable(from));
     draft.replace(from, to);
     const QByteArray b = base.toUtf8(), d = draft.toUtf8();
-    const Consequences c = limitConsequences(parsed(b.constData()), parsed(d.constData()));
+    const Consequences c = draftConsequences(parsed(b.constData()), parsed(d.constData()));
     QVERIFY2(c.unavailable.isEmpty(), qPrintable(c.unavailable));
     QStringList got;
     for (const auto& r : c.rows) got << r.text();
     QCOMPARE(got, rows);
+  }
+
+  // The review's changed settings: every value the draft changes in place, old → new, in the
+  // dialog's consequences (not only in the diff text), even while the effective limits cannot be
+  // computed. The draft is kPolicy with `from` replaced by `to`.
+  void reviewListsChangedSettingsOldToNew_data() {
+    QTest::addColumn<QString>("from");
+    QTest::addColumn<QString>("to");
+    QTest::addColumn<QStringList>("lines");
+    const auto row = [](const char* name, const char* from, const char* to,
+                        const QStringList& lines) {
+      QTest::newRow(name) << QString::fromUtf8(from) << QString::fromUtf8(to) << lines;
+    };
+    row("description", "one prediction", "one forecast",
+        {R"(resource predict: description "one prediction" → "one forecast")"});
+    row("long description", "one prediction",
+        "one prediction of the model served from the GPU pool in the EU region, billed per call",
+        {R"(resource predict: description "one prediction" → )"
+         R"("one prediction of the model served from the GPU pool in the…")"});
+    row("tier description", "Anonymous callers", "Anyone",
+        {R"(tier free: description "Anonymous callers" → "Anyone")"});
+    row("algorithm", "name: tokens, algorithm: token_bucket", "name: tokens, algorithm: gcra",
+        {"resource generate: limit tokens: algorithm token_bucket → gcra"});
+    row("window", "limit: 10, window: 1m", "limit: 10, window: 30s",
+        {"resource predict: limit per_minute: window 1m → 30s"});
+    row("burst", "burst: 2000", "burst: 3000",
+        {"resource generate: limit tokens: burst 2000 → 3000"});
+    row("cost unit", "burst: 2000, cost: tokens", "burst: 2000, cost: output_tokens",
+        {"resource generate: limit tokens: cost tokens → output_tokens"});
+    row("shadow", "cost: tokens, shadow: true", "cost: tokens, shadow: false",
+        {"resource generate: limit daily: shadow true → false"});
+    row("overdraft", "cost: tokens}", "cost: tokens, overdraft: 500}",
+        {"resource generate: limit tokens: overdraft none → 500"});
+    row("tier priority", "multiplier: 5", "multiplier: 5\n    priority: 10",
+        {"tier premium: priority 0 → 10"});
+    row("api key label", "premium-user-key-1234: premium",
+        "premium-user-key-1234: {tier: premium, label: Acme Corp}",
+        {R"(api key ...1234: label "" → "Acme Corp")"});
+    row("warm-up and a setting", "factor: 0.5, duration: 2m", "factor: 0.25, duration: 2m",
+        {"resource generate: warmup: factor 0.5 → 0.25"});
+    row("lease ttl", "default_tier: free", "default_tier: free\nlease_ttl: 2m",
+        {"policy: lease_ttl 1m → 2m"});
+    row("added model: no setting changes", "  generate:\n",
+        "  embed:\n    limits:\n      - {name: m, algorithm: fixed_window, limit: 2, window: 1m}\n"
+        "  generate:\n",
+        {});
+  }
+
+  void reviewListsChangedSettingsOldToNew() {
+    QFETCH(QString, from);
+    QFETCH(QString, to);
+    QFETCH(QStringList, lines);
+    QString draft = QString::fromUtf8(kPolicy);
+    QVERIFY2(draft.contains(from), qPrintable(from));
+    draft.replace(from, to);
+    const QByteArray d = draft.toUtf8();
+    const Consequences c = draftConsequences(parsed(), parsed(d.constData()));
+    QStringList got;
+    for (const auto& s : c.settings) {
+      got << s.text;
+      QCOMPARE(s.text, QStringLiteral("%1: %2 %3 → %4").arg(s.what, s.field, s.before, s.after));
+    }
+    QCOMPARE(got, lines);
+    DiffDialog dlg(policyDiff(parsed(), parsed(d.constData())), {}, 1);
+    dlg.setConsequences(c);
+    for (const QString& line : lines)
+      QVERIFY2(dlg.consequencesText().contains(line), qPrintable(dlg.consequencesText()));
+  }
+
+  // An invalid draft still lists what it changes; only the effective limits are unknown.
+  void reviewListsSettingsOfAnInvalidDraft() {
+    QString draft = QString::fromUtf8(kPolicy);
+    draft.replace(QStringLiteral("limit: 10, window: 1m"), QStringLiteral("limit: 10, window: 2m"));
+    const QByteArray d = draft.toUtf8();
+    PolicySpec broken = parsed(d.constData());
+    broken.tiers[1].multiplier = -1;
+    const Consequences c = draftConsequences(parsed(), broken);
+    QVERIFY(!c.unavailable.isEmpty());
+    QStringList got;
+    for (const auto& s : c.settings) got << s.text;
+    QVERIFY2(got.contains(QStringLiteral("resource predict: limit per_minute: window 1m → 2m")),
+             qPrintable(got.join(u'\n')));
+  }
+
+  // Keys that mask alike are told apart in the review as in the key table: the engine's diff
+  // lines and the changed settings use maskApiKey(key, keys) over both sides' keys.
+  void reviewTellsAlikeKeysApart_data() {
+    QTest::addColumn<bool>("betaInBase");
+    QTest::addColumn<QString>("acmeTier");
+    QTest::addColumn<QString>("acmeLabel");
+    QTest::addColumn<QStringList>("lines");  // %1: acme's mask, %2: beta's
+    QTest::newRow("tier of one, the other added")
+        << false << "premium"
+        << "" << QStringList{"api key %1: tier free → premium", "api key %2: added (free)"};
+    QTest::newRow("label of one, the other kept")
+        << true << "free"
+        << "Acme" << QStringList{R"(api key %1: label "" → "Acme")"};
+  }
+
+  void reviewTellsAlikeKeysApart() {
+    QFETCH(bool, betaInBase);
+    QFETCH(QString, acmeTier);
+    QFETCH(QString, acmeLabel);
+    QFETCH(QStringList, lines);
+    PolicySpec base = parsed();
+    base.api_keys["acme-prod-key"] = "free";
+    if (betaInBase) base.api_keys["beta-prod-key"] = "free";
+    PolicyDocument doc;
+    doc.setRunning(base, 1);
+    QVERIFY(doc.edit(QStringLiteral("keys"),
+                     [&](PolicySpec& p) {
+                       p.api_keys["acme-prod-key"] = acmeTier.toStdString();
+                       if (!acmeLabel.isEmpty())
+                         p.api_key_labels["acme-prod-key"] = acmeLabel.toStdString();
+                       p.api_keys["beta-prod-key"] = "free";
+                       return Status::Ok();
+                     })
+                .ok());
+    const QStringList keys{"acme-prod-key", "beta-prod-key", "premium-user-key-1234", "short"};
+    const QString acme = maskApiKey(QStringLiteral("acme-prod-key"), keys);
+    const QString beta = maskApiKey(QStringLiteral("beta-prod-key"), keys);
+    QVERIFY(acme != beta);
+    QVERIFY2(acme.startsWith(QStringLiteral("...-key #")), qPrintable(acme));
+    QStringList expected;
+    for (QString l : lines)
+      expected << l.replace(QLatin1String("%1"), acme).replace(QLatin1String("%2"), beta);
+    // The diff the review shows (and the "someone else applied" notice).
+    QCOMPARE(doc.diff(), expected);
+    // The changed settings.
+    const Consequences c = draftConsequences(doc.base(), doc.draft());
+    QCOMPARE(c.settings.size(), 1);
+    QCOMPARE(c.settings[0].what, QStringLiteral("api key %1").arg(acme));
   }
 
   // Through the document and the dialog: the rows are shown; an invalid draft gets no numbers
@@ -427,7 +559,7 @@ class TestAdminModels : public QObject {
                           Qt::EditRole));
     {
       DiffDialog dlg(doc_->diff(), {}, 7);
-      dlg.setConsequences(limitConsequences(doc_->base(), doc_->draft()));
+      dlg.setConsequences(draftConsequences(doc_->base(), doc_->draft()));
       QVERIFY(dlg.applyButton()->isEnabled());
       QVERIFY2(dlg.consequencesText().contains(
                    QStringLiteral("generate · premium · tokens: 5000 → 8000")),
@@ -443,7 +575,7 @@ class TestAdminModels : public QObject {
     QStringList problems;
     for (const auto& e : doc_->errors()) problems << e.text();
     DiffDialog dlg(doc_->diff(), problems, 7);
-    const Consequences c = limitConsequences(doc_->base(), doc_->draft());
+    const Consequences c = draftConsequences(doc_->base(), doc_->draft());
     QVERIFY(c.rows.isEmpty());
     QVERIFY(!c.unavailable.isEmpty());
     dlg.setConsequences(c);
@@ -590,7 +722,7 @@ class TestAdminModels : public QObject {
     QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QStringLiteral("load test"),
                       Qt::EditRole));
     QCOMPARE(doc_->draft().api_key_labels.at("short"), std::string("load test"));
-    QVERIFY(doc_->diff().contains(QStringLiteral("api key ...: label '' -> 'load test'")));
+    QVERIFY(doc_->diff().contains(QStringLiteral(R"(api key ...: label "" → "load test")")));
     QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QString(), Qt::EditRole));
     QVERIFY(!doc_->draft().api_key_labels.contains("short"));
     QVERIFY(!doc_->hasErrors());
@@ -712,7 +844,7 @@ class TestAdminModels : public QObject {
     running.tiers[1].multiplier = 2;
     doc.setRunning(running, 3);
     QCOMPARE(*doc.baseVersion(), uint64_t{3});
-    QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 -> 5")});
+    QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 → 5")});
   }
 
   // What Apply sends and Save writes is the running policy's (or the opened file's) own text
@@ -781,23 +913,22 @@ class TestAdminModels : public QObject {
     QTest::addColumn<QStringList>("diff");
     QTest::newRow("default tier") << "default_tier"
                                   << "premium"
-                                  << QStringList{"policy: default_tier free -> premium"};
+                                  << QStringList{"policy: default_tier free → premium"};
     QTest::newRow("unknown resources allowed")
         << "unknown_resource"
-        << "allow" << QStringList{"policy: unknown_resource deny -> allow"};
+        << "allow" << QStringList{"policy: unknown_resource deny → allow"};
     QTest::newRow("unknown resources get default limits")
         << "unknown_resource"
         << "default_limits"
-        << QStringList{"policy: unknown_resource deny -> default_limits",
+        << QStringList{"policy: unknown_resource deny → default_limits",
                        "default limits: limit per_minute added (fixed_window 60 requests per 1m)"};
     QTest::newRow("fail open") << "on_storage_failure"
                                << "fail_open"
-                               << QStringList{
-                                      "policy: on_storage_failure fail_closed -> fail_open"};
+                               << QStringList{"policy: on_storage_failure fail_closed → fail_open"};
     QTest::newRow("lease ttl") << "lease_ttl"
-                               << "2m" << QStringList{"policy: lease_ttl 1m -> 2m"};
+                               << "2m" << QStringList{"policy: lease_ttl 1m → 2m"};
     QTest::newRow("lease ttl in seconds") << "lease_ttl"
-                                          << "90s" << QStringList{"policy: lease_ttl 1m -> 1m30s"};
+                                          << "90s" << QStringList{"policy: lease_ttl 1m → 1m30s"};
   }
   void topLevelSettingsAreDraftEdits() {
     QFETCH(QString, setting);

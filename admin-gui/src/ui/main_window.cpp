@@ -380,7 +380,7 @@ void MainWindow::reviewAndApply() {
   for (const auto& e : doc_->errors())
     problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
-  dlg->setConsequences(limitConsequences(doc_->base(), doc_->draft()));
+  dlg->setConsequences(draftConsequences(doc_->base(), doc_->draft()));
   const PolicyTextEdit yaml = doc_->draftText();
   QStringList textNotes;
   for (const auto& n : yaml.notes) textNotes << QString::fromStdString(n);
