@@ -149,6 +149,58 @@ class TestAdminModels : public QObject {
     QVERIFY(!doc_->isDirty());
   }
 
+  // The Priority column: a whole number is a draft edit (one undo step, in the review's
+  // changed settings); one outside -1000..1000 is kept with the validator's message on the
+  // cell; text that is not a whole number is refused with a sentence.
+  void tierPriorityIsEditedValidatedAndReviewed_data() {
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<bool>("accepted");
+    QTest::addColumn<qlonglong>("stored");
+    QTest::addColumn<QString>("error");
+    QTest::newRow("raised") << "10" << true << 10LL << "";
+    QTest::newRow("negative") << " -5 " << true << -5LL << "";
+    QTest::newRow("out of range") << "1001" << true << 1001LL
+                                  << "priority must be between -1000 and 1000, got 1001";
+    QTest::newRow("not a number") << "high" << false << 0LL << "not a whole number";
+    QTest::newRow("a fraction") << "2.5" << false << 0LL << "not a whole number";
+  }
+
+  void tierPriorityIsEditedValidatedAndReviewed() {
+    QFETCH(QString, text);
+    QFETCH(bool, accepted);
+    QFETCH(qlonglong, stored);
+    QFETCH(QString, error);
+    TierTableModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QSignalSpy refused(&m, &DraftTableModel::editRefused);
+    const QModelIndex cell = m.index(
+        find(m, TierTableModel::kName, QStringLiteral("premium")).row(), TierTableModel::kPriority);
+    QCOMPARE(m.headerData(TierTableModel::kPriority, Qt::Horizontal, Qt::DisplayRole).toString(),
+             QStringLiteral("Priority"));
+    QCOMPARE(cell.data().toString(), QStringLiteral("0"));
+    QVERIFY(m.flags(cell).testFlag(Qt::ItemIsEditable));
+    QCOMPARE(m.setData(cell, text, Qt::EditRole), accepted);
+    QCOMPARE(findTier(doc_->draft(), "premium")->priority, stored);
+    if (!accepted) {
+      QCOMPARE(refused.count(), 1);
+      QVERIFY2(refused.first().first().toString().contains(error),
+               qPrintable(refused.first().first().toString()));
+      QVERIFY(!doc_->isDirty());
+      return;
+    }
+    QCOMPARE(cell.data().toString(), QString::number(stored));
+    QCOMPARE(cell.data(DraftTableModel::ErrorRole).toString().contains(error), true);
+    QCOMPARE(cell.data(DraftTableModel::ErrorRole).isValid(), !error.isEmpty());
+    const QString line = QStringLiteral("tier premium: priority 0 → %1").arg(stored);
+    QCOMPARE(doc_->diff(), QStringList{line});
+    const Consequences c = draftConsequences(doc_->base(), doc_->draft());
+    QCOMPARE(c.settings.size(), 1);
+    QCOMPARE(c.settings[0].text, line);
+    doc_->undoStack()->undo();
+    QCOMPARE(findTier(doc_->draft(), "premium")->priority, 0);
+    QCOMPARE(cell.data().toString(), QStringLiteral("0"));
+  }
+
   // A multiplier of 0 is a number but not a valid policy: the draft keeps it and the cell
   // carries the validator's message (next to the field).
   void invalidMultiplierIsMarkedOnTheCell() {
