@@ -11,6 +11,7 @@
 #include <QJsonObject>
 #include <QLineSeries>
 #include <QScatterSeries>
+#include <QTableView>
 #include <QValueAxis>
 #include <QtTest>
 #include <cmath>
@@ -21,6 +22,7 @@
 #include "core/stats_poller.h"
 #include "core/warmup_overview.h"
 #include "engine_process.h"
+#include "sluice/stats.h"
 #include "ui/live_chart_view.h"
 #include "ui/live_tab.h"
 
@@ -549,6 +551,46 @@ class TestAdminLive : public QObject {
     QVERIFY(clip && clip->isChecked());
     clip->setChecked(false);
     QVERIFY(!live.chartOptions().clipBursts);
+  }
+
+  // From a blocked subject's row, "Show this model's charts" filters the tab (charts, totals,
+  // tables) to the model it was blocked on.
+  void aBlockedRowShowsItsModelsCharts() {
+    Stats stats;
+    auto predict = stats.series("predict", "free", "per_minute");
+    auto generate = stats.series("generate", "free", "tokens");
+    const int64_t t0 = kT * 1000;
+    for (int s = 0; s < 5; ++s) {
+      Stats::record(predict.get(), Outcome::kAllowed, t0 + s * 1000);
+      Stats::record(generate.get(), Outcome::kDenied, t0 + s * 1000);
+    }
+    stats.record_blocked("generate", "10.0.0.7", "free", "tokens", t0 + 3000);
+    auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
+    QVERIFY2(snap.ok(), snap.status().message().c_str());
+    LiveStats live;
+    AdminClient neverConnected;
+    StatsPoller poller(&neverConnected, &live);
+    LiveTab tab(&live, &poller);
+    tab.resize(1100, 700);
+    tab.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&tab));
+    live.ingest(snap.value());
+    QCOMPARE(tab.blockedChart()->data().curves.size(), size_t(2));  // blocked, shadow
+    QTableView* top = nullptr;
+    for (auto* view : tab.findChildren<QTableView*>())
+      if (view->model() == live.topModel()) top = view;
+    QVERIFY(top != nullptr);
+    QCOMPARE(live.topModel()->rowCount(), 1);
+    top->setCurrentIndex(live.topModel()->index(0, 0));
+    QAction* show = nullptr;
+    for (QAction* a : top->actions())
+      if (a->text() == QStringLiteral("Show this model's charts")) show = a;
+    QVERIFY(show != nullptr);
+    QCOMPARE(live.chartOptions().resource, std::string());
+    show->trigger();
+    QCOMPARE(live.chartOptions().resource, std::string("generate"));
+    // predict's allowed requests are no longer in the chart.
+    for (double v : tab.allowedChart()->data().curves.front().y) QVERIFY(std::isnan(v) || v == 0);
   }
 
   // The warm-up overview's rows: the policy's resources with warm-up settings, each with the
