@@ -9,6 +9,7 @@
 #include <QPushButton>
 #include <QTableWidget>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "core/consequences.h"
 #include "core/simulation.h"
@@ -20,7 +21,8 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
     : QDialog(parent) {
   setWindowTitle(tr("Review changes"));
   setAttribute(Qt::WA_DeleteOnClose);
-  resize(720, 560);
+  // Room for the diff, the changed settings, the effective limits and the simulation at once.
+  resize(960, 720);
   auto* layout = new QVBoxLayout(this);
   layout->addWidget(new QLabel(
       tr("%n change(s) to the running policy (version %1). Apply sends them as one new version; "
@@ -45,9 +47,9 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
   settingsTable_->verticalHeader()->setDefaultSectionSize(fontMetrics().height() + 6);
   settingsTable_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   settingsTable_->setSelectionMode(QAbstractItemView::NoSelection);
-  settingsLayout->addWidget(settingsTable_, 1);
+  settingsLayout->addWidget(settingsTable_);
   settings->hide();  // until setConsequences, and while nothing changes in place
-  layout->addWidget(settings, 1);
+  layout->addWidget(settings);
 
   auto* limits = new QGroupBox(tr("Effective limits"), this);
   auto* limitsLayout = new QVBoxLayout(limits);
@@ -147,6 +149,11 @@ void DiffDialog::setConsequences(const Consequences& c) {
     }
   }
   settingsTable_->resizeColumnsToContents();
+  // As tall as its rows, up to 6 (then it scrolls): a few changed settings take little room.
+  const int shown = std::min<int>(6, static_cast<int>(c.settings.size()));
+  settingsTable_->setFixedHeight(settingsTable_->horizontalHeader()->sizeHint().height() +
+                                 shown * settingsTable_->verticalHeader()->defaultSectionSize() +
+                                 2 * settingsTable_->frameWidth() + 2);
   settingsTable_->parentWidget()->setVisible(!c.settings.isEmpty());
 
   limitsTable_->parentWidget()->show();
