@@ -1297,6 +1297,25 @@ class TestAdminModels : public QObject {
     QVERIFY(empty->headline().contains(QStringLiteral("No traffic was recorded")));
   }
 
+  // A subject that is an API key is never shown in full in the review's simulation: masked,
+  // and told apart from a key that masks alike, as in the key table and Live.
+  void simulationSubjectsThatAreKeysAreMasked() {
+    auto sim = parseSimulation(R"({"requests":3,"newly_denied":3,"top_newly_denied":[
+      {"resource":"predict","subject":"acme-prod-key","newly_denied":2},
+      {"resource":"predict","subject":"10.0.0.7","newly_denied":1}]})");
+    QVERIFY(sim);
+    const QStringList keys{"acme-prod-key", "beta-prod-key"};
+    sim->maskApiKeys(keys);
+    QCOMPARE(sim->top[0].subject,
+             QStringLiteral("API key %1").arg(maskApiKey(QStringLiteral("acme-prod-key"), keys)));
+    QVERIFY(sim->top[0].subject.contains(QStringLiteral(" #")));
+    QVERIFY(!sim->top[0].subject.contains(QStringLiteral("prod")));
+    QCOMPARE(sim->top[1].subject, QStringLiteral("10.0.0.7"));
+    DiffDialog dlg({QStringLiteral("x")}, {}, 1);
+    dlg.setSimulation(*sim);
+    QVERIFY(!dlg.simulationText().contains(QStringLiteral("acme")));
+  }
+
   void statsJsonErrorsAreReported() {
     QVERIFY(!parseStatsJson("not json").ok());
     QVERIFY(!parseStatsJson("{\"now_ms\": 1}").ok());

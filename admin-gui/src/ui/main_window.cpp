@@ -393,14 +393,21 @@ void MainWindow::reviewAndApply() {
   }
   // The engine replays its recorded traffic through the draft; the dialog shows the outcome
   // when it arrives (a closed dialog drops the reply).
-  client_->send({"SL.POLICY", "SIMULATE", yaml.text}, dlg, [dlg](const resp::Value& r) {
+  QStringList apiKeys;
+  for (const PolicySpec* p : {&doc_->base(), &doc_->draft()})
+    for (const auto& [key, tier] : p->api_keys) apiKeys << QString::fromStdString(key);
+  apiKeys.removeDuplicates();
+  client_->send({"SL.POLICY", "SIMULATE", yaml.text}, dlg, [dlg, apiKeys](const resp::Value& r) {
     if (r.is_error()) {
       QString why = QString::fromStdString(r.str);
       if (why.startsWith(QLatin1String("ERR "))) why = why.mid(4);
       return dlg->setSimulationUnavailable(why);
     }
     QString error;
-    if (auto sim = parseSimulation(r.str, &error)) return dlg->setSimulation(*sim);
+    if (auto sim = parseSimulation(r.str, &error)) {
+      sim->maskApiKeys(apiKeys);
+      return dlg->setSimulation(*sim);
+    }
     dlg->setSimulationUnavailable(error);
   });
 }
