@@ -25,6 +25,7 @@
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
 #include "ui/diff_dialog.h"
+#include "ui/error_list.h"
 #include "ui/main_window.h"
 #include "ui/models_tab.h"
 #include "ui/settings_tab.h"
@@ -58,6 +59,8 @@ resources:
       - {name: daily, algorithm: fixed_window, limit: 100000, window: 1d, cost: tokens, shadow: true}
     warmup: {factor: 0.5, duration: 2m}
 )";
+
+const QStringList kAlikeKeys{"acme-prod-key", "beta-prod-key", "team-x.label"};
 
 PolicySpec parsed(const char* yaml = kPolicy) {
   auto r = parse_policy(yaml, "test");
@@ -1260,6 +1263,50 @@ class TestAdminModels : public QObject {
     QVERIFY(std::all_of(points.begin(), points.end(), [](const auto& p) { return p.known; }));
     QCOMPARE(pointAt(points, t + 5).blocked, uint64_t{2});
     QCOMPARE(live.history().restartSecond(), int64_t{-1});
+  }
+
+  // A problem's path names an API key ("api_keys.<key>"): shown masked, told apart from its
+  // look-alikes; other paths as they are.
+  void problemPathsMaskApiKeys_data() {
+    QTest::addColumn<QString>("path");
+    QTest::addColumn<QString>("shown");
+    const QString acme = maskApiKey(QStringLiteral("acme-prod-key"), kAlikeKeys);
+    QTest::newRow("not a key") << "tiers.premium.multiplier"
+                               << "tiers.premium.multiplier";
+    QTest::newRow("a key") << "api_keys.acme-prod-key"
+                           << "api_keys." + acme;
+    QTest::newRow("its label") << "api_keys.acme-prod-key.label"
+                               << "api_keys." + acme + ".label";
+    QTest::newRow("a key ending in .label") << "api_keys.team-x.label"
+                                            << "api_keys." + maskApiKey("team-x.label", kAlikeKeys);
+    QTest::newRow("a key not in the policy") << "api_keys.unknown-key-9999"
+                                             << "api_keys....9999";
+  }
+
+  void problemPathsMaskApiKeys() {
+    QFETCH(QString, path);
+    QFETCH(QString, shown);
+    QCOMPARE(shownPath(path, kAlikeKeys), shown);
+  }
+
+  // Through the Problems panel and the review's problem list: a key mapped to a missing tier is
+  // never shown in full, and two look-alike keys are two different lines.
+  void problemsNeverShowAFullApiKey() {
+    QVERIFY(doc_->edit(QStringLiteral("keys to a missing tier"),
+                       [](PolicySpec& p) {
+                         p.api_keys["acme-prod-key"] = "gold";
+                         p.api_keys["beta-prod-key"] = "gold";
+                         return Status::Ok();
+                       })
+                .ok());
+    ErrorList list(doc_.get());
+    QStringList lines;
+    for (int i = 0; i < list.count(); ++i) lines << list.item(i)->text();
+    QCOMPARE(lines.size(), 2);
+    for (const QString& line : lines)
+      QVERIFY2(!line.contains(QStringLiteral("prod")), qPrintable(line));
+    QVERIFY(lines[0] != lines[1]);
+    QVERIFY2(lines[0].contains(QStringLiteral("api_keys....-key #")), qPrintable(lines[0]));
   }
 
   // SL.POLICY SIMULATE's reply, as the review dialog reads it.

@@ -92,6 +92,23 @@ QStringList policyDiff(const PolicySpec& before, const PolicySpec& after) {
   return out;
 }
 
+QString shownPath(const QString& path, const QStringList& keys) {
+  const QString prefix = QStringLiteral("api_keys.");
+  if (!path.startsWith(prefix)) return path;
+  const QString rest = path.mid(prefix.size());
+  const QString label = QStringLiteral(".label");
+  if (keys.contains(rest) || !rest.endsWith(label)) return prefix + maskApiKey(rest, keys);
+  return prefix + maskApiKey(rest.chopped(label.size()), keys) + label;
+}
+
+QStringList apiKeysOf(const PolicySpec& spec) {
+  QStringList keys;
+  for (const auto& [key, tier] : spec.api_keys) keys << QString::fromStdString(key);
+  for (const auto& [key, label] : spec.api_key_labels)
+    if (!spec.api_keys.contains(key)) keys << QString::fromStdString(key);
+  return keys;
+}
+
 QString formatNumber(double value) { return QString::number(value, 'g', 12); }
 
 }  // namespace sluice::admin

@@ -41,6 +41,13 @@ ApiKeyMask apiKeyMask(const PolicySpec& a, const PolicySpec& b);
 // diff_policies(before, after) with those keys, as the GUI shows it.
 QStringList policyDiff(const PolicySpec& before, const PolicySpec& after);
 
+// A policy path as people may see it: an API key in it ("api_keys.<key>",
+// "api_keys.<key>.label", as the validator names them) masked with maskApiKey(key, keys);
+// other paths as they are.
+QString shownPath(const QString& path, const QStringList& keys);
+// Every API key of `spec` (mapped or only labelled), for maskApiKey and shownPath.
+QStringList apiKeysOf(const PolicySpec& spec);
+
 // A multiplier as a short number ("5", "0.2").
 QString formatNumber(double value);
 

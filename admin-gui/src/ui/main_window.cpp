@@ -23,6 +23,7 @@
 #include "core/consequences.h"
 #include "core/live_models.h"
 #include "core/policy_document.h"
+#include "core/policy_names.h"
 #include "core/policy_session.h"
 #include "core/simulation.h"
 #include "core/stats_poller.h"
@@ -378,7 +379,9 @@ void MainWindow::reviewAndApply() {
   }
   QStringList problems;
   for (const auto& e : doc_->errors())
-    problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
+    problems << (e.path.isEmpty() ? e.text()
+                                  : shownPath(e.path, apiKeysOf(doc_->draft())) +
+                                        QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
   dlg->setConsequences(draftConsequences(doc_->base(), doc_->draft()));
   const PolicyTextEdit yaml = doc_->draftText();
