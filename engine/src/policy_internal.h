@@ -58,7 +58,7 @@ std::string api_key_problem(std::string_view key);
 std::string text_problem(std::string_view text);
 
 // An API key as it may appear in messages and logs: only its last characters.
-std::string mask_api_key(std::string_view key);
+using sluice::mask_api_key;
 
 // Shortest text that reads back to the same double ("5", "0.2", "1.5").
 std::string format_number(double value);

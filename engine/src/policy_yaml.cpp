@@ -198,12 +198,6 @@ std::string text_problem(std::string_view text) {
   return "";
 }
 
-std::string mask_api_key(std::string_view key) {
-  // Short keys would be revealed almost entirely by their last 4 characters.
-  if (key.size() < 8) return "...";
-  return "..." + std::string(key.substr(key.size() - 4));
-}
-
 std::string format_number(double value) { return fmt::format("{}", value); }
 
 std::string child_path(std::string_view parent, std::string_view key) {
@@ -501,6 +495,10 @@ std::string policy_to_yaml(const PolicySpec& spec) {
 
 namespace {
 
+constexpr std::string_view kArrow = " → ";
+// Longer texts (descriptions, labels) are cut to this many characters in a change line.
+constexpr size_t kQuotedChars = 60;
+
 template <typename T>
 std::string show(const T& v) {
   return fmt::format("{}", v);
@@ -508,12 +506,63 @@ std::string show(const T& v) {
 std::string show(bool v) { return v ? "true" : "false"; }
 std::string show(double v) { return pd::format_number(v); }
 
-template <typename T>
-void changed(std::vector<std::string>& out, std::string_view what, std::string_view field,
-             const T& before, const T& after) {
-  if (before == after) return;
-  out.push_back(fmt::format("{}: {} {} -> {}", what, field, show(before), show(after)));
+// A text for people in a change line: quoted, on one line, cut to kQuotedChars with "…".
+std::string quoted_text(std::string_view text) {
+  std::string out = "\"";
+  size_t chars = 0;
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    if (chars == kQuotedChars - 1 && text.size() - i > len) {
+      out += "…";
+      break;
+    }
+    if (c == '\n' || c == '\r' || c == '\t') {
+      out += ' ';
+    } else {
+      if (c == '"' || c == '\\') out += '\\';
+      out.append(text.substr(i, len));
+    }
+    i += len;
+    ++chars;
+  }
+  return out + "\"";
 }
+
+// Collects the changes: a value changed in place has its field and both values; an added or
+// removed item only its line.
+class Changes {
+ public:
+  explicit Changes(const ApiKeyMask& mask) : mask_(mask) {}
+
+  void line(std::string what, std::string text) {
+    out_.push_back({std::move(what), {}, {}, {}, std::move(text)});
+  }
+  // "what: field before → after"; with `unnamed`, "what: before → after" (the field is what
+  // names: "resource predict: limit per_minute: 10 → 20").
+  void value(std::string_view what, std::string_view field, std::string before, std::string after,
+             bool unnamed = false) {
+    std::string text = unnamed ? fmt::format("{}: {}{}{}", what, before, kArrow, after)
+                               : fmt::format("{}: {} {}{}{}", what, field, before, kArrow, after);
+    out_.push_back({std::string(what), std::string(field), std::move(before), std::move(after),
+                    std::move(text)});
+  }
+  template <typename T>
+  void changed(std::string_view what, std::string_view field, const T& before, const T& after) {
+    if (before != after) value(what, field, show(before), show(after));
+  }
+  // A text for people, quoted and cut short: description "Fast model" → "Fast model, EU".
+  void text(std::string_view what, std::string_view field, const std::string& before,
+            const std::string& after) {
+    if (before != after) value(what, field, quoted_text(before), quoted_text(after));
+  }
+  std::string key(const std::string& k) const { return mask_ ? mask_(k) : mask_api_key(k); }
+  std::vector<PolicyChange> take() { return std::move(out_); }
+
+ private:
+  const ApiKeyMask& mask_;
+  std::vector<PolicyChange> out_;
+};
 
 std::string describe_limit(const LimitSpec& l) {
   const std::string amount = l.unit == kUnitUsd ? "$" + pd::format_scaled_decimal(l.limit, 6)
@@ -530,8 +579,8 @@ std::string describe_limit(const LimitSpec& l) {
   return s;
 }
 
-void diff_limits(std::vector<std::string>& out, const std::string& what,
-                 const std::vector<LimitSpec>& before, const std::vector<LimitSpec>& after) {
+void diff_limits(Changes& out, const std::string& what, const std::vector<LimitSpec>& before,
+                 const std::vector<LimitSpec>& after) {
   auto find = [](const std::vector<LimitSpec>& v, const std::string& name) -> const LimitSpec* {
     for (const auto& l : v) {
       if (l.name == name) return &l;
@@ -541,104 +590,99 @@ void diff_limits(std::vector<std::string>& out, const std::string& what,
   for (const auto& b : before) {
     const LimitSpec* a = find(after, b.name);
     if (a == nullptr) {
-      out.push_back(fmt::format("{}: limit {} removed", what, b.name));
+      out.line(what, fmt::format("{}: limit {} removed", what, b.name));
       continue;
     }
     const std::string lw = fmt::format("{}: limit {}", what, b.name);
     if (a->algorithm != b.algorithm) {
-      out.push_back(fmt::format("{}: algorithm {} -> {}", lw, pd::algorithm_to_name(b.algorithm),
-                                pd::algorithm_to_name(a->algorithm)));
+      out.value(lw, "algorithm", std::string(pd::algorithm_to_name(b.algorithm)),
+                std::string(pd::algorithm_to_name(a->algorithm)));
     }
     if (a->limit != b.limit) {
       auto amount = [](const LimitSpec& l) {
         return l.unit == kUnitUsd ? "$" + pd::format_scaled_decimal(l.limit, 6)
                                   : std::to_string(l.limit);
       };
-      out.push_back(fmt::format("{}: {} -> {}", lw, amount(b), amount(*a)));
+      out.value(lw, "limit", amount(b), amount(*a), true);
     }
     if (window_text(*a, true) != window_text(b, true)) {
-      out.push_back(
-          fmt::format("{}: window {} -> {}", lw, window_text(b, true), window_text(*a, true)));
+      out.value(lw, "window", window_text(b, true), window_text(*a, true));
     }
-    changed(out, lw, "burst", b.burst, a->burst);
-    if (a->unit != b.unit) out.push_back(fmt::format("{}: cost {} -> {}", lw, b.unit, a->unit));
+    out.changed(lw, "burst", b.burst, a->burst);
+    out.changed(lw, "cost", b.unit, a->unit);
     if (a->overdraft != b.overdraft) {
       auto text = [](int64_t v) { return v < 0 ? std::string("none") : std::to_string(v); };
-      out.push_back(
-          fmt::format("{}: overdraft {} -> {}", lw, text(b.overdraft), text(a->overdraft)));
+      out.value(lw, "overdraft", text(b.overdraft), text(a->overdraft));
     }
-    changed(out, lw, "shadow", b.shadow, a->shadow);
-    changed(out, lw, "per resource", b.per_resource, a->per_resource);
-    changed(out, lw, "reserve share", b.reserve.share, a->reserve.share);
-    changed(out, lw, "reserve min_priority", b.reserve.min_priority, a->reserve.min_priority);
+    out.changed(lw, "shadow", b.shadow, a->shadow);
+    out.changed(lw, "per resource", b.per_resource, a->per_resource);
+    out.changed(lw, "reserve share", b.reserve.share, a->reserve.share);
+    out.changed(lw, "reserve min_priority", b.reserve.min_priority, a->reserve.min_priority);
   }
   for (const auto& a : after) {
     if (find(before, a.name) == nullptr) {
-      out.push_back(fmt::format("{}: limit {} added ({})", what, a.name, describe_limit(a)));
+      out.line(what, fmt::format("{}: limit {} added ({})", what, a.name, describe_limit(a)));
     }
   }
 }
 
-void diff_warmup(std::vector<std::string>& out, const std::string& what, const WarmupSpec& b,
-                 const WarmupSpec& a) {
+void diff_warmup(Changes& out, const std::string& what, const WarmupSpec& b, const WarmupSpec& a) {
   if (b.enabled != a.enabled) {
-    out.push_back(fmt::format("{}: warmup {}", what, a.enabled ? "enabled" : "disabled"));
+    out.line(what, fmt::format("{}: warmup {}", what, a.enabled ? "enabled" : "disabled"));
   }
   const std::string ww = what + ": warmup";
-  changed(out, ww, "factor", b.factor, a.factor);
+  out.changed(ww, "factor", b.factor, a.factor);
   if (b.duration_ms != a.duration_ms) {
-    out.push_back(fmt::format("{}: duration {} -> {}", ww, format_duration_ms(b.duration_ms),
-                              format_duration_ms(a.duration_ms)));
+    out.value(ww, "duration", format_duration_ms(b.duration_ms), format_duration_ms(a.duration_ms));
   }
-  changed(out, ww, "ramp", b.ramp, a.ramp);
+  out.changed(ww, "ramp", b.ramp, a.ramp);
   if (b.start_cold != a.start_cold) {
-    out.push_back(fmt::format("{}: start {} -> {}", ww, b.start_cold ? "cold" : "warm",
-                              a.start_cold ? "cold" : "warm"));
+    out.value(ww, "start", b.start_cold ? "cold" : "warm", a.start_cold ? "cold" : "warm");
   }
 }
 
-void diff_override(std::vector<std::string>& out, const std::string& what, const TierOverride& b,
+void diff_override(Changes& out, const std::string& what, const TierOverride& b,
                    const TierOverride& a) {
   auto mult = [](const std::optional<double>& m) {
     return m ? pd::format_number(*m) : std::string("(tier's)");
   };
   if (b.multiplier != a.multiplier) {
-    out.push_back(
-        fmt::format("{}: multiplier {} -> {}", what, mult(b.multiplier), mult(a.multiplier)));
+    out.value(what, "multiplier", mult(b.multiplier), mult(a.multiplier));
   }
-  changed(out, what, "unlimited", b.unlimited, a.unlimited);
+  out.changed(what, "unlimited", b.unlimited, a.unlimited);
   for (const auto& [name, value] : b.limits) {
     auto it = a.limits.find(name);
     if (it == a.limits.end()) {
-      out.push_back(fmt::format("{}: limit {} override removed (was {})", what, name, value));
+      out.line(what, fmt::format("{}: limit {} override removed (was {})", what, name, value));
     } else if (it->second != value) {
-      out.push_back(fmt::format("{}: limit {}: {} -> {}", what, name, value, it->second));
+      out.value(fmt::format("{}: limit {}", what, name), "limit", std::to_string(value),
+                std::to_string(it->second), true);
     }
   }
   for (const auto& [name, value] : a.limits) {
     if (!b.limits.contains(name)) {
-      out.push_back(fmt::format("{}: limit {} override added ({})", what, name, value));
+      out.line(what, fmt::format("{}: limit {} override added ({})", what, name, value));
     }
   }
 }
 
-void diff_tier(std::vector<std::string>& out, const TierSpec& b, const TierSpec& a) {
+void diff_tier(Changes& out, const TierSpec& b, const TierSpec& a) {
   const std::string what = "tier " + b.name;
-  if (b.description != a.description) out.push_back(what + ": description changed");
-  changed(out, what, "multiplier", b.multiplier, a.multiplier);
-  changed(out, what, "unlimited", b.unlimited, a.unlimited);
-  changed(out, what, "priority", b.priority, a.priority);
+  out.text(what, "description", b.description, a.description);
+  out.changed(what, "multiplier", b.multiplier, a.multiplier);
+  out.changed(what, "unlimited", b.unlimited, a.unlimited);
+  out.changed(what, "priority", b.priority, a.priority);
   for (const auto& [resource, ov] : b.overrides) {
     auto it = a.overrides.find(resource);
     if (it == a.overrides.end()) {
-      out.push_back(fmt::format("{}: override for {} removed", what, resource));
+      out.line(what, fmt::format("{}: override for {} removed", what, resource));
     } else {
       diff_override(out, fmt::format("{}: override {}", what, resource), ov, it->second);
     }
   }
   for (const auto& [resource, ov] : a.overrides) {
     if (!b.overrides.contains(resource)) {
-      out.push_back(fmt::format("{}: override for {} added", what, resource));
+      out.line(what, fmt::format("{}: override for {} added", what, resource));
     }
   }
 }
@@ -653,56 +697,58 @@ const T* find_named(const std::vector<T>& v, const std::string& name) {
 
 }  // namespace
 
-std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpec& after) {
-  std::vector<std::string> out;
-  changed(out, "policy", "default_tier", before.default_tier, after.default_tier);
-  if (before.on_storage_failure != after.on_storage_failure) {
-    out.push_back(fmt::format("policy: on_storage_failure {} -> {}",
-                              pd::failure_mode_to_name(before.on_storage_failure),
-                              pd::failure_mode_to_name(after.on_storage_failure)));
-  }
-  if (before.unknown_resource != after.unknown_resource) {
-    out.push_back(fmt::format("policy: unknown_resource {} -> {}",
-                              pd::unknown_mode_to_name(before.unknown_resource),
-                              pd::unknown_mode_to_name(after.unknown_resource)));
-  }
+std::string mask_api_key(std::string_view key) {
+  // Short keys would be revealed almost entirely by their last 4 characters.
+  if (key.size() < 8) return "...";
+  return "..." + std::string(key.substr(key.size() - 4));
+}
+
+std::vector<PolicyChange> policy_changes(const PolicySpec& before, const PolicySpec& after,
+                                         const ApiKeyMask& mask) {
+  Changes out(mask);
+  out.changed("policy", "default_tier", before.default_tier, after.default_tier);
+  out.changed("policy", "on_storage_failure",
+              std::string(pd::failure_mode_to_name(before.on_storage_failure)),
+              std::string(pd::failure_mode_to_name(after.on_storage_failure)));
+  out.changed("policy", "unknown_resource",
+              std::string(pd::unknown_mode_to_name(before.unknown_resource)),
+              std::string(pd::unknown_mode_to_name(after.unknown_resource)));
   diff_limits(out, "default limits", before.default_limits, after.default_limits);
-  if (before.lease_ttl_ms != after.lease_ttl_ms) {
-    out.push_back(fmt::format("policy: lease_ttl {} -> {}", format_duration_ms(before.lease_ttl_ms),
-                              format_duration_ms(after.lease_ttl_ms)));
-  }
-  if (before.lease_ttl_max_ms != after.lease_ttl_max_ms) {
-    auto shown = [](int64_t ms) { return ms ? format_duration_ms(ms) : std::string("lease_ttl"); };
-    out.push_back(fmt::format("policy: lease_ttl_max {} -> {}", shown(before.lease_ttl_max_ms),
-                              shown(after.lease_ttl_max_ms)));
-  }
+  out.changed("policy", "lease_ttl", format_duration_ms(before.lease_ttl_ms),
+              format_duration_ms(after.lease_ttl_ms));
+  auto shown = [](int64_t ms) { return ms ? format_duration_ms(ms) : std::string("lease_ttl"); };
+  out.changed("policy", "lease_ttl_max", shown(before.lease_ttl_max_ms),
+              shown(after.lease_ttl_max_ms));
 
   for (const auto& b : before.tiers) {
     const TierSpec* a = find_named(after.tiers, b.name);
     if (a == nullptr) {
-      out.push_back(fmt::format("tier {}: removed", b.name));
+      out.line("tier " + b.name, fmt::format("tier {}: removed", b.name));
     } else {
       diff_tier(out, b, *a);
     }
   }
   for (const auto& a : after.tiers) {
     if (find_named(before.tiers, a.name) == nullptr) {
-      out.push_back(fmt::format("tier {}: added (multiplier {}{})", a.name,
-                                pd::format_number(a.multiplier), a.unlimited ? ", unlimited" : ""));
+      out.line("tier " + a.name,
+               fmt::format("tier {}: added (multiplier {}{})", a.name,
+                           pd::format_number(a.multiplier), a.unlimited ? ", unlimited" : ""));
     }
   }
 
   for (const auto& [key, tier] : before.api_keys) {
+    const std::string what = "api key " + out.key(key);
     auto it = after.api_keys.find(key);
     if (it == after.api_keys.end()) {
-      out.push_back(fmt::format("api key {}: removed (was {})", pd::mask_api_key(key), tier));
+      out.line(what, fmt::format("{}: removed (was {})", what, tier));
     } else if (it->second != tier) {
-      out.push_back(fmt::format("api key {}: {} -> {}", pd::mask_api_key(key), tier, it->second));
+      out.value(what, "tier", tier, it->second);
     }
   }
   for (const auto& [key, tier] : after.api_keys) {
     if (!before.api_keys.contains(key)) {
-      out.push_back(fmt::format("api key {}: added ({})", pd::mask_api_key(key), tier));
+      const std::string what = "api key " + out.key(key);
+      out.line(what, fmt::format("{}: added ({})", what, tier));
     }
   }
   auto label_of = [](const PolicySpec& p, const std::string& key) {
@@ -711,19 +757,17 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
   };
   for (const auto& [key, tier] : after.api_keys) {
     const std::string b = before.api_keys.contains(key) ? label_of(before, key) : std::string();
-    const std::string a = label_of(after, key);
-    if (a == b) continue;
-    out.push_back(fmt::format("api key {}: label '{}' -> '{}'", pd::mask_api_key(key), b, a));
+    out.text("api key " + out.key(key), "label", b, label_of(after, key));
   }
 
   for (const auto& b : before.resources) {
     const ResourceSpec* a = find_named(after.resources, b.name);
     const std::string what = "resource " + b.name;
     if (a == nullptr) {
-      out.push_back(what + ": removed");
+      out.line(what, what + ": removed");
       continue;
     }
-    if (b.description != a->description) out.push_back(what + ": description changed");
+    out.text(what, "description", b.description, a->description);
     if (b.prices != a->prices) {
       auto text = [](const std::map<std::string, int64_t>& prices) {
         std::string t;
@@ -732,23 +776,31 @@ std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpe
                            pd::format_scaled_decimal(picos, 12));
         return t.empty() ? std::string("none") : t;
       };
-      out.push_back(fmt::format("{}: prices {} -> {}", what, text(b.prices), text(a->prices)));
+      out.value(what, "prices", text(b.prices), text(a->prices));
     }
     diff_limits(out, what, b.limits, a->limits);
     diff_warmup(out, what, b.warmup, a->warmup);
     if (b.queue != a->queue) {
-      out.push_back(
-          fmt::format("{}: queue max_wait {} max_waiters {} -> max_wait {} max_waiters {}", what,
-                      format_duration_ms(b.queue.max_wait_ms), b.queue.max_waiters,
-                      format_duration_ms(a->queue.max_wait_ms), a->queue.max_waiters));
+      auto text = [](const QueueSpec& q) {
+        return fmt::format("max_wait {} max_waiters {}", format_duration_ms(q.max_wait_ms),
+                           q.max_waiters);
+      };
+      out.value(what, "queue", text(b.queue), text(a->queue));
     }
   }
   for (const auto& a : after.resources) {
     if (find_named(before.resources, a.name) == nullptr) {
-      out.push_back(fmt::format("resource {}: added ({} limit{})", a.name, a.limits.size(),
-                                a.limits.size() == 1 ? "" : "s"));
+      out.line("resource " + a.name, fmt::format("resource {}: added ({} limit{})", a.name,
+                                                 a.limits.size(), a.limits.size() == 1 ? "" : "s"));
     }
   }
+  return out.take();
+}
+
+std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpec& after,
+                                       const ApiKeyMask& mask) {
+  std::vector<std::string> out;
+  for (auto& c : policy_changes(before, after, mask)) out.push_back(std::move(c.text));
   return out;
 }
 

@@ -562,7 +562,7 @@ class TestAdminEngine : public QObject {
     auto* dlg = w.findChild<DiffDialog*>();
     QVERIFY(dlg);
     QVERIFY(dlg->findChild<QPlainTextEdit*>()->toPlainText().contains(
-        QStringLiteral("tier premium: multiplier 5 -> 6")));
+        QStringLiteral("tier premium: multiplier 5 → 6")));
     // What that does, compiled: every premium limit, before -> after.
     QVERIFY2(dlg->consequencesText().contains(
                  QStringLiteral("predict · premium · per_minute: 10 → 12")) &&

@@ -9,6 +9,9 @@
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QLineSeries>
+#include <QScatterSeries>
+#include <QTableView>
 #include <QValueAxis>
 #include <QtTest>
 #include <cmath>
@@ -19,6 +22,7 @@
 #include "core/stats_poller.h"
 #include "core/warmup_overview.h"
 #include "engine_process.h"
+#include "sluice/stats.h"
 #include "ui/live_chart_view.h"
 #include "ui/live_tab.h"
 
@@ -220,6 +224,139 @@ class TestAdminLive : public QObject {
     QCOMPARE(c.curves.back().y.back(), 1.0 + 2 + 3);
   }
 
+  // A denial is never drawn as nothing: in the blocked charts (per second and %) every value
+  // above 0 is drawn at least kMinVisibleBlockedShare of the axis high and says so on hover;
+  // values above the axis are drawn at its top and said to be above it; 0 stays 0.
+  void aDenialIsNeverDrawnAsNothing_data() {
+    QTest::addColumn<int>("range");
+    QTest::addColumn<bool>("splitByModel");
+    QTest::addColumn<bool>("clip");
+    QTest::addColumn<int>("raisedPerSecond");  // points drawn raised in blocked per second
+    QTest::addColumn<int>("raisedPercent");    // ... in blocked %
+    QTest::addColumn<bool>("clipped");
+    // predict: a burst of 4000 denials at kT-10 and one denial at kT-30, nothing allowed;
+    // generate: 5000 allowed a second, and 1 blocked in each of kT-40..kT-35. So 7 seconds
+    // hold a single denial (0.02 % of that second's decisions).
+    // In one minute the 7 single denials make the typical level: the burst is clipped at 5/s,
+    // and the 0.02 % seconds are raised on a blocked-% axis of 1 % (the burst's 44 % clipped).
+    QTest::newRow("1 minute") << 60 << false << true << 0 << 7 << true;
+    // In 15 minutes the typical level is 0: the axis reaches 4000/s and the 7 single denials
+    // would be 1/4000 of it: raised. Per 15-second bucket they are 7 of 75 007 on a 6 % axis.
+    QTest::newRow("15 minutes") << 900 << false << true << 7 << 1 << false;
+    QTest::newRow("15 minutes per model") << 900 << true << true << 7 << 1 << false;
+    // Clipping off: the axis fits the burst in both charts, so every single denial is raised.
+    QTest::newRow("1 minute, clipping off") << 60 << false << false << 7 << 7 << false;
+  }
+
+  void aDenialIsNeverDrawnAsNothing() {
+    QFETCH(int, range);
+    QFETCH(bool, splitByModel);
+    QFETCH(bool, clip);
+    QFETCH(int, raisedPerSecond);
+    QFETCH(int, raisedPercent);
+    QFETCH(bool, clipped);
+    LiveStats live;
+    ingest(live,
+           statsReply(kT, 900,
+                      {{"predict", "free", "per_minute", constant(0),
+                        [](int64_t s) { return s == kT - 10   ? 4000u
+                                               : s == kT - 30 ? 1u
+                                                              : 0u; }},
+                       {"generate", "free", "tokens", constant(5000),
+                        [](int64_t s) { return s >= kT - 40 && s <= kT - 35 ? 1u : 0u; }}}));
+    live.setRange(range);
+    live.setClipBursts(clip);
+    if (splitByModel) live.setSplit(SplitBy::kResource);
+    const LiveCharts charts = live.charts();
+    const auto check = [&](const ChartData& d, int expectRaised) {
+      int raised = 0, nonZero = 0;
+      for (const auto& curve : d.curves) {
+        for (size_t i = 0; i < d.x.size(); ++i) {
+          const double v = curve.y[i];
+          if (std::isnan(v)) continue;
+          const double drawn = d.drawnY(curve, i);
+          if (v == 0) {
+            QCOMPARE(drawn, 0.0);
+            continue;
+          }
+          ++nonZero;
+          QVERIFY2(drawn >= kMinVisibleBlockedShare * d.scale.top,
+                   qPrintable(QStringLiteral("%1 at %2 drawn at %3 of %4")
+                                  .arg(curve.name)
+                                  .arg(clock(d.x[i]))
+                                  .arg(drawn)
+                                  .arg(d.scale.top)));
+          QVERIFY(drawn <= d.scale.top);
+          if (d.raised(curve, i)) {
+            ++raised;
+            QVERIFY(d.hoverText(static_cast<int>(i)).contains(QStringLiteral("drawn raised")));
+          }
+          if (v > d.scale.top)
+            QVERIFY(d.hoverText(static_cast<int>(i)).contains(QStringLiteral("above the axis")));
+        }
+      }
+      QVERIFY(nonZero > 0);
+      QCOMPARE(raised, expectRaised);
+    };
+    check(charts.blocked, raisedPerSecond);
+    check(charts.blockedPercent, raisedPercent);
+    QCOMPARE(charts.blocked.scale.clipped, clipped);
+    // Allowed traffic is drawn as it is: no minimum there.
+    QCOMPARE(charts.allowed.minVisibleShare, 0.0);
+  }
+
+  // The widget draws the raised points where drawnY says and marks them with dots; a clipped
+  // blocked burst is drawn at the top and marked with a triangle.
+  void chartViewRaisesSmallDenialsAndMarksClippedOnes() {
+    LiveStats live;
+    ingest(live,
+           statsReply(kT, 900, {{"predict", "free", "per_minute", constant(100), [](int64_t s) {
+                                   return s == kT - 10 ? 5000u : s == kT - 20 ? 0u : 10u;
+                                 }}}));
+    live.setRange(60);
+    LiveCharts charts = live.charts();
+    LiveChartView view(QStringLiteral("Blocked per second"), QStringLiteral("per second"));
+    view.resize(600, 300);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    const auto marks = [&](const QString& name) -> QList<QPointF> {
+      for (QAbstractSeries* s : view.chart()->series())
+        if (s->name() == name && s->isVisible()) return static_cast<QScatterSeries*>(s)->points();
+      return {};
+    };
+    // A clipped burst: the triangle at the axis' top.
+    view.setData(charts.blocked, {QPen(Qt::red)}, -1);
+    QVERIFY(charts.blocked.scale.clipped);
+    const QList<QPointF> clippedMarks = marks(QStringLiteral("above the axis"));
+    QCOMPARE(clippedMarks.size(), 1);
+    QCOMPARE(clippedMarks.front().y(), charts.blocked.scale.top);
+    QVERIFY(marks(QStringLiteral("too few to see: raised")).isEmpty());
+    // One denial under an axis of thousands (clipping off): raised and marked with a dot.
+    ingest(live,
+           statsReply(kT + 2, 1, {{"predict", "free", "per_minute", constant(0), constant(1)}}));
+    live.setClipBursts(false);
+    charts = live.charts();
+    const double top = charts.blocked.scale.top;
+    QVERIFY2(top >= 5000 && !charts.blocked.scale.clipped, qPrintable(QString::number(top)));
+    view.setData(charts.blocked, {QPen(Qt::red)}, -1);
+    const QList<QPointF> dots = marks(QStringLiteral("too few to see: raised"));
+    QVERIFY(!dots.isEmpty());
+    bool seenTheLastDenial = false;
+    for (const QPointF& p : dots) {
+      QCOMPARE(p.y(), kMinVisibleBlockedShare * top);
+      seenTheLastDenial = seenTheLastDenial || p.x() == (kT + 2) * 1000.0;
+    }
+    QVERIFY(seenTheLastDenial);
+    // The line itself goes up there (the first series is the blocked curve's first run).
+    bool lineRaised = false;
+    for (QAbstractSeries* s : view.chart()->series())
+      if (auto* line = qobject_cast<QLineSeries*>(s);
+          line && s->name() == QStringLiteral("blocked"))
+        for (const QPointF& p : line->points())
+          lineRaised = lineRaised || (p.x() == (kT + 2) * 1000.0 && p.y() > 0);
+    QVERIFY(lineRaised);
+  }
+
   // Blocked % is blocked / (allowed + blocked) per bucket of range/60 seconds; a bucket with
   // nothing decided has no value (not 0 %), one no engine reported is "no data".
   void blockedPercentPerBucket_data() {
@@ -414,6 +551,46 @@ class TestAdminLive : public QObject {
     QVERIFY(clip && clip->isChecked());
     clip->setChecked(false);
     QVERIFY(!live.chartOptions().clipBursts);
+  }
+
+  // From a blocked subject's row, "Show this model's charts" filters the tab (charts, totals,
+  // tables) to the model it was blocked on.
+  void aBlockedRowShowsItsModelsCharts() {
+    Stats stats;
+    auto predict = stats.series("predict", "free", "per_minute");
+    auto generate = stats.series("generate", "free", "tokens");
+    const int64_t t0 = kT * 1000;
+    for (int s = 0; s < 5; ++s) {
+      Stats::record(predict.get(), Outcome::kAllowed, t0 + s * 1000);
+      Stats::record(generate.get(), Outcome::kDenied, t0 + s * 1000);
+    }
+    stats.record_blocked("generate", "10.0.0.7", "free", "tokens", t0 + 3000);
+    auto snap = parseStatsJson(stats.to_json(t0 + 4000, 900));
+    QVERIFY2(snap.ok(), snap.status().message().c_str());
+    LiveStats live;
+    AdminClient neverConnected;
+    StatsPoller poller(&neverConnected, &live);
+    LiveTab tab(&live, &poller);
+    tab.resize(1100, 700);
+    tab.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&tab));
+    live.ingest(snap.value());
+    QCOMPARE(tab.blockedChart()->data().curves.size(), size_t(2));  // blocked, shadow
+    QTableView* top = nullptr;
+    for (auto* view : tab.findChildren<QTableView*>())
+      if (view->model() == live.topModel()) top = view;
+    QVERIFY(top != nullptr);
+    QCOMPARE(live.topModel()->rowCount(), 1);
+    top->setCurrentIndex(live.topModel()->index(0, 0));
+    QAction* show = nullptr;
+    for (QAction* a : top->actions())
+      if (a->text() == QStringLiteral("Show this model's charts")) show = a;
+    QVERIFY(show != nullptr);
+    QCOMPARE(live.chartOptions().resource, std::string());
+    show->trigger();
+    QCOMPARE(live.chartOptions().resource, std::string("generate"));
+    // predict's allowed requests are no longer in the chart.
+    for (double v : tab.allowedChart()->data().curves.front().y) QVERIFY(std::isnan(v) || v == 0);
   }
 
   // The warm-up overview's rows: the policy's resources with warm-up settings, each with the

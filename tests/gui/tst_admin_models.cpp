@@ -25,6 +25,7 @@
 #include "core/yaml_locator.h"
 #include "sluice/stats.h"
 #include "ui/diff_dialog.h"
+#include "ui/error_list.h"
 #include "ui/main_window.h"
 #include "ui/models_tab.h"
 #include "ui/settings_tab.h"
@@ -58,6 +59,8 @@ resources:
       - {name: daily, algorithm: fixed_window, limit: 100000, window: 1d, cost: tokens, shadow: true}
     warmup: {factor: 0.5, duration: 2m}
 )";
+
+const QStringList kAlikeKeys{"acme-prod-key", "beta-prod-key", "team-x.label"};
 
 PolicySpec parsed(const char* yaml = kPolicy) {
   auto r = parse_policy(yaml, "test");
@@ -130,7 +133,7 @@ class TestAdminModels : public QObject {
     QVERIFY(m.setData(mult, QStringLiteral("6"), Qt::EditRole));
     QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 6.0);
     QVERIFY(doc_->isDirty());
-    QCOMPARE(doc_->diff(), QStringList{QStringLiteral("tier premium: multiplier 5 -> 6")});
+    QCOMPARE(doc_->diff(), QStringList{QStringLiteral("tier premium: multiplier 5 → 6")});
     QCOMPARE(m.data(mult, Qt::DisplayRole).toString(), QStringLiteral("6"));
     doc_->undoStack()->undo();
     QCOMPARE(findTier(doc_->draft(), "premium")->multiplier, 5.0);
@@ -147,6 +150,58 @@ class TestAdminModels : public QObject {
     QCOMPARE(refused.count(), 1);
     QVERIFY(refused.at(0).at(0).toString().contains(QStringLiteral("not a number")));
     QVERIFY(!doc_->isDirty());
+  }
+
+  // The Priority column: a whole number is a draft edit (one undo step, in the review's
+  // changed settings); one outside -1000..1000 is kept with the validator's message on the
+  // cell; text that is not a whole number is refused with a sentence.
+  void tierPriorityIsEditedValidatedAndReviewed_data() {
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<bool>("accepted");
+    QTest::addColumn<qlonglong>("stored");
+    QTest::addColumn<QString>("error");
+    QTest::newRow("raised") << "10" << true << 10LL << "";
+    QTest::newRow("negative") << " -5 " << true << -5LL << "";
+    QTest::newRow("out of range") << "1001" << true << 1001LL
+                                  << "priority must be between -1000 and 1000, got 1001";
+    QTest::newRow("not a number") << "high" << false << 0LL << "not a whole number";
+    QTest::newRow("a fraction") << "2.5" << false << 0LL << "not a whole number";
+  }
+
+  void tierPriorityIsEditedValidatedAndReviewed() {
+    QFETCH(QString, text);
+    QFETCH(bool, accepted);
+    QFETCH(qlonglong, stored);
+    QFETCH(QString, error);
+    TierTableModel m(doc_.get());
+    QAbstractItemModelTester tester(&m, QAbstractItemModelTester::FailureReportingMode::QtTest);
+    QSignalSpy refused(&m, &DraftTableModel::editRefused);
+    const QModelIndex cell = m.index(
+        find(m, TierTableModel::kName, QStringLiteral("premium")).row(), TierTableModel::kPriority);
+    QCOMPARE(m.headerData(TierTableModel::kPriority, Qt::Horizontal, Qt::DisplayRole).toString(),
+             QStringLiteral("Priority"));
+    QCOMPARE(cell.data().toString(), QStringLiteral("0"));
+    QVERIFY(m.flags(cell).testFlag(Qt::ItemIsEditable));
+    QCOMPARE(m.setData(cell, text, Qt::EditRole), accepted);
+    QCOMPARE(findTier(doc_->draft(), "premium")->priority, stored);
+    if (!accepted) {
+      QCOMPARE(refused.count(), 1);
+      QVERIFY2(refused.first().first().toString().contains(error),
+               qPrintable(refused.first().first().toString()));
+      QVERIFY(!doc_->isDirty());
+      return;
+    }
+    QCOMPARE(cell.data().toString(), QString::number(stored));
+    QCOMPARE(cell.data(DraftTableModel::ErrorRole).toString().contains(error), true);
+    QCOMPARE(cell.data(DraftTableModel::ErrorRole).isValid(), !error.isEmpty());
+    const QString line = QStringLiteral("tier premium: priority 0 → %1").arg(stored);
+    QCOMPARE(doc_->diff(), QStringList{line});
+    const Consequences c = draftConsequences(doc_->base(), doc_->draft());
+    QCOMPARE(c.settings.size(), 1);
+    QCOMPARE(c.settings[0].text, line);
+    doc_->undoStack()->undo();
+    QCOMPARE(findTier(doc_->draft(), "premium")->priority, 0);
+    QCOMPARE(cell.data().toString(), QStringLiteral("0"));
   }
 
   // A multiplier of 0 is a number but not a valid policy: the draft keeps it and the cell
@@ -412,11 +467,143 @@ class TestAdminModels : public QObject {
     QVERIFY2(draft.contains(from), qPrintable(from));
     draft.replace(from, to);
     const QByteArray b = base.toUtf8(), d = draft.toUtf8();
-    const Consequences c = limitConsequences(parsed(b.constData()), parsed(d.constData()));
+    const Consequences c = draftConsequences(parsed(b.constData()), parsed(d.constData()));
     QVERIFY2(c.unavailable.isEmpty(), qPrintable(c.unavailable));
     QStringList got;
     for (const auto& r : c.rows) got << r.text();
     QCOMPARE(got, rows);
+  }
+
+  // The review's changed settings: every value the draft changes in place, old → new, in the
+  // dialog's consequences (not only in the diff text), even while the effective limits cannot be
+  // computed. The draft is kPolicy with `from` replaced by `to`.
+  void reviewListsChangedSettingsOldToNew_data() {
+    QTest::addColumn<QString>("from");
+    QTest::addColumn<QString>("to");
+    QTest::addColumn<QStringList>("lines");
+    const auto row = [](const char* name, const char* from, const char* to,
+                        const QStringList& lines) {
+      QTest::newRow(name) << QString::fromUtf8(from) << QString::fromUtf8(to) << lines;
+    };
+    row("description", "one prediction", "one forecast",
+        {R"(resource predict: description "one prediction" → "one forecast")"});
+    row("long description", "one prediction",
+        "one prediction of the model served from the GPU pool in the EU region, billed per call",
+        {R"(resource predict: description "one prediction" → )"
+         R"("one prediction of the model served from the GPU pool in the…")"});
+    row("tier description", "Anonymous callers", "Anyone",
+        {R"(tier free: description "Anonymous callers" → "Anyone")"});
+    row("algorithm", "name: tokens, algorithm: token_bucket", "name: tokens, algorithm: gcra",
+        {"resource generate: limit tokens: algorithm token_bucket → gcra"});
+    row("window", "limit: 10, window: 1m", "limit: 10, window: 30s",
+        {"resource predict: limit per_minute: window 1m → 30s"});
+    row("burst", "burst: 2000", "burst: 3000",
+        {"resource generate: limit tokens: burst 2000 → 3000"});
+    row("cost unit", "burst: 2000, cost: tokens", "burst: 2000, cost: output_tokens",
+        {"resource generate: limit tokens: cost tokens → output_tokens"});
+    row("shadow", "cost: tokens, shadow: true", "cost: tokens, shadow: false",
+        {"resource generate: limit daily: shadow true → false"});
+    row("overdraft", "cost: tokens}", "cost: tokens, overdraft: 500}",
+        {"resource generate: limit tokens: overdraft none → 500"});
+    row("tier priority", "multiplier: 5", "multiplier: 5\n    priority: 10",
+        {"tier premium: priority 0 → 10"});
+    row("api key label", "premium-user-key-1234: premium",
+        "premium-user-key-1234: {tier: premium, label: Acme Corp}",
+        {R"(api key ...1234: label "" → "Acme Corp")"});
+    row("warm-up and a setting", "factor: 0.5, duration: 2m", "factor: 0.25, duration: 2m",
+        {"resource generate: warmup: factor 0.5 → 0.25"});
+    row("lease ttl", "default_tier: free", "default_tier: free\nlease_ttl: 2m",
+        {"policy: lease_ttl 1m → 2m"});
+    row("added model: no setting changes", "  generate:\n",
+        "  embed:\n    limits:\n      - {name: m, algorithm: fixed_window, limit: 2, window: 1m}\n"
+        "  generate:\n",
+        {});
+  }
+
+  void reviewListsChangedSettingsOldToNew() {
+    QFETCH(QString, from);
+    QFETCH(QString, to);
+    QFETCH(QStringList, lines);
+    QString draft = QString::fromUtf8(kPolicy);
+    QVERIFY2(draft.contains(from), qPrintable(from));
+    draft.replace(from, to);
+    const QByteArray d = draft.toUtf8();
+    const Consequences c = draftConsequences(parsed(), parsed(d.constData()));
+    QStringList got;
+    for (const auto& s : c.settings) {
+      got << s.text;
+      QCOMPARE(s.text, QStringLiteral("%1: %2 %3 → %4").arg(s.what, s.field, s.before, s.after));
+    }
+    QCOMPARE(got, lines);
+    DiffDialog dlg(policyDiff(parsed(), parsed(d.constData())), {}, 1);
+    dlg.setConsequences(c);
+    for (const QString& line : lines)
+      QVERIFY2(dlg.consequencesText().contains(line), qPrintable(dlg.consequencesText()));
+  }
+
+  // An invalid draft still lists what it changes; only the effective limits are unknown.
+  void reviewListsSettingsOfAnInvalidDraft() {
+    QString draft = QString::fromUtf8(kPolicy);
+    draft.replace(QStringLiteral("limit: 10, window: 1m"), QStringLiteral("limit: 10, window: 2m"));
+    const QByteArray d = draft.toUtf8();
+    PolicySpec broken = parsed(d.constData());
+    broken.tiers[1].multiplier = -1;
+    const Consequences c = draftConsequences(parsed(), broken);
+    QVERIFY(!c.unavailable.isEmpty());
+    QStringList got;
+    for (const auto& s : c.settings) got << s.text;
+    QVERIFY2(got.contains(QStringLiteral("resource predict: limit per_minute: window 1m → 2m")),
+             qPrintable(got.join(u'\n')));
+  }
+
+  // Keys that mask alike are told apart in the review as in the key table: the engine's diff
+  // lines and the changed settings use maskApiKey(key, keys) over both sides' keys.
+  void reviewTellsAlikeKeysApart_data() {
+    QTest::addColumn<bool>("betaInBase");
+    QTest::addColumn<QString>("acmeTier");
+    QTest::addColumn<QString>("acmeLabel");
+    QTest::addColumn<QStringList>("lines");  // %1: acme's mask, %2: beta's
+    QTest::newRow("tier of one, the other added")
+        << false << "premium"
+        << "" << QStringList{"api key %1: tier free → premium", "api key %2: added (free)"};
+    QTest::newRow("label of one, the other kept")
+        << true << "free"
+        << "Acme" << QStringList{R"(api key %1: label "" → "Acme")"};
+  }
+
+  void reviewTellsAlikeKeysApart() {
+    QFETCH(bool, betaInBase);
+    QFETCH(QString, acmeTier);
+    QFETCH(QString, acmeLabel);
+    QFETCH(QStringList, lines);
+    PolicySpec base = parsed();
+    base.api_keys["acme-prod-key"] = "free";
+    if (betaInBase) base.api_keys["beta-prod-key"] = "free";
+    PolicyDocument doc;
+    doc.setRunning(base, 1);
+    QVERIFY(doc.edit(QStringLiteral("keys"),
+                     [&](PolicySpec& p) {
+                       p.api_keys["acme-prod-key"] = acmeTier.toStdString();
+                       if (!acmeLabel.isEmpty())
+                         p.api_key_labels["acme-prod-key"] = acmeLabel.toStdString();
+                       p.api_keys["beta-prod-key"] = "free";
+                       return Status::Ok();
+                     })
+                .ok());
+    const QStringList keys{"acme-prod-key", "beta-prod-key", "premium-user-key-1234", "short"};
+    const QString acme = maskApiKey(QStringLiteral("acme-prod-key"), keys);
+    const QString beta = maskApiKey(QStringLiteral("beta-prod-key"), keys);
+    QVERIFY(acme != beta);
+    QVERIFY2(acme.startsWith(QStringLiteral("...-key #")), qPrintable(acme));
+    QStringList expected;
+    for (QString l : lines)
+      expected << l.replace(QLatin1String("%1"), acme).replace(QLatin1String("%2"), beta);
+    // The diff the review shows (and the "someone else applied" notice).
+    QCOMPARE(doc.diff(), expected);
+    // The changed settings.
+    const Consequences c = draftConsequences(doc.base(), doc.draft());
+    QCOMPARE(c.settings.size(), 1);
+    QCOMPARE(c.settings[0].what, QStringLiteral("api key %1").arg(acme));
   }
 
   // Through the document and the dialog: the rows are shown; an invalid draft gets no numbers
@@ -427,7 +614,7 @@ class TestAdminModels : public QObject {
                           Qt::EditRole));
     {
       DiffDialog dlg(doc_->diff(), {}, 7);
-      dlg.setConsequences(limitConsequences(doc_->base(), doc_->draft()));
+      dlg.setConsequences(draftConsequences(doc_->base(), doc_->draft()));
       QVERIFY(dlg.applyButton()->isEnabled());
       QVERIFY2(dlg.consequencesText().contains(
                    QStringLiteral("generate · premium · tokens: 5000 → 8000")),
@@ -443,7 +630,7 @@ class TestAdminModels : public QObject {
     QStringList problems;
     for (const auto& e : doc_->errors()) problems << e.text();
     DiffDialog dlg(doc_->diff(), problems, 7);
-    const Consequences c = limitConsequences(doc_->base(), doc_->draft());
+    const Consequences c = draftConsequences(doc_->base(), doc_->draft());
     QVERIFY(c.rows.isEmpty());
     QVERIFY(!c.unavailable.isEmpty());
     dlg.setConsequences(c);
@@ -590,7 +777,7 @@ class TestAdminModels : public QObject {
     QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QStringLiteral("load test"),
                       Qt::EditRole));
     QCOMPARE(doc_->draft().api_key_labels.at("short"), std::string("load test"));
-    QVERIFY(doc_->diff().contains(QStringLiteral("api key ...: label '' -> 'load test'")));
+    QVERIFY(doc_->diff().contains(QStringLiteral(R"(api key ...: label "" → "load test")")));
     QVERIFY(m.setData(m.index(shortRow, ApiKeyModel::kLabel), QString(), Qt::EditRole));
     QVERIFY(!doc_->draft().api_key_labels.contains("short"));
     QVERIFY(!doc_->hasErrors());
@@ -712,7 +899,7 @@ class TestAdminModels : public QObject {
     running.tiers[1].multiplier = 2;
     doc.setRunning(running, 3);
     QCOMPARE(*doc.baseVersion(), uint64_t{3});
-    QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 -> 5")});
+    QCOMPARE(doc.diff(), QStringList{QStringLiteral("tier premium: multiplier 2 → 5")});
   }
 
   // What Apply sends and Save writes is the running policy's (or the opened file's) own text
@@ -781,23 +968,22 @@ class TestAdminModels : public QObject {
     QTest::addColumn<QStringList>("diff");
     QTest::newRow("default tier") << "default_tier"
                                   << "premium"
-                                  << QStringList{"policy: default_tier free -> premium"};
+                                  << QStringList{"policy: default_tier free → premium"};
     QTest::newRow("unknown resources allowed")
         << "unknown_resource"
-        << "allow" << QStringList{"policy: unknown_resource deny -> allow"};
+        << "allow" << QStringList{"policy: unknown_resource deny → allow"};
     QTest::newRow("unknown resources get default limits")
         << "unknown_resource"
         << "default_limits"
-        << QStringList{"policy: unknown_resource deny -> default_limits",
+        << QStringList{"policy: unknown_resource deny → default_limits",
                        "default limits: limit per_minute added (fixed_window 60 requests per 1m)"};
     QTest::newRow("fail open") << "on_storage_failure"
                                << "fail_open"
-                               << QStringList{
-                                      "policy: on_storage_failure fail_closed -> fail_open"};
+                               << QStringList{"policy: on_storage_failure fail_closed → fail_open"};
     QTest::newRow("lease ttl") << "lease_ttl"
-                               << "2m" << QStringList{"policy: lease_ttl 1m -> 2m"};
+                               << "2m" << QStringList{"policy: lease_ttl 1m → 2m"};
     QTest::newRow("lease ttl in seconds") << "lease_ttl"
-                                          << "90s" << QStringList{"policy: lease_ttl 1m -> 1m30s"};
+                                          << "90s" << QStringList{"policy: lease_ttl 1m → 1m30s"};
   }
   void topLevelSettingsAreDraftEdits() {
     QFETCH(QString, setting);
@@ -1079,6 +1265,50 @@ class TestAdminModels : public QObject {
     QCOMPARE(live.history().restartSecond(), int64_t{-1});
   }
 
+  // A problem's path names an API key ("api_keys.<key>"): shown masked, told apart from its
+  // look-alikes; other paths as they are.
+  void problemPathsMaskApiKeys_data() {
+    QTest::addColumn<QString>("path");
+    QTest::addColumn<QString>("shown");
+    const QString acme = maskApiKey(QStringLiteral("acme-prod-key"), kAlikeKeys);
+    QTest::newRow("not a key") << "tiers.premium.multiplier"
+                               << "tiers.premium.multiplier";
+    QTest::newRow("a key") << "api_keys.acme-prod-key"
+                           << "api_keys." + acme;
+    QTest::newRow("its label") << "api_keys.acme-prod-key.label"
+                               << "api_keys." + acme + ".label";
+    QTest::newRow("a key ending in .label") << "api_keys.team-x.label"
+                                            << "api_keys." + maskApiKey("team-x.label", kAlikeKeys);
+    QTest::newRow("a key not in the policy") << "api_keys.unknown-key-9999"
+                                             << "api_keys....9999";
+  }
+
+  void problemPathsMaskApiKeys() {
+    QFETCH(QString, path);
+    QFETCH(QString, shown);
+    QCOMPARE(shownPath(path, kAlikeKeys), shown);
+  }
+
+  // Through the Problems panel and the review's problem list: a key mapped to a missing tier is
+  // never shown in full, and two look-alike keys are two different lines.
+  void problemsNeverShowAFullApiKey() {
+    QVERIFY(doc_->edit(QStringLiteral("keys to a missing tier"),
+                       [](PolicySpec& p) {
+                         p.api_keys["acme-prod-key"] = "gold";
+                         p.api_keys["beta-prod-key"] = "gold";
+                         return Status::Ok();
+                       })
+                .ok());
+    ErrorList list(doc_.get());
+    QStringList lines;
+    for (int i = 0; i < list.count(); ++i) lines << list.item(i)->text();
+    QCOMPARE(lines.size(), 2);
+    for (const QString& line : lines)
+      QVERIFY2(!line.contains(QStringLiteral("prod")), qPrintable(line));
+    QVERIFY(lines[0] != lines[1]);
+    QVERIFY2(lines[0].contains(QStringLiteral("api_keys....-key #")), qPrintable(lines[0]));
+  }
+
   // SL.POLICY SIMULATE's reply, as the review dialog reads it.
   void simulationReplyIsReadAndSummarised() {
     const std::string reply = R"({"requests":3000,"denied_now":10,"denied_draft":312,
@@ -1112,6 +1342,25 @@ class TestAdminModels : public QObject {
     const auto empty = parseSimulation(R"({"requests":0})");
     QVERIFY(empty);
     QVERIFY(empty->headline().contains(QStringLiteral("No traffic was recorded")));
+  }
+
+  // A subject that is an API key is never shown in full in the review's simulation: masked,
+  // and told apart from a key that masks alike, as in the key table and Live.
+  void simulationSubjectsThatAreKeysAreMasked() {
+    auto sim = parseSimulation(R"({"requests":3,"newly_denied":3,"top_newly_denied":[
+      {"resource":"predict","subject":"acme-prod-key","newly_denied":2},
+      {"resource":"predict","subject":"10.0.0.7","newly_denied":1}]})");
+    QVERIFY(sim);
+    const QStringList keys{"acme-prod-key", "beta-prod-key"};
+    sim->maskApiKeys(keys);
+    QCOMPARE(sim->top[0].subject,
+             QStringLiteral("API key %1").arg(maskApiKey(QStringLiteral("acme-prod-key"), keys)));
+    QVERIFY(sim->top[0].subject.contains(QStringLiteral(" #")));
+    QVERIFY(!sim->top[0].subject.contains(QStringLiteral("prod")));
+    QCOMPARE(sim->top[1].subject, QStringLiteral("10.0.0.7"));
+    DiffDialog dlg({QStringLiteral("x")}, {}, 1);
+    dlg.setSimulation(*sim);
+    QVERIFY(!dlg.simulationText().contains(QStringLiteral("acme")));
   }
 
   void statsJsonErrorsAreReported() {

@@ -78,8 +78,8 @@ TEST(ApiKeyLabels, DiffShowsLabelChanges) {
   after.api_key_labels.erase("acme-prod-7f3a9c");
   const auto diff = diff_policies(before, after);
   ASSERT_EQ(diff.size(), 2u);
-  EXPECT_EQ(diff[0], "api key ...3a9c: label 'Acme Corp, production' -> ''");
-  EXPECT_EQ(diff[1], "api key ...0001: label '' -> 'Beta tester'");
+  EXPECT_EQ(diff[0], R"(api key ...3a9c: label "Acme Corp, production" → "")");
+  EXPECT_EQ(diff[1], R"(api key ...0001: label "" → "Beta tester")");
 }
 
 // Labelling a key in the GUI changes that key's line only; the comments stay.

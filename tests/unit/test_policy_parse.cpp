@@ -660,7 +660,7 @@ resources:
   EXPECT_TRUE(validate_policy(big).empty());
   const auto diff = diff_policies(*r.policy, big);
   ASSERT_EQ(diff.size(), 1u);
-  EXPECT_EQ(diff[0], "resource chat: limit monthly: $250.5 -> $900000");
+  EXPECT_EQ(diff[0], "resource chat: limit monthly: $250.5 → $900000");
 }
 
 TEST(PolicyParse, CostMistakesAreReportedInPlace) {

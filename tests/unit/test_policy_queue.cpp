@@ -56,7 +56,7 @@ TEST(PolicyQueue, ChangesAreDiffed) {
   after.resources[0].queue.max_waiters = 10;
   const auto lines = diff_policies(before, after);
   ASSERT_EQ(lines.size(), 2u);
-  EXPECT_EQ(lines[0], "tier premium: priority 10 -> 20");
+  EXPECT_EQ(lines[0], "tier premium: priority 10 → 20");
   EXPECT_NE(lines[1].find("resource gpu: queue"), std::string::npos) << lines[1];
 }
 

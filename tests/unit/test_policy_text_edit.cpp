@@ -149,6 +149,10 @@ const TextEditCase kMlApiCases[] = {
      [](PolicySpec& p) { tier(p, "premium").multiplier = 8; },
      {"multiplier: 5"},
      {"    multiplier: 8"}},
+    {"SetATierPriority",
+     [](PolicySpec& p) { tier(p, "premium").priority = 10; },
+     {},
+     {"    priority: 10"}},
     {"ChangeAnOverride",
      [](PolicySpec& p) {
        tier(p, "premium").overrides["premium/predict"].limits["per_minute"] = 40;

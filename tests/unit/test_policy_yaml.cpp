@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,12 @@ PolicySpec parse_or_die(const std::string& text) {
   auto r = parse_policy(text, "t.yaml");
   EXPECT_TRUE(r.ok()) << r.error_text() << "\n--- text ---\n" << text;
   return r.policy.value_or(PolicySpec{});
+}
+
+// A value change's line from its parts.
+std::string fmt_line(const PolicyChange& c) {
+  if (c.field == "limit") return c.what + ": " + c.before + " → " + c.after;
+  return c.what + ": " + c.field + " " + c.before + " → " + c.after;
 }
 
 PolicySpec load_shipped(const std::string& name) {
@@ -219,21 +226,21 @@ TEST(PolicyDiff, ReadableLinesForEveryKindOfChange) {
   after.resources.push_back({.name = "embed", .description = "new"});
 
   const std::vector<std::string> expected = {
-      "policy: default_tier free -> premium",
-      "policy: unknown_resource deny -> allow",
-      "policy: lease_ttl 1m -> 30s",
-      "tier premium: multiplier 5 -> 6",
-      "tier premium: override premium/predict: limit per_minute: 30 -> 40",
+      "policy: default_tier free → premium",
+      "policy: unknown_resource deny → allow",
+      "policy: lease_ttl 1m → 30s",
+      "tier premium: multiplier 5 → 6",
+      "tier premium: override premium/predict: limit per_minute: 30 → 40",
       "tier premium: override for models/heavy added",
       "tier internal: removed",
       "tier gold: added (multiplier 10)",
       "api key ...-key: removed (was internal)",  // keys in sorted order
-      "api key ...-key: premium -> gold",
+      "api key ...-key: tier premium → gold",
       "api key ...5678: added (premium)",
-      "resource models/heavy: limit per_minute: 10 -> 20",
-      "resource models/heavy: limit per_minute: window 1m -> 2m",
-      "resource models/heavy: warmup: factor 0.2 -> 0.5",
-      "resource generate: limit tokens_per_day: shadow true -> false",
+      "resource models/heavy: limit per_minute: 10 → 20",
+      "resource models/heavy: limit per_minute: window 1m → 2m",
+      "resource models/heavy: warmup: factor 0.2 → 0.5",
+      "resource generate: limit tokens_per_day: shadow true → false",
       "resource generate: limit inflight added (concurrency 4 requests per 2m)",
       "resource model-info: removed",
       "resource embed: added (0 limits)",
@@ -254,6 +261,146 @@ TEST(PolicyDiff, ApiKeysAreMasked) {
   }
   EXPECT_EQ(lines[0], "api key ...: added (free)");  // too short to show any of it
   EXPECT_EQ(lines[1], "api key ...1234: added (free)");
+}
+
+// A value changed in place reads "field old → new", with the field and both values also given
+// apart (policy_changes), for every kind of setting the review lists.
+struct ValueChange {
+  const char* name;
+  void (*edit)(PolicySpec&);
+  const char* what;
+  const char* field;
+  const char* before;
+  const char* after;
+  const char* line;
+};
+
+class PolicyValueChange : public testing::TestWithParam<ValueChange> {};
+
+ResourceSpec& generate(PolicySpec& p) {
+  for (auto& r : p.resources)
+    if (r.name == "generate") return r;
+  throw std::logic_error("no generate in default.yaml");
+}
+
+const ValueChange kValueChanges[] = {
+    {"TierDescription", [](PolicySpec& p) { p.tiers[1].description = "Paying customers"; },
+     "tier premium", "description", R"("Paying customers get five times the free limits")",
+     R"("Paying customers")",
+     R"(tier premium: description "Paying customers get five times the free limits" → )"
+     R"("Paying customers")"},
+    {"LongDescriptionIsCut",
+     [](PolicySpec& p) {
+       generate(p).description = std::string(59, 'x') + "yz and much more text after it";
+     },
+     "resource generate", "description",
+     R"("POST /generate, text generation metered in tokens (send COS…")",
+     R"("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…")", nullptr},
+    {"SixtyCharactersAreKept",
+     [](PolicySpec& p) { generate(p).description = std::string(60, 'a'); }, "resource generate",
+     "description", nullptr, R"("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")",
+     nullptr},
+    {"DescriptionOnOneLineWithQuotesEscaped",
+     [](PolicySpec& p) { generate(p).description = "say \"hi\"\nthen go"; }, "resource generate",
+     "description", nullptr, R"("say \"hi\" then go")", nullptr},
+    {"NonAsciiIsCutAtACharacter",
+     [](PolicySpec& p) {
+       std::string d;
+       for (int i = 0; i < 70; ++i) d += "é";
+       generate(p).description = d;
+     },
+     "resource generate", "description", nullptr,
+     "\"ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé…\"", nullptr},
+    {"Algorithm", [](PolicySpec& p) { generate(p).limits[0].algorithm = SLUICE_ALG_GCRA; },
+     "resource generate: limit tokens_per_minute", "algorithm", "token_bucket", "gcra",
+     "resource generate: limit tokens_per_minute: algorithm token_bucket → gcra"},
+    {"Window", [](PolicySpec& p) { generate(p).limits[0].window_ms = 30'000; },
+     "resource generate: limit tokens_per_minute", "window", "1m", "30s",
+     "resource generate: limit tokens_per_minute: window 1m → 30s"},
+    {"Burst", [](PolicySpec& p) { generate(p).limits[0].burst = 30'000; },
+     "resource generate: limit tokens_per_minute", "burst", "20000", "30000",
+     "resource generate: limit tokens_per_minute: burst 20000 → 30000"},
+    {"CostUnit", [](PolicySpec& p) { generate(p).limits[0].unit = "output_tokens"; },
+     "resource generate: limit tokens_per_minute", "cost", "tokens", "output_tokens",
+     "resource generate: limit tokens_per_minute: cost tokens → output_tokens"},
+    {"Shadow", [](PolicySpec& p) { generate(p).limits[0].shadow = true; },
+     "resource generate: limit tokens_per_minute", "shadow", "false", "true",
+     "resource generate: limit tokens_per_minute: shadow false → true"},
+    {"Overdraft", [](PolicySpec& p) { generate(p).limits[0].overdraft = 500; },
+     "resource generate: limit tokens_per_minute", "overdraft", "none", "500",
+     "resource generate: limit tokens_per_minute: overdraft none → 500"},
+    {"Amount", [](PolicySpec& p) { generate(p).limits[0].limit = 12'000; },
+     "resource generate: limit tokens_per_minute", "limit", "10000", "12000",
+     "resource generate: limit tokens_per_minute: 10000 → 12000"},
+    {"TierPriority", [](PolicySpec& p) { p.tiers[1].priority = 10; }, "tier premium", "priority",
+     "0", "10", "tier premium: priority 0 → 10"},
+    {"KeyLabel", [](PolicySpec& p) { p.api_key_labels["premium-user-key"] = "Acme Corp"; },
+     "api key ...-key", "label", R"("")", R"("Acme Corp")",
+     R"(api key ...-key: label "" → "Acme Corp")"},
+    {"KeyTier", [](PolicySpec& p) { p.api_keys["premium-user-key"] = "free"; }, "api key ...-key",
+     "tier", "premium", "free", "api key ...-key: tier premium → free"},
+};
+
+TEST_P(PolicyValueChange, ReadsOldToNew) {
+  const ValueChange& c = GetParam();
+  const PolicySpec before = load_shipped("default.yaml");
+  PolicySpec after = before;
+  c.edit(after);
+  const auto changes = policy_changes(before, after);
+  ASSERT_EQ(changes.size(), 1u) << (changes.empty() ? "" : changes[1].text);
+  EXPECT_EQ(changes[0].what, c.what);
+  EXPECT_EQ(changes[0].field, c.field);
+  if (c.before != nullptr) {
+    EXPECT_EQ(changes[0].before, c.before);
+  }
+  EXPECT_EQ(changes[0].after, c.after);
+  if (c.line != nullptr) {
+    EXPECT_EQ(changes[0].text, c.line);
+  }
+  EXPECT_EQ(changes[0].text, fmt_line(changes[0]));
+  EXPECT_EQ(diff_policies(before, after), std::vector<std::string>{changes[0].text});
+}
+
+INSTANTIATE_TEST_SUITE_P(Fields, PolicyValueChange, testing::ValuesIn(kValueChanges),
+                         [](const auto& p) { return std::string(p.param.name); });
+
+// An added or removed item has its line only: the review lists value changes apart.
+TEST(PolicyDiff, AddedAndRemovedItemsHaveNoField) {
+  const PolicySpec before = load_shipped("default.yaml");
+  PolicySpec after = before;
+  after.tiers.push_back({.name = "gold", .multiplier = 10});
+  after.api_keys.erase("premium-user-key");
+  const auto changes = policy_changes(before, after);
+  ASSERT_EQ(changes.size(), 2u);
+  for (const auto& c : changes) {
+    EXPECT_TRUE(c.field.empty()) << c.text;
+    EXPECT_TRUE(c.before.empty() && c.after.empty()) << c.text;
+  }
+  EXPECT_EQ(changes[0].what, "tier gold");
+  EXPECT_EQ(changes[1].text, "api key ...-key: removed (was premium)");
+}
+
+// The caller's mask writes every key of every line (sluice-admin tells look-alikes apart so).
+TEST(PolicyDiff, KeysAreWrittenWithTheCallersMask) {
+  PolicySpec before = load_shipped("default.yaml");
+  before.api_keys["acme-prod-key"] = "free";
+  PolicySpec after = before;
+  after.api_keys["acme-prod-key"] = "premium";
+  after.api_key_labels["premium-user-key"] = "Acme";
+  after.api_keys["beta-prod-key"] = "free";
+  std::vector<std::string> masked;
+  const ApiKeyMask mask = [&](const std::string& key) {
+    masked.push_back(key);
+    return "<" + key + ">";
+  };
+  EXPECT_EQ(diff_policies(before, after, mask),
+            (std::vector<std::string>{"api key <acme-prod-key>: tier free → premium",
+                                      "api key <beta-prod-key>: added (free)",
+                                      R"(api key <premium-user-key>: label "" → "Acme")"}));
+  EXPECT_FALSE(masked.empty());
+  // Without one: the last 4 characters, as in every engine message.
+  for (const auto& line : diff_policies(before, after))
+    EXPECT_EQ(line.find("prod"), std::string::npos) << line;
 }
 
 // The fenced blocks of one language ("yaml", "text") in docs/policy.md, in order.

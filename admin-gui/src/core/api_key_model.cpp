@@ -93,7 +93,7 @@ bool ApiKeyModel::setData(const QModelIndex& index, const QVariant& value, int r
         edits::setApiKeyLabel(key, label.toStdString()));
   }
   const QString tier = value.toString().trimmed();
-  return applyEdit(tr("API key %1 -> %2").arg(maskApiKey(QString::fromStdString(key)), tier),
+  return applyEdit(tr("API key %1 → %2").arg(maskApiKey(QString::fromStdString(key)), tier),
                    edits::setApiKey(key, tier.toStdString()));
 }
 
@@ -107,7 +107,7 @@ bool ApiKeyModel::addKey(const QString& key, const QString& tier, const QString&
   // One undo step: the key with its label.
   Edit add = edits::setApiKey(k.toStdString(), tier.toStdString());
   Edit labelled = edits::setApiKeyLabel(k.toStdString(), label.trimmed().toStdString());
-  return applyEdit(tr("Add API key %1 -> %2").arg(maskApiKey(k), tier),
+  return applyEdit(tr("Add API key %1 → %2").arg(maskApiKey(k), tier),
                    [add, labelled](PolicySpec& spec) {
                      PolicySpec next = spec;
                      Status s = add(next);

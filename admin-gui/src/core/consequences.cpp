@@ -71,8 +71,14 @@ QString LimitConsequence::text() const {
   return QStringLiteral("%1 · %2 · %3: %4 → %5").arg(resource, tier, limit, before, after);
 }
 
-Consequences limitConsequences(const PolicySpec& base, const PolicySpec& draft) {
+Consequences draftConsequences(const PolicySpec& base, const PolicySpec& draft) {
   Consequences out;
+  for (auto& c : policy_changes(base, draft, apiKeyMask(base, draft))) {
+    if (c.field.empty()) continue;  // added or removed: the diff says it, the rows count it
+    out.settings.push_back({QString::fromStdString(c.what), QString::fromStdString(c.field),
+                            QString::fromStdString(c.before), QString::fromStdString(c.after),
+                            QString::fromStdString(c.text)});
+  }
   const auto before = compiled(base, &out.unavailable,
                                QCoreApplication::translate("Consequences", "running policy"));
   if (!before) return out;

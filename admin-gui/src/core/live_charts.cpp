@@ -90,6 +90,17 @@ int ChartData::indexAt(int64_t second) const {
   return static_cast<int>((second - x.front()) / step);
 }
 
+bool ChartData::raised(const ChartCurve& curve, size_t i) const {
+  const double v = curve.y[i];
+  return !std::isnan(v) && v > 0 && v < minVisibleShare * scale.top;
+}
+
+double ChartData::drawnY(const ChartCurve& curve, size_t i) const {
+  const double v = curve.y[i];
+  if (std::isnan(v)) return v;
+  return raised(curve, i) ? minVisibleShare * scale.top : std::min(v, scale.top);
+}
+
 QString ChartData::hoverText(int i) const {
   if (i < 0 || static_cast<size_t>(i) >= x.size()) return {};
   const auto at = static_cast<size_t>(i);
@@ -106,6 +117,7 @@ QString ChartData::hoverText(int i) const {
       if (!c.detail.empty() && !c.detail[at].isEmpty())
         line += QStringLiteral(" (%1)").arg(c.detail[at]);
       if (v > scale.top) line += tr(", above the axis");
+      if (raised(c, at)) line += tr(", drawn raised to be seen");
     }
     text += QLatin1Char('\n') + line;
   }
@@ -151,6 +163,7 @@ LiveCharts buildLiveCharts(const LiveHistory& history, const LatencyTimeline& la
   if (!split) perSecond(out.blocked, tr("would block (shadow)"), base, &LiveHistory::Point::shadow);
   finish(out.allowed, 5, std::numeric_limits<double>::infinity(), o.clipBursts);
   finish(out.blocked, 5, std::numeric_limits<double>::infinity(), o.clipBursts);
+  out.blocked.minVisibleShare = kMinVisibleBlockedShare;
 
   // Blocked %: per bucket, so one blocked request of one is not a 100 % spike.
   ChartData& pct = out.blockedPercent;
@@ -184,6 +197,7 @@ LiveCharts buildLiveCharts(const LiveHistory& history, const LatencyTimeline& la
     pct.curves.push_back(std::move(curve));
   }
   finish(pct, 1, 100, o.clipBursts);
+  pct.minVisibleShare = kMinVisibleBlockedShare;
 
   // Latency: engine-wide, from the polls' histogram differences.
   ChartData& lat = out.latency;

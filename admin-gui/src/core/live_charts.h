@@ -41,6 +41,16 @@ struct ChartData {
   AxisScale scale;
   QString unit;  // after each value: "/s", "%", " µs"
   int decimals = 0;
+  // The blocked charts: a value above 0 is never drawn lower than this share of the axis, so a
+  // single denial under an axis a burst of thousands set is still seen (and it is marked as
+  // raised); 0: every value is drawn where it is.
+  double minVisibleShare = 0;
+
+  // Where point i of `curve` is drawn: NaN for no value; at most the axis' top (clipped values
+  // are marked); a value above 0 at least minVisibleShare × top.
+  double drawnY(const ChartCurve& curve, size_t i) const;
+  // The value is above 0 but too small to see at this scale, so it is drawn raised.
+  bool raised(const ChartCurve& curve, size_t i) const;
 
   // The point covering unix second `second`; -1 outside the chart.
   int indexAt(int64_t second) const;
@@ -56,6 +66,10 @@ struct LiveChartOptions {
   SplitBy split = SplitBy::kNone;
   bool clipBursts = true;
 };
+
+// The share of the axis below which a blocked value above 0 is drawn raised: 3 % is 3 pixels
+// on the smallest chart (150 pixels with its title and axis).
+constexpr double kMinVisibleBlockedShare = 0.03;
 
 // Split charts show the most active groups (allowed + blocked in the range) as their own
 // lines and sum the rest into one "others" line.

@@ -4,6 +4,8 @@
 #include <QSaveFile>
 #include <QUndoCommand>
 
+#include "core/policy_names.h"
+
 namespace sluice::admin {
 
 class PolicyDocument::EditCommand : public QUndoCommand {
@@ -31,11 +33,7 @@ PolicyDocument::~PolicyDocument() {
   undo_.clear();
 }
 
-QStringList PolicyDocument::diff() const {
-  QStringList out;
-  for (const auto& line : diff_policies(base_, draft_)) out << QString::fromStdString(line);
-  return out;
-}
+QStringList PolicyDocument::diff() const { return policyDiff(base_, draft_); }
 
 PolicyTextEdit PolicyDocument::draftText() const {
   return edit_policy_text(sourceText_, sourceSpec_, draft_);

@@ -93,6 +93,13 @@ Edit setTierDescription(std::string tier, std::string description) {
   });
 }
 
+Edit setTierPriority(std::string tier, int64_t priority) {
+  return onTier(std::move(tier), [priority](TierSpec& t) {
+    t.priority = priority;
+    return Status::Ok();
+  });
+}
+
 Edit setDefaultTier(std::string tier) {
   return [tier = std::move(tier)](PolicySpec& spec) {
     if (findTier(spec, tier) == nullptr) return noTier(tier);

@@ -19,6 +19,8 @@ namespace edits {
 Edit setTierMultiplier(std::string tier, double multiplier);
 Edit setTierUnlimited(std::string tier, bool unlimited);
 Edit setTierDescription(std::string tier, std::string description);
+// Any number; the validator says when it is outside -1000..1000.
+Edit setTierPriority(std::string tier, int64_t priority);
 Edit setDefaultTier(std::string tier);
 Edit addTier(std::string name);
 // Top-level settings. Switching unknown_resource to default_limits with none gives unknown

@@ -62,9 +62,7 @@ QStringList unitNames() {
 }
 
 QString maskApiKey(const QString& key) {
-  // Matches the engine's diff output: a short key would be revealed almost entirely.
-  if (key.size() < 8) return QStringLiteral("...");
-  return QStringLiteral("...") + key.right(4);
+  return QString::fromStdString(mask_api_key(key.toStdString()));
 }
 
 QString maskApiKey(const QString& key, const QStringList& keys) {
@@ -75,6 +73,40 @@ QString maskApiKey(const QString& key, const QStringList& keys) {
     return masked + QStringLiteral(" #") + QString::fromLatin1(hash.left(2).toHex());
   }
   return masked;
+}
+
+ApiKeyMask apiKeyMask(const PolicySpec& a, const PolicySpec& b) {
+  QStringList keys;
+  for (const auto& [key, tier] : a.api_keys) keys << QString::fromStdString(key);
+  for (const auto& [key, tier] : b.api_keys)
+    if (!a.api_keys.contains(key)) keys << QString::fromStdString(key);
+  return [keys](const std::string& key) {
+    return maskApiKey(QString::fromStdString(key), keys).toStdString();
+  };
+}
+
+QStringList policyDiff(const PolicySpec& before, const PolicySpec& after) {
+  QStringList out;
+  for (const auto& line : diff_policies(before, after, apiKeyMask(before, after)))
+    out << QString::fromStdString(line);
+  return out;
+}
+
+QString shownPath(const QString& path, const QStringList& keys) {
+  const QString prefix = QStringLiteral("api_keys.");
+  if (!path.startsWith(prefix)) return path;
+  const QString rest = path.mid(prefix.size());
+  const QString label = QStringLiteral(".label");
+  if (keys.contains(rest) || !rest.endsWith(label)) return prefix + maskApiKey(rest, keys);
+  return prefix + maskApiKey(rest.chopped(label.size()), keys) + label;
+}
+
+QStringList apiKeysOf(const PolicySpec& spec) {
+  QStringList keys;
+  for (const auto& [key, tier] : spec.api_keys) keys << QString::fromStdString(key);
+  for (const auto& [key, label] : spec.api_key_labels)
+    if (!spec.api_keys.contains(key)) keys << QString::fromStdString(key);
+  return keys;
 }
 
 QString formatNumber(double value) { return QString::number(value, 'g', 12); }

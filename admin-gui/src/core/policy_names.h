@@ -25,13 +25,28 @@ std::optional<int64_t> parseAmount(const LimitSpec& l, const QString& text);
 std::optional<std::string> unitFromName(const QString& name);
 QStringList unitNames();
 
-// "...abcd": an API key shown by its last 4 characters only; short keys are hidden entirely.
+// "...abcd": an API key shown by its last 4 characters only; short keys are hidden entirely
+// (sluice::mask_api_key, as the engine's messages show it).
 QString maskApiKey(const QString& key);
 // The same, told apart from the other keys of `keys` that mask alike ("...-key" for both
 // "acme-prod-key" and "beta-prod-key"): those get " #" and 4 hex digits of the key's SHA-256
 // ("...-key #3f0a"), the same wherever the key is shown, and 16 bits of a hash give nothing
 // away of the key. A key no other key masks like is shown as maskApiKey(key).
 QString maskApiKey(const QString& key, const QStringList& keys);
+
+// maskApiKey(key, keys) over the keys of both policies, for policy_changes and diff_policies:
+// the review and the "someone else applied" notice tell look-alike keys apart as the key
+// table does.
+ApiKeyMask apiKeyMask(const PolicySpec& a, const PolicySpec& b);
+// diff_policies(before, after) with those keys, as the GUI shows it.
+QStringList policyDiff(const PolicySpec& before, const PolicySpec& after);
+
+// A policy path as people may see it: an API key in it ("api_keys.<key>",
+// "api_keys.<key>.label", as the validator names them) masked with maskApiKey(key, keys);
+// other paths as they are.
+QString shownPath(const QString& path, const QStringList& keys);
+// Every API key of `spec` (mapped or only labelled), for maskApiKey and shownPath.
+QStringList apiKeysOf(const PolicySpec& spec);
 
 // A multiplier as a short number ("5", "0.2").
 QString formatNumber(double value);

@@ -1,5 +1,7 @@
 #include "core/policy_session.h"
 
+#include "core/policy_names.h"
+
 namespace sluice::admin {
 
 PolicySession::PolicySession(AdminClient* client, PolicyDocument* document, QObject* parent)
@@ -58,10 +60,7 @@ void PolicySession::updateInfo(const QMap<QString, QString>& info) {
   if (movedOnTold_ == v) return;
   movedOnTold_ = v;
   fetchPolicy_([this, base = doc_->base()](const RunningPolicy& running, PolicySpec spec) {
-    QStringList changes;
-    for (const std::string& line : diff_policies(base, spec))
-      changes << QString::fromStdString(line);
-    emit movedOn(running.version, changes);
+    emit movedOn(running.version, policyDiff(base, spec));
   });
 }
 

@@ -1,7 +1,10 @@
 #include "core/simulation.h"
 
+#include <QCoreApplication>
 #include <QLocale>
 #include <nlohmann/json.hpp>
+
+#include "core/policy_names.h"
 
 namespace sluice::admin {
 namespace {
@@ -49,6 +52,13 @@ std::optional<Simulation> parseSimulation(const std::string& json, QString* erro
     s.top.push_back({str(t, "resource"), str(t, "subject"), t.value("newly_denied", uint64_t{0})});
   }
   return s;
+}
+
+void Simulation::maskApiKeys(const QStringList& apiKeys) {
+  for (auto& t : top)
+    if (apiKeys.contains(t.subject))
+      t.subject = QCoreApplication::translate("Simulation", "API key %1")
+                      .arg(maskApiKey(t.subject, apiKeys));
 }
 
 QString Simulation::headline() const {

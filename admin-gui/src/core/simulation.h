@@ -35,6 +35,9 @@ struct Simulation {
   QString headline() const;
   // Only the rows where the draft decides differently.
   QVector<Row> changedRows() const;
+  // A subject that is one of `apiKeys` is shown as the Live tab shows it: "API key ...1234",
+  // told apart from keys that mask alike (maskApiKey(key, keys)), never in full.
+  void maskApiKeys(const QStringList& apiKeys);
 };
 
 // nullopt (and `error`) when `json` is not a SIMULATE reply.

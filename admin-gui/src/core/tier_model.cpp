@@ -95,6 +95,8 @@ QString TierTableModel::pathOf(const QModelIndex& index) const {
       return base + QStringLiteral(".multiplier");
     case kUnlimited:
       return base + QStringLiteral(".unlimited");
+    case kPriority:
+      return base + QStringLiteral(".priority");
     case kDefault:
       return QStringLiteral("default_tier");
     case kDescription:
@@ -119,6 +121,9 @@ QVariant TierTableModel::data(const QModelIndex& index, int role) const {
         case kMultiplier:
           return role == Qt::EditRole ? QVariant(t.multiplier)
                                       : QVariant(formatNumber(t.multiplier));
+        case kPriority:
+          return role == Qt::EditRole ? QVariant(static_cast<int>(t.priority))
+                                      : QVariant(QString::number(t.priority));
         case kKeys:
           return keyCounts_[static_cast<size_t>(index.row())];
         case kDescription:
@@ -138,6 +143,11 @@ QVariant TierTableModel::data(const QModelIndex& index, int role) const {
               "unless the tier overrides the resource.");
         case kUnlimited:
           return tr("Callers of this tier are never limited.");
+        case kPriority:
+          return tr(
+              "-1000 to 1000, default 0. Requests waiting for capacity (WAIT) are served higher "
+              "priority first; a concurrency limit's reserve is kept for tiers at or above its "
+              "min_priority.");
         case kDefault:
           return tr("Callers without a mapped API key get the default tier.");
         case kKeys:
@@ -146,7 +156,7 @@ QVariant TierTableModel::data(const QModelIndex& index, int role) const {
           return {};
       }
     case Qt::TextAlignmentRole:
-      if (index.column() == kMultiplier || index.column() == kKeys)
+      if (index.column() == kMultiplier || index.column() == kPriority || index.column() == kKeys)
         return QVariant(Qt::AlignRight | Qt::AlignVCenter);
       return {};
     case ErrorRole:
@@ -166,6 +176,8 @@ QVariant TierTableModel::headerData(int section, Qt::Orientation o, int role) co
       return tr("Multiplier");
     case kUnlimited:
       return tr("Unlimited");
+    case kPriority:
+      return tr("Priority");
     case kDefault:
       return tr("Default");
     case kKeys:
@@ -183,6 +195,7 @@ Qt::ItemFlags TierTableModel::flags(const QModelIndex& index) const {
   switch (index.column()) {
     case kName:
     case kMultiplier:
+    case kPriority:
     case kDescription:
       return f | Qt::ItemIsEditable;
     case kUnlimited:
@@ -230,6 +243,18 @@ bool TierTableModel::setData(const QModelIndex& index, const QVariant& value, in
       }
       return applyEdit(tr("Tier %1: multiplier %2").arg(qtier, formatNumber(m)),
                        edits::setTierMultiplier(tier, m));
+    }
+    case kPriority: {
+      bool ok = false;
+      const qlonglong p = value.toString().trimmed().toLongLong(&ok);
+      if (!ok) {
+        emit editRefused(
+            tr("'%1' is not a whole number; a priority is a whole number from -1000 to 1000.")
+                .arg(value.toString()));
+        return false;
+      }
+      return applyEdit(tr("Tier %1: priority %2").arg(qtier).arg(p),
+                       edits::setTierPriority(tier, p));
     }
     case kDescription:
       return applyEdit(tr("Tier %1: description").arg(qtier),

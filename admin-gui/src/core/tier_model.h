@@ -44,7 +44,16 @@ class DraftTableModel : public QAbstractTableModel {
 class TierTableModel : public DraftTableModel {
   Q_OBJECT
  public:
-  enum Column { kName, kMultiplier, kUnlimited, kDefault, kKeys, kDescription, kColumnCount };
+  enum Column {
+    kName,
+    kMultiplier,
+    kUnlimited,
+    kPriority,
+    kDefault,
+    kKeys,
+    kDescription,
+    kColumnCount
+  };
   explicit TierTableModel(PolicyDocument* doc, QObject* parent = nullptr);
 
   int rowCount(const QModelIndex& parent = {}) const override;

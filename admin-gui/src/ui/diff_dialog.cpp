@@ -9,6 +9,7 @@
 #include <QPushButton>
 #include <QTableWidget>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "core/consequences.h"
 #include "core/simulation.h"
@@ -20,7 +21,8 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
     : QDialog(parent) {
   setWindowTitle(tr("Review changes"));
   setAttribute(Qt::WA_DeleteOnClose);
-  resize(720, 560);
+  // Room for the diff, the changed settings, the effective limits and the simulation at once.
+  resize(960, 720);
   auto* layout = new QVBoxLayout(this);
   layout->addWidget(new QLabel(
       tr("%n change(s) to the running policy (version %1). Apply sends them as one new version; "
@@ -33,6 +35,21 @@ DiffDialog::DiffDialog(const QStringList& changes, const QStringList& problems, 
   text->setFont(QFont(QStringLiteral("monospace")));
   text->setPlainText(changes.join(QLatin1Char('\n')));
   layout->addWidget(text, 1);
+
+  // Every value the draft changes in place, old → new (the diff above says it in one line
+  // each; this lists them as a table an operator scans).
+  auto* settings = new QGroupBox(tr("Changed settings"), this);
+  auto* settingsLayout = new QVBoxLayout(settings);
+  settingsTable_ = new QTableWidget(0, 3, settings);
+  settingsTable_->setHorizontalHeaderLabels({tr("Where"), tr("Setting"), tr("Before → after")});
+  settingsTable_->horizontalHeader()->setStretchLastSection(true);
+  settingsTable_->verticalHeader()->hide();
+  settingsTable_->verticalHeader()->setDefaultSectionSize(fontMetrics().height() + 6);
+  settingsTable_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  settingsTable_->setSelectionMode(QAbstractItemView::NoSelection);
+  settingsLayout->addWidget(settingsTable_);
+  settings->hide();  // until setConsequences, and while nothing changes in place
+  layout->addWidget(settings);
 
   auto* limits = new QGroupBox(tr("Effective limits"), this);
   auto* limitsLayout = new QVBoxLayout(limits);
@@ -121,6 +138,24 @@ void DiffDialog::setTextOutcome(bool inPlace, const QStringList& notes) {
 QString DiffDialog::textOutcome() const { return textOutcome_->text(); }
 
 void DiffDialog::setConsequences(const Consequences& c) {
+  settingsTable_->setRowCount(static_cast<int>(c.settings.size()));
+  for (int i = 0; i < c.settings.size(); ++i) {
+    const auto& s = c.settings[i];
+    const QStringList cells = {s.what, s.field, QStringLiteral("%1 → %2").arg(s.before, s.after)};
+    for (int col = 0; col < cells.size(); ++col) {
+      auto* item = new QTableWidgetItem(cells[col]);
+      item->setToolTip(s.text);
+      settingsTable_->setItem(i, col, item);
+    }
+  }
+  settingsTable_->resizeColumnsToContents();
+  // As tall as its rows, up to 6 (then it scrolls): a few changed settings take little room.
+  const int shown = std::min<int>(6, static_cast<int>(c.settings.size()));
+  settingsTable_->setFixedHeight(settingsTable_->horizontalHeader()->sizeHint().height() +
+                                 shown * settingsTable_->verticalHeader()->defaultSectionSize() +
+                                 2 * settingsTable_->frameWidth() + 2);
+  settingsTable_->parentWidget()->setVisible(!c.settings.isEmpty());
+
   limitsTable_->parentWidget()->show();
   if (!c.unavailable.isEmpty()) {
     limitsStatus_->setText(tr("Effective limits not computed: %1.").arg(c.unavailable));
@@ -145,7 +180,12 @@ void DiffDialog::setConsequences(const Consequences& c) {
 }
 
 QString DiffDialog::consequencesText() const {
-  QStringList out{limitsStatus_->text()};
+  QStringList out;
+  for (int i = 0; i < settingsTable_->rowCount(); ++i)
+    out << QStringLiteral("%1: %2 %3")
+               .arg(settingsTable_->item(i, 0)->text(), settingsTable_->item(i, 1)->text(),
+                    settingsTable_->item(i, 2)->text());
+  out << limitsStatus_->text();
   for (int i = 0; i < limitsTable_->rowCount(); ++i)
     out << QStringLiteral("%1 · %2 · %3: %4")
                .arg(limitsTable_->item(i, 0)->text(), limitsTable_->item(i, 1)->text(),

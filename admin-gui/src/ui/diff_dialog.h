@@ -1,9 +1,9 @@
-// Review before apply: the readable diff of the draft against the running policy, the
-// effective limit of every model × tier it changes (before → after), the problems the local
-// validator already sees, and what the draft would have decided on the traffic the
-// engine recorded (SL.POLICY SIMULATE, filled in when its reply arrives). Opened window-modal
-// with open(), never exec(), so the event loop (live charts, reconnects) keeps running behind
-// it.
+// Review before apply: the readable diff of the draft against the running policy, every
+// setting it changes (old → new), the effective limit of every model × tier it changes
+// (before → after), the problems the local validator already sees, and what the draft would
+// have decided on the traffic the engine recorded (SL.POLICY SIMULATE, filled in when its reply
+// arrives). Opened window-modal with open(), never exec(), so the event loop (live charts,
+// reconnects) keeps running behind it.
 #pragma once
 
 #include <QDialog>
@@ -27,9 +27,12 @@ class DiffDialog : public QDialog {
   void setTextOutcome(bool inPlace, const QStringList& notes);
   QString textOutcome() const;
 
-  // The effective limits the draft changes (core/consequences.h), or why they are unknown.
+  // The settings the draft changes, old → new, and the effective limits it changes
+  // (core/consequences.h), or why those are unknown.
   void setConsequences(const Consequences& consequences);
-  // One line per row ("predict · premium · per_minute: 50 → 80"), or the status line.
+  // One line per changed setting ("resource predict: limit per_minute: window 1m → 30s"), then
+  // the effective limits' status line and one line per row
+  // ("predict · premium · per_minute: 50 → 80").
   QString consequencesText() const;
 
   // Disabled while the draft has problems: the engine would refuse it.
@@ -45,6 +48,7 @@ class DiffDialog : public QDialog {
 
  private:
   QLabel* textOutcome_;
+  QTableWidget* settingsTable_;
   QLabel* limitsStatus_;
   QTableWidget* limitsTable_;
   QPushButton* apply_;

@@ -1,5 +1,7 @@
 #include "ui/error_list.h"
 
+#include "core/policy_names.h"
+
 namespace sluice::admin {
 
 ErrorList::ErrorList(PolicyDocument* doc, QWidget* parent) : QListWidget(parent), doc_(doc) {
@@ -12,6 +14,7 @@ ErrorList::ErrorList(PolicyDocument* doc, QWidget* parent) : QListWidget(parent)
 
 void ErrorList::rebuild_() {
   clear();
+  const QStringList keys = apiKeysOf(doc_->draft());
   for (const FieldError& e : doc_->errors()) {
     QString source;
     switch (e.source) {
@@ -26,7 +29,7 @@ void ErrorList::rebuild_() {
         break;
     }
     QString text = QStringLiteral("[%1] ").arg(source);
-    if (!e.path.isEmpty()) text += e.path + QStringLiteral(" — ");
+    if (!e.path.isEmpty()) text += shownPath(e.path, keys) + QStringLiteral(" — ");
     text += e.text();
     auto* item = new QListWidgetItem(text, this);
     item->setData(Qt::UserRole, e.path);

@@ -68,8 +68,13 @@ LiveChartView::LiveChartView(const QString& title, const QString& axisTitle, QWi
   clippedMarks_->setMarkerSize(8);
   clippedMarks_->setColor(QColor(0x70, 0x1a, 0x14));
   clippedMarks_->setBorderColor(QColor(0x70, 0x1a, 0x14));
-  for (QAbstractSeries* s :
-       std::initializer_list<QAbstractSeries*>{gaps_, restart_, clippedMarks_}) {
+  raisedMarks_ = new QScatterSeries(c);
+  raisedMarks_->setName(tr("too few to see: raised"));
+  raisedMarks_->setMarkerShape(QScatterSeries::MarkerShapeCircle);
+  raisedMarks_->setMarkerSize(6);
+  raisedMarks_->setColor(QColor(0xb3, 0x26, 0x1e));
+  raisedMarks_->setBorderColor(QColor(0xb3, 0x26, 0x1e));
+  for (QAbstractSeries* s : markSeries_()) {
     c->addSeries(s);
     s->attachAxis(x_);
     s->attachAxis(y_);
@@ -92,6 +97,10 @@ LiveChartView::LiveChartView(const QString& title, const QString& axisTitle, QWi
   setMouseTracking(true);
   viewport()->setMouseTracking(true);
   setMinimumHeight(150);
+}
+
+std::array<QAbstractSeries*, 4> LiveChartView::markSeries_() const {
+  return {gaps_, restart_, clippedMarks_, raisedMarks_};
 }
 
 void LiveChartView::clearCurves_() {
@@ -142,8 +151,7 @@ void LiveChartView::setData(ChartData data, const std::vector<QPen>& pens, int64
       setRuns_(curves_[c], pens.empty() ? QPen() : pens[std::min(c, pens.size() - 1)], {});
     // The band, restart line and burst marks after the curves, so the legend lists the
     // curves first.
-    for (QAbstractSeries* s :
-         std::initializer_list<QAbstractSeries*>{gaps_, restart_, clippedMarks_}) {
+    for (QAbstractSeries* s : markSeries_()) {
       chart()->removeSeries(s);
       chart()->addSeries(s);
       s->attachAxis(x_);
@@ -152,13 +160,11 @@ void LiveChartView::setData(ChartData data, const std::vector<QPen>& pens, int64
   }
   if (d.x.empty()) {
     for (auto& curve : curves_) setRuns_(curve, pens.empty() ? QPen() : pens.front(), {});
-    for (QAbstractSeries* s :
-         std::initializer_list<QAbstractSeries*>{gaps_, restart_, clippedMarks_})
-      s->setVisible(false);
+    for (QAbstractSeries* s : markSeries_()) s->setVisible(false);
     return;
   }
   const qreal top = d.scale.top;
-  QList<QPointF> clipped;
+  QList<QPointF> clipped, raised;
   for (size_t c = 0; c < d.curves.size(); ++c) {
     QList<QList<QPointF>> runs;
     bool inRun = false;
@@ -170,8 +176,10 @@ void LiveChartView::setData(ChartData data, const std::vector<QPen>& pens, int64
       }
       if (!inRun) runs.emplace_back();
       inRun = true;
-      runs.back().append({xOf(d, i), std::min<qreal>(v, top)});
-      if (v > top) clipped.append({xOf(d, i), top});
+      const QPointF at(xOf(d, i), d.drawnY(d.curves[c], i));
+      runs.back().append(at);
+      if (v > top) clipped.append(at);
+      if (d.raised(d.curves[c], i)) raised.append(at);
     }
     const QPen& pen = pens.empty() ? QPen() : pens[std::min(c, pens.size() - 1)];
     setRuns_(curves_[c], pen, runs);
@@ -201,6 +209,8 @@ void LiveChartView::setData(ChartData data, const std::vector<QPen>& pens, int64
   restart_->setVisible(restartShown);
   clippedMarks_->replace(clipped);
   clippedMarks_->setVisible(!clipped.isEmpty());
+  raisedMarks_->replace(raised);
+  raisedMarks_->setVisible(!raised.isEmpty());
   chart()->setTitle(d.scale.clipped ? tr("%1 — peak %2%3 above the axis")
                                           .arg(title_)
                                           .arg(d.scale.peak, 0, 'f', d.decimals)

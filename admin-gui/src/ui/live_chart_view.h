@@ -1,16 +1,19 @@
 // One Live chart: draws a ChartData (core/live_charts.h) with Qt Charts. Each curve is one
 // line per run of points that have a value, so time without data is a gap (and a grey "no
 // data" band where no engine reported); values above the axis are drawn at its top and marked
-// with a triangle; a dotted line marks an engine restart. Under the mouse a vertical line and
+// with a triangle; a blocked value too small to see at the axis' scale is drawn raised and
+// marked with a dot; a dotted line marks an engine restart. Under the mouse a vertical line and
 // a box show the time and every curve's value there.
 #pragma once
 
 #include <QChartView>
 #include <QPen>
+#include <array>
 #include <vector>
 
 #include "core/live_charts.h"
 
+class QAbstractSeries;
 class QAreaSeries;
 class QDateTimeAxis;
 class QGraphicsLineItem;
@@ -46,6 +49,8 @@ class LiveChartView : public QChartView {
   };
   void setRuns_(Curve& curve, const QPen& pen, const QList<QList<QPointF>>& runs);
   void clearCurves_();
+  // The series drawn over the curves: the no-data band, the restart line, the marks.
+  std::array<QAbstractSeries*, 4> markSeries_() const;
   void showHover_(QPointF pos);
   void hideHover_();
 
@@ -55,6 +60,7 @@ class LiveChartView : public QChartView {
   QAreaSeries* gaps_ = nullptr;
   QLineSeries* restart_ = nullptr;
   QScatterSeries* clippedMarks_ = nullptr;
+  QScatterSeries* raisedMarks_ = nullptr;
   QDateTimeAxis* x_ = nullptr;
   QValueAxis* y_ = nullptr;
   QGraphicsLineItem* cursorLine_ = nullptr;

@@ -23,6 +23,7 @@
 #include "core/consequences.h"
 #include "core/live_models.h"
 #include "core/policy_document.h"
+#include "core/policy_names.h"
 #include "core/policy_session.h"
 #include "core/simulation.h"
 #include "core/stats_poller.h"
@@ -378,9 +379,11 @@ void MainWindow::reviewAndApply() {
   }
   QStringList problems;
   for (const auto& e : doc_->errors())
-    problems << (e.path.isEmpty() ? e.text() : e.path + QStringLiteral(": ") + e.message);
+    problems << (e.path.isEmpty() ? e.text()
+                                  : shownPath(e.path, apiKeysOf(doc_->draft())) +
+                                        QStringLiteral(": ") + e.message);
   auto* dlg = new DiffDialog(changes, problems, doc_->baseVersion().value_or(0), this);
-  dlg->setConsequences(limitConsequences(doc_->base(), doc_->draft()));
+  dlg->setConsequences(draftConsequences(doc_->base(), doc_->draft()));
   const PolicyTextEdit yaml = doc_->draftText();
   QStringList textNotes;
   for (const auto& n : yaml.notes) textNotes << QString::fromStdString(n);
@@ -393,14 +396,21 @@ void MainWindow::reviewAndApply() {
   }
   // The engine replays its recorded traffic through the draft; the dialog shows the outcome
   // when it arrives (a closed dialog drops the reply).
-  client_->send({"SL.POLICY", "SIMULATE", yaml.text}, dlg, [dlg](const resp::Value& r) {
+  QStringList apiKeys;
+  for (const PolicySpec* p : {&doc_->base(), &doc_->draft()})
+    for (const auto& [key, tier] : p->api_keys) apiKeys << QString::fromStdString(key);
+  apiKeys.removeDuplicates();
+  client_->send({"SL.POLICY", "SIMULATE", yaml.text}, dlg, [dlg, apiKeys](const resp::Value& r) {
     if (r.is_error()) {
       QString why = QString::fromStdString(r.str);
       if (why.startsWith(QLatin1String("ERR "))) why = why.mid(4);
       return dlg->setSimulationUnavailable(why);
     }
     QString error;
-    if (auto sim = parseSimulation(r.str, &error)) return dlg->setSimulation(*sim);
+    if (auto sim = parseSimulation(r.str, &error)) {
+      sim->maskApiKeys(apiKeys);
+      return dlg->setSimulation(*sim);
+    }
     dlg->setSimulationUnavailable(error);
   });
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -171,9 +172,31 @@ SLUICE_API std::vector<PolicyError> validate_policy(const PolicySpec& spec);
 // YAML text that parse_policy reads back to an equal spec.
 SLUICE_API std::string policy_to_yaml(const PolicySpec& spec);
 
-// Readable changes from `before` to `after`, one line each ("tier premium: multiplier 5 -> 6").
-SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before,
-                                                  const PolicySpec& after);
+// "...abcd": an API key as messages and diffs show it, by its last 4 characters; keys shorter
+// than 8 characters not at all ("...").
+SLUICE_API std::string mask_api_key(std::string_view key);
+
+// How API keys are written in changes; empty = mask_api_key. sluice-admin passes one that also
+// tells apart keys that mask alike ("...-key #3f0a").
+using ApiKeyMask = std::function<std::string(const std::string& key)>;
+
+// One change from `before` to `after`. A value changed in place has its field and both values
+// as text ("tier premium", "multiplier", "5", "6"); an added or removed item has only `what`
+// and `text`. Descriptions and labels are quoted and cut to 60 characters ("…").
+struct PolicyChange {
+  std::string what;           // "policy", "tier premium", "resource predict: limit per_minute"
+  std::string field;          // "multiplier", "window", "description", …; "" for added/removed
+  std::string before, after;  // as the policy writes them; "" for added/removed
+  std::string text;           // the readable line: "tier premium: multiplier 5 → 6"
+};
+SLUICE_API std::vector<PolicyChange> policy_changes(const PolicySpec& before,
+                                                    const PolicySpec& after,
+                                                    const ApiKeyMask& mask = {});
+
+// The changes' lines, one each ("tier premium: multiplier 5 → 6",
+// 'resource predict: description "Fast" → "Fast, EU"').
+SLUICE_API std::vector<std::string> diff_policies(const PolicySpec& before, const PolicySpec& after,
+                                                  const ApiKeyMask& mask = {});
 
 // "" when `unit` can be a limit's `cost:` (1 to 64 lower-case letters, digits and '_',
 // starting with a letter or '_'), else the problem. The one rule for policies, requests and
