@@ -532,7 +532,8 @@ def _limited(limiters: Tuple["RateLimit", ...], handler: ASGIApp) -> ASGIApp:
             checked = limiter._check_now(request)
             decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
             headers, fields = limiter._fields_for(decision)
-            limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
+            if not decision.allowed:
+                limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
         else:
             merged: Dict[str, str] = {}
             for limiter in limiters:
@@ -551,8 +552,8 @@ def _limited(limiters: Tuple["RateLimit", ...], handler: ASGIApp) -> ASGIApp:
             return
 
         async def send_with_fields(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *fields]}
+            if message["type"] == "http.response.start":  # as ASGI middleware do: in place
+                message["headers"] = [*message.get("headers", ()), *fields]
             await send(message)
 
         await handler(scope, receive, send_with_fields)
