@@ -250,6 +250,36 @@ def test_a_busy_caller_is_admitted_from_grants(sock):
     assert kinds[-1] == "SL.RELEASE"
 
 
+def test_one_client_on_two_event_loops_keeps_a_book_for_each(sock):
+    # The class keeps a connection per event loop; its grants follow (a grant's lease, timer
+    # and waiting requests belong to one loop).
+    ledger = Ledger(100_000)
+    client = AsyncSluiceClient(sock, on_unavailable="raise", grants=LocalGrants(ttl=30))
+    admitted, books = [0, 0], [None, None]
+
+    def worker(i):
+        async def main():
+            for _ in range(10):
+                batch = await asyncio.gather(*(client.check("predict", "alice")
+                                               for _ in range(20)))
+                admitted[i] += sum(d.allowed for d in batch)
+            books[i] = client.grants
+            await client.close()
+        asyncio.run(main())
+
+    with FakeSluiced(sock, ledger) as fake:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert admitted == [200, 200]
+    assert books[0] is not None and books[1] is not None and books[0] is not books[1]
+    assert any(c[0] == "SL.ACQUIRE" for c in fake.commands)
+    assert ledger.left == 100_000 - 400  # each loop gave back what its grants did not use
+    assert client.grants is None  # no loop runs here
+
+
 def test_near_the_limit_every_request_is_decided_alone(sock):
     ledger = Ledger(30)  # a sixteenth of 30 is 1: never a grant
     decisions, commands = run_checks(sock, ledger, [10, 10, 15])

@@ -160,7 +160,12 @@ class AsyncSluiceClient:
     ) -> None:
         if grants is not None and not isinstance(grants, LocalGrants):
             raise ValueError(f"grants must be a LocalGrants or None; got {grants!r}")
-        self.grants = GrantBook(grants) if grants is not None else None
+        self._grant_options = grants
+        # One book of grants per event loop, as connections are (a grant's lease, timer and
+        # waiting requests belong to the loop that took it); the last loop's is at hand.
+        self._books: weakref.WeakKeyDictionary[_Loop, GrantBook] = weakref.WeakKeyDictionary()
+        self._last_loop: Optional["weakref.ReferenceType[_Loop]"] = None
+        self._last_book: Optional[GrantBook] = None
         self._settling: "set[asyncio.Task[None]]" = set()
         self.socket_path = _common.socket_path_or_default(socket_path)
         self.on_unavailable = _common.check_fail_mode(on_unavailable)
@@ -174,6 +179,24 @@ class AsyncSluiceClient:
         # Per event loop: idle connections for calls with ``wait=``, one call at a time each.
         self._waiting_idle: weakref.WeakKeyDictionary[_Loop, List[_Connection]] = (
             weakref.WeakKeyDictionary())
+
+    @property
+    def grants(self) -> Optional[GrantBook]:
+        """The running event loop's local grants; None when grants are off (or no loop runs)."""
+        if self._grant_options is None:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        last = self._last_loop
+        if last is not None and last() is loop:
+            return self._last_book
+        book = self._books.get(loop)
+        if book is None:
+            book = self._books[loop] = GrantBook(self._grant_options)
+        self._last_loop, self._last_book = weakref.ref(loop), book
+        return book
 
     def _request(self, data: bytes) -> Awaitable[Any]:
         """The reply to one encoded command: a future when this loop's connection is open
@@ -347,7 +370,7 @@ class AsyncSluiceClient:
             # lease_ttl_max below the grant's TTL). Decide every request alone from now on.
             log.warning("sluice: sluiced refused a local grant (%s); local grants are off",
                         refused)
-            self.grants = None
+            self._grant_options = None
             return decision
         book.noted(key, decision)
         return decision
@@ -407,8 +430,9 @@ class AsyncSluiceClient:
 
     def _grant_ended(self, key: GrantKey, grant: Grant) -> None:
         """A grant's time is up: it admits no more, and what it did not use goes back."""
-        if self.grants is not None:
-            self.grants.ended(key, grant)
+        book = self.grants
+        if book is not None:
+            book.ended(key, grant)
         if grant.unused > 0:
             task = asyncio.ensure_future(self._settle_grant(grant))
             self._settling.add(task)
@@ -511,11 +535,14 @@ class AsyncSluiceClient:
     async def close(self) -> None:
         """Gives back what this client's grants did not use, then closes this event loop's
         connections (the next call opens a new one)."""
-        if self._settling:  # grants being asked for ahead of need, or given back
-            await asyncio.gather(*self._settling, return_exceptions=True)
-        if self.grants is not None:
-            for key, grant in self.grants.outstanding():
-                self.grants.ended(key, grant)
+        loop = asyncio.get_running_loop()
+        settling = [task for task in self._settling if task.get_loop() is loop]
+        if settling:  # this loop's grants being asked for ahead of need, or given back
+            await asyncio.gather(*settling, return_exceptions=True)
+        book = self._books.get(loop)
+        if book is not None:
+            for key, grant in book.outstanding():
+                book.ended(key, grant)
                 if grant.unused > 0:
                     await self._settle_grant(grant)
         loop = asyncio.get_running_loop()
