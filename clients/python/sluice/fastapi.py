@@ -499,10 +499,12 @@ class SluiceRoute(APIRoute):
     takes as a parameter (to read its :class:`Decision`) stays a dependency. The fields go on
     the route's responses; an error the app's exception handlers answer (a validation error)
     has none, as with the dependency. A cost or subject read from the body is read once: the
-    route's own handler gets the same body.
+    route's own handler gets the same body. A route that returns a ``Response`` object gets
+    the fields too (as a dependency, it would not).
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        self._limiters: Tuple[RateLimit, ...] = ()
         super().__init__(path, endpoint, **kwargs)
         limiters: List[RateLimit] = []
         # FastAPI puts the route's own dependencies= first in the dependant, in order, and
@@ -514,19 +516,23 @@ class SluiceRoute(APIRoute):
         if not limiters:
             return
         del self.dependant.dependencies[:len(limiters)]
-        self.app = _limited(tuple(limiters), request_response(self.get_route_handler()))
+        self._limiters = tuple(limiters)
+        self.app = request_response(self.get_route_handler())
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not self._limiters:
+            return handler
+        return _limited(self._limiters, handler)
 
 
-def _limited(limiters: Tuple["RateLimit", ...], handler: ASGIApp) -> ASGIApp:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        received: List[Message] = []
-
-        async def receive_and_keep() -> Message:
-            message = await receive()
-            received.append(message)
-            return message
-
-        request = Request(scope, receive_and_keep)
+def _limited(limiters: Tuple["RateLimit", ...],
+             handler: Callable[[Request], Coroutine[Any, Any, Response]]
+             ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """FastAPI's handler of the route, with its limits decided first on the same request
+    (a body read by a limiter is read once) and their fields added to the response it
+    returns."""
+    async def limited(request: Request) -> Response:
         if len(limiters) == 1:
             limiter = limiters[0]
             checked = limiter._check_now(request)
@@ -545,29 +551,12 @@ def _limited(limiters: Tuple["RateLimit", ...], handler: ASGIApp) -> ASGIApp:
                               {name.lower() for name in headers}}
                 merged.update(headers)
             fields = raw_headers(merged)
-        if received:  # an extractor read the body: the handler reads it again from here
-            receive = _replaying(received, receive)
-        if not fields:
-            await handler(scope, receive, send)
-            return
+        response = await handler(request)
+        if fields:
+            response.raw_headers.extend(fields)
+        return response
 
-        async def send_with_fields(message: Message) -> None:
-            if message["type"] == "http.response.start":  # as ASGI middleware do: in place
-                message["headers"] = [*message.get("headers", ()), *fields]
-            await send(message)
-
-        await handler(scope, receive, send_with_fields)
-
-    return app
-
-
-def _replaying(messages: List[Message], receive: Receive) -> Receive:
-    pending = list(messages)
-
-    async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replay
+    return limited
 
 
 # -- streamed responses ---------------------------------------------------------------------
