@@ -4,7 +4,7 @@ let the endpoint read a body the limiter read, and answer through the app's hand
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -44,6 +44,10 @@ def build_app(socket_path, route_class, on_unavailable="open"):
     @app.post("/two", dependencies=[Depends(RateLimit("a")), Depends(RateLimit("b"))])
     def two(data: dict):
         return {"ok": True}
+
+    @app.post("/own", dependencies=[Depends(RateLimit("predict"))])
+    def own(data: dict):
+        return PlainTextResponse("made by the route", headers={"X-Own": "1"})
 
     return app
 
@@ -133,6 +137,15 @@ def test_the_apps_exception_handler_answers_the_429(sock):
         denied = http.post("/p", json={"a": 1})
     assert denied.status_code == 429 and denied.json() == {"error": 429}
     assert denied.headers["retry-after"] == "13"
+
+
+def test_a_response_the_route_makes_gets_the_fields_too(sock):
+    # As a dependency, FastAPI would send a Response object the route returns as it is.
+    (plain,), _ = answers(sock, APIRoute, [("/own", {"a": 1}, None)], [ALLOWED])
+    (fast,), _ = answers(sock, SluiceRoute, [("/own", {"a": 1}, None)], [ALLOWED])
+    assert "ratelimit" not in plain.headers
+    assert fast.status_code == 200 and fast.text == "made by the route"
+    assert fast.headers["x-own"] == "1" and fast.headers["ratelimit"] == '"per_minute";r=9;t=30'
 
 
 def test_unreachable_sluiced_failing_closed_is_503(tmp_path):
