@@ -7,7 +7,7 @@ import collections
 import logging
 import types
 import weakref
-from typing import Any, Awaitable, Deque, List, Mapping, Optional, Tuple
+from typing import Any, Awaitable, Coroutine, Deque, List, Mapping, Optional, Tuple
 
 from . import _common, _resp
 from ._common import FailMode
@@ -322,9 +322,10 @@ class AsyncSluiceClient:
     def _granted(self, book: GrantBook, key: GrantKey) -> Optional[Decision]:
         """A check of ``key`` admitted from a local grant, or None; no coroutine, no I/O
         (the hot path of a busy caller)."""
-        granted = book.take(key, asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        granted = book.take(key, loop.time())
         if book.wanted:
-            self._refill(book, asyncio.get_running_loop())
+            self._refill(book, loop)
         return granted
 
     async def _without_grant(self, book: GrantBook, key: GrantKey) -> Decision:
@@ -333,8 +334,9 @@ class AsyncSluiceClient:
         one is being asked for, else decided alone."""
         loop = asyncio.get_running_loop()
         while True:
-            if book.size(key) >= 2:
-                return await self._decide_with_grant(book, key, loop)
+            size = book.size(key)
+            if size >= 2:
+                return await self._decide_with_grant(book, key, loop, size)
             pending = book.pending(key)
             if pending is None:
                 break
@@ -348,13 +350,14 @@ class AsyncSluiceClient:
         book.noted(key, decision)
         return decision
 
-    async def _decide_with_grant(self, book: GrantBook, key: GrantKey, loop: _Loop) -> Decision:
-        """Decides one request by taking a grant for it and the requests like it to come; a
-        grant that does not fit now leaves the request to be decided alone."""
+    async def _decide_with_grant(self, book: GrantBook, key: GrantKey, loop: _Loop,
+                                 size: int) -> Decision:
+        """Decides one request by taking a grant of ``size`` for it and the requests like it
+        to come; a grant that does not fit now leaves the request to be decided alone."""
         resource, subject, tier, api_key, cost = key
         refused: Optional[SluiceError] = None
         try:
-            decision = await self._take_grant(book, key, loop, book.size(key), used=1,
+            decision = await self._take_grant(book, key, loop, size, used=1,
                                               asked=self._asking(book, key, loop))
             if decision.allowed:
                 return decision
@@ -416,10 +419,14 @@ class AsyncSluiceClient:
             size = book.size(key)
             if size >= 2:
                 asked = self._asking(book, key, loop)
-                task = loop.create_task(self._take_next_grant(book, key, loop, size, asked))
-                self._settling.add(task)
-                task.add_done_callback(self._settling.discard)
+                self._in_background(self._take_next_grant(book, key, loop, size, asked))
         book.wanted.clear()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs ``work`` as a task this client keeps (``close()`` waits for it)."""
+        task = asyncio.ensure_future(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _take_next_grant(self, book: GrantBook, key: GrantKey, loop: _Loop,
                                size: int, asked: "asyncio.Future[None]") -> None:
@@ -434,9 +441,7 @@ class AsyncSluiceClient:
         if book is not None:
             book.ended(key, grant)
         if grant.unused > 0:
-            task = asyncio.ensure_future(self._settle_grant(grant))
-            self._settling.add(task)
-            task.add_done_callback(self._settling.discard)
+            self._in_background(self._settle_grant(grant))
 
     async def _settle_grant(self, grant: Grant) -> None:
         args = _common.release_args(grant.lease, grant.cost * grant.used,

@@ -277,29 +277,29 @@ class _Limiter:
                 and (tier is None or type(tier) is str)
                 and (api_key is None or type(api_key) is str)):
             return self._check_values(request, resource, (subject, tier, api_key, cost))
-        client = self.client or _client_for(request.scope.get("app"), None)
-        book = client.grants
-        if book is not None and self.wait is None:  # a busy caller: most often no I/O
-            key = (resource or self.resource, subject, tier or None, api_key or None, cost)
-            granted = client._granted(book, key)
-            if granted is not None:
-                return granted, cost
-        return self._decide(client, resource, subject, tier or None, api_key or None, cost)
+        return self._decide_now(request, resource, subject, tier or None, api_key or None, cost)
 
     async def _check_values(self, request: Request, resource: Optional[str],
                             values: Tuple[Any, Any, Any, Any]) -> Tuple[Decision, int]:
         """The check of a request whose extractors gave awaitables or unusual values."""
         if not _all_plain(values):
             values = await _awaited(values)
-        subject, tier, api_key, cost = self._normalized(request, values)
+        checked = self._decide_now(request, resource, *self._normalized(request, values))
+        return checked if type(checked) is tuple else await cast(_Checking, checked)
+
+    def _decide_now(self, request: Request, resource: Optional[str], subject: str,
+                    tier: Optional[str], api_key: Optional[str], cost: int
+                    ) -> Union[Tuple[Decision, int], "_Checking"]:
+        """(decision, cost) at once when a local grant admits the request, else what to
+        await for them."""
         client = self.client or _client_for(request.scope.get("app"), None)
         book = client.grants
-        if book is not None and self.wait is None:
+        if book is not None and self.wait is None:  # a busy caller: most often no I/O
             granted = client._granted(book, (resource or self.resource, subject, tier,
                                              api_key, cost))
             if granted is not None:
                 return granted, cost
-        return await self._decide(client, resource, subject, tier, api_key, cost)
+        return self._decide(client, resource, subject, tier, api_key, cost)
 
     async def _decide(self, client: AsyncSluiceClient, resource: Optional[str], subject: str,
                       tier: Optional[str], api_key: Optional[str],
@@ -366,11 +366,13 @@ class _Limiter:
 _Checking = Coroutine[Any, Any, Tuple[Decision, int]]
 
 
-def _set_headers(response: Response, headers: Dict[str, str]) -> None:
+def _set_headers(response: Response, headers: Dict[str, str],
+                 raw: List[Tuple[bytes, bytes]]) -> None:
+    """``headers`` (``raw``: the same as ASGI pairs) on FastAPI's sub-response."""
     if response.raw_headers:  # another dependency set fields: replace any of the same name
         response.headers.update(headers)
     else:  # the usual case: FastAPI's fresh sub-response, appended without lookups
-        response.raw_headers.extend(raw_headers(headers))
+        response.raw_headers.extend(raw)
 
 
 def _caller_error(exc: SluiceError) -> Exception:
@@ -433,10 +435,7 @@ class RateLimit(_Limiter):
         headers, fields = self._fields_for(decision)
         if not decision.allowed:
             self._raise_if_denied(decision, headers, cost)
-        if response.raw_headers:  # another dependency set fields: replace any of the same name
-            response.headers.update(headers)
-        else:  # the usual case: FastAPI's fresh sub-response, appended without lookups
-            response.raw_headers.extend(fields)
+        _set_headers(response, headers, fields)
         return decision
 
 
@@ -456,9 +455,9 @@ class RateLimitLease(_Limiter):
     async def __call__(self, request: Request, response: Response) -> AsyncIterator[AsyncLease]:
         lease, cost = await self._acquire(request)
         decision = lease.decision
-        headers = self.headers_for(decision)
+        headers, fields = self._fields_for(decision)
         self._raise_if_denied(decision, headers, cost)
-        _set_headers(response, headers)
+        _set_headers(response, headers, fields)
 
         def report_settled(actual: Optional[int]) -> None:
             # The fields were rendered after reserving the estimate; once the route settles
