@@ -80,6 +80,22 @@ struct Admin {
   bool open(const QString& path) {
     return connectAndWait(client, path) && QTest::qWaitFor([&] { return doc.hasPolicy(); }, 5000);
   }
+  // Sets tier `tier`'s multiplier in the draft, as one undo step.
+  bool setMultiplier(size_t tier, double multiplier) {
+    return doc
+        .edit(QStringLiteral("x%1").arg(multiplier),
+              [=](PolicySpec& p) {
+                p.tiers[tier].multiplier = multiplier;
+                return Status::Ok();
+              })
+        .ok();
+  }
+  // Applies the draft: the version the engine runs then, 0 when no apply came within 5 s.
+  quint64 applyAndWait() {
+    QSignalSpy applied(&session, &PolicySession::applied);
+    session.apply();
+    return applied.wait(5000) ? applied.first().at(0).toULongLong() : 0;
+  }
 };
 
 QModelIndex find(const QAbstractItemModel& m, int column, const QString& text) {
@@ -366,50 +382,26 @@ class TestAdminEngine : public QObject {
     const quint64 before = *a.doc.baseVersion();
     Admin b;
     QVERIFY(b.open(engine_->adminSocket()));
-    QVERIFY(b.doc
-                .edit(QStringLiteral("x7"),
-                      [](PolicySpec& p) {
-                        p.tiers[1].multiplier = 7;
-                        return Status::Ok();
-                      })
-                .ok());
-    QSignalSpy appliedB(&b.session, &PolicySession::applied);
-    b.session.apply();
-    QVERIFY(appliedB.wait(5000));
+    QVERIFY(b.setMultiplier(1, 7));
+    QVERIFY(b.applyAndWait() > 0);
     QVERIFY(QTest::qWaitFor([&] { return *a.doc.baseVersion() > before; }, 4000));
     QCOMPARE(findTier(a.doc.draft(), "premium")->multiplier, 7.0);
     QCOMPARE(stats.count(), 0);  // the charts stayed paused
   }
 
-  // A restart is told apart from someone else's apply (SL.INFO's instance changes): a dirty
-  // draft is replayed on what now runs, and applying it is not a conflict.
   // Someone else applies while this draft has edits: the session says so at once, with what
   // they changed, once per version; the draft keeps its base (Apply will ask).
   void anApplyElsewhereIsToldWithItsChanges() {
     Admin a;
     QVERIFY(a.open(engine_->adminSocket()));
-    QVERIFY(a.doc
-                .edit(QStringLiteral("x2"),
-                      [](PolicySpec& p) {
-                        p.tiers[0].multiplier = 2;
-                        return Status::Ok();
-                      })
-                .ok());
+    QVERIFY(a.setMultiplier(0, 2));
     const quint64 base = *a.doc.baseVersion();
     Admin b;
     QVERIFY(b.open(engine_->adminSocket()));
     const std::string tier = b.doc.draft().tiers[1].name;
-    QVERIFY(b.doc
-                .edit(QStringLiteral("x7"),
-                      [](PolicySpec& p) {
-                        p.tiers[1].multiplier = 7;
-                        return Status::Ok();
-                      })
-                .ok());
-    QSignalSpy appliedB(&b.session, &PolicySession::applied);
-    b.session.apply();
-    QVERIFY(appliedB.wait(5000));
-    const quint64 now = appliedB.first().at(0).toULongLong();
+    QVERIFY(b.setMultiplier(1, 7));
+    const quint64 now = b.applyAndWait();
+    QVERIFY(now > 0);
     QSignalSpy moved(&a.session, &PolicySession::movedOn);
     QMap<QString, QString> info{{QStringLiteral("policy_version"), QString::number(now)}};
     a.session.updateInfo(info);  // what the stats poller hands it every second
@@ -425,6 +417,8 @@ class TestAdminEngine : public QObject {
     QCOMPARE(moved.count(), 1);
   }
 
+  // A restart is told apart from someone else's apply (SL.INFO's instance changes): a dirty
+  // draft is replayed on what now runs, and applying it is not a conflict.
   void aRestartIsNotSomeoneElsesApply() {
     Admin a;
     QVERIFY(a.open(engine_->adminSocket()));
@@ -433,23 +427,9 @@ class TestAdminEngine : public QObject {
     // Someone else applies version 2; then the draft is edited on its stale base.
     Admin b;
     QVERIFY(b.open(engine_->adminSocket()));
-    QVERIFY(b.doc
-                .edit(QStringLiteral("x6"),
-                      [](PolicySpec& p) {
-                        p.tiers[1].multiplier = 6;
-                        return Status::Ok();
-                      })
-                .ok());
-    QSignalSpy appliedB(&b.session, &PolicySession::applied);
-    b.session.apply();
-    QVERIFY(appliedB.wait(5000));
-    QVERIFY(a.doc
-                .edit(QStringLiteral("x2"),
-                      [](PolicySpec& p) {
-                        p.tiers[0].multiplier = 2;
-                        return Status::Ok();
-                      })
-                .ok());
+    QVERIFY(b.setMultiplier(1, 6));
+    QVERIFY(b.applyAndWait() > 0);
+    QVERIFY(a.setMultiplier(0, 2));
     QSignalSpy restarted(&a.session, &PolicySession::restarted);
     decide_.disconnectFromEngine();
     engine_->stop();
