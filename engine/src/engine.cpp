@@ -104,8 +104,6 @@ void set_calendar_window(sluice_limit_params& p, const CompiledLimit& lim, int64
   p.window_ms = w.length_ms;
 }
 
-int64_t scale(int64_t v, double f) { return warm_limit(v, f); }
-
 // A limit's item as a decision or a charge sends it: its key, its parameters after warm-up
 // (`factor`) and, for a calendar limit, the window current at `now_ms`. Op and cost are the
 // caller's.
@@ -116,8 +114,8 @@ void fill_item(sluice_item& it, const char* key, size_t key_len,
   it.key = key;
   it.key_len = static_cast<uint32_t>(key_len);
   it.params = effective;
-  it.params.limit = scale(it.params.limit, factor);
-  it.params.burst = scale(it.params.burst, factor);
+  it.params.limit = warm_limit(it.params.limit, factor);
+  it.params.burst = warm_limit(it.params.burst, factor);
   set_calendar_window(it.params, lim, now_ms);
 }
 
