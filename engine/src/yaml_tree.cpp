@@ -394,6 +394,12 @@ bool libyaml_agrees(std::string_view text) {
   for (std::string_view separator : {"\xC2\x85", "\xE2\x80\xA8", "\xE2\x80\xA9"}) {
     if (text.find(separator) != std::string_view::npos) return false;
   }
+  // A last line of spaces without a line break: the two fold a block scalar ending there
+  // differently ("a: >\n x\n ").
+  const size_t last_line = text.find_last_of('\n') + 1;  // 0 when there is none
+  if (last_line < text.size() && text.find_first_not_of(' ', last_line) == std::string_view::npos) {
+    return false;
+  }
   return true;
 }
 

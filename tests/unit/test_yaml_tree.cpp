@@ -82,6 +82,10 @@ TEST(YamlTree, LibyamlGivesYamlCppsTree) {
       "a: &n\nb: *n\nc: !!null\n",
       // Multi-line scalars and comments.
       "a: one\n  two\n  three # c\nb: \"x\n  y\"\n",
+      // A folded scalar whose text ends in a line of spaces and no line break (fuzzing found
+      // libyaml reading it otherwise).
+      "Fc: >\n -:\n ",
+      "Fc:\n >\n x\n ",
       // Documents.
       "--- # the policy\na: 1\n...\n",
       "a: 1\n---\nb: 2\n",
