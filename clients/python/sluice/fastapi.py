@@ -263,43 +263,40 @@ class _Limiter:
         checked = self._check_now(request, resource)
         return checked if type(checked) is tuple else await cast(_Checking, checked)
 
-    def _check_now(self, request: Request, resource: Optional[str] = None
+    def _check_now(self, request: Request, resource: Optional[str] = None,
+                   values: Optional[Tuple[str, Optional[str], Optional[str], int]] = None
                    ) -> Union[Tuple[Decision, int], "_Checking"]:
         """(decision, cost) at once when a local grant admits the request, else what to await
-        for them. This runs on every limited request: the usual values (strings, a constant
-        cost) are checked inline, and a granted request costs no coroutine at all."""
-        subject = self.subject(request)
-        tier = self.tier(request) if self.tier is not None else None
-        api_key = self.api_key(request) if self.api_key is not None else None
-        cost = cast(Callable[[Request], Any], self.cost)(request) if self._cost_is_function \
-            else self.cost
-        if not (type(subject) is str and subject and type(cost) is int and cost >= 1
-                and (tier is None or type(tier) is str)
-                and (api_key is None or type(api_key) is str)):
-            return self._check_values(request, resource, (subject, tier, api_key, cost))
-        return self._decide_now(request, resource, subject, tier or None, api_key or None, cost)
+        for them. ``values``: subject, tier, API key and cost already read and normalized.
+        This runs on every limited request: the usual values (strings, a constant cost) are
+        checked inline, and a granted request costs no coroutine and as few calls as it can."""
+        if values is None:
+            subject = self.subject(request)
+            tier = self.tier(request) if self.tier is not None else None
+            api_key = self.api_key(request) if self.api_key is not None else None
+            cost = cast(Callable[[Request], Any], self.cost)(request) \
+                if self._cost_is_function else self.cost
+            if not (type(subject) is str and subject and type(cost) is int and cost >= 1
+                    and (tier is None or type(tier) is str)
+                    and (api_key is None or type(api_key) is str)):
+                return self._check_values(request, resource, (subject, tier, api_key, cost))
+            tier, api_key = tier or None, api_key or None
+        else:
+            subject, tier, api_key, cost = values
+        client = self.client or _client_for(request.scope.get("app"), None)
+        if client._grant_options is not None and self.wait is None:  # most often no I/O
+            granted = client._granted((resource or self.resource, subject, tier, api_key, cost))
+            if granted is not None:
+                return granted, cost
+        return self._decide(client, resource, subject, tier, api_key, cost)
 
     async def _check_values(self, request: Request, resource: Optional[str],
                             values: Tuple[Any, Any, Any, Any]) -> Tuple[Decision, int]:
         """The check of a request whose extractors gave awaitables or unusual values."""
         if not _all_plain(values):
             values = await _awaited(values)
-        checked = self._decide_now(request, resource, *self._normalized(request, values))
+        checked = self._check_now(request, resource, self._normalized(request, values))
         return checked if type(checked) is tuple else await cast(_Checking, checked)
-
-    def _decide_now(self, request: Request, resource: Optional[str], subject: str,
-                    tier: Optional[str], api_key: Optional[str], cost: int
-                    ) -> Union[Tuple[Decision, int], "_Checking"]:
-        """(decision, cost) at once when a local grant admits the request, else what to
-        await for them."""
-        client = self.client or _client_for(request.scope.get("app"), None)
-        book = client.grants
-        if book is not None and self.wait is None:  # a busy caller: most often no I/O
-            granted = client._granted(book, (resource or self.resource, subject, tier,
-                                             api_key, cost))
-            if granted is not None:
-                return granted, cost
-        return self._decide(client, resource, subject, tier, api_key, cost)
 
     async def _decide(self, client: AsyncSluiceClient, resource: Optional[str], subject: str,
                       tier: Optional[str], api_key: Optional[str],
