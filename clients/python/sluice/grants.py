@@ -42,13 +42,15 @@ class LocalGrants:
     """How the asyncio client takes grants (``AsyncSluiceClient(grants=LocalGrants())``).
 
     ``ttl``: seconds a grant is used at most (sluiced holds its lease twice as long, so its
-    settlement arrives in time). ``max_requests``: the largest grant. ``share``: a grant takes
+    settlement arrives in time). ``max_requests``: the largest grant (taking one costs the app
+    a round trip's CPU, as much as a hundred or so requests admitted from it; a larger grant
+    costs less per request and holds more back from other workers). ``share``: a grant takes
     at most this fraction (1/share) of what the least-filled limit has left. ``max_keys``:
     kinds of request the client keeps track of at once.
     """
 
     ttl: float = 0.25
-    max_requests: int = 256
+    max_requests: int = 1024
     share: int = 16
     max_keys: int = 10_000
 
