@@ -270,6 +270,11 @@ async def measure_cpu(args, redis_sock: str) -> dict:
         async def worker(n: int) -> None:
             for _ in range(n):
                 await _asgi_get(path, apps[path])
+                # A server's loop turns between a connection's requests (it reads each from
+                # a socket); without this a request that never awaits would let one worker
+                # run all of its requests in one turn, and no background task (a grant
+                # asked ahead of need) would run until every worker waits.
+                await asyncio.sleep(0)
 
         begin = time.thread_time_ns()
         await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))

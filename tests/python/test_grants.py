@@ -89,10 +89,15 @@ def test_the_next_grant_is_asked_for_ahead_only_far_from_the_limit():
     book.take(KEY, 0.0)
     book.noted(KEY, decision(remaining=16 * 4 * 8))  # far: 4 x 16 x the grant's 8
     book.granted(KEY, Grant("a", 8, expires=1.0, decision=decision(), cost=1))
-    for i in range(5):
-        book.take(KEY, 0.01)
-    assert book.wanted == [KEY]  # 6 of 8 used: the next one is asked for
+    book.take(KEY, 0.01)
+    book.take(KEY, 0.01)
+    assert book.wanted == []  # 3 of 8 used
+    book.take(KEY, 0.01)
+    assert book.wanted == [KEY]  # half used: the next one is asked for
     book.wanted.clear()
+    book.take(KEY, 0.01)
+    book.take(KEY, 0.01)
+    assert book.wanted == []  # asked for once
     book.granted(KEY, Grant("b", 8, expires=1.0, decision=decision(), cost=1, used=0))
     book.take(KEY, 0.02)
     book.take(KEY, 0.02)
