@@ -154,7 +154,12 @@ _default_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSlu
 def _client_for(request_app: Any, explicit: Optional[AsyncSluiceClient]) -> AsyncSluiceClient:
     if explicit is not None:
         return explicit
-    state_client = getattr(getattr(request_app, "state", None), "sluice", None)
+    state = getattr(request_app, "state", None)
+    # Starlette's State keeps its values in a dict, _state; reading it skips State's
+    # __getattr__ (a Python call raising AttributeError when unset) on every request.
+    values = getattr(state, "_state", None)
+    state_client = values.get("sluice") if type(values) is dict \
+        else getattr(state, "sluice", None)
     if state_client is not None:
         return cast(AsyncSluiceClient, state_client)
     # A process-wide default from $SLUICE_SOCKET, one per event loop because asyncio
