@@ -74,7 +74,9 @@ from sluice.fastapi import RateLimit, RateLimitLease
 
 import app as example
 
-app = FastAPI(title=example.app.title)
+# No documentation routes of its own: the example's are copied below, and a second set in
+# front would cost every request four more route matches (Starlette tries routes in order).
+app = FastAPI(title=example.app.title, openapi_url=None, docs_url=None, redoc_url=None)
 for route in example.app.router.routes:
     if not isinstance(route, APIRoute):
         app.router.routes.append(route)
