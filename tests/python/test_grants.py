@@ -54,6 +54,25 @@ def test_grant_size(remaining, cost, share, max_requests, seen, expected):
     assert book.size(key) == expected
 
 
+def test_a_grant_asked_ahead_takes_what_its_life_will_use():
+    # Its ttl runs from when it is taken, but it is used only once the current grant runs
+    # out: it takes the caller's rate less what the current grant still holds.
+    book = GrantBook(LocalGrants(share=1))
+    for i in range(100):
+        book.take(KEY, i * 1e-4)
+    book.noted(KEY, decision(remaining=100_000))
+    assert book.size(KEY) == 100
+    book.granted(KEY, Grant("a", 60, expires=1.0, decision=decision(), cost=1, used=0))
+    for i in range(20):
+        book.take(KEY, 0.02)  # 20 of 60 used, 40 left
+    assert book.size(KEY) == 120 - 40  # 120 requests this period, 40 of them still granted
+    for i in range(39):
+        book.take(KEY, 0.02)
+    assert book.size(KEY) == 159 - 1
+    book.take(KEY, 0.02)  # "a" is used up: a grant asked now is used at once
+    assert book.size(KEY) == 160
+
+
 def test_the_rate_is_that_of_the_last_ttl():
     book = GrantBook(LocalGrants(ttl=0.25))
     book.noted(KEY, decision()) if book.take(KEY, 0.0) is None else None
@@ -192,6 +211,7 @@ class Ledger:
         self.left = limit
         self.deny_grants = deny_grants
         self.leases = {}
+        self.issued = 0
 
     def __call__(self, args):
         if args[0] == "SL.CHECK":
@@ -204,7 +224,8 @@ class Ledger:
             if self.deny_grants or k > self.left:
                 return reply(self.left, allowed=0, lease="")
             self.left -= k
-            lease = f"lease{len(self.leases)}"
+            self.issued += 1
+            lease = f"lease{self.issued}"  # never a name still in use
             self.leases[lease] = k
             return reply(self.left, lease=lease)
         if args[0] == "SL.RELEASE":

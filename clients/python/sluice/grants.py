@@ -156,7 +156,13 @@ class GrantBook:
         state = self.states.get(key)
         if state is None or state.pending is not None:
             return 0
+        # The caller's requests per ttl. A grant asked for ahead of need is used only once the
+        # current one runs out, yet its ttl runs from now: it takes what the rest of its life
+        # will use, so that it is used up rather than cut short and given back in part.
         demand = max(state.seen, state.seen_before)
+        current = state.grant
+        if current is not None:
+            demand -= current.size - current.used
         # remaining may count the cost's unit (tokens): a grant takes cost per request of it.
         headroom = state.remaining // (self.options.share * key[4])
         return min(self.options.max_requests, demand, headroom)
