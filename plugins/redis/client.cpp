@@ -87,7 +87,17 @@ void Client::watch_sentinels() {
     lock.unlock();
     HostPort master;
     if (ask_sentinel_majority(shared_.config, master)) {
-      for (auto& c : connections_) c->follow_master(master);
+      // Only connections elsewhere move, and only to a server that says it is the master:
+      // a majority can lag behind the Sentinel that led a failover.
+      bool asked = false, is_master = false;
+      for (auto& c : connections_) {
+        if (!c->up_elsewhere(master)) continue;
+        if (!asked) {
+          is_master = answers_as_master(shared_.config, master);
+          asked = true;
+        }
+        if (is_master) c->follow_master(master);
+      }
     }
     lock.lock();
   }

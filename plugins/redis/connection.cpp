@@ -132,6 +132,11 @@ void Connection::follow_master(const HostPort& master) {
   [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
 
+bool Connection::up_elsewhere(const HostPort& master) const {
+  std::lock_guard lock(mu_);
+  return up_ && !(master.host == host_ && master.port == port_);
+}
+
 bool Connection::start(std::string& error) {
   if (wake_fd_ < 0) {
     error = std::string("redis plugin: cannot create an eventfd: ") + std::strerror(errno) + ".";

@@ -56,6 +56,9 @@ class Connection {
   // (what is in flight fails) and reconnects to it, even if that server still accepts writes:
   // a demoted master turns into a replica only when a Sentinel gets round to it. Thread-safe.
   void follow_master(const HostPort& master);
+  // Sentinel mode: true when this connection is up and on a server other than `master`, so
+  // follow_master(master) would move it. Thread-safe.
+  bool up_elsewhere(const HostPort& master) const;
 
  private:
   struct Call {

@@ -113,6 +113,25 @@ bool ask_sentinel_majority(const Config& config, HostPort& master) {
   return false;
 }
 
+bool answers_as_master(const Config& config, const HostPort& node) {
+  std::unique_ptr<redisContext, ContextDeleter> ctx(
+      redisConnectWithTimeout(node.host.c_str(), node.port, to_timeval(config.connect_timeout_ms)));
+  if (!ctx || ctx->err != 0) return false;
+  redisSetTimeout(ctx.get(), to_timeval(config.command_timeout_ms));
+  if (!config.password.empty()) {
+    auto auth = config.user.empty() ? command(ctx.get(), {"AUTH", config.password})
+                                    : command(ctx.get(), {"AUTH", config.user, config.password});
+    if (!auth) return false;
+    if (auth->type == REDIS_REPLY_ERROR) return true;  // cannot ask: the Sentinels' word stands
+  }
+  auto role = command(ctx.get(), {"ROLE"});
+  if (!role) return false;
+  if (role->type == REDIS_REPLY_ERROR) return true;  // ROLE refused (an ACL): cannot tell
+  return role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
+         role->element[0]->type == REDIS_REPLY_STRING &&
+         std::string_view(role->element[0]->str, role->element[0]->len) == "master";
+}
+
 bool ask_sentinels(const Config& config, size_t first, HostPort& master, std::string& error,
                    bool& fatal) {
   std::string answers;

@@ -23,4 +23,10 @@ bool ask_sentinels(const Config& config, size_t first, HostPort& master, std::st
 // notice a switch without following a Sentinel that has not heard of it yet.
 bool ask_sentinel_majority(const Config& config, HostPort& master);
 
+// False when `node` cannot be reached or its ROLE is not master: a majority of Sentinels that
+// has not yet heard of a failover still names the dead or demoted old master, and a connection
+// already on the promoted one must not be moved back there. True when it says master, or
+// will not say (ROLE refused): then the Sentinels' word stands.
+bool answers_as_master(const Config& config, const HostPort& node);
+
 }  // namespace sluice::redis_plugin
