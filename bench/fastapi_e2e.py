@@ -14,7 +14,10 @@ wrk, read from /proc before and after each run.
                                           [--x-ratelimit] [--keys N]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
-sends only the IETF fields there), for what three more response fields cost. --keys N spreads
+sends only the IETF fields there), for what three more response fields cost. --split adds two
+more, to tell apart what the cost is made of: the example with /predict's check replaced by
+its first decision, kept (every request then costs the route class, the wrapper and the two
+fields, but no check), and the same without the fields. --keys N spreads
 the requests over N callers (API keys): with many callers each sending a request now and then,
 no caller gets local grants and every request is a round trip to sluiced.
 
@@ -97,6 +100,33 @@ for route in example.app.router.routes:
     for depends in getattr(route, "dependencies", []):
         if isinstance(depends.dependency, RateLimit):
             depends.dependency.x_ratelimit_headers = True
+app = example.app
+"""
+
+# The example with /predict's decision taken once and kept (--split): no check per request.
+# With FIELDS = False, no RateLimit fields either: what is left is the route class and its
+# wrapper. The limiter's own methods are replaced, for this measurement only.
+KEPT_DECISION_MODULE = """\
+import app as example
+
+FIELDS = {fields}
+for route in example.app.router.routes:
+    if getattr(route, "path", "") != "/predict":
+        continue
+    limiter = route._limiters[0]
+    check, kept = limiter._check_now, []
+
+    def kept_check(request, resource=None, values=None):
+        if kept:
+            return kept[0]
+        checked = check(request, resource, values)
+        if type(checked) is tuple:
+            kept.append(checked)
+        return checked
+
+    limiter._check_now = kept_check
+    if not FIELDS:
+        limiter._fields_for = lambda decision: ({{}}, [])
 app = example.app
 """
 
@@ -261,6 +291,9 @@ def main() -> int:
     parser.add_argument("--x-ratelimit", action="store_true",
                         help="also run the example with the x-ratelimit-* family on /predict "
                              "(it sends the IETF fields only there)")
+    parser.add_argument("--split", action="store_true",
+                        help="also run the example with /predict's first decision kept (no "
+                             "check per request), with and without its fields")
     parser.add_argument("--accept", choices=("reuseport", "shared"), default="reuseport",
                         help="reuseport (default): one uvicorn process per worker, each with "
                              "its own listening socket on the port; shared: uvicorn --workers "
@@ -277,6 +310,8 @@ def main() -> int:
     (work / "policy.yaml").write_text(POLICY)
     (work / "baseline_app.py").write_text(BASELINE_MODULE)
     (work / "x_ratelimit_app.py").write_text(X_RATELIMIT_MODULE)
+    (work / "kept_app.py").write_text(KEPT_DECISION_MODULE.format(fields=True))
+    (work / "kept_bare_app.py").write_text(KEPT_DECISION_MODULE.format(fields=False))
     (work / "post.lua").write_text(WRK_KEYS_SCRIPT % args.keys if args.keys > 1 else WRK_SCRIPT)
     sock = work / "sluice.sock"
     env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
@@ -285,6 +320,8 @@ def main() -> int:
     apps = [("baseline", "baseline_app:app", work), ("sluice", "app:app", EXAMPLE)]
     if args.x_ratelimit:
         apps.append(("sluice+x", "x_ratelimit_app:app", work))
+    if args.split:
+        apps += [("kept", "kept_app:app", work), ("kept-bare", "kept_bare_app:app", work)]
     ports = {name: free_port() for name, _, _ in apps}
     servers: dict[str, list[subprocess.Popen]] = {name: [] for name, _, _ in apps}
     daemon: subprocess.Popen | None = None
@@ -321,6 +358,9 @@ def main() -> int:
             raise SystemExit("the baseline app still asks sluice")
         if "ratelimit" not in post_predict(ports["sluice"])[1]:
             raise SystemExit("the example app's /predict carried no RateLimit field")
+        if "kept" in ports and ("ratelimit" not in post_predict(ports["kept"])[1]
+                                or "ratelimit" in post_predict(ports["kept-bare"])[1]):
+            raise SystemExit("--split: the kept decision's apps did not answer as meant")
         if "sluice+x" in ports and \
                 "x-ratelimit-limit-requests" not in post_predict(ports["sluice+x"])[1]:
             raise SystemExit("the x-ratelimit variant's /predict carried no x-ratelimit field")
@@ -365,7 +405,8 @@ def main() -> int:
     print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
           f"{'app µs/req':>12}{'sluiced µs/req':>16}")
     labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
-              "sluice+x": "... + x-ratelimit-* fields"}
+              "sluice+x": "... + x-ratelimit-* fields", "kept": "... decision kept, no check",
+              "kept-bare": "... kept, no fields either"}
     for name in results:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
@@ -390,6 +431,13 @@ def main() -> int:
               + ", ".join(f"{r:.3f}" for r in x_ratios)
               + f"; median {statistics.median(x_ratios):.3f}, p99 ratio "
               f"{median('sluice+x', 'p99') / median('baseline', 'p99'):.3f}")
+    for name, what in (("kept", "a kept decision and its fields (no check)"),
+                       ("kept-bare", "the route class and wrapper alone (no check, no fields)")):
+        if name in results:
+            split = [x["rps"] / b["rps"] for x, b in zip(results[name], results["baseline"])]
+            cpu = [x["app_us"] / b["app_us"] for x, b in zip(results[name], results["baseline"])]
+            print(f"{what}: requests/s ratio median {statistics.median(split):.3f}, "
+                  f"CPU per request {statistics.median(cpu):.3f}x")
     if failures:
         print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
         return 1
