@@ -396,6 +396,15 @@ def main() -> int:
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
 
+    def rps_per_round(name: str) -> list[float]:
+        """The app's requests/s over the baseline's, round by round."""
+        return [r["rps"] / b["rps"] for r, b in zip(results[name], results["baseline"])]
+
+    def cpu_per_round(name: str) -> list[float]:
+        """The app's CPU per request with sluiced's over the baseline's, round by round."""
+        return [(r["app_us"] + r["sluiced_us"]) / b["app_us"]
+                for r, b in zip(results[name], results["baseline"])]
+
     print()
     workers = (f"{args.workers} uvicorn processes on one port (SO_REUSEPORT)"
                if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
@@ -411,13 +420,12 @@ def main() -> int:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
             + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
-    ratios = [s["rps"] / b["rps"] for s, b in zip(results["sluice"], results["baseline"])]
+    ratios = rps_per_round("sluice")
     rps_ratio = statistics.median(ratios)
     p99_ratio = median("sluice", "p99") / median("baseline", "p99")
     failures = sum(r["non2xx"] for rs in results.values() for r in rs)
     print("requests/s ratio per round: " + ", ".join(f"{r:.3f}" for r in ratios))
-    cpu = [(s["app_us"] + s["sluiced_us"]) / b["app_us"]
-           for s, b in zip(results["sluice"], results["baseline"])]
+    cpu = cpu_per_round("sluice")
     print("CPU per request (app + sluiced) / baseline app, per round: "
           + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {statistics.median(cpu):.3f}")
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
@@ -426,7 +434,7 @@ def main() -> int:
     verdict = "meets" if p99_ratio <= 1.10 else "misses"
     print(f"sluice / baseline p99 latency: {p99_ratio:.3f} ({verdict} the 1.10 target)")
     if "sluice+x" in results:
-        x_ratios = [x["rps"] / b["rps"] for x, b in zip(results["sluice+x"], results["baseline"])]
+        x_ratios = rps_per_round("sluice+x")
         print("with the x-ratelimit-* family on /predict too: requests/s ratio per round "
               + ", ".join(f"{r:.3f}" for r in x_ratios)
               + f"; median {statistics.median(x_ratios):.3f}, p99 ratio "
@@ -434,10 +442,8 @@ def main() -> int:
     for name, what in (("kept", "a kept decision and its fields (no check)"),
                        ("kept-bare", "the route class and wrapper alone (no check, no fields)")):
         if name in results:
-            split = [x["rps"] / b["rps"] for x, b in zip(results[name], results["baseline"])]
-            cpu = [x["app_us"] / b["app_us"] for x, b in zip(results[name], results["baseline"])]
-            print(f"{what}: requests/s ratio median {statistics.median(split):.3f}, "
-                  f"CPU per request {statistics.median(cpu):.3f}x")
+            print(f"{what}: requests/s ratio median {statistics.median(rps_per_round(name)):.3f}, "
+                  f"CPU per request {statistics.median(cpu_per_round(name)):.3f}x")
     if failures:
         print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
         return 1
