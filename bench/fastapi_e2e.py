@@ -11,7 +11,8 @@ wrk, read from /proc before and after each run.
 
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
-                                          [--x-ratelimit] [--keys N]
+                                          [--servers kept] [--aa] [--x-ratelimit] [--split]
+                                          [--keys N]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
 sends only the IETF fields there), for what three more response fields cost. --split adds two
@@ -31,6 +32,16 @@ same port (SO_REUSEPORT), and the kernel spreads connections over them by their 
 `gunicorn --reuse-port` or a load balancer would; `--accept shared` measures uvicorn's
 `--workers` instead. Each run prints how many connections each worker held.
 
+A worker process is faster or slower than another running the same code by a few per cent,
+for as long as it lives (its hash seed and memory layout differ): the same baseline started
+twice and measured in alternating rounds came out 6 % apart. So each app's workers are started
+afresh for every run (and warmed up for 2 s), and that difference becomes noise that the
+median of many rounds averages out, rather than a bias that alternating cannot remove;
+`--servers kept` starts them once, as earlier versions did. `--aa` measures the baseline a
+second time under another name: its ratio to the baseline shows the bench's own error, and
+every ratio comes with a bootstrap interval of its median. Ratios of single rounds spread
+about ±10 %: 25 rounds give the median to about ±3 %.
+
 Targets (issue 15): sluice at least 0.95x the baseline's requests/s, p99 latency within 10 %.
 Everything runs on this machine, so the servers, wrk and sluiced share its cores: the figure
 is the cost of sluice on a saturated host, sluiced's own CPU included.
@@ -40,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import shutil
 import socket
@@ -245,6 +257,85 @@ def connections_per_worker(port: int) -> list[int]:
     return sorted(counts.values(), reverse=True)
 
 
+# What each app's /predict answers, checked before it is measured: the apps differ in sluice
+# only, and a variant that does not answer as meant would measure something else.
+EXPECTED_FIELDS = {
+    "baseline": (None, "ratelimit"), "baseline-again": (None, "ratelimit"),
+    "sluice": ("ratelimit", None), "sluice+x": ("x-ratelimit-limit-requests", None),
+    "kept": ("ratelimit", None), "kept-bare": (None, "ratelimit"),
+}
+
+
+def median_interval(values: list[float], resamples: int = 4000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of ``values``: how far the median of this many
+    rounds could be from the one a longer run would give."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values)))
+                     for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def check_answer(name: str, headers: dict) -> None:
+    present, absent = EXPECTED_FIELDS[name]
+    if present is not None and present not in headers:
+        raise SystemExit(f"{name}: /predict answered without the {present} field")
+    if absent is not None and absent in headers:
+        raise SystemExit(f"{name}: /predict answered with a {absent} field it must not have")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Servers:
+    """The uvicorn processes serving one app, and their listening sockets."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+        self.listeners: list[socket.socket] = []
+
+    @classmethod
+    def start(cls, name: str, module: str, app_dir: Path, port: int, args, env: dict,
+              work: Path) -> "Servers":
+        """Starts the app's workers and returns once every one has run its start-up."""
+        servers = cls()
+        log = work / f"{name}.log"
+        log.write_text("")
+        # uvicorn (h11) writes a response's head and body separately and leaves Nagle's
+        # algorithm on: with wrk's delayed ACKs every request would then wait about 40 ms,
+        # the same for both apps, and the figures would measure that wait rather than the
+        # apps. The listening sockets are made here with TCP_NODELAY, which the connections
+        # accepted from them inherit, and handed to uvicorn (--fd).
+        reuseport = args.accept == "reuseport"
+        with open(log, "a") as log_file:
+            for _ in range(args.workers if reuseport else 1):
+                listener = listening_socket(port, nodelay=not args.nagle, reuseport=reuseport)
+                servers.listeners.append(listener)
+                servers.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
+                     "--fd", str(listener.fileno()),
+                     "--workers", "1" if reuseport else str(args.workers),
+                     "--log-level", "info", "--no-access-log"],
+                    env=env, cwd=work, pass_fds=(listener.fileno(),), stderr=log_file,
+                    stdout=subprocess.DEVNULL))
+        # Each worker logs this once its app has started (with SO_REUSEPORT, a connection
+        # can land on any worker's socket, so one answer does not mean all are up).
+        wait_until(lambda: log.read_text().count("Application startup complete")
+                   >= args.workers, 60, f"uvicorn ({name})")
+        return servers
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+        for listener in self.listeners:
+            listener.close()
+
+
 def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
             sluiced: subprocess.Popen | None = None) -> dict:
     """One wrk run; with ``procs`` also the CPU per request of the app, sluiced and wrk, and
@@ -294,6 +385,12 @@ def main() -> int:
     parser.add_argument("--split", action="store_true",
                         help="also run the example with /predict's first decision kept (no "
                              "check per request), with and without its fields")
+    parser.add_argument("--servers", choices=("fresh", "kept"), default="fresh",
+                        help="fresh (default): each app's workers are started for each of its "
+                             "runs and stopped after it; kept: started once for all rounds")
+    parser.add_argument("--aa", action="store_true",
+                        help="also run the baseline a second time under another name: its "
+                             "ratio to the baseline is the bench's own error (ideally 1.000)")
     parser.add_argument("--accept", choices=("reuseport", "shared"), default="reuseport",
                         help="reuseport (default): one uvicorn process per worker, each with "
                              "its own listening socket on the port; shared: uvicorn --workers "
@@ -318,15 +415,26 @@ def main() -> int:
                PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
     env.pop("SLUICE_ADMIN_SOCKET", None)
     apps = [("baseline", "baseline_app:app", work), ("sluice", "app:app", EXAMPLE)]
+    if args.aa:
+        apps.append(("baseline-again", "baseline_app:app", work))
     if args.x_ratelimit:
         apps.append(("sluice+x", "x_ratelimit_app:app", work))
     if args.split:
         apps += [("kept", "kept_app:app", work), ("kept-bare", "kept_bare_app:app", work)]
+    modules = {name: (module, app_dir) for name, module, app_dir in apps}
     ports = {name: free_port() for name, _, _ in apps}
-    servers: dict[str, list[subprocess.Popen]] = {name: [] for name, _, _ in apps}
+    servers: dict[str, Servers] = {}
     daemon: subprocess.Popen | None = None
-    listeners: list[socket.socket] = []
     load_before = os.getloadavg()[0]
+
+    def start(name: str) -> None:
+        module, app_dir = modules[name]
+        servers[name] = Servers.start(name, module, app_dir, ports[name], args, env, work)
+        check_answer(name, post_predict(ports[name])[1])
+        # warm every worker up; a fresh process's first requests run cold code
+        run_wrk(ports[name], argparse.Namespace(**{**vars(args), "seconds": 2}),
+                work / "post.lua")
+
     try:
         daemon = subprocess.Popen(
             [str(sluiced), "--policy", str(work / "policy.yaml"), "--socket", str(sock),
@@ -334,46 +442,21 @@ def main() -> int:
              "--state-dir", str(work)], stdout=subprocess.DEVNULL,
             stderr=open(os.environ.get("SLUICED_LOG", os.devnull), "w"))
         wait_until(lambda: sluiced_answers(sock), 15, "sluiced")
-        for name, module, app_dir in apps:
-            # uvicorn (h11) writes a response's head and body separately and leaves Nagle's
-            # algorithm on: with wrk's delayed ACKs every request would then wait about 40 ms,
-            # the same for both apps, and the figures would measure that wait rather than the
-            # apps. The listening sockets are made here with TCP_NODELAY, which the
-            # connections accepted from them inherit, and handed to uvicorn (--fd).
-            reuseport = args.accept == "reuseport"
-            for _ in range(args.workers if reuseport else 1):
-                listener = listening_socket(ports[name], nodelay=not args.nagle,
-                                            reuseport=reuseport)
-                listeners.append(listener)
-                servers[name].append(subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
-                     "--fd", str(listener.fileno()),
-                     "--workers", "1" if reuseport else str(args.workers),
-                     "--log-level", "warning", "--no-access-log"],
-                    env=env, cwd=work, pass_fds=(listener.fileno(),)))
-        for name, port in ports.items():
-            wait_until(lambda: post_predict(port)[0] == 200, 60, f"uvicorn ({name})")
-        # The two apps differ only in sluice: the baseline's answer has no RateLimit field.
-        if "ratelimit" in post_predict(ports["baseline"])[1]:
-            raise SystemExit("the baseline app still asks sluice")
-        if "ratelimit" not in post_predict(ports["sluice"])[1]:
-            raise SystemExit("the example app's /predict carried no RateLimit field")
-        if "kept" in ports and ("ratelimit" not in post_predict(ports["kept"])[1]
-                                or "ratelimit" in post_predict(ports["kept-bare"])[1]):
-            raise SystemExit("--split: the kept decision's apps did not answer as meant")
-        if "sluice+x" in ports and \
-                "x-ratelimit-limit-requests" not in post_predict(ports["sluice+x"])[1]:
-            raise SystemExit("the x-ratelimit variant's /predict carried no x-ratelimit field")
-
-        for port in ports.values():  # warm every worker up
-            run_wrk(port, argparse.Namespace(**{**vars(args), "seconds": 2}), work / "post.lua")
+        if args.servers == "kept":
+            for name in ports:
+                start(name)
         results: dict[str, list[dict]] = {name: [] for name in ports}
         for i in range(args.rounds):
             order = list(ports) if i % 2 == 0 else list(reversed(ports))
             for name in order:
-                result = run_wrk(ports[name], args, work / "post.lua", servers[name], daemon)
+                if args.servers == "fresh":
+                    start(name)
+                result = run_wrk(ports[name], args, work / "post.lua", servers[name].procs,
+                                 daemon)
+                if args.servers == "fresh":
+                    servers.pop(name).stop()
                 results[name].append(result)
-                print(f"round {i + 1} {name:<9} {result['rps']:>9.0f} req/s  "
+                print(f"round {i + 1} {name:<14} {result['rps']:>9.0f} req/s  "
                       f"p50 {result['p50'] / 1000:6.2f} ms  p99 {result['p99'] / 1000:6.2f} ms  "
                       f"CPU/request: app {result['app_us']:5.0f} µs, "
                       f"sluiced {result['sluiced_us']:4.1f} µs  "
@@ -382,15 +465,10 @@ def main() -> int:
                       flush=True)
     finally:
         # The apps first, sluiced last: requests wrk left in flight still ask sluice.
-        for proc in [p for ps in servers.values() for p in ps] + ([daemon] if daemon else []):
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for listener in listeners:
-            listener.close()
+        for running in servers.values():
+            running.stop()
+        if daemon:
+            stop_process(daemon)
         shutil.rmtree(work, ignore_errors=True)
 
     def median(name: str, key: str) -> float:
@@ -408,6 +486,8 @@ def main() -> int:
     print()
     workers = (f"{args.workers} uvicorn processes on one port (SO_REUSEPORT)"
                if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
+    workers += (", started afresh for every run" if args.servers == "fresh"
+                else ", started once for all rounds")
     callers = "one caller" if args.keys <= 1 else f"{args.keys} callers (X-API-Key)"
     print(f"POST /predict from {callers}, {workers}, wrk -t{args.threads} "
           f"-c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds; medians")
@@ -415,7 +495,8 @@ def main() -> int:
           f"{'app µs/req':>12}{'sluiced µs/req':>16}")
     labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
               "sluice+x": "... + x-ratelimit-* fields", "kept": "... decision kept, no check",
-              "kept-bare": "... kept, no fields either"}
+              "kept-bare": "... kept, no fields either",
+              "baseline-again": "without a limiter, again"}
     for name in results:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
@@ -430,7 +511,9 @@ def main() -> int:
           + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {statistics.median(cpu):.3f}")
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     verdict = "meets" if rps_ratio >= 0.95 else "misses"
-    print(f"sluice / baseline requests/s: {rps_ratio:.3f} ({verdict} the 0.95 target)")
+    low, high = median_interval(ratios)
+    print(f"sluice / baseline requests/s: {rps_ratio:.3f} ({verdict} the 0.95 target); "
+          f"95 % bootstrap interval of the median {low:.3f}-{high:.3f}")
     verdict = "meets" if p99_ratio <= 1.10 else "misses"
     print(f"sluice / baseline p99 latency: {p99_ratio:.3f} ({verdict} the 1.10 target)")
     if "sluice+x" in results:
@@ -439,6 +522,12 @@ def main() -> int:
               + ", ".join(f"{r:.3f}" for r in x_ratios)
               + f"; median {statistics.median(x_ratios):.3f}, p99 ratio "
               f"{median('sluice+x', 'p99') / median('baseline', 'p99'):.3f}")
+    if "baseline-again" in results:
+        aa = rps_per_round("baseline-again")
+        print("the baseline against itself (A/A, the bench's own error): requests/s ratio per "
+              "round " + ", ".join(f"{r:.3f}" for r in aa) + f"; median {statistics.median(aa):.3f}"
+              " (95 % interval {:.3f}-{:.3f})".format(*median_interval(aa))
+              + f", CPU per request {statistics.median(cpu_per_round('baseline-again')):.3f}x")
     for name, what in (("kept", "a kept decision and its fields (no check)"),
                        ("kept-bare", "the route class and wrapper alone (no check, no fields)")):
         if name in results:
