@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Where sluice's cost in a FastAPI app goes, counted in Python bytecodes per request.
+
+bench/fastapi_e2e.py measures time on a saturated host, where rounds spread by ±10 %. This
+bench counts instead: it serves the example app of examples/fastapi-ml-api and the e2e
+bench's baseline (the same app without the limiter), each under uvicorn in a process of its
+own, sends POST /predict over one keep-alive connection, and counts the bytecodes each
+function of the server's event-loop thread executes for a fixed number of requests
+(sys.settrace with opcode events, switched on after a warm-up). The counts are the same from
+run to run within a few opcodes, so a difference of 1 % is visible.
+
+    /usr/bin/python3 bench/fastapi_opcodes.py [--build-dir build] [--requests 1000] [--top 15]
+
+It prints the bytecodes per request of each app, the difference by package (the sluice
+client, the example's extractors, h11, asyncio, ...) and the functions that differ most. The
+endpoint itself runs in a worker thread, which is not counted; it is the same in both apps.
+Bytecodes are not time (a C call is one bytecode), but Python code like this is mostly
+bytecodes: the ratio of the totals is close to the ratio of CPU per request the e2e bench
+reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import fastapi_e2e as e2e  # noqa: E402 - the e2e bench's policy, baseline app and helpers
+
+# Where a function's code lives, by the first match in its file name.
+PACKAGES = [("clients/python/sluice/", "sluice client"), ("examples/", "example app"),
+            ("/h11/", "h11"), ("/uvicorn/", "uvicorn"), ("/starlette/", "starlette"),
+            ("/fastapi/", "fastapi"), ("/anyio/", "anyio"), ("/pydantic/", "pydantic"),
+            ("/asyncio/", "asyncio")]
+
+
+def package(key: str) -> str:
+    for marker, name in PACKAGES:
+        if marker in key:
+            return name
+    return "other"
+
+
+def serve(module: str, app_dir: str, port: int, out: str) -> None:
+    """The server process: uvicorn on ``port``; SIGUSR1 starts counting, SIGUSR2 writes the
+    counts (function -> bytecodes) to ``out`` as JSON."""
+    sys.path.insert(0, app_dir)
+    import uvicorn
+
+    counts: collections.Counter[str] = collections.Counter()
+
+    def tracer(frame, event, arg):
+        code = frame.f_code
+        frame.f_trace_opcodes = True
+        key = f"{code.co_filename}:{code.co_firstlineno}:{code.co_name}"
+
+        def count(frame, event, arg):
+            if event == "opcode":
+                counts[key] += 1
+            return count
+
+        return count
+
+    def start(*_: object) -> None:
+        counts.clear()
+        sys.settrace(tracer)
+
+    def stop(*_: object) -> None:
+        sys.settrace(None)
+        Path(out).write_text(json.dumps(counts))
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    uvicorn.run(module, port=port, log_level="warning", access_log=False)
+
+
+def post(connection: http.client.HTTPConnection, count: int) -> dict[str, str]:
+    """``count`` POST /predict on one connection; the last answer's fields."""
+    headers: dict[str, str] = {}
+    for _ in range(count):
+        connection.request("POST", "/predict", body=b'{"features": [1.0, 2.0, 3.0]}',
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"POST /predict answered {response.status}")
+        headers = {k.lower(): v for k, v in response.getheaders()}
+    return headers
+
+
+def count_app(name: str, module: str, app_dir: Path, args, env: dict, work: Path
+              ) -> dict[str, int]:
+    port = e2e.free_port()
+    out = work / f"{name}.json"
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", module, str(app_dir), str(port), str(out)],
+        env=env, cwd=work)
+    try:
+        e2e.wait_until(lambda: e2e.post_predict(port)[0] == 200, 60, f"uvicorn ({name})")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        e2e.check_answer(name, post(connection, args.requests))  # also the warm-up
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(0.2)
+        post(connection, args.requests)
+        server.send_signal(signal.SIGUSR2)
+        e2e.wait_until(out.exists, 10, f"the counts of {name}")
+        time.sleep(0.2)  # written whole before the file is read
+        return json.loads(out.read_text())
+    finally:
+        e2e.stop_process(server)
+
+
+def main() -> int:
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-dir", default=os.environ.get("SLUICE_BUILD_DIR",
+                                                              e2e.REPO / "build"))
+    parser.add_argument("--requests", type=int, default=1000, help="requests counted per app")
+    parser.add_argument("--top", type=int, default=15, help="functions listed")
+    args = parser.parse_args()
+    sluiced = Path(args.build_dir) / "bin" / "sluiced"
+    if not sluiced.exists():
+        raise SystemExit(f"{sluiced} not found; build sluiced first or pass --build-dir")
+
+    work = Path(tempfile.mkdtemp(prefix="sluice-opcodes-"))
+    (work / "policy.yaml").write_text(e2e.POLICY)
+    (work / "baseline_app.py").write_text(e2e.BASELINE_MODULE)
+    sock = work / "sluice.sock"
+    env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
+               PYTHONPATH=os.pathsep.join([str(e2e.REPO / "clients" / "python"),
+                                           str(e2e.EXAMPLE)]))
+    daemon = subprocess.Popen(
+        [str(sluiced), "--policy", str(work / "policy.yaml"), "--socket", str(sock),
+         "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
+         "--state-dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        e2e.wait_until(lambda: e2e.sluiced_answers(sock), 15, "sluiced")
+        base = count_app("baseline", "baseline_app:app", work, args, env, work)
+        limited = count_app("sluice", "app:app", e2e.EXAMPLE, args, env, work)
+    finally:
+        e2e.stop_process(daemon)
+
+    n = args.requests
+    total_base, total_limited = sum(base.values()) / n, sum(limited.values()) / n
+    print(f"POST /predict, {n} requests on one connection, bytecodes per request executed by "
+          "the server's event-loop thread")
+    print(f"without a limiter      {total_base:9.0f}")
+    print(f"with sluice (example)  {total_limited:9.0f}   {total_limited / total_base:.3f}x, "
+          f"{total_limited - total_base:+.0f}")
+    by_package: collections.Counter[str] = collections.Counter()
+    for key in set(base) | set(limited):
+        by_package[package(key)] += limited.get(key, 0) - base.get(key, 0)
+    print("\nthe difference by package:")
+    for name, diff in by_package.most_common():
+        if abs(diff) / n >= 1:
+            print(f"  {name:<16}{diff / n:+8.0f}")
+    print(f"\nthe {args.top} functions that differ most:")
+    diffs = sorted(((limited.get(k, 0) - base.get(k, 0)) / n, k) for k in set(base) | set(limited))
+    for diff, key in sorted(diffs, key=lambda d: -abs(d[0]))[:args.top]:
+        where = key.split("/dist-packages/")[-1].replace(str(e2e.REPO) + "/", "")
+        print(f"  {diff:+8.1f}  {base.get(key, 0) / n:8.1f} -> {limited.get(key, 0) / n:8.1f}  "
+              f"{where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
