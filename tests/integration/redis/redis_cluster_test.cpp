@@ -587,28 +587,33 @@ class RedisSentinel : public ::testing::Test {
   // enough: after a diskless full resync the master holds the replication stream back until
   // the replica's first REPLCONF ACK, which replicas send once a second, and what is written
   // meanwhile exists on the master alone. A kill in that second lost nearly every admission
-  // of the test's 300 ms (in 5 of 20 runs). So the replica must also have acknowledged the
-  // offset the master had when it was first seen online.
+  // of the test's 300 ms (in 5 of 20 runs). So the replica must acknowledge a write (WAIT).
   static bool replica_attached(int master, std::chrono::seconds limit) {
     const auto t0 = Clock::now();
-    int64_t online_at = -1;  // the master's offset when the replica was first seen online
     while (Clock::now() - t0 < limit) {
-      auto r = redis(master, {"INFO", "replication"});
-      if (r && r->type == REDIS_REPLY_STRING) {
-        const std::string info(r->str, r->len);
-        const int64_t acked = info_number(info, ",state=online,offset=");
-        if (acked >= 0 && online_at < 0) online_at = info_number(info, "master_repl_offset:");
-        if (acked >= 0 && online_at >= 0 && acked >= online_at) return true;
-      }
+      if (replica_acknowledges_a_write(master)) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return false;
   }
 
-  // The number after `key` in an INFO text, -1 if `key` is not there.
-  static int64_t info_number(const std::string& info, const std::string& key) {
-    const auto at = info.find(key);
-    return at == std::string::npos ? -1 : std::atoll(info.c_str() + at + key.size());
+  // SET of a marker key on `master`, then WAIT for one replica to have it, within a second.
+  static bool replica_acknowledges_a_write(int master) {
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", master, timeval{1, 0});
+    if (c == nullptr || c->err != 0) {
+      if (c != nullptr) redisFree(c);
+      return false;
+    }
+    bool acknowledged = false;
+    if (auto* set = static_cast<redisReply*>(redisCommand(c, "SET sluice-test:replica-check 1"))) {
+      freeReplyObject(set);
+      if (auto* wait = static_cast<redisReply*>(redisCommand(c, "WAIT 1 1000"))) {
+        acknowledged = wait->type == REDIS_REPLY_INTEGER && wait->integer >= 1;
+        freeReplyObject(wait);
+      }
+    }
+    redisFree(c);
+    return acknowledged;
   }
 
   static TestDeployment* sentinel_;
