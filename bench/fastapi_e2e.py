@@ -34,9 +34,10 @@ same port (SO_REUSEPORT), and the kernel spreads connections over them by their 
 
 A worker process is faster or slower than another running the same code by a few per cent,
 for as long as it lives (its hash seed and memory layout differ): the same baseline started
-twice and measured in alternating rounds came out 6 % apart. So each app's workers are started
-afresh for every run (and warmed up for 2 s), and that difference becomes noise that the
-median of many rounds averages out, rather than a bias that alternating cannot remove;
+twice and measured in alternating rounds came out 6 % apart in one run (1.4 % in another). So
+each app's workers are started afresh for every run (and warmed up for 2 s), and that
+difference becomes noise that the median of many rounds averages out, rather than a bias
+that alternating cannot remove;
 `--servers kept` starts them once, as earlier versions did. `--aa` measures the baseline a
 second time under another name: its ratio to the baseline shows the bench's own error, and
 every ratio comes with a bootstrap interval of its median. Ratios of single rounds spread
