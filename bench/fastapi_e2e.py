@@ -37,10 +37,9 @@ for as long as it lives (its hash seed and memory layout differ): the same basel
 twice and measured in alternating rounds came out 6 % apart in one run (1.4 % in another). So
 each app's workers are started afresh for every run (and warmed up for 2 s), and that
 difference becomes noise that the median of many rounds averages out, rather than a bias
-that alternating cannot remove;
-`--servers kept` starts them once, as earlier versions did. `--aa` measures the baseline a
-second time under another name: its ratio to the baseline shows the bench's own error, and
-every ratio comes with a bootstrap interval of its median. Ratios of single rounds spread
+that alternating cannot remove; `--servers kept` starts them once, as earlier versions did.
+`--aa` measures the baseline a second time under another name: its ratio to the baseline
+shows the bench's own error, and every ratio comes with a bootstrap interval of its median. Ratios of single rounds spread
 about ±10 %: 25 rounds give the median to about ±3 %.
 
 Targets (issue 15): sluice at least 0.95x the baseline's requests/s, p99 latency within 10 %.
@@ -267,6 +266,14 @@ EXPECTED_FIELDS = {
 }
 
 
+def check_answer(name: str, headers: dict) -> None:
+    present, absent = EXPECTED_FIELDS[name]
+    if present is not None and present not in headers:
+        raise SystemExit(f"{name}: /predict answered without the {present} field")
+    if absent is not None and absent in headers:
+        raise SystemExit(f"{name}: /predict answered with a {absent} field it must not have")
+
+
 def median_interval(values: list[float], resamples: int = 4000) -> tuple[float, float]:
     """A 95 % bootstrap interval of the median of ``values``: how far the median of this many
     rounds could be from the one a longer run would give."""
@@ -274,14 +281,6 @@ def median_interval(values: list[float], resamples: int = 4000) -> tuple[float, 
     medians = sorted(statistics.median(rng.choices(values, k=len(values)))
                      for _ in range(resamples))
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
-
-
-def check_answer(name: str, headers: dict) -> None:
-    present, absent = EXPECTED_FIELDS[name]
-    if present is not None and present not in headers:
-        raise SystemExit(f"{name}: /predict answered without the {present} field")
-    if absent is not None and absent in headers:
-        raise SystemExit(f"{name}: /predict answered with a {absent} field it must not have")
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -326,8 +325,12 @@ class Servers:
                     stdout=subprocess.DEVNULL))
         # Each worker logs this once its app has started (with SO_REUSEPORT, a connection
         # can land on any worker's socket, so one answer does not mean all are up).
-        wait_until(lambda: log.read_text().count("Application startup complete")
-                   >= args.workers, 60, f"uvicorn ({name})")
+        try:
+            wait_until(lambda: log.read_text().count("Application startup complete")
+                       >= args.workers, 60, f"uvicorn ({name})")
+        except BaseException:  # not returned, so nobody else would stop them
+            servers.stop()
+            raise
         return servers
 
     def stop(self) -> None:
@@ -335,6 +338,31 @@ class Servers:
             stop_process(proc)
         for listener in self.listeners:
             listener.close()
+
+
+def app_env(sock: Path) -> dict:
+    """The environment the apps run in: sluiced at ``sock``, the client and the example on the
+    path, and no admin socket (the example would report its warm-up over it)."""
+    env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
+               PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
+    env.pop("SLUICE_ADMIN_SOCKET", None)
+    return env
+
+
+def start_sluiced(sluiced: Path, work: Path, sock: Path) -> subprocess.Popen:
+    """sluiced on ``work``/policy.yaml with the memory plugin, once it answers at ``sock``
+    ($SLUICED_LOG keeps its log)."""
+    daemon = subprocess.Popen(
+        [str(sluiced), "--policy", str(work / "policy.yaml"), "--socket", str(sock),
+         "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
+         "--state-dir", str(work)], stdout=subprocess.DEVNULL,
+        stderr=open(os.environ.get("SLUICED_LOG", os.devnull), "w"))
+    try:
+        wait_until(lambda: sluiced_answers(sock), 15, "sluiced")
+    except BaseException:
+        stop_process(daemon)
+        raise
+    return daemon
 
 
 def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
@@ -412,9 +440,7 @@ def main() -> int:
     (work / "kept_bare_app.py").write_text(KEPT_DECISION_MODULE.format(fields=False))
     (work / "post.lua").write_text(WRK_KEYS_SCRIPT % args.keys if args.keys > 1 else WRK_SCRIPT)
     sock = work / "sluice.sock"
-    env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
-               PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
-    env.pop("SLUICE_ADMIN_SOCKET", None)
+    env = app_env(sock)
     apps = [("baseline", "baseline_app:app", work), ("sluice", "app:app", EXAMPLE)]
     if args.aa:
         apps.append(("baseline-again", "baseline_app:app", work))
@@ -437,12 +463,7 @@ def main() -> int:
                 work / "post.lua")
 
     try:
-        daemon = subprocess.Popen(
-            [str(sluiced), "--policy", str(work / "policy.yaml"), "--socket", str(sock),
-             "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
-             "--state-dir", str(work)], stdout=subprocess.DEVNULL,
-            stderr=open(os.environ.get("SLUICED_LOG", os.devnull), "w"))
-        wait_until(lambda: sluiced_answers(sock), 15, "sluiced")
+        daemon = start_sluiced(sluiced, work, sock)
         if args.servers == "kept":
             for name in ports:
                 start(name)

@@ -26,11 +26,11 @@ import collections
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -52,8 +52,9 @@ def package(key: str) -> str:
 
 
 def serve(module: str, app_dir: str, port: int, out: str) -> None:
-    """The server process: uvicorn on ``port``; SIGUSR1 starts counting, SIGUSR2 writes the
-    counts (function -> bytecodes) to ``out`` as JSON."""
+    """The server process: uvicorn on ``port``; SIGUSR1 starts counting (and creates
+    ``out``.on once it does), SIGUSR2 writes the counts (function -> bytecodes) to ``out`` as
+    JSON, whole: written aside, then renamed."""
     sys.path.insert(0, app_dir)
     import uvicorn
 
@@ -74,10 +75,12 @@ def serve(module: str, app_dir: str, port: int, out: str) -> None:
     def start(*_: object) -> None:
         counts.clear()
         sys.settrace(tracer)
+        Path(out + ".on").touch()
 
     def stop(*_: object) -> None:
         sys.settrace(None)
-        Path(out).write_text(json.dumps(counts))
+        Path(out + ".tmp").write_text(json.dumps(counts))
+        os.replace(out + ".tmp", out)
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
@@ -110,11 +113,10 @@ def count_app(name: str, module: str, app_dir: Path, args, env: dict, work: Path
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         e2e.check_answer(name, post(connection, args.requests))  # also the warm-up
         server.send_signal(signal.SIGUSR1)
-        time.sleep(0.2)
+        e2e.wait_until(Path(f"{out}.on").exists, 10, f"counting in {name}")
         post(connection, args.requests)
         server.send_signal(signal.SIGUSR2)
         e2e.wait_until(out.exists, 10, f"the counts of {name}")
-        time.sleep(0.2)  # written whole before the file is read
         return json.loads(out.read_text())
     finally:
         e2e.stop_process(server)
@@ -138,19 +140,14 @@ def main() -> int:
     (work / "policy.yaml").write_text(e2e.POLICY)
     (work / "baseline_app.py").write_text(e2e.BASELINE_MODULE)
     sock = work / "sluice.sock"
-    env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
-               PYTHONPATH=os.pathsep.join([str(e2e.REPO / "clients" / "python"),
-                                           str(e2e.EXAMPLE)]))
-    daemon = subprocess.Popen(
-        [str(sluiced), "--policy", str(work / "policy.yaml"), "--socket", str(sock),
-         "--admin-socket", str(work / "admin.sock"), "--storage", "memory",
-         "--state-dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = e2e.app_env(sock)
+    daemon = e2e.start_sluiced(sluiced, work, sock)
     try:
-        e2e.wait_until(lambda: e2e.sluiced_answers(sock), 15, "sluiced")
         base = count_app("baseline", "baseline_app:app", work, args, env, work)
         limited = count_app("sluice", "app:app", e2e.EXAMPLE, args, env, work)
     finally:
         e2e.stop_process(daemon)
+        shutil.rmtree(work, ignore_errors=True)
 
     n = args.requests
     total_base, total_limited = sum(base.values()) / n, sum(limited.values()) / n
