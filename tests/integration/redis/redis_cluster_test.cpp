@@ -84,25 +84,62 @@ int port_of(const std::string& host_port) {
   return std::atoi(host_port.substr(host_port.rfind(':') + 1).c_str());
 }
 
-// One command to 127.0.0.1:port; nullptr if it cannot be reached.
-std::shared_ptr<redisReply> redis(int port, const std::vector<std::string>& args) {
+using RedisReply = std::shared_ptr<redisReply>;
+
+// Commands to 127.0.0.1:port, in order on one connection; the last one's reply. nullptr if
+// the port cannot be reached or an earlier command got no reply or an error (the rest are
+// not sent).
+RedisReply redis_in_turn(int port, const std::vector<std::vector<std::string>>& commands) {
   redisContext* c = redisConnectWithTimeout("127.0.0.1", port, timeval{1, 0});
   if (c == nullptr || c->err != 0) {
     if (c != nullptr) redisFree(c);
     return nullptr;
   }
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
+  RedisReply reply;
+  for (const auto& args : commands) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    reply.reset(static_cast<redisReply*>(
+                    redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data())),
+                [](redisReply* p) {
+                  if (p != nullptr) freeReplyObject(p);
+                });
+    if (&args != &commands.back() && (!reply || reply->type == REDIS_REPLY_ERROR)) {
+      reply = nullptr;
+      break;
+    }
   }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
   redisFree(c);
-  return std::shared_ptr<redisReply>(r, [](redisReply* p) {
-    if (p != nullptr) freeReplyObject(p);
-  });
+  return reply;
+}
+
+// One command to 127.0.0.1:port; nullptr if it cannot be reached.
+RedisReply redis(int port, const std::vector<std::string>& args) {
+  return redis_in_turn(port, {args});
+}
+
+// Waits until a replica of `master` is in sync: a failover would otherwise promote one without
+// the latest writes. A replica resyncs in full when it attaches, and when an old master becomes
+// a replica after a failover (Sentinel's switch, or Cluster's after a node was taken for dead
+// under load). Listed "online" is not enough: after a diskless full resync the master holds
+// the replication stream back until the replica's first REPLCONF ACK, which replicas send
+// once a second, and what is written meanwhile exists on the master alone. A Sentinel kill in
+// that second lost nearly every admission of the test's 300 ms (5 runs of 20; one Cluster run
+// of about 20 lost as much, its cause not seen). So a replica must acknowledge a write: `key`
+// (on one of `master`'s slots, for Cluster) is set, then WAIT on the same connection asks for
+// one replica to have it.
+bool replica_attached(int master, const std::string& key, std::chrono::seconds limit) {
+  const auto t0 = Clock::now();
+  while (Clock::now() - t0 < limit) {
+    auto waited = redis_in_turn(master, {{"SET", key, "1"}, {"WAIT", "1", "1000"}});
+    if (waited && waited->type == REDIS_REPLY_INTEGER && waited->integer >= 1) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 // The port of the master serving the keys of `resource`'s `subject`, as node `port` sees it.
@@ -505,6 +542,9 @@ TEST_F(RedisCluster, KilledMasterIsReplacedAndDecisionsResumeWithinThreeSeconds)
     const std::string s = "counted-" + std::to_string(i);
     if (master_of(seed, "counted", s) == victim) counted = s;
   }
+  // Its replica may have resynced lately (a node taken for dead under load is demoted).
+  ASSERT_TRUE(replica_attached(victim, "sluice-test:{counted:" + counted + "}replica-check",
+                               std::chrono::seconds(15)));
   Hammer hammer(*d, counted);
   std::atomic<bool> stop{false};
   std::atomic<int> other_ok{0}, other_failed{0};
@@ -582,40 +622,7 @@ class RedisSentinel : public ::testing::Test {
     return std::atoi(r->element[1]->str);
   }
 
-  // Waits until the master's replica is in sync (after a switch it resyncs in full; until then
-  // a failover would promote a replica without the latest writes). Listed "online" is not
-  // enough: after a diskless full resync the master holds the replication stream back until
-  // the replica's first REPLCONF ACK, which replicas send once a second, and what is written
-  // meanwhile exists on the master alone. A kill in that second lost nearly every admission
-  // of the test's 300 ms (in 5 of 20 runs). So the replica must acknowledge a write (WAIT).
-  static bool replica_attached(int master, std::chrono::seconds limit) {
-    const auto t0 = Clock::now();
-    while (Clock::now() - t0 < limit) {
-      if (replica_acknowledges_a_write(master)) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-
-  // SET of a marker key on `master`, then WAIT for one replica to have it, within a second.
-  static bool replica_acknowledges_a_write(int master) {
-    redisContext* c = redisConnectWithTimeout("127.0.0.1", master, timeval{1, 0});
-    if (c == nullptr || c->err != 0) {
-      if (c != nullptr) redisFree(c);
-      return false;
-    }
-    bool acknowledged = false;
-    if (auto* set = static_cast<redisReply*>(redisCommand(c, "SET sluice-test:replica-check 1"))) {
-      freeReplyObject(set);
-      if (auto* wait = static_cast<redisReply*>(redisCommand(c, "WAIT 1 1000"))) {
-        acknowledged = wait->type == REDIS_REPLY_INTEGER && wait->integer >= 1;
-        freeReplyObject(wait);
-      }
-    }
-    redisFree(c);
-    return acknowledged;
-  }
-
+  static constexpr const char* kReplicaCheck = "sluice-test:replica-check";
   static TestDeployment* sentinel_;
 };
 TestDeployment* RedisSentinel::sentinel_ = nullptr;
@@ -661,7 +668,7 @@ TEST_F(RedisSentinel, SwitchIsFollowedWhileTheOldMasterStillAcceptsWrites) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  ASSERT_TRUE(replica_attached(new_master, std::chrono::seconds(15)))
+  ASSERT_TRUE(replica_attached(new_master, kReplicaCheck, std::chrono::seconds(15)))
       << "the old master did not become a replica of the new one";
   hammer.stop();
   const int64_t lost = hammer.lost(client);
@@ -703,7 +710,7 @@ TEST_F(RedisSentinel, OnlyAServerThatSaysItIsTheMasterIsFollowed) {
 TEST_F(RedisSentinel, KilledMasterIsFollowedToThePromotedReplica) {
   const int master = master_port();
   ASSERT_GT(master, 0);
-  ASSERT_TRUE(replica_attached(master, std::chrono::seconds(15)));
+  ASSERT_TRUE(replica_attached(master, kReplicaCheck, std::chrono::seconds(15)));
   auto d = daemon();
   ASSERT_TRUE(d->ok()) << d->log();
   Client client = d->client();
