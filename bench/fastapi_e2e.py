@@ -5,7 +5,7 @@ Starts sluiced (memory plugin) with a policy whose `predict` limit admits everyt
 uvicorn servers with the same number of workers: the example app of examples/fastapi-ml-api
 as shipped, and the same app with its limiter dependencies taken off the routes (the baseline:
 same code, same routes, same request validation, no sluice). wrk then drives POST /predict
-on each in turn, alternating which goes first, and the median of the rounds is reported with
+on each in turn, each app first, second, ... equally often, and the median of the rounds is reported with
 the ratio sluice / baseline, and what each request cost in CPU: the app's workers, sluiced and
 wrk, read from /proc before and after each run.
 
@@ -469,7 +469,10 @@ def main() -> int:
                 start(name)
         results: dict[str, list[dict]] = {name: [] for name in ports}
         for i in range(args.rounds):
-            order = list(ports) if i % 2 == 0 else list(reversed(ports))
+            # Each app runs in every place of the order equally often (a rotation): with a
+            # fixed middle place, a cost of that place would look like the app's.
+            names = list(ports)
+            order = names[i % len(names):] + names[:i % len(names)]
             for name in order:
                 if args.servers == "fresh":
                     start(name)
@@ -477,6 +480,7 @@ def main() -> int:
                                  daemon)
                 if args.servers == "fresh":
                     servers.pop(name).stop()
+                result["place"] = order.index(name)
                 results[name].append(result)
                 print(f"round {i + 1} {name:<14} {result['rps']:>9.0f} req/s  "
                       f"p50 {result['p50'] / 1000:6.2f} ms  p99 {result['p99'] / 1000:6.2f} ms  "
@@ -512,7 +516,7 @@ def main() -> int:
                 else ", started once for all rounds")
     callers = "one caller" if args.keys <= 1 else f"{args.keys} callers (X-API-Key)"
     print(f"POST /predict from {callers}, {workers}, wrk -t{args.threads} "
-          f"-c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds; medians")
+          f"-c{args.connections} -d{args.seconds}s, {args.rounds} rounds in rotating order; medians")
     print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
           f"{'app µs/req':>12}{'sluiced µs/req':>16}")
     labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
@@ -523,6 +527,12 @@ def main() -> int:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
             + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
+    if len(results) > 2:  # with two apps, the place is the alternation itself
+        print("requests/s median by place in the round (1st, 2nd, ...): " + "; ".join(
+            name + " " + ", ".join(
+                f"{statistics.median(r['rps'] for r in rs if r['place'] == place):.0f}"
+                for place in range(len(results)) if any(r["place"] == place for r in rs))
+            for name, rs in results.items()))
     ratios = rps_per_round("sluice")
     rps_ratio = statistics.median(ratios)
     p99_ratio = median("sluice", "p99") / median("baseline", "p99")
@@ -530,7 +540,8 @@ def main() -> int:
     print("requests/s ratio per round: " + ", ".join(f"{r:.3f}" for r in ratios))
     cpu = cpu_per_round("sluice")
     print("CPU per request (app + sluiced) / baseline app, per round: "
-          + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {statistics.median(cpu):.3f}")
+          + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {statistics.median(cpu):.3f}"
+          " (95 % interval {:.3f}-{:.3f})".format(*median_interval(cpu)))
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     verdict = "meets" if rps_ratio >= 0.95 else "misses"
     low, high = median_interval(ratios)
