@@ -154,14 +154,14 @@ _default_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSlu
 def _client_for(request_app: Any, explicit: Optional[AsyncSluiceClient]) -> AsyncSluiceClient:
     if explicit is not None:
         return explicit
-    state = getattr(request_app, "state", None)
-    # Starlette's State keeps its values in a dict, _state; reading it skips State's
-    # __getattr__ (a Python call raising AttributeError when unset) on every request.
-    values = getattr(state, "_state", None)
-    state_client = values.get("sluice") if type(values) is dict \
-        else getattr(state, "sluice", None)
+    try:
+        # Starlette's State keeps its values in a dict, _state; reading it skips State's
+        # __getattr__ (a Python call raising AttributeError when unset) on every request.
+        state_client: Optional[AsyncSluiceClient] = request_app.state._state["sluice"]
+    except (AttributeError, KeyError, TypeError):  # no app, no State, or none set in it
+        state_client = getattr(getattr(request_app, "state", None), "sluice", None)
     if state_client is not None:
-        return cast(AsyncSluiceClient, state_client)
+        return state_client
     # A process-wide default from $SLUICE_SOCKET, one per event loop because asyncio
     # connections belong to the loop that opened them.
     loop = asyncio.get_running_loop()
@@ -533,25 +533,38 @@ def _limited(limiters: Tuple["RateLimit", ...],
     """FastAPI's handler of the route, with its limits decided first on the same request
     (a body read by a limiter is read once) and their fields added to the response it
     returns."""
+    if len(limiters) == 1:
+        return _limited_by_one(limiters[0], handler)
+
     async def limited(request: Request) -> Response:
-        if len(limiters) == 1:
-            limiter = limiters[0]
-            checked = limiter._check_now(request)
-            decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
-            headers, fields = limiter._fields_for(decision)
-            if not decision.allowed:
-                limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
-        else:
-            merged: Dict[str, str] = {}
-            for limiter in limiters:
-                decision, cost = await limiter._check(request)
-                headers = limiter.headers_for(decision)
-                limiter._raise_if_denied(decision, headers, cost)
-                if merged:  # as dependencies: a later limit's fields replace an earlier one's
-                    merged = {k: v for k, v in merged.items() if k.lower() not in
-                              {name.lower() for name in headers}}
-                merged.update(headers)
-            fields = raw_headers(merged)
+        merged: Dict[str, str] = {}
+        for limiter in limiters:
+            decision, cost = await limiter._check(request)
+            headers = limiter.headers_for(decision)
+            limiter._raise_if_denied(decision, headers, cost)
+            if merged:  # as dependencies: a later limit's fields replace an earlier one's
+                merged = {k: v for k, v in merged.items() if k.lower() not in
+                          {name.lower() for name in headers}}
+            merged.update(headers)
+        fields = raw_headers(merged)
+        response = await handler(request)
+        if fields:
+            response.raw_headers.extend(fields)
+        return response
+
+    return limited
+
+
+def _limited_by_one(limiter: "RateLimit",
+                    handler: Callable[[Request], Coroutine[Any, Any, Response]]
+                    ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    """:func:`_limited` for the usual route, with one limit: what runs on every request."""
+    async def limited(request: Request) -> Response:
+        checked = limiter._check_now(request)
+        decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
+        headers, fields = limiter._fields_for(decision)
+        if not decision.allowed:
+            limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
         response = await handler(request)
         if fields:
             response.raw_headers.extend(fields)
