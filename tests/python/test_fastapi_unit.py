@@ -61,6 +61,24 @@ def test_check_dependency_renders_fields_and_429(sock):
     assert fake.commands[0] == ["SL.CHECK", "predict", "testclient"]
 
 
+def test_an_app_without_a_client_of_its_own_asks_the_socket_in_the_environment(
+        sock, monkeypatch):
+    # Nothing in app.state: the limiter's client is the process-wide one for $SLUICE_SOCKET.
+    monkeypatch.setenv("SLUICE_SOCKET", sock)
+    app = FastAPI()
+
+    @app.post("/p", dependencies=[Depends(RateLimit("predict"))])
+    async def predict(data: dict):
+        return {"ok": True}
+
+    with FakeSluiced(sock, lambda args: [1, 10, 9, 30_000, 0, "per_minute"]) as fake, \
+            TestClient(app) as http:
+        answer = http.post("/p", json={"a": 1})
+    assert answer.status_code == 200
+    assert answer.headers["ratelimit"] == '"per_minute";r=9;t=30'
+    assert fake.commands[-1] == ["SL.CHECK", "predict", "testclient"]
+
+
 def test_lease_dependency_reserves_estimate_and_settles_actual(sock):
     def respond(args):
         if args[0] == "SL.ACQUIRE":

@@ -156,9 +156,10 @@ def _client_for(request_app: Any, explicit: Optional[AsyncSluiceClient]) -> Asyn
         return explicit
     try:
         # Starlette's State keeps its values in a dict, _state; reading it skips State's
-        # __getattr__ (a Python call raising AttributeError when unset) on every request.
-        state_client: Optional[AsyncSluiceClient] = request_app.state._state["sluice"]
-    except (AttributeError, KeyError, TypeError):  # no app, no State, or none set in it
+        # __getattr__ (a Python call raising AttributeError when unset) on every request, and
+        # an app using the default client (none in its State) raises nothing either.
+        state_client: Optional[AsyncSluiceClient] = request_app.state._state.get("sluice")
+    except AttributeError:  # no app, or a State that is not Starlette's
         state_client = getattr(getattr(request_app, "state", None), "sluice", None)
     if state_client is not None:
         return state_client
