@@ -5,14 +5,15 @@ Starts sluiced (memory plugin) with a policy whose `predict` limit admits everyt
 uvicorn servers with the same number of workers: the example app of examples/fastapi-ml-api
 as shipped, and the same app with its limiter dependencies taken off the routes (the baseline:
 same code, same routes, same request validation, no sluice). wrk then drives POST /predict
-on each in turn, each app first, second, ... equally often, and the median of the rounds is reported with
-the ratio sluice / baseline, and what each request cost in CPU: the app's workers, sluiced and
-wrk, read from /proc before and after each run.
+on each in turn, each app first, second, ... equally often, and the median of the rounds is
+reported with the ratio sluice / baseline, and what each request cost in CPU: the app's
+workers, sluiced and wrk, read from /proc before and after each run.
 
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
                                           [--servers kept] [--aa] [--x-ratelimit] [--split]
                                           [--keys N]
+    /usr/bin/python3 bench/fastapi_e2e.py --from-log RUN.log [RUN.log ...]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
 sends only the IETF fields there), for what three more response fields cost. --split adds two
@@ -39,8 +40,10 @@ each app's workers are started afresh for every run (and warmed up for 2 s), and
 difference becomes noise that the median of many rounds averages out, rather than a bias
 that alternating cannot remove; `--servers kept` starts them once, as earlier versions did.
 `--aa` measures the baseline a second time under another name: its ratio to the baseline
-shows the bench's own error, and every ratio comes with a bootstrap interval of its median. Ratios of single rounds spread
-about ±10 %: 25 rounds give the median to about ±3 %.
+shows the bench's own error, and every ratio comes with a bootstrap interval of its median.
+Ratios of single rounds spread about ±10 %: 25 rounds give the median to about ±3 %, and
+`--from-log` pools the rounds of several runs' saved output (same apps in each) into one
+summary.
 
 Targets (issue 15): sluice at least 0.95x the baseline's requests/s, p99 latency within 10 %.
 Everything runs on this machine, so the servers, wrk and sluiced share its cores: the figure
@@ -50,6 +53,7 @@ is the cost of sluice on a saturated host, sluiced's own CPU included.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import re
@@ -283,6 +287,47 @@ def median_interval(values: list[float], resamples: int = 4000) -> tuple[float, 
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
+def median_and_interval(values: list[float]) -> str:
+    return "{:.3f} (95 % interval {:.3f}-{:.3f})".format(statistics.median(values),
+                                                         *median_interval(values))
+
+
+# A round's line as main() prints it (p90 since 2026-12-06; older logs lack it).
+ROUND_LINE = re.compile(
+    r"round (\d+) (\S+)\s+([\d.]+) req/s\s+p50\s+([\d.]+) ms\s+(?:p90\s+([\d.]+) ms\s+)?"
+    r"p99\s+([\d.]+) ms\s+CPU/request: app\s+([\d.]+) µs, sluiced\s+([\d.]+) µs\s+"
+    r"connections per worker \[([\d, ]*)\](?:\s+non-2xx (\d+))?")
+
+
+def results_from_logs(paths: list[str]) -> dict[str, list[dict]]:
+    """The rounds of several runs' output, as main() collects them; a round a run did not
+    finish is left out, and every run must have measured the same apps."""
+    results: dict[str, list[dict]] = {}
+    for path in paths:
+        rounds: dict[int, dict[str, dict]] = {}
+        for line in Path(path).read_text().splitlines():
+            m = ROUND_LINE.match(line)
+            if m is None:
+                continue
+            measured = rounds.setdefault(int(m[1]), {})
+            measured[m[2]] = {
+                "rps": float(m[3]), "p50": float(m[4]) * 1000,
+                "p90": float(m[5]) * 1000 if m[5] else math.nan, "p99": float(m[6]) * 1000,
+                "app_us": float(m[7]), "sluiced_us": float(m[8]),
+                "spread": [int(n) for n in m[9].split(",") if n.strip()],
+                "non2xx": int(m[10] or 0), "place": len(measured)}
+        names = set().union(*(measured.keys() for measured in rounds.values())) if rounds else set()
+        if results and names != set(results):
+            raise SystemExit(f"{path} measured {sorted(names)}, the first log {sorted(results)}")
+        for measured in rounds.values():
+            if set(measured) == names:
+                for name, result in measured.items():
+                    results.setdefault(name, []).append(result)
+    if "baseline" not in results or "sluice" not in results:
+        raise SystemExit("no complete round of the baseline and sluice in " + ", ".join(paths))
+    return results
+
+
 def stop_process(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -393,6 +438,78 @@ def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
     return result
 
 
+def report(results: dict[str, list[dict]]) -> int:
+    """The summary of the rounds in ``results`` (app -> its runs, round by round): medians,
+    ratios to the baseline with their intervals, the targets; 1 if any answer was not 2xx."""
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
+
+    def rps_per_round(name: str) -> list[float]:
+        """The app's requests/s over the baseline's, round by round."""
+        return [r["rps"] / b["rps"] for r, b in zip(results[name], results["baseline"])]
+
+    def cpu_per_round(name: str) -> list[float]:
+        """The app's CPU per request with sluiced's over the baseline's, round by round."""
+        return [(r["app_us"] + r["sluiced_us"]) / b["app_us"]
+                for r, b in zip(results[name], results["baseline"])]
+
+    print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
+          f"{'app µs/req':>12}{'sluiced µs/req':>16}")
+    labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
+              "sluice+x": "... + x-ratelimit-* fields", "kept": "... decision kept, no check",
+              "kept-bare": "... kept, no fields either",
+              "baseline-again": "without a limiter, again"}
+    for name in results:
+        print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
+            f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
+            + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
+    if len(results) > 2:  # with two apps, the place is the alternation itself
+        print("requests/s median by place in the round (1st, 2nd, ...): " + "; ".join(
+            name + " " + ", ".join(
+                f"{statistics.median(r['rps'] for r in rs if r['place'] == place):.0f}"
+                for place in range(len(results)) if any(r["place"] == place for r in rs))
+            for name, rs in results.items()))
+    ratios = rps_per_round("sluice")
+    rps_ratio = statistics.median(ratios)
+    p99_ratio = median("sluice", "p99") / median("baseline", "p99")
+    failures = sum(r["non2xx"] for rs in results.values() for r in rs)
+    print("requests/s ratio per round: " + ", ".join(f"{r:.3f}" for r in ratios))
+    cpu = cpu_per_round("sluice")
+    print("CPU per request (app + sluiced) / baseline app, per round: "
+          + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {median_and_interval(cpu)}")
+    verdict = "meets" if rps_ratio >= 0.95 else "misses"
+    print(f"sluice / baseline requests/s: median {median_and_interval(ratios)} "
+          f"({verdict} the 0.95 target)")
+    verdict = "meets" if p99_ratio <= 1.10 else "misses"
+    print(f"sluice / baseline p99 latency: {p99_ratio:.3f} ({verdict} the 1.10 target)")
+    if "sluice+x" in results:
+        x_ratios = rps_per_round("sluice+x")
+        print("with the x-ratelimit-* family on /predict too: requests/s ratio per round "
+              + ", ".join(f"{r:.3f}" for r in x_ratios)
+              + f"; median {statistics.median(x_ratios):.3f}, p99 ratio "
+              f"{median('sluice+x', 'p99') / median('baseline', 'p99'):.3f}")
+    if "baseline-again" in results:
+        # The round's two runs of the baseline, averaged, are a steadier reference than one.
+        both = [s["rps"] / ((b["rps"] + a["rps"]) / 2) for s, b, a in
+                zip(results["sluice"], results["baseline"], results["baseline-again"])]
+        print("sluice / the mean of the round's two baseline runs: requests/s ratio median "
+              + median_and_interval(both))
+        aa = rps_per_round("baseline-again")
+        print("the baseline against itself (A/A, the bench's own error): requests/s ratio per "
+              "round " + ", ".join(f"{r:.3f}" for r in aa) + f"; median {median_and_interval(aa)}"
+              + f", CPU per request {statistics.median(cpu_per_round('baseline-again')):.3f}x")
+    for name, what in (("kept", "a kept decision and its fields (no check)"),
+                       ("kept-bare", "the route class and wrapper alone (no check, no fields)")):
+        if name in results:
+            print(f"{what}: requests/s ratio median {statistics.median(rps_per_round(name)):.3f}, "
+                  f"CPU per request {statistics.median(cpu_per_round(name)):.3f}x")
+    if failures:
+        print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
+        return 1
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-dir", default=os.environ.get("SLUICE_BUILD_DIR", REPO / "build"))
@@ -424,7 +541,15 @@ def main() -> int:
                         help="reuseport (default): one uvicorn process per worker, each with "
                              "its own listening socket on the port; shared: uvicorn --workers "
                              "on one socket")
+    parser.add_argument("--from-log", nargs="+", metavar="LOG",
+                        help="measure nothing: pool the rounds printed in these runs' output "
+                             "and print their summary")
     args = parser.parse_args()
+    if args.from_log:
+        results = results_from_logs(args.from_log)
+        print(f"POST /predict, {len(results['sluice'])} rounds pooled from "
+              f"{len(args.from_log)} runs' output; medians")
+        return report(results)
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (scripts/install-deps installs Debian's wrk)")
@@ -483,7 +608,8 @@ def main() -> int:
                 result["place"] = order.index(name)
                 results[name].append(result)
                 print(f"round {i + 1} {name:<14} {result['rps']:>9.0f} req/s  "
-                      f"p50 {result['p50'] / 1000:6.2f} ms  p99 {result['p99'] / 1000:6.2f} ms  "
+                      f"p50 {result['p50'] / 1000:6.2f} ms  p90 {result['p90'] / 1000:6.2f} ms  "
+                      f"p99 {result['p99'] / 1000:6.2f} ms  "
                       f"CPU/request: app {result['app_us']:5.0f} µs, "
                       f"sluiced {result['sluiced_us']:4.1f} µs  "
                       f"connections per worker {result['spread']}"
@@ -497,18 +623,6 @@ def main() -> int:
             stop_process(daemon)
         shutil.rmtree(work, ignore_errors=True)
 
-    def median(name: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[name])
-
-    def rps_per_round(name: str) -> list[float]:
-        """The app's requests/s over the baseline's, round by round."""
-        return [r["rps"] / b["rps"] for r, b in zip(results[name], results["baseline"])]
-
-    def cpu_per_round(name: str) -> list[float]:
-        """The app's CPU per request with sluiced's over the baseline's, round by round."""
-        return [(r["app_us"] + r["sluiced_us"]) / b["app_us"]
-                for r, b in zip(results[name], results["baseline"])]
-
     print()
     workers = (f"{args.workers} uvicorn processes on one port (SO_REUSEPORT)"
                if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
@@ -516,66 +630,10 @@ def main() -> int:
                 else ", started once for all rounds")
     callers = "one caller" if args.keys <= 1 else f"{args.keys} callers (X-API-Key)"
     print(f"POST /predict from {callers}, {workers}, wrk -t{args.threads} "
-          f"-c{args.connections} -d{args.seconds}s, {args.rounds} rounds in rotating order; medians")
-    print(f"{'app':<28}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}"
-          f"{'app µs/req':>12}{'sluiced µs/req':>16}")
-    labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
-              "sluice+x": "... + x-ratelimit-* fields", "kept": "... decision kept, no check",
-              "kept-bare": "... kept, no fields either",
-              "baseline-again": "without a limiter, again"}
-    for name in results:
-        print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
-            f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
-            + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
-    if len(results) > 2:  # with two apps, the place is the alternation itself
-        print("requests/s median by place in the round (1st, 2nd, ...): " + "; ".join(
-            name + " " + ", ".join(
-                f"{statistics.median(r['rps'] for r in rs if r['place'] == place):.0f}"
-                for place in range(len(results)) if any(r["place"] == place for r in rs))
-            for name, rs in results.items()))
-    ratios = rps_per_round("sluice")
-    rps_ratio = statistics.median(ratios)
-    p99_ratio = median("sluice", "p99") / median("baseline", "p99")
-    failures = sum(r["non2xx"] for rs in results.values() for r in rs)
-    print("requests/s ratio per round: " + ", ".join(f"{r:.3f}" for r in ratios))
-    cpu = cpu_per_round("sluice")
-    print("CPU per request (app + sluiced) / baseline app, per round: "
-          + ", ".join(f"{r:.3f}" for r in cpu) + f"; median {statistics.median(cpu):.3f}"
-          " (95 % interval {:.3f}-{:.3f})".format(*median_interval(cpu)))
+          f"-c{args.connections} -d{args.seconds}s, {args.rounds} rounds in rotating order; "
+          "medians")
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    verdict = "meets" if rps_ratio >= 0.95 else "misses"
-    low, high = median_interval(ratios)
-    print(f"sluice / baseline requests/s: {rps_ratio:.3f} ({verdict} the 0.95 target); "
-          f"95 % bootstrap interval of the median {low:.3f}-{high:.3f}")
-    verdict = "meets" if p99_ratio <= 1.10 else "misses"
-    print(f"sluice / baseline p99 latency: {p99_ratio:.3f} ({verdict} the 1.10 target)")
-    if "sluice+x" in results:
-        x_ratios = rps_per_round("sluice+x")
-        print("with the x-ratelimit-* family on /predict too: requests/s ratio per round "
-              + ", ".join(f"{r:.3f}" for r in x_ratios)
-              + f"; median {statistics.median(x_ratios):.3f}, p99 ratio "
-              f"{median('sluice+x', 'p99') / median('baseline', 'p99'):.3f}")
-    if "baseline-again" in results:
-        # The round's two runs of the baseline, averaged, are a steadier reference than one.
-        both = [s["rps"] / ((b["rps"] + a["rps"]) / 2) for s, b, a in
-                zip(results["sluice"], results["baseline"], results["baseline-again"])]
-        print("sluice / the mean of the round's two baseline runs: requests/s ratio median "
-              f"{statistics.median(both):.3f}"
-              " (95 % interval {:.3f}-{:.3f})".format(*median_interval(both)))
-        aa = rps_per_round("baseline-again")
-        print("the baseline against itself (A/A, the bench's own error): requests/s ratio per "
-              "round " + ", ".join(f"{r:.3f}" for r in aa) + f"; median {statistics.median(aa):.3f}"
-              " (95 % interval {:.3f}-{:.3f})".format(*median_interval(aa))
-              + f", CPU per request {statistics.median(cpu_per_round('baseline-again')):.3f}x")
-    for name, what in (("kept", "a kept decision and its fields (no check)"),
-                       ("kept-bare", "the route class and wrapper alone (no check, no fields)")):
-        if name in results:
-            print(f"{what}: requests/s ratio median {statistics.median(rps_per_round(name)):.3f}, "
-                  f"CPU per request {statistics.median(cpu_per_round(name)):.3f}x")
-    if failures:
-        print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
-        return 1
-    return 0
+    return report(results)
 
 
 if __name__ == "__main__":

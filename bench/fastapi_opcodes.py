@@ -156,19 +156,19 @@ def main() -> int:
     print(f"without a limiter      {total_base:9.0f}")
     print(f"with sluice (example)  {total_limited:9.0f}   {total_limited / total_base:.3f}x, "
           f"{total_limited - total_base:+.0f}")
+    diff = {key: limited.get(key, 0) - base.get(key, 0) for key in set(base) | set(limited)}
     by_package: collections.Counter[str] = collections.Counter()
-    for key in set(base) | set(limited):
-        by_package[package(key)] += limited.get(key, 0) - base.get(key, 0)
+    for key, added in diff.items():
+        by_package[package(key)] += added
     print("\nthe difference by package:")
-    for name, diff in by_package.most_common():
-        if abs(diff) / n >= 1:
-            print(f"  {name:<16}{diff / n:+8.0f}")
+    for name, added in by_package.most_common():
+        if abs(added) / n >= 1:
+            print(f"  {name:<16}{added / n:+8.0f}")
     print(f"\nthe {args.top} functions that differ most:")
-    diffs = sorted(((limited.get(k, 0) - base.get(k, 0)) / n, k) for k in set(base) | set(limited))
-    for diff, key in sorted(diffs, key=lambda d: -abs(d[0]))[:args.top]:
+    for key in sorted(diff, key=lambda k: -abs(diff[k]))[:args.top]:
         where = key.split("/dist-packages/")[-1].replace(str(e2e.REPO) + "/", "")
-        print(f"  {diff:+8.1f}  {base.get(key, 0) / n:8.1f} -> {limited.get(key, 0) / n:8.1f}  "
-              f"{where}")
+        print(f"  {diff[key] / n:+8.1f}  {base.get(key, 0) / n:8.1f} -> "
+              f"{limited.get(key, 0) / n:8.1f}  {where}")
     return 0
 
 
