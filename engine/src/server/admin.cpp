@@ -15,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -179,9 +180,24 @@ Status StagedFile::commit() {
 // ---- audit log ------------------------------------------------------------------------------
 
 AuditLog::AuditLog(std::string path) : path_(std::move(path)) {
-  std::ifstream in(path_);
+  std::ifstream in(path_, std::ios::binary);
   std::string line;
-  while (std::getline(in, line)) {
+  for (std::streamoff start = 0;; start = in.tellg()) {
+    if (!std::getline(in, line)) break;
+    if (in.eof()) {
+      // No newline after it: a daemon killed while appending this entry (SIGKILL can stop a
+      // write at a page boundary of the file). The entry never completed; it is cut off, so
+      // that the next one starts on a line of its own and the log stays whole JSON lines.
+      if (::truncate(path_.c_str(), start) == 0) {
+        spdlog::warn("audit log {}: removed an entry cut short by a crash ({} bytes)", path_,
+                     line.size());
+      } else {
+        torn_tail_ = true;
+        spdlog::warn("audit log {}: an entry cut short by a crash cannot be removed ({})", path_,
+                     errno_text());
+      }
+      break;
+    }
     if (line.empty()) continue;
     json entry = json::parse(line, nullptr, false);
     if (!entry.is_discarded() && entry.contains("new_version") &&
@@ -215,7 +231,8 @@ Status AuditLog::append(const std::string& json_line) {
     }
   }
   if (fd_ < 0) return Status::Unavailable("audit log is not writable: " + path_);
-  const std::string line = json_line + "\n";
+  // After a torn entry that could not be cut off, the first entry starts a line of its own.
+  const std::string line = (std::exchange(torn_tail_, false) ? "\n" : "") + json_line + "\n";
   // O_APPEND makes one write of one line atomic with respect to other appenders.
   if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
       ::fdatasync(fd_) != 0) {

@@ -97,6 +97,7 @@ class AuditLog {
   mutable Mutex mu_;
   int fd_ SLUICE_GUARDED_BY(mu_) = -1;
   bool open_failed_ SLUICE_GUARDED_BY(mu_) = false;
+  bool torn_tail_ SLUICE_GUARDED_BY(mu_) = false;  // the file ends in a part of an entry
   std::deque<std::string> recent_ SLUICE_GUARDED_BY(mu_);
   uint64_t last_version_ SLUICE_GUARDED_BY(mu_) = 0;
 };

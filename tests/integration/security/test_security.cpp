@@ -328,12 +328,37 @@ TEST_F(Security, PolicyWritesAreAtomicUnderKill9) {
     EXPECT_TRUE(parse_policy(on_disk, daemon_->policy_path()).ok()) << "round " << round;
   }
   EXPECT_GT(kills_during_apply, 10);  // the kills did land while APPLYs were running
-  // The audit log survived the kills as whole lines.
+  // The audit log survived the kills as whole lines, once sluiced has started on it again (a
+  // kill can stop the write of a long entry part way; the next start removes what is left of
+  // it: PolicyAuditLogCutShortByAKillIsMendedAtStart).
+  ASSERT_TRUE(daemon_->start()) << daemon_->log();
   std::istringstream in(read_file(audit_path()));
   std::string line;
   while (std::getline(in, line)) {
     EXPECT_NO_THROW(std::ignore = nlohmann::json::parse(line)) << line;
   }
+}
+
+// An entry cut short by a kill (no newline after it) is removed when sluiced starts, and the
+// entries before it are kept: the next entry starts a line of its own.
+TEST_F(Security, PolicyAuditLogCutShortByAKillIsMendedAtStart) {
+  Client admin = daemon_->client(true);
+  std::string other = kPolicy;
+  other.replace(other.find("limit: 2,"), 9, "limit: 9,");
+  ASSERT_EQ(call(admin, {"SL.POLICY", "APPLY", other}).type, Value::Type::kInteger);
+  daemon_->stop(SIGKILL);
+  const std::string whole = read_file(audit_path());
+  ASSERT_FALSE(whole.empty());
+  ASSERT_EQ(whole.back(), '\n');
+  write_file(audit_path(), whole + R"({"changes":["resource r1: limit l: 1 → 2)");
+  ASSERT_TRUE(daemon_->start()) << daemon_->log();
+  const std::string mended = read_file(audit_path());
+  ASSERT_EQ(mended.compare(0, whole.size(), whole), 0) << mended;  // earlier entries kept
+  std::istringstream in(mended.substr(whole.size()));
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line)) << mended;
+  EXPECT_EQ(nlohmann::json::parse(line).at("command"), "start") << line;
+  EXPECT_NE(daemon_->log().find("cut short by a crash"), std::string::npos) << daemon_->log();
 }
 
 // A socket path that is a symlink (or any non-socket) is never replaced or followed.
