@@ -36,23 +36,21 @@ log = logging.getLogger("ml-api")
 
 # -- who is calling ----------------------------------------------------------------------
 
+# The limited subject is the API key when one is sent; a limiter whose subject is absent
+# limits the client's IP address instead.
 api_key = header("X-API-Key")
 
 
 def caller(request: Request) -> str:
-    """The limited subject: the API key when one is sent, else the client's IP address."""
+    """Who is limited: the API key when one is sent, else the client's IP address."""
     return api_key(request) or client_ip(request)
 
 
-user_tier = header("X-User-Tier")
-
-
-def claimed_tier(request: Request) -> Optional[str]:
-    """The seed's approach 3 lets the caller name its tier in X-User-Tier. Honoured here so
-    its curl loops work unchanged (a tier the policy does not have is a 400); a real service
-    derives the tier from the API key only (sluice does that from the policy's api_keys when
-    no tier is sent)."""
-    return user_tier(request) or None
+# The seed's approach 3 lets the caller name its tier in X-User-Tier. Honoured here so its
+# curl loops work unchanged (a tier the policy does not have is a 400); a real service derives
+# the tier from the API key only (sluice does that from the policy's api_keys when no tier,
+# or an empty one, is sent).
+claimed_tier = header("X-User-Tier")
 
 
 async def require_premium(request: Request) -> None:
@@ -61,7 +59,7 @@ async def require_premium(request: Request) -> None:
     sluice: AsyncSluiceClient = request.app.state.sluice
     try:
         decision = await sluice.peek("premium/predict", caller(request),
-                                     tier=claimed_tier(request),
+                                     tier=claimed_tier(request) or None,
                                      api_key=request.headers.get("X-API-Key"))
     except SluiceError as exc:
         if exc.code != "WRONGARGS":
@@ -82,7 +80,9 @@ def limit(resource: str, **options: Any) -> RateLimit:
     answers carry the IETF RateLimit fields; the token routes below add the x-ratelimit-*
     family that OpenAI-style clients read (three more fields cost a server like uvicorn a
     few per cent of its requests/s: docs/benchmarks.md)."""
-    return RateLimit(resource, subject=caller, api_key=api_key, tier=claimed_tier, **options)
+    # subject=api_key: the limiter reads the key once for both and, when none is sent, limits
+    # the client's address (as caller() does).
+    return RateLimit(resource, subject=api_key, api_key=api_key, tier=claimed_tier, **options)
 
 
 # -- the application ------------------------------------------------------------------------
@@ -204,7 +204,7 @@ async def batch_process(data: list):
 
 # Token metering: reserve max_tokens before generating, settle the tokens really produced.
 generate_lease = RateLimitLease(
-    "generate", subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
+    "generate", subject=api_key, api_key=api_key, tier=claimed_tier,
     cost=json_cost(lambda body: body["max_tokens"], default=256), unit="tokens",
     x_ratelimit_headers=True)
 
@@ -212,7 +212,7 @@ generate_lease = RateLimitLease(
 # tokens are reserved (input_tokens, output_tokens), a stream the limits stop ends with an
 # error event, and the lease is settled at the tokens streamed even if the client goes away.
 generate_stream = TokenStream(
-    "generate", subject=caller, api_key=header("X-API-Key"), tier=claimed_tier,
+    "generate", subject=api_key, api_key=api_key, tier=claimed_tier,
     x_ratelimit_headers=True)
 
 

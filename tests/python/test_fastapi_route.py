@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from fake_sluiced import FakeSluiced
 from sluice import AsyncSluiceClient
-from sluice.fastapi import RateLimit, SluiceRoute, json_cost
+from sluice.fastapi import RateLimit, SluiceRoute, header, json_cost
 
 ALLOWED = [1, 10, 9, 30_000, 0, "per_minute", "free", 60_000, [["per_minute", 10, 9, 30_000, 60_000]]]
 DENIED = [0, 10, 0, 30_000, 12_345, "per_minute", "free", 60_000,
@@ -181,3 +181,47 @@ def test_only_leading_limits_are_taken_over():
     assert calls["/a"] == [other]
     assert calls["/b"] == [other, limit]
     assert calls["/c"] == [limit]
+
+
+def request_with(headers):
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers,
+                    "client": ("10.0.0.9", 5000)})
+
+
+def test_a_header_extractor_reads_the_first_of_repeated_fields_and_follows_the_scope():
+    key, tier = header("X-API-Key"), header("X-Tier", default="free")
+    request = request_with([(b"x-api-key", b"first"), (b"x-tier", b"gold"),
+                            (b"x-api-key", b"second")])
+    assert key(request) == "first"  # as Starlette's Headers.get
+    assert tier(request) == "gold"
+    assert header("X-Absent")(request) is None
+    # The map is kept for the request; a scope given other fields is read afresh.
+    request.scope["headers"] = [(b"x-api-key", b"changed")]
+    assert key(request) == "changed" and tier(request) == "free"
+    # Any iterable of pairs, as ASGI allows, not only a list.
+    assert key(request_with(((b"x-api-key", b"t1"), (b"x-api-key", b"t2")))) == "t1"
+
+
+def test_a_limit_by_api_key_falls_back_to_the_client_address(sock):
+    key = header("X-API-Key")
+    replies = [ALLOWED] * 4
+    for route_class in (APIRoute, SluiceRoute):
+        app = FastAPI()
+        app.router.route_class = route_class
+
+        @app.on_event("startup")
+        async def startup(app=app):
+            app.state.sluice = AsyncSluiceClient(sock)
+
+        @app.post("/p", dependencies=[Depends(RateLimit("predict", subject=key, api_key=key))])
+        def predict(data: dict):
+            return {"ok": True}
+
+        answered = iter(replies)
+        with FakeSluiced(sock, lambda args: next(answered)) as fake, TestClient(app) as http:
+            assert http.post("/p", json={}, headers={"X-API-Key": "k-1"}).status_code == 200
+            assert http.post("/p", json={}, headers={"X-API-Key": ""}).status_code == 200
+        # The key is the subject and is sent for the tier; without one, the client's address
+        # is limited and no key is sent (the route and the dependency alike).
+        assert fake.commands == [["SL.CHECK", "predict", "k-1", "KEY", "k-1"],
+                                 ["SL.CHECK", "predict", "testclient"]], route_class

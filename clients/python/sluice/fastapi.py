@@ -11,7 +11,8 @@
 Each limiter asks sluiced for a decision about one resource. It finds
 
 * the **subject** (who is limited) with ``subject=``: the client IP by default, or
-  ``header("X-API-Key")``, or any function of the request (a user id);
+  ``header("X-API-Key")``, or any function of the request (a user id); a request for which
+  it gives None or "" is limited by its client IP;
 * the **tier** by sending the caller's API key (``api_key=``, default the ``X-API-Key``
   header) for the engine to look up in the policy's ``api_keys``, or explicitly with
   ``tier=`` (e.g. ``header("X-User-Tier")`` — only behind something that sets it);
@@ -86,17 +87,34 @@ def client_ip(request: Request) -> str:
     return str(client[0]) if client else "unknown"
 
 
+_HEADER_MAP = "sluice.headers"  # where a request's scope keeps the map below
+
+
+def _header_map(scope: Scope) -> Dict[bytes, bytes]:
+    """The request's fields by (lower-case) name, the first of a repeated name winning as in
+    Starlette's ``Headers.get``. Built once per request, in C, and kept in the scope with the
+    list it was built from: a route's extractors (subject, tier, API key) each read a field,
+    and one dictionary costs less than three walks through the pairs."""
+    pairs = scope["headers"]
+    fields: Dict[bytes, bytes] = dict(
+        reversed(pairs) if type(pairs) is list else reversed(list(pairs)))
+    scope[_HEADER_MAP] = (pairs, fields)
+    return fields
+
+
 def header(name: str, default: Optional[str] = None) -> Callable[[Request], Optional[str]]:
     """An extractor returning request header ``name`` (or ``default`` when absent)."""
     raw_name = name.lower().encode("latin-1")
 
     def extract(request: Request) -> Optional[str]:
-        # The scope's raw pairs, as Starlette's Headers.get reads them (ASGI servers send
-        # lower-case names), without building a Headers object for every request.
-        for key, value in request.scope["headers"]:
-            if key == raw_name:
-                return cast(bytes, value).decode("latin-1")
-        return default
+        # The scope's raw pairs (ASGI servers send lower-case names), without building a
+        # Headers object for every request; no typing.cast() here, a call at run time.
+        scope = request.scope
+        kept = scope.get(_HEADER_MAP)
+        fields: Dict[bytes, bytes] = kept[1] if kept is not None and kept[0] is scope["headers"] \
+            else _header_map(scope)
+        value = fields.get(raw_name)
+        return default if value is None else value.decode("latin-1")
 
     extract.__name__ = f"header({name!r})"
     return extract
@@ -279,7 +297,11 @@ class _Limiter:
         if values is None:
             subject = self.subject(request)
             tier = self.tier(request) if self.tier is not None else None
-            api_key = self.api_key(request) if self.api_key is not None else None
+            # Limited by API key (subject=api_key=header("X-API-Key")): the field is read once.
+            api_key = subject if self.api_key is self.subject else \
+                self.api_key(request) if self.api_key is not None else None
+            # None or "" from the subject's extractor: the client's address, as _normalized.
+            subject = subject or client_ip(request)
             cost = cast(Callable[[Request], Any], self.cost)(request) \
                 if self._cost_is_function else self.cost
             if not (type(subject) is str and subject and type(cost) is int and cost >= 1
@@ -563,9 +585,11 @@ def _limited_by_one(limiter: "RateLimit",
     async def limited(request: Request) -> Response:
         checked = limiter._check_now(request)
         decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
-        headers, fields = limiter._fields_for(decision)
-        if not decision.allowed:
-            limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
+        last = limiter._last_fields  # _fields_for, inline: a grant's requests share its fields
+        fields = last[2] if last is not None and last[0] is decision \
+            else limiter._fields_for(decision)[1]
+        if not decision.allowed:  # the app's handlers answer
+            limiter._raise_if_denied(decision, limiter._fields_for(decision)[0], cost)
         response = await handler(request)
         if fields:
             response.raw_headers.extend(fields)
