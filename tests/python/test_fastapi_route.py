@@ -195,7 +195,7 @@ def test_a_header_extractor_reads_the_first_of_repeated_fields_and_follows_the_s
     assert key(request) == "first"  # as Starlette's Headers.get
     assert tier(request) == "gold"
     assert header("X-Absent")(request) is None
-    # The map is kept for the request; a scope given other fields is read afresh.
+    # A scope given other fields is read afresh.
     request.scope["headers"] = [(b"x-api-key", b"changed")]
     assert key(request) == "changed" and tier(request) == "free"
     # Any iterable of pairs, as ASGI allows, not only a list.

@@ -87,34 +87,21 @@ def client_ip(request: Request) -> str:
     return str(client[0]) if client else "unknown"
 
 
-_HEADER_MAP = "sluice.headers"  # where a request's scope keeps the map below
-
-
-def _header_map(scope: Scope) -> Dict[bytes, bytes]:
-    """The request's fields by (lower-case) name, the first of a repeated name winning as in
-    Starlette's ``Headers.get``. Built once per request, in C, and kept in the scope with the
-    list it was built from: a route's extractors (subject, tier, API key) each read a field,
-    and one dictionary costs less than three walks through the pairs."""
-    pairs = scope["headers"]
-    fields: Dict[bytes, bytes] = dict(
-        reversed(pairs) if type(pairs) is list else reversed(list(pairs)))
-    scope[_HEADER_MAP] = (pairs, fields)
-    return fields
-
-
 def header(name: str, default: Optional[str] = None) -> Callable[[Request], Optional[str]]:
     """An extractor returning request header ``name`` (or ``default`` when absent)."""
     raw_name = name.lower().encode("latin-1")
 
     def extract(request: Request) -> Optional[str]:
-        # The scope's raw pairs (ASGI servers send lower-case names), without building a
-        # Headers object for every request; no typing.cast() here, a call at run time.
-        scope = request.scope
-        kept = scope.get(_HEADER_MAP)
-        fields: Dict[bytes, bytes] = kept[1] if kept is not None and kept[0] is scope["headers"] \
-            else _header_map(scope)
-        value = fields.get(raw_name)
-        return default if value is None else value.decode("latin-1")
+        # The scope's raw pairs, as Starlette's Headers.get reads them (ASGI servers send
+        # lower-case names), without building a Headers object for every request. A walk
+        # through the pairs costs less than building a dict of them, even once per request
+        # for three extractors (bench/fastapi_extractors.py). No typing.cast() either: it is
+        # a call at run time.
+        for key, value in request.scope["headers"]:
+            if key == raw_name:
+                decoded: str = value.decode("latin-1")
+                return decoded
+        return default
 
     extract.__name__ = f"header({name!r})"
     return extract
