@@ -12,7 +12,7 @@ workers, sluiced and wrk, read from /proc before and after each run.
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
                                           [--servers kept] [--aa] [--x-ratelimit] [--split]
-                                          [--keys N]
+                                          [--keys N] [--other CHECKOUT]
     /usr/bin/python3 bench/fastapi_e2e.py --from-log RUN.log [RUN.log ...]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
@@ -21,7 +21,10 @@ more, to tell apart what the cost is made of: the example with /predict's check 
 its first decision, kept (every request then costs the route class, the wrapper and the two
 fields, but no check), and the same without the fields. --keys N spreads
 the requests over N callers (API keys): with many callers each sending a request now and then,
-no caller gets local grants and every request is a round trip to sluiced.
+no caller gets local grants and every request is a round trip to sluiced. --other CHECKOUT
+adds the example as another checkout of sluice has it (its client and example app, e.g. a
+`git worktree` of an earlier commit), measured in the same rounds: two versions of the client
+compared side by side, each against the same baseline.
 
 How connections reach the workers matters more than anything the app does. `uvicorn --workers
 4` shares one listening socket: whichever worker is awake accepts, and wrk's 64 connections,
@@ -267,6 +270,7 @@ EXPECTED_FIELDS = {
     "baseline": (None, "ratelimit"), "baseline-again": (None, "ratelimit"),
     "sluice": ("ratelimit", None), "sluice+x": ("x-ratelimit-limit-requests", None),
     "kept": ("ratelimit", None), "kept-bare": (None, "ratelimit"),
+    "sluice-other": ("ratelimit", None),
 }
 
 
@@ -385,11 +389,12 @@ class Servers:
             listener.close()
 
 
-def app_env(sock: Path) -> dict:
-    """The environment the apps run in: sluiced at ``sock``, the client and the example on the
-    path, and no admin socket (the example would report its warm-up over it)."""
+def app_env(sock: Path, repo: Path = REPO) -> dict:
+    """The environment the apps run in: sluiced at ``sock``, the client and the example of
+    ``repo`` on the path, and no admin socket (the example would report its warm-up over it)."""
+    example = repo / "examples" / "fastapi-ml-api"
     env = dict(os.environ, SLUICE_SOCKET=str(sock), HEAVY_MODEL_LOAD_SECONDS="0",
-               PYTHONPATH=os.pathsep.join([str(REPO / "clients" / "python"), str(EXAMPLE)]))
+               PYTHONPATH=os.pathsep.join([str(repo / "clients" / "python"), str(example)]))
     env.pop("SLUICE_ADMIN_SOCKET", None)
     return env
 
@@ -459,7 +464,8 @@ def report(results: dict[str, list[dict]]) -> int:
     labels = {"baseline": "without a limiter", "sluice": "with sluice (example)",
               "sluice+x": "... + x-ratelimit-* fields", "kept": "... decision kept, no check",
               "kept-bare": "... kept, no fields either",
-              "baseline-again": "without a limiter, again"}
+              "baseline-again": "without a limiter, again",
+              "sluice-other": "... of the other checkout"}
     for name in results:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
@@ -504,6 +510,15 @@ def report(results: dict[str, list[dict]]) -> int:
         if name in results:
             print(f"{what}: requests/s ratio median {statistics.median(rps_per_round(name)):.3f}, "
                   f"CPU per request {statistics.median(cpu_per_round(name)):.3f}x")
+    if "sluice-other" in results:
+        other = rps_per_round("sluice-other")
+        print("the other checkout's example / baseline: requests/s ratio median "
+              f"{median_and_interval(other)}, CPU per request "
+              f"{median_and_interval(cpu_per_round('sluice-other'))}")
+        this_over_other = [s["rps"] / o["rps"]
+                           for s, o in zip(results["sluice"], results["sluice-other"])]
+        print("this checkout's example / the other's: requests/s ratio median "
+              + median_and_interval(this_over_other))
     if failures:
         print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
         return 1
@@ -541,6 +556,9 @@ def main() -> int:
                         help="reuseport (default): one uvicorn process per worker, each with "
                              "its own listening socket on the port; shared: uvicorn --workers "
                              "on one socket")
+    parser.add_argument("--other", metavar="CHECKOUT", type=Path,
+                        help="also run the example of another checkout of sluice (its client "
+                             "and example app), e.g. a git worktree of an earlier commit")
     parser.add_argument("--from-log", nargs="+", metavar="LOG",
                         help="measure nothing: pool the rounds printed in these runs' output "
                              "and print their summary")
@@ -573,6 +591,13 @@ def main() -> int:
         apps.append(("sluice+x", "x_ratelimit_app:app", work))
     if args.split:
         apps += [("kept", "kept_app:app", work), ("kept-bare", "kept_bare_app:app", work)]
+    envs = {name: env for name, _, _ in apps}
+    if args.other:
+        other = args.other.resolve()
+        if not (other / "examples" / "fastapi-ml-api" / "app.py").exists():
+            raise SystemExit(f"--other {other}: no examples/fastapi-ml-api/app.py there")
+        apps.append(("sluice-other", "app:app", other / "examples" / "fastapi-ml-api"))
+        envs["sluice-other"] = app_env(sock, other)
     modules = {name: (module, app_dir) for name, module, app_dir in apps}
     ports = {name: free_port() for name, _, _ in apps}
     servers: dict[str, Servers] = {}
@@ -581,7 +606,8 @@ def main() -> int:
 
     def start(name: str) -> None:
         module, app_dir = modules[name]
-        servers[name] = Servers.start(name, module, app_dir, ports[name], args, env, work)
+        servers[name] = Servers.start(name, module, app_dir, ports[name], args, envs[name],
+                                      work)
         check_answer(name, post_predict(ports[name])[1])
         # warm every worker up; a fresh process's first requests run cold code
         run_wrk(ports[name], argparse.Namespace(**{**vars(args), "seconds": 2}),
