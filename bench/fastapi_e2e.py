@@ -450,9 +450,9 @@ def report(results: dict[str, list[dict]]) -> int:
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
 
-    def rps_per_round(name: str) -> list[float]:
-        """The app's requests/s over the baseline's, round by round."""
-        return [r["rps"] / b["rps"] for r, b in zip(results[name], results["baseline"])]
+    def rps_per_round(name: str, over: str = "baseline") -> list[float]:
+        """The app's requests/s over the baseline's (or app ``over``'s), round by round."""
+        return [r["rps"] / b["rps"] for r, b in zip(results[name], results[over])]
 
     def cpu_per_round(name: str) -> list[float]:
         """The app's CPU per request with sluiced's over the baseline's, round by round."""
@@ -515,10 +515,8 @@ def report(results: dict[str, list[dict]]) -> int:
         print("the other checkout's example / baseline: requests/s ratio median "
               f"{median_and_interval(other)}, CPU per request "
               f"{median_and_interval(cpu_per_round('sluice-other'))}")
-        this_over_other = [s["rps"] / o["rps"]
-                           for s, o in zip(results["sluice"], results["sluice-other"])]
         print("this checkout's example / the other's: requests/s ratio median "
-              + median_and_interval(this_over_other))
+              + median_and_interval(rps_per_round("sluice", over="sluice-other")))
     if failures:
         print(f"non-2xx answers: {failures} (a limit or sluice failed; the figures are void)")
         return 1

@@ -53,7 +53,7 @@ def dict_header(name: str) -> Callable[[Request], Optional[str]]:
             pairs = scope["headers"]
             kept = scope["bench.fields"] = (pairs, dict(reversed(pairs)))
         value = kept[1].get(raw_name)
-        return None if value is None else str(value.decode("latin-1"))
+        return None if value is None else value.decode("latin-1")
 
     return extract
 

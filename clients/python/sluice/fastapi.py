@@ -572,11 +572,9 @@ def _limited_by_one(limiter: "RateLimit",
     async def limited(request: Request) -> Response:
         checked = limiter._check_now(request)
         decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
-        last = limiter._last_fields  # _fields_for, inline: a grant's requests share its fields
-        fields = last[2] if last is not None and last[0] is decision \
-            else limiter._fields_for(decision)[1]
-        if not decision.allowed:  # the app's handlers answer
-            limiter._raise_if_denied(decision, limiter._fields_for(decision)[0], cost)
+        headers, fields = limiter._fields_for(decision)
+        if not decision.allowed:
+            limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
         response = await handler(request)
         if fields:
             response.raw_headers.extend(fields)
