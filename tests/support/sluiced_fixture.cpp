@@ -88,8 +88,16 @@ bool Daemon::wait_ready(std::chrono::milliseconds timeout) {
       pid_ = -1;
       return false;
     }
+    // Ready means answering: the kernel accepts a connection as soon as a socket listens, but
+    // sluiced reads from it (and has recorded its start in the audit log) only once it runs.
     Client a, b;
-    if (a.connect(admin_socket_) && b.connect(socket_)) return true;
+    if (a.connect(admin_socket_) && b.connect(socket_)) {
+      a.set_timeout(std::max(std::chrono::milliseconds(1),
+                             std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 deadline - std::chrono::steady_clock::now())));
+      resp::Value pong;
+      if (a.call({"PING"}, pong)) return true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;

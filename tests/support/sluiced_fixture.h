@@ -47,8 +47,8 @@ class Daemon {
   // Spawns a process with stdout and stderr appended to `log`; returns its pid (-1 on failure).
   static pid_t spawn(const std::vector<std::string>& args, const std::string& log);
 
-  // Polls both sockets until they accept a connection; false when the daemon exits first or
-  // `timeout` passes.
+  // Polls both sockets until they accept a connection and the admin socket answers a PING;
+  // false when the daemon exits first or `timeout` passes.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
   // Sends `sig` and waits for the exit (SIGKILL after `timeout`); returns the exit code, or
