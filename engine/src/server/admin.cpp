@@ -182,8 +182,8 @@ Status StagedFile::commit() {
 AuditLog::AuditLog(std::string path) : path_(std::move(path)) {
   std::ifstream in(path_, std::ios::binary);
   std::string line;
-  for (std::streamoff start = 0;; start = in.tellg()) {
-    if (!std::getline(in, line)) break;
+  // `start`: where the line just read begins in the file.
+  for (std::streamoff start = 0; std::getline(in, line); start = in.tellg()) {
     if (in.eof()) {
       // No newline after it: a daemon killed while appending this entry (SIGKILL can stop a
       // write at a page boundary of the file). The entry never completed; it is cut off, so
