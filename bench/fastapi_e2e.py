@@ -399,6 +399,20 @@ def app_env(sock: Path, repo: Path = REPO) -> dict:
     return env
 
 
+def workspace(build_dir, prefix: str) -> tuple[Path, Path, Path, dict]:
+    """What every FastAPI bench starts from: sluiced's binary under ``build_dir`` (which must
+    exist), and a fresh directory holding the policy and the baseline app. Returns sluiced,
+    the directory, sluiced's socket in it and the environment the apps run in."""
+    sluiced = Path(build_dir) / "bin" / "sluiced"
+    if not sluiced.exists():
+        raise SystemExit(f"{sluiced} not found; build sluiced first or pass --build-dir")
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    (work / "policy.yaml").write_text(POLICY)
+    (work / "baseline_app.py").write_text(BASELINE_MODULE)
+    sock = work / "sluice.sock"
+    return sluiced, work, sock, app_env(sock)
+
+
 def start_sluiced(sluiced: Path, work: Path, sock: Path) -> subprocess.Popen:
     """sluiced on ``work``/policy.yaml with the memory plugin, once it answers at ``sock``
     ($SLUICED_LOG keeps its log)."""
@@ -569,19 +583,11 @@ def main() -> int:
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (scripts/install-deps installs Debian's wrk)")
-    sluiced = Path(args.build_dir) / "bin" / "sluiced"
-    if not sluiced.exists():
-        raise SystemExit(f"{sluiced} not found; build sluiced first or pass --build-dir")
-
-    work = Path(tempfile.mkdtemp(prefix="sluice-e2e-"))
-    (work / "policy.yaml").write_text(POLICY)
-    (work / "baseline_app.py").write_text(BASELINE_MODULE)
+    sluiced, work, sock, env = workspace(args.build_dir, "sluice-e2e-")
     (work / "x_ratelimit_app.py").write_text(X_RATELIMIT_MODULE)
     (work / "kept_app.py").write_text(KEPT_DECISION_MODULE.format(fields=True))
     (work / "kept_bare_app.py").write_text(KEPT_DECISION_MODULE.format(fields=False))
     (work / "post.lua").write_text(WRK_KEYS_SCRIPT % args.keys if args.keys > 1 else WRK_SCRIPT)
-    sock = work / "sluice.sock"
-    env = app_env(sock)
     apps = [("baseline", "baseline_app:app", work), ("sluice", "app:app", EXAMPLE)]
     if args.aa:
         apps.append(("baseline-again", "baseline_app:app", work))

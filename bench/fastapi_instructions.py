@@ -43,7 +43,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -202,15 +201,7 @@ def main() -> int:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/install-deps installs valgrind)")
-    sluiced = Path(args.build_dir) / "bin" / "sluiced"
-    if not sluiced.exists():
-        raise SystemExit(f"{sluiced} not found; build sluiced first or pass --build-dir")
-
-    work = Path(tempfile.mkdtemp(prefix="sluice-instructions-"))
-    (work / "policy.yaml").write_text(e2e.POLICY)
-    (work / "baseline_app.py").write_text(e2e.BASELINE_MODULE)
-    sock = work / "sluice.sock"
-    env = e2e.app_env(sock)
+    sluiced, work, sock, env = e2e.workspace(args.build_dir, "sluice-instructions-")
     (work / "scaled_app.py").write_text(SCALED_GRANTS_MODULE.format(ttl=args.grant_ttl))
     apps = [("baseline", "baseline_app:app", work), ("sluice", "scaled_app:app", work)]
     if args.split:

@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -132,15 +131,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000, help="requests counted per app")
     parser.add_argument("--top", type=int, default=15, help="functions listed")
     args = parser.parse_args()
-    sluiced = Path(args.build_dir) / "bin" / "sluiced"
-    if not sluiced.exists():
-        raise SystemExit(f"{sluiced} not found; build sluiced first or pass --build-dir")
-
-    work = Path(tempfile.mkdtemp(prefix="sluice-opcodes-"))
-    (work / "policy.yaml").write_text(e2e.POLICY)
-    (work / "baseline_app.py").write_text(e2e.BASELINE_MODULE)
-    sock = work / "sluice.sock"
-    env = e2e.app_env(sock)
+    sluiced, work, sock, env = e2e.workspace(args.build_dir, "sluice-opcodes-")
     daemon = e2e.start_sluiced(sluiced, work, sock)
     try:
         base = count_app("baseline", "baseline_app:app", work, args, env, work)
