@@ -12,7 +12,7 @@ workers, sluiced and wrk, read from /proc before and after each run.
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
                                           [--servers kept] [--aa] [--x-ratelimit] [--split]
-                                          [--keys N] [--other CHECKOUT]
+                                          [--keys N] [--other CHECKOUT] [--perf-stat]
     /usr/bin/python3 bench/fastapi_e2e.py --from-log RUN.log [RUN.log ...]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
@@ -24,7 +24,10 @@ the requests over N callers (API keys): with many callers each sending a request
 no caller gets local grants and every request is a round trip to sluiced. --other CHECKOUT
 adds the example as another checkout of sluice has it (its client and example app, e.g. a
 `git worktree` of an earlier commit), measured in the same rounds: two versions of the client
-compared side by side, each against the same baseline.
+compared side by side, each against the same baseline. --perf-stat also reads, per request,
+the app's system CPU and, with `perf stat` (the kernel's software counters, which a VM
+without hardware counters still has), its context switches and page faults: work that does
+not show in bench/fastapi_instructions.py's count.
 
 How connections reach the workers matters more than anything the app does. `uvicorn --workers
 4` shares one listening socket: whichever worker is awake accepts, and wrk's 64 connections,
@@ -61,6 +64,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -233,16 +237,35 @@ def parse_wrk(output: str) -> dict:
     return result
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time the processes have used so far."""
+def cpu_seconds(pids: list[int], system_only: bool = False) -> float:
+    """User + system CPU time the processes have used so far (or system time only)."""
     ticks = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        ticks += int(fields[12]) + (0 if system_only else int(fields[11]))  # stime, utime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# --perf-stat: the kernel's software counters of the app's processes (a VM may have no
+# hardware counters), read by `perf stat` for the length of a wrk run.
+PERF_EVENTS = ("context-switches", "page-faults")
+
+
+def perf_counts(perf: subprocess.Popen) -> dict[str, float]:
+    """Stops a `perf stat -x,` started on the app's processes; its counts by event."""
+    perf.send_signal(signal.SIGINT)
+    _, err = perf.communicate()
+    counts = {}
+    for line in err.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in PERF_EVENTS and fields[0].isdigit():
+            counts[fields[2]] = float(fields[0])
+    if set(counts) != set(PERF_EVENTS):
+        raise SystemExit(f"perf stat printed no counts of {', '.join(PERF_EVENTS)}:\n{err}")
+    return counts
 
 
 def worker_pids(procs: list[subprocess.Popen]) -> list[int]:
@@ -435,7 +458,11 @@ def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
     the spread of the connections over the workers halfway through."""
     pids = worker_pids(list(procs))
     app_before = cpu_seconds(pids)
+    system_before = cpu_seconds(pids, system_only=True)
     sluiced_before = cpu_seconds([sluiced.pid]) if sluiced else 0.0
+    perf = subprocess.Popen(
+        ["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p", ",".join(map(str, pids))],
+        stderr=subprocess.PIPE, text=True) if procs and args.perf_stat else None
     wrk = subprocess.Popen(
         ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
          "-s", str(script), f"http://127.0.0.1:{port}/predict"],
@@ -445,6 +472,7 @@ def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
         time.sleep(args.seconds / 2)
         spread = connections_per_worker(port)
     out, _ = wrk.communicate()
+    counted = perf_counts(perf) if perf is not None else {}
     if wrk.returncode != 0:
         raise SystemExit(f"wrk failed with {wrk.returncode}")
     result = parse_wrk(out)
@@ -454,6 +482,10 @@ def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
         result["app_us"] = (cpu_seconds(pids) - app_before) / requests * 1e6
         result["sluiced_us"] = ((cpu_seconds([sluiced.pid]) - sluiced_before) / requests * 1e6
                                 if sluiced else 0.0)
+        result["system_us"] = (cpu_seconds(pids, system_only=True) - system_before) / requests \
+            * 1e6
+        for event, count in counted.items():
+            result[event] = count / requests
     return result
 
 
@@ -484,6 +516,11 @@ def report(results: dict[str, list[dict]]) -> int:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
             + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
+    if all(PERF_EVENTS[0] in r for rs in results.values() for r in rs):  # --perf-stat
+        for name in results:
+            print(f"{labels[name]}, per request: system CPU {median(name, 'system_us'):.0f} µs, "
+                  f"context switches {median(name, PERF_EVENTS[0]):.2f}, "
+                  f"page faults {median(name, PERF_EVENTS[1]):.3f}")
     if len(results) > 2:  # with two apps, the place is the alternation itself
         print("requests/s median by place in the round (1st, 2nd, ...): " + "; ".join(
             name + " " + ", ".join(
@@ -571,6 +608,9 @@ def main() -> int:
     parser.add_argument("--other", metavar="CHECKOUT", type=Path,
                         help="also run the example of another checkout of sluice (its client "
                              "and example app), e.g. a git worktree of an earlier commit")
+    parser.add_argument("--perf-stat", action="store_true",
+                        help="also read the app's context switches and page faults per request "
+                             "(perf stat, the kernel's software counters) and its system CPU")
     parser.add_argument("--from-log", nargs="+", metavar="LOG",
                         help="measure nothing: pool the rounds printed in these runs' output "
                              "and print their summary")
@@ -643,7 +683,11 @@ def main() -> int:
                       f"CPU/request: app {result['app_us']:5.0f} µs, "
                       f"sluiced {result['sluiced_us']:4.1f} µs  "
                       f"connections per worker {result['spread']}"
-                      + (f"  non-2xx {result['non2xx']}" if result["non2xx"] else ""),
+                      + (f"  non-2xx {result['non2xx']}" if result["non2xx"] else "")
+                      + ("  per request: system CPU {:.0f} µs, context switches {:.2f}, page "
+                         "faults {:.3f}".format(result["system_us"],
+                                                *(result[e] for e in PERF_EVENTS))
+                         if args.perf_stat else ""),
                       flush=True)
     finally:
         # The apps first, sluiced last: requests wrk left in flight still ask sluice.
