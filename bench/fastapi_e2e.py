@@ -392,6 +392,7 @@ class Servers:
                     [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
                      "--fd", str(listener.fileno()),
                      "--workers", "1" if reuseport else str(args.workers),
+                     "--http", args.http, "--loop", args.loop,
                      "--log-level", "info", "--no-access-log"],
                     env=env, cwd=work, pass_fds=(listener.fileno(),), stderr=log_file,
                     stdout=subprocess.DEVNULL))
@@ -611,6 +612,13 @@ def main() -> int:
     parser.add_argument("--perf-stat", action="store_true",
                         help="also read the app's context switches and page faults per request "
                              "(perf stat, the kernel's software counters) and its system CPU")
+    parser.add_argument("--http", choices=("h11", "httptools"), default="h11",
+                        help="uvicorn's HTTP parser: h11 (default; pure Python, what uvicorn "
+                             "runs when nothing else is installed) or httptools (uvicorn["
+                             "standard]'s; Debian's python3-httptools)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="uvicorn's event loop: asyncio (default) or uvloop (uvicorn["
+                             "standard]'s; Debian's python3-uvloop)")
     parser.add_argument("--from-log", nargs="+", metavar="LOG",
                         help="measure nothing: pool the rounds printed in these runs' output "
                              "and print their summary")
@@ -702,6 +710,7 @@ def main() -> int:
                if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
     workers += (", started afresh for every run" if args.servers == "fresh"
                 else ", started once for all rounds")
+    workers += f", --http {args.http} --loop {args.loop}"
     callers = "one caller" if args.keys <= 1 else f"{args.keys} callers (X-API-Key)"
     print(f"POST /predict from {callers}, {workers}, wrk -t{args.threads} "
           f"-c{args.connections} -d{args.seconds}s, {args.rounds} rounds in rotating order; "

@@ -4,6 +4,11 @@ The daemon comes from the build tree named by $SLUICE_BUILD_DIR (ctest sets it; 
 defaults to <repo>/build) and is started by tests/support/sluiced.py, as the C++ suites start
 it. A missing daemon fails the end-to-end tests: they are the proof
 that the client, the example and the engine agree.
+
+$SLUICE_TEST_LOOP picks the event loop and server the tests run on: "asyncio" (default:
+asyncio's loop, uvicorn with h11) or "uvloop" (uvloop's loop for every asyncio.run here, and
+uvicorn with httptools and uvloop: what `pip install uvicorn[standard]` runs). uvicorn is
+always told which, since its "auto" picks whatever happens to be installed.
 """
 
 import os
@@ -22,6 +27,19 @@ from sluice import SluiceClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import sluiced as support  # noqa: E402  (tests/support/sluiced.py, the shared launcher)
+
+LOOP = os.environ.get("SLUICE_TEST_LOOP", "asyncio")
+if LOOP == "uvloop":
+    import asyncio
+
+    import uvloop  # a missing uvloop fails the run: scripts/install-deps installs it
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    UVICORN_SERVER = ["--http", "httptools", "--loop", "uvloop"]
+elif LOOP == "asyncio":
+    UVICORN_SERVER = ["--http", "h11", "--loop", "asyncio"]
+else:
+    raise SystemExit(f"SLUICE_TEST_LOOP={LOOP!r}: asyncio or uvloop")
 
 REPO = Path(os.environ.get("SLUICE_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 BUILD = Path(os.environ.get("SLUICE_BUILD_DIR", REPO / "build"))
@@ -88,7 +106,7 @@ class Uvicorn:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(EXAMPLE_DIR),
                  "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-                 "--no-access-log"],
+                 "--no-access-log", *UVICORN_SERVER],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
         def ready():

@@ -2,6 +2,7 @@
 fail-open / fail-closed and timeouts. The real daemon is exercised in test_e2e_*.py."""
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -576,6 +577,42 @@ def test_async_calls_made_in_one_loop_turn_are_written_together():
     asyncio.run(scenario())
 
 
+class _Timer:
+    def __init__(self, when):
+        self._when = when
+        self.cancelled = False
+
+    def when(self):
+        return self._when
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class _ClockLoop:
+    """The event loop as a _Connection sees it, with a clock the test drives and timers it
+    only records (patching a real loop's time() would not move uvloop's timers)."""
+
+    def __init__(self, loop, now):
+        self.loop = loop
+        self.now = now
+
+    def time(self):
+        return self.now
+
+    def create_future(self):
+        return self.loop.create_future()
+
+    def call_soon(self, callback, *args):
+        return self.loop.call_soon(callback, *args)
+
+    def call_at(self, when, callback, *args):
+        return _Timer(when)
+
+    def call_later(self, delay, callback, *args):
+        return _Timer(self.now + delay)
+
+
 def test_async_watchdog_expires_only_the_calls_that_waited_the_whole_timeout():
     # One timer per connection: when the oldest call has waited `timeout`, it fails with a
     # timeout and the connection is dropped; younger calls fail as lost (the client sends
@@ -584,28 +621,23 @@ def test_async_watchdog_expires_only_the_calls_that_waited_the_whole_timeout():
     from sluice.aio import _Connection, _Lost
 
     async def scenario():
-        loop = asyncio.get_running_loop()
-        clock = [1000.0]
-        real_time = loop.time
-        loop.time = lambda: clock[0]
-        try:
-            connection = _Connection(loop, 0.1)
-            transport = _RecordingTransport()
-            connection.connection_made(transport)
-            old = connection.request(encode(("PING",)))
-            clock[0] += 0.06
-            young = connection.request(encode(("PING",)))
-            connection._watch()  # nothing has waited 0.1 s yet: checks again when one has
-            assert connection.watchdog is not None
-            assert connection.watchdog.when() == pytest.approx(1000.1)
-            assert not old.done() and not transport.aborted
-            clock[0] += 0.05
-            connection._watch()
-            assert isinstance(old.exception(), asyncio.TimeoutError)
-            assert isinstance(young.exception(), _Lost)
-            assert transport.aborted and connection.lost
-        finally:
-            loop.time = real_time
+        loop = _ClockLoop(asyncio.get_running_loop(), 1000.0)
+        connection = _Connection(loop, 0.1)
+        transport = _RecordingTransport()
+        connection.connection_made(transport)
+        old = connection.request(encode(("PING",)))
+        assert connection.watchdog.when() == pytest.approx(1000.1)
+        loop.now += 0.06
+        young = connection.request(encode(("PING",)))
+        connection._watch()  # nothing has waited 0.1 s yet: checks again when one has
+        assert connection.watchdog is not None
+        assert connection.watchdog.when() == pytest.approx(1000.1)
+        assert not old.done() and not transport.aborted
+        loop.now += 0.05
+        connection._watch()
+        assert isinstance(old.exception(), asyncio.TimeoutError)
+        assert isinstance(young.exception(), _Lost)
+        assert transport.aborted and connection.lost
 
     asyncio.run(scenario())
 
@@ -630,3 +662,17 @@ def test_async_timeout_fails_open_only_the_call_that_timed_out(sock):
     with FakeSluiced(sock, hang_once) as fake:
         asyncio.run(scenario())
     assert len(fake.connections) == 2
+
+
+def test_the_event_loop_is_the_one_asked_for():
+    """SLUICE_TEST_LOOP=uvloop (ctest's python_client_uvloop) must really run these tests on
+    uvloop: the async client once failed there only (its transport is no asyncio.Transport)."""
+    async def loop_type():
+        return type(asyncio.get_running_loop())
+
+    running = asyncio.run(loop_type())
+    if os.environ.get("SLUICE_TEST_LOOP", "asyncio") == "uvloop":
+        import uvloop
+        assert running is uvloop.Loop
+    else:
+        assert running.__module__.startswith("asyncio")
