@@ -13,6 +13,7 @@ workers, sluiced and wrk, read from /proc before and after each run.
                                           [--workers 4] [--connections 64] [--accept shared]
                                           [--servers kept] [--aa] [--x-ratelimit] [--split]
                                           [--keys N] [--other CHECKOUT] [--perf-stat]
+                                          [--http h11|httptools] [--loop asyncio|uvloop]
     /usr/bin/python3 bench/fastapi_e2e.py --from-log RUN.log [RUN.log ...]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
@@ -364,6 +365,24 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """--http and --loop: which of its parsers and event loops uvicorn serves with. uvicorn's
+    own default ("auto") takes httptools and uvloop when they are installed, so the benches
+    always name them: a package installed later must not change what a figure measures."""
+    parser.add_argument("--http", choices=("h11", "httptools"), default="h11",
+                        help="uvicorn's HTTP parser: h11 (default; pure Python, what uvicorn "
+                             "runs when nothing else is installed) or httptools (uvicorn["
+                             "standard]'s; Debian's python3-httptools)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="uvicorn's event loop: asyncio (default) or uvloop (uvicorn["
+                             "standard]'s; Debian's python3-uvloop)")
+
+
+def server_options(args: argparse.Namespace) -> list[str]:
+    """uvicorn's command-line options for the parser and loop chosen."""
+    return ["--http", args.http, "--loop", args.loop]
+
+
 class Servers:
     """The uvicorn processes serving one app, and their listening sockets."""
 
@@ -392,7 +411,7 @@ class Servers:
                     [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
                      "--fd", str(listener.fileno()),
                      "--workers", "1" if reuseport else str(args.workers),
-                     "--http", args.http, "--loop", args.loop,
+                     *server_options(args),
                      "--log-level", "info", "--no-access-log"],
                     env=env, cwd=work, pass_fds=(listener.fileno(),), stderr=log_file,
                     stdout=subprocess.DEVNULL))
@@ -612,13 +631,7 @@ def main() -> int:
     parser.add_argument("--perf-stat", action="store_true",
                         help="also read the app's context switches and page faults per request "
                              "(perf stat, the kernel's software counters) and its system CPU")
-    parser.add_argument("--http", choices=("h11", "httptools"), default="h11",
-                        help="uvicorn's HTTP parser: h11 (default; pure Python, what uvicorn "
-                             "runs when nothing else is installed) or httptools (uvicorn["
-                             "standard]'s; Debian's python3-httptools)")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="uvicorn's event loop: asyncio (default) or uvloop (uvicorn["
-                             "standard]'s; Debian's python3-uvloop)")
+    add_server_options(parser)
     parser.add_argument("--from-log", nargs="+", metavar="LOG",
                         help="measure nothing: pool the rounds printed in these runs' output "
                              "and print their summary")

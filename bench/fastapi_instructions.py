@@ -12,6 +12,7 @@ of a per cent from one run to the next.
     /usr/bin/python3 bench/fastapi_instructions.py [--build-dir build] [--requests 2000]
                                                    [--connections 8] [--runs 2] [--split]
                                                    [--grant-ttl 8] [--cache-sim]
+                                                   [--http h11] [--loop asyncio]
 
 --split adds bench/fastapi_e2e.py's two apps that tell the cost apart: the example with
 /predict's first decision kept (the route class, its wrapper and the two fields, no check),
@@ -154,7 +155,8 @@ def measure(name: str, module: str, app_dir: Path, env: dict, work: Path, daemon
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
             callgrind(out, [sys.executable, "-m", "uvicorn", module, "--app-dir", str(app_dir),
-                            "--port", str(port), "--log-level", "info", "--no-access-log"],
+                            "--port", str(port), "--log-level", "info", "--no-access-log",
+                            *e2e.server_options(args)],
                       args.cache_sim),
             env=dict(env, PYTHONHASHSEED="0"), cwd=work, stderr=log_file,
             stdout=subprocess.DEVNULL)
@@ -198,6 +200,7 @@ def main() -> int:
     parser.add_argument("--split", action="store_true",
                         help="also count the example with /predict's first decision kept, "
                              "with and without its fields")
+    e2e.add_server_options(parser)
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:

@@ -83,7 +83,9 @@ def serve(module: str, app_dir: str, port: int, out: str) -> None:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
-    uvicorn.run(module, port=port, log_level="warning", access_log=False)
+    # h11 and asyncio named: uvicorn's "auto" would take httptools and uvloop when installed
+    uvicorn.run(module, port=port, log_level="warning", access_log=False, http="h11",
+                loop="asyncio")
 
 
 def post(connection: http.client.HTTPConnection, count: int) -> dict[str, str]:

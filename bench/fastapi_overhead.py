@@ -451,7 +451,9 @@ def main() -> int:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "fastapi_overhead:app", "--app-dir",
                  str(Path(__file__).resolve().parent), "--host", "127.0.0.1", "--port", str(port),
-                 "--log-level", "warning", "--no-access-log"], env=env))
+                 "--log-level", "warning", "--no-access-log",
+                 # named: uvicorn's "auto" would take httptools and uvloop when installed
+                 "--http", "h11", "--loop", "asyncio"], env=env))
             base = f"http://127.0.0.1:{port}"
 
             def up():
