@@ -13,7 +13,8 @@ workers, sluiced and wrk, read from /proc before and after each run.
                                           [--workers 4] [--connections 64] [--accept shared]
                                           [--servers kept] [--aa] [--x-ratelimit] [--split]
                                           [--keys N] [--other CHECKOUT] [--perf-stat]
-                                          [--http h11|httptools] [--loop asyncio|uvloop]
+                                          [--together] [--http h11|httptools]
+                                          [--loop asyncio|uvloop]
     /usr/bin/python3 bench/fastapi_e2e.py --from-log RUN.log [RUN.log ...]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
@@ -51,6 +52,16 @@ shows the bench's own error, and every ratio comes with a bootstrap interval of 
 Ratios of single rounds spread about ±10 %: 25 rounds give the median to about ±3 %, and
 `--from-log` pools the rounds of several runs' saved output (same apps in each) into one
 summary.
+
+--together runs the apps at the same time instead, each under its own wrk, workers started
+afresh every round: the host's slow spells then fall on all of them alike, and on the shared
+cores the app that needs more CPU per request serves fewer requests. Its A/A ratio is much
+tighter than the alternating rounds' (1.007, interval 0.994-1.038 over 20 rounds, against
+intervals of ±4 % over 30); its latencies are those of an overloaded host (three apps' 12
+workers on two cores) and are compared with each other only. --http and --loop choose
+uvicorn's HTTP parser and event loop: h11 and asyncio by default (uvicorn's pure-Python
+setup, which every earlier figure in docs/benchmarks.md measured), httptools and uvloop being
+what `uvicorn[standard]` runs.
 
 Targets (issue 15): sluice at least 0.95x the baseline's requests/s, p99 latency within 10 %.
 Everything runs on this machine, so the servers, wrk and sluiced share its cores: the figure
@@ -472,41 +483,61 @@ def start_sluiced(sluiced: Path, work: Path, sock: Path) -> subprocess.Popen:
     return daemon
 
 
+class WrkRun:
+    """One wrk run on an app, started at once and finished by :meth:`result`; with ``procs``
+    also the CPU per request of the app and sluiced, and the spread of the connections over
+    the workers halfway through (several runs may go at the same time: --together)."""
+
+    def __init__(self, port: int, args, script: Path, procs: list[subprocess.Popen] = (),
+                 sluiced: subprocess.Popen | None = None) -> None:
+        self.port, self.args, self.procs, self.sluiced = port, args, procs, sluiced
+        self.pids = worker_pids(list(procs))
+        self.app_before = cpu_seconds(self.pids)
+        self.system_before = cpu_seconds(self.pids, system_only=True)
+        self.sluiced_before = cpu_seconds([sluiced.pid]) if sluiced else 0.0
+        self.perf = subprocess.Popen(
+            ["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p",
+             ",".join(map(str, self.pids))],
+            stderr=subprocess.PIPE, text=True) if procs and args.perf_stat else None
+        self.wrk = subprocess.Popen(
+            ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
+             "--latency", "-s", str(script), f"http://127.0.0.1:{port}/predict"],
+            stdout=subprocess.PIPE, text=True)
+        self.spread: list[int] = []
+
+    def look_at_connections(self) -> None:
+        """Halfway through: how wrk's connections spread over the workers."""
+        if self.procs:
+            self.spread = connections_per_worker(self.port)
+
+    def result(self) -> dict:
+        out, _ = self.wrk.communicate()
+        counted = perf_counts(self.perf) if self.perf is not None else {}
+        if self.wrk.returncode != 0:
+            raise SystemExit(f"wrk failed with {self.wrk.returncode}")
+        result = parse_wrk(out)
+        result["spread"] = self.spread
+        requests = result["rps"] * self.args.seconds
+        if self.procs and requests:
+            result["app_us"] = (cpu_seconds(self.pids) - self.app_before) / requests * 1e6
+            result["sluiced_us"] = (
+                (cpu_seconds([self.sluiced.pid]) - self.sluiced_before) / requests * 1e6
+                if self.sluiced else 0.0)
+            result["system_us"] = (cpu_seconds(self.pids, system_only=True)
+                                   - self.system_before) / requests * 1e6
+            for event, count in counted.items():
+                result[event] = count / requests
+        return result
+
+
 def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
             sluiced: subprocess.Popen | None = None) -> dict:
-    """One wrk run; with ``procs`` also the CPU per request of the app, sluiced and wrk, and
-    the spread of the connections over the workers halfway through."""
-    pids = worker_pids(list(procs))
-    app_before = cpu_seconds(pids)
-    system_before = cpu_seconds(pids, system_only=True)
-    sluiced_before = cpu_seconds([sluiced.pid]) if sluiced else 0.0
-    perf = subprocess.Popen(
-        ["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p", ",".join(map(str, pids))],
-        stderr=subprocess.PIPE, text=True) if procs and args.perf_stat else None
-    wrk = subprocess.Popen(
-        ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
-         "-s", str(script), f"http://127.0.0.1:{port}/predict"],
-        stdout=subprocess.PIPE, text=True)
-    spread: list[int] = []
+    """One wrk run on its own (:class:`WrkRun`)."""
+    run = WrkRun(port, args, script, procs, sluiced)
     if procs:
         time.sleep(args.seconds / 2)
-        spread = connections_per_worker(port)
-    out, _ = wrk.communicate()
-    counted = perf_counts(perf) if perf is not None else {}
-    if wrk.returncode != 0:
-        raise SystemExit(f"wrk failed with {wrk.returncode}")
-    result = parse_wrk(out)
-    result["spread"] = spread
-    requests = result["rps"] * args.seconds
-    if procs and requests:
-        result["app_us"] = (cpu_seconds(pids) - app_before) / requests * 1e6
-        result["sluiced_us"] = ((cpu_seconds([sluiced.pid]) - sluiced_before) / requests * 1e6
-                                if sluiced else 0.0)
-        result["system_us"] = (cpu_seconds(pids, system_only=True) - system_before) / requests \
-            * 1e6
-        for event, count in counted.items():
-            result[event] = count / requests
-    return result
+        run.look_at_connections()
+    return run.result()
 
 
 def report(results: dict[str, list[dict]]) -> int:
@@ -594,6 +625,21 @@ def report(results: dict[str, list[dict]]) -> int:
     return 0
 
 
+def print_round(i: int, name: str, result: dict, args) -> None:
+    print(f"round {i + 1} {name:<14} {result['rps']:>9.0f} req/s  "
+          f"p50 {result['p50'] / 1000:6.2f} ms  p90 {result['p90'] / 1000:6.2f} ms  "
+          f"p99 {result['p99'] / 1000:6.2f} ms  "
+          f"CPU/request: app {result['app_us']:5.0f} µs, "
+          f"sluiced {result['sluiced_us']:4.1f} µs  "
+          f"connections per worker {result['spread']}"
+          + (f"  non-2xx {result['non2xx']}" if result["non2xx"] else "")
+          + ("  per request: system CPU {:.0f} µs, context switches {:.2f}, page "
+             "faults {:.3f}".format(result["system_us"],
+                                    *(result[e] for e in PERF_EVENTS))
+             if args.perf_stat else ""),
+          flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-dir", default=os.environ.get("SLUICE_BUILD_DIR", REPO / "build"))
@@ -631,6 +677,10 @@ def main() -> int:
     parser.add_argument("--perf-stat", action="store_true",
                         help="also read the app's context switches and page faults per request "
                              "(perf stat, the kernel's software counters) and its system CPU")
+    parser.add_argument("--together", action="store_true",
+                        help="run the apps at the same time, each under its own wrk, instead "
+                             "of one after the other: they share the cores and the host's "
+                             "slow spells alike (workers are started afresh every round)")
     add_server_options(parser)
     parser.add_argument("--from-log", nargs="+", metavar="LOG",
                         help="measure nothing: pool the rounds printed in these runs' output "
@@ -684,7 +734,28 @@ def main() -> int:
             for name in ports:
                 start(name)
         results: dict[str, list[dict]] = {name: [] for name in ports}
-        for i in range(args.rounds):
+        for i in range(args.rounds if args.together else 0):
+            # All apps at once, each under its own wrk: whatever slows the host slows them
+            # alike, and the one that needs more CPU per request serves fewer requests. The
+            # order they are started in (and their wrk) rotates, as the places do below.
+            names = list(ports)
+            order = names[i % len(names):] + names[:i % len(names)]
+            for name in order:
+                start(name)
+            runs = {name: WrkRun(ports[name], args, work / "post.lua", servers[name].procs,
+                                 None if name.startswith("baseline") else daemon)
+                    for name in order}
+            time.sleep(args.seconds / 2)
+            for run in runs.values():
+                run.look_at_connections()
+            for name in ports:
+                result = runs[name].result()
+                result["place"] = order.index(name)
+                results[name].append(result)
+                print_round(i, name, result, args)
+            for name in ports:
+                servers.pop(name).stop()
+        for i in range(0 if args.together else args.rounds):
             # Each app runs in every place of the order equally often (a rotation): with a
             # fixed middle place, a cost of that place would look like the app's.
             names = list(ports)
@@ -698,18 +769,7 @@ def main() -> int:
                     servers.pop(name).stop()
                 result["place"] = order.index(name)
                 results[name].append(result)
-                print(f"round {i + 1} {name:<14} {result['rps']:>9.0f} req/s  "
-                      f"p50 {result['p50'] / 1000:6.2f} ms  p90 {result['p90'] / 1000:6.2f} ms  "
-                      f"p99 {result['p99'] / 1000:6.2f} ms  "
-                      f"CPU/request: app {result['app_us']:5.0f} µs, "
-                      f"sluiced {result['sluiced_us']:4.1f} µs  "
-                      f"connections per worker {result['spread']}"
-                      + (f"  non-2xx {result['non2xx']}" if result["non2xx"] else "")
-                      + ("  per request: system CPU {:.0f} µs, context switches {:.2f}, page "
-                         "faults {:.3f}".format(result["system_us"],
-                                                *(result[e] for e in PERF_EVENTS))
-                         if args.perf_stat else ""),
-                      flush=True)
+                print_round(i, name, result, args)
     finally:
         # The apps first, sluiced last: requests wrk left in flight still ask sluice.
         for running in servers.values():
@@ -721,13 +781,14 @@ def main() -> int:
     print()
     workers = (f"{args.workers} uvicorn processes on one port (SO_REUSEPORT)"
                if args.accept == "reuseport" else f"uvicorn --workers {args.workers}")
-    workers += (", started afresh for every run" if args.servers == "fresh"
+    workers += (", started afresh for every run" if args.servers == "fresh" or args.together
                 else ", started once for all rounds")
     workers += f", --http {args.http} --loop {args.loop}"
     callers = "one caller" if args.keys <= 1 else f"{args.keys} callers (X-API-Key)"
     print(f"POST /predict from {callers}, {workers}, wrk -t{args.threads} "
-          f"-c{args.connections} -d{args.seconds}s, {args.rounds} rounds in rotating order; "
-          "medians")
+          f"-c{args.connections} -d{args.seconds}s, {args.rounds} rounds "
+          + ("with every app at once (--together)" if args.together else "in rotating order")
+          + "; medians")
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     return report(results)
 
