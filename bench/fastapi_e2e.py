@@ -55,9 +55,9 @@ summary.
 
 --together runs the apps at the same time instead, each under its own wrk, workers started
 afresh every round: the host's slow spells then fall on all of them alike, and on the shared
-cores the app that needs more CPU per request serves fewer requests. Its A/A ratio is much
-tighter than the alternating rounds' (1.007, interval 0.994-1.038 over 20 rounds, against
-intervals of ±4 % over 30); its latencies are those of an overloaded host (three apps' 12
+cores the app that needs more CPU per request serves fewer requests. Its A/A ratio is
+tighter than the alternating rounds' (1.002, interval 0.976-1.026 over 21 rounds, against
+1.014-1.045 and intervals of ±3-5 % over 30); its latencies are those of an overloaded host (three apps' 12
 workers on two cores) and are compared with each other only. --http and --loop choose
 uvicorn's HTTP parser and event loop: h11 and asyncio by default (uvicorn's pure-Python
 setup, which every earlier figure in docs/benchmarks.md measured), httptools and uvloop being
@@ -730,43 +730,41 @@ def main() -> int:
 
     try:
         daemon = start_sluiced(sluiced, work, sock)
-        if args.servers == "kept":
+        if args.servers == "kept" and not args.together:
             for name in ports:
                 start(name)
         results: dict[str, list[dict]] = {name: [] for name in ports}
-        for i in range(args.rounds if args.together else 0):
-            # All apps at once, each under its own wrk: whatever slows the host slows them
-            # alike, and the one that needs more CPU per request serves fewer requests. The
-            # order they are started in (and their wrk) rotates, as the places do below.
+        for i in range(args.rounds):
+            # Each app takes every place of the order equally often (a rotation): with a fixed
+            # middle place, a cost of that place would look like the app's.
             names = list(ports)
             order = names[i % len(names):] + names[:i % len(names)]
-            for name in order:
-                start(name)
-            runs = {name: WrkRun(ports[name], args, work / "post.lua", servers[name].procs,
-                                 None if name.startswith("baseline") else daemon)
-                    for name in order}
-            time.sleep(args.seconds / 2)
-            for run in runs.values():
-                run.look_at_connections()
-            for name in ports:
-                result = runs[name].result()
-                result["place"] = order.index(name)
-                results[name].append(result)
-                print_round(i, name, result, args)
-            for name in ports:
-                servers.pop(name).stop()
-        for i in range(0 if args.together else args.rounds):
-            # Each app runs in every place of the order equally often (a rotation): with a
-            # fixed middle place, a cost of that place would look like the app's.
-            names = list(ports)
-            order = names[i % len(names):] + names[:i % len(names)]
-            for name in order:
-                if args.servers == "fresh":
+            if args.together:
+                # All apps at once, each under its own wrk, started in that order: whatever
+                # slows the host slows them alike, and the one that needs more CPU per
+                # request serves fewer requests.
+                for name in order:
                     start(name)
-                result = run_wrk(ports[name], args, work / "post.lua", servers[name].procs,
-                                 daemon)
-                if args.servers == "fresh":
+                runs = {name: WrkRun(ports[name], args, work / "post.lua",
+                                     servers[name].procs,
+                                     None if name.startswith("baseline") else daemon)
+                        for name in order}
+                time.sleep(args.seconds / 2)
+                for run in runs.values():
+                    run.look_at_connections()
+                measured = {name: runs[name].result() for name in ports}
+                for name in ports:
                     servers.pop(name).stop()
+            else:
+                measured = {}
+                for name in order:
+                    if args.servers == "fresh":
+                        start(name)
+                    measured[name] = run_wrk(ports[name], args, work / "post.lua",
+                                             servers[name].procs, daemon)
+                    if args.servers == "fresh":
+                        servers.pop(name).stop()
+            for name, result in measured.items():
                 result["place"] = order.index(name)
                 results[name].append(result)
                 print_round(i, name, result, args)
