@@ -14,7 +14,8 @@ workers, sluiced and wrk, read from /proc before and after each run.
                                           [--servers kept] [--aa] [--x-ratelimit] [--split]
                                           [--keys N] [--other CHECKOUT] [--perf-stat]
                                           [--together] [--http h11|httptools]
-                                          [--loop asyncio|uvloop]
+                                          [--loop asyncio|uvloop] [--apps NAME,...]
+                                          [--perf-record DIR]
     /usr/bin/python3 bench/fastapi_e2e.py --from-log RUN.log [RUN.log ...]
 
 --x-ratelimit adds a third app: the example with the x-ratelimit-* family on /predict too (it
@@ -29,7 +30,12 @@ adds the example as another checkout of sluice has it (its client and example ap
 compared side by side, each against the same baseline. --perf-stat also reads, per request,
 the app's system CPU and, with `perf stat` (the kernel's software counters, which a VM
 without hardware counters still has), its context switches and page faults: work that does
-not show in bench/fastapi_instructions.py's count.
+not show in bench/fastapi_instructions.py's count. --perf-record DIR samples the app's
+processes with `perf record` (the kernel's cpu-clock timer, 2,000 times a second) during each
+run and prints, pooled over the rounds, each app's CPU per request by binary (the Python
+interpreter, the kernel, libc) and the functions whose share differs most from the
+baseline's. --apps runs only some of the apps the other options add (--split --apps
+baseline,sluice,kept: the example beside its kept decision, three apps instead of four).
 
 How connections reach the workers matters more than anything the app does. `uvicorn --workers
 4` shares one listening socket: whichever worker is awake accepts, and wrk's 64 connections,
@@ -71,6 +77,7 @@ is the cost of sluice on a saturated host, sluiced's own CPU included.
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import random
@@ -278,6 +285,70 @@ def perf_counts(perf: subprocess.Popen) -> dict[str, float]:
     if set(counts) != set(PERF_EVENTS):
         raise SystemExit(f"perf stat printed no counts of {', '.join(PERF_EVENTS)}:\n{err}")
     return counts
+
+
+# --perf-record: where each run's samples of the app's processes go, and how often they are
+# taken (the kernel's cpu-clock: a timer, which needs no hardware counter).
+RECORD_HZ = 2000
+RECORD_APPS: dict[int, str] = {}  # port -> app name, for the file names
+
+
+def record_path(directory: Path, port: int) -> Path:
+    """The next file of the app on ``port`` in ``directory``: APP-NN.data."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = RECORD_APPS.get(port, str(port))
+    n = len(list(directory.glob(f"{name}-*.data")))
+    return directory / f"{name}-{n:02d}.data"
+
+
+def profile_report(directory: Path, top: int = 25) -> None:
+    """Prints where each app's CPU went, in µs per request: by binary (the interpreter, the
+    kernel, libc, ...) and the functions whose share differs most from the baseline's. The
+    samples of all its runs are pooled (requests.tsv holds each run's requests)."""
+    samples: dict[str, collections.Counter] = {}
+    requests: collections.Counter = collections.Counter()
+    for line in (directory / "requests.tsv").read_text().splitlines():
+        file, count = line.split("\t")
+        app = file.rsplit("-", 1)[0]
+        requests[app] += int(count)
+        counted = samples.setdefault(app, collections.Counter())
+        report_text = subprocess.run(
+            ["perf", "report", "-i", str(directory / file), "--stdio", "-n", "--sort", "dso,sym",
+             "--field-separator", "\t"], capture_output=True, text=True, check=True).stdout
+        for row in report_text.splitlines():
+            fields = row.split("\t")
+            if row.startswith("#") or len(fields) < 4:
+                continue
+            counted[(fields[2].strip(), fields[3].strip())] += int(fields[1])
+
+    def us(app: str, keep=lambda key: True) -> float:
+        return sum(n for key, n in samples[app].items() if keep(key)) \
+            / RECORD_HZ / requests[app] * 1e6
+
+    apps = list(samples)
+    print(f"\nperf record (cpu-clock, {RECORD_HZ} Hz), µs of CPU per request, all rounds pooled:")
+    print(f"{'':<44}" + "".join(f"{app:>15}" for app in apps))
+    print(f"{'all':<44}" + "".join(f"{us(app):15.1f}" for app in apps))
+    binaries = collections.Counter()
+    for app in apps:
+        for (dso, _), n in samples[app].items():
+            binaries[dso] += n
+    for dso, _ in binaries.most_common(6):
+        print(f"  {dso[:42]:<42}" + "".join(
+            f"{us(app, lambda key: key[0] == dso):15.1f}" for app in apps))
+    others = [app for app in apps if app != "baseline"]
+    if "baseline" not in samples or not others:
+        return
+    symbols = set().union(*(samples[app] for app in apps))
+    widest = sorted(symbols, key=lambda key: -max(
+        abs(us(app, lambda k: k == key) - us("baseline", lambda k: k == key))
+        for app in others))[:top]
+    print(f"the {top} functions whose share differs most from the baseline's:")
+    for key in widest:
+        dso = key[0] if key[0].startswith("[") else key[0].split(".")[0]
+        name = f"{dso} {key[1]}"
+        print(f"  {name[:42]:<42}" + "".join(
+            f"{us(app, lambda k: k == key):15.2f}" for app in apps))
 
 
 def worker_pids(procs: list[subprocess.Popen]) -> list[int]:
@@ -499,6 +570,13 @@ class WrkRun:
             ["perf", "stat", "-x,", "-e", ",".join(PERF_EVENTS), "-p",
              ",".join(map(str, self.pids))],
             stderr=subprocess.PIPE, text=True) if procs and args.perf_stat else None
+        self.record: subprocess.Popen | None = None
+        if procs and args.perf_record:
+            self.record_to = record_path(args.perf_record, port)
+            self.record = subprocess.Popen(
+                ["perf", "record", "--quiet", "-e", "cpu-clock", "-F", str(RECORD_HZ),
+                 "-o", str(self.record_to), "-p", ",".join(map(str, self.pids))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wrk = subprocess.Popen(
             ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
              "--latency", "-s", str(script), f"http://127.0.0.1:{port}/predict"],
@@ -513,6 +591,9 @@ class WrkRun:
     def result(self) -> dict:
         out, _ = self.wrk.communicate()
         counted = perf_counts(self.perf) if self.perf is not None else {}
+        if self.record is not None:
+            self.record.send_signal(signal.SIGINT)
+            self.record.wait()
         if self.wrk.returncode != 0:
             raise SystemExit(f"wrk failed with {self.wrk.returncode}")
         result = parse_wrk(out)
@@ -527,6 +608,9 @@ class WrkRun:
                                    - self.system_before) / requests * 1e6
             for event, count in counted.items():
                 result[event] = count / requests
+            if self.record is not None:
+                with open(self.record_to.parent / "requests.tsv", "a") as table:
+                    table.write(f"{self.record_to.name}\t{requests:.0f}\n")
         return result
 
 
@@ -681,6 +765,12 @@ def main() -> int:
                         help="run the apps at the same time, each under its own wrk, instead "
                              "of one after the other: they share the cores and the host's "
                              "slow spells alike (workers are started afresh every round)")
+    parser.add_argument("--apps", type=lambda text: text.split(","), metavar="NAME,...",
+                        help="run only these of the apps the other options name (baseline "
+                             "always), e.g. --split --apps baseline,sluice,kept")
+    parser.add_argument("--perf-record", metavar="DIR", type=Path,
+                        help="also sample the app's processes with perf record (cpu-clock, "
+                             f"{RECORD_HZ} Hz) during each run, into DIR/APP-NN.data")
     add_server_options(parser)
     parser.add_argument("--from-log", nargs="+", metavar="LOG",
                         help="measure nothing: pool the rounds printed in these runs' output "
@@ -706,6 +796,12 @@ def main() -> int:
         apps.append(("sluice+x", "x_ratelimit_app:app", work))
     if args.split:
         apps += [("kept", "kept_app:app", work), ("kept-bare", "kept_bare_app:app", work)]
+    if args.apps:
+        unknown = set(args.apps) - {name for name, _, _ in apps} - {"sluice-other"}
+        if unknown or "baseline" not in args.apps:
+            raise SystemExit(f"--apps: baseline and some of {', '.join(n for n, _, _ in apps)}"
+                             f" (with the options that add them); not {', '.join(unknown)}")
+        apps = [app for app in apps if app[0] in args.apps]
     envs = {name: env for name, _, _ in apps}
     if args.other:
         other = args.other.resolve()
@@ -715,6 +811,7 @@ def main() -> int:
         envs["sluice-other"] = app_env(sock, other)
     modules = {name: (module, app_dir) for name, module, app_dir in apps}
     ports = {name: free_port() for name, _, _ in apps}
+    RECORD_APPS.update({port: name for name, port in ports.items()})
     servers: dict[str, Servers] = {}
     daemon: subprocess.Popen | None = None
     load_before = os.getloadavg()[0]
@@ -788,7 +885,10 @@ def main() -> int:
           + ("with every app at once (--together)" if args.together else "in rotating order")
           + "; medians")
     print(f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    return report(results)
+    failed = report(results)
+    if args.perf_record:
+        profile_report(args.perf_record)
+    return failed
 
 
 if __name__ == "__main__":
