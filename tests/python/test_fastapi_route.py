@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from fake_sluiced import FakeSluiced
 from sluice import AsyncSluiceClient
-from sluice.fastapi import RateLimit, SluiceRoute, header, json_cost
+from sluice.fastapi import RateLimit, SluiceRoute, client_ip, header, json_cost
 
 ALLOWED = [1, 10, 9, 30_000, 0, "per_minute", "free", 60_000, [["per_minute", 10, 9, 30_000, 60_000]]]
 DENIED = [0, 10, 0, 30_000, 12_345, "per_minute", "free", 60_000,
@@ -202,21 +202,27 @@ def test_a_header_extractor_reads_the_first_of_repeated_fields_and_follows_the_s
     assert key(request_with(((b"x-api-key", b"t1"), (b"x-api-key", b"t2")))) == "t1"
 
 
+def one_route_app(sock, route_class, limiter):
+    """An app with POST /p limited by ``limiter``, its routes of ``route_class``."""
+    app = FastAPI()
+    app.router.route_class = route_class
+
+    @app.on_event("startup")
+    async def startup():
+        app.state.sluice = AsyncSluiceClient(sock)
+
+    @app.post("/p", dependencies=[Depends(limiter)])
+    def predict(data: dict):
+        return {"ok": True}
+
+    return app
+
+
 def test_a_limit_by_api_key_falls_back_to_the_client_address(sock):
     key = header("X-API-Key")
     replies = [ALLOWED] * 4
     for route_class in (APIRoute, SluiceRoute):
-        app = FastAPI()
-        app.router.route_class = route_class
-
-        @app.on_event("startup")
-        async def startup(app=app):
-            app.state.sluice = AsyncSluiceClient(sock)
-
-        @app.post("/p", dependencies=[Depends(RateLimit("predict", subject=key, api_key=key))])
-        def predict(data: dict):
-            return {"ok": True}
-
+        app = one_route_app(sock, route_class, RateLimit("predict", subject=key, api_key=key))
         answered = iter(replies)
         with FakeSluiced(sock, lambda args: next(answered)) as fake, TestClient(app) as http:
             assert http.post("/p", json={}, headers={"X-API-Key": "k-1"}).status_code == 200
@@ -225,3 +231,85 @@ def test_a_limit_by_api_key_falls_back_to_the_client_address(sock):
         # is limited and no key is sent (the route and the dependency alike).
         assert fake.commands == [["SL.CHECK", "predict", "k-1", "KEY", "k-1"],
                                  ["SL.CHECK", "predict", "testclient"]], route_class
+
+
+# -- subject, tier and API key read in one walk through the fields --------------------------
+
+WALKS = [
+    [],
+    [(b"x-api-key", b"k-1")],
+    [(b"x-api-key", b"")],
+    [(b"x-api-key", b"first"), (b"x-user-tier", b"gold"), (b"x-api-key", b"second")],
+    [(b"x-user-tier", b"")],
+    [(b"host", b"h"), (b"x-user-tier", b"premium"), (b"x-user", b"u-7"),
+     (b"x-user-tier", b"free"), (b"x-user", b"u-8")],
+    [(b"host", b"h"), (b"x-user", b""), (b"x-api-key", b"k-2")],
+]
+
+
+def plain_limiters():
+    key, tier = header("X-API-Key"), header("X-User-Tier")
+    user = header("X-User", default="anon")
+    return [RateLimit("r", subject=key, api_key=key, tier=tier),  # the example's
+            RateLimit("r"),  # the client's address, the default X-API-Key
+            RateLimit("r", subject=user, tier=header("X-User-Tier", default="free"),
+                      api_key=None, cost=3),
+            RateLimit("r", subject=header("X-User"), api_key=key, tier=tier),
+            # The key's own extractor on the subject's field, with a default of its own.
+            RateLimit("r", subject=key, api_key=header("X-API-Key", default="none"))]
+
+
+@pytest.mark.parametrize("fields", WALKS)
+@pytest.mark.parametrize("client", [("10.0.0.9", 5000), None])
+def test_one_walk_reads_what_the_extractors_read(fields, client):
+    for limiter in plain_limiters():
+        request = Request({"type": "http", "method": "POST", "path": "/", "headers": fields,
+                           "client": client})
+        assert limiter._read is not None
+        expected = limiter._normalized(request, limiter._values(request))
+        assert limiter._read(request.scope) == expected, (fields, limiter.subject)
+
+
+def test_only_fields_and_a_constant_cost_are_read_in_one_walk():
+    def own(request):
+        return "someone"
+
+    assert RateLimit("r", subject=own)._read is None
+    assert RateLimit("r", tier=own)._read is None
+    assert RateLimit("r", api_key=own)._read is None
+    assert RateLimit("r", tier=client_ip)._read is None  # the address is the subject's only
+    assert RateLimit("r", cost=json_cost(len))._read is None
+    assert RateLimit("r", cost=lambda request: 2)._read is None
+    # One field as the tier and as the subject or key: left to the extractors themselves.
+    assert RateLimit("r", subject=header("X-A"), tier=header("X-A"))._read is None
+    assert RateLimit("r", api_key=header("X-A"), tier=header("x-a"))._read is None
+    assert RateLimit("r", subject=header("X-User"), api_key=None)._read is not None
+
+
+@pytest.mark.parametrize("fields", [{}, {"X-API-Key": "k-1", "X-User-Tier": "gold"},
+                                    {"X-API-Key": "", "X-User-Tier": ""}])
+def test_the_route_sends_what_the_dependency_sends_for_fields_it_reads(sock, fields):
+    key, tier = header("X-API-Key"), header("X-User-Tier")
+    sent = []
+    for route_class in (APIRoute, SluiceRoute):
+        app = one_route_app(sock, route_class, RateLimit("p", subject=key, api_key=key,
+                                                         tier=tier))
+        with FakeSluiced(sock, lambda args: ALLOWED) as fake, TestClient(app) as http:
+            response = http.post("/p", json={}, headers=fields)
+        assert response.status_code == 200 and "ratelimit" in response.headers
+        sent.append(fake.commands)
+    assert sent[0] == sent[1] and len(sent[0]) == 1
+
+
+def test_a_route_limited_by_fields_does_not_go_through_check_now(sock, monkeypatch):
+    # The route decides such a limit in its own frame (the cheaper path on a busy server);
+    # the general path is for extractors that are not header() and costs from the body.
+    def general(*args, **kwargs):
+        raise AssertionError("the route took the general path")
+
+    monkeypatch.setattr(RateLimit, "_check_now", general)
+    (ok, denied), commands = answers(sock, SluiceRoute, [("/p", {"a": 1}, None)] * 2,
+                                     [ALLOWED, DENIED])
+    assert ok.status_code == 200 and ok.headers["ratelimit"] == '"per_minute";r=9;t=30'
+    assert denied.status_code == 429 and denied.headers["retry-after"] == "13"
+    assert commands == [["SL.CHECK", "predict", "testclient"]] * 2
