@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from fake_sluiced import FakeSluiced
-from sluice import AsyncSluiceClient
+from sluice import AsyncSluiceClient, LocalGrants
 from sluice.fastapi import RateLimit, SluiceRoute, client_ip, header, json_cost
 
 ALLOWED = [1, 10, 9, 30_000, 0, "per_minute", "free", 60_000, [["per_minute", 10, 9, 30_000, 60_000]]]
@@ -313,3 +313,18 @@ def test_a_route_limited_by_fields_does_not_go_through_check_now(sock, monkeypat
     assert ok.status_code == 200 and ok.headers["ratelimit"] == '"per_minute";r=9;t=30'
     assert denied.status_code == 429 and denied.headers["retry-after"] == "13"
     assert commands == [["SL.CHECK", "predict", "testclient"]] * 2
+
+
+def test_a_client_and_a_wait_set_after_the_route_are_used(tmp_path, sock):
+    # The route is built when the app declares it; the limiter's client, resource and wait
+    # are read on every request, as the dependency reads them.
+    limiter = RateLimit("p", subject=header("X-API-Key"))
+    app = one_route_app(str(tmp_path / "nothing.sock"), SluiceRoute, limiter)
+    with FakeSluiced(sock, lambda args: ALLOWED) as fake, TestClient(app) as http:
+        limiter.client = AsyncSluiceClient(sock, grants=LocalGrants())
+        assert http.post("/p", json={}, headers={"X-API-Key": "k"}).status_code == 200
+        limiter.wait = 1.5
+        limiter.resource = "q"
+        assert http.post("/p", json={}, headers={"X-API-Key": "k"}).status_code == 200
+    assert fake.commands[0][:3] == ["SL.CHECK", "p", "k"]
+    assert fake.commands[-1] == ["SL.CHECK", "q", "k", "KEY", "k", "WAIT", "1500"]

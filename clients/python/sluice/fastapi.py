@@ -644,7 +644,7 @@ def _limited_by_one(limiter: "RateLimit",
                     ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     """:func:`_limited` for the usual route, with one limit: what runs on every request."""
     read = limiter._read
-    if read is not None and limiter.wait is None:
+    if read is not None:
         return _limited_by_fields(limiter, handler, read)
 
     async def limited(request: Request) -> Response:
@@ -670,14 +670,14 @@ def _limited_by_fields(limiter: "RateLimit",
     here, in the route's own frame. On a saturated server each frame a request passes
     through costs more than its bytecodes; this one saved 2-3 % of the example's CPU per
     request (docs/benchmarks.md)."""
-    resource, explicit = limiter.resource, limiter.client
-
     async def limited(request: Request) -> Response:
         scope = request.scope
         subject, tier, api_key, cost = read(scope)
-        client = explicit or _client_for(scope.get("app"), None)
-        decision = client._granted((resource, subject, tier, api_key, cost)) \
-            if client._grant_options is not None else None
+        # The limiter's client, resource and wait are read on each request, as _check_now
+        # does: an app may set them after declaring its routes.
+        client = limiter.client or _client_for(scope.get("app"), None)
+        decision = client._granted((limiter.resource, subject, tier, api_key, cost)) \
+            if client._grant_options is not None and limiter.wait is None else None
         if decision is None:  # not admitted by a grant (which counted it): sluiced decides
             decision, cost = await limiter._decide(client, None, subject, tier, api_key, cost)
         last = limiter._last_fields  # the fields of a grant's decision are rendered once
