@@ -301,23 +301,28 @@ def test_the_route_sends_what_the_dependency_sends_for_fields_it_reads(sock, fie
     assert sent[0] == sent[1] and len(sent[0]) == 1
 
 
-def test_a_route_limited_by_fields_does_not_go_through_check_now(sock, monkeypatch):
-    # The route decides such a limit in its own frame (the cheaper path on a busy server);
-    # the general path is for extractors that are not header() and costs from the body.
-    def general(*args, **kwargs):
-        raise AssertionError("the route took the general path")
+def test_a_limit_of_fields_is_read_in_one_walk_not_by_its_extractors(sock):
+    # Subject, tier and key of header() fields are read by the limiter's one walk, made when
+    # the limiter is; the extractors themselves are not called on a request.
+    app = build_app(sock, SluiceRoute)
+    limiter = next(route.dependencies[0].dependency for route in app.routes
+                   if getattr(route, "path", "") == "/p")
 
-    monkeypatch.setattr(RateLimit, "_check_now", general)
-    (ok, denied), commands = answers(sock, SluiceRoute, [("/p", {"a": 1}, None)] * 2,
-                                     [ALLOWED, DENIED])
+    def extractor_called(request):
+        raise AssertionError("the limit read its fields through an extractor")
+
+    limiter.subject = limiter.api_key = extractor_called
+    replies = iter([ALLOWED, DENIED])
+    with FakeSluiced(sock, lambda args: next(replies)) as fake, TestClient(app) as http:
+        ok, denied = http.post("/p", json={"a": 1}), http.post("/p", json={"a": 1})
     assert ok.status_code == 200 and ok.headers["ratelimit"] == '"per_minute";r=9;t=30'
     assert denied.status_code == 429 and denied.headers["retry-after"] == "13"
-    assert commands == [["SL.CHECK", "predict", "testclient"]] * 2
+    assert fake.commands == [["SL.CHECK", "predict", "testclient"]] * 2
 
 
 def test_a_client_and_a_wait_set_after_the_route_are_used(tmp_path, sock):
     # The route is built when the app declares it; the limiter's client, resource and wait
-    # are read on every request, as the dependency reads them.
+    # are read on every request.
     limiter = RateLimit("p", subject=header("X-API-Key"))
     app = one_route_app(str(tmp_path / "nothing.sock"), SluiceRoute, limiter)
     with FakeSluiced(sock, lambda args: ALLOWED) as fake, TestClient(app) as http:

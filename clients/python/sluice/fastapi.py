@@ -643,47 +643,12 @@ def _limited_by_one(limiter: "RateLimit",
                     handler: Callable[[Request], Coroutine[Any, Any, Response]]
                     ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     """:func:`_limited` for the usual route, with one limit: what runs on every request."""
-    read = limiter._read
-    if read is not None:
-        return _limited_by_fields(limiter, handler, read)
-
     async def limited(request: Request) -> Response:
         checked = limiter._check_now(request)
         decision, cost = checked if type(checked) is tuple else await cast(_Checking, checked)
         headers, fields = limiter._fields_for(decision)
         if not decision.allowed:
             limiter._raise_if_denied(decision, headers, cost)  # the app's handlers answer
-        response = await handler(request)
-        if fields:
-            response.raw_headers.extend(fields)
-        return response
-
-    return limited
-
-
-def _limited_by_fields(limiter: "RateLimit",
-                       handler: Callable[[Request], Coroutine[Any, Any, Response]],
-                       read: Callable[[Scope], _Values]
-                       ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-    """:func:`_limited_by_one` for a limit read from the request's fields (header(), the
-    client's address, a constant cost): _check_now and the lookup of the kept fields done
-    here, in the route's own frame. With the one walk, this took the client's bytecodes per
-    request of the example from 480 to 357 (bench/fastapi_opcodes.py)."""
-    async def limited(request: Request) -> Response:
-        scope = request.scope
-        subject, tier, api_key, cost = read(scope)
-        # The limiter's client, resource and wait are read on each request, as _check_now
-        # does: an app may set them after declaring its routes.
-        client = limiter.client or _client_for(scope.get("app"), None)
-        decision = client._granted((limiter.resource, subject, tier, api_key, cost)) \
-            if client._grant_options is not None and limiter.wait is None else None
-        if decision is None:  # not admitted by a grant (which counted it): sluiced decides
-            decision, cost = await limiter._decide(client, None, subject, tier, api_key, cost)
-        last = limiter._last_fields  # the fields of a grant's decision are rendered once
-        fields = last[2] if last is not None and last[0] is decision else \
-            limiter._fields_for(decision)[1]
-        if not decision.allowed:
-            limiter._raise_if_denied(decision, limiter.headers_for(decision), cost)
         response = await handler(request)
         if fields:
             response.raw_headers.extend(fields)
