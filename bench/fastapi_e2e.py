@@ -149,8 +149,6 @@ app = example.app
 # With FIELDS = False, no RateLimit fields either: what is left is the route class and its
 # wrapper. The limiter's own methods are replaced, for this measurement only.
 KEPT_DECISION_MODULE = """\
-from starlette.routing import request_response
-
 import app as example
 
 FIELDS = {fields}
@@ -171,10 +169,6 @@ for route in example.app.router.routes:
     limiter._check_now = kept_check
     if not FIELDS:
         limiter._fields_for = lambda decision: ({{}}, [])
-    # The route reads a limit of header() fields in its own frame, without _check_now: it
-    # is built again on the general path, which calls the kept check.
-    limiter._read = None
-    route.app = request_response(route.get_route_handler())
 app = example.app
 """
 
@@ -293,16 +287,14 @@ def perf_counts(perf: subprocess.Popen) -> dict[str, float]:
     return counts
 
 
-# --perf-record: where each run's samples of the app's processes go, and how often they are
-# taken (the kernel's cpu-clock: a timer, which needs no hardware counter).
+# --perf-record: how often the app's processes are sampled (the kernel's cpu-clock: a timer,
+# which needs no hardware counter).
 RECORD_HZ = 2000
-RECORD_APPS: dict[int, str] = {}  # port -> app name, for the file names
 
 
-def record_path(directory: Path, port: int) -> Path:
-    """The next file of the app on ``port`` in ``directory``: APP-NN.data."""
+def record_path(directory: Path, name: str) -> Path:
+    """The next file of app ``name`` in ``directory``: APP-NN.data."""
     directory.mkdir(parents=True, exist_ok=True)
-    name = RECORD_APPS.get(port, str(port))
     n = len(list(directory.glob(f"{name}-*.data")))
     return directory / f"{name}-{n:02d}.data"
 
@@ -327,34 +319,32 @@ def profile_report(directory: Path, top: int = 25) -> None:
                 continue
             counted[(fields[2].strip(), fields[3].strip())] += int(fields[1])
 
-    def us(app: str, keep=lambda key: True) -> float:
-        return sum(n for key, n in samples[app].items() if keep(key)) \
-            / RECORD_HZ / requests[app] * 1e6
-
     apps = list(samples)
+    # Samples -> µs of CPU per request: by function, and summed by binary.
+    per_request = {app: {key: n / RECORD_HZ / requests[app] * 1e6
+                         for key, n in samples[app].items()} for app in apps}
+    by_binary = {app: collections.Counter() for app in apps}
+    for app in apps:
+        for (dso, _), us in per_request[app].items():
+            by_binary[app][dso] += us
     print(f"\nperf record (cpu-clock, {RECORD_HZ} Hz), µs of CPU per request, all rounds pooled:")
     print(f"{'':<44}" + "".join(f"{app:>15}" for app in apps))
-    print(f"{'all':<44}" + "".join(f"{us(app):15.1f}" for app in apps))
-    binaries = collections.Counter()
-    for app in apps:
-        for (dso, _), n in samples[app].items():
-            binaries[dso] += n
-    for dso, _ in binaries.most_common(6):
-        print(f"  {dso[:42]:<42}" + "".join(
-            f"{us(app, lambda key: key[0] == dso):15.1f}" for app in apps))
+    print(f"{'all':<44}" + "".join(f"{sum(by_binary[app].values()):15.1f}" for app in apps))
+    for dso, _ in sum(by_binary.values(), collections.Counter()).most_common(6):
+        print(f"  {dso[:42]:<42}" + "".join(f"{by_binary[app][dso]:15.1f}" for app in apps))
     others = [app for app in apps if app != "baseline"]
     if "baseline" not in samples or not others:
         return
-    symbols = set().union(*(samples[app] for app in apps))
+    base = per_request["baseline"]
+    symbols = set().union(*(per_request[app] for app in apps))
     widest = sorted(symbols, key=lambda key: -max(
-        abs(us(app, lambda k: k == key) - us("baseline", lambda k: k == key))
-        for app in others))[:top]
+        abs(per_request[app].get(key, 0.0) - base.get(key, 0.0)) for app in others))[:top]
     print(f"the {top} functions whose share differs most from the baseline's:")
     for key in widest:
         dso = key[0] if key[0].startswith("[") else key[0].split(".")[0]
         name = f"{dso} {key[1]}"
         print(f"  {name[:42]:<42}" + "".join(
-            f"{us(app, lambda k: k == key):15.2f}" for app in apps))
+            f"{per_request[app].get(key, 0.0):15.2f}" for app in apps))
 
 
 def worker_pids(procs: list[subprocess.Popen]) -> list[int]:
@@ -566,7 +556,7 @@ class WrkRun:
     the workers halfway through (several runs may go at the same time: --together)."""
 
     def __init__(self, port: int, args, script: Path, procs: list[subprocess.Popen] = (),
-                 sluiced: subprocess.Popen | None = None) -> None:
+                 sluiced: subprocess.Popen | None = None, name: str = "app") -> None:
         self.port, self.args, self.procs, self.sluiced = port, args, procs, sluiced
         self.pids = worker_pids(list(procs))
         self.app_before = cpu_seconds(self.pids)
@@ -578,7 +568,7 @@ class WrkRun:
             stderr=subprocess.PIPE, text=True) if procs and args.perf_stat else None
         self.record: subprocess.Popen | None = None
         if procs and args.perf_record:
-            self.record_to = record_path(args.perf_record, port)
+            self.record_to = record_path(args.perf_record, name)
             self.record = subprocess.Popen(
                 ["perf", "record", "--quiet", "-e", "cpu-clock", "-F", str(RECORD_HZ),
                  "-o", str(self.record_to), "-p", ",".join(map(str, self.pids))],
@@ -621,9 +611,9 @@ class WrkRun:
 
 
 def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
-            sluiced: subprocess.Popen | None = None) -> dict:
+            sluiced: subprocess.Popen | None = None, name: str = "app") -> dict:
     """One wrk run on its own (:class:`WrkRun`)."""
-    run = WrkRun(port, args, script, procs, sluiced)
+    run = WrkRun(port, args, script, procs, sluiced, name)
     if procs:
         time.sleep(args.seconds / 2)
         run.look_at_connections()
@@ -773,7 +763,7 @@ def main() -> int:
                              "slow spells alike (workers are started afresh every round)")
     parser.add_argument("--apps", type=lambda text: text.split(","), metavar="NAME,...",
                         help="run only these of the apps the other options name (baseline "
-                             "always), e.g. --split --apps baseline,sluice,kept")
+                             "and sluice always), e.g. --split --apps baseline,sluice,kept")
     parser.add_argument("--perf-record", metavar="DIR", type=Path,
                         help="also sample the app's processes with perf record (cpu-clock, "
                              f"{RECORD_HZ} Hz) during each run, into DIR/APP-NN.data")
@@ -803,10 +793,9 @@ def main() -> int:
     if args.split:
         apps += [("kept", "kept_app:app", work), ("kept-bare", "kept_bare_app:app", work)]
     if args.apps:
-        unknown = set(args.apps) - {name for name, _, _ in apps} - {"sluice-other"}
-        if unknown or "baseline" not in args.apps:
-            raise SystemExit(f"--apps: baseline and some of {', '.join(n for n, _, _ in apps)}"
-                             f" (with the options that add them); not {', '.join(unknown)}")
+        if not {"baseline", "sluice"} <= set(args.apps) <= {name for name, _, _ in apps}:
+            raise SystemExit(f"--apps {','.join(args.apps)}: name baseline, sluice and any of "
+                             f"{', '.join(n for n, _, _ in apps)} (the options given add these)")
         apps = [app for app in apps if app[0] in args.apps]
     envs = {name: env for name, _, _ in apps}
     if args.other:
@@ -817,7 +806,6 @@ def main() -> int:
         envs["sluice-other"] = app_env(sock, other)
     modules = {name: (module, app_dir) for name, module, app_dir in apps}
     ports = {name: free_port() for name, _, _ in apps}
-    RECORD_APPS.update({port: name for name, port in ports.items()})
     servers: dict[str, Servers] = {}
     daemon: subprocess.Popen | None = None
     load_before = os.getloadavg()[0]
@@ -850,7 +838,7 @@ def main() -> int:
                     start(name)
                 runs = {name: WrkRun(ports[name], args, work / "post.lua",
                                      servers[name].procs,
-                                     None if name.startswith("baseline") else daemon)
+                                     None if name.startswith("baseline") else daemon, name)
                         for name in order}
                 time.sleep(args.seconds / 2)
                 for run in runs.values():
@@ -864,7 +852,7 @@ def main() -> int:
                     if args.servers == "fresh":
                         start(name)
                     measured[name] = run_wrk(ports[name], args, work / "post.lua",
-                                             servers[name].procs, daemon)
+                                             servers[name].procs, daemon, name)
                     if args.servers == "fresh":
                         servers.pop(name).stop()
             for name, result in measured.items():

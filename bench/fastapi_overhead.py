@@ -210,9 +210,8 @@ app.include_router(routed_router)
 
 
 class _TimedCheck:
-    """The work of SluiceRoute's hot path for one request (the limiter reads the fields, a
-    grant admits the request, its fields go onto the response; the route does the same in
-    its own frame), timed per call by this thread's CPU time. A check that had to await (a grant being
+    """SluiceRoute's hot path for one request (the check, its fields onto the response),
+    timed per call by this thread's CPU time. A check that had to await (a grant being
     taken: its time would include other requests') counts as the slowest call."""
 
     samples: list = []
