@@ -10,9 +10,14 @@ function of the server's event-loop thread executes for a fixed number of reques
 run to run within a few opcodes, so a difference of 1 % is visible.
 
     /usr/bin/python3 bench/fastapi_opcodes.py [--build-dir build] [--requests 1000] [--top 15]
+                                              [--http h11|httptools]
 
 It prints the bytecodes per request of each app, the difference by package (the sluice
-client, the example's extractors, h11, asyncio, ...) and the functions that differ most. The
+client, the example's extractors, h11, asyncio, ...) and the functions that differ most. Two
+more apps split the difference, as the e2e bench's --split does in time: the example with
+/predict's first decision kept (the route and its RateLimit fields, no check) and the same
+without the fields (the route class and its wrapper alone). --http httptools counts under
+uvicorn's C parser instead of h11, which writes a response's fields in its own Python. The
 endpoint itself runs in a worker thread, which is not counted; it is the same in both apps.
 Bytecodes are not time (a C call is one bytecode), but Python code like this is mostly
 bytecodes: the ratio of the totals is close to the ratio of CPU per request the e2e bench
@@ -50,7 +55,7 @@ def package(key: str) -> str:
     return "other"
 
 
-def serve(module: str, app_dir: str, port: int, out: str) -> None:
+def serve(module: str, app_dir: str, port: int, out: str, http: str) -> None:
     """The server process: uvicorn on ``port``; SIGUSR1 starts counting (and creates
     ``out``.on once it does), SIGUSR2 writes the counts (function -> bytecodes) to ``out`` as
     JSON, whole: written aside, then renamed."""
@@ -83,8 +88,9 @@ def serve(module: str, app_dir: str, port: int, out: str) -> None:
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
-    # h11 and asyncio named: uvicorn's "auto" would take httptools and uvloop when installed
-    uvicorn.run(module, port=port, log_level="warning", access_log=False, http="h11",
+    # The parser and asyncio named: uvicorn's "auto" would take httptools and uvloop when
+    # installed (uvloop's loop is C: its bytecodes would not be counted)
+    uvicorn.run(module, port=port, log_level="warning", access_log=False, http=http,
                 loop="asyncio")
 
 
@@ -107,7 +113,8 @@ def count_app(name: str, module: str, app_dir: Path, args, env: dict, work: Path
     port = e2e.free_port()
     out = work / f"{name}.json"
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", module, str(app_dir), str(port), str(out)],
+        [sys.executable, __file__, "--serve", module, str(app_dir), str(port), str(out),
+         args.http],
         env=env, cwd=work)
     try:
         e2e.wait_until(lambda: e2e.post_predict(port)[0] == 200, 60, f"uvicorn ({name})")
@@ -124,31 +131,43 @@ def count_app(name: str, module: str, app_dir: Path, args, env: dict, work: Path
 
 
 def main() -> int:
-    if len(sys.argv) == 6 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    if len(sys.argv) == 7 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build-dir", default=os.environ.get("SLUICE_BUILD_DIR",
                                                               e2e.REPO / "build"))
     parser.add_argument("--requests", type=int, default=1000, help="requests counted per app")
     parser.add_argument("--top", type=int, default=15, help="functions listed")
+    parser.add_argument("--http", choices=("h11", "httptools"), default="h11",
+                        help="uvicorn's HTTP parser (h11 by default, as the e2e bench)")
     args = parser.parse_args()
     sluiced, work, sock, env = e2e.workspace(args.build_dir, "sluice-opcodes-")
+    (work / "kept_app.py").write_text(e2e.KEPT_DECISION_MODULE.format(fields=True))
+    (work / "kept_bare_app.py").write_text(e2e.KEPT_DECISION_MODULE.format(fields=False))
     daemon = e2e.start_sluiced(sluiced, work, sock)
     try:
         base = count_app("baseline", "baseline_app:app", work, args, env, work)
         limited = count_app("sluice", "app:app", e2e.EXAMPLE, args, env, work)
+        kept = count_app("kept", "kept_app:app", work, args, env, work)
+        bare = count_app("kept-bare", "kept_bare_app:app", work, args, env, work)
     finally:
         e2e.stop_process(daemon)
         shutil.rmtree(work, ignore_errors=True)
 
     n = args.requests
     total_base, total_limited = sum(base.values()) / n, sum(limited.values()) / n
-    print(f"POST /predict, {n} requests on one connection, bytecodes per request executed by "
-          "the server's event-loop thread")
-    print(f"without a limiter      {total_base:9.0f}")
-    print(f"with sluice (example)  {total_limited:9.0f}   {total_limited / total_base:.3f}x, "
-          f"{total_limited - total_base:+.0f}")
+    print(f"POST /predict, {n} requests on one connection, --http {args.http}, bytecodes per "
+          "request executed by the server's event-loop thread")
+    print(f"without a limiter                   {total_base:9.0f}")
+    for name, counts in (("with sluice (example)", limited),
+                         ("... decision kept, no check", kept),
+                         ("... kept, no fields either", bare)):
+        total = sum(counts.values()) / n
+        print(f"{name:<34}{total:10.0f}   {total / total_base:.3f}x, {total - total_base:+.0f}")
+    total_kept, total_bare = sum(kept.values()) / n, sum(bare.values()) / n
+    print(f"so: the route class and wrapper {total_bare - total_base:+.0f}, the fields "
+          f"{total_kept - total_bare:+.0f}, the check {total_limited - total_kept:+.0f}")
     diff = {key: limited.get(key, 0) - base.get(key, 0) for key in set(base) | set(limited)}
     by_package: collections.Counter[str] = collections.Counter()
     for key, added in diff.items():
