@@ -7,7 +7,9 @@ as shipped, and the same app with its limiter dependencies taken off the routes 
 same code, same routes, same request validation, no sluice). wrk then drives POST /predict
 on each in turn, each app first, second, ... equally often, and the median of the rounds is
 reported with the ratio sluice / baseline, and what each request cost in CPU: the app's
-workers, sluiced and wrk, read from /proc before and after each run.
+workers, sluiced and wrk, read from /proc before and after each run. When apps run one after
+another (not --together), each limited app's run also reads how many decisions sluiced made
+per request (SL.STATS on its admin socket): with local grants, one grant admits many.
 
     /usr/bin/python3 bench/fastapi_e2e.py [--build-dir build] [--rounds 5] [--seconds 8]
                                           [--workers 4] [--connections 64] [--accept shared]
@@ -78,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
 import os
 import random
@@ -237,6 +240,25 @@ def sluiced_answers(sock: Path) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def sluiced_decisions(admin: Path) -> int:
+    """How many decisions sluiced has made since it started (SL.STATS's latency count, over
+    its admin socket): a grant counts once, however many requests it admits."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(admin))
+        s.sendall(b"*2\r\n$8\r\nSL.STATS\r\n$1\r\n1\r\n")
+        reply = b""
+        while b"\r\n" not in reply or len(reply) < reply.index(b"\r\n") + 2 + int(
+                reply[1:reply.index(b"\r\n")]):
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                raise SystemExit("sluiced closed its admin socket during SL.STATS")
+            reply += chunk
+    if not reply.startswith(b"$"):
+        raise SystemExit(f"SL.STATS answered {reply[:80]!r}")
+    return int(json.loads(reply[reply.index(b"\r\n") + 2:])["latency"]["count"])
 
 
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
@@ -553,11 +575,16 @@ def start_sluiced(sluiced: Path, work: Path, sock: Path) -> subprocess.Popen:
 class WrkRun:
     """One wrk run on an app, started at once and finished by :meth:`result`; with ``procs``
     also the CPU per request of the app and sluiced, and the spread of the connections over
-    the workers halfway through (several runs may go at the same time: --together)."""
+    the workers halfway through (several runs may go at the same time: --together). With
+    ``admin`` (sluiced's admin socket; only when this run is sluiced's one caller) also
+    sluiced's decisions per request."""
 
     def __init__(self, port: int, args, script: Path, procs: list[subprocess.Popen] = (),
-                 sluiced: subprocess.Popen | None = None, name: str = "app") -> None:
+                 sluiced: subprocess.Popen | None = None, name: str = "app",
+                 admin: Path | None = None) -> None:
         self.port, self.args, self.procs, self.sluiced = port, args, procs, sluiced
+        self.admin = admin
+        self.decisions_before = sluiced_decisions(admin) if admin else 0
         self.pids = worker_pids(list(procs))
         self.app_before = cpu_seconds(self.pids)
         self.system_before = cpu_seconds(self.pids, system_only=True)
@@ -602,6 +629,9 @@ class WrkRun:
                 if self.sluiced else 0.0)
             result["system_us"] = (cpu_seconds(self.pids, system_only=True)
                                    - self.system_before) / requests * 1e6
+            if self.admin:
+                result["decisions"] = (sluiced_decisions(self.admin)
+                                       - self.decisions_before) / requests
             for event, count in counted.items():
                 result[event] = count / requests
             if self.record is not None:
@@ -611,9 +641,10 @@ class WrkRun:
 
 
 def run_wrk(port: int, args, script: Path, procs: list[subprocess.Popen] = (),
-            sluiced: subprocess.Popen | None = None, name: str = "app") -> dict:
+            sluiced: subprocess.Popen | None = None, name: str = "app",
+            admin: Path | None = None) -> dict:
     """One wrk run on its own (:class:`WrkRun`)."""
-    run = WrkRun(port, args, script, procs, sluiced, name)
+    run = WrkRun(port, args, script, procs, sluiced, name, admin)
     if procs:
         time.sleep(args.seconds / 2)
         run.look_at_connections()
@@ -647,6 +678,11 @@ def report(results: dict[str, list[dict]]) -> int:
         print(f"{labels[name]:<28}{median(name, 'rps'):>10.0f}" + "".join(
             f"{median(name, key) / 1000:>10.2f}" for key in ("p50", "p90", "p99"))
             + f"{median(name, 'app_us'):>12.0f}{median(name, 'sluiced_us'):>16.1f}")
+    for name, rs in results.items():
+        if rs and all("decisions" in r for r in rs):  # not --together, not --from-log
+            per_request = statistics.median(r["decisions"] for r in rs)
+            print(f"{labels[name]}: sluiced decisions per request {per_request:.4f}"
+                  + (f" (one per {1 / per_request:.0f} requests)" if per_request else ""))
     if all(PERF_EVENTS[0] in r for rs in results.values() for r in rs):  # --perf-stat
         for name in results:
             print(f"{labels[name]}, per request: system CPU {median(name, 'system_us'):.0f} µs, "
@@ -713,6 +749,8 @@ def print_round(i: int, name: str, result: dict, args) -> None:
           f"sluiced {result['sluiced_us']:4.1f} µs  "
           f"connections per worker {result['spread']}"
           + (f"  non-2xx {result['non2xx']}" if result["non2xx"] else "")
+          + (f"  sluiced decisions per request {result['decisions']:.4f}"
+             if "decisions" in result else "")
           + ("  per request: system CPU {:.0f} µs, context switches {:.2f}, page "
              "faults {:.3f}".format(result["system_us"],
                                     *(result[e] for e in PERF_EVENTS))
@@ -851,8 +889,10 @@ def main() -> int:
                 for name in order:
                     if args.servers == "fresh":
                         start(name)
-                    measured[name] = run_wrk(ports[name], args, work / "post.lua",
-                                             servers[name].procs, daemon, name)
+                    # alone, the app is sluiced's one caller: its decisions are the app's
+                    measured[name] = run_wrk(
+                        ports[name], args, work / "post.lua", servers[name].procs, daemon,
+                        name, None if name.startswith("baseline") else work / "admin.sock")
                     if args.servers == "fresh":
                         servers.pop(name).stop()
             for name, result in measured.items():
