@@ -7,7 +7,8 @@ bench's baseline (the same app without the limiter), each under uvicorn in a pro
 own, sends POST /predict over one keep-alive connection, and counts the bytecodes each
 function of the server's event-loop thread executes for a fixed number of requests
 (sys.settrace with opcode events, switched on after a warm-up). The counts are the same from
-run to run within a few opcodes, so a difference of 1 % is visible.
+run to run within a few opcodes under h11, so a difference of 1 % is visible (under httptools
+the event loop's share moves by about 100 bytecodes a request).
 
     /usr/bin/python3 bench/fastapi_opcodes.py [--build-dir build] [--requests 1000] [--top 15]
                                               [--http h11|httptools]
