@@ -83,7 +83,11 @@ CostSpec = Union[int, Callable[[Request], MaybeAwaitable]]
 def client_ip(request: Request) -> str:
     """The peer address as the ASGI server saw it (behind a proxy, configure the server's
     forwarded-allow-ips so this is the real client)."""
-    client = request.scope.get("client")  # read from the scope: no Address built per request
+    return _address(request.scope)
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")  # read from the scope: no Address built per request
     return str(client[0]) if client else "unknown"
 
 
@@ -167,10 +171,7 @@ def _field_reader(subject: Extractor, tier: Optional[Extractor], api_key: Option
         subject = subject_default if raw_subject is None else raw_subject.decode("latin-1")
         tier = tier_default if raw_tier is None else raw_tier.decode("latin-1")
         key = key_default if raw_key is None else raw_key.decode("latin-1")
-        if not subject:
-            client = scope.get("client")
-            subject = str(client[0]) if client else "unknown"
-        return subject, tier or None, key or None, constant
+        return subject or _address(scope), tier or None, key or None, constant
 
     return read
 
