@@ -98,6 +98,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "fastapi-ml-api"
+sys.path.insert(0, str(REPO / "clients" / "python"))
+from sluice import SluiceClient  # noqa: E402 - this checkout's client, for SL.STATS
 
 # The example's policy, reduced to what POST /predict asks about, with a limit nothing reaches.
 POLICY = """\
@@ -245,20 +247,8 @@ def sluiced_answers(sock: Path) -> bool:
 def sluiced_decisions(admin: Path) -> int:
     """How many decisions sluiced has made since it started (SL.STATS's latency count, over
     its admin socket): a grant counts once, however many requests it admits."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(admin))
-        s.sendall(b"*2\r\n$8\r\nSL.STATS\r\n$1\r\n1\r\n")
-        reply = b""
-        while b"\r\n" not in reply or len(reply) < reply.index(b"\r\n") + 2 + int(
-                reply[1:reply.index(b"\r\n")]):
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                raise SystemExit("sluiced closed its admin socket during SL.STATS")
-            reply += chunk
-    if not reply.startswith(b"$"):
-        raise SystemExit(f"SL.STATS answered {reply[:80]!r}")
-    return int(json.loads(reply[reply.index(b"\r\n") + 2:])["latency"]["count"])
+    with SluiceClient(str(admin), timeout=5) as client:
+        return int(json.loads(client.execute("SL.STATS", "1"))["latency"]["count"])
 
 
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
