@@ -9,7 +9,7 @@ is the granted path. Timed in this process, per call, in two ways taking turns r
 
 * warm: calls back to back, the code and objects in the caches (what a microbenchmark sees);
 * cold: before each call, ``--flush-mib`` MiB are written (every 64-byte line), more than a
-  core's own caches hold (on the project's machine 48 KiB of L1 data and 4 MiB of L2 per
+  core's own caches hold (on the project's machine 48 KiB of L1 data and 2 MiB of L2 per
   core; its L3 is shared and larger), as what a request runs besides the check (HTTP parsing,
   FastAPI, pydantic, and the other workers on the same core) evicts them on a busy server; a
   fresh scope is built for each call (an ASGI server builds it just before the route runs,
