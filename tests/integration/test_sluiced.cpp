@@ -21,7 +21,9 @@ namespace {
 
 using resp::Value;
 
-// Long windows (1d) keep the counting tests clear of window boundaries.
+// Long windows (1d), and for the one-minute limit a sliding window (a log, whose edge moves
+// with each request), keep the counting tests clear of window boundaries: a fixed minute
+// turning between two checks of a test would reset the count it reads.
 constexpr const char* kPolicy = R"(version: 1
 default_tier: free
 unknown_resource: deny
@@ -33,7 +35,7 @@ api_keys:
 resources:
   predict:
     limits:
-      - {name: per_minute, algorithm: fixed_window, limit: 10, window: 1m}
+      - {name: per_minute, algorithm: sliding_window, limit: 10, window: 1m}
   heavy:
     limits:
       - {name: per_day, algorithm: fixed_window, limit: 10, window: 1d}
